@@ -1,0 +1,6 @@
+//! `netboot`: not yet implemented (see the project's open issues).
+
+fn main() {
+    eprintln!("netboot: not yet implemented");
+    std::process::exit(2);
+}
