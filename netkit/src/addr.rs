@@ -1,0 +1,114 @@
+//! Interface addresses (`ip addr`).
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+
+use crate::error::{Error, Result};
+use crate::link::CREATE_EXCL;
+use crate::socket::{Netlink, Request};
+
+/// An address on an interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Addr {
+    pub index: u32,
+    /// Address with its prefix length, e.g. 10.244.3.1/24.
+    pub addr: IpNet,
+}
+
+pub(crate) fn family_of(ip: &IpAddr) -> AddressFamily {
+    match ip {
+        IpAddr::V4(_) => AddressFamily::Inet,
+        IpAddr::V6(_) => AddressFamily::Inet6,
+    }
+}
+
+fn addr_msg(index: u32, addr: IpNet) -> AddressMessage {
+    let mut msg = AddressMessage::default();
+    msg.header.family = family_of(&addr.addr());
+    msg.header.prefix_len = addr.prefix_len();
+    msg.header.index = index;
+    msg.attributes.push(AddressAttribute::Local(addr.addr()));
+    msg.attributes.push(AddressAttribute::Address(addr.addr()));
+    msg
+}
+
+impl Netlink {
+    /// `ip addr show [dev IDX]`: addresses of one link, or of all links.
+    pub fn addrs(&mut self, index: Option<u32>) -> Result<Vec<Addr>> {
+        let what = match index {
+            Some(i) => format!("list addresses of link #{i}"),
+            None => "list addresses".to_string(),
+        };
+        let replies = self.dump(
+            RouteNetlinkMessage::GetAddress(AddressMessage::default()),
+            &what,
+        )?;
+        let mut out = Vec::new();
+        for r in replies {
+            let RouteNetlinkMessage::NewAddress(m) = r else {
+                continue;
+            };
+            if index.is_some_and(|i| i != m.header.index) {
+                continue;
+            }
+            // IFA_LOCAL is the interface's own address; IFA_ADDRESS is the
+            // peer's on point-to-point links, so prefer LOCAL.
+            let ip = m
+                .attributes
+                .iter()
+                .find_map(|a| match a {
+                    AddressAttribute::Local(ip) => Some(*ip),
+                    _ => None,
+                })
+                .or_else(|| {
+                    m.attributes.iter().find_map(|a| match a {
+                        AddressAttribute::Address(ip) => Some(*ip),
+                        _ => None,
+                    })
+                });
+            if let Some(ip) = ip {
+                let addr = IpNet::new(ip, m.header.prefix_len)
+                    .map_err(|e| Error::invalid(&what, e.to_string()))?;
+                out.push(Addr {
+                    index: m.header.index,
+                    addr,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// `ip addr add ADDR/LEN [brd +] dev IDX`.
+    ///
+    /// IPv4 prefixes shorter than /31 also get the broadcast address, as Go's
+    /// `netlink.AddrAdd` (used by the reference bridge plugin) sets it.
+    /// An address already present gives an error with `is_exists()`.
+    pub fn add_addr(&mut self, index: u32, addr: IpNet) -> Result<()> {
+        let mut msg = addr_msg(index, addr);
+        if let IpNet::V4(v4) = addr {
+            if v4.prefix_len() < 31 {
+                msg.attributes
+                    .push(AddressAttribute::Broadcast(v4.broadcast()));
+            }
+        }
+        let op = format!("add address {addr} to link #{index}");
+        self.exec(Request::new(
+            RouteNetlinkMessage::NewAddress(msg),
+            CREATE_EXCL,
+            op,
+        ))
+    }
+
+    /// `ip addr del ADDR/LEN dev IDX`. Idempotent: a missing address is success.
+    pub fn del_addr(&mut self, index: u32, addr: IpNet) -> Result<()> {
+        let msg = addr_msg(index, addr);
+        let op = format!("delete address {addr} from link #{index}");
+        match self.exec(Request::new(RouteNetlinkMessage::DelAddress(msg), 0, op)) {
+            Err(e) if e.is_not_found() => Ok(()),
+            other => other,
+        }
+    }
+}

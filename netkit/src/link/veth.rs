@@ -1,0 +1,58 @@
+//! veth pairs.
+
+use std::os::fd::AsRawFd;
+
+use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkMessage};
+use netlink_packet_route::RouteNetlinkMessage;
+
+use super::{new_link_request, CREATE_EXCL};
+use crate::error::Result;
+use crate::netns::Netns;
+use crate::socket::{Netlink, Request};
+
+impl Netlink {
+    /// `ip link add HOST [mtu M] type veth peer name PEER [address MAC] [mtu M] netns NS`
+    ///
+    /// `host` is created in this socket's namespace; `peer` is created
+    /// directly inside `peer_ns` through `IFLA_NET_NS_FD` in the peer's
+    /// `VETH_INFO_PEER` message, so it never appears in the host namespace
+    /// (no create-then-move race, no name clash with host interfaces such as
+    /// `eth0`). Both ends get `mtu`; both are left down.
+    ///
+    /// Either name existing gives an error with `is_exists()`.
+    pub fn add_veth(
+        &mut self,
+        host: &str,
+        peer: &str,
+        peer_ns: &Netns,
+        mtu: Option<u32>,
+        peer_mac: Option<[u8; 6]>,
+    ) -> Result<()> {
+        let mut peer_msg = LinkMessage::default();
+        peer_msg
+            .attributes
+            .push(LinkAttribute::IfName(peer.to_string()));
+        peer_msg
+            .attributes
+            .push(LinkAttribute::NetNsFd(peer_ns.fd().as_raw_fd()));
+        if let Some(mtu) = mtu {
+            peer_msg.attributes.push(LinkAttribute::Mtu(mtu));
+        }
+        if let Some(mac) = peer_mac {
+            peer_msg
+                .attributes
+                .push(LinkAttribute::Address(mac.to_vec()));
+        }
+        let data = InfoData::Veth(InfoVeth::Peer(peer_msg));
+        let msg = new_link_request(host, InfoKind::Veth, Some(data), mtu, None);
+        let req = Request::new(
+            RouteNetlinkMessage::NewLink(msg),
+            CREATE_EXCL,
+            format!("create veth {host}"),
+        )
+        .ctx(format!("peer {peer} in {}", peer_ns.label()));
+        // The fd inside the message must stay open until the kernel has
+        // read it: `peer_ns` is borrowed for the whole call.
+        self.exec(req)
+    }
+}

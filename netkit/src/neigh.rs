@@ -1,0 +1,189 @@
+//! Neighbour entries: ARP/NDP (`ip neigh`) and bridge/VXLAN forwarding
+//! database (`bridge fdb`). flannel's vxlan backend needs both per remote
+//! node: an ARP entry for the remote subnet's .0 -> VTEP MAC on flannel.1,
+//! and an FDB entry VTEP MAC -> remote public IP.
+
+use std::net::IpAddr;
+
+use netlink_packet_core::{NLM_F_APPEND, NLM_F_CREATE, NLM_F_REPLACE};
+use netlink_packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
+};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+
+use crate::addr::family_of;
+use crate::error::Result;
+use crate::socket::{Netlink, Request};
+
+/// A neighbour or FDB entry read back from the kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Neigh {
+    pub index: u32,
+    /// Protocol address (ARP/NDP) or remote VTEP IP (FDB `dst`).
+    pub ip: Option<IpAddr>,
+    pub mac: Option<[u8; 6]>,
+    pub permanent: bool,
+}
+
+fn neigh_addr(ip: IpAddr) -> NeighbourAddress {
+    match ip {
+        IpAddr::V4(a) => NeighbourAddress::Inet(a),
+        IpAddr::V6(a) => NeighbourAddress::Inet6(a),
+    }
+}
+
+fn arp_msg(index: u32, ip: IpAddr) -> NeighbourMessage {
+    let mut msg = NeighbourMessage::default();
+    msg.header.family = family_of(&ip);
+    msg.header.ifindex = index;
+    msg.header.state = NeighbourState::Permanent;
+    msg.attributes
+        .push(NeighbourAttribute::Destination(neigh_addr(ip)));
+    msg
+}
+
+fn fdb_msg(index: u32, mac: [u8; 6], dst: Option<IpAddr>) -> NeighbourMessage {
+    let mut msg = NeighbourMessage::default();
+    msg.header.family = AddressFamily::Bridge;
+    msg.header.ifindex = index;
+    msg.header.state = NeighbourState::Permanent;
+    // NTF_SELF: program the device's own table (the vxlan FDB), not the
+    // FDB of a bridge it may be enslaved to.
+    msg.header.flags = NeighbourFlags::Own;
+    msg.attributes
+        .push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+    if let Some(dst) = dst {
+        msg.attributes
+            .push(NeighbourAttribute::Destination(neigh_addr(dst)));
+    }
+    msg
+}
+
+fn from_msg(m: &NeighbourMessage) -> Neigh {
+    let mut n = Neigh {
+        index: m.header.ifindex,
+        ip: None,
+        mac: None,
+        permanent: m.header.state == NeighbourState::Permanent,
+    };
+    for a in &m.attributes {
+        match a {
+            NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => {
+                n.ip = Some((*ip).into())
+            }
+            NeighbourAttribute::Destination(NeighbourAddress::Inet6(ip)) => {
+                n.ip = Some((*ip).into())
+            }
+            NeighbourAttribute::LinkLayerAddress(l) => {
+                n.mac = <[u8; 6]>::try_from(l.as_slice()).ok()
+            }
+            _ => {}
+        }
+    }
+    n
+}
+
+fn ignore_missing(r: Result<()>) -> Result<()> {
+    match r {
+        Err(e) if e.is_not_found() => Ok(()),
+        other => other,
+    }
+}
+
+impl Netlink {
+    /// `ip neigh replace IP lladdr MAC dev IDX nud permanent`.
+    /// Idempotent (replace semantics).
+    pub fn add_neigh(&mut self, index: u32, ip: IpAddr, mac: [u8; 6]) -> Result<()> {
+        let mut msg = arp_msg(index, ip);
+        msg.attributes
+            .push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+        let op = format!(
+            "replace neighbour {ip} lladdr {} dev #{index}",
+            crate::fmt_mac(&mac)
+        );
+        let flags = NLM_F_CREATE | NLM_F_REPLACE;
+        self.exec(Request::new(
+            RouteNetlinkMessage::NewNeighbour(msg),
+            flags,
+            op,
+        ))
+    }
+
+    /// `ip neigh del IP dev IDX`. Idempotent: a missing entry is success.
+    pub fn del_neigh(&mut self, index: u32, ip: IpAddr) -> Result<()> {
+        let msg = arp_msg(index, ip);
+        let op = format!("delete neighbour {ip} dev #{index}");
+        ignore_missing(self.exec(Request::new(RouteNetlinkMessage::DelNeighbour(msg), 0, op)))
+    }
+
+    /// `ip neigh show dev IDX` for one address family (ARP or NDP).
+    pub fn neighs(&mut self, index: u32, v6: bool) -> Result<Vec<Neigh>> {
+        let mut msg = NeighbourMessage::default();
+        msg.header.family = if v6 {
+            AddressFamily::Inet6
+        } else {
+            AddressFamily::Inet
+        };
+        self.neigh_dump(msg, index, "list neighbours")
+    }
+
+    /// `bridge fdb replace MAC dev IDX dst IP self permanent`.
+    ///
+    /// Replace, not append: this is what flannel's `AddFDB` does
+    /// (`netlink.NeighSet`), so a node whose public IP changed gets its entry
+    /// rewritten instead of a second, stale destination. Use
+    /// [`Netlink::append_fdb`] for flood lists (`00:00:00:00:00:00`).
+    pub fn add_fdb(&mut self, index: u32, mac: [u8; 6], dst: IpAddr) -> Result<()> {
+        let msg = fdb_msg(index, mac, Some(dst));
+        let op = format!(
+            "replace fdb {} dst {dst} dev #{index}",
+            crate::fmt_mac(&mac)
+        );
+        let flags = NLM_F_CREATE | NLM_F_REPLACE;
+        self.exec(Request::new(
+            RouteNetlinkMessage::NewNeighbour(msg),
+            flags,
+            op,
+        ))
+    }
+
+    /// `bridge fdb append MAC dev IDX dst IP self permanent`: adds one more
+    /// remote destination for `mac` (VXLAN head-end replication).
+    pub fn append_fdb(&mut self, index: u32, mac: [u8; 6], dst: IpAddr) -> Result<()> {
+        let msg = fdb_msg(index, mac, Some(dst));
+        let op = format!("append fdb {} dst {dst} dev #{index}", crate::fmt_mac(&mac));
+        let flags = NLM_F_CREATE | NLM_F_APPEND;
+        self.exec(Request::new(
+            RouteNetlinkMessage::NewNeighbour(msg),
+            flags,
+            op,
+        ))
+    }
+
+    /// `bridge fdb del MAC dev IDX [dst IP] self`. Idempotent.
+    pub fn del_fdb(&mut self, index: u32, mac: [u8; 6], dst: Option<IpAddr>) -> Result<()> {
+        let msg = fdb_msg(index, mac, dst);
+        let op = format!("delete fdb {} dev #{index}", crate::fmt_mac(&mac));
+        ignore_missing(self.exec(Request::new(RouteNetlinkMessage::DelNeighbour(msg), 0, op)))
+    }
+
+    /// `bridge fdb show dev IDX`.
+    pub fn fdb(&mut self, index: u32) -> Result<Vec<Neigh>> {
+        let mut msg = NeighbourMessage::default();
+        msg.header.family = AddressFamily::Bridge;
+        self.neigh_dump(msg, index, "list fdb")
+    }
+
+    fn neigh_dump(&mut self, msg: NeighbourMessage, index: u32, what: &str) -> Result<Vec<Neigh>> {
+        let replies = self.dump(RouteNetlinkMessage::GetNeighbour(msg), what)?;
+        Ok(replies
+            .iter()
+            .filter_map(|r| match r {
+                RouteNetlinkMessage::NewNeighbour(m) if m.header.ifindex == index => {
+                    Some(from_msg(m))
+                }
+                _ => None,
+            })
+            .collect())
+    }
+}

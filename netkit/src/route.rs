@@ -1,0 +1,253 @@
+//! Routes in the main table (`ip route`).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use ipnet::IpNet;
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_REPLACE};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol, RouteScope,
+    RouteType,
+};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+
+use crate::addr::family_of;
+use crate::error::{Error, Result};
+use crate::link::CREATE_EXCL;
+use crate::socket::{Netlink, Request};
+
+/// Route scope (`ip route ... scope S`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scope {
+    Universe,
+    Site,
+    Link,
+    Host,
+    Nowhere,
+    Other(u8),
+}
+
+impl From<RouteScope> for Scope {
+    fn from(s: RouteScope) -> Self {
+        match s {
+            RouteScope::Universe => Scope::Universe,
+            RouteScope::Site => Scope::Site,
+            RouteScope::Link => Scope::Link,
+            RouteScope::Host => Scope::Host,
+            RouteScope::NoWhere => Scope::Nowhere,
+            other => Scope::Other(u8::from(other)),
+        }
+    }
+}
+
+impl From<Scope> for RouteScope {
+    fn from(s: Scope) -> Self {
+        match s {
+            Scope::Universe => RouteScope::Universe,
+            Scope::Site => RouteScope::Site,
+            Scope::Link => RouteScope::Link,
+            Scope::Host => RouteScope::Host,
+            Scope::Nowhere => RouteScope::NoWhere,
+            Scope::Other(v) => RouteScope::from(v),
+        }
+    }
+}
+
+/// Address family selector for [`Netlink::routes`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+/// A route read back from the kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteEntry {
+    /// Destination; 0.0.0.0/0 or ::/0 for a default route.
+    pub dst: IpNet,
+    pub gw: Option<IpAddr>,
+    pub oif: Option<u32>,
+    /// `onlink` (RTNH_F_ONLINK): gateway assumed reachable on `oif`.
+    pub onlink: bool,
+    pub scope: Scope,
+    pub table: u32,
+    /// Metric (`RTA_PRIORITY`).
+    pub metric: Option<u32>,
+}
+
+/// A route to add, replace or delete in the main table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteSpec {
+    pub dst: IpNet,
+    pub gw: Option<IpAddr>,
+    pub oif: Option<u32>,
+    pub onlink: bool,
+    /// None = iproute2's default: `link` without a gateway, else `global`.
+    pub scope: Option<Scope>,
+}
+
+impl RouteSpec {
+    /// A route to `dst` with nothing else set.
+    pub fn to(dst: IpNet) -> Self {
+        RouteSpec {
+            dst,
+            gw: None,
+            oif: None,
+            onlink: false,
+            scope: None,
+        }
+    }
+}
+
+fn route_addr(ip: IpAddr) -> RouteAddress {
+    match ip {
+        IpAddr::V4(a) => RouteAddress::Inet(a),
+        IpAddr::V6(a) => RouteAddress::Inet6(a),
+    }
+}
+
+fn ip_of(a: &RouteAddress) -> Option<IpAddr> {
+    match a {
+        RouteAddress::Inet(a) => Some(IpAddr::V4(*a)),
+        RouteAddress::Inet6(a) => Some(IpAddr::V6(*a)),
+        _ => None,
+    }
+}
+
+fn route_msg(r: &RouteSpec, delete: bool) -> Result<RouteMessage> {
+    if let Some(gw) = r.gw {
+        if family_of(&gw) != family_of(&r.dst.addr()) {
+            return Err(Error::invalid(
+                format!("route {}", r.dst),
+                format!("gateway {gw} is of another family"),
+            ));
+        }
+    }
+    let mut msg = RouteMessage::default();
+    msg.header.address_family = family_of(&r.dst.addr());
+    msg.header.destination_prefix_length = r.dst.prefix_len();
+    msg.header.table = RouteHeader::RT_TABLE_MAIN;
+    msg.header.kind = RouteType::Unicast;
+    msg.header.protocol = if delete {
+        RouteProtocol::Unspec
+    } else {
+        RouteProtocol::Boot
+    };
+    // iproute2: scope defaults to link for a device route, universe with a
+    // gateway, and "nowhere" (= any) when deleting.
+    msg.header.scope = match (r.scope, delete, r.gw) {
+        (Some(s), _, _) => s.into(),
+        (None, true, _) => RouteScope::NoWhere,
+        (None, false, None) => RouteScope::Link,
+        (None, false, Some(_)) => RouteScope::Universe,
+    };
+    if r.onlink {
+        msg.header.flags = RouteFlags::Onlink;
+    }
+    if r.dst.prefix_len() > 0 {
+        msg.attributes
+            .push(RouteAttribute::Destination(route_addr(r.dst.network())));
+    }
+    if let Some(gw) = r.gw {
+        msg.attributes.push(RouteAttribute::Gateway(route_addr(gw)));
+    }
+    if let Some(oif) = r.oif {
+        msg.attributes.push(RouteAttribute::Oif(oif));
+    }
+    Ok(msg)
+}
+
+fn describe(r: &RouteSpec) -> String {
+    let mut s = r.dst.trunc().to_string();
+    if let Some(gw) = r.gw {
+        s += &format!(" via {gw}");
+    }
+    if let Some(oif) = r.oif {
+        s += &format!(" dev #{oif}");
+    }
+    if r.onlink {
+        s += " onlink";
+    }
+    s
+}
+
+fn entry_from(m: &RouteMessage) -> Option<RouteEntry> {
+    let mut dst = None;
+    let mut e = RouteEntry {
+        dst: IpNet::V4(Default::default()),
+        gw: None,
+        oif: None,
+        onlink: m.header.flags.contains(RouteFlags::Onlink),
+        scope: m.header.scope.into(),
+        table: u32::from(m.header.table),
+        metric: None,
+    };
+    for a in &m.attributes {
+        match a {
+            RouteAttribute::Destination(d) => dst = ip_of(d),
+            RouteAttribute::Gateway(g) => e.gw = ip_of(g),
+            RouteAttribute::Oif(o) => e.oif = Some(*o),
+            RouteAttribute::Table(t) => e.table = *t,
+            RouteAttribute::Priority(p) => e.metric = Some(*p),
+            _ => {}
+        }
+    }
+    let dst = match (dst, m.header.address_family) {
+        (Some(ip), _) => ip,
+        (None, AddressFamily::Inet) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        (None, AddressFamily::Inet6) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        _ => return None,
+    };
+    e.dst = IpNet::new(dst, m.header.destination_prefix_length).ok()?;
+    Some(e)
+}
+
+impl Netlink {
+    /// `ip [-6] route show table main` (unicast and other types alike).
+    pub fn routes(&mut self, family: Family) -> Result<Vec<RouteEntry>> {
+        let mut msg = RouteMessage::default();
+        msg.header.address_family = match family {
+            Family::V4 => AddressFamily::Inet,
+            Family::V6 => AddressFamily::Inet6,
+        };
+        let replies = self.dump(RouteNetlinkMessage::GetRoute(msg), "list routes")?;
+        Ok(replies
+            .iter()
+            .filter_map(|r| match r {
+                RouteNetlinkMessage::NewRoute(m) => entry_from(m),
+                _ => None,
+            })
+            .filter(|e| e.table == u32::from(RouteHeader::RT_TABLE_MAIN))
+            .collect())
+    }
+
+    /// `ip route add DST [via GW] [dev OIF] [onlink] [scope S]`.
+    /// An existing route gives an error with `is_exists()`.
+    pub fn add_route(&mut self, r: &RouteSpec) -> Result<()> {
+        let msg = route_msg(r, false)?;
+        let op = format!("add route {}", describe(r));
+        self.exec(Request::new(
+            RouteNetlinkMessage::NewRoute(msg),
+            CREATE_EXCL,
+            op,
+        ))
+    }
+
+    /// `ip route replace DST [via GW] [dev OIF] [onlink] [scope S]`.
+    pub fn replace_route(&mut self, r: &RouteSpec) -> Result<()> {
+        let msg = route_msg(r, false)?;
+        let op = format!("replace route {}", describe(r));
+        let flags = NLM_F_CREATE | NLM_F_REPLACE;
+        self.exec(Request::new(RouteNetlinkMessage::NewRoute(msg), flags, op))
+    }
+
+    /// `ip route del DST [via GW] [dev OIF]`. Idempotent: a missing route
+    /// (ESRCH) is success.
+    pub fn del_route(&mut self, r: &RouteSpec) -> Result<()> {
+        let msg = route_msg(r, true)?;
+        let op = format!("delete route {}", describe(r));
+        match self.exec(Request::new(RouteNetlinkMessage::DelRoute(msg), 0, op)) {
+            Err(e) if e.is_not_found() => Ok(()),
+            other => other,
+        }
+    }
+}

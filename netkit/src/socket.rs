@@ -1,0 +1,270 @@
+//! A synchronous rtnetlink socket: send one request (or a batch), read the
+//! kernel's ACK / dump back. No tokio: the CNI plugin is a short-lived
+//! process and wants a fast start and a small RSS.
+//!
+//! The socket is bound to the network namespace of the thread that opened
+//! it, for its whole life, whatever thread later uses it (see
+//! [`crate::Netns::netlink`]); that is the trick netavark's
+//! `core_utils::open_netlink_sockets` relies on.
+
+use netlink_packet_core::{
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST,
+};
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+
+use crate::error::{Error, Result};
+
+/// One request to the kernel, with the words used to describe it in errors.
+#[derive(Debug, Clone)]
+pub(crate) struct Request {
+    pub msg: RouteNetlinkMessage,
+    /// `NLM_F_CREATE | NLM_F_EXCL` etc.; REQUEST and ACK are always added.
+    pub flags: u16,
+    /// "create veth vethab12"
+    pub op: String,
+    /// "peer eth0 in /run/netns/x"; may be empty.
+    pub ctx: String,
+}
+
+impl Request {
+    pub fn new(msg: RouteNetlinkMessage, flags: u16, op: impl Into<String>) -> Self {
+        Request {
+            msg,
+            flags,
+            op: op.into(),
+            ctx: String::new(),
+        }
+    }
+
+    pub fn ctx(mut self, ctx: impl Into<String>) -> Self {
+        self.ctx = ctx.into();
+        self
+    }
+}
+
+/// A route-netlink socket living in one network namespace.
+///
+/// One struct per socket; the verbs live in the `link`, `addr`, `route` and
+/// `neigh` modules, one function per verb, each documented with the `ip`
+/// command it equals.
+pub struct Netlink {
+    sock: Socket,
+    seq: u32,
+    /// Where the socket lives, for error messages ("" = caller's netns).
+    label: String,
+}
+
+impl std::fmt::Debug for Netlink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Netlink")
+            .field("netns", &self.label)
+            .finish()
+    }
+}
+
+impl Netlink {
+    /// Open a route-netlink socket in the calling thread's network namespace.
+    /// To get one inside another namespace use [`crate::Netns::netlink`].
+    pub fn open() -> Result<Netlink> {
+        Self::open_labelled(String::new())
+    }
+
+    pub(crate) fn open_labelled(label: String) -> Result<Netlink> {
+        let ctx = || format!("open netlink socket{}", in_ns(&label));
+        let mut sock = Socket::new(NETLINK_ROUTE).map_err(|e| Error::io(ctx(), e))?;
+        sock.bind_auto().map_err(|e| Error::io(ctx(), e))?;
+        sock.connect(&SocketAddr::new(0, 0))
+            .map_err(|e| Error::io(ctx(), e))?;
+        // Only the original header is echoed back in error messages, not the
+        // whole request (which may be several KiB for a veth with a peer).
+        let _ = sock.set_cap_ack(true);
+        Ok(Netlink {
+            sock,
+            seq: 0,
+            label,
+        })
+    }
+
+    /// The namespace label used in error messages ("" for the caller's own).
+    pub fn netns_label(&self) -> &str {
+        &self.label
+    }
+
+    fn next_seq(&mut self) -> u32 {
+        self.seq = self.seq.wrapping_add(1);
+        self.seq
+    }
+
+    fn encode(&mut self, msg: RouteNetlinkMessage, flags: u16, out: &mut Vec<u8>) -> u32 {
+        let seq = self.next_seq();
+        let mut header = NetlinkHeader::default();
+        header.flags = NLM_F_REQUEST | flags;
+        header.sequence_number = seq;
+        let mut nl = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(msg));
+        nl.finalize();
+        let start = out.len();
+        out.resize(start + nl.buffer_len(), 0);
+        nl.serialize(&mut out[start..]);
+        seq
+    }
+
+    fn send(&self, buf: &[u8], what: &str) -> Result<()> {
+        let n = self
+            .sock
+            .send(buf, 0)
+            .map_err(|e| Error::io(format!("{what}: netlink send"), e))?;
+        if n != buf.len() {
+            return Err(Error::invalid(what, "short netlink send"));
+        }
+        Ok(())
+    }
+
+    /// Read one datagram and decode every netlink message in it.
+    fn recv(&self, what: &str) -> Result<Vec<NetlinkMessage<RouteNetlinkMessage>>> {
+        let (buf, _) = self
+            .sock
+            .recv_from_full()
+            .map_err(|e| Error::io(format!("{what}: netlink recv"), e))?;
+        let mut out = Vec::new();
+        let mut off = 0;
+        while off + 16 <= buf.len() {
+            let len = u32::from_ne_bytes(buf[off..off + 4].try_into().unwrap_or_default()) as usize;
+            if len < 16 || off + len > buf.len() {
+                return Err(Error::invalid(what, "truncated netlink message"));
+            }
+            let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buf[off..off + len])
+                .map_err(|e| Error::invalid(what, format!("decode netlink reply: {e}")))?;
+            out.push(msg);
+            off += (len + 3) & !3;
+        }
+        Ok(out)
+    }
+
+    /// Send one request with NLM_F_ACK and wait for its ACK.
+    pub(crate) fn exec(&mut self, req: Request) -> Result<()> {
+        self.exec_all(vec![req]).pop().unwrap_or(Ok(()))
+    }
+
+    /// Send several requests in ONE datagram (one round trip) and collect one
+    /// result per request, in order. The kernel processes them one after the
+    /// other and keeps going after a failed one (`netlink_rcv_skb`), so a
+    /// failure of one does not prevent the others.
+    pub(crate) fn exec_all(&mut self, reqs: Vec<Request>) -> Vec<Result<()>> {
+        let mut buf = Vec::new();
+        let mut pending = Vec::with_capacity(reqs.len());
+        for r in reqs {
+            let seq = self.encode(r.msg, r.flags | NLM_F_ACK, &mut buf);
+            pending.push((seq, r.op, r.ctx, None::<Result<()>>));
+        }
+        let what = pending.first().map(|p| p.1.clone()).unwrap_or_default();
+        if let Err(e) = self.send(&buf, &what) {
+            let msg = e.to_string();
+            return pending
+                .into_iter()
+                .map(|p| Err(Error::invalid(p.1, msg.clone())))
+                .collect();
+        }
+        if let Err(e) = self.collect_acks(&mut pending, &what) {
+            let msg = e.to_string();
+            for p in pending.iter_mut().filter(|p| p.3.is_none()) {
+                p.3 = Some(Err(Error::invalid(p.1.clone(), msg.clone())));
+            }
+        }
+        pending.into_iter().map(|p| p.3.unwrap_or(Ok(()))).collect()
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn collect_acks(
+        &mut self,
+        pending: &mut [(u32, String, String, Option<Result<()>>)],
+        what: &str,
+    ) -> Result<()> {
+        while pending.iter().any(|p| p.3.is_none()) {
+            for msg in self.recv(what)? {
+                let seq = msg.header.sequence_number;
+                let Some(p) = pending.iter_mut().find(|p| p.0 == seq) else {
+                    continue; // stale reply from an earlier, abandoned request
+                };
+                if let NetlinkPayload::Error(e) = msg.payload {
+                    p.3 = Some(match e.code {
+                        None => Ok(()),
+                        Some(code) => Err(Error::Netlink {
+                            op: p.1.clone(),
+                            errno: -code.get(),
+                            ctx: with_ns(&p.2, &self.label),
+                        }),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Send a GET with NLM_F_DUMP (plus `extra` flags) and return every
+    /// message of the multipart answer.
+    pub(crate) fn dump(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        what: &str,
+    ) -> Result<Vec<RouteNetlinkMessage>> {
+        self.get(msg, NLM_F_DUMP, what)
+    }
+
+    /// Send a GET (dump or single object) and collect the answers until
+    /// NLMSG_DONE, or the single reply for a non-dump request.
+    pub(crate) fn get(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        flags: u16,
+        what: &str,
+    ) -> Result<Vec<RouteNetlinkMessage>> {
+        let mut buf = Vec::new();
+        let seq = self.encode(msg, flags, &mut buf);
+        self.send(&buf, what)?;
+        let mut out = Vec::new();
+        loop {
+            for m in self.recv(what)? {
+                if m.header.sequence_number != seq {
+                    continue;
+                }
+                match m.payload {
+                    NetlinkPayload::Done(_) => return Ok(out),
+                    NetlinkPayload::Error(e) => {
+                        return match e.code {
+                            None => Ok(out),
+                            Some(code) => Err(Error::Netlink {
+                                op: what.to_string(),
+                                errno: -code.get(),
+                                ctx: with_ns("", &self.label),
+                            }),
+                        }
+                    }
+                    NetlinkPayload::InnerMessage(inner) => {
+                        out.push(inner);
+                        if flags & NLM_F_DUMP == 0 {
+                            return Ok(out);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+fn in_ns(label: &str) -> String {
+    if label.is_empty() {
+        String::new()
+    } else {
+        format!(" in {label}")
+    }
+}
+
+fn with_ns(ctx: &str, label: &str) -> String {
+    match (ctx.is_empty(), label.is_empty()) {
+        (_, true) => ctx.to_string(),
+        (true, false) => format!("in {label}"),
+        (false, false) => format!("{ctx}; socket in {label}"),
+    }
+}
