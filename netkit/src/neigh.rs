@@ -59,6 +59,21 @@ fn fdb_msg(index: u32, mac: [u8; 6], dst: Option<IpAddr>) -> NeighbourMessage {
     msg
 }
 
+/// In AF_BRIDGE (FDB) messages the crate cannot know the `dst` family from
+/// the header and may hand back raw bytes: decode them by length.
+fn ip_of(a: &NeighbourAddress) -> Option<IpAddr> {
+    match a {
+        NeighbourAddress::Inet(ip) => Some((*ip).into()),
+        NeighbourAddress::Inet6(ip) => Some((*ip).into()),
+        NeighbourAddress::Other(b) => match b.len() {
+            4 => <[u8; 4]>::try_from(b.as_slice()).ok().map(IpAddr::from),
+            16 => <[u8; 16]>::try_from(b.as_slice()).ok().map(IpAddr::from),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 fn from_msg(m: &NeighbourMessage) -> Neigh {
     let mut n = Neigh {
         index: m.header.ifindex,
@@ -68,12 +83,7 @@ fn from_msg(m: &NeighbourMessage) -> Neigh {
     };
     for a in &m.attributes {
         match a {
-            NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => {
-                n.ip = Some((*ip).into())
-            }
-            NeighbourAttribute::Destination(NeighbourAddress::Inet6(ip)) => {
-                n.ip = Some((*ip).into())
-            }
+            NeighbourAttribute::Destination(d) => n.ip = ip_of(d),
             NeighbourAttribute::LinkLayerAddress(l) => {
                 n.mac = <[u8; 6]>::try_from(l.as_slice()).ok()
             }

@@ -1,0 +1,133 @@
+//! Helpers for netkit's real-kernel tests.
+//!
+//! Each test builds its own named namespaces (`nk-<pid>-<n>`) and deletes
+//! them in `Drop`, so a failing assertion still cleans up. Nothing here ever
+//! changes the root namespace; tests only *read* it to prove that.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use netkit::{Netlink, Netns};
+use serde_json::Value;
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A throwaway named netns, deleted on drop.
+pub struct TestNs {
+    pub name: String,
+    pub path: PathBuf,
+    pub ns: Netns,
+}
+
+impl TestNs {
+    pub fn new() -> TestNs {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let name = format!("nk-{}-{n}", std::process::id());
+        let path = netkit::create_named(&name).expect("create test netns");
+        // Build the guard before anything else can fail.
+        let ns = match Netns::open(&path) {
+            Ok(ns) => ns,
+            Err(e) => {
+                let _ = netkit::delete_named(&name);
+                panic!("open {name}: {e}");
+            }
+        };
+        TestNs { name, path, ns }
+    }
+
+    pub fn nl(&self) -> Netlink {
+        self.ns.netlink().expect("netlink in test netns")
+    }
+
+    /// `ip -j -n NAME ARGS...` parsed.
+    pub fn ip(&self, args: &[&str]) -> Value {
+        ip_json(Some(&self.name), "ip", args)
+    }
+
+    /// `bridge -j -n NAME ARGS...` parsed.
+    pub fn bridge(&self, args: &[&str]) -> Value {
+        ip_json(Some(&self.name), "bridge", args)
+    }
+
+    /// `ip netns exec NAME CMD...`, returning (success, stdout).
+    pub fn exec(&self, cmd: &[&str]) -> (bool, String) {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.name])
+            .args(cmd)
+            .output()
+            .expect("run ip netns exec");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+
+    /// The `ip -j -d link show dev DEV` object.
+    pub fn link_json(&self, dev: &str) -> Value {
+        self.ip(&["-d", "link", "show", "dev", dev])[0].clone()
+    }
+}
+
+impl Drop for TestNs {
+    fn drop(&mut self) {
+        if let Err(e) = netkit::delete_named(&self.name) {
+            eprintln!("cleanup of {} failed: {e}", self.name);
+        }
+    }
+}
+
+/// Run `tool -j [-n ns] args` and parse its JSON (empty output = `[]`).
+pub fn ip_json(ns: Option<&str>, tool: &str, args: &[&str]) -> Value {
+    let mut cmd = Command::new(tool);
+    cmd.arg("-j");
+    if let Some(ns) = ns {
+        cmd.args(["-n", ns]);
+    }
+    let out = cmd.args(args).output().expect("run ip/bridge");
+    assert!(
+        out.status.success(),
+        "{tool} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    if text.trim().is_empty() {
+        return Value::Array(vec![]);
+    }
+    serde_json::from_str(&text).expect("ip -j output is JSON")
+}
+
+/// Stable summary of the root namespace's links: (index, name, mtu, master,
+/// address, flags). Read-only.
+pub fn root_links() -> Vec<String> {
+    let v = ip_json(None, "ip", &["link", "show"]);
+    let mut out: Vec<String> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            format!(
+                "{} {} {} {} {} {}",
+                l["ifindex"], l["ifname"], l["mtu"], l["master"], l["address"], l["flags"]
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Skip (pass vacuously, loudly) when not root: these tests need
+/// CAP_SYS_ADMIN and CAP_NET_ADMIN.
+pub fn need_root() -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    eprintln!("SKIP: netkit kernel tests need root");
+    false
+}
+
+pub fn mac(s: &str) -> [u8; 6] {
+    netkit::parse_mac(s).unwrap()
+}
