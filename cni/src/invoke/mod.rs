@@ -1,0 +1,180 @@
+//! Running plugins the way libcni's `pkg/invoke` does: find the binary on
+//! CNI_PATH, hand it the config on stdin and the CNI_* variables in its
+//! environment, read a result or an error from its stdout.
+//!
+//! Used by the runtime side (the pod runner walking a conflist) and by
+//! plugins delegating to others (SPEC.md "Section 4: Plugin Delegation").
+
+mod exec;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::args::Command;
+use crate::error::{codes, CniError};
+use crate::result::CniResult;
+
+pub use exec::{Exec, DEFAULT_TIMEOUT};
+
+/// Splits CNI_PATH on `:`, dropping empty entries (SPEC.md "Parameters").
+pub fn split_path(cni_path: &str) -> Vec<PathBuf> {
+    cni_path
+        .split(':')
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from)
+        .collect()
+}
+
+/// Go's `%s` of a `[]string`: `[/a /b]`, the shape runtimes log.
+fn go_list(paths: &[PathBuf]) -> String {
+    let items: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    format!("[{}]", items.join(" "))
+}
+
+/// The first `<dir>/<plugin>` that is a regular file (symlinks followed),
+/// searching `paths` in order (libcni `FindInPath`).
+///
+/// A name containing `/` is refused so that a config's `type` can never
+/// point outside CNI_PATH. A missing plugin is code 50 (not available): for
+/// STATUS that is the exact meaning of 50, "cannot service ADD", and for
+/// ADD it tells the runtime the node is not ready rather than that the
+/// config is wrong. Bad names are code 7 (the config is wrong).
+pub fn find_in_path(plugin: &str, paths: &[PathBuf]) -> Result<PathBuf, CniError> {
+    if plugin.is_empty() {
+        return Err(CniError::invalid_config("no plugin name provided"));
+    }
+    if plugin.contains('/') {
+        return Err(CniError::invalid_config(format!(
+            "invalid plugin name: {plugin}"
+        )));
+    }
+    for dir in paths {
+        let full = dir.join(plugin);
+        if fs::metadata(&full).is_ok_and(|m| m.is_file()) {
+            return Ok(full);
+        }
+    }
+    Err(CniError::new(
+        codes::NOT_AVAILABLE,
+        format!(
+            "failed to find plugin {plugin:?} in path {}",
+            go_list(paths)
+        ),
+    ))
+}
+
+/// The environment a plugin child gets.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecEnv {
+    /// Variables set on top of the (possibly inherited) environment.
+    pub vars: Vec<(String, String)>,
+    /// Start from this process's environment (libcni does for delegation).
+    pub inherit: bool,
+}
+
+/// What a runtime passes for one attachment (libcni `invoke.Args`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuntimeArgs {
+    /// CNI_CONTAINERID.
+    pub container_id: String,
+    /// CNI_NETNS.
+    pub netns: String,
+    /// CNI_IFNAME.
+    pub ifname: String,
+    /// CNI_ARGS pairs.
+    pub args: Vec<(String, String)>,
+    /// CNI_PATH entries.
+    pub path: Vec<PathBuf>,
+}
+
+impl ExecEnv {
+    /// Delegation env (libcni `DelegateArgs`): everything this plugin got,
+    /// with only CNI_COMMAND overridden (by [`Exec::run`]).
+    pub fn inherited() -> ExecEnv {
+        ExecEnv {
+            vars: Vec::new(),
+            inherit: true,
+        }
+    }
+
+    /// A runtime's env for one attachment (libcni `Args.AsEnv`): the
+    /// process environment plus every CNI_* variable but CNI_COMMAND.
+    pub fn for_runtime(a: &RuntimeArgs) -> ExecEnv {
+        let args: Vec<String> = a.args.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let path: Vec<String> = a.path.iter().map(|p| p.display().to_string()).collect();
+        ExecEnv::inherited()
+            .with("CNI_CONTAINERID", &a.container_id)
+            .with("CNI_NETNS", &a.netns)
+            .with("CNI_IFNAME", &a.ifname)
+            .with("CNI_ARGS", args.join(";"))
+            .with("CNI_PATH", path.join(":"))
+    }
+
+    /// Adds or replaces one variable.
+    pub fn with(mut self, key: impl Into<String>, value: impl Into<String>) -> ExecEnv {
+        let key = key.into();
+        self.vars.retain(|(k, _)| *k != key);
+        self.vars.push((key, value.into()));
+        self
+    }
+}
+
+/// The `cniVersion` of a config, or "" if it has none or is not JSON.
+fn conf_version(conf: &[u8]) -> String {
+    serde_json::from_slice::<Value>(conf)
+        .ok()
+        .and_then(|v| v.get("cniVersion")?.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// Finds `plugin_type` on `paths` and runs `command` with `conf` on stdin
+/// (libcni `DelegateAdd`/`DelegateDel`/...). ADD returns the parsed result,
+/// read at the config's version when it names none; every other command
+/// succeeds with `None` and its stdout is ignored (SPEC.md: DEL, CHECK,
+/// STATUS and GC print nothing on success).
+pub fn delegate(
+    command: Command,
+    plugin_type: &str,
+    conf: &[u8],
+    paths: &[PathBuf],
+    env: &ExecEnv,
+    exec: &Exec,
+) -> Result<Option<CniResult>, CniError> {
+    let plugin = find_in_path(plugin_type, paths)?;
+    let out = exec.run(&plugin, command, conf, env)?;
+    if command != Command::Add {
+        return Ok(None);
+    }
+    CniResult::parse(&out, &conf_version(conf))
+        .map(Some)
+        .map_err(|e| e.context(format!("plugin {plugin_type:?} returned an invalid result")))
+}
+
+/// Asks a plugin which spec versions it supports (VERSION command; libcni
+/// `GetVersionInfo`). A plugin predating VERSION output is not handled.
+pub fn version_info(plugin: &Path, env: &ExecEnv, exec: &Exec) -> Result<Vec<String>, CniError> {
+    let stdin = serde_json::json!({ "cniVersion": crate::version::CURRENT_VERSION }).to_string();
+    let out = exec.run(plugin, Command::Version, stdin.as_bytes(), env)?;
+    let v: Value = serde_json::from_slice(&out).map_err(|e| {
+        CniError::from(e).context(format!("VERSION output of {}", plugin.display()))
+    })?;
+    let list = v
+        .get("supportedVersions")
+        .and_then(Value::as_array)
+        .ok_or_else(|| {
+            CniError::decode(format!(
+                "VERSION output of {} has no supportedVersions",
+                plugin.display()
+            ))
+        })?;
+    Ok(list
+        .iter()
+        .filter_map(Value::as_str)
+        .map(str::to_string)
+        .collect())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,229 @@
+//! Plugin results (SPEC.md "Section 5: Result Types").
+//!
+//! One in-memory model, shaped like the 1.x result, read from and written to
+//! every spec version. The conversions follow libcni's registered converters
+//! (`pkg/types/{020,040,100}`): 0.1/0.2 ⇄ 0.3/0.4 ⇄ 1.x, so a chain of mixed
+//! plugins sees exactly what Go plugins would show it.
+
+mod legacy;
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde::{de::Error as _, Deserialize, Deserializer, Serialize};
+use serde_json::Value;
+
+pub use crate::conf::Dns;
+use crate::error::{codes, CniError};
+
+/// An interface the plugin created or configured.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Interface {
+    /// Interface name.
+    #[serde(default)]
+    pub name: String,
+    /// Hardware address, if any.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub mac: String,
+    /// MTU (1.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
+    /// Netns path for a container interface; empty for host interfaces.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub sandbox: String,
+    /// vhost-user socket path (1.1).
+    #[serde(
+        rename = "socketPath",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub socket_path: String,
+    /// PCI ID of a device interface (1.1).
+    #[serde(rename = "pciID", default, skip_serializing_if = "String::is_empty")]
+    pub pci_id: String,
+}
+
+/// An address assigned to an interface.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IpConfig {
+    /// Index into the result's `interfaces`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<usize>,
+    /// Address in CIDR form; host bits are significant ("10.1.2.3/24").
+    pub address: IpNet,
+    /// Default gateway for this subnet, if any.
+    #[serde(
+        default,
+        deserialize_with = "opt_ip",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub gateway: Option<IpAddr>,
+}
+
+/// A route to install in the container (1.1 adds the optional attributes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Route {
+    /// Destination network.
+    pub dst: IpNet,
+    /// Next hop; absent means the plugin's default gateway.
+    #[serde(
+        default,
+        deserialize_with = "opt_ip",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub gw: Option<IpAddr>,
+    /// Route MTU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
+    /// Advertised MSS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advmss: Option<u32>,
+    /// Route metric.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u32>,
+    /// Routing table id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<u32>,
+    /// Route scope (RT_SCOPE_*).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<u8>,
+}
+
+impl Route {
+    /// A route with only destination and gateway (all that 0.x can express).
+    pub fn new(dst: IpNet, gw: Option<IpAddr>) -> Route {
+        Route {
+            dst,
+            gw,
+            mtu: None,
+            advmss: None,
+            priority: None,
+            table: None,
+            scope: None,
+        }
+    }
+}
+
+/// A plugin result, whatever version it was read from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CniResult {
+    /// The version the result was read at (or will be written at).
+    #[serde(rename = "cniVersion")]
+    pub cni_version: String,
+    /// Interfaces created or configured.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub interfaces: Vec<Interface>,
+    /// Assigned addresses.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ips: Vec<IpConfig>,
+    /// Routes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<Route>,
+    /// DNS settings; omitted when empty.
+    #[serde(skip_serializing_if = "Dns::is_empty")]
+    pub dns: Dns,
+}
+
+/// Go's `net.IP` decodes `""` as no address; accept that as well as null.
+fn opt_ip<'de, D: Deserializer<'de>>(d: D) -> Result<Option<IpAddr>, D::Error> {
+    match Option::<String>::deserialize(d)?.as_deref() {
+        None | Some("") => Ok(None),
+        Some(s) => s
+            .parse()
+            .map(Some)
+            .map_err(|_| D::Error::custom(format!("invalid IP address {s:?}"))),
+    }
+}
+
+/// The result shapes, by spec version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// 0.1.0, 0.2.0: `ip4`/`ip6` objects.
+    V02,
+    /// 0.3.0, 0.3.1, 0.4.0: `ips[]` with a `version` field.
+    V04,
+    /// 1.0.0, 1.1.0.
+    V1,
+}
+
+/// Like libcni's converter registry, versions match exactly.
+fn shape_of(version: &str) -> Result<Shape, CniError> {
+    match version {
+        "0.1.0" | "0.2.0" => Ok(Shape::V02),
+        "0.3.0" | "0.3.1" | "0.4.0" => Ok(Shape::V04),
+        "1.0.0" | "1.1.0" => Ok(Shape::V1),
+        _ => Err(CniError::new(
+            codes::INCOMPATIBLE_VERSION,
+            format!("unsupported CNI result version {version:?}"),
+        )),
+    }
+}
+
+impl CniResult {
+    /// Parses a result. Its own `cniVersion` decides the shape; when absent
+    /// or empty `default_version` is used (libcni `fixupResultVersion`
+    /// fills in the config's version), and failing that "0.1.0"
+    /// (libcni `create`).
+    pub fn parse(bytes: &[u8], default_version: &str) -> Result<CniResult, CniError> {
+        let v: Value = serde_json::from_slice(bytes)?;
+        Self::from_value(&v, default_version)
+    }
+
+    /// [`CniResult::parse`] for an already-decoded value (e.g. `prevResult`).
+    pub fn from_value(v: &Value, default_version: &str) -> Result<CniResult, CniError> {
+        let obj = v
+            .as_object()
+            .ok_or_else(|| CniError::decode(format!("result must be a JSON object, got {v}")))?;
+        let version = match obj.get("cniVersion") {
+            None | Some(Value::Null) => "",
+            Some(Value::String(s)) => s.as_str(),
+            Some(other) => {
+                return Err(CniError::decode(format!(
+                    "cniVersion must be a string, got {other}"
+                )))
+            }
+        };
+        let version = [version, default_version, "0.1.0"]
+            .into_iter()
+            .find(|s| !s.is_empty())
+            .unwrap_or("0.1.0");
+        let mut result = match shape_of(version)? {
+            Shape::V02 => legacy::from_v02(v)?,
+            // 0.3/0.4 parse with the 1.x model: `ips[].version` is ignored
+            // and the fields 1.x added are simply absent.
+            Shape::V04 | Shape::V1 => serde_json::from_value(v.clone())?,
+        };
+        result.cni_version = version.to_string();
+        Ok(result)
+    }
+
+    /// The result as JSON at `version`, with `cniVersion` set to it.
+    /// 0.3.x/0.4.0 add `ips[].version` and drop 1.1-only fields; 0.1/0.2 use
+    /// `ip4`/`ip6` (first address of each family) and fail without an IP.
+    pub fn to_value(&self, version: &str) -> Result<Value, CniError> {
+        match shape_of(version)? {
+            Shape::V02 => legacy::to_v02(self, version),
+            Shape::V04 => Ok(legacy::to_v04(self, version)),
+            Shape::V1 => {
+                let mut r = self.clone();
+                r.cni_version = version.to_string();
+                serde_json::to_value(&r)
+                    .map_err(|e| CniError::internal(format!("encoding result: {e}")))
+            }
+        }
+    }
+
+    /// [`CniResult::to_value`] as JSON text, for a plugin's stdout.
+    pub fn to_json(&self, version: &str) -> Result<String, CniError> {
+        Ok(self.to_value(version)?.to_string())
+    }
+
+    /// The interface an address points at, if the index is valid.
+    pub fn interface_of(&self, ip: &IpConfig) -> Option<&Interface> {
+        self.interfaces.get(ip.interface?)
+    }
+}
+
+#[cfg(test)]
+mod tests;
