@@ -7,6 +7,7 @@
 //!   [`route`] and [`neigh`] (ARP + FDB), each documented with the `ip`
 //!   command it equals. Every request is ACKed and errors carry the errno
 //!   and the object they were about.
+//! - [`Batch`]: several neighbour/FDB/route changes in one round trip.
 //! - [`sysctl`]: per-namespace `/proc/sys/net` access.
 //! - [`host_veth_name`]: deterministic host-side veth names.
 //!
@@ -14,7 +15,9 @@
 //! present netkit needs none of its own: `nix` and `netlink-sys` wrap every
 //! system call it makes.
 
+mod ack;
 pub mod addr;
+mod batch;
 pub mod error;
 pub mod link;
 mod named;
@@ -26,6 +29,7 @@ mod socket;
 pub mod sysctl;
 
 pub use addr::Addr;
+pub use batch::{first_error, Batch};
 pub use error::{Error, Result};
 pub use link::vxlan::{VxlanParams, VXLAN_DEFAULT_PORT};
 pub use link::Link;

@@ -6,6 +6,8 @@
 use std::net::IpAddr;
 
 use netlink_packet_core::{NLM_F_APPEND, NLM_F_CREATE, NLM_F_REPLACE};
+
+use crate::fmt_mac;
 use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
 };
@@ -93,10 +95,46 @@ fn from_msg(m: &NeighbourMessage) -> Neigh {
     n
 }
 
-fn ignore_missing(r: Result<()>) -> Result<()> {
-    match r {
-        Err(e) if e.is_not_found() => Ok(()),
-        other => other,
+/// Request builders, shared by the [`Netlink`] verbs and [`crate::Batch`].
+pub(crate) mod req {
+    use super::*;
+
+    /// `ip neigh replace IP lladdr MAC dev IDX nud permanent`
+    pub fn add_neigh(index: u32, ip: IpAddr, mac: [u8; 6]) -> Request {
+        let mut msg = arp_msg(index, ip);
+        let lladdr = NeighbourAttribute::LinkLayerAddress(mac.to_vec());
+        msg.attributes.push(lladdr);
+        let op = format!(
+            "replace neighbour {ip} lladdr {} dev #{index}",
+            fmt_mac(&mac)
+        );
+        let msg = RouteNetlinkMessage::NewNeighbour(msg);
+        Request::new(msg, NLM_F_CREATE | NLM_F_REPLACE, op)
+    }
+
+    /// `ip neigh del IP dev IDX` (missing = success)
+    pub fn del_neigh(index: u32, ip: IpAddr) -> Request {
+        let msg = RouteNetlinkMessage::DelNeighbour(arp_msg(index, ip));
+        Request::new(msg, 0, format!("delete neighbour {ip} dev #{index}")).idempotent()
+    }
+
+    /// `bridge fdb replace|append MAC dev IDX dst IP self permanent`
+    pub fn add_fdb(index: u32, mac: [u8; 6], dst: IpAddr, append: bool) -> Request {
+        let msg = RouteNetlinkMessage::NewNeighbour(fdb_msg(index, mac, Some(dst)));
+        let (verb, mode) = if append {
+            ("append", NLM_F_APPEND)
+        } else {
+            ("replace", NLM_F_REPLACE)
+        };
+        let op = format!("{verb} fdb {} dst {dst} dev #{index}", fmt_mac(&mac));
+        Request::new(msg, NLM_F_CREATE | mode, op)
+    }
+
+    /// `bridge fdb del MAC dev IDX [dst IP] self` (missing = success)
+    pub fn del_fdb(index: u32, mac: [u8; 6], dst: Option<IpAddr>) -> Request {
+        let msg = RouteNetlinkMessage::DelNeighbour(fdb_msg(index, mac, dst));
+        let op = format!("delete fdb {} dev #{index}", fmt_mac(&mac));
+        Request::new(msg, 0, op).idempotent()
     }
 }
 
@@ -104,26 +142,12 @@ impl Netlink {
     /// `ip neigh replace IP lladdr MAC dev IDX nud permanent`.
     /// Idempotent (replace semantics).
     pub fn add_neigh(&mut self, index: u32, ip: IpAddr, mac: [u8; 6]) -> Result<()> {
-        let mut msg = arp_msg(index, ip);
-        msg.attributes
-            .push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
-        let op = format!(
-            "replace neighbour {ip} lladdr {} dev #{index}",
-            crate::fmt_mac(&mac)
-        );
-        let flags = NLM_F_CREATE | NLM_F_REPLACE;
-        self.exec(Request::new(
-            RouteNetlinkMessage::NewNeighbour(msg),
-            flags,
-            op,
-        ))
+        self.exec(req::add_neigh(index, ip, mac))
     }
 
     /// `ip neigh del IP dev IDX`. Idempotent: a missing entry is success.
     pub fn del_neigh(&mut self, index: u32, ip: IpAddr) -> Result<()> {
-        let msg = arp_msg(index, ip);
-        let op = format!("delete neighbour {ip} dev #{index}");
-        ignore_missing(self.exec(Request::new(RouteNetlinkMessage::DelNeighbour(msg), 0, op)))
+        self.exec(req::del_neigh(index, ip))
     }
 
     /// `ip neigh show dev IDX` for one address family (ARP or NDP).
@@ -144,37 +168,18 @@ impl Netlink {
     /// rewritten instead of a second, stale destination. Use
     /// [`Netlink::append_fdb`] for flood lists (`00:00:00:00:00:00`).
     pub fn add_fdb(&mut self, index: u32, mac: [u8; 6], dst: IpAddr) -> Result<()> {
-        let msg = fdb_msg(index, mac, Some(dst));
-        let op = format!(
-            "replace fdb {} dst {dst} dev #{index}",
-            crate::fmt_mac(&mac)
-        );
-        let flags = NLM_F_CREATE | NLM_F_REPLACE;
-        self.exec(Request::new(
-            RouteNetlinkMessage::NewNeighbour(msg),
-            flags,
-            op,
-        ))
+        self.exec(req::add_fdb(index, mac, dst, false))
     }
 
     /// `bridge fdb append MAC dev IDX dst IP self permanent`: adds one more
     /// remote destination for `mac` (VXLAN head-end replication).
     pub fn append_fdb(&mut self, index: u32, mac: [u8; 6], dst: IpAddr) -> Result<()> {
-        let msg = fdb_msg(index, mac, Some(dst));
-        let op = format!("append fdb {} dst {dst} dev #{index}", crate::fmt_mac(&mac));
-        let flags = NLM_F_CREATE | NLM_F_APPEND;
-        self.exec(Request::new(
-            RouteNetlinkMessage::NewNeighbour(msg),
-            flags,
-            op,
-        ))
+        self.exec(req::add_fdb(index, mac, dst, true))
     }
 
     /// `bridge fdb del MAC dev IDX [dst IP] self`. Idempotent.
     pub fn del_fdb(&mut self, index: u32, mac: [u8; 6], dst: Option<IpAddr>) -> Result<()> {
-        let msg = fdb_msg(index, mac, dst);
-        let op = format!("delete fdb {} dev #{index}", crate::fmt_mac(&mac));
-        ignore_missing(self.exec(Request::new(RouteNetlinkMessage::DelNeighbour(msg), 0, op)))
+        self.exec(req::del_fdb(index, mac, dst))
     }
 
     /// `bridge fdb show dev IDX`.

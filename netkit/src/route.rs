@@ -223,31 +223,43 @@ impl Netlink {
     /// `ip route add DST [via GW] [dev OIF] [onlink] [scope S]`.
     /// An existing route gives an error with `is_exists()`.
     pub fn add_route(&mut self, r: &RouteSpec) -> Result<()> {
-        let msg = route_msg(r, false)?;
-        let op = format!("add route {}", describe(r));
-        self.exec(Request::new(
-            RouteNetlinkMessage::NewRoute(msg),
-            CREATE_EXCL,
-            op,
-        ))
+        self.exec(req::add_route(r)?)
     }
 
     /// `ip route replace DST [via GW] [dev OIF] [onlink] [scope S]`.
     pub fn replace_route(&mut self, r: &RouteSpec) -> Result<()> {
-        let msg = route_msg(r, false)?;
-        let op = format!("replace route {}", describe(r));
-        let flags = NLM_F_CREATE | NLM_F_REPLACE;
-        self.exec(Request::new(RouteNetlinkMessage::NewRoute(msg), flags, op))
+        self.exec(req::replace_route(r)?)
     }
 
     /// `ip route del DST [via GW] [dev OIF]`. Idempotent: a missing route
     /// (ESRCH) is success.
     pub fn del_route(&mut self, r: &RouteSpec) -> Result<()> {
-        let msg = route_msg(r, true)?;
+        self.exec(req::del_route(r)?)
+    }
+}
+
+/// Request builders, shared by the [`Netlink`] verbs and [`crate::Batch`].
+pub(crate) mod req {
+    use super::*;
+
+    pub fn add_route(r: &RouteSpec) -> Result<Request> {
+        let msg = RouteNetlinkMessage::NewRoute(route_msg(r, false)?);
+        Ok(Request::new(
+            msg,
+            CREATE_EXCL,
+            format!("add route {}", describe(r)),
+        ))
+    }
+
+    pub fn replace_route(r: &RouteSpec) -> Result<Request> {
+        let msg = RouteNetlinkMessage::NewRoute(route_msg(r, false)?);
+        let op = format!("replace route {}", describe(r));
+        Ok(Request::new(msg, NLM_F_CREATE | NLM_F_REPLACE, op))
+    }
+
+    pub fn del_route(r: &RouteSpec) -> Result<Request> {
+        let msg = RouteNetlinkMessage::DelRoute(route_msg(r, true)?);
         let op = format!("delete route {}", describe(r));
-        match self.exec(Request::new(RouteNetlinkMessage::DelRoute(msg), 0, op)) {
-            Err(e) if e.is_not_found() => Ok(()),
-            other => other,
-        }
+        Ok(Request::new(msg, 0, op).idempotent())
     }
 }

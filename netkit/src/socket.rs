@@ -8,11 +8,13 @@
 //! `core_utils::open_netlink_sockets` relies on.
 
 use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST,
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_DUMP, NLM_F_DUMP_INTR,
+    NLM_F_REQUEST,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
+use crate::ack;
 use crate::error::{Error, Result};
 
 /// One request to the kernel, with the words used to describe it in errors.
@@ -25,6 +27,8 @@ pub(crate) struct Request {
     pub op: String,
     /// "peer eth0 in /run/netns/x"; may be empty.
     pub ctx: String,
+    /// A "no such object" answer counts as success (idempotent deletes).
+    pub ignore_missing: bool,
 }
 
 impl Request {
@@ -34,7 +38,13 @@ impl Request {
             flags,
             op: op.into(),
             ctx: String::new(),
+            ignore_missing: false,
         }
+    }
+
+    pub fn idempotent(mut self) -> Self {
+        self.ignore_missing = true;
+        self
     }
 
     pub fn ctx(mut self, ctx: impl Into<String>) -> Self {
@@ -79,6 +89,8 @@ impl Netlink {
         // Only the original header is echoed back in error messages, not the
         // whole request (which may be several KiB for a veth with a peer).
         let _ = sock.set_cap_ack(true);
+        // Ask for the kernel's error string too ("Unknown device type", ...).
+        let _ = sock.set_ext_ack(true);
         Ok(Netlink {
             sock,
             seq: 0,
@@ -155,46 +167,50 @@ impl Netlink {
         let mut pending = Vec::with_capacity(reqs.len());
         for r in reqs {
             let seq = self.encode(r.msg, r.flags | NLM_F_ACK, &mut buf);
-            pending.push((seq, r.op, r.ctx, None::<Result<()>>));
+            pending.push(Pending {
+                seq,
+                op: r.op,
+                ctx: r.ctx,
+                ignore_missing: r.ignore_missing,
+                result: None,
+            });
         }
-        let what = pending.first().map(|p| p.1.clone()).unwrap_or_default();
-        if let Err(e) = self.send(&buf, &what) {
+        let what = pending.first().map(|p| p.op.clone()).unwrap_or_default();
+        let outcome = self
+            .send(&buf, &what)
+            .and_then(|()| self.collect_acks(&mut pending, &what));
+        if let Err(e) = outcome {
+            // Socket-level failure: every unanswered request shares it.
             let msg = e.to_string();
-            return pending
-                .into_iter()
-                .map(|p| Err(Error::invalid(p.1, msg.clone())))
-                .collect();
-        }
-        if let Err(e) = self.collect_acks(&mut pending, &what) {
-            let msg = e.to_string();
-            for p in pending.iter_mut().filter(|p| p.3.is_none()) {
-                p.3 = Some(Err(Error::invalid(p.1.clone(), msg.clone())));
+            for p in pending.iter_mut().filter(|p| p.result.is_none()) {
+                p.result = Some(Err(Error::invalid(p.op.clone(), msg.clone())));
             }
         }
-        pending.into_iter().map(|p| p.3.unwrap_or(Ok(()))).collect()
+        pending
+            .into_iter()
+            .map(|p| p.result.unwrap_or(Ok(())))
+            .collect()
     }
 
-    #[allow(clippy::type_complexity)]
-    fn collect_acks(
-        &mut self,
-        pending: &mut [(u32, String, String, Option<Result<()>>)],
-        what: &str,
-    ) -> Result<()> {
-        while pending.iter().any(|p| p.3.is_none()) {
+    fn collect_acks(&mut self, pending: &mut [Pending], what: &str) -> Result<()> {
+        while pending.iter().any(|p| p.result.is_none()) {
             for msg in self.recv(what)? {
                 let seq = msg.header.sequence_number;
-                let Some(p) = pending.iter_mut().find(|p| p.0 == seq) else {
+                let Some(p) = pending.iter_mut().find(|p| p.seq == seq) else {
                     continue; // stale reply from an earlier, abandoned request
                 };
-                if let NetlinkPayload::Error(e) = msg.payload {
-                    p.3 = Some(match e.code {
-                        None => Ok(()),
-                        Some(code) => Err(Error::Netlink {
-                            op: p.1.clone(),
-                            errno: -code.get(),
-                            ctx: with_ns(&p.2, &self.label),
-                        }),
-                    });
+                if let NetlinkPayload::Error(e) = &msg.payload {
+                    let Some(code) = e.code else {
+                        p.result = Some(Ok(()));
+                        continue;
+                    };
+                    let err = Error::Netlink {
+                        op: p.op.clone(),
+                        errno: -code.get(),
+                        ctx: ack::context(&p.ctx, &self.label, msg.header.flags, &e.header),
+                    };
+                    let missing_ok = p.ignore_missing && err.is_not_found();
+                    p.result = Some(if missing_ok { Ok(()) } else { Err(err) });
                 }
             }
         }
@@ -208,7 +224,18 @@ impl Netlink {
         msg: RouteNetlinkMessage,
         what: &str,
     ) -> Result<Vec<RouteNetlinkMessage>> {
-        self.get(msg, NLM_F_DUMP, what)
+        // A dump that raced with a change is flagged NLM_F_DUMP_INTR and may
+        // be inconsistent: ask again (iproute2 just warns; we retry).
+        for _ in 0..DUMP_RETRIES {
+            let (out, interrupted) = self.get_flagged(msg.clone(), NLM_F_DUMP, what)?;
+            if !interrupted {
+                return Ok(out);
+            }
+        }
+        Err(Error::invalid(
+            what,
+            "dump kept being interrupted by concurrent changes",
+        ))
     }
 
     /// Send a GET (dump or single object) and collect the answers until
@@ -219,6 +246,17 @@ impl Netlink {
         flags: u16,
         what: &str,
     ) -> Result<Vec<RouteNetlinkMessage>> {
+        Ok(self.get_flagged(msg, flags, what)?.0)
+    }
+
+    /// [`Netlink::get`], also telling whether any part carried NLM_F_DUMP_INTR.
+    fn get_flagged(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        flags: u16,
+        what: &str,
+    ) -> Result<(Vec<RouteNetlinkMessage>, bool)> {
+        let mut interrupted = false;
         let mut buf = Vec::new();
         let seq = self.encode(msg, flags, &mut buf);
         self.send(&buf, what)?;
@@ -228,22 +266,23 @@ impl Netlink {
                 if m.header.sequence_number != seq {
                     continue;
                 }
+                interrupted |= m.header.flags & NLM_F_DUMP_INTR != 0;
                 match m.payload {
-                    NetlinkPayload::Done(_) => return Ok(out),
+                    NetlinkPayload::Done(_) => return Ok((out, interrupted)),
                     NetlinkPayload::Error(e) => {
                         return match e.code {
-                            None => Ok(out),
+                            None => Ok((out, interrupted)),
                             Some(code) => Err(Error::Netlink {
                                 op: what.to_string(),
                                 errno: -code.get(),
-                                ctx: with_ns("", &self.label),
+                                ctx: ack::context("", &self.label, m.header.flags, &e.header),
                             }),
                         }
                     }
                     NetlinkPayload::InnerMessage(inner) => {
                         out.push(inner);
                         if flags & NLM_F_DUMP == 0 {
-                            return Ok(out);
+                            return Ok((out, interrupted));
                         }
                     }
                     _ => {}
@@ -261,10 +300,13 @@ fn in_ns(label: &str) -> String {
     }
 }
 
-fn with_ns(ctx: &str, label: &str) -> String {
-    match (ctx.is_empty(), label.is_empty()) {
-        (_, true) => ctx.to_string(),
-        (true, false) => format!("in {label}"),
-        (false, false) => format!("{ctx}; socket in {label}"),
-    }
+const DUMP_RETRIES: usize = 5;
+
+/// One request of a batch waiting for its ACK.
+struct Pending {
+    seq: u32,
+    op: String,
+    ctx: String,
+    ignore_missing: bool,
+    result: Option<Result<()>>,
 }

@@ -349,3 +349,73 @@ fn links_lists_everything_and_moves_between_namespaces() {
     nl.del_link_by_name("mv0").unwrap();
     assert!(b.nl().link_by_name("mv1").unwrap().is_none());
 }
+
+#[test]
+fn batch_applies_in_order_and_reports_each_failure() {
+    if !need_root() {
+        return;
+    }
+    let t = TestNs::new();
+    let mut nl = t.nl();
+    nl.add_bridge("vtep0", Some(1450), None).unwrap();
+    let dev = nl.link_by_name("vtep0").unwrap().unwrap();
+    // Like flannel.1's /32: without any local address the netns has no
+    // local table yet and the kernel rejects even onlink gateways.
+    nl.add_addr(dev.index, "10.244.6.0/32".parse().unwrap())
+        .unwrap();
+    nl.set_up(dev.index).unwrap();
+    let vtep = mac("0e:00:00:00:00:07");
+    let gw: IpAddr = "10.244.7.0".parse().unwrap();
+    let route = RouteSpec {
+        dst: "10.244.7.0/24".parse().unwrap(),
+        gw: Some(gw),
+        oif: Some(dev.index),
+        onlink: true,
+        scope: None,
+    };
+    // Without onlink the kernel refuses an unreachable gateway, and says why.
+    let bad = RouteSpec {
+        onlink: false,
+        dst: "10.244.8.0/24".parse().unwrap(),
+        ..route.clone()
+    };
+    let mut b = netkit::Batch::new();
+    b.add_neigh(dev.index, gw, vtep);
+    b.add_route(&bad).unwrap();
+    b.replace_route(&route).unwrap();
+    b.del_neigh(dev.index, "10.244.99.0".parse().unwrap()); // missing: ok
+    assert_eq!(b.len(), 4);
+    let res = nl.apply(b);
+    assert_eq!(res.len(), 4);
+    assert!(
+        res[0].is_ok() && res[2].is_ok() && res[3].is_ok(),
+        "{res:?}"
+    );
+    let err = res[1].as_ref().unwrap_err();
+    assert_eq!(err.errno(), Some(libc::ENETUNREACH), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("add route 10.244.8.0/24 via 10.244.7.0"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("kernel: "),
+        "extended ACK message missing: {msg}"
+    );
+    assert!(netkit::first_error(res).is_err());
+
+    let jr = t.ip(&["route", "show", "10.244.7.0/24"]);
+    assert_eq!(jr[0]["gateway"], "10.244.7.0");
+    let jn = t.ip(&["neigh", "show", "dev", "vtep0"]);
+    assert_eq!(jn[0]["lladdr"], "0e:00:00:00:00:07");
+
+    let mut b = netkit::Batch::new();
+    b.del_route(&route).unwrap().del_neigh(dev.index, gw);
+    netkit::first_error(nl.apply(b)).unwrap();
+    assert!(t
+        .ip(&["route", "show", "10.244.7.0/24"])
+        .as_array()
+        .unwrap()
+        .is_empty());
+    assert!(nl.apply(netkit::Batch::new()).is_empty());
+}
