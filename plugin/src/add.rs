@@ -1,0 +1,208 @@
+//! ADD: attach a container to the pod network.
+//!
+//! Order of work, each step recorded before it runs so that DEL (or GC)
+//! can always undo a half-finished ADD, even after a SIGKILL:
+//! 1. validate config and subnet.env (nothing touched yet);
+//! 2. record the delegate call, then run it (bridge or flannel);
+//! 3. record the portmap call, then chain it when port mappings exist;
+//! 4. record the final result.
+//!
+//! A failure in steps 2-3 rolls back what already ran before returning the
+//! error (SPEC.md "Delegated plugins": the upper plugin must DEL on failure).
+
+use crate::conf::Mode;
+use crate::delegate::{conf_version, set_version};
+use crate::record::{Call, Record};
+use crate::subnet_env::{SubnetEnv, SubnetEnvError};
+use crate::{del, flannel, io_err, mode, Ctx};
+use cni::error::{codes, CniError};
+use cni::result::CniResult;
+use serde_json::Value;
+
+pub fn add(ctx: &Ctx) -> Result<String, CniError> {
+    let mode = mode::resolve(&ctx.conf, &ctx.delegates)?;
+    let call = delegate_call(ctx, mode)?;
+    let mappings = ctx.conf.port_mappings();
+    if !mappings.is_empty() {
+        // Fail before touching anything if the chain cannot complete.
+        ctx.delegates.find("portmap")?;
+    }
+    clear_stale(ctx)?;
+    let mut rec = Record {
+        container_id: ctx.args.container_id.clone(),
+        ifname: ctx.args.ifname.clone(),
+        network: ctx.conf.net.name.clone(),
+        mode,
+        delegate: Some(call),
+        portmap: None,
+        result: None,
+    };
+    ctx.log.info(&format!(
+        "mode {}: delegating to {}",
+        mode.as_str(),
+        type_of(&rec)
+    ));
+    match run_chain(ctx, &mut rec, &mappings) {
+        Ok(result) => {
+            let out = result.to_json(&ctx.conf.net.cni_version)?;
+            rec.result = Some(result.to_value(&ctx.conf.net.cni_version)?);
+            ctx.store
+                .save(&rec)
+                .map_err(|e| io_err("save attachment record", e))?;
+            Ok(out)
+        }
+        Err(e) => {
+            ctx.log.error(&format!("ADD failed, rolling back: {e}"));
+            if let Err(rb) = del::undo(ctx, &ctx.delegates, &rec) {
+                ctx.log.error(&format!("rollback incomplete: {rb}"));
+                return Err(e.with_details(format!("rollback incomplete: {}", rb.msg)));
+            }
+            Err(e)
+        }
+    }
+}
+
+fn type_of(rec: &Record) -> &str {
+    rec.delegate
+        .as_ref()
+        .map(|c| c.type_.as_str())
+        .unwrap_or("-")
+}
+
+/// The main delegate call for `mode`.
+fn delegate_call(ctx: &Ctx, mode: Mode) -> Result<Call, CniError> {
+    match mode {
+        Mode::Flannel => Ok(Call {
+            type_: "flannel".into(),
+            conf: flannel::flannel_conf(&ctx.conf),
+        }),
+        _ => {
+            let env = load_subnet_env(ctx)?;
+            let conf = flannel::bridge_delegate(&ctx.conf, &env);
+            let type_ = conf["type"].as_str().unwrap_or("bridge").to_string();
+            ctx.delegates.find(&type_)?;
+            Ok(Call { type_, conf })
+        }
+    }
+}
+
+/// subnet.env is written by the node agent once the node has a lease; its
+/// absence is a condition that clears by itself, hence "try again later".
+pub fn load_subnet_env(ctx: &Ctx) -> Result<SubnetEnv, CniError> {
+    SubnetEnv::load(&ctx.conf.subnet_file).map_err(|e| subnet_env_error(&e))
+}
+
+pub fn subnet_env_error(e: &SubnetEnvError) -> CniError {
+    let code = match e {
+        SubnetEnvError::Read { err, .. } if err.kind() == std::io::ErrorKind::NotFound => {
+            codes::TRY_AGAIN
+        }
+        SubnetEnvError::Read { .. } => codes::IO,
+        _ => codes::DECODE,
+    };
+    let hint = if e.is_absent() {
+        " (the node agent, `netboot agent` or flanneld, has not written it yet: is it running?)"
+    } else {
+        ""
+    };
+    CniError::new(
+        code,
+        format!("failed to load flannel 'subnet.env' file: {e}{hint}"),
+    )
+}
+
+/// A record without a result is a previous ADD that never finished (killed
+/// or failed without rollback). Nobody was told it succeeded, so undo it
+/// before starting over. A finished attachment is never overwritten.
+fn clear_stale(ctx: &Ctx) -> Result<(), CniError> {
+    let (cid, ifname) = (&ctx.args.container_id, &ctx.args.ifname);
+    match ctx.store.load(cid, ifname) {
+        Ok(None) => Ok(()),
+        Ok(Some(rec)) if rec.result.is_some() => Err(CniError::new(
+            codes::INVALID_ENV,
+            format!(
+                "container {cid:?} interface {ifname:?} is already attached to network {:?}; DEL it first",
+                rec.network
+            ),
+        )),
+        Ok(Some(rec)) => {
+            ctx.log.info("undoing an unfinished earlier ADD");
+            del::undo(ctx, &ctx.delegates, &rec)
+        }
+        Err(e) => {
+            ctx.log.error(&format!("discarding unreadable record: {e}"));
+            ctx.store.remove(cid, ifname).map_err(|e| io_err("remove damaged record", e))
+        }
+    }
+}
+
+fn run_chain(ctx: &Ctx, rec: &mut Record, mappings: &[Value]) -> Result<CniResult, CniError> {
+    let store = &ctx.store;
+    let scratch = rec.mode == Mode::Bridge;
+    let mut call = rec
+        .delegate
+        .clone()
+        .ok_or_else(|| CniError::internal("no delegate"))?;
+    let result = ctx.delegates.add(&mut call, &mut |c: &Call| {
+        rec.delegate = Some(c.clone());
+        store
+            .save(rec)
+            .map_err(|e| io_err("save attachment record", e))?;
+        if scratch {
+            // flannel's scratch file, so the upstream plugin can DEL it too.
+            let bytes =
+                serde_json::to_vec(&c.conf).map_err(|e| CniError::internal(e.to_string()))?;
+            store
+                .save_flannel(&rec.container_id, &bytes)
+                .map_err(|e| io_err("save delegate config", e))?;
+        }
+        Ok(())
+    })?;
+    if mappings.is_empty() {
+        return Ok(result);
+    }
+    let version = conf_version(&call.conf).to_string();
+    let mut pm = flannel::portmap_conf(&ctx.conf, &version, mappings);
+    pm["prevResult"] = result.to_value(&version)?;
+    let mut pm_call = Call {
+        type_: "portmap".into(),
+        conf: pm,
+    };
+    ctx.delegates.add(&mut pm_call, &mut |c: &Call| {
+        rec.portmap = Some(without_prev_result(c));
+        store
+            .save(rec)
+            .map_err(|e| io_err("save attachment record", e))
+    })
+}
+
+/// portmap's DEL needs only its config and mappings; the prevResult is
+/// dropped from the record (the final result is kept once, separately).
+fn without_prev_result(c: &Call) -> Call {
+    let mut c = c.clone();
+    if let Value::Object(m) = &mut c.conf {
+        m.remove("prevResult");
+    }
+    c
+}
+
+/// Re-attaches a recorded result as the prevResult of a call (for CHECK and
+/// DEL of chained plugins), in the call's own version.
+pub fn with_prev_result(call: &Call, result: &Value) -> Result<Call, CniError> {
+    let mut c = call.clone();
+    if let Value::Object(m) = &mut c.conf {
+        m.insert("prevResult".into(), result.clone());
+    }
+    let v = conf_version(&c.conf).to_string();
+    set_version(&mut c.conf, &v)?;
+    Ok(c)
+}
+
+/// Forwarded-command helper shared by STATUS and GC: does `plugin` speak
+/// CNI 1.1.0 (where STATUS and GC exist)?
+pub fn speaks_1_1(ctx: &Ctx, plugin: &str) -> bool {
+    ctx.delegates
+        .versions(plugin)
+        .map(|v| v.iter().any(|s| s == "1.1.0"))
+        .unwrap_or(false)
+}

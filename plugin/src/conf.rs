@@ -1,0 +1,260 @@
+//! netboot-cni's own configuration: the plugin-specific keys of its net conf.
+//!
+//! Everything is validated here, before the first side effect, so a bad
+//! config is rejected with code 7 (invalid config) and changes nothing.
+
+use cni::conf::NetConf;
+use cni::error::{codes, CniError};
+use serde_json::{Map, Value};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Where flanneld (and `netboot agent`) write the node's lease.
+pub const DEFAULT_SUBNET_FILE: &str = "/run/flannel/subnet.env";
+/// The upstream flannel plugin's default, so both share delegate records.
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/cni/flannel";
+const DEFAULT_DELEGATE_TIMEOUT_SECS: u64 = 60;
+
+/// How the plugin gets its work done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Pick the first that can work: flannel, then bridge, then native.
+    Auto,
+    /// Delegate to the upstream `flannel` binary.
+    Flannel,
+    /// Do flannel's job in-process and delegate to `bridge` + `host-local`.
+    Bridge,
+    /// Do everything in-process over netlink.
+    Native,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Auto => "auto",
+            Mode::Flannel => "flannel",
+            Mode::Bridge => "bridge",
+            Mode::Native => "native",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Mode> {
+        [Mode::Auto, Mode::Flannel, Mode::Bridge, Mode::Native]
+            .into_iter()
+            .find(|m| m.as_str() == s)
+    }
+}
+
+/// Log verbosity, from `logLevel`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    Error,
+    Info,
+    Debug,
+}
+
+/// The validated plugin configuration.
+#[derive(Debug, Clone)]
+pub struct PluginConf {
+    pub net: NetConf,
+    pub mode: Mode,
+    pub subnet_file: PathBuf,
+    pub data_dir: PathBuf,
+    /// Options for the delegate (bridge), as flannel's `delegate` map.
+    pub delegate: Map<String, Value>,
+    /// Base IPAM section for the delegate, as flannel's top-level `ipam`.
+    pub ipam: Map<String, Value>,
+    /// Extra options for the chained `portmap` plugin (snat, masqAll, ...).
+    pub portmap: Map<String, Value>,
+    pub log_file: Option<PathBuf>,
+    pub log_level: LogLevel,
+    pub delegate_timeout: Duration,
+}
+
+fn invalid(field: &str, msg: impl std::fmt::Display) -> CniError {
+    CniError::new(
+        codes::INVALID_CONFIG,
+        format!("invalid config: {field}: {msg}"),
+    )
+}
+
+fn string_field<'a>(
+    extra: &'a Map<String, Value>,
+    field: &str,
+) -> Result<Option<&'a str>, CniError> {
+    match extra.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(invalid(field, format!("must be a string, got {other}"))),
+    }
+}
+
+fn object_field(extra: &Map<String, Value>, field: &str) -> Result<Map<String, Value>, CniError> {
+    match extra.get(field) {
+        None | Some(Value::Null) => Ok(Map::new()),
+        Some(Value::Object(m)) => Ok(m.clone()),
+        Some(other) => Err(invalid(field, format!("must be an object, got {other}"))),
+    }
+}
+
+/// An absolute path with no `..` component: config paths are trusted to
+/// point where the operator meant, never to climb out of it.
+fn path_field(extra: &Map<String, Value>, field: &str, default: &str) -> Result<PathBuf, CniError> {
+    let raw = string_field(extra, field)?.unwrap_or(default);
+    let path = Path::new(raw);
+    if raw.is_empty() || !path.is_absolute() {
+        return Err(invalid(field, format!("{raw:?} must be an absolute path")));
+    }
+    if path
+        .components()
+        .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return Err(invalid(field, format!("{raw:?} must not contain '..'")));
+    }
+    Ok(path.to_path_buf())
+}
+
+impl PluginConf {
+    /// Validates the plugin-specific keys of `net`.
+    pub fn from_netconf(net: NetConf) -> Result<PluginConf, CniError> {
+        let extra = &net.extra;
+        let mode = match string_field(extra, "mode")? {
+            None => Mode::Auto,
+            Some(s) => Mode::parse(s).ok_or_else(|| {
+                invalid(
+                    "mode",
+                    format!("{s:?} is not one of auto, flannel, bridge, native"),
+                )
+            })?,
+        };
+        let delegate = object_field(extra, "delegate")?;
+        validate_delegate(&delegate)?;
+        let ipam = match &net.ipam {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(m)) => m.clone(),
+            Some(other) => return Err(invalid("ipam", format!("must be an object, got {other}"))),
+        };
+        let log_level = match string_field(extra, "logLevel")? {
+            None | Some("info") => LogLevel::Info,
+            Some("error") => LogLevel::Error,
+            Some("debug") => LogLevel::Debug,
+            Some(s) => {
+                return Err(invalid(
+                    "logLevel",
+                    format!("{s:?} is not one of error, info, debug"),
+                ))
+            }
+        };
+        let log_file = match string_field(extra, "logFile")? {
+            None | Some("") => None,
+            Some(_) => Some(path_field(extra, "logFile", "")?),
+        };
+        Ok(PluginConf {
+            mode,
+            subnet_file: path_field(extra, "subnetFile", DEFAULT_SUBNET_FILE)?,
+            data_dir: path_field(extra, "dataDir", DEFAULT_DATA_DIR)?,
+            delegate,
+            ipam,
+            portmap: object_field(extra, "portmap")?,
+            log_file,
+            log_level,
+            delegate_timeout: delegate_timeout(extra)?,
+            net,
+        })
+    }
+
+    /// `runtimeConfig.portMappings`, when the runtime passed any.
+    pub fn port_mappings(&self) -> Vec<Value> {
+        self.net
+            .runtime_config
+            .as_ref()
+            .and_then(|rc| rc.get("portMappings"))
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+fn delegate_timeout(extra: &Map<String, Value>) -> Result<Duration, CniError> {
+    match extra.get("delegateTimeout") {
+        None | Some(Value::Null) => Ok(Duration::from_secs(DEFAULT_DELEGATE_TIMEOUT_SECS)),
+        Some(v) => match v.as_f64() {
+            Some(secs) if secs > 0.0 && secs <= 3600.0 => Ok(Duration::from_secs_f64(secs)),
+            _ => Err(invalid(
+                "delegateTimeout",
+                format!("{v} must be a number of seconds in (0, 3600]"),
+            )),
+        },
+    }
+}
+
+/// The same rules the flannel plugin applies to its `delegate` map.
+fn validate_delegate(delegate: &Map<String, Value>) -> Result<(), CniError> {
+    if let Some(t) = delegate.get("type") {
+        if !t.is_string() {
+            return Err(invalid("delegate.type", "if present, must be a string"));
+        }
+    }
+    for forbidden in ["name", "ipam"] {
+        if delegate.contains_key(forbidden) {
+            return Err(invalid(
+                &format!("delegate.{forbidden}"),
+                "must not be set; netboot-cni sets it from the network and subnet.env",
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conf(json: &str) -> Result<PluginConf, CniError> {
+        PluginConf::from_netconf(NetConf::parse(json.as_bytes()).unwrap())
+    }
+
+    #[test]
+    fn defaults_match_flannel() {
+        let c = conf(r#"{"cniVersion":"1.0.0","name":"cbr0","type":"netboot-cni"}"#).unwrap();
+        assert_eq!(c.mode, Mode::Auto);
+        assert_eq!(c.subnet_file, Path::new(DEFAULT_SUBNET_FILE));
+        assert_eq!(c.data_dir, Path::new(DEFAULT_DATA_DIR));
+        assert!(c.delegate.is_empty());
+    }
+
+    #[test]
+    fn rejects_bad_values_naming_the_field() {
+        for (json, field) in [
+            (r#""mode":"turbo""#, "mode"),
+            (r#""mode":3"#, "mode"),
+            (r#""subnetFile":"relative/subnet.env""#, "subnetFile"),
+            (r#""dataDir":"/var/lib/../../etc""#, "dataDir"),
+            (r#""delegate":{"name":"x"}"#, "delegate.name"),
+            (r#""delegate":{"ipam":{}}"#, "delegate.ipam"),
+            (r#""delegate":{"type":7}"#, "delegate.type"),
+            (r#""delegate":[]"#, "delegate"),
+            (r#""logLevel":"loud""#, "logLevel"),
+            (r#""delegateTimeout":-1"#, "delegateTimeout"),
+            (r#""ipam":"host-local""#, "ipam"),
+        ] {
+            let full =
+                format!(r#"{{"cniVersion":"1.0.0","name":"cbr0","type":"netboot-cni",{json}}}"#);
+            let err = conf(&full).unwrap_err();
+            assert_eq!(err.code, codes::INVALID_CONFIG, "{json}");
+            assert!(err.msg.contains(field), "{json}: {}", err.msg);
+        }
+    }
+
+    #[test]
+    fn reads_port_mappings() {
+        let c = conf(
+            r#"{"cniVersion":"1.0.0","name":"n","type":"netboot-cni","mode":"bridge",
+                "runtimeConfig":{"portMappings":[{"hostPort":8080,"containerPort":80,"protocol":"tcp"}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.mode, Mode::Bridge);
+        assert_eq!(c.port_mappings().len(), 1);
+    }
+}

@@ -1,0 +1,172 @@
+//! DEL: detach a container. Best effort and idempotent (SPEC.md "DEL"):
+//! a missing netns, link, record or allocation is success, and host-side
+//! state (IPAM, port mappings) is released even when the netns is gone.
+//!
+//! What to undo comes from the attachment record, not from the current
+//! config or subnet.env, so DEL still works after either changed. Without
+//! a record, flannel's scratch file is used (an ADD by the upstream plugin);
+//! without that either, the delegate config is rebuilt from subnet.env so
+//! host-local does not leak the IP (the upstream plugin skips DEL there).
+
+use crate::add::load_subnet_env;
+use crate::conf::Mode;
+use crate::delegate::Delegator;
+use crate::record::{Call, Record};
+use crate::{flannel, io_err, mode, Ctx};
+use cni::args::Command;
+use cni::error::CniError;
+use serde_json::Value;
+
+pub fn del(ctx: &Ctx) -> Result<(), CniError> {
+    let (cid, ifname) = (&ctx.args.container_id, &ctx.args.ifname);
+    let rec = match ctx.store.load(cid, ifname) {
+        Ok(r) => r,
+        Err(e) => {
+            ctx.log.error(&format!("ignoring unreadable record: {e}"));
+            None
+        }
+    };
+    let rec = match rec {
+        Some(mut rec) => {
+            // The runtime's current mappings win if it passed any; otherwise
+            // the recorded ones are used (containerd passes them, others may not).
+            let mappings = ctx.conf.port_mappings();
+            if !mappings.is_empty() {
+                rec.portmap = Some(portmap_call(ctx, &rec, &mappings));
+            }
+            rec
+        }
+        None => match reconstruct(ctx)? {
+            Some(rec) => rec,
+            None => {
+                ctx.log
+                    .info("nothing recorded for this attachment; nothing to do");
+                return Ok(());
+            }
+        },
+    };
+    undo(ctx, &ctx.delegates, &rec)
+}
+
+fn portmap_call(ctx: &Ctx, rec: &Record, mappings: &[Value]) -> Call {
+    let version = rec
+        .delegate
+        .as_ref()
+        .map(|c| crate::delegate::conf_version(&c.conf).to_string())
+        .unwrap_or_else(|| ctx.conf.net.cni_version.clone());
+    Call {
+        type_: "portmap".into(),
+        conf: flannel::portmap_conf(&ctx.conf, &version, mappings),
+    }
+}
+
+/// Builds a record for an attachment netboot has no record of.
+fn reconstruct(ctx: &Ctx) -> Result<Option<Record>, CniError> {
+    let cid = &ctx.args.container_id;
+    let mut rec = Record {
+        container_id: cid.clone(),
+        ifname: ctx.args.ifname.clone(),
+        network: ctx.conf.net.name.clone(),
+        mode: Mode::Bridge,
+        delegate: None,
+        portmap: None,
+        result: None,
+    };
+    let mappings = ctx.conf.port_mappings();
+    if !mappings.is_empty() {
+        rec.portmap = Some(portmap_call(ctx, &rec, &mappings));
+    }
+    rec.delegate = match ctx.store.load_flannel(cid) {
+        Ok(Some(bytes)) => scratch_call(ctx, &bytes),
+        Ok(None) => None,
+        Err(e) => {
+            ctx.log
+                .error(&format!("ignoring unreadable delegate config: {e}"));
+            None
+        }
+    };
+    if rec.delegate.is_none() {
+        rec.delegate = rebuilt_call(ctx, &mut rec.mode);
+    }
+    Ok((rec.delegate.is_some() || rec.portmap.is_some()).then_some(rec))
+}
+
+/// flannel's scratch file: the exact config its delegate got. An empty or
+/// torn file (flannel-io/cni-plugin#43) is skipped, not fatal.
+fn scratch_call(ctx: &Ctx, bytes: &[u8]) -> Option<Call> {
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(conf) => conf.get("type").and_then(Value::as_str).map(|t| Call {
+            type_: t.to_string(),
+            conf: conf.clone(),
+        }),
+        Err(e) => {
+            ctx.log.error(&format!(
+                "delegate config is damaged ({} bytes): {e}",
+                bytes.len()
+            ));
+            None
+        }
+    }
+}
+
+/// The delegate config ADD would build today, when it can be built.
+fn rebuilt_call(ctx: &Ctx, mode_out: &mut Mode) -> Option<Call> {
+    let mode = mode::resolve(&ctx.conf, &ctx.delegates).ok()?;
+    *mode_out = mode;
+    if mode == Mode::Flannel {
+        return Some(Call {
+            type_: "flannel".into(),
+            conf: flannel::flannel_conf(&ctx.conf),
+        });
+    }
+    let env = load_subnet_env(ctx).ok()?;
+    let conf = flannel::bridge_delegate(&ctx.conf, &env);
+    let type_ = conf["type"].as_str()?.to_string();
+    Some(Call { type_, conf })
+}
+
+/// Undoes a (possibly partial) attachment in reverse order: portmap, then
+/// the delegate, then the files. Every step is attempted; the files are
+/// removed only when all steps succeeded, so a failed DEL can be retried.
+pub fn undo(ctx: &Ctx, d: &Delegator, rec: &Record) -> Result<(), CniError> {
+    let mut errors: Vec<CniError> = Vec::new();
+    let prev = rec.result.as_ref();
+    if let Some(pm) = &rec.portmap {
+        if let Err(e) = run_del(d, pm, prev) {
+            errors.push(e.context("portmap DEL"));
+        }
+    }
+    if let Some(call) = &rec.delegate {
+        if let Err(e) = run_del(d, call, prev) {
+            errors.push(e.context(format!("{} DEL", call.type_)));
+        }
+    }
+    if let Some(first) = errors.first() {
+        let all: Vec<String> = errors.iter().map(|e| e.msg.clone()).collect();
+        ctx.log
+            .error(&format!("DEL incomplete: {}", all.join("; ")));
+        return Err(CniError::new(first.code, first.msg.clone()).with_details(all.join("; ")));
+    }
+    if rec.mode == Mode::Bridge {
+        ctx.store
+            .remove_flannel(&rec.container_id)
+            .map_err(|e| io_err("remove delegate config", e))?;
+    }
+    ctx.store
+        .remove(&rec.container_id, &rec.ifname)
+        .map_err(|e| io_err("remove attachment record", e))?;
+    ctx.log.info("detached");
+    Ok(())
+}
+
+/// DEL of one recorded call. prevResult is passed when known (SPEC.md: DEL
+/// gets the final ADD result), converted to the call's version.
+fn run_del(d: &Delegator, call: &Call, prev: Option<&Value>) -> Result<(), CniError> {
+    let call = match prev {
+        Some(p) => crate::add::with_prev_result(call, p).unwrap_or_else(|_| call.clone()),
+        None => call.clone(),
+    };
+    // A delegate binary that vanished is reported (code 50), not skipped:
+    // its state is still on the node and the operator must put it back.
+    d.run(Command::Del, &call)
+}

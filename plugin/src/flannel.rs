@@ -1,0 +1,168 @@
+//! Building the configs netboot-cni hands to other plugins.
+//!
+//! `bridge_delegate` reproduces, key for key, the delegate config that the
+//! upstream flannel CNI plugin renders (flannel-io/cni-plugin
+//! `flannel_linux.go` doCmdAdd / getDelegateIPAM), so a node can move between
+//! the upstream flannel binary and netboot-cni without its pods noticing.
+
+use crate::conf::PluginConf;
+use crate::subnet_env::SubnetEnv;
+use serde_json::{json, Map, Value};
+
+/// The bridge (+ host-local) config flannel would delegate to.
+pub fn bridge_delegate(conf: &PluginConf, env: &SubnetEnv) -> Value {
+    let net = &conf.net;
+    let mut d = conf.delegate.clone();
+    if let Some(rc) = &net.runtime_config {
+        d.insert("runtimeConfig".into(), rc.clone());
+    }
+    d.insert("name".into(), Value::String(net.name.clone()));
+    d.entry("type").or_insert_with(|| json!("bridge"));
+    // flannel masquerades at the node when FLANNEL_IPMASQ is set, so the
+    // bridge only needs to when flannel does not.
+    d.entry("ipMasq").or_insert_with(|| json!(!env.ipmasq));
+    d.entry("mtu").or_insert_with(|| json!(env.mtu));
+    if d.get("type").and_then(Value::as_str) == Some("bridge") {
+        d.entry("isGateway").or_insert_with(|| json!(true));
+    }
+    if !net.cni_version.is_empty() {
+        d.insert("cniVersion".into(), json!(net.cni_version));
+    }
+    d.insert("ipam".into(), Value::Object(delegate_ipam(conf, env)));
+    sorted(Value::Object(d))
+}
+
+fn delegate_ipam(conf: &PluginConf, env: &SubnetEnv) -> Map<String, Value> {
+    let mut ipam = conf.ipam.clone();
+    ipam.entry("type").or_insert_with(|| json!("host-local"));
+    let ranges: Vec<Value> = env
+        .subnet
+        .iter()
+        .chain(env.ipv6_subnet.iter())
+        .map(|sn| json!([{ "subnet": sn.to_string() }]))
+        .collect();
+    ipam.insert("ranges".into(), Value::Array(ranges));
+    let mut routes = match ipam.get("routes") {
+        Some(Value::Array(r)) => r.clone(),
+        _ => Vec::new(),
+    };
+    for nw in env.networks.iter().chain(env.ipv6_networks.iter()) {
+        routes.push(json!({ "dst": nw.to_string() }));
+    }
+    ipam.insert("routes".into(), Value::Array(routes));
+    ipam
+}
+
+/// The config for the upstream `flannel` binary (mode `flannel`).
+pub fn flannel_conf(conf: &PluginConf) -> Value {
+    let net = &conf.net;
+    let mut c = Map::new();
+    c.insert("cniVersion".into(), json!(net.cni_version));
+    c.insert("name".into(), json!(net.name));
+    c.insert("type".into(), json!("flannel"));
+    c.insert("subnetFile".into(), json!(conf.subnet_file));
+    c.insert("dataDir".into(), json!(conf.data_dir));
+    c.insert("delegate".into(), Value::Object(conf.delegate.clone()));
+    if !conf.ipam.is_empty() {
+        c.insert("ipam".into(), Value::Object(conf.ipam.clone()));
+    }
+    if let Some(rc) = &net.runtime_config {
+        c.insert("runtimeConfig".into(), rc.clone());
+    }
+    Value::Object(c)
+}
+
+/// The config for the chained `portmap` plugin, without its prevResult.
+pub fn portmap_conf(conf: &PluginConf, version: &str, mappings: &[Value]) -> Value {
+    let mut c = Map::new();
+    c.insert("cniVersion".into(), json!(version));
+    c.insert("name".into(), json!(conf.net.name));
+    c.insert("type".into(), json!("portmap"));
+    c.insert("capabilities".into(), json!({ "portMappings": true }));
+    c.insert("snat".into(), json!(true));
+    for (k, v) in &conf.portmap {
+        c.insert(k.clone(), v.clone());
+    }
+    c.insert("runtimeConfig".into(), json!({ "portMappings": mappings }));
+    Value::Object(c)
+}
+
+/// Recursively orders object keys, as Go's encoding/json does for maps: the
+/// flannel plugin stores its delegate config that way.
+pub fn sorted(v: Value) -> Value {
+    match v {
+        Value::Object(m) => {
+            let mut entries: Vec<(String, Value)> = m.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+        }
+        Value::Array(a) => Value::Array(a.into_iter().map(sorted).collect()),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn setup(extra: &str) -> (PluginConf, SubnetEnv) {
+        let json = format!(r#"{{"cniVersion":"0.3.1","name":"cbr0","type":"netboot-cni"{extra}}}"#);
+        let conf =
+            PluginConf::from_netconf(cni::conf::NetConf::parse(json.as_bytes()).unwrap()).unwrap();
+        let env = SubnetEnv::parse(
+            "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.3.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n",
+            Path::new("subnet.env"),
+        )
+        .unwrap();
+        (conf, env)
+    }
+
+    #[test]
+    fn matches_the_flannel_plugin_rendering() {
+        let (conf, env) = setup(r#","delegate":{"hairpinMode":true,"isDefaultGateway":true}"#);
+        let d = bridge_delegate(&conf, &env);
+        // The exact bytes flannel v1.9.1 writes to <dataDir>/<containerID>.
+        assert_eq!(
+            d.to_string(),
+            r#"{"cniVersion":"0.3.1","hairpinMode":true,"ipMasq":false,"ipam":{"ranges":[[{"subnet":"10.244.3.0/24"}]],"routes":[{"dst":"10.244.0.0/16"}],"type":"host-local"},"isDefaultGateway":true,"isGateway":true,"mtu":1450,"name":"cbr0","type":"bridge"}"#
+        );
+    }
+
+    #[test]
+    fn user_values_win_and_ipam_is_merged() {
+        let (conf, env) = setup(
+            r#","delegate":{"mtu":9000,"ipMasq":true,"type":"ipvlan"},"ipam":{"dataDir":"/tmp/x","routes":[{"dst":"1.2.3.0/24"}]},"runtimeConfig":{"portMappings":[]}"#,
+        );
+        let d = bridge_delegate(&conf, &env);
+        assert_eq!(d["mtu"], 9000);
+        assert_eq!(d["ipMasq"], true);
+        assert!(d.get("isGateway").is_none(), "only bridge gets isGateway");
+        assert_eq!(d["ipam"]["dataDir"], "/tmp/x");
+        assert_eq!(
+            d["ipam"]["routes"],
+            json!([{"dst":"1.2.3.0/24"},{"dst":"10.244.0.0/16"}])
+        );
+        assert_eq!(d["runtimeConfig"], json!({"portMappings":[]}));
+    }
+
+    #[test]
+    fn ipmasq_follows_flannel_ipmasq_inverted() {
+        let (conf, mut env) = setup("");
+        env.ipmasq = false;
+        assert_eq!(bridge_delegate(&conf, &env)["ipMasq"], true);
+    }
+
+    #[test]
+    fn portmap_options_pass_through() {
+        let (conf, _) = setup(r#","portmap":{"snat":false,"markMasqBit":12}"#);
+        let p = portmap_conf(
+            &conf,
+            "1.0.0",
+            &[json!({"hostPort":80,"containerPort":8080})],
+        );
+        assert_eq!(p["snat"], false);
+        assert_eq!(p["markMasqBit"], 12);
+        assert_eq!(p["runtimeConfig"]["portMappings"][0]["hostPort"], 80);
+    }
+}

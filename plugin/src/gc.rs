@@ -1,0 +1,181 @@
+//! GC (CNI 1.1.0): release everything that belongs to attachments the
+//! runtime no longer has (`cni.dev/valid-attachments`). SPEC.md "GC": the
+//! netns may be assumed gone, errors do not stop the sweep, GC is forwarded
+//! to delegates, and nothing is printed on success.
+//!
+//! Three layers are swept, newest knowledge first:
+//! 1. netboot's attachment records: each stale one is undone exactly as
+//!    DEL would (delegate DEL with the recorded config, portmap included);
+//! 2. flannel scratch files with no record (ADDs by the upstream plugin);
+//! 3. the host-local store itself, so IPs leaked by anyone are reclaimed
+//!    (plugins#252).
+
+use crate::add::speaks_1_1;
+use crate::delegate::{set_version, Target};
+use crate::record::{Call, Record};
+use crate::{del, ipam_store, mode, Ctx};
+use cni::args::Command;
+use cni::conf::valid_attachments;
+use cni::error::{codes, CniError};
+use serde_json::Value;
+use std::collections::HashSet;
+
+pub fn gc(ctx: &Ctx) -> Result<(), CniError> {
+    let Some(valid) = valid_attachments(&ctx.conf.net)? else {
+        // Without the list nothing can be proven stale; do no harm.
+        ctx.log
+            .info("GC without cni.dev/valid-attachments: nothing to reclaim");
+        return Ok(());
+    };
+    let mut errors: Vec<String> = Vec::new();
+    let valid_pairs: HashSet<(&str, &str)> = valid
+        .iter()
+        .map(|(c, i)| (c.as_str(), i.as_str()))
+        .collect();
+    let valid_ids: HashSet<&str> = valid.iter().map(|(c, _)| c.as_str()).collect();
+    let mut seen_ids: HashSet<String> = HashSet::new();
+    sweep_records(ctx, &valid_pairs, &mut seen_ids, &mut errors);
+    sweep_scratch(ctx, &valid_ids, &seen_ids, &mut errors);
+    sweep_ipam(ctx, &valid, &mut errors);
+    forward(ctx, &mut errors);
+    if errors.is_empty() {
+        return Ok(());
+    }
+    Err(
+        CniError::new(codes::INTERNAL, format!("GC incomplete: {}", errors[0]))
+            .with_details(errors.join("; ")),
+    )
+}
+
+fn sweep_records(
+    ctx: &Ctx,
+    valid: &HashSet<(&str, &str)>,
+    seen_ids: &mut HashSet<String>,
+    errors: &mut Vec<String>,
+) {
+    let list = match ctx.store.list() {
+        Ok(l) => l,
+        Err(e) => return errors.push(format!("list records: {e}")),
+    };
+    for (cid, ifname, rec) in list {
+        seen_ids.insert(cid.clone());
+        if valid.contains(&(cid.as_str(), ifname.as_str())) {
+            continue;
+        }
+        let rec = match rec {
+            Ok(r) => r,
+            Err(e) => {
+                // A torn record cannot be replayed; the IPAM sweep still
+                // reclaims its address. Drop it so it does not linger.
+                ctx.log
+                    .error(&format!("dropping unreadable record {cid}@{ifname}: {e}"));
+                let _ = ctx.store.remove(&cid, &ifname);
+                continue;
+            }
+        };
+        if let Err(e) = release(ctx, &rec) {
+            errors.push(format!("{cid}@{ifname}: {}", e.msg));
+        }
+    }
+}
+
+fn release(ctx: &Ctx, rec: &Record) -> Result<(), CniError> {
+    let target = Target {
+        container_id: rec.container_id.clone(),
+        netns: String::new(),
+        ifname: rec.ifname.clone(),
+    };
+    ctx.log.info(&format!(
+        "releasing stale attachment {}@{}",
+        rec.container_id, rec.ifname
+    ));
+    del::undo(ctx, &ctx.delegates.for_target(&target), rec)
+}
+
+fn sweep_scratch(
+    ctx: &Ctx,
+    valid_ids: &HashSet<&str>,
+    seen: &HashSet<String>,
+    errors: &mut Vec<String>,
+) {
+    let ids = match ctx.store.list_flannel() {
+        Ok(ids) => ids,
+        Err(e) => return errors.push(format!("list delegate configs: {e}")),
+    };
+    for cid in ids
+        .into_iter()
+        .filter(|c| !valid_ids.contains(c.as_str()) && !seen.contains(c))
+    {
+        let conf = ctx
+            .store
+            .load_flannel(&cid)
+            .ok()
+            .flatten()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
+        let Some(type_) = conf
+            .as_ref()
+            .and_then(|c| c.get("type"))
+            .and_then(Value::as_str)
+        else {
+            let _ = ctx.store.remove_flannel(&cid);
+            continue;
+        };
+        let rec = Record {
+            container_id: cid.clone(),
+            // flannel's scratch file does not know the ifname; runtimes use eth0.
+            ifname: "eth0".into(),
+            network: ctx.conf.net.name.clone(),
+            mode: crate::conf::Mode::Bridge,
+            delegate: Some(Call {
+                type_: type_.to_string(),
+                conf: conf.clone().unwrap_or_default(),
+            }),
+            portmap: None,
+            result: None,
+        };
+        if let Err(e) = release(ctx, &rec) {
+            errors.push(format!("{cid}: {}", e.msg));
+        }
+    }
+}
+
+fn sweep_ipam(ctx: &Ctx, valid: &[(String, String)], errors: &mut Vec<String>) {
+    let (_, ipam_type) = mode::bridge_types(&ctx.conf);
+    if ipam_type != "host-local" {
+        return;
+    }
+    let dir = ipam_store::store_dir(&ctx.conf.ipam, &ctx.conf.net.name);
+    if !dir.exists() {
+        return;
+    }
+    match ipam_store::Locked::open(&dir).and_then(|s| s.release_invalid(valid)) {
+        Ok(ips) if !ips.is_empty() => ctx.log.info(&format!("released leaked IPs {ips:?}")),
+        Ok(_) => {}
+        Err(e) => errors.push(format!("IPAM store {}: {e}", dir.display())),
+    }
+}
+
+/// Forwards GC to delegates that know the command (CNI 1.1.0).
+fn forward(ctx: &Ctx, errors: &mut Vec<String>) {
+    let (delegate, ipam) = mode::bridge_types(&ctx.conf);
+    for plugin in ["flannel", delegate.as_str(), ipam.as_str(), "portmap"] {
+        if !ctx.delegates.available(plugin) || !speaks_1_1(ctx, plugin) {
+            continue;
+        }
+        let mut conf = ctx.conf.net.to_value();
+        if let Value::Object(m) = &mut conf {
+            m.insert("type".into(), Value::String(plugin.to_string()));
+        }
+        if let Err(e) = set_version(&mut conf, "1.1.0") {
+            errors.push(e.msg);
+            continue;
+        }
+        let call = Call {
+            type_: plugin.to_string(),
+            conf,
+        };
+        if let Err(e) = ctx.delegates.run(Command::Gc, &call) {
+            errors.push(format!("{plugin} GC: {}", e.msg));
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! netboot-cni: a CNI plugin for flannel-style pod networks.
+//!
+//! The binary is a thin shell around [`run`], which takes the environment,
+//! stdin and stdout as parameters so the whole protocol can be exercised
+//! in-process (the shape of libcni's `skel` dispatcher).
+
+pub mod add;
+pub mod check;
+pub mod conf;
+pub mod del;
+pub mod delegate;
+pub mod flannel;
+pub mod gc;
+pub mod ipam_store;
+pub mod log;
+pub mod mode;
+pub mod record;
+pub mod status;
+pub mod subnet_env;
+
+use cni::args::{CmdArgs, Command};
+use cni::conf::NetConf;
+use cni::error::{codes, CniError};
+use cni::version::{self, SUPPORTED_VERSIONS};
+use conf::PluginConf;
+use delegate::Delegator;
+use log::Logger;
+use record::Store;
+use std::io::Write;
+
+/// Version used for errors raised before the config's own is known.
+const FALLBACK_VERSION: &str = "1.1.0";
+
+/// Everything a command needs, validated.
+pub struct Ctx {
+    pub args: CmdArgs,
+    pub conf: PluginConf,
+    pub delegates: Delegator,
+    pub store: Store,
+    pub log: Logger,
+}
+
+/// Runs one plugin invocation and returns the process exit code. Results
+/// and errors go to `stdout` (errors as CNI error JSON, exit code 1).
+pub fn run(env: &dyn Fn(&str) -> Option<String>, stdin: &[u8], stdout: &mut dyn Write) -> i32 {
+    let mut version = FALLBACK_VERSION.to_string();
+    match dispatch(env, stdin, &mut version) {
+        Ok(out) => {
+            if let Some(out) = out {
+                let _ = stdout.write_all(out.as_bytes());
+            }
+            let _ = stdout.flush();
+            0
+        }
+        Err(e) => {
+            let _ = stdout.write_all(e.to_json(&version).as_bytes());
+            let _ = stdout.flush();
+            1
+        }
+    }
+}
+
+fn dispatch(
+    env: &dyn Fn(&str) -> Option<String>,
+    stdin: &[u8],
+    version: &mut String,
+) -> Result<Option<String>, CniError> {
+    // VERSION needs neither a valid environment nor a config (SPEC.md
+    // "VERSION"): podman calls it with CNI_NETNS=dummy.
+    if env("CNI_COMMAND").as_deref() == Some("VERSION") {
+        return Ok(Some(version::version_output(SUPPORTED_VERSIONS)));
+    }
+    let net = NetConf::parse(stdin)?;
+    if !net.cni_version.is_empty() {
+        *version = net.cni_version.clone();
+    }
+    let args = CmdArgs::from_env(env)?;
+    version::require_version(args.command, &net.cni_version)?;
+    let conf = PluginConf::from_netconf(net)?;
+    let ctx = Ctx {
+        delegates: Delegator::new(&args, conf.delegate_timeout),
+        store: Store::new(&conf.data_dir),
+        log: Logger::new(
+            conf.log_file.as_deref(),
+            conf.log_level,
+            format!(
+                "{} {}/{}",
+                args.command.as_str(),
+                args.container_id,
+                args.ifname
+            ),
+        ),
+        args,
+        conf,
+    };
+    let out = match ctx.args.command {
+        Command::Add => Some(add::add(&ctx)?),
+        Command::Del => del::del(&ctx).map(|_| None)?,
+        Command::Check => check::check(&ctx).map(|_| None)?,
+        Command::Status => status::status(&ctx).map(|_| None)?,
+        Command::Gc => gc::gc(&ctx).map(|_| None)?,
+        Command::Version => Some(version::version_output(SUPPORTED_VERSIONS)),
+    };
+    Ok(out)
+}
+
+/// Maps an I/O failure on a file netboot owns to a CNI I/O error.
+pub fn io_err(what: &str, e: std::io::Error) -> CniError {
+    CniError::new(codes::IO, format!("{what}: {e}"))
+}

@@ -1,0 +1,281 @@
+//! What ADD did, per attachment, so DEL can undo exactly that.
+//!
+//! Two kinds of files live under `dataDir` (default `/var/lib/cni/flannel`):
+//! - `<dataDir>/<containerID>`: the rendered delegate config, byte-compatible
+//!   with the upstream flannel plugin's scratch file, so either plugin can
+//!   DEL what the other added;
+//! - `<dataDir>/.netboot/<containerID>@<ifname>.json`: netboot's own record
+//!   (mode, delegate and portmap configs, final result). A container ID can
+//!   neither start with `.` nor contain `@`, so these names never collide
+//!   with flannel's files or with each other.
+//!
+//! Every write is temp file + fsync + rename + directory fsync: after a power
+//! loss a file is either the old or the new content, never empty
+//! (flannel-io/cni-plugin#43).
+
+use crate::conf::Mode;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+const RECORD_DIR: &str = ".netboot";
+
+/// A plugin call netboot-cni made, replayable on DEL.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Call {
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub conf: Value,
+}
+
+/// netboot's record of one attachment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Record {
+    #[serde(rename = "containerID")]
+    pub container_id: String,
+    pub ifname: String,
+    pub network: String,
+    pub mode: Mode,
+    /// The main delegate (bridge, or the flannel binary).
+    pub delegate: Option<Call>,
+    /// The chained portmap call, when port mappings were requested.
+    pub portmap: Option<Call>,
+    /// The final ADD result, once ADD succeeded.
+    pub result: Option<Value>,
+}
+
+/// The record directory of one `dataDir`.
+#[derive(Debug, Clone)]
+pub struct Store {
+    data_dir: PathBuf,
+}
+
+impl Store {
+    pub fn new(data_dir: &Path) -> Store {
+        Store {
+            data_dir: data_dir.to_path_buf(),
+        }
+    }
+
+    fn record_dir(&self) -> PathBuf {
+        self.data_dir.join(RECORD_DIR)
+    }
+
+    /// Callers pass validated IDs and ifnames (see `cni::args`), which can
+    /// contain neither `/` nor `@`.
+    fn record_path(&self, container_id: &str, ifname: &str) -> PathBuf {
+        self.record_dir()
+            .join(format!("{container_id}@{ifname}.json"))
+    }
+
+    /// flannel's scratch file for a container.
+    pub fn flannel_path(&self, container_id: &str) -> PathBuf {
+        self.data_dir.join(container_id)
+    }
+
+    pub fn save(&self, rec: &Record) -> io::Result<()> {
+        let bytes = serde_json::to_vec(rec).map_err(io::Error::other)?;
+        write_synced(&self.record_path(&rec.container_id, &rec.ifname), &bytes)
+    }
+
+    /// Loads a record. A missing file is `Ok(None)`; an empty or torn file
+    /// (written by something without our fsync discipline) is reported as
+    /// an error the caller may choose to tolerate.
+    pub fn load(&self, container_id: &str, ifname: &str) -> io::Result<Option<Record>> {
+        read_json(&self.record_path(container_id, ifname))
+    }
+
+    pub fn remove(&self, container_id: &str, ifname: &str) -> io::Result<()> {
+        remove_if_present(&self.record_path(container_id, ifname))
+    }
+
+    pub fn save_flannel(&self, container_id: &str, conf: &[u8]) -> io::Result<()> {
+        write_synced(&self.flannel_path(container_id), conf)
+    }
+
+    pub fn load_flannel(&self, container_id: &str) -> io::Result<Option<Vec<u8>>> {
+        match fs::read(self.flannel_path(container_id)) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn remove_flannel(&self, container_id: &str) -> io::Result<()> {
+        remove_if_present(&self.flannel_path(container_id))
+    }
+
+    /// Every record in the store, for GC. Unreadable records are returned
+    /// as `Err` with their (containerID, ifname) when the name tells it.
+    pub fn list(&self) -> io::Result<Vec<(String, String, io::Result<Record>)>> {
+        let dir = match fs::read_dir(self.record_dir()) {
+            Ok(d) => d,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut out = Vec::new();
+        for entry in dir {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some((cid, ifname)) = name.strip_suffix(".json").and_then(|s| s.split_once('@'))
+            else {
+                continue;
+            };
+            let rec = read_json(&entry.path())
+                .and_then(|r| r.ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "vanished")));
+            out.push((cid.to_string(), ifname.to_string(), rec));
+        }
+        out.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        Ok(out)
+    }
+
+    /// Container IDs that have a flannel scratch file, for GC.
+    pub fn list_flannel(&self) -> io::Result<Vec<String>> {
+        let dir = match fs::read_dir(&self.data_dir) {
+            Ok(d) => d,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut out = Vec::new();
+        for entry in dir {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if entry.file_type()?.is_file() && cni::args::validate_container_id(&name).is_ok() {
+                out.push(name);
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> io::Result<Option<T>> {
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} is damaged ({} bytes): {e}", path.display(), bytes.len()),
+        )
+    })
+}
+
+fn remove_if_present(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Atomically replaces `path` with `data`, durable once this returns.
+/// Directories are created 0700 and files 0600: records hold network
+/// configuration that only root should read.
+pub fn write_synced(path: &Path, data: &[u8]) -> io::Result<()> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no parent"))?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)?;
+        fs::File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn record(cid: &str, ifname: &str) -> Record {
+        Record {
+            container_id: cid.into(),
+            ifname: ifname.into(),
+            network: "cbr0".into(),
+            mode: Mode::Bridge,
+            delegate: Some(Call {
+                type_: "bridge".into(),
+                conf: json!({"type":"bridge"}),
+            }),
+            portmap: None,
+            result: None,
+        }
+    }
+
+    #[test]
+    fn round_trip_and_listing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        assert_eq!(store.load("c1", "eth0").unwrap(), None);
+        store.save(&record("c1", "eth0")).unwrap();
+        store.save(&record("c1", "net1")).unwrap();
+        store.save_flannel("c1", b"{}").unwrap();
+        assert_eq!(
+            store.load("c1", "eth0").unwrap(),
+            Some(record("c1", "eth0"))
+        );
+        let listed: Vec<_> = store
+            .list()
+            .unwrap()
+            .into_iter()
+            .map(|(c, i, _)| (c, i))
+            .collect();
+        assert_eq!(
+            listed,
+            vec![("c1".into(), "eth0".into()), ("c1".into(), "net1".into())]
+        );
+        assert_eq!(store.list_flannel().unwrap(), vec!["c1".to_string()]);
+        store.remove("c1", "eth0").unwrap();
+        store.remove("c1", "eth0").unwrap();
+        assert_eq!(store.load("c1", "eth0").unwrap(), None);
+    }
+
+    #[test]
+    fn permissions_are_root_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(&dir.path().join("flannel"));
+        store.save_flannel("c1", b"{}").unwrap();
+        let meta = fs::metadata(store.flannel_path("c1")).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        let meta = fs::metadata(dir.path().join("flannel")).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o700);
+    }
+
+    #[test]
+    fn damaged_record_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        fs::create_dir_all(dir.path().join(RECORD_DIR)).unwrap();
+        fs::write(dir.path().join(RECORD_DIR).join("c1@eth0.json"), b"").unwrap();
+        let err = store.load("c1", "eth0").unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(err.to_string().contains("0 bytes"));
+    }
+}
