@@ -5,6 +5,23 @@
 //!
 //! Section names in the docs refer to containernetworking/cni `SPEC.md`
 //! (spec 1.1.0); function names in backticks refer to libcni.
+//!
+//! ```
+//! use cni::{CniResult, NetConfList};
+//!
+//! // A runtime builds each plugin's stdin from the conflist...
+//! let list = NetConfList::parse(br#"{"cniVersion":"1.0.0","name":"cbr0",
+//!     "plugins":[{"type":"bridge"},{"type":"portmap","capabilities":{"portMappings":true}}]}"#)?;
+//! let mut runtime = serde_json::Map::new();
+//! runtime.insert("portMappings".into(), serde_json::json!([{"hostPort": 80, "containerPort": 8080}]));
+//! let conf = list.plugin_config(1, None, &runtime)?;
+//! assert_eq!(conf["runtimeConfig"]["portMappings"][0]["hostPort"], 80);
+//!
+//! // ...and reads results of any version into one model.
+//! let r = CniResult::parse(br#"{"cniVersion":"0.4.0","ips":[{"version":"4","address":"10.244.0.5/24"}]}"#, "")?;
+//! assert_eq!(r.to_json("1.0.0")?, r#"{"cniVersion":"1.0.0","ips":[{"address":"10.244.0.5/24"}]}"#);
+//! # Ok::<(), cni::CniError>(())
+//! ```
 
 pub mod args;
 pub mod conf;

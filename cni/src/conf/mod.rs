@@ -114,7 +114,12 @@ impl NetConf {
     }
 
     fn check_capabilities(&self) -> Result<(), CniError> {
-        match self.capabilities.iter().find(|(_, v)| !v.is_boolean()) {
+        // Go leaves a bool unset on null, so null passes (as false).
+        match self
+            .capabilities
+            .iter()
+            .find(|(_, v)| !v.is_boolean() && !v.is_null())
+        {
             Some((k, v)) => Err(CniError::decode(format!(
                 "capabilities.{k}: expected a boolean, got {v}"
             ))),

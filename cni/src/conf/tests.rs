@@ -79,6 +79,9 @@ fn netconf_errors() {
         .unwrap_err();
     assert_eq!(e.code, codes::DECODE);
     assert!(e.msg.contains("capabilities.portMappings"), "{}", e.msg);
+    assert!(
+        NetConf::parse(br#"{"name":"n","type":"x","capabilities":{"portMappings":null}}"#).is_ok()
+    );
 }
 
 #[test]
