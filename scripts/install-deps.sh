@@ -13,7 +13,7 @@ set -euo pipefail
 PACKAGES=(
   ca-certificates kmod build-essential pkg-config git
   iproute2 iptables nftables conntrack iputils-ping procps psmisc util-linux
-  jq curl socat busybox-static
+  jq curl socat busybox-static shellcheck
   etcd-server etcd-client containerd runc containernetworking-plugins
   protobuf-compiler golang-go golang-github-appc-cni-dev
 )
