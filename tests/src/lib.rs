@@ -9,6 +9,7 @@ pub mod exec;
 pub mod netns;
 pub mod node;
 pub mod plugin;
+pub mod plugin_support;
 
 use std::path::{Path, PathBuf};
 use std::thread;

@@ -1,0 +1,371 @@
+//! netboot-cni's side of the CNI protocol, against the real binary inside
+//! node namespaces: VERSION, every command at every spec version (result
+//! shapes, version gates), STATUS, and a table of bad inputs that must be
+//! refused with the right code while changing nothing on the node.
+
+use netboot_tests::plugin_support::{
+    cid, err_code, err_text, merged, with_prev, CniPathDir, PluginNode,
+};
+use netboot_tests::{require_root, result_ips, PluginCall};
+use serde_json::{json, Value};
+
+const ALL_VERSIONS: [&str; 7] = [
+    "0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0",
+];
+
+#[test]
+fn version_lists_every_spec_version() {
+    require_root();
+    let node = PluginNode::new("ver");
+    // podman: CNI_NETNS=dummy, no config at all.
+    let call = PluginCall {
+        netns: Some("dummy".into()),
+        ..node.bare_call("VERSION", &Value::Null)
+    };
+    let call = PluginCall {
+        stdin: String::new(),
+        ..call
+    };
+    let out = node.run(&call).expect_ok();
+    assert_eq!(
+        out,
+        json!({"cniVersion": "1.1.0", "supportedVersions": ALL_VERSIONS})
+    );
+    // With a config of any version, even one it does not speak.
+    let out = node
+        .run(&node.bare_call("VERSION", &json!({"cniVersion": "9.9.9"})))
+        .expect_ok();
+    assert_eq!(out["supportedVersions"], json!(ALL_VERSIONS));
+}
+
+/// The per-version shape of an ADD result for `pod`.
+#[track_caller]
+fn assert_result_shape(v: &str, res: &Value, pod: &netboot_tests::Netns, node: &PluginNode) {
+    assert_eq!(
+        res["cniVersion"], v,
+        "result version must echo the config's"
+    );
+    let ips = res["ips"].as_array().expect("ips");
+    assert_eq!(ips.len(), 1, "{res}");
+    if v.starts_with("0.") {
+        assert_eq!(ips[0]["version"], "4", "{v} ips carry version: {res}");
+    } else {
+        assert!(
+            ips[0].get("version").is_none(),
+            "{v} ips have no version: {res}"
+        );
+    }
+    assert_eq!(ips[0]["gateway"], node.gateway().as_str(), "{res}");
+    let ifaces = res["interfaces"].as_array().expect("interfaces");
+    let idx = ips[0]["interface"].as_u64().expect("ips[0].interface") as usize;
+    assert_eq!(ifaces[idx]["name"], "eth0", "{res}");
+    assert_eq!(
+        ifaces[idx]["sandbox"],
+        pod.path().to_str().unwrap(),
+        "{res}"
+    );
+    for i in ifaces {
+        let mac = i["mac"].as_str().unwrap_or_default();
+        assert_eq!(mac.len(), 17, "every interface needs a MAC (podman): {res}");
+    }
+    let routes = res["routes"].to_string();
+    assert!(routes.contains(&node.env.network), "cluster route: {res}");
+    assert!(routes.contains("0.0.0.0/0"), "default route: {res}");
+    assert_eq!(pod.ipv4_addrs("eth0"), result_ips(res));
+}
+
+#[test]
+fn add_check_del_round_trip_at_every_version() {
+    require_root();
+    let node = PluginNode::new("rt");
+    for v in ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"] {
+        let pod = node.pod("rt");
+        let conf = node.conf(v);
+        let res = node.add(&pod, &conf);
+        assert_result_shape(v, &res, &pod, &node);
+        assert_eq!(node.allocations().len(), 1, "{v}");
+
+        let check = node.run(&node.call("CHECK", &pod, &with_prev(&conf, &res)));
+        if v.starts_with("0.3") {
+            assert_eq!(err_code(&check), 1, "{v}: CHECK needs 0.4.0");
+            assert!(err_text(&check).contains("CHECK"), "{}", check.output);
+        } else {
+            check.expect_ok();
+            // CHECK must look at the pod for real. The delegate (bridge)
+            // CHECK runs first and reports with its own code (999), so only
+            // failure and the culprit are asserted here; code 100 is
+            // asserted where only netboot can see the damage (DNAT rules).
+            pod.exec(&["ip", "route", "del", &node.env.network])
+                .expect_ok();
+            let broken = node.run(&node.call("CHECK", &pod, &with_prev(&conf, &res)));
+            assert!(!broken.success(), "{v}: CHECK missed a deleted route");
+            pod.exec(&["ip", "link", "set", "eth0", "down"]).expect_ok();
+            let broken = node.run(&node.call("CHECK", &pod, &with_prev(&conf, &res)));
+            assert!(!broken.success(), "{v}: CHECK missed eth0 down");
+        }
+        for cmd in ["STATUS", "GC"] {
+            if v != "1.1.0" {
+                let out = node.run(&node.call(cmd, &pod, &conf));
+                assert_eq!(err_code(&out), 1, "{v} {cmd}: {}", out.output);
+                assert!(err_text(&out).contains(cmd), "{}", out.output);
+            }
+        }
+        node.run(&node.call("DEL", &pod, &with_prev(&conf, &res)))
+            .expect_ok();
+        node.assert_clean(&[&cid(&pod)]);
+        assert!(pod.link_names().iter().all(|l| l != "eth0"), "{v}");
+    }
+}
+
+#[test]
+fn check_without_prev_result_or_attachment_fails() {
+    require_root();
+    let node = PluginNode::new("chk");
+    let pod = node.pod("chk");
+    let conf = node.conf("1.0.0");
+    let out = node.run(&node.call("CHECK", &pod, &conf));
+    assert_eq!(err_code(&out), 7, "{}", out.output);
+    assert!(err_text(&out).contains("prevResult"), "{}", out.output);
+    // A prevResult for an attachment netboot never made.
+    let fake = json!({"cniVersion": "1.0.0", "interfaces": [], "ips": [], "routes": []});
+    let out = node.run(&node.call("CHECK", &pod, &with_prev(&conf, &fake)));
+    assert_eq!(err_code(&out), 100, "{}", out.output);
+    assert!(err_text(&out).contains("not attached"), "{}", out.output);
+}
+
+#[test]
+fn status_ready_and_not_ready() {
+    require_root();
+    let node = PluginNode::new("stat");
+    let conf = node.conf("1.1.0");
+    node.run(&node.bare_call("STATUS", &conf)).expect_ok();
+    let auto = merged(&conf, json!({"mode": "auto"}));
+    node.run(&node.bare_call("STATUS", &auto)).expect_ok();
+
+    // No binaries on CNI_PATH.
+    let empty = CniPathDir::new();
+    for c in [&conf, &auto] {
+        let out = node.run(&PluginCall {
+            path: empty.cni_path(),
+            ..node.bare_call("STATUS", c)
+        });
+        assert_eq!(err_code(&out), 50, "{}", out.output);
+        assert!(err_text(&out).contains("bridge"), "{}", out.output);
+    }
+    // Only bridge, no host-local.
+    let half = CniPathDir::new();
+    half.reference(&["bridge"]);
+    let out = node.run(&PluginCall {
+        path: half.cni_path(),
+        ..node.bare_call("STATUS", &conf)
+    });
+    assert_eq!(err_code(&out), 50, "{}", out.output);
+    assert!(err_text(&out).contains("host-local"), "{}", out.output);
+
+    // subnet.env missing: the node agent is not up.
+    std::fs::remove_file(&node.subnet_file).unwrap();
+    let out = node.run(&node.bare_call("STATUS", &conf));
+    assert_eq!(err_code(&out), 50, "{}", out.output);
+    assert!(err_text(&out).contains("subnet.env"), "{}", out.output);
+}
+
+type Tweak = Box<dyn Fn(&mut PluginCall, &PluginNode)>;
+
+fn set_conf(f: impl Fn(&PluginNode) -> Value + 'static) -> Tweak {
+    Box::new(move |c, n| c.stdin = f(n).to_string())
+}
+
+#[test]
+fn bad_inputs_are_refused_and_change_nothing() {
+    require_root();
+    let node = PluginNode::new("bad");
+    let pod = node.pod("bad");
+    let empty = std::rc::Rc::new(CniPathDir::new());
+    let escape = node.data_dir.join("../../etc");
+    let escape_existed = escape.exists();
+    let (e1, e2) = (empty.clone(), empty.clone());
+    let cases: Vec<(&str, &str, Tweak, u64, Vec<&str>)> = vec![
+        (
+            "no CNI_COMMAND",
+            "ADD",
+            Box::new(|c, _| c.command.clear()),
+            4,
+            vec!["CNI_COMMAND"],
+        ),
+        (
+            "unknown command",
+            "ADD",
+            Box::new(|c, _| c.command = "FROB".into()),
+            4,
+            vec!["FROB"],
+        ),
+        (
+            "no CNI_CONTAINERID",
+            "ADD",
+            Box::new(|c, _| c.container_id.clear()),
+            4,
+            vec!["CNI_CONTAINERID"],
+        ),
+        (
+            "no CNI_NETNS",
+            "ADD",
+            Box::new(|c, _| c.netns = None),
+            4,
+            vec!["CNI_NETNS"],
+        ),
+        (
+            "no CNI_IFNAME",
+            "ADD",
+            Box::new(|c, _| c.ifname.clear()),
+            4,
+            vec!["CNI_IFNAME"],
+        ),
+        (
+            "no CNI_PATH",
+            "ADD",
+            Box::new(|c, _| c.path.clear()),
+            4,
+            vec!["CNI_PATH"],
+        ),
+        (
+            "bad JSON",
+            "ADD",
+            Box::new(|c, _| c.stdin = "{\"cniVersion\":".into()),
+            6,
+            vec![],
+        ),
+        (
+            "future version",
+            "ADD",
+            set_conf(|n| merged(&n.conf("1.0.0"), json!({"cniVersion": "9.9.9"}))),
+            1,
+            vec!["9.9.9"],
+        ),
+        (
+            "escaping container id",
+            "ADD",
+            Box::new(|c, _| c.container_id = "../../etc".into()),
+            4,
+            vec!["../../etc"],
+        ),
+        (
+            "escaping container id on DEL",
+            "DEL",
+            Box::new(|c, _| c.container_id = "../../etc".into()),
+            4,
+            vec!["../../etc"],
+        ),
+        (
+            "ifname with /",
+            "ADD",
+            Box::new(|c, _| c.ifname = "et/h0".into()),
+            4,
+            vec!["et/h0"],
+        ),
+        (
+            "16-byte ifname",
+            "ADD",
+            Box::new(|c, _| c.ifname = "abcdefghijklmnop".into()),
+            4,
+            vec!["abcdefghijklmnop"],
+        ),
+        (
+            "ifname .",
+            "ADD",
+            Box::new(|c, _| c.ifname = ".".into()),
+            4,
+            vec!["ifname"],
+        ),
+        (
+            "invalid mode",
+            "ADD",
+            set_conf(|n| merged(&n.conf("1.0.0"), json!({"mode": "turbo"}))),
+            7,
+            vec!["mode", "turbo"],
+        ),
+        (
+            "relative dataDir",
+            "ADD",
+            set_conf(|n| merged(&n.conf("1.0.0"), json!({"dataDir": "flannel"}))),
+            7,
+            vec!["dataDir"],
+        ),
+        (
+            "missing subnet.env",
+            "ADD",
+            set_conf(|n| {
+                merged(
+                    &n.conf("1.0.0"),
+                    json!({"subnetFile": n.dir().join("nope.env")}),
+                )
+            }),
+            11,
+            vec!["subnet.env", "nope.env"],
+        ),
+        (
+            "missing subnet.env STATUS",
+            "STATUS",
+            set_conf(|n| {
+                merged(
+                    &n.conf("1.1.0"),
+                    json!({"subnetFile": n.dir().join("nope.env")}),
+                )
+            }),
+            50,
+            vec!["nope.env"],
+        ),
+        (
+            "no plugins, auto",
+            "ADD",
+            Box::new(move |c, n| {
+                c.path = e1.cni_path();
+                c.stdin = merged(&n.conf("1.0.0"), json!({"mode": "auto"})).to_string();
+            }),
+            50,
+            vec!["\"flannel\"", "\"bridge\"", "\"host-local\""],
+        ),
+        (
+            "no plugins, bridge",
+            "ADD",
+            Box::new(move |c, _| c.path = e2.cni_path()),
+            50,
+            vec!["failed to find plugin \"bridge\""],
+        ),
+        (
+            "native mode",
+            "ADD",
+            set_conf(|n| merged(&n.conf("1.0.0"), json!({"mode": "native"}))),
+            50,
+            vec!["native"],
+        ),
+        (
+            "delegate.name",
+            "ADD",
+            set_conf(|n| merged(&n.conf("1.0.0"), json!({"delegate": {"name": "x"}}))),
+            7,
+            vec!["delegate.name"],
+        ),
+    ];
+    for (what, cmd, tweak, code, words) in cases {
+        let before = node.snapshot();
+        let mut call = node.call(cmd, &pod, &node.conf("1.0.0"));
+        tweak(&mut call, &node);
+        let out = node.run(&call);
+        assert_eq!(err_code(&out), code, "{what}: {}", out.output);
+        let text = err_text(&out);
+        for w in words {
+            assert!(
+                text.contains(w),
+                "{what}: error does not name {w:?}: {}",
+                out.output
+            );
+        }
+        assert_eq!(node.snapshot(), before, "{what} changed the node");
+        assert!(pod.link_names().iter().all(|l| l != "eth0"), "{what}");
+        assert_eq!(
+            escape.exists(),
+            escape_existed,
+            "{what} wrote outside dataDir"
+        );
+    }
+}
