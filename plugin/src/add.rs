@@ -34,7 +34,12 @@ pub fn add(ctx: &Ctx) -> Result<String, CniError> {
         network: ctx.conf.net.name.clone(),
         mode,
         delegate: Some(call),
-        portmap: None,
+        // Recorded up front with the delegate (one durable write, not two):
+        // DEL of a portmap that never ran is a no-op.
+        portmap: (!mappings.is_empty()).then(|| Call {
+            type_: "portmap".into(),
+            conf: flannel::portmap_conf(&ctx.conf, &ctx.conf.net.cni_version, &mappings),
+        }),
         result: None,
     };
     ctx.log.info(&format!(
@@ -47,7 +52,7 @@ pub fn add(ctx: &Ctx) -> Result<String, CniError> {
             let out = result.to_json(&ctx.conf.net.cni_version)?;
             rec.result = Some(result.to_value(&ctx.conf.net.cni_version)?);
             ctx.store
-                .save(&rec)
+                .save_final(&rec)
                 .map_err(|e| io_err("save attachment record", e))?;
             Ok(out)
         }
@@ -169,7 +174,11 @@ fn run_chain(ctx: &Ctx, rec: &mut Record, mappings: &[Value]) -> Result<CniResul
         conf: pm,
     };
     ctx.delegates.add(&mut pm_call, &mut |c: &Call| {
-        rec.portmap = Some(without_prev_result(c));
+        let recorded = Some(without_prev_result(c));
+        if rec.portmap == recorded {
+            return Ok(());
+        }
+        rec.portmap = recorded;
         store
             .save(rec)
             .map_err(|e| io_err("save attachment record", e))

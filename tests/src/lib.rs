@@ -44,6 +44,10 @@ pub fn require_root() {
 fn bin_dirs() -> Vec<PathBuf> {
     let mut dirs = Vec::new();
     if let Ok(exe) = std::env::current_exe() {
+        // A binary target (e.g. the benchmark) lives in the profile dir itself.
+        if let Some(dir) = exe.parent() {
+            dirs.push(dir.to_owned());
+        }
         if let Some(profile) = exe.parent().and_then(Path::parent) {
             dirs.push(profile.to_owned());
             if let Some(target) = profile.parent() {

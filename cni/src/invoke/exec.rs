@@ -74,17 +74,20 @@ impl Exec {
         let mut child = spawn(plugin_path, command, env)?;
         feed_stdin(&mut child, stdin);
         let stdout = collect_stdout(&mut child);
-        let status = match wait_until(&mut child, deadline)? {
-            Some(s) => s,
-            None => {
+        // Wait on stdout's EOF rather than polling for exit: the pipe closes
+        // the instant the plugin exits, while a try_wait/sleep loop adds up
+        // to one sleep step of latency to every delegate call.
+        let out = match stdout.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(r) => r.map_err(|e| io_error(plugin_path, "reading stdout of", &e))?,
+            // Still running, or something it started still holds stdout.
+            Err(_) => {
                 kill_group(&mut child);
                 return Err(self.timeout_error(plugin_path, command));
             }
         };
-        let out = match stdout.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(r) => r.map_err(|e| io_error(plugin_path, "reading stdout of", &e))?,
-            // The plugin exited but something it started still holds stdout.
-            Err(_) => {
+        let status = match wait_until(&mut child, deadline)? {
+            Some(s) => s,
+            None => {
                 kill_group(&mut child);
                 return Err(self.timeout_error(plugin_path, command));
             }
@@ -173,7 +176,9 @@ fn collect_stdout(child: &mut Child) -> mpsc::Receiver<std::io::Result<Vec<u8>>>
 
 /// Polls for exit until `deadline`; `None` means it is still running.
 fn wait_until(child: &mut Child, deadline: Instant) -> Result<Option<ExitStatus>, CniError> {
-    let mut step = Duration::from_millis(1);
+    // Files close before the exit status is published, so right after
+    // stdout's EOF the first polls use very short steps.
+    let mut step = Duration::from_micros(50);
     loop {
         if let Some(status) = child
             .try_wait()
