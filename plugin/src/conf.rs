@@ -136,7 +136,16 @@ impl PluginConf {
             Some(other) => return Err(invalid("ipam", format!("must be an object, got {other}"))),
         };
         let log_level = match string_field(extra, "logLevel")? {
-            None | Some("info") => LogLevel::Info,
+            // Quiet on the runtime's stderr unless asked; informative in a file.
+            None if extra
+                .get("logFile")
+                .and_then(Value::as_str)
+                .is_some_and(|f| !f.is_empty()) =>
+            {
+                LogLevel::Info
+            }
+            None => LogLevel::Error,
+            Some("info") => LogLevel::Info,
             Some("error") => LogLevel::Error,
             Some("debug") => LogLevel::Debug,
             Some(s) => {
@@ -162,6 +171,56 @@ impl PluginConf {
             delegate_timeout: delegate_timeout(extra)?,
             net,
         })
+    }
+
+    /// Refuses (code 7) port mappings and `portmap` options that the
+    /// chained portmap plugin would reject while parsing its config
+    /// (plugins/meta/portmap `parseConfig`: ports > 0, markMasqBit 0-31,
+    /// not together with externalSetMarkChain). portmap rejects such a
+    /// config on DEL as well, so letting it through would leave an
+    /// attachment that neither rollback nor any later DEL can remove.
+    pub fn check_port_mappings(&self) -> Result<(), CniError> {
+        let mappings = self.port_mappings();
+        if mappings.is_empty() {
+            return Ok(());
+        }
+        for (i, m) in mappings.iter().enumerate() {
+            let field = |k: &str| format!("runtimeConfig.portMappings[{i}].{k}");
+            for port in ["hostPort", "containerPort"] {
+                match m.get(port).and_then(Value::as_u64) {
+                    Some(p) if (1..=65535).contains(&p) => {}
+                    _ => {
+                        return Err(invalid(
+                            &field(port),
+                            format!("{} is not a port number in 1-65535", m[port]),
+                        ))
+                    }
+                }
+            }
+            for key in ["protocol", "hostIP"] {
+                if !matches!(
+                    m.get(key),
+                    None | Some(Value::Null) | Some(Value::String(_))
+                ) {
+                    return Err(invalid(&field(key), "must be a string"));
+                }
+            }
+        }
+        if let Some(bit) = self.portmap.get("markMasqBit") {
+            if bit.as_u64().is_none_or(|b| b > 31) {
+                return Err(invalid(
+                    "portmap.markMasqBit",
+                    format!("{bit} is not in 0-31"),
+                ));
+            }
+            if self.portmap.contains_key("externalSetMarkChain") {
+                return Err(invalid(
+                    "portmap.markMasqBit",
+                    "cannot be combined with externalSetMarkChain",
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// `runtimeConfig.portMappings`, when the runtime passed any.
@@ -244,6 +303,55 @@ mod tests {
             let err = conf(&full).unwrap_err();
             assert_eq!(err.code, codes::INVALID_CONFIG, "{json}");
             assert!(err.msg.contains(field), "{json}: {}", err.msg);
+        }
+    }
+
+    #[test]
+    fn refuses_port_mappings_portmap_cannot_parse() {
+        let with = |rc: &str, pm: &str| {
+            conf(&format!(
+                r#"{{"cniVersion":"1.0.0","name":"n","type":"netboot-cni","portmap":{pm},"runtimeConfig":{{"portMappings":[{rc}]}}}}"#
+            ))
+            .unwrap()
+            .check_port_mappings()
+        };
+        assert!(with(
+            r#"{"hostPort":8080,"containerPort":80,"protocol":"tcp"}"#,
+            "{}"
+        )
+        .is_ok());
+        assert!(
+            with("", r#"{"markMasqBit":99}"#).is_ok(),
+            "no mappings, no portmap"
+        );
+        for (rc, pm, field) in [
+            (r#"{"hostPort":0,"containerPort":80}"#, "{}", "hostPort"),
+            (
+                r#"{"hostPort":80,"containerPort":70000}"#,
+                "{}",
+                "containerPort",
+            ),
+            (r#"{"hostPort":"80","containerPort":80}"#, "{}", "hostPort"),
+            (r#"{"containerPort":80}"#, "{}", "hostPort"),
+            (
+                r#"{"hostPort":80,"containerPort":80,"protocol":6}"#,
+                "{}",
+                "protocol",
+            ),
+            (
+                r#"{"hostPort":80,"containerPort":80}"#,
+                r#"{"markMasqBit":32}"#,
+                "markMasqBit",
+            ),
+            (
+                r#"{"hostPort":80,"containerPort":80}"#,
+                r#"{"markMasqBit":3,"externalSetMarkChain":"X"}"#,
+                "markMasqBit",
+            ),
+        ] {
+            let e = with(rc, pm).unwrap_err();
+            assert_eq!(e.code, codes::INVALID_CONFIG, "{rc}");
+            assert!(e.msg.contains(field), "{rc}: {}", e.msg);
         }
     }
 

@@ -30,7 +30,7 @@ pub fn del(ctx: &Ctx) -> Result<(), CniError> {
         Some(mut rec) => {
             // The runtime's current mappings win if it passed any; otherwise
             // the recorded ones are used (containerd passes them, others may not).
-            let mappings = ctx.conf.port_mappings();
+            let mappings = runtime_mappings(ctx);
             if !mappings.is_empty() {
                 rec.portmap = Some(portmap_call(ctx, &rec, &mappings));
             }
@@ -46,6 +46,20 @@ pub fn del(ctx: &Ctx) -> Result<(), CniError> {
         },
     };
     undo(ctx, &ctx.delegates, &rec)
+}
+
+/// The mappings the runtime passed, unless portmap would refuse them: ADD
+/// refused those before touching anything, and replaying them would make
+/// portmap's DEL (hence this DEL) fail forever.
+fn runtime_mappings(ctx: &Ctx) -> Vec<Value> {
+    match ctx.conf.check_port_mappings() {
+        Ok(()) => ctx.conf.port_mappings(),
+        Err(e) => {
+            ctx.log
+                .info(&format!("ignoring the runtime's port mappings: {}", e.msg));
+            Vec::new()
+        }
+    }
 }
 
 fn portmap_call(ctx: &Ctx, rec: &Record, mappings: &[Value]) -> Call {
@@ -72,7 +86,7 @@ fn reconstruct(ctx: &Ctx) -> Result<Option<Record>, CniError> {
         portmap: None,
         result: None,
     };
-    let mappings = ctx.conf.port_mappings();
+    let mappings = runtime_mappings(ctx);
     if !mappings.is_empty() {
         rec.portmap = Some(portmap_call(ctx, &rec, &mappings));
     }

@@ -77,6 +77,10 @@ fn dispatch(
     let args = CmdArgs::from_env(env)?;
     version::require_version(args.command, &net.cni_version)?;
     let conf = PluginConf::from_netconf(net)?;
+    if args.command == Command::Add {
+        // Before any side effect: see check_port_mappings.
+        conf.check_port_mappings()?;
+    }
     let ctx = Ctx {
         delegates: Delegator::new(&args, conf.delegate_timeout),
         store: Store::new(&conf.data_dir),
