@@ -176,7 +176,10 @@ impl PluginNode {
             addrs: strip_volatile(self.ip_json(&["addr", "show"])),
             routes: self.ip_json(&["route", "show", "table", "all"]),
             iptables: filter_iptables(&self.iptables_save()),
-            files: tree(self.dir()),
+            files: tree(self.dir())
+                .into_iter()
+                .map(|(p, b)| (p, String::from_utf8_lossy(&b).into_owned()))
+                .collect(),
         }
     }
 }
@@ -188,7 +191,8 @@ pub struct Snapshot {
     pub addrs: Value,
     pub routes: Value,
     pub iptables: String,
-    pub files: BTreeMap<PathBuf, Vec<u8>>,
+    /// path → content (lossy UTF-8, so a failed comparison is readable).
+    pub files: BTreeMap<PathBuf, String>,
 }
 
 /// Link statistics and timers change on their own; drop them.

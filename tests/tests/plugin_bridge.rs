@@ -391,3 +391,21 @@ fn gc_releases_everything_but_valid_attachments() {
     drop(pods);
     node.assert_clean(&[&keep]);
 }
+
+#[test]
+fn port_mappings_portmap_would_refuse_are_refused_up_front() {
+    require_root();
+    let node = PluginNode::new("pm0");
+    let pod = node.pod("p");
+    // portmap refuses port 0 while parsing its config, on ADD and on DEL
+    // alike: once recorded, no rollback or DEL could ever remove it.
+    let conf = with_ports(&node.conf("1.0.0"), 0, POD_PORT);
+    let before = node.snapshot();
+    let out = node.run(&node.call("ADD", &pod, &conf));
+    assert_eq!(err_code(&out), 7, "{}", out.output);
+    assert!(err_text(&out).contains("hostPort"), "{}", out.output);
+    assert_eq!(node.snapshot(), before, "a refused ADD changed the node");
+    // The runtime then DELs with the same config; it must succeed.
+    node.del(&pod, &conf);
+    node.assert_clean(&[&cid(&pod)]);
+}

@@ -1,0 +1,276 @@
+//! netboot-cni in `flannel` mode, against a stand-in `flannel` executable
+//! that records how it was invoked (argv, environment, stdin) and answers
+//! with a canned result or error: the delegation protocol, byte for byte.
+
+use std::fs;
+use std::path::Path;
+
+use netboot_tests::plugin_support::{
+    cid, err_code, err_text, merged, recorded_calls, recording_script, with_prev, CniPathDir,
+    PluginNode, RecordedCall, NET,
+};
+use netboot_tests::{require_root, Netns, PluginCall};
+use serde_json::{json, Value};
+use tempfile::TempDir;
+
+const RESULT: &str = r#"{"cniVersion":"1.0.0","interfaces":[{"name":"cni0","mac":"0a:58:0a:02:01:01"},{"name":"eth0","mac":"0a:58:0a:02:01:05","sandbox":"/var/run/netns/x"}],"ips":[{"address":"10.2.1.5/24","gateway":"10.2.1.1","interface":1}],"routes":[{"dst":"10.2.0.0/16"}]}"#;
+
+/// A node with a CNI_PATH holding the recording `flannel` stand-in (and,
+/// when `with_bridge`, the reference bridge + host-local).
+struct Fixture {
+    node: PluginNode,
+    path: CniPathDir,
+    log: TempDir,
+}
+
+impl Fixture {
+    fn new(tag: &str, with_bridge: bool) -> Self {
+        let node = PluginNode::new(tag);
+        let path = CniPathDir::new();
+        let log = tempfile::Builder::new()
+            .prefix("netboot-flannel-log-")
+            .tempdir()
+            .unwrap();
+        path.script("flannel", &recording_script(log.path()));
+        if with_bridge {
+            path.reference(&["bridge", "host-local"]);
+        }
+        fs::write(log.path().join("result-ADD"), RESULT).unwrap();
+        Fixture { node, path, log }
+    }
+
+    fn conf(&self, version: &str) -> Value {
+        merged(&self.node.conf(version), json!({"mode": "flannel"}))
+    }
+
+    fn call(&self, cmd: &str, pod: &Netns, conf: &Value) -> PluginCall {
+        PluginCall {
+            path: self.path.cni_path(),
+            args: "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web".into(),
+            ..self.node.call(cmd, pod, conf)
+        }
+    }
+
+    fn calls(&self) -> Vec<RecordedCall> {
+        recorded_calls(self.log.path())
+    }
+
+    fn commands(&self) -> Vec<String> {
+        self.calls().into_iter().map(|c| c.command).collect()
+    }
+
+    fn log_dir(&self) -> &Path {
+        self.log.path()
+    }
+}
+
+/// The config the flannel binary must receive for `conf`.
+fn expected_flannel_conf(f: &Fixture, version: &str, runtime: &Value) -> Value {
+    json!({
+        "cniVersion": version,
+        "name": NET,
+        "type": "flannel",
+        "subnetFile": f.node.subnet_file,
+        "dataDir": f.node.data_dir,
+        "delegate": {"isDefaultGateway": true, "hairpinMode": true},
+        "ipam": {"dataDir": f.node.ipam_dir},
+        "runtimeConfig": runtime,
+    })
+}
+
+#[test]
+fn flannel_add_and_del_invocation_protocol() {
+    require_root();
+    let f = Fixture::new("fl", false);
+    let pod = f.node.pod("fl");
+    let runtime = json!({"bandwidth": {"ingressRate": 1000, "ingressBurst": 2000}});
+    let conf = merged(&f.conf("1.0.0"), json!({"runtimeConfig": runtime}));
+    let out = f.node.run(&f.call("ADD", &pod, &conf));
+    let res = out.expect_ok();
+    let canned: Value = serde_json::from_str(RESULT).unwrap();
+    assert_eq!(res, canned, "flannel's result must come back unchanged");
+    assert!(
+        out.stderr().contains("stand-in stderr ADD"),
+        "delegate stderr must pass through: {}",
+        out.output
+    );
+
+    let calls = f.calls();
+    assert_eq!(f.commands(), ["ADD"]);
+    let add = &calls[0];
+    assert_eq!(
+        add.argv,
+        f.path.path().join("flannel").display().to_string()
+    );
+    let env = &add.env;
+    assert_eq!(env["CNI_COMMAND"], "ADD");
+    assert_eq!(env["CNI_CONTAINERID"], cid(&pod));
+    assert_eq!(env["CNI_NETNS"], pod.path().display().to_string());
+    assert_eq!(env["CNI_IFNAME"], "eth0");
+    assert_eq!(env["CNI_PATH"], f.path.cni_path());
+    assert_eq!(
+        env["CNI_ARGS"],
+        "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web"
+    );
+    assert_eq!(add.stdin, expected_flannel_conf(&f, "1.0.0", &runtime));
+
+    // netboot keeps its record; the scratch file is flannel's business.
+    assert_eq!(f.node.records(), vec![format!("{}@eth0.json", cid(&pod))]);
+    assert_eq!(f.node.scratch_files(), Vec::<String>::new());
+
+    // DEL replays the recorded call, whatever today's config says.
+    let changed = merged(
+        &f.conf("1.0.0"),
+        json!({"delegate": {"mtu": 9000}, "subnetFile": "/nonexistent/subnet.env"}),
+    );
+    let out = f.node.run(&f.call("DEL", &pod, &changed));
+    out.expect_ok();
+    assert!(
+        out.stderr().contains("stand-in stderr DEL"),
+        "{}",
+        out.output
+    );
+    let calls = f.calls();
+    assert_eq!(f.commands(), ["ADD", "DEL"]);
+    let del = &calls[1];
+    assert_eq!(del.env["CNI_COMMAND"], "DEL");
+    assert_eq!(del.env["CNI_CONTAINERID"], cid(&pod));
+    assert_eq!(del.env["CNI_NETNS"], pod.path().display().to_string());
+    let expected = with_prev(&expected_flannel_conf(&f, "1.0.0", &runtime), &canned);
+    assert_eq!(
+        del.stdin, expected,
+        "DEL must replay ADD's config + prevResult"
+    );
+    assert_eq!(f.node.records(), Vec::<String>::new());
+    // A second DEL has nothing recorded; it may ask flannel again (flannel
+    // itself is idempotent) but must succeed.
+    f.node.run(&f.call("DEL", &pod, &changed)).expect_ok();
+}
+
+#[test]
+fn flannel_result_comes_back_in_the_config_version() {
+    require_root();
+    let f = Fixture::new("flv", false);
+    for v in ["0.3.1", "0.4.0", "1.1.0"] {
+        let pod = f.node.pod("v");
+        let conf = f.conf(v);
+        let res = f.node.run(&f.call("ADD", &pod, &conf)).expect_ok();
+        assert_eq!(res["cniVersion"], v, "{res}");
+        if v.starts_with("0.") {
+            assert_eq!(res["ips"][0]["version"], "4", "{res}");
+        } else {
+            assert!(res["ips"][0].get("version").is_none(), "{res}");
+        }
+        assert_eq!(res["ips"][0]["address"], "10.2.1.5/24");
+        let last = f.calls().pop().unwrap();
+        assert_eq!(last.command, "ADD");
+        assert_eq!(
+            last.stdin["cniVersion"], v,
+            "flannel gets the config's version"
+        );
+        f.node.run(&f.call("DEL", &pod, &conf)).expect_ok();
+    }
+}
+
+#[test]
+fn flannel_error_passes_through_and_rolls_back() {
+    require_root();
+    let f = Fixture::new("flerr", false);
+    fs::write(
+        f.log_dir().join("fail-ADD"),
+        r#"{"cniVersion":"1.0.0","code":42,"msg":"flannel stand-in says no","details":"lease gone"}"#,
+    )
+    .unwrap();
+    let pod = f.node.pod("e");
+    let out = f.node.run(&f.call("ADD", &pod, &f.conf("1.0.0")));
+    assert_eq!(err_code(&out), 42, "{}", out.output);
+    let err = out.expect_err();
+    assert_eq!(err["msg"], "flannel stand-in says no", "{err}");
+    assert!(err_text(&out).contains("lease gone"), "{err}");
+    assert_eq!(err["cniVersion"], "1.0.0");
+    assert!(
+        out.stderr().contains("stand-in stderr ADD"),
+        "{}",
+        out.output
+    );
+    // SPEC: a failed delegate ADD is followed by its DEL.
+    assert_eq!(f.commands(), ["ADD", "DEL"]);
+    let calls = f.calls();
+    assert_eq!(calls[1].env["CNI_CONTAINERID"], cid(&pod));
+    assert_eq!(calls[1].stdin["type"], "flannel");
+    assert_eq!(f.node.records(), Vec::<String>::new(), "record left");
+
+    // Garbage instead of a result is an error too, and rolled back.
+    fs::remove_file(f.log_dir().join("fail-ADD")).unwrap();
+    fs::write(f.log_dir().join("result-ADD"), "not json").unwrap();
+    let out = f.node.run(&f.call("ADD", &pod, &f.conf("1.0.0")));
+    assert!(!out.success(), "{}", out.output);
+    assert_eq!(f.commands(), ["ADD", "DEL", "ADD", "DEL"]);
+    assert_eq!(f.node.records(), Vec::<String>::new());
+}
+
+#[test]
+fn flannel_mode_forwards_status_and_gc() {
+    require_root();
+    let f = Fixture::new("flst", false);
+    let conf = f.conf("1.1.0");
+    let bare = |cmd: &str, c: &Value| PluginCall {
+        path: f.path.cni_path(),
+        ..f.node.bare_call(cmd, c)
+    };
+    f.node.run(&bare("STATUS", &conf)).expect_ok();
+    let calls = f.calls();
+    assert_eq!(f.commands(), ["STATUS"]);
+    assert_eq!(calls[0].stdin["type"], "flannel");
+    assert_eq!(calls[0].stdin["cniVersion"], "1.1.0");
+
+    let pod = f.node.pod("g");
+    f.node.run(&f.call("ADD", &pod, &conf)).expect_ok();
+    let gc = merged(&conf, json!({"cni.dev/valid-attachments": []}));
+    f.node.run(&bare("GC", &gc)).expect_ok();
+    let cmds = f.commands();
+    assert_eq!(&cmds[..2], ["STATUS", "ADD"]);
+    // The stale attachment is DELeted, and GC is forwarded to flannel.
+    assert!(cmds[2..].contains(&"DEL".to_owned()), "{cmds:?}");
+    assert!(cmds[2..].contains(&"GC".to_owned()), "{cmds:?}");
+    let gc_call = f.calls().into_iter().find(|c| c.command == "GC").unwrap();
+    assert_eq!(gc_call.stdin["cni.dev/valid-attachments"], json!([]));
+    assert_eq!(f.node.records(), Vec::<String>::new());
+
+    // The stand-in fails STATUS: netboot is not ready either.
+    fs::write(
+        f.log_dir().join("fail-STATUS"),
+        r#"{"cniVersion":"1.1.0","code":50,"msg":"flannel not ready"}"#,
+    )
+    .unwrap();
+    let out = f.node.run(&bare("STATUS", &conf));
+    assert_eq!(err_code(&out), 50, "{}", out.output);
+    assert!(
+        err_text(&out).contains("flannel not ready"),
+        "{}",
+        out.output
+    );
+}
+
+#[test]
+fn auto_mode_prefers_flannel_then_bridge() {
+    require_root();
+    let f = Fixture::new("auto", true);
+    let conf = merged(&f.node.conf("1.0.0"), json!({"mode": "auto"}));
+    let pod = f.node.pod("a");
+    f.node.run(&f.call("ADD", &pod, &conf)).expect_ok();
+    assert_eq!(f.commands(), ["ADD"], "auto must pick flannel when present");
+    assert_eq!(f.node.allocations(), Vec::<String>::new());
+    f.node.run(&f.call("DEL", &pod, &conf)).expect_ok();
+    assert_eq!(f.commands(), ["ADD", "DEL"]);
+
+    // Without flannel on CNI_PATH, auto uses bridge + host-local.
+    fs::remove_file(f.path.path().join("flannel")).unwrap();
+    let pod = f.node.pod("b");
+    let res = f.node.run(&f.call("ADD", &pod, &conf)).expect_ok();
+    assert_eq!(pod.ipv4_addrs("eth0"), netboot_tests::result_ips(&res));
+    assert_eq!(f.node.scratch_files(), vec![cid(&pod)]);
+    assert_eq!(f.commands(), ["ADD", "DEL"]);
+    f.node.run(&f.call("DEL", &pod, &conf)).expect_ok();
+    f.node.assert_clean(&[&cid(&pod)]);
+}
