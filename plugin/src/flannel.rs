@@ -53,23 +53,25 @@ fn delegate_ipam(conf: &PluginConf, env: &SubnetEnv) -> Map<String, Value> {
     ipam
 }
 
-/// The config for the upstream `flannel` binary (mode `flannel`).
+/// Keys only netboot-cni understands; they are not passed on to flannel.
+const NETBOOT_KEYS: &[&str] = &["mode", "logFile", "logLevel", "delegateTimeout", "portmap"];
+
+/// The config for the upstream `flannel` binary (mode `flannel`): our own
+/// config with every field the user wrote passed through (flannel and its
+/// delegate may know keys we do not), netboot-only keys removed, and
+/// `subnetFile` / `dataDir` made explicit so both plugins agree on them.
 pub fn flannel_conf(conf: &PluginConf) -> Value {
-    let net = &conf.net;
-    let mut c = Map::new();
-    c.insert("cniVersion".into(), json!(net.cni_version));
-    c.insert("name".into(), json!(net.name));
-    c.insert("type".into(), json!("flannel"));
-    c.insert("subnetFile".into(), json!(conf.subnet_file));
-    c.insert("dataDir".into(), json!(conf.data_dir));
-    c.insert("delegate".into(), Value::Object(conf.delegate.clone()));
-    if !conf.ipam.is_empty() {
-        c.insert("ipam".into(), Value::Object(conf.ipam.clone()));
+    let mut v = conf.net.to_value();
+    if let Value::Object(c) = &mut v {
+        for key in NETBOOT_KEYS.iter().chain(["prevResult"].iter()) {
+            c.remove(*key);
+        }
+        c.insert("type".into(), json!("flannel"));
+        c.insert("subnetFile".into(), json!(conf.subnet_file));
+        c.insert("dataDir".into(), json!(conf.data_dir));
+        c.insert("delegate".into(), Value::Object(conf.delegate.clone()));
     }
-    if let Some(rc) = &net.runtime_config {
-        c.insert("runtimeConfig".into(), rc.clone());
-    }
-    Value::Object(c)
+    v
 }
 
 /// The config for the chained `portmap` plugin, without its prevResult.
@@ -151,6 +153,18 @@ mod tests {
         let (conf, mut env) = setup("");
         env.ipmasq = false;
         assert_eq!(bridge_delegate(&conf, &env)["ipMasq"], true);
+    }
+
+    #[test]
+    fn flannel_mode_passes_unknown_fields_and_drops_ours() {
+        let (conf, _) =
+            setup(r#","mode":"flannel","logLevel":"debug","hairpin":"x","args":{"k":"v"}"#);
+        let c = flannel_conf(&conf);
+        assert_eq!(c["type"], "flannel");
+        assert_eq!(c["hairpin"], "x");
+        assert_eq!(c["args"], json!({"k":"v"}));
+        assert_eq!(c["subnetFile"], "/run/flannel/subnet.env");
+        assert!(c.get("mode").is_none() && c.get("logLevel").is_none());
     }
 
     #[test]
