@@ -161,7 +161,14 @@ pub fn undo(ctx: &Ctx, d: &Delegator, rec: &Record) -> Result<(), CniError> {
             .error(&format!("DEL incomplete: {}", all.join("; ")));
         return Err(CniError::new(first.code, first.msg.clone()).with_details(all.join("; ")));
     }
-    if rec.mode == Mode::Bridge {
+    // flannel's scratch file is per container, not per interface: it goes
+    // with the container's last attachment.
+    let shared = ctx
+        .store
+        .ifnames_of(&rec.container_id)
+        .map(|ifs| ifs.iter().any(|i| *i != rec.ifname))
+        .unwrap_or(false);
+    if rec.mode == Mode::Bridge && !shared {
         ctx.store
             .remove_flannel(&rec.container_id)
             .map_err(|e| io_err("remove delegate config", e))?;

@@ -147,6 +147,28 @@ impl Store {
         Ok(out)
     }
 
+    /// The ifnames `container_id` has records for (names only, no parsing).
+    pub fn ifnames_of(&self, container_id: &str) -> io::Result<Vec<String>> {
+        let dir = match fs::read_dir(self.record_dir()) {
+            Ok(d) => d,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let prefix = format!("{container_id}@");
+        let mut out = Vec::new();
+        for entry in dir {
+            let name = entry?.file_name().to_string_lossy().into_owned();
+            if let Some(ifname) = name
+                .strip_prefix(&prefix)
+                .and_then(|rest| rest.strip_suffix(".json"))
+            {
+                out.push(ifname.to_string());
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
     /// Container IDs that have a flannel scratch file, for GC.
     pub fn list_flannel(&self) -> io::Result<Vec<String>> {
         let dir = match fs::read_dir(&self.data_dir) {
@@ -274,6 +296,8 @@ mod tests {
             vec![("c1".into(), "eth0".into()), ("c1".into(), "net1".into())]
         );
         assert_eq!(store.list_flannel().unwrap(), vec!["c1".to_string()]);
+        assert_eq!(store.ifnames_of("c1").unwrap(), vec!["eth0", "net1"]);
+        assert_eq!(store.ifnames_of("c").unwrap(), Vec::<String>::new());
         store.remove("c1", "eth0").unwrap();
         store.remove("c1", "eth0").unwrap();
         assert_eq!(store.load("c1", "eth0").unwrap(), None);
