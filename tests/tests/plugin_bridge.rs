@@ -409,3 +409,44 @@ fn port_mappings_portmap_would_refuse_are_refused_up_front() {
     node.del(&pod, &conf);
     node.assert_clean(&[&cid(&pod)]);
 }
+
+#[test]
+fn del_of_another_ifname_leaves_the_attachment_alone() {
+    require_root();
+    let node = PluginNode::new("ifn");
+    let pod = node.pod("p");
+    let conf = node.conf("1.0.0");
+    let res = node.add(&pod, &conf);
+    let before = (node.allocations(), node.records(), node.scratch_files());
+    // A runtime (or Multus) DELs an interface this container never had.
+    let other = PluginCall {
+        ifname: "net1".into(),
+        ..node.call("DEL", &pod, &conf)
+    };
+    node.run(&other).expect_ok();
+    assert_eq!(
+        (node.allocations(), node.records(), node.scratch_files()),
+        before,
+        "DEL of net1 touched eth0's attachment"
+    );
+    assert_eq!(pod.ipv4_addrs("eth0"), netboot_tests::result_ips(&res));
+
+    // A real second interface: both share the container's scratch file,
+    // which must outlive the first DEL.
+    let net1 = PluginCall {
+        command: "ADD".into(),
+        ..other.clone()
+    };
+    let res1 = node.run(&net1).expect_ok();
+    assert_eq!(pod.ipv4_addrs("net1"), netboot_tests::result_ips(&res1));
+    assert_eq!(node.allocations().len(), 2);
+    node.run(&other).expect_ok();
+    assert_eq!(
+        (node.allocations(), node.records(), node.scratch_files()),
+        before,
+        "DEL of net1 must leave exactly eth0's attachment"
+    );
+    assert_ping(&pod, &node.gateway());
+    node.del(&pod, &conf);
+    node.assert_clean(&[&cid(&pod)]);
+}
