@@ -100,6 +100,11 @@ fn port_mapping_reaches_the_pod_and_check_sees_its_rules() {
         fetch(&node.ns, &node.gateway(), HOST_PORT).as_deref(),
         Some("hello-from-pod")
     );
+    // portmap's snat sets route_localnet: the node's loopback works too.
+    assert_eq!(
+        fetch(&node.ns, "127.0.0.1", HOST_PORT).as_deref(),
+        Some("hello-from-pod")
+    );
     let id = cid(&pod);
     assert!(dnat_rules_for(&node, &id) > 0, "no DNAT rule names {id}");
     let rec: Value = serde_json::from_slice(&fs::read(node.record_path(&id)).unwrap()).unwrap();
