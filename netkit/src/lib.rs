@@ -34,7 +34,7 @@ pub use error::{Error, Result};
 pub use link::vxlan::{VxlanParams, VXLAN_DEFAULT_PORT};
 pub use link::Link;
 pub use named::{create_named, delete_named};
-pub use names::host_veth_name;
+pub use names::{host_veth_name, HOST_VETH_PREFIX};
 pub use neigh::Neigh;
 pub use netns::Netns;
 pub use route::{Family, RouteEntry, RouteSpec, Scope};

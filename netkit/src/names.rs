@@ -3,14 +3,19 @@
 /// Linux's IFNAMSIZ minus the NUL: the longest interface name.
 pub const MAX_IFNAME_LEN: usize = 15;
 
-/// Host-side veth name for a container attachment: `veth` + 8 lowercase hex
-/// digits (12 bytes, under the 15-byte limit), derived from
-/// `container_id` and `ifname` with 64-bit FNV-1a folded to 32 bits.
+/// Prefix of every host-side veth netboot creates. It differs from the
+/// reference bridge plugin's random `veth<8 hex>` names, so GC can tell
+/// netboot's devices from ones it must leave alone.
+pub const HOST_VETH_PREFIX: &str = "nbv";
+
+/// Host-side veth name for a container attachment: `nbv` + 12 lowercase hex
+/// digits (15 bytes, the limit), derived from `container_id` and `ifname`
+/// with 64-bit FNV-1a folded to 48 bits.
 ///
 /// Deterministic across runs and processes (no random seed), so DEL can find
-/// the device from the CNI arguments alone. Collisions: 32 bits gives about
-/// a 1-in-8-million chance for any given pair on a node with 100
-/// attachments (n²/2³³); a collision surfaces as an `is_exists()` error from
+/// the device from the CNI arguments alone, even without a record.
+/// Collisions: 48 bits gives about a 1-in-5·10^10 chance on a node with 100
+/// attachments (n²/2⁴⁹); a collision surfaces as an `is_exists()` error from
 /// [`crate::Netlink::add_veth`], never as silently sharing a device.
 pub fn host_veth_name(container_id: &str, ifname: &str) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -19,8 +24,8 @@ pub fn host_veth_name(container_id: &str, ifname: &str) -> String {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
-    let folded = (h ^ (h >> 32)) as u32;
-    format!("veth{folded:08x}")
+    let folded = (h ^ (h >> 48)) & 0xffff_ffff_ffff;
+    format!("{HOST_VETH_PREFIX}{folded:012x}")
 }
 
 #[cfg(test)]
@@ -33,9 +38,11 @@ mod tests {
         assert_eq!(a, host_veth_name("abc123", "eth0"));
         assert_ne!(a, host_veth_name("abc123", "eth1"));
         assert_ne!(host_veth_name("ab", "c"), host_veth_name("a", "bc"));
-        assert!(a.starts_with("veth") && a.len() == 12 && a.len() <= MAX_IFNAME_LEN);
+        assert!(a.starts_with(HOST_VETH_PREFIX) && a.len() == MAX_IFNAME_LEN);
         // Pinned value: a change here renames every existing host veth,
         // breaking DEL of containers created by an older netboot.
-        assert_eq!(host_veth_name("", ""), host_veth_name("", ""));
+        assert_eq!(host_veth_name("abc123", "eth0"), PINNED);
     }
+
+    const PINNED: &str = "nbvc05124233adc";
 }
