@@ -38,6 +38,25 @@ pub enum Error {
     /// rejected before anything was sent.
     #[error("{ctx}: {msg}")]
     Invalid { ctx: String, msg: String },
+
+    /// An external tool (`nft`, `iptables-restore`) ran and failed.
+    /// `cmd` is the command line as run (the script itself went on stdin),
+    /// `status` its exit status, `stderr` what it printed, trimmed.
+    #[error("{ctx}: `{cmd}` failed ({status}): {stderr}")]
+    Command {
+        ctx: String,
+        cmd: String,
+        status: String,
+        stderr: String,
+    },
+
+    /// A tool netkit needs is not installed on this node.
+    #[error("{ctx}: `{tool}` not found in PATH, /usr/sbin or /sbin ({hint})")]
+    ToolMissing {
+        ctx: String,
+        tool: String,
+        hint: String,
+    },
 }
 
 fn paren(ctx: &str) -> String {
@@ -75,7 +94,7 @@ impl Error {
             Error::Io { source, .. } => source.raw_os_error(),
             Error::NotFound { .. } => Some(libc::ENOENT),
             Error::Exists { .. } => Some(libc::EEXIST),
-            Error::Invalid { .. } => None,
+            Error::Invalid { .. } | Error::Command { .. } | Error::ToolMissing { .. } => None,
         }
     }
 

@@ -10,15 +10,18 @@
 //! - [`Batch`]: several neighbour/FDB/route changes in one round trip.
 //! - [`sysctl`]: per-namespace `/proc/sys/net` access.
 //! - [`host_veth_name`]: deterministic host-side veth names.
+//! - [`firewall`]: hostPort DNAT in upstream portmap's nftables layout and
+//!   pod masquerade, each operation one `nft -f -` transaction.
 //!
 //! `unsafe` is allowed nowhere in the workspace except, narrowly, here; at
 //! present netkit needs none of its own: `nix` and `netlink-sys` wrap every
-//! system call it makes.
+//! system call it makes, and [`firewall`] runs `nft` without a shell.
 
 mod ack;
 pub mod addr;
 mod batch;
 pub mod error;
+pub mod firewall;
 pub mod link;
 mod named;
 pub mod names;

@@ -1,0 +1,292 @@
+//! Masquerade for pod traffic leaving the cluster network.
+//!
+//! Two layouts:
+//!
+//! - **Per node** ([`ensure_node_masquerade`]), the one netboot uses: in
+//!   table `inet netboot`, chain `postrouting` (nat, postrouting hook,
+//!   priority 100 = srcnat), one rule per (network, address family):
+//!
+//!   ```text
+//!   ip saddr <pod subnet> ip daddr != 224.0.0.0/4 ip daddr != <cluster nets> masquerade comment "netboot-masq:<network>"
+//!   ```
+//!
+//!   flanneld's FLANNEL-POSTRTG semantics (pod → outside the cluster network
+//!   is NATed to the node address, pod ↔ pod across nodes is not, multicast
+//!   never), installed once per node instead of once per pod, so ADD and DEL
+//!   never touch it and its cost does not grow with pods.
+//! - **Per attachment** ([`add_attachment_masquerade`]), upstream bridge's
+//!   `ipMasq` nftables layout (containernetworking/plugins
+//!   `pkg/ip/ipmasq_nftables_linux.go`): table `inet cni_plugins_masquerade`,
+//!   chain `masq_checks`, one rule per pod address commented with
+//!   `<hash(net)>-<hash(ifname:id)>, net: .., if: .., id: ..`, so bridge and
+//!   netboot can delete each other's rules.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use super::hash::hash_with_prefix;
+use super::nft::{self, check_ident, quote_comment, ListedRule};
+use crate::error::{Error, Result};
+
+const NODE_TABLE: &str = "inet netboot";
+const NODE_CHAIN: &str = "postrouting";
+const ATT_TABLE: &str = "inet cni_plugins_masquerade";
+const ATT_CHAIN: &str = "masq_checks";
+
+/// The comment tagging `network`'s node masquerade rules.
+pub fn node_masquerade_tag(network: &str) -> String {
+    format!("netboot-masq:{network}")
+}
+
+/// `ip` or `ip6`.
+fn fam(n: &IpNet) -> &'static str {
+    match n {
+        IpNet::V4(_) => "ip",
+        IpNet::V6(_) => "ip6",
+    }
+}
+
+/// The node rule for `pod_subnet`, as `nft list` prints it back.
+fn node_rule(pod_subnet: IpNet, cluster: &[IpNet]) -> String {
+    let f = fam(&pod_subnet);
+    let mcast = if f == "ip" { "224.0.0.0/4" } else { "ff00::/8" };
+    // Same family, canonical, and without networks contained in another
+    // (an anonymous interval set rejects overlapping elements).
+    let mut nets: Vec<IpNet> = cluster
+        .iter()
+        .filter(|n| fam(n) == f)
+        .map(IpNet::trunc)
+        .collect();
+    nets.sort();
+    nets.dedup();
+    let nets: Vec<String> = nets
+        .iter()
+        .filter(|n| !nets.iter().any(|o| o != *n && o.contains(*n)))
+        .map(ToString::to_string)
+        .collect();
+    let mut r = format!("{f} saddr {} {f} daddr != {mcast}", pod_subnet.trunc());
+    match nets.len() {
+        0 => {}
+        1 => {
+            let _ = write!(r, " {f} daddr != {}", nets[0]);
+        }
+        _ => {
+            // `nft list` prints set elements sorted; render ours the same way.
+            let mut sorted = nets.clone();
+            sorted.sort();
+            let _ = write!(r, " {f} daddr != {{ {} }}", sorted.join(", "));
+        }
+    }
+    r.push_str(" masquerade");
+    r
+}
+
+fn ours<'a>(rules: &'a [ListedRule], tag: &str, family: Option<&str>) -> Vec<&'a ListedRule> {
+    rules
+        .iter()
+        .filter(|r| r.chain == NODE_CHAIN && r.comment.as_deref() == Some(tag))
+        .filter(|r| family.is_none_or(|f| r.text.starts_with(&format!("{f} saddr "))))
+        .collect()
+}
+
+/// Install (or replace) `network`'s node masquerade rule for `pod_subnet`'s
+/// family: pod subnet → anywhere outside `cluster_networks` (same family
+/// only are used) and outside multicast is masqueraded. Idempotent: returns
+/// `Ok(false)` after a single `nft -j list chain` when exactly that rule is
+/// present; otherwise one transaction replaces this network's rules of that
+/// family and returns `Ok(true)`. Call once per family for dual-stack.
+pub fn ensure_node_masquerade(
+    network: &str,
+    pod_subnet: IpNet,
+    cluster_networks: &[IpNet],
+) -> Result<bool> {
+    let ctx =
+        format!("ensure masquerade for {network} ({pod_subnet}) in {NODE_TABLE} {NODE_CHAIN}");
+    check_ident(&ctx, "network name", network)?;
+    let tag = node_masquerade_tag(network);
+    let comment = quote_comment(&ctx, &tag)?;
+    let want = node_rule(pod_subnet, cluster_networks);
+    let f = fam(&pod_subnet);
+    for attempt in 0..2 {
+        let listed = nft::list(&ctx, "inet", "netboot", Some(NODE_CHAIN))?.unwrap_or_default();
+        let mine = ours(&listed, &tag, Some(f));
+        if mine.len() == 1 && mine[0].text == want {
+            return Ok(false);
+        }
+        let mut s = format!(
+            "add table {NODE_TABLE} {{ comment \"netboot node masquerade\" ; }}\n\
+             add chain {NODE_TABLE} {NODE_CHAIN} {{ type nat hook postrouting priority 100 ; }}\n"
+        );
+        s.push_str(&nft::delete_lines("netboot", &mine));
+        let _ = writeln!(
+            s,
+            "add rule {NODE_TABLE} {NODE_CHAIN} {want} comment {comment}"
+        );
+        match nft::apply(&ctx, &s) {
+            // A concurrent ensure/remove deleted a handle we listed; relist.
+            Err(Error::Command { .. }) if attempt == 0 && !mine.is_empty() => continue,
+            Err(e) => return Err(e),
+            Ok(()) => return Ok(true),
+        }
+    }
+    unreachable!("the second attempt always returns")
+}
+
+/// Delete every rule tagged for `network` (both families). The table and
+/// chain stay: deleting them could race with another network's ensure.
+/// Idempotent.
+pub fn remove_node_masquerade(network: &str) -> Result<()> {
+    let ctx = format!("remove masquerade for {network} from {NODE_TABLE} {NODE_CHAIN}");
+    check_ident(&ctx, "network name", network)?;
+    let tag = node_masquerade_tag(network);
+    let listed = nft::list(&ctx, "inet", "netboot", Some(NODE_CHAIN))?.unwrap_or_default();
+    let mine = ours(&listed, &tag, None);
+    if mine.is_empty() {
+        return Ok(());
+    }
+    nft::apply(&ctx, &nft::delete_lines("netboot", &mine))
+}
+
+/// True when `network` has a node masquerade rule for exactly `pod_subnet`
+/// (whatever its cluster-network exclusions). One `nft -j list chain`.
+pub fn node_masquerade_present(network: &str, pod_subnet: IpNet) -> Result<bool> {
+    let ctx = format!("look up masquerade for {network} in {NODE_TABLE} {NODE_CHAIN}");
+    check_ident(&ctx, "network name", network)?;
+    let tag = node_masquerade_tag(network);
+    let listed = nft::list(&ctx, "inet", "netboot", Some(NODE_CHAIN))?.unwrap_or_default();
+    let f = fam(&pod_subnet);
+    let prefix = format!("{f} saddr {} ", pod_subnet.trunc());
+    Ok(ours(&listed, &tag, Some(f))
+        .iter()
+        .any(|r| r.text.starts_with(&prefix)))
+}
+
+/// bridge's `hashForInstance`: 16 hex digits of sha512(network), `-`,
+/// 16 hex digits of sha512(ifname:containerID).
+fn instance_hash(network: &str, ifname: &str, container_id: &str) -> String {
+    format!(
+        "{}-{}",
+        hash_with_prefix(16, "", network),
+        hash_with_prefix(16, "", &format!("{ifname}:{container_id}"))
+    )
+}
+
+/// bridge's `commentForInstance`, cut to 128 bytes like knftables'
+/// `CommentLengthMax`.
+pub fn attachment_masquerade_comment(network: &str, ifname: &str, container_id: &str) -> String {
+    let mut c = format!(
+        "{}, net: {network}, if: {ifname}, id: {container_id}",
+        instance_hash(network, ifname, container_id)
+    );
+    c.truncate(128);
+    c
+}
+
+fn att_ctx(verb: &str, network: &str, ifname: &str, id: &str) -> Result<String> {
+    let ctx = format!("{verb} masquerade for {id}/{ifname} ({network}) in {ATT_TABLE} {ATT_CHAIN}");
+    check_ident(&ctx, "network name", network)?;
+    check_ident(&ctx, "interface name", ifname)?;
+    check_ident(&ctx, "container ID", id)?;
+    Ok(ctx)
+}
+
+fn list_instance(ctx: &str, hash: &str) -> Result<Vec<ListedRule>> {
+    let listed = nft::list(ctx, "inet", "cni_plugins_masquerade", Some(ATT_CHAIN))?;
+    Ok(listed
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|r| r.comment.as_deref().is_some_and(|c| c.starts_with(hash)))
+        .collect())
+}
+
+/// bridge `ipMasq` for one attachment: for each pod address `ip/len`,
+/// masquerade `saddr ip` to anything outside `ip/len`'s subnet. Replaces
+/// this attachment's previous rules in the same transaction (one list, one
+/// transaction, as upstream).
+pub fn add_attachment_masquerade(
+    network: &str,
+    ifname: &str,
+    container_id: &str,
+    addrs: &[IpNet],
+) -> Result<()> {
+    let ctx = att_ctx("add", network, ifname, container_id)?;
+    let comment = quote_comment(
+        &ctx,
+        &attachment_masquerade_comment(network, ifname, container_id),
+    )?;
+    let stale = list_instance(&ctx, &instance_hash(network, ifname, container_id))?;
+    let mut s = format!(
+        "add table {ATT_TABLE} {{ comment \"Masquerading for plugins from github.com/containernetworking/plugins\" ; }}\n\
+         add chain {ATT_TABLE} {ATT_CHAIN} {{ comment \"Masquerade traffic from certain IPs to any (non-multicast) IP outside their subnet\" ; }}\n\
+         add chain {ATT_TABLE} postrouting {{ type nat hook postrouting priority 100 ; }}\n\
+         flush chain {ATT_TABLE} postrouting\n\
+         add rule {ATT_TABLE} postrouting ip daddr 224.0.0.0/4 return\n\
+         add rule {ATT_TABLE} postrouting ip6 daddr ff00::/8 return\n\
+         add rule {ATT_TABLE} postrouting goto {ATT_CHAIN}\n"
+    );
+    s.push_str(&nft::delete_lines(
+        "cni_plugins_masquerade",
+        &stale.iter().collect::<Vec<_>>(),
+    ));
+    for a in addrs {
+        let (f, ip): (&str, IpAddr) = (fam(a), a.addr());
+        let _ = writeln!(
+            s,
+            "add rule {ATT_TABLE} {ATT_CHAIN} {f} saddr {ip} {f} daddr != {} masquerade comment {comment}",
+            a.trunc()
+        );
+    }
+    nft::apply(&ctx, &s)
+}
+
+/// Remove one attachment's bridge-style masquerade rules. Idempotent.
+pub fn del_attachment_masquerade(network: &str, ifname: &str, container_id: &str) -> Result<()> {
+    let ctx = att_ctx("delete", network, ifname, container_id)?;
+    let stale = list_instance(&ctx, &instance_hash(network, ifname, container_id))?;
+    if stale.is_empty() {
+        return Ok(());
+    }
+    nft::apply(
+        &ctx,
+        &nft::delete_lines("cni_plugins_masquerade", &stale.iter().collect::<Vec<_>>()),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_rule_text() {
+        let n = |s: &str| s.parse::<IpNet>().unwrap();
+        assert_eq!(
+            node_rule(n("10.244.1.7/24"), &[n("10.244.0.0/16"), n("fd00::/48")]),
+            "ip saddr 10.244.1.0/24 ip daddr != 224.0.0.0/4 ip daddr != 10.244.0.0/16 masquerade"
+        );
+        assert_eq!(
+            node_rule(
+                n("10.244.1.0/24"),
+                &[n("10.96.0.0/12"), n("10.244.0.0/16"), n("10.244.3.0/24")]
+            ),
+            "ip saddr 10.244.1.0/24 ip daddr != 224.0.0.0/4 \
+             ip daddr != { 10.244.0.0/16, 10.96.0.0/12 } masquerade"
+        );
+        assert_eq!(
+            node_rule(n("fd00:1::/64"), &[]),
+            "ip6 saddr fd00:1::/64 ip6 daddr != ff00::/8 masquerade"
+        );
+    }
+
+    #[test]
+    fn bridge_comment() {
+        // python3: sha512(b"cbrtest")[:16] + "-" + sha512(b"eth0:cid1")[:16]
+        assert_eq!(
+            attachment_masquerade_comment("cbrtest", "eth0", "cid1"),
+            "ab029c805a524413-0b65a318f52e521b, net: cbrtest, if: eth0, id: cid1"
+        );
+        let long = "c".repeat(120);
+        assert_eq!(attachment_masquerade_comment("n", "eth0", &long).len(), 128);
+    }
+}

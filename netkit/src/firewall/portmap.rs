@@ -1,0 +1,483 @@
+//! hostPort → podIP:containerPort DNAT, in upstream portmap's nftables
+//! layout (containernetworking/plugins `plugins/meta/portmap/
+//! portmap_nftables.go`), object for object:
+//!
+//! ```text
+//! table ip cni_hostport {                      # and ip6, same shape
+//!   comment "CNI portmap plugin"
+//!   chain hostports { <one rule per mapping, comment "<containerID>"> }
+//!   chain hostip_hostports { }                 # legacy, kept for upgrades
+//!   chain hostports_all { jump hostip_hostports; jump hostports }
+//!   chain prerouting { type nat hook prerouting priority -100 (dstnat)
+//!                      fib daddr type local jump hostports_all }
+//!   chain output     { type nat hook output priority -100
+//!                      fib daddr type local jump hostports_all }
+//!   chain masquerading { type nat hook postrouting priority 100 (srcnat)
+//!                      <hairpin/localhost masquerade, comment "<containerID>"> }
+//! }
+//! ```
+//!
+//! Priorities are written as numbers, as knftables does, because nft < 1.0.7
+//! rejects the name `dstnat` in the output hook.
+//!
+//! **The rule comment is the bare container ID**, not a hash: that is what
+//! upstream's nftables backend writes and matches on DEL, so it is what we
+//! must write to interoperate (only its *iptables* backend hashes, into the
+//! chain name `CNI-DN-<hash>`, see [`hostport_hash`]). Like upstream, the
+//! network name is not part of the comment: DEL of a container removes its
+//! mappings in every network. Rules per mapping, not map elements, for
+//! upstream's reason: "delete 10.0.0.3 only if container A added it" needs
+//! the per-rule owner tag when a new container reuses an IP.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use super::hash::hash_with_prefix;
+use super::nft::{self, check_ident, quote_comment, ListedRule};
+use crate::error::{Error, Result};
+
+const TABLE: &str = "cni_hostport";
+const HOSTPORTS: &str = "hostports";
+const HOSTIP_HOSTPORTS: &str = "hostip_hostports";
+const HOSTPORTS_ALL: &str = "hostports_all";
+const MASQUERADING: &str = "masquerading";
+/// Chains whose rules carry a container's comment.
+const OWNED_CHAINS: [&str; 3] = [HOSTPORTS, HOSTIP_HOSTPORTS, MASQUERADING];
+const FAMILIES: [&str; 2] = ["ip", "ip6"];
+
+/// Transport protocol of a mapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Proto {
+    Tcp,
+    Udp,
+    Sctp,
+}
+
+impl Proto {
+    /// The nft keyword (and CNI `protocol` value): `tcp`, `udp`, `sctp`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+            Proto::Sctp => "sctp",
+        }
+    }
+
+    /// Parse a CNI `protocol` (case-insensitive, as portmap lowercases it).
+    pub fn parse(s: &str) -> Option<Proto> {
+        match s.to_ascii_lowercase().as_str() {
+            "tcp" => Some(Proto::Tcp),
+            "udp" => Some(Proto::Udp),
+            "sctp" => Some(Proto::Sctp),
+            _ => None,
+        }
+    }
+}
+
+/// One CNI `portMappings` entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortMapping {
+    pub host_port: u16,
+    pub container_port: u16,
+    pub protocol: Proto,
+    /// Only traffic to this host address is mapped. An address of the other
+    /// family than a container IP is skipped for that IP (as upstream); an
+    /// unspecified address (`0.0.0.0`, `::`) means "any".
+    pub host_ip: Option<IpAddr>,
+}
+
+/// Everything [`add_port_mappings`] / [`check_port_mappings`] need.
+#[derive(Debug, Clone, Copy)]
+pub struct PortmapSpec<'a> {
+    /// CNI network name (only for validation and messages: upstream's nft
+    /// comments do not carry it).
+    pub network: &'a str,
+    /// CNI_CONTAINERID; becomes every rule's comment.
+    pub container_id: &'a str,
+    /// CNI_IFNAME (validation and messages only).
+    pub ifname: &'a str,
+    /// The container's addresses; as upstream, the first IPv4 and the first
+    /// IPv6 one are mapped, the rest ignored.
+    pub container_ips: &'a [IpAddr],
+    pub mappings: &'a [PortMapping],
+    /// portmap `snat` (upstream default: true): masquerade hairpin traffic
+    /// (pod → its own hostPort) and, for IPv4, traffic from 127.0.0.1.
+    pub snat: bool,
+    /// portmap `masqAll`: with `snat`, masquerade mapped traffic from any
+    /// source instead of only hairpin/localhost.
+    pub masq_all: bool,
+}
+
+/// portmap's hash for (network, container): the first 21 hex digits of
+/// `sha512(network + containerID)`, i.e. what follows `CNI-DN-` in the
+/// reference portmap's *iptables* per-container chain name (`pkg/utils`
+/// `MustFormatChainNameWithPrefix`, 28 characters in all; see
+/// [`legacy_dnat_chain`](super::legacy_dnat_chain)). The nftables backend
+/// does not hash: its comment is the container ID itself, which is what
+/// [`list_port_mapping_owners`] returns.
+pub fn hostport_hash(network: &str, container_id: &str) -> String {
+    hash_with_prefix(21, "", &format!("{network}{container_id}"))
+}
+
+/// True when the plugin must set `net.ipv4.conf.<host-if>.route_localnet=1`
+/// (netkit::sysctl, on the bridge or host interface the container is routed
+/// through) after [`add_port_mappings`]: with `snat` and an IPv4 container
+/// address, connections to `127.0.0.1:hostPort` are DNATed to the pod, and
+/// the kernel drops packets with a 127/8 source that cross a routing
+/// boundary unless route_localnet is on (upstream portmap does the same in
+/// `cmdAdd`). IPv6 has no equivalent (`::1` traffic is never mapped).
+pub fn needs_route_localnet(spec: &PortmapSpec) -> bool {
+    spec.snat && !spec.mappings.is_empty() && spec.container_ips.iter().any(IpAddr::is_ipv4)
+}
+
+/// The rules one address family gets.
+struct FamilyRules {
+    family: &'static str,
+    hostports: Vec<String>,
+    masq: Vec<String>,
+}
+
+fn validate(ctx: &str, spec: &PortmapSpec) -> Result<()> {
+    check_ident(ctx, "network name", spec.network)?;
+    check_ident(ctx, "container ID", spec.container_id)?;
+    check_ident(ctx, "interface name", spec.ifname)?;
+    quote_comment(ctx, spec.container_id)?;
+    if let Some(m) = spec
+        .mappings
+        .iter()
+        .find(|m| m.host_port == 0 || m.container_port == 0)
+    {
+        return Err(Error::invalid(
+            ctx,
+            format!("port mapping {m:?}: ports must be > 0"),
+        ));
+    }
+    Ok(())
+}
+
+/// Upstream's rule shapes (portmap_nftables.go `forwardPorts`), as the
+/// canonical text `nft list` prints them back.
+fn expected(spec: &PortmapSpec) -> Vec<FamilyRules> {
+    let first4 = spec.container_ips.iter().find(|a| a.is_ipv4());
+    let first6 = spec.container_ips.iter().find(|a| a.is_ipv6());
+    let mut out = Vec::new();
+    for (family, cip) in [("ip", first4), ("ip6", first6)] {
+        let Some(cip) = cip else { continue };
+        let v6 = cip.is_ipv6();
+        let to = match cip {
+            IpAddr::V4(a) => a.to_string(),
+            IpAddr::V6(a) => format!("[{a}]"),
+        };
+        let mut hostports = Vec::new();
+        for m in spec.mappings {
+            let mut rule = String::new();
+            match m.host_ip {
+                Some(h) if h.is_ipv6() != v6 => continue,
+                Some(h) if !h.is_unspecified() => {
+                    let _ = write!(rule, "{family} daddr {h} ");
+                }
+                _ => {}
+            }
+            let _ = write!(
+                rule,
+                "{} dport {} dnat to {to}:{}",
+                m.protocol.as_str(),
+                m.host_port,
+                m.container_port
+            );
+            hostports.push(rule);
+        }
+        let mut masq = Vec::new();
+        if spec.snat {
+            let src = match (spec.masq_all, v6) {
+                (false, _) => cip.to_string(),
+                (true, false) => "0.0.0.0/0".to_string(),
+                (true, true) => "::/0".to_string(),
+            };
+            masq.push(format!(
+                "{family} saddr {src} {family} daddr {cip} masquerade"
+            ));
+            if !v6 && !spec.masq_all {
+                masq.push(format!("ip saddr 127.0.0.1 ip daddr {cip} masquerade"));
+            }
+        }
+        out.push(FamilyRules {
+            family,
+            hostports,
+            masq,
+        });
+    }
+    out
+}
+
+/// The nft script for [`add_port_mappings`].
+fn add_script(spec: &PortmapSpec, rules: &[FamilyRules]) -> Result<String> {
+    let comment = quote_comment("port mappings", spec.container_id)?;
+    let mut s = String::new();
+    for fr in rules {
+        let f = fr.family;
+        let t = format!("{f} {TABLE}");
+        let _ = writeln!(s, "add table {t} {{ comment \"CNI portmap plugin\" ; }}");
+        for c in [HOSTPORTS, HOSTIP_HOSTPORTS, HOSTPORTS_ALL] {
+            let _ = writeln!(s, "add chain {t} {c}");
+        }
+        // The shared chains are rebuilt (flush + add) in the same
+        // transaction, exactly as upstream does, so they never hold a
+        // duplicate jump whichever implementation ran last.
+        let _ = writeln!(s, "flush chain {t} {HOSTPORTS_ALL}");
+        let _ = writeln!(s, "add rule {t} {HOSTPORTS_ALL} jump {HOSTIP_HOSTPORTS}");
+        let _ = writeln!(s, "add rule {t} {HOSTPORTS_ALL} jump {HOSTPORTS}");
+        for hook in ["prerouting", "output"] {
+            let _ = writeln!(
+                s,
+                "add chain {t} {hook} {{ type nat hook {hook} priority -100 ; }}"
+            );
+            let _ = writeln!(s, "flush chain {t} {hook}");
+            let _ = writeln!(
+                s,
+                "add rule {t} {hook} fib daddr type local jump {HOSTPORTS_ALL}"
+            );
+        }
+        if spec.snat {
+            let _ = writeln!(
+                s,
+                "add chain {t} {MASQUERADING} {{ type nat hook postrouting priority 100 ; }}"
+            );
+        }
+        for r in &fr.hostports {
+            let _ = writeln!(s, "add rule {t} {HOSTPORTS} {r} comment {comment}");
+        }
+        for r in &fr.masq {
+            let _ = writeln!(s, "add rule {t} {MASQUERADING} {r} comment {comment}");
+        }
+    }
+    Ok(s)
+}
+
+/// Program `spec`'s mappings: one `nft -f -` transaction that ensures the
+/// tables and chains and adds one DNAT rule per mapping (plus the masquerade
+/// rules when `snat`), each commented with the container ID.
+///
+/// No mappings: nothing is done (upstream portmap returns early too).
+/// Like upstream, ADD does not look for older rules of the same container:
+/// the plugin's rollback and crash recovery call [`del_port_mappings`]
+/// first, which keeps ADD at exactly one exec. Afterwards, see
+/// [`needs_route_localnet`].
+pub fn add_port_mappings(spec: &PortmapSpec) -> Result<()> {
+    let ctx = format!(
+        "add port mappings for {} ({}, {}) in table {TABLE}",
+        spec.container_id, spec.network, spec.ifname
+    );
+    validate(&ctx, spec)?;
+    if spec.mappings.is_empty() {
+        return Ok(());
+    }
+    let rules = expected(spec);
+    if rules.is_empty() {
+        return Err(Error::invalid(ctx, "no container IP to map ports to"));
+    }
+    nft::apply(&ctx, &add_script(spec, &rules)?)
+}
+
+/// Remove every rule commented with `container_id` from chains `hostports`,
+/// `hostip_hostports` and `masquerading` of `ip` and `ip6 cni_hostport`,
+/// whoever wrote it (netboot or upstream portmap). Idempotent: a missing
+/// table, or no matching rule, is success. Costs one `nft -j list table`
+/// per family plus, only if something matched, one delete transaction
+/// (rules can only be deleted by handle). `network` is validated but, as
+/// upstream, not part of the match.
+pub fn del_port_mappings(network: &str, container_id: &str) -> Result<()> {
+    let ctx = format!("delete port mappings of {container_id} ({network}) in table {TABLE}");
+    check_ident(&ctx, "network name", network)?;
+    check_ident(&ctx, "container ID", container_id)?;
+    // A racing DEL/ADD can delete a handle between our list and our delete
+    // (the batch then fails as a whole with ENOENT); list again once.
+    let mut attempt = 0;
+    loop {
+        let mut doomed: Vec<ListedRule> = Vec::new();
+        for f in FAMILIES {
+            let rules = nft::list(&ctx, f, TABLE, None)?.unwrap_or_default();
+            doomed.extend(rules.into_iter().filter(|r| {
+                OWNED_CHAINS.contains(&r.chain.as_str())
+                    && r.comment.as_deref() == Some(container_id)
+            }));
+        }
+        if doomed.is_empty() {
+            return Ok(());
+        }
+        let script = nft::delete_lines(TABLE, &doomed.iter().collect::<Vec<_>>());
+        match nft::apply(&ctx, &script) {
+            Err(Error::Command { .. }) if attempt == 0 => attempt += 1,
+            other => return other,
+        }
+    }
+}
+
+/// Verify that every rule [`add_port_mappings`] would add for `spec` is
+/// present (rule text and comment), and that the base chains still jump to
+/// `hostports_all` and it to `hostports`. The error names the first missing
+/// rule and its chain. Stricter than upstream's CHECK, which only counts
+/// comments.
+pub fn check_port_mappings(spec: &PortmapSpec) -> Result<()> {
+    let ctx = format!(
+        "check port mappings for {} ({}, {})",
+        spec.container_id, spec.network, spec.ifname
+    );
+    validate(&ctx, spec)?;
+    if spec.mappings.is_empty() {
+        return Ok(());
+    }
+    for fr in expected(spec) {
+        let f = fr.family;
+        let Some(listed) = nft::list(&ctx, f, TABLE, None)? else {
+            return Err(Error::NotFound {
+                what: format!("{ctx}: table {f} {TABLE}"),
+            });
+        };
+        let has = |chain: &str, text: &str, comment: Option<&str>| {
+            listed
+                .iter()
+                .any(|r| r.chain == chain && r.text == text && r.comment.as_deref() == comment)
+        };
+        let jump_all = format!("fib daddr type local jump {HOSTPORTS_ALL}");
+        let jump_hp = format!("jump {HOSTPORTS}");
+        let wanted = [
+            ("prerouting", jump_all.as_str(), None),
+            ("output", jump_all.as_str(), None),
+            (HOSTPORTS_ALL, jump_hp.as_str(), None),
+        ]
+        .into_iter()
+        .chain(
+            fr.hostports
+                .iter()
+                .map(|r| (HOSTPORTS, r.as_str(), Some(spec.container_id))),
+        )
+        .chain(
+            fr.masq
+                .iter()
+                .map(|r| (MASQUERADING, r.as_str(), Some(spec.container_id))),
+        );
+        for (chain, text, comment) in wanted {
+            if !has(chain, text, comment) {
+                let c = comment
+                    .map(|c| format!(" comment \"{c}\""))
+                    .unwrap_or_default();
+                return Err(Error::NotFound {
+                    what: format!("{ctx}: rule `{text}`{c} in chain {f} {TABLE} {chain}"),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every distinct comment (= container ID) on a rule in the owned chains of
+/// `ip`/`ip6 cni_hostport`, sorted. For GC: the plugin maps each to its
+/// attachment records and calls [`del_port_mappings`] for the orphans. Note
+/// that upstream portmap's rules show up here too (same layout).
+pub fn list_port_mapping_owners() -> Result<Vec<String>> {
+    let ctx = format!("list port mapping owners in table {TABLE}");
+    let mut owners = Vec::new();
+    for f in FAMILIES {
+        for r in nft::list(&ctx, f, TABLE, None)?.unwrap_or_default() {
+            if let (true, Some(c)) = (OWNED_CHAINS.contains(&r.chain.as_str()), r.comment) {
+                owners.push(c);
+            }
+        }
+    }
+    owners.sort();
+    owners.dedup();
+    Ok(owners)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec<'a>(ips: &'a [IpAddr], maps: &'a [PortMapping], masq_all: bool) -> PortmapSpec<'a> {
+        PortmapSpec {
+            network: "cbr",
+            container_id: "c1",
+            ifname: "eth0",
+            container_ips: ips,
+            mappings: maps,
+            snat: true,
+            masq_all,
+        }
+    }
+
+    #[test]
+    fn rule_shapes_follow_upstream() {
+        let ips = ["10.0.0.2".parse().unwrap(), "fd00::2".parse().unwrap()];
+        let maps = [
+            PortMapping {
+                host_port: 8080,
+                container_port: 80,
+                protocol: Proto::Tcp,
+                host_ip: None,
+            },
+            PortMapping {
+                host_port: 53,
+                container_port: 5353,
+                protocol: Proto::Udp,
+                host_ip: Some("192.168.1.1".parse().unwrap()),
+            },
+            PortMapping {
+                host_port: 99,
+                container_port: 99,
+                protocol: Proto::Sctp,
+                host_ip: Some("0.0.0.0".parse().unwrap()),
+            },
+        ];
+        let r = expected(&spec(&ips, &maps, false));
+        assert_eq!(
+            r[0].hostports,
+            [
+                "tcp dport 8080 dnat to 10.0.0.2:80",
+                "ip daddr 192.168.1.1 udp dport 53 dnat to 10.0.0.2:5353",
+                "sctp dport 99 dnat to 10.0.0.2:99",
+            ]
+        );
+        assert_eq!(
+            r[0].masq,
+            [
+                "ip saddr 10.0.0.2 ip daddr 10.0.0.2 masquerade",
+                "ip saddr 127.0.0.1 ip daddr 10.0.0.2 masquerade",
+            ]
+        );
+        // v4 hostIPs are skipped for the v6 address; 0.0.0.0 is too (it is
+        // IPv4), exactly as upstream's family check does.
+        assert_eq!(r[1].hostports, ["tcp dport 8080 dnat to [fd00::2]:80"]);
+        assert_eq!(
+            r[1].masq,
+            ["ip6 saddr fd00::2 ip6 daddr fd00::2 masquerade"]
+        );
+        let r = expected(&spec(&ips, &maps, true));
+        assert_eq!(
+            r[0].masq,
+            ["ip saddr 0.0.0.0/0 ip daddr 10.0.0.2 masquerade"]
+        );
+        assert_eq!(r[1].masq, ["ip6 saddr ::/0 ip6 daddr fd00::2 masquerade"]);
+    }
+
+    #[test]
+    fn hash_matches_portmap_chain_name() {
+        // python3: "CNI-DN-" + sha512(b"cbrtestcid1").hexdigest()[:21]
+        assert_eq!(hostport_hash("cbrtest", "cid1"), "3559618f612683956afb4");
+    }
+
+    #[test]
+    fn rejects_injection() {
+        let ips = ["10.0.0.2".parse().unwrap()];
+        let mut s = spec(&ips, &[], false);
+        s.container_id = "x\" ; flush ruleset ; \"";
+        assert!(add_port_mappings(&s).is_err());
+        let maps = [PortMapping {
+            host_port: 0,
+            container_port: 80,
+            protocol: Proto::Tcp,
+            host_ip: None,
+        }];
+        assert!(validate("t", &spec(&ips, &maps, false)).is_err());
+    }
+}
