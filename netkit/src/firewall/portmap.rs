@@ -210,9 +210,25 @@ fn expected(spec: &PortmapSpec) -> Vec<FamilyRules> {
     out
 }
 
-/// The nft script for [`add_port_mappings`].
-fn add_script(spec: &PortmapSpec, rules: &[FamilyRules]) -> Result<String> {
+/// Only the per-container `add rule` lines (the steady-state ADD).
+fn rules_script(spec: &PortmapSpec, rules: &[FamilyRules]) -> Result<String> {
     let comment = quote_comment("port mappings", spec.container_id)?;
+    let mut s = String::new();
+    for fr in rules {
+        let t = format!("{} {TABLE}", fr.family);
+        for r in &fr.hostports {
+            let _ = writeln!(s, "add rule {t} {HOSTPORTS} {r} comment {comment}");
+        }
+        for r in &fr.masq {
+            let _ = writeln!(s, "add rule {t} {MASQUERADING} {r} comment {comment}");
+        }
+    }
+    Ok(s)
+}
+
+/// The full nft script for [`add_port_mappings`]: tables, chains, shared
+/// jumps, then the rules.
+fn add_script(spec: &PortmapSpec, rules: &[FamilyRules]) -> Result<String> {
     let mut s = String::new();
     for fr in rules {
         let f = fr.family;
@@ -244,24 +260,21 @@ fn add_script(spec: &PortmapSpec, rules: &[FamilyRules]) -> Result<String> {
                 "add chain {t} {MASQUERADING} {{ type nat hook postrouting priority 100 ; }}"
             );
         }
-        for r in &fr.hostports {
-            let _ = writeln!(s, "add rule {t} {HOSTPORTS} {r} comment {comment}");
-        }
-        for r in &fr.masq {
-            let _ = writeln!(s, "add rule {t} {MASQUERADING} {r} comment {comment}");
-        }
     }
+    s.push_str(&rules_script(spec, rules)?);
     Ok(s)
 }
 
-/// Program `spec`'s mappings: one `nft -f -` transaction that ensures the
-/// tables and chains and adds one DNAT rule per mapping (plus the masquerade
-/// rules when `snat`), each commented with the container ID.
+/// Program `spec`'s mappings: one DNAT rule per mapping (plus the
+/// masquerade rules when `snat`), each commented with the container ID, in
+/// one `nft -f -` transaction. When the tables/chains do not all exist yet,
+/// that transaction fails without effect and a second one creates them
+/// (exactly upstream's objects) together with the rules.
 ///
 /// No mappings: nothing is done (upstream portmap returns early too).
 /// Like upstream, ADD does not look for older rules of the same container:
 /// the plugin's rollback and crash recovery call [`del_port_mappings`]
-/// first, which keeps ADD at exactly one exec. Afterwards, see
+/// first, which keeps the steady-state ADD at one exec. Afterwards, see
 /// [`needs_route_localnet`].
 pub fn add_port_mappings(spec: &PortmapSpec) -> Result<()> {
     let ctx = format!(
@@ -276,7 +289,19 @@ pub fn add_port_mappings(spec: &PortmapSpec) -> Result<()> {
     if rules.is_empty() {
         return Err(Error::invalid(ctx, "no container IP to map ports to"));
     }
-    nft::apply(&ctx, &add_script(spec, &rules)?)
+    // Fast path: on a node that already has the tables, only the rules are
+    // added. Re-declaring existing chains costs the kernel ~15 ms per
+    // transaction (measured: 18 ms vs 5 ms for the rules alone), and that
+    // would be paid on every ADD. If anything is missing (first ADD on the
+    // node, upstream or a human deleted a chain) the batch fails as a whole,
+    // nothing was changed, and the full script below creates everything and
+    // rebuilds the shared jumps as upstream does. A jump or base chain
+    // removed by hand while `hostports`/`masquerading` stay is not repaired
+    // here; CHECK reports it.
+    match nft::apply(&ctx, &rules_script(spec, &rules)?) {
+        Err(Error::Command { .. }) => nft::apply(&ctx, &add_script(spec, &rules)?),
+        other => other,
+    }
 }
 
 /// Remove every rule commented with `container_id` from chains `hostports`,
