@@ -13,7 +13,7 @@
 use crate::add::speaks_1_1;
 use crate::delegate::{set_version, Target};
 use crate::record::{Call, Record};
-use crate::{del, ipam_store, mode, Ctx};
+use crate::{del, ipam, mode, Ctx};
 use cni::args::Command;
 use cni::conf::valid_attachments;
 use cni::error::{codes, CniError};
@@ -144,11 +144,11 @@ fn sweep_ipam(ctx: &Ctx, valid: &[(String, String)], errors: &mut Vec<String>) {
     if ipam_type != "host-local" {
         return;
     }
-    let dir = ipam_store::store_dir(&ctx.conf.ipam, &ctx.conf.net.name);
+    let dir = ipam::store_dir(&ctx.conf.ipam, &ctx.conf.net.name);
     if !dir.exists() {
         return;
     }
-    match ipam_store::Locked::open(&dir).and_then(|s| s.release_invalid(valid)) {
+    match ipam::Locked::open(&dir).and_then(|s| s.release_invalid(valid)) {
         Ok(ips) if !ips.is_empty() => ctx.log.info(&format!("released leaked IPs {ips:?}")),
         Ok(_) => {}
         Err(e) => errors.push(format!("IPAM store {}: {e}", dir.display())),

@@ -11,7 +11,7 @@ pub mod del;
 pub mod delegate;
 pub mod flannel;
 pub mod gc;
-pub mod ipam_store;
+pub mod ipam;
 pub mod log;
 pub mod mode;
 pub mod record;

@@ -1,0 +1,312 @@
+//! Native IPAM: host-local's allocator and its store
+//! (`/var/lib/cni/networks/<network>/`), in-process.
+//!
+//! The on-disk format and the allocation order are host-local's
+//! (containernetworking/plugins `plugins/ipam/host-local`), so a node can
+//! switch between the reference `bridge`+`host-local` chain and netboot-cni
+//! native mode mid-life: both take the same `lock`, both create IP files
+//! with `O_EXCL`, and both continue the same `last_reserved_ip.<i>`
+//! round-robin. See [`store`] for the layout.
+//!
+//! host-local has no GC (plugins#1047), which is how nodes run out of IPs
+//! after a reboot or a runtime switch (plugins#252); [`Pool::release_invalid`]
+//! reclaims the allocations of attachments the runtime no longer has.
+//!
+//! Crash safety: an allocation is "create the IP file (`O_EXCL`), write the
+//! owner, fsync, then write `last_reserved_ip`"; a release is one unlink.
+//! A SIGKILL anywhere leaves at worst an IP file with a torn or empty owner,
+//! which ADD never hands out again (the file exists) and GC reclaims
+//! (no valid attachment owns it). Nothing holds an IP outside that
+//! directory, so nothing can leak beyond GC's reach.
+
+mod range;
+pub mod store;
+
+#[cfg(test)]
+mod test_interop;
+#[cfg(test)]
+mod test_pool;
+#[cfg(test)]
+mod test_procs;
+
+pub use range::{default_gateway, RangeSpec};
+pub use store::{Allocation, Locked};
+
+use range::Range;
+use serde_json::{Map, Value};
+use std::collections::HashSet;
+use std::io;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+const DEFAULT_DATA_DIR: &str = "/var/lib/cni/networks";
+
+/// The store directory host-local uses for `network` with this IPAM config
+/// (`ipam.dataDir`, default `/var/lib/cni/networks`).
+pub fn store_dir(ipam: &Map<String, Value>, network: &str) -> PathBuf {
+    let base = ipam
+        .get("dataDir")
+        .and_then(Value::as_str)
+        .unwrap_or(DEFAULT_DATA_DIR);
+    Path::new(base).join(network)
+}
+
+/// Why an IPAM operation failed. Messages of the allocation errors are
+/// host-local's, prefix included (its `cmdAdd` adds "failed to allocate for
+/// range N: "), so existing runbooks and searches still match.
+#[derive(Debug, thiserror::Error)]
+pub enum IpamError {
+    #[error(
+        "failed to allocate for range {range}: no IP addresses available in range set: {ranges}"
+    )]
+    Exhausted { range: usize, ranges: String },
+    #[error("failed to allocate for range {range}: {ip} has been allocated to {container_id}, duplicate allocation is not allowed")]
+    AlreadyAllocated {
+        range: usize,
+        ip: IpAddr,
+        container_id: String,
+    },
+    #[error("IPAM store {}: {source}", path.display())]
+    Io { path: PathBuf, source: io::Error },
+    #[error("invalid IPAM configuration: {0}")]
+    Invalid(String),
+}
+
+impl IpamError {
+    pub(crate) fn io(path: &Path, source: io::Error) -> IpamError {
+        IpamError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    /// The CNI error code (SPEC.md "Error codes").
+    pub fn cni_code(&self) -> u32 {
+        use cni::error::codes;
+        match self {
+            // 11 "try again later": the pool refills as soon as a DEL or a
+            // GC releases an attachment, and the runtime retries the
+            // sandbox anyway. It is neither a config error (7) nor an I/O
+            // failure (5); host-local says 999 only because it has no code.
+            IpamError::Exhausted { .. } => codes::TRY_AGAIN,
+            // 4: the runtime broke the contract carried by CNI_CONTAINERID
+            // and CNI_IFNAME (SPEC.md: no second ADD for the same
+            // attachment without a DEL in between).
+            IpamError::AlreadyAllocated { .. } => codes::INVALID_ENV,
+            IpamError::Io { .. } => codes::IO,
+            IpamError::Invalid(_) => codes::INVALID_CONFIG,
+        }
+    }
+}
+
+/// One address handed out by [`Pool::allocate`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Allocated {
+    pub ip: IpAddr,
+    /// The subnet's prefix length (the address is `ip/prefix`).
+    pub prefix: u8,
+    pub gateway: IpAddr,
+}
+
+/// A host-local store directory and the ranges allocated from it, one per
+/// host-local range set (index `i` keeps `last_reserved_ip.<i>`), so the
+/// order must match the `ipam.ranges` of an equivalent host-local config.
+#[derive(Debug, Clone)]
+pub struct Pool {
+    dir: PathBuf,
+    ranges: Vec<Range>,
+}
+
+impl Pool {
+    /// Validates every range (see [`RangeSpec`]) and that no two overlap.
+    pub fn new(store_dir: PathBuf, ranges: Vec<RangeSpec>) -> Result<Pool, IpamError> {
+        if ranges.is_empty() {
+            return Err(IpamError::Invalid("no IP ranges specified".into()));
+        }
+        let ranges = ranges
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| {
+                Range::new(spec).map_err(|e| match e {
+                    IpamError::Invalid(m) => IpamError::Invalid(format!("range set {i}: {m}")),
+                    other => other,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        for (i, a) in ranges.iter().enumerate() {
+            if let Some(j) = (i + 1..ranges.len()).find(|&j| a.overlaps(&ranges[j])) {
+                return Err(IpamError::Invalid(format!(
+                    "range set {i} overlaps with {j}"
+                )));
+            }
+        }
+        Ok(Pool {
+            dir: store_dir,
+            ranges,
+        })
+    }
+
+    pub fn store_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// One IP per range for the attachment, all or nothing, under the
+    /// store lock. Fails with [`IpamError::AlreadyAllocated`] when the
+    /// attachment (or an old ID-only file of its container) already holds
+    /// an IP in one of the ranges, as host-local does.
+    pub fn allocate(&self, container_id: &str, ifname: &str) -> Result<Vec<Allocated>, IpamError> {
+        check_attachment(container_id, ifname)?;
+        let store = Locked::open(&self.dir)?;
+        let existing = store.allocations()?;
+        for (i, r) in self.ranges.iter().enumerate() {
+            let held = existing
+                .iter()
+                .find(|a| a.is_held_by(container_id, ifname) && r.contains(a.ip));
+            if let Some(a) = held {
+                return Err(IpamError::AlreadyAllocated {
+                    range: i,
+                    ip: a.ip,
+                    container_id: container_id.trim().to_string(),
+                });
+            }
+        }
+        // Known holders are skipped without a syscall; O_EXCL stays the
+        // authority (an unreadable file is not in `existing`).
+        let taken: HashSet<IpAddr> = existing.iter().map(|a| a.ip).collect();
+        let key = store::owner_key(container_id, ifname);
+        let mut done: Vec<Allocated> = Vec::with_capacity(self.ranges.len());
+        for i in 0..self.ranges.len() {
+            match self.take(&store, i, &key, &taken) {
+                Ok(a) => done.push(a),
+                Err(e) => {
+                    // Undo only what this call created: unlike host-local's
+                    // rollback by (id, ifname), this never frees an older
+                    // allocation of the same attachment.
+                    for a in &done {
+                        let _ = store.remove(a.ip);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(done)
+    }
+
+    /// Reserves the first free candidate of range `i` in round-robin order.
+    fn take(
+        &self,
+        store: &Locked,
+        i: usize,
+        key: &str,
+        taken: &HashSet<IpAddr>,
+    ) -> Result<Allocated, IpamError> {
+        let r = &self.ranges[i];
+        for ip in r.candidates(store.last_reserved(i)) {
+            if taken.contains(&ip) || !store.reserve(ip, key)? {
+                continue;
+            }
+            if let Err(e) = store.set_last_reserved(i, ip) {
+                let _ = store.remove(ip);
+                return Err(e);
+            }
+            return Ok(Allocated {
+                ip,
+                prefix: r.subnet.prefix_len(),
+                gateway: r.gateway,
+            });
+        }
+        Err(IpamError::Exhausted {
+            range: i,
+            ranges: r.to_string(),
+        })
+    }
+
+    /// Releases the attachment's IPs as host-local's DEL does: every file
+    /// holding exactly `<id>\r\n<ifname>`, or, when there is none, the old
+    /// ID-only files of the container. Idempotent; returns what it freed.
+    pub fn release(&self, container_id: &str, ifname: &str) -> Result<Vec<IpAddr>, IpamError> {
+        if container_id.trim().is_empty() || !self.dir.exists() {
+            return Ok(Vec::new());
+        }
+        Locked::open(&self.dir)?.release_owner(container_id, ifname)
+    }
+
+    /// The IPs the attachment holds (host-local `GetByID`: exact files and
+    /// old ID-only files of the container), sorted.
+    pub fn holds(&self, container_id: &str, ifname: &str) -> Result<Vec<IpAddr>, IpamError> {
+        if !self.dir.exists() {
+            return Ok(Vec::new());
+        }
+        let store = Locked::open(&self.dir)?;
+        Ok(store
+            .allocations()?
+            .into_iter()
+            .filter(|a| a.is_held_by(container_id, ifname))
+            .map(|a| a.ip)
+            .collect())
+    }
+
+    /// GC: frees every IP whose owner is not in `valid` (container ID,
+    /// ifname). Torn files are freed; see [`Locked::release_invalid`].
+    pub fn release_invalid(&self, valid: &[(String, String)]) -> Result<Vec<IpAddr>, IpamError> {
+        if !self.dir.exists() {
+            return Ok(Vec::new());
+        }
+        Locked::open(&self.dir)?.release_invalid(valid)
+    }
+
+    /// How many addresses of the ranges are held, torn files included. A
+    /// lock-free snapshot: it may be one off while an ADD runs.
+    pub fn in_use(&self) -> Result<usize, IpamError> {
+        if !self.dir.exists() {
+            return Ok(0);
+        }
+        let ips = store::ip_files(&self.dir)?;
+        Ok(ips
+            .into_iter()
+            .filter(|ip| self.ranges.iter().any(|r| r.usable(*ip)))
+            .count())
+    }
+
+    /// How many addresses the ranges can hand out (saturating).
+    pub fn capacity(&self) -> usize {
+        let total = self
+            .ranges
+            .iter()
+            .fold(0u128, |sum, r| sum.saturating_add(r.capacity()));
+        usize::try_from(total).unwrap_or(usize::MAX)
+    }
+}
+
+/// An empty ID would write a file indistinguishable from a torn one, and a
+/// line break would change how host-local splits it.
+fn check_attachment(container_id: &str, ifname: &str) -> Result<(), IpamError> {
+    let id = container_id.trim();
+    if id.is_empty() || ifname.is_empty() {
+        return Err(IpamError::Invalid(
+            "container ID and ifname must not be empty".into(),
+        ));
+    }
+    if id.contains(['\r', '\n']) || ifname.contains(['\r', '\n']) || ifname.trim() != ifname {
+        return Err(IpamError::Invalid(format!(
+            "container ID {id:?} or ifname {ifname:?} has whitespace host-local cannot store"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_dir_follows_ipam_data_dir() {
+        let mut ipam = Map::new();
+        assert_eq!(
+            store_dir(&ipam, "cbr0"),
+            Path::new("/var/lib/cni/networks/cbr0")
+        );
+        ipam.insert("dataDir".into(), Value::String("/tmp/x".into()));
+        assert_eq!(store_dir(&ipam, "cbr0"), Path::new("/tmp/x/cbr0"));
+    }
+}

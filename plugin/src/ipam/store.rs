@@ -1,0 +1,364 @@
+//! The host-local store directory, byte-compatible with
+//! containernetworking/plugins `host-local/backend/disk` (`backend.go`,
+//! `lock.go`):
+//! - `<ip>`: one file per allocated IP, created with `O_EXCL`, mode 0600,
+//!   holding `<containerID>\r\n<ifname>` with no trailing newline (files
+//!   written before host-local recorded ifnames hold only the ID);
+//! - `last_reserved_ip.<rangeIndex>`: the IP most recently reserved from
+//!   range set `i`, mode 0600, no newline;
+//! - `lock`: held with flock(LOCK_EX) for a whole operation
+//!   (go-filemutex opens it `O_CREAT|O_RDONLY`, mode 0750).
+//!
+//! Owners are compared as host-local does: the file's content with
+//! surrounding whitespace trimmed against `<trimmed ID>\r\n<ifname>`, or
+//! against the bare ID for old files.
+
+use super::IpamError;
+use nix::fcntl::{openat, Flock, FlockArg, OFlag};
+use nix::sys::stat::Mode;
+use std::collections::HashSet;
+use std::fs;
+use std::io::{self, Read, Write};
+use std::net::IpAddr;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+/// host-local's separator between container ID and ifname.
+const LINE_BREAK: &str = "\r\n";
+const LAST_IP_PREFIX: &str = "last_reserved_ip.";
+
+/// One allocation file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Allocation {
+    pub ip: IpAddr,
+    /// Empty for a zero-byte or whitespace-only file: a reservation torn by
+    /// a crash or power loss, held by an unknown owner.
+    pub container_id: String,
+    /// None for files written by host-local before it recorded ifnames.
+    pub ifname: Option<String>,
+}
+
+impl Allocation {
+    /// Whether the file is exactly `<id>\r\n<ifname>`.
+    pub fn is_exactly(&self, container_id: &str, ifname: &str) -> bool {
+        self.ifname.as_deref() == Some(ifname) && self.container_id == container_id.trim()
+    }
+
+    /// Whether the file is an old ID-only one of `container_id`.
+    pub fn is_legacy_of(&self, container_id: &str) -> bool {
+        let id = container_id.trim();
+        self.ifname.is_none() && !id.is_empty() && self.container_id == id
+    }
+
+    /// Whether host-local's `GetByID` would return this file.
+    pub fn is_held_by(&self, container_id: &str, ifname: &str) -> bool {
+        self.is_exactly(container_id, ifname) || self.is_legacy_of(container_id)
+    }
+
+    fn parse(ip: IpAddr, content: &[u8]) -> Allocation {
+        let text = String::from_utf8_lossy(content);
+        let text = text.trim();
+        let (id, ifname) = match text.split_once(LINE_BREAK) {
+            Some((id, ifname)) => (id, Some(ifname.to_string())),
+            None => (text, None),
+        };
+        Allocation {
+            ip,
+            container_id: id.to_string(),
+            ifname,
+        }
+    }
+}
+
+/// The content host-local writes for an attachment.
+pub(crate) fn owner_key(container_id: &str, ifname: &str) -> String {
+    format!("{}{LINE_BREAK}{ifname}", container_id.trim())
+}
+
+/// Holds the store's `lock` file for as long as it lives.
+pub struct Locked {
+    dir: PathBuf,
+    /// Records are opened relative to this (`openat`): with hundreds of
+    /// pods every ADD reads every record, so the per-file cost matters.
+    dir_fd: fs::File,
+    _lock: Flock<fs::File>,
+}
+
+impl Locked {
+    /// Takes the store lock, creating the directory (0755) and lock file as
+    /// host-local would. Blocks while another writer, host-local included,
+    /// holds it.
+    pub fn open(dir: &Path) -> Result<Locked, IpamError> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(dir)
+            .map_err(|e| IpamError::io(dir, e))?;
+        let path = dir.join("lock");
+        let file = fs::OpenOptions::new()
+            // go-filemutex's O_CREAT|O_RDONLY: std's `create` would demand
+            // write access, which flock does not need.
+            .read(true)
+            .custom_flags(nix::libc::O_CREAT)
+            .mode(0o750)
+            .open(&path)
+            .map_err(|e| IpamError::io(&path, e))?;
+        let lock = Flock::lock(file, FlockArg::LockExclusive)
+            .map_err(|(_, e)| IpamError::io(&path, io::Error::from(e)))?;
+        let dir_fd = fs::File::open(dir).map_err(|e| IpamError::io(dir, e))?;
+        Ok(Locked {
+            dir: dir.to_path_buf(),
+            dir_fd,
+            _lock: lock,
+        })
+    }
+
+    /// Every readable allocation file, sorted by IP; files whose names are
+    /// not IPs are not allocations. A file that vanished or cannot be read
+    /// is left out (and so left alone by GC), as host-local's walks do.
+    pub fn allocations(&self) -> Result<Vec<Allocation>, IpamError> {
+        let mut out = Vec::new();
+        for ip in ip_files(&self.dir)? {
+            if let Some(content) = self.read_record(ip) {
+                out.push(Allocation::parse(ip, &content));
+            }
+        }
+        out.sort_by_key(|a| a.ip);
+        Ok(out)
+    }
+
+    /// The content of `ip`'s file: one `openat` and usually one `read`
+    /// (`fs::read` would add a path walk and a `statx`).
+    fn read_record(&self, ip: IpAddr) -> Option<Vec<u8>> {
+        let flags = OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW;
+        let fd = openat(&self.dir_fd, ip.to_string().as_str(), flags, Mode::empty()).ok()?;
+        let mut file = fs::File::from(fd);
+        let mut buf = [0u8; 256];
+        let mut len = 0;
+        while len < buf.len() {
+            match file.read(&mut buf[len..]) {
+                Ok(0) => return Some(buf[..len].to_vec()),
+                Ok(n) => len += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return None,
+            }
+        }
+        let mut content = buf.to_vec();
+        file.read_to_end(&mut content).ok()?;
+        Some(content)
+    }
+
+    /// Removes the allocations whose attachment is not in `valid`. A file
+    /// without an ifname is kept while its container has any attachment;
+    /// an empty (torn) file is reclaimed, since no live attachment can be
+    /// proven to own it. Returns the released IPs.
+    pub fn release_invalid(&self, valid: &[(String, String)]) -> Result<Vec<IpAddr>, IpamError> {
+        let pairs: HashSet<(&str, &str)> =
+            valid.iter().map(|(c, i)| (c.trim(), i.as_str())).collect();
+        let ids: HashSet<&str> = valid.iter().map(|(c, _)| c.trim()).collect();
+        let mut released = Vec::new();
+        for a in self.allocations()? {
+            let alive = match &a.ifname {
+                Some(ifname) => pairs.contains(&(a.container_id.as_str(), ifname.as_str())),
+                None => ids.contains(a.container_id.as_str()),
+            };
+            if !alive && self.remove(a.ip)? {
+                released.push(a.ip);
+            }
+        }
+        Ok(released)
+    }
+
+    /// Reserves `ip` for `key` like host-local's `Reserve`: `O_EXCL` create,
+    /// write, and then fsync, so that once `last_reserved_ip` can name the IP
+    /// the owner is on disk. Returns false when the file exists. A crash
+    /// before the write leaves an empty file: held by nobody known, never
+    /// handed out again, reclaimed by GC.
+    pub(crate) fn reserve(&self, ip: IpAddr, key: &str) -> Result<bool, IpamError> {
+        let path = self.dir.join(ip.to_string());
+        let mut file = match fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(false),
+            Err(e) => return Err(IpamError::io(&path, e)),
+        };
+        if let Err(e) = file.write_all(key.as_bytes()).and_then(|_| file.sync_all()) {
+            // As host-local: a reservation that could not be written is
+            // undone, so the IP does not stay held by an unknown owner.
+            let _ = fs::remove_file(&path);
+            return Err(IpamError::io(&path, e));
+        }
+        Ok(true)
+    }
+
+    /// `last_reserved_ip.<range>`, if present and an IP. Anything else
+    /// (missing, torn) means "no round-robin hint", as in host-local.
+    pub(crate) fn last_reserved(&self, range: usize) -> Option<IpAddr> {
+        let text = fs::read_to_string(self.dir.join(format!("{LAST_IP_PREFIX}{range}"))).ok()?;
+        text.parse().ok()
+    }
+
+    /// Records the round-robin position the way host-local's
+    /// `os.WriteFile` does (truncate and write, 0600). Not fsynced: a lost
+    /// or torn hint only restarts the walk at rangeStart.
+    pub(crate) fn set_last_reserved(&self, range: usize, ip: IpAddr) -> Result<(), IpamError> {
+        let path = self.dir.join(format!("{LAST_IP_PREFIX}{range}"));
+        fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .and_then(|mut f| f.write_all(ip.to_string().as_bytes()))
+            .map_err(|e| IpamError::io(&path, e))
+    }
+
+    /// Deletes the file of `ip`; false if it was already gone.
+    pub(crate) fn remove(&self, ip: IpAddr) -> Result<bool, IpamError> {
+        let path = self.dir.join(ip.to_string());
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(IpamError::io(&path, e)),
+        }
+    }
+
+    /// host-local `ReleaseByID`: the files of exactly (id, ifname); only
+    /// when there are none, the old ID-only files of `container_id`.
+    pub(crate) fn release_owner(
+        &self,
+        container_id: &str,
+        ifname: &str,
+    ) -> Result<Vec<IpAddr>, IpamError> {
+        let all = self.allocations()?;
+        let mut mine: Vec<IpAddr> = all
+            .iter()
+            .filter(|a| a.is_exactly(container_id, ifname))
+            .map(|a| a.ip)
+            .collect();
+        if mine.is_empty() {
+            mine = all
+                .iter()
+                .filter(|a| a.is_legacy_of(container_id))
+                .map(|a| a.ip)
+                .collect();
+        }
+        let mut released = Vec::new();
+        for ip in mine {
+            if self.remove(ip)? {
+                released.push(ip);
+            }
+        }
+        Ok(released)
+    }
+}
+
+/// The IPs named by files in `dir` (no lock needed: a snapshot).
+pub(crate) fn ip_files(dir: &Path) -> Result<Vec<IpAddr>, IpamError> {
+    let entries = fs::read_dir(dir).map_err(|e| IpamError::io(dir, e))?;
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| IpamError::io(dir, e))?;
+        if let Some(ip) = entry.file_name().to_str().and_then(|n| n.parse().ok()) {
+            out.push(ip);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(p: &Path) -> u32 {
+        fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn gc_keeps_valid_and_releases_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        fs::write(d.join("10.2.1.2"), "live\r\neth0").unwrap();
+        fs::write(d.join("10.2.1.3"), "dead\r\neth0").unwrap();
+        fs::write(d.join("10.2.1.4"), "live\r\nnet1").unwrap();
+        fs::write(d.join("10.2.1.5"), "live").unwrap();
+        fs::write(d.join("10.2.1.6"), "").unwrap();
+        fs::write(d.join("10.2.1.7"), "live\r\ne").unwrap();
+        fs::write(d.join("last_reserved_ip.0"), "10.2.1.6").unwrap();
+        let store = Locked::open(d).unwrap();
+        let released = store
+            .release_invalid(&[("live".to_string(), "eth0".to_string())])
+            .unwrap();
+        let released: Vec<String> = released.iter().map(|i| i.to_string()).collect();
+        assert_eq!(
+            released,
+            vec!["10.2.1.3", "10.2.1.4", "10.2.1.6", "10.2.1.7"]
+        );
+        assert!(d.join("10.2.1.2").exists());
+        assert!(
+            d.join("10.2.1.5").exists(),
+            "legacy file of a live container is kept"
+        );
+        assert!(d.join("last_reserved_ip.0").exists());
+        assert!(d.join("lock").exists());
+    }
+
+    #[test]
+    fn files_are_written_as_host_local_writes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("net");
+        let store = Locked::open(&d).unwrap();
+        let ip: IpAddr = "10.0.0.2".parse().unwrap();
+        assert!(store.reserve(ip, &owner_key(" abc \n", "eth0")).unwrap());
+        assert!(!store.reserve(ip, &owner_key("other", "eth0")).unwrap());
+        store.set_last_reserved(0, ip).unwrap();
+        assert_eq!(fs::read(d.join("10.0.0.2")).unwrap(), b"abc\r\neth0");
+        assert_eq!(fs::read(d.join("last_reserved_ip.0")).unwrap(), b"10.0.0.2");
+        assert_eq!(mode(&d.join("10.0.0.2")), 0o600);
+        assert_eq!(mode(&d.join("last_reserved_ip.0")), 0o600);
+        assert_eq!(fs::metadata(d.join("lock")).unwrap().len(), 0);
+        assert_eq!(store.last_reserved(0), Some(ip));
+        assert_eq!(store.last_reserved(1), None);
+        fs::write(d.join("last_reserved_ip.1"), "10.0.").unwrap();
+        assert_eq!(store.last_reserved(1), None, "a torn hint is no hint");
+    }
+
+    #[test]
+    fn owners_compare_like_host_local() {
+        let ip: IpAddr = "10.0.0.2".parse().unwrap();
+        let a = Allocation::parse(ip, b"abc\r\neth0\n");
+        assert!(a.is_exactly(" abc", "eth0") && !a.is_exactly("abc", "eth1"));
+        let old = Allocation::parse(ip, b"abc\n");
+        assert!(old.is_legacy_of("abc") && old.is_held_by("abc", "net9"));
+        let torn = Allocation::parse(ip, b"");
+        assert!(!torn.is_held_by("", "eth0") && !torn.is_held_by(" ", ""));
+        assert_eq!(torn.container_id, "");
+    }
+
+    #[test]
+    fn release_owner_prefers_exact_files_then_legacy() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        fs::write(d.join("10.0.0.2"), "abc\r\neth0").unwrap();
+        fs::write(d.join("10.0.0.3"), "abc").unwrap();
+        fs::write(d.join("10.0.0.4"), "abc\r\neth1").unwrap();
+        let store = Locked::open(d).unwrap();
+        let ips = |v: Vec<IpAddr>| v.iter().map(|i| i.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            ips(store.release_owner("abc", "eth0").unwrap()),
+            ["10.0.0.2"]
+        );
+        assert_eq!(
+            ips(store.release_owner("abc", "eth0").unwrap()),
+            ["10.0.0.3"]
+        );
+        assert!(store.release_owner("abc", "eth0").unwrap().is_empty());
+        assert!(d.join("10.0.0.4").exists());
+    }
+}
