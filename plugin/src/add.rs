@@ -14,40 +14,54 @@ use crate::conf::Mode;
 use crate::delegate::{conf_version, set_version};
 use crate::record::{Call, Record};
 use crate::subnet_env::{SubnetEnv, SubnetEnvError};
-use crate::{del, flannel, io_err, mode, Ctx};
+use crate::{del, flannel, io_err, mode, native, Ctx};
 use cni::error::{codes, CniError};
 use cni::result::CniResult;
 use serde_json::Value;
 
 pub fn add(ctx: &Ctx) -> Result<String, CniError> {
     let mode = mode::resolve(&ctx.conf, &ctx.delegates)?;
-    let call = delegate_call(ctx, mode)?;
     let mappings = ctx.conf.port_mappings();
-    if !mappings.is_empty() {
-        // Fail before touching anything if the chain cannot complete.
-        ctx.delegates.find("portmap")?;
-    }
-    clear_stale(ctx)?;
     let mut rec = Record {
         container_id: ctx.args.container_id.clone(),
         ifname: ctx.args.ifname.clone(),
         network: ctx.conf.net.name.clone(),
         mode,
-        delegate: Some(call),
-        // Recorded up front with the delegate (one durable write, not two):
-        // DEL of a portmap that never ran is a no-op.
-        portmap: (!mappings.is_empty()).then(|| Call {
-            type_: "portmap".into(),
-            conf: flannel::portmap_conf(&ctx.conf, &ctx.conf.net.cni_version, &mappings),
-        }),
+        delegate: None,
+        portmap: None,
         result: None,
+        native: None,
     };
+    if mode == Mode::Native {
+        rec.native = Some(native::plan(ctx)?.0);
+    } else {
+        rec.delegate = Some(delegate_call(ctx, mode)?);
+        if !mappings.is_empty() {
+            // Fail before touching anything if the chain cannot complete.
+            ctx.delegates.find("portmap")?;
+            // Recorded up front with the delegate (one durable write, not
+            // two): DEL of a portmap that never ran is a no-op.
+            rec.portmap = Some(Call {
+                type_: "portmap".into(),
+                conf: flannel::portmap_conf(&ctx.conf, &ctx.conf.net.cni_version, &mappings),
+            });
+        }
+    }
+    clear_stale(ctx)?;
     ctx.log.info(&format!(
         "mode {}: delegating to {}",
         mode.as_str(),
         type_of(&rec)
     ));
-    match run_chain(ctx, &mut rec, &mappings) {
+    let outcome = if mode == Mode::Native {
+        ctx.store
+            .save(&rec)
+            .map_err(|e| io_err("save attachment record", e))
+            .and_then(|_| native::add(ctx, &mut rec))
+    } else {
+        run_chain(ctx, &mut rec, &mappings)
+    };
+    match outcome {
         Ok(result) => {
             let out = result.to_json(&ctx.conf.net.cni_version)?;
             rec.result = Some(result.to_value(&ctx.conf.net.cni_version)?);
@@ -71,7 +85,7 @@ fn type_of(rec: &Record) -> &str {
     rec.delegate
         .as_ref()
         .map(|c| c.type_.as_str())
-        .unwrap_or("-")
+        .unwrap_or("netlink (in-process)")
 }
 
 /// The main delegate call for `mode`.

@@ -22,7 +22,7 @@ use std::process::Command as Proc;
 /// is not in the state ADD left it in.
 pub const ATTACHMENT_BROKEN: u32 = 100;
 
-fn broken(msg: String) -> CniError {
+pub(crate) fn broken(msg: String) -> CniError {
     CniError::new(ATTACHMENT_BROKEN, msg)
 }
 
@@ -47,6 +47,9 @@ pub fn check(ctx: &Ctx) -> Result<(), CniError> {
                 net.name
             ))
         })?;
+    if let Some(state) = &rec.native {
+        crate::native::check(ctx, state)?;
+    }
     if let Some(call) = &rec.delegate {
         let call = with_prev_result(call, &with_route_gateways(prev_value))?;
         ctx.delegates

@@ -85,6 +85,7 @@ fn reconstruct(ctx: &Ctx) -> Result<Option<Record>, CniError> {
         delegate: None,
         portmap: None,
         result: None,
+        native: None,
     };
     let mappings = runtime_mappings(ctx);
     if !mappings.is_empty() {
@@ -100,9 +101,21 @@ fn reconstruct(ctx: &Ctx) -> Result<Option<Record>, CniError> {
         }
     };
     if rec.delegate.is_none() {
-        rec.delegate = rebuilt_call(ctx, &mut rec.mode);
+        if matches!(mode::resolve(&ctx.conf, &ctx.delegates), Ok(Mode::Native)) {
+            // Native mode without a record: undo by the deterministic names
+            // (veth, IPAM owner) and sweep port mappings, which nothing else
+            // can tell us about.
+            if let Ok((mut state, _)) = crate::native::plan(ctx) {
+                state.sweep_ports = true;
+                rec.mode = Mode::Native;
+                rec.native = Some(state);
+                rec.portmap = None;
+            }
+        } else {
+            rec.delegate = rebuilt_call(ctx, &mut rec.mode);
+        }
     }
-    Ok((rec.delegate.is_some() || rec.portmap.is_some()).then_some(rec))
+    Ok((rec.delegate.is_some() || rec.portmap.is_some() || rec.native.is_some()).then_some(rec))
 }
 
 /// flannel's scratch file: the exact config its delegate got. An empty or
@@ -154,6 +167,14 @@ pub fn undo(ctx: &Ctx, d: &Delegator, rec: &Record) -> Result<(), CniError> {
         if let Err(e) = run_del(d, call, prev) {
             errors.push(e.context(format!("{} DEL", call.type_)));
         }
+    }
+    if let Some(state) = &rec.native {
+        errors.extend(crate::native::undo(
+            ctx,
+            &rec.container_id,
+            &rec.ifname,
+            state,
+        ));
     }
     if let Some(first) = errors.first() {
         let all: Vec<String> = errors.iter().map(|e| e.msg.clone()).collect();

@@ -37,6 +37,7 @@ pub fn gc(ctx: &Ctx) -> Result<(), CniError> {
     sweep_records(ctx, &valid_pairs, &mut seen_ids, &mut errors);
     sweep_scratch(ctx, &valid_ids, &seen_ids, &mut errors);
     sweep_ipam(ctx, &valid, &mut errors);
+    sweep_veths(ctx, &valid, &mut errors);
     forward(ctx, &mut errors);
     if errors.is_empty() {
         return Ok(());
@@ -132,6 +133,7 @@ fn sweep_scratch(
             }),
             portmap: None,
             result: None,
+            native: None,
         };
         if let Err(e) = release(ctx, &rec) {
             errors.push(format!("{cid}: {}", e.msg));
@@ -152,6 +154,31 @@ fn sweep_ipam(ctx: &Ctx, valid: &[(String, String)], errors: &mut Vec<String>) {
         Ok(ips) if !ips.is_empty() => ctx.log.info(&format!("released leaked IPs {ips:?}")),
         Ok(_) => {}
         Err(e) => errors.push(format!("IPAM store {}: {e}", dir.display())),
+    }
+}
+
+/// netboot's own host veths on the bridge with no valid attachment. Only
+/// `nbv…` devices are considered: the reference bridge plugin's veths are
+/// not ours to remove.
+fn sweep_veths(ctx: &Ctx, valid: &[(String, String)], errors: &mut Vec<String>) {
+    let bridge = ctx
+        .conf
+        .delegate
+        .get("bridge")
+        .and_then(Value::as_str)
+        .unwrap_or(crate::native::conf::DEFAULT_BRIDGE);
+    match crate::native::orphan_veths(bridge, valid) {
+        Ok(names) if !names.is_empty() => {
+            ctx.log
+                .info(&format!("removing orphan host veths {names:?}"));
+            errors.extend(
+                crate::native::delete_links(&names)
+                    .into_iter()
+                    .map(|e| e.msg),
+            );
+        }
+        Ok(_) => {}
+        Err(e) => errors.push(e.msg),
     }
 }
 

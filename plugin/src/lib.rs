@@ -14,6 +14,7 @@ pub mod gc;
 pub mod ipam;
 pub mod log;
 pub mod mode;
+pub mod native;
 pub mod record;
 pub mod status;
 pub mod subnet_env;

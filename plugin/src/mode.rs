@@ -3,7 +3,7 @@
 
 use crate::conf::{Mode, PluginConf};
 use crate::delegate::Delegator;
-use cni::error::{codes, CniError};
+use cni::error::CniError;
 use serde_json::Value;
 
 /// The delegate and IPAM plugin types bridge mode will exec.
@@ -22,8 +22,9 @@ pub fn bridge_types(conf: &PluginConf) -> (String, String) {
 }
 
 /// Turns `auto` into a concrete mode by looking at CNI_PATH: `flannel` if
-/// its binary is there, else `bridge` if the delegate and IPAM plugins are,
-/// else native.
+/// its binary is there, else `bridge` if the delegate and IPAM plugins (and
+/// `portmap`, when the runtime asked for port mappings) are, else native,
+/// which needs no other binary.
 pub fn resolve(conf: &PluginConf, d: &Delegator) -> Result<Mode, CniError> {
     match conf.mode {
         Mode::Auto => {
@@ -31,38 +32,26 @@ pub fn resolve(conf: &PluginConf, d: &Delegator) -> Result<Mode, CniError> {
                 return Ok(Mode::Flannel);
             }
             let (delegate, ipam) = bridge_types(conf);
-            if d.available(&delegate) && d.available(&ipam) {
+            let ports_ok = conf.port_mappings().is_empty() || d.available("portmap");
+            if d.available(&delegate) && d.available(&ipam) && ports_ok {
                 return Ok(Mode::Bridge);
             }
-            Err(native_unavailable(conf, d))
+            Ok(Mode::Native)
         }
-        Mode::Native => Err(native_unavailable(conf, d)),
         m => Ok(m),
     }
 }
 
-/// Native mode is the next step of netboot-cni; until it exists, say
-/// exactly which binaries would have let the other modes work.
-fn native_unavailable(conf: &PluginConf, d: &Delegator) -> CniError {
+/// The binaries a mode execs, for STATUS and error messages.
+pub fn required_binaries(conf: &PluginConf, mode: Mode) -> Vec<String> {
     let (delegate, ipam) = bridge_types(conf);
-    let missing: Vec<String> = ["flannel", delegate.as_str(), ipam.as_str()]
-        .iter()
-        .filter(|p| !d.available(p))
-        .map(|p| format!("{p:?}"))
-        .collect();
-    let path: Vec<String> = d
-        .search_path()
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect();
-    CniError::new(
-        codes::NOT_AVAILABLE,
-        format!(
-            "mode {}: native mode is not available in this build, and CNI_PATH [{}] lacks {}; \
-             install the reference plugins there or set \"mode\" to one whose binaries exist",
-            conf.mode.as_str(),
-            path.join(" "),
-            missing.join(", ")
-        ),
-    )
+    let mut out = match mode {
+        Mode::Flannel => vec!["flannel".to_string()],
+        Mode::Bridge => vec![delegate, ipam],
+        Mode::Auto | Mode::Native => Vec::new(),
+    };
+    if mode != Mode::Native && !conf.port_mappings().is_empty() {
+        out.push("portmap".into());
+    }
+    out
 }

@@ -46,6 +46,9 @@ pub struct Record {
     pub portmap: Option<Call>,
     /// The final ADD result, once ADD succeeded.
     pub result: Option<Value>,
+    /// What native mode did (native mode only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub native: Option<crate::native::NativeState>,
 }
 
 /// The record directory of one `dataDir`.
@@ -270,6 +273,7 @@ mod tests {
             }),
             portmap: None,
             result: None,
+            native: None,
         }
     }
 

@@ -4,8 +4,8 @@
 //! keep scheduling pods onto a node whose agent has not come up
 //! (flannel#2232). Here the node is ready only when:
 //! - subnet.env exists and parses (the agent holds a lease);
-//! - the binaries the mode needs are on CNI_PATH;
-//! - the record directory is writable;
+//! - the binaries the mode needs are on CNI_PATH (native needs none);
+//! - the record directory (and, in native mode, the IPAM store) is writable;
 //! - every delegate that speaks CNI 1.1.0 reports ready (SPEC.md: STATUS
 //!   must be forwarded to delegates).
 
@@ -15,51 +15,52 @@ use crate::record::Call;
 use crate::{flannel, mode, Ctx};
 use cni::args::Command;
 use cni::error::{codes, CniError};
+use std::path::Path;
+
+fn not_ready(msg: String) -> CniError {
+    CniError::new(codes::NOT_AVAILABLE, msg)
+}
 
 pub fn status(ctx: &Ctx) -> Result<(), CniError> {
-    let not_ready = |msg: String| CniError::new(codes::NOT_AVAILABLE, msg);
-    let mode = mode::resolve(&ctx.conf, &ctx.delegates).map_err(|e| not_ready(e.msg))?;
+    let mode = mode::resolve(&ctx.conf, &ctx.delegates)?;
     let env =
         load_subnet_env(ctx).map_err(|e| not_ready(format!("network not ready: {}", e.msg)))?;
-    writable(&ctx.conf.data_dir).map_err(|e| {
-        not_ready(format!(
-            "dataDir {} is not writable: {e}",
-            ctx.conf.data_dir.display()
-        ))
-    })?;
-    let calls = match mode {
-        Mode::Flannel => vec![Call {
+    for needed in mode::required_binaries(&ctx.conf, mode) {
+        ctx.delegates
+            .find(&needed)
+            .map_err(|e| not_ready(format!("mode {}: {}", mode.as_str(), e.msg)))?;
+    }
+    writable(&ctx.conf.data_dir)?;
+    let call = match mode {
+        Mode::Native => {
+            let (state, _) = crate::native::plan(ctx)?;
+            return writable(&state.ipam_dir);
+        }
+        Mode::Flannel => Call {
             type_: "flannel".into(),
             conf: flannel::flannel_conf(&ctx.conf),
-        }],
+        },
         _ => {
             let conf = flannel::bridge_delegate(&ctx.conf, &env);
-            let (delegate, ipam) = mode::bridge_types(&ctx.conf);
-            for needed in [&delegate, &ipam] {
-                ctx.delegates.find(needed).map_err(|e| not_ready(e.msg))?;
-            }
-            vec![Call {
-                type_: delegate,
-                conf,
-            }]
+            let type_ = mode::bridge_types(&ctx.conf).0;
+            Call { type_, conf }
         }
     };
-    for call in calls {
-        if speaks_1_1(ctx, &call.type_) {
-            let mut call = call;
-            crate::delegate::set_version(&mut call.conf, "1.1.0")?;
-            ctx.delegates
-                .run(Command::Status, &call)
-                .map_err(|e| e.context(format!("{} STATUS", call.type_)))?;
-        }
+    if speaks_1_1(ctx, &call.type_) {
+        let mut call = call;
+        crate::delegate::set_version(&mut call.conf, "1.1.0")?;
+        ctx.delegates
+            .run(Command::Status, &call)
+            .map_err(|e| e.context(format!("{} STATUS", call.type_)))?;
     }
     ctx.log.debug("ready");
     Ok(())
 }
 
 /// Creates the directory if needed and proves a file can be written there.
-fn writable(dir: &std::path::Path) -> std::io::Result<()> {
+fn writable(dir: &Path) -> Result<(), CniError> {
     let probe = dir.join(format!(".netboot-status-{}", std::process::id()));
-    crate::record::write_synced(&probe, b"")?;
-    std::fs::remove_file(probe)
+    crate::record::write_synced(&probe, b"")
+        .and_then(|_| std::fs::remove_file(&probe))
+        .map_err(|e| not_ready(format!("{} is not writable: {e}", dir.display())))
 }

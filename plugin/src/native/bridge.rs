@@ -1,0 +1,170 @@
+//! The node's bridge (default `cni0`): created once, carries the pod
+//! gateway address, and is reconciled when the node's subnet changes.
+//!
+//! The reconciliation is the cure for flannel#1850 ("cni0 already has an IP
+//! address different from ..."): after a node re-joins with a new lease, the
+//! reference bridge plugin refuses every ADD until someone deletes cni0 by
+//! hand. Here the stale address is replaced automatically, but only when no
+//! attachment netboot knows of still uses the old subnet; otherwise ADD
+//! fails with a message naming those attachments.
+
+use super::conf::NativeConf;
+use crate::record::Store;
+use cni::error::{codes, CniError};
+use ipnet::IpNet;
+use netkit::{Link, Netlink};
+
+fn kernel(what: &str, e: netkit::Error) -> CniError {
+    CniError::internal(format!("{what}: {e}"))
+}
+
+/// A locally administered unicast MAC derived from the bridge name. Pinning
+/// it keeps the gateway's MAC stable: an unset bridge MAC follows the
+/// lowest port MAC and changes under running pods (netavark `bridge.rs`).
+pub fn stable_mac(name: &str) -> [u8; 6] {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in b"netboot-bridge\0".iter().chain(name.as_bytes()) {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    let b = h.to_be_bytes();
+    [0x02, b[1], b[2], b[3], b[4], b[5]]
+}
+
+/// Makes sure the bridge exists, is up and carries `gateways` (one per
+/// address family, `gw/prefix`). Callers hold the node lock.
+pub fn ensure(
+    nl: &mut Netlink,
+    conf: &NativeConf,
+    gateways: &[IpNet],
+    store: &Store,
+) -> Result<Link, CniError> {
+    let name = &conf.bridge;
+    let link = match nl
+        .link_by_name(name)
+        .map_err(|e| kernel("look up bridge", e))?
+    {
+        Some(l) => l,
+        None => {
+            match nl.add_bridge(name, conf.mtu, Some(stable_mac(name))) {
+                Err(e) if !e.is_exists() => {
+                    return Err(kernel(&format!("create bridge {name}"), e))
+                }
+                _ => {}
+            }
+            nl.link_by_name(name)
+                .map_err(|e| kernel("look up bridge", e))?
+                .ok_or_else(|| {
+                    CniError::internal(format!("bridge {name} vanished after creation"))
+                })?
+        }
+    };
+    if link.kind.as_deref() != Some("bridge") {
+        return Err(CniError::new(
+            codes::INVALID_CONFIG,
+            format!(
+                "{name:?} already exists and is not a bridge (kind {:?})",
+                link.kind
+            ),
+        ));
+    }
+    if conf.is_gateway {
+        for gw in gateways {
+            ensure_address(nl, &link, *gw, conf.force_address, store)?;
+        }
+    }
+    if !link.up {
+        nl.set_up(link.index)
+            .map_err(|e| kernel(&format!("set {name} up"), e))?;
+    }
+    Ok(link)
+}
+
+/// Adds `gw` to the bridge, replacing a stale address of the same family.
+fn ensure_address(
+    nl: &mut Netlink,
+    link: &Link,
+    gw: IpNet,
+    force: bool,
+    store: &Store,
+) -> Result<(), CniError> {
+    let addrs = nl
+        .addrs(Some(link.index))
+        .map_err(|e| kernel(&format!("list addresses of {}", link.name), e))?;
+    let same_family: Vec<IpNet> = addrs
+        .iter()
+        .map(|a| a.addr)
+        .filter(|a| a.addr().is_ipv4() == gw.addr().is_ipv4())
+        .filter(|a| !is_link_local(a))
+        .collect();
+    if same_family.contains(&gw) {
+        return Ok(());
+    }
+    for stale in &same_family {
+        if !force {
+            let users = users_of(store, stale);
+            if !users.is_empty() {
+                return Err(CniError::new(
+                    codes::TRY_AGAIN,
+                    format!(
+                        "{:?} already has an IP address different from {gw} ({stale}) and attachments \
+                         still use that subnet: {}; DEL them (or set delegate.forceAddress) and retry",
+                        link.name,
+                        users.join(", ")
+                    ),
+                ));
+            }
+        }
+        nl.del_addr(link.index, *stale).map_err(|e| {
+            kernel(
+                &format!("remove stale address {stale} from {}", link.name),
+                e,
+            )
+        })?;
+    }
+    match nl.add_addr(link.index, gw) {
+        Err(e) if !e.is_exists() => Err(kernel(&format!("add {gw} to {}", link.name), e)),
+        _ => Ok(()),
+    }
+}
+
+fn is_link_local(a: &IpNet) -> bool {
+    match a.addr() {
+        std::net::IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
+        std::net::IpAddr::V4(v4) => v4.is_link_local(),
+    }
+}
+
+/// Attachments (containerID@ifname) whose recorded result has an address
+/// inside `subnet`.
+fn users_of(store: &Store, subnet: &IpNet) -> Vec<String> {
+    let net = subnet.trunc();
+    let Ok(list) = store.list() else {
+        return Vec::new();
+    };
+    list.into_iter()
+        .filter_map(|(cid, ifname, rec)| {
+            let rec = rec.ok()?;
+            let result = rec.result?;
+            let parsed = cni::result::CniResult::from_value(&result, "1.0.0").ok()?;
+            parsed
+                .ips
+                .iter()
+                .any(|ip| net.contains(&ip.address.addr()))
+                .then(|| format!("{cid}@{ifname}"))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stable_mac_is_local_unicast_and_deterministic() {
+        let m = stable_mac("cni0");
+        assert_eq!(m, stable_mac("cni0"));
+        assert_ne!(m, stable_mac("cni1"));
+        assert_eq!(m[0] & 0x03, 0x02, "locally administered, unicast");
+    }
+}

@@ -1,0 +1,451 @@
+//! Native mode: the whole pod network done in-process over netlink, with no
+//! other binary on the node (the cure for `failed to find plugin "bridge"`,
+//! flannel#2301/#1730/#1847).
+//!
+//! It interprets the same rendered bridge + host-local config that bridge
+//! mode hands to the reference binaries (`flannel::bridge_delegate`), and
+//! keeps their on-disk and in-kernel formats: host-local's IPAM store,
+//! `cni0`, portmap's nftables table. A node can therefore switch between
+//! bridge and native mode mid-life.
+//!
+//! ADD, in order (each step undone by [`undo`] if a later one fails):
+//! 1. record the intent durably (what DEL needs: bridge, veth name, store);
+//! 2. allocate the IPs (host-local compatible store, flock'ed);
+//! 3. under the node lock: bridge up with the gateway address, stale
+//!    address reconciled; node masquerade rule set ensured once;
+//! 4. veth with its peer created directly in the pod; addresses, routes;
+//! 5. port mappings (one nftables transaction) when requested.
+
+pub mod bridge;
+pub mod conf;
+pub mod pod;
+
+use crate::add::load_subnet_env;
+use crate::ipam::{self, Allocated, Pool, RangeSpec};
+use crate::record::Record;
+use crate::{flannel, io_err, Ctx};
+use cni::error::{codes, CniError};
+use cni::result::{CniResult, Interface, IpConfig, Route};
+use conf::NativeConf;
+use ipnet::IpNet;
+use netkit::firewall::{self, PortMapping, PortmapSpec};
+use netkit::{Netlink, Netns};
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+/// What native ADD did, as recorded for DEL / CHECK / GC.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NativeState {
+    /// The rendered bridge + host-local config the attachment was made from.
+    pub conf: Value,
+    pub bridge: String,
+    pub host_veth: String,
+    pub ipam_dir: PathBuf,
+    #[serde(default)]
+    pub port_mappings: Vec<Value>,
+    #[serde(default)]
+    pub snat: bool,
+    /// DEL without a record: the port mappings are unknown, so any rules
+    /// tagged with this container are removed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sweep_ports: bool,
+}
+
+fn kernel(what: &str, e: netkit::Error) -> CniError {
+    CniError::internal(format!("{what}: {e}"))
+}
+
+/// Builds the state for this invocation from today's config and subnet.env.
+pub fn plan(ctx: &Ctx) -> Result<(NativeState, NativeConf), CniError> {
+    let env = load_subnet_env(ctx)?;
+    let rendered = flannel::bridge_delegate(&ctx.conf, &env);
+    let nconf = NativeConf::from_delegate(&rendered)?;
+    let ipam_dir = match &nconf.ipam_data_dir {
+        Some(d) => d.join(&ctx.conf.net.name),
+        None => ipam::store_dir(&serde_json::Map::new(), &ctx.conf.net.name),
+    };
+    let snat = ctx
+        .conf
+        .portmap
+        .get("snat")
+        .and_then(Value::as_bool)
+        .unwrap_or(true);
+    Ok((
+        NativeState {
+            conf: rendered,
+            bridge: nconf.bridge.clone(),
+            host_veth: netkit::host_veth_name(&ctx.args.container_id, &ctx.args.ifname),
+            ipam_dir,
+            port_mappings: ctx.conf.port_mappings(),
+            snat,
+            sweep_ports: false,
+        },
+        nconf,
+    ))
+}
+
+fn pool(state: &NativeState, nconf: &NativeConf) -> Result<Pool, CniError> {
+    let ranges = nconf
+        .ranges
+        .iter()
+        .map(|r| RangeSpec {
+            subnet: r.subnet,
+            range_start: r.range_start,
+            range_end: r.range_end,
+            gateway: r.gateway,
+        })
+        .collect();
+    Pool::new(state.ipam_dir.clone(), ranges)
+        .map_err(|e| CniError::new(e.cni_code(), e.to_string()))
+}
+
+/// Serializes node-wide changes (bridge address, masquerade) between
+/// concurrent ADDs. Held only around those steps.
+fn node_lock(ctx: &Ctx) -> Result<Flock<std::fs::File>, CniError> {
+    let path = ctx.conf.data_dir.join(".netboot").join("node.lock");
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| io_err("create record directory", e))?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| io_err("open node lock", e))?;
+    Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| io_err("lock node", e.into()))
+}
+
+/// Native ADD; `rec` already holds the plan and has been saved durably.
+pub fn add(ctx: &Ctx, rec: &mut Record) -> Result<CniResult, CniError> {
+    let state = rec
+        .native
+        .clone()
+        .ok_or_else(|| CniError::internal("native state missing"))?;
+    let nconf = NativeConf::from_delegate(&state.conf)?;
+    let pod_ns = open_pod_netns(&ctx.args.netns)?;
+    let allocated = pool(&state, &nconf)?
+        .allocate(&ctx.args.container_id, &ctx.args.ifname)
+        .map_err(|e| CniError::new(e.cni_code(), e.to_string()))?;
+    let gateways: Vec<IpNet> = allocated
+        .iter()
+        .map(gateway_net)
+        .collect::<Result<_, _>>()?;
+    let mut nl = Netlink::open().map_err(|e| kernel("open netlink", e))?;
+    let bridge = {
+        let _lock = node_lock(ctx)?;
+        let bridge = bridge::ensure(&mut nl, &nconf, &gateways, &ctx.store)?;
+        node_setup(ctx, &nconf, &state)?;
+        bridge
+    };
+    let host = pod::create_veth(
+        &mut nl,
+        &pod_ns,
+        &state.host_veth,
+        &ctx.args.ifname,
+        &bridge,
+        &nconf,
+    )?;
+    let addrs: Vec<(IpNet, IpAddr)> = allocated
+        .iter()
+        .map(|a| {
+            Ok((
+                IpNet::new(a.ip, a.prefix).map_err(|e| CniError::internal(e.to_string()))?,
+                a.gateway,
+            ))
+        })
+        .collect::<Result<_, CniError>>()?;
+    let pod_link = pod::configure(
+        &pod_ns,
+        &ctx.args.ifname,
+        &addrs,
+        &nconf.routes,
+        nconf.is_default_gateway,
+    )?;
+    if !state.port_mappings.is_empty() {
+        let ips: Vec<IpAddr> = allocated.iter().map(|a| a.ip).collect();
+        add_ports(ctx, &state, &ips)?;
+    }
+    Ok(result(ctx, &bridge, &host, &pod_link, &addrs, &nconf))
+}
+
+fn gateway_net(a: &Allocated) -> Result<IpNet, CniError> {
+    IpNet::new(a.gateway, a.prefix).map_err(|e| CniError::internal(e.to_string()))
+}
+
+fn open_pod_netns(path: &str) -> Result<Netns, CniError> {
+    Netns::open(Path::new(path)).map_err(|e| {
+        CniError::new(
+            codes::INVALID_ENV,
+            format!("CNI_NETNS {path:?} is not a usable network namespace: {e}"),
+        )
+    })
+}
+
+/// Node-wide settings: forwarding and the subnet's masquerade rule set.
+fn node_setup(ctx: &Ctx, nconf: &NativeConf, state: &NativeState) -> Result<(), CniError> {
+    let node = Netns::current().map_err(|e| kernel("open node netns", e))?;
+    if nconf.is_gateway {
+        for r in &nconf.ranges {
+            let key = if r.subnet.addr().is_ipv4() {
+                "net/ipv4/ip_forward"
+            } else {
+                "net/ipv6/conf/all/forwarding"
+            };
+            netkit::sysctl::set_in(&node, key, "1").map_err(|e| kernel("enable forwarding", e))?;
+        }
+    }
+    if nconf.ip_masq {
+        let cluster: Vec<IpNet> = nconf.routes.iter().map(|r| r.dst).collect();
+        for r in &nconf.ranges {
+            firewall::ensure_node_masquerade(&ctx.conf.net.name, r.subnet, &cluster)
+                .map_err(|e| kernel("install masquerade", e))?;
+        }
+    }
+    let _ = state;
+    Ok(())
+}
+
+/// Parses recorded/runtime port mappings (`{hostPort, containerPort,
+/// protocol, hostIP}`, validated up front by `PluginConf`).
+pub fn mappings(state: &NativeState) -> Vec<PortMapping> {
+    state
+        .port_mappings
+        .iter()
+        .filter_map(parse_mapping)
+        .collect()
+}
+
+fn parse_mapping(m: &Value) -> Option<PortMapping> {
+    let port = |k: &str| {
+        m.get(k)
+            .and_then(Value::as_u64)
+            .and_then(|p| u16::try_from(p).ok())
+    };
+    let protocol = match m.get("protocol").and_then(Value::as_str) {
+        None | Some("") => firewall::Proto::Tcp,
+        Some(p) => firewall::Proto::parse(p)?,
+    };
+    let host_ip = match m.get("hostIP").and_then(Value::as_str) {
+        None | Some("") => None,
+        Some(ip) => Some(ip.parse().ok()?),
+    };
+    Some(PortMapping {
+        host_port: port("hostPort")?,
+        container_port: port("containerPort")?,
+        protocol,
+        host_ip,
+    })
+}
+
+fn add_ports(ctx: &Ctx, state: &NativeState, ips: &[IpAddr]) -> Result<(), CniError> {
+    let maps = mappings(state);
+    let spec = PortmapSpec {
+        network: &ctx.conf.net.name,
+        container_id: &ctx.args.container_id,
+        ifname: &ctx.args.ifname,
+        container_ips: ips,
+        mappings: &maps,
+        snat: state.snat,
+        masq_all: false,
+    };
+    firewall::add_port_mappings(&spec).map_err(|e| kernel("program port mappings", e))?;
+    if firewall::needs_route_localnet(&spec) {
+        // Traffic to 127.0.0.1:hostPort is DNATed to the pod; the kernel
+        // drops martian-sourced packets leaving via the bridge unless
+        // route_localnet is on (portmap does the same).
+        let node = Netns::current().map_err(|e| kernel("open node netns", e))?;
+        let key = format!("net/ipv4/conf/{}/route_localnet", state.bridge);
+        netkit::sysctl::set_in(&node, &key, "1").map_err(|e| kernel("enable route_localnet", e))?;
+    }
+    Ok(())
+}
+
+fn result(
+    ctx: &Ctx,
+    bridge: &netkit::Link,
+    host: &netkit::Link,
+    pod: &netkit::Link,
+    addrs: &[(IpNet, IpAddr)],
+    nconf: &NativeConf,
+) -> CniResult {
+    let mac = |l: &netkit::Link| l.mac.as_ref().map(netkit::fmt_mac).unwrap_or_default();
+    let iface = |l: &netkit::Link, sandbox: &str| Interface {
+        name: l.name.clone(),
+        mac: mac(l),
+        sandbox: sandbox.to_string(),
+        ..Default::default()
+    };
+    let mut routes: Vec<Route> = nconf
+        .routes
+        .iter()
+        .map(|r| Route::new(r.dst, r.gw))
+        .collect();
+    if nconf.is_default_gateway {
+        for (a, gw) in addrs {
+            let any: IpNet = if a.addr().is_ipv4() {
+                "0.0.0.0/0"
+            } else {
+                "::/0"
+            }
+            .parse()
+            .expect("constant");
+            routes.push(Route::new(any, Some(*gw)));
+        }
+    }
+    CniResult {
+        cni_version: ctx.conf.net.cni_version.clone(),
+        interfaces: vec![
+            iface(bridge, ""),
+            iface(host, ""),
+            iface(pod, &ctx.args.netns),
+        ],
+        ips: addrs
+            .iter()
+            .map(|(a, gw)| IpConfig {
+                interface: Some(2),
+                address: *a,
+                gateway: nconf.is_gateway.then_some(*gw),
+            })
+            .collect(),
+        routes,
+        dns: ctx.conf.net.dns.clone().unwrap_or_default(),
+    }
+}
+
+/// Undoes a (possibly partial) native attachment: port mappings, the veth
+/// (deleting the host end removes the pod end with it), the IPs. Missing
+/// pieces are fine; every step runs even if an earlier one failed.
+pub fn undo(ctx: &Ctx, container_id: &str, ifname: &str, state: &NativeState) -> Vec<CniError> {
+    let mut errors = Vec::new();
+    if !state.port_mappings.is_empty() || state.sweep_ports {
+        if let Err(e) = firewall::del_port_mappings(&ctx.conf.net.name, container_id) {
+            errors.push(kernel("remove port mappings", e));
+        }
+    }
+    match Netlink::open() {
+        Ok(mut nl) => {
+            if let Err(e) = nl.del_link_by_name(&state.host_veth) {
+                errors.push(kernel(&format!("delete {}", state.host_veth), e));
+            }
+        }
+        Err(e) => errors.push(kernel("open netlink", e)),
+    }
+    let released = NativeConf::from_delegate(&state.conf)
+        .and_then(|c| pool(state, &c))
+        .and_then(|p| {
+            p.release(container_id, ifname)
+                .map_err(|e| CniError::new(e.cni_code(), e.to_string()))
+        });
+    if let Err(e) = released {
+        errors.push(e.context("release IPs"));
+    }
+    errors
+}
+
+/// Native CHECK, on top of the generic in-pod checks: host veth up and on
+/// the bridge, the IPs still held in the store, port mapping rules and the
+/// node masquerade rule set present.
+pub fn check(ctx: &Ctx, state: &NativeState) -> Result<(), CniError> {
+    let broken = crate::check::broken;
+    let nconf = NativeConf::from_delegate(&state.conf)?;
+    let mut nl = Netlink::open().map_err(|e| kernel("open netlink", e))?;
+    let host = nl
+        .link_by_name(&state.host_veth)
+        .map_err(|e| kernel("look up host veth", e))?
+        .ok_or_else(|| broken(format!("host veth {} is missing", state.host_veth)))?;
+    let bridge = nl
+        .link_by_name(&state.bridge)
+        .map_err(|e| kernel("look up bridge", e))?
+        .ok_or_else(|| broken(format!("bridge {} is missing", state.bridge)))?;
+    if !host.up || host.master != Some(bridge.index) {
+        return Err(broken(format!(
+            "host veth {} is {} and {} to {}",
+            host.name,
+            if host.up { "up" } else { "down" },
+            if host.master == Some(bridge.index) {
+                "attached"
+            } else {
+                "not attached"
+            },
+            bridge.name
+        )));
+    }
+    let held = pool(state, &nconf)?
+        .holds(&ctx.args.container_id, &ctx.args.ifname)
+        .map_err(|e| CniError::new(e.cni_code(), e.to_string()))?;
+    if held.is_empty() {
+        return Err(broken(format!(
+            "no IP is allocated to this attachment in {}",
+            state.ipam_dir.display()
+        )));
+    }
+    if !state.port_mappings.is_empty() {
+        let maps = mappings(state);
+        let spec = PortmapSpec {
+            network: &ctx.conf.net.name,
+            container_id: &ctx.args.container_id,
+            ifname: &ctx.args.ifname,
+            container_ips: &held,
+            mappings: &maps,
+            snat: state.snat,
+            masq_all: false,
+        };
+        firewall::check_port_mappings(&spec).map_err(|e| broken(format!("port mappings: {e}")))?;
+    }
+    if nconf.ip_masq {
+        for r in &nconf.ranges {
+            let present = firewall::node_masquerade_present(&ctx.conf.net.name, r.subnet)
+                .map_err(|e| kernel("inspect masquerade rules", e))?;
+            if !present {
+                return Err(broken(format!(
+                    "masquerade rules for {} are missing",
+                    r.subnet
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Host veths netboot created (`nbv…` names) on `bridge` that belong to no
+/// valid attachment: left by a crash, or by pods whose records are gone.
+pub fn orphan_veths(bridge: &str, valid: &[(String, String)]) -> Result<Vec<String>, CniError> {
+    let mut nl = Netlink::open().map_err(|e| kernel("open netlink", e))?;
+    let Some(br) = nl
+        .link_by_name(bridge)
+        .map_err(|e| kernel("look up bridge", e))?
+    else {
+        return Ok(Vec::new());
+    };
+    let expected: std::collections::HashSet<String> = valid
+        .iter()
+        .map(|(c, i)| netkit::host_veth_name(c, i))
+        .collect();
+    let links = nl.links().map_err(|e| kernel("list links", e))?;
+    Ok(links
+        .into_iter()
+        .filter(|l| l.kind.as_deref() == Some("veth") && l.master == Some(br.index))
+        .filter(|l| l.name.starts_with(netkit::HOST_VETH_PREFIX) && !expected.contains(&l.name))
+        .map(|l| l.name)
+        .collect())
+}
+
+/// Deletes the named links (GC of orphans).
+pub fn delete_links(names: &[String]) -> Vec<CniError> {
+    let mut errors = Vec::new();
+    match Netlink::open() {
+        Ok(mut nl) => {
+            for n in names {
+                if let Err(e) = nl.del_link_by_name(n) {
+                    errors.push(kernel(&format!("delete {n}"), e));
+                }
+            }
+        }
+        Err(e) => errors.push(kernel("open netlink", e)),
+    }
+    errors
+}

@@ -1,0 +1,145 @@
+//! The pod's side: a veth pair whose peer is created directly inside the
+//! pod netns (never created on the node and moved), enslaved to the bridge,
+//! and the pod's addresses and routes.
+
+use super::conf::{NativeConf, PodRoute};
+use cni::error::{codes, CniError};
+use ipnet::IpNet;
+use netkit::{Link, Netlink, Netns, RouteSpec};
+use std::net::IpAddr;
+
+fn kernel(what: &str, e: netkit::Error) -> CniError {
+    CniError::internal(format!("{what}: {e}"))
+}
+
+/// Creates the veth pair and plugs the host end into the bridge. A host
+/// link left by an earlier, killed ADD of the same attachment (the name is
+/// derived from containerID + ifname) is replaced.
+pub fn create_veth(
+    nl: &mut Netlink,
+    pod: &Netns,
+    host: &str,
+    ifname: &str,
+    bridge: &Link,
+    conf: &NativeConf,
+) -> Result<Link, CniError> {
+    let mut attempt = 0;
+    loop {
+        match nl.add_veth(host, ifname, pod, conf.mtu, None) {
+            Ok(()) => break,
+            Err(e) if e.is_exists() && attempt == 0 => {
+                attempt += 1;
+                let stale = nl
+                    .link_by_name(host)
+                    .map_err(|e| kernel("look up host veth", e))?;
+                if stale.is_none() {
+                    return Err(CniError::new(
+                        codes::INVALID_ENV,
+                        format!(
+                            "container veth name provided ({ifname}) already exists in {}",
+                            pod.label()
+                        ),
+                    ));
+                }
+                nl.del_link_by_name(host)
+                    .map_err(|e| kernel(&format!("remove stale {host}"), e))?;
+            }
+            Err(e) => return Err(kernel(&format!("create veth {host} (peer {ifname})"), e)),
+        }
+    }
+    let link = nl
+        .link_by_name(host)
+        .map_err(|e| kernel("look up host veth", e))?
+        .ok_or_else(|| CniError::internal(format!("{host} vanished after creation")))?;
+    nl.set_master(link.index, bridge.index)
+        .map_err(|e| kernel(&format!("attach {host} to {}", bridge.name), e))?;
+    if conf.hairpin {
+        nl.set_hairpin(link.index, true)
+            .map_err(|e| kernel(&format!("hairpin on {host}"), e))?;
+    }
+    nl.set_up(link.index)
+        .map_err(|e| kernel(&format!("set {host} up"), e))?;
+    Ok(link)
+}
+
+/// Addresses and routes inside the pod. Returns the pod link.
+pub fn configure(
+    pod: &Netns,
+    ifname: &str,
+    addrs: &[(IpNet, IpAddr)],
+    routes: &[PodRoute],
+    default_gw: bool,
+) -> Result<Link, CniError> {
+    let mut nl = pod
+        .netlink()
+        .map_err(|e| kernel(&format!("netlink in {}", pod.label()), e))?;
+    if let Some(lo) = nl.link_by_name("lo").map_err(|e| kernel("look up lo", e))? {
+        if !lo.up {
+            nl.set_up(lo.index).map_err(|e| kernel("set lo up", e))?;
+        }
+    }
+    let link = nl
+        .link_by_name(ifname)
+        .map_err(|e| kernel("look up pod interface", e))?
+        .ok_or_else(|| {
+            CniError::internal(format!(
+                "{ifname} missing in {} after creation",
+                pod.label()
+            ))
+        })?;
+    for (addr, _) in addrs {
+        nl.add_addr(link.index, *addr)
+            .map_err(|e| kernel(&format!("add {addr} to {ifname}"), e))?;
+    }
+    nl.set_up(link.index)
+        .map_err(|e| kernel(&format!("set {ifname} up"), e))?;
+    for spec in route_specs(link.index, addrs, routes, default_gw) {
+        nl.replace_route(&spec)
+            .map_err(|e| kernel(&format!("add route {} in {}", spec.dst, pod.label()), e))?;
+    }
+    Ok(link)
+}
+
+/// The kernel routes for the result routes: a route without `gw` goes via
+/// the gateway of its family (as the bridge plugin installs them), plus the
+/// default route when the bridge is the pod's default gateway.
+pub fn route_specs(
+    oif: u32,
+    addrs: &[(IpNet, IpAddr)],
+    routes: &[PodRoute],
+    default_gw: bool,
+) -> Vec<RouteSpec> {
+    let gw_for = |dst: &IpNet| {
+        addrs
+            .iter()
+            .find(|(a, _)| a.addr().is_ipv4() == dst.addr().is_ipv4())
+            .map(|(_, gw)| *gw)
+    };
+    let mut out: Vec<RouteSpec> = Vec::new();
+    let mut push = |dst: IpNet, gw: Option<IpAddr>| {
+        let spec = RouteSpec {
+            dst,
+            gw,
+            oif: Some(oif),
+            onlink: false,
+            scope: None,
+        };
+        if !out.iter().any(|r| r.dst == spec.dst) {
+            out.push(spec);
+        }
+    };
+    if default_gw {
+        for (a, gw) in addrs {
+            let any: IpNet = if a.addr().is_ipv4() {
+                "0.0.0.0/0".parse().expect("constant")
+            } else {
+                "::/0".parse().expect("constant")
+            };
+            push(any, Some(*gw));
+        }
+    }
+    for r in routes {
+        push(r.dst.trunc(), r.gw.or_else(|| gw_for(&r.dst)));
+    }
+    out
+}
