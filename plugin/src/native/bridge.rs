@@ -33,12 +33,19 @@ pub fn stable_mac(name: &str) -> [u8; 6] {
 
 /// Makes sure the bridge exists, is up and carries `gateways` (one per
 /// address family, `gw/prefix`). Callers hold the node lock.
+///
+/// `node_setup` (forwarding, masquerade: one nft exec) runs only when the
+/// bridge is created or a gateway address is (re)assigned, and *before* the
+/// address: a crash in between leaves the address missing, so the next ADD
+/// runs the setup again. A steady-state ADD pays for none of it.
 pub fn ensure(
     nl: &mut Netlink,
     conf: &NativeConf,
     gateways: &[IpNet],
     store: &Store,
+    node_setup: &mut dyn FnMut() -> Result<(), CniError>,
 ) -> Result<Link, CniError> {
+    let mut created = false;
     let name = &conf.bridge;
     let link = match nl
         .link_by_name(name)
@@ -50,7 +57,7 @@ pub fn ensure(
                 Err(e) if !e.is_exists() => {
                     return Err(kernel(&format!("create bridge {name}"), e))
                 }
-                _ => {}
+                _ => created = true,
             }
             nl.link_by_name(name)
                 .map_err(|e| kernel("look up bridge", e))?
@@ -68,10 +75,26 @@ pub fn ensure(
             ),
         ));
     }
-    if conf.is_gateway {
-        for gw in gateways {
-            ensure_address(nl, &link, *gw, conf.force_address, store)?;
-        }
+    let addrs: Vec<IpNet> = nl
+        .addrs(Some(link.index))
+        .map_err(|e| kernel(&format!("list addresses of {name}"), e))?
+        .into_iter()
+        .map(|a| a.addr)
+        .collect();
+    let missing: Vec<IpNet> = if conf.is_gateway {
+        gateways
+            .iter()
+            .filter(|g| !addrs.contains(g))
+            .copied()
+            .collect()
+    } else {
+        Vec::new()
+    };
+    if created || !missing.is_empty() {
+        node_setup()?;
+    }
+    for gw in missing {
+        replace_address(nl, &link, &addrs, gw, conf.force_address, store)?;
     }
     if !link.up {
         nl.set_up(link.index)
@@ -80,26 +103,22 @@ pub fn ensure(
     Ok(link)
 }
 
-/// Adds `gw` to the bridge, replacing a stale address of the same family.
-fn ensure_address(
+/// Adds the missing `gw` to the bridge, replacing a stale address of the
+/// same family.
+fn replace_address(
     nl: &mut Netlink,
     link: &Link,
+    addrs: &[IpNet],
     gw: IpNet,
     force: bool,
     store: &Store,
 ) -> Result<(), CniError> {
-    let addrs = nl
-        .addrs(Some(link.index))
-        .map_err(|e| kernel(&format!("list addresses of {}", link.name), e))?;
     let same_family: Vec<IpNet> = addrs
         .iter()
-        .map(|a| a.addr)
+        .copied()
         .filter(|a| a.addr().is_ipv4() == gw.addr().is_ipv4())
         .filter(|a| !is_link_local(a))
         .collect();
-    if same_family.contains(&gw) {
-        return Ok(());
-    }
     for stale in &same_family {
         if !force {
             let users = users_of(store, stale);

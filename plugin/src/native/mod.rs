@@ -137,9 +137,9 @@ pub fn add(ctx: &Ctx, rec: &mut Record) -> Result<CniResult, CniError> {
     let mut nl = Netlink::open().map_err(|e| kernel("open netlink", e))?;
     let bridge = {
         let _lock = node_lock(ctx)?;
-        let bridge = bridge::ensure(&mut nl, &nconf, &gateways, &ctx.store)?;
-        node_setup(ctx, &nconf, &state)?;
-        bridge
+        bridge::ensure(&mut nl, &nconf, &gateways, &ctx.store, &mut || {
+            node_setup(ctx, &nconf)
+        })?
     };
     let host = pod::create_veth(
         &mut nl,
@@ -186,7 +186,7 @@ fn open_pod_netns(path: &str) -> Result<Netns, CniError> {
 }
 
 /// Node-wide settings: forwarding and the subnet's masquerade rule set.
-fn node_setup(ctx: &Ctx, nconf: &NativeConf, state: &NativeState) -> Result<(), CniError> {
+fn node_setup(ctx: &Ctx, nconf: &NativeConf) -> Result<(), CniError> {
     let node = Netns::current().map_err(|e| kernel("open node netns", e))?;
     if nconf.is_gateway {
         for r in &nconf.ranges {
@@ -205,7 +205,6 @@ fn node_setup(ctx: &Ctx, nconf: &NativeConf, state: &NativeState) -> Result<(), 
                 .map_err(|e| kernel("install masquerade", e))?;
         }
     }
-    let _ = state;
     Ok(())
 }
 
