@@ -126,61 +126,50 @@ impl Store {
         remove_if_present(&self.flannel_path(container_id))
     }
 
-    /// Every record in the store, for GC. Unreadable records are returned
-    /// as `Err` with their (containerID, ifname) when the name tells it.
-    pub fn list(&self) -> io::Result<Vec<(String, String, io::Result<Record>)>> {
-        let dir = match fs::read_dir(self.record_dir()) {
-            Ok(d) => d,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e),
-        };
+    /// (containerID, ifname, path) of every record file, by name only.
+    fn record_files(&self) -> io::Result<Vec<(String, String, PathBuf)>> {
         let mut out = Vec::new();
-        for entry in dir {
+        for entry in read_dir_if_present(&self.record_dir())? {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            let Some((cid, ifname)) = name.strip_suffix(".json").and_then(|s| s.split_once('@'))
-            else {
-                continue;
-            };
-            let rec = read_json(&entry.path())
-                .and_then(|r| r.ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "vanished")));
-            out.push((cid.to_string(), ifname.to_string(), rec));
-        }
-        out.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
-        Ok(out)
-    }
-
-    /// The ifnames `container_id` has records for (names only, no parsing).
-    pub fn ifnames_of(&self, container_id: &str) -> io::Result<Vec<String>> {
-        let dir = match fs::read_dir(self.record_dir()) {
-            Ok(d) => d,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e),
-        };
-        let prefix = format!("{container_id}@");
-        let mut out = Vec::new();
-        for entry in dir {
-            let name = entry?.file_name().to_string_lossy().into_owned();
-            if let Some(ifname) = name
-                .strip_prefix(&prefix)
-                .and_then(|rest| rest.strip_suffix(".json"))
+            if let Some((cid, ifname)) = name.strip_suffix(".json").and_then(|s| s.split_once('@'))
             {
-                out.push(ifname.to_string());
+                out.push((cid.to_string(), ifname.to_string(), entry.path()));
             }
         }
         out.sort();
         Ok(out)
     }
 
+    /// Every record in the store, for GC. Unreadable records are returned
+    /// as `Err` with their (containerID, ifname) when the name tells it.
+    pub fn list(&self) -> io::Result<Vec<(String, String, io::Result<Record>)>> {
+        Ok(self
+            .record_files()?
+            .into_iter()
+            .map(|(cid, ifname, path)| {
+                let rec = read_json(&path).and_then(|r| {
+                    r.ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "vanished"))
+                });
+                (cid, ifname, rec)
+            })
+            .collect())
+    }
+
+    /// The ifnames `container_id` has records for (names only, no parsing).
+    pub fn ifnames_of(&self, container_id: &str) -> io::Result<Vec<String>> {
+        Ok(self
+            .record_files()?
+            .into_iter()
+            .filter(|(cid, _, _)| cid == container_id)
+            .map(|(_, ifname, _)| ifname)
+            .collect())
+    }
+
     /// Container IDs that have a flannel scratch file, for GC.
     pub fn list_flannel(&self) -> io::Result<Vec<String>> {
-        let dir = match fs::read_dir(&self.data_dir) {
-            Ok(d) => d,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e),
-        };
         let mut out = Vec::new();
-        for entry in dir {
+        for entry in read_dir_if_present(&self.data_dir)? {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if entry.file_type()?.is_file() && cni::args::validate_container_id(&name).is_ok() {
@@ -189,6 +178,15 @@ impl Store {
         }
         out.sort();
         Ok(out)
+    }
+}
+
+/// A directory's entries; a missing directory has none.
+fn read_dir_if_present(dir: &Path) -> io::Result<Vec<io::Result<fs::DirEntry>>> {
+    match fs::read_dir(dir) {
+        Ok(d) => Ok(d.collect()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e),
     }
 }
 
