@@ -32,7 +32,12 @@ pub fn del(ctx: &Ctx) -> Result<(), CniError> {
             // the recorded ones are used (containerd passes them, others may not).
             let mappings = runtime_mappings(ctx);
             if !mappings.is_empty() {
-                rec.portmap = Some(portmap_call(ctx, &rec, &mappings));
+                match rec.native.as_mut() {
+                    // Native mode programs the mappings itself: no portmap
+                    // binary to call (and none may be on CNI_PATH).
+                    Some(state) => state.port_mappings = mappings,
+                    None => rec.portmap = Some(portmap_call(ctx, &rec, &mappings)),
+                }
             }
             rec
         }
