@@ -6,6 +6,7 @@
 //! of passing vacuously.
 
 pub mod exec;
+pub mod native_support;
 pub mod netns;
 pub mod node;
 pub mod plugin;
@@ -19,7 +20,8 @@ pub use exec::{nsenter, run, run_argv, CmdOutput};
 pub use netns::{leftover_namespaces, Netns, NETNS_PREFIX};
 pub use node::{LibcniCall, Node, SubnetEnv};
 pub use plugin::{
-    first_gateway, first_ip, result_ips, run_plugin, PluginCall, PluginOutput, REFERENCE_CNI_PATH,
+    first_gateway, first_ip, plugin_command, result_ips, run_plugin, PluginCall, PluginOutput,
+    REFERENCE_CNI_PATH,
 };
 
 /// Panic unless running as root (uid 0): the tests create namespaces.

@@ -115,6 +115,11 @@ impl Node {
         self.ns.iptables_save()
     }
 
+    /// `nft list ruleset` of the node namespace.
+    pub fn nft_ruleset(&self) -> String {
+        self.exec(&["nft", "list", "ruleset"]).expect_ok().stdout
+    }
+
     /// Names of the veth links on the node.
     pub fn veths(&self) -> Vec<String> {
         crate::netns::json_strings(&self.ip_json(&["link", "show", "type", "veth"]), "ifname")

@@ -107,6 +107,19 @@ impl PluginOutput {
 /// Run plugin `bin` as described by `call`, inside `call.host_netns` (via
 /// `nsenter --net=`) with a clean environment (PATH kept for iptables).
 pub fn run_plugin(bin: &Path, call: &PluginCall) -> PluginOutput {
+    let output = exec::run(
+        plugin_command(bin, call),
+        Some(call.stdin.as_bytes()),
+        call.timeout,
+    );
+    let json = serde_json::from_str(output.stdout.trim()).ok();
+    PluginOutput { output, json }
+}
+
+/// The command [`run_plugin`] runs (stdin not attached): for callers that
+/// manage the process themselves, e.g. to kill it mid-ADD. `nsenter` execs
+/// the plugin, so the child's PID is the plugin's.
+pub fn plugin_command(bin: &Path, call: &PluginCall) -> Command {
     let bin_str = bin.to_string_lossy();
     let mut cmd = match &call.host_netns {
         Some(ns) => exec::nsenter(ns, &[&bin_str]),
@@ -129,9 +142,7 @@ pub fn run_plugin(bin: &Path, call: &PluginCall) -> PluginOutput {
         .env("CNI_ARGS", &call.args)
         .env("CNI_PATH", &call.path);
     cmd.envs(call.env.iter().map(|(k, v)| (k, v)));
-    let output = exec::run(cmd, Some(call.stdin.as_bytes()), call.timeout);
-    let json = serde_json::from_str(output.stdout.trim()).ok();
-    PluginOutput { output, json }
+    cmd
 }
 
 /// A CNI 1.0 result's IPv4 addresses (`a.b.c.d/len`).

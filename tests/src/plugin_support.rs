@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use crate::netns::Netns;
 use crate::node::{Node, SubnetEnv};
-use crate::plugin::{run_plugin, PluginCall, PluginOutput};
+use crate::plugin::{result_ips, run_plugin, PluginCall, PluginOutput};
 use crate::{bin_path, retry};
 
 /// The network name every plugin test uses (as in kube-flannel.yml).
@@ -176,6 +176,7 @@ impl PluginNode {
             addrs: strip_volatile(self.ip_json(&["addr", "show"])),
             routes: self.ip_json(&["route", "show", "table", "all"]),
             iptables: filter_iptables(&self.iptables_save()),
+            nft: filter_nft(&self.node.nft_ruleset()),
             files: tree(self.dir())
                 .into_iter()
                 .map(|(p, b)| (p, String::from_utf8_lossy(&b).into_owned()))
@@ -191,6 +192,8 @@ pub struct Snapshot {
     pub addrs: Value,
     pub routes: Value,
     pub iptables: String,
+    /// `nft list ruleset` without counters (native mode's rules live here).
+    pub nft: String,
     /// path → content (lossy UTF-8, so a failed comparison is readable).
     pub files: BTreeMap<PathBuf, String>,
 }
@@ -232,6 +235,22 @@ fn filter_iptables(s: &str) -> String {
         .join("\n")
 }
 
+/// `nft list ruleset` without packet/byte counters.
+fn filter_nft(s: &str) -> String {
+    s.lines()
+        .map(|l| match l.find("counter packets ") {
+            Some(i) => {
+                let rest = &l[i..];
+                // "counter packets N bytes M" is five words.
+                let tail: Vec<&str> = rest.split_whitespace().skip(5).collect();
+                format!("{}counter {}", &l[..i], tail.join(" "))
+            }
+            None => l.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Every file under `dir` (recursively) with its content; directories are
 /// listed with empty content and a trailing `/`.
 pub fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
@@ -260,6 +279,46 @@ pub fn list_names(dir: &Path) -> Vec<String> {
         .collect();
     v.sort();
     v
+}
+
+/// The per-version shape of an ADD result for `pod` on `node` (bridge
+/// and native mode alike): the version echoed, 0.x `version` on IPs, the
+/// gateway, `interface` pointing at the pod's eth0 with its sandbox, a MAC
+/// on every interface, the cluster and default routes, and the addresses
+/// really on the pod's eth0.
+#[track_caller]
+pub fn assert_result_shape(v: &str, res: &Value, pod: &Netns, node: &PluginNode) {
+    assert_eq!(
+        res["cniVersion"], v,
+        "result version must echo the config's"
+    );
+    let ips = res["ips"].as_array().expect("ips");
+    assert_eq!(ips.len(), 1, "{res}");
+    if v.starts_with("0.") {
+        assert_eq!(ips[0]["version"], "4", "{v} ips carry version: {res}");
+    } else {
+        assert!(
+            ips[0].get("version").is_none(),
+            "{v} ips have no version: {res}"
+        );
+    }
+    assert_eq!(ips[0]["gateway"], node.gateway().as_str(), "{res}");
+    let ifaces = res["interfaces"].as_array().expect("interfaces");
+    let idx = ips[0]["interface"].as_u64().expect("ips[0].interface") as usize;
+    assert_eq!(ifaces[idx]["name"], "eth0", "{res}");
+    assert_eq!(
+        ifaces[idx]["sandbox"],
+        pod.path().to_str().unwrap(),
+        "{res}"
+    );
+    for i in ifaces {
+        let mac = i["mac"].as_str().unwrap_or_default();
+        assert_eq!(mac.len(), 17, "every interface needs a MAC (podman): {res}");
+    }
+    let routes = res["routes"].to_string();
+    assert!(routes.contains(&node.env.network), "cluster route: {res}");
+    assert!(routes.contains("0.0.0.0/0"), "default route: {res}");
+    assert_eq!(pod.ipv4_addrs("eth0"), result_ips(res));
 }
 
 /// The built netboot-cni binary.

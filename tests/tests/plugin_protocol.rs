@@ -4,9 +4,9 @@
 //! refused with the right code while changing nothing on the node.
 
 use netboot_tests::plugin_support::{
-    cid, err_code, err_text, merged, with_prev, CniPathDir, PluginNode,
+    assert_result_shape, cid, err_code, err_text, merged, with_prev, CniPathDir, PluginNode,
 };
-use netboot_tests::{require_root, result_ips, PluginCall};
+use netboot_tests::{require_root, PluginCall};
 use serde_json::{json, Value};
 
 const ALL_VERSIONS: [&str; 7] = [
@@ -36,42 +36,6 @@ fn version_lists_every_spec_version() {
         .run(&node.bare_call("VERSION", &json!({"cniVersion": "9.9.9"})))
         .expect_ok();
     assert_eq!(out["supportedVersions"], json!(ALL_VERSIONS));
-}
-
-/// The per-version shape of an ADD result for `pod`.
-#[track_caller]
-fn assert_result_shape(v: &str, res: &Value, pod: &netboot_tests::Netns, node: &PluginNode) {
-    assert_eq!(
-        res["cniVersion"], v,
-        "result version must echo the config's"
-    );
-    let ips = res["ips"].as_array().expect("ips");
-    assert_eq!(ips.len(), 1, "{res}");
-    if v.starts_with("0.") {
-        assert_eq!(ips[0]["version"], "4", "{v} ips carry version: {res}");
-    } else {
-        assert!(
-            ips[0].get("version").is_none(),
-            "{v} ips have no version: {res}"
-        );
-    }
-    assert_eq!(ips[0]["gateway"], node.gateway().as_str(), "{res}");
-    let ifaces = res["interfaces"].as_array().expect("interfaces");
-    let idx = ips[0]["interface"].as_u64().expect("ips[0].interface") as usize;
-    assert_eq!(ifaces[idx]["name"], "eth0", "{res}");
-    assert_eq!(
-        ifaces[idx]["sandbox"],
-        pod.path().to_str().unwrap(),
-        "{res}"
-    );
-    for i in ifaces {
-        let mac = i["mac"].as_str().unwrap_or_default();
-        assert_eq!(mac.len(), 17, "every interface needs a MAC (podman): {res}");
-    }
-    let routes = res["routes"].to_string();
-    assert!(routes.contains(&node.env.network), "cluster route: {res}");
-    assert!(routes.contains("0.0.0.0/0"), "default route: {res}");
-    assert_eq!(pod.ipv4_addrs("eth0"), result_ips(res));
 }
 
 #[test]
@@ -142,16 +106,20 @@ fn status_ready_and_not_ready() {
     let auto = merged(&conf, json!({"mode": "auto"}));
     node.run(&node.bare_call("STATUS", &auto)).expect_ok();
 
-    // No binaries on CNI_PATH.
+    // No binaries on CNI_PATH: bridge mode is not ready and says what is
+    // missing; auto falls back to native mode, which needs none.
     let empty = CniPathDir::new();
-    for c in [&conf, &auto] {
-        let out = node.run(&PluginCall {
+    let on_empty = |c: &Value| {
+        node.run(&PluginCall {
             path: empty.cni_path(),
             ..node.bare_call("STATUS", c)
-        });
-        assert_eq!(err_code(&out), 50, "{}", out.output);
-        assert!(err_text(&out).contains("bridge"), "{}", out.output);
-    }
+        })
+    };
+    let out = on_empty(&conf);
+    assert_eq!(err_code(&out), 50, "{}", out.output);
+    assert!(err_text(&out).contains("bridge"), "{}", out.output);
+    on_empty(&auto).expect_ok();
+    on_empty(&merged(&conf, json!({"mode": "native"}))).expect_ok();
     // Only bridge, no host-local.
     let half = CniPathDir::new();
     half.reference(&["bridge"]);
@@ -180,10 +148,9 @@ fn bad_inputs_are_refused_and_change_nothing() {
     require_root();
     let node = PluginNode::new("bad");
     let pod = node.pod("bad");
-    let empty = std::rc::Rc::new(CniPathDir::new());
+    let empty = CniPathDir::new();
     let escape = node.data_dir.join("../../etc");
     let escape_existed = escape.exists();
-    let (e1, e2) = (empty.clone(), empty.clone());
     let cases: Vec<(&str, &str, Tweak, u64, Vec<&str>)> = vec![
         (
             "no CNI_COMMAND",
@@ -314,29 +281,14 @@ fn bad_inputs_are_refused_and_change_nothing() {
             50,
             vec!["nope.env"],
         ),
+        // Explicit bridge mode never falls back to native (auto without
+        // plugins attaches natively: plugin_native.rs).
         (
-            "no plugins, auto",
+            "no plugins, explicit bridge mode",
             "ADD",
-            Box::new(move |c, n| {
-                c.path = e1.cni_path();
-                c.stdin = merged(&n.conf("1.0.0"), json!({"mode": "auto"})).to_string();
-            }),
-            50,
-            vec!["\"flannel\"", "\"bridge\"", "\"host-local\""],
-        ),
-        (
-            "no plugins, bridge",
-            "ADD",
-            Box::new(move |c, _| c.path = e2.cni_path()),
+            Box::new(move |c, _| c.path = empty.cni_path()),
             50,
             vec!["failed to find plugin \"bridge\""],
-        ),
-        (
-            "native mode",
-            "ADD",
-            set_conf(|n| merged(&n.conf("1.0.0"), json!({"mode": "native"}))),
-            50,
-            vec!["native"],
         ),
         (
             "delegate.name",
