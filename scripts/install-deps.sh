@@ -9,13 +9,15 @@ set -euo pipefail
 
 # Debian packages: the tools the tests and the demo call, the reference CNI
 # plugins, etcd and containerd, and the Go sources of libcni for the
-# third-party client in tests/libcni-client.
+# third-party client in tests/libcni-client. libprotobuf-dev ships the
+# well-known .proto files (google/protobuf/descriptor.proto) that the
+# etcd-client crate's build script needs besides protoc.
 PACKAGES=(
   ca-certificates kmod build-essential pkg-config git
   iproute2 iptables nftables conntrack iputils-ping procps psmisc util-linux
   jq curl socat busybox-static shellcheck
   etcd-server etcd-client containerd runc containernetworking-plugins
-  protobuf-compiler golang-go golang-github-appc-cni-dev
+  protobuf-compiler libprotobuf-dev openssl golang-go golang-github-appc-cni-dev
 )
 
 # Kernel modules we rely on; most kernels have them built in or autoload them.
@@ -79,7 +81,7 @@ ensure_cargo() {
 
 ensure_tools() {
   local tool
-  for tool in protoc go ip iptables nsenter jq socat busybox etcd; do
+  for tool in protoc go ip iptables nsenter jq socat busybox etcd etcdctl openssl; do
     command -v "$tool" >/dev/null || die "'$tool' not on PATH after installing packages"
   done
   [[ -x /usr/lib/cni/bridge ]] || die "/usr/lib/cni/bridge missing (containernetworking-plugins)"

@@ -1,4 +1,8 @@
-//! `netboot`: not yet implemented (see the project's open issues).
+//! `netboot`: not yet wired up; the flannel config model lives in
+//! [`netconfig`].
+#![allow(dead_code, unused_imports)]
+
+mod netconfig;
 
 fn main() {
     eprintln!("netboot: not yet implemented");
