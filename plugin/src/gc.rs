@@ -38,6 +38,9 @@ pub fn gc(ctx: &Ctx) -> Result<(), CniError> {
     sweep_scratch(ctx, &valid_ids, &seen_ids, &mut errors);
     sweep_ipam(ctx, &valid, &mut errors);
     sweep_veths(ctx, &valid, &mut errors);
+    if let Err(e) = ctx.store.remove_dead_temps() {
+        errors.push(format!("remove temp files of killed writers: {e}"));
+    }
     forward(ctx, &mut errors);
     if errors.is_empty() {
         return Ok(());

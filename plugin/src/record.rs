@@ -107,7 +107,23 @@ impl Store {
     }
 
     pub fn remove(&self, container_id: &str, ifname: &str) -> io::Result<()> {
-        remove_if_present(&self.record_path(container_id, ifname))
+        remove_with_dead_temps(&self.record_path(container_id, ifname))
+    }
+
+    /// Removes the temp files of writers that died before their rename (a
+    /// SIGKILLed ADD), in the record directory and in `dataDir` (flannel
+    /// scratch files). Temp files of live processes are left alone, so this
+    /// is safe beside a running ADD. For GC.
+    pub fn remove_dead_temps(&self) -> io::Result<()> {
+        for dir in [self.record_dir(), self.data_dir.clone()] {
+            for entry in read_dir_if_present(&dir)? {
+                let name = entry?.file_name().to_string_lossy().into_owned();
+                if dead_temp(&name, None) {
+                    remove_if_present(&dir.join(&name))?;
+                }
+            }
+        }
+        Ok(())
     }
 
     pub fn save_flannel(&self, container_id: &str, conf: &[u8]) -> io::Result<()> {
@@ -123,7 +139,7 @@ impl Store {
     }
 
     pub fn remove_flannel(&self, container_id: &str) -> io::Result<()> {
-        remove_if_present(&self.flannel_path(container_id))
+        remove_with_dead_temps(&self.flannel_path(container_id))
     }
 
     /// (containerID, ifname, path) of every record file, by name only.
@@ -211,6 +227,39 @@ fn remove_if_present(path: &Path) -> io::Result<()> {
     }
 }
 
+/// Removes `path` and the temp files a dead writer of it left behind
+/// (`.<name>.tmp-<pid>`, see [`write_atomic`]): a writer killed between
+/// create and rename leaves one, and nothing else would ever remove it.
+fn remove_with_dead_temps(path: &Path) -> io::Result<()> {
+    remove_if_present(path)?;
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Ok(());
+    };
+    let name = name.to_string_lossy();
+    for entry in read_dir_if_present(dir)? {
+        let temp = entry?.file_name().to_string_lossy().into_owned();
+        if dead_temp(&temp, Some(&name)) {
+            remove_if_present(&dir.join(&temp))?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether `file` is a temp file of [`write_atomic`] (for `of`, when given)
+/// whose writing process no longer exists.
+fn dead_temp(file: &str, of: Option<&str>) -> bool {
+    let Some((stem, pid)) = file.strip_prefix('.').and_then(|f| f.rsplit_once(".tmp-")) else {
+        return false;
+    };
+    if of.is_some_and(|o| o != stem) {
+        return false;
+    }
+    match pid.parse::<u32>() {
+        Ok(pid) => pid != std::process::id() && !Path::new("/proc").join(pid.to_string()).exists(),
+        Err(_) => false,
+    }
+}
+
 /// Atomically replaces `path` with `data`, durable once this returns.
 /// Directories are created 0700 and files 0600: records hold network
 /// configuration that only root should read.
@@ -273,6 +322,26 @@ mod tests {
             result: None,
             native: None,
         }
+    }
+
+    #[test]
+    fn remove_takes_dead_writers_temp_files_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        store.save(&record("c1", "eth0")).unwrap();
+        let rec_dir = dir.path().join(RECORD_DIR);
+        // 999999999 is above any pid_max; our own PID is alive.
+        let dead = rec_dir.join(".c1@eth0.json.tmp-999999999");
+        let live = rec_dir.join(format!(".c1@eth0.json.tmp-{}", std::process::id()));
+        let other = rec_dir.join(".c2@eth0.json.tmp-999999999");
+        for p in [&dead, &live, &other] {
+            fs::write(p, b"x").unwrap();
+        }
+        store.remove("c1", "eth0").unwrap();
+        assert!(!dead.exists() && live.exists() && other.exists());
+        store.remove_dead_temps().unwrap();
+        assert!(!other.exists() && live.exists());
+        assert!(store.list().unwrap().is_empty());
     }
 
     #[test]
