@@ -124,9 +124,13 @@ impl PluginNode {
             .collect()
     }
 
-    /// netboot's record files (`<dataDir>/.netboot/*`).
+    /// netboot's record files (`<dataDir>/.netboot/*`, temp files
+    /// included), without native mode's `node.lock`.
     pub fn records(&self) -> Vec<String> {
         list_names(&self.data_dir.join(".netboot"))
+            .into_iter()
+            .filter(|n| n != "node.lock")
+            .collect()
     }
 
     /// flannel scratch files (regular files directly in `dataDir`).
