@@ -1,10 +1,28 @@
-//! `netboot`: not yet wired up; the flannel config model lives in
-//! [`netconfig`].
-#![allow(dead_code, unused_imports)]
+//! `netboot`: the operator's tool. `init` writes flannel's network config
+//! to etcd v3 and the node's CNI conflist; `conflist`, `config` and `status`
+//! show what is (or would be) there. See `netboot --help`.
 
+mod cli;
+mod conflist;
+mod etcd;
+mod init;
 mod netconfig;
+mod show;
+mod status;
+
+use clap::Parser;
 
 fn main() {
-    eprintln!("netboot: not yet implemented");
-    std::process::exit(2);
+    let cli = cli::Cli::parse();
+    let res = match &cli.cmd {
+        cli::Cmd::Init(a) => init::init_cmd(a),
+        cli::Cmd::Conflist(a) => init::conflist_cmd(a),
+        cli::Cmd::Config(a) => show::config_cmd(a),
+        cli::Cmd::Status(a) => status::status_cmd(a),
+    };
+    // The one place errors are printed: the whole context chain, plainly.
+    if let Err(e) = res {
+        eprintln!("netboot: error: {e:#}");
+        std::process::exit(1);
+    }
 }

@@ -4,12 +4,10 @@
 //! flannel's canonical spelling, validation and defaults as flannel's
 //! `CheckNetworkConfig` computes them, and semantic comparison.
 
-mod gojson;
+pub(crate) mod gojson;
 mod validate;
 
-pub use validate::{
-    diff_fields, Effective, Effective4, Effective6, DEFAULT_VNI, VXLAN_DEFAULT_PORT,
-};
+pub use validate::{diff_fields, DEFAULT_VNI};
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 

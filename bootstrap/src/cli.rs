@@ -1,0 +1,190 @@
+//! Command-line definitions (clap derive) and the etcd connection options
+//! shared by every command that talks to etcd.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+use crate::etcd::EtcdOpts;
+
+/// flanneld's `-etcd-prefix` default.
+pub const DEFAULT_PREFIX: &str = "/coreos.com/network";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "netboot",
+    version,
+    about = "Bootstrap and inspect a flannel network in etcd v3"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Write the network config to etcd (once), the node's conflist, and
+    /// install netboot-cni.
+    Init(InitArgs),
+    /// Print the conflist `init` would write.
+    Conflist(ConflistArgs),
+    /// Print the network config stored in etcd, normalized, with defaults.
+    Config(ConfigArgs),
+    /// Show the config, every subnet lease, and this node's state.
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EtcdArgs {
+    /// etcd endpoints, comma-separated (http://HOST:2379 or https://...).
+    #[arg(
+        long = "etcd",
+        value_delimiter = ',',
+        required = true,
+        value_name = "URL[,URL...]"
+    )]
+    pub endpoints: Vec<String>,
+    /// Key prefix, like flanneld's -etcd-prefix.
+    #[arg(long, default_value = DEFAULT_PREFIX)]
+    pub prefix: String,
+    /// CA certificate (PEM) to verify etcd's server certificate.
+    #[arg(long, value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
+    /// Client certificate (PEM) for etcd client-cert authentication.
+    #[arg(long, value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+    /// Client key (PEM) for --cert.
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// etcd user name (auth).
+    #[arg(long)]
+    pub user: Option<String>,
+    /// etcd password; prefer --password-file or NETBOOT_ETCD_PASSWORD, since
+    /// command lines are visible to every local user.
+    #[arg(long, env = "NETBOOT_ETCD_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+    /// File whose first line is the etcd password.
+    #[arg(long, value_name = "FILE", conflicts_with = "password")]
+    pub password_file: Option<PathBuf>,
+    /// Bound, in seconds, on connecting (all endpoints and retries) and on
+    /// each request.
+    #[arg(long, default_value_t = 10, value_name = "SECONDS")]
+    pub etcd_timeout: u64,
+}
+
+impl EtcdArgs {
+    pub fn opts(&self) -> Result<EtcdOpts> {
+        let password = match (&self.password, &self.password_file) {
+            (_, Some(f)) => {
+                let text = std::fs::read_to_string(f)
+                    .with_context(|| format!("read --password-file {}", f.display()))?;
+                Some(text.lines().next().unwrap_or("").to_string())
+            }
+            (p, None) => p.clone(),
+        };
+        if self.etcd_timeout == 0 {
+            bail!("--etcd-timeout must be at least 1 second");
+        }
+        Ok(EtcdOpts {
+            endpoints: self.endpoints.clone(),
+            cacert: self.cacert.clone(),
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            user: self.user.clone(),
+            password,
+            timeout: Duration::from_secs(self.etcd_timeout),
+        })
+    }
+
+    /// `<prefix>/<rest>` with exactly one slash between.
+    pub fn key(&self, rest: &str) -> String {
+        format!("{}/{rest}", self.prefix.trim_end_matches('/'))
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ConflistArgs {
+    /// The classic upstream flannel + portmap chain instead of netboot-cni.
+    #[arg(long)]
+    pub upstream: bool,
+    /// cniVersion of the conflist (default 1.0.0; 0.3.1 with --upstream).
+    #[arg(long, value_name = "VERSION")]
+    pub cni_version: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
+    /// IPv4 network for all pods (flannel's Network).
+    #[arg(long, default_value = "10.2.0.0/16", value_name = "CIDR")]
+    pub network: String,
+    /// Prefix length of each node's subnet (default as flannel computes it).
+    #[arg(long)]
+    pub subnet_len: Option<u32>,
+    /// First subnet handed out (default: the second subnet).
+    #[arg(long, value_name = "IP")]
+    pub subnet_min: Option<String>,
+    /// Last subnet handed out (default: the last subnet).
+    #[arg(long, value_name = "IP")]
+    pub subnet_max: Option<String>,
+    /// Do not configure IPv4 (IPv6-only; needs --ipv6-network).
+    #[arg(long)]
+    pub no_ipv4: bool,
+    /// IPv6 network; enables dual stack (flannel's IPv6Network).
+    #[arg(long, value_name = "CIDR")]
+    pub ipv6_network: Option<String>,
+    #[arg(long, requires = "ipv6_network")]
+    pub ipv6_subnet_len: Option<u32>,
+    #[arg(long, value_name = "IP", requires = "ipv6_network")]
+    pub ipv6_subnet_min: Option<String>,
+    #[arg(long, value_name = "IP", requires = "ipv6_network")]
+    pub ipv6_subnet_max: Option<String>,
+    /// vxlan or host-gw.
+    #[arg(long, default_value = "vxlan")]
+    pub backend: String,
+    /// VXLAN network identifier (vxlan only; flannel's default is 1).
+    #[arg(long)]
+    pub vni: Option<i64>,
+    /// VXLAN UDP port (vxlan only; default 8472, the kernel's).
+    #[arg(long)]
+    pub port: Option<i64>,
+    #[arg(long, default_value = "/etc/cni/net.d", value_name = "DIR")]
+    pub cni_conf_dir: PathBuf,
+    #[arg(long, default_value = "/opt/cni/bin", value_name = "DIR")]
+    pub cni_bin_dir: PathBuf,
+    #[command(flatten)]
+    pub conflist: ConflistArgs,
+    /// Overwrite a different config already stored in etcd.
+    #[arg(long)]
+    pub force: bool,
+    /// Check and print what would be done; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
+    /// One JSON document.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
+    /// flannel's subnet file on this node.
+    #[arg(long, default_value = "/run/flannel/subnet.env", value_name = "FILE")]
+    pub subnet_file: PathBuf,
+    /// Where to look for plugin binaries (besides $CNI_PATH).
+    #[arg(long, default_value = "/opt/cni/bin", value_name = "DIR")]
+    pub cni_bin_dir: PathBuf,
+    /// One JSON document.
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,204 @@
+//! The node's CNI config (`10-flannel.conflist`) and plugin installation.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
+
+/// File name in the CNI conf dir; `10-` sorts it before most others.
+pub const CONFLIST_NAME: &str = "10-flannel.conflist";
+/// The plugin binary netboot ships.
+pub const PLUGIN_NAME: &str = "netboot-cni";
+/// Network name, the same as flannel's kube-flannel.yml ("cbr0").
+const NETWORK_NAME: &str = "cbr0";
+
+/// The conflist `init` writes. Default: netboot-cni in `auto` mode with the
+/// portMappings capability (conf/10-flannel.conflist); `upstream`: the
+/// classic flannel + portmap chain (conf/10-flannel-upstream.conflist).
+/// `cni_version` defaults to 1.0.0 (netboot) / 0.3.1 (upstream, what old
+/// flannel binaries know).
+pub fn conflist(upstream: bool, cni_version: Option<&str>) -> Result<String> {
+    let default_version = if upstream { "0.3.1" } else { "1.0.0" };
+    let version = cni_version.unwrap_or(default_version);
+    if !cni::version::SUPPORTED_VERSIONS.contains(&version) {
+        bail!(
+            "--cni-version {version:?} is not a CNI spec version netboot supports: use one of {}",
+            cni::version::SUPPORTED_VERSIONS.join(", ")
+        );
+    }
+    if cni::Version::parse(version).map_err(|e| anyhow::anyhow!("{e}"))? < cni::Version(0, 3, 0) {
+        bail!("--cni-version {version}: conflists (a \"plugins\" list) need CNI 0.3.0 or later");
+    }
+    let delegate = json!({ "hairpinMode": true, "isDefaultGateway": true });
+    let plugins: Vec<Value> = if upstream {
+        vec![
+            json!({ "type": "flannel", "delegate": delegate }),
+            json!({ "type": "portmap", "capabilities": { "portMappings": true } }),
+        ]
+    } else {
+        vec![json!({
+            "type": PLUGIN_NAME,
+            "mode": "auto",
+            "delegate": delegate,
+            "capabilities": { "portMappings": true },
+        })]
+    };
+    let v = json!({ "name": NETWORK_NAME, "cniVersion": version, "plugins": plugins });
+    let text = serde_json::to_string_pretty(&v)? + "\n";
+    // What a runtime would read: refuse to write anything libcni rejects.
+    cni::NetConfList::parse(text.as_bytes())
+        .map_err(|e| anyhow::anyhow!("generated conflist does not parse: {e}"))?;
+    Ok(text)
+}
+
+/// Write `contents` to `path` atomically: a temp file in the same directory,
+/// fsync, rename over the old file, fsync the directory. Readers see the old
+/// file or the new one, never a partial one. Returns whether it changed.
+pub fn write_atomic(path: &Path, contents: &str) -> Result<bool> {
+    if fs::read(path).ok().as_deref() == Some(contents.as_bytes()) {
+        return Ok(false);
+    }
+    let dir = path.parent().context("conflist path has no directory")?;
+    fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    let name = path.file_name().context("conflist path has no file name")?;
+    // Leading dot and no .conf/.conflist/.json suffix: libcni ignores it
+    // while it exists.
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let res = (|| -> Result<()> {
+        let mut f = fs::File::create(&tmp).with_context(|| format!("create {}", tmp.display()))?;
+        f.write_all(contents.as_bytes())
+            .and_then(|_| f.sync_all())
+            .with_context(|| format!("write {}", tmp.display()))?;
+        set_mode(&tmp, 0o644)?;
+        fs::rename(&tmp, path)
+            .with_context(|| format!("rename {} to {}", tmp.display(), path.display()))?;
+        fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .with_context(|| format!("fsync {}", dir.display()))
+    })();
+    if res.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    res.map(|()| true)
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .with_context(|| format!("chmod {mode:o} {}", path.display()))
+}
+
+/// What happened to the plugin binary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Install {
+    AlreadyThere(PathBuf),
+    Copied {
+        from: PathBuf,
+        to: PathBuf,
+    },
+    /// Not found next to `netboot`; the message says how to install it.
+    Missing(String),
+    /// Dry run: would copy.
+    WouldCopy {
+        from: PathBuf,
+        to: PathBuf,
+    },
+}
+
+/// Where a `netboot-cni` next to the running `netboot` would be.
+fn bundled_plugin() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let p = exe.parent()?.join(PLUGIN_NAME);
+    p.is_file().then_some(p)
+}
+
+/// Make sure `<bin_dir>/netboot-cni` exists: copy it (atomically, 0755)
+/// from beside the running `netboot` when it is missing.
+pub fn install_plugin(bin_dir: &Path, dry_run: bool) -> Result<Install> {
+    let dest = bin_dir.join(PLUGIN_NAME);
+    if dest.is_file() {
+        return Ok(Install::AlreadyThere(dest));
+    }
+    let Some(src) = bundled_plugin() else {
+        return Ok(Install::Missing(format!(
+            "{PLUGIN_NAME} is not in {} and no {PLUGIN_NAME} sits next to this netboot binary; \
+             install it with: install -D -m 0755 target/release/{PLUGIN_NAME} {}",
+            bin_dir.display(),
+            dest.display()
+        )));
+    };
+    if dry_run {
+        return Ok(Install::WouldCopy {
+            from: src,
+            to: dest,
+        });
+    }
+    fs::create_dir_all(bin_dir).with_context(|| format!("create {}", bin_dir.display()))?;
+    let tmp = bin_dir.join(format!(".{PLUGIN_NAME}.tmp-{}", std::process::id()));
+    let res = fs::copy(&src, &tmp)
+        .with_context(|| format!("copy {} to {}", src.display(), tmp.display()))
+        .and_then(|_| set_mode(&tmp, 0o755))
+        .and_then(|()| {
+            fs::File::open(&tmp)
+                .and_then(|f| f.sync_all())
+                .with_context(|| format!("fsync {}", tmp.display()))
+        })
+        .and_then(|()| {
+            fs::rename(&tmp, &dest).with_context(|| format!("rename to {}", dest.display()))
+        });
+    if res.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    res.map(|()| Install::Copied {
+        from: src,
+        to: dest,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_matches_the_shipped_example() {
+        let ours: Value = serde_json::from_str(&conflist(false, None).unwrap()).unwrap();
+        let shipped: Value =
+            serde_json::from_str(include_str!("../../conf/10-flannel.conflist")).unwrap();
+        assert_eq!(ours, shipped);
+        let ours: Value = serde_json::from_str(&conflist(true, None).unwrap()).unwrap();
+        let shipped: Value =
+            serde_json::from_str(include_str!("../../conf/10-flannel-upstream.conflist")).unwrap();
+        assert_eq!(ours, shipped);
+    }
+
+    #[test]
+    fn cni_version_is_validated() {
+        assert!(conflist(false, Some("1.1.0"))
+            .unwrap()
+            .contains("\"1.1.0\""));
+        let e = conflist(false, Some("2.0.0")).unwrap_err().to_string();
+        assert!(e.contains("\"2.0.0\" is not a CNI spec version"), "{e}");
+        assert!(conflist(false, Some("0.2.0")).is_err());
+    }
+
+    #[test]
+    fn atomic_write_replaces_and_leaves_no_temp() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join(CONFLIST_NAME);
+        fs::write(&p, "old").unwrap();
+        assert!(write_atomic(&p, "new\n").unwrap());
+        assert!(!write_atomic(&p, "new\n").unwrap());
+        assert_eq!(fs::read_to_string(&p).unwrap(), "new\n");
+        let names: Vec<_> = fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from(CONFLIST_NAME)]);
+    }
+}
