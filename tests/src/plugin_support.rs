@@ -125,11 +125,12 @@ impl PluginNode {
     }
 
     /// netboot's record files (`<dataDir>/.netboot/*`, temp files
-    /// included), without native mode's `node.lock`.
+    /// included), without native mode's node-wide `node.lock` and
+    /// `node-setup.json` (they belong to the node, not to an attachment).
     pub fn records(&self) -> Vec<String> {
         list_names(&self.data_dir.join(".netboot"))
             .into_iter()
-            .filter(|n| n != "node.lock")
+            .filter(|n| n != "node.lock" && n != "node-setup.json")
             .collect()
     }
 

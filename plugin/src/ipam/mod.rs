@@ -12,12 +12,14 @@
 //! after a reboot or a runtime switch (plugins#252); [`Pool::release_invalid`]
 //! reclaims the allocations of attachments the runtime no longer has.
 //!
-//! Crash safety: an allocation is "create the IP file (`O_EXCL`), write the
-//! owner, fsync, then write `last_reserved_ip`"; a release is one unlink.
-//! A SIGKILL anywhere leaves at worst an IP file with a torn or empty owner,
-//! which ADD never hands out again (the file exists) and GC reclaims
-//! (no valid attachment owns it). Nothing holds an IP outside that
-//! directory, so nothing can leak beyond GC's reach.
+//! Crash safety: an allocation writes the owner to a temp file and
+//! hard-links it to the IP's name (exclusive, like `O_EXCL`), then writes
+//! `last_reserved_ip`; a release is one unlink. A SIGKILL anywhere leaves
+//! either no IP file or a complete one. Only a power loss can leave an
+//! empty IP file (nothing is fsynced, as in host-local), which ADD never
+//! hands out (the file exists) and GC reclaims (no valid attachment owns
+//! it). Nothing holds an IP outside that directory, so nothing can leak
+//! beyond GC's reach.
 
 mod range;
 pub mod store;
@@ -228,7 +230,11 @@ impl Pool {
         if container_id.trim().is_empty() || !self.dir.exists() {
             return Ok(Vec::new());
         }
-        Locked::open(&self.dir)?.release_owner(container_id, ifname)
+        let store = Locked::open(&self.dir)?;
+        // A reservation killed between its temp file and the link leaves
+        // that temp file behind; DEL is the first chance to sweep it.
+        store.sweep_reserve_temps()?;
+        store.release_owner(container_id, ifname)
     }
 
     /// The IPs the attachment holds (host-local `GetByID`: exact files and

@@ -1,7 +1,8 @@
 //! The host-local store directory, byte-compatible with
 //! containernetworking/plugins `host-local/backend/disk` (`backend.go`,
 //! `lock.go`):
-//! - `<ip>`: one file per allocated IP, created with `O_EXCL`, mode 0600,
+//! - `<ip>`: one file per allocated IP, created exclusively (host-local:
+//!   `O_EXCL`; here: a complete temp file hard-linked into place), mode 0600,
 //!   holding `<containerID>\r\n<ifname>` with no trailing newline (files
 //!   written before host-local recorded ifnames hold only the ID);
 //! - `last_reserved_ip.<rangeIndex>`: the IP most recently reserved from
@@ -25,6 +26,8 @@ use std::path::{Path, PathBuf};
 
 /// host-local's separator between container ID and ifname.
 const LINE_BREAK: &str = "\r\n";
+/// Temp files of in-flight reservations; never parse as an IP.
+const RESERVE_TMP_PREFIX: &str = ".reserve-";
 const LAST_IP_PREFIX: &str = "last_reserved_ip.";
 
 /// One allocation file.
@@ -156,6 +159,7 @@ impl Locked {
         let pairs: HashSet<(&str, &str)> =
             valid.iter().map(|(c, i)| (c.trim(), i.as_str())).collect();
         let ids: HashSet<&str> = valid.iter().map(|(c, _)| c.trim()).collect();
+        self.sweep_reserve_temps()?;
         let mut released = Vec::new();
         for a in self.allocations()? {
             let alive = match &a.ifname {
@@ -169,31 +173,59 @@ impl Locked {
         Ok(released)
     }
 
-    /// Reserves `ip` for `key` like host-local's `Reserve`: `O_EXCL` create,
-    /// write, and then fsync, so that once `last_reserved_ip` can name the IP
-    /// the owner is on disk. Returns false when the file exists. A crash
-    /// before the write leaves an empty file: held by nobody known, never
-    /// handed out again, reclaimed by GC.
+    /// Reserves `ip` for `key`: the owner is written to a private temp file
+    /// which is then hard-linked into place. `link(2)` fails if the name
+    /// exists, so this has host-local's `O_EXCL` semantics, and the IP file
+    /// appears with its owner already in it: a SIGKILL at any point leaves
+    /// either no IP file or a complete one (plus, at worst, a temp file that
+    /// is not an IP name, ignored by allocation and swept by GC). Returns
+    /// false when the IP is taken.
+    ///
+    /// Not fsynced, like host-local's own files: after a power loss a file
+    /// may come back empty, which ADD never hands out and GC reclaims. Pods
+    /// do not survive a power loss either, so nothing else is at stake, and
+    /// every ADD saves a disk flush.
     pub(crate) fn reserve(&self, ip: IpAddr, key: &str) -> Result<bool, IpamError> {
         let path = self.dir.join(ip.to_string());
-        let mut file = match fs::OpenOptions::new()
-            .read(true)
+        let tmp = self
+            .dir
+            .join(format!("{RESERVE_TMP_PREFIX}{}-{ip}", std::process::id()));
+        let written = fs::OpenOptions::new()
             .write(true)
-            .create_new(true)
+            .create(true)
+            .truncate(true)
             .mode(0o600)
-            .open(&path)
-        {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(false),
-            Err(e) => return Err(IpamError::io(&path, e)),
-        };
-        if let Err(e) = file.write_all(key.as_bytes()).and_then(|_| file.sync_all()) {
-            // As host-local: a reservation that could not be written is
-            // undone, so the IP does not stay held by an unknown owner.
-            let _ = fs::remove_file(&path);
-            return Err(IpamError::io(&path, e));
+            .open(&tmp)
+            .and_then(|mut f| f.write_all(key.as_bytes()));
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(IpamError::io(&tmp, e));
         }
-        Ok(true)
+        let linked = fs::hard_link(&tmp, &path);
+        let _ = fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(IpamError::io(&path, e)),
+        }
+    }
+
+    /// Removes reservation temp files whose writer is dead (killed between
+    /// writing and linking). Called by GC under the lock.
+    pub(crate) fn sweep_reserve_temps(&self) -> Result<(), IpamError> {
+        let entries = fs::read_dir(&self.dir).map_err(|e| IpamError::io(&self.dir, e))?;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(rest) = name.strip_prefix(RESERVE_TMP_PREFIX) else {
+                continue;
+            };
+            let pid = rest.split('-').next().unwrap_or("");
+            let alive = !pid.is_empty() && Path::new("/proc").join(pid).exists();
+            if !alive {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+        Ok(())
     }
 
     /// `last_reserved_ip.<range>`, if present and an IP. Anything else

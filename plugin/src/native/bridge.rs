@@ -34,17 +34,14 @@ pub fn stable_mac(name: &str) -> [u8; 6] {
 /// Makes sure the bridge exists, is up and carries `gateways` (one per
 /// address family, `gw/prefix`). Callers hold the node lock.
 ///
-/// `node_setup` (forwarding, masquerade: one nft exec) runs only when the
-/// bridge is created or a gateway address is (re)assigned, and *before* the
-/// address: a crash in between leaves the address missing, so the next ADD
-/// runs the setup again. A steady-state ADD pays for none of it.
+/// Returns the bridge and whether it was created or (re)addressed, which
+/// tells the caller the node-wide setup must be redone.
 pub fn ensure(
     nl: &mut Netlink,
     conf: &NativeConf,
     gateways: &[IpNet],
     store: &Store,
-    node_setup: &mut dyn FnMut() -> Result<(), CniError>,
-) -> Result<Link, CniError> {
+) -> Result<(Link, bool), CniError> {
     let mut created = false;
     let name = &conf.bridge;
     let link = match nl
@@ -90,9 +87,7 @@ pub fn ensure(
     } else {
         Vec::new()
     };
-    if created || !missing.is_empty() {
-        node_setup()?;
-    }
+    let changed = created || !missing.is_empty();
     for gw in missing {
         replace_address(nl, &link, &addrs, gw, conf.force_address, store)?;
     }
@@ -100,7 +95,7 @@ pub fn ensure(
         nl.set_up(link.index)
             .map_err(|e| kernel(&format!("set {name} up"), e))?;
     }
-    Ok(link)
+    Ok((link, changed))
 }
 
 /// Adds the missing `gw` to the bridge, replacing a stale address of the

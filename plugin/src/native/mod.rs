@@ -18,6 +18,7 @@
 
 pub mod bridge;
 pub mod conf;
+mod node;
 pub mod pod;
 
 use crate::add::load_subnet_env;
@@ -137,9 +138,9 @@ pub fn add(ctx: &Ctx, rec: &mut Record) -> Result<CniResult, CniError> {
     let mut nl = Netlink::open().map_err(|e| kernel("open netlink", e))?;
     let bridge = {
         let _lock = node_lock(ctx)?;
-        bridge::ensure(&mut nl, &nconf, &gateways, &ctx.store, &mut || {
-            node_setup(ctx, &nconf)
-        })?
+        let (bridge, changed) = bridge::ensure(&mut nl, &nconf, &gateways, &ctx.store)?;
+        node::ensure_setup(ctx, &nconf, changed)?;
+        bridge
     };
     let host = pod::create_veth(
         &mut nl,
@@ -183,29 +184,6 @@ fn open_pod_netns(path: &str) -> Result<Netns, CniError> {
             format!("CNI_NETNS {path:?} is not a usable network namespace: {e}"),
         )
     })
-}
-
-/// Node-wide settings: forwarding and the subnet's masquerade rule set.
-fn node_setup(ctx: &Ctx, nconf: &NativeConf) -> Result<(), CniError> {
-    let node = Netns::current().map_err(|e| kernel("open node netns", e))?;
-    if nconf.is_gateway {
-        for r in &nconf.ranges {
-            let key = if r.subnet.addr().is_ipv4() {
-                "net/ipv4/ip_forward"
-            } else {
-                "net/ipv6/conf/all/forwarding"
-            };
-            netkit::sysctl::set_in(&node, key, "1").map_err(|e| kernel("enable forwarding", e))?;
-        }
-    }
-    if nconf.ip_masq {
-        let cluster: Vec<IpNet> = nconf.routes.iter().map(|r| r.dst).collect();
-        for r in &nconf.ranges {
-            firewall::ensure_node_masquerade(&ctx.conf.net.name, r.subnet, &cluster)
-                .map_err(|e| kernel("install masquerade", e))?;
-        }
-    }
-    Ok(())
 }
 
 /// Parses recorded/runtime port mappings (`{hostPort, containerPort,
