@@ -10,7 +10,6 @@ mod validate;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -18,7 +17,7 @@ use std::path::{Path, PathBuf};
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
-pub use units::{CpuSet, Cpus, MemorySize};
+pub use units::{CpuSet, Cpus, MemorySize, CFS_PERIOD_US};
 
 /// A problem with the spec, located by its field path.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -300,8 +299,9 @@ fn path_error<E: fmt::Display>(e: serde_path_to_error::Error<E>) -> SpecError {
     SpecError::new(path, msg)
 }
 
-/// Ordered env as a map, last one wins (for tests and lookups).
-pub fn env_map(env: &Env) -> BTreeMap<&str, &str> {
+/// Ordered env as a map, last one wins (for tests).
+#[cfg(test)]
+pub fn env_map(env: &Env) -> std::collections::BTreeMap<&str, &str> {
     env.0
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))

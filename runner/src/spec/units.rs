@@ -101,7 +101,7 @@ pub const CFS_PERIOD_US: u64 = 100_000;
 impl Cpus {
     fn check(v: f64) -> Result<Cpus, String> {
         // The kernel's minimum quota is 1 ms (1000 µs) per period.
-        if !v.is_finite() || v < 0.01 || v > 4096.0 {
+        if !v.is_finite() || !(0.01..=4096.0).contains(&v) {
             return Err(format!("{v} is not a CPU count between 0.01 and 4096"));
         }
         Ok(Cpus(v))

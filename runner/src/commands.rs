@@ -1,0 +1,237 @@
+//! The commands other than `run`: ps, logs, exec, stop, rm, check, gc.
+
+use std::fs;
+use std::io::Write;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+
+use crate::pod::Ctx;
+use crate::state::PodRecord;
+use crate::teardown;
+
+fn record(ctx: &Ctx, pod: &str) -> Result<PodRecord> {
+    ctx.store
+        .load(pod)?
+        .ok_or_else(|| anyhow!("no pod {pod:?} in {}", ctx.store.root.display()))
+}
+
+/// State of one container for `ps`: `running`, `exited`, `oomkilled`,
+/// `created` or `missing`, plus the exit code when it ended.
+async fn container_state(ctx: &Ctx, rec: &PodRecord, i: usize) -> Result<(String, String)> {
+    let id = &rec.container_ids[i];
+    let oom = crate::cgroup::oom_kills(&ctx.cgroups_path(id)).unwrap_or(0) > 0;
+    match ctx.ctrd.task_state(id, "").await? {
+        Some(s) if s.running => Ok(("running".into(), "-".into())),
+        Some(s) => {
+            let state = if oom { "oomkilled" } else { "exited" };
+            Ok((state.into(), s.exit_status.to_string()))
+        }
+        None => {
+            let exits = teardown::load_exits(ctx, &rec.spec.name);
+            match exits.get(&rec.spec.containers[i].name) {
+                Some(e) if e.oom_killed => Ok(("oomkilled".into(), e.code.to_string())),
+                Some(e) => Ok(("exited".into(), e.code.to_string())),
+                None if ctx.ctrd.container_exists(id).await? => Ok(("created".into(), "-".into())),
+                None => Ok(("missing".into(), "-".into())),
+            }
+        }
+    }
+}
+
+/// `podrun ps`: one line per container.
+pub async fn ps(ctx: &Ctx) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "POD\tPHASE\tIP\tCONTAINER\tSTATE\tEXIT")?;
+    for pod in ctx.store.pods()? {
+        let Some(rec) = ctx.store.load(&pod)? else {
+            continue;
+        };
+        let ip = rec.ip.clone().unwrap_or_else(|| "-".into());
+        for (i, c) in rec.spec.containers.iter().enumerate() {
+            let (state, exit) = container_state(ctx, &rec, i).await?;
+            writeln!(
+                out,
+                "{pod}\t{}\t{ip}\t{}\t{state}\t{exit}",
+                rec.phase, c.name
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// `podrun logs POD [CONTAINER]`: stdout to stdout, stderr to stderr.
+pub fn logs(ctx: &Ctx, pod: &str, container: Option<&str>) -> Result<()> {
+    let rec = record(ctx, pod)?;
+    let names: Vec<&str> = match container {
+        Some(c) => {
+            if !rec.spec.containers.iter().any(|x| x.name == c) {
+                bail!("pod {pod:?} has no container {c:?}");
+            }
+            vec![c]
+        }
+        None => rec
+            .spec
+            .containers
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect(),
+    };
+    for name in names {
+        let read = |s: &str| fs::read(ctx.store.log_path(pod, name, s)).unwrap_or_default();
+        std::io::stdout().write_all(&read("stdout"))?;
+        std::io::stderr().write_all(&read("stderr"))?;
+    }
+    Ok(())
+}
+
+/// `podrun exec POD CONTAINER -- CMD...`: runs CMD with the container's
+/// env and cwd; prints its output; returns its exit code.
+pub async fn exec(ctx: &Ctx, pod: &str, container: &str, cmd: &[String]) -> Result<i32> {
+    let rec = record(ctx, pod)?;
+    let i = rec
+        .spec
+        .containers
+        .iter()
+        .position(|c| c.name == container)
+        .ok_or_else(|| anyhow!("pod {pod:?} has no container {container:?}"))?;
+    let id = &rec.container_ids[i];
+    match ctx.ctrd.task_state(id, "").await? {
+        Some(s) if s.running => {}
+        _ => bail!("container {container:?} of pod {pod:?} is not running"),
+    }
+    let spec = ctx.ctrd.container_spec(id).await?;
+    let env: Vec<String> = spec["process"]["env"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    let cwd = spec["process"]["cwd"].as_str().unwrap_or("/").to_string();
+    let exec_id = format!("exec-{}-{}", std::process::id(), crate::state::now());
+    let dir = ctx.store.pod_dir(pod).join("exec");
+    fs::create_dir_all(&dir)?;
+    let (o, e) = (
+        dir.join(format!("{exec_id}.out")),
+        dir.join(format!("{exec_id}.err")),
+    );
+    let process = crate::oci::exec_process(cmd, env, &cwd);
+    ctx.ctrd.exec(id, &exec_id, &process, &o, &e).await?;
+    let result = run_exec(ctx, id, &exec_id).await;
+    let _ = ctx.ctrd.delete_process(id, &exec_id).await;
+    std::io::stdout().write_all(&fs::read(&o).unwrap_or_default())?;
+    std::io::stderr().write_all(&fs::read(&e).unwrap_or_default())?;
+    let _ = fs::remove_file(&o);
+    let _ = fs::remove_file(&e);
+    result
+}
+
+async fn run_exec(ctx: &Ctx, id: &str, exec_id: &str) -> Result<i32> {
+    ctx.ctrd.start(id, exec_id).await?;
+    loop {
+        match ctx.ctrd.task_state(id, exec_id).await? {
+            Some(s) if s.running => tokio::time::sleep(Duration::from_millis(50)).await,
+            Some(s) => return Ok(s.exit_status as i32),
+            None => bail!("exec {exec_id} vanished"),
+        }
+    }
+}
+
+/// `podrun stop POD`.
+pub async fn stop(ctx: &Ctx, pod: &str, grace: u64) -> Result<()> {
+    let Some(mut rec) = ctx.store.load(pod)? else {
+        return Ok(());
+    };
+    teardown::stop(ctx, &rec, grace).await?;
+    rec.phase = "stopped".into();
+    ctx.store.save(&rec)
+}
+
+/// `podrun rm POD`: a pod without a record is already gone.
+pub async fn rm(ctx: &Ctx, pod: &str, grace: u64) -> Result<()> {
+    match ctx.store.load(pod)? {
+        Some(rec) => teardown::remove(ctx, &rec, grace).await,
+        None => Ok(()),
+    }
+}
+
+/// `podrun check POD`.
+pub fn check(ctx: &Ctx, pod: &str) -> Result<()> {
+    let rec = record(ctx, pod)?;
+    let net = ctx.network(Some(&rec.network))?;
+    net.check(&ctx.attachment(&rec, true))
+        .with_context(|| format!("check pod {pod:?}"))
+}
+
+/// `podrun gc`: CNI GC of every network in use (and the default one),
+/// keeping the attachments of the pods that have a record.
+pub fn gc(ctx: &Ctx) -> Result<()> {
+    let mut keep: Vec<(String, String)> = Vec::new();
+    for pod in ctx.store.pods()? {
+        if let Some(rec) = ctx.store.load(&pod)? {
+            if rec.phase != "stopped" {
+                keep.push((rec.network.clone(), rec.sandbox_id.clone()));
+            }
+        }
+    }
+    let mut nets: Vec<String> = keep.iter().map(|(n, _)| n.clone()).collect();
+    if let Ok(default) = ctx.network(None) {
+        nets.push(default.list.name.clone());
+    }
+    nets.sort();
+    nets.dedup();
+    for name in nets {
+        let net = ctx.network(Some(&name))?;
+        let ids: Vec<String> = keep
+            .iter()
+            .filter(|(n, _)| *n == name)
+            .map(|(_, id)| id.clone())
+            .collect();
+        net.gc(&ids)?;
+    }
+    Ok(())
+}
+
+/// `run --attach`: stream the containers' logs until every task ended.
+pub async fn attach(ctx: &Ctx, rec: &PodRecord) -> Result<i32> {
+    let pod = &rec.spec.name;
+    let mut offsets = vec![(0u64, 0u64); rec.spec.containers.len()];
+    loop {
+        let mut running = false;
+        for (i, c) in rec.spec.containers.iter().enumerate() {
+            if matches!(ctx.ctrd.task_state(&rec.container_ids[i], "").await?, Some(s) if s.running)
+            {
+                running = true;
+            }
+            let (o, e) = &mut offsets[i];
+            copy_new(
+                &ctx.store.log_path(pod, &c.name, "stdout"),
+                o,
+                &mut std::io::stdout(),
+            )?;
+            copy_new(
+                &ctx.store.log_path(pod, &c.name, "stderr"),
+                e,
+                &mut std::io::stderr(),
+            )?;
+        }
+        if !running {
+            return Ok(0);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn copy_new(path: &std::path::Path, offset: &mut u64, out: &mut impl Write) -> Result<()> {
+    let Ok(data) = fs::read(path) else {
+        return Ok(());
+    };
+    if (data.len() as u64) > *offset {
+        out.write_all(&data[*offset as usize..])?;
+        out.flush()?;
+        *offset = data.len() as u64;
+    }
+    Ok(())
+}

@@ -1,0 +1,371 @@
+//! containerd over its gRPC API: one method per call podrun makes, every
+//! request tagged with podrun's containerd namespace. A missing object is
+//! `Ok(None)`/`Ok(false)` wherever cleanup must be idempotent.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use containerd_client::services::v1::container::Runtime;
+use containerd_client::services::v1::containers_client::ContainersClient;
+use containerd_client::services::v1::content_client::ContentClient;
+use containerd_client::services::v1::images_client::ImagesClient;
+use containerd_client::services::v1::snapshots::snapshots_client::SnapshotsClient;
+use containerd_client::services::v1::snapshots::{
+    PrepareSnapshotRequest, RemoveSnapshotRequest, StatSnapshotRequest,
+};
+use containerd_client::services::v1::tasks_client::TasksClient;
+use containerd_client::services::v1::{
+    Container, CreateContainerRequest, CreateTaskRequest, DeleteContainerRequest,
+    DeleteProcessRequest, DeleteTaskRequest, ExecProcessRequest, GetContainerRequest,
+    GetImageRequest, GetRequest, KillRequest, ReadContentRequest, StartRequest,
+};
+use containerd_client::tonic::transport::Channel;
+use containerd_client::tonic::{Code, Request, Status};
+use containerd_client::types::v1::Process;
+use containerd_client::types::Mount;
+use prost_types::Any;
+
+/// OCI runtime spec type URLs, as containerd's typeurl registers them.
+const SPEC_TYPE: &str = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
+const PROCESS_TYPE: &str = "types.containerd.io/opencontainers/runtime-spec/1/Process";
+/// The runc shim v2, the runtime ctr and CRI use by default.
+pub const RUNTIME: &str = "io.containerd.runc.v2";
+
+/// A connection plus the namespace every request is made in.
+#[derive(Clone)]
+pub struct Ctrd {
+    ch: Channel,
+    ns: String,
+    /// Snapshotter for app container rootfs.
+    pub snapshotter: String,
+}
+
+/// The state of a task's init process (or of an exec).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskState {
+    pub pid: u32,
+    pub running: bool,
+    pub exit_status: u32,
+}
+
+fn missing(s: &Status) -> bool {
+    s.code() == Code::NotFound
+}
+
+fn ctx(what: impl std::fmt::Display) -> impl FnOnce(Status) -> anyhow::Error {
+    move |s| anyhow::anyhow!("containerd: {what}: {}", s.message())
+}
+
+impl Ctrd {
+    pub async fn connect(address: &Path, ns: &str, snapshotter: &str) -> Result<Ctrd> {
+        let ch = containerd_client::connect(address)
+            .await
+            .with_context(|| format!("connect to containerd at {}", address.display()))?;
+        Ok(Ctrd {
+            ch,
+            ns: ns.to_string(),
+            snapshotter: snapshotter.to_string(),
+        })
+    }
+
+    fn req<T>(&self, t: T) -> Request<T> {
+        let mut r = Request::new(t);
+        // The namespace was validated by clap/containerd; an unparsable
+        // value would only fail here, loudly.
+        if let Ok(v) = self.ns.parse() {
+            r.metadata_mut().insert("containerd-namespace", v);
+        }
+        r
+    }
+
+    /// The target descriptor `(media type, digest)` of image `name`.
+    pub async fn image_target(&self, name: &str) -> Result<Option<(String, String)>> {
+        let mut c = ImagesClient::new(self.ch.clone());
+        match c.get(self.req(GetImageRequest { name: name.into() })).await {
+            Ok(r) => {
+                let t = r
+                    .into_inner()
+                    .image
+                    .and_then(|i| i.target)
+                    .context("image without target")?;
+                Ok(Some((t.media_type, t.digest)))
+            }
+            Err(s) if missing(&s) => Ok(None),
+            Err(s) => Err(ctx(format!("get image {name}"))(s)),
+        }
+    }
+
+    /// A whole blob from the content store.
+    pub async fn read_blob(&self, digest: &str) -> Result<Vec<u8>> {
+        let mut c = ContentClient::new(self.ch.clone());
+        let mut stream = c
+            .read(self.req(ReadContentRequest {
+                digest: digest.into(),
+                offset: 0,
+                size: 0,
+            }))
+            .await
+            .map_err(ctx(format!("read blob {digest}")))?
+            .into_inner();
+        let mut out = Vec::new();
+        while let Some(chunk) = stream
+            .message()
+            .await
+            .map_err(ctx(format!("read blob {digest}")))?
+        {
+            out.extend_from_slice(&chunk.data);
+        }
+        Ok(out)
+    }
+
+    pub async fn snapshot_exists(&self, key: &str) -> Result<bool> {
+        let mut c = SnapshotsClient::new(self.ch.clone());
+        let r = StatSnapshotRequest {
+            snapshotter: self.snapshotter.clone(),
+            key: key.into(),
+        };
+        match c.stat(self.req(r)).await {
+            Ok(_) => Ok(true),
+            Err(s) if missing(&s) => Ok(false),
+            Err(s) => Err(ctx(format!("stat snapshot {key}"))(s)),
+        }
+    }
+
+    /// An active snapshot `key` on top of committed `parent`; its mounts.
+    pub async fn prepare_snapshot(&self, key: &str, parent: &str) -> Result<Vec<Mount>> {
+        let mut c = SnapshotsClient::new(self.ch.clone());
+        let r = PrepareSnapshotRequest {
+            snapshotter: self.snapshotter.clone(),
+            key: key.into(),
+            parent: parent.into(),
+            labels: HashMap::new(),
+        };
+        Ok(c.prepare(self.req(r))
+            .await
+            .map_err(ctx(format!("prepare snapshot {key}")))?
+            .into_inner()
+            .mounts)
+    }
+
+    pub async fn remove_snapshot(&self, key: &str) -> Result<()> {
+        let mut c = SnapshotsClient::new(self.ch.clone());
+        let r = RemoveSnapshotRequest {
+            snapshotter: self.snapshotter.clone(),
+            key: key.into(),
+        };
+        match c.remove(self.req(r)).await {
+            Ok(_) => Ok(()),
+            Err(s) if missing(&s) => Ok(()),
+            Err(s) => Err(ctx(format!("remove snapshot {key}"))(s)),
+        }
+    }
+
+    /// A container record. `snapshot_key` empty means a rootfs podrun
+    /// mounts itself (the pause container).
+    pub async fn create_container(
+        &self,
+        id: &str,
+        image: &str,
+        spec: &serde_json::Value,
+        snapshot_key: &str,
+        labels: HashMap<String, String>,
+    ) -> Result<()> {
+        let mut c = ContainersClient::new(self.ch.clone());
+        let container = Container {
+            id: id.into(),
+            labels,
+            image: image.into(),
+            runtime: Some(Runtime {
+                name: RUNTIME.into(),
+                options: None,
+            }),
+            spec: Some(Any {
+                type_url: SPEC_TYPE.into(),
+                value: serde_json::to_vec(spec)?,
+            }),
+            snapshotter: if snapshot_key.is_empty() {
+                String::new()
+            } else {
+                self.snapshotter.clone()
+            },
+            snapshot_key: snapshot_key.into(),
+            ..Default::default()
+        };
+        c.create(self.req(CreateContainerRequest {
+            container: Some(container),
+        }))
+        .await
+        .map_err(ctx(format!("create container {id}")))?;
+        Ok(())
+    }
+
+    pub async fn container_exists(&self, id: &str) -> Result<bool> {
+        let mut c = ContainersClient::new(self.ch.clone());
+        match c.get(self.req(GetContainerRequest { id: id.into() })).await {
+            Ok(_) => Ok(true),
+            Err(s) if missing(&s) => Ok(false),
+            Err(s) => Err(ctx(format!("get container {id}"))(s)),
+        }
+    }
+
+    /// The OCI spec stored with container `id`.
+    pub async fn container_spec(&self, id: &str) -> Result<serde_json::Value> {
+        let mut c = ContainersClient::new(self.ch.clone());
+        let r = c
+            .get(self.req(GetContainerRequest { id: id.into() }))
+            .await
+            .map_err(ctx(format!("get container {id}")))?;
+        let spec = r
+            .into_inner()
+            .container
+            .and_then(|c| c.spec)
+            .context("container has no spec")?;
+        Ok(serde_json::from_slice(&spec.value)?)
+    }
+
+    pub async fn delete_container(&self, id: &str) -> Result<()> {
+        let mut c = ContainersClient::new(self.ch.clone());
+        match c
+            .delete(self.req(DeleteContainerRequest { id: id.into() }))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(s) if missing(&s) => Ok(()),
+            Err(s) => Err(ctx(format!("delete container {id}"))(s)),
+        }
+    }
+
+    /// Creates the task (runc create) with stdout/stderr appended to files
+    /// by the shim (`file://` IO); returns its init pid.
+    pub async fn create_task(
+        &self,
+        id: &str,
+        rootfs: Vec<Mount>,
+        stdout: &Path,
+        stderr: &Path,
+    ) -> Result<u32> {
+        let mut c = TasksClient::new(self.ch.clone());
+        let r = CreateTaskRequest {
+            container_id: id.into(),
+            rootfs,
+            stdout: file_uri(stdout),
+            stderr: file_uri(stderr),
+            ..Default::default()
+        };
+        Ok(c.create(self.req(r))
+            .await
+            .map_err(ctx(format!("create task {id}")))?
+            .into_inner()
+            .pid)
+    }
+
+    pub async fn start(&self, id: &str, exec_id: &str) -> Result<u32> {
+        let mut c = TasksClient::new(self.ch.clone());
+        let r = StartRequest {
+            container_id: id.into(),
+            exec_id: exec_id.into(),
+        };
+        Ok(c.start(self.req(r))
+            .await
+            .map_err(ctx(format!("start {id} {exec_id}")))?
+            .into_inner()
+            .pid)
+    }
+
+    /// The task's (or exec's) process state, `None` without a task.
+    pub async fn task_state(&self, id: &str, exec_id: &str) -> Result<Option<TaskState>> {
+        let mut c = TasksClient::new(self.ch.clone());
+        let r = GetRequest {
+            container_id: id.into(),
+            exec_id: exec_id.into(),
+        };
+        match c.get(self.req(r)).await {
+            Ok(r) => Ok(r.into_inner().process.map(|p: Process| TaskState {
+                pid: p.pid,
+                running: p.status != containerd_client::types::v1::Status::Stopped as i32,
+                exit_status: p.exit_status,
+            })),
+            Err(s) if missing(&s) => Ok(None),
+            Err(s) => Err(ctx(format!("get task {id}"))(s)),
+        }
+    }
+
+    /// Signals the task (every process in it with `all`). A task that is
+    /// gone or already stopped is fine.
+    pub async fn kill(&self, id: &str, signal: i32, all: bool) -> Result<()> {
+        let mut c = TasksClient::new(self.ch.clone());
+        let r = KillRequest {
+            container_id: id.into(),
+            exec_id: String::new(),
+            signal: signal as u32,
+            all,
+        };
+        match c.kill(self.req(r)).await {
+            Ok(_) => Ok(()),
+            Err(s) if missing(&s) || s.code() == Code::FailedPrecondition => Ok(()),
+            // runc reports a dead init as "process already finished".
+            Err(s) if s.message().contains("finished") => Ok(()),
+            Err(s) => Err(ctx(format!("kill task {id}"))(s)),
+        }
+    }
+
+    /// Deletes a stopped task; returns its exit status if it had one.
+    pub async fn delete_task(&self, id: &str) -> Result<Option<u32>> {
+        let mut c = TasksClient::new(self.ch.clone());
+        let r = DeleteTaskRequest {
+            container_id: id.into(),
+        };
+        match c.delete(self.req(r)).await {
+            Ok(r) => Ok(Some(r.into_inner().exit_status)),
+            Err(s) if missing(&s) => Ok(None),
+            Err(s) => Err(ctx(format!("delete task {id}"))(s)),
+        }
+    }
+
+    /// Adds an exec process (not started) to a running task.
+    pub async fn exec(
+        &self,
+        id: &str,
+        exec_id: &str,
+        process: &serde_json::Value,
+        stdout: &Path,
+        stderr: &Path,
+    ) -> Result<()> {
+        let mut c = TasksClient::new(self.ch.clone());
+        let r = ExecProcessRequest {
+            container_id: id.into(),
+            stdin: String::new(),
+            stdout: file_uri(stdout),
+            stderr: file_uri(stderr),
+            terminal: false,
+            spec: Some(Any {
+                type_url: PROCESS_TYPE.into(),
+                value: serde_json::to_vec(process)?,
+            }),
+            exec_id: exec_id.into(),
+        };
+        c.exec(self.req(r))
+            .await
+            .map_err(ctx(format!("exec in {id}")))?;
+        Ok(())
+    }
+
+    pub async fn delete_process(&self, id: &str, exec_id: &str) -> Result<()> {
+        let mut c = TasksClient::new(self.ch.clone());
+        let r = DeleteProcessRequest {
+            container_id: id.into(),
+            exec_id: exec_id.into(),
+        };
+        match c.delete_process(self.req(r)).await {
+            Ok(_) => Ok(()),
+            Err(s) if missing(&s) => Ok(()),
+            Err(s) => Err(ctx(format!("delete exec {exec_id} in {id}"))(s)),
+        }
+    }
+}
+
+/// The shim's `file` IO scheme: it appends the stream to that file.
+fn file_uri(p: &Path) -> String {
+    format!("file://{}", p.display())
+}

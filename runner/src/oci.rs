@@ -1,0 +1,371 @@
+//! OCI runtime specs (opencontainers/runtime-spec `config.md`,
+//! `config-linux.md`) for the pause container and the app containers,
+//! with the defaults containerd's `oci.WithDefaultSpec` uses.
+
+use std::path::Path;
+
+use anyhow::{bail, Result};
+use serde_json::{json, Value};
+
+use crate::cgroup;
+use crate::image::ImageInfo;
+use crate::spec::{ContainerSpec, Resources};
+
+const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Capabilities of a default container (containerd/docker default set).
+const CAPS: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+/// Namespaces a container joins by path; the others are new.
+pub struct Namespaces<'a> {
+    pub network: &'a str,
+    /// IPC and UTS of the pause container, `None` for the pause itself.
+    pub ipc: Option<&'a str>,
+    pub uts: Option<&'a str>,
+}
+
+/// Files bind-mounted at `/etc/{resolv.conf,hosts,hostname}`.
+pub struct EtcFiles<'a> {
+    pub dir: &'a Path,
+}
+
+fn process(args: Vec<String>, env: Vec<String>, cwd: &str) -> Value {
+    json!({
+        "terminal": false,
+        "user": {"uid": 0, "gid": 0},
+        "args": args,
+        "env": env,
+        "cwd": if cwd.is_empty() { "/" } else { cwd },
+        "capabilities": {
+            "bounding": CAPS, "effective": CAPS, "permitted": CAPS,
+        },
+        "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+        "noNewPrivileges": true,
+    })
+}
+
+/// The mounts every container gets (containerd's defaults plus a
+/// read-only cgroup view).
+fn default_mounts() -> Vec<Value> {
+    let m = |dst: &str, typ: &str, src: &str, opts: &[&str]| json!({"destination": dst, "type": typ, "source": src, "options": opts});
+    vec![
+        m("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
+        m(
+            "/dev",
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        ),
+        m(
+            "/dev/pts",
+            "devpts",
+            "devpts",
+            &[
+                "nosuid",
+                "noexec",
+                "newinstance",
+                "ptmxmode=0666",
+                "mode=0620",
+                "gid=5",
+            ],
+        ),
+        m(
+            "/dev/shm",
+            "tmpfs",
+            "shm",
+            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+        ),
+        m(
+            "/dev/mqueue",
+            "mqueue",
+            "mqueue",
+            &["nosuid", "noexec", "nodev"],
+        ),
+        m(
+            "/sys",
+            "sysfs",
+            "sysfs",
+            &["nosuid", "noexec", "nodev", "ro"],
+        ),
+        m(
+            "/sys/fs/cgroup",
+            "cgroup",
+            "cgroup",
+            &["nosuid", "noexec", "nodev", "relatime", "ro"],
+        ),
+    ]
+}
+
+/// A bind mount: it needs both `type: bind` and the `rbind` option, or
+/// runc fails with "no such device" (seed notes).
+fn bind(src: &Path, dst: &Path, read_only: bool) -> Value {
+    let opts = ["rbind", if read_only { "ro" } else { "rw" }, "rprivate"];
+    json!({"destination": dst, "type": "bind", "source": src, "options": opts})
+}
+
+fn namespaces(ns: &Namespaces) -> Vec<Value> {
+    let join = |t: &str, p: Option<&str>| match p {
+        Some(path) => json!({"type": t, "path": path}),
+        None => json!({"type": t}),
+    };
+    vec![
+        json!({"type": "pid"}),
+        json!({"type": "mount"}),
+        join("network", Some(ns.network)),
+        join("ipc", ns.ipc),
+        join("uts", ns.uts),
+    ]
+}
+
+/// `linux.resources`: memory (swap off, so the limit OOM-kills), CFS
+/// quota/period, cpuset and shares. runc maps them to cgroup v1 files or
+/// to v2 (`memory.max`, `cpu.max`, `cpuset.cpus`, `cpu.weight`).
+fn resources(r: &Resources) -> Value {
+    let mut res = json!({"devices": [{"allow": false, "access": "rwm"}]});
+    if let Some(m) = r.memory {
+        res["memory"] = json!({"limit": m.0});
+        if cgroup::swap_limit_supported() {
+            res["memory"]["swap"] = json!(m.0);
+        }
+    }
+    let mut cpu = serde_json::Map::new();
+    if let Some(c) = r.cpus {
+        cpu.insert("quota".into(), json!(c.quota_us()));
+        cpu.insert("period".into(), json!(crate::spec::CFS_PERIOD_US));
+    }
+    if let Some(s) = &r.cpuset {
+        cpu.insert("cpus".into(), json!(s.to_string()));
+    }
+    if let Some(s) = r.cpu_shares {
+        cpu.insert("shares".into(), json!(s));
+    }
+    if !cpu.is_empty() {
+        res["cpu"] = Value::Object(cpu);
+    }
+    res
+}
+
+fn base(process: Value, mounts: Vec<Value>, linux: Value, hostname: Option<&str>) -> Value {
+    let mut spec = json!({
+        "ociVersion": "1.0.2-dev",
+        "process": process,
+        "root": {"path": "rootfs", "readonly": false},
+        "mounts": mounts,
+        "linux": linux,
+    });
+    if let Some(h) = hostname {
+        spec["hostname"] = json!(h);
+    }
+    spec
+}
+
+fn linux(cgroups_path: &str, ns: &Namespaces, res: Value) -> Value {
+    json!({
+        "cgroupsPath": cgroups_path,
+        "namespaces": namespaces(ns),
+        "resources": res,
+        "maskedPaths": [
+            "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys",
+            "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
+            "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
+        ],
+        "readonlyPaths": [
+            "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
+        ],
+    })
+}
+
+/// The pause container: `/pause` in a read-only rootfs, in the pod netns,
+/// owning the pod's IPC and UTS namespaces and its hostname.
+pub fn pause_spec(cgroups_path: &str, netns: &str, hostname: &str) -> Value {
+    let ns = Namespaces {
+        network: netns,
+        ipc: None,
+        uts: None,
+    };
+    let mut s = base(
+        process(vec!["/pause".into()], vec![DEFAULT_PATH.into()], "/"),
+        default_mounts(),
+        linux(
+            cgroups_path,
+            &ns,
+            json!({"devices": [{"allow": false, "access": "rwm"}]}),
+        ),
+        Some(hostname),
+    );
+    s["root"]["readonly"] = json!(true);
+    s
+}
+
+/// argv from the spec's command/args and the image's Entrypoint/Cmd, with
+/// Kubernetes' rules: `command` replaces Entrypoint and drops Cmd, `args`
+/// replaces Cmd.
+pub fn argv(c: &ContainerSpec, img: &ImageInfo) -> Result<Vec<String>> {
+    let (entry, cmd) = match (&c.command, &c.args) {
+        (Some(command), Some(args)) => (command.clone(), args.clone()),
+        (Some(command), None) => (command.clone(), Vec::new()),
+        (None, Some(args)) => (img.entrypoint.clone(), args.clone()),
+        (None, None) => (img.entrypoint.clone(), img.cmd.clone()),
+    };
+    let out: Vec<String> = entry.into_iter().chain(cmd).collect();
+    if out.is_empty() {
+        bail!("no command: the image has no Entrypoint or Cmd and the spec sets none");
+    }
+    Ok(out)
+}
+
+/// Image env overridden by the spec's, in order; PATH defaulted.
+pub fn env(c: &ContainerSpec, img: &ImageInfo, hostname: &str) -> Vec<String> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    let mut set = |k: &str, v: &str| match out.iter_mut().find(|(ok, _)| ok == k) {
+        Some(e) => e.1 = v.to_string(),
+        None => out.push((k.to_string(), v.to_string())),
+    };
+    if let Some(p) = DEFAULT_PATH.strip_prefix("PATH=") {
+        set("PATH", p);
+    }
+    set("HOSTNAME", hostname);
+    for e in &img.env {
+        if let Some((k, v)) = e.split_once('=') {
+            set(k, v);
+        }
+    }
+    for (k, v) in &c.env.0 {
+        set(k, v);
+    }
+    out.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
+}
+
+/// An app container: joins the pause container's net, IPC and UTS
+/// namespaces, keeps its own mount and PID namespaces.
+pub fn container_spec(
+    c: &ContainerSpec,
+    img: &ImageInfo,
+    cgroups_path: &str,
+    ns: &Namespaces,
+    etc: &EtcFiles,
+    hostname: &str,
+) -> Result<Value> {
+    let cwd = c
+        .working_dir
+        .clone()
+        .unwrap_or_else(|| img.working_dir.clone());
+    let mut mounts = default_mounts();
+    for f in ["resolv.conf", "hosts", "hostname"] {
+        mounts.push(bind(&etc.dir.join(f), &Path::new("/etc").join(f), false));
+    }
+    for m in &c.mounts {
+        mounts.push(bind(&m.host_path, &m.container_path, m.read_only));
+    }
+    Ok(base(
+        process(argv(c, img)?, env(c, img, hostname), &cwd),
+        mounts,
+        linux(cgroups_path, ns, resources(&c.resources)),
+        None,
+    ))
+}
+
+/// An exec'd process in an app container.
+pub fn exec_process(args: &[String], env: Vec<String>, cwd: &str) -> Value {
+    process(args.to_vec(), env, cwd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::PodSpec;
+
+    fn pod(doc: &str) -> PodSpec {
+        PodSpec::from_yaml(doc).unwrap()
+    }
+
+    fn img() -> ImageInfo {
+        ImageInfo {
+            entrypoint: vec!["/entry".into()],
+            cmd: vec!["cmd1".into()],
+            env: vec!["A=img".into(), "B=img".into()],
+            working_dir: "/img".into(),
+            chain_id: "sha256:x".into(),
+        }
+    }
+
+    #[test]
+    fn entrypoint_cmd_semantics() {
+        let base = "name: p\ncontainers:\n  - name: c\n    image: i\n";
+        let cases = [
+            ("", vec!["/entry", "cmd1"]),
+            ("    args: [x]\n", vec!["/entry", "x"]),
+            ("    command: [/bin/sh]\n", vec!["/bin/sh"]),
+            (
+                "    command: [/bin/sh]\n    args: [-c, id]\n",
+                vec!["/bin/sh", "-c", "id"],
+            ),
+        ];
+        for (extra, want) in cases {
+            let p = pod(&format!("{base}{extra}"));
+            assert_eq!(argv(&p.containers[0], &img()).unwrap(), want, "{extra}");
+        }
+        let p = pod(base);
+        assert!(argv(&p.containers[0], &ImageInfo::default()).is_err());
+    }
+
+    #[test]
+    fn env_and_resources() {
+        let p = pod(
+            "name: p\ncontainers:\n  - name: c\n    image: i\n    env: {B: spec, C: x}\n    \
+             workingDir: /w\n    mounts:\n      - {hostPath: /h, containerPath: /c, readOnly: true}\n    \
+             resources: {memory: 64Mi, cpus: 1.5, cpuset: '0', cpuShares: 100}\n",
+        );
+        let c = &p.containers[0];
+        let e = env(c, &img(), "p");
+        assert!(e.contains(&"A=img".to_string()));
+        assert!(e.contains(&"B=spec".to_string()));
+        assert!(e.contains(&"C=x".to_string()));
+        assert!(e.contains(&"HOSTNAME=p".to_string()));
+        let ns = Namespaces {
+            network: "/proc/1/ns/net",
+            ipc: Some("/proc/1/ns/ipc"),
+            uts: Some("/proc/1/ns/uts"),
+        };
+        let etc = EtcFiles {
+            dir: Path::new("/state/etc"),
+        };
+        let s = container_spec(c, &img(), "/netboot/x", &ns, &etc, "p").unwrap();
+        assert_eq!(s["process"]["cwd"], "/w");
+        let r = &s["linux"]["resources"];
+        assert_eq!(r["memory"]["limit"], 64 << 20);
+        assert_eq!(r["cpu"]["quota"], 150_000);
+        assert_eq!(r["cpu"]["period"], 100_000);
+        assert_eq!(r["cpu"]["cpus"], "0");
+        assert_eq!(r["cpu"]["shares"], 100);
+        let mounts = s["mounts"].as_array().unwrap();
+        let ro = mounts.iter().find(|m| m["destination"] == "/c").unwrap();
+        assert_eq!(ro["type"], "bind");
+        assert_eq!(ro["options"], json!(["rbind", "ro", "rprivate"]));
+        assert!(mounts
+            .iter()
+            .any(|m| m["destination"] == "/etc/resolv.conf"));
+        let nss = s["linux"]["namespaces"].as_array().unwrap();
+        assert!(nss.contains(&json!({"type": "network", "path": "/proc/1/ns/net"})));
+        assert!(nss.contains(&json!({"type": "pid"})));
+        assert!(
+            s.get("hostname").is_none(),
+            "hostname comes from the shared UTS ns"
+        );
+    }
+}

@@ -1,0 +1,238 @@
+//! `podrun run`: validate, record, then create netns → pause → CNI ADD →
+//! /etc files → containers; on any failure undo what was done.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use containerd_client::types::Mount;
+
+use crate::cli::Global;
+use crate::ctrd::Ctrd;
+use crate::image::{self, ImageInfo};
+use crate::network::{Attachment, Network};
+use crate::oci;
+use crate::spec::{PodSpec, SpecError};
+use crate::state::{now, PodRecord, Store};
+use crate::teardown;
+
+/// Everything a command needs.
+pub struct Ctx {
+    pub g: Global,
+    pub store: Store,
+    pub ctrd: Ctrd,
+}
+
+impl Ctx {
+    pub async fn new(g: Global) -> Result<Ctx> {
+        let store = Store::new(&g.state_dir)?;
+        let ctrd = Ctrd::connect(&g.address, &g.namespace, "overlayfs").await?;
+        Ok(Ctx { g, store, ctrd })
+    }
+
+    pub fn network(&self, name: Option<&str>) -> Result<Network> {
+        Network::load(
+            &self.g.cni_conf_dir,
+            name,
+            &self.g.cni_bin_dir,
+            &self.g.cni_cache_dir,
+        )
+    }
+
+    pub fn netns_path(&self, pod: &str) -> PathBuf {
+        netkit::netns::named_path(&self.store.netns_name(pod))
+    }
+
+    pub fn cgroups_path(&self, id: &str) -> String {
+        format!("/{}/{id}", self.g.namespace)
+    }
+
+    pub fn attachment(&self, rec: &PodRecord, netns: bool) -> Attachment {
+        let path = self.netns_path(&rec.spec.name);
+        Attachment {
+            container_id: rec.sandbox_id.clone(),
+            netns: if netns && path.exists() {
+                path.display().to_string()
+            } else {
+                String::new()
+            },
+            pod_name: rec.spec.name.clone(),
+            pod_namespace: self.g.namespace.clone(),
+            port_mappings: rec.spec.port_mappings(),
+        }
+    }
+
+    fn pause_bin(&self) -> Result<PathBuf> {
+        if let Some(p) = &self.g.pause_bin {
+            return Ok(p.clone());
+        }
+        let exe = std::env::current_exe()?;
+        Ok(exe.with_file_name("pause"))
+    }
+}
+
+/// Checks against the node: network and plugins, images, host paths.
+async fn preflight(ctx: &Ctx, spec: &PodSpec) -> Result<(Network, Vec<ImageInfo>)> {
+    let net = ctx
+        .network(spec.network.as_deref())
+        .map_err(|e| anyhow::Error::new(SpecError::new("network", format!("{e:#}"))))?;
+    net.check_plugins()?;
+    let mut images = Vec::new();
+    for (i, c) in spec.containers.iter().enumerate() {
+        let at = format!("containers[{i}]");
+        match image::resolve(&ctx.ctrd, &c.image).await {
+            Ok(Some(img)) => images.push(img),
+            Ok(None) => bail!(SpecError::new(
+                format!("{at}.image"),
+                format!(
+                    "image {:?} is not in containerd namespace {:?}",
+                    c.image, ctx.g.namespace
+                )
+            )),
+            Err(e) => bail!(SpecError::new(format!("{at}.image"), format!("{e:#}"))),
+        }
+        for (j, m) in c.mounts.iter().enumerate() {
+            if !m.host_path.exists() {
+                bail!(SpecError::new(
+                    format!("{at}.mounts[{j}].hostPath"),
+                    format!("{} does not exist", m.host_path.display())
+                ));
+            }
+        }
+        oci::argv(c, &images[i])
+            .map_err(|e| SpecError::new(format!("{at}.command"), e.to_string()))?;
+    }
+    Ok((net, images))
+}
+
+/// `podrun run -f FILE`.
+pub async fn run(ctx: &Ctx, file: &Path) -> Result<PodRecord> {
+    let spec = PodSpec::load(file)?;
+    let pod = spec.name.clone();
+    if ctx.store.load(&pod)?.is_some() {
+        bail!("pod {pod:?} already exists (podrun rm {pod})");
+    }
+    let pause_bin = ctx.pause_bin()?;
+    crate::etc::is_static_elf(&pause_bin)
+        .with_context(|| format!("pause binary {}", pause_bin.display()))?;
+    let (net, images) = preflight(ctx, &spec).await?;
+    let mut rec = PodRecord {
+        network: net.list.name.clone(),
+        sandbox_id: ctx.store.sandbox_id(&pod),
+        netns_name: ctx.store.netns_name(&pod),
+        container_ids: spec
+            .containers
+            .iter()
+            .map(|c| ctx.store.container_id(&pod, &c.name))
+            .collect(),
+        ip: None,
+        phase: "creating".into(),
+        created: now(),
+        spec,
+    };
+    // Recorded before anything exists: `rm` can always find what to undo.
+    ctx.store.save(&rec)?;
+    match create(ctx, &mut rec, &net, &images, &pause_bin).await {
+        Ok(()) => {
+            rec.phase = "running".into();
+            ctx.store.save(&rec)?;
+            Ok(rec)
+        }
+        Err(e) => {
+            if let Err(u) = teardown::remove(ctx, &rec, 0).await {
+                eprintln!("podrun: cleanup after failed run: {u:#}");
+            }
+            Err(e.context(format!("run pod {pod:?}")))
+        }
+    }
+}
+
+fn labels(pod: &str, role: &str) -> HashMap<String, String> {
+    HashMap::from([
+        ("io.netboot.podrun.pod".into(), pod.into()),
+        ("io.netboot.podrun.role".into(), role.into()),
+    ])
+}
+
+async fn create(
+    ctx: &Ctx,
+    rec: &mut PodRecord,
+    net: &Network,
+    images: &[ImageInfo],
+    pause_bin: &Path,
+) -> Result<()> {
+    let pod = rec.spec.name.clone();
+    let rootfs = ctx.store.pause_rootfs();
+    crate::etc::install_pause(pause_bin, &rootfs)?;
+    // A leftover netns of ours (crash before any record) is stale.
+    let _ = netkit::delete_named(&rec.netns_name);
+    let netns = netkit::create_named(&rec.netns_name)
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .display()
+        .to_string();
+
+    let sid = rec.sandbox_id.clone();
+    let spec = oci::pause_spec(&ctx.cgroups_path(&sid), &netns, rec.spec.hostname());
+    ctx.ctrd
+        .create_container(&sid, "", &spec, "", labels(&pod, "pause"))
+        .await?;
+    let pause_root = vec![Mount {
+        r#type: "bind".into(),
+        source: rootfs.display().to_string(),
+        target: String::new(),
+        options: vec!["rbind".into(), "ro".into()],
+    }];
+    let log = |c: &str, s: &str| ctx.store.log_path(&pod, c, s);
+    std::fs::create_dir_all(ctx.store.pod_dir(&pod).join("logs"))?;
+    ctx.ctrd
+        .create_task(
+            &sid,
+            pause_root,
+            &log("pause", "stdout"),
+            &log("pause", "stderr"),
+        )
+        .await?;
+    let pause_pid = ctx.ctrd.start(&sid, "").await?;
+
+    let result = net.add(&ctx.attachment(rec, true))?;
+    rec.ip = result.ips.first().map(|i| i.address.addr().to_string());
+    ctx.store.save(rec)?;
+    let etc_dir = ctx.store.etc_dir(&pod);
+    crate::etc::write_etc(
+        &etc_dir,
+        &result.dns,
+        rec.ip.as_deref(),
+        rec.spec.hostname(),
+    )?;
+
+    let ns_of = |t: &str| format!("/proc/{pause_pid}/ns/{t}");
+    let (net_ns, ipc_ns, uts_ns) = (ns_of("net"), ns_of("ipc"), ns_of("uts"));
+    let ns = oci::Namespaces {
+        network: &net_ns,
+        ipc: Some(&ipc_ns),
+        uts: Some(&uts_ns),
+    };
+    let etc = oci::EtcFiles { dir: &etc_dir };
+    for (i, c) in rec.spec.containers.iter().enumerate() {
+        let id = &rec.container_ids[i];
+        let spec = oci::container_spec(
+            c,
+            &images[i],
+            &ctx.cgroups_path(id),
+            &ns,
+            &etc,
+            rec.spec.hostname(),
+        )?;
+        // The record references the snapshot before it exists, so
+        // containerd's GC never sees an unreferenced active snapshot.
+        ctx.ctrd
+            .create_container(id, &c.image, &spec, id, labels(&pod, "container"))
+            .await?;
+        let mounts = ctx.ctrd.prepare_snapshot(id, &images[i].chain_id).await?;
+        ctx.ctrd
+            .create_task(id, mounts, &log(&c.name, "stdout"), &log(&c.name, "stderr"))
+            .await?;
+        ctx.ctrd.start(id, "").await?;
+    }
+    Ok(())
+}

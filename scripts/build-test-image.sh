@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Build a busybox image in OCI image-layout form (a tarball `ctr images
+# import` and podrun's tests accept) from the node's static busybox, with no
+# registry. Usage: build-test-image.sh OUT.tar [REF]
+# REF defaults to docker.io/library/busybox:netboot.
+set -euo pipefail
+
+out=${1:?usage: $0 OUT.tar [REF]}
+ref=${2:-docker.io/library/busybox:netboot}
+busybox=${BUSYBOX:-/bin/busybox}
+
+die() { printf 'build-test-image: %s\n' "$*" >&2; exit 1; }
+[[ -x $busybox ]] || die "$busybox not found (install busybox-static)"
+if file -L "$busybox" 2>/dev/null | grep -q 'dynamically linked'; then
+  die "$busybox is dynamically linked; the image needs busybox-static"
+fi
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+rootfs=$work/rootfs
+mkdir -p "$rootfs"/{bin,etc,tmp,www,proc,sys,dev,root}
+chmod 1777 "$rootfs/tmp"
+cp "$busybox" "$rootfs/bin/busybox"
+for app in sh ash cat echo env hostname httpd wget nc sleep ls id ps mkdir \
+  touch rm grep head tail true false dd kill printf sed awk sort seq stat \
+  test ifconfig ip nslookup ping mount umount df free top wc tr cut; do
+  ln -s busybox "$rootfs/bin/$app"
+done
+printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' >"$rootfs/etc/passwd"
+printf 'root:x:0:\nnogroup:x:65534:\n' >"$rootfs/etc/group"
+echo 'hello from busybox' >"$rootfs/www/index.html"
+
+layout=$work/layout
+mkdir -p "$layout/blobs/sha256"
+# Reproducible layer: fixed owner and mtime, sorted entries.
+tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 \
+  -C "$rootfs" -cf "$work/layer.tar" .
+blob() { # FILE -> prints sha256 and stores the blob
+  local sum
+  sum=$(sha256sum "$1" | cut -d' ' -f1)
+  cp "$1" "$layout/blobs/sha256/$sum"
+  printf '%s' "$sum"
+}
+size() { stat -c %s "$1"; }
+layer=$(blob "$work/layer.tar")
+layer_size=$(size "$work/layer.tar")
+
+cat >"$work/config.json" <<JSON
+{"architecture":"amd64","os":"linux","config":{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"Cmd":["sh"],"WorkingDir":"/"},"rootfs":{"type":"layers","diff_ids":["sha256:$layer"]},"history":[{"created_by":"netboot scripts/build-test-image.sh"}]}
+JSON
+config=$(blob "$work/config.json")
+config_size=$(size "$work/config.json")
+
+cat >"$work/manifest.json" <<JSON
+{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:$config","size":$config_size},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"sha256:$layer","size":$layer_size}]}
+JSON
+manifest=$(blob "$work/manifest.json")
+manifest_size=$(size "$work/manifest.json")
+
+echo '{"imageLayoutVersion":"1.0.0"}' >"$layout/oci-layout"
+cat >"$layout/index.json" <<JSON
+{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:$manifest","size":$manifest_size,"platform":{"architecture":"amd64","os":"linux"},"annotations":{"io.containerd.image.name":"$ref","org.opencontainers.image.ref.name":"${ref##*:}"}}]}
+JSON
+tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -C "$layout" -cf "$out" .
+echo "$out: $ref (manifest sha256:$manifest)"
