@@ -27,7 +27,7 @@ pub struct Cli {
 pub enum Cmd {
     /// Write the network config to etcd (once), the node's conflist, and
     /// install netboot-cni.
-    Init(InitArgs),
+    Init(Box<InitArgs>),
     /// Print the conflist `init` would write.
     Conflist(ConflistArgs),
     /// Print the network config stored in etcd, normalized, with defaults.

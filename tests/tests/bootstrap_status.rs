@@ -1,0 +1,211 @@
+//! `netboot status` with leases in flanneld's exact JSON, TLS and auth
+//! etcd, and an unreachable etcd.
+
+use std::time::Duration;
+
+use netboot_tests::etcd::{netboot, sv, EtcdServer};
+use serde_json::Value;
+
+const LEASE_A: &str = r#"{"PublicIP":"192.168.50.11","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"6a:1c:2e:00:00:01"}}"#;
+const LEASE_B: &str = r#"{"PublicIP":"192.168.50.12","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"6a:1c:2e:00:00:02"}}"#;
+
+fn with_etcd(etcd: &EtcdServer, args: &[&str]) -> Vec<String> {
+    let mut a = sv(args);
+    a.extend(etcd.netboot_args());
+    a
+}
+
+#[test]
+fn status_table_and_json_show_flannel_leases() {
+    let etcd = EtcdServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    etcd.put(
+        "/coreos.com/network/config",
+        r#"{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}"#,
+    );
+    etcd.put("/coreos.com/network/subnets/10.244.3.0-24", LEASE_A);
+    etcd.put_with_lease("/coreos.com/network/subnets/10.244.4.0-24", LEASE_B, 3600);
+    let env = dir.path().join("subnet.env");
+    std::fs::write(&env, "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.4.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n").unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::write(bin.join("portmap"), "").unwrap();
+    let common = [
+        format!("--subnet-file={}", env.display()),
+        format!("--cni-bin-dir={}", bin.display()),
+    ];
+
+    let mut a = with_etcd(&etcd, &["status"]);
+    a.extend(common.iter().cloned());
+    let out = netboot(&a).expect_ok();
+    let s = &out.stdout;
+    assert!(s.contains("SUBNET"), "{s}");
+    let row_a = s.lines().find(|l| l.contains("10.244.3.0/24")).expect(s);
+    assert!(
+        row_a.contains("192.168.50.11")
+            && row_a.contains("6a:1c:2e:00:00:01")
+            && row_a.contains("no lease"),
+        "{row_a}"
+    );
+    let row_b = s.lines().find(|l| l.contains("10.244.4.0/24")).expect(s);
+    assert!(
+        row_b.contains("192.168.50.12")
+            && row_b.contains("vxlan")
+            && (row_b.contains("0h59m") || row_b.contains("1h00m")),
+        "{row_b}"
+    );
+    assert!(s.contains("FLANNEL_SUBNET=10.244.4.1/24"), "{s}");
+    assert!(
+        s.contains("lease: /coreos.com/network/subnets/10.244.4.0-24"),
+        "{s}"
+    );
+    assert!(s.contains("flannel.1"), "{s}");
+
+    a.push("--json".into());
+    let out = netboot(&a).expect_ok();
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    let leases = v["leases"].as_array().unwrap();
+    assert_eq!(leases.len(), 2);
+    assert_eq!(leases[0]["subnet"], "10.244.3.0/24");
+    assert_eq!(leases[0]["etcdLease"], Value::Null);
+    assert_eq!(leases[0]["expiresIn"], "no lease");
+    assert_eq!(leases[1]["vtepMAC"], "6a:1c:2e:00:00:02");
+    let ttl = leases[1]["ttlSeconds"].as_i64().unwrap();
+    assert!((3500..=3600).contains(&ttl), "{ttl}");
+    assert_eq!(
+        v["config"]["effective"]["Network"]["value"],
+        "10.244.0.0/16"
+    );
+    assert_eq!(v["node"]["subnetEnv"]["FLANNEL_MTU"], "1450");
+    let plugins = v["node"]["plugins"].as_array().unwrap();
+    let portmap = plugins.iter().find(|p| p["name"] == "portmap").unwrap();
+    assert_eq!(portmap["path"], bin.join("portmap").display().to_string());
+    let netboot_cni = plugins.iter().find(|p| p["name"] == "netboot-cni").unwrap();
+    assert_eq!(netboot_cni["path"], Value::Null);
+}
+
+#[test]
+fn status_without_config_says_so() {
+    let etcd = EtcdServer::start();
+    let out = netboot(&with_etcd(&etcd, &["status"]));
+    assert!(!out.success());
+    assert!(
+        out.stderr
+            .contains("no network config at /coreos.com/network/config"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn tls_etcd_with_client_certs() {
+    let etcd = EtcdServer::start_tls();
+    assert!(etcd.url.starts_with("https://"));
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = with_etcd(&etcd, &["init"]);
+    a.push(format!(
+        "--cni-conf-dir={}",
+        dir.path().join("net.d").display()
+    ));
+    a.push(format!(
+        "--cni-bin-dir={}",
+        dir.path().join("bin").display()
+    ));
+    netboot(&a).expect_ok();
+    assert!(etcd
+        .get("/coreos.com/network/config")
+        .unwrap()
+        .contains("10.2.0.0/16"));
+    netboot(&with_etcd(&etcd, &["config"])).expect_ok();
+    // Without the client certificate the server refuses: a clear error, bounded.
+    let t = etcd.tls.as_ref().unwrap();
+    let out = netboot(&sv(&[
+        "config",
+        &format!("--etcd={}", etcd.url),
+        &format!("--cacert={}", t.ca.display()),
+        "--etcd-timeout=3",
+    ]));
+    assert!(!out.success());
+    assert!(out.stderr.contains(&etcd.url), "{}", out.stderr);
+    assert!(out.elapsed < Duration::from_secs(15), "{:?}", out.elapsed);
+}
+
+#[test]
+fn auth_etcd_with_user_and_password_file() {
+    let mut etcd = EtcdServer::start();
+    etcd.enable_auth(
+        "rootpw-test",
+        "flannel",
+        "s3cret-test",
+        "/coreos.com/network/",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let pwfile = dir.path().join("pw");
+    std::fs::write(&pwfile, "s3cret-test\n").unwrap();
+    let mut a = with_etcd(&etcd, &["init", "--user=flannel"]);
+    a.push(format!("--password-file={}", pwfile.display()));
+    a.push(format!(
+        "--cni-conf-dir={}",
+        dir.path().join("net.d").display()
+    ));
+    a.push(format!(
+        "--cni-bin-dir={}",
+        dir.path().join("bin").display()
+    ));
+    let out = netboot(&a).expect_ok();
+    assert!(
+        out.stdout.contains("Wrote the network config"),
+        "{}",
+        out.stdout
+    );
+    assert!(etcd.get("/coreos.com/network/config").is_some());
+
+    // No credentials, wrong password: refused at once, password never shown.
+    let out = netboot(&with_etcd(&etcd, &["config"]));
+    assert!(
+        !out.success() && out.stderr.contains("rejected the credentials"),
+        "{}",
+        out.stderr
+    );
+    std::fs::write(&pwfile, "wrong-password\n").unwrap();
+    let mut a = with_etcd(&etcd, &["config", "--user=flannel"]);
+    a.push(format!("--password-file={}", pwfile.display()));
+    let out = netboot(&a);
+    assert!(!out.success(), "{out:?}");
+    assert!(
+        out.stderr
+            .contains("rejected the credentials (user \"flannel\")"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("wrong-password"), "{}", out.stderr);
+    assert!(
+        out.elapsed < Duration::from_secs(5),
+        "auth errors must not be retried: {:?}",
+        out.elapsed
+    );
+}
+
+#[test]
+fn stopped_etcd_fails_clearly_within_the_timeout() {
+    let mut etcd = EtcdServer::start();
+    let url = etcd.url.clone();
+    etcd.stop();
+    let dir = tempfile::tempdir().unwrap();
+    let out = netboot(&sv(&[
+        "init",
+        &format!("--etcd={url}"),
+        "--etcd-timeout=5",
+        &format!("--cni-conf-dir={}", dir.path().join("net.d").display()),
+    ]));
+    assert!(!out.success());
+    assert!(
+        out.stderr.contains(&format!("cannot reach etcd at {url}")),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("Connection refused"), "{}", out.stderr);
+    // A bound on hanging, not a performance assertion.
+    assert!(out.elapsed < Duration::from_secs(15), "{:?}", out.elapsed);
+    assert!(!dir.path().join("net.d").exists());
+}
