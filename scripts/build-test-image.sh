@@ -22,7 +22,7 @@ mkdir -p "$rootfs"/{bin,etc,tmp,www,proc,sys,dev,root}
 chmod 1777 "$rootfs/tmp"
 cp "$busybox" "$rootfs/bin/busybox"
 for app in sh ash cat echo env hostname httpd wget nc sleep ls id ps mkdir \
-  touch rm grep head tail true false dd kill printf sed awk sort seq stat \
+  touch rm pwd grep head tail true false dd kill printf sed awk sort seq stat \
   test ifconfig ip nslookup ping mount umount df free top wc tr cut; do
   ln -s busybox "$rootfs/bin/$app"
 done
