@@ -12,11 +12,7 @@ use crate::netconfig::{self, Backend, NetConfig};
 
 /// `netboot conflist`: print what init would write.
 pub fn conflist_cmd(a: &ConflistArgs) -> Result<()> {
-    print!(
-        "{}",
-        conflist::conflist(a.upstream, a.cni_version.as_deref())?
-    );
-    Ok(())
+    crate::out::emit(&conflist::conflist(a.upstream, a.cni_version.as_deref())?)
 }
 
 fn parse_cidr<N: std::str::FromStr + Copy + std::fmt::Display + PartialEq>(
@@ -186,7 +182,7 @@ pub fn init_cmd(a: &InitArgs) -> Result<()> {
     if a.dry_run {
         report.push("Dry run: nothing was written.".into());
     }
-    println!("{}", report.join("\n"));
+    crate::out::emitln(&report.join("\n"))?;
     Ok(())
 }
 

@@ -2,11 +2,14 @@
 //! to etcd v3 and the node's CNI conflist; `conflist`, `config` and `status`
 //! show what is (or would be) there. See `netboot --help`.
 
+mod agent;
 mod cli;
 mod conflist;
 mod etcd;
 mod init;
+mod lease;
 mod netconfig;
+mod out;
 mod show;
 mod status;
 
@@ -19,6 +22,8 @@ fn main() {
         cli::Cmd::Conflist(a) => init::conflist_cmd(a),
         cli::Cmd::Config(a) => show::config_cmd(a),
         cli::Cmd::Status(a) => status::status_cmd(a),
+        cli::Cmd::Agent(a) => agent::agent_cmd(a),
+        cli::Cmd::Leave(a) => agent::leave_cmd(a),
     };
     // The one place errors are printed: the whole context chain, plainly.
     if let Err(e) = res {

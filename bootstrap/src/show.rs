@@ -109,9 +109,9 @@ pub fn config_cmd(a: &ConfigArgs) -> Result<()> {
     let mut etcd = Etcd::connect(&a.etcd.opts()?, &key)?;
     let r = ConfigReport::new(&read_config(&mut etcd, &key)?);
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&r.to_json())?);
+        crate::out::emitln(&serde_json::to_string_pretty(&r.to_json())?)?;
     } else {
-        print!("{}", r.to_text());
+        crate::out::emit(&r.to_text())?;
     }
     if !r.problems.is_empty() {
         bail!(

@@ -276,7 +276,7 @@ pub fn status_cmd(a: &StatusArgs) -> Result<()> {
                 "plugins": plugins.iter().map(|(n, p)| json!({"name": n, "path": p})).collect::<Vec<_>>(),
             },
         });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        crate::out::emitln(&serde_json::to_string_pretty(&doc)?)?;
         return Ok(());
     }
     let mut s = format!("etcd: {}\n{}\n", etcd.endpoint(), report.to_text());
@@ -339,7 +339,7 @@ pub fn status_cmd(a: &StatusArgs) -> Result<()> {
                 .map_or("missing".into(), |p| p.display().to_string())
         );
     }
-    print!("{s}");
+    crate::out::emit(&s)?;
     Ok(())
 }
 
