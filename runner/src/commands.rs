@@ -151,10 +151,16 @@ pub async fn stop(ctx: &Ctx, pod: &str, grace: u64) -> Result<()> {
 
 /// `podrun rm POD`: a pod without a record is already gone.
 pub async fn rm(ctx: &Ctx, pod: &str, grace: u64) -> Result<()> {
-    match ctx.store.load(pod)? {
-        Some(rec) => teardown::remove(ctx, &rec, grace).await,
-        None => Ok(()),
+    let Some(rec) = ctx.store.load(pod)? else {
+        return Ok(());
+    };
+    if rec.phase == "creating" {
+        // A `run` killed mid-way may have left a task Create in flight in
+        // containerd; deleting the container before it lands orphans the
+        // shim. Give containerd time to finish it so the task is found.
+        tokio::time::sleep(Duration::from_secs(2)).await;
     }
+    teardown::remove(ctx, &rec, grace).await
 }
 
 /// `podrun check POD`.

@@ -114,6 +114,11 @@ impl Containerd {
 impl Drop for Containerd {
     fn drop(&mut self) {
         // Our own PID only; the shims of removed tasks are gone already.
+        let leaked = self.ctr(&["tasks", "ls", "-q"]).stdout;
+        for id in leaked.lines().filter(|l| !l.is_empty()) {
+            let _ = self.ctr(&["tasks", "kill", "-s", "SIGKILL", id]);
+            let _ = self.ctr(&["tasks", "delete", "-f", id]);
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use netboot_tests::containerd::{pod_spec, PodNode, BUSYBOX};
+use netboot_tests::containerd::{pod_spec, PodNode, BUSYBOX, NAMESPACE};
 use netboot_tests::{exec, require_root, retry};
 use serde_json::json;
 
@@ -257,6 +257,12 @@ fn sigkill_during_run_then_rm_leaves_nothing() {
         let _ = child.wait();
         n.podrun(&["rm", "crash", "--grace", "1"]).expect_ok();
         n.assert_clean();
+        // No shim of this pod may survive either (a Create left in flight
+        // by the killed run would orphan one).
+        let shims = exec::run_argv(&["pgrep", "-f", &format!("{} -id crash-", NAMESPACE)]);
+        assert!(
+            shims.stdout.trim().is_empty(),
+            "orphaned shim after delay {delay_ms}: {shims}"
+        );
     }
-    let _ = exec::run_argv(&["true"]);
 }
