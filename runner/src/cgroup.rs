@@ -43,3 +43,23 @@ pub fn oom_kills(path: &str) -> Option<u64> {
         .find_map(|l| l.strip_prefix("oom_kill "))
         .and_then(|n| n.trim().parse().ok())
 }
+
+/// Removes the namespace's parent cgroup (`/<ns>` in each hierarchy) that
+/// runc creates for `cgroupsPath` but never deletes, if no container is
+/// left in it. Busy or missing directories are left alone.
+pub fn remove_parent_if_empty(ns: &str) {
+    let dirs: Vec<PathBuf> = if is_v2() {
+        vec![Path::new(ROOT).join(ns)]
+    } else {
+        fs::read_dir(ROOT)
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .map(|e| e.path().join(ns))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    for d in dirs {
+        let _ = fs::remove_dir(d);
+    }
+}

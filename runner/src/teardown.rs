@@ -110,6 +110,7 @@ pub async fn remove(ctx: &Ctx, rec: &PodRecord, grace_secs: u64) -> Result<()> {
         note(&mut errs, ctx.ctrd.delete_container(id).await);
         note(&mut errs, ctx.ctrd.remove_snapshot(id).await);
     }
+    crate::cgroup::remove_parent_if_empty(&ctx.g.namespace);
     if errs.is_empty() {
         // State goes last: while anything failed, rm can be run again.
         ctx.store.remove_pod_dir(&rec.spec.name)

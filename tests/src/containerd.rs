@@ -121,28 +121,46 @@ impl Drop for Containerd {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // The runc root the shim made for our namespace, if empty.
+        let _ = fs::remove_dir(Path::new("/run/containerd/runc").join(NAMESPACE));
     }
 }
 
-/// The busybox OCI tarball, built once per test process.
+/// The busybox OCI tarball, built once into the target dir (atomically,
+/// so parallel test processes share it).
 pub fn test_image() -> PathBuf {
     static IMAGE: OnceLock<PathBuf> = OnceLock::new();
     IMAGE
         .get_or_init(|| {
-            let out =
-                std::env::temp_dir().join(format!("podrun-busybox-{}.tar", std::process::id()));
+            let dir = target_dir().join("podrun-test-image");
+            fs::create_dir_all(&dir).expect("image dir");
+            let out = dir.join("busybox.tar");
+            if out.is_file() {
+                return out;
+            }
+            let tmp = dir.join(format!("busybox.tar.{}", std::process::id()));
             let script =
                 Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/build-test-image.sh");
             exec::run_argv(&[
                 "bash",
                 script.to_str().expect("utf-8"),
-                out.to_str().expect("utf-8"),
+                tmp.to_str().expect("utf-8"),
                 BUSYBOX,
             ])
             .expect_ok();
+            fs::rename(&tmp, &out).expect("rename image");
             out
         })
         .clone()
+}
+
+/// The target dir podrun was built into.
+fn target_dir() -> PathBuf {
+    crate::bin_path("podrun")
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_owned()
 }
 
 /// The static pause binary: `pause` built with crt-static into
@@ -151,12 +169,7 @@ pub fn pause_bin() -> PathBuf {
     static PAUSE: OnceLock<PathBuf> = OnceLock::new();
     PAUSE
         .get_or_init(|| {
-            let podrun = crate::bin_path("podrun");
-            let target = podrun
-                .parent()
-                .and_then(Path::parent)
-                .expect("target dir")
-                .join("pause-static");
+            let target = target_dir().join("pause-static");
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let mut cmd = Command::new(cargo);
             cmd.current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
