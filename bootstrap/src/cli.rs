@@ -34,6 +34,12 @@ pub enum Cmd {
     Config(ConfigArgs),
     /// Show the config, every subnet lease, and this node's state.
     Status(StatusArgs),
+    /// Run the node agent: lease a subnet, set up flannel.<VNI> and routes to
+    /// every other node, write subnet.env (flanneld-compatible).
+    Agent(crate::agent::AgentArgs),
+    /// Release this node's lease and remove what the agent set up (stop the
+    /// agent first).
+    Leave(crate::agent::LeaveArgs),
 }
 
 #[derive(Debug, Args)]

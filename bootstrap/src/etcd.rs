@@ -126,7 +126,7 @@ fn is_permission_denied(e: &etcd_client::Error) -> bool {
 }
 
 /// etcd's own message for gRPC errors, the cause chain otherwise.
-fn error_text(e: &etcd_client::Error) -> String {
+pub(crate) fn error_text(e: &etcd_client::Error) -> String {
     match e {
         etcd_client::Error::GRpcStatus(s) => match std::error::Error::source(s) {
             Some(src) => format!("{}: {}", s.message(), describe(src)),
@@ -146,14 +146,14 @@ impl EtcdOpts {
         self.cacert.is_some() || self.cert.is_some()
     }
 
-    fn endpoints(&self) -> Vec<String> {
+    pub(crate) fn endpoints(&self) -> Vec<String> {
         self.endpoints
             .iter()
             .map(|e| normalize(e.trim(), self.uses_tls()))
             .collect()
     }
 
-    fn connect_options(&self) -> Result<ConnectOptions> {
+    pub(crate) fn connect_options(&self) -> Result<ConnectOptions> {
         let per = self.timeout.min(ATTEMPT_TIMEOUT);
         let mut o = ConnectOptions::new()
             .with_connect_timeout(per)

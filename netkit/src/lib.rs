@@ -34,7 +34,7 @@ pub mod sysctl;
 pub use addr::Addr;
 pub use batch::{first_error, Batch};
 pub use error::{Error, Result};
-pub use link::vxlan::{VxlanParams, VXLAN_DEFAULT_PORT};
+pub use link::vxlan::{VxlanInfo, VxlanParams, VXLAN_DEFAULT_PORT};
 pub use link::Link;
 pub use named::{create_named, delete_named};
 pub use names::{host_veth_name, HOST_VETH_PREFIX};

@@ -44,12 +44,14 @@
 //! [`IpNet`]: ipnet::IpNet
 
 mod exec;
+pub mod forward;
 mod hash;
 pub mod legacy;
 pub mod masq;
 mod nft;
 pub mod portmap;
 
+pub use forward::{ensure_forward_accept, remove_forward_accept};
 pub use legacy::{cleanup_legacy_portmap, legacy_dnat_chain};
 pub use masq::{
     add_attachment_masquerade, attachment_masquerade_comment, del_attachment_masquerade,

@@ -104,6 +104,9 @@ fn render_expr(e: &Value) -> String {
     if e.get("return").is_some() {
         return "return".into();
     }
+    if e.get("accept").is_some() {
+        return "accept".into();
+    }
     format!("?{e}")
 }
 

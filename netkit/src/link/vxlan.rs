@@ -79,3 +79,69 @@ impl Netlink {
         ))
     }
 }
+
+/// What the kernel reports about an existing VXLAN device (`ip -d link
+/// show`), enough to tell whether it matches what we would create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VxlanInfo {
+    pub link: super::Link,
+    pub vni: Option<u32>,
+    pub local: Option<IpAddr>,
+    /// ifindex of the underlay device.
+    pub dev: Option<u32>,
+    pub port: Option<u16>,
+    pub learning: Option<bool>,
+}
+
+impl Netlink {
+    /// `ip -d link show dev NAME` for a VXLAN device. `Ok(None)` if there is
+    /// no such link; a link of another kind comes back with every VXLAN
+    /// field `None` (check `link.kind`).
+    pub fn vxlan_info(&mut self, name: &str) -> Result<Option<VxlanInfo>> {
+        use netlink_packet_route::link::{LinkAttribute, LinkInfo, LinkMessage};
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        let replies = match self.get(
+            RouteNetlinkMessage::GetLink(msg),
+            0,
+            &format!("get link {name}"),
+        ) {
+            Ok(r) => r,
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let Some(m) = replies.iter().find_map(|r| match r {
+            RouteNetlinkMessage::NewLink(l) => Some(l),
+            _ => None,
+        }) else {
+            return Ok(None);
+        };
+        let mut info = VxlanInfo {
+            link: super::Link::from_msg(m),
+            vni: None,
+            local: None,
+            dev: None,
+            port: None,
+            learning: None,
+        };
+        let opts = m.attributes.iter().find_map(|a| match a {
+            LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|i| match i {
+                LinkInfo::Data(InfoData::Vxlan(o)) => Some(o),
+                _ => None,
+            }),
+            _ => None,
+        });
+        for o in opts.into_iter().flatten() {
+            match o {
+                InfoVxlan::Id(v) => info.vni = Some(*v),
+                InfoVxlan::Local(a) => info.local = Some(IpAddr::V4(*a)),
+                InfoVxlan::Local6(a) => info.local = Some(IpAddr::V6(*a)),
+                InfoVxlan::Link(l) => info.dev = Some(*l),
+                InfoVxlan::Port(p) => info.port = Some(*p),
+                InfoVxlan::Learning(l) => info.learning = Some(*l),
+                _ => {}
+            }
+        }
+        Ok(Some(info))
+    }
+}

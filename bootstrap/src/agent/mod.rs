@@ -1,0 +1,129 @@
+//! `netboot agent` and `netboot leave`: a flanneld-compatible node agent
+//! (etcd subnet lease, vxlan backend, subnet.env) and its undo.
+//!
+//! - [`store`]: etcd with one-member-at-a-time failover.
+//! - [`node`]: the kernel side (flannel.<VNI>, ARP/FDB/routes, cni0).
+//! - [`run`]: lease acquisition, renewal, watch + resync loop.
+//! - [`env`]: flannel's subnet.env, written atomically.
+//! - [`leave`]: release the lease and remove what the agent set up.
+
+mod env;
+mod leave;
+mod node;
+mod run;
+mod store;
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::cli::EtcdArgs;
+
+pub use leave::leave_cmd;
+pub use run::agent_cmd;
+
+/// Name tagging the agent's nftables rules (masquerade, forward).
+pub const RULE_TAG: &str = "flannel-agent";
+
+/// One plain-words line on stderr.
+pub fn log(msg: &str) {
+    eprintln!("netboot agent: {msg}");
+}
+
+/// `90`, `30s`, `60m`, `24h`, `1h30m` → a duration (bare numbers are
+/// seconds).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("{s:?} is not a duration like 30s, 60m, 24h or 1h30m");
+    if let Ok(n) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(n));
+    }
+    let mut total = 0u64;
+    let mut num = String::new();
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let n: u64 = num.parse().map_err(|_| bad())?;
+        num.clear();
+        total += n * match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86400,
+            _ => return Err(bad()),
+        };
+    }
+    if !num.is_empty() || s.is_empty() {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs(total))
+}
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
+    /// Interface that reaches the other nodes (default: that of the
+    /// default route).
+    #[arg(long, value_name = "IFACE")]
+    pub iface: Option<String>,
+    /// Address other nodes reach this one at (default: the interface's
+    /// first IPv4 address).
+    #[arg(long, value_name = "IP")]
+    pub public_ip: Option<Ipv4Addr>,
+    /// flannel's subnet file, read by the CNI plugin.
+    #[arg(long, default_value = "/run/flannel/subnet.env", value_name = "FILE")]
+    pub subnet_file: PathBuf,
+    /// Masquerade pod traffic that leaves the cluster network.
+    #[arg(long)]
+    pub ip_masq: bool,
+    /// TTL of the subnet lease (flannel: 24h).
+    #[arg(long, default_value = "24h", value_parser = parse_duration, value_name = "DURATION")]
+    pub lease_ttl: Duration,
+    /// Renew this long before the lease expires (flannel:
+    /// --subnet-lease-renew-margin=60).
+    #[arg(long, default_value = "60m", value_parser = parse_duration, value_name = "DURATION")]
+    pub renew_margin: Duration,
+    /// Full resync of every lease, healing missed watch events.
+    #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
+    pub resync_interval: Duration,
+    /// How often to check that flannel.<VNI> still exists.
+    #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
+    pub device_check_interval: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct LeaveArgs {
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
+    /// flannel's subnet file; names this node's subnet. Removed afterwards.
+    #[arg(long, default_value = "/run/flannel/subnet.env", value_name = "FILE")]
+    pub subnet_file: PathBuf,
+    /// Interface that reaches the other nodes (to find leases by PublicIP).
+    #[arg(long, value_name = "IFACE")]
+    pub iface: Option<String>,
+    /// This node's public address (to find leases by PublicIP).
+    #[arg(long, value_name = "IP")]
+    pub public_ip: Option<Ipv4Addr>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86400)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("5x").is_err());
+        assert!(parse_duration("h").is_err());
+        assert!(parse_duration("10m5").is_err());
+    }
+}

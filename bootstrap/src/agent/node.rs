@@ -1,0 +1,425 @@
+//! The agent's kernel side, in its own network namespace: the public
+//! interface, the vxlan device `flannel.<VNI>` (flannel
+//! `pkg/backend/vxlan/device.go`), and per remote lease the ARP entry, FDB
+//! entry and onlink route (`vxlan_network.go` handleSubnetEvents).
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+
+use anyhow::{anyhow, bail, Context, Result};
+use ipnet::{IpNet, Ipv4Net};
+use netkit::{Batch, Family, Netlink, RouteSpec, VxlanParams};
+
+use super::log;
+use crate::lease::RemoteLease;
+
+/// The interface that reaches the other nodes (flannel's `-iface`).
+#[derive(Debug, Clone)]
+pub struct External {
+    pub index: u32,
+    pub name: String,
+    pub ip: Ipv4Addr,
+    pub mtu: u32,
+}
+
+/// flannel's vxlan overhead: 50 bytes (outer IPv4 + UDP + VXLAN + inner
+/// Ethernet).
+pub const VXLAN_OVERHEAD: u32 = 50;
+
+fn v4_addrs(nl: &mut Netlink, index: u32) -> Result<Vec<Ipv4Net>> {
+    Ok(nl
+        .addrs(Some(index))?
+        .into_iter()
+        .filter_map(|a| match a.addr {
+            IpNet::V4(n) if !n.addr().is_link_local() => Some(n),
+            _ => None,
+        })
+        .collect())
+}
+
+/// Find the public interface and address: `--iface` (its first IPv4
+/// address, or `--public-ip`), the interface holding `--public-ip`, or the
+/// interface of the default route, like flanneld's LookupExtIface.
+pub fn find_external(
+    nl: &mut Netlink,
+    iface: Option<&str>,
+    public_ip: Option<Ipv4Addr>,
+) -> Result<External> {
+    let links = nl.links()?;
+    let link = if let Some(name) = iface {
+        links
+            .iter()
+            .find(|l| l.name == name)
+            .ok_or_else(|| anyhow!("--iface {name}: no such interface in this network namespace"))?
+    } else if let Some(ip) = public_ip {
+        let mut found = None;
+        for l in &links {
+            if v4_addrs(nl, l.index)?.iter().any(|n| n.addr() == ip) {
+                found = Some(l);
+            }
+        }
+        found.ok_or_else(|| {
+            anyhow!("--public-ip {ip} is on no interface here; also give --iface IFACE")
+        })?
+    } else {
+        let oif = nl
+            .routes(Family::V4)?
+            .into_iter()
+            .find(|r| r.dst.prefix_len() == 0 && r.table == 254)
+            .and_then(|r| r.oif);
+        let mut candidates = Vec::new();
+        for l in links.iter().filter(|l| l.name != "lo") {
+            if !v4_addrs(nl, l.index)?.is_empty() && !l.name.starts_with("flannel.") {
+                candidates.push(l);
+            }
+        }
+        match oif {
+            Some(i) => links
+                .iter()
+                .find(|l| l.index == i)
+                .context("default route's interface")?,
+            None if candidates.len() == 1 => candidates[0],
+            None => bail!(
+                "no default route to pick the public interface from, and {} candidate \
+                 interfaces: give --iface IFACE",
+                candidates.len()
+            ),
+        }
+    };
+    let ip = match public_ip {
+        Some(ip) => ip,
+        None => v4_addrs(nl, link.index)?
+            .first()
+            .map(|n| n.addr())
+            .ok_or_else(|| anyhow!("{} has no IPv4 address: give --public-ip", link.name))?,
+    };
+    Ok(External {
+        index: link.index,
+        name: link.name.clone(),
+        ip,
+        mtu: link.mtu,
+    })
+}
+
+/// A locally administered unicast MAC from a random seed.
+pub fn random_mac(seed: u64) -> [u8; 6] {
+    let b = seed.to_le_bytes();
+    [(b[0] & 0xfe) | 0x02, b[1], b[2], b[3], b[4], b[5]]
+}
+
+/// What the agent keeps programmed for one remote lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remote {
+    pub public_ip: Ipv4Addr,
+    pub mac: [u8; 6],
+}
+
+/// The vxlan device and the remote leases programmed on it.
+pub struct Vtep {
+    pub nl: Netlink,
+    pub name: String,
+    pub vni: u32,
+    pub port: u16,
+    pub ext: External,
+    pub index: u32,
+    pub mac: [u8; 6],
+    pub remotes: BTreeMap<Ipv4Net, Remote>,
+}
+
+impl Vtep {
+    pub fn new(nl: Netlink, vni: u32, port: u16, ext: External, mac: [u8; 6]) -> Vtep {
+        Vtep {
+            nl,
+            name: format!("flannel.{vni}"),
+            vni,
+            port,
+            ext,
+            index: 0,
+            mac,
+            remotes: BTreeMap::new(),
+        }
+    }
+
+    fn mtu(&self) -> u32 {
+        self.ext.mtu.saturating_sub(VXLAN_OVERHEAD)
+    }
+
+    /// Remove `flannel.<N>` vxlan devices of other VNIs: left by an old
+    /// config (the seed notes' "a reboot fixed it").
+    pub fn remove_other_vnis(&mut self) -> Result<()> {
+        for l in self.nl.links()? {
+            if l.name.starts_with("flannel.")
+                && l.name != self.name
+                && l.kind.as_deref() == Some("vxlan")
+            {
+                log(&format!(
+                    "removing {} left from an old config (the network now uses VNI {})",
+                    l.name, self.vni
+                ));
+                self.nl.del_link(l.index)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Why an existing device differs from what we want; empty = usable.
+    fn mismatch(&self, info: &netkit::VxlanInfo) -> Vec<String> {
+        let mut why = Vec::new();
+        if info.link.kind.as_deref() != Some("vxlan") {
+            why.push(format!(
+                "is a {} device, not vxlan",
+                info.link.kind.as_deref().unwrap_or("physical")
+            ));
+            return why;
+        }
+        if info.vni != Some(self.vni) {
+            why.push(format!("VNI {:?} instead of {}", info.vni, self.vni));
+        }
+        if info.local != Some(IpAddr::V4(self.ext.ip)) {
+            why.push(format!("local {:?} instead of {}", info.local, self.ext.ip));
+        }
+        if info.port != Some(self.port) {
+            why.push(format!("port {:?} instead of {}", info.port, self.port));
+        }
+        if info.dev.is_some_and(|d| d != self.ext.index) {
+            why.push(format!(
+                "underlay #{:?} instead of {}",
+                info.dev, self.ext.name
+            ));
+        }
+        if info.learning == Some(true) {
+            why.push("learning on".into());
+        }
+        why
+    }
+
+    /// Make `flannel.<VNI>` exist as configured, up, with our MAC and MTU.
+    /// An existing compatible device is kept with its MAC (so the lease's
+    /// VtepMAC stays valid across restarts); an incompatible one is replaced.
+    /// Returns true when the device was (re)created.
+    pub fn ensure_device(&mut self) -> Result<bool> {
+        let mut created = false;
+        match self.nl.vxlan_info(&self.name)? {
+            Some(info) if self.mismatch(&info).is_empty() => {
+                if let Some(mac) = info.link.mac {
+                    self.mac = mac;
+                }
+                self.index = info.link.index;
+                if info.link.mtu != self.mtu() {
+                    log(&format!(
+                        "{}: MTU {} -> {} ({} MTU {} minus {VXLAN_OVERHEAD})",
+                        self.name,
+                        info.link.mtu,
+                        self.mtu(),
+                        self.ext.name,
+                        self.ext.mtu
+                    ));
+                    self.nl.set_mtu(self.index, self.mtu())?;
+                }
+            }
+            other => {
+                if let Some(info) = other {
+                    log(&format!(
+                        "{} exists but does not match ({}); replacing it",
+                        self.name,
+                        self.mismatch(&info).join(", ")
+                    ));
+                    if info.link.kind.as_deref() == Some("vxlan") {
+                        if let Some(mac) = info.link.mac {
+                            self.mac = mac;
+                        }
+                    }
+                    self.nl.del_link(info.link.index)?;
+                }
+                let mut p = VxlanParams::new(self.name.clone(), self.vni);
+                p.local = Some(IpAddr::V4(self.ext.ip));
+                p.dev = Some(self.ext.index);
+                p.port = Some(self.port);
+                p.mtu = Some(self.mtu());
+                p.mac = Some(self.mac);
+                self.nl.add_vxlan(&p)?;
+                let link = self
+                    .nl
+                    .link_by_name(&self.name)?
+                    .ok_or_else(|| anyhow!("{} vanished right after creation", self.name))?;
+                self.index = link.index;
+                log(&format!(
+                    "created {} (VNI {}, port {}, local {}, dev {}, MTU {}, MAC {})",
+                    self.name,
+                    self.vni,
+                    self.port,
+                    self.ext.ip,
+                    self.ext.name,
+                    self.mtu(),
+                    netkit::fmt_mac(&self.mac)
+                ));
+                created = true;
+            }
+        }
+        self.nl.set_up(self.index)?;
+        // Something (udev's MACAddressPolicy) may rewrite the MAC on up
+        // (flannel#1795): put ours back.
+        let now = self.nl.link_by_index(self.index)?.and_then(|l| l.mac);
+        if now.is_some_and(|m| m != self.mac) {
+            self.nl.set_mac(self.index, self.mac)?;
+        }
+        Ok(created)
+    }
+
+    /// Give the device exactly `<subnet>.0/32` (IPv4).
+    pub fn ensure_addr(&mut self, subnet: Ipv4Net) -> Result<()> {
+        let want = Ipv4Net::new(subnet.network(), 32).expect("/32");
+        let have = v4_addrs(&mut self.nl, self.index)?;
+        for a in have.iter().filter(|a| **a != want) {
+            log(&format!("{}: removing old address {a}", self.name));
+            self.nl.del_addr(self.index, IpNet::V4(*a))?;
+        }
+        if !have.contains(&want) {
+            self.nl.add_addr(self.index, IpNet::V4(want))?;
+        }
+        Ok(())
+    }
+
+    fn route(&self, subnet: Ipv4Net) -> RouteSpec {
+        let mut r = RouteSpec::to(IpNet::V4(subnet));
+        r.gw = Some(IpAddr::V4(subnet.network()));
+        r.oif = Some(self.index);
+        r.onlink = true;
+        r
+    }
+
+    /// Program (or update) one remote lease: ARP .0 -> VtepMAC, FDB VtepMAC
+    /// -> PublicIP, route subnet via .0 onlink. Returns false when nothing
+    /// changed.
+    pub fn program(&mut self, l: &RemoteLease, force: bool) -> Result<bool> {
+        let Some(mac) = l.vtep_mac else {
+            bail!("lease {} has no VtepMAC", l.subnet);
+        };
+        let want = Remote {
+            public_ip: l.public_ip,
+            mac,
+        };
+        let old = self.remotes.get(&l.subnet).cloned();
+        if !force && old.as_ref() == Some(&want) {
+            return Ok(false);
+        }
+        let gw = IpAddr::V4(l.subnet.network());
+        let mut b = Batch::new();
+        if let Some(o) = old.filter(|o| o.mac != mac) {
+            b.del_fdb(self.index, o.mac, Some(IpAddr::V4(o.public_ip)));
+        }
+        b.add_neigh(self.index, gw, mac);
+        b.add_fdb(self.index, mac, IpAddr::V4(l.public_ip));
+        b.replace_route(&self.route(l.subnet))?;
+        netkit::first_error(self.nl.apply(b))
+            .with_context(|| format!("program the route to {}", l.subnet))?;
+        self.remotes.insert(l.subnet, want);
+        Ok(true)
+    }
+
+    /// Remove one remote lease's route, ARP and FDB entries.
+    pub fn unprogram(&mut self, subnet: Ipv4Net) -> Result<()> {
+        let old = self.remotes.remove(&subnet);
+        let mut b = Batch::new();
+        b.del_route(&self.route(subnet))?;
+        b.del_neigh(self.index, IpAddr::V4(subnet.network()));
+        if let Some(o) = old {
+            b.del_fdb(self.index, o.mac, Some(IpAddr::V4(o.public_ip)));
+        }
+        netkit::first_error(self.nl.apply(b))
+            .with_context(|| format!("remove the route to {subnet}"))
+    }
+
+    /// Remove kernel state on the device that no wanted lease explains
+    /// (left by a previous run, or by events we missed). Returns how many
+    /// objects were removed.
+    pub fn sweep(&mut self) -> Result<usize> {
+        let mut n = 0;
+        let routes = self.nl.routes(Family::V4)?;
+        for r in routes
+            .iter()
+            .filter(|r| r.oif == Some(self.index) && r.gw.is_some())
+        {
+            if let IpNet::V4(dst) = r.dst {
+                if !self.remotes.contains_key(&dst) {
+                    log(&format!("removing stale route {dst} on {}", self.name));
+                    let _ = self.nl.del_route(&self.route(dst));
+                    n += 1;
+                }
+            }
+        }
+        let gws: Vec<IpAddr> = self
+            .remotes
+            .keys()
+            .map(|s| IpAddr::V4(s.network()))
+            .collect();
+        for ne in self.nl.neighs(self.index, false)? {
+            if let Some(ip) = ne.ip.filter(|ip| ne.permanent && !gws.contains(ip)) {
+                log(&format!("removing stale ARP entry {ip} on {}", self.name));
+                self.nl.del_neigh(self.index, ip)?;
+                n += 1;
+            }
+        }
+        let macs: Vec<[u8; 6]> = self.remotes.values().map(|r| r.mac).collect();
+        for f in self.nl.fdb(self.index)? {
+            if let Some(mac) = f.mac.filter(|m| f.permanent && !macs.contains(m)) {
+                if mac == [0; 6] || mac == self.mac {
+                    continue;
+                }
+                log(&format!(
+                    "removing stale FDB entry {} on {}",
+                    netkit::fmt_mac(&mac),
+                    self.name
+                ));
+                self.nl.del_fdb(self.index, mac, f.ip)?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Is the device still there, as we made it (same ifindex, up)?
+    pub fn intact(&mut self) -> Result<bool> {
+        Ok(match self.nl.vxlan_info(&self.name)? {
+            Some(i) => i.link.index == self.index && i.link.up && self.mismatch(&i).is_empty(),
+            None => false,
+        })
+    }
+}
+
+/// cni0 carrying an address outside our subnet (an old lease): delete it
+/// when no pod is attached (the plugin recreates it on the next ADD),
+/// otherwise say so; the plugin fixes it once the pods are gone.
+pub fn reconcile_cni0(nl: &mut Netlink, subnet: Ipv4Net) -> Result<()> {
+    let Some(br) = nl.link_by_name("cni0")? else {
+        return Ok(());
+    };
+    let stale: Vec<Ipv4Net> = v4_addrs(nl, br.index)?
+        .into_iter()
+        .filter(|a| !subnet.contains(&a.addr()))
+        .collect();
+    if stale.is_empty() {
+        return Ok(());
+    }
+    let ports = nl
+        .links()?
+        .iter()
+        .filter(|l| l.master == Some(br.index))
+        .count();
+    let list: Vec<String> = stale.iter().map(ToString::to_string).collect();
+    if ports == 0 {
+        log(&format!(
+            "cni0 has {} from an old subnet (ours is {subnet}) and no pods: deleting it; \
+             the CNI plugin recreates it with the right address",
+            list.join(", ")
+        ));
+        nl.del_link(br.index)?;
+    } else {
+        log(&format!(
+            "warning: cni0 has {} from an old subnet (ours is {subnet}) but {ports} pod(s) \
+             still use it; the CNI plugin moves it to the new subnet once they are gone",
+            list.join(", ")
+        ));
+    }
+    Ok(())
+}

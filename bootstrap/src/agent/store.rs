@@ -1,0 +1,293 @@
+//! The agent's etcd access: one endpoint at a time, with failover.
+//!
+//! The agent talks to one member. When a request to it fails at the
+//! transport level or does not answer within the request timeout, the
+//! connection is dropped and the next request connects to the next endpoint
+//! in the list (round robin), so stopping the member the agent uses costs
+//! one failed request, not the agent. Errors the server *answers* with (for
+//! example `requested lease not found`) keep the connection.
+
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Result};
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp, WatchOptions,
+    WatchStream,
+};
+
+use super::log;
+use crate::etcd::{error_text, EtcdOpts, Kv};
+
+/// Pause between two rounds over every endpoint when none answers.
+const ROUND_PAUSE: Duration = Duration::from_secs(1);
+
+pub struct Store {
+    endpoints: Vec<String>,
+    copts: ConnectOptions,
+    timeout: Duration,
+    /// Index of the endpoint to try next.
+    next: usize,
+    client: Option<Client>,
+    /// Endpoint of `client`.
+    pub endpoint: String,
+    /// Probe key read on connect.
+    probe: String,
+}
+
+/// Transport trouble (or no answer): worth trying another member.
+fn is_transport(e: &etcd_client::Error) -> bool {
+    match e {
+        etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
+        etcd_client::Error::GRpcStatus(s) => matches!(
+            s.code(),
+            tonic::Code::Unavailable
+                | tonic::Code::DeadlineExceeded
+                | tonic::Code::Cancelled
+                | tonic::Code::Unknown
+                | tonic::Code::Aborted
+        ),
+        _ => false,
+    }
+}
+
+/// An error the caller can tell apart: the lease of a Put is not known
+/// to the member (etcd#13675).
+pub fn is_lease_not_found(e: &anyhow::Error) -> bool {
+    e.to_string().contains("lease not found")
+}
+
+impl Store {
+    pub fn new(opts: &EtcdOpts, probe: String) -> Result<Store> {
+        let endpoints = opts.endpoints();
+        if endpoints.is_empty() {
+            bail!("no etcd endpoint given: use --etcd http://HOST:2379[,...]");
+        }
+        Ok(Store {
+            endpoints,
+            copts: opts.connect_options()?,
+            timeout: opts.timeout,
+            next: 0,
+            client: None,
+            endpoint: String::new(),
+            probe,
+        })
+    }
+
+    /// One round over every endpoint, starting at `next`; the first that
+    /// answers a read becomes the connection.
+    async fn connect_round(&mut self) -> Result<()> {
+        let mut errs = Vec::new();
+        for _ in 0..self.endpoints.len() {
+            let ep = self.endpoints[self.next % self.endpoints.len()].clone();
+            self.next = (self.next + 1) % self.endpoints.len();
+            let copts = self.copts.clone();
+            let probe = self.probe.clone();
+            let attempt = async {
+                let mut c = Client::connect([ep.as_str()], Some(copts)).await?;
+                let o = GetOptions::new().with_keys_only().with_limit(1);
+                c.get(probe, Some(o)).await?;
+                Ok::<_, etcd_client::Error>(c)
+            };
+            match tokio::time::timeout(self.timeout, attempt).await {
+                Ok(Ok(c)) => {
+                    if self.endpoint != ep {
+                        log(&format!("talking to etcd at {ep}"));
+                    }
+                    self.client = Some(c);
+                    self.endpoint = ep;
+                    // Start the next failover after this one.
+                    return Ok(());
+                }
+                Ok(Err(e)) => errs.push(format!("{ep}: {}", error_text(&e))),
+                Err(_) => errs.push(format!("{ep}: no answer within {:?}", self.timeout)),
+            }
+        }
+        Err(anyhow!("no etcd endpoint answers ({})", errs.join("; ")))
+    }
+
+    /// Connect within `deadline` (for one-shot commands such as `leave`).
+    pub async fn connect_within(&mut self, deadline: Duration) -> Result<()> {
+        let start = tokio::time::Instant::now();
+        loop {
+            match self.connect_round().await {
+                Ok(()) => return Ok(()),
+                Err(e) if start.elapsed() + ROUND_PAUSE >= deadline => return Err(e),
+                Err(_) => tokio::time::sleep(ROUND_PAUSE).await,
+            }
+        }
+    }
+
+    /// Drop the connection after a transport failure; the next request
+    /// reconnects, starting with the next endpoint.
+    fn broken(&mut self, why: &str) {
+        if self.client.take().is_some() {
+            log(&format!(
+                "lost etcd at {} ({why}); switching to the next endpoint",
+                self.endpoint
+            ));
+        }
+    }
+
+    /// Run one request on the current client with the request timeout.
+    async fn call<T, F, Fut>(&mut self, what: &str, f: F) -> Result<T>
+    where
+        F: FnOnce(Client) -> Fut,
+        Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+    {
+        if self.client.is_none() {
+            // One round over every endpoint; the caller's loop retries.
+            self.connect_round().await?;
+        }
+        let c = self.client.clone().expect("connected above");
+        match tokio::time::timeout(self.timeout, f(c)).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => {
+                let text = error_text(&e);
+                if is_transport(&e) {
+                    self.broken(&text);
+                }
+                Err(anyhow!("{what} at {}: {text}", self.endpoint))
+            }
+            Err(_) => {
+                self.broken("no answer");
+                Err(anyhow!(
+                    "{what} at {}: no answer within {:?}",
+                    self.endpoint,
+                    self.timeout
+                ))
+            }
+        }
+    }
+
+    /// The value of `key`, if present.
+    pub async fn get(&mut self, key: &str) -> Result<Option<Kv>> {
+        let k = key.to_string();
+        let r = self
+            .call(&format!("read {key}"), |mut c| async move {
+                c.get(k, None).await
+            })
+            .await?;
+        Ok(r.kvs().first().map(Kv::from))
+    }
+
+    /// Every key under `prefix`, and the store revision of the read (to
+    /// start a watch right after it).
+    pub async fn list(&mut self, prefix: &str) -> Result<(Vec<Kv>, i64)> {
+        let p = prefix.to_string();
+        let r = self
+            .call(&format!("list {prefix}"), |mut c| async move {
+                c.get(p, Some(GetOptions::new().with_prefix())).await
+            })
+            .await?;
+        let rev = r.header().map_or(0, |h| h.revision());
+        Ok((r.kvs().iter().map(Kv::from).collect(), rev))
+    }
+
+    /// A new etcd lease of `ttl` seconds.
+    pub async fn grant(&mut self, ttl: i64) -> Result<i64> {
+        let r = self
+            .call("grant a lease", |mut c| async move {
+                c.lease_grant(ttl, None).await
+            })
+            .await?;
+        Ok(r.id())
+    }
+
+    /// Revoke etcd lease `id` (its keys go with it). A lease that is already
+    /// gone counts as revoked.
+    pub async fn revoke(&mut self, id: i64) -> Result<()> {
+        match self
+            .call(
+                "revoke a lease",
+                |mut c| async move { c.lease_revoke(id).await },
+            )
+            .await
+        {
+            Err(e) if is_lease_not_found(&e) => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+
+    /// Txn: if `key` is absent put `value` attached to `lease`.
+    /// `Ok(false)` when the key exists.
+    pub async fn create(&mut self, key: &str, value: &str, lease: i64) -> Result<bool> {
+        let txn = Txn::new()
+            .when([Compare::version(key, CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(
+                key,
+                value,
+                Some(PutOptions::new().with_lease(lease)),
+            )]);
+        let r = self
+            .call(
+                &format!("create {key}"),
+                |mut c| async move { c.txn(txn).await },
+            )
+            .await?;
+        Ok(r.succeeded())
+    }
+
+    /// Txn: if `key` holds exactly `expect`, put `value` attached to `lease`
+    /// (moves the key to a new lease). `Ok(false)` when the key is absent or
+    /// holds something else.
+    pub async fn replace_if(
+        &mut self,
+        key: &str,
+        expect: &str,
+        value: &str,
+        lease: i64,
+    ) -> Result<bool> {
+        let txn = Txn::new()
+            .when([Compare::value(key, CompareOp::Equal, expect)])
+            .and_then([TxnOp::put(
+                key,
+                value,
+                Some(PutOptions::new().with_lease(lease)),
+            )]);
+        let r = self
+            .call(
+                &format!("renew {key}"),
+                |mut c| async move { c.txn(txn).await },
+            )
+            .await?;
+        Ok(r.succeeded())
+    }
+
+    /// Put `value` attached to `lease`, whatever is there.
+    pub async fn put(&mut self, key: &str, value: &str, lease: i64) -> Result<()> {
+        let (k, v) = (key.to_string(), value.to_string());
+        self.call(&format!("write {key}"), |mut c| async move {
+            c.put(k, v, Some(PutOptions::new().with_lease(lease))).await
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Delete `key` (absent is fine).
+    pub async fn delete(&mut self, key: &str) -> Result<()> {
+        let k = key.to_string();
+        self.call(&format!("delete {key}"), |mut c| async move {
+            c.delete(k, None).await
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Watch every key under `prefix` from revision `from`.
+    pub async fn watch(&mut self, prefix: &str, from: i64) -> Result<WatchStream> {
+        let p = prefix.to_string();
+        let o = WatchOptions::new()
+            .with_prefix()
+            .with_start_revision(from)
+            .with_prev_key();
+        self.call(&format!("watch {prefix}"), |mut c| async move {
+            c.watch(p, Some(o)).await
+        })
+        .await
+    }
+
+    /// The watch stream failed: treat it as a transport failure.
+    pub fn watch_failed(&mut self, why: &str) {
+        self.broken(why);
+    }
+}
