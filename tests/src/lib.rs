@@ -5,6 +5,7 @@
 //! Tests need root: call [`require_root`] first so they fail loudly instead
 //! of passing vacuously.
 
+pub mod cluster;
 pub mod containerd;
 pub mod etcd;
 pub mod exec;
