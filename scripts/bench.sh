@@ -21,5 +21,6 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO"
 [[ $(id -u) -eq 0 ]] || { echo "bench: run as root (it creates network namespaces)" >&2; exit 1; }
 bash scripts/install-deps.sh
-cargo build --release -p netboot-cni -p netboot-tests --bin netboot-cni --bin bench_plugin
+bash scripts/build-release.sh
+cargo build --release -p netboot-tests --bin bench_plugin
 exec target/release/bench_plugin "$@"

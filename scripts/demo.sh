@@ -113,7 +113,7 @@ install_deps() { bash "$REPO/scripts/install-deps.sh"; }
 
 build_release() {
   export PATH="$HOME/.cargo/bin:$PATH"
-  (cd "$REPO" && cargo build --release -p netboot-cni)
+  (cd "$REPO" && bash scripts/build-release.sh)
   [[ -x $REPO/target/release/netboot-cni ]] || die "target/release/netboot-cni not built"
 }
 

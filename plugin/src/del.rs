@@ -179,6 +179,7 @@ pub fn undo(ctx: &Ctx, d: &Delegator, rec: &Record) -> Result<(), CniError> {
             &rec.container_id,
             &rec.ifname,
             state,
+            rec.result.as_ref(),
         ));
     }
     if let Some(first) = errors.first() {

@@ -58,6 +58,6 @@ pub use masq::{
     ensure_node_masquerade, node_masquerade_present, node_masquerade_tag, remove_node_masquerade,
 };
 pub use portmap::{
-    add_port_mappings, check_port_mappings, del_port_mappings, hostport_hash,
+    add_port_mappings, check_port_mappings, del_port_mappings, del_port_mappings_in, hostport_hash,
     list_port_mapping_owners, needs_route_localnet, PortMapping, PortmapSpec, Proto,
 };

@@ -312,6 +312,13 @@ pub fn add_port_mappings(spec: &PortmapSpec) -> Result<()> {
 /// (rules can only be deleted by handle). `network` is validated but, as
 /// upstream, not part of the match.
 pub fn del_port_mappings(network: &str, container_id: &str) -> Result<()> {
+    del_port_mappings_in(network, container_id, true, true)
+}
+
+/// [`del_port_mappings`] limited to the address families the container
+/// had: each family costs one `nft` listing, which grows with the number
+/// of mappings on the node, so an IPv4-only pod skips the `ip6` table.
+pub fn del_port_mappings_in(network: &str, container_id: &str, v4: bool, v6: bool) -> Result<()> {
     let ctx = format!("delete port mappings of {container_id} ({network}) in table {TABLE}");
     check_ident(&ctx, "network name", network)?;
     check_ident(&ctx, "container ID", container_id)?;
@@ -320,7 +327,10 @@ pub fn del_port_mappings(network: &str, container_id: &str) -> Result<()> {
     let mut attempt = 0;
     loop {
         let mut doomed: Vec<ListedRule> = Vec::new();
-        for f in FAMILIES {
+        for f in FAMILIES
+            .into_iter()
+            .filter(|f| if *f == "ip" { v4 } else { v6 })
+        {
             let rules = nft::list(&ctx, f, TABLE, None)?.unwrap_or_default();
             doomed.extend(rules.into_iter().filter(|r| {
                 OWNED_CHAINS.contains(&r.chain.as_str())

@@ -172,13 +172,39 @@ impl Pool {
                 });
             }
         }
-        // Known holders are skipped without a syscall; O_EXCL stays the
-        // authority (an unreadable file is not in `existing`).
+        // Known holders are skipped without a syscall; the exclusive
+        // create stays the authority (an unreadable file is not in `existing`).
         let taken: HashSet<IpAddr> = existing.iter().map(|a| a.ip).collect();
+        self.take_all(&store, container_id, ifname, &taken)
+    }
+
+    /// [`Pool::allocate`] without host-local's duplicate scan, which reads
+    /// every IP file of the store and makes ADD cost grow with the number
+    /// of pods. For callers that already know the attachment holds nothing
+    /// (netboot-cni refuses a second ADD from its own record); the
+    /// exclusive create still guarantees no IP is handed out twice.
+    pub fn allocate_new(
+        &self,
+        container_id: &str,
+        ifname: &str,
+    ) -> Result<Vec<Allocated>, IpamError> {
+        check_attachment(container_id, ifname)?;
+        let store = Locked::open(&self.dir)?;
+        self.take_all(&store, container_id, ifname, &HashSet::new())
+    }
+
+    /// One IP per range, all or nothing.
+    fn take_all(
+        &self,
+        store: &Locked,
+        container_id: &str,
+        ifname: &str,
+        taken: &HashSet<IpAddr>,
+    ) -> Result<Vec<Allocated>, IpamError> {
         let key = store::owner_key(container_id, ifname);
         let mut done: Vec<Allocated> = Vec::with_capacity(self.ranges.len());
         for i in 0..self.ranges.len() {
-            match self.take(&store, i, &key, &taken) {
+            match self.take(store, i, &key, taken) {
                 Ok(a) => done.push(a),
                 Err(e) => {
                     // Undo only what this call created: unlike host-local's
@@ -235,6 +261,33 @@ impl Pool {
         // that temp file behind; DEL is the first chance to sweep it.
         store.sweep_reserve_temps()?;
         store.release_owner(container_id, ifname)
+    }
+
+    /// Releases `ips` if (and only if) each is still held by exactly this
+    /// attachment: the record-guided DEL, which opens only those files
+    /// instead of scanning the store. Falls back to [`Pool::release`] when
+    /// none of them is held that way (e.g. an old ID-only allocation).
+    pub fn release_known(
+        &self,
+        container_id: &str,
+        ifname: &str,
+        ips: &[IpAddr],
+    ) -> Result<Vec<IpAddr>, IpamError> {
+        if ips.is_empty() || container_id.trim().is_empty() || !self.dir.exists() {
+            return self.release(container_id, ifname);
+        }
+        let store = Locked::open(&self.dir)?;
+        store.sweep_reserve_temps()?;
+        let mut released = Vec::new();
+        for ip in ips {
+            if store.is_exactly_held(*ip, container_id, ifname) && store.remove(*ip)? {
+                released.push(*ip);
+            }
+        }
+        if released.is_empty() {
+            return store.release_owner(container_id, ifname);
+        }
+        Ok(released)
     }
 
     /// The IPs the attachment holds (host-local `GetByID`: exact files and

@@ -119,6 +119,12 @@ impl Locked {
     /// Every readable allocation file, sorted by IP; files whose names are
     /// not IPs are not allocations. A file that vanished or cannot be read
     /// is left out (and so left alone by GC), as host-local's walks do.
+    /// Whether the file of `ip` holds exactly `<id>\r\n<ifname>`.
+    pub(crate) fn is_exactly_held(&self, ip: IpAddr, container_id: &str, ifname: &str) -> bool {
+        self.read_record(ip)
+            .is_some_and(|c| Allocation::parse(ip, &c).is_exactly(container_id, ifname))
+    }
+
     pub fn allocations(&self) -> Result<Vec<Allocation>, IpamError> {
         let mut out = Vec::new();
         for ip in ip_files(&self.dir)? {

@@ -128,8 +128,10 @@ pub fn add(ctx: &Ctx, rec: &mut Record) -> Result<CniResult, CniError> {
         .ok_or_else(|| CniError::internal("native state missing"))?;
     let nconf = NativeConf::from_delegate(&state.conf)?;
     let pod_ns = open_pod_netns(&ctx.args.netns)?;
+    // `clear_stale` already refused a second ADD of this attachment from
+    // its record, so the store's O(pods) duplicate scan is skipped.
     let allocated = pool(&state, &nconf)?
-        .allocate(&ctx.args.container_id, &ctx.args.ifname)
+        .allocate_new(&ctx.args.container_id, &ctx.args.ifname)
         .map_err(|e| CniError::new(e.cni_code(), e.to_string()))?;
     let gateways: Vec<IpNet> = allocated
         .iter()
@@ -296,10 +298,30 @@ fn result(
 /// Undoes a (possibly partial) native attachment: port mappings, the veth
 /// (deleting the host end removes the pod end with it), the IPs. Missing
 /// pieces are fine; every step runs even if an earlier one failed.
-pub fn undo(ctx: &Ctx, container_id: &str, ifname: &str, state: &NativeState) -> Vec<CniError> {
+/// `result` (the recorded ADD result, when ADD finished) names the IPs, so
+/// only their files are opened and only their families' rules listed.
+pub fn undo(
+    ctx: &Ctx,
+    container_id: &str,
+    ifname: &str,
+    state: &NativeState,
+    result: Option<&Value>,
+) -> Vec<CniError> {
     let mut errors = Vec::new();
+    let ips: Vec<IpAddr> = result
+        .and_then(|r| CniResult::from_value(r, "1.0.0").ok())
+        .map(|r| r.ips.iter().map(|ip| ip.address.addr()).collect())
+        .unwrap_or_default();
     if !state.port_mappings.is_empty() || state.sweep_ports {
-        if let Err(e) = firewall::del_port_mappings(&ctx.conf.net.name, container_id) {
+        let (v4, v6) = if ips.is_empty() {
+            (true, true)
+        } else {
+            (
+                ips.iter().any(IpAddr::is_ipv4),
+                ips.iter().any(IpAddr::is_ipv6),
+            )
+        };
+        if let Err(e) = firewall::del_port_mappings_in(&ctx.conf.net.name, container_id, v4, v6) {
             errors.push(kernel("remove port mappings", e));
         }
     }
@@ -314,7 +336,7 @@ pub fn undo(ctx: &Ctx, container_id: &str, ifname: &str, state: &NativeState) ->
     let released = NativeConf::from_delegate(&state.conf)
         .and_then(|c| pool(state, &c))
         .and_then(|p| {
-            p.release(container_id, ifname)
+            p.release_known(container_id, ifname, &ips)
                 .map_err(|e| CniError::new(e.cni_code(), e.to_string()))
         });
     if let Err(e) = released {
