@@ -387,8 +387,29 @@ fn agent_replaces_stale_devices_and_reports_an_exhausted_range() {
     ] {
         n1.exec(argv).expect_ok();
     }
-    n1.start_agent(&ep, FAST);
+    let masq = [FAST, &["--ip-masq"]].concat();
+    n1.start_agent(&ep, &masq);
     assert_eq!(n1.wait_subnet(CONVERGE), "10.2.1.1/24");
+    let env = std::fs::read_to_string(n1.subnet_file()).unwrap();
+    assert!(env.contains("FLANNEL_IPMASQ=true\n"), "{env}");
+    let nft = n1
+        .exec(&["nft", "list", "table", "inet", "netboot"])
+        .expect_ok()
+        .stdout;
+    assert!(
+        nft.contains(
+            "ip saddr 10.2.1.0/24 ip daddr != 224.0.0.0/4 ip daddr != 10.2.0.0/16 masquerade"
+        ),
+        "{nft}"
+    );
+    assert!(nft.contains("ip saddr 10.2.0.0/16 accept"), "{nft}");
+    assert!(nft.contains("ip daddr 10.2.0.0/16 accept"), "{nft}");
+    assert_eq!(
+        n1.exec(&["sysctl", "-n", "net.ipv4.ip_forward"])
+            .stdout
+            .trim(),
+        "1"
+    );
     let d = n1.ip_json(&["-d", "link", "show", "flannel.1"]);
     let info = &d[0]["linkinfo"]["info_data"];
     assert_eq!(info["id"], 1, "{d}");
@@ -418,4 +439,28 @@ fn agent_replaces_stale_devices_and_reports_an_exhausted_range() {
     );
     assert!(n2.log().contains("no free subnet"), "{}", n2.log());
     assert!(!n2.subnet_file().exists());
+
+    // The lease key deleted behind the agent's back comes back (flanneld
+    // would exit here).
+    let key = n1.lease_key();
+    etcd.delete(&key);
+    assert!(
+        wait_until(CONVERGE, || etcd.get(&key).is_some()),
+        "lease not re-acquired:\n{}",
+        n1.log()
+    );
+    assert!(n1.agent_exited().is_none());
+
+    // leave removes the rules too.
+    n1.stop_agent();
+    let out = n1.leave(&ep);
+    assert!(out.success(), "{out}");
+    assert!(etcd.get(&key).is_none());
+    let nft = n1.exec(&["nft", "list", "table", "inet", "netboot"]).stdout;
+    assert!(
+        !nft.contains("10.2.1.0/24") && !nft.contains("10.2.0.0/16 accept"),
+        "{nft}"
+    );
+    eprintln!("--- agent log (node s1) ---\n{}", n1.log());
+    eprintln!("--- leave output ---\n{}", out.stderr);
 }

@@ -22,6 +22,7 @@ use crate::lease::{parse_subnet_key, RemoteLease};
 use crate::netconfig::{NetConfig, DEFAULT_VNI};
 
 pub fn leave_cmd(a: &LeaveArgs) -> Result<()> {
+    let _ = super::WHO.set("netboot leave");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

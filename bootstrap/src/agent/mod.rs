@@ -27,9 +27,12 @@ pub use run::agent_cmd;
 /// Name tagging the agent's nftables rules (masquerade, forward).
 pub const RULE_TAG: &str = "flannel-agent";
 
+/// Who is speaking in [`log`]: `netboot agent` unless set otherwise.
+static WHO: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+
 /// One plain-words line on stderr.
 pub fn log(msg: &str) {
-    eprintln!("netboot agent: {msg}");
+    eprintln!("{}: {msg}", WHO.get().copied().unwrap_or("netboot agent"));
 }
 
 /// `90`, `30s`, `60m`, `24h`, `1h30m` → a duration (bare numbers are
