@@ -172,20 +172,21 @@ impl Vtep {
             ));
             return why;
         }
+        let show = |v: Option<String>| v.unwrap_or_else(|| "none".into());
         if info.vni != Some(self.vni) {
-            why.push(format!("VNI {:?} instead of {}", info.vni, self.vni));
+            let v = show(info.vni.map(|v| v.to_string()));
+            why.push(format!("VNI {v} instead of {}", self.vni));
         }
         if info.local != Some(IpAddr::V4(self.ext.ip)) {
-            why.push(format!("local {:?} instead of {}", info.local, self.ext.ip));
+            let l = show(info.local.map(|l| l.to_string()));
+            why.push(format!("local address {l} instead of {}", self.ext.ip));
         }
         if info.port != Some(self.port) {
-            why.push(format!("port {:?} instead of {}", info.port, self.port));
+            let p = show(info.port.map(|p| p.to_string()));
+            why.push(format!("port {p} instead of {}", self.port));
         }
-        if info.dev.is_some_and(|d| d != self.ext.index) {
-            why.push(format!(
-                "underlay #{:?} instead of {}",
-                info.dev, self.ext.name
-            ));
+        if let Some(d) = info.dev.filter(|d| *d != self.ext.index) {
+            why.push(format!("on interface #{d} instead of {}", self.ext.name));
         }
         if info.learning == Some(true) {
             why.push("learning on".into());
