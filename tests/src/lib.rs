@@ -20,7 +20,7 @@ use std::thread;
 use std::time::Duration;
 
 pub use exec::{nsenter, run, run_argv, CmdOutput};
-pub use netns::{leftover_namespaces, Netns, NETNS_PREFIX};
+pub use netns::{leftover_namespaces, netns_prefix, Netns, NETNS_PREFIX};
 pub use node::{LibcniCall, Node, SubnetEnv};
 pub use plugin::{
     first_gateway, first_ip, plugin_command, result_ips, run_plugin, PluginCall, PluginOutput,

@@ -11,6 +11,24 @@ use crate::exec::{self, CmdOutput};
 /// fails if any is left after the test run.
 pub const NETNS_PREFIX: &str = "nbt-";
 
+/// The prefix in use: [`NETNS_PREFIX`], unless `NETBOOT_TEST_NETNS_PREFIX`
+/// names another, so that a second test run on the same machine (a
+/// developer's while CI runs) neither sees nor trips over the first's
+/// namespaces.
+pub fn netns_prefix() -> &'static str {
+    static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PREFIX.get_or_init(|| {
+        std::env::var("NETBOOT_TEST_NETNS_PREFIX")
+            .ok()
+            .filter(|p| {
+                !p.is_empty()
+                    && p.len() <= 8
+                    && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            })
+            .unwrap_or_else(|| NETNS_PREFIX.to_string())
+    })
+}
+
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// `ip netns add` mounts /run/netns as shared on first use; concurrent first
@@ -32,7 +50,7 @@ impl Netns {
     /// Keep `tag` short and free of `/`; it only makes names readable.
     pub fn new(tag: &str) -> Self {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let name = format!("{NETNS_PREFIX}{}-{n}-{tag}", std::process::id());
+        let name = format!("{}{}-{n}-{tag}", netns_prefix(), std::process::id());
         {
             let _guard = CREATE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
             exec::run_argv(&["ip", "netns", "add", &name]).expect_ok();
@@ -158,7 +176,7 @@ pub fn leftover_namespaces() -> Vec<String> {
     out.stdout
         .lines()
         .filter_map(|l| l.split_whitespace().next())
-        .filter(|n| n.starts_with(NETNS_PREFIX))
+        .filter(|n| n.starts_with(netns_prefix()))
         .map(str::to_owned)
         .collect()
 }

@@ -10,7 +10,7 @@
 //! taken by a dedicated thread that does the same and exits (children get
 //! a clean signal mask from `std::process::Command`).
 
-use netboot_tests::{leftover_namespaces, run_argv, NETNS_PREFIX};
+use netboot_tests::{leftover_namespaces, netns_prefix, run_argv};
 use nix::sys::signal::{SigSet, Signal};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,7 +28,7 @@ pub fn register_dir(p: &Path) {
 
 /// Namespaces created by this process (harness names: `nbt-<pid>-<n>-<tag>`).
 pub fn own_namespaces() -> Vec<String> {
-    let prefix = format!("{NETNS_PREFIX}{}-", std::process::id());
+    let prefix = format!("{}{}-", netns_prefix(), std::process::id());
     leftover_namespaces()
         .into_iter()
         .filter(|n| n.starts_with(&prefix))
