@@ -51,7 +51,10 @@ pub mod masq;
 mod nft;
 pub mod portmap;
 
-pub use forward::{ensure_forward_accept, remove_forward_accept};
+pub use forward::{
+    ensure_forward_accept, ensure_iptables_forward_accept, remove_forward_accept,
+    remove_iptables_forward_accept, IptForward,
+};
 pub use legacy::{cleanup_legacy_portmap, legacy_dnat_chain};
 pub use masq::{
     add_attachment_masquerade, attachment_masquerade_comment, del_attachment_masquerade,
