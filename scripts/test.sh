@@ -67,7 +67,8 @@ main() {
   step "cargo clippy -D warnings" cargo clippy --workspace --all-targets -- -D warnings
   step "cargo build" cargo build --workspace
   step "build libcni client" bash scripts/build-libcni-client.sh
-  step "cargo test" cargo test --workspace "$@"
+  # --no-fail-fast: one failing test binary must not hide the others' results.
+  step "cargo test" cargo test --workspace --no-fail-fast "$@"
   CURRENT_STEP="leftover check"
   local stale
   stale=$(leftover_netns)
