@@ -257,6 +257,19 @@ pub fn status_cmd(a: &StatusArgs) -> Result<()> {
         .and_then(|e| e.vni)
         .unwrap_or(DEFAULT_VNI);
     let devices = check_devices(env.as_ref(), own, vni);
+    // The agent of this network namespace, if one runs (its lock's holder).
+    let agent = crate::agent::lock::holder().map(|(pid, text)| {
+        let pid = crate::agent::lock::field(&text, "pid").map_or(pid.to_string(), str::to_string);
+        let sf = crate::agent::lock::field(&text, "subnet_file").map(str::to_string);
+        (pid, sf)
+    });
+    let agent_text = match &agent {
+        Some((pid, sf)) => format!(
+            "running (PID {pid}, subnet file {})",
+            sf.as_deref().unwrap_or("unknown")
+        ),
+        None => "not running in this network namespace".to_string(),
+    };
     let dirs = plugin_dirs(&a.cni_bin_dir);
     let plugins: Vec<(&str, Option<PathBuf>)> = PLUGINS
         .iter()
@@ -271,6 +284,8 @@ pub fn status_cmd(a: &StatusArgs) -> Result<()> {
                 "subnetFile": a.subnet_file,
                 "subnetEnv": env,
                 "lease": own.map(|l| l.key.clone()),
+                "leaseExpiresIn": own.map(Lease::expiry_text),
+                "agent": {"running": agent.is_some(), "pid": agent.as_ref().map(|a| a.0.clone()), "subnetFile": agent.as_ref().and_then(|a| a.1.clone())},
                 "devices": devices.iter().map(|d| json!({"name": d.name, "present": d.present, "matchesLease": d.ok, "detail": d.detail})).collect::<Vec<_>>(),
                 "pluginDirs": dirs,
                 "plugins": plugins.iter().map(|(n, p)| json!({"name": n, "path": p})).collect::<Vec<_>>(),
@@ -318,10 +333,15 @@ pub fn status_cmd(a: &StatusArgs) -> Result<()> {
             }
             s += &format!(
                 "  lease: {}\n",
-                own.map_or("none found for FLANNEL_SUBNET", |l| l.key.as_str())
+                own.map_or("none found for FLANNEL_SUBNET".into(), |l| format!(
+                    "{} (expires in {})",
+                    l.key,
+                    l.expiry_text()
+                ))
             );
         }
     }
+    s += &format!("  agent: {agent_text}\n");
     for d in &devices {
         s += &format!("  {:<12} {}\n", d.name, d.detail);
     }

@@ -23,6 +23,14 @@ use crate::netconfig::{NetConfig, DEFAULT_VNI};
 
 pub fn leave_cmd(a: &LeaveArgs) -> Result<()> {
     let _ = super::WHO.set("netboot leave");
+    if let Some((pid, text)) = super::lock::holder() {
+        let pid = super::lock::field(&text, "pid").map_or(pid.to_string(), str::to_string);
+        return Err(anyhow!(
+            "a netboot agent (PID {pid}) is running in this network namespace; it would \
+             acquire the lease again right away. Stop it first (SIGTERM keeps everything), \
+             then run `netboot leave`"
+        ));
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -111,6 +119,7 @@ fn cleanup_local(nl: &mut Netlink, a: &LeaveArgs, vni: Option<u32>) -> Result<()
     }
     firewall::remove_node_masquerade(RULE_TAG)?;
     firewall::remove_forward_accept(RULE_TAG)?;
+    firewall::remove_iptables_forward_accept()?;
     match std::fs::remove_file(&a.subnet_file) {
         Ok(()) => log(&format!("removed {}", a.subnet_file.display())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

@@ -6,9 +6,11 @@
 //! - [`run`]: lease acquisition, renewal, watch + resync loop.
 //! - [`env`]: flannel's subnet.env, written atomically.
 //! - [`leave`]: release the lease and remove what the agent set up.
+//! - [`lock`]: one agent per network namespace.
 
 mod env;
 mod leave;
+pub mod lock;
 mod node;
 mod run;
 mod store;

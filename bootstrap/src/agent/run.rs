@@ -110,6 +110,12 @@ fn usable(kv: &Kv) -> Result<(Range, u32, u16)> {
 
 async fn run(a: &AgentArgs) -> Result<()> {
     let started = std::time::Instant::now();
+    let lock = super::lock::acquire(&a.subnet_file)?;
+    log(&format!(
+        "PID {}, holding {} (one agent per network namespace)",
+        std::process::id(),
+        lock.path.display()
+    ));
     let mut nl = Netlink::open()?;
     let ext = find_external(&mut nl, a.iface.as_deref(), a.public_ip)?;
     log(&format!(
@@ -183,7 +189,9 @@ async fn run(a: &AgentArgs) -> Result<()> {
         agent.vtep.remotes.len(),
         agent.vtep.name
     ));
-    agent.event_loop(rev).await
+    let res = agent.event_loop(rev).await;
+    drop(lock);
+    res
 }
 
 impl Agent<'_> {
@@ -357,6 +365,20 @@ impl Agent<'_> {
                 "warning: cannot add the forward accept rules: {e}"
             ));
         }
+        // The nft accept above cannot overrule an iptables FORWARD policy
+        // DROP (Docker's); only an ACCEPT in that chain can (netkit
+        // `firewall::forward`, flanneld's FLANNEL-FWD).
+        match firewall::ensure_iptables_forward_accept(net) {
+            Ok(firewall::IptForward::Written) => log(&format!(
+                "allowed forwarding to and from {net} in iptables filter FORWARD (chain {}), \
+                 so a FORWARD policy DROP (as Docker sets) does not cut pod traffic",
+                firewall::forward::IPT_CHAIN
+            )),
+            Ok(_) => {}
+            Err(e) => log(&format!(
+                "warning: cannot add the iptables forward accept rules: {e}"
+            )),
+        }
         if self.a.ip_masq {
             let subnet = IpNet::V4(self.own_subnet());
             if firewall::ensure_node_masquerade(RULE_TAG, subnet, &[net])? {
@@ -439,10 +461,11 @@ impl Agent<'_> {
     async fn resync(&mut self, force: bool) -> Result<i64> {
         let (kvs, rev) = self.store.list(&self.prefix).await?;
         let own_key = self.own.as_ref().map(|o| o.key.clone());
-        let mut own_ok = false;
+        let (mut own_ok, mut own_seen) = (false, false);
         let mut wanted = Vec::new();
         for kv in &kvs {
             if Some(&kv.key) == own_key.as_ref() {
+                own_seen = true;
                 own_ok = kv.value == self.value().as_bytes();
                 continue;
             }
@@ -466,7 +489,15 @@ impl Agent<'_> {
         }
         self.vtep.sweep()?;
         if !own_ok {
-            log("our lease is missing or was changed in etcd; acquiring it again");
+            log(&format!(
+                "our lease {} {} in etcd (found on resync); acquiring it again",
+                own_key.as_deref().unwrap_or("-"),
+                if own_seen {
+                    "was changed by someone else"
+                } else {
+                    "is gone (expired or deleted)"
+                }
+            ));
             self.reacquire().await?;
         }
         self.firewall()?;
@@ -488,6 +519,19 @@ impl Agent<'_> {
                 Err(why) => self.skip(&kv.key, why),
             },
             EventType::Delete if is_own => {
+                // A delete older than our current key is stale: e.g. the
+                // expiry of a lease that ran out while the agent was
+                // stopped (SIGSTOP), seen only after the renewal had
+                // already put the key back.
+                let lease = self.own.as_ref().map_or(0, |o| o.lease);
+                if let Ok(Some(cur)) = self.store.get(&kv.key).await {
+                    if cur.mod_revision > kv.mod_revision
+                        && cur.lease == lease
+                        && cur.value == self.value().as_bytes()
+                    {
+                        return Ok(());
+                    }
+                }
                 log(&format!(
                     "our lease {} was deleted or expired in etcd (flanneld would exit \
                      here); acquiring it again",
@@ -626,7 +670,10 @@ impl Agent<'_> {
                         }
                     }
                     Ok(None) | Err(_) => {
-                        let why = match &msg { Err(e) => e.to_string(), _ => "stream ended".into() };
+                        let why = match &msg {
+                            Err(e) => super::store::plain_error(e),
+                            _ => "stream ended".into(),
+                        };
                         self.store.watch_failed(&why);
                         log(&format!("the lease watch broke ({why}); resyncing when etcd answers"));
                         stream = None;

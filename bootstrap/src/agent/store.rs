@@ -16,7 +16,7 @@ use etcd_client::{
 };
 
 use super::log;
-use crate::etcd::{error_text, EtcdOpts, Kv};
+use crate::etcd::{EtcdOpts, Kv};
 
 /// Pause between two rounds over every endpoint when none answers.
 const ROUND_PAUSE: Duration = Duration::from_secs(1);
@@ -47,6 +47,67 @@ fn is_transport(e: &etcd_client::Error) -> bool {
                 | tonic::Code::Aborted
         ),
         _ => false,
+    }
+}
+
+/// One short cause for an etcd client error, for the agent's log: etcd's
+/// own message when the server answered (`etcdserver: requested lease not
+/// found`), else the innermost cause of the transport chain (`connection
+/// refused`, `invalid peer certificate: UnknownIssuer`) instead of
+/// tonic/hyper's nested "transport error: tcp connect error: …" wrappers and
+/// status debug dumps. The callers put the endpoint in front.
+pub fn plain_error(e: &etcd_client::Error) -> String {
+    use std::error::Error as _;
+    let (top, mut src): (String, Option<&(dyn std::error::Error + 'static)>) = match e {
+        etcd_client::Error::GRpcStatus(s) => (s.message().to_string(), s.source()),
+        other => (other.to_string(), other.source()),
+    };
+    let mut deepest = None;
+    while let Some(s) = src {
+        deepest = Some(s);
+        src = s.source();
+    }
+    let text = match deepest {
+        None => top,
+        Some(d) => match d.downcast_ref::<std::io::Error>() {
+            Some(io) => io_text(io),
+            None => d.to_string(),
+        },
+    };
+    let text = match text.find(" (os error ") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    };
+    let text = text.trim();
+    if text.is_empty() {
+        "no details".into()
+    } else {
+        let mut c = text.chars();
+        let first = c.next().expect("not empty");
+        // "Connection refused" -> "connection refused" (keeps "TLS", "UnknownIssuer").
+        if c.clone().next().is_some_and(char::is_lowercase) {
+            first.to_lowercase().chain(c).collect()
+        } else {
+            text.to_string()
+        }
+    }
+}
+
+fn io_text(e: &std::io::Error) -> String {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        K::ConnectionRefused => "connection refused (nothing listens there)".into(),
+        K::ConnectionReset => "connection reset".into(),
+        K::ConnectionAborted => "connection aborted".into(),
+        K::TimedOut => "timed out".into(),
+        K::HostUnreachable => "host unreachable".into(),
+        K::NetworkUnreachable => "network unreachable".into(),
+        K::UnexpectedEof => "connection closed".into(),
+        K::BrokenPipe => "connection closed (broken pipe)".into(),
+        _ => match e.get_ref() {
+            Some(inner) => inner.to_string(),
+            None => e.to_string(),
+        },
     }
 }
 
@@ -98,7 +159,7 @@ impl Store {
                     // Start the next failover after this one.
                     return Ok(());
                 }
-                Ok(Err(e)) => errs.push(format!("{ep}: {}", error_text(&e))),
+                Ok(Err(e)) => errs.push(format!("{ep}: {}", plain_error(&e))),
                 Err(_) => errs.push(format!("{ep}: no answer within {:?}", self.timeout)),
             }
         }
@@ -142,7 +203,7 @@ impl Store {
         match tokio::time::timeout(self.timeout, f(c)).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
-                let text = error_text(&e);
+                let text = plain_error(&e);
                 if is_transport(&e) {
                     self.broken(&text);
                 }
