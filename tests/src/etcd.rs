@@ -33,6 +33,8 @@ pub struct EtcdServer {
     pub tls: Option<TlsFiles>,
     /// root credentials once [`EtcdServer::enable_auth`] ran.
     root_password: Option<String>,
+    /// Network namespace etcd and etcdctl run in (`None`: the caller's).
+    netns: Option<PathBuf>,
 }
 
 fn openssl(dir: &Path, args: &[&str]) {
@@ -122,14 +124,31 @@ impl EtcdServer {
         Self::launch(true)
     }
 
+    /// TLS etcd on the loopback of the network namespace at `netns` (so a
+    /// process inside it, e.g. a `netboot agent`, reaches 127.0.0.1).
+    pub fn start_tls_in(netns: &Path) -> EtcdServer {
+        Self::launch_in(true, Some(netns.to_path_buf()))
+    }
+
+    fn command(netns: Option<&Path>, tool: &str) -> Command {
+        match netns {
+            Some(ns) => crate::exec::nsenter(ns, &[tool]),
+            None => Command::new(tool),
+        }
+    }
+
     fn launch(tls: bool) -> EtcdServer {
+        Self::launch_in(tls, None)
+    }
+
+    fn launch_in(tls: bool, netns: Option<PathBuf>) -> EtcdServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let files = tls.then(|| make_certs(dir.path()));
         let scheme = if tls { "https" } else { "http" };
         let (cport, pport) = (free_port(), free_port());
         let url = format!("{scheme}://127.0.0.1:{cport}");
         let peer = format!("http://127.0.0.1:{pport}");
-        let mut cmd = Command::new("etcd");
+        let mut cmd = Self::command(netns.as_deref(), "etcd");
         cmd.arg("--name=nbt")
             .arg(format!("--data-dir={}", dir.path().join("data").display()))
             .arg(format!("--listen-client-urls={url}"))
@@ -156,6 +175,7 @@ impl EtcdServer {
             url,
             tls: files,
             root_password: None,
+            netns,
         };
         server.wait_ready();
         server
@@ -175,7 +195,7 @@ impl EtcdServer {
 
     /// `etcdctl` against this server (v3 API), as root once auth is on.
     pub fn ctl(&self, args: &[&str]) -> CmdOutput {
-        let mut cmd = Command::new("etcdctl");
+        let mut cmd = Self::command(self.netns.as_deref(), "etcdctl");
         cmd.env("ETCDCTL_API", "3")
             .arg(format!("--endpoints={}", self.url));
         if let Some(t) = &self.tls {

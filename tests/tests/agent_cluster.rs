@@ -5,8 +5,9 @@
 use std::time::{Duration, Instant};
 
 use netboot_tests::cluster::{
-    ping_within, tcp_transfer, wait_until, AgentNode, EtcdCluster, Underlay, CONFIG, PREFIX,
+    in_ns, ping_within, tcp_transfer, wait_until, AgentNode, EtcdCluster, Underlay, CONFIG, PREFIX,
 };
+use netboot_tests::exec::run;
 use netboot_tests::require_root;
 use serde::Deserialize;
 
@@ -330,6 +331,21 @@ fn agents_survive_losing_the_etcd_member_they_use() {
         "no renewal after failover:\n{after}"
     );
     assert!(n1.agent_exited().is_none(), "agent died:\n{}", n1.log());
+    // etcd errors are one plain line each: endpoint and cause, no
+    // tonic/hyper wrapper chains or status dumps.
+    eprintln!("--- node1 agent after losing its etcd member ---\n{after}");
+    for noise in [
+        "MetadataMap",
+        "details: [",
+        "tcp connect error",
+        "(os error",
+        "transport error",
+    ] {
+        assert!(
+            !after.contains(noise),
+            "{noise:?} in the agent log:\n{after}"
+        );
+    }
     assert!(
         ping_within(n1.pod(p1), &ip2, CONVERGE),
         "traffic after renewals through another member failed\n--- node1 ---\n{}\n--- node2 ---\n{}\nroutes on node1: {:?}",
@@ -465,4 +481,283 @@ fn agent_replaces_stale_devices_and_reports_an_exhausted_range() {
     );
     eprintln!("--- agent log (node s1) ---\n{}", n1.log());
     eprintln!("--- leave output ---\n{}", out.stderr);
+}
+
+/// `iptables-save -t filter` in a node.
+fn filter_table(n: &AgentNode) -> String {
+    n.exec(&["iptables-save", "-t", "filter"])
+        .expect_ok()
+        .stdout
+}
+
+/// The etcd lease ID attached to `key` (decimal, as etcd's JSON gives it).
+fn lease_id(etcd: &EtcdCluster, key: &str) -> Option<i64> {
+    let out = etcd.ctl(&["get", key, "-w", "json"]).expect_ok();
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).ok()?;
+    v["kvs"][0]["lease"].as_i64().filter(|l| *l != 0)
+}
+
+/// Keys of leases whose value names `public_ip`.
+fn leases_of(etcd: &EtcdCluster, public_ip: &str) -> Vec<String> {
+    etcd.keys(&format!("{PREFIX}/subnets/"))
+        .into_iter()
+        .filter(|k| {
+            etcd.get(k)
+                .is_some_and(|v| v.contains(&format!("\"PublicIP\":\"{public_ip}\"")))
+        })
+        .collect()
+}
+
+fn signal(pid: u32, sig: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig).expect("signal agent");
+}
+
+#[test]
+fn agents_forward_under_iptables_drop_and_recover_revoked_and_expired_leases() {
+    require_root();
+    let ul = Underlay::new();
+    let etcd = EtcdCluster::start(&ul, 1);
+    etcd.put(&format!("{PREFIX}/config"), CONFIG);
+    let ep = etcd.endpoints();
+    let mut n1 = AgentNode::new(&ul, "d1", 41);
+    let mut n2 = AgentNode::new(&ul, "d2", 42);
+    // What Docker does to a node: forwarded traffic is dropped unless a
+    // rule in iptables filter FORWARD accepts it.
+    for n in [&n1, &n2] {
+        n.exec(&["iptables", "-P", "FORWARD", "DROP"]).expect_ok();
+    }
+    n1.start_agent(&ep, FAST);
+    // node2's lease is short, to let it expire while its agent is stopped.
+    let short = [FAST, &["--lease-ttl=6s", "--renew-margin=3s"]].concat();
+    let pid2 = n2.start_agent(&ep, &short);
+    let s1 = n1.wait_subnet(CONVERGE);
+    let s2 = n2.wait_subnet(CONVERGE);
+    let (p1, ip1) = n1.add_pod("dp1");
+    let (p2, ip2) = n2.add_pod("dp2");
+    assert_reach(&n1, p1, &ip2, "node1 pod -> node2 pod under FORWARD DROP");
+    assert_reach(&n2, p2, &ip1, "node2 pod -> node1 pod under FORWARD DROP");
+    let data = payload(256 << 10);
+    let got = tcp_transfer(n2.pod(p2), &ip2, n1.pod(p1), &data);
+    assert_eq!(checksum(&got), checksum(&data), "TCP under FORWARD DROP");
+    let jump = "-A FORWARD -m comment --comment \"netboot forward\" -j NETBOOT-FWD";
+    let f = filter_table(&n1);
+    assert!(f.contains(":FORWARD DROP"), "{f}");
+    assert!(f.contains(jump), "{f}");
+    assert!(
+        f.contains(
+            "-A NETBOOT-FWD -s 10.2.0.0/16 -m comment --comment \"netboot forward\" -j ACCEPT"
+        ) && f.contains(
+            "-A NETBOOT-FWD -d 10.2.0.0/16 -m comment --comment \"netboot forward\" -j ACCEPT"
+        ),
+        "{f}"
+    );
+
+    // Control: without the jump node1 drops the traffic (so the rules are
+    // what lets it through); a restarted agent puts exactly one back.
+    n1.stop_agent();
+    n1.exec(&[
+        "iptables",
+        "-D",
+        "FORWARD",
+        "-m",
+        "comment",
+        "--comment",
+        "netboot forward",
+        "-j",
+        "NETBOOT-FWD",
+    ])
+    .expect_ok();
+    assert!(
+        !ping_within(n1.pod(p1), &ip2, Duration::from_secs(3)),
+        "traffic flowed under FORWARD DROP without our rules:\n{}",
+        filter_table(&n1)
+    );
+    n1.start_agent(&ep, FAST);
+    assert_reach(&n1, p1, &ip2, "node1 pod -> node2 pod after agent restart");
+    let f = filter_table(&n1);
+    assert_eq!(f.matches(jump).count(), 1, "{f}");
+
+    // The agent's etcd lease revoked by ID under it: the key goes with it,
+    // the agent re-grants and puts the same subnet back.
+    let key1 = n1.lease_key();
+    let id = lease_id(&etcd, &key1).expect("node1's key has an etcd lease");
+    let before = n1.log().len();
+    etcd.ctl(&["lease", "revoke", &format!("{id:x}")])
+        .expect_ok();
+    assert!(
+        wait_until(CONVERGE, || lease_id(&etcd, &key1).is_some_and(|l| l != id)),
+        "lease not re-acquired after revoke:\n{}",
+        n1.log()
+    );
+    assert_eq!(n1.wait_subnet(CONVERGE), s1, "revoke changed the subnet");
+    assert_eq!(leases_of(&etcd, &n1.ip), vec![key1.clone()]);
+    assert!(n1.agent_exited().is_none(), "agent died:\n{}", n1.log());
+    assert_reach(&n2, p2, &ip1, "node2 pod -> node1 pod after the revoke");
+    eprintln!(
+        "--- node1 agent after `etcdctl lease revoke` ---\n{}",
+        &n1.log()[before..]
+    );
+
+    // node2's agent paused (SIGSTOP) past its 6 s lease: the key expires;
+    // after SIGCONT the agent notices and takes the same subnet again.
+    let key2 = n2.lease_key();
+    let before = n2.log().len();
+    signal(pid2, nix::sys::signal::Signal::SIGSTOP);
+    let expired = wait_until(Duration::from_secs(20), || etcd.get(&key2).is_none());
+    std::thread::sleep(Duration::from_secs(2));
+    signal(pid2, nix::sys::signal::Signal::SIGCONT);
+    assert!(
+        expired,
+        "node2's lease did not expire while its agent was stopped"
+    );
+    assert!(
+        wait_until(CONVERGE, || etcd.get(&key2).is_some()),
+        "lease not re-acquired after SIGCONT:\n{}",
+        n2.log()
+    );
+    assert_eq!(
+        n2.wait_subnet(CONVERGE),
+        s2,
+        "the subnet changed after SIGCONT"
+    );
+    assert_eq!(
+        leases_of(&etcd, &n2.ip),
+        vec![key2.clone()],
+        "duplicate leases for node2"
+    );
+    assert_reach(&n1, p1, &ip2, "node1 pod -> node2 pod after SIGCONT");
+    // It keeps renewing the short lease afterwards.
+    std::thread::sleep(Duration::from_secs(8));
+    assert!(etcd.get(&key2).is_some(), "lease lost again:\n{}", n2.log());
+    assert!(n2.agent_exited().is_none(), "agent died:\n{}", n2.log());
+    eprintln!(
+        "--- node2 agent after SIGSTOP past the lease TTL, SIGCONT ---\n{}",
+        &n2.log()[before..]
+    );
+
+    // leave removes the iptables rules (and leaves the policy alone).
+    n1.stop_agent();
+    let out = n1.leave(&ep);
+    assert!(out.success(), "{out}");
+    let f = filter_table(&n1);
+    assert!(!f.contains("NETBOOT-FWD"), "{f}");
+    assert!(f.contains(":FORWARD DROP"), "{f}");
+}
+
+#[test]
+fn one_agent_per_netns_and_status_shows_it() {
+    require_root();
+    let ul = Underlay::new();
+    let etcd = EtcdCluster::start(&ul, 1);
+    etcd.put(&format!("{PREFIX}/config"), CONFIG);
+    let ep = etcd.endpoints();
+    let mut n1 = AgentNode::new(&ul, "l1", 51);
+    let pid = n1.start_agent(&ep, FAST);
+    let s1 = n1.wait_subnet(CONVERGE);
+    let bin = netboot_tests::bin_path("netboot");
+    let bin = bin.to_string_lossy().to_string();
+    let ns = n1.ns.path().to_path_buf();
+    let second = |subnet_file: &str| {
+        let mut cmd = in_ns(&ns, &[&bin, "agent"]);
+        cmd.arg(format!("--etcd={ep}"))
+            .arg("--iface=eth0")
+            .arg(format!("--subnet-file={subnet_file}"))
+            .env_remove("NETBOOT_ETCD_PASSWORD");
+        run(cmd, None, Duration::from_secs(20))
+    };
+    let sf = n1.subnet_file().display().to_string();
+    let other = n1.dir.path().join("other.env").display().to_string();
+    for f in [&sf, &other] {
+        let out = second(f);
+        assert!(!out.success(), "a second agent ran: {out}");
+        assert!(
+            out.stderr
+                .contains(&format!("another netboot agent (PID {pid}"))
+                && out
+                    .stderr
+                    .contains("already running in this network namespace"),
+            "{out}"
+        );
+        assert_eq!(out.stderr.lines().count(), 1, "{out}");
+        eprintln!("second agent ({f}): {}", out.stderr.trim());
+    }
+    assert!(
+        n1.agent_exited().is_none(),
+        "first agent died:\n{}",
+        n1.log()
+    );
+    assert_eq!(n1.wait_subnet(CONVERGE), s1);
+
+    let status = || {
+        let mut cmd = in_ns(&ns, &[&bin, "status"]);
+        cmd.arg(format!("--etcd={ep}"))
+            .arg(format!("--subnet-file={sf}"))
+            .env_remove("NETBOOT_ETCD_PASSWORD");
+        run(cmd, None, Duration::from_secs(30)).expect_ok().stdout
+    };
+    let st = status();
+    assert!(
+        st.contains(&format!("agent: running (PID {pid}, subnet file {sf})")),
+        "{st}"
+    );
+    assert!(
+        st.contains(&format!("lease: {} (expires in 23h", n1.lease_key())),
+        "{st}"
+    );
+    assert!(
+        st.contains("flannel.1") && st.contains("matches the lease"),
+        "{st}"
+    );
+    eprintln!("--- netboot status ---\n{st}");
+
+    // leave refuses while the agent runs (it would take the lease again).
+    let out = n1.leave(&ep);
+    assert!(!out.success() && out.stderr.contains("is running"), "{out}");
+    assert!(etcd.get(&n1.lease_key()).is_some());
+
+    // The lock dies with the agent: status says so, a new agent starts.
+    n1.stop_agent();
+    assert!(
+        status().contains("agent: not running in this network namespace"),
+        "{}",
+        status()
+    );
+    n1.start_agent(&ep, FAST);
+    assert!(
+        wait_until(CONVERGE, || n1.log().matches("ready after").count() >= 2),
+        "agent did not start again:\n{}",
+        n1.log()
+    );
+    assert_eq!(n1.wait_subnet(CONVERGE), s1);
+}
+
+#[test]
+fn agent_with_tls_and_auth_etcd() {
+    require_root();
+    let ul = Underlay::new();
+    let mut n1 = AgentNode::new(&ul, "t1", 61);
+    // etcd on node1's loopback (its certificate names 127.0.0.1).
+    let mut etcd = netboot_tests::etcd::EtcdServer::start_tls_in(n1.ns.path());
+    etcd.enable_auth("rootpw", "flannel", "flannelpw", PREFIX);
+    etcd.put(&format!("{PREFIX}/config"), CONFIG);
+    let pwfile = n1.dir.path().join("password");
+    std::fs::write(&pwfile, "flannelpw\n").unwrap();
+    let tls = etcd.tls.as_ref().unwrap();
+    let args = [
+        format!("--cacert={}", tls.ca.display()),
+        format!("--cert={}", tls.cert.display()),
+        format!("--key={}", tls.key.display()),
+        "--user=flannel".to_string(),
+        format!("--password-file={}", pwfile.display()),
+    ];
+    let mut all: Vec<&str> = FAST.to_vec();
+    all.extend(args.iter().map(String::as_str));
+    n1.start_agent(&etcd.url, &all);
+    n1.wait_subnet(CONVERGE);
+    let key = n1.lease_key();
+    let v = etcd.get(&key).expect("lease written over TLS with auth");
+    assert!(v.contains(&format!("\"PublicIP\":\"{}\"", n1.ip)), "{v}");
+    assert!(n1.log().contains("ready after"), "{}", n1.log());
+    n1.stop_agent();
+    etcd.stop();
 }
