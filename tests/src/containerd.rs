@@ -182,71 +182,75 @@ pub fn pause_bin() -> PathBuf {
         .clone()
 }
 
-/// A node netns with a conflist for netboot-cni (native mode), a CNI
-/// cache and a podrun state dir of its own.
-pub struct PodNode {
-    pub node: Node,
-    pub ctd: Containerd,
+/// One podrun instance: its flags (containerd socket, `net.d`, CNI bin
+/// dir, CNI cache, state dir, all under `dir`) and the netns it runs in
+/// (where the CNI plugins run). Several instances may share a containerd:
+/// their state dirs differ, so do their containerd IDs and netns names.
+///
+/// Dropping it removes the pods it left (call it before its containerd
+/// and its node netns go away: declare it after them).
+pub struct Podrun {
+    netns: PathBuf,
+    dir: PathBuf,
+    socket: PathBuf,
 }
 
-impl PodNode {
-    /// A node whose pods get addresses from `subnet` (e.g. "10.88.1.1/24").
-    pub fn new(tag: &str, subnet: &str) -> PodNode {
-        let node = Node::new(tag);
-        let env = SubnetEnv {
-            network: "10.88.0.0/16".into(),
-            subnet: subnet.into(),
-            ..SubnetEnv::default()
-        };
-        let subnet_file = node.write_subnet_env(&env);
-        let bin = node.data_dir("bin");
-        fs::copy(crate::bin_path("netboot-cni"), bin.join("netboot-cni")).expect("copy plugin");
-        let conf = json!({
-            "cniVersion": "1.0.0",
-            "name": "podnet",
-            "plugins": [{
-                "type": "netboot-cni",
-                "mode": "native",
-                "subnetFile": subnet_file,
-                "dataDir": node.data_dir("data"),
-                "ipam": {"dataDir": node.data_dir("ipam")},
-                "delegate": {"isDefaultGateway": true, "hairpinMode": true},
-                "capabilities": {"portMappings": true},
-            }],
-        });
-        node.write_conf("10-podnet.conflist", &conf);
-        PodNode {
-            node,
-            ctd: Containerd::start(),
+impl Podrun {
+    /// An instance in `netns` keeping its files in `dir`, talking to the
+    /// containerd at `socket`, with `conflist` as its only network and
+    /// netboot-cni on its CNI path.
+    pub fn new(netns: &Path, dir: &Path, socket: &Path, conflist: &Value) -> Podrun {
+        for sub in ["net.d", "bin", "state", "cni-cache"] {
+            fs::create_dir_all(dir.join(sub)).expect("podrun dirs");
+        }
+        fs::copy(crate::bin_path("netboot-cni"), dir.join("bin/netboot-cni")).expect("copy plugin");
+        let name = conflist["name"].as_str().expect("conflist name");
+        fs::write(
+            dir.join("net.d").join(format!("10-{name}.conflist")),
+            serde_json::to_string_pretty(conflist).expect("json"),
+        )
+        .expect("write conflist");
+        Podrun {
+            netns: netns.to_owned(),
+            dir: dir.to_owned(),
+            socket: socket.to_owned(),
         }
     }
 
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn conf_dir(&self) -> PathBuf {
+        self.dir.join("net.d")
+    }
+
     pub fn state_dir(&self) -> PathBuf {
-        self.node.dir().join("state")
+        self.dir.join("state")
     }
 
     pub fn cache_dir(&self) -> PathBuf {
-        self.node.dir().join("cni-cache")
+        self.dir.join("cni-cache")
     }
 
-    /// `podrun ARGS` inside the node netns with this node's flags.
+    /// `podrun ARGS` inside the netns with this instance's flags.
     pub fn podrun(&self, args: &[&str]) -> CmdOutput {
         exec::run(self.podrun_cmd(args), None, Duration::from_secs(120))
     }
 
-    /// The command line of [`PodNode::podrun`], to spawn it yourself.
+    /// The command line of [`Podrun::podrun`], to spawn it yourself.
     pub fn podrun_cmd(&self, args: &[&str]) -> Command {
         let podrun = crate::bin_path("podrun");
         let mut argv: Vec<String> = vec![
             podrun.display().to_string(),
             "--address".into(),
-            self.ctd.socket().display().to_string(),
+            self.socket.display().to_string(),
             "--namespace".into(),
             NAMESPACE.into(),
             "--cni-conf-dir".into(),
-            self.node.dir().join("net.d").display().to_string(),
+            self.conf_dir().display().to_string(),
             "--cni-bin-dir".into(),
-            self.node.dir().join("bin").display().to_string(),
+            self.dir.join("bin").display().to_string(),
             "--cni-cache-dir".into(),
             self.cache_dir().display().to_string(),
             "--state-dir".into(),
@@ -256,12 +260,12 @@ impl PodNode {
         ];
         argv.extend(args.iter().map(|s| s.to_string()));
         let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
-        exec::nsenter(self.node.path(), &refs)
+        exec::nsenter(&self.netns, &refs)
     }
 
-    /// Writes a pod spec (JSON) into the node dir; returns its path.
+    /// Writes a pod spec (JSON) into the instance dir; returns its path.
     pub fn write_spec(&self, name: &str, spec: &Value) -> PathBuf {
-        let p = self.node.dir().join(format!("{name}.json"));
+        let p = self.dir.join(format!("{name}.json"));
         fs::write(&p, serde_json::to_string_pretty(spec).expect("json")).expect("write spec");
         p
     }
@@ -275,22 +279,30 @@ impl PodNode {
             .expect_ok()
     }
 
-    /// Asserts that nothing of any pod is left: containerd containers,
-    /// tasks and active snapshots, CNI cache entries, podrun netns and
-    /// pod state.
+    /// The pod IP `podrun run` printed (`NAME\tIP`).
     #[track_caller]
-    pub fn assert_clean(&self) {
-        assert_eq!(
-            self.ctd.ids("containers"),
-            Vec::<String>::new(),
-            "containers left"
-        );
-        assert_eq!(self.ctd.ids("tasks"), Vec::<String>::new(), "tasks left");
-        assert_eq!(
-            self.ctd.active_snapshots(),
-            Vec::<String>::new(),
-            "snapshots left"
-        );
+    pub fn run_pod_ip(&self, spec: &Value) -> String {
+        let out = self.run_pod(spec);
+        out.stdout
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or_else(|| panic!("no IP from podrun run: {out}"))
+            .to_string()
+    }
+
+    /// Asserts that nothing of this instance's pods is left: containerd
+    /// containers, tasks and active snapshots (IDs carry the instance
+    /// hash), CNI cache entries, podrun netns and pod state.
+    #[track_caller]
+    pub fn assert_clean(&self, ctd: &Containerd) {
+        let hash = instance_hash(&self.state_dir()).expect("instance hash");
+        let ours = |v: Vec<String>| -> Vec<String> {
+            v.into_iter().filter(|id| id.contains(&hash)).collect()
+        };
+        let none = Vec::<String>::new();
+        assert_eq!(ours(ctd.ids("containers")), none, "containers left");
+        assert_eq!(ours(ctd.ids("tasks")), none, "tasks left");
+        assert_eq!(ours(ctd.active_snapshots()), none, "snapshots left");
         let results = self.cache_dir().join("results");
         let cached: Vec<_> = fs::read_dir(&results)
             .map(|rd| rd.filter_map(Result::ok).map(|e| e.file_name()).collect())
@@ -300,16 +312,12 @@ impl PodNode {
             .map(|rd| rd.filter_map(Result::ok).map(|e| e.file_name()).collect())
             .unwrap_or_default();
         assert!(pods.is_empty(), "pod state left: {pods:?}");
-        assert_eq!(
-            podrun_netns(&self.state_dir()),
-            Vec::<String>::new(),
-            "netns left"
-        );
+        assert_eq!(podrun_netns(&self.state_dir()), none, "netns left");
     }
 }
 
-impl Drop for PodNode {
-    /// Removes whatever pods a failed test left, before containerd stops.
+impl Drop for Podrun {
+    /// Removes whatever pods a failed test left.
     fn drop(&mut self) {
         let pods: Vec<String> = fs::read_dir(self.state_dir().join("pods"))
             .map(|rd| {
@@ -324,6 +332,83 @@ impl Drop for PodNode {
                 eprintln!("[harness] cleanup of pod {pod} failed: {out}");
             }
         }
+    }
+}
+
+/// A node netns with a conflist for netboot-cni (native mode), a CNI
+/// cache and a podrun state dir of its own, and a private containerd.
+pub struct PodNode {
+    /// First field: dropped (its pods removed) before the node netns and
+    /// containerd.
+    pub pr: Podrun,
+    pub node: Node,
+    pub ctd: Containerd,
+}
+
+impl PodNode {
+    /// A node whose pods get addresses from `subnet` (e.g. "10.88.1.1/24").
+    pub fn new(tag: &str, subnet: &str) -> PodNode {
+        let node = Node::new(tag);
+        let env = SubnetEnv {
+            network: "10.88.0.0/16".into(),
+            subnet: subnet.into(),
+            ..SubnetEnv::default()
+        };
+        let subnet_file = node.write_subnet_env(&env);
+        let conf = json!({
+            "cniVersion": "1.0.0",
+            "name": "podnet",
+            "plugins": [{
+                "type": "netboot-cni",
+                "mode": "native",
+                "subnetFile": subnet_file,
+                "dataDir": node.data_dir("data"),
+                "ipam": {"dataDir": node.data_dir("ipam")},
+                "delegate": {"isDefaultGateway": true, "hairpinMode": true},
+                "capabilities": {"portMappings": true},
+            }],
+        });
+        let ctd = Containerd::start();
+        PodNode {
+            pr: Podrun::new(node.path(), node.dir(), &ctd.socket(), &conf),
+            node,
+            ctd,
+        }
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.pr.state_dir()
+    }
+
+    pub fn cache_dir(&self) -> PathBuf {
+        self.pr.cache_dir()
+    }
+
+    /// `podrun ARGS` inside the node netns with this node's flags.
+    pub fn podrun(&self, args: &[&str]) -> CmdOutput {
+        self.pr.podrun(args)
+    }
+
+    /// The command line of [`PodNode::podrun`], to spawn it yourself.
+    pub fn podrun_cmd(&self, args: &[&str]) -> Command {
+        self.pr.podrun_cmd(args)
+    }
+
+    /// Writes a pod spec (JSON) into the node dir; returns its path.
+    pub fn write_spec(&self, name: &str, spec: &Value) -> PathBuf {
+        self.pr.write_spec(name, spec)
+    }
+
+    /// `podrun run -f SPEC`, which must succeed.
+    #[track_caller]
+    pub fn run_pod(&self, spec: &Value) -> CmdOutput {
+        self.pr.run_pod(spec)
+    }
+
+    /// See [`Podrun::assert_clean`].
+    #[track_caller]
+    pub fn assert_clean(&self) {
+        self.pr.assert_clean(&self.ctd)
     }
 }
 
