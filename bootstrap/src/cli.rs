@@ -40,6 +40,10 @@ pub enum Cmd {
     /// Release this node's lease and remove what the agent set up (stop the
     /// agent first).
     Leave(crate::agent::LeaveArgs),
+    /// Check this node's health (run it in the node's network namespace):
+    /// subnet.env, lease, devices, MTU, ip_forward, conflist, plugins, IP
+    /// store, etcd. Exits 1 when something is wrong.
+    Doctor(crate::doctor::DoctorArgs),
 }
 
 #[derive(Debug, Args)]
@@ -118,6 +122,23 @@ pub struct ConflistArgs {
     /// cniVersion of the conflist (default 1.0.0; 0.3.1 with --upstream).
     #[arg(long, value_name = "VERSION")]
     pub cni_version: Option<String>,
+    /// subnet.env the plugin reads, when the agent writes it elsewhere than
+    /// /run/flannel/subnet.env (the conflist's `subnetFile`).
+    #[arg(long, value_name = "FILE")]
+    pub subnet_file: Option<PathBuf>,
+    /// Keep the plugin's state under DIR (`dataDir` DIR/flannel, IPAM store
+    /// DIR/networks) instead of /var/lib/cni.
+    #[arg(long, value_name = "DIR")]
+    pub cni_data_dir: Option<PathBuf>,
+}
+
+impl ConflistArgs {
+    pub fn dirs(&self) -> crate::conflist::NodeDirs {
+        crate::conflist::NodeDirs {
+            subnet_file: self.subnet_file.clone(),
+            data_dir: self.cni_data_dir.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Args)]

@@ -19,7 +19,25 @@ const NETWORK_NAME: &str = "cbr0";
 /// classic flannel + portmap chain (conf/10-flannel-upstream.conflist).
 /// `cni_version` defaults to 1.0.0 (netboot) / 0.3.1 (upstream, what old
 /// flannel binaries know).
+#[cfg(test)]
 pub fn conflist(upstream: bool, cni_version: Option<&str>) -> Result<String> {
+    conflist_for(upstream, cni_version, &NodeDirs::default())
+}
+
+/// Where a node keeps the files the plugin reads and writes, when not at
+/// the standard paths (a second agent on one machine, a node in a netns).
+#[derive(Debug, Clone, Default)]
+pub struct NodeDirs {
+    /// flannel's subnet.env (the plugin's `subnetFile`).
+    pub subnet_file: Option<PathBuf>,
+    /// Root of the plugin's state: `dataDir` = `<dir>/flannel` and
+    /// `ipam.dataDir` = `<dir>/networks` (the standard layout under
+    /// /var/lib/cni).
+    pub data_dir: Option<PathBuf>,
+}
+
+/// [`conflist`] with the plugin pointed at `dirs`.
+pub fn conflist_for(upstream: bool, cni_version: Option<&str>, dirs: &NodeDirs) -> Result<String> {
     let default_version = if upstream { "0.3.1" } else { "1.0.0" };
     let version = cni_version.unwrap_or(default_version);
     if !cni::version::SUPPORTED_VERSIONS.contains(&version) {
@@ -45,6 +63,21 @@ pub fn conflist(upstream: bool, cni_version: Option<&str>) -> Result<String> {
             "capabilities": { "portMappings": true },
         })]
     };
+    let mut plugins = plugins;
+    let main = &mut plugins[0];
+    if let Some(f) = &dirs.subnet_file {
+        if !f.is_absolute() {
+            bail!("--subnet-file {} must be an absolute path", f.display());
+        }
+        main["subnetFile"] = json!(f);
+    }
+    if let Some(d) = &dirs.data_dir {
+        if !d.is_absolute() {
+            bail!("--cni-data-dir {} must be an absolute path", d.display());
+        }
+        main["dataDir"] = json!(d.join("flannel"));
+        main["ipam"] = json!({ "dataDir": d.join("networks") });
+    }
     let v = json!({ "name": NETWORK_NAME, "cniVersion": version, "plugins": plugins });
     let text = serde_json::to_string_pretty(&v)? + "\n";
     // What a runtime would read: refuse to write anything libcni rejects.
@@ -185,6 +218,24 @@ mod tests {
         let e = conflist(false, Some("2.0.0")).unwrap_err().to_string();
         assert!(e.contains("\"2.0.0\" is not a CNI spec version"), "{e}");
         assert!(conflist(false, Some("0.2.0")).is_err());
+    }
+
+    #[test]
+    fn node_dirs_point_the_plugin_elsewhere() {
+        let dirs = NodeDirs {
+            subnet_file: Some("/tmp/n1/run/flannel/subnet.env".into()),
+            data_dir: Some("/tmp/n1/cni".into()),
+        };
+        let v: Value = serde_json::from_str(&conflist_for(false, None, &dirs).unwrap()).unwrap();
+        let p = &v["plugins"][0];
+        assert_eq!(p["subnetFile"], "/tmp/n1/run/flannel/subnet.env");
+        assert_eq!(p["dataDir"], "/tmp/n1/cni/flannel");
+        assert_eq!(p["ipam"]["dataDir"], "/tmp/n1/cni/networks");
+        let rel = NodeDirs {
+            subnet_file: Some("run/subnet.env".into()),
+            data_dir: None,
+        };
+        assert!(conflist_for(false, None, &rel).is_err());
     }
 
     #[test]

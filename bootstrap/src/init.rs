@@ -12,7 +12,11 @@ use crate::netconfig::{self, Backend, NetConfig};
 
 /// `netboot conflist`: print what init would write.
 pub fn conflist_cmd(a: &ConflistArgs) -> Result<()> {
-    crate::out::emit(&conflist::conflist(a.upstream, a.cni_version.as_deref())?)
+    crate::out::emit(&conflist::conflist_for(
+        a.upstream,
+        a.cni_version.as_deref(),
+        &a.dirs(),
+    )?)
 }
 
 fn parse_cidr<N: std::str::FromStr + Copy + std::fmt::Display + PartialEq>(
@@ -125,7 +129,11 @@ enum Stored {
 /// `netboot init`.
 pub fn init_cmd(a: &InitArgs) -> Result<()> {
     let cfg = config_from_args(a)?;
-    let conflist_text = conflist::conflist(a.conflist.upstream, a.conflist.cni_version.as_deref())?;
+    let conflist_text = conflist::conflist_for(
+        a.conflist.upstream,
+        a.conflist.cni_version.as_deref(),
+        &a.conflist.dirs(),
+    )?;
     let key = a.etcd.key("config");
     let json = cfg.to_json();
     let mut etcd = Etcd::connect(&a.etcd.opts()?, &key)?;

@@ -5,6 +5,7 @@
 mod agent;
 mod cli;
 mod conflist;
+mod doctor;
 mod etcd;
 mod init;
 mod lease;
@@ -24,6 +25,7 @@ fn main() {
         cli::Cmd::Status(a) => status::status_cmd(a),
         cli::Cmd::Agent(a) => agent::agent_cmd(a),
         cli::Cmd::Leave(a) => agent::leave_cmd(a),
+        cli::Cmd::Doctor(a) => doctor::doctor_cmd(a),
     };
     // The one place errors are printed: the whole context chain, plainly.
     if let Err(e) = res {

@@ -1,0 +1,323 @@
+//! CNI checks: the conflist runtimes use (parses, is flannel's network and
+//! points at this node's subnet.env), the plugin binaries it needs, and the
+//! host-local IP store (entries with no live pod, space left).
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use ipnet::Ipv4Net;
+use serde_json::Value;
+
+use super::node::env_subnet;
+use super::{Ctx, Finding};
+
+/// The first CNI config in the directory (what runtimes use by default).
+pub enum Loaded {
+    None(String),
+    Broken(PathBuf, String),
+    Ok(PathBuf, cni::NetConfList),
+}
+
+pub fn load_conflist(dir: &Path) -> Loaded {
+    let files = match cni::conf::conf_files(dir) {
+        Ok(f) => f,
+        Err(e) => return Loaded::None(format!("cannot read {}: {e}", dir.display())),
+    };
+    let Some(first) = files.first() else {
+        return Loaded::None(format!("no CNI config in {}", dir.display()));
+    };
+    match cni::NetConfList::load_file(first) {
+        Ok(l) => Loaded::Ok(first.clone(), l),
+        Err(e) => Loaded::Broken(first.clone(), e.to_string()),
+    }
+}
+
+const FLANNEL_TYPES: &[&str] = &["netboot-cni", "flannel"];
+const DEFAULT_SUBNET_FILE: &str = "/run/flannel/subnet.env";
+const DEFAULT_DATA_DIR: &str = "/var/lib/cni/flannel";
+const DEFAULT_IPAM_DIR: &str = "/var/lib/cni/networks";
+
+/// The netboot-cni or flannel entry of the chain.
+fn main_plugin(list: &cni::NetConfList) -> Option<&Value> {
+    list.plugins.iter().find(|p| {
+        p["type"]
+            .as_str()
+            .is_some_and(|t| FLANNEL_TYPES.contains(&t))
+    })
+}
+
+fn str_or<'a>(v: &'a Value, key: &str, default: &'a str) -> &'a str {
+    v[key].as_str().unwrap_or(default)
+}
+
+const REWRITE: &str = "rewrite it with `netboot init` (or print the right one with `netboot conflist`); runtimes read it at each pod";
+
+pub fn conflist(ctx: &Ctx, loaded: &Loaded) -> Finding {
+    const CHECK: &str = "conflist";
+    let (path, list) = match loaded {
+        Loaded::None(why) => {
+            return Finding::problem(
+                CHECK,
+                format!("{why}: runtimes cannot network any pod"),
+                REWRITE,
+            )
+        }
+        Loaded::Broken(p, e) => {
+            return Finding::problem(
+                CHECK,
+                format!(
+                    "{} (the first config, the one runtimes use) does not parse: {e}",
+                    p.display()
+                ),
+                REWRITE,
+            )
+        }
+        Loaded::Ok(p, l) => (p, l),
+    };
+    let at = path.display();
+    let Some(main) = main_plugin(list) else {
+        let types: Vec<&str> = list
+            .plugins
+            .iter()
+            .filter_map(|p| p["type"].as_str())
+            .collect();
+        return Finding::problem(
+            CHECK,
+            format!(
+                "{at} (network {:?}) uses [{}], not flannel's network (netboot-cni or flannel): pods would not get this node's subnet",
+                list.name,
+                types.join(", ")
+            ),
+            format!("{REWRITE}; or remove {at} if another config should win"),
+        );
+    };
+    let mut why = Vec::new();
+    let want = ctx.args.subnet_file.display().to_string();
+    let sf = str_or(main, "subnetFile", DEFAULT_SUBNET_FILE);
+    if sf != want {
+        why.push(format!(
+            "it reads subnetFile {sf}, but this node's agent writes {want}"
+        ));
+    }
+    if main["type"] == "netboot-cni" {
+        let mode = str_or(main, "mode", "auto");
+        if !["auto", "flannel", "bridge", "native"].contains(&mode) {
+            why.push(format!(
+                "mode {mode:?} is not auto, flannel, bridge or native"
+            ));
+        }
+    }
+    let env = ctx.env.as_ref();
+    let env_mtu: Option<u64> = env.and_then(|e| e.get("FLANNEL_MTU")?.parse().ok());
+    if let (Some(m), Some(max)) = (main["delegate"]["mtu"].as_u64(), env_mtu) {
+        if m > max {
+            why.push(format!("delegate.mtu {m} is above FLANNEL_MTU {max}"));
+        }
+    }
+    let network: Option<Ipv4Net> = ctx
+        .cluster
+        .as_ref()
+        .and_then(|c| c.effective.as_ref())
+        .and_then(|e| e.network);
+    if let Some(net) = network {
+        let sets = main["ipam"]["ranges"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        for r in sets.iter().filter_map(Value::as_array).flatten() {
+            if let Some(s) = r["subnet"].as_str().and_then(|s| s.parse::<Ipv4Net>().ok()) {
+                if !net.contains(&s) {
+                    why.push(format!(
+                        "ipam range {s} is outside the cluster network {net}"
+                    ));
+                }
+            }
+        }
+    }
+    if why.is_empty() {
+        Finding::ok(
+            CHECK,
+            format!(
+                "{at}: network {:?}, {} reading {sf}",
+                list.name,
+                main["type"].as_str().unwrap_or("?")
+            ),
+        )
+    } else {
+        Finding::problem(
+            CHECK,
+            format!(
+                "{at} does not match this node's network config: {}",
+                why.join("; ")
+            ),
+            REWRITE,
+        )
+    }
+}
+
+/// The binaries a conflist needs: every plugin type, plus what the
+/// netboot-cni mode or the flannel plugin delegates to.
+fn needed(list: &cni::NetConfList) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut add = |t: &str| {
+        if !out.iter().any(|o| o == t) {
+            out.push(t.to_string());
+        }
+    };
+    for p in &list.plugins {
+        let Some(t) = p["type"].as_str() else {
+            continue;
+        };
+        add(t);
+        let ports = p["capabilities"]["portMappings"] == true;
+        let extra: &[&str] = match (t, p["mode"].as_str().unwrap_or("auto")) {
+            ("netboot-cni", "flannel") => &["flannel", "bridge", "host-local"],
+            ("netboot-cni", "bridge") => &["bridge", "host-local"],
+            ("flannel", _) => &["bridge", "host-local"],
+            _ => &[],
+        };
+        for e in extra {
+            add(e);
+        }
+        if ports && t == "netboot-cni" && p["mode"] == "bridge" {
+            add("portmap");
+        }
+    }
+    out
+}
+
+pub fn plugins(ctx: &Ctx, loaded: &Loaded) -> Finding {
+    const CHECK: &str = "plugins";
+    let Loaded::Ok(_, list) = loaded else {
+        return Finding::skipped(CHECK, "no usable conflist to read the plugin list from");
+    };
+    let dirs = super::plugin_dirs(&ctx.args.cni_bin_dir);
+    let shown: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+    let shown = shown.join(":");
+    let missing: Vec<String> = needed(list)
+        .into_iter()
+        .filter(|p| !dirs.iter().any(|d| d.join(p).is_file()))
+        .collect();
+    if missing.is_empty() {
+        return Finding::ok(
+            CHECK,
+            format!("[{}] found in {shown}", needed(list).join(", ")),
+        );
+    }
+    Finding::problem(
+        CHECK,
+        format!(
+            "missing from the CNI path {shown}: {} (\"failed to find plugin {:?} in path\")",
+            missing.join(", "),
+            missing[0]
+        ),
+        if missing.iter().any(|m| m == "netboot-cni") {
+            "install it: `install -m 0755 netboot-cni /opt/cni/bin/` (`netboot init` does it when netboot-cni sits next to netboot)".to_string()
+        } else {
+            "install them (Debian: `apt-get install containernetworking-plugins` puts bridge/host-local/portmap in /usr/lib/cni; copy or link them into the CNI bin dir), or use netboot-cni in auto/native mode, which needs no other binary".to_string()
+        },
+    )
+}
+
+/// host-local's store for the network: `<ipam dataDir>/<network>/<ip>`,
+/// each file `containerID\nifname`.
+pub fn ipam(ctx: &Ctx, loaded: &Loaded) -> Finding {
+    const CHECK: &str = "ipam";
+    let Loaded::Ok(_, list) = loaded else {
+        return Finding::skipped(
+            CHECK,
+            "no usable conflist: the IP store location is unknown",
+        );
+    };
+    let Some(main) = main_plugin(list) else {
+        return Finding::skipped(CHECK, "the conflist is not flannel's network");
+    };
+    let store =
+        Path::new(main["ipam"]["dataDir"].as_str().unwrap_or(DEFAULT_IPAM_DIR)).join(&list.name);
+    let records = Path::new(str_or(main, "dataDir", DEFAULT_DATA_DIR)).join(".netboot");
+    let ours = main["type"] == "netboot-cni";
+    let entries = match std::fs::read_dir(&store) {
+        Ok(rd) => rd.filter_map(Result::ok).collect::<Vec<_>>(),
+        Err(_) => Vec::new(),
+    };
+    let mut stale = Vec::new();
+    let mut used_in_subnet = 0u64;
+    let subnet = ctx.env.as_ref().and_then(env_subnet).map(|s| s.trunc());
+    for e in &entries {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Ok(ip) = name.parse::<IpAddr>() else {
+            continue;
+        };
+        if let (Some(sn), IpAddr::V4(v4)) = (subnet, ip) {
+            if sn.contains(&v4) {
+                used_in_subnet += 1;
+            }
+        }
+        let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+        let mut lines = text.lines().map(|l| l.trim_end_matches('\r'));
+        let cid = lines.next().unwrap_or("").to_string();
+        let ifname = lines.next().unwrap_or("eth0").to_string();
+        match live(&records.join(format!("{cid}@{ifname}.json"))) {
+            Some(true) => {}
+            Some(false) => stale.push(format!("{ip} ({cid}: its pod's netns is gone)")),
+            None if ours => stale.push(format!("{ip} ({cid}: no record of this attachment)")),
+            None => {}
+        }
+    }
+    let mut problems = Vec::new();
+    let mut fixes = Vec::new();
+    if !stale.is_empty() {
+        problems.push(format!(
+            "{} IP(s) in {} belong to no live pod: {}",
+            stale.len(),
+            store.display(),
+            stale.join(", ")
+        ));
+        fixes.push("run CNI GC with the live attachments (`podrun gc`, or the runtime's own GC); for a single entry, CNI DEL of that container ID");
+    }
+    if let Some(sn) = subnet {
+        let capacity = (1u64 << (32 - u32::from(sn.prefix_len())))
+            .saturating_sub(3)
+            .max(1);
+        let pct = used_in_subnet * 100 / capacity;
+        if pct >= u64::from(ctx.args.ipam_warning) {
+            problems.push(format!(
+                "{used_in_subnet} of {capacity} pod IPs of {sn} are taken ({pct}%): \"no IP addresses available in range set\" is near"
+            ));
+            fixes.push("reclaim leaked IPs (above), move pods elsewhere, or use a larger SubnetLen for new clusters");
+        }
+        if problems.is_empty() {
+            return Finding::ok(
+                CHECK,
+                format!(
+                    "{used_in_subnet} of {capacity} IPs of {sn} in use, every one by a live pod"
+                ),
+            );
+        }
+    } else if problems.is_empty() {
+        return Finding::ok(
+            CHECK,
+            format!(
+                "{} entries in {}, none stale",
+                entries.len(),
+                store.display()
+            ),
+        );
+    }
+    Finding::problem(CHECK, problems.join("; "), fixes.join("; "))
+}
+
+/// Whether the attachment recorded at `record` still has its pod: `None`
+/// without a record, else whether every sandbox in its result exists.
+fn live(record: &Path) -> Option<bool> {
+    let text = std::fs::read_to_string(record).ok()?;
+    let v: Value = serde_json::from_str(&text).ok()?;
+    let sandboxes: Vec<&str> = v["result"]["interfaces"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i["sandbox"].as_str())
+        .filter(|s| !s.is_empty())
+        .collect();
+    Some(sandboxes.iter().all(|s| Path::new(s).exists()))
+}
