@@ -1,44 +1,367 @@
 #!/usr/bin/env bash
-# netboot demo: network two pods on one "node" with the netboot-cni plugin.
+# netboot demo: a three-node cluster in network namespaces, pods on two
+# nodes talking across the vxlan overlay, one published on a hostPort.
 #
-# Everything happens in network namespaces this script creates (a node and
-# two pods) and in a temp dir; the root network namespace is never touched.
-# All of it is removed on exit, even on failure, unless --keep is given.
+#   1. install what is missing (scripts/install-deps.sh)
+#   2. build (scripts/build-release.sh)
+#   3. create the cluster: an underlay (a bridge inside its own netns), an
+#      etcd node and two workers, each a netns with eth0 on the underlay
+#   4. on each node, the same script a Vagrant VM runs
+#      (vagrant/provision.sh --no-systemd): etcd; `netboot init`, then
+#      `netboot agent`, then containerd on each worker
+#   5. import the busybox test image; `podrun run` an HTTP server pod on
+#      worker1 (hostPort 8080) and a client pod on worker2
+#   6. the client fetches from the server across nodes; worker1 and worker2
+#      reach worker1's hostPort
 #
-# Usage: sudo scripts/demo.sh [--keep] [--reference]
-#   --keep       leave the namespaces and temp dir, print how to remove them
-#   --reference  run Debian's reference bridge+host-local plugins with the
-#                equivalent config instead of netboot-cni (for comparison)
+# The root network namespace is never touched: every link, address, route
+# and rule lives in the namespaces this script creates. Everything is torn
+# down at the end, even on failure, unless --keep is given.
+#
+# Usage: sudo scripts/demo.sh [--keep] [--no-install] [--no-build]
+#        sudo scripts/demo.sh --down DIR     tear down a cluster left by --keep
+#   --keep        leave the cluster running; prints how to use and remove it
+#   --no-install  skip step 1;  --no-build  skip step 2 (use built binaries)
+# Environment: NETBOOT_DEMO_PREFIX (default nbdemo-) prefixes the namespace
+# names; CARGO_TARGET_DIR is honoured for the build and the binaries.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-CNI_PATH=/usr/lib/cni
-NET_NAME=cbr0
-PREFIX=nbdemo
-NODE_NS="$PREFIX-node-$$"
-PODS=("$PREFIX-pod1-$$" "$PREFIX-pod2-$$")
+PROVISION=$REPO/vagrant/provision.sh
+PREFIX=${NETBOOT_DEMO_PREFIX:-nbdemo-}
+[[ $PREFIX =~ ^[a-z0-9-]{1,10}$ ]] || {
+  echo "NETBOOT_DEMO_PREFIX must be 1-10 of [a-z0-9-]" >&2
+  exit 2
+}
+UL_NS="${PREFIX}ul-$$"
+ETCD_NS="${PREFIX}etcd-$$"
+W1_NS="${PREFIX}w1-$$"
+W2_NS="${PREFIX}w2-$$"
+# The same addresses as the Vagrantfile's private network.
+ETCD_IP=192.168.56.10
+W1_IP=192.168.56.11
+W2_IP=192.168.56.12
+ETCD_URL=http://$ETCD_IP:2379
+HOST_PORT=8080
+IMAGE=docker.io/library/busybox:netboot
 
 KEEP=0
-REFERENCE=0
+INSTALL=1
+BUILD=1
 TMP=""
 CURRENT_STEP="startup"
+STEP_NO=0
+STEPS_TOTAL=12
 CREATED_NS=()
+T0=0
+declare -A SUMMARY=()
 
+if [[ -t 1 ]]; then
+  B=$'\e[1m' G=$'\e[32m' R=$'\e[31m' N=$'\e[0m'
+else
+  B="" G="" R="" N=""
+fi
 log() { printf '[demo] %s\n' "$*"; }
 die() {
-  printf '[demo] FAILED in step "%s": %s\n' "$CURRENT_STEP" "$*" >&2
+  printf '%s[demo] FAILED in step "%s": %s%s\n' "$R" "$CURRENT_STEP" "$*" "$N" >&2
   exit 1
 }
+usage() { sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+secs() { printf '%d.%02d s' $(($1 / 1000)) $(($1 % 1000 / 10)); }
 
-usage() {
-  sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+# step NAME CMD...: one numbered step with its duration.
+step() {
+  local name=$1 start
+  shift
+  STEP_NO=$((STEP_NO + 1))
+  CURRENT_STEP=$name
+  printf '%s[demo] [%d/%d] %s%s\n' "$B" "$STEP_NO" "$STEPS_TOTAL" "$name" "$N"
+  start=$(now_ms)
+  "$@"
+  printf '%s[demo]       ok (%s, %s total)%s\n' "$G" "$(secs $(($(now_ms) - start)))" \
+    "$(secs $(($(now_ms) - T0)))" "$N"
 }
+
+in_ns() {
+  local ns=$1
+  shift
+  nsenter --net="/run/netns/$ns" -- "$@"
+}
+
+# ---------------------------------------------------------------- teardown
+
+# What --down needs, kept in the temp dir.
+save_state() {
+  {
+    printf 'NAMESPACES="%s"\n' "${CREATED_NS[*]}"
+    printf 'PROVISION="%s"\n' "$PROVISION"
+  } >"$TMP/demo.state"
+}
+
+# teardown DIR: remove pods, stop the daemons (by their PID files), delete
+# the namespaces, remove DIR.
+teardown() {
+  local dir=$1 node ns NAMESPACES="" PROVISION_SAVED=$PROVISION
+  if [[ -f $dir/demo.state ]]; then
+    # shellcheck disable=SC1091
+    source "$dir/demo.state"
+    PROVISION_SAVED=$PROVISION
+  fi
+  for node in worker1 worker2 etcd; do
+    [[ -d $dir/$node ]] || continue
+    ns=$(cat "$dir/$node/netns" 2>/dev/null || true)
+    if [[ -n $ns && -e /run/netns/$ns ]]; then
+      in_ns "$ns" bash "$PROVISION_SAVED" down --root "$dir/$node" || true
+    else
+      bash "$PROVISION_SAVED" down --root "$dir/$node" || true
+    fi
+  done
+  for ns in $NAMESPACES; do
+    ip netns delete "$ns" 2>/dev/null || true
+  done
+  rm -rf -- "$dir"
+  log "removed: namespaces ${NAMESPACES:-none}, daemons, $dir"
+}
+
+show_logs() {
+  local f
+  [[ -n $TMP && -d $TMP ]] || return 0
+  for f in "$TMP"/*/log/*.log; do
+    [[ -f $f ]] || continue
+    printf '%s[demo] --- last lines of %s ---%s\n' "$B" "${f#"$TMP"/}" "$N" >&2
+    tail -n 15 "$f" | sed 's/^/    /' >&2
+  done
+}
+
+on_exit() {
+  local rc=$?
+  trap - EXIT INT TERM
+  if [[ $rc -ne 0 ]]; then
+    printf '%s[demo] FAILED in step "%s" (exit %d)%s\n' "$R" "$CURRENT_STEP" "$rc" "$N" >&2
+    show_logs
+  fi
+  if [[ -n $TMP && -d $TMP ]]; then
+    if [[ $KEEP -eq 1 && $rc -eq 0 ]]; then
+      print_keep
+    else
+      log "tearing down"
+      teardown "$TMP"
+    fi
+  fi
+  exit "$rc"
+}
+
+print_keep() {
+  log "--keep: the cluster is still running. Try:"
+  log "  sudo nsenter --net=/run/netns/$W1_NS $TMP/worker1/bin/podrun-node ps"
+  log "  sudo nsenter --net=/run/netns/$W2_NS $TMP/worker2/bin/podrun-node exec client client -- wget -qO- http://${SUMMARY[server_ip]:-SERVER_IP}/"
+  log "  sudo nsenter --net=/run/netns/$W1_NS $TMP/worker1/bin/netboot doctor --etcd $ETCD_URL --subnet-file $TMP/worker1/run/flannel/subnet.env --cni-conf-dir $TMP/worker1/cni/net.d --cni-bin-dir $TMP/worker1/cni/bin"
+  log "Tear it down with:"
+  log "  sudo $REPO/scripts/demo.sh --down $TMP"
+}
+
+# ---------------------------------------------------------------- steps
+
+install_deps() { bash "$REPO/scripts/install-deps.sh" | sed 's/^/    /'; }
+
+target_dir() { echo "${CARGO_TARGET_DIR:-$REPO/target}"; }
+
+build_release() {
+  export PATH="$HOME/.cargo/bin:$PATH"
+  (cd "$REPO" && bash scripts/build-release.sh) 2>&1 | grep -v '^ *Compiling ' | sed 's/^/    /'
+  check_binaries
+}
+
+check_binaries() {
+  local b
+  for b in netboot netboot-cni podrun pause; do
+    [[ -x $(target_dir)/release/$b ]] || die "$(target_dir)/release/$b not built (run scripts/build-release.sh)"
+  done
+  log "    binaries in $(target_dir)/release"
+}
+
+make_ns() {
+  ip netns add "$1"
+  CREATED_NS+=("$1")
+  save_state
+  ip -n "$1" link set lo up
+}
+
+# attach NODE-DIR NS IP: a node netns with eth0=IP/24 on the underlay bridge.
+attach() {
+  local dir=$1 ns=$2 ip=$3 port
+  port="ul${ip##*.}"
+  make_ns "$ns"
+  ip -n "$UL_NS" link add "$port" type veth peer name eth0 netns "$ns"
+  ip -n "$UL_NS" link set "$port" master br0 up
+  ip -n "$ns" addr add "$ip/24" dev eth0
+  ip -n "$ns" link set eth0 up
+  mkdir -p "$TMP/$dir"
+  echo "$ns" >"$TMP/$dir/netns"
+  log "    $dir: netns $ns, eth0 $ip/24"
+}
+
+create_cluster() {
+  TMP=$(mktemp -d /tmp/netboot-demo.XXXXXX)
+  log "    temp dir $TMP (node dirs, logs, PID files)"
+  make_ns "$UL_NS"
+  ip -n "$UL_NS" link add br0 type bridge
+  ip -n "$UL_NS" link set br0 up
+  log "    underlay: bridge br0 in netns $UL_NS"
+  attach etcd "$ETCD_NS" "$ETCD_IP"
+  attach worker1 "$W1_NS" "$W1_IP"
+  attach worker2 "$W2_NS" "$W2_IP"
+  in_ns "$W1_NS" ping -n -q -c1 -W2 "$W2_IP" >/dev/null || die "worker1 cannot ping worker2 on the underlay"
+  log "    underlay works: worker1 -> worker2 ping ok"
+}
+
+provision_etcd() {
+  in_ns "$ETCD_NS" bash "$PROVISION" etcd --addr "$ETCD_IP" --name control \
+    --no-systemd --root "$TMP/etcd" 2>&1 | sed 's/^/    /'
+}
+
+provision_worker() {
+  local name=$1 ns=$2 ip=$3
+  in_ns "$ns" bash "$PROVISION" worker --addr "$ip" --etcd "$ETCD_URL" --name "$name" \
+    --bin-src "$(target_dir)/release" --no-systemd --root "$TMP/$name" 2>&1 | sed 's/^/    /'
+  SUMMARY[${name}_subnet]=$(sed -n 's/^FLANNEL_SUBNET=//p' "$TMP/$name/run/flannel/subnet.env")
+}
+
+podrun_on() {
+  local name=$1 ns
+  shift
+  ns=$(cat "$TMP/$name/netns")
+  in_ns "$ns" "$TMP/$name/bin/podrun-node" "$@"
+}
+
+import_image() {
+  bash "$REPO/scripts/build-test-image.sh" "$TMP/busybox.tar" "$IMAGE" | sed 's/^/    /'
+  local name
+  for name in worker1 worker2; do
+    ctr --address "$TMP/$name/containerd/containerd.sock" -n "netboot-$name" \
+      images import "$TMP/busybox.tar" | sed "s/^/    $name: /"
+  done
+}
+
+show_overlay() {
+  local name ns
+  for name in worker1 worker2; do
+    ns=$(cat "$TMP/$name/netns")
+    log "    $name: subnet ${SUMMARY[${name}_subnet]}, $(in_ns "$ns" ip -br addr show flannel.1 | awk '{print $1, $3, $4}')"
+    in_ns "$ns" ip route show dev flannel.1 | sed "s/^/      route: /"
+  done
+}
+
+run_server() {
+  cat >"$TMP/web.json" <<EOF
+{"name": "web", "ports": [{"containerPort": 80, "hostPort": $HOST_PORT}],
+ "containers": [{"name": "httpd", "image": "$IMAGE",
+   "command": ["sh", "-c", "echo \"hello from pod \$(hostname) on worker1\" > /www/index.html && exec httpd -f -p 80 -h /www"]}]}
+EOF
+  local out
+  out=$(podrun_on worker1 run -f "$TMP/web.json") || die "podrun run web failed: $out"
+  SUMMARY[server_ip]=$(awk '{print $2}' <<<"$out")
+  log "    worker1: pod web at ${SUMMARY[server_ip]} (httpd :80, hostPort $HOST_PORT)"
+}
+
+run_client() {
+  cat >"$TMP/client.json" <<EOF
+{"name": "client", "containers": [{"name": "client", "image": "$IMAGE", "command": ["sleep", "100000"]}]}
+EOF
+  local out
+  out=$(podrun_on worker2 run -f "$TMP/client.json") || die "podrun run client failed: $out"
+  SUMMARY[client_ip]=$(awk '{print $2}' <<<"$out")
+  log "    worker2: pod client at ${SUMMARY[client_ip]}"
+}
+
+# retry_out N CMD...: run CMD up to N times (0.5 s apart) until it succeeds;
+# prints its output.
+retry_out() {
+  local n=$1 i out
+  shift
+  for ((i = 1; i <= n; i++)); do
+    if out=$("$@" 2>&1); then
+      printf '%s' "$out"
+      return 0
+    fi
+    sleep 0.5
+  done
+  printf '%s' "$out"
+  return 1
+}
+
+cross_node_fetch() {
+  local url="http://${SUMMARY[server_ip]}/" out
+  log "    worker2/client\$ wget -qO- $url"
+  # (busybox-static's wget crashes with -T; timeout(1) bounds each try)
+  out=$(retry_out 20 timeout 10 nsenter --net="/run/netns/$W2_NS" \
+    "$TMP/worker2/bin/podrun-node" exec client client -- wget -qO- "$url") ||
+    die "the client pod on worker2 could not fetch $url: $out"
+  log "    -> $out"
+  SUMMARY[fetch]=$out
+}
+
+host_port() {
+  local url="http://$W1_IP:$HOST_PORT/" out
+  log "    worker1\$ curl $url   (the node, its own address)"
+  out=$(retry_out 10 in_ns "$W1_NS" curl -sS -m 3 "$url") || die "worker1 could not reach its hostPort $url: $out"
+  log "    -> $out"
+  SUMMARY[hostport_self]=$out
+  log "    worker2\$ curl $url   (another node, over the underlay)"
+  out=$(retry_out 10 in_ns "$W2_NS" curl -sS -m 3 "$url") || die "worker2 could not reach worker1's hostPort $url: $out"
+  log "    -> $out"
+  SUMMARY[hostport_peer]=$out
+}
+
+doctor() {
+  local name ns out
+  for name in worker1 worker2; do
+    ns=$(cat "$TMP/$name/netns")
+    if out=$(in_ns "$ns" "$TMP/$name/bin/netboot" doctor --etcd "$ETCD_URL" \
+      --subnet-file "$TMP/$name/run/flannel/subnet.env" \
+      --cni-conf-dir "$TMP/$name/cni/net.d" --cni-bin-dir "$TMP/$name/cni/bin" 2>&1); then
+      log "    $name: $(tail -n 1 <<<"$out")"
+      SUMMARY[${name}_doctor]="healthy"
+    else
+      printf '%s\n' "$out" | sed 's/^/    /'
+      die "netboot doctor found a problem on $name"
+    fi
+  done
+}
+
+summary() {
+  local total
+  total=$(secs $(($(now_ms) - T0)))
+  cat <<EOF
+
+${B}[demo] What this proved${N}
+  cluster        etcd $ETCD_IP, worker1 $W1_IP, worker2 $W2_IP (network namespaces on one underlay bridge)
+  node subnets   worker1 ${SUMMARY[worker1_subnet]}   worker2 ${SUMMARY[worker2_subnet]}   (leased by netboot agent from etcd)
+  pods           web ${SUMMARY[server_ip]} on worker1 (hostPort $HOST_PORT)   client ${SUMMARY[client_ip]} on worker2
+  cross-node     client (worker2) -> web (worker1) over vxlan: "${SUMMARY[fetch]}"
+  hostPort       worker1 -> $W1_IP:$HOST_PORT: "${SUMMARY[hostport_self]}"
+                 worker2 -> $W1_IP:$HOST_PORT: "${SUMMARY[hostport_peer]}"
+  doctor         worker1 ${SUMMARY[worker1_doctor]}, worker2 ${SUMMARY[worker2_doctor]}
+  provisioning   vagrant/provision.sh (the Vagrant VMs' script) in --no-systemd mode
+  total time     $total
+EOF
+}
+
+# ---------------------------------------------------------------- main
 
 parse_args() {
   while [[ $# -gt 0 ]]; do
     case $1 in
       --keep) KEEP=1 ;;
-      --reference) REFERENCE=1 ;;
+      --no-install) INSTALL=0 ;;
+      --no-build) BUILD=0 ;;
+      --down)
+        [[ -n ${2:-} && -d $2 ]] || die "--down needs the demo's directory (printed by --keep)"
+        [[ $(id -u) -eq 0 ]] || die "must run as root"
+        teardown "$2"
+        exit 0
+        ;;
       -h | --help)
         usage
         exit 0
@@ -52,243 +375,37 @@ parse_args() {
   done
 }
 
-now_ms() { echo $(($(date +%s%N) / 1000000)); }
-
-# step NAME CMD...: run one named step, print its duration, name it on error.
-step() {
-  local name=$1 start
-  shift
-  CURRENT_STEP=$name
-  log "==> $name"
-  start=$(now_ms)
-  "$@"
-  log "    ok: $name ($(($(now_ms) - start)) ms)"
-}
-
-on_exit() {
-  local rc=$?
-  if [[ $rc -ne 0 ]]; then
-    printf '[demo] FAILED in step "%s" (exit %d)\n' "$CURRENT_STEP" "$rc" >&2
-  fi
-  if [[ $KEEP -eq 1 ]]; then
-    print_teardown
-  else
-    cleanup
-  fi
-  exit "$rc"
-}
-
-cleanup() {
-  local ns
-  for ns in "${CREATED_NS[@]}"; do
-    ip netns delete "$ns" 2>/dev/null || true
-  done
-  if [[ -n $TMP && -d $TMP ]]; then
-    rm -rf -- "$TMP"
-  fi
-  [[ ${#CREATED_NS[@]} -eq 0 ]] || log "cleaned up: namespaces ${CREATED_NS[*]} and ${TMP:-no temp dir}"
-}
-
-print_teardown() {
-  log "--keep: left in place. Look around with:"
-  log "  nsenter --net=/run/netns/$NODE_NS ip addr"
-  log "Tear down with:"
-  local ns
-  for ns in "${CREATED_NS[@]}"; do
-    log "  ip netns delete $ns"
-  done
-  [[ -z $TMP ]] || log "  rm -rf $TMP"
-}
-
-# in_node CMD...: run a command inside the node namespace. nsenter (not
-# `ip netns exec`) keeps /sys as it is, like real CNI runtimes do.
-in_node() { nsenter --net="/run/netns/$NODE_NS" -- "$@"; }
-in_pod() {
-  local pod=$1
-  shift
-  nsenter --net="/run/netns/$pod" -- "$@"
-}
-
-install_deps() { bash "$REPO/scripts/install-deps.sh"; }
-
-build_release() {
-  export PATH="$HOME/.cargo/bin:$PATH"
-  (cd "$REPO" && bash scripts/build-release.sh)
-  [[ -x $REPO/target/release/netboot-cni ]] || die "target/release/netboot-cni not built"
-}
-
-make_ns() {
-  ip netns add "$1"
-  CREATED_NS+=("$1")
-  ip -n "$1" link set lo up
-}
-
-create_node() {
-  make_ns "$NODE_NS"
-  TMP=$(mktemp -d /tmp/netboot-demo.XXXXXX)
-  log "    node netns $NODE_NS, temp dir $TMP"
-}
-
-write_subnet_env() {
-  cat >"$TMP/subnet.env" <<EOF
-FLANNEL_NETWORK=10.2.0.0/16
-FLANNEL_SUBNET=10.2.1.1/24
-FLANNEL_MTU=1450
-FLANNEL_IPMASQ=true
-EOF
-  sed 's/^/    /' "$TMP/subnet.env"
-}
-
-write_netboot_conf() {
-  jq -n --arg tmp "$TMP" --arg name "$NET_NAME" '{
-    cniVersion: "1.0.0", name: $name, type: "netboot-cni", mode: "bridge",
-    subnetFile: ($tmp + "/subnet.env"), dataDir: ($tmp + "/flannel"),
-    ipam: {dataDir: ($tmp + "/ipam")},
-    delegate: {isDefaultGateway: true, hairpinMode: true}
-  }' >"$TMP/net.json"
-}
-
-# What flannel's CNI plugin hands to the bridge plugin for this subnet.env,
-# except that the network route names its gateway: bridge 1.1.1 installs
-# that route via the gateway but reports it without one, so its CHECK fails
-# ("Expected Route {Dst:10.2.0.0/16 GW:<nil>} not found") on flannel's own
-# route form.
-write_reference_conf() {
-  jq -n --arg tmp "$TMP" --arg name "$NET_NAME" '{
-    cniVersion: "1.0.0", name: $name, type: "bridge", bridge: "cni0",
-    mtu: 1450, isGateway: true, isDefaultGateway: true, hairpinMode: true,
-    ipMasq: false,
-    ipam: {type: "host-local", dataDir: ($tmp + "/ipam"),
-           ranges: [[{subnet: "10.2.1.0/24"}]], routes: [{dst: "10.2.0.0/16", gw: "10.2.1.1"}]}
-  }' >"$TMP/net.json"
-}
-
-write_conf() {
-  if [[ $REFERENCE -eq 1 ]]; then
-    PLUGIN=$CNI_PATH/bridge
-    write_reference_conf
-  else
-    PLUGIN=$REPO/target/release/netboot-cni
-    write_netboot_conf
-  fi
-  log "    plugin $PLUGIN, config:"
-  jq -c . "$TMP/net.json" | sed 's/^/    /'
-}
-
-create_pods() {
-  local pod
-  for pod in "${PODS[@]}"; do
-    make_ns "$pod"
-  done
-  log "    pods: ${PODS[*]}"
-}
-
-# cni COMMAND POD STDIN-FILE: one CNI call, run inside the node.
-cni() {
-  local command=$1 pod=$2 input=$3
-  CNI_COMMAND=$command CNI_CONTAINERID="demo-$pod" CNI_NETNS="/run/netns/$pod" \
-    CNI_IFNAME=eth0 CNI_PATH=$CNI_PATH CNI_ARGS="" \
-    in_node "$PLUGIN" <"$input"
-}
-
-# The config a runtime sends on CHECK/DEL: the network config plus the
-# ADD result as prevResult.
-with_prev_result() {
-  local pod=$1
-  jq --slurpfile prev "$TMP/$pod.result.json" '. + {prevResult: $prev[0]}' \
-    "$TMP/net.json" >"$TMP/$pod.prev.json"
-}
-
-add_pods() {
-  local pod out
-  for pod in "${PODS[@]}"; do
-    if ! out=$(cni ADD "$pod" "$TMP/net.json"); then
-      die "ADD for $pod failed: $out"
-    fi
-    printf '%s\n' "$out" >"$TMP/$pod.result.json"
-    log "    $pod: $(jq -r '[.ips[].address] | join(", ")' <<<"$out")" \
-      "gateway $(jq -r '.ips[0].gateway // "-"' <<<"$out")"
-  done
-}
-
-pod_ip() { jq -r '.ips[0].address | split("/")[0]' "$TMP/$1.result.json"; }
-pod_gw() { jq -r '.ips[0].gateway // "10.2.1.1"' "$TMP/$1.result.json"; }
-
-show_network() {
-  in_node ip -br addr show
-  in_pod "${PODS[0]}" ip route show | sed 's/^/    pod1 route: /'
-}
-
-ping_from() {
-  local pod=$1 ip=$2
-  in_pod "$pod" ping -n -q -c1 -W2 "$ip" >/dev/null || die "no ping reply from $ip in $pod"
-  log "    $pod -> $ip: reply"
-}
-
-ping_all() {
-  local p1=${PODS[0]} p2=${PODS[1]}
-  ping_from "$p1" "$(pod_ip "$p2")"
-  ping_from "$p2" "$(pod_ip "$p1")"
-  ping_from "$p1" "$(pod_gw "$p1")"
-}
-
-check_pods() {
-  local pod out
-  for pod in "${PODS[@]}"; do
-    with_prev_result "$pod"
-    out=$(cni CHECK "$pod" "$TMP/$pod.prev.json") || die "CHECK for $pod failed: $out"
-    log "    $pod: CHECK ok"
-  done
-}
-
-del_pods() {
-  local pod out
-  for pod in "${PODS[@]}"; do
-    with_prev_result "$pod"
-    out=$(cni DEL "$pod" "$TMP/$pod.prev.json") || die "DEL for $pod failed: $out"
-    log "    $pod: DEL ok"
-  done
-}
-
-ipam_allocations() {
-  find "$TMP/ipam" -type f -regextype posix-extended \
-    -regex '.*/[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+' 2>/dev/null || true
-}
-
-verify_clean() {
-  local veths pod left
-  veths=$(in_node ip -j link show type veth | jq -r '.[].ifname')
-  [[ -z $veths ]] || die "veths left on the node: $veths"
-  for pod in "${PODS[@]}"; do
-    if in_pod "$pod" ip link show eth0 >/dev/null 2>&1; then
-      die "eth0 left in $pod"
-    fi
-  done
-  left=$(ipam_allocations)
-  [[ -z $left ]] || die "IPAM store not empty: $left"
-  log "    no veth on the node, no eth0 in the pods, IPAM store empty"
-}
-
 main() {
   parse_args "$@"
   [[ $(id -u) -eq 0 ]] || die "must run as root (try: sudo $0)"
   trap on_exit EXIT
-  local t0
-  t0=$(now_ms)
-  step "install dependencies" install_deps
-  step "build release" build_release
-  step "create node netns" create_node
-  step "write subnet.env" write_subnet_env
-  step "write network config" write_conf
-  step "create pod netns" create_pods
-  step "CNI ADD both pods" add_pods
-  step "show node and pod network" show_network
-  step "ping pod-to-pod and pod-to-gateway" ping_all
-  step "CNI CHECK both pods" check_pods
-  step "CNI DEL both pods" del_pods
-  step "verify nothing is left" verify_clean
+  trap 'exit 130' INT TERM
+  T0=$(now_ms)
+  if [[ $INSTALL -eq 1 ]]; then
+    step "install dependencies" install_deps
+  else
+    step "install dependencies (skipped: --no-install)" true
+  fi
+  if [[ $BUILD -eq 1 ]]; then
+    step "build (scripts/build-release.sh)" build_release
+  else
+    step "build (skipped: --no-build)" check_binaries
+  fi
+  step "create the cluster: underlay, etcd node, worker1, worker2" create_cluster
+  step "etcd node: vagrant/provision.sh etcd" provision_etcd
+  step "worker1: vagrant/provision.sh worker (netboot init, netboot agent, containerd)" \
+    provision_worker worker1 "$W1_NS" "$W1_IP"
+  step "worker2: vagrant/provision.sh worker (netboot init, netboot agent, containerd)" \
+    provision_worker worker2 "$W2_NS" "$W2_IP"
+  step "the overlay: subnets, flannel.1, routes to the other node" show_overlay
+  step "import the busybox image into both containerds" import_image
+  step "podrun: HTTP server pod on worker1 (hostPort $HOST_PORT), client pod on worker2" \
+    eval 'run_server && run_client'
+  step "client on worker2 fetches from the server on worker1" cross_node_fetch
+  step "the hostPort, from worker1 and from worker2" host_port
+  step "netboot doctor on both workers" doctor
   CURRENT_STEP="done"
-  log "demo finished in $(($(now_ms) - t0)) ms"
+  summary
 }
 
 main "$@"
