@@ -259,19 +259,29 @@ pub fn ipam(ctx: &Ctx, loaded: &Loaded) -> Finding {
         let ifname = lines.next().unwrap_or("eth0").to_string();
         match live(&records.join(format!("{cid}@{ifname}.json"))) {
             Some(true) => {}
-            Some(false) => stale.push(format!("{ip} ({cid}: its pod's netns is gone)")),
-            None if ours => stale.push(format!("{ip} ({cid}: no record of this attachment)")),
+            Some(false) => stale.push((ip, format!("{cid}: its pod's netns is gone"))),
+            None if ours => stale.push((ip, format!("{cid}: no record of this attachment"))),
             None => {}
         }
     }
     let mut problems = Vec::new();
     let mut fixes = Vec::new();
     if !stale.is_empty() {
+        stale.sort_by_key(|(ip, _)| *ip);
+        let shown: Vec<String> = stale
+            .iter()
+            .take(8)
+            .map(|(ip, why)| format!("{ip} ({why})"))
+            .collect();
+        let more = match stale.len() {
+            n if n > 8 => format!(" and {} more", n - 8),
+            _ => String::new(),
+        };
         problems.push(format!(
-            "{} IP(s) in {} belong to no live pod: {}",
+            "{} IP(s) in {} belong to no live pod: {}{more}",
             stale.len(),
             store.display(),
-            stale.join(", ")
+            shown.join(", ")
         ));
         fixes.push("run CNI GC with the live attachments (`podrun gc`, or the runtime's own GC); for a single entry, CNI DEL of that container ID");
     }
