@@ -102,6 +102,13 @@ fn object_field(extra: &Map<String, Value>, field: &str) -> Result<Map<String, V
 /// point where the operator meant, never to climb out of it.
 fn path_field(extra: &Map<String, Value>, field: &str, default: &str) -> Result<PathBuf, CniError> {
     let raw = string_field(extra, field)?.unwrap_or(default);
+    check_path(field, raw)
+}
+
+/// The rules of [`path_field`]: absolute, no `..` component, and no control
+/// character (a NUL would fail late at `open`, a newline would forge lines
+/// in messages and logs).
+fn check_path(field: &str, raw: &str) -> Result<PathBuf, CniError> {
     let path = Path::new(raw);
     if raw.is_empty() || !path.is_absolute() {
         return Err(invalid(field, format!("{raw:?} must be an absolute path")));
@@ -112,7 +119,28 @@ fn path_field(extra: &Map<String, Value>, field: &str, default: &str) -> Result<
     {
         return Err(invalid(field, format!("{raw:?} must not contain '..'")));
     }
+    if raw.chars().any(char::is_control) {
+        return Err(invalid(
+            field,
+            format!("{raw:?} must not contain control characters"),
+        ));
+    }
     Ok(path.to_path_buf())
+}
+
+/// `ipam.dataDir`: host-local's store base (the store is
+/// `<dataDir>/<network>`), written by native mode itself. Held to the same
+/// rules as `dataDir`: a relative value would follow the runtime's working
+/// directory, and `..` could climb out of the operator's tree.
+fn check_ipam_data_dir(ipam: &Map<String, Value>) -> Result<(), CniError> {
+    match ipam.get("dataDir") {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::String(s)) => check_path("ipam.dataDir", s).map(|_| ()),
+        Some(other) => Err(invalid(
+            "ipam.dataDir",
+            format!("must be a string, got {other}"),
+        )),
+    }
 }
 
 impl PluginConf {
@@ -135,6 +163,7 @@ impl PluginConf {
             Some(Value::Object(m)) => m.clone(),
             Some(other) => return Err(invalid("ipam", format!("must be an object, got {other}"))),
         };
+        check_ipam_data_dir(&ipam)?;
         let log_level = match string_field(extra, "logLevel")? {
             // Quiet on the runtime's stderr unless asked; informative in a file.
             None if extra
@@ -297,6 +326,18 @@ mod tests {
             (r#""logLevel":"loud""#, "logLevel"),
             (r#""delegateTimeout":-1"#, "delegateTimeout"),
             (r#""ipam":"host-local""#, "ipam"),
+            // Security review (SECURITY.md F1/F2): the IPAM store base is a
+            // path netboot writes to, and no path may carry a control char.
+            (r#""ipam":{"dataDir":"../../tmp"}"#, "ipam.dataDir"),
+            (r#""ipam":{"dataDir":"var/lib/cni"}"#, "ipam.dataDir"),
+            (
+                r#""ipam":{"dataDir":"/var/lib/cni/../../etc"}"#,
+                "ipam.dataDir",
+            ),
+            (r#""ipam":{"dataDir":7}"#, "ipam.dataDir"),
+            (r#""dataDir":"/var/lib/cni/flannel\u0000x""#, "dataDir"),
+            (r#""subnetFile":"/run/flannel/subnet.env\nX""#, "subnetFile"),
+            (r#""logFile":"/var/log/netboot\r.log""#, "logFile"),
         ] {
             let full =
                 format!(r#"{{"cniVersion":"1.0.0","name":"cbr0","type":"netboot-cni",{json}}}"#);

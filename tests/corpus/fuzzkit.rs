@@ -259,7 +259,23 @@ pub fn run<F>(target: &str, default_cases: u32, dict: &[&str], check: F) -> Tall
 where
     F: Fn(&[u8]) -> Result<bool, String> + Send + Sync + 'static,
 {
-    let seeds: Vec<Vec<u8>> = corpus(target).into_iter().map(|(_, b)| b).collect();
+    run_named(target, target, default_cases, dict, check)
+}
+
+/// [`run`] reported as `label` while mutating the corpus of `corpus_name`
+/// (several targets share one corpus).
+pub fn run_named<F>(
+    label: &str,
+    corpus_name: &str,
+    default_cases: u32,
+    dict: &[&str],
+    check: F,
+) -> Tally
+where
+    F: Fn(&[u8]) -> Result<bool, String> + Send + Sync + 'static,
+{
+    let target = label;
+    let seeds: Vec<Vec<u8>> = corpus(corpus_name).into_iter().map(|(_, b)| b).collect();
     let n = cases(default_cases);
     let seed = seed();
     let dict: Vec<String> = dict.iter().map(|s| s.to_string()).collect();
