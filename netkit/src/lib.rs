@@ -11,7 +11,8 @@
 //! - [`sysctl`]: per-namespace `/proc/sys/net` access.
 //! - [`host_veth_name`]: deterministic host-side veth names.
 //! - [`firewall`]: hostPort DNAT in upstream portmap's nftables layout and
-//!   pod masquerade, each operation one `nft -f -` transaction.
+//!   pod masquerade, each operation one nf_tables transaction (`nft -f -`,
+//!   or a netlink batch for the per-pod port mappings).
 //!
 //! `unsafe` is allowed nowhere in the workspace except, narrowly, here; at
 //! present netkit needs none of its own: `nix` and `netlink-sys` wrap every

@@ -35,6 +35,17 @@ fn is_executable(p: &Path) -> bool {
         .unwrap_or(false)
 }
 
+thread_local! {
+    static SPAWNED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// How many `nft` / `iptables-*` processes the calling thread has started
+/// (through this module) so far. A diagnostic for tests and benchmarks:
+/// the netlink paths must not exec at all.
+pub fn spawned_on_this_thread() -> u64 {
+    SPAWNED.with(|c| c.get())
+}
+
 /// What a finished command gave back.
 pub(crate) struct Output {
     pub stdout: String,
@@ -55,6 +66,7 @@ pub(crate) fn run(ctx: &str, tool: &str, args: &[&str], stdin: Option<&str>) -> 
         .chain(args.iter().copied())
         .collect::<Vec<_>>()
         .join(" ");
+    SPAWNED.with(|c| c.set(c.get() + 1));
     let mut child = Command::new(&bin)
         .args(args)
         .env("LC_ALL", "C")

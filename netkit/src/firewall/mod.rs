@@ -1,6 +1,6 @@
 //! The node firewall: hostPort DNAT (portmap-compatible) and masquerade.
 //!
-//! # Backend: nftables through `nft -f -`, one transaction per operation
+//! # Backend: nftables, one transaction per operation
 //!
 //! - **Why nftables.** The reference chain spawns ~37 `iptables` processes
 //!   per ADD and each one rewrites the whole iptables-nft table, so ADD grows
@@ -9,13 +9,23 @@
 //!   a crash mid-ADD leaves no half rule set) and that only touches the
 //!   objects it names. Debian's `iptables` is iptables-nft anyway, so the
 //!   kernel side (nf_tables) is the same either way.
-//! - **Why the `nft` binary and not raw nf_tables netlink.** The binary is
-//!   what upstream portmap's nftables backend (knftables) drives too, it
-//!   parses and validates the rule language for us, and one exec costs
-//!   ~2 ms. Every value we interpolate is validated first (addresses parsed
+//! - **Mostly the `nft` binary.** The binary is what upstream portmap's
+//!   nftables backend (knftables) drives too, it parses and validates the
+//!   rule language for us, and it is the reference for what our rules look
+//!   like. One exec costs 2-5 ms, which only matters per pod (next point
+//!   but one). Every value we interpolate is validated first (addresses parsed
 //!   as [`IpAddr`]/[`IpNet`], ports numeric, comments restricted to
 //!   `[A-Za-z0-9_.:@-]`): the script has no way to carry a second command.
 //! - **No shell.** The script goes on `nft`'s stdin; the argv is fixed.
+//! - **Hot path over netlink.** The per-pod port-mapping operations (ADD's
+//!   rules, DEL's dump + delete, GC's owner listing) skip the exec and speak
+//!   nf_tables netlink directly (`nftnl`): one NEWRULE batch per ADD, one
+//!   GETRULE dump per family plus one DELRULE batch per DEL. The messages
+//!   are encoded exactly as `nft` encodes the same rules, so the rule set
+//!   is the same object for object whichever path wrote it. Creating the
+//!   tables and chains (once per node), CHECK, masquerade and everything
+//!   else stay on `nft`. `NETBOOT_NFT_CLI=1` forces `nft` for everything
+//!   ([`portmap::NftPath`]); so does a kernel without `NETLINK_NETFILTER`.
 //! - **Namespaces.** Every function acts on the network namespace of the
 //!   calling thread (the child `nft` inherits it). The plugin already runs in
 //!   the node netns; to act on another namespace without `nsenter`, call
@@ -49,8 +59,10 @@ mod hash;
 pub mod legacy;
 pub mod masq;
 mod nft;
+mod nftnl;
 pub mod portmap;
 
+pub use exec::spawned_on_this_thread as tool_execs_on_this_thread;
 pub use forward::{
     ensure_forward_accept, ensure_iptables_forward_accept, remove_forward_accept,
     remove_iptables_forward_accept, IptForward,
@@ -61,6 +73,7 @@ pub use masq::{
     ensure_node_masquerade, node_masquerade_present, node_masquerade_tag, remove_node_masquerade,
 };
 pub use portmap::{
-    add_port_mappings, check_port_mappings, del_port_mappings, del_port_mappings_in, hostport_hash,
-    list_port_mapping_owners, needs_route_localnet, PortMapping, PortmapSpec, Proto,
+    add_port_mappings, add_port_mappings_via, check_port_mappings, del_port_mappings,
+    del_port_mappings_in, del_port_mappings_via, hostport_hash, list_port_mapping_owners,
+    list_port_mapping_owners_via, needs_route_localnet, NftPath, PortMapping, PortmapSpec, Proto,
 };

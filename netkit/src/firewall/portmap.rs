@@ -34,6 +34,10 @@ use std::net::IpAddr;
 
 use super::hash::hash_with_prefix;
 use super::nft::{self, check_ident, quote_comment, ListedRule};
+use super::nftnl::{
+    DelRule, Expr, NewRule, NfSocket, DNAT_ADDR_REG, DNAT_PORT_REG, NFPROTO_IPV4, NFPROTO_IPV6,
+    NFT_PAYLOAD_NETWORK_HEADER, NFT_PAYLOAD_TRANSPORT_HEADER,
+};
 use crate::error::{Error, Result};
 
 const TABLE: &str = "cni_hostport";
@@ -43,7 +47,6 @@ const HOSTPORTS_ALL: &str = "hostports_all";
 const MASQUERADING: &str = "masquerading";
 /// Chains whose rules carry a container's comment.
 const OWNED_CHAINS: [&str; 3] = [HOSTPORTS, HOSTIP_HOSTPORTS, MASQUERADING];
-const FAMILIES: [&str; 2] = ["ip", "ip6"];
 
 /// Transport protocol of a mapping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -60,6 +63,15 @@ impl Proto {
             Proto::Tcp => "tcp",
             Proto::Udp => "udp",
             Proto::Sctp => "sctp",
+        }
+    }
+
+    /// The IP protocol number (`meta l4proto`).
+    fn number(self) -> u8 {
+        match self {
+            Proto::Tcp => libc::IPPROTO_TCP as u8,
+            Proto::Udp => libc::IPPROTO_UDP as u8,
+            Proto::Sctp => libc::IPPROTO_SCTP as u8,
         }
     }
 
@@ -130,11 +142,200 @@ pub fn needs_route_localnet(spec: &PortmapSpec) -> bool {
     spec.snat && !spec.mappings.is_empty() && spec.container_ips.iter().any(IpAddr::is_ipv4)
 }
 
+/// Which way [`add_port_mappings`], [`del_port_mappings`] and
+/// [`list_port_mapping_owners`] reach the kernel. Both write the very same
+/// objects (see the module docs); CHECK always reads through `nft -j`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NftPath {
+    /// nf_tables netlink, one batch per change (the default). ADD falls back
+    /// to `nft -f -` when a table or chain is missing (it creates them), and
+    /// everything falls back to `nft` when no `NETLINK_NETFILTER` socket can
+    /// be opened.
+    Netlink,
+    /// The `nft` binary for everything.
+    Cli,
+}
+
+impl NftPath {
+    /// Set to `1` to force [`NftPath::Cli`].
+    pub const ENV: &'static str = "NETBOOT_NFT_CLI";
+
+    /// [`NftPath::Cli`] when `NETBOOT_NFT_CLI=1`, else [`NftPath::Netlink`].
+    pub fn from_env() -> NftPath {
+        match std::env::var_os(Self::ENV) {
+            Some(v) if v == "1" => NftPath::Cli,
+            _ => NftPath::Netlink,
+        }
+    }
+}
+
+/// One rule shape of upstream's `forwardPorts`, as data: rendered as nft
+/// text for the `nft` path and CHECK, encoded as expressions for netlink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Shape {
+    /// `[FAMILY daddr HOST] PROTO dport HP dnat to CIP:CP`
+    Dnat {
+        host_ip: Option<IpAddr>,
+        proto: Proto,
+        host_port: u16,
+        to: IpAddr,
+        to_port: u16,
+    },
+    /// `FAMILY saddr SRC FAMILY daddr CIP masquerade`; no `saddr` means
+    /// the all-zero prefix (`0.0.0.0/0`, `::/0`) of `masqAll`.
+    Masq {
+        saddr: Option<IpAddr>,
+        daddr: IpAddr,
+    },
+}
+
+/// `nft`'s payload offsets of the source and destination address in the
+/// IPv4 / IPv6 header, and the address length.
+fn addr_fields(v6: bool) -> (u32, u32, u32) {
+    if v6 {
+        (8, 24, 16)
+    } else {
+        (12, 16, 4)
+    }
+}
+
+impl Shape {
+    fn v6(&self) -> bool {
+        match self {
+            Shape::Dnat { to, .. } => to.is_ipv6(),
+            Shape::Masq { daddr, .. } => daddr.is_ipv6(),
+        }
+    }
+
+    fn family(&self) -> &'static str {
+        if self.v6() {
+            "ip6"
+        } else {
+            "ip"
+        }
+    }
+
+    /// The canonical text `nft list` prints back for this rule.
+    fn text(&self) -> String {
+        let family = self.family();
+        match self {
+            Shape::Dnat {
+                host_ip,
+                proto,
+                host_port,
+                to,
+                to_port,
+            } => {
+                let mut rule = String::new();
+                if let Some(h) = host_ip {
+                    let _ = write!(rule, "{family} daddr {h} ");
+                }
+                let to = match to {
+                    IpAddr::V4(a) => a.to_string(),
+                    IpAddr::V6(a) => format!("[{a}]"),
+                };
+                let _ = write!(
+                    rule,
+                    "{} dport {host_port} dnat to {to}:{to_port}",
+                    proto.as_str()
+                );
+                rule
+            }
+            Shape::Masq { saddr, daddr } => {
+                let src = match (saddr, self.v6()) {
+                    (Some(s), _) => s.to_string(),
+                    (None, false) => "0.0.0.0/0".to_string(),
+                    (None, true) => "::/0".to_string(),
+                };
+                format!("{family} saddr {src} {family} daddr {daddr} masquerade")
+            }
+        }
+    }
+
+    /// The expressions `nft` 1.0.6 generates for [`Shape::text`] (as
+    /// printed by `nft --debug=netlink`), in order.
+    fn exprs(&self) -> Vec<Expr> {
+        let (saddr_off, daddr_off, alen) = addr_fields(self.v6());
+        let load_addr = |offset| Expr::Payload {
+            base: NFT_PAYLOAD_NETWORK_HEADER,
+            offset,
+            len: alen,
+        };
+        let mut e = Vec::new();
+        match self {
+            Shape::Dnat {
+                host_ip,
+                proto,
+                host_port,
+                to,
+                to_port,
+            } => {
+                if let Some(h) = host_ip {
+                    e.push(load_addr(daddr_off));
+                    e.push(Expr::CmpEq(Expr::addr_bytes(*h)));
+                }
+                e.push(Expr::MetaL4proto);
+                e.push(Expr::CmpEq(vec![proto.number()]));
+                // tcp/udp/sctp dport: 2 bytes at transport header + 2.
+                e.push(Expr::Payload {
+                    base: NFT_PAYLOAD_TRANSPORT_HEADER,
+                    offset: 2,
+                    len: 2,
+                });
+                e.push(Expr::CmpEq(host_port.to_be_bytes().to_vec()));
+                e.push(Expr::Immediate {
+                    reg: DNAT_ADDR_REG,
+                    data: Expr::addr_bytes(*to),
+                });
+                e.push(Expr::Immediate {
+                    reg: DNAT_PORT_REG,
+                    data: to_port.to_be_bytes().to_vec(),
+                });
+                e.push(Expr::DnatToRegs {
+                    family: if self.v6() {
+                        NFPROTO_IPV6
+                    } else {
+                        NFPROTO_IPV4
+                    },
+                });
+            }
+            Shape::Masq { saddr, daddr } => {
+                e.push(load_addr(saddr_off));
+                match saddr {
+                    Some(s) => e.push(Expr::CmpEq(Expr::addr_bytes(*s))),
+                    None => {
+                        // A /0 prefix: nft masks everything away.
+                        let zero = vec![0; alen as usize];
+                        e.push(Expr::Bitwise {
+                            mask: zero.clone(),
+                            xor: zero.clone(),
+                        });
+                        e.push(Expr::CmpEq(zero));
+                    }
+                }
+                e.push(load_addr(daddr_off));
+                e.push(Expr::CmpEq(Expr::addr_bytes(*daddr)));
+                e.push(Expr::Masq);
+            }
+        }
+        e
+    }
+}
+
 /// The rules one address family gets.
 struct FamilyRules {
     family: &'static str,
-    hostports: Vec<String>,
-    masq: Vec<String>,
+    nfproto: u8,
+    hostports: Vec<Shape>,
+    masq: Vec<Shape>,
+}
+
+impl FamilyRules {
+    /// Every rule with its chain, in the order the script adds them.
+    fn chained(&self) -> impl Iterator<Item = (&'static str, &Shape)> {
+        let hp = self.hostports.iter().map(|r| (HOSTPORTS, r));
+        hp.chain(self.masq.iter().map(|r| (MASQUERADING, r)))
+    }
 }
 
 fn validate(ctx: &str, spec: &PortmapSpec) -> Result<()> {
@@ -155,54 +356,45 @@ fn validate(ctx: &str, spec: &PortmapSpec) -> Result<()> {
     Ok(())
 }
 
-/// Upstream's rule shapes (portmap_nftables.go `forwardPorts`), as the
-/// canonical text `nft list` prints them back.
+/// Upstream's rule shapes (portmap_nftables.go `forwardPorts`).
 fn expected(spec: &PortmapSpec) -> Vec<FamilyRules> {
     let first4 = spec.container_ips.iter().find(|a| a.is_ipv4());
     let first6 = spec.container_ips.iter().find(|a| a.is_ipv6());
     let mut out = Vec::new();
-    for (family, cip) in [("ip", first4), ("ip6", first6)] {
-        let Some(cip) = cip else { continue };
+    for (family, nfproto, cip) in [("ip", NFPROTO_IPV4, first4), ("ip6", NFPROTO_IPV6, first6)] {
+        let Some(&cip) = cip else { continue };
         let v6 = cip.is_ipv6();
-        let to = match cip {
-            IpAddr::V4(a) => a.to_string(),
-            IpAddr::V6(a) => format!("[{a}]"),
-        };
         let mut hostports = Vec::new();
         for m in spec.mappings {
-            let mut rule = String::new();
-            match m.host_ip {
+            let host_ip = match m.host_ip {
                 Some(h) if h.is_ipv6() != v6 => continue,
-                Some(h) if !h.is_unspecified() => {
-                    let _ = write!(rule, "{family} daddr {h} ");
-                }
-                _ => {}
-            }
-            let _ = write!(
-                rule,
-                "{} dport {} dnat to {to}:{}",
-                m.protocol.as_str(),
-                m.host_port,
-                m.container_port
-            );
-            hostports.push(rule);
+                Some(h) if !h.is_unspecified() => Some(h),
+                _ => None,
+            };
+            hostports.push(Shape::Dnat {
+                host_ip,
+                proto: m.protocol,
+                host_port: m.host_port,
+                to: cip,
+                to_port: m.container_port,
+            });
         }
         let mut masq = Vec::new();
         if spec.snat {
-            let src = match (spec.masq_all, v6) {
-                (false, _) => cip.to_string(),
-                (true, false) => "0.0.0.0/0".to_string(),
-                (true, true) => "::/0".to_string(),
-            };
-            masq.push(format!(
-                "{family} saddr {src} {family} daddr {cip} masquerade"
-            ));
+            masq.push(Shape::Masq {
+                saddr: (!spec.masq_all).then_some(cip),
+                daddr: cip,
+            });
             if !v6 && !spec.masq_all {
-                masq.push(format!("ip saddr 127.0.0.1 ip daddr {cip} masquerade"));
+                masq.push(Shape::Masq {
+                    saddr: Some(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)),
+                    daddr: cip,
+                });
             }
         }
         out.push(FamilyRules {
             family,
+            nfproto,
             hostports,
             masq,
         });
@@ -216,11 +408,8 @@ fn rules_script(spec: &PortmapSpec, rules: &[FamilyRules]) -> Result<String> {
     let mut s = String::new();
     for fr in rules {
         let t = format!("{} {TABLE}", fr.family);
-        for r in &fr.hostports {
-            let _ = writeln!(s, "add rule {t} {HOSTPORTS} {r} comment {comment}");
-        }
-        for r in &fr.masq {
-            let _ = writeln!(s, "add rule {t} {MASQUERADING} {r} comment {comment}");
+        for (chain, r) in fr.chained() {
+            let _ = writeln!(s, "add rule {t} {chain} {} comment {comment}", r.text());
         }
     }
     Ok(s)
@@ -267,16 +456,30 @@ fn add_script(spec: &PortmapSpec, rules: &[FamilyRules]) -> Result<String> {
 
 /// Program `spec`'s mappings: one DNAT rule per mapping (plus the
 /// masquerade rules when `snat`), each commented with the container ID, in
-/// one `nft -f -` transaction. When the tables/chains do not all exist yet,
-/// that transaction fails without effect and a second one creates them
-/// (exactly upstream's objects) together with the rules.
+/// one nf_tables transaction (see [`add_port_mappings_via`]).
 ///
 /// No mappings: nothing is done (upstream portmap returns early too).
 /// Like upstream, ADD does not look for older rules of the same container:
 /// the plugin's rollback and crash recovery call [`del_port_mappings`]
-/// first, which keeps the steady-state ADD at one exec. Afterwards, see
-/// [`needs_route_localnet`].
+/// first, which keeps the steady-state ADD at one transaction. Afterwards,
+/// see [`needs_route_localnet`].
 pub fn add_port_mappings(spec: &PortmapSpec) -> Result<()> {
+    add_port_mappings_via(NftPath::from_env(), spec)
+}
+
+/// [`add_port_mappings`] through `path`.
+///
+/// Fast path (either way): on a node that already has the tables, only the
+/// rules are added, as one batch (netlink: NEWRULE messages between
+/// BATCH_BEGIN/END; CLI: one `nft -f -` of `add rule` lines, ~5 ms of
+/// exec). Re-declaring existing chains costs the kernel ~15 ms per
+/// transaction, and that would be paid on every ADD. If anything is missing
+/// (first ADD on the node, upstream or a human deleted a chain) the batch
+/// fails as a whole with ENOENT, nothing was changed, and the full `nft -f -`
+/// script creates everything and rebuilds the shared jumps as upstream does.
+/// A jump or base chain removed by hand while `hostports`/`masquerading`
+/// stay is not repaired here; CHECK reports it.
+pub fn add_port_mappings_via(path: NftPath, spec: &PortmapSpec) -> Result<()> {
     let ctx = format!(
         "add port mappings for {} ({}, {}) in table {TABLE}",
         spec.container_id, spec.network, spec.ifname
@@ -289,17 +492,35 @@ pub fn add_port_mappings(spec: &PortmapSpec) -> Result<()> {
     if rules.is_empty() {
         return Err(Error::invalid(ctx, "no container IP to map ports to"));
     }
-    // Fast path: on a node that already has the tables, only the rules are
-    // added. Re-declaring existing chains costs the kernel ~15 ms per
-    // transaction (measured: 18 ms vs 5 ms for the rules alone), and that
-    // would be paid on every ADD. If anything is missing (first ADD on the
-    // node, upstream or a human deleted a chain) the batch fails as a whole,
-    // nothing was changed, and the full script below creates everything and
-    // rebuilds the shared jumps as upstream does. A jump or base chain
-    // removed by hand while `hostports`/`masquerading` stay is not repaired
-    // here; CHECK reports it.
-    match nft::apply(&ctx, &rules_script(spec, &rules)?) {
-        Err(Error::Command { .. }) => nft::apply(&ctx, &add_script(spec, &rules)?),
+    let sock = match path {
+        NftPath::Netlink => NfSocket::open().ok(),
+        NftPath::Cli => None,
+    };
+    let fast = match sock {
+        Some(mut sock) => {
+            let new: Vec<NewRule> = rules
+                .iter()
+                .flat_map(|fr| {
+                    fr.chained().map(|(chain, r)| NewRule {
+                        family: fr.nfproto,
+                        table: TABLE,
+                        chain,
+                        exprs: r.exprs(),
+                        comment: spec.container_id,
+                    })
+                })
+                .collect();
+            match sock.add_rules(&new, &ctx) {
+                Err(e) if e.errno() == Some(libc::ENOENT) => Err(e),
+                other => return other,
+            }
+        }
+        None => nft::apply(&ctx, &rules_script(spec, &rules)?),
+    };
+    match fast {
+        Err(Error::Command { .. } | Error::Netlink { .. }) => {
+            nft::apply(&ctx, &add_script(spec, &rules)?)
+        }
         other => other,
     }
 }
@@ -307,42 +528,88 @@ pub fn add_port_mappings(spec: &PortmapSpec) -> Result<()> {
 /// Remove every rule commented with `container_id` from chains `hostports`,
 /// `hostip_hostports` and `masquerading` of `ip` and `ip6 cni_hostport`,
 /// whoever wrote it (netboot or upstream portmap). Idempotent: a missing
-/// table, or no matching rule, is success. Costs one `nft -j list table`
-/// per family plus, only if something matched, one delete transaction
-/// (rules can only be deleted by handle). `network` is validated but, as
-/// upstream, not part of the match.
+/// table, or no matching rule, is success. Costs one listing per family
+/// (netlink: a GETRULE dump of the table; CLI: `nft -j list table`) plus,
+/// only if something matched, one delete transaction (rules can only be
+/// deleted by handle). `network` is validated but, as upstream, not part of
+/// the match.
 pub fn del_port_mappings(network: &str, container_id: &str) -> Result<()> {
     del_port_mappings_in(network, container_id, true, true)
 }
 
 /// [`del_port_mappings`] limited to the address families the container
-/// had: each family costs one `nft` listing, which grows with the number
-/// of mappings on the node, so an IPv4-only pod skips the `ip6` table.
+/// had: each family costs one listing, which grows with the number of
+/// mappings on the node, so an IPv4-only pod skips the `ip6` table.
 pub fn del_port_mappings_in(network: &str, container_id: &str, v4: bool, v6: bool) -> Result<()> {
+    del_port_mappings_via(NftPath::from_env(), network, container_id, v4, v6)
+}
+
+/// [`del_port_mappings_in`] through `path`.
+pub fn del_port_mappings_via(
+    path: NftPath,
+    network: &str,
+    container_id: &str,
+    v4: bool,
+    v6: bool,
+) -> Result<()> {
     let ctx = format!("delete port mappings of {container_id} ({network}) in table {TABLE}");
     check_ident(&ctx, "network name", network)?;
     check_ident(&ctx, "container ID", container_id)?;
+    let families: Vec<(&str, u8)> = [("ip", NFPROTO_IPV4), ("ip6", NFPROTO_IPV6)]
+        .into_iter()
+        .filter(|(f, _)| if *f == "ip" { v4 } else { v6 })
+        .collect();
+    let mut sock = match path {
+        NftPath::Netlink => NfSocket::open().ok(),
+        NftPath::Cli => None,
+    };
     // A racing DEL/ADD can delete a handle between our list and our delete
     // (the batch then fails as a whole with ENOENT); list again once.
     let mut attempt = 0;
     loop {
-        let mut doomed: Vec<ListedRule> = Vec::new();
-        for f in FAMILIES
-            .into_iter()
-            .filter(|f| if *f == "ip" { v4 } else { v6 })
-        {
-            let rules = nft::list(&ctx, f, TABLE, None)?.unwrap_or_default();
-            doomed.extend(rules.into_iter().filter(|r| {
-                OWNED_CHAINS.contains(&r.chain.as_str())
-                    && r.comment.as_deref() == Some(container_id)
-            }));
-        }
-        if doomed.is_empty() {
-            return Ok(());
-        }
-        let script = nft::delete_lines(TABLE, &doomed.iter().collect::<Vec<_>>());
-        match nft::apply(&ctx, &script) {
+        let outcome = match sock.as_mut() {
+            Some(sock) => {
+                let mut doomed = Vec::new();
+                for (_, nfproto) in &families {
+                    let rules = sock.dump_rules(*nfproto, TABLE, &ctx)?;
+                    doomed.extend(rules.into_iter().filter(|r| {
+                        OWNED_CHAINS.contains(&r.chain.as_str())
+                            && r.comment.as_deref() == Some(container_id)
+                    }));
+                }
+                if doomed.is_empty() {
+                    return Ok(());
+                }
+                let dels: Vec<DelRule> = doomed
+                    .iter()
+                    .map(|r| DelRule {
+                        family: r.family,
+                        table: TABLE,
+                        chain: &r.chain,
+                        handle: r.handle,
+                    })
+                    .collect();
+                sock.del_rules(&dels, &ctx)
+            }
+            None => {
+                let mut doomed: Vec<ListedRule> = Vec::new();
+                for (f, _) in &families {
+                    let rules = nft::list(&ctx, f, TABLE, None)?.unwrap_or_default();
+                    doomed.extend(rules.into_iter().filter(|r| {
+                        OWNED_CHAINS.contains(&r.chain.as_str())
+                            && r.comment.as_deref() == Some(container_id)
+                    }));
+                }
+                if doomed.is_empty() {
+                    return Ok(());
+                }
+                let script = nft::delete_lines(TABLE, &doomed.iter().collect::<Vec<_>>());
+                nft::apply(&ctx, &script)
+            }
+        };
+        match outcome {
             Err(Error::Command { .. }) if attempt == 0 => attempt += 1,
+            Err(e) if attempt == 0 && e.errno() == Some(libc::ENOENT) => attempt += 1,
             other => return other,
         }
     }
@@ -374,6 +641,7 @@ pub fn check_port_mappings(spec: &PortmapSpec) -> Result<()> {
                 .iter()
                 .any(|r| r.chain == chain && r.text == text && r.comment.as_deref() == comment)
         };
+        let texts: Vec<(&str, String)> = fr.chained().map(|(c, r)| (c, r.text())).collect();
         let jump_all = format!("fib daddr type local jump {HOSTPORTS_ALL}");
         let jump_hp = format!("jump {HOSTPORTS}");
         let wanted = [
@@ -383,14 +651,9 @@ pub fn check_port_mappings(spec: &PortmapSpec) -> Result<()> {
         ]
         .into_iter()
         .chain(
-            fr.hostports
+            texts
                 .iter()
-                .map(|r| (HOSTPORTS, r.as_str(), Some(spec.container_id))),
-        )
-        .chain(
-            fr.masq
-                .iter()
-                .map(|r| (MASQUERADING, r.as_str(), Some(spec.container_id))),
+                .map(|(chain, r)| (*chain, r.as_str(), Some(spec.container_id))),
         );
         for (chain, text, comment) in wanted {
             if !has(chain, text, comment) {
@@ -411,11 +674,32 @@ pub fn check_port_mappings(spec: &PortmapSpec) -> Result<()> {
 /// attachment records and calls [`del_port_mappings`] for the orphans. Note
 /// that upstream portmap's rules show up here too (same layout).
 pub fn list_port_mapping_owners() -> Result<Vec<String>> {
+    list_port_mapping_owners_via(NftPath::from_env())
+}
+
+/// [`list_port_mapping_owners`] through `path`.
+pub fn list_port_mapping_owners_via(path: NftPath) -> Result<Vec<String>> {
     let ctx = format!("list port mapping owners in table {TABLE}");
+    let mut sock = match path {
+        NftPath::Netlink => NfSocket::open().ok(),
+        NftPath::Cli => None,
+    };
     let mut owners = Vec::new();
-    for f in FAMILIES {
-        for r in nft::list(&ctx, f, TABLE, None)?.unwrap_or_default() {
-            if let (true, Some(c)) = (OWNED_CHAINS.contains(&r.chain.as_str()), r.comment) {
+    for (f, nfproto) in [("ip", NFPROTO_IPV4), ("ip6", NFPROTO_IPV6)] {
+        let rules: Vec<(String, Option<String>)> = match sock.as_mut() {
+            Some(sock) => sock
+                .dump_rules(nfproto, TABLE, &ctx)?
+                .into_iter()
+                .map(|r| (r.chain, r.comment))
+                .collect(),
+            None => nft::list(&ctx, f, TABLE, None)?
+                .unwrap_or_default()
+                .into_iter()
+                .map(|r| (r.chain, r.comment))
+                .collect(),
+        };
+        for (chain, comment) in rules {
+            if let (true, Some(c)) = (OWNED_CHAINS.contains(&chain.as_str()), comment) {
                 owners.push(c);
             }
         }
@@ -464,9 +748,10 @@ mod tests {
                 host_ip: Some("0.0.0.0".parse().unwrap()),
             },
         ];
+        let text = |v: &[Shape]| v.iter().map(Shape::text).collect::<Vec<_>>();
         let r = expected(&spec(&ips, &maps, false));
         assert_eq!(
-            r[0].hostports,
+            text(&r[0].hostports),
             [
                 "tcp dport 8080 dnat to 10.0.0.2:80",
                 "ip daddr 192.168.1.1 udp dport 53 dnat to 10.0.0.2:5353",
@@ -474,7 +759,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            r[0].masq,
+            text(&r[0].masq),
             [
                 "ip saddr 10.0.0.2 ip daddr 10.0.0.2 masquerade",
                 "ip saddr 127.0.0.1 ip daddr 10.0.0.2 masquerade",
@@ -482,17 +767,23 @@ mod tests {
         );
         // v4 hostIPs are skipped for the v6 address; 0.0.0.0 is too (it is
         // IPv4), exactly as upstream's family check does.
-        assert_eq!(r[1].hostports, ["tcp dport 8080 dnat to [fd00::2]:80"]);
         assert_eq!(
-            r[1].masq,
+            text(&r[1].hostports),
+            ["tcp dport 8080 dnat to [fd00::2]:80"]
+        );
+        assert_eq!(
+            text(&r[1].masq),
             ["ip6 saddr fd00::2 ip6 daddr fd00::2 masquerade"]
         );
         let r = expected(&spec(&ips, &maps, true));
         assert_eq!(
-            r[0].masq,
+            text(&r[0].masq),
             ["ip saddr 0.0.0.0/0 ip daddr 10.0.0.2 masquerade"]
         );
-        assert_eq!(r[1].masq, ["ip6 saddr ::/0 ip6 daddr fd00::2 masquerade"]);
+        assert_eq!(
+            text(&r[1].masq),
+            ["ip6 saddr ::/0 ip6 daddr fd00::2 masquerade"]
+        );
     }
 
     #[test]
