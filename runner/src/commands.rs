@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 
+use crate::lock::PodLock;
 use crate::pod::Ctx;
 use crate::state::PodRecord;
 use crate::teardown;
@@ -20,7 +21,7 @@ fn record(ctx: &Ctx, pod: &str) -> Result<PodRecord> {
 /// `created` or `missing`, plus the exit code when it ended.
 async fn container_state(ctx: &Ctx, rec: &PodRecord, i: usize) -> Result<(String, String)> {
     let id = &rec.container_ids[i];
-    let oom = crate::cgroup::oom_kills(&ctx.cgroups_path(id)).unwrap_or(0) > 0;
+    let oom = ctx.cgroups.oom_kills(&ctx.cgroups_path(id)).unwrap_or(0) > 0;
     match ctx.ctrd.task_state(id, "").await? {
         Some(s) if s.running => Ok(("running".into(), "-".into())),
         Some(s) => {
@@ -141,6 +142,7 @@ async fn run_exec(ctx: &Ctx, id: &str, exec_id: &str) -> Result<i32> {
 
 /// `podrun stop POD`.
 pub async fn stop(ctx: &Ctx, pod: &str, grace: u64) -> Result<()> {
+    let _lock = PodLock::acquire(&ctx.store, pod)?;
     let Some(mut rec) = ctx.store.load(pod)? else {
         return Ok(());
     };
@@ -151,22 +153,25 @@ pub async fn stop(ctx: &Ctx, pod: &str, grace: u64) -> Result<()> {
 
 /// `podrun rm POD`: a pod without a record is already gone.
 pub async fn rm(ctx: &Ctx, pod: &str, grace: u64) -> Result<()> {
+    let lock = PodLock::acquire(&ctx.store, pod)?;
     let Some(rec) = ctx.store.load(pod)? else {
+        lock.remove();
         return Ok(());
     };
     if rec.phase == "creating" {
-        // A `run` killed mid-way may have left a task Create in flight in
-        // containerd; deleting the container before it lands orphans the
-        // shim. Give containerd time to finish it so the task is found.
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        // We hold the lock, so the `run` that wrote this record is dead;
+        // it may have left a request in flight in containerd.
+        teardown::settle(ctx, &rec).await?;
     }
-    teardown::remove(ctx, &rec, grace).await
+    teardown::remove(ctx, &rec, grace).await?;
+    lock.remove();
+    Ok(())
 }
 
 /// `podrun check POD`.
 pub fn check(ctx: &Ctx, pod: &str) -> Result<()> {
     let rec = record(ctx, pod)?;
-    let net = ctx.network(Some(&rec.network))?;
+    let net = ctx.network_of(&rec)?;
     net.check(&ctx.attachment(&rec, true))
         .with_context(|| format!("check pod {pod:?}"))
 }
@@ -175,10 +180,14 @@ pub fn check(ctx: &Ctx, pod: &str) -> Result<()> {
 /// keeping the attachments of the pods that have a record.
 pub fn gc(ctx: &Ctx) -> Result<()> {
     let mut keep: Vec<(String, String)> = Vec::new();
+    let mut saved = std::collections::HashMap::new();
     for pod in ctx.store.pods()? {
         if let Some(rec) = ctx.store.load(&pod)? {
             if rec.phase != "stopped" {
                 keep.push((rec.network.clone(), rec.sandbox_id.clone()));
+            }
+            if let Some(conf) = &rec.network_config {
+                saved.entry(rec.network.clone()).or_insert(conf.clone());
             }
         }
     }
@@ -189,7 +198,14 @@ pub fn gc(ctx: &Ctx) -> Result<()> {
     nets.sort();
     nets.dedup();
     for name in nets {
-        let net = ctx.network(Some(&name))?;
+        // A conflist removed since `run`: GC with the config saved then.
+        let net = match (ctx.network(Some(&name)), saved.get(&name)) {
+            (Ok(net), _) => net,
+            (Err(_), Some(conf)) => {
+                crate::network::Network::from_value(conf, &ctx.g.cni_bin_dir, &ctx.g.cni_cache_dir)?
+            }
+            (Err(e), None) => return Err(e),
+        };
         let ids: Vec<String> = keep
             .iter()
             .filter(|(n, _)| *n == name)

@@ -8,6 +8,7 @@ mod commands;
 mod ctrd;
 mod etc;
 mod image;
+mod lock;
 mod network;
 mod oci;
 mod pod;

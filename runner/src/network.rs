@@ -85,6 +85,30 @@ impl Network {
         })
     }
 
+    /// A network from a conflist value (saved at `run` time).
+    pub fn from_value(conf: &Value, bin_dirs: &str, cache_root: &Path) -> Result<Network> {
+        let list = NetConfList::from_value(conf.clone())
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .context("saved network config")?;
+        Ok(Network {
+            list,
+            paths: split_path(bin_dirs),
+            cache_root: cache_root.to_owned(),
+        })
+    }
+
+    /// The conflist ADD used for `container_id` on network `name`, from
+    /// libcni's cache entry (its base64 `config`), if there is one.
+    pub fn cached_config(cache_root: &Path, name: &str, container_id: &str) -> Option<Value> {
+        let path = cache_root
+            .join("results")
+            .join(format!("{name}-{container_id}-{IFNAME}"));
+        let info: Value = serde_json::from_slice(&fs::read(path).ok()?).ok()?;
+        let b64 = info.get("config")?.as_str()?;
+        let bytes = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
     /// Fails unless every plugin of the chain is on CNI_PATH.
     pub fn check_plugins(&self) -> Result<()> {
         for i in 0..self.list.plugins.len() {

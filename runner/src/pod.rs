@@ -7,9 +7,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use containerd_client::types::Mount;
 
+use crate::cgroup::Cgroups;
 use crate::cli::Global;
 use crate::ctrd::Ctrd;
 use crate::image::{self, ImageInfo};
+use crate::lock::PodLock;
 use crate::network::{Attachment, Network};
 use crate::oci;
 use crate::spec::{PodSpec, SpecError};
@@ -21,13 +23,19 @@ pub struct Ctx {
     pub g: Global,
     pub store: Store,
     pub ctrd: Ctrd,
+    pub cgroups: Cgroups,
 }
 
 impl Ctx {
     pub async fn new(g: Global) -> Result<Ctx> {
         let store = Store::new(&g.state_dir)?;
         let ctrd = Ctrd::connect(&g.address, &g.namespace, "overlayfs").await?;
-        Ok(Ctx { g, store, ctrd })
+        Ok(Ctx {
+            g,
+            store,
+            ctrd,
+            cgroups: Cgroups::host(),
+        })
     }
 
     pub fn network(&self, name: Option<&str>) -> Result<Network> {
@@ -37,6 +45,19 @@ impl Ctx {
             &self.g.cni_bin_dir,
             &self.g.cni_cache_dir,
         )
+    }
+
+    /// The network a pod was attached with, for DEL and CHECK: the
+    /// config ADD used (libcni's cache entry, else the copy in the
+    /// record), and only without either the conflist as it is now. A
+    /// conflist removed or edited after `run` still gets a correct DEL.
+    pub fn network_of(&self, rec: &PodRecord) -> Result<Network> {
+        let saved = Network::cached_config(&self.g.cni_cache_dir, &rec.network, &rec.sandbox_id)
+            .or_else(|| rec.network_config.clone());
+        match saved {
+            Some(conf) => Network::from_value(&conf, &self.g.cni_bin_dir, &self.g.cni_cache_dir),
+            None => self.network(Some(&rec.network)),
+        }
     }
 
     pub fn netns_path(&self, pod: &str) -> PathBuf {
@@ -109,6 +130,8 @@ async fn preflight(ctx: &Ctx, spec: &PodSpec) -> Result<(Network, Vec<ImageInfo>
 pub async fn run(ctx: &Ctx, file: &Path) -> Result<PodRecord> {
     let spec = PodSpec::load(file)?;
     let pod = spec.name.clone();
+    // Held until the pod is up or undone: a concurrent `rm` waits.
+    let lock = PodLock::acquire(&ctx.store, &pod)?;
     if ctx.store.load(&pod)?.is_some() {
         bail!("pod {pod:?} already exists (podrun rm {pod})");
     }
@@ -118,6 +141,7 @@ pub async fn run(ctx: &Ctx, file: &Path) -> Result<PodRecord> {
     let (net, images) = preflight(ctx, &spec).await?;
     let mut rec = PodRecord {
         network: net.list.name.clone(),
+        network_config: Some(net.list.to_value()),
         sandbox_id: ctx.store.sandbox_id(&pod),
         netns_name: ctx.store.netns_name(&pod),
         container_ids: spec
@@ -139,8 +163,9 @@ pub async fn run(ctx: &Ctx, file: &Path) -> Result<PodRecord> {
             Ok(rec)
         }
         Err(e) => {
-            if let Err(u) = teardown::remove(ctx, &rec, 0).await {
-                eprintln!("podrun: cleanup after failed run: {u:#}");
+            match teardown::remove(ctx, &rec, 0).await {
+                Ok(()) => lock.remove(),
+                Err(u) => eprintln!("podrun: cleanup after failed run: {u:#}"),
             }
             Err(e.context(format!("run pod {pod:?}")))
         }
@@ -172,7 +197,8 @@ async fn create(
         .to_string();
 
     let sid = rec.sandbox_id.clone();
-    let spec = oci::pause_spec(&ctx.cgroups_path(&sid), &netns, rec.spec.hostname());
+    let host = ctx.cgroups.host_info();
+    let spec = oci::pause_spec(&ctx.cgroups_path(&sid), &netns, rec.spec.hostname(), host);
     ctx.ctrd
         .create_container(&sid, "", &spec, "", labels(&pod, "pause"))
         .await?;
@@ -222,6 +248,7 @@ async fn create(
             &ns,
             &etc,
             rec.spec.hostname(),
+            host,
         )?;
         // The record references the snapshot before it exists, so
         // containerd's GC never sees an unreferenced active snapshot.

@@ -28,6 +28,11 @@ pub struct PodRecord {
     pub spec: PodSpec,
     /// The conflist name used.
     pub network: String,
+    /// The conflist as loaded at `run`, so that `stop`/`rm` can still
+    /// DEL after the file was removed or changed (libcni's cache holds
+    /// it too, but only once ADD has succeeded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_config: Option<serde_json::Value>,
     /// The pause container's ID: also the CNI container ID.
     pub sandbox_id: String,
     /// Named netns (`/run/netns/<name>`).

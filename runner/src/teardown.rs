@@ -33,7 +33,7 @@ async fn stop_task(ctx: &Ctx, id: &str, grace: Duration) -> Result<Option<Exit>>
         }
     }
     // Read the OOM counter while the cgroup still exists.
-    let oom = crate::cgroup::oom_kills(&ctx.cgroups_path(id)).unwrap_or(0) > 0;
+    let oom = ctx.cgroups.oom_kills(&ctx.cgroups_path(id)).unwrap_or(0) > 0;
     let code = ctx.ctrd.delete_task(id).await?.unwrap_or(st.exit_status);
     Ok(Some(Exit {
         code,
@@ -54,6 +54,79 @@ pub async fn wait_stopped(ctx: &Ctx, id: &str, limit: Duration) -> Result<bool> 
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Waits, after a `run` died mid-way, until containerd has finished the
+/// requests that run left in flight. A task Create spawns the pod's shim
+/// and runs `runc create` before the task is visible; deleting the
+/// container under it orphans the shim. So: wait while a shim of one of
+/// the pod's IDs exists without its task, and until that has held for
+/// [`SETTLED`] (which covers a Create that reached containerd but has not
+/// spawned its shim yet). Gives up after 10 s and lets `rm` proceed.
+pub async fn settle(ctx: &Ctx, rec: &PodRecord) -> Result<()> {
+    let end = Instant::now() + Duration::from_secs(10);
+    let ids: Vec<&String> = rec
+        .container_ids
+        .iter()
+        .chain(std::iter::once(&rec.sandbox_id))
+        .collect();
+    let mut quiet_since = Instant::now();
+    loop {
+        let shims = shim_ids(&ctx.g.namespace);
+        let mut starting = false;
+        for id in &ids {
+            if shims.iter().any(|s| s == *id) && ctx.ctrd.task_state(id, "").await?.is_none() {
+                starting = true;
+            }
+        }
+        if starting {
+            quiet_since = Instant::now();
+        } else if quiet_since.elapsed() >= SETTLED {
+            return Ok(());
+        }
+        if Instant::now() >= end {
+            eprintln!(
+                "podrun: containerd did not settle for pod {:?}",
+                rec.spec.name
+            );
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// How long no shim may be starting before a dead run's pod counts as
+/// settled.
+const SETTLED: Duration = Duration::from_millis(300);
+
+/// Container IDs of the runc shims (`containerd-shim-runc-v2 -namespace
+/// NS -id ID …`) running for containerd namespace `ns`, from /proc.
+fn shim_ids(ns: &str) -> Vec<String> {
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in rd.filter_map(Result::ok) {
+        let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        if !args
+            .first()
+            .is_some_and(|a| a.ends_with(b"containerd-shim-runc-v2"))
+        {
+            continue;
+        }
+        let flag = |name: &[u8]| {
+            args.windows(2)
+                .find(|w| w[0] == name)
+                .map(|w| String::from_utf8_lossy(w[1]).into_owned())
+        };
+        if flag(b"-namespace").as_deref() == Some(ns) {
+            out.extend(flag(b"-id"));
+        }
+    }
+    out
 }
 
 fn note(errs: &mut Vec<String>, r: Result<()>) {
@@ -84,7 +157,7 @@ pub async fn stop(ctx: &Ctx, rec: &PodRecord, grace_secs: u64) -> Result<()> {
     // CNI DEL, with the netns when it still exists (CRI's second DEL
     // passes none; plugins must clean host state either way).
     let del = ctx
-        .network(Some(&rec.network))
+        .network_of(rec)
         .and_then(|net| net.del(&ctx.attachment(rec, true)));
     note(&mut errs, del);
     note(
@@ -110,7 +183,7 @@ pub async fn remove(ctx: &Ctx, rec: &PodRecord, grace_secs: u64) -> Result<()> {
         note(&mut errs, ctx.ctrd.delete_container(id).await);
         note(&mut errs, ctx.ctrd.remove_snapshot(id).await);
     }
-    crate::cgroup::remove_parent_if_empty(&ctx.g.namespace);
+    ctx.cgroups.remove_parent_if_empty(&ctx.g.namespace);
     if errs.is_empty() {
         // State goes last: while anything failed, rm can be run again.
         ctx.store.remove_pod_dir(&rec.spec.name)

@@ -259,10 +259,115 @@ fn sigkill_during_run_then_rm_leaves_nothing() {
         n.assert_clean();
         // No shim of this pod may survive either (a Create left in flight
         // by the killed run would orphan one).
-        let shims = exec::run_argv(&["pgrep", "-f", &format!("{} -id crash-", NAMESPACE)]);
+        let pattern = format!("-namespace {NAMESPACE} -id crash-{}", n.pr.instance());
+        let shims = exec::run_argv(&["pgrep", "-f", &pattern]);
         assert!(
             shims.stdout.trim().is_empty(),
             "orphaned shim after delay {delay_ms}: {shims}"
         );
     }
+}
+
+#[test]
+fn concurrent_run_and_rm_of_a_pod_are_serialized() {
+    require_root();
+    let n = PodNode::new("pr-lock", "10.88.6.1/24");
+    let spec = pod_spec("locked", json!([sleeper("a"), sleeper("b")]));
+    let file = n.write_spec("locked", &spec);
+    let file = file.to_str().expect("utf-8");
+
+    // Two runs of the same pod: exactly one creates it.
+    let spawn_run = || {
+        n.podrun_cmd(&["run", "-f", file])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn podrun run")
+    };
+    let (a, b) = (spawn_run(), spawn_run());
+    let (a, b) = (
+        a.wait_with_output().expect("wait"),
+        b.wait_with_output().expect("wait"),
+    );
+    assert_ne!(
+        a.status.success(),
+        b.status.success(),
+        "exactly one run must win: {a:?} {b:?}"
+    );
+    let loser = if a.status.success() { &b } else { &a };
+    assert!(
+        String::from_utf8_lossy(&loser.stderr).contains("already exists"),
+        "{loser:?}"
+    );
+    n.podrun(&["rm", "locked", "--grace", "0"]).expect_ok();
+    n.assert_clean();
+
+    // rm while run is still creating the pod (its record exists, written
+    // under the lock): rm waits for run, then removes everything.
+    let mut waited = false;
+    for _ in 0..3 {
+        let run = spawn_run();
+        let record = n.state_dir().join("pods/locked/pod.json");
+        let seen = retry(400, Duration::from_millis(5), || {
+            record.exists().then_some(())
+        });
+        assert!(seen.is_some(), "run never wrote its record");
+        let rm = n.podrun(&["rm", "locked", "--grace", "0"]);
+        let run = run.wait_with_output().expect("wait run");
+        assert!(run.status.success(), "run: {run:?}");
+        waited |= rm.stderr.contains("waiting for another podrun");
+        rm.expect_ok();
+        n.assert_clean();
+    }
+    assert!(waited, "rm never had to wait for a run in progress");
+}
+
+/// IPAM reservations (`<ipam dir>/<network>/<ip>` files) under `dir`.
+fn reserved_ips(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir.join("podnet"))
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.parse::<std::net::IpAddr>().is_ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn rm_deletes_with_the_config_of_run_after_the_conflist_changed_or_went() {
+    require_root();
+    let n = PodNode::new("pr-conf", "10.88.7.1/24");
+    let ip_of = |spec: &serde_json::Value| n.pr.run_pod_ip(spec);
+    let ip1 = ip_of(&pod_spec("changed", json!([sleeper("c")])));
+    let ip2 = ip_of(&pod_spec("removed", json!([sleeper("c")])));
+    let ipam = n.node.dir().join("ipam");
+    let mut both = vec![ip1.clone(), ip2.clone()];
+    both.sort();
+    assert_eq!(reserved_ips(&ipam), both);
+    assert_eq!(n.node.veths().len(), 2, "{:?}", n.node.veths());
+
+    // The conflist now points IPAM elsewhere: a DEL with it would not
+    // release ip1. rm must DEL with the config the pod was added with.
+    let conf = n.pr.conf_dir().join("10-podnet.conflist");
+    let mut list: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&conf).expect("read")).expect("json");
+    list["plugins"][0]["ipam"]["dataDir"] = json!(n.node.data_dir("ipam-new"));
+    std::fs::write(&conf, list.to_string()).expect("write");
+    n.podrun(&["rm", "changed", "--grace", "0"]).expect_ok();
+    assert_eq!(reserved_ips(&ipam), vec![ip2.clone()], "ip1 not released");
+
+    // No conflist at all: check, gc and rm still work.
+    std::fs::remove_file(&conf).expect("rm conflist");
+    n.podrun(&["check", "removed"]).expect_ok();
+    n.podrun(&["gc"]).expect_ok();
+    n.podrun(&["check", "removed"]).expect_ok();
+    n.podrun(&["rm", "removed", "--grace", "0"]).expect_ok();
+    assert_eq!(
+        reserved_ips(&ipam),
+        Vec::<String>::new(),
+        "ip2 not released"
+    );
+    assert_eq!(n.node.veths(), Vec::<String>::new(), "veth left");
+    n.assert_clean();
 }
