@@ -1,65 +1,190 @@
-//! What podrun reads from cgroups itself: the hierarchy version and a
-//! container's OOM-kill counter. Limits are set by runc from the OCI spec.
+//! What podrun reads from cgroups itself: the hierarchy version, whether
+//! swap can be limited, and a container's OOM-kill counter. Limits are
+//! set by runc from the OCI spec (cgroupfs driver: `cgroupsPath`
+//! `/<ns>/<id>` is `<root>/<ns>/<id>` on v2, `<root>/<controller>/<ns>/<id>`
+//! on v1).
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
-const ROOT: &str = "/sys/fs/cgroup";
+/// The host's cgroup mount point.
+pub const ROOT: &str = "/sys/fs/cgroup";
 
-/// True on the unified (v2) hierarchy: `/sys/fs/cgroup` is cgroup2fs and
-/// has `cgroup.controllers` at its root.
-pub fn is_v2() -> bool {
-    Path::new(ROOT).join("cgroup.controllers").exists()
+/// A cgroup hierarchy (the host's, or a fake one in tests).
+#[derive(Debug, Clone)]
+pub struct Cgroups {
+    root: PathBuf,
+    v2: bool,
 }
 
-/// Whether a memory+swap limit can be set: always on v2, on v1 only with
-/// swap accounting (`memory.memsw.*`), else runc refuses the spec.
-pub fn swap_limit_supported() -> bool {
-    is_v2()
-        || Path::new(ROOT)
-            .join("memory/memory.memsw.limit_in_bytes")
-            .exists()
+/// What the OCI spec generation needs to know about the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Host {
+    /// Unified hierarchy (cgroup v2).
+    pub v2: bool,
+    /// A memory+swap limit can be set.
+    pub swap: bool,
 }
 
-/// The file that counts OOM kills for cgroup `path` (an OCI
-/// `cgroupsPath` as runc's cgroupfs driver uses it).
-fn oom_file(path: &str) -> PathBuf {
-    let rel = path.trim_start_matches('/');
-    if is_v2() {
-        Path::new(ROOT).join(rel).join("memory.events")
-    } else {
-        Path::new(ROOT)
-            .join("memory")
-            .join(rel)
-            .join("memory.oom_control")
+impl Cgroups {
+    /// The hierarchy mounted at `root`: v2 when `cgroup.controllers` is at
+    /// its top (cgroup2fs), else v1 with one directory per controller.
+    pub fn at(root: &Path) -> Cgroups {
+        Cgroups {
+            root: root.to_owned(),
+            v2: root.join("cgroup.controllers").exists(),
+        }
+    }
+
+    pub fn host() -> Cgroups {
+        Cgroups::at(Path::new(ROOT))
+    }
+
+    /// Whether a memory+swap limit can be set, else runc refuses the spec.
+    /// v1: only with swap accounting (`memory.memsw.*` at the memory
+    /// root). v2: when cgroups have `memory.swap.max` (not the root one:
+    /// look at its children, e.g. `init.scope`, `system.slice`).
+    pub fn swap_limit_supported(&self) -> bool {
+        if !self.v2 {
+            return self
+                .root
+                .join("memory/memory.memsw.limit_in_bytes")
+                .exists();
+        }
+        fs::read_dir(&self.root)
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .any(|e| e.path().join("memory.swap.max").exists())
+            })
+            .unwrap_or(false)
+    }
+
+    pub fn host_info(&self) -> Host {
+        Host {
+            v2: self.v2,
+            swap: self.swap_limit_supported(),
+        }
+    }
+
+    /// The file that counts OOM kills of cgroup `path` (an OCI
+    /// `cgroupsPath`): v2 `memory.events`, v1 `memory.oom_control`.
+    fn oom_file(&self, path: &str) -> PathBuf {
+        let rel = path.trim_start_matches('/');
+        if self.v2 {
+            self.root.join(rel).join("memory.events")
+        } else {
+            self.root
+                .join("memory")
+                .join(rel)
+                .join("memory.oom_control")
+        }
+    }
+
+    /// OOM kills in the cgroup: the `oom_kill N` line both files have
+    /// (v1 since kernel 4.13). `None` when the cgroup is gone.
+    pub fn oom_kills(&self, path: &str) -> Option<u64> {
+        let text = fs::read_to_string(self.oom_file(path)).ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix("oom_kill "))
+            .and_then(|n| n.trim().parse().ok())
+    }
+
+    /// Removes the namespace's parent cgroup (`/<ns>` in each hierarchy)
+    /// that runc creates for `cgroupsPath` but never deletes, if no
+    /// container is left in it. Busy or missing directories are left.
+    pub fn remove_parent_if_empty(&self, ns: &str) {
+        let dirs: Vec<PathBuf> = if self.v2 {
+            vec![self.root.join(ns)]
+        } else {
+            fs::read_dir(&self.root)
+                .map(|rd| {
+                    rd.filter_map(Result::ok)
+                        .map(|e| e.path().join(ns))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        for d in dirs {
+            let _ = fs::remove_dir(d);
+        }
     }
 }
 
-/// OOM kills in the cgroup (`oom_kill N`, kernel 4.13+), `None` when
-/// the cgroup is gone.
-pub fn oom_kills(path: &str) -> Option<u64> {
-    let text = fs::read_to_string(oom_file(path)).ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("oom_kill "))
-        .and_then(|n| n.trim().parse().ok())
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Removes the namespace's parent cgroup (`/<ns>` in each hierarchy) that
-/// runc creates for `cgroupsPath` but never deletes, if no container is
-/// left in it. Busy or missing directories are left alone.
-pub fn remove_parent_if_empty(ns: &str) {
-    let dirs: Vec<PathBuf> = if is_v2() {
-        vec![Path::new(ROOT).join(ns)]
-    } else {
-        fs::read_dir(ROOT)
-            .map(|rd| {
-                rd.filter_map(Result::ok)
-                    .map(|e| e.path().join(ns))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    for d in dirs {
-        let _ = fs::remove_dir(d);
+    fn write(p: &Path, text: &str) {
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, text).unwrap();
+    }
+
+    #[test]
+    fn v2_oom_from_memory_events_and_swap_from_children() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        write(
+            &root.join("cgroup.controllers"),
+            "cpuset cpu io memory pids\n",
+        );
+        let cg = Cgroups::at(root);
+        assert!(cg.v2);
+        assert!(!cg.swap_limit_supported());
+        write(&root.join("init.scope/memory.swap.max"), "max\n");
+        assert_eq!(
+            cg.host_info(),
+            Host {
+                v2: true,
+                swap: true
+            }
+        );
+
+        assert_eq!(cg.oom_kills("/netboot/p-1.c"), None, "no cgroup");
+        let events = root.join("netboot/p-1.c/memory.events");
+        write(&events, "low 0\nhigh 0\nmax 12\noom 1\noom_kill 0\n");
+        assert_eq!(cg.oom_kills("/netboot/p-1.c"), Some(0));
+        write(&events, "low 0\nhigh 0\nmax 40\noom 2\noom_kill 1\n");
+        assert_eq!(cg.oom_kills("/netboot/p-1.c"), Some(1));
+        // A v1 file in the v2 tree is not read.
+        write(
+            &root.join("memory/netboot/x/memory.oom_control"),
+            "oom_kill 3\n",
+        );
+        assert_eq!(cg.oom_kills("/netboot/x"), None);
+
+        fs::remove_dir_all(root.join("netboot/p-1.c")).unwrap();
+        cg.remove_parent_if_empty("netboot");
+        assert!(!root.join("netboot").exists());
+    }
+
+    #[test]
+    fn v1_oom_from_oom_control_and_swap_from_memsw() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        fs::create_dir_all(root.join("memory")).unwrap();
+        fs::create_dir_all(root.join("cpu/netboot")).unwrap();
+        let cg = Cgroups::at(root);
+        assert!(!cg.v2);
+        assert_eq!(
+            cg.host_info(),
+            Host {
+                v2: false,
+                swap: false
+            }
+        );
+        write(
+            &root.join("memory/memory.memsw.limit_in_bytes"),
+            "9223372036854771712\n",
+        );
+        assert!(cg.swap_limit_supported());
+        write(
+            &root.join("memory/netboot/p-1.c/memory.oom_control"),
+            "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n",
+        );
+        assert_eq!(cg.oom_kills("netboot/p-1.c"), Some(2));
+        // Busy (non-empty) parents stay; empty ones go.
+        cg.remove_parent_if_empty("netboot");
+        assert!(root.join("memory/netboot").exists());
+        assert!(!root.join("cpu/netboot").exists());
     }
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::{bail, Result};
 use serde_json::{json, Value};
 
-use crate::cgroup;
+use crate::cgroup::Host;
 use crate::image::ImageInfo;
 use crate::spec::{ContainerSpec, Resources};
 
@@ -118,28 +118,41 @@ fn bind(src: &Path, dst: &Path, read_only: bool) -> Value {
     json!({"destination": dst, "type": "bind", "source": src, "options": opts})
 }
 
-fn namespaces(ns: &Namespaces) -> Vec<Value> {
+/// On v2 every container also gets its own cgroup namespace, as
+/// containerd's default spec does there: `/sys/fs/cgroup` inside shows
+/// the container's own cgroup as its root (on v1 the mount of each
+/// controller hierarchy already does).
+fn namespaces(ns: &Namespaces, host: Host) -> Vec<Value> {
     let join = |t: &str, p: Option<&str>| match p {
         Some(path) => json!({"type": t, "path": path}),
         None => json!({"type": t}),
     };
-    vec![
+    let mut out = vec![
         json!({"type": "pid"}),
         json!({"type": "mount"}),
         join("network", Some(ns.network)),
         join("ipc", ns.ipc),
         join("uts", ns.uts),
-    ]
+    ];
+    if host.v2 {
+        out.push(json!({"type": "cgroup"}));
+    }
+    out
 }
 
 /// `linux.resources`: memory (swap off, so the limit OOM-kills), CFS
-/// quota/period, cpuset and shares. runc maps them to cgroup v1 files or
-/// to v2 (`memory.max`, `cpu.max`, `cpuset.cpus`, `cpu.weight`).
-fn resources(r: &Resources) -> Value {
+/// quota/period, cpuset and shares. The OCI fields are the same for both
+/// hierarchies; runc writes them to v1 files (`memory.limit_in_bytes`,
+/// `memory.memsw.limit_in_bytes`, `cpu.cfs_quota_us`/`cpu.cfs_period_us`,
+/// `cpuset.cpus`, `cpu.shares`) or to v2 ones (`memory.max`,
+/// `memory.swap.max` = swap − limit = 0, `cpu.max` "quota period",
+/// `cpuset.cpus`, `cpu.weight` converted from shares). Swap is only set
+/// where the host can limit it, else runc refuses the spec.
+fn resources(r: &Resources, host: Host) -> Value {
     let mut res = json!({"devices": [{"allow": false, "access": "rwm"}]});
     if let Some(m) = r.memory {
         res["memory"] = json!({"limit": m.0});
-        if cgroup::swap_limit_supported() {
+        if host.swap {
             res["memory"]["swap"] = json!(m.0);
         }
     }
@@ -174,10 +187,10 @@ fn base(process: Value, mounts: Vec<Value>, linux: Value, hostname: Option<&str>
     spec
 }
 
-fn linux(cgroups_path: &str, ns: &Namespaces, res: Value) -> Value {
+fn linux(cgroups_path: &str, ns: &Namespaces, res: Value, host: Host) -> Value {
     json!({
         "cgroupsPath": cgroups_path,
-        "namespaces": namespaces(ns),
+        "namespaces": namespaces(ns, host),
         "resources": res,
         "maskedPaths": [
             "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys",
@@ -192,7 +205,7 @@ fn linux(cgroups_path: &str, ns: &Namespaces, res: Value) -> Value {
 
 /// The pause container: `/pause` in a read-only rootfs, in the pod netns,
 /// owning the pod's IPC and UTS namespaces and its hostname.
-pub fn pause_spec(cgroups_path: &str, netns: &str, hostname: &str) -> Value {
+pub fn pause_spec(cgroups_path: &str, netns: &str, hostname: &str, host: Host) -> Value {
     let ns = Namespaces {
         network: netns,
         ipc: None,
@@ -205,6 +218,7 @@ pub fn pause_spec(cgroups_path: &str, netns: &str, hostname: &str) -> Value {
             cgroups_path,
             &ns,
             json!({"devices": [{"allow": false, "access": "rwm"}]}),
+            host,
         ),
         Some(hostname),
     );
@@ -260,6 +274,7 @@ pub fn container_spec(
     ns: &Namespaces,
     etc: &EtcFiles,
     hostname: &str,
+    host: Host,
 ) -> Result<Value> {
     let cwd = c
         .working_dir
@@ -275,7 +290,7 @@ pub fn container_spec(
     Ok(base(
         process(argv(c, img)?, env(c, img, hostname), &cwd),
         mounts,
-        linux(cgroups_path, ns, resources(&c.resources)),
+        linux(cgroups_path, ns, resources(&c.resources, host), host),
         None,
     ))
 }
@@ -345,10 +360,16 @@ mod tests {
         let etc = EtcFiles {
             dir: Path::new("/state/etc"),
         };
-        let s = container_spec(c, &img(), "/netboot/x", &ns, &etc, "p").unwrap();
+        let v1 = Host {
+            v2: false,
+            swap: false,
+        };
+        let s = container_spec(c, &img(), "/netboot/x", &ns, &etc, "p", v1).unwrap();
+        assert_eq!(s["linux"]["cgroupsPath"], "/netboot/x");
         assert_eq!(s["process"]["cwd"], "/w");
         let r = &s["linux"]["resources"];
         assert_eq!(r["memory"]["limit"], 64 << 20);
+        assert!(r["memory"].get("swap").is_none(), "no memsw on this host");
         assert_eq!(r["cpu"]["quota"], 150_000);
         assert_eq!(r["cpu"]["period"], 100_000);
         assert_eq!(r["cpu"]["cpus"], "0");
@@ -367,5 +388,46 @@ mod tests {
             s.get("hostname").is_none(),
             "hostname comes from the shared UTS ns"
         );
+        assert!(!nss.contains(&json!({"type": "cgroup"})));
+    }
+
+    /// The same pod on a cgroup v2 host with swap accounting (and on v1
+    /// with memsw): swap pinned to the limit so the limit OOM-kills, a
+    /// cgroup namespace on v2 only, the rest unchanged.
+    #[test]
+    fn resources_and_namespaces_per_cgroup_version() {
+        let p = pod("name: p\ncontainers:\n  - name: c\n    image: i\n    \
+             resources: {memory: 16Mi, cpus: 0.5, cpuset: '0-1', cpuShares: 512}\n");
+        let c = &p.containers[0];
+        let ns = Namespaces {
+            network: "/proc/1/ns/net",
+            ipc: Some("/proc/1/ns/ipc"),
+            uts: Some("/proc/1/ns/uts"),
+        };
+        let etc = EtcFiles {
+            dir: Path::new("/state/etc"),
+        };
+        for (v2, swap) in [(true, true), (true, false), (false, true)] {
+            let host = Host { v2, swap };
+            let s = container_spec(c, &img(), "/netboot/p-1.c", &ns, &etc, "p", host).unwrap();
+            let r = &s["linux"]["resources"];
+            assert_eq!(r["memory"]["limit"], 16 << 20, "{host:?}");
+            if swap {
+                assert_eq!(r["memory"]["swap"], 16 << 20, "{host:?}");
+            } else {
+                assert!(r["memory"].get("swap").is_none(), "{host:?}");
+            }
+            assert_eq!(r["cpu"]["quota"], 50_000);
+            assert_eq!(r["cpu"]["period"], 100_000);
+            assert_eq!(r["cpu"]["cpus"], "0-1");
+            assert_eq!(r["cpu"]["shares"], 512);
+            let nss = s["linux"]["namespaces"].as_array().unwrap();
+            assert_eq!(nss.contains(&json!({"type": "cgroup"})), v2, "{host:?}");
+            assert_eq!(s["linux"]["cgroupsPath"], "/netboot/p-1.c");
+            let pause = pause_spec("/netboot/p-1", "/run/netns/x", "p", host);
+            let pns = pause["linux"]["namespaces"].as_array().unwrap();
+            assert_eq!(pns.contains(&json!({"type": "cgroup"})), v2);
+            assert!(pns.contains(&json!({"type": "network", "path": "/run/netns/x"})));
+        }
     }
 }
