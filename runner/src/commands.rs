@@ -114,24 +114,36 @@ pub async fn exec(ctx: &Ctx, pod: &str, container: &str, cmd: &[String]) -> Resu
     let exec_id = format!("exec-{}-{}", std::process::id(), crate::state::now());
     let dir = ctx.store.pod_dir(pod).join("exec");
     fs::create_dir_all(&dir)?;
-    let (o, e) = (
-        dir.join(format!("{exec_id}.out")),
-        dir.join(format!("{exec_id}.err")),
-    );
+    let base = dir.join(&exec_id);
+    let (o, e) = (base.with_extension("stdout"), base.with_extension("stderr"));
     let process = crate::oci::exec_process(cmd, env, &cwd);
-    ctx.ctrd.exec(id, &exec_id, &process, &o, &e).await?;
-    let result = run_exec(ctx, id, &exec_id).await;
+    let io = crate::logdriver::uri(&std::env::current_exe()?, &base);
+    ctx.ctrd.exec(id, &exec_id, &process, &io).await?;
+    let mut offsets = (0u64, 0u64);
+    let result = run_exec(ctx, id, &exec_id, &o, &e, &mut offsets).await;
+    // Deleting the exec makes the shim close its IO and wait for the log
+    // driver to drain the pipes: after it, the files are complete.
     let _ = ctx.ctrd.delete_process(id, &exec_id).await;
-    std::io::stdout().write_all(&fs::read(&o).unwrap_or_default())?;
-    std::io::stderr().write_all(&fs::read(&e).unwrap_or_default())?;
+    copy_new(&o, &mut offsets.0, &mut std::io::stdout())?;
+    copy_new(&e, &mut offsets.1, &mut std::io::stderr())?;
     let _ = fs::remove_file(&o);
     let _ = fs::remove_file(&e);
     result
 }
 
-async fn run_exec(ctx: &Ctx, id: &str, exec_id: &str) -> Result<i32> {
+/// Starts the exec and streams its output while it runs.
+async fn run_exec(
+    ctx: &Ctx,
+    id: &str,
+    exec_id: &str,
+    o: &std::path::Path,
+    e: &std::path::Path,
+    offsets: &mut (u64, u64),
+) -> Result<i32> {
     ctx.ctrd.start(id, exec_id).await?;
     loop {
+        copy_new(o, &mut offsets.0, &mut std::io::stdout())?;
+        copy_new(e, &mut offsets.1, &mut std::io::stderr())?;
         match ctx.ctrd.task_state(id, exec_id).await? {
             Some(s) if s.running => tokio::time::sleep(Duration::from_millis(50)).await,
             Some(s) => return Ok(s.exit_status as i32),
@@ -216,16 +228,22 @@ pub fn gc(ctx: &Ctx) -> Result<()> {
     Ok(())
 }
 
-/// `run --attach`: stream the containers' logs until every task ended.
+/// `run --attach`: streams the containers' stdout to stdout and stderr
+/// to stderr (from their log files) until every app container's task has
+/// stopped, then returns the first non-zero exit code in spec order (0
+/// if all succeeded). The pod stays, as after a detached run; `rm` it.
+/// Interrupting podrun only stops the streaming.
 pub async fn attach(ctx: &Ctx, rec: &PodRecord) -> Result<i32> {
     let pod = &rec.spec.name;
     let mut offsets = vec![(0u64, 0u64); rec.spec.containers.len()];
+    let mut last_round = false;
     loop {
-        let mut running = false;
+        let mut codes = Vec::new();
         for (i, c) in rec.spec.containers.iter().enumerate() {
-            if matches!(ctx.ctrd.task_state(&rec.container_ids[i], "").await?, Some(s) if s.running)
-            {
-                running = true;
+            match ctx.ctrd.task_state(&rec.container_ids[i], "").await? {
+                Some(s) if s.running => {}
+                Some(s) => codes.push(s.exit_status),
+                None => codes.push(0),
             }
             let (o, e) = &mut offsets[i];
             copy_new(
@@ -239,9 +257,12 @@ pub async fn attach(ctx: &Ctx, rec: &PodRecord) -> Result<i32> {
                 &mut std::io::stderr(),
             )?;
         }
-        if !running {
-            return Ok(0);
+        if last_round {
+            return Ok(codes.iter().find(|c| **c != 0).copied().unwrap_or(0) as i32);
         }
+        // One more round after the last exit: the log drivers drain
+        // what was left in the pipes.
+        last_round = codes.len() == rec.spec.containers.len();
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

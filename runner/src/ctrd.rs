@@ -236,21 +236,15 @@ impl Ctrd {
         }
     }
 
-    /// Creates the task (runc create) with stdout/stderr appended to files
-    /// by the shim (`file://` IO); returns its init pid.
-    pub async fn create_task(
-        &self,
-        id: &str,
-        rootfs: Vec<Mount>,
-        stdout: &Path,
-        stderr: &Path,
-    ) -> Result<u32> {
+    /// Creates the task (runc create) with its output going to `io` (a
+    /// `binary://` logger URI, see logdriver); returns its init pid.
+    pub async fn create_task(&self, id: &str, rootfs: Vec<Mount>, io: &str) -> Result<u32> {
         let mut c = TasksClient::new(self.ch.clone());
         let r = CreateTaskRequest {
             container_id: id.into(),
             rootfs,
-            stdout: file_uri(stdout),
-            stderr: file_uri(stderr),
+            stdout: io.into(),
+            stderr: io.into(),
             ..Default::default()
         };
         Ok(c.create(self.req(r))
@@ -329,15 +323,14 @@ impl Ctrd {
         id: &str,
         exec_id: &str,
         process: &serde_json::Value,
-        stdout: &Path,
-        stderr: &Path,
+        io: &str,
     ) -> Result<()> {
         let mut c = TasksClient::new(self.ch.clone());
         let r = ExecProcessRequest {
             container_id: id.into(),
             stdin: String::new(),
-            stdout: file_uri(stdout),
-            stderr: file_uri(stderr),
+            stdout: io.into(),
+            stderr: io.into(),
             terminal: false,
             spec: Some(Any {
                 type_url: PROCESS_TYPE.into(),
@@ -363,9 +356,4 @@ impl Ctrd {
             Err(s) => Err(ctx(format!("delete exec {exec_id} in {id}"))(s)),
         }
     }
-}
-
-/// The shim's `file` IO scheme: it appends the stream to that file.
-fn file_uri(p: &Path) -> String {
-    format!("file://{}", p.display())
 }

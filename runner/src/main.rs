@@ -9,6 +9,7 @@ mod ctrd;
 mod etc;
 mod image;
 mod lock;
+mod logdriver;
 mod network;
 mod oci;
 mod pod;
@@ -19,6 +20,18 @@ mod teardown;
 use cli::Cmd;
 
 fn main() {
+    // The shim's logging binary (see logdriver): not a user command.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.len() == 3 && args[1] == "log-driver" {
+        let code = match logdriver::run(std::path::Path::new(&args[2])) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("podrun log-driver: {e:#}");
+                1
+            }
+        };
+        std::process::exit(code);
+    }
     let cli = cli::Cli::parse();
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -208,15 +208,11 @@ async fn create(
         target: String::new(),
         options: vec!["rbind".into(), "ro".into()],
     }];
-    let log = |c: &str, s: &str| ctx.store.log_path(&pod, c, s);
+    let podrun = std::env::current_exe()?;
+    let log = |c: &str| crate::logdriver::uri(&podrun, &ctx.store.log_base(&pod, c));
     std::fs::create_dir_all(ctx.store.pod_dir(&pod).join("logs"))?;
     ctx.ctrd
-        .create_task(
-            &sid,
-            pause_root,
-            &log("pause", "stdout"),
-            &log("pause", "stderr"),
-        )
+        .create_task(&sid, pause_root, &log("pause"))
         .await?;
     let pause_pid = ctx.ctrd.start(&sid, "").await?;
 
@@ -256,9 +252,7 @@ async fn create(
             .create_container(id, &c.image, &spec, id, labels(&pod, "container"))
             .await?;
         let mounts = ctx.ctrd.prepare_snapshot(id, &images[i].chain_id).await?;
-        ctx.ctrd
-            .create_task(id, mounts, &log(&c.name, "stdout"), &log(&c.name, "stderr"))
-            .await?;
+        ctx.ctrd.create_task(id, mounts, &log(&c.name)).await?;
         ctx.ctrd.start(id, "").await?;
     }
     Ok(())

@@ -83,6 +83,11 @@ impl Store {
         self.pod_dir(pod).join("etc")
     }
 
+    /// `logs/<container>`: the log driver appends `.stdout`/`.stderr`.
+    pub fn log_base(&self, pod: &str, container: &str) -> PathBuf {
+        self.pod_dir(pod).join("logs").join(container)
+    }
+
     pub fn log_path(&self, pod: &str, container: &str, stream: &str) -> PathBuf {
         self.pod_dir(pod)
             .join("logs")
