@@ -221,6 +221,12 @@ impl Podrun {
         &self.dir
     }
 
+    /// podrun's instance hash for this state dir: part of every
+    /// containerd ID and netns name it makes.
+    pub fn instance(&self) -> String {
+        instance_hash(&self.state_dir()).expect("instance hash")
+    }
+
     pub fn conf_dir(&self) -> PathBuf {
         self.dir.join("net.d")
     }
