@@ -11,13 +11,16 @@ set -euo pipefail
 # plugins, etcd and containerd, and the Go sources of libcni for the
 # third-party client in tests/libcni-client. libprotobuf-dev ships the
 # well-known .proto files (google/protobuf/descriptor.proto) that the
-# etcd-client crate's build script needs besides protoc.
+# etcd-client crate's build script needs besides protoc. vagrant (~14 MiB
+# with its Ruby libraries, no provider) only runs `vagrant validate` on
+# vagrant/Vagrantfile in the tests; no VM is started.
 PACKAGES=(
   ca-certificates kmod build-essential pkg-config git
   iproute2 iptables nftables conntrack iputils-ping procps psmisc util-linux
   jq curl socat busybox-static shellcheck
   etcd-server etcd-client containerd runc containernetworking-plugins
   protobuf-compiler libprotobuf-dev openssl golang-go golang-github-appc-cni-dev
+  vagrant
 )
 
 # Kernel modules we rely on; most kernels have them built in or autoload them.

@@ -43,7 +43,7 @@ preflight() {
   [[ -z $stale ]] || die "test namespaces left from an earlier run: $stale (remove with: ip netns delete NAME)"
 }
 
-shellcheck_scripts() { shellcheck "$REPO"/scripts/*.sh "$REPO/.ci/run"; }
+shellcheck_scripts() { shellcheck -x "$REPO"/scripts/*.sh "$REPO"/vagrant/*.sh "$REPO/.ci/run"; }
 
 gofmt_client() {
   local bad
