@@ -290,13 +290,42 @@ fn path_error<E: fmt::Display>(e: serde_path_to_error::Error<E>) -> SpecError {
     }
     // For an unknown key the tracked path ends at the key itself; name the
     // object that has it instead, as for every other error.
+    // The parent is computed from the path's segments, not its text: an
+    // unknown key may itself contain '.' (`{".x": 1}` used to yield an empty
+    // path).
     if msg.starts_with("unknown field") {
-        path = match path.rsplit_once('.') {
-            Some((parent, _)) => parent.to_string(),
-            None => ".".to_string(),
-        };
+        let segments: Vec<_> = e.path().iter().collect();
+        path = render_path(&segments[..segments.len().saturating_sub(1)]);
     }
     SpecError::new(path, msg)
+}
+
+/// `containers[1].mounts`, or `.` for the document itself.
+fn render_path(segments: &[&serde_path_to_error::Segment]) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for seg in segments {
+        match seg {
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            Segment::Unknown => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push('?');
+            }
+        }
+    }
+    if out.is_empty() {
+        ".".to_string()
+    } else {
+        out
+    }
 }
 
 /// Ordered env as a map, last one wins (for tests).
