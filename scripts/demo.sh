@@ -169,7 +169,7 @@ target_dir() { echo "${CARGO_TARGET_DIR:-$REPO/target}"; }
 
 build_release() {
   export PATH="$HOME/.cargo/bin:$PATH"
-  (cd "$REPO" && bash scripts/build-release.sh) 2>&1 | grep -v '^ *Compiling ' | sed 's/^/    /'
+  (cd "$REPO" && bash scripts/build-release.sh) 2>&1 | sed 's/^/    /'
   check_binaries
 }
 
@@ -216,15 +216,26 @@ create_cluster() {
   log "    underlay works: worker1 -> worker2 ping ok"
 }
 
+# provision NODE NS ARGS...: vagrant/provision.sh in the node's netns; on
+# failure, its ERROR line is the reason the demo gives.
+provision() {
+  local node=$1 ns=$2 out
+  shift 2
+  out=$TMP/$node/provision.out
+  if ! in_ns "$ns" bash "$PROVISION" "$@" --no-systemd --root "$TMP/$node" 2>&1 |
+    tee "$out" | sed 's/^/    /'; then
+    die "$(grep -m1 'ERROR' "$out" || echo "vagrant/provision.sh $1 failed")"
+  fi
+}
+
 provision_etcd() {
-  in_ns "$ETCD_NS" bash "$PROVISION" etcd --addr "$ETCD_IP" --name control \
-    --no-systemd --root "$TMP/etcd" 2>&1 | sed 's/^/    /'
+  provision etcd "$ETCD_NS" etcd --addr "$ETCD_IP" --name control
 }
 
 provision_worker() {
   local name=$1 ns=$2 ip=$3
-  in_ns "$ns" bash "$PROVISION" worker --addr "$ip" --etcd "$ETCD_URL" --name "$name" \
-    --bin-src "$(target_dir)/release" --no-systemd --root "$TMP/$name" 2>&1 | sed 's/^/    /'
+  provision "$name" "$ns" worker --addr "$ip" --etcd "$ETCD_URL" --name "$name" \
+    --bin-src "$(target_dir)/release"
   SUMMARY[${name}_subnet]=$(sed -n 's/^FLANNEL_SUBNET=//p' "$TMP/$name/run/flannel/subnet.env")
 }
 

@@ -84,6 +84,24 @@ nb_wait() {
   nb_die "timed out after ${secs}s waiting for $what"
 }
 
+# nb_wait_daemon PIDFILE LOG SECONDS WHAT CMD...: nb_wait, but fail at once
+# (with the end of LOG) when the daemon recorded in PIDFILE has exited.
+nb_wait_daemon() {
+  local pidfile=$1 logf=$2 secs=$3 what=$4 i pid
+  shift 4
+  pid=$(cat "$pidfile" 2>/dev/null || true)
+  for ((i = 0; i < secs * 5; i++)); do
+    "$@" >/dev/null 2>&1 && return 0
+    if [[ -n $pid ]] && ! kill -0 "$pid" 2>/dev/null; then
+      tail -n 20 "$logf" >&2 || true
+      nb_die "$what: the process exited (log above, in $logf)"
+    fi
+    sleep 0.2
+  done
+  tail -n 20 "$logf" >&2 || true
+  nb_die "timed out after ${secs}s waiting for $what (log above, in $logf)"
+}
+
 # nb_spawn PIDFILE LOG CMD...: start CMD detached (own session, stdio to
 # LOG), record its PID. Used instead of systemd inside a netns "node".
 nb_spawn() {
@@ -101,7 +119,7 @@ nb_stop() {
   local pidfile=$1 mark=$2 pid i
   [[ -f $pidfile ]] || return 0
   pid=$(<"$pidfile")
-  if [[ $pid =~ ^[0-9]+$ ]] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$mark"; then
+  if [[ $pid =~ ^[0-9]+$ ]] && { tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null | grep -qF -- "$mark"; then
     kill -TERM "$pid" 2>/dev/null || true
     for ((i = 0; i < 50; i++)); do
       kill -0 "$pid" 2>/dev/null || break

@@ -111,7 +111,12 @@ EOF
     systemctl enable etcd >/dev/null 2>&1 || true
     systemctl restart etcd
   fi
-  nb_wait 30 "etcd at $client" curl -fsS -m 2 "$client/health"
+  if [[ $NO_SYSTEMD == 1 ]]; then
+    nb_wait_daemon "$ROOT/pids/etcd.pid" "$ROOT/log/etcd.log" 30 "etcd at $client" \
+      curl -fsS -m 2 "$client/health"
+  else
+    nb_wait 30 "etcd at $client" curl -fsS -m 2 "$client/health"
+  fi
   nb_log "etcd is up at $client"
 }
 
@@ -238,7 +243,12 @@ EOF
     systemctl enable --now containerd
     CONTAINERD_SOCK=/run/containerd/containerd.sock
   fi
-  nb_wait 30 "containerd at $CONTAINERD_SOCK" ctr --address "$CONTAINERD_SOCK" version
+  if [[ $NO_SYSTEMD == 1 ]]; then
+    nb_wait_daemon "$ROOT/pids/containerd.pid" "$ROOT/log/containerd.log" 30 \
+      "containerd at $CONTAINERD_SOCK" ctr --address "$CONTAINERD_SOCK" version
+  else
+    nb_wait 30 "containerd at $CONTAINERD_SOCK" ctr --address "$CONTAINERD_SOCK" version
+  fi
 }
 
 # containerd namespace of podrun: per node in --no-systemd mode, because
@@ -277,7 +287,12 @@ worker_role() {
   else
     start_agent
   fi
-  nb_wait 60 "$SUBNET_FILE (is the agent running? see its log)" test -s "$SUBNET_FILE"
+  if [[ $NO_SYSTEMD == 1 ]]; then
+    nb_wait_daemon "$ROOT/pids/agent.pid" "$ROOT/log/agent.log" 60 "$SUBNET_FILE from the agent" \
+      test -s "$SUBNET_FILE"
+  else
+    nb_wait 60 "$SUBNET_FILE (is the agent running? journalctl -u netboot-agent)" test -s "$SUBNET_FILE"
+  fi
   nb_log "subnet lease: $(grep FLANNEL_SUBNET "$SUBNET_FILE")"
   start_containerd
   [[ $NO_SYSTEMD == 1 ]] && write_podrun_wrapper

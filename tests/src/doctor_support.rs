@@ -129,9 +129,15 @@ impl DoctorNode {
     /// `netboot conflist` output: pointed at this node's files when `own`,
     /// else the standard paths.
     pub fn conflist_text(&self, own: bool) -> String {
-        let mut argv = vec![crate::bin_path("netboot").display().to_string(), "conflist".into()];
+        let mut argv = vec![
+            crate::bin_path("netboot").display().to_string(),
+            "conflist".into(),
+        ];
         if own {
-            argv.push(format!("--subnet-file={}", self.node.subnet_file().display()));
+            argv.push(format!(
+                "--subnet-file={}",
+                self.node.subnet_file().display()
+            ));
             argv.push(format!("--cni-data-dir={}", self.data_dir().display()));
         }
         let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
@@ -151,10 +157,16 @@ impl DoctorNode {
     /// the fixture's).
     pub fn doctor_at(&self, etcd: &str) -> Report {
         let bin = crate::bin_path("netboot");
-        let mut cmd = nsenter(self.node.ns.path(), &[bin.to_str().expect("utf-8"), "doctor"]);
+        let mut cmd = nsenter(
+            self.node.ns.path(),
+            &[bin.to_str().expect("utf-8"), "doctor"],
+        );
         cmd.arg(format!("--etcd={etcd}"))
             .arg("--etcd-timeout=2")
-            .arg(format!("--subnet-file={}", self.node.subnet_file().display()))
+            .arg(format!(
+                "--subnet-file={}",
+                self.node.subnet_file().display()
+            ))
             .arg(format!("--cni-conf-dir={}", self.conf_dir().display()))
             .arg(format!("--cni-bin-dir={}", self.bin_dir().display()))
             .arg("--json")
@@ -194,8 +206,7 @@ impl DoctorNode {
 
     /// The plugin config of the conflist, as a runtime would send it.
     fn plugin_conf(&self) -> Value {
-        let list: Value =
-            serde_json::from_str(&self.conflist_text(true)).expect("conflist JSON");
+        let list: Value = serde_json::from_str(&self.conflist_text(true)).expect("conflist JSON");
         let mut conf = list["plugins"][0].clone();
         conf["name"] = json!("cbr0");
         conf["cniVersion"] = list["cniVersion"].clone();

@@ -34,7 +34,11 @@ struct VNode {
 
 impl VNode {
     fn sh(&self, argv: &[&str]) -> CmdOutput {
-        run(nsenter(self.ns.path(), argv), None, Duration::from_secs(180))
+        run(
+            nsenter(self.ns.path(), argv),
+            None,
+            Duration::from_secs(180),
+        )
     }
 
     fn provision(&self, role: &str, extra: &[&str]) -> CmdOutput {
@@ -126,7 +130,14 @@ fn vagrant_provisioning_scripts_build_a_working_cluster_in_namespaces() {
         let t0 = std::time::Instant::now();
         let out = w.provision(
             "worker",
-            &["--etcd", &etcd_url, "--bin-src", &bin_src, "--pause-bin", &pause],
+            &[
+                "--etcd",
+                &etcd_url,
+                "--bin-src",
+                &bin_src,
+                "--pause-bin",
+                &pause,
+            ],
         );
         assert!(
             out.success(),
@@ -193,7 +204,12 @@ fn vagrant_provisioning_scripts_build_a_working_cluster_in_namespaces() {
     .expect("spec");
     let out = w1.podrun(&["run", "-f", web.to_str().expect("utf-8")]);
     assert!(out.success(), "{out}");
-    let web_ip = out.stdout.split_whitespace().nth(1).expect("ip").to_string();
+    let web_ip = out
+        .stdout
+        .split_whitespace()
+        .nth(1)
+        .expect("ip")
+        .to_string();
     let out = w2.podrun(&["run", "-f", client.to_str().expect("utf-8")]);
     assert!(out.success(), "{out}");
 

@@ -172,10 +172,12 @@ fn doctor_names_unreachable_etcd_and_an_expiring_lease() {
     let key = d.node.lease_key();
     let value = d.etcd.get(&key).expect("own lease");
     d.etcd.put_with_lease(&key, &value, 600);
-    d.doctor().assert_problem("lease", &["expires in", "nobody is renewing"]);
+    d.doctor()
+        .assert_problem("lease", &["expires in", "nobody is renewing"]);
     d.etcd.put_with_lease(&key, &value, 86_400);
     d.doctor().assert_healthy();
     // And the lease gone altogether: subnet.env is stale.
     d.etcd.delete(&key);
-    d.doctor().assert_problem("subnet.env", &["stale", "no lease"]);
+    d.doctor()
+        .assert_problem("subnet.env", &["stale", "no lease"]);
 }

@@ -312,7 +312,7 @@ pub fn render(findings: &[Finding]) -> String {
             f.what.replace('\n', "\n         ")
         );
         if let Some(fix) = &f.fix {
-            s += &format!("{:<22} fix: {fix}\n", "");
+            s += &format!("{:<21} fix: {fix}\n", "");
         }
     }
     let problems = findings
