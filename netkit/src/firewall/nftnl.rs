@@ -25,11 +25,25 @@
 //! number, before any per-message answer. The delimiters themselves carry no
 //! `NLM_F_ACK`: kernels before 6.1 never answer them.
 //!
+//! # Closing after a delete
+//!
+//! Deleted rules are freed after an RCU grace period by a kernel worker
+//! (`nf_tables_trans_destroy_work`), and closing *any* nfnetlink socket
+//! while that worker has not yet picked up its list waits for it to finish
+//! (`nft_rcv_nl_event` flushes it on NETLINK_URELEASE): measured, the
+//! `close()` right after a DELRULE batch takes ~16-18 ms, a whole grace
+//! period, which is what most of a DEL cost. So a socket that committed a
+//! delete is not closed there but kept ([`NfSocket::linger`]) until the
+//! next operation or process exit; by then the worker has long started (the
+//! plugin deletes the veth next, itself a grace period) and the close is
+//! immediate. At most one socket lingers per process.
+//!
 //! No `unsafe`: the socket is `netlink-sys`'s, the framing
 //! `netlink-packet-core`'s; only the nf_tables attributes are encoded here.
 
 use std::convert::Infallible;
 use std::net::IpAddr;
+use std::sync::Mutex;
 
 use netlink_packet_core::{
     NetlinkDeserializable, NetlinkHeader, NetlinkMessage, NetlinkPayload, NetlinkSerializable,
@@ -435,6 +449,9 @@ pub(crate) struct NfSocket {
     seq: u32,
 }
 
+/// The socket kept open after a delete (see "Closing after a delete").
+static LINGER: Mutex<Option<NfSocket>> = Mutex::new(None);
+
 /// Up to this many answers fit the default receive buffer (212992 bytes).
 const SMALL_BATCH: usize = 64;
 /// Generous receive-buffer room per answer (an ACK skb's truesize is
@@ -457,6 +474,23 @@ impl NfSocket {
         let _ = sock.set_cap_ack(true);
         let _ = sock.set_ext_ack(true);
         Ok(NfSocket { sock, seq: 0 })
+    }
+
+    /// Keep this socket open until [`NfSocket::close_lingering`] or process
+    /// exit, closing the one kept before (see "Closing after a delete").
+    pub(crate) fn linger(self) {
+        let old = match LINGER.lock() {
+            Ok(mut g) => g.replace(self),
+            Err(_) => Some(self),
+        };
+        drop(old);
+    }
+
+    /// Close the socket [`NfSocket::linger`] kept, if any. Called before a
+    /// new delete, while no destroy work of ours is pending.
+    pub(crate) fn close_lingering() {
+        let old = LINGER.lock().ok().and_then(|mut g| g.take());
+        drop(old);
     }
 
     fn push(&mut self, msg: NfMsg, flags: u16, out: &mut Vec<u8>) -> u32 {

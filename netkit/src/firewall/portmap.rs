@@ -560,7 +560,10 @@ pub fn del_port_mappings_via(
         .filter(|(f, _)| if *f == "ip" { v4 } else { v6 })
         .collect();
     let mut sock = match path {
-        NftPath::Netlink => NfSocket::open().ok(),
+        NftPath::Netlink => {
+            NfSocket::close_lingering();
+            NfSocket::open().ok()
+        }
         NftPath::Cli => None,
     };
     // A racing DEL/ADD can delete a handle between our list and our delete
@@ -608,6 +611,14 @@ pub fn del_port_mappings_via(
             }
         };
         match outcome {
+            Ok(()) => {
+                // Closing now would wait for the deleted rules' RCU grace
+                // period; see nftnl "Closing after a delete".
+                if let Some(s) = sock.take() {
+                    s.linger();
+                }
+                return Ok(());
+            }
             Err(Error::Command { .. }) if attempt == 0 => attempt += 1,
             Err(e) if attempt == 0 && e.errno() == Some(libc::ENOENT) => attempt += 1,
             other => return other,
