@@ -22,7 +22,11 @@ pub fn parse_subnet_key(key: &str) -> Option<Ipv4Net> {
     let name = key.rsplit('/').next()?;
     let v4 = name.split('&').next()?;
     let (ip, len) = v4.rsplit_once('-')?;
-    Ipv4Net::new(ip.parse().ok()?, len.parse().ok()?).ok()
+    let net = Ipv4Net::new(ip.parse().ok()?, len.parse().ok()?).ok()?;
+    // A key with host bits (`10.2.1.5-24`) names no subnet flannel could
+    // have leased; taking it as-is would program a route the kernel refuses
+    // (SECURITY.md F4).
+    (net.addr() == net.network()).then_some(net)
 }
 
 /// The value flanneld's vxlan backend writes, byte for byte: Go's
