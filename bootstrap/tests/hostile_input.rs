@@ -105,7 +105,11 @@ fn fuzz_lease() {
 /// SECURITY.md F4: a lease key with host bits names no subnet.
 #[test]
 fn lease_keys_with_host_bits_are_refused() {
-    for key in ["10.2.1.5-24", "10.2.1.0-04", "/coreos.com/network/subnets/10.2.1.1-16"] {
+    for key in [
+        "10.2.1.5-24",
+        "10.2.1.0-04",
+        "/coreos.com/network/subnets/10.2.1.1-16",
+    ] {
         assert_eq!(lease::parse_subnet_key(key), None, "{key}");
         assert!(RemoteLease::parse(key, br#"{"PublicIP":"10.0.0.1"}"#).is_err());
     }
