@@ -39,16 +39,17 @@ run() {
 echo "building..." >&2
 cargo build --workspace --quiet
 
-# Mutation targets print "fuzz <target>: N cases (...), 0 failures, Ts".
+# Mutation targets print "fuzz <target>: N cases (...), 0 failures, Ts, seed S"
+# (libtest may put it on the same line as "test <name> ... ").
 fuzz_rows() {
-  local log="$1"
-  grep -E '^fuzz [a-z_]+: ' "$log" | while read -r _ target cases _; do
-    local t; t=$(grep -E "^fuzz ${target%:}: " "$log" | head -1 | sed -E 's/.* ([0-9.]+s), seed.*/\1/')
-    echo "| fuzz ${target%:} (mutated corpus) | $cases | 0 | $t |"
-  done
-  # A failed target prints "fuzz <target>: case N ... broke a property/panicked".
-  grep -E '^thread .* panicked|broke a property|ran over' "$log" | head -3 | sed 's/^/    /' >&2 || true
+  grep -oE 'fuzz [a-z_]+: [0-9]+ cases \([0-9]+ accepted, [0-9]+ rejected\), 0 failures, [0-9.]+s' "$1" |
+    sed -E 's/^fuzz ([a-z_]+): ([0-9]+) cases \(([0-9]+) accepted, ([0-9]+) rejected\), 0 failures, ([0-9.]+s)$/| fuzz \1 (mutated corpus; \3 accepted, \4 rejected) | \2 | 0 | \5 |/'
+  # A failed target names its case, seed and input.
+  grep -oE 'fuzz [a-z_]+: case [0-9]+ .*' "$1" | head -3 | sed 's/^/    /' >&2 || true
 }
+
+# "test result: ok. 9 passed; 0 failed; ..." of a test binary.
+counts() { grep -oE 'test result: [a-zA-Z]+\. [0-9]+ passed; [0-9]+ failed' "$1" | tail -1 | sed -E 's/.* ([0-9]+) passed; ([0-9]+) failed/\1 \2/'; }
 
 for spec in "cni:-p cni --test hostile_input" \
             "plugin:-p netboot-cni --test hostile_input" \
@@ -58,23 +59,20 @@ for spec in "cni:-p cni --test hostile_input" \
   # shellcheck disable=SC2086
   run "fuzz-$name" $args
   while IFS= read -r r; do rows+=("$r"); done < <(fuzz_rows "$log_dir/fuzz-$name.log")
-  # proptest targets: NETBOOT_FUZZ_CASES cases each.
-  n_prop=$(grep -cE '^test [a-z_]+ \.\.\. ok' "$log_dir/fuzz-$name.log" || true)
-  n_bad=$(grep -cE '^test [a-z_]+ \.\.\. FAILED' "$log_dir/fuzz-$name.log" || true)
-  row "$name: all tests of the target binary (proptest ones at $NETBOOT_FUZZ_CASES cases)" "$((n_prop + n_bad)) tests" "$n_bad" "$elapsed"
+  read -r ok bad < <(counts "$log_dir/fuzz-$name.log" || echo "0 1")
+  row "$name: whole test binary (proptest targets at $NETBOOT_FUZZ_CASES cases each, tables, corpus replay)" "$((ok + bad)) tests" "${bad:-1}" "$elapsed"
 done
 
 run hostile-plugin -p netboot-tests --test hostile_plugin
-n_bad=$(grep -cE '^test .* FAILED' "$log_dir/hostile-plugin.log" || true)
-n_ok=$(grep -cE '^test .* ok$' "$log_dir/hostile-plugin.log" || true)
-row "path traversal / injection tables, real netboot-cni in node netns" "$((n_ok + n_bad)) tests" "$n_bad" "$elapsed"
+read -r ok bad < <(counts "$log_dir/hostile-plugin.log" || echo "0 1")
+row "path traversal / injection tables, real netboot-cni in node netns" "$((ok + bad)) tests" "${bad:-1}" "$elapsed"
 
 run crash -p netboot-tests --test plugin_native sigkill_during_add_then_del_or_gc_restores_the_node
 tally=$(grep -E '^crash test: ' "$log_dir/crash.log" | tail -1 || true)
 rounds=$(sed -E 's/^crash test: ([0-9]+) rounds.*/\1/' <<<"$tally")
 killed=$(sed -nE 's/.*killed: ([0-9]+).*/\1/p' <<<"$tally")
-crash_fail=0; grep -qE '^test .* FAILED' "$log_dir/crash.log" && crash_fail=1
-row "SIGKILL mid-ADD (native), then DEL or GC restores the node exactly" "${rounds:-?} rounds (${killed:-?} killed mid-ADD)" "$crash_fail" "$elapsed"
+read -r _ crash_fail < <(counts "$log_dir/crash.log" || echo "0 1")
+row "SIGKILL mid-ADD (native), then DEL or GC restores the node exactly" "${rounds:-?} rounds (${killed:-?} killed mid-ADD)" "${crash_fail:-1}" "$elapsed"
 
 echo
 echo "| target / trial | count | failures | time |"
