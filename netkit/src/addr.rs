@@ -42,10 +42,27 @@ impl Netlink {
             Some(i) => format!("list addresses of link #{i}"),
             None => "list addresses".to_string(),
         };
-        let replies = self.dump(
-            RouteNetlinkMessage::GetAddress(AddressMessage::default()),
-            &what,
-        )?;
+        // With NETLINK_GET_STRICT_CHK the kernel filters an address dump by
+        // ifa_index itself (inet_dump_ifaddr since 4.20); without it every
+        // address of every link comes back, and a node with 500 pod veths
+        // (each with an IPv6 link-local) answers a bridge lookup with 1000+
+        // messages. Strict checking is switched on only around this dump.
+        let mut req = AddressMessage::default();
+        let strict = match index {
+            Some(i) => {
+                req.header.index = i;
+                self.set_strict(true)
+            }
+            None => false,
+        };
+        if !strict {
+            req.header.index = 0;
+        }
+        let replies = self.dump(RouteNetlinkMessage::GetAddress(req), &what);
+        if strict {
+            self.set_strict(false);
+        }
+        let replies = replies?;
         let mut out = Vec::new();
         for r in replies {
             let RouteNetlinkMessage::NewAddress(m) = r else {

@@ -98,6 +98,11 @@ impl Netlink {
         })
     }
 
+    /// Turns NETLINK_GET_STRICT_CHK on or off (kernel-side dump filtering).
+    pub(crate) fn set_strict(&mut self, on: bool) -> bool {
+        self.sock.set_netlink_get_strict_chk(on).is_ok()
+    }
+
     /// The namespace label used in error messages ("" for the caller's own).
     pub fn netns_label(&self) -> &str {
         &self.label
