@@ -911,3 +911,20 @@ fn sigkill_during_add_then_del_or_gc_restores_the_node() {
     eprintln!("crash test: {rounds} rounds (full ADD takes {add_time:?}), {tally:?}");
     assert!(tally.killed > 0, "no ADD was ever killed: {tally:?}");
 }
+
+/// SECURITY.md F5: netboot's record directory and the native node lock are
+/// readable by root only, even when the lock is the first thing created.
+#[test]
+fn record_directory_and_node_lock_are_root_only() {
+    use std::os::unix::fs::PermissionsExt;
+    require_root();
+    let node = NativeNode::new("nperm");
+    let conf = node.conf("1.0.0");
+    let pod = node.pod("p");
+    node.add(&pod, &conf);
+    let dir = node.data_dir.join(".netboot");
+    let mode = |p: &std::path::Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700, "{}", dir.display());
+    assert_eq!(mode(&dir.join("node.lock")), 0o600);
+    node.del(&pod, &conf);
+}

@@ -35,6 +35,7 @@ use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::net::IpAddr;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// What native ADD did, as recorded for DEL / CHECK / GC.
@@ -109,12 +110,18 @@ fn pool(state: &NativeState, nconf: &NativeConf) -> Result<Pool, CniError> {
 fn node_lock(ctx: &Ctx) -> Result<Flock<std::fs::File>, CniError> {
     let path = ctx.conf.data_dir.join(".netboot").join("node.lock");
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| io_err("create record directory", e))?;
+        // The record directory's own mode (0700), whoever creates it first.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| io_err("create record directory", e))?;
     }
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
+        .mode(0o600)
         .open(&path)
         .map_err(|e| io_err("open node lock", e))?;
     Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| io_err("lock node", e.into()))
