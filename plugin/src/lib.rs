@@ -29,6 +29,12 @@ use log::Logger;
 use record::Store;
 use std::io::Write;
 
+/// Longest container ID netboot-cni accepts. libcni sets no limit, but the
+/// ID becomes part of file names (`<id>@<ifname>.json` and its temp file
+/// must fit in 255 bytes); runtimes use 64 hex digits. A longer ID would
+/// only fail later with an I/O error (SECURITY.md O4).
+pub const MAX_CONTAINER_ID_LEN: usize = 200;
+
 /// Version used for errors raised before the config's own is known.
 const FALLBACK_VERSION: &str = "1.1.0";
 
@@ -77,6 +83,20 @@ fn dispatch(
     }
     let args = CmdArgs::from_env(env)?;
     version::require_version(args.command, &net.cni_version)?;
+    if args.container_id.len() > MAX_CONTAINER_ID_LEN {
+        // No attachment can exist under such an ID, so DEL has nothing to
+        // undo (and must not make the runtime retry forever).
+        if args.command == Command::Del {
+            return Ok(None);
+        }
+        return Err(CniError::new(
+            codes::INVALID_ENV,
+            format!(
+                "CNI_CONTAINERID is {} bytes; netboot-cni names its records after it and accepts at most {MAX_CONTAINER_ID_LEN}",
+                args.container_id.len()
+            ),
+        ));
+    }
     let conf = PluginConf::from_netconf(net)?;
     if args.command == Command::Add {
         // Before any side effect: see check_port_mappings.

@@ -16,7 +16,7 @@ use std::path::Path;
 
 use netboot_tests::native_support::NativeNode;
 use netboot_tests::plugin::PluginCall;
-use netboot_tests::plugin_support::{cid, err_code, merged, with_ports};
+use netboot_tests::plugin_support::{cid, err_code, err_text, merged, with_ports};
 use netboot_tests::require_root;
 use serde_json::{json, Value};
 
@@ -51,8 +51,8 @@ fn hostile() -> Vec<String> {
     v
 }
 
-/// Valid by libcni's rules, but longer than any file name: must fail
-/// cleanly (or do nothing), never half-attach.
+/// Valid by libcni's rules, but longer than any file name: refused up
+/// front with code 4 (DEL: nothing to do), never half-attached.
 fn long() -> String {
     "a".repeat(5000)
 }
@@ -100,10 +100,18 @@ fn hostile_container_ids_are_refused_and_change_nothing() {
             ..node.call(command, &pod, &conf)
         };
         let out = node.run(&call);
-        assert!(
-            command == "DEL" || !out.success(),
-            "{command} with a 5000-byte ID succeeded"
-        );
+        if command == "DEL" {
+            // Nothing can exist under it: DEL succeeds and does nothing.
+            assert!(out.success(), "DEL with a 5000-byte ID: {}", out.stdout());
+        } else {
+            assert_eq!(
+                err_code(&out),
+                4,
+                "{command} 5000-byte ID: {}",
+                out.stdout()
+            );
+            assert!(err_text(&out).contains("at most 200"), "{}", out.stdout());
+        }
         assert!(
             node.snapshot() == baseline,
             "{command} with a 5000-byte ID changed the node"
