@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The robustness campaign (issue 8): hostile-input targets with many cases,
-# the path traversal / injection tables against the real plugin, and the
-# SIGKILL-mid-ADD crash test with many rounds. Prints one table:
+# the path traversal / injection tables against the real plugin, the
+# SIGKILL-mid-ADD crash test with many rounds, and native-mode load on one
+# node (many pods at several parallelisms, an exhausted range). Prints one table:
 # target/trial, count, failures, time.
 #
 #   sudo scripts/campaign.sh                    # defaults below
 #   NETBOOT_FUZZ_CASES=100000 NETBOOT_CRASH_ROUNDS=1000 sudo scripts/campaign.sh
+#   NETBOOT_LOAD_PODS=253 NETBOOT_LOAD_PARALLELISM=4,64 sudo scripts/campaign.sh
 #
 # cargo-fuzz needs a nightly toolchain, which this project's machines cannot
 # install; the hostile-input targets are proptest strategies plus a seeded
@@ -16,6 +18,8 @@ cd "$(dirname "$0")/.."
 
 export NETBOOT_FUZZ_CASES="${NETBOOT_FUZZ_CASES:-20000}"
 export NETBOOT_CRASH_ROUNDS="${NETBOOT_CRASH_ROUNDS:-1000}"
+export NETBOOT_LOAD_PODS="${NETBOOT_LOAD_PODS:-250}"
+export NETBOOT_LOAD_PARALLELISM="${NETBOOT_LOAD_PARALLELISM:-2,8,32}"
 export NETBOOT_TEST_NETNS_PREFIX="${NETBOOT_TEST_NETNS_PREFIX:-nbc-}"
 export PATH="$HOME/.cargo/bin:$PATH"
 log_dir="$(mktemp -d /tmp/netboot-campaign.XXXXXX)"
@@ -73,6 +77,14 @@ rounds=$(sed -E 's/^crash test: ([0-9]+) rounds.*/\1/' <<<"$tally")
 killed=$(sed -nE 's/.*killed: ([0-9]+).*/\1/p' <<<"$tally")
 read -r _ crash_fail < <(counts "$log_dir/crash.log" || echo "0 1")
 row "SIGKILL mid-ADD (native), then DEL or GC restores the node exactly" "${rounds:-?} rounds (${killed:-?} killed mid-ADD)" "${crash_fail:-1}" "$elapsed"
+
+# "load test: 250 pods, parallelism [2, 8, 32], ADDs 1.3s, DELs 2.7s, clean"
+# and "exhaust test: 24 ADDs, 13 IPs, 11 failed with code 11".
+run load -p netboot-tests --test load_native
+load=$(grep -oE 'load test: .*' "$log_dir/load.log" | tail -1 | sed -E 's/^load test: //; s/, clean$//' || true)
+exhaust=$(grep -oE 'exhaust test: .*' "$log_dir/load.log" | tail -1 | sed -E 's/^exhaust test: //' || true)
+read -r _ load_fail < <(counts "$log_dir/load.log" || echo "0 1")
+row "native load on one node: ADD then DEL at each parallelism, /24 clean after; /28 exhausted concurrently (${exhaust:-?})" "${load:-?}" "${load_fail:-1}" "$elapsed"
 
 echo
 echo "| target / trial | count | failures | time |"
