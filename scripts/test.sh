@@ -3,6 +3,7 @@
 #
 #   install deps -> shellcheck -> cargo fmt --check -> clippy -D warnings
 #   -> cargo build (binaries for the integration tests) -> libcni client
+#   -> release binaries (scripts/build-release.sh, for the demo test)
 #   -> cargo test --workspace (as root) -> no leftover test namespaces
 #
 # Usage: sudo scripts/test.sh [extra args for cargo test, e.g. -p netboot-tests]
@@ -67,6 +68,8 @@ main() {
   step "cargo clippy -D warnings" cargo clippy --workspace --all-targets -- -D warnings
   step "cargo build" cargo build --workspace
   step "build libcni client" bash scripts/build-libcni-client.sh
+  # The demo test runs README command 1 on the shipped (release) binaries.
+  step "build release binaries" bash scripts/build-release.sh
   # --no-fail-fast: one failing test binary must not hide the others' results.
   step "cargo test" cargo test --workspace --no-fail-fast "$@"
   CURRENT_STEP="leftover check"
