@@ -14,7 +14,7 @@ use crate::delegate::Delegator;
 use crate::record::{Call, Record};
 use crate::{flannel, io_err, mode, Ctx};
 use cni::args::Command;
-use cni::error::CniError;
+use cni::error::{codes, CniError};
 use serde_json::Value;
 
 pub fn del(ctx: &Ctx) -> Result<(), CniError> {
@@ -164,8 +164,20 @@ pub fn undo(ctx: &Ctx, d: &Delegator, rec: &Record) -> Result<(), CniError> {
     let mut errors: Vec<CniError> = Vec::new();
     let prev = rec.result.as_ref();
     if let Some(pm) = &rec.portmap {
-        if let Err(e) = run_del(d, pm, prev) {
-            errors.push(e.context("portmap DEL"));
+        match run_del(d, pm, prev) {
+            // The portmap binary is gone (the node moved to native mode):
+            // remove its iptables chains ourselves, by the same names.
+            Err(e) if e.code == codes::NOT_AVAILABLE => {
+                ctx.log
+                    .info("portmap is no longer on CNI_PATH; removing its iptables rules directly");
+                if let Err(le) =
+                    netkit::firewall::cleanup_legacy_portmap(&rec.network, &rec.container_id)
+                {
+                    errors.push(e.context(format!("portmap DEL ({le})")));
+                }
+            }
+            Err(e) => errors.push(e.context("portmap DEL")),
+            Ok(()) => {}
         }
     }
     if let Some(call) = &rec.delegate {

@@ -170,6 +170,25 @@ fn del_twice_and_without_port_mappings() {
     node.assert_clean(&[&cid(&pod)]);
 }
 
+/// A node moved off the reference plugins' portmap (e.g. to native mode):
+/// DEL of a pod it mapped still removes the pod's iptables DNAT chain.
+#[test]
+fn del_after_portmap_was_removed_cleans_its_iptables_rules() {
+    require_root();
+    let node = PluginNode::new("nopm");
+    let pod = node.pod("d");
+    add_mapped(&node, &pod, HOST_PORT);
+    let path = CniPathDir::new();
+    path.reference(&["bridge", "host-local"]);
+    let call = PluginCall {
+        path: path.cni_path(),
+        ..node.call("DEL", &pod, &node.conf("1.0.0"))
+    };
+    node.run(&call).expect_ok();
+    assert_eq!(dnat_rules_for(&node, &cid(&pod)), 0, "DNAT rules left");
+    node.assert_clean(&[&cid(&pod)]);
+}
+
 #[test]
 fn del_without_netns_releases_host_state() {
     require_root();
