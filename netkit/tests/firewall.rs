@@ -5,9 +5,9 @@
 mod common;
 
 use std::net::IpAddr;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
+use common::hostport::{HostportLab, POD_IP};
 use common::{need_root, TestNs};
 use ipnet::IpNet;
 use netkit::firewall::{self, PortMapping, PortmapSpec, Proto};
@@ -547,114 +547,22 @@ fn legacy_iptables_portmap_chain_is_removed() {
     );
 }
 
-/// Kills (by PID, our own child) and reaps a background process.
-struct Bg(Child);
-
-impl Drop for Bg {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn sh(ns: &TestNs, cmd: &[&str]) {
-    let (ok, _) = ns.exec(cmd);
-    assert!(ok, "{cmd:?} in {}", ns.name);
-}
-
-/// `socat` client in `ns`: the first line the server sent, or None.
-fn fetch(ns: &TestNs, addr: &str) -> Option<String> {
-    let target = format!("TCP:{addr},connect-timeout=2");
-    let (ok, out) = ns.exec(&["socat", "-T2", "-u", &target, "-"]);
-    (ok && !out.is_empty()).then(|| out.trim().to_string())
-}
-
-fn veth(a: &TestNs, an: &str, aip: &str, b: &TestNs, bn: &str, bip: &str) {
-    sh(
-        a,
-        &[
-            "ip", "link", "add", an, "type", "veth", "peer", "name", bn, "netns", &b.name,
-        ],
-    );
-    sh(a, &["ip", "addr", "add", aip, "dev", an]);
-    sh(a, &["ip", "link", "set", an, "up"]);
-    sh(b, &["ip", "addr", "add", bip, "dev", bn]);
-    sh(b, &["ip", "link", "set", bn, "up"]);
-}
-
 #[test]
 fn hostport_traffic_from_node_localhost_and_peer() {
     if !need_root() {
         return;
     }
-    let (node, pod, peer) = (TestNs::new(), TestNs::new(), TestNs::new());
-    for ns in [&node, &pod, &peer] {
-        sh(ns, &["ip", "link", "set", "lo", "up"]);
-    }
-    veth(&node, "n-pod", "10.99.0.1/24", &pod, "eth0", "10.99.0.2/24");
-    veth(
-        &node,
-        "n-peer",
-        "10.98.0.1/24",
-        &peer,
-        "eth0",
-        "10.98.0.2/24",
-    );
-    sh(&pod, &["ip", "route", "add", "default", "via", "10.99.0.1"]);
-    sh(
-        &peer,
-        &["ip", "route", "add", "default", "via", "10.98.0.1"],
-    );
-    netkit::sysctl::set_in(&node.ns, "net.ipv4.ip_forward", "1").unwrap();
-
-    let _server = Bg(Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &pod.name,
-            "socat",
-            "TCP-LISTEN:80,fork,reuseaddr",
-            "SYSTEM:echo pod-hello",
-        ])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("socat"));
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while fetch(&pod, "127.0.0.1:80").is_none() {
-        assert!(Instant::now() < deadline, "pod server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-
-    let ips = [ip("10.99.0.2")];
+    let lab = HostportLab::new();
+    let ips = [ip(POD_IP)];
     let maps = [tcp(8080, 80)];
     let s = spec("cid-traffic", &ips, &maps);
-    assert_eq!(fetch(&node, "10.99.0.1:8080"), None, "nothing mapped yet");
-    run(&node, || firewall::add_port_mappings(&s)).unwrap();
+    lab.assert_unmapped();
+    run(&lab.node, || firewall::add_port_mappings(&s)).unwrap();
     assert!(firewall::needs_route_localnet(&s));
-    netkit::sysctl::set_in(&node.ns, "net/ipv4/conf/n-pod/route_localnet", "1").unwrap();
-
-    assert_eq!(
-        fetch(&node, "10.99.0.1:8080").as_deref(),
-        Some("pod-hello"),
-        "node → own pod-facing address"
-    );
-    assert_eq!(
-        fetch(&node, "127.0.0.1:8080").as_deref(),
-        Some("pod-hello"),
-        "node localhost (snat + route_localnet)"
-    );
-    assert_eq!(
-        fetch(&peer, "10.98.0.1:8080").as_deref(),
-        Some("pod-hello"),
-        "peer → node address"
-    );
-    assert_eq!(
-        fetch(&pod, "10.98.0.1:8080").as_deref(),
-        Some("pod-hello"),
-        "hairpin: pod → its own hostPort"
-    );
-
-    run(&node, || firewall::del_port_mappings("cbr0", "cid-traffic")).unwrap();
-    assert_eq!(fetch(&node, "10.99.0.1:8080"), None);
-    assert_eq!(fetch(&peer, "10.98.0.1:8080"), None);
+    lab.assert_mapped();
+    run(&lab.node, || {
+        firewall::del_port_mappings("cbr0", "cid-traffic")
+    })
+    .unwrap();
+    lab.assert_unmapped();
 }

@@ -8,9 +8,8 @@
 mod common;
 
 use std::net::IpAddr;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
+use common::hostport::{HostportLab, POD_IP};
 use common::{need_root, TestNs};
 use netkit::firewall::{self, NftPath, PortMapping, PortmapSpec, Proto};
 use serde_json::Value;
@@ -276,117 +275,25 @@ fn netlink_del_removes_cli_rules_and_vice_versa() {
     );
 }
 
-/// Kills (by PID, our own child) and reaps a background process.
-struct Bg(Child);
-
-impl Drop for Bg {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn sh(ns: &TestNs, cmd: &[&str]) {
-    let (ok, _) = ns.exec(cmd);
-    assert!(ok, "{cmd:?} in {}", ns.name);
-}
-
-/// `socat` client in `ns`: the first line the server sent, or None.
-fn fetch(ns: &TestNs, addr: &str) -> Option<String> {
-    let target = format!("TCP:{addr},connect-timeout=2");
-    let (ok, out) = ns.exec(&["socat", "-T2", "-u", &target, "-"]);
-    (ok && !out.is_empty()).then(|| out.trim().to_string())
-}
-
-fn veth(a: &TestNs, an: &str, aip: &str, b: &TestNs, bn: &str, bip: &str) {
-    sh(
-        a,
-        &[
-            "ip", "link", "add", an, "type", "veth", "peer", "name", bn, "netns", &b.name,
-        ],
-    );
-    sh(a, &["ip", "addr", "add", aip, "dev", an]);
-    sh(a, &["ip", "link", "set", an, "up"]);
-    sh(b, &["ip", "addr", "add", bip, "dev", bn]);
-    sh(b, &["ip", "link", "set", bn, "up"]);
-}
-
 #[test]
 fn netlink_hostport_reaches_the_pod() {
     if !need_root() {
         return;
     }
-    let (node, pod, peer) = (TestNs::new(), TestNs::new(), TestNs::new());
-    for ns in [&node, &pod, &peer] {
-        sh(ns, &["ip", "link", "set", "lo", "up"]);
-    }
-    veth(&node, "n-pod", "10.99.0.1/24", &pod, "eth0", "10.99.0.2/24");
-    veth(
-        &node,
-        "n-peer",
-        "10.98.0.1/24",
-        &peer,
-        "eth0",
-        "10.98.0.2/24",
-    );
-    sh(&pod, &["ip", "route", "add", "default", "via", "10.99.0.1"]);
-    sh(
-        &peer,
-        &["ip", "route", "add", "default", "via", "10.98.0.1"],
-    );
-    netkit::sysctl::set_in(&node.ns, "net.ipv4.ip_forward", "1").unwrap();
-    netkit::sysctl::set_in(&node.ns, "net/ipv4/conf/n-pod/route_localnet", "1").unwrap();
-
-    let _server = Bg(Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &pod.name,
-            "socat",
-            "TCP-LISTEN:80,fork,reuseaddr",
-            "SYSTEM:echo pod-hello",
-        ])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("socat"));
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while fetch(&pod, "127.0.0.1:80").is_none() {
-        assert!(Instant::now() < deadline, "pod server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-
+    let lab = HostportLab::new();
+    let node = &lab.node;
     // Tables from an earlier pod, so the mapping below goes over netlink.
-    add(&node, NftPath::Cli, &seed());
+    add(node, NftPath::Cli, &seed());
     let c = Case {
         id: "cid-traffic",
-        ips: vec![ip("10.99.0.2")],
+        ips: vec![ip(POD_IP)],
         maps: vec![map(8080, 80, Proto::Tcp, None)],
         snat: true,
         masq_all: false,
     };
-    assert_eq!(fetch(&node, "10.99.0.1:8080"), None, "nothing mapped yet");
-    assert_eq!(add(&node, NftPath::Netlink, &c), 0);
-    assert_eq!(
-        fetch(&node, "10.99.0.1:8080").as_deref(),
-        Some("pod-hello"),
-        "node → own pod-facing address"
-    );
-    assert_eq!(
-        fetch(&node, "127.0.0.1:8080").as_deref(),
-        Some("pod-hello"),
-        "node localhost (snat + route_localnet)"
-    );
-    assert_eq!(
-        fetch(&peer, "10.98.0.1:8080").as_deref(),
-        Some("pod-hello"),
-        "peer → node address"
-    );
-    assert_eq!(
-        fetch(&pod, "10.98.0.1:8080").as_deref(),
-        Some("pod-hello"),
-        "hairpin: pod → its own hostPort"
-    );
-    assert_eq!(del(&node, NftPath::Netlink, "cid-traffic"), 0);
-    assert_eq!(fetch(&node, "10.99.0.1:8080"), None);
-    assert_eq!(fetch(&peer, "10.98.0.1:8080"), None);
+    lab.assert_unmapped();
+    assert_eq!(add(node, NftPath::Netlink, &c), 0);
+    lab.assert_mapped();
+    assert_eq!(del(node, NftPath::Netlink, "cid-traffic"), 0);
+    lab.assert_unmapped();
 }

@@ -272,20 +272,9 @@ impl Store {
     /// Txn: if `key` is absent put `value` attached to `lease`.
     /// `Ok(false)` when the key exists.
     pub async fn create(&mut self, key: &str, value: &str, lease: i64) -> Result<bool> {
-        let txn = Txn::new()
-            .when([Compare::version(key, CompareOp::Equal, 0)])
-            .and_then([TxnOp::put(
-                key,
-                value,
-                Some(PutOptions::new().with_lease(lease)),
-            )]);
-        let r = self
-            .call(
-                &format!("create {key}"),
-                |mut c| async move { c.txn(txn).await },
-            )
-            .await?;
-        Ok(r.succeeded())
+        let when = Compare::version(key, CompareOp::Equal, 0);
+        self.put_if(&format!("create {key}"), when, key, value, lease)
+            .await
     }
 
     /// Txn: if `key` holds exactly `expect`, put `value` attached to `lease`
@@ -298,18 +287,27 @@ impl Store {
         value: &str,
         lease: i64,
     ) -> Result<bool> {
-        let txn = Txn::new()
-            .when([Compare::value(key, CompareOp::Equal, expect)])
-            .and_then([TxnOp::put(
-                key,
-                value,
-                Some(PutOptions::new().with_lease(lease)),
-            )]);
+        let when = Compare::value(key, CompareOp::Equal, expect);
+        self.put_if(&format!("renew {key}"), when, key, value, lease)
+            .await
+    }
+
+    /// One Txn: if `when` holds, put `value` attached to `lease`.
+    async fn put_if(
+        &mut self,
+        what: &str,
+        when: Compare,
+        key: &str,
+        value: &str,
+        lease: i64,
+    ) -> Result<bool> {
+        let txn = Txn::new().when([when]).and_then([TxnOp::put(
+            key,
+            value,
+            Some(PutOptions::new().with_lease(lease)),
+        )]);
         let r = self
-            .call(
-                &format!("renew {key}"),
-                |mut c| async move { c.txn(txn).await },
-            )
+            .call(what, |mut c| async move { c.txn(txn).await })
             .await?;
         Ok(r.succeeded())
     }
