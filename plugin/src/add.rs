@@ -59,7 +59,11 @@ pub fn add(ctx: &Ctx) -> Result<String, CniError> {
             .map_err(|e| io_err("save attachment record", e))
             .and_then(|_| native::add(ctx, &mut rec))
     } else {
-        run_chain(ctx, &mut rec, &mappings)
+        run_chain(ctx, &mut rec, &mappings).map(|mut r| {
+            // The bridge plugin put `delegate.dns` there already.
+            r.dns = result_dns(&r.dns, &ctx.conf);
+            r
+        })
     };
     match outcome {
         Ok(result) => {
@@ -79,6 +83,17 @@ pub fn add(ctx: &Ctx) -> Result<String, CniError> {
             Err(e)
         }
     }
+}
+
+/// The DNS a result carries, the same in every mode: the delegate's
+/// `dns` (which the bridge plugin copies into its result), else the
+/// plugin's own top-level `dns` (which flannel does not pass on; netboot
+/// reports it so that a runtime gets it in every mode).
+pub fn result_dns(delegate: &cni::Dns, conf: &crate::conf::PluginConf) -> cni::Dns {
+    if !delegate.is_empty() {
+        return delegate.clone();
+    }
+    conf.net.dns.clone().unwrap_or_default()
 }
 
 fn type_of(rec: &Record) -> &str {

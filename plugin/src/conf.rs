@@ -234,6 +234,18 @@ impl PluginConf {
                     return Err(invalid(&field(key), "must be a string"));
                 }
             }
+            // portmap reads a hostIP that is no IP literal as "IPv6" and
+            // silently publishes nothing for an IPv4 pod (net.ParseIP
+            // yields nil, portmap_iptables.go fillDnatRules); a typo must
+            // not pass unnoticed.
+            if let Some(ip) = m.get("hostIP").and_then(Value::as_str) {
+                if !ip.is_empty() && ip.parse::<std::net::IpAddr>().is_err() {
+                    return Err(invalid(
+                        &field("hostIP"),
+                        format!("{ip:?} is not an IP address"),
+                    ));
+                }
+            }
         }
         if let Some(bit) = self.portmap.get("markMasqBit") {
             if bit.as_u64().is_none_or(|b| b > 31) {
@@ -361,6 +373,10 @@ mod tests {
             "{}"
         )
         .is_ok());
+        for ip in ["", "192.0.2.1", "0.0.0.0", "2001:db8::1", "::"] {
+            let m = format!(r#"{{"hostPort":8080,"containerPort":80,"hostIP":"{ip}"}}"#);
+            assert!(with(&m, "{}").is_ok(), "{m}");
+        }
         assert!(
             with("", r#"{"markMasqBit":99}"#).is_ok(),
             "no mappings, no portmap"
@@ -374,6 +390,16 @@ mod tests {
             ),
             (r#"{"hostPort":"80","containerPort":80}"#, "{}", "hostPort"),
             (r#"{"containerPort":80}"#, "{}", "hostPort"),
+            (
+                r#"{"hostPort":80,"containerPort":80,"hostIP":"10.0.0.300"}"#,
+                "{}",
+                "hostIP",
+            ),
+            (
+                r#"{"hostPort":80,"containerPort":80,"hostIP":"eth0"}"#,
+                "{}",
+                "hostIP",
+            ),
             (
                 r#"{"hostPort":80,"containerPort":80,"protocol":6}"#,
                 "{}",

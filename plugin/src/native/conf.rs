@@ -44,6 +44,9 @@ pub struct NativeConf {
     pub routes: Vec<PodRoute>,
     /// host-local's `dataDir` (the store lives in `<dataDir>/<network>`).
     pub ipam_data_dir: Option<PathBuf>,
+    /// The bridge plugin's `dns`, which it copies into its result
+    /// unchanged (bridge.go cmdAdd: `result.DNS = n.DNS`).
+    pub dns: cni::Dns,
 }
 
 fn invalid(field: &str, msg: impl std::fmt::Display) -> CniError {
@@ -164,7 +167,18 @@ impl NativeConf {
                 .get("dataDir")
                 .and_then(Value::as_str)
                 .map(PathBuf::from),
+            dns: dns(d)?,
         })
+    }
+}
+
+/// `delegate.dns`, shaped as the spec's DNS structure (Go's decoder in the
+/// bridge plugin refuses any other shape, so do we).
+fn dns(d: &Value) -> Result<cni::Dns, CniError> {
+    match d.get("dns") {
+        None | Some(Value::Null) => Ok(cni::Dns::default()),
+        Some(v) => serde_json::from_value(v.clone())
+            .map_err(|e| invalid("delegate.dns", format!("{e} (got {v})"))),
     }
 }
 
@@ -237,6 +251,14 @@ mod tests {
             "10.244.3.0/24".parse::<IpNet>().unwrap()
         );
         assert_eq!(c.routes[0].dst, "10.244.0.0/16".parse::<IpNet>().unwrap());
+        assert!(c.dns.is_empty());
+        let mut d = rendered();
+        d["dns"] =
+            json!({"nameservers": ["10.96.0.10"], "search": ["svc"], "options": ["ndots:5"]});
+        let c = NativeConf::from_delegate(&d).unwrap();
+        assert_eq!(c.dns.nameservers, ["10.96.0.10"]);
+        assert_eq!(c.dns.search, ["svc"]);
+        assert_eq!(c.dns.options, ["ndots:5"]);
     }
 
     #[test]
@@ -256,6 +278,11 @@ mod tests {
                 "{key}"
             );
         }
+        let mut d = rendered();
+        d["dns"] = json!({"nameservers": "10.0.0.10"});
+        let e = NativeConf::from_delegate(&d).unwrap_err();
+        assert_eq!(e.code, codes::INVALID_CONFIG);
+        assert!(e.msg.contains("delegate.dns"), "{}", e.msg);
         let mut d = rendered();
         d["ipam"]["type"] = json!("dhcp");
         assert_eq!(

@@ -298,7 +298,7 @@ fn result(
             })
             .collect(),
         routes,
-        dns: ctx.conf.net.dns.clone().unwrap_or_default(),
+        dns: crate::add::result_dns(&nconf.dns, &ctx.conf),
     }
 }
 
