@@ -63,6 +63,8 @@ pub enum Cmd {
         /// they all exit.
         #[arg(long)]
         attach: bool,
+        #[command(flatten)]
+        opts: RunOpts,
     },
     /// List pods and their containers.
     Ps,
@@ -96,4 +98,93 @@ pub enum Cmd {
     Check { pod: String },
     /// CNI GC with the attachments of the live pods.
     Gc,
+}
+
+/// How `run` sets up a pod's files.
+#[derive(Debug, Clone, Args)]
+pub struct RunOpts {
+    /// The node's resolver config, used when the CNI result has no DNS
+    /// (loopback nameservers are dropped). "" gives the pod no node DNS.
+    /// Default: /etc/resolv.conf, or systemd-resolved's upstream list
+    /// (/run/systemd/resolve/resolv.conf) when /etc/resolv.conf only names
+    /// its stub.
+    #[arg(long, value_name = "FILE", value_parser = parse_path)]
+    pub resolv_conf: Option<PathBuf>,
+    /// Rotate a container's stdout or stderr log file when it reaches
+    /// this size (bytes, or with a unit: 10Mi, 512Ki, 1M).
+    #[arg(long, value_name = "SIZE", default_value = "10Mi", value_parser = parse_log_max_size)]
+    pub log_max_size: u64,
+    /// Log files kept per stream, the one being written included (at
+    /// least 2).
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = parse_log_max_files)]
+    pub log_max_files: u32,
+}
+
+/// Smallest `--log-max-size`: below it a rotation per line would be the
+/// norm.
+pub const MIN_LOG_SIZE: u64 = 1024;
+
+/// clap's own PathBuf parser refuses "", which means "none" here.
+fn parse_path(s: &str) -> Result<PathBuf, String> {
+    Ok(PathBuf::from(s))
+}
+
+fn parse_log_max_size(s: &str) -> Result<u64, String> {
+    let n = crate::spec::MemorySize::parse(s)?.0;
+    if n < MIN_LOG_SIZE {
+        return Err(format!(
+            "{s:?} is below the minimum of {MIN_LOG_SIZE} bytes (1Ki)"
+        ));
+    }
+    Ok(n)
+}
+
+fn parse_log_max_files(s: &str) -> Result<u32, String> {
+    let n: u32 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of files"))?;
+    if !(2..=1000).contains(&n) {
+        return Err(format!(
+            "{n} is not between 2 and 1000 (the file being written counts, as for kubelet)"
+        ));
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Result<RunOpts, String> {
+        let mut argv = vec!["podrun", "run", "-f", "p.yaml"];
+        argv.extend_from_slice(args);
+        match Cli::try_parse_from(argv) {
+            Ok(Cli {
+                command: Cmd::Run { opts, .. },
+                ..
+            }) => Ok(opts),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    #[test]
+    fn log_flags_default_and_validate() {
+        let o = run(&[]).unwrap();
+        assert_eq!((o.log_max_size, o.log_max_files), (10 << 20, 5));
+        assert_eq!(o.resolv_conf, None);
+        let o = run(&["--log-max-size", "4Ki", "--log-max-files", "2"]).unwrap();
+        assert_eq!((o.log_max_size, o.log_max_files), (4096, 2));
+        for (args, want) in [
+            (["--log-max-size", "12Q"], "--log-max-size"),
+            (["--log-max-size", "100"], "below the minimum"),
+            (["--log-max-files", "1"], "not between 2 and 1000"),
+            (["--log-max-files", "x"], "not a number of files"),
+        ] {
+            let e = run(&args).unwrap_err();
+            assert!(e.contains(want), "{args:?}: {e}");
+        }
+        let o = run(&["--resolv-conf", ""]).unwrap();
+        assert_eq!(o.resolv_conf, Some(PathBuf::new()));
+    }
 }

@@ -1,7 +1,9 @@
 //! The commands other than `run`: ps, logs, exec, stop, rm, check, gc.
 
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -79,11 +81,32 @@ pub fn logs(ctx: &Ctx, pod: &str, container: Option<&str>) -> Result<()> {
             .collect(),
     };
     for name in names {
-        let read = |s: &str| fs::read(ctx.store.log_path(pod, name, s)).unwrap_or_default();
-        std::io::stdout().write_all(&read("stdout"))?;
-        std::io::stderr().write_all(&read("stderr"))?;
+        let read = |s: &str| read_rotated(&ctx.store.log_path(pod, name, s));
+        std::io::stdout().write_all(&read("stdout")?)?;
+        std::io::stderr().write_all(&read("stderr")?)?;
     }
     Ok(())
+}
+
+/// A stream's rotated files and its current one, oldest first. All are
+/// opened before any is read: an open file keeps its content through a
+/// rotation (a rename), so a rotation while reading cannot make a file's
+/// content appear twice or vanish, only (for the files opened after it)
+/// start one file later.
+fn read_rotated(path: &Path) -> Result<Vec<u8>> {
+    let mut files = Vec::new();
+    for p in crate::logdriver::stream_files(path) {
+        match fs::File::open(&p) {
+            Ok(f) => files.push(f),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("open {}", p.display())),
+        }
+    }
+    let mut out = Vec::new();
+    for mut f in files {
+        f.read_to_end(&mut out)?;
+    }
+    Ok(out)
 }
 
 /// `podrun exec POD CONTAINER -- CMD...`: runs CMD with the container's
@@ -119,7 +142,7 @@ pub async fn exec(ctx: &Ctx, pod: &str, container: &str, cmd: &[String]) -> Resu
     let process = crate::oci::exec_process(cmd, env, &cwd);
     let io = crate::logdriver::uri(&std::env::current_exe()?, &base);
     ctx.ctrd.exec(id, &exec_id, &process, &io).await?;
-    let mut offsets = (0u64, 0u64);
+    let mut offsets = (Cursor::default(), Cursor::default());
     let result = run_exec(ctx, id, &exec_id, &o, &e, &mut offsets).await;
     // Deleting the exec makes the shim close its IO and wait for the log
     // driver to drain the pipes: after it, the files are complete.
@@ -136,9 +159,9 @@ async fn run_exec(
     ctx: &Ctx,
     id: &str,
     exec_id: &str,
-    o: &std::path::Path,
-    e: &std::path::Path,
-    offsets: &mut (u64, u64),
+    o: &Path,
+    e: &Path,
+    offsets: &mut (Cursor, Cursor),
 ) -> Result<i32> {
     ctx.ctrd.start(id, exec_id).await?;
     loop {
@@ -235,7 +258,7 @@ pub fn gc(ctx: &Ctx) -> Result<()> {
 /// Interrupting podrun only stops the streaming.
 pub async fn attach(ctx: &Ctx, rec: &PodRecord) -> Result<i32> {
     let pod = &rec.spec.name;
-    let mut offsets = vec![(0u64, 0u64); rec.spec.containers.len()];
+    let mut offsets = vec![(Cursor::default(), Cursor::default()); rec.spec.containers.len()];
     let mut last_round = false;
     loop {
         let mut codes = Vec::new();
@@ -267,14 +290,45 @@ pub async fn attach(ctx: &Ctx, rec: &PodRecord) -> Result<i32> {
     }
 }
 
-fn copy_new(path: &std::path::Path, offset: &mut u64, out: &mut impl Write) -> Result<()> {
-    let Ok(data) = fs::read(path) else {
+/// Where a follower of one stream is: the current file's inode and the
+/// offset read up to in it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Cursor {
+    ino: Option<u64>,
+    offset: u64,
+}
+
+/// Copies what was appended to the stream at `path` since `cursor`. When
+/// the file was rotated since (another inode now), the rest of the old
+/// one is read from `PATH.1` first, where rotation renamed it (a file
+/// rotated twice between two calls is skipped).
+fn copy_new(path: &Path, cursor: &mut Cursor, out: &mut impl Write) -> Result<()> {
+    let Ok(meta) = fs::metadata(path) else {
         return Ok(());
     };
-    if (data.len() as u64) > *offset {
-        out.write_all(&data[*offset as usize..])?;
-        out.flush()?;
-        *offset = data.len() as u64;
+    if cursor.ino.is_some_and(|ino| ino != meta.ino()) {
+        let old = crate::logdriver::rotated_path(path, 1);
+        if fs::metadata(&old).is_ok_and(|m| Some(m.ino()) == cursor.ino) {
+            copy_from(&old, cursor.offset, out)?;
+        }
+        cursor.offset = 0;
     }
+    cursor.ino = Some(meta.ino());
+    cursor.offset += copy_from(path, cursor.offset, out)?;
     Ok(())
+}
+
+/// Copies `path` from `offset` to its end; returns how much.
+fn copy_from(path: &Path, offset: u64, out: &mut impl Write) -> Result<u64> {
+    let Ok(mut f) = fs::File::open(path) else {
+        return Ok(0);
+    };
+    f.seek(SeekFrom::Start(offset))?;
+    let mut data = Vec::new();
+    f.read_to_end(&mut data)?;
+    if !data.is_empty() {
+        out.write_all(&data)?;
+        out.flush()?;
+    }
+    Ok(data.len() as u64)
 }

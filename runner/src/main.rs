@@ -23,7 +23,7 @@ fn main() {
     // The shim's logging binary (see logdriver): not a user command.
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if args.len() == 3 && args[1] == "log-driver" {
-        let code = match logdriver::run(std::path::Path::new(&args[2])) {
+        let code = match logdriver::run(&args[2].to_string_lossy()) {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!("podrun log-driver: {e:#}");
@@ -56,8 +56,8 @@ fn main() {
 async fn dispatch(cli: cli::Cli) -> anyhow::Result<i32> {
     let ctx = pod::Ctx::new(cli.global).await?;
     match cli.command {
-        Cmd::Run { file, attach } => {
-            let rec = pod::run(&ctx, &file).await?;
+        Cmd::Run { file, attach, opts } => {
+            let rec = pod::run(&ctx, &file, &opts).await?;
             println!("{}\t{}", rec.spec.name, rec.ip.as_deref().unwrap_or("-"));
             if attach {
                 return commands::attach(&ctx, &rec).await;

@@ -2,13 +2,14 @@
 //! /etc files → containers; on any failure undo what was done.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use containerd_client::types::Mount;
 
 use crate::cgroup::Cgroups;
-use crate::cli::Global;
+use crate::cli::{Global, RunOpts};
 use crate::ctrd::Ctrd;
 use crate::image::{self, ImageInfo};
 use crate::lock::PodLock;
@@ -127,8 +128,13 @@ async fn preflight(ctx: &Ctx, spec: &PodSpec) -> Result<(Network, Vec<ImageInfo>
 }
 
 /// `podrun run -f FILE`.
-pub async fn run(ctx: &Ctx, file: &Path) -> Result<PodRecord> {
+pub async fn run(ctx: &Ctx, file: &Path, opts: &RunOpts) -> Result<PodRecord> {
     let spec = PodSpec::load(file)?;
+    let node_dns = crate::etc::node_resolv(
+        opts.resolv_conf.as_deref(),
+        Path::new(crate::etc::NODE_RESOLV_CONF),
+        Path::new(crate::etc::SYSTEMD_RESOLVED_UPSTREAM),
+    )?;
     let pod = spec.name.clone();
     // Held until the pod is up or undone: a concurrent `rm` waits.
     let lock = PodLock::acquire(&ctx.store, &pod)?;
@@ -156,7 +162,14 @@ pub async fn run(ctx: &Ctx, file: &Path) -> Result<PodRecord> {
     };
     // Recorded before anything exists: `rm` can always find what to undo.
     ctx.store.save(&rec)?;
-    match create(ctx, &mut rec, &net, &images, &pause_bin).await {
+    let how = How {
+        net: &net,
+        images: &images,
+        pause_bin: &pause_bin,
+        node_dns: &node_dns,
+        opts,
+    };
+    match create(ctx, &mut rec, &how).await {
         Ok(()) => {
             rec.phase = "running".into();
             ctx.store.save(&rec)?;
@@ -179,13 +192,17 @@ fn labels(pod: &str, role: &str) -> HashMap<String, String> {
     ])
 }
 
-async fn create(
-    ctx: &Ctx,
-    rec: &mut PodRecord,
-    net: &Network,
-    images: &[ImageInfo],
-    pause_bin: &Path,
-) -> Result<()> {
+/// What `create` works from, besides the record.
+struct How<'a> {
+    net: &'a Network,
+    images: &'a [ImageInfo],
+    pause_bin: &'a Path,
+    node_dns: &'a crate::etc::NodeResolv,
+    opts: &'a RunOpts,
+}
+
+async fn create(ctx: &Ctx, rec: &mut PodRecord, how: &How<'_>) -> Result<()> {
+    let (net, images, pause_bin) = (how.net, how.images, how.pause_bin);
     let pod = rec.spec.name.clone();
     let rootfs = ctx.store.pause_rootfs();
     crate::etc::install_pause(pause_bin, &rootfs)?;
@@ -209,7 +226,12 @@ async fn create(
         options: vec!["rbind".into(), "ro".into()],
     }];
     let podrun = std::env::current_exe()?;
-    let log = |c: &str| crate::logdriver::uri(&podrun, &ctx.store.log_base(&pod, c));
+    let rotate = crate::logdriver::Rotate {
+        max_size: how.opts.log_max_size,
+        max_files: how.opts.log_max_files,
+    };
+    let log =
+        |c: &str| crate::logdriver::uri_rotated(&podrun, &ctx.store.log_base(&pod, c), rotate);
     std::fs::create_dir_all(ctx.store.pod_dir(&pod).join("logs"))?;
     ctx.ctrd
         .create_task(&sid, pause_root, &log("pause"))
@@ -219,13 +241,21 @@ async fn create(
     let result = net.add(&ctx.attachment(rec, true))?;
     rec.ip = result.ips.first().map(|i| i.address.addr().to_string());
     ctx.store.save(rec)?;
+    let pod_ips: Vec<IpAddr> = result.ips.iter().map(|i| i.address.addr()).collect();
+    rec.spec.check_host_ip_families(&pod_ips)?;
     let etc_dir = ctx.store.etc_dir(&pod);
-    crate::etc::write_etc(
+    let warning = crate::etc::write_etc(
         &etc_dir,
-        &result.dns,
-        rec.ip.as_deref(),
-        rec.spec.hostname(),
+        &crate::etc::EtcInput {
+            dns: &result.dns,
+            node: how.node_dns,
+            ip: rec.ip.as_deref(),
+            hostname: rec.spec.hostname(),
+        },
     )?;
+    if let Some(w) = warning {
+        eprintln!("podrun: warning: pod {pod:?}: {w}");
+    }
 
     let ns_of = |t: &str| format!("/proc/{pause_pid}/ns/{t}");
     let (net_ns, ipc_ns, uts_ns) = (ns_of("net"), ns_of("ipc"), ns_of("uts"));

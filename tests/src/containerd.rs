@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 use tempfile::TempDir;
 
 use crate::exec::{self, CmdOutput};
+use crate::netns::Netns;
 use crate::node::{Node, SubnetEnv};
 
 /// The test image's reference.
@@ -354,6 +355,14 @@ pub struct PodNode {
 impl PodNode {
     /// A node whose pods get addresses from `subnet` (e.g. "10.88.1.1/24").
     pub fn new(tag: &str, subnet: &str) -> PodNode {
+        PodNode::with(tag, subnet, "native", &json!({}))
+    }
+
+    /// A node whose netboot-cni runs in `mode` (`native`, or `bridge`
+    /// with the reference bridge, host-local and portmap of
+    /// [`crate::REFERENCE_CNI_PATH`] beside it on the CNI path), with the
+    /// keys of `delegate` added to the delegate config (e.g. `dns`).
+    pub fn with(tag: &str, subnet: &str, mode: &str, delegate: &Value) -> PodNode {
         let node = Node::new(tag);
         let env = SubnetEnv {
             network: "10.88.0.0/16".into(),
@@ -361,25 +370,68 @@ impl PodNode {
             ..SubnetEnv::default()
         };
         let subnet_file = node.write_subnet_env(&env);
+        let mut delegate_conf = json!({"isDefaultGateway": true, "hairpinMode": true});
+        for (k, v) in delegate.as_object().into_iter().flatten() {
+            delegate_conf[k] = v.clone();
+        }
         let conf = json!({
             "cniVersion": "1.0.0",
             "name": "podnet",
             "plugins": [{
                 "type": "netboot-cni",
-                "mode": "native",
+                "mode": mode,
                 "subnetFile": subnet_file,
                 "dataDir": node.data_dir("data"),
                 "ipam": {"dataDir": node.data_dir("ipam")},
-                "delegate": {"isDefaultGateway": true, "hairpinMode": true},
+                "delegate": delegate_conf,
                 "capabilities": {"portMappings": true},
             }],
         });
         let ctd = Containerd::start();
-        PodNode {
-            pr: Podrun::new(node.path(), node.dir(), &ctd.socket(), &conf),
-            node,
-            ctd,
+        let pr = Podrun::new(node.path(), node.dir(), &ctd.socket(), &conf);
+        if mode != "native" {
+            for plugin in ["bridge", "host-local", "portmap"] {
+                let src = Path::new(crate::REFERENCE_CNI_PATH).join(plugin);
+                std::os::unix::fs::symlink(&src, node.dir().join("bin").join(plugin))
+                    .unwrap_or_else(|e| panic!("link {}: {e}", src.display()));
+            }
         }
+        PodNode { pr, node, ctd }
+    }
+
+    /// A LAN between this node and a new peer netns ("another machine"):
+    /// veth `lan0` on the node with `node_addrs` (CIDRs), `eth0` in the
+    /// peer with `peer_addr`. Both ends are in namespaces the test owns;
+    /// the peer netns is deleted when the returned guard drops.
+    pub fn add_lan(&self, node_addrs: &[&str], peer_addr: &str) -> Netns {
+        let peer = Netns::new("peer");
+        self.node
+            .exec(&[
+                "ip",
+                "link",
+                "add",
+                "lan0",
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+                "netns",
+                peer.name(),
+            ])
+            .expect_ok();
+        for a in node_addrs {
+            self.node
+                .exec(&["ip", "addr", "add", a, "dev", "lan0"])
+                .expect_ok();
+        }
+        self.node
+            .exec(&["ip", "link", "set", "lan0", "up"])
+            .expect_ok();
+        peer.exec(&["ip", "addr", "add", peer_addr, "dev", "eth0"])
+            .expect_ok();
+        peer.exec(&["ip", "link", "set", "eth0", "up"]).expect_ok();
+        peer
     }
 
     pub fn state_dir(&self) -> PathBuf {

@@ -1,6 +1,7 @@
 //! podrun against a real containerd (our own, in a temp dir) and runc,
 //! networked by netboot-cni (native mode) inside a node netns.
 
+use std::path::Path;
 use std::time::Duration;
 
 use netboot_tests::containerd::{pod_spec, PodNode, BUSYBOX, NAMESPACE};
@@ -11,20 +12,86 @@ fn sleeper(name: &str) -> serde_json::Value {
     json!({"name": name, "image": BUSYBOX, "command": ["sleep", "1000"]})
 }
 
+/// The node's two LAN addresses and its peer's: a port published on
+/// `HOST_IP` only must answer there and not on `OTHER_IP`.
+const HOST_IP: &str = "192.168.77.1";
+const OTHER_IP: &str = "192.168.77.2";
+const PEER_IP: &str = "192.168.77.10";
+
+/// `curl http://ip:port/` from namespace `from`: the body, or `None` when
+/// the connection failed (refused: no DNAT rule matched).
+fn http_get(from: &Path, ip: &str, port: u16) -> Option<String> {
+    let url = format!("http://{ip}:{port}/");
+    let o = exec::run(
+        exec::nsenter(from, &["curl", "-sS", "-m", "5", &url]),
+        None,
+        Duration::from_secs(30),
+    );
+    o.success().then_some(o.stdout)
+}
+
+/// A port published on `HOST_IP` (18081) and one on every address
+/// (18080): reached from the node and from a peer on the LAN, each where
+/// it is published and nowhere else.
+fn assert_host_ip_ports(node: &Path, peer: &Path) {
+    let hello = Some("hello from busybox\n".to_string());
+    for (from, what) in [(node, "node"), (peer, "peer")] {
+        assert_eq!(http_get(from, HOST_IP, 18081), hello, "{what} -> hostIP");
+        assert_eq!(http_get(from, OTHER_IP, 18080), hello, "{what} -> any");
+        assert_eq!(http_get(from, HOST_IP, 18080), hello, "{what} -> any");
+        assert_eq!(
+            http_get(from, OTHER_IP, 18081),
+            None,
+            "{what}: published on {HOST_IP} only, answered on {OTHER_IP}"
+        );
+    }
+    assert_eq!(http_get(node, "127.0.0.1", 18081), None, "hostIP, not lo");
+}
+
+/// The web pod's ports: 18080 everywhere, 18081 on `HOST_IP` only.
+fn web_ports() -> serde_json::Value {
+    json!([
+        {"containerPort": 80, "hostPort": 18080},
+        {"containerPort": 80, "hostPort": 18081, "hostIP": HOST_IP},
+    ])
+}
+
 #[test]
 fn two_containers_share_localhost_and_publish_a_host_port() {
     require_root();
     let n = PodNode::new("pr-web", "10.88.1.1/24");
+    let peer = n.add_lan(
+        &[&format!("{HOST_IP}/24"), &format!("{OTHER_IP}/24")],
+        &format!("{PEER_IP}/24"),
+    );
     let spec = json!({
         "name": "web",
         "hostname": "web-host",
-        "ports": [{"containerPort": 80, "hostPort": 18080}],
+        "ports": web_ports(),
         "containers": [
             {"name": "httpd", "image": BUSYBOX, "command": ["httpd", "-f", "-p", "80", "-h", "/www"]},
             sleeper("client"),
         ],
     });
-    let out = n.run_pod(&spec);
+    // No DNS in the CNI result: the node's resolv.conf, its stub
+    // resolver dropped (unreachable from the pod's netns).
+    let resolv = n.node.dir().join("node-resolv.conf");
+    std::fs::write(
+        &resolv,
+        "nameserver 127.0.0.53\nnameserver 192.0.2.53\nsearch lab.example\noptions ndots:2\n",
+    )
+    .expect("write resolv.conf");
+    let file = n.write_spec("web", &spec);
+    let out = n
+        .podrun(&[
+            "run",
+            "--resolv-conf",
+            resolv.to_str().expect("utf-8"),
+            "-f",
+            file.to_str().expect("utf-8"),
+        ])
+        .expect_ok();
+    assert!(!out.stderr.contains("warning"), "{out}");
     let ip = out
         .stdout
         .split_whitespace()
@@ -68,6 +135,14 @@ fn two_containers_share_localhost_and_publish_a_host_port() {
     assert!(o.stdout.contains(&format!("{ip}\tweb-host")), "{o}");
     assert!(o.stdout.contains("web-host\n"), "{o}");
     assert!(!o.stdout.contains("nameserver 127."), "{o}");
+    let r = n
+        .podrun(&["exec", "web", "client", "--", "cat", "/etc/resolv.conf"])
+        .expect_ok();
+    assert_eq!(
+        r.stdout, "nameserver 192.0.2.53\nsearch lab.example\noptions ndots:2\n",
+        "{r}"
+    );
+    assert_host_ip_ports(n.node.path(), peer.path());
 
     // The pod IP and the published hostPort, from the node netns.
     let direct = n
@@ -98,7 +173,11 @@ fn two_containers_share_localhost_and_publish_a_host_port() {
 #[test]
 fn env_args_mounts_and_hostname() {
     require_root();
-    let n = PodNode::new("pr-env", "10.88.2.1/24");
+    // DNS in the network config: netboot-cni (native) puts it in the
+    // result as the bridge plugin does, and every container gets exactly
+    // that as /etc/resolv.conf.
+    let dns = json!({"nameservers": ["10.88.0.53", "10.88.0.54"], "search": ["pods.example", "example"], "options": ["ndots:3", "timeout:1"]});
+    let n = PodNode::with("pr-env", "10.88.2.1/24", "native", &json!({"dns": dns}));
     let data = n.node.data_dir("data-ro");
     std::fs::write(data.join("f"), "from-host\n").expect("write");
     let rw = n.node.data_dir("data-rw");
@@ -138,6 +217,11 @@ fn env_args_mounts_and_hostname() {
     e(&["touch", "/rw/new"]).expect_ok();
     assert!(rw.join("new").exists());
     assert_eq!(e(&["hostname"]).expect_ok().stdout, "envpod\n");
+    assert_eq!(
+        e(&["cat", "/etc/resolv.conf"]).expect_ok().stdout,
+        "nameserver 10.88.0.53\nnameserver 10.88.0.54\nsearch pods.example example\n\
+         options ndots:3 timeout:1\n"
+    );
     let code = e(&["sh", "-c", "exit 7"]);
     assert_eq!(code.status.code(), Some(7), "{code}");
     let logs = retry(20, Duration::from_millis(200), || {
@@ -219,6 +303,16 @@ fn broken_specs_leave_nothing() {
         (
             json!({"name": "b4", "extra": 1, "containers": [sleeper("c")]}),
             "unknown field `extra`",
+        ),
+        // hostIP of a family the pod has no address of: found after CNI
+        // ADD (the pod's addresses come from it), and undone.
+        (
+            json!({"name": "b6", "ports": [{"containerPort": 80, "hostPort": 18090, "hostIP": "2001:db8::1"}], "containers": [sleeper("c")]}),
+            "ports[0].hostIP: 2001:db8::1 is IPv6 but the pod has only IPv4 addresses",
+        ),
+        (
+            json!({"name": "b7", "ports": [{"containerPort": 80, "hostPort": 18090, "hostIP": "192.0.2.300"}], "containers": [sleeper("c")]}),
+            "ports[0].hostIP: invalid IP address syntax",
         ),
         // Valid spec, fails at runc exec after the pause, CNI ADD and
         // the first container exist: everything must be undone.
@@ -375,16 +469,52 @@ fn rm_deletes_with_the_config_of_run_after_the_conflist_changed_or_went() {
 fn run_attach_streams_both_streams_apart_and_returns_the_exit_code() {
     require_root();
     let n = PodNode::new("pr-att", "10.88.8.1/24");
+    // `chatty` writes ~39 KB to each stream: with 4 KiB files, 3 per
+    // stream, the log driver keeps the last 8-12 KiB of each.
+    let chatty = "i=0; while [ $i -lt 3000 ]; do echo \"line $i\"; echo \"err $i\" >&2; \
+                  i=$((i+1)); done";
     let spec = pod_spec(
         "att",
         json!([
             {"name": "a", "image": BUSYBOX, "command": ["sh", "-c", "echo out-a; echo err-a >&2; sleep 1; echo late-a"]},
             {"name": "b", "image": BUSYBOX, "command": ["sh", "-c", "echo out-b; echo err-b >&2; sleep 2; exit 3"]},
+            {"name": "chatty", "image": BUSYBOX, "command": ["sh", "-c", chatty]},
         ]),
     );
     let file = n.write_spec("att", &spec);
-    let out = n.podrun(&["run", "--attach", "-f", file.to_str().expect("utf-8")]);
+    // The node's resolv.conf names only a stub resolver: the pod gets
+    // no nameserver, and podrun says why.
+    let resolv = n.node.dir().join("stub-resolv.conf");
+    std::fs::write(
+        &resolv,
+        "nameserver 127.0.0.53\noptions edns0 trust-ad\nsearch lan\n",
+    )
+    .expect("write resolv.conf");
+    let out = n.podrun(&[
+        "run",
+        "--attach",
+        "--log-max-size",
+        "4Ki",
+        "--log-max-files",
+        "3",
+        "--resolv-conf",
+        resolv.to_str().expect("utf-8"),
+        "-f",
+        file.to_str().expect("utf-8"),
+    ]);
     assert_eq!(out.status.code(), Some(3), "{out}");
+    assert!(
+        out.stderr
+            .contains("names only loopback nameservers (127.0.0.53)"),
+        "{out}"
+    );
+    let pod_resolv = n.state_dir().join("pods/att/etc/resolv.conf");
+    assert_eq!(
+        std::fs::read_to_string(&pod_resolv).expect("pod resolv.conf"),
+        "options edns0 trust-ad\nsearch lan\n"
+    );
+    assert_rotated_logs(&n, "line", "stdout");
+    assert_rotated_logs(&n, "err", "stderr");
     for want in ["out-a", "late-a", "out-b"] {
         assert!(out.stdout.contains(want), "{want}: {out}");
         assert!(!out.stderr.contains(want), "{want}: {out}");
@@ -401,4 +531,95 @@ fn run_attach_streams_both_streams_apart_and_returns_the_exit_code() {
     assert!(ps.stdout.contains("b\texited\t3"), "{ps}");
     n.podrun(&["rm", "att", "--grace", "0"]).expect_ok();
     n.assert_clean();
+}
+
+/// `chatty`'s `stream`: exactly 3 files of at most 4 KiB, and `podrun
+/// logs` gives their content in order: the last lines `<word> N` written,
+/// consecutive up to N = 2999, the first one possibly cut.
+#[track_caller]
+fn assert_rotated_logs(n: &PodNode, word: &str, stream: &str) {
+    let base = n.state_dir().join("pods/att/logs");
+    let file = |suffix: &str| base.join(format!("chatty.{stream}{suffix}"));
+    for suffix in ["", ".1", ".2"] {
+        let len = std::fs::metadata(file(suffix))
+            .unwrap_or_else(|e| panic!("{}: {e}", file(suffix).display()))
+            .len();
+        assert!(len <= 4096, "{}: {len} bytes", file(suffix).display());
+    }
+    assert!(!file(".3").exists(), "more than --log-max-files files");
+    let logs = n.podrun(&["logs", "att", "chatty"]).expect_ok();
+    let (text, other) = if stream == "stdout" {
+        (&logs.stdout, &logs.stderr)
+    } else {
+        (&logs.stderr, &logs.stdout)
+    };
+    assert!(
+        !other.contains(&format!("{word} ")),
+        "streams mixed: {logs}"
+    );
+    assert!(
+        (2 * 4096..=3 * 4096).contains(&text.len()),
+        "{stream}: {} bytes kept",
+        text.len()
+    );
+    let lines: Vec<&str> = text.lines().skip(1).collect();
+    let numbers: Vec<u32> = lines
+        .iter()
+        .map(|l| {
+            l.strip_prefix(&format!("{word} "))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("{stream}: bad line {l:?}"))
+        })
+        .collect();
+    let last = *numbers.last().expect("lines");
+    assert_eq!(last, 2999, "{stream}: the newest line is kept");
+    let first = numbers[0];
+    assert_eq!(
+        numbers,
+        (first..=last).collect::<Vec<_>>(),
+        "{stream}: lines missing or out of order"
+    );
+}
+
+/// netboot-cni in bridge mode (the reference bridge + host-local, and the
+/// reference portmap for hostPorts): a port with `hostIP` answers on that
+/// node address only, from the node and from a LAN peer; the bridge
+/// plugin's `dns` comes back in the result and is the pod's resolv.conf.
+#[test]
+fn bridge_mode_publishes_on_the_host_ip_only_and_passes_dns_through() {
+    require_root();
+    let dns =
+        json!({"nameservers": ["10.88.0.53"], "search": ["pods.example"], "options": ["ndots:3"]});
+    let n = PodNode::with("pr-brg", "10.88.9.1/24", "bridge", &json!({"dns": dns}));
+    let peer = n.add_lan(
+        &[&format!("{HOST_IP}/24"), &format!("{OTHER_IP}/24")],
+        &format!("{PEER_IP}/24"),
+    );
+    let spec = json!({
+        "name": "brweb",
+        "ports": web_ports(),
+        "containers": [
+            {"name": "httpd", "image": BUSYBOX, "command": ["httpd", "-f", "-p", "80", "-h", "/www"]},
+        ],
+    });
+    let ip = n.pr.run_pod_ip(&spec);
+    assert!(ip.starts_with("10.88.9."), "{ip}");
+    // portmap's rule for the hostIP mapping names the address.
+    let rules = n.node.iptables_save();
+    assert!(
+        rules.contains(&format!("-d {HOST_IP}/32 -p tcp -m tcp --dport 18081")),
+        "{rules}"
+    );
+    let r = n
+        .podrun(&["exec", "brweb", "httpd", "--", "cat", "/etc/resolv.conf"])
+        .expect_ok();
+    assert_eq!(
+        r.stdout,
+        "nameserver 10.88.0.53\nsearch pods.example\noptions ndots:3\n"
+    );
+    assert_host_ip_ports(n.node.path(), peer.path());
+    n.podrun(&["rm", "brweb", "--grace", "0"]).expect_ok();
+    n.assert_clean();
+    let rules = n.node.iptables_save();
+    assert!(!rules.contains("--dport 18081"), "DNAT left: {rules}");
 }

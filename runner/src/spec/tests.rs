@@ -165,6 +165,30 @@ fn document_level_errors() {
             r#"{"name":"p","hostname":"a_b","containers":[{"name":"c","image":"i"}]}"#,
             "hostname",
         ),
+        (
+            r#"{"name":"p","ports":[{"containerPort":1,"hostPort":80,"hostIP":"10.0.0.256"}],"containers":[{"name":"c","image":"i"}]}"#,
+            "ports[0].hostIP",
+        ),
+        (
+            r#"{"name":"p","ports":[{"containerPort":1,"hostPort":80,"hostIP":"eth0"}],"containers":[{"name":"c","image":"i"}]}"#,
+            "ports[0].hostIP",
+        ),
+        (
+            r#"{"name":"p","ports":[{"containerPort":1,"hostPort":80},{"containerPort":2,"hostPort":81,"hostIP":"224.0.0.1"}],"containers":[{"name":"c","image":"i"}]}"#,
+            "ports[1].hostIP",
+        ),
+        (
+            r#"{"name":"p","ports":[{"containerPort":1,"hostPort":80,"hostIP":"255.255.255.255"}],"containers":[{"name":"c","image":"i"}]}"#,
+            "ports[0].hostIP",
+        ),
+        (
+            r#"{"name":"p","ports":[{"containerPort":1,"hostPort":80,"hostIP":"ff02::1"}],"containers":[{"name":"c","image":"i"}]}"#,
+            "ports[0].hostIP",
+        ),
+        (
+            r#"{"name":"p","ports":[{"containerPort":1,"hostIP":"192.0.2.1"}],"containers":[{"name":"c","image":"i"}]}"#,
+            "ports[0].hostIP",
+        ),
         (r#"{"name":"p"}"#, "."),
     ];
     for (doc, path) in cases {
@@ -201,4 +225,39 @@ fn cpusets() {
     for bad in ["", "a", "1-", "3-1", "0,,1", "99999"] {
         assert!(CpuSet::parse(bad).is_err(), "{bad}");
     }
+}
+
+#[test]
+fn host_ip_is_passed_as_portmap_expects_and_its_family_checked() {
+    let s = PodSpec::from_yaml(
+        "name: p\nports:\n  - {containerPort: 80, hostPort: 8080, hostIP: 192.0.2.1}\n  \
+         - {containerPort: 81, hostPort: 8081, hostIP: '2001:db8::1'}\n  \
+         - {containerPort: 82, hostPort: 8082}\ncontainers:\n  - {name: c, image: i}\n",
+    )
+    .unwrap();
+    let pm = s.port_mappings();
+    assert_eq!(pm[0]["hostIP"], "192.0.2.1");
+    assert_eq!(pm[1]["hostIP"], "2001:db8::1");
+    assert!(pm[2].get("hostIP").is_none());
+    let v4: IpAddr = "10.88.1.2".parse().unwrap();
+    let v6: IpAddr = "fd00::2".parse().unwrap();
+    s.check_host_ip_families(&[v4, v6]).unwrap();
+    let e = s.check_host_ip_families(&[v4]).unwrap_err();
+    assert_eq!(e.path, "ports[1].hostIP");
+    assert!(
+        e.msg
+            .contains("is IPv6 but the pod has only IPv4 addresses (10.88.1.2)"),
+        "{e}"
+    );
+    let e = s.check_host_ip_families(&[v6]).unwrap_err();
+    assert_eq!(e.path, "ports[0].hostIP");
+    let e = PodSpec::from_json(
+        r#"{"name":"p","ports":[{"containerPort":1,"hostPort":80,"hostIP":"10.0.0.256"}],"containers":[{"name":"c","image":"i"}]}"#,
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("ports[0].hostIP: invalid IP address syntax"),
+        "{e}"
+    );
 }

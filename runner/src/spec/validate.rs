@@ -2,6 +2,7 @@
 //! against the node (images, host paths, networks) happen in `preflight`.
 
 use std::collections::HashSet;
+use std::net::IpAddr;
 use std::path::{Component, Path};
 
 use super::{ContainerSpec, PodSpec, SpecError};
@@ -106,6 +107,9 @@ impl PodSpec {
                     format!("{:?} is not tcp, udp or sctp", p.protocol),
                 ));
             }
+            if let Some(ip) = p.host_ip {
+                check_host_ip(&format!("{at}.hostIP"), ip)?;
+            }
             if let Some(hp) = p.host_port.filter(|&h| h != 0) {
                 if !published.insert((hp, proto.clone(), p.host_ip)) {
                     return Err(SpecError::new(
@@ -117,6 +121,49 @@ impl PodSpec {
                 return Err(SpecError::new(
                     format!("{at}.hostIP"),
                     "set without a hostPort",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A hostIP must be one a node can hold and a DNAT rule can match as
+/// destination: not multicast, not the IPv4 broadcast address. The
+/// unspecified address (`0.0.0.0`, `::`) means every address of its
+/// family, as in portmap.
+fn check_host_ip(path: &str, ip: IpAddr) -> Result<(), SpecError> {
+    let broadcast = matches!(ip, IpAddr::V4(v4) if v4.is_broadcast());
+    if ip.is_multicast() || broadcast {
+        return Err(SpecError::new(
+            path,
+            format!("{ip} is not a unicast address a node can publish on"),
+        ));
+    }
+    Ok(())
+}
+
+impl PodSpec {
+    /// After the pod got its addresses: a published port whose hostIP has
+    /// a family the pod has no address of would be published nowhere
+    /// (portmap skips it silently), so it is an error.
+    pub fn check_host_ip_families(&self, pod_ips: &[IpAddr]) -> Result<(), SpecError> {
+        for (i, p) in self.ports.iter().enumerate() {
+            let Some(ip) = p.host_ip else { continue };
+            if !pod_ips.iter().any(|a| a.is_ipv6() == ip.is_ipv6()) {
+                let (want, have) = if ip.is_ipv6() {
+                    ("IPv6", "IPv4")
+                } else {
+                    ("IPv4", "IPv6")
+                };
+                let list: Vec<String> = pod_ips.iter().map(IpAddr::to_string).collect();
+                return Err(SpecError::new(
+                    format!("ports[{i}].hostIP"),
+                    format!(
+                        "{ip} is {want} but the pod has only {have} addresses ({}); \
+                         the port would be published nowhere",
+                        list.join(", ")
+                    ),
                 ));
             }
         }
