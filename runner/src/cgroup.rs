@@ -40,6 +40,23 @@ impl Cgroups {
         Cgroups::at(Path::new(ROOT))
     }
 
+    /// Where the hierarchy is mounted.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Whether the cgroup `path` (an OCI `cgroupsPath`) exists: runc
+    /// creates it at task create and removes it at task delete (v1: look
+    /// in the memory hierarchy, where every container has one).
+    pub fn exists(&self, path: &str) -> bool {
+        let rel = path.trim_start_matches('/');
+        if self.v2 {
+            self.root.join(rel).is_dir()
+        } else {
+            self.root.join("memory").join(rel).is_dir()
+        }
+    }
+
     /// Whether a memory+swap limit can be set, else runc refuses the spec.
     /// v1: only with swap accounting (`memory.memsw.*` at the memory
     /// root). v2: when cgroups have `memory.swap.max` (not the root one:
@@ -186,5 +203,69 @@ mod tests {
         cg.remove_parent_if_empty("netboot");
         assert!(root.join("memory/netboot").exists());
         assert!(!root.join("cpu/netboot").exists());
+    }
+
+    /// The layout of this project's CI machine (hybrid, systemd-style):
+    /// /sys/fs/cgroup a tmpfs with one v1 hierarchy per controller, plus
+    /// a cgroup2 mount at `unified/` holding no controller podrun uses.
+    /// runc sees v1 there (it checks the filesystem type of
+    /// /sys/fs/cgroup), and so must podrun: `cgroup.controllers` is only
+    /// under `unified/`, not at the top.
+    #[test]
+    fn hybrid_layout_is_v1() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        for ctrl in [
+            "cpu", "cpuacct", "cpuset", "memory", "devices", "pids", "systemd",
+        ] {
+            fs::create_dir_all(root.join(ctrl)).unwrap();
+        }
+        write(&root.join("unified/cgroup.controllers"), "hugetlb\n");
+        write(&root.join("unified/cgroup.subtree_control"), "\n");
+        let cg = Cgroups::at(root);
+        assert!(!cg.v2);
+        // The kernel's v1 file, as this machine shows it.
+        write(
+            &root.join("memory/netboot/p-1.c/memory.oom_control"),
+            "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n",
+        );
+        assert!(cg.exists("/netboot/p-1.c"));
+        assert!(!cg.exists("/netboot/p-2.c"));
+        assert_eq!(cg.oom_kills("/netboot/p-1.c"), Some(1));
+        // runc leaves `/<ns>` in every hierarchy, the unified one too.
+        fs::create_dir_all(root.join("unified/netboot")).unwrap();
+        fs::create_dir_all(root.join("cpu/netboot")).unwrap();
+        fs::remove_dir_all(root.join("memory/netboot/p-1.c")).unwrap();
+        cg.remove_parent_if_empty("netboot");
+        for ctrl in ["unified", "cpu", "memory"] {
+            assert!(!root.join(ctrl).join("netboot").exists(), "{ctrl}");
+        }
+    }
+
+    /// memory.events as kernels since 5.19 write it (with
+    /// `oom_group_kill`), and a container cgroup on v2 found directly
+    /// under the root.
+    #[test]
+    fn v2_memory_events_of_newer_kernels() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        write(
+            &root.join("cgroup.controllers"),
+            "cpuset cpu io memory hugetlb pids rdma misc\n",
+        );
+        let events = root.join("netboot/p-1.c/memory.events");
+        write(
+            &events,
+            "low 0\nhigh 0\nmax 57\noom 1\noom_kill 1\noom_group_kill 0\n",
+        );
+        let cg = Cgroups::at(root);
+        assert!(cg.exists("/netboot/p-1.c"));
+        assert_eq!(cg.oom_kills("/netboot/p-1.c"), Some(1));
+        // memory.events.local (no descendants) is not what is read.
+        write(
+            &root.join("netboot/p-1.c/memory.events.local"),
+            "oom_kill 9\n",
+        );
+        assert_eq!(cg.oom_kills("/netboot/p-1.c"), Some(1));
     }
 }

@@ -203,12 +203,33 @@ pub async fn rm(ctx: &Ctx, pod: &str, grace: u64) -> Result<()> {
     Ok(())
 }
 
-/// `podrun check POD`.
+/// `podrun check POD`: CNI CHECK of the pod's attachment, and each
+/// container's cgroup (while its task exists) holding the limits of its
+/// spec as runc wrote them.
 pub fn check(ctx: &Ctx, pod: &str) -> Result<()> {
     let rec = record(ctx, pod)?;
     let net = ctx.network_of(&rec)?;
     net.check(&ctx.attachment(&rec, true))
-        .with_context(|| format!("check pod {pod:?}"))
+        .with_context(|| format!("check pod {pod:?}"))?;
+    let host = ctx.cgroups.host_info();
+    let mut bad = Vec::new();
+    for (i, c) in rec.spec.containers.iter().enumerate() {
+        let path = ctx.cgroups_path(&rec.container_ids[i]);
+        if !ctx.cgroups.exists(&path) {
+            continue;
+        }
+        let want = crate::limits::expected(&path, &c.resources, host);
+        for m in crate::limits::mismatches(ctx.cgroups.root(), &want) {
+            bad.push(format!("container {:?}: {m}", c.name));
+        }
+    }
+    if !bad.is_empty() {
+        bail!(
+            "check pod {pod:?}: cgroup limits differ from the spec: {}",
+            bad.join("; ")
+        );
+    }
+    Ok(())
 }
 
 /// `podrun gc`: CNI GC of every network in use (and the default one),

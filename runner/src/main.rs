@@ -8,6 +8,7 @@ mod commands;
 mod ctrd;
 mod etc;
 mod image;
+mod limits;
 mod lock;
 mod logdriver;
 mod network;

@@ -233,6 +233,22 @@ fn env_args_mounts_and_hostname() {
     n.assert_clean();
 }
 
+/// The limits as runc wrote them into the cgroup v1 files (read here
+/// directly, and by `podrun check`), the OOM kill reported by `ps`.
+///
+/// cgroup v2 cannot be tested for real on this machine: it runs the
+/// hybrid layout (/sys/fs/cgroup is a tmpfs of v1 hierarchies, cgroup2 is
+/// mounted at /sys/fs/cgroup/unified), and the kernel binds each
+/// controller to one hierarchy only. memory, cpu and cpuset are bound to
+/// their v1 hierarchies (memory holds the machine's own cgroups, e.g.
+/// /process_api), so the unified hierarchy offers only `hugetlb` in its
+/// cgroup.controllers; a fresh cgroup2 mount in a private mount namespace
+/// shows the same single hierarchy. runc pointed at it would find no
+/// memory.max, cpu.max or cpuset.cpus to write. Freeing the controllers
+/// means unmounting the machine's v1 hierarchies, which tests must never
+/// do. The v2 side (file names, runc's conversions, memory.events,
+/// detection) is covered by podrun's unit tests (`limits`, `cgroup`)
+/// against the kernel's file layout.
 #[test]
 fn memory_limit_oom_kills_and_cpuset_applies() {
     require_root();
@@ -267,6 +283,22 @@ fn memory_limit_oom_kills_and_cpuset_applies() {
         ])
         .expect_ok();
     assert!(o.stdout.trim().ends_with("\t0"), "{o}");
+    let cg = |ctrl: &str, c: &str, file: &str| {
+        let p = format!(
+            "/sys/fs/cgroup/{ctrl}/{NAMESPACE}/res-{}.{c}/{file}",
+            n.pr.instance()
+        );
+        std::fs::read_to_string(&p)
+            .unwrap_or_else(|e| panic!("{p}: {e}"))
+            .trim()
+            .to_string()
+    };
+    assert_eq!(cg("memory", "hog", "memory.limit_in_bytes"), "16777216");
+    assert_eq!(cg("cpu", "pinned", "cpu.cfs_quota_us"), "50000");
+    assert_eq!(cg("cpu", "pinned", "cpu.cfs_period_us"), "100000");
+    assert_eq!(cg("cpu", "pinned", "cpu.shares"), "256");
+    assert_eq!(cg("cpuset", "pinned", "cpuset.cpus"), "0");
+    n.podrun(&["check", "res"]).expect_ok();
     let ps = retry(60, Duration::from_millis(500), || {
         let ps = n.podrun(&["ps"]).expect_ok();
         ps.stdout.contains("hog\toomkilled").then_some(ps)

@@ -1,0 +1,235 @@
+//! What runc writes into a container's cgroup for the OCI
+//! `linux.resources` podrun sends (see `oci::resources`), per hierarchy
+//! version, and how the kernel shows it back: `podrun check` compares the
+//! live files with it. runc 1.1 `libcontainer/cgroups/fs` (v1) and `fs2`
+//! (v2) do the writing; the conversions are runc's
+//! (`cgroups/utils.go` ConvertCPUSharesToCgroupV2Value,
+//! ConvertMemorySwapToCgroupV2Value).
+
+use std::fs;
+use std::path::PathBuf;
+
+use crate::cgroup::Host;
+use crate::spec::{Resources, CFS_PERIOD_US};
+
+/// The kernel keeps memory limits in pages: a limit reads back rounded
+/// down to a multiple of the page size (v1 `memory.limit_in_bytes`, v2
+/// `memory.max`, both through `page_counter_memparse`).
+const PAGE: u64 = 4096;
+
+/// One cgroup file and the content it must have, relative to the cgroup
+/// root: `memory/<path>/memory.limit_in_bytes` (v1) or
+/// `<path>/memory.max` (v2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expected {
+    pub file: PathBuf,
+    pub value: String,
+}
+
+/// runc's cpu.shares → cpu.weight mapping ([2, 262144] → [1, 10000]).
+pub fn shares_to_weight(shares: u64) -> u64 {
+    if shares == 0 {
+        return 0;
+    }
+    1 + ((shares.saturating_sub(2)) * 9999) / 262_142
+}
+
+/// The files runc writes for `r` into cgroup `path` (an OCI
+/// `cgroupsPath`, cgroupfs driver) and their expected content.
+pub fn expected(path: &str, r: &Resources, host: Host) -> Vec<Expected> {
+    let rel = path.trim_start_matches('/');
+    let file = |ctrl: &str, name: &str| {
+        if host.v2 {
+            PathBuf::from(rel).join(name)
+        } else {
+            PathBuf::from(ctrl).join(rel).join(name)
+        }
+    };
+    let mut out = Vec::new();
+    let mut push = |f: PathBuf, v: String| out.push(Expected { file: f, value: v });
+    if let Some(m) = r.memory {
+        let limit = m.0 / PAGE * PAGE;
+        if host.v2 {
+            push(file("memory", "memory.max"), limit.to_string());
+            if host.swap {
+                // OCI swap is memory+swap; v2 wants swap alone: the
+                // spec's swap == limit gives 0, no swap at all.
+                push(file("memory", "memory.swap.max"), "0".into());
+            }
+        } else {
+            push(file("memory", "memory.limit_in_bytes"), limit.to_string());
+            if host.swap {
+                push(
+                    file("memory", "memory.memsw.limit_in_bytes"),
+                    limit.to_string(),
+                );
+            }
+        }
+    }
+    if let Some(c) = r.cpus {
+        if host.v2 {
+            push(
+                file("cpu", "cpu.max"),
+                format!("{} {CFS_PERIOD_US}", c.quota_us()),
+            );
+        } else {
+            push(file("cpu", "cpu.cfs_quota_us"), c.quota_us().to_string());
+            push(file("cpu", "cpu.cfs_period_us"), CFS_PERIOD_US.to_string());
+        }
+    }
+    if let Some(s) = &r.cpuset {
+        push(file("cpuset", "cpuset.cpus"), s.to_string());
+    }
+    if let Some(s) = r.cpu_shares {
+        if host.v2 {
+            push(file("cpu", "cpu.weight"), shares_to_weight(s).to_string());
+        } else {
+            push(file("cpu", "cpu.shares"), s.to_string());
+        }
+    }
+    out
+}
+
+/// Compares the files under `root` with `expected`: one line per file
+/// that differs or cannot be read.
+pub fn mismatches(root: &std::path::Path, expected: &[Expected]) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in expected {
+        let p = root.join(&e.file);
+        match fs::read_to_string(&p) {
+            Ok(v) if v.trim() == e.value => {}
+            Ok(v) => out.push(format!(
+                "{} is {:?}, want {:?}",
+                p.display(),
+                v.trim(),
+                e.value
+            )),
+            Err(err) => out.push(format!("{}: {err}", p.display())),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::PodSpec;
+
+    fn resources(yaml: &str) -> Resources {
+        let doc =
+            format!("name: p\ncontainers:\n  - name: c\n    image: i\n    resources: {yaml}\n");
+        PodSpec::from_yaml(&doc).unwrap().containers[0]
+            .resources
+            .clone()
+    }
+
+    fn pairs(v: &[Expected]) -> Vec<(String, String)> {
+        v.iter()
+            .map(|e| (e.file.display().to_string(), e.value.clone()))
+            .collect()
+    }
+
+    fn s(a: &str, b: &str) -> (String, String) {
+        (a.to_string(), b.to_string())
+    }
+
+    #[test]
+    fn runc_v1_files() {
+        let r = resources("{memory: 16Mi, cpus: 0.5, cpuset: '0-1', cpuShares: 256}");
+        let host = Host {
+            v2: false,
+            swap: false,
+        };
+        assert_eq!(
+            pairs(&expected("/netboot/p-1.c", &r, host)),
+            [
+                s("memory/netboot/p-1.c/memory.limit_in_bytes", "16777216"),
+                s("cpu/netboot/p-1.c/cpu.cfs_quota_us", "50000"),
+                s("cpu/netboot/p-1.c/cpu.cfs_period_us", "100000"),
+                s("cpuset/netboot/p-1.c/cpuset.cpus", "0-1"),
+                s("cpu/netboot/p-1.c/cpu.shares", "256"),
+            ]
+        );
+        let swap = Host {
+            v2: false,
+            swap: true,
+        };
+        let e = expected("/n/x", &resources("{memory: 10000000}"), swap);
+        // 10000000 bytes read back as whole pages.
+        assert_eq!(
+            pairs(&e),
+            [
+                s("memory/n/x/memory.limit_in_bytes", "9998336"),
+                s("memory/n/x/memory.memsw.limit_in_bytes", "9998336"),
+            ]
+        );
+    }
+
+    /// cgroup v2 (unified): files directly under the container's cgroup,
+    /// runc's conversions for swap and weight.
+    #[test]
+    fn runc_v2_files() {
+        let r = resources("{memory: 64Mi, cpus: 1.5, cpuset: '0,2-3', cpuShares: 1024}");
+        let host = Host {
+            v2: true,
+            swap: true,
+        };
+        assert_eq!(
+            pairs(&expected("/netboot/p-1.c", &r, host)),
+            [
+                s("netboot/p-1.c/memory.max", "67108864"),
+                s("netboot/p-1.c/memory.swap.max", "0"),
+                s("netboot/p-1.c/cpu.max", "150000 100000"),
+                s("netboot/p-1.c/cpuset.cpus", "0,2-3"),
+                s("netboot/p-1.c/cpu.weight", "39"),
+            ]
+        );
+        let no_swap = Host {
+            v2: true,
+            swap: false,
+        };
+        let e = expected("/n/x", &resources("{memory: 16Mi}"), no_swap);
+        assert_eq!(pairs(&e), [s("n/x/memory.max", "16777216")]);
+        assert!(expected("/n/x", &Resources::default(), host).is_empty());
+    }
+
+    #[test]
+    fn weight_conversion_matches_runc() {
+        // runc: 1 + ((shares-2)*9999)/262142; the ends map to the ends.
+        assert_eq!(shares_to_weight(2), 1);
+        assert_eq!(shares_to_weight(262_144), 10_000);
+        assert_eq!(shares_to_weight(1024), 39);
+        assert_eq!(shares_to_weight(512), 20);
+        assert_eq!(shares_to_weight(0), 0);
+    }
+
+    /// Files laid out as the kernel shows them (v2: one directory per
+    /// cgroup with `cpu.max` as "quota period", values with a newline).
+    #[test]
+    fn mismatches_read_the_real_layout() {
+        let d = tempfile::tempdir().unwrap();
+        let cg = d.path().join("netboot/p-1.c");
+        fs::create_dir_all(&cg).unwrap();
+        fs::write(cg.join("memory.max"), "16777216\n").unwrap();
+        fs::write(cg.join("cpu.max"), "max 100000\n").unwrap();
+        let host = Host {
+            v2: true,
+            swap: false,
+        };
+        let e = expected(
+            "/netboot/p-1.c",
+            &resources("{memory: 16Mi, cpus: 0.5, cpuShares: 512}"),
+            host,
+        );
+        let m = mismatches(d.path(), &e);
+        assert_eq!(m.len(), 2, "{m:?}");
+        assert!(
+            m[0].ends_with("cpu.max is \"max 100000\", want \"50000 100000\""),
+            "{m:?}"
+        );
+        assert!(m[1].contains("cpu.weight: "), "{m:?}");
+        fs::write(cg.join("cpu.max"), "50000 100000\n").unwrap();
+        fs::write(cg.join("cpu.weight"), "20\n").unwrap();
+        assert_eq!(mismatches(d.path(), &e), Vec::<String>::new());
+    }
+}
