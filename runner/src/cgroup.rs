@@ -10,6 +10,16 @@ use std::path::{Path, PathBuf};
 /// The host's cgroup mount point.
 pub const ROOT: &str = "/sys/fs/cgroup";
 
+/// The OCI `cgroupsPath` of container `id` in containerd namespace `ns`,
+/// for runc's cgroupfs driver (the runc shim's default: podrun sets no
+/// `SystemdCgroup` option): an absolute path, taken relative to each
+/// hierarchy's root (`<root>/<ns>/<id>` on v2,
+/// `<root>/<controller>/<ns>/<id>` on v1). The systemd driver would want
+/// `slice:prefix:name` instead, which podrun does not use.
+pub fn cgroups_path(ns: &str, id: &str) -> String {
+    format!("/{ns}/{id}")
+}
+
 /// A cgroup hierarchy (the host's, or a fake one in tests).
 #[derive(Debug, Clone)]
 pub struct Cgroups {
@@ -211,6 +221,31 @@ mod tests {
     /// runc sees v1 there (it checks the filesystem type of
     /// /sys/fs/cgroup), and so must podrun: `cgroup.controllers` is only
     /// under `unified/`, not at the top.
+    #[test]
+    fn cgroups_path_is_cgroupfs_and_found_where_runc_puts_it() {
+        let p = cgroups_path("netboot", "web-0a1b2c3d.httpd");
+        assert_eq!(p, "/netboot/web-0a1b2c3d.httpd");
+        assert!(
+            !p.contains(':'),
+            "a systemd-driver path (slice:prefix:name)"
+        );
+        let d = tempfile::tempdir().unwrap();
+        let v1 = Cgroups::at(d.path());
+        write(
+            &d.path()
+                .join("memory/netboot/web-0a1b2c3d.httpd/memory.oom_control"),
+            "oom_kill 0\n",
+        );
+        assert!(v1.exists(&p));
+        let d2 = tempfile::tempdir().unwrap();
+        write(&d2.path().join("cgroup.controllers"), "memory\n");
+        write(
+            &d2.path().join("netboot/web-0a1b2c3d.httpd/memory.events"),
+            "oom_kill 0\n",
+        );
+        assert!(Cgroups::at(d2.path()).exists(&p));
+    }
+
     #[test]
     fn hybrid_layout_is_v1() {
         let d = tempfile::tempdir().unwrap();

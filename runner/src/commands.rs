@@ -353,3 +353,37 @@ fn copy_from(path: &Path, offset: u64, out: &mut impl Write) -> Result<u64> {
     }
     Ok(data.len() as u64)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::logdriver::{rotated_path, Rotate, RotatingFile};
+
+    /// A follower (`run --attach`, `exec`) reads every byte once across a
+    /// rotation between two polls.
+    #[test]
+    fn follower_reads_on_across_a_rotation() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("c.stdout");
+        let r = Rotate {
+            max_size: 10,
+            max_files: 3,
+        };
+        let mut f = RotatingFile::open(&path, Some(r)).unwrap();
+        let mut cursor = Cursor::default();
+        let mut seen = Vec::new();
+        f.write_all(b"0123").unwrap();
+        copy_new(&path, &mut cursor, &mut seen).unwrap();
+        assert_eq!(seen, b"0123");
+        // Fills the file (10 bytes), rotates it to .1, starts a new one.
+        f.write_all(b"456789abc").unwrap();
+        assert!(rotated_path(&path, 1).exists());
+        copy_new(&path, &mut cursor, &mut seen).unwrap();
+        assert_eq!(seen, b"0123456789abc");
+        f.write_all(b"de").unwrap();
+        copy_new(&path, &mut cursor, &mut seen).unwrap();
+        assert_eq!(seen, b"0123456789abcde");
+        // `logs` reads what is kept, in order.
+        assert_eq!(read_rotated(&path).unwrap(), b"0123456789abcde");
+    }
+}

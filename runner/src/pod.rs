@@ -66,7 +66,7 @@ impl Ctx {
     }
 
     pub fn cgroups_path(&self, id: &str) -> String {
-        format!("/{}/{id}", self.g.namespace)
+        crate::cgroup::cgroups_path(&self.g.namespace, id)
     }
 
     pub fn attachment(&self, rec: &PodRecord, netns: bool) -> Attachment {
