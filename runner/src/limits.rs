@@ -15,7 +15,14 @@ use crate::spec::{Resources, CFS_PERIOD_US};
 /// The kernel keeps memory limits in pages: a limit reads back rounded
 /// down to a multiple of the page size (v1 `memory.limit_in_bytes`, v2
 /// `memory.max`, both through `page_counter_memparse`).
-const PAGE: u64 = 4096;
+fn page_size() -> u64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .and_then(|p| u64::try_from(p).ok())
+        .filter(|p| *p > 0)
+        .unwrap_or(4096)
+}
 
 /// One cgroup file and the content it must have, relative to the cgroup
 /// root: `memory/<path>/memory.limit_in_bytes` (v1) or
@@ -56,6 +63,10 @@ pub fn shares_to_weight_since_runc_1_3_2(shares: u64) -> u64 {
 /// The files runc writes for `r` into cgroup `path` (an OCI
 /// `cgroupsPath`, cgroupfs driver) and their expected content.
 pub fn expected(path: &str, r: &Resources, host: Host) -> Vec<Expected> {
+    expected_with_page(path, r, host, page_size())
+}
+
+fn expected_with_page(path: &str, r: &Resources, host: Host, page: u64) -> Vec<Expected> {
     let rel = path.trim_start_matches('/');
     let file = |ctrl: &str, name: &str| {
         if host.v2 {
@@ -73,7 +84,7 @@ pub fn expected(path: &str, r: &Resources, host: Host) -> Vec<Expected> {
         })
     };
     if let Some(m) = r.memory {
-        let limit = m.0 / PAGE * PAGE;
+        let limit = m.0 / page * page;
         if host.v2 {
             push(file("memory", "memory.max"), limit.to_string());
             if host.swap {
@@ -187,8 +198,13 @@ mod tests {
             v2: false,
             swap: true,
         };
-        let e = expected("/n/x", &resources("{memory: 10000000}"), swap);
-        // 10000000 bytes read back as whole pages.
+        let e = expected_with_page("/n/x", &resources("{memory: 10000000}"), swap, 4096);
+        // 10000000 bytes read back as whole pages (4 KiB; 64 KiB pages
+        // would give 9961472).
+        assert_eq!(
+            expected_with_page("/n/x", &resources("{memory: 10000000}"), swap, 65536)[0].value,
+            "9961472"
+        );
         assert_eq!(
             pairs(&e),
             [
