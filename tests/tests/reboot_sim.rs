@@ -1,0 +1,604 @@
+//! Reboot simulation (issue 8, plugins#252): a node whose `/run`, network
+//! namespaces and links are gone while `/var/lib` (host-local's store,
+//! netboot's records) is intact.
+//!
+//! - [`add_frees_the_ips_of_ghosts_and_never_of_a_live_pod`]: the plugin on
+//!   its own, in a /28: ADD into an exhausted range frees the IPs of
+//!   attachments whose netns is gone or that were made in an earlier boot
+//!   (the boot id comes from `NETBOOT_BOOT_ID_FILE`, since a simulated
+//!   reboot cannot change the kernel's), and never those of a live pod.
+//! - [`reboot_then_gc_or_add_and_doctor_restore_a_full_node`]: a node running
+//!   `netboot agent` (etcd and a second node on the underlay), a /28 filled
+//!   with native- and bridge-mode pods, power-cycled twice: once recovered
+//!   the way a node's runtime should (GC with no surviving attachment,
+//!   doctor before and after), once by ADDs alone (a runtime that never
+//!   GCs), then GC.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use netboot_tests::cluster::{AgentNode, EtcdCluster, Underlay, PREFIX};
+use netboot_tests::exec::{nsenter, run};
+use netboot_tests::native_support::NativeNode;
+use netboot_tests::node::SubnetEnv;
+use netboot_tests::plugin::{run_plugin, PluginCall, PluginOutput};
+use netboot_tests::plugin_support::{cid, err_code, err_text, merged, with_ports, NET};
+use netboot_tests::{assert_ping, bin_path, first_ip, require_root, Netns};
+
+const BOOT_ENV: &str = "NETBOOT_BOOT_ID_FILE";
+const EXHAUSTED: &str = "no IP addresses available in range set";
+
+/// host-local's view: IP → owner line ("<id>\r\n<ifname>").
+fn store(dir: &Path) -> std::collections::BTreeMap<String, String> {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .filter_map(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    name.parse::<std::net::IpAddr>().ok()?;
+                    Some((name, std::fs::read_to_string(e.path()).ok()?))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn with_boot(mut call: PluginCall, boot_file: &Path) -> PluginCall {
+    call.env
+        .push((BOOT_ENV.into(), boot_file.display().to_string()));
+    call
+}
+
+#[test]
+fn add_frees_the_ips_of_ghosts_and_never_of_a_live_pod() {
+    require_root();
+    let env = SubnetEnv {
+        subnet: "10.2.1.1/28".into(),
+        ..SubnetEnv::default()
+    };
+    let node = NativeNode::with_env("rb-add", env);
+    let boot = node.dir().join("boot_id");
+    std::fs::write(&boot, "boot-1\n").unwrap();
+    let native = node.conf("1.1.0");
+    let bridge = node.pn.conf("1.0.0");
+    let ipam = node.ipam_dir.join(NET);
+    // Native calls get an empty CNI_PATH, bridge calls the reference plugins.
+    let add = |pod: &Netns, conf: &Value, is_native: bool| -> PluginOutput {
+        let call = if is_native {
+            node.call("ADD", pod, conf)
+        } else {
+            node.pn.call("ADD", pod, conf)
+        };
+        node.run(&with_boot(call, &boot))
+    };
+
+    // Fill the /28 (13 IPs): 7 native pods (the first with a port
+    // mapping), 6 bridge-mode pods through the reference plugins.
+    let mut pods: Vec<Option<Netns>> = Vec::new();
+    for i in 0..13 {
+        let pod = Netns::new("rbp");
+        let is_native = i < 7;
+        let conf = match i {
+            0 => with_ports(&native, 18080, 80),
+            _ if is_native => native.clone(),
+            _ => bridge.clone(),
+        };
+        add(&pod, &conf, is_native).expect_ok();
+        pods.push(Some(pod));
+    }
+    let full = store(&ipam);
+    assert_eq!(full.len(), 13, "{full:?}");
+
+    // Nothing is a ghost: the 14th ADD fails, and nothing was freed.
+    let extra = Netns::new("rbx");
+    let out = add(&extra, &native, true);
+    assert_eq!(err_code(&out), 11, "{}", out.output);
+    assert!(err_text(&out).contains(EXHAUSTED), "{}", out.output);
+    assert_eq!(store(&ipam), full, "a live pod lost its IP");
+    // A live attachment's second ADD is still refused.
+    let mut again = node.call("ADD", pods[1].as_ref().unwrap(), &native);
+    again
+        .env
+        .push((BOOT_ENV.into(), boot.display().to_string()));
+    assert_eq!(err_code(&node.run(&again)), 4);
+
+    // Four pods vanish without DEL (same boot): pod 0 has a port mapping,
+    // so its DNAT rules may still exist and its IP is left for GC.
+    let lost = [0usize, 1, 7, 8];
+    let mut lost_ids = Vec::new();
+    for &i in &lost {
+        let pod = pods[i].take().unwrap();
+        lost_ids.push(cid(&pod));
+        drop(pod);
+    }
+    let ghost_ips: BTreeSet<String> = full
+        .iter()
+        .filter(|(_, owner)| {
+            lost_ids[1..]
+                .iter()
+                .any(|id| owner.starts_with(id.as_str()))
+        })
+        .map(|(ip, _)| ip.clone())
+        .collect();
+    assert_eq!(ghost_ips.len(), 3);
+    let mut fresh = Vec::new();
+    for i in 0..3 {
+        let pod = Netns::new("rbn");
+        let res = add(&pod, &native, true).expect_ok();
+        let ip = first_ip(&res);
+        assert!(
+            ghost_ips.contains(&ip),
+            "ADD {i} got {ip}, not a ghost's IP"
+        );
+        fresh.push(pod);
+    }
+    let out = add(&extra, &bridge, false);
+    assert!(err_text(&out).contains(EXHAUSTED), "{}", out.output);
+    let now = store(&ipam);
+    for (ip, owner) in &full {
+        if !ghost_ips.contains(ip) {
+            assert_eq!(now.get(ip), Some(owner), "{ip} changed hands");
+        }
+    }
+    assert!(
+        now.values().any(|o| o.starts_with(lost_ids[0].as_str())),
+        "the ghost with a port mapping lost its IP before GC: {now:?}"
+    );
+
+    // Reboot, as far as the plugin can tell: a new boot id. Every
+    // attachment of boot-1 is a ghost, even those whose netns path still
+    // exists (after a real reboot such a path, /proc/<pid>/ns/net, may
+    // name a new process). The first ADD frees them all.
+    std::fs::write(&boot, "boot-2\n").unwrap();
+    let first = Netns::new("rbb");
+    // (A bridge-mode ADD: the reference host-local says "exhausted".)
+    add(&first, &bridge, false).expect_ok();
+    assert_eq!(store(&ipam).len(), 1, "{:?}", store(&ipam));
+    // A runtime re-creating a sandbox under an old ID gets a clean ADD
+    // instead of "already attached".
+    let mut readd = node.pn.call("ADD", pods[9].as_ref().unwrap(), &bridge);
+    readd = with_boot(readd, &boot);
+    node.run(&readd).expect_ok();
+    let mut boot2 = vec![cid(&first), cid(pods[9].as_ref().unwrap())];
+    // The range fills completely again.
+    let mut more = Vec::new();
+    for i in 0..11 {
+        let pod = Netns::new("rbf");
+        let conf = if i % 2 == 0 { &native } else { &bridge };
+        add(&pod, conf, i % 2 == 0).expect_ok();
+        boot2.push(cid(&pod));
+        more.push(pod);
+    }
+    assert_eq!(store(&ipam).len(), 13);
+    let out = add(&extra, &native, true);
+    assert_eq!(err_code(&out), 11, "{}", out.output);
+
+    // GC with the live attachments leaves exactly them: records, scratch
+    // files, port rules of the old boot's pods are gone.
+    let valid: Vec<Value> = boot2
+        .iter()
+        .map(|c| json!({"containerID": c, "ifname": "eth0"}))
+        .collect();
+    let gc = merged(&native, json!({"cni.dev/valid-attachments": valid}));
+    let mut gc_call = node.pn.bare_call("GC", &gc);
+    gc_call = with_boot(gc_call, &boot);
+    node.run(&gc_call).expect_ok();
+    let owners: BTreeSet<String> = store(&ipam)
+        .values()
+        .map(|o| o.split("\r\n").next().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(owners, boot2.iter().cloned().collect::<BTreeSet<_>>());
+    let records: BTreeSet<String> = node
+        .records()
+        .into_iter()
+        .map(|r| r.trim_end_matches("@eth0.json").to_string())
+        .collect();
+    assert_eq!(records, boot2.iter().cloned().collect::<BTreeSet<_>>());
+    for id in &lost_ids {
+        assert!(
+            node.nft_rules_mentioning(id).is_empty(),
+            "port rules of {id} survived GC"
+        );
+    }
+    drop((fresh, more, pods, first, extra));
+}
+
+/// A /28 per node: 13 pod IPs, so a few ghosts exhaust it.
+const SMALL_CONFIG: &str = r#"{"Network":"10.2.0.0/16","SubnetLen":28,"Backend":{"Type":"vxlan"}}"#;
+const CONVERGE: Duration = Duration::from_secs(30);
+
+/// One simulated machine: `dir/run` stands for `/run` (subnet.env, the
+/// agent's lock), `dir/var/lib/cni` for `/var/lib/cni` (records, host-local's
+/// store), `dir/etc/cni/net.d` and `dir/opt/cni/bin` for the CNI config and
+/// plugin, `dir/boot_id` for the kernel's boot id.
+struct Machine {
+    node: AgentNode,
+    host: u8,
+    tag: &'static str,
+}
+
+struct Pod {
+    id: String,
+    ns: Netns,
+    ip: String,
+    native: bool,
+}
+
+impl Machine {
+    fn new(ul: &Underlay, tag: &'static str, host: u8) -> Machine {
+        let m = Machine {
+            node: AgentNode::new(ul, tag, host),
+            host,
+            tag,
+        };
+        std::fs::write(m.boot_file(), "boot-1\n").unwrap();
+        let bin = m.path("opt/cni/bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::os::unix::fs::symlink(bin_path("netboot-cni"), bin.join("netboot-cni")).unwrap();
+        let conflist = run(
+            nsenter(
+                m.node.ns.path(),
+                &[
+                    bin_path("netboot").to_str().unwrap(),
+                    "conflist",
+                    &format!("--subnet-file={}", m.node.subnet_file().display()),
+                    &format!("--cni-data-dir={}", m.path("var/lib/cni").display()),
+                ],
+            ),
+            None,
+            Duration::from_secs(30),
+        )
+        .expect_ok()
+        .stdout;
+        std::fs::create_dir_all(m.path("etc/cni/net.d")).unwrap();
+        std::fs::write(m.path("etc/cni/net.d/10-flannel.conflist"), conflist).unwrap();
+        m
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.node.dir.path().join(rel)
+    }
+    fn boot_file(&self) -> PathBuf {
+        self.path("boot_id")
+    }
+    fn ipam(&self) -> PathBuf {
+        self.path("var/lib/cni/networks").join(NET)
+    }
+    fn data_dir(&self) -> PathBuf {
+        self.path("var/lib/cni/flannel")
+    }
+
+    /// The agent, with its lock under the node's own "/run".
+    fn start_agent(&mut self, etcd: &EtcdCluster) -> String {
+        let lock_dir = self.path("run/netboot");
+        let lock_dir = lock_dir.to_str().unwrap().to_string();
+        self.node.start_agent_with_env(
+            &etcd.endpoints(),
+            &[],
+            &[("NETBOOT_LOCK_DIR", lock_dir.as_str())],
+        );
+        self.node.wait_subnet(CONVERGE)
+    }
+
+    /// The conflist's plugin config as a runtime sends it, in `mode`.
+    fn conf(&self, mode: &str, version: &str) -> Value {
+        let text = std::fs::read_to_string(self.path("etc/cni/net.d/10-flannel.conflist")).unwrap();
+        let list: Value = serde_json::from_str(&text).unwrap();
+        merged(
+            &list["plugins"][0],
+            json!({"name": list["name"], "cniVersion": version, "mode": mode}),
+        )
+    }
+
+    fn call(&self, command: &str, id: &str, netns: Option<&Netns>, conf: &Value) -> PluginOutput {
+        let call = PluginCall {
+            command: command.into(),
+            container_id: id.into(),
+            netns: netns.map(|n| n.path().to_owned()),
+            stdin: conf.to_string(),
+            host_netns: Some(self.node.ns.path().to_owned()),
+            ifname: if id.is_empty() {
+                String::new()
+            } else {
+                "eth0".into()
+            },
+            env: vec![(BOOT_ENV.into(), self.boot_file().display().to_string())],
+            ..PluginCall::default()
+        };
+        run_plugin(&bin_path("netboot-cni"), &call)
+    }
+
+    /// Fills the node's /28: 13 pods (every third in bridge mode through
+    /// the reference plugins, the others native); a 14th is refused.
+    fn fill(&self, round: usize) -> Vec<Pod> {
+        let mut pods = Vec::new();
+        for i in 0..13 {
+            let native = i % 3 != 2;
+            let id = format!("r{round}-{}{i}", if native { "n" } else { "b" });
+            let ns = Netns::new("rbpod");
+            let conf = self.conf(if native { "native" } else { "bridge" }, "1.0.0");
+            let res = self.call("ADD", &id, Some(&ns), &conf).expect_ok();
+            let ip = first_ip(&res);
+            pods.push(Pod { id, ns, ip, native });
+        }
+        let extra = Netns::new("rbx");
+        let out = self.call(
+            "ADD",
+            &format!("r{round}-x"),
+            Some(&extra),
+            &self.conf("native", "1.0.0"),
+        );
+        assert_eq!(err_code(&out), 11, "{}", out.output);
+        assert!(err_text(&out).contains(EXHAUSTED), "{}", out.output);
+        let ips: BTreeSet<&str> = pods.iter().map(|p| p.ip.as_str()).collect();
+        assert_eq!(ips.len(), 13, "duplicate IPs");
+        assert_eq!(store(&self.ipam()).len(), 13);
+        pods
+    }
+
+    /// CNI GC keeping exactly `valid`.
+    fn gc(&self, valid: &[&Pod]) {
+        let list: Vec<Value> = valid
+            .iter()
+            .map(|p| json!({"containerID": p.id, "ifname": "eth0"}))
+            .collect();
+        let conf = merged(
+            &self.conf("auto", "1.1.0"),
+            json!({"cni.dev/valid-attachments": list}),
+        );
+        let out = self.call("GC", "", None, &conf);
+        assert_eq!(out.expect_ok(), Value::Null, "GC prints nothing");
+    }
+
+    fn doctor(&self, etcd: &EtcdCluster) -> Value {
+        let bin = bin_path("netboot");
+        let mut cmd = nsenter(self.node.ns.path(), &[bin.to_str().unwrap(), "doctor"]);
+        cmd.arg(format!("--etcd={}", etcd.endpoints()))
+            .arg(format!(
+                "--subnet-file={}",
+                self.node.subnet_file().display()
+            ))
+            .arg(format!(
+                "--cni-conf-dir={}",
+                self.path("etc/cni/net.d").display()
+            ))
+            .arg(format!(
+                "--cni-bin-dir={}",
+                self.path("opt/cni/bin").display()
+            ))
+            .arg("--json")
+            .env(BOOT_ENV, self.boot_file())
+            .env_remove("CNI_PATH")
+            .env_remove("NETBOOT_ETCD_PASSWORD");
+        let out = run(cmd, None, Duration::from_secs(60));
+        let v: Value = serde_json::from_str(&out.stdout)
+            .unwrap_or_else(|e| panic!("doctor --json is not JSON ({e}): {out}"));
+        assert_eq!(v["healthy"] == true, out.success(), "{out}");
+        v
+    }
+
+    /// Power cut and boot: processes killed, pod and node namespaces gone,
+    /// "/run" emptied, "/var/lib" kept; the agent started again.
+    fn reboot(
+        &mut self,
+        ul: &Underlay,
+        etcd: &EtcdCluster,
+        pods: Vec<Pod>,
+        new_boot: Option<&str>,
+    ) -> String {
+        drop(pods);
+        self.node.power_cycle(ul, self.tag, self.host);
+        std::fs::remove_dir_all(self.path("run")).unwrap();
+        if let Some(b) = new_boot {
+            std::fs::write(self.boot_file(), b).unwrap();
+        }
+        assert!(store(&self.ipam()).len() == 13, "/var/lib was not kept");
+        self.start_agent(etcd)
+    }
+
+    /// Attachment records (`<id>@eth0.json`), by container ID.
+    fn records(&self) -> BTreeSet<String> {
+        std::fs::read_dir(self.data_dir().join(".netboot"))
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .filter_map(|e| {
+                        let n = e.file_name().to_string_lossy().into_owned();
+                        n.strip_suffix("@eth0.json").map(str::to_string)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// flannel scratch files (bridge mode), by container ID.
+    fn scratch(&self) -> BTreeSet<String> {
+        std::fs::read_dir(self.data_dir())
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .filter(|e| e.path().is_file())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Exactly `pods` hold IPs, records and scratch files; the node's
+    /// firewall has the masquerade of exactly its bridge-mode pods (the
+    /// reference plugin's per-container chains) and native mode's node rule.
+    fn assert_exactly(&self, pods: &[Pod]) {
+        let ids: BTreeSet<String> = pods.iter().map(|p| p.id.clone()).collect();
+        let owners: BTreeSet<String> = store(&self.ipam())
+            .values()
+            .map(|o| o.split("\r\n").next().unwrap_or_default().to_string())
+            .collect();
+        assert_eq!(owners, ids, "IP owners");
+        assert_eq!(self.records(), ids, "records");
+        let bridged: BTreeSet<String> = pods
+            .iter()
+            .filter(|p| !p.native)
+            .map(|p| p.id.clone())
+            .collect();
+        assert_eq!(self.scratch(), bridged, "scratch files");
+        let nat = self
+            .node
+            .exec(&["iptables-save", "-t", "nat"])
+            .expect_ok()
+            .stdout;
+        let masq: BTreeSet<String> = nat
+            .lines()
+            .filter(|l| l.starts_with("-A POSTROUTING") && l.contains("CNI-"))
+            .filter_map(|l| l.split("id: \\\"").nth(1))
+            .filter_map(|r| r.split("\\\"").next())
+            .map(str::to_string)
+            .collect();
+        assert_eq!(masq, bridged, "bridge masquerade rules:\n{nat}");
+        let nft = self
+            .node
+            .exec(&["nft", "list", "table", "inet", "netboot"])
+            .expect_ok()
+            .stdout;
+        let subnet = self.node.wait_subnet(Duration::from_secs(1));
+        let (ip, _) = subnet.split_once('/').unwrap();
+        let (base, last) = ip.rsplit_once('.').unwrap();
+        let net = format!("{base}.{}/28", last.parse::<u8>().unwrap() & 0xf0);
+        // Native mode installs it at its first ADD of this boot.
+        if pods.iter().any(|p| p.native) {
+            assert!(nft.contains(&net), "no node masquerade for {net}:\n{nft}");
+        }
+    }
+}
+
+fn check<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["checks"]
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["check"] == name))
+        .unwrap_or_else(|| panic!("no {name} check: {report}"))
+}
+
+fn problem_or_ok<'a>(report: &'a Value, name: &str) -> &'a str {
+    check(report, name)["message"].as_str().unwrap_or_default()
+}
+
+fn problem<'a>(report: &'a Value, name: &str) -> &'a str {
+    let check = name;
+    let f = self::check(report, name);
+    assert_eq!(f["status"], "problem", "{check}: {f}");
+    assert!(f["fix"].as_str().is_some_and(|s| s.contains("GC")), "{f}");
+    f["message"].as_str().unwrap_or_default()
+}
+
+/// Traffic both ways between the first native and the first bridge pod of
+/// `a` and the pod of `b`.
+fn assert_cross_node(a: &[Pod], b: &AgentNode, b_ip: &str) {
+    for p in [a.iter().find(|p| p.native), a.iter().find(|p| !p.native)] {
+        let p = p.expect("both modes present");
+        assert_ping(p.ns.path(), b_ip);
+        assert_ping(b.pod(0), &p.ip);
+    }
+}
+
+#[test]
+fn reboot_then_gc_or_add_and_doctor_restore_a_full_node() {
+    require_root();
+    let rounds: usize = std::env::var("NETBOOT_REBOOT_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n >= 2)
+        .unwrap_or(2);
+    let ul = Underlay::new();
+    let etcd = EtcdCluster::start(&ul, 1);
+    etcd.put(&format!("{PREFIX}/config"), SMALL_CONFIG);
+    let mut a = Machine::new(&ul, "rbA", 11);
+    let subnet = a.start_agent(&etcd);
+    let mut b = AgentNode::new(&ul, "rbB", 12);
+    let b_lock = b.dir.path().join("run/netboot");
+    b.start_agent_with_env(
+        &etcd.endpoints(),
+        &[],
+        &[("NETBOOT_LOCK_DIR", b_lock.to_str().unwrap())],
+    );
+    b.wait_subnet(CONVERGE);
+    let (_, b_ip) = b.add_pod("rbq");
+
+    let mut pods = a.fill(0);
+    assert_cross_node(&pods, &b, &b_ip);
+    a.assert_exactly(&pods);
+    let (mut by_gc, mut by_add) = (0, 0);
+    for round in 1..=rounds {
+        let ghosts: Vec<String> = pods.iter().map(|p| p.id.clone()).collect();
+        if round % 2 == 1 {
+            // A runtime that recovers properly: GC with no surviving
+            // attachment, doctor before and after. A new boot id too.
+            let boot = format!("boot-{}\n", round + 1);
+            let again = a.reboot(&ul, &etcd, pods, Some(&boot));
+            assert_eq!(
+                again, subnet,
+                "the node's lease (same PublicIP) gives its subnet back"
+            );
+            let report = a.doctor(&etcd);
+            let msg = problem(&report, "ipam");
+            assert!(
+                msg.contains("13 IP(s)") && msg.contains("made in an earlier boot"),
+                "{msg}"
+            );
+            let msg = problem(&report, "records");
+            assert!(msg.contains("13 attachment record(s)"), "{msg}");
+            // Doctor names the first 8 by name, then counts the rest.
+            let mut named = ghosts.clone();
+            named.sort();
+            for id in named.iter().take(8) {
+                assert!(
+                    msg.contains(&format!("{id}@eth0 (made in an earlier boot)")),
+                    "{msg}"
+                );
+            }
+            a.gc(&[]);
+            let report = a.doctor(&etcd);
+            assert_eq!(report["healthy"], true, "doctor after GC: {report}");
+            a.assert_exactly(&[]);
+            by_gc += 1;
+        } else {
+            // A runtime that never calls GC: the ADDs themselves free the
+            // ghosts' IPs (their netns are gone; same boot id).
+            let again = a.reboot(&ul, &etcd, pods, None);
+            assert_eq!(again, subnet);
+            by_add += 1;
+        }
+        pods = a.fill(round);
+        assert_cross_node(&pods, &b, &b_ip);
+        if round % 2 == 0 {
+            let report = a.doctor(&etcd);
+            let msg = problem(&report, "records");
+            assert!(
+                msg.contains("13 attachment record(s)") && msg.contains("netns is gone"),
+                "{msg}"
+            );
+            assert!(
+                !msg.contains(&format!("r{round}-")),
+                "a live pod reported: {msg}"
+            );
+            // Every IP is a live pod's: the ghosts only hold records.
+            let msg = problem_or_ok(&report, "ipam");
+            assert!(!msg.contains("no live pod"), "{msg}");
+            let valid: Vec<&Pod> = pods.iter().collect();
+            a.gc(&valid);
+            // Clean, but for the warning that the /28 is full (it is).
+            let report = a.doctor(&etcd);
+            assert_eq!(report["problems"], 1, "doctor after GC: {report}");
+            assert!(problem_or_ok(&report, "ipam").contains("13 of 13 pod IPs"));
+            assert_eq!(check(&report, "records")["status"], "ok", "{report}");
+        }
+        a.assert_exactly(&pods);
+        eprintln!(
+            "reboot round {round}: {} ghosts, node {subnet} restored",
+            ghosts.len()
+        );
+    }
+    eprintln!(
+        "reboot test: {rounds} rounds ({by_gc} recovered by GC, {by_add} by ADD alone), 0 failures"
+    );
+    drop(pods);
+}
