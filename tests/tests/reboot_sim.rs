@@ -20,13 +20,13 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use netboot_tests::cluster::{AgentNode, EtcdCluster, Underlay, PREFIX};
+use netboot_tests::cluster::{ping_within, AgentNode, EtcdCluster, Underlay, PREFIX};
 use netboot_tests::exec::{nsenter, run};
 use netboot_tests::native_support::NativeNode;
 use netboot_tests::node::SubnetEnv;
 use netboot_tests::plugin::{run_plugin, PluginCall, PluginOutput};
 use netboot_tests::plugin_support::{cid, err_code, err_text, merged, with_ports, NET};
-use netboot_tests::{assert_ping, bin_path, first_ip, require_root, Netns};
+use netboot_tests::{bin_path, first_ip, require_root, Netns};
 
 const BOOT_ENV: &str = "NETBOOT_BOOT_ID_FILE";
 const EXHAUSTED: &str = "no IP addresses available in range set";
@@ -388,9 +388,15 @@ impl Machine {
         etcd: &EtcdCluster,
         pods: Vec<Pod>,
         new_boot: Option<&str>,
+        expire_lease: bool,
     ) -> String {
         drop(pods);
+        let lease = self.node.lease_key();
         self.node.power_cycle(ul, self.tag, self.host);
+        if expire_lease {
+            // Down longer than the lease TTL: etcd dropped the lease.
+            etcd.delete(&lease);
+        }
         std::fs::remove_dir_all(self.path("run")).unwrap();
         if let Some(b) = new_boot {
             std::fs::write(self.boot_file(), b).unwrap();
@@ -495,8 +501,13 @@ fn problem<'a>(report: &'a Value, name: &str) -> &'a str {
 fn assert_cross_node(a: &[Pod], b: &AgentNode, b_ip: &str) {
     for p in [a.iter().find(|p| p.native), a.iter().find(|p| !p.native)] {
         let p = p.expect("both modes present");
-        assert_ping(p.ns.path(), b_ip);
-        assert_ping(b.pod(0), &p.ip);
+        // After a new lease, node B's agent has to learn it first.
+        assert!(
+            ping_within(p.ns.path(), b_ip, CONVERGE),
+            "{} -> {b_ip}",
+            p.ip
+        );
+        assert!(ping_within(b.pod(0), &p.ip, CONVERGE), "{b_ip} -> {}", p.ip);
     }
 }
 
@@ -506,13 +517,13 @@ fn reboot_then_gc_or_add_and_doctor_restore_a_full_node() {
     let rounds: usize = std::env::var("NETBOOT_REBOOT_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .filter(|n| *n >= 2)
-        .unwrap_or(2);
+        .filter(|n| *n >= 3)
+        .unwrap_or(3);
     let ul = Underlay::new();
     let etcd = EtcdCluster::start(&ul, 1);
     etcd.put(&format!("{PREFIX}/config"), SMALL_CONFIG);
     let mut a = Machine::new(&ul, "rbA", 11);
-    let subnet = a.start_agent(&etcd);
+    let mut subnet = a.start_agent(&etcd);
     let mut b = AgentNode::new(&ul, "rbB", 12);
     let b_lock = b.dir.path().join("run/netboot");
     b.start_agent_with_env(
@@ -526,18 +537,26 @@ fn reboot_then_gc_or_add_and_doctor_restore_a_full_node() {
     let mut pods = a.fill(0);
     assert_cross_node(&pods, &b, &b_ip);
     a.assert_exactly(&pods);
-    let (mut by_gc, mut by_add) = (0, 0);
+    let mut tally = [0usize; 3];
     for round in 1..=rounds {
         let ghosts: Vec<String> = pods.iter().map(|p| p.id.clone()).collect();
-        if round % 2 == 1 {
-            // A runtime that recovers properly: GC with no surviving
-            // attachment, doctor before and after. A new boot id too.
-            let boot = format!("boot-{}\n", round + 1);
-            let again = a.reboot(&ul, &etcd, pods, Some(&boot));
+        // 1: rebooted (new boot id), recovered by GC, doctor before and
+        // after; 2: same boot id, no GC at all, the ADDs free the ghosts'
+        // IPs themselves; 0: down past the lease TTL (new subnet, most
+        // likely), new boot id, recovered by GC.
+        let kind = round % 3;
+        tally[kind] += 1;
+        let boot = format!("boot-{}\n", round + 1);
+        let new_boot = (kind != 2).then_some(boot.as_str());
+        let again = a.reboot(&ul, &etcd, pods, new_boot, kind == 0);
+        if kind != 0 {
             assert_eq!(
                 again, subnet,
                 "the node's lease (same PublicIP) gives its subnet back"
             );
+        }
+        subnet = again;
+        if kind != 2 {
             let report = a.doctor(&etcd);
             let msg = problem(&report, "ipam");
             assert!(
@@ -559,17 +578,10 @@ fn reboot_then_gc_or_add_and_doctor_restore_a_full_node() {
             let report = a.doctor(&etcd);
             assert_eq!(report["healthy"], true, "doctor after GC: {report}");
             a.assert_exactly(&[]);
-            by_gc += 1;
-        } else {
-            // A runtime that never calls GC: the ADDs themselves free the
-            // ghosts' IPs (their netns are gone; same boot id).
-            let again = a.reboot(&ul, &etcd, pods, None);
-            assert_eq!(again, subnet);
-            by_add += 1;
         }
         pods = a.fill(round);
         assert_cross_node(&pods, &b, &b_ip);
-        if round % 2 == 0 {
+        if kind == 2 {
             let report = a.doctor(&etcd);
             let msg = problem(&report, "records");
             assert!(
@@ -598,7 +610,8 @@ fn reboot_then_gc_or_add_and_doctor_restore_a_full_node() {
         );
     }
     eprintln!(
-        "reboot test: {rounds} rounds ({by_gc} recovered by GC, {by_add} by ADD alone), 0 failures"
+        "reboot test: {rounds} rounds ({} recovered by GC, {} by ADD alone, {} after the lease expired), 0 failures",
+        tally[1], tally[2], tally[0]
     );
     drop(pods);
 }
