@@ -169,7 +169,7 @@ fn clear_stale(ctx: &Ctx, boot: Option<&str>) -> Result<(), CniError> {
     match ctx.store.load(cid, ifname) {
         Ok(None) => Ok(()),
         Ok(Some(rec)) if rec.result.is_some() => {
-            let Some(why) = ghost::reason(&rec, boot, &|p| p.exists()) else {
+            let Some(why) = ghost::reason(&rec, boot, &ghost::is_netns) else {
                 return Err(already_attached(cid, ifname, &rec.network));
             };
             ctx.log.info(&format!(

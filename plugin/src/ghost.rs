@@ -37,6 +37,10 @@ use std::path::Path;
 /// the kernel's: for tests, and for nodes where `/proc` is not the host's.
 pub const BOOT_ID_ENV: &str = "NETBOOT_BOOT_ID_FILE";
 const KERNEL_BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
+/// Marks a boot id read from [`BOOT_ID_ENV`]'s file. Ids of different
+/// sources are never compared: a caller that sets the variable and one that
+/// does not would otherwise see each other's live pods as an earlier boot's.
+pub const FILE_BOOT_ID_PREFIX: &str = "file:";
 
 /// host-local's (and netboot's native IPAM's) exhaustion message.
 const EXHAUSTED: &str = "no IP addresses available in range set";
@@ -57,10 +61,10 @@ impl Ghost {
     }
 }
 
-/// This boot's id: the file named by [`BOOT_ID_ENV`] if set (it must be an
-/// absolute path to a non-empty file: anything else is an error, never a
-/// silent fallback), else the kernel's (`None` if unreadable, which turns
-/// the earlier-boot rule off).
+/// This boot's id: the kernel's (`None` if unreadable, which turns the
+/// earlier-boot rule off), or `file:<content>` of the file named by
+/// [`BOOT_ID_ENV`] if set (it must be an absolute path to a non-empty file:
+/// anything else is an error, never a silent fallback).
 pub fn boot_id() -> Result<Option<String>, CniError> {
     let Some(path) = std::env::var_os(BOOT_ID_ENV) else {
         return Ok(std::fs::read_to_string(KERNEL_BOOT_ID)
@@ -83,14 +87,35 @@ pub fn boot_id() -> Result<Option<String>, CniError> {
     if id.is_empty() || id.len() > 64 || id.chars().any(char::is_control) {
         return Err(bad("not a boot id (one non-empty line)".into()));
     }
-    Ok(Some(id.to_string()))
+    Ok(Some(format!("{FILE_BOOT_ID_PREFIX}{id}")))
+}
+
+/// Whether boot ids `then` (a record's) and `now` name different boots.
+/// Ids from different sources (kernel, file) are not comparable.
+pub fn other_boot(then: &str, now: &str) -> bool {
+    let from_file = |id: &str| id.starts_with(FILE_BOOT_ID_PREFIX);
+    from_file(then) == from_file(now) && then != now
+}
+
+/// Whether `path` is a network namespace (nsfs, or a `/proc/<pid>/ns/net`
+/// link): a sandbox path that no longer exists, or is a leftover bind-mount
+/// target with nothing mounted on it (such a file on persistent storage
+/// survives a reboot), holds no namespace. Errors other than "not found"
+/// count as a namespace: when in doubt, the pod is alive.
+pub fn is_netns(path: &Path) -> bool {
+    use nix::sys::statfs::{statfs, NSFS_MAGIC, PROC_SUPER_MAGIC};
+    match statfs(path) {
+        Ok(fs) => [NSFS_MAGIC, PROC_SUPER_MAGIC].contains(&fs.filesystem_type()),
+        Err(e) => e != nix::errno::Errno::ENOENT && e != nix::errno::Errno::ENOTDIR,
+    }
 }
 
 /// Whether `rec`'s attachment is a ghost, and why. `boot` is this boot's
-/// id; `exists` tells whether a path exists (a seam for unit tests).
+/// id; `exists` tells whether a path holds a network namespace
+/// ([`is_netns`]; a seam for unit tests).
 pub fn reason(rec: &Record, boot: Option<&str>, exists: &dyn Fn(&Path) -> bool) -> Option<Ghost> {
     if let (Some(then), Some(now)) = (rec.boot_id.as_deref(), boot) {
-        if then != now {
+        if other_boot(then, now) {
             return Some(Ghost::EarlierBoot);
         }
     }
@@ -122,7 +147,7 @@ fn has_port_mappings(rec: &Record) -> bool {
 
 /// [`reason`], minus the ghosts that may only be reclaimed by GC or DEL.
 fn reclaimable(rec: &Record, boot: Option<&str>) -> Option<Ghost> {
-    match reason(rec, boot, &|p| p.exists())? {
+    match reason(rec, boot, &is_netns)? {
         Ghost::NetnsGone if has_port_mappings(rec) => None,
         g => Some(g),
     }
@@ -266,6 +291,26 @@ mod tests {
         assert_eq!(reclaimable(&r, Some("other")), Some(Ghost::EarlierBoot));
         r.native = None;
         assert_eq!(reclaimable(&r, Some("b")), Some(Ghost::NetnsGone));
+    }
+
+    #[test]
+    fn boot_ids_of_different_sources_are_not_compared() {
+        assert!(other_boot("a", "b"));
+        assert!(other_boot("file:a", "file:b"));
+        assert!(!other_boot("a", "file:b"));
+        assert!(!other_boot("file:a", "a"));
+        assert!(!other_boot("file:a", "file:a"));
+    }
+
+    #[test]
+    fn only_a_namespace_counts_as_one() {
+        assert!(is_netns(Path::new("/proc/self/ns/net")));
+        let dir = tempfile::tempdir().unwrap();
+        // A bind-mount target with nothing mounted on it.
+        let placeholder = dir.path().join("cni-1234");
+        std::fs::write(&placeholder, b"").unwrap();
+        assert!(!is_netns(&placeholder));
+        assert!(!is_netns(&dir.path().join("missing")));
     }
 
     #[test]

@@ -34,13 +34,30 @@ pub fn boot_id() -> Result<Option<String>, String> {
     if id.is_empty() {
         return Err(format!("{BOOT_ID_ENV}={} is empty", path.display()));
     }
-    Ok(Some(id.to_string()))
+    Ok(Some(format!("{FILE_PREFIX}{id}")))
+}
+
+/// netboot-cni's mark of a boot id read from [`BOOT_ID_ENV`]'s file; ids
+/// of different sources are never compared.
+const FILE_PREFIX: &str = "file:";
+
+fn other_boot(then: &str, now: &str) -> bool {
+    then.starts_with(FILE_PREFIX) == now.starts_with(FILE_PREFIX) && then != now
+}
+
+/// Whether `path` holds a network namespace (see netboot-cni's `is_netns`).
+fn is_netns(path: &Path) -> bool {
+    use nix::sys::statfs::{statfs, NSFS_MAGIC, PROC_SUPER_MAGIC};
+    match statfs(path) {
+        Ok(fs) => [NSFS_MAGIC, PROC_SUPER_MAGIC].contains(&fs.filesystem_type()),
+        Err(e) => e != nix::errno::Errno::ENOENT && e != nix::errno::Errno::ENOTDIR,
+    }
 }
 
 /// Why the attachment recorded as `rec` no longer exists, if it does not.
 pub fn reason(rec: &Value, boot: Option<&str>) -> Option<&'static str> {
     if let (Some(then), Some(now)) = (rec["bootId"].as_str(), boot) {
-        if then != now {
+        if other_boot(then, now) {
             return Some("made in an earlier boot");
         }
     }
@@ -56,7 +73,7 @@ pub fn reason(rec: &Value, boot: Option<&str>) -> Option<&'static str> {
         .filter(|s| !s.is_empty())
         .map(Path::new)
         .collect();
-    let gone = !sandboxes.is_empty() && sandboxes.iter().all(|s| s.is_absolute() && !s.exists());
+    let gone = !sandboxes.is_empty() && sandboxes.iter().all(|s| s.is_absolute() && !is_netns(s));
     gone.then_some("its pod's netns is gone")
 }
 
@@ -161,6 +178,17 @@ mod tests {
                 &json!({"result": {"interfaces": [{"sandbox": "/proc/self/ns/net"}]}}),
                 Some("b")
             ),
+            None
+        );
+        // A file that exists but holds no namespace (an unmounted target).
+        let exe = std::env::current_exe().unwrap();
+        assert_eq!(
+            reason(&rec("a", exe.to_str()), Some("a")),
+            Some("its pod's netns is gone")
+        );
+        // Boot ids of different sources are not compared.
+        assert_eq!(
+            reason(&rec("a", Some("/proc/self/ns/net")), Some("file:b")),
             None
         );
     }
