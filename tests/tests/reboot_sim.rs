@@ -13,6 +13,9 @@
 //!   the way a node's runtime should (GC with no surviving attachment,
 //!   doctor before and after), once by ADDs alone (a runtime that never
 //!   GCs), then GC.
+//! - [`podrun_gc_after_a_reboot_releases_the_pods_that_died_with_it`]:
+//!   podrun's records survive a reboot saying "running"; `podrun gc` must
+//!   not keep the attachments of pods whose netns is gone.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -21,6 +24,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use netboot_tests::cluster::{ping_within, AgentNode, EtcdCluster, Underlay, PREFIX};
+use netboot_tests::containerd::{pod_spec, podrun_netns, PodNode, BUSYBOX};
 use netboot_tests::exec::{nsenter, run};
 use netboot_tests::native_support::NativeNode;
 use netboot_tests::node::SubnetEnv;
@@ -614,4 +618,61 @@ fn reboot_then_gc_or_add_and_doctor_restore_a_full_node() {
         tally[1], tally[2], tally[0]
     );
     drop(pods);
+}
+
+/// IP files of podrun's network in a `PodNode`'s store.
+fn pod_ips(n: &PodNode) -> Vec<String> {
+    store(&n.node.dir().join("ipam").join("podnet"))
+        .into_keys()
+        .collect()
+}
+
+#[test]
+fn podrun_gc_after_a_reboot_releases_the_pods_that_died_with_it() {
+    require_root();
+    let n = PodNode::new("rb-pod", "10.88.1.1/28");
+    let sleeper = json!([{"name": "s", "image": BUSYBOX, "command": ["sleep", "1000"]}]);
+    for name in ["a", "b"] {
+        n.run_pod(&pod_spec(name, sleeper.clone()));
+    }
+    assert_eq!(pod_ips(&n).len(), 2);
+    // Live pods keep their attachments.
+    n.podrun(&["gc"]).expect_ok();
+    assert_eq!(pod_ips(&n).len(), 2);
+
+    // A reboot as podrun sees it: every task of our containerd dead, the
+    // pods' named netns gone with /run; its state dir (pod records saying
+    // "running"), containerd's root and the CNI store kept.
+    for id in n.ctd.ids("tasks") {
+        n.ctd.ctr(&["tasks", "kill", "-s", "SIGKILL", &id]);
+        n.ctd.ctr(&["tasks", "delete", "-f", &id]).expect_ok();
+    }
+    for ns in podrun_netns(&n.state_dir()) {
+        netboot_tests::exec::run_argv(&["ip", "netns", "delete", &ns]).expect_ok();
+    }
+    n.podrun(&["gc"]).expect_ok();
+    assert_eq!(
+        pod_ips(&n),
+        Vec::<String>::new(),
+        "podrun gc kept the dead pods' IPs"
+    );
+    let records = n.node.dir().join("data/.netboot");
+    let left: Vec<String> = std::fs::read_dir(&records)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|f| f.ends_with("@eth0.json"))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(left, Vec::<String>::new(), "attachment records left");
+
+    // The dead pods can be removed, and run again.
+    for name in ["a", "b"] {
+        n.podrun(&["rm", name]).expect_ok();
+    }
+    n.run_pod(&pod_spec("a", sleeper));
+    assert_eq!(pod_ips(&n).len(), 1);
+    n.podrun(&["rm", "a"]).expect_ok();
+    n.assert_clean();
 }
