@@ -102,6 +102,15 @@ fn add_frees_the_ips_of_ghosts_and_never_of_a_live_pod() {
     assert_eq!(err_code(&out), 11, "{}", out.output);
     assert!(err_text(&out).contains(EXHAUSTED), "{}", out.output);
     assert_eq!(store(&ipam), full, "a live pod lost its IP");
+    // A bad boot id source is refused before anything is touched.
+    for bad in ["relative/boot_id", "/nonexistent-netboot/boot_id"] {
+        let mut call = node.call("ADD", &extra, &native);
+        call.env.push((BOOT_ENV.into(), bad.into()));
+        let out = node.run(&call);
+        assert_eq!(err_code(&out), 4, "{}", out.output);
+        assert!(err_text(&out).contains(BOOT_ENV), "{}", out.output);
+    }
+    assert_eq!(store(&ipam), full);
     // A live attachment's second ADD is still refused.
     let mut again = node.call("ADD", pods[1].as_ref().unwrap(), &native);
     again
