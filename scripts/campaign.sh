@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The robustness campaign (issue 8): hostile-input targets with many cases,
 # the path traversal / injection tables against the real plugin, the
-# SIGKILL-mid-ADD crash test with many rounds, and native-mode load on one
-# node (many pods at several parallelisms, an exhausted range). Prints one table:
+# SIGKILL-mid-ADD crash test with many rounds, native-mode load on one
+# node (many pods at several parallelisms, an exhausted range), and the
+# reboot simulation with many rounds. Prints one table:
 # target/trial, count, failures, time.
 #
 #   sudo scripts/campaign.sh                    # defaults below
 #   NETBOOT_FUZZ_CASES=100000 NETBOOT_CRASH_ROUNDS=1000 sudo scripts/campaign.sh
 #   NETBOOT_LOAD_PODS=253 NETBOOT_LOAD_PARALLELISM=4,64 sudo scripts/campaign.sh
+#   NETBOOT_REBOOT_ROUNDS=60 sudo scripts/campaign.sh
 #
 # cargo-fuzz needs a nightly toolchain, which this project's machines cannot
 # install; the hostile-input targets are proptest strategies plus a seeded
@@ -20,6 +22,7 @@ export NETBOOT_FUZZ_CASES="${NETBOOT_FUZZ_CASES:-20000}"
 export NETBOOT_CRASH_ROUNDS="${NETBOOT_CRASH_ROUNDS:-1000}"
 export NETBOOT_LOAD_PODS="${NETBOOT_LOAD_PODS:-250}"
 export NETBOOT_LOAD_PARALLELISM="${NETBOOT_LOAD_PARALLELISM:-2,8,32}"
+export NETBOOT_REBOOT_ROUNDS="${NETBOOT_REBOOT_ROUNDS:-30}"
 export NETBOOT_TEST_NETNS_PREFIX="${NETBOOT_TEST_NETNS_PREFIX:-nbc-}"
 export PATH="$HOME/.cargo/bin:$PATH"
 log_dir="$(mktemp -d /tmp/netboot-campaign.XXXXXX)"
@@ -86,11 +89,18 @@ exhaust=$(grep -oE 'exhaust test: .*' "$log_dir/load.log" | tail -1 | sed -E 's/
 read -r _ load_fail < <(counts "$log_dir/load.log" || echo "0 1")
 row "native load on one node: ADD then DEL at each parallelism, /24 clean after; /28 exhausted concurrently (${exhaust:-?})" "${load:-?}" "${load_fail:-1}" "$elapsed"
 
+# "reboot test: 30 rounds (10 recovered by GC, 10 by ADD alone, 10 after
+# the lease expired), 0 failures"
+run reboot -p netboot-tests --test reboot_sim
+reboot=$(grep -oE 'reboot test: [0-9]+ rounds \([^)]*\)' "$log_dir/reboot.log" | tail -1 | sed -E 's/^reboot test: //' || true)
+read -r _ reboot_fail < <(counts "$log_dir/reboot.log" || echo "0 1")
+row "reboot simulation: power-cycled node with a full /28 (native + bridge), recovered by GC + doctor, by ADD alone, or after its lease expired; /28 refilled, firewall and cross-node traffic checked" "${reboot:-?}" "${reboot_fail:-1}" "$elapsed"
+
 echo
 echo "| target / trial | count | failures | time |"
 echo "|---|---|---|---|"
 printf '%s\n' "${rows[@]}"
 echo
-echo "NETBOOT_FUZZ_CASES=$NETBOOT_FUZZ_CASES NETBOOT_CRASH_ROUNDS=$NETBOOT_CRASH_ROUNDS; logs: $log_dir"
+echo "NETBOOT_FUZZ_CASES=$NETBOOT_FUZZ_CASES NETBOOT_CRASH_ROUNDS=$NETBOOT_CRASH_ROUNDS NETBOOT_REBOOT_ROUNDS=$NETBOOT_REBOOT_ROUNDS; logs: $log_dir"
 [ -n "$tally" ] && echo "crash tally: ${tally#crash test: }"
 exit "$fail"

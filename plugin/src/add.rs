@@ -14,12 +14,39 @@ use crate::conf::Mode;
 use crate::delegate::{conf_version, set_version};
 use crate::record::{Call, Record};
 use crate::subnet_env::{SubnetEnv, SubnetEnvError};
-use crate::{del, flannel, io_err, mode, native, Ctx};
+use crate::{del, flannel, ghost, io_err, mode, native, Ctx};
 use cni::error::{codes, CniError};
 use cni::result::CniResult;
 use serde_json::Value;
 
 pub fn add(ctx: &Ctx) -> Result<String, CniError> {
+    let boot = ghost::boot_id()?;
+    match add_once(ctx, boot.as_deref()) {
+        // Not every runtime DELs or GCs the pods a reboot killed
+        // (plugins#252): free the IPs of provable ghosts and try once more.
+        // The failed attempt was rolled back, so the retry starts clean.
+        Err(e) if ghost::is_exhaustion(&e) => {
+            let freed = match ghost::reclaim_ips(ctx, boot.as_deref()) {
+                Ok(freed) => freed,
+                Err(re) => {
+                    ctx.log.error(&format!("reclaiming ghost IPs failed: {re}"));
+                    return Err(e);
+                }
+            };
+            if freed.is_empty() {
+                return Err(e);
+            }
+            ctx.log.info(&format!(
+                "range was exhausted; freed {} IP(s) of ghost attachments, retrying",
+                freed.len()
+            ));
+            add_once(ctx, boot.as_deref())
+        }
+        other => other,
+    }
+}
+
+fn add_once(ctx: &Ctx, boot: Option<&str>) -> Result<String, CniError> {
     let mode = mode::resolve(&ctx.conf, &ctx.delegates)?;
     let mappings = ctx.conf.port_mappings();
     let mut rec = Record {
@@ -31,6 +58,7 @@ pub fn add(ctx: &Ctx) -> Result<String, CniError> {
         portmap: None,
         result: None,
         native: None,
+        boot_id: boot.map(str::to_string),
     };
     if mode == Mode::Native {
         rec.native = Some(native::plan(ctx)?.0);
@@ -47,7 +75,7 @@ pub fn add(ctx: &Ctx) -> Result<String, CniError> {
             });
         }
     }
-    clear_stale(ctx)?;
+    clear_stale(ctx, boot)?;
     ctx.log.info(&format!(
         "mode {}: delegating to {}",
         mode.as_str(),
@@ -147,27 +175,44 @@ pub fn subnet_env_error(e: &SubnetEnvError) -> CniError {
 
 /// A record without a result is a previous ADD that never finished (killed
 /// or failed without rollback). Nobody was told it succeeded, so undo it
-/// before starting over. A finished attachment is never overwritten.
-fn clear_stale(ctx: &Ctx) -> Result<(), CniError> {
+/// before starting over. A finished attachment is never overwritten, unless
+/// it is a ghost (made in an earlier boot, or its netns is gone): a runtime
+/// re-creating a sandbox under the same ID after a reboot gets a clean ADD
+/// instead of "already attached" (the old one is undone as DEL would).
+fn clear_stale(ctx: &Ctx, boot: Option<&str>) -> Result<(), CniError> {
     let (cid, ifname) = (&ctx.args.container_id, &ctx.args.ifname);
     match ctx.store.load(cid, ifname) {
         Ok(None) => Ok(()),
-        Ok(Some(rec)) if rec.result.is_some() => Err(CniError::new(
-            codes::INVALID_ENV,
-            format!(
-                "container {cid:?} interface {ifname:?} is already attached to network {:?}; DEL it first",
-                rec.network
-            ),
-        )),
+        Ok(Some(rec)) if rec.result.is_some() => {
+            let Some(why) = ghost::reason(&rec, boot, &ghost::is_netns) else {
+                return Err(already_attached(cid, ifname, &rec.network));
+            };
+            ctx.log.info(&format!(
+                "undoing the earlier attachment ({})",
+                why.as_str()
+            ));
+            del::undo(ctx, &ctx.delegates, &rec)
+        }
         Ok(Some(rec)) => {
             ctx.log.info("undoing an unfinished earlier ADD");
             del::undo(ctx, &ctx.delegates, &rec)
         }
         Err(e) => {
             ctx.log.error(&format!("discarding unreadable record: {e}"));
-            ctx.store.remove(cid, ifname).map_err(|e| io_err("remove damaged record", e))
+            ctx.store
+                .remove(cid, ifname)
+                .map_err(|e| io_err("remove damaged record", e))
         }
     }
+}
+
+fn already_attached(cid: &str, ifname: &str, network: &str) -> CniError {
+    CniError::new(
+        codes::INVALID_ENV,
+        format!(
+            "container {cid:?} interface {ifname:?} is already attached to network {network:?}; DEL it first"
+        ),
+    )
 }
 
 fn run_chain(ctx: &Ctx, rec: &mut Record, mappings: &[Value]) -> Result<CniResult, CniError> {

@@ -91,6 +91,7 @@ fn reconstruct(ctx: &Ctx) -> Result<Option<Record>, CniError> {
         portmap: None,
         result: None,
         native: None,
+        boot_id: None,
     };
     let mappings = runtime_mappings(ctx);
     if !mappings.is_empty() {

@@ -137,6 +137,7 @@ fn sweep_scratch(
             portmap: None,
             result: None,
             native: None,
+            boot_id: None,
         };
         if let Err(e) = release(ctx, &rec) {
             errors.push(format!("{cid}: {}", e.msg));

@@ -11,6 +11,7 @@ pub mod del;
 pub mod delegate;
 pub mod flannel;
 pub mod gc;
+pub mod ghost;
 pub mod ipam;
 pub mod log;
 pub mod mode;

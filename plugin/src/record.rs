@@ -49,6 +49,11 @@ pub struct Record {
     /// What native mode did (native mode only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub native: Option<crate::native::NativeState>,
+    /// The kernel boot id of the ADD (`/proc/sys/kernel/random/boot_id`):
+    /// an attachment of an earlier boot cannot exist any more (see
+    /// `ghost`). Absent in records of older netboot versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_id: Option<String>,
 }
 
 /// The record directory of one `dataDir`.
@@ -321,6 +326,7 @@ mod tests {
             portmap: None,
             result: None,
             native: None,
+            boot_id: None,
         }
     }
 

@@ -233,13 +233,29 @@ pub fn check(ctx: &Ctx, pod: &str) -> Result<()> {
 }
 
 /// `podrun gc`: CNI GC of every network in use (and the default one),
-/// keeping the attachments of the pods that have a record.
+/// keeping the attachments of the pods that have a record and can still
+/// be attached. A `running` pod whose netns is gone died without podrun
+/// (the node rebooted: `/run/netns` is a tmpfs, while the records in the
+/// state dir survive): it is not kept, and its attachment is DELeted
+/// first, so that its IP comes back even where GC does not run (a
+/// conflist below CNI 1.1.0; plugins#252).
 pub fn gc(ctx: &Ctx) -> Result<()> {
     let mut keep: Vec<(String, String)> = Vec::new();
     let mut saved = std::collections::HashMap::new();
+    let mut errs = Vec::new();
     for pod in ctx.store.pods()? {
         if let Some(rec) = ctx.store.load(&pod)? {
-            if rec.phase != "stopped" {
+            // A `creating` pod may be in the middle of its `run`.
+            let dead =
+                rec.phase == "running" && !holds_netns(&netkit::netns::named_path(&rec.netns_name));
+            if dead {
+                let del = ctx
+                    .network_of(&rec)
+                    .and_then(|net| net.del(&ctx.attachment(&rec, true)));
+                if let Err(e) = del {
+                    errs.push(format!("CNI DEL of dead pod {pod:?}: {e:#}"));
+                }
+            } else if rec.phase != "stopped" {
                 keep.push((rec.network.clone(), rec.sandbox_id.clone()));
             }
             if let Some(conf) = &rec.network_config {
@@ -269,7 +285,20 @@ pub fn gc(ctx: &Ctx) -> Result<()> {
             .collect();
         net.gc(&ids)?;
     }
+    if !errs.is_empty() {
+        anyhow::bail!("gc: {}", errs.join("; "));
+    }
     Ok(())
+}
+
+/// Whether `path` still holds a network namespace (nsfs). Errors other
+/// than "not found" count as yes: when in doubt, the pod is alive.
+fn holds_netns(path: &std::path::Path) -> bool {
+    use nix::sys::statfs::{statfs, NSFS_MAGIC};
+    match statfs(path) {
+        Ok(fs) => fs.filesystem_type() == NSFS_MAGIC,
+        Err(e) => e != nix::errno::Errno::ENOENT,
+    }
 }
 
 /// `run --attach`: streams the containers' stdout to stdout and stderr

@@ -342,6 +342,17 @@ impl AgentNode {
     /// Start `netboot agent --etcd <endpoints> --iface eth0 …` in the node
     /// netns, stderr appended to `agent.log`. Returns its PID.
     pub fn start_agent(&mut self, endpoints: &str, extra: &[&str]) -> u32 {
+        self.start_agent_with_env(endpoints, extra, &[])
+    }
+
+    /// [`AgentNode::start_agent`] with extra environment, e.g.
+    /// `NETBOOT_LOCK_DIR` pointing at the node's own "/run".
+    pub fn start_agent_with_env(
+        &mut self,
+        endpoints: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> u32 {
         assert!(self.agent.is_none(), "agent already running");
         let bin = crate::bin_path("netboot");
         let bin = bin.to_string_lossy();
@@ -358,6 +369,7 @@ impl AgentNode {
             .arg("--etcd-timeout=3")
             .args(extra)
             .env_remove("NETBOOT_ETCD_PASSWORD")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
@@ -372,6 +384,29 @@ impl AgentNode {
         if let Some(mut c) = self.agent.take() {
             sigterm_then_kill(&mut c, Duration::from_secs(5));
         }
+    }
+
+    /// A power cut: SIGKILL the agent (by PID), delete the node's
+    /// namespace (its links, routes, neighbours and firewall rules go with
+    /// it; so does the underlay veth), and give the node a fresh namespace
+    /// on the underlay with the same address, as the machine has after
+    /// booting. The pods' namespaces are the caller's to delete first; the
+    /// files in `dir` are left alone (the caller clears what stands for
+    /// `/run`).
+    pub fn power_cycle(&mut self, ul: &Underlay, tag: &str, host: u8) {
+        if let Some(mut c) = self.agent.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.pods.clear();
+        // A deleted namespace is torn down asynchronously and its underlay
+        // port with it; the new one needs that name now: delete it first.
+        ul.ns
+            .exec(&["ip", "link", "del", &format!("ul{host}")])
+            .expect_ok();
+        drop(std::mem::replace(&mut self.ns, Netns::new("boot")));
+        self.ns = ul.attach(tag, host);
+        assert_eq!(self.ip, format!("{UNDERLAY}.{host}"), "same address");
     }
 
     /// Has the agent exited? Its status if so.

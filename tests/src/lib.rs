@@ -15,6 +15,7 @@ pub mod netns;
 pub mod node;
 pub mod plugin;
 pub mod plugin_support;
+pub mod reboot_support;
 
 use std::path::{Path, PathBuf};
 use std::thread;

@@ -1,5 +1,6 @@
 //! One agent per network namespace: a POSIX record lock on
-//! `/run/netboot/agent-netns-<inode>.lock`.
+//! `/run/netboot/agent-netns-<inode>.lock` (`$NETBOOT_LOCK_DIR` instead of
+//! `/run/netboot` when set).
 //!
 //! Why keyed by the network namespace and not next to subnet.env: what two
 //! agents would fight over is the namespace's kernel state (flannel.<VNI>,
@@ -26,12 +27,28 @@ use nix::fcntl::{fcntl, FcntlArg};
 /// Directory of the lock files.
 pub const LOCK_DIR: &str = "/run/netboot";
 
+/// Environment variable overriding [`LOCK_DIR`] (an absolute path), for
+/// nodes whose `/run` is elsewhere: the tests' simulated nodes, whose
+/// "/run" is a directory they own and clear to simulate a reboot.
+pub const LOCK_DIR_ENV: &str = "NETBOOT_LOCK_DIR";
+
+fn lock_dir() -> Result<PathBuf> {
+    match std::env::var_os(LOCK_DIR_ENV) {
+        None => Ok(PathBuf::from(LOCK_DIR)),
+        Some(d) if std::path::Path::new(&d).is_absolute() => Ok(PathBuf::from(d)),
+        Some(d) => bail!(
+            "{LOCK_DIR_ENV}={} is not an absolute path",
+            std::path::Path::new(&d).display()
+        ),
+    }
+}
+
 /// The lock file of the calling process's network namespace.
 pub fn lock_path() -> Result<PathBuf> {
     let ino = std::fs::metadata("/proc/self/ns/net")
         .context("stat /proc/self/ns/net")?
         .ino();
-    Ok(PathBuf::from(format!("{LOCK_DIR}/agent-netns-{ino}.lock")))
+    Ok(lock_dir()?.join(format!("agent-netns-{ino}.lock")))
 }
 
 /// Held for the agent's whole life; released by the kernel when the
@@ -76,7 +93,8 @@ pub fn field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
 /// Take this namespace's agent lock, or fail naming the running agent.
 pub fn acquire(subnet_file: &std::path::Path) -> Result<AgentLock> {
     let path = lock_path()?;
-    std::fs::create_dir_all(LOCK_DIR).with_context(|| format!("create {LOCK_DIR}"))?;
+    let dir = lock_dir()?;
+    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)

@@ -38,12 +38,17 @@ const DEFAULT_DATA_DIR: &str = "/var/lib/cni/flannel";
 const DEFAULT_IPAM_DIR: &str = "/var/lib/cni/networks";
 
 /// The netboot-cni or flannel entry of the chain.
-fn main_plugin(list: &cni::NetConfList) -> Option<&Value> {
+pub fn main_plugin(list: &cni::NetConfList) -> Option<&Value> {
     list.plugins.iter().find(|p| {
         p["type"]
             .as_str()
             .is_some_and(|t| FLANNEL_TYPES.contains(&t))
     })
+}
+
+/// netboot-cni's record directory, `<dataDir>/.netboot`.
+pub fn records_dir(main: &Value) -> PathBuf {
+    Path::new(str_or(main, "dataDir", DEFAULT_DATA_DIR)).join(".netboot")
 }
 
 fn str_or<'a>(v: &'a Value, key: &str, default: &'a str) -> &'a str {
@@ -234,7 +239,8 @@ pub fn ipam(ctx: &Ctx, loaded: &Loaded) -> Finding {
     };
     let store =
         Path::new(main["ipam"]["dataDir"].as_str().unwrap_or(DEFAULT_IPAM_DIR)).join(&list.name);
-    let records = Path::new(str_or(main, "dataDir", DEFAULT_DATA_DIR)).join(".netboot");
+    let records = records_dir(main);
+    let boot = super::ghosts::boot_id().ok().flatten();
     let ours = main["type"] == "netboot-cni";
     let entries = match std::fs::read_dir(&store) {
         Ok(rd) => rd.filter_map(Result::ok).collect::<Vec<_>>(),
@@ -257,9 +263,12 @@ pub fn ipam(ctx: &Ctx, loaded: &Loaded) -> Finding {
         let mut lines = text.lines().map(|l| l.trim_end_matches('\r'));
         let cid = lines.next().unwrap_or("").to_string();
         let ifname = lines.next().unwrap_or("eth0").to_string();
-        match live(&records.join(format!("{cid}@{ifname}.json"))) {
-            Some(true) => {}
-            Some(false) => stale.push((ip, format!("{cid}: its pod's netns is gone"))),
+        match read_record(&records.join(format!("{cid}@{ifname}.json"))) {
+            Some(rec) => {
+                if let Some(why) = super::ghosts::reason(&rec, boot.as_deref()) {
+                    stale.push((ip, format!("{cid}: {why}")));
+                }
+            }
             None if ours => stale.push((ip, format!("{cid}: no record of this attachment"))),
             None => {}
         }
@@ -317,17 +326,7 @@ pub fn ipam(ctx: &Ctx, loaded: &Loaded) -> Finding {
     Finding::problem(CHECK, problems.join("; "), fixes.join("; "))
 }
 
-/// Whether the attachment recorded at `record` still has its pod: `None`
-/// without a record, else whether every sandbox in its result exists.
-fn live(record: &Path) -> Option<bool> {
-    let text = std::fs::read_to_string(record).ok()?;
-    let v: Value = serde_json::from_str(&text).ok()?;
-    let sandboxes: Vec<&str> = v["result"]["interfaces"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|i| i["sandbox"].as_str())
-        .filter(|s| !s.is_empty())
-        .collect();
-    Some(sandboxes.iter().all(|s| Path::new(s).exists()))
+/// The attachment record at `path`, if there is a readable one.
+fn read_record(path: &Path) -> Option<Value> {
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
 }

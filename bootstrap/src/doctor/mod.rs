@@ -5,8 +5,10 @@
 //!
 //! - [`node`]: subnet.env, devices, MTU, ip_forward, lease expiry.
 //! - [`cni`]: the conflist, the plugins it needs, the IP store.
+//! - [`ghosts`]: attachment records of pods that are gone (reboot).
 
 mod cni;
+mod ghosts;
 mod node;
 
 use std::collections::BTreeMap;
@@ -286,6 +288,7 @@ pub fn diagnose(a: &DoctorArgs) -> Vec<Finding> {
     out.push(cni::conflist(&ctx, &conflist));
     out.push(cni::plugins(&ctx, &conflist));
     out.push(cni::ipam(&ctx, &conflist));
+    out.push(ghosts::check(&ctx, &conflist));
     out
 }
 

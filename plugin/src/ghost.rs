@@ -1,0 +1,325 @@
+//! Ghost attachments: recorded attachments whose pod can no longer exist,
+//! because the node rebooted since (the record names an earlier kernel
+//! boot id) or because every network namespace the ADD result names is
+//! gone. Runtimes are supposed to DEL or GC them, but after a reboot many
+//! do not (plugins#252, containerd/cri#948, cri-o#4727), and host-local
+//! keeps their IPs forever: the node ends in "no IP addresses available in
+//! range set".
+//!
+//! So ADD, when the range is exhausted, frees the IPs of ghosts and tries
+//! once more ([`reclaim_ips`]). Only IP files are touched, under the IP
+//! store's lock; records, scratch files and veths are left for DEL or GC,
+//! which undo them completely. Safety (a live attachment never loses its
+//! IP):
+//! - an IP is freed only when its file names an attachment netboot has a
+//!   record of, on this network, and that record proves the pod gone;
+//! - the record is read under the store lock, and every ADD saves its record
+//!   before it allocates (under the same lock): if an ADD of the same
+//!   attachment has started again, the record read is the new one, which
+//!   is not a ghost (k8s#34373 asked exactly this of kubenet's GC);
+//! - "earlier boot" needs a boot id in the record and a known current one:
+//!   network namespaces never survive a reboot, while `/proc/<pid>/ns/net`
+//!   paths of an earlier boot may name some new process today;
+//! - "netns gone" needs a finished ADD (its result names the sandboxes),
+//!   absolute sandbox paths, and every one of them absent. An attachment
+//!   with port mappings is only reclaimed by the boot id: its DNAT rules
+//!   may still exist in this boot and would send traffic to the next pod
+//!   given its IP, so it is left for DEL or GC, which remove the rules too.
+
+use crate::record::Record;
+use crate::{ipam, mode, Ctx};
+use cni::error::{codes, CniError};
+use serde_json::Value;
+use std::net::IpAddr;
+use std::path::Path;
+
+/// Environment variable naming a file to read the boot id from instead of
+/// the kernel's: for tests, and for nodes where `/proc` is not the host's.
+pub const BOOT_ID_ENV: &str = "NETBOOT_BOOT_ID_FILE";
+const KERNEL_BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
+/// Marks a boot id read from [`BOOT_ID_ENV`]'s file. Ids of different
+/// sources are never compared: a caller that sets the variable and one that
+/// does not would otherwise see each other's live pods as an earlier boot's.
+pub const FILE_BOOT_ID_PREFIX: &str = "file:";
+
+/// host-local's (and netboot's native IPAM's) exhaustion message.
+const EXHAUSTED: &str = "no IP addresses available in range set";
+
+/// Why a recorded attachment cannot be live any more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ghost {
+    EarlierBoot,
+    NetnsGone,
+}
+
+impl Ghost {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ghost::EarlierBoot => "made in an earlier boot",
+            Ghost::NetnsGone => "its pod's netns is gone",
+        }
+    }
+}
+
+/// This boot's id: the kernel's (`None` if unreadable, which turns the
+/// earlier-boot rule off), or `file:<content>` of the file named by
+/// [`BOOT_ID_ENV`] if set (it must be an absolute path to a non-empty file:
+/// anything else is an error, never a silent fallback).
+pub fn boot_id() -> Result<Option<String>, CniError> {
+    let Some(path) = std::env::var_os(BOOT_ID_ENV) else {
+        return Ok(std::fs::read_to_string(KERNEL_BOOT_ID)
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty()));
+    };
+    let path = Path::new(&path);
+    let bad = |why: String| {
+        CniError::new(
+            codes::INVALID_ENV,
+            format!("{BOOT_ID_ENV}={}: {why}", path.display()),
+        )
+    };
+    if !path.is_absolute() {
+        return Err(bad("not an absolute path".into()));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let id = text.trim();
+    if id.is_empty() || id.len() > 64 || id.chars().any(char::is_control) {
+        return Err(bad("not a boot id (one non-empty line)".into()));
+    }
+    Ok(Some(format!("{FILE_BOOT_ID_PREFIX}{id}")))
+}
+
+/// Whether boot ids `then` (a record's) and `now` name different boots.
+/// Ids from different sources (kernel, file) are not comparable.
+pub fn other_boot(then: &str, now: &str) -> bool {
+    let from_file = |id: &str| id.starts_with(FILE_BOOT_ID_PREFIX);
+    from_file(then) == from_file(now) && then != now
+}
+
+/// Whether `path` is a network namespace (nsfs, or a `/proc/<pid>/ns/net`
+/// link): a sandbox path that no longer exists, or is a leftover bind-mount
+/// target with nothing mounted on it (such a file on persistent storage
+/// survives a reboot), holds no namespace. Errors other than "not found"
+/// count as a namespace: when in doubt, the pod is alive.
+pub fn is_netns(path: &Path) -> bool {
+    use nix::sys::statfs::{statfs, NSFS_MAGIC, PROC_SUPER_MAGIC};
+    match statfs(path) {
+        Ok(fs) => [NSFS_MAGIC, PROC_SUPER_MAGIC].contains(&fs.filesystem_type()),
+        Err(e) => e != nix::errno::Errno::ENOENT && e != nix::errno::Errno::ENOTDIR,
+    }
+}
+
+/// Whether `rec`'s attachment is a ghost, and why. `boot` is this boot's
+/// id; `exists` tells whether a path holds a network namespace
+/// ([`is_netns`]; a seam for unit tests).
+pub fn reason(rec: &Record, boot: Option<&str>, exists: &dyn Fn(&Path) -> bool) -> Option<Ghost> {
+    if let (Some(then), Some(now)) = (rec.boot_id.as_deref(), boot) {
+        if other_boot(then, now) {
+            return Some(Ghost::EarlierBoot);
+        }
+    }
+    // Without a result the ADD may be running right now.
+    let sandboxes = sandboxes(rec.result.as_ref()?);
+    let gone = !sandboxes.is_empty() && sandboxes.iter().all(|s| s.is_absolute() && !exists(s));
+    gone.then_some(Ghost::NetnsGone)
+}
+
+/// The non-empty `sandbox` paths of a result's interfaces.
+fn sandboxes(result: &Value) -> Vec<&Path> {
+    result["interfaces"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i["sandbox"].as_str())
+        .filter(|s| !s.is_empty())
+        .map(Path::new)
+        .collect()
+}
+
+fn has_port_mappings(rec: &Record) -> bool {
+    rec.portmap.is_some()
+        || rec
+            .native
+            .as_ref()
+            .is_some_and(|n| !n.port_mappings.is_empty() || n.sweep_ports)
+}
+
+/// [`reason`], minus the ghosts that may only be reclaimed by GC or DEL.
+fn reclaimable(rec: &Record, boot: Option<&str>) -> Option<Ghost> {
+    match reason(rec, boot, &is_netns)? {
+        Ghost::NetnsGone if has_port_mappings(rec) => None,
+        g => Some(g),
+    }
+}
+
+/// Whether an ADD failed because the range is exhausted.
+pub fn is_exhaustion(e: &CniError) -> bool {
+    e.msg.contains(EXHAUSTED)
+}
+
+/// Frees the IPs held by ghosts of this network in its host-local store,
+/// under the store lock (see the module docs). Returns what it freed.
+pub fn reclaim_ips(ctx: &Ctx, boot: Option<&str>) -> Result<Vec<IpAddr>, CniError> {
+    let (_, ipam_type) = mode::bridge_types(&ctx.conf);
+    let dir = ipam::store_dir(&ctx.conf.ipam, &ctx.conf.net.name);
+    if ipam_type != "host-local" || !dir.exists() {
+        return Ok(Vec::new());
+    }
+    let ipam_err = |e: ipam::IpamError| CniError::new(e.cni_code(), e.to_string());
+    let store = ipam::Locked::open(&dir).map_err(ipam_err)?;
+    let mut freed = Vec::new();
+    for a in store.allocations().map_err(ipam_err)? {
+        let Some(ifname) = a.ifname.as_deref() else {
+            continue;
+        };
+        // The file's text becomes a record path: only valid names.
+        if cni::args::validate_container_id(&a.container_id).is_err()
+            || cni::args::validate_ifname(ifname).is_err()
+        {
+            continue;
+        }
+        let Ok(Some(rec)) = ctx.store.load(&a.container_id, ifname) else {
+            continue;
+        };
+        if rec.network != ctx.conf.net.name {
+            continue;
+        }
+        if let Some(why) = reclaimable(&rec, boot) {
+            if store.remove(a.ip).map_err(ipam_err)? {
+                ctx.log.info(&format!(
+                    "range exhausted: freed {} of {}@{ifname} ({})",
+                    a.ip,
+                    a.container_id,
+                    why.as_str()
+                ));
+                freed.push(a.ip);
+            }
+        }
+    }
+    Ok(freed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conf::Mode;
+    use crate::native::NativeState;
+    use serde_json::json;
+
+    fn rec(boot: Option<&str>, sandbox: Option<&str>) -> Record {
+        Record {
+            container_id: "c1".into(),
+            ifname: "eth0".into(),
+            network: "cbr0".into(),
+            mode: Mode::Bridge,
+            delegate: None,
+            portmap: None,
+            result: sandbox
+                .map(|s| json!({"interfaces": [{"name": "cni0"}, {"name": "eth0", "sandbox": s}]})),
+            native: None,
+            boot_id: boot.map(str::to_string),
+        }
+    }
+
+    fn none_exist(_: &Path) -> bool {
+        false
+    }
+    fn all_exist(_: &Path) -> bool {
+        true
+    }
+
+    #[test]
+    fn earlier_boot_is_a_ghost_even_when_its_netns_path_exists() {
+        // /proc/<pid>/ns/net of the old boot may name a new process now.
+        let r = rec(Some("boot-a"), Some("/proc/42/ns/net"));
+        assert_eq!(
+            reason(&r, Some("boot-b"), &all_exist),
+            Some(Ghost::EarlierBoot)
+        );
+        // An unfinished ADD of an earlier boot is a ghost too.
+        let r = rec(Some("boot-a"), None);
+        assert_eq!(
+            reason(&r, Some("boot-b"), &all_exist),
+            Some(Ghost::EarlierBoot)
+        );
+    }
+
+    #[test]
+    fn same_boot_needs_every_sandbox_gone() {
+        let r = rec(Some("boot-a"), Some("/run/netns/p1"));
+        assert_eq!(reason(&r, Some("boot-a"), &all_exist), None);
+        assert_eq!(
+            reason(&r, Some("boot-a"), &none_exist),
+            Some(Ghost::NetnsGone)
+        );
+        // Unknown boot ids (old records, unreadable kernel file) fall back
+        // to the netns rule only.
+        assert_eq!(reason(&r, None, &all_exist), None);
+        let old = rec(None, Some("/run/netns/p1"));
+        assert_eq!(reason(&old, Some("boot-b"), &all_exist), None);
+        assert_eq!(
+            reason(&old, Some("boot-b"), &none_exist),
+            Some(Ghost::NetnsGone)
+        );
+    }
+
+    #[test]
+    fn an_add_in_flight_or_without_sandboxes_is_never_a_ghost() {
+        // No result: the ADD may be running now.
+        assert_eq!(reason(&rec(Some("b"), None), Some("b"), &none_exist), None);
+        // A result naming no sandbox, or a relative one, proves nothing.
+        let mut r = rec(Some("b"), Some("x"));
+        assert_eq!(reason(&r, Some("b"), &none_exist), None);
+        r.result = Some(json!({"interfaces": [{"name": "cni0"}]}));
+        assert_eq!(reason(&r, Some("b"), &none_exist), None);
+    }
+
+    #[test]
+    fn port_mappings_keep_a_same_boot_ghost_for_gc() {
+        let mut r = rec(Some("b"), Some("/run/netns/gone-for-sure-xyz"));
+        r.native = Some(NativeState {
+            conf: json!({}),
+            bridge: "cni0".into(),
+            host_veth: "nbv0".into(),
+            ipam_dir: "/tmp".into(),
+            port_mappings: vec![json!({"hostPort": 80, "containerPort": 80})],
+            snat: true,
+            sweep_ports: false,
+        });
+        assert_eq!(reclaimable(&r, Some("b")), None);
+        assert_eq!(reclaimable(&r, Some("other")), Some(Ghost::EarlierBoot));
+        r.native = None;
+        assert_eq!(reclaimable(&r, Some("b")), Some(Ghost::NetnsGone));
+    }
+
+    #[test]
+    fn boot_ids_of_different_sources_are_not_compared() {
+        assert!(other_boot("a", "b"));
+        assert!(other_boot("file:a", "file:b"));
+        assert!(!other_boot("a", "file:b"));
+        assert!(!other_boot("file:a", "a"));
+        assert!(!other_boot("file:a", "file:a"));
+    }
+
+    #[test]
+    fn only_a_namespace_counts_as_one() {
+        assert!(is_netns(Path::new("/proc/self/ns/net")));
+        let dir = tempfile::tempdir().unwrap();
+        // A bind-mount target with nothing mounted on it.
+        let placeholder = dir.path().join("cni-1234");
+        std::fs::write(&placeholder, b"").unwrap();
+        assert!(!is_netns(&placeholder));
+        assert!(!is_netns(&dir.path().join("missing")));
+    }
+
+    #[test]
+    fn exhaustion_is_recognized_in_both_ipams_words() {
+        let ours = CniError::new(
+            codes::TRY_AGAIN,
+            "failed to allocate for range 0: no IP addresses available in range set: 10.2.1.2-10.2.1.14",
+        );
+        assert!(is_exhaustion(&ours));
+        assert!(!is_exhaustion(&CniError::new(codes::IO, "disk full")));
+    }
+}
