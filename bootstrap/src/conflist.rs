@@ -78,7 +78,16 @@ pub fn conflist_for(upstream: bool, cni_version: Option<&str>, dirs: &NodeDirs) 
         main["dataDir"] = json!(d.join("flannel"));
         main["ipam"] = json!({ "dataDir": d.join("networks") });
     }
-    let v = json!({ "name": NETWORK_NAME, "cniVersion": version, "plugins": plugins });
+    let mut v = json!({ "name": NETWORK_NAME, "cniVersion": version, "plugins": plugins });
+    // netboot-cni implements 1.1.0 (GC, STATUS), but runtimes on libcni
+    // before 1.2 refuse a conflist whose `cniVersion` they do not know.
+    // `cniVersions` (spec 1.1) lets newer runtimes pick 1.1.0 while older
+    // ones ignore it and keep 1.0.0. Only with the default version and only
+    // for our own plugin: the upstream chain's flannel and portmap stop at
+    // 1.0.0, and an explicit --cni-version means exactly that version.
+    if !upstream && cni_version.is_none() {
+        v["cniVersions"] = json!([version, cni::version::CURRENT_VERSION]);
+    }
     let text = serde_json::to_string_pretty(&v)? + "\n";
     // What a runtime would read: refuse to write anything libcni rejects.
     cni::NetConfList::parse(text.as_bytes())
@@ -208,6 +217,30 @@ mod tests {
         let shipped: Value =
             serde_json::from_str(include_str!("../../conf/10-flannel-upstream.conflist")).unwrap();
         assert_eq!(ours, shipped);
+    }
+
+    #[test]
+    fn default_offers_1_1_0_to_runtimes_that_read_cni_versions() {
+        let text = conflist(false, None).unwrap();
+        let list = cni::NetConfList::parse(text.as_bytes()).unwrap();
+        // A spec-1.1 runtime (libcni >= 1.2, podrun) picks 1.1.0 and so
+        // sends GC and STATUS; an older one reads cniVersion 1.0.0.
+        let offered = list.cni_versions.clone().expect("cniVersions written");
+        assert_eq!(
+            cni::version::pick_highest(&offered).as_deref(),
+            Some("1.1.0")
+        );
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["cniVersion"], "1.0.0");
+        // Not with an explicit version, nor for the upstream chain, whose
+        // flannel and portmap binaries stop at 1.0.0.
+        for text in [
+            conflist(false, Some("1.0.0")).unwrap(),
+            conflist(true, None).unwrap(),
+        ] {
+            let v: Value = serde_json::from_str(&text).unwrap();
+            assert!(v.get("cniVersions").is_none(), "{text}");
+        }
     }
 
     #[test]
