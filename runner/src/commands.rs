@@ -40,6 +40,25 @@ async fn container_state(ctx: &Ctx, rec: &PodRecord, i: usize) -> Result<(String
     }
 }
 
+/// A pod's phase for `ps`: the record's, except that a pod recorded as
+/// running whose pause container is not running is `broken` (the task
+/// that holds its namespaces is gone; `rm` it).
+async fn phase(ctx: &Ctx, rec: &PodRecord) -> Result<String> {
+    if rec.phase == "running" && pause_down(ctx, rec).await?.is_some() {
+        return Ok("broken".into());
+    }
+    Ok(rec.phase.clone())
+}
+
+/// Why the pod's pause container is not running, if it is not.
+async fn pause_down(ctx: &Ctx, rec: &PodRecord) -> Result<Option<String>> {
+    Ok(match ctx.ctrd.task_state(&rec.sandbox_id, "").await? {
+        Some(s) if s.running => None,
+        Some(s) => Some(format!("exited with status {}", s.exit_status)),
+        None => Some("has no task".into()),
+    })
+}
+
 /// `podrun ps`: one line per container.
 pub async fn ps(ctx: &Ctx) -> Result<()> {
     let mut out = std::io::stdout().lock();
@@ -49,13 +68,10 @@ pub async fn ps(ctx: &Ctx) -> Result<()> {
             continue;
         };
         let ip = rec.ip.clone().unwrap_or_else(|| "-".into());
+        let phase = phase(ctx, &rec).await?;
         for (i, c) in rec.spec.containers.iter().enumerate() {
             let (state, exit) = container_state(ctx, &rec, i).await?;
-            writeln!(
-                out,
-                "{pod}\t{}\t{ip}\t{}\t{state}\t{exit}",
-                rec.phase, c.name
-            )?;
+            writeln!(out, "{pod}\t{phase}\t{ip}\t{}\t{state}\t{exit}", c.name)?;
         }
     }
     Ok(())
@@ -170,27 +186,63 @@ pub async fn rm(ctx: &Ctx, pod: &str, grace: u64) -> Result<()> {
         lock.remove();
         return Ok(());
     };
-    if rec.phase == "creating" {
-        // We hold the lock, so the `run` that wrote this record is dead;
-        // it may have left a request in flight in containerd.
-        teardown::settle(ctx, &rec).await?;
-    }
+    // We hold the lock, so no `run` of this pod is alive; what a dead
+    // one left (even requests containerd is still executing) is driven
+    // to gone by `remove`.
     teardown::remove(ctx, &rec, grace).await?;
     lock.remove();
     Ok(())
 }
 
-/// `podrun check POD`.
-pub fn check(ctx: &Ctx, pod: &str) -> Result<()> {
+/// `podrun check POD`: the pod's pause container must be running (it
+/// holds the pod's namespaces), then CNI CHECK of its attachment.
+pub async fn check(ctx: &Ctx, pod: &str) -> Result<()> {
     let rec = record(ctx, pod)?;
+    if rec.phase != "running" {
+        bail!("check pod {pod:?}: pod is {}, not running", rec.phase);
+    }
+    if let Some(why) = pause_down(ctx, &rec).await? {
+        bail!(
+            "check pod {pod:?}: pod is broken: its pause container {} {why} \
+             (podrun rm {pod} removes it)",
+            rec.sandbox_id
+        );
+    }
     let net = ctx.network_of(&rec)?;
     net.check(&ctx.attachment(&rec, true))
         .with_context(|| format!("check pod {pod:?}"))
 }
 
-/// `podrun gc`: CNI GC of every network in use (and the default one),
-/// keeping the attachments of the pods that have a record.
-pub fn gc(ctx: &Ctx) -> Result<()> {
+/// Finishes the `rm` of every pod left in phase teardown-pending (its
+/// network could not be torn down then); returns those still pending.
+async fn finish_pending(ctx: &Ctx) -> Result<Vec<String>> {
+    let mut still = Vec::new();
+    for pod in ctx.store.pods()? {
+        match ctx.store.load(&pod)? {
+            Some(rec) if rec.phase == teardown::TEARDOWN_PENDING => {}
+            _ => continue,
+        }
+        let lock = PodLock::acquire(&ctx.store, &pod)?;
+        // Reloaded under the lock: another podrun may have finished it.
+        let Some(rec) = ctx.store.load(&pod)? else {
+            continue;
+        };
+        match teardown::remove(ctx, &rec, 0).await {
+            Ok(()) => lock.remove(),
+            Err(e) => {
+                eprintln!("podrun: gc: {e:#}");
+                still.push(pod);
+            }
+        }
+    }
+    Ok(still)
+}
+
+/// `podrun gc`: finishes pending removals, then CNI GC of every network
+/// in use (and the default one), keeping the attachments of the pods
+/// that have a record (a pod still pending keeps its own).
+pub async fn gc(ctx: &Ctx) -> Result<()> {
+    let pending = finish_pending(ctx).await?;
     let mut keep: Vec<(String, String)> = Vec::new();
     let mut saved = std::collections::HashMap::new();
     for pod in ctx.store.pods()? {
@@ -224,6 +276,9 @@ pub fn gc(ctx: &Ctx) -> Result<()> {
             .map(|(_, id)| id.clone())
             .collect();
         net.gc(&ids)?;
+    }
+    if !pending.is_empty() {
+        bail!("gc: network teardown still pending for pods {pending:?}");
     }
     Ok(())
 }

@@ -1,0 +1,148 @@
+//! Driving a pod's containerd objects to gone, deterministically.
+//!
+//! `rm` holds the pod's flock, so no `run` of the pod is alive (the kernel
+//! released the lock of a killed one). What a dead `run` can leave is
+//! observable: tasks, containers and snapshots under the IDs its record
+//! names, and shim processes (see [`crate::shims`]). Each pass deletes what
+//! it sees; a pass that sees nothing left ends it. The only thing worth
+//! waiting for is a Create containerd is still executing for the dead run
+//! (a shim whose bundle exists while its task is not visible): containerd
+//! then either finishes it (the next pass deletes the task) or fails it and
+//! deletes the bundle (the next pass sees the shim gone, or orphaned and
+//! kills it). Known transient errors (containerd restarting, a shim gone
+//! under a call, a task not yet stopped) are retried the same way. No
+//! quiet periods: every wait is on a condition a pass observed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Result};
+
+use crate::pod::Ctx;
+use crate::shims;
+use crate::state::PodRecord;
+use crate::teardown::{stop_task, Exit};
+
+/// Between passes that found something still in progress.
+const POLL: Duration = Duration::from_millis(50);
+/// After this, `rm` fails naming what is still in progress (and can be
+/// run again).
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// What one pass saw.
+#[derive(Default)]
+struct Pass {
+    /// Still in progress or transiently failing: wait and look again.
+    waiting: Vec<String>,
+    /// Failed for good.
+    errors: Vec<String>,
+}
+
+impl Pass {
+    fn note(&mut self, r: Result<()>) {
+        if let Err(e) = r {
+            if crate::ctrd::transient(&e) {
+                self.waiting.push(format!("{e:#}"));
+            } else {
+                self.errors.push(format!("{e:#}"));
+            }
+        }
+    }
+}
+
+/// The pod's containerd IDs, apps in reverse spec order, then the pause.
+fn ids(rec: &PodRecord) -> Vec<String> {
+    let mut ids: Vec<String> = rec.container_ids.iter().rev().cloned().collect();
+    ids.push(rec.sandbox_id.clone());
+    ids
+}
+
+/// Stops and deletes every task of the pod (recording how the apps
+/// ended in `exits`), then deletes its containers and snapshots and any
+/// orphaned shim, until a pass finds nothing left.
+pub async fn containerd_gone(
+    ctx: &Ctx,
+    rec: &PodRecord,
+    grace: Duration,
+    exits: &mut BTreeMap<String, Exit>,
+) -> Result<()> {
+    let end = Instant::now() + LIMIT;
+    let mut had_task = BTreeSet::new();
+    loop {
+        let pass = one_pass(ctx, rec, grace, exits, &mut had_task).await;
+        if !pass.errors.is_empty() {
+            return Err(anyhow!("{}", pass.errors.join("; ")));
+        }
+        if pass.waiting.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() >= end {
+            return Err(anyhow!(
+                "still in progress after {}s: {} (run `podrun rm {}` again)",
+                LIMIT.as_secs(),
+                pass.waiting.join("; "),
+                rec.spec.name
+            ));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+async fn one_pass(
+    ctx: &Ctx,
+    rec: &PodRecord,
+    grace: Duration,
+    exits: &mut BTreeMap<String, Exit>,
+    had_task: &mut BTreeSet<String>,
+) -> Pass {
+    let mut pass = Pass::default();
+    let ids = ids(rec);
+    for id in &ids {
+        match stop_task(ctx, id, grace).await {
+            Ok(Some(e)) => {
+                had_task.insert(id.clone());
+                if let Some(i) = rec.container_ids.iter().position(|c| c == id) {
+                    exits.insert(rec.spec.containers[i].name.clone(), e);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => pass.note(Err(e)),
+        }
+    }
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    for shim in shims::find(&ctx.g.namespace, &ctx.g.address, &refs) {
+        if shim.bundle_exists {
+            pass.waiting.push(format!(
+                "containerd is still creating or deleting the task of {} (shim pid {})",
+                shim.id, shim.pid
+            ));
+        } else if shims::kill_orphan(&shim, &ctx.g.namespace, &ctx.g.address)
+            && !had_task.contains(&shim.id)
+        {
+            // A shim that just shut down after its task's delete is gone
+            // the same way; only one without any task is worth a word.
+            eprintln!(
+                "podrun: killed orphaned shim (pid {}) of {}: containerd had dropped its bundle",
+                shim.pid, shim.id
+            );
+        }
+    }
+    if !pass.waiting.is_empty() {
+        // Containers stay while a task may still appear under them: a
+        // task without its container cannot be deleted by ID later.
+        return pass;
+    }
+    for id in &ids {
+        pass.note(ctx.ctrd.delete_container(id).await);
+        pass.note(ctx.ctrd.remove_snapshot(id).await);
+    }
+    // A Create that completed while this pass ran shows up now.
+    for id in &ids {
+        match ctx.ctrd.task_state(id, "").await {
+            Ok(Some(_)) => pass.waiting.push(format!("task {id} appeared")),
+            Ok(None) => {}
+            Err(e) => pass.note(Err(e)),
+        }
+    }
+    pass
+}
