@@ -15,6 +15,8 @@ pub mod netns;
 pub mod node;
 pub mod plugin;
 pub mod plugin_support;
+pub mod podfaults;
+pub mod reaper;
 
 use std::path::{Path, PathBuf};
 use std::thread;
