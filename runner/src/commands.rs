@@ -183,6 +183,10 @@ pub async fn stop(ctx: &Ctx, pod: &str, grace: u64) -> Result<()> {
 pub async fn rm(ctx: &Ctx, pod: &str, grace: u64) -> Result<()> {
     let lock = PodLock::acquire(&ctx.store, pod)?;
     let Some(rec) = ctx.store.load(pod)? else {
+        // A `run` killed while writing its first record leaves the pod's
+        // directory with only a temp file: the record is written before
+        // anything else exists, so that is all there is.
+        ctx.store.remove_pod_dir(pod)?;
         lock.remove();
         return Ok(());
     };
