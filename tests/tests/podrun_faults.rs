@@ -73,12 +73,14 @@ fn sigkill_at_random_points_of_run_then_rm_leaves_nothing() {
             .spawn()
             .expect("spawn podrun");
         // Odd rounds aim at the narrowest window: while containerd runs
-        // `containerd-shim-runc-v2 … start` for one of the pod's tasks.
+        // `containerd-shim-runc-v2 … start` for one of the pod's tasks
+        // (0-19 ms after it appears: before or after it forks the daemon).
         let delay = if round % 2 == 1 {
             let t = Instant::now();
             while t.elapsed() < full * 2 && !shim_starting(&n, "crash") {
                 std::thread::yield_now();
             }
+            std::thread::sleep(Duration::from_millis(rng.below(20)));
             t.elapsed()
         } else {
             let d = Duration::from_millis(rng.below(full.as_millis() as u64 + 1));
