@@ -371,3 +371,26 @@ fn rm_waits_for_a_shim_with_a_bundle_and_kills_an_orphaned_one() {
     );
     assert_eq!(leftovers(&n, "ghost"), Vec::<String>::new());
 }
+
+/// What the kill rounds found a killed `run` leaving behind, made
+/// deterministically: a pod directory holding only the temp file of its
+/// first record, and a temp file of libcni's cache entry.
+#[test]
+fn rm_removes_the_temp_files_of_a_run_killed_while_writing() {
+    require_root();
+    let n = PodNode::new("pf-tmp", "10.88.14.1/24");
+    let half = n.state_dir().join("pods/half");
+    fs::create_dir_all(&half).expect("pod dir");
+    fs::write(half.join("pod.tmp4242"), "{\"spec\":").expect("temp record");
+    n.podrun(&["rm", "half"]).expect_ok();
+    assert!(!half.exists(), "pod dir without record left");
+
+    n.run_pod(&pod_spec("tmpc", json!([sleeper("c")])));
+    let results = n.cache_dir().join("results");
+    let entry = format!("podnet-tmpc-{}-eth0", n.pr.instance());
+    assert!(results.join(&entry).exists(), "{:?}", names(&results));
+    fs::write(results.join(format!("{entry}.tmp4242")), "{").expect("temp cache");
+    n.podrun(&["rm", "tmpc", "--grace", "0"]).expect_ok();
+    assert_eq!(leftovers(&n, "tmpc"), Vec::<String>::new());
+    assert_eq!(leftovers(&n, "half"), Vec::<String>::new());
+}
