@@ -103,7 +103,7 @@ fault_row() {
   [ -n "$f" ] && [ "${ok:-0}" -gt 0 ] && [ "${bad:-1}" = 0 ] || f=$((${f:-0} + 1))
   row "podrun: $desc (${details:-no result line})" "${count:-?}" "$f" "$elapsed"
 }
-for spec in "sigkill-run:sigkill_at_random_points_of_run_then_rm_leaves_nothing:SIGKILL mid-run at random points, odd rounds while containerd starts a shim, $NETBOOT_PODRUN_KILL_LOAD busy loops beside; rm leaves no container/task/snapshot/lease/shim/IP/veth/netns/state" \
+for spec in "sigkill-run:sigkill_at_random_points_of_run_then_rm_leaves_nothing:SIGKILL mid-run at random points, odd rounds while containerd starts a shim, every third first rm killed too, $NETBOOT_PODRUN_KILL_LOAD busy loops beside; rm leaves no container/task/snapshot/lease/shim/IP/veth/netns/state" \
             "containerd-restart:containerd_restart_keeps_pods_running_and_podrun_reconnects:containerd restarted under a running pod; it keeps serving, ps/exec/logs/check/stop/rm work after" \
             "pause-killed:killed_pause_makes_the_pod_broken_and_rm_cleans_it:pause process SIGKILLed; ps says broken, check refuses, rm cleans" \
             "cni-plugin-missing:missing_cni_plugin_at_rm_keeps_the_teardown_pending_until_it_is_back:CNI plugin missing at rm; teardown-pending keeps the IP's netns/cache/record until rm or gc" \

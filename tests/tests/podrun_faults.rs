@@ -39,6 +39,23 @@ fn env_count(var: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// Spawns `podrun ARGS`, SIGKILLs it (our own child, by PID: nsenter
+/// execs podrun in place) once `wait` returns; whether it was still
+/// running then.
+fn kill_after(n: &PodNode, args: &[&str], wait: impl FnOnce()) -> bool {
+    let mut child = n
+        .podrun_cmd(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn podrun");
+    wait();
+    let running = child.try_wait().ok().flatten().is_none();
+    let _ = child.kill();
+    let _ = child.wait();
+    running
+}
+
 #[test]
 fn sigkill_at_random_points_of_run_then_rm_leaves_nothing() {
     require_root();
@@ -63,36 +80,32 @@ fn sigkill_at_random_points_of_run_then_rm_leaves_nothing() {
     assert_eq!(leftovers(&n, "crash"), Vec::<String>::new());
 
     let mut rng = Rng(seed | 1);
-    let (mut killed, mut failures, mut rm_total) = (0, Vec::new(), Duration::ZERO);
-    let mut orphans = 0;
+    let (mut killed, mut rm_killed, mut orphans) = (0, 0, 0);
+    let (mut failures, mut rm_total) = (Vec::new(), Duration::ZERO);
     for round in 0..rounds {
-        let mut child = n
-            .podrun_cmd(&["run", "-f", file])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn podrun");
+        let t = Instant::now();
         // Odd rounds aim at the narrowest window: while containerd runs
         // `containerd-shim-runc-v2 … start` for one of the pod's tasks
         // (0-19 ms after it appears: before or after it forks the daemon).
-        let delay = if round % 2 == 1 {
-            let t = Instant::now();
-            while t.elapsed() < full * 2 && !shim_starting(&n, "crash") {
-                std::thread::yield_now();
+        let jitter = Duration::from_millis(rng.below(20));
+        let at = Duration::from_millis(rng.below(full.as_millis() as u64 + 1));
+        killed += u32::from(kill_after(&n, &["run", "-f", file], || {
+            if round % 2 == 1 {
+                while t.elapsed() < full * 2 && !shim_starting(&n, "crash") {
+                    std::thread::yield_now();
+                }
+                std::thread::sleep(jitter);
+            } else {
+                std::thread::sleep(at);
             }
-            std::thread::sleep(Duration::from_millis(rng.below(20)));
-            t.elapsed()
-        } else {
-            let d = Duration::from_millis(rng.below(full.as_millis() as u64 + 1));
-            std::thread::sleep(d);
-            d
-        };
-        // Our own child only (nsenter execs podrun in place).
-        if child.try_wait().ok().flatten().is_none() {
-            killed += 1;
+        }));
+        let delay = t.elapsed();
+        // Every third round the first rm is killed too (0-399 ms in).
+        if round % 3 == 2 {
+            let at = Duration::from_millis(rng.below(400));
+            let args = ["rm", "crash", "--grace", "0"];
+            rm_killed += u32::from(kill_after(&n, &args, || std::thread::sleep(at)));
         }
-        let _ = child.kill();
-        let _ = child.wait();
         let t = Instant::now();
         let rm = n.podrun(&["rm", "crash", "--grace", "0"]);
         rm_total += t.elapsed();
@@ -107,8 +120,8 @@ fn sigkill_at_random_points_of_run_then_rm_leaves_nothing() {
     }
     let (reaped, zombies) = reaper::reap(&reaper::zombie_shims());
     println!(
-        "podrun fault sigkill-run: {rounds} rounds ({killed} killed mid-run), {} failures, \
-         full run {:.2}s, rm avg {:.2}s, orphaned shims killed by rm {orphans}, \
+        "podrun fault sigkill-run: {rounds} rounds ({killed} killed mid-run, \
+         {rm_killed} first rm killed too), {} failures, full run {:.2}s, rm avg {:.2}s, orphaned shims killed by rm {orphans}, \
          zombie shims reaped {reaped}, left {}, seed {seed}",
         failures.len(),
         full.as_secs_f64(),
