@@ -25,6 +25,7 @@ export NETBOOT_LOAD_PODS="${NETBOOT_LOAD_PODS:-250}"
 export NETBOOT_LOAD_PARALLELISM="${NETBOOT_LOAD_PARALLELISM:-2,8,32}"
 export NETBOOT_PODRUN_KILL_ROUNDS="${NETBOOT_PODRUN_KILL_ROUNDS:-100}"
 export NETBOOT_PODRUN_KILL_LOAD="${NETBOOT_PODRUN_KILL_LOAD:-2}"
+export NETBOOT_PODRUN_RESTART_ROUNDS="${NETBOOT_PODRUN_RESTART_ROUNDS:-20}"
 export NETBOOT_TEST_NETNS_PREFIX="${NETBOOT_TEST_NETNS_PREFIX:-nbc-}"
 export PATH="$HOME/.cargo/bin:$PATH"
 log_dir="$(mktemp -d /tmp/netboot-campaign.XXXXXX)"
@@ -104,6 +105,7 @@ fault_row() {
   row "podrun: $desc (${details:-no result line})" "${count:-?}" "$f" "$elapsed"
 }
 for spec in "sigkill-run:sigkill_at_random_points_of_run_then_rm_leaves_nothing:SIGKILL mid-run at random points, odd rounds while containerd starts a shim, every third first rm killed too, $NETBOOT_PODRUN_KILL_LOAD busy loops beside; rm leaves no container/task/snapshot/lease/shim/IP/veth/netns/state" \
+            "crash-restart:containerd_and_run_killed_mid_create_then_rm_after_restart_leaves_nothing:containerd and podrun SIGKILLed while containerd starts a shim, containerd restarted; rm leaves nothing" \
             "containerd-restart:containerd_restart_keeps_pods_running_and_podrun_reconnects:containerd restarted under a running pod; it keeps serving, ps/exec/logs/check/stop/rm work after" \
             "pause-killed:killed_pause_makes_the_pod_broken_and_rm_cleans_it:pause process SIGKILLed; ps says broken, check refuses, rm cleans" \
             "cni-plugin-missing:missing_cni_plugin_at_rm_keeps_the_teardown_pending_until_it_is_back:CNI plugin missing at rm; teardown-pending keeps the IP's netns/cache/record until rm or gc" \
@@ -118,6 +120,6 @@ echo "| target / trial | count | failures | time |"
 echo "|---|---|---|---|"
 printf '%s\n' "${rows[@]}"
 echo
-echo "NETBOOT_FUZZ_CASES=$NETBOOT_FUZZ_CASES NETBOOT_CRASH_ROUNDS=$NETBOOT_CRASH_ROUNDS NETBOOT_PODRUN_KILL_ROUNDS=$NETBOOT_PODRUN_KILL_ROUNDS NETBOOT_PODRUN_KILL_LOAD=$NETBOOT_PODRUN_KILL_LOAD; logs: $log_dir"
+echo "NETBOOT_FUZZ_CASES=$NETBOOT_FUZZ_CASES NETBOOT_CRASH_ROUNDS=$NETBOOT_CRASH_ROUNDS NETBOOT_PODRUN_KILL_ROUNDS=$NETBOOT_PODRUN_KILL_ROUNDS NETBOOT_PODRUN_KILL_LOAD=$NETBOOT_PODRUN_KILL_LOAD NETBOOT_PODRUN_RESTART_ROUNDS=$NETBOOT_PODRUN_RESTART_ROUNDS; logs: $log_dir"
 [ -n "$tally" ] && echo "crash tally: ${tally#crash test: }"
 exit "$fail"

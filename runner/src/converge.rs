@@ -6,10 +6,10 @@
 //! names, and shim processes (see [`crate::shims`]). Each pass deletes what
 //! it sees; a pass that sees nothing left ends it. The only thing worth
 //! waiting for is a Create containerd is still executing for the dead run
-//! (a shim whose bundle exists while its task is not visible): containerd
-//! then either finishes it (the next pass deletes the task) or fails it and
-//! deletes the bundle (the next pass sees the shim gone, or orphaned and
-//! kills it). Known transient errors (containerd restarting, a shim gone
+//! (a shim whose bundle exists while its task is not visible): the pass
+//! asks containerd to delete that task, and containerd either finishes or
+//! fails the Create (the next pass deletes the task, or sees the shim
+//! gone, or orphaned and kills it). Known transient errors (containerd restarting, a shim gone
 //! under a call, a task not yet stopped) are retried the same way. No
 //! quiet periods: every wait is on a condition a pass observed.
 
@@ -112,10 +112,24 @@ async fn one_pass(
     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
     for shim in shims::find(&ctx.g.namespace, &ctx.g.address, &refs) {
         if shim.bundle_exists {
-            pass.waiting.push(format!(
-                "containerd is still creating or deleting the task of {} (shim pid {})",
-                shim.id, shim.pid
-            ));
+            // A task whose runc container does not exist (yet) is not
+            // visible to Get, but Delete finds it once containerd lists
+            // its shim: mid-Create, or loaded at a containerd restart
+            // after a Create that never finished. Its shim then shuts
+            // down (the container is kept for this: Delete needs it).
+            let what = match ctx.ctrd.delete_task(&shim.id).await {
+                Ok(Some(_)) => {
+                    eprintln!(
+                        "podrun: deleted half-created task of {} (shim pid {})",
+                        shim.id, shim.pid
+                    );
+                    "deleted its half-created task".to_string()
+                }
+                Ok(None) => "containerd is still creating or deleting its task".into(),
+                Err(e) => format!("{e:#}"),
+            };
+            pass.waiting
+                .push(format!("shim pid {} of {}: {what}", shim.pid, shim.id));
         } else if shims::kill_orphan(&shim, &ctx.g.namespace, &ctx.g.address)
             && !had_task.contains(&shim.id)
         {

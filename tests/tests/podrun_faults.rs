@@ -135,6 +135,61 @@ fn sigkill_at_random_points_of_run_then_rm_leaves_nothing() {
     assert!(zombies.is_empty(), "zombie shims not reaped: {zombies:?}");
 }
 
+/// containerd and podrun both killed while containerd starts a shim for
+/// the pod (a Create neither finished nor cleaned up), containerd
+/// restarted: `rm` still leaves nothing.
+#[test]
+fn containerd_and_run_killed_mid_create_then_rm_after_restart_leaves_nothing() {
+    require_root();
+    let rounds = env_count("NETBOOT_PODRUN_RESTART_ROUNDS", 2);
+    let seed = env_count("NETBOOT_PODRUN_KILL_SEED", 1);
+    let mut n = PodNode::new("pf-both", "10.88.15.1/24");
+    let file = n.write_spec("both", &kill_spec("both", 18092));
+    let file = file.to_str().expect("utf-8");
+    let mut rng = Rng(seed | 1);
+    let (mut hit, mut failures, mut orphans, mut half) = (0, Vec::new(), 0, 0);
+    for round in 0..rounds {
+        let mut child = n
+            .podrun_cmd(&["run", "-f", file])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn podrun");
+        let t = Instant::now();
+        let mut seen = false;
+        while !seen && t.elapsed() < Duration::from_secs(20) {
+            seen = shim_starting(&n, "both");
+        }
+        hit += u32::from(seen);
+        std::thread::sleep(Duration::from_millis(rng.below(20)));
+        n.ctd.stop(Signal::SIGKILL);
+        let _ = child.kill();
+        let _ = child.wait();
+        n.ctd.start_again();
+        let rm = n.podrun(&["rm", "both", "--grace", "0"]);
+        orphans += rm.stderr.matches("killed orphaned shim").count();
+        half += rm.stderr.matches("deleted half-created task").count();
+        let left = leftovers(&n, "both");
+        if !rm.success() || !left.is_empty() {
+            eprintln!("round {round}: rm {rm}\nleft: {left:?}");
+            failures.push(round);
+            let _ = n.podrun(&["rm", "both", "--grace", "0"]);
+        }
+    }
+    let (reaped, zombies) = reaper::reap(&reaper::zombie_shims());
+    println!(
+        "podrun fault crash-restart: {rounds} rounds ({hit} during shim start), {} failures, \
+         orphaned shims killed by rm {orphans}, half-created tasks deleted by rm {half}, \
+         zombie shims reaped {reaped}",
+        failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "rounds that left something: {failures:?}"
+    );
+    assert!(zombies.is_empty(), "zombie shims not reaped: {zombies:?}");
+}
+
 #[test]
 fn containerd_restart_keeps_pods_running_and_podrun_reconnects() {
     require_root();
