@@ -67,16 +67,15 @@ pub const TEARDOWN_PENDING: &str = "teardown-pending";
 /// CNI DEL, then the netns. When DEL fails the netns is kept (a later
 /// DEL gets it, as CRI's StopPodSandbox retries do) and so is libcni's
 /// cache entry (`Network::del` drops it only after success).
-fn network_down(ctx: &Ctx, rec: &PodRecord) -> Result<()> {
+fn network_down(ctx: &Ctx, rec: &PodRecord, retry: &str) -> Result<()> {
     ctx.network_of(rec)
         .and_then(|net| net.del(&ctx.attachment(rec, true)))
         .map_err(|e| {
             anyhow!(
                 "network teardown pending: {e:#} (CNI_PATH {:?}); the pod's netns, \
                  cached CNI result and record are kept so its IP can still be released: \
-                 once the plugin works again run `podrun rm {}` or `podrun gc`",
+                 once the plugin works again run {retry}",
                 ctx.g.cni_bin_dir,
-                rec.spec.name
             )
         })?;
     netkit::delete_named(&rec.netns_name).map_err(|e| anyhow!("{e}"))
@@ -101,7 +100,8 @@ pub async fn stop(ctx: &Ctx, rec: &PodRecord, grace_secs: u64) -> Result<()> {
         &mut errs,
         stop_task(ctx, &rec.sandbox_id, grace).await.map(|_| ()),
     );
-    note(&mut errs, network_down(ctx, rec));
+    let retry = format!("`podrun stop {0}` or `podrun rm {0}`", rec.spec.name);
+    note(&mut errs, network_down(ctx, rec, &retry));
     if errs.is_empty() {
         Ok(())
     } else {
@@ -133,7 +133,8 @@ pub async fn remove(ctx: &Ctx, rec: &PodRecord, grace_secs: u64) -> Result<()> {
     if !errs.is_empty() {
         return Err(anyhow!("rm pod {pod:?}: {}", errs.join("; ")));
     }
-    if let Err(e) = network_down(ctx, rec) {
+    let retry = format!("`podrun rm {pod}` or `podrun gc`");
+    if let Err(e) = network_down(ctx, rec, &retry) {
         if rec.phase != TEARDOWN_PENDING {
             let mut pending = rec.clone();
             pending.phase = TEARDOWN_PENDING.into();

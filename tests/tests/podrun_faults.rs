@@ -367,6 +367,22 @@ fn missing_cni_plugin_at_rm_keeps_the_teardown_pending_until_it_is_back() {
     );
     let ps = n.podrun(&["ps"]).expect_ok();
     assert!(ps.stdout.contains("pa\tteardown-pending"), "{ps}");
+    // stop of a third pod fails the same way and keeps its netns.
+    fs::rename(&away, &plugin).expect("plugin back for run");
+    let ip_c = n.pr.run_pod_ip(&pod_spec("pc", json!([sleeper("c")])));
+    fs::rename(&plugin, &away).expect("move plugin away again");
+    let stop = n.podrun(&["stop", "pc", "--grace", "0"]);
+    assert!(
+        !stop.success()
+            && stop.stderr.contains("network teardown pending")
+            && stop.stderr.contains("`podrun stop pc` or `podrun rm pc`"),
+        "{stop}"
+    );
+    assert_eq!(
+        netboot_tests::containerd::podrun_netns(&n.state_dir()).len(),
+        3
+    );
+    assert!(reserved_ips(&n).contains(&ip_c));
     let gc = n.podrun(&["gc"]);
     assert!(
         !gc.success() && gc.stderr.contains("network teardown pending"),
@@ -376,12 +392,21 @@ fn missing_cni_plugin_at_rm_keeps_the_teardown_pending_until_it_is_back() {
     // Back: rm finishes one pod, gc the other.
     fs::rename(&away, &plugin).expect("plugin back");
     n.podrun(&["rm", "pa", "--grace", "0"]).expect_ok();
-    assert_eq!(reserved_ips(&n), vec![ip_b.clone()]);
+    let mut want = vec![ip_b.clone(), ip_c.clone()];
+    want.sort();
+    let mut reserved = reserved_ips(&n);
+    reserved.sort();
+    assert_eq!(reserved, want, "rm released {ip_a}");
     n.podrun(&["gc"]).expect_ok();
-    let left: Vec<String> = ["pa", "pb"].iter().flat_map(|p| leftovers(&n, p)).collect();
+    assert_eq!(reserved_ips(&n), vec![ip_c.clone()], "gc released {ip_b}");
+    n.podrun(&["rm", "pc", "--grace", "0"]).expect_ok();
+    let left: Vec<String> = ["pa", "pb", "pc"]
+        .iter()
+        .flat_map(|p| leftovers(&n, p))
+        .collect();
     println!(
-        "podrun fault cni-plugin-missing: 2 pods x 2 rm attempts refused (pending), {} failures, \
-         released by rm and by gc once the plugin was back",
+        "podrun fault cni-plugin-missing: 2 pods x 2 rm attempts and 1 stop refused (pending), \
+         {} failures, released by rm and by gc once the plugin was back",
         usize::from(!left.is_empty())
     );
     assert_eq!(left, Vec::<String>::new());
