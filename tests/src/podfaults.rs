@@ -7,7 +7,6 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use crate::containerd::{PodNode, NAMESPACE};
-use crate::exec;
 
 /// Entries of `dir` (names), empty when it does not exist.
 pub fn names(dir: &Path) -> Vec<String> {
@@ -29,10 +28,31 @@ pub fn reserved_ips(n: &PodNode) -> Vec<String> {
 }
 
 /// PIDs of live shims of pod `pod` (sandbox and app containers).
+///
+/// Read from /proc, not with `pgrep -f PATTERN`: a pattern starting with
+/// `-` is taken for an option, pgrep fails, and finds nothing (which made
+/// an earlier version of this check vacuous).
 pub fn shims(n: &PodNode, pod: &str) -> Vec<String> {
-    let pattern = format!("-namespace {NAMESPACE} -id {pod}-{}", n.pr.instance());
-    let out = exec::run_argv(&["pgrep", "-f", &pattern]);
-    out.stdout.split_whitespace().map(String::from).collect()
+    let prefix = format!("{pod}-{}", n.pr.instance());
+    names(Path::new("/proc"))
+        .into_iter()
+        .filter(|p| p.bytes().all(|b| b.is_ascii_digit()))
+        .filter(|p| {
+            let Ok(cmdline) = fs::read(format!("/proc/{p}/cmdline")) else {
+                return false;
+            };
+            let args: Vec<String> = cmdline
+                .split(|b| *b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            let flag = |f: &str| args.windows(2).find(|w| w[0] == f).map(|w| w[1].clone());
+            args.first()
+                .is_some_and(|a| a.ends_with("containerd-shim-runc-v2"))
+                && flag("-namespace").as_deref() == Some(NAMESPACE)
+                && flag("-id")
+                    .is_some_and(|id| id == prefix || id.starts_with(&format!("{prefix}.")))
+        })
+        .collect()
 }
 
 /// Whether containerd is running a shim's `start` for one of `pod`'s

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use netboot_tests::containerd::{pod_spec, PodNode, BUSYBOX};
 use netboot_tests::podfaults::{
-    fake_shim, leftovers, names, reserved_ips, shim_starting, Load, Rng,
+    fake_shim, leftovers, names, reserved_ips, shim_starting, shims, Load, Rng,
 };
 use netboot_tests::{exec, reaper, require_root, retry};
 use nix::sys::signal::Signal;
@@ -216,6 +216,8 @@ fn containerd_restart_keeps_pods_running_and_podrun_reconnects() {
         v
     };
     let pids_before = tasks(&n);
+    // The shim check of `leftovers` sees the pod's three shims.
+    assert_eq!(shims(&n, "keep").len(), 3, "{pids_before:?}");
     let mut back_after = Vec::new();
     for signal in [Signal::SIGTERM, Signal::SIGKILL] {
         n.ctd.stop(signal);
@@ -424,6 +426,7 @@ fn rm_waits_for_a_shim_with_a_bundle_and_kills_an_orphaned_one() {
     let id = format!("ghost-{}.c", n.pr.instance());
     let bundle = n.pr.dir().join("fake-bundle");
     let mut shim = fake_shim(&n, &id, &bundle);
+    assert_eq!(shims(&n, "ghost"), vec![shim.id().to_string()]);
 
     // Its bundle exists: containerd may still be creating the task, so
     // rm waits for that to end one way or the other.
