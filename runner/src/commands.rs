@@ -242,11 +242,17 @@ async fn finish_pending(ctx: &Ctx) -> Result<Vec<String>> {
     Ok(still)
 }
 
-/// `podrun gc`: finishes pending removals, then CNI GC of every network
+/// `podrun gc`: finishes pending removals, kills orphaned shims of this
+/// podrun's IDs, then CNI GC of every network
 /// in use (and the default one), keeping the attachments of the pods
 /// that have a record (a pod still pending keeps its own).
 pub async fn gc(ctx: &Ctx) -> Result<()> {
     let pending = finish_pending(ctx).await?;
+    // Orphaned shims of this instance's IDs (`<pod>-<instance>[.<c>]`).
+    let suffix = format!("-{}", ctx.store.instance);
+    crate::converge::sweep_orphans(ctx, &|id| {
+        id.split('.').next().is_some_and(|s| s.ends_with(&suffix))
+    });
     let mut keep: Vec<(String, String)> = Vec::new();
     let mut saved = std::collections::HashMap::new();
     for pod in ctx.store.pods()? {

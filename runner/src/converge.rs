@@ -109,8 +109,8 @@ async fn one_pass(
             Err(e) => pass.note(Err(e)),
         }
     }
-    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-    for shim in shims::find(&ctx.g.namespace, &ctx.g.address, &refs) {
+    let want = |id: &str| ids.iter().any(|x| x == id);
+    for shim in shims::find(&ctx.g.namespace, &ctx.g.address, &want) {
         if shim.bundle_exists {
             // A task whose runc container does not exist (yet) is not
             // visible to Get, but Delete finds it once containerd lists
@@ -130,15 +130,10 @@ async fn one_pass(
             };
             pass.waiting
                 .push(format!("shim pid {} of {}: {what}", shim.pid, shim.id));
-        } else if shims::kill_orphan(&shim, &ctx.g.namespace, &ctx.g.address)
-            && !had_task.contains(&shim.id)
-        {
-            // A shim that just shut down after its task's delete is gone
-            // the same way; only one without any task is worth a word.
-            eprintln!(
-                "podrun: killed orphaned shim (pid {}) of {}: containerd had dropped its bundle",
-                shim.pid, shim.id
-            );
+        } else {
+            // A shim that just shut down after its task's delete looks
+            // the same; only one without any task is worth a word.
+            kill_orphan(ctx, &shim, !had_task.contains(&shim.id));
         }
     }
     if !pass.waiting.is_empty() {
@@ -159,4 +154,29 @@ async fn one_pass(
         }
     }
     pass
+}
+
+/// Kills an orphaned shim (see [`crate::shims`]); says so when `tell`.
+fn kill_orphan(ctx: &Ctx, shim: &shims::Shim, tell: bool) -> bool {
+    let killed = shims::kill_orphan(shim, &ctx.g.namespace, &ctx.g.address);
+    if killed && tell {
+        eprintln!(
+            "podrun: killed orphaned shim (pid {}) of {}: containerd had dropped its bundle",
+            shim.pid, shim.id
+        );
+    }
+    killed
+}
+
+/// Kills every orphaned shim (bundle deleted: containerd has forgotten
+/// it) whose container ID `want` accepts; returns how many. `run` does
+/// this for its pod before creating anything (a new Create of the same
+/// ID would reuse the orphan's socket), `gc` for all of this podrun's
+/// IDs: an orphan that appeared after an `rm` (containerd executing a
+/// dead run's request late) is caught there.
+pub fn sweep_orphans(ctx: &Ctx, want: &dyn Fn(&str) -> bool) -> usize {
+    shims::find(&ctx.g.namespace, &ctx.g.address, want)
+        .iter()
+        .filter(|s| !s.bundle_exists && kill_orphan(ctx, s, true))
+        .count()
 }

@@ -53,8 +53,8 @@ fn same_socket(a: &str, b: &Path) -> bool {
 }
 
 /// Shims of containerd namespace `ns` on the containerd at `address`
-/// whose container ID is one of `ids`.
-pub fn find(ns: &str, address: &Path, ids: &[&str]) -> Vec<Shim> {
+/// whose container ID `want` accepts.
+pub fn find(ns: &str, address: &Path, want: &dyn Fn(&str) -> bool) -> Vec<Shim> {
     let Ok(rd) = fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -63,7 +63,7 @@ pub fn find(ns: &str, address: &Path, ids: &[&str]) -> Vec<Shim> {
         let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
             continue;
         };
-        if let Some(shim) = read(pid, ns, address, ids) {
+        if let Some(shim) = read(pid, ns, address, want) {
             out.push(shim);
         }
     }
@@ -71,7 +71,7 @@ pub fn find(ns: &str, address: &Path, ids: &[&str]) -> Vec<Shim> {
 }
 
 /// The shim with `pid`, if it is one of ours.
-fn read(pid: i32, ns: &str, address: &Path, ids: &[&str]) -> Option<Shim> {
+fn read(pid: i32, ns: &str, address: &Path, want: &dyn Fn(&str) -> bool) -> Option<Shim> {
     let dir = PathBuf::from(format!("/proc/{pid}"));
     let cmdline = fs::read(dir.join("cmdline")).ok()?;
     let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
@@ -83,7 +83,7 @@ fn read(pid: i32, ns: &str, address: &Path, ids: &[&str]) -> Option<Shim> {
     }
     let id = flag(&args, b"-id")?;
     let addr = flag(&args, b"-address")?;
-    if !ids.contains(&id.as_str()) || !same_socket(&addr, address) {
+    if !want(&id) || !same_socket(&addr, address) {
         return None;
     }
     // An unlinked cwd reads as "<path> (deleted)".
@@ -102,7 +102,7 @@ fn read(pid: i32, ns: &str, address: &Path, ids: &[&str]) -> Option<Shim> {
 /// reused PID is never hit) and removes its socket. Returns whether it
 /// was still there to kill.
 pub fn kill_orphan(shim: &Shim, ns: &str, address: &Path) -> bool {
-    match read(shim.pid, ns, address, &[shim.id.as_str()]) {
+    match read(shim.pid, ns, address, &|id| id == shim.id) {
         Some(now) if !now.bundle_exists => {}
         _ => return false,
     }
@@ -142,6 +142,7 @@ mod tests {
 
     #[test]
     fn no_shim_is_found_for_unknown_ids() {
-        assert!(find("podrun-unit-test", Path::new("/nonexistent.sock"), &["x"]).is_empty());
+        let want = |id: &str| id == "x";
+        assert!(find("podrun-unit-test", Path::new("/nonexistent.sock"), &want).is_empty());
     }
 }

@@ -447,7 +447,7 @@ fn rm_waits_for_a_shim_with_a_bundle_and_kills_an_orphaned_one() {
     let status = shim.wait().expect("wait fake shim");
     println!(
         "podrun fault orphaned-shim: 1 round, {} failures, rm waited for the in-flight shim \
-         and finished {:.2}s after it started (bundle removed at 1s)",
+         and finished {:.2}s after it started (bundle removed at 1s); gc and run kill orphans",
         usize::from(!(waited && out.status.success())),
         took.as_secs_f64()
     );
@@ -465,6 +465,30 @@ fn rm_waits_for_a_shim_with_a_bundle_and_kills_an_orphaned_one() {
         Some(9),
         "fake shim not SIGKILLed: {status:?}"
     );
+    assert_eq!(leftovers(&n, "ghost"), Vec::<String>::new());
+
+    // An orphan that shows up after rm (containerd executing a dead
+    // run's request late) is killed by `gc`, or by the next `run` of
+    // the pod before it creates anything.
+    let orphan = |pod: &str| {
+        let bundle = n.pr.dir().join(format!("bundle-{pod}"));
+        let child = fake_shim(&n, &format!("{pod}-{}", n.pr.instance()), &bundle);
+        fs::remove_dir_all(&bundle).expect("remove bundle");
+        child
+    };
+    for (pod, cmd) in [("late", "gc"), ("ghost", "run")] {
+        let mut child = orphan(pod);
+        let out = if cmd == "gc" {
+            n.podrun(&["gc"]).expect_ok()
+        } else {
+            n.run_pod(&pod_spec(pod, json!([sleeper("c")])))
+        };
+        let msg = format!("killed orphaned shim (pid {})", child.id());
+        assert!(out.stderr.contains(&msg), "{cmd}: {out}");
+        let status = child.wait().expect("wait fake shim");
+        assert_eq!(status.signal(), Some(9), "{cmd}: {status:?}");
+    }
+    n.podrun(&["rm", "ghost", "--grace", "0"]).expect_ok();
     assert_eq!(leftovers(&n, "ghost"), Vec::<String>::new());
 }
 
