@@ -2,14 +2,17 @@
 # The robustness campaign (issue 8): hostile-input targets with many cases,
 # the path traversal / injection tables against the real plugin, the
 # SIGKILL-mid-ADD crash test with many rounds, native-mode load on one
-# node (many pods at several parallelisms, an exhausted range), and the
-# reboot simulation with many rounds. Prints one table:
+# node (many pods at several parallelisms, an exhausted range), the reboot
+# simulation with many rounds, and podrun's faults (SIGKILL mid-run rounds
+# under load, containerd restarted, pause killed, CNI plugin missing at rm,
+# an orphaned shim). Prints one table:
 # target/trial, count, failures, time.
 #
 #   sudo scripts/campaign.sh                    # defaults below
 #   NETBOOT_FUZZ_CASES=100000 NETBOOT_CRASH_ROUNDS=1000 sudo scripts/campaign.sh
 #   NETBOOT_LOAD_PODS=253 NETBOOT_LOAD_PARALLELISM=4,64 sudo scripts/campaign.sh
 #   NETBOOT_REBOOT_ROUNDS=60 sudo scripts/campaign.sh
+#   NETBOOT_PODRUN_KILL_ROUNDS=50 NETBOOT_PODRUN_KILL_LOAD=0 sudo scripts/campaign.sh
 #
 # cargo-fuzz needs a nightly toolchain, which this project's machines cannot
 # install; the hostile-input targets are proptest strategies plus a seeded
@@ -23,6 +26,9 @@ export NETBOOT_CRASH_ROUNDS="${NETBOOT_CRASH_ROUNDS:-1000}"
 export NETBOOT_LOAD_PODS="${NETBOOT_LOAD_PODS:-250}"
 export NETBOOT_LOAD_PARALLELISM="${NETBOOT_LOAD_PARALLELISM:-2,8,32}"
 export NETBOOT_REBOOT_ROUNDS="${NETBOOT_REBOOT_ROUNDS:-30}"
+export NETBOOT_PODRUN_KILL_ROUNDS="${NETBOOT_PODRUN_KILL_ROUNDS:-100}"
+export NETBOOT_PODRUN_KILL_LOAD="${NETBOOT_PODRUN_KILL_LOAD:-2}"
+export NETBOOT_PODRUN_RESTART_ROUNDS="${NETBOOT_PODRUN_RESTART_ROUNDS:-20}"
 export NETBOOT_TEST_NETNS_PREFIX="${NETBOOT_TEST_NETNS_PREFIX:-nbc-}"
 export PATH="$HOME/.cargo/bin:$PATH"
 log_dir="$(mktemp -d /tmp/netboot-campaign.XXXXXX)"
@@ -95,12 +101,34 @@ run reboot -p netboot-tests --test reboot_sim
 reboot=$(grep -oE 'reboot test: [0-9]+ rounds \([^)]*\)' "$log_dir/reboot.log" | tail -1 | sed -E 's/^reboot test: //' || true)
 read -r _ reboot_fail < <(counts "$log_dir/reboot.log" || echo "0 1")
 row "reboot simulation: power-cycled node with a full /28 (native + bridge), recovered by GC + doctor, by ADD alone, or after its lease expired; /28 refilled, firewall and cross-node traffic checked" "${reboot:-?}" "${reboot_fail:-1}" "$elapsed"
+# podrun faults, one test each: "podrun fault NAME: COUNT, F failures, DETAILS".
+fault_row() {
+  local log="$1" name="$2" desc="$3" line count f details ok bad
+  line=$(grep -oE "podrun fault $name: .*" "$log" | tail -1 || true)
+  count=$(sed -nE "s/^podrun fault $name: (.*), [0-9]+ failures.*/\1/p" <<<"$line")
+  f=$(sed -nE 's/.*, ([0-9]+) failures.*/\1/p' <<<"$line")
+  details=$(sed -nE 's/.*, [0-9]+ failures, //p' <<<"$line")
+  read -r ok bad < <(counts "$log" || echo "0 1")
+  # No line, or a failed test, counts as a failure.
+  [ -n "$f" ] && [ "${ok:-0}" -gt 0 ] && [ "${bad:-1}" = 0 ] || f=$((${f:-0} + 1))
+  row "podrun: $desc (${details:-no result line})" "${count:-?}" "$f" "$elapsed"
+}
+for spec in "sigkill-run:sigkill_at_random_points_of_run_then_rm_leaves_nothing:SIGKILL mid-run at random points, odd rounds while containerd starts a shim, every third first rm killed too, $NETBOOT_PODRUN_KILL_LOAD busy loops beside; rm leaves no container/task/snapshot/lease/shim/IP/veth/netns/state" \
+            "crash-restart:containerd_and_run_killed_mid_create_then_rm_after_restart_leaves_nothing:containerd and podrun SIGKILLed while containerd starts a shim, containerd restarted; rm leaves nothing" \
+            "containerd-restart:containerd_restart_keeps_pods_running_and_podrun_reconnects:containerd restarted under a running pod; it keeps serving, ps/exec/logs/check/stop/rm work after" \
+            "pause-killed:killed_pause_makes_the_pod_broken_and_rm_cleans_it:pause process SIGKILLed; ps says broken, check refuses, rm cleans" \
+            "cni-plugin-missing:missing_cni_plugin_at_rm_keeps_the_teardown_pending_until_it_is_back:CNI plugin missing at rm; teardown-pending keeps the IP's netns/cache/record until rm or gc" \
+            "orphaned-shim:rm_waits_for_a_shim_with_a_bundle_and_kills_an_orphaned_one:shim with its bundle waited for, orphaned shim killed"; do
+  IFS=: read -r name test desc <<<"$spec"
+  run "podrun-$name" -p netboot-tests --test podrun_faults "$test"
+  fault_row "$log_dir/podrun-$name.log" "$name" "$desc"
+done
 
 echo
 echo "| target / trial | count | failures | time |"
 echo "|---|---|---|---|"
 printf '%s\n' "${rows[@]}"
 echo
-echo "NETBOOT_FUZZ_CASES=$NETBOOT_FUZZ_CASES NETBOOT_CRASH_ROUNDS=$NETBOOT_CRASH_ROUNDS NETBOOT_REBOOT_ROUNDS=$NETBOOT_REBOOT_ROUNDS; logs: $log_dir"
+echo "NETBOOT_FUZZ_CASES=$NETBOOT_FUZZ_CASES NETBOOT_CRASH_ROUNDS=$NETBOOT_CRASH_ROUNDS NETBOOT_REBOOT_ROUNDS=$NETBOOT_REBOOT_ROUNDS NETBOOT_PODRUN_KILL_ROUNDS=$NETBOOT_PODRUN_KILL_ROUNDS NETBOOT_PODRUN_KILL_LOAD=$NETBOOT_PODRUN_KILL_LOAD NETBOOT_PODRUN_RESTART_ROUNDS=$NETBOOT_PODRUN_RESTART_ROUNDS; logs: $log_dir"
 [ -n "$tally" ] && echo "crash tally: ${tally#crash test: }"
 exit "$fail"

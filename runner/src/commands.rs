@@ -42,6 +42,25 @@ async fn container_state(ctx: &Ctx, rec: &PodRecord, i: usize) -> Result<(String
     }
 }
 
+/// A pod's phase for `ps`: the record's, except that a pod recorded as
+/// running whose pause container is not running is `broken` (the task
+/// that holds its namespaces is gone; `rm` it).
+async fn phase(ctx: &Ctx, rec: &PodRecord) -> Result<String> {
+    if rec.phase == "running" && pause_down(ctx, rec).await?.is_some() {
+        return Ok("broken".into());
+    }
+    Ok(rec.phase.clone())
+}
+
+/// Why the pod's pause container is not running, if it is not.
+async fn pause_down(ctx: &Ctx, rec: &PodRecord) -> Result<Option<String>> {
+    Ok(match ctx.ctrd.task_state(&rec.sandbox_id, "").await? {
+        Some(s) if s.running => None,
+        Some(s) => Some(format!("exited with status {}", s.exit_status)),
+        None => Some("has no task".into()),
+    })
+}
+
 /// `podrun ps`: one line per container.
 pub async fn ps(ctx: &Ctx) -> Result<()> {
     let mut out = std::io::stdout().lock();
@@ -51,13 +70,10 @@ pub async fn ps(ctx: &Ctx) -> Result<()> {
             continue;
         };
         let ip = rec.ip.clone().unwrap_or_else(|| "-".into());
+        let phase = phase(ctx, &rec).await?;
         for (i, c) in rec.spec.containers.iter().enumerate() {
             let (state, exit) = container_state(ctx, &rec, i).await?;
-            writeln!(
-                out,
-                "{pod}\t{}\t{ip}\t{}\t{state}\t{exit}",
-                rec.phase, c.name
-            )?;
+            writeln!(out, "{pod}\t{phase}\t{ip}\t{}\t{state}\t{exit}", c.name)?;
         }
     }
     Ok(())
@@ -190,24 +206,37 @@ pub async fn stop(ctx: &Ctx, pod: &str, grace: u64) -> Result<()> {
 pub async fn rm(ctx: &Ctx, pod: &str, grace: u64) -> Result<()> {
     let lock = PodLock::acquire(&ctx.store, pod)?;
     let Some(rec) = ctx.store.load(pod)? else {
+        // A `run` killed while writing its first record leaves the pod's
+        // directory with only a temp file: the record is written before
+        // anything else exists, so that is all there is.
+        ctx.store.remove_pod_dir(pod)?;
         lock.remove();
         return Ok(());
     };
-    if rec.phase == "creating" {
-        // We hold the lock, so the `run` that wrote this record is dead;
-        // it may have left a request in flight in containerd.
-        teardown::settle(ctx, &rec).await?;
-    }
+    // We hold the lock, so no `run` of this pod is alive; what a dead
+    // one left (even requests containerd is still executing) is driven
+    // to gone by `remove`.
     teardown::remove(ctx, &rec, grace).await?;
     lock.remove();
     Ok(())
 }
 
-/// `podrun check POD`: CNI CHECK of the pod's attachment, and each
-/// container's cgroup (while its task exists) holding the limits of its
-/// spec as runc wrote them.
-pub fn check(ctx: &Ctx, pod: &str) -> Result<()> {
+/// `podrun check POD`: the pod's pause container must be running (it
+/// holds the pod's namespaces), then CNI CHECK of its attachment, and
+/// each container's cgroup (while its task exists) must hold the limits
+/// of its spec as runc wrote them.
+pub async fn check(ctx: &Ctx, pod: &str) -> Result<()> {
     let rec = record(ctx, pod)?;
+    if rec.phase != "running" {
+        bail!("check pod {pod:?}: pod is {}, not running", rec.phase);
+    }
+    if let Some(why) = pause_down(ctx, &rec).await? {
+        bail!(
+            "check pod {pod:?}: pod is broken: its pause container {} {why} \
+             (podrun rm {pod} removes it)",
+            rec.sandbox_id
+        );
+    }
     let net = ctx.network_of(&rec)?;
     net.check(&ctx.attachment(&rec, true))
         .with_context(|| format!("check pod {pod:?}"))?;
@@ -232,14 +261,47 @@ pub fn check(ctx: &Ctx, pod: &str) -> Result<()> {
     Ok(())
 }
 
-/// `podrun gc`: CNI GC of every network in use (and the default one),
-/// keeping the attachments of the pods that have a record and can still
-/// be attached. A `running` pod whose netns is gone died without podrun
-/// (the node rebooted: `/run/netns` is a tmpfs, while the records in the
-/// state dir survive): it is not kept, and its attachment is DELeted
-/// first, so that its IP comes back even where GC does not run (a
-/// conflist below CNI 1.1.0; plugins#252).
-pub fn gc(ctx: &Ctx) -> Result<()> {
+/// Finishes the `rm` of every pod left in phase teardown-pending (its
+/// network could not be torn down then); returns those still pending.
+async fn finish_pending(ctx: &Ctx) -> Result<Vec<String>> {
+    let mut still = Vec::new();
+    for pod in ctx.store.pods()? {
+        match ctx.store.load(&pod)? {
+            Some(rec) if rec.phase == teardown::TEARDOWN_PENDING => {}
+            _ => continue,
+        }
+        let lock = PodLock::acquire(&ctx.store, &pod)?;
+        // Reloaded under the lock: another podrun may have finished it.
+        let Some(rec) = ctx.store.load(&pod)? else {
+            continue;
+        };
+        match teardown::remove(ctx, &rec, 0).await {
+            Ok(()) => lock.remove(),
+            Err(e) => {
+                eprintln!("podrun: gc: {e:#}");
+                still.push(pod);
+            }
+        }
+    }
+    Ok(still)
+}
+
+/// `podrun gc`: finishes pending removals, kills orphaned shims of this
+/// podrun's IDs, then CNI GC of every network in use (and the default
+/// one), keeping the attachments of the pods that have a record and can
+/// still be attached (a pod still pending keeps its own). A `running` pod
+/// whose netns is gone died without podrun (the node rebooted:
+/// `/run/netns` is a tmpfs, while the records in the state dir survive):
+/// it is not kept, and its attachment is DELeted first, so that its IP
+/// comes back even where GC does not run (a conflist below CNI 1.1.0;
+/// plugins#252).
+pub async fn gc(ctx: &Ctx) -> Result<()> {
+    let pending = finish_pending(ctx).await?;
+    // Orphaned shims of this instance's IDs (`<pod>-<instance>[.<c>]`).
+    let suffix = format!("-{}", ctx.store.instance);
+    crate::converge::sweep_orphans(ctx, &|id| {
+        id.split('.').next().is_some_and(|s| s.ends_with(&suffix))
+    });
     let mut keep: Vec<(String, String)> = Vec::new();
     let mut saved = std::collections::HashMap::new();
     let mut errs = Vec::new();
@@ -285,8 +347,13 @@ pub fn gc(ctx: &Ctx) -> Result<()> {
             .collect();
         net.gc(&ids)?;
     }
+    if !pending.is_empty() {
+        errs.push(format!(
+            "network teardown still pending for pods {pending:?}"
+        ));
+    }
     if !errs.is_empty() {
-        anyhow::bail!("gc: {}", errs.join("; "));
+        bail!("gc: {}", errs.join("; "));
     }
     Ok(())
 }

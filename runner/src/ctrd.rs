@@ -53,15 +53,60 @@ fn missing(s: &Status) -> bool {
     s.code() == Code::NotFound
 }
 
+/// A failed containerd call: what podrun asked for, and the gRPC status
+/// (kept, so that teardown can tell transient failures from real ones).
+#[derive(Debug, thiserror::Error)]
+#[error("containerd: {what}: {}", describe(*.code, .msg))]
+pub struct CallError {
+    pub what: String,
+    pub code: Code,
+    pub msg: String,
+}
+
+fn describe(code: Code, msg: &str) -> String {
+    match code {
+        // tonic's "transport error" alone does not say what happened.
+        Code::Unavailable => format!("containerd is unavailable (stopped or restarting): {msg}"),
+        _ => msg.to_string(),
+    }
+}
+
+impl CallError {
+    /// Worth retrying: containerd restarting (Unavailable), a shim that
+    /// went away under a call (`ttrpc: closed`), a task not stopped yet
+    /// (FailedPrecondition on delete right after its exit).
+    pub fn transient(&self) -> bool {
+        matches!(self.code, Code::Unavailable | Code::FailedPrecondition)
+            || self.msg.contains("ttrpc: closed")
+    }
+}
+
+/// Whether `e` is (or wraps) a transient [`CallError`].
+pub fn transient(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<CallError>()
+            .is_some_and(CallError::transient)
+    })
+}
+
 fn ctx(what: impl std::fmt::Display) -> impl FnOnce(Status) -> anyhow::Error {
-    move |s| anyhow::anyhow!("containerd: {what}: {}", s.message())
+    move |s| {
+        anyhow::Error::new(CallError {
+            what: what.to_string(),
+            code: s.code(),
+            msg: s.message().to_string(),
+        })
+    }
 }
 
 impl Ctrd {
     pub async fn connect(address: &Path, ns: &str, snapshotter: &str) -> Result<Ctrd> {
-        let ch = containerd_client::connect(address)
-            .await
-            .with_context(|| format!("connect to containerd at {}", address.display()))?;
+        let ch = containerd_client::connect(address).await.with_context(|| {
+            format!(
+                "containerd is not reachable at {} (is it running? see --address, CONTAINERD_ADDRESS)",
+                address.display()
+            )
+        })?;
         Ok(Ctrd {
             ch,
             ns: ns.to_string(),

@@ -5,6 +5,7 @@ use clap::Parser;
 mod cgroup;
 mod cli;
 mod commands;
+mod converge;
 mod ctrd;
 mod etc;
 mod image;
@@ -14,6 +15,7 @@ mod logdriver;
 mod network;
 mod oci;
 mod pod;
+mod shims;
 mod spec;
 mod state;
 mod teardown;
@@ -73,8 +75,8 @@ async fn dispatch(cli: cli::Cli) -> anyhow::Result<i32> {
         } => return commands::exec(&ctx, &pod, &container, &cmd).await,
         Cmd::Stop { pod, grace } => commands::stop(&ctx, &pod, grace).await?,
         Cmd::Rm { pod, grace } => commands::rm(&ctx, &pod, grace).await?,
-        Cmd::Check { pod } => commands::check(&ctx, &pod)?,
-        Cmd::Gc => commands::gc(&ctx)?,
+        Cmd::Check { pod } => commands::check(&ctx, &pod).await?,
+        Cmd::Gc => commands::gc(&ctx).await?,
     }
     Ok(0)
 }

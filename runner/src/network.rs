@@ -16,6 +16,24 @@ use serde_json::{json, Map, Value};
 /// The pod's interface name, as in Kubernetes.
 pub const IFNAME: &str = "eth0";
 
+/// Removes `<path>.tmp<pid>` files next to `path`: what a podrun killed
+/// while writing it left (`state::write_atomic`). Only called under the
+/// pod's lock, so no live writer owns one.
+fn sweep_temps(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    let prefix = format!("{}.tmp", name.to_string_lossy());
+    let Ok(rd) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.filter_map(Result::ok) {
+        if e.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+}
+
 /// Where a network lives and how to call its plugins.
 pub struct Network {
     /// The conflist.
@@ -187,7 +205,9 @@ impl Network {
         if let Some(e) = first_err {
             return Err(e);
         }
-        match fs::remove_file(self.cache_path(&a.container_id)) {
+        let path = self.cache_path(&a.container_id);
+        sweep_temps(&path);
+        match fs::remove_file(&path) {
             Err(e) if e.kind() != ErrorKind::NotFound => Err(e.into()),
             _ => Ok(()),
         }

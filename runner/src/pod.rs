@@ -141,6 +141,13 @@ pub async fn run(ctx: &Ctx, file: &Path, opts: &RunOpts) -> Result<PodRecord> {
     if ctx.store.load(&pod)?.is_some() {
         bail!("pod {pod:?} already exists (podrun rm {pod})");
     }
+    let sid = ctx.store.sandbox_id(&pod);
+    crate::converge::sweep_orphans(ctx, &|id| {
+        id == sid
+            || id
+                .strip_prefix(sid.as_str())
+                .is_some_and(|r| r.starts_with('.'))
+    });
     let pause_bin = ctx.pause_bin()?;
     crate::etc::is_static_elf(&pause_bin)
         .with_context(|| format!("pause binary {}", pause_bin.display()))?;

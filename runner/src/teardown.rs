@@ -1,7 +1,9 @@
-//! `podrun stop` and `podrun rm`: best-effort and idempotent. Every step
-//! runs even when an earlier one failed; a missing task, container,
+//! `podrun stop` and `podrun rm`: idempotent; a missing task, container,
 //! snapshot, netns or cache entry counts as done. Works from the record
-//! alone, so it also cleans up after a crash or a half-created pod.
+//! alone, so it also cleans up after a crash or a half-created pod. `rm`
+//! goes in order (containerd objects, then the network, then the state)
+//! and stops at the first layer that fails, keeping everything a retry
+//! needs: nothing that is needed to release the pod's IP is ever lost.
 
 use std::time::{Duration, Instant};
 
@@ -21,7 +23,7 @@ pub struct Exit {
 
 /// Stops one task: SIGTERM to all its processes, SIGKILL after `grace`,
 /// then deletes it. Returns how it ended, if it had a task.
-async fn stop_task(ctx: &Ctx, id: &str, grace: Duration) -> Result<Option<Exit>> {
+pub async fn stop_task(ctx: &Ctx, id: &str, grace: Duration) -> Result<Option<Exit>> {
     let Some(st) = ctx.ctrd.task_state(id, "").await? else {
         return Ok(None);
     };
@@ -56,86 +58,30 @@ pub async fn wait_stopped(ctx: &Ctx, id: &str, limit: Duration) -> Result<bool> 
     }
 }
 
-/// Waits, after a `run` died mid-way, until containerd has finished the
-/// requests that run left in flight. A task Create spawns the pod's shim
-/// and runs `runc create` before the task is visible; deleting the
-/// container under it orphans the shim. So: wait while a shim of one of
-/// the pod's IDs exists without its task, and until that has held for
-/// [`SETTLED`] (which covers a Create that reached containerd but has not
-/// spawned its shim yet). Gives up after 10 s and lets `rm` proceed.
-pub async fn settle(ctx: &Ctx, rec: &PodRecord) -> Result<()> {
-    let end = Instant::now() + Duration::from_secs(10);
-    let ids: Vec<&String> = rec
-        .container_ids
-        .iter()
-        .chain(std::iter::once(&rec.sandbox_id))
-        .collect();
-    let mut quiet_since = Instant::now();
-    loop {
-        let shims = shim_ids(&ctx.g.namespace);
-        let mut starting = false;
-        for id in &ids {
-            if shims.iter().any(|s| s == *id) && ctx.ctrd.task_state(id, "").await?.is_none() {
-                starting = true;
-            }
-        }
-        if starting {
-            quiet_since = Instant::now();
-        } else if quiet_since.elapsed() >= SETTLED {
-            return Ok(());
-        }
-        if Instant::now() >= end {
-            eprintln!(
-                "podrun: containerd did not settle for pod {:?}",
-                rec.spec.name
-            );
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+/// The record's phase once every task and container of a pod is gone
+/// but its network could not be torn down (CNI DEL failed): the netns,
+/// libcni's cached result and the record stay, so that a later `rm` or
+/// `gc` can still DEL and release the IP.
+pub const TEARDOWN_PENDING: &str = "teardown-pending";
+
+/// CNI DEL, then the netns. When DEL fails the netns is kept (a later
+/// DEL gets it, as CRI's StopPodSandbox retries do) and so is libcni's
+/// cache entry (`Network::del` drops it only after success).
+fn network_down(ctx: &Ctx, rec: &PodRecord, retry: &str) -> Result<()> {
+    ctx.network_of(rec)
+        .and_then(|net| net.del(&ctx.attachment(rec, true)))
+        .map_err(|e| {
+            anyhow!(
+                "network teardown pending: {e:#} (CNI_PATH {:?}); the pod's netns, \
+                 cached CNI result and record are kept so its IP can still be released: \
+                 once the plugin works again run {retry}",
+                ctx.g.cni_bin_dir,
+            )
+        })?;
+    netkit::delete_named(&rec.netns_name).map_err(|e| anyhow!("{e}"))
 }
 
-/// How long no shim may be starting before a dead run's pod counts as
-/// settled.
-const SETTLED: Duration = Duration::from_millis(300);
-
-/// Container IDs of the runc shims (`containerd-shim-runc-v2 -namespace
-/// NS -id ID …`) running for containerd namespace `ns`, from /proc.
-fn shim_ids(ns: &str) -> Vec<String> {
-    let Ok(rd) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for e in rd.filter_map(Result::ok) {
-        let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else {
-            continue;
-        };
-        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-        if !args
-            .first()
-            .is_some_and(|a| a.ends_with(b"containerd-shim-runc-v2"))
-        {
-            continue;
-        }
-        let flag = |name: &[u8]| {
-            args.windows(2)
-                .find(|w| w[0] == name)
-                .map(|w| String::from_utf8_lossy(w[1]).into_owned())
-        };
-        if flag(b"-namespace").as_deref() == Some(ns) {
-            out.extend(flag(b"-id"));
-        }
-    }
-    out
-}
-
-fn note(errs: &mut Vec<String>, r: Result<()>) {
-    if let Err(e) = r {
-        errs.push(format!("{e:#}"));
-    }
-}
-
-/// Stop: tasks (apps in reverse order, then pause), CNI DEL, netns.
+/// Stop: tasks (apps in reverse order, then pause), then the network.
 pub async fn stop(ctx: &Ctx, rec: &PodRecord, grace_secs: u64) -> Result<()> {
     let grace = Duration::from_secs(grace_secs);
     let mut errs = Vec::new();
@@ -154,16 +100,8 @@ pub async fn stop(ctx: &Ctx, rec: &PodRecord, grace_secs: u64) -> Result<()> {
         &mut errs,
         stop_task(ctx, &rec.sandbox_id, grace).await.map(|_| ()),
     );
-    // CNI DEL, with the netns when it still exists (CRI's second DEL
-    // passes none; plugins must clean host state either way).
-    let del = ctx
-        .network_of(rec)
-        .and_then(|net| net.del(&ctx.attachment(rec, true)));
-    note(&mut errs, del);
-    note(
-        &mut errs,
-        netkit::delete_named(&rec.netns_name).map_err(|e| anyhow!("{e}")),
-    );
+    let retry = format!("`podrun stop {0}` or `podrun rm {0}`", rec.spec.name);
+    note(&mut errs, network_down(ctx, rec, &retry));
     if errs.is_empty() {
         Ok(())
     } else {
@@ -171,25 +109,41 @@ pub async fn stop(ctx: &Ctx, rec: &PodRecord, grace_secs: u64) -> Result<()> {
     }
 }
 
-/// Remove: stop, then containers, snapshots and the pod's state.
+fn note(errs: &mut Vec<String>, r: Result<()>) {
+    if let Err(e) = r {
+        errs.push(format!("{e:#}"));
+    }
+}
+
+/// Remove: every task, container, snapshot and shim of the pod (driven
+/// to gone, see [`crate::converge`]), then the network, then the pod's
+/// state. If only the network failed, the record stays in phase
+/// [`TEARDOWN_PENDING`].
 pub async fn remove(ctx: &Ctx, rec: &PodRecord, grace_secs: u64) -> Result<()> {
+    let pod = &rec.spec.name;
     let mut errs = Vec::new();
-    note(&mut errs, stop(ctx, rec, grace_secs).await);
-    for id in rec
-        .container_ids
-        .iter()
-        .chain(std::iter::once(&rec.sandbox_id))
-    {
-        note(&mut errs, ctx.ctrd.delete_container(id).await);
-        note(&mut errs, ctx.ctrd.remove_snapshot(id).await);
-    }
+    let mut exits = load_exits(ctx, pod);
+    let grace = Duration::from_secs(grace_secs);
+    note(
+        &mut errs,
+        crate::converge::containerd_gone(ctx, rec, grace, &mut exits).await,
+    );
+    note(&mut errs, save_exits(ctx, pod, &exits));
     ctx.cgroups.remove_parent_if_empty(&ctx.g.namespace);
-    if errs.is_empty() {
-        // State goes last: while anything failed, rm can be run again.
-        ctx.store.remove_pod_dir(&rec.spec.name)
-    } else {
-        Err(anyhow!("rm pod {:?}: {}", rec.spec.name, errs.join("; ")))
+    if !errs.is_empty() {
+        return Err(anyhow!("rm pod {pod:?}: {}", errs.join("; ")));
     }
+    let retry = format!("`podrun rm {pod}` or `podrun gc`");
+    if let Err(e) = network_down(ctx, rec, &retry) {
+        if rec.phase != TEARDOWN_PENDING {
+            let mut pending = rec.clone();
+            pending.phase = TEARDOWN_PENDING.into();
+            ctx.store.save(&pending)?;
+        }
+        return Err(e.context(format!("rm pod {pod:?}")));
+    }
+    // State goes last: while anything failed, rm can be run again.
+    ctx.store.remove_pod_dir(pod)
 }
 
 fn exits_path(ctx: &Ctx, pod: &str) -> std::path::PathBuf {

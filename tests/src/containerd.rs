@@ -47,28 +47,45 @@ impl Containerd {
             a = d.join("containerd.sock").display(),
         );
         fs::write(d.join("config.toml"), config).expect("write config");
-        let log = fs::File::create(d.join("containerd.log")).expect("log file");
-        let child = Command::new("containerd")
-            .arg("--config")
-            .arg(d.join("config.toml"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("dup log"))
-            .stderr(log)
-            .spawn()
-            .expect("start containerd (install it with scripts/install-deps.sh)");
+        crate::reaper::adopt_orphans();
+        let child = spawn(d);
         let c = Containerd { child, dir };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !c.ctr(&["version"]).success() {
-            assert!(
-                Instant::now() < deadline,
-                "containerd did not come up: {}",
-                c.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        c.wait_ready();
         c.ctr(&["images", "import", test_image().to_str().expect("utf-8")])
             .expect_ok();
         c
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.ctr(&["version"]).success() {
+            assert!(
+                Instant::now() < deadline,
+                "containerd did not come up: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// containerd's PID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Stops containerd with `signal` (our own PID only) and waits for it
+    /// to exit; the shims and their tasks keep running.
+    pub fn stop(&mut self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, signal);
+        let _ = self.child.wait();
+    }
+
+    /// Starts containerd again on the same root, state and socket (after
+    /// [`Containerd::stop`]) and waits until it answers.
+    pub fn start_again(&mut self) {
+        self.child = spawn(self.dir.path());
+        self.wait_ready();
     }
 
     /// The gRPC socket.
@@ -122,9 +139,27 @@ impl Drop for Containerd {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        crate::reaper::reap_shims();
         // The runc root the shim made for our namespace, if empty.
         let _ = fs::remove_dir(Path::new("/run/containerd/runc").join(NAMESPACE));
     }
+}
+
+/// containerd on the config in `dir`, its output appended to the log.
+fn spawn(dir: &Path) -> Child {
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("containerd.log"))
+        .expect("log file");
+    Command::new("containerd")
+        .arg("--config")
+        .arg(dir.join("config.toml"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("dup log"))
+        .stderr(log)
+        .spawn()
+        .expect("start containerd (install it with scripts/install-deps.sh)")
 }
 
 /// The busybox OCI tarball, built once into the target dir (atomically,

@@ -15,6 +15,8 @@ pub mod netns;
 pub mod node;
 pub mod plugin;
 pub mod plugin_support;
+pub mod podfaults;
+pub mod reaper;
 pub mod reboot_support;
 
 use std::path::{Path, PathBuf};
