@@ -4,8 +4,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use netboot_tests::containerd::{pod_spec, PodNode, BUSYBOX};
-use netboot_tests::{require_root, retry};
+use netboot_tests::containerd::{pod_spec, PodNode, BUSYBOX, NAMESPACE};
+use netboot_tests::{exec, require_root, retry};
 use serde_json::json;
 
 fn sleeper(name: &str) -> serde_json::Value {
