@@ -167,11 +167,14 @@ pub fn fake_shim(n: &PodNode, id: &str, bundle: &Path) -> Child {
     }
     fs::create_dir_all(bundle).expect("bundle dir");
     let sock = n.ctd.socket();
-    Command::new(&exe)
+    let child = Command::new(&exe)
         .args(["-namespace", NAMESPACE, "-id", id, "-address"])
         .arg(&sock)
         .current_dir(bundle)
         .stdin(Stdio::null())
         .spawn()
-        .expect("spawn fake shim")
+        .expect("spawn fake shim");
+    // Its comm is containerd-shim: keep the other tests' reapers off it.
+    crate::reaper::spawned_by_test(child.id());
+    child
 }

@@ -8,11 +8,13 @@
 //! become its children) and reaps the zombie shims: processes it started,
 //! indirectly. Only zombies named `containerd-shim` (the kernel's 15-byte
 //! comm of `containerd-shim-runc-v2`) are reaped, by PID: the test never
-//! spawns a shim itself, so no `std::process::Child` handle can lose its
-//! exit status to this.
+//! spawns a real shim itself, and the shim look-alikes it spawns are
+//! registered with [`spawned_by_test`] and left alone, so no
+//! `std::process::Child` handle can lose its exit status to this.
 
+use std::collections::HashSet;
 use std::fs;
-use std::sync::Once;
+use std::sync::{Mutex, Once};
 
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
@@ -53,12 +55,31 @@ pub fn processes() -> Vec<(i32, String, char, i32)> {
     out
 }
 
-/// Zombie shims whose parent is this process.
+/// PIDs of shim look-alikes a test spawned itself and waits for through
+/// its `Child` handle: never reaped here, or its `wait` would fail.
+static OWN: Mutex<Option<HashSet<i32>>> = Mutex::new(None);
+
+/// Marks `pid`, a process this test spawned as a shim look-alike, as
+/// waited for by its spawner. Register before it can exit.
+pub fn spawned_by_test(pid: u32) {
+    let mut own = OWN.lock().unwrap_or_else(|e| e.into_inner());
+    own.get_or_insert_with(HashSet::new).insert(pid as i32);
+}
+
+fn spawned_here(pid: i32) -> bool {
+    let own = OWN.lock().unwrap_or_else(|e| e.into_inner());
+    own.as_ref().is_some_and(|s| s.contains(&pid))
+}
+
+/// Zombie shims whose parent is this process (not those a test spawned
+/// itself).
 pub fn zombie_shims() -> Vec<i32> {
     let me = std::process::id() as i32;
     processes()
         .into_iter()
-        .filter(|(_, comm, state, ppid)| *state == 'Z' && *ppid == me && comm == "containerd-shim")
+        .filter(|(pid, comm, state, ppid)| {
+            *state == 'Z' && *ppid == me && comm == "containerd-shim" && !spawned_here(*pid)
+        })
         .map(|(pid, ..)| pid)
         .collect()
 }
