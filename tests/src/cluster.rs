@@ -150,6 +150,15 @@ impl Member {
         );
     }
 
+    /// Kill this member (SIGKILL to its PID): no goodbye to its clients or
+    /// peers, as when its machine dies.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
     /// Stop this member (SIGTERM to its PID).
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -339,10 +348,9 @@ impl AgentNode {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
-    /// Start `netboot agent --etcd <endpoints> --iface eth0 …` in the node
-    /// netns, stderr appended to `agent.log`. Returns its PID.
-    pub fn start_agent(&mut self, endpoints: &str, extra: &[&str]) -> u32 {
-        assert!(self.agent.is_none(), "agent already running");
+    /// `netboot agent --etcd <endpoints> --iface eth0 …` in the node netns,
+    /// stderr appended to `agent.log` (several agents append to one log).
+    pub fn agent_command(&self, endpoints: &str, extra: &[&str]) -> Command {
         let bin = crate::bin_path("netboot");
         let bin = bin.to_string_lossy();
         let log = std::fs::OpenOptions::new()
@@ -361,10 +369,50 @@ impl AgentNode {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
-        let child = cmd.spawn().expect("start netboot agent");
+        cmd
+    }
+
+    /// Start an agent process in the node netns that is not (yet) the
+    /// node's agent: a duplicate, or one of two racing for the lock. It is
+    /// killed when the returned guard drops, unless adopted.
+    pub fn spawn_agent(&self, endpoints: &str, extra: &[&str]) -> AgentProcess {
+        let child = self
+            .agent_command(endpoints, extra)
+            .spawn()
+            .expect("start netboot agent");
+        AgentProcess { child: Some(child) }
+    }
+
+    /// Start the node's agent (see [`AgentNode::agent_command`]). Returns
+    /// its PID.
+    pub fn start_agent(&mut self, endpoints: &str, extra: &[&str]) -> u32 {
+        assert!(self.agent.is_none(), "agent already running");
+        let p = self.spawn_agent(endpoints, extra);
+        self.adopt_agent(p)
+    }
+
+    /// Make `p` the node's agent (stopped by [`AgentNode::stop_agent`],
+    /// killed on drop). Returns its PID.
+    pub fn adopt_agent(&mut self, mut p: AgentProcess) -> u32 {
+        assert!(self.agent.is_none(), "agent already running");
+        let child = p.child.take().expect("a process");
         let pid = child.id();
         self.agent = Some(child);
         pid
+    }
+
+    /// PID of the node's agent, if one runs.
+    pub fn agent_pid(&self) -> Option<u32> {
+        self.agent.as_ref().map(Child::id)
+    }
+
+    /// SIGKILL the agent (by PID) and reap it: no chance to clean up, as
+    /// when it crashes or is OOM-killed.
+    pub fn kill_agent(&mut self) {
+        if let Some(mut c) = self.agent.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 
     /// SIGTERM the agent (by PID) and wait for it.
@@ -528,6 +576,34 @@ impl AgentNode {
 impl Drop for AgentNode {
     fn drop(&mut self) {
         if let Some(mut c) = self.agent.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// An agent process started by [`AgentNode::spawn_agent`]; killed (by
+/// PID) and reaped on drop unless adopted by its node.
+pub struct AgentProcess {
+    child: Option<Child>,
+}
+
+impl AgentProcess {
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// Its exit status once it has exited.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
         }
