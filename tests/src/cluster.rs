@@ -113,6 +113,8 @@ pub struct Member {
     dir: tempfile::TempDir,
     child: Option<Child>,
     initial_cluster: String,
+    /// Cut off the underlay by [`Member::cut_off`].
+    cut: bool,
 }
 
 impl Member {
@@ -176,6 +178,29 @@ impl Member {
         self.child.is_some()
     }
 
+    /// Cut this member off the network (its `eth0` down, in its own
+    /// namespace): it keeps running, but packets to and from it vanish
+    /// without a reset, as when its machine or switch port dies.
+    pub fn cut_off(&mut self) {
+        self.ns
+            .exec(&["ip", "link", "set", "eth0", "down"])
+            .expect_ok();
+        self.cut = true;
+    }
+
+    /// Undo [`Member::cut_off`].
+    pub fn reconnect(&mut self) {
+        self.ns
+            .exec(&["ip", "link", "set", "eth0", "up"])
+            .expect_ok();
+        self.cut = false;
+    }
+
+    /// Running and reachable: `etcdctl` can use it.
+    pub fn serving(&self) -> bool {
+        self.running() && !self.cut
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("etcd.log")).unwrap_or_default()
     }
@@ -209,6 +234,7 @@ impl EtcdCluster {
                 dir: tempfile::tempdir().expect("tempdir"),
                 child: None,
                 initial_cluster: initial.join(","),
+                cut: false,
             });
         }
         for m in &mut members {
@@ -224,7 +250,7 @@ impl EtcdCluster {
         let ok = wait_until(Duration::from_secs(30), || {
             self.members
                 .iter()
-                .filter(|m| m.running())
+                .filter(|m| m.serving())
                 .all(|m| self.ctl_at(m, &["endpoint", "health"]).success())
         });
         if !ok {
@@ -234,6 +260,18 @@ impl EtcdCluster {
                 logs.join("\n----\n")
             );
         }
+    }
+
+    /// Client URL of the member that leads now, if one does.
+    pub fn leader(&self) -> Option<String> {
+        let out = self.ctl(&["endpoint", "status", "--cluster", "-w", "json"]);
+        let v: Value = serde_json::from_str(&out.stdout).ok()?;
+        v.as_array()?.iter().find_map(|e| {
+            let st = &e["Status"];
+            (st["leader"].as_u64().is_some() && st["leader"] == st["header"]["member_id"])
+                .then(|| e["Endpoint"].as_str().map(str::to_string))
+                .flatten()
+        })
     }
 
     /// `--etcd` value: every member's client URL.
@@ -253,12 +291,12 @@ impl EtcdCluster {
         run(cmd, None, Duration::from_secs(15))
     }
 
-    /// `etcdctl` against the first running member.
+    /// `etcdctl` against the first running, reachable member.
     pub fn ctl(&self, args: &[&str]) -> CmdOutput {
         let m = self
             .members
             .iter()
-            .find(|m| m.running())
+            .find(|m| m.serving())
             .expect("a running etcd member");
         self.ctl_at(m, args)
     }

@@ -187,7 +187,12 @@ fn fault_etcd_member_in_use_killed() {
             .iter()
             .position(|m| m.url() == url)
             .expect("endpoint is a member");
-        eprintln!("round {round}: killing etcd member {url}, used by node {i}");
+        let leader = if lab.etcd.leader().as_deref() == Some(url.as_str()) {
+            ", the leader"
+        } else {
+            ""
+        };
+        eprintln!("round {round}: killing etcd member {url} (used by node {i}{leader})");
         let start = Instant::now();
         lab.etcd.members[m].kill();
         let probe = Probe::new(round as u8);
@@ -200,6 +205,47 @@ fn fault_etcd_member_in_use_killed() {
         });
         lab.finish_round(&mut stats, round, res, Some(&probe));
         lab.etcd.members[m].restart();
+        lab.etcd.wait_healthy();
+    }
+    stats.finish();
+}
+
+#[test]
+fn fault_etcd_member_in_use_cut_off() {
+    require_root();
+    let mut lab = Lab::new("mc", 3, 2, &[]);
+    let mut stats = HealStats::new(
+        "etcd-member-cut-off",
+        "the member the agent uses cut off the network (no reset)",
+    );
+    for round in 0..rounds(1) {
+        let i = round % lab.nodes.len();
+        let key = lab.lease_of(i);
+        let url = etcd_in_use(&lab.nodes[i]).expect("agent names its etcd endpoint");
+        let m = lab
+            .etcd
+            .members
+            .iter()
+            .position(|m| m.url() == url)
+            .expect("endpoint is a member");
+        let leader = if lab.etcd.leader().as_deref() == Some(url.as_str()) {
+            ", the leader"
+        } else {
+            ""
+        };
+        eprintln!("round {round}: cutting off etcd member {url} (used by node {i}{leader})");
+        let start = Instant::now();
+        lab.etcd.members[m].cut_off();
+        let probe = Probe::new(round as u8);
+        let res = lab.healed(start, Some(&probe)).and_then(|d| {
+            lab.same_lease(i, &key)?;
+            match etcd_in_use(&lab.nodes[i]) {
+                Some(u) if u != url => Ok(d),
+                u => Err(format!("node {i} still names {u:?} as its etcd")),
+            }
+        });
+        lab.finish_round(&mut stats, round, res, Some(&probe));
+        lab.etcd.members[m].reconnect();
         lab.etcd.wait_healthy();
     }
     stats.finish();

@@ -95,7 +95,9 @@ pub struct AgentArgs {
     /// Full resync of every lease, healing missed watch events.
     #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
     pub resync_interval: Duration,
-    /// How often to check that flannel.<VNI> still exists.
+    /// How often to check that flannel.<VNI> still exists, besides the
+    /// kernel's link notifications (which make a deleted device heal at
+    /// once).
     #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
     pub device_check_interval: Duration,
 }

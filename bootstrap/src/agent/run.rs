@@ -2,7 +2,8 @@
 //! acquire a subnet lease (flannel `pkg/subnet/etcd/local_manager.go`
 //! tryAcquireLease), program every other lease, write subnet.env last, then
 //! follow leases with an etcd watch plus a periodic full resync, renew the
-//! lease before it expires, and recreate the device if it disappears.
+//! lease before it expires, and recreate the device as soon as the kernel
+//! reports it deleted or changed (link notifications, plus a periodic check).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -10,8 +11,9 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use etcd_client::{EventType, WatchStream};
 use ipnet::{IpNet, Ipv4Net};
-use netkit::{firewall, Netlink};
+use netkit::{firewall, LinkMonitor, Netlink};
 use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
 use tokio::time::{interval, sleep, sleep_until, Instant, MissedTickBehavior};
 
 use super::node::{find_external, random_mac, reconcile_cni0, Vtep};
@@ -25,8 +27,15 @@ use crate::netconfig::{NetConfig, DEFAULT_VNI};
 
 /// Pause between attempts while etcd or the config is not there yet.
 const RETRY: Duration = Duration::from_secs(2);
-/// How often a broken watch is re-established.
-const WATCH_RETRY: Duration = Duration::from_secs(2);
+/// First and longest pause before reading the leases again after a failed
+/// read while the watch is broken: 100 ms, doubled per failure, capped (as
+/// flanneld's watch, which caps at 5 s). The cap bounds how long a healed
+/// etcd waits for the agent; a failed attempt against a stopped member is
+/// one refused connection per endpoint.
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(1);
+/// Repeat an unchanged "resync failed" line at most this often.
+const QUIET: Duration = Duration::from_secs(30);
 
 /// This node's lease.
 struct Own {
@@ -624,17 +633,34 @@ impl Agent<'_> {
         let mut int = signal(SignalKind::interrupt()).context("handle SIGINT")?;
         let mut resync = interval(self.a.resync_interval.max(Duration::from_secs(1)));
         let mut devcheck = interval(self.a.device_check_interval.max(Duration::from_millis(200)));
-        let mut watch_retry = interval(WATCH_RETRY);
-        for t in [&mut resync, &mut devcheck, &mut watch_retry] {
+        let mut retry = Backoff::default();
+        for t in [&mut resync, &mut devcheck] {
             t.set_missed_tick_behavior(MissedTickBehavior::Delay);
             t.reset();
         }
         let mut stream: Option<WatchStream> = None;
         let mut resync_needed = false;
+        let mut dev_events = watch_device(&self.vtep.name);
+        // The connection the watch was opened on.
+        let mut watch_gen = 0;
         loop {
+            if stream.is_some() && watch_gen != self.store.generation() {
+                // A request failed over to another member; the watch may
+                // hang on the old one forever (a member cut off without a
+                // reset), so it moves too, from the last revision seen.
+                log(&format!(
+                    "moving the lease watch to etcd at {} (from revision {})",
+                    self.store.endpoint,
+                    rev + 1
+                ));
+                stream = None;
+            }
             if stream.is_none() && !resync_needed {
                 match self.store.watch(&self.prefix, rev + 1).await {
-                    Ok(s) => stream = Some(s),
+                    Ok(s) => {
+                        stream = Some(s);
+                        watch_gen = self.store.generation();
+                    }
                     Err(e) => log(&format!("cannot watch leases yet: {e:#}")),
                 }
             }
@@ -681,7 +707,14 @@ impl Agent<'_> {
                     }
                 },
                 _ = resync.tick() => resync_needed = true,
-                _ = watch_retry.tick(), if resync_needed => {}
+                _ = sleep_until(retry.at), if resync_needed => {}
+                // The kernel's notification makes a deleted device heal at
+                // once; the periodic check stays as a safety net.
+                _ = next_device_event(&mut dev_events) => {
+                    if let Err(e) = self.check_device().await {
+                        log(&format!("cannot repair {}: {e:#}", self.vtep.name));
+                    }
+                }
                 _ = devcheck.tick() => {
                     if let Err(e) = self.check_device().await {
                         log(&format!("cannot repair {}: {e:#}", self.vtep.name));
@@ -692,6 +725,7 @@ impl Agent<'_> {
             if resync_needed {
                 match self.resync(true).await {
                     Ok(r) => {
+                        retry.succeeded();
                         resync_needed = false;
                         // A broken watch restarts right after the resync's
                         // revision, so nothing between the two is missed; a
@@ -700,10 +734,55 @@ impl Agent<'_> {
                             rev = r;
                         }
                     }
-                    Err(e) => log(&format!("resync failed ({e:#}); retrying")),
+                    Err(e) => retry.failed(&format!("{e:#}")),
                 }
             }
         }
+    }
+}
+
+/// When to read the leases again after failed reads: [`RETRY_FIRST`],
+/// doubling up to [`RETRY_MAX`]; one log line per [`QUIET`] while failing.
+struct Backoff {
+    at: Instant,
+    delay: Duration,
+    failures: u32,
+    logged: Option<Instant>,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            at: Instant::now(),
+            delay: RETRY_FIRST,
+            failures: 0,
+            logged: None,
+        }
+    }
+}
+
+impl Backoff {
+    fn failed(&mut self, why: &str) {
+        self.failures += 1;
+        if self.logged.is_none_or(|t| t.elapsed() >= QUIET) {
+            log(&format!(
+                "cannot read the leases ({why}); retrying every {:.1} s at most",
+                RETRY_MAX.as_secs_f64()
+            ));
+            self.logged = Some(Instant::now());
+        }
+        self.at = Instant::now() + self.delay;
+        self.delay = (self.delay * 2).min(RETRY_MAX);
+    }
+
+    fn succeeded(&mut self) {
+        if self.failures > 0 {
+            log(&format!(
+                "read the leases again after {} failed attempt(s)",
+                self.failures
+            ));
+        }
+        *self = Backoff::default();
     }
 }
 
@@ -713,5 +792,88 @@ async fn next_message(
     match stream {
         Some(s) => s.message().await,
         None => std::future::pending().await,
+    }
+}
+
+/// Link notifications about `name` (flannel.<VNI>), from a thread blocked
+/// on a netlink socket subscribed to link changes (flannel's vxlan backend
+/// does the same). Each message is one wake-up; bursts are coalesced.
+/// `None` when the socket cannot be opened: the periodic check remains.
+fn watch_device(name: &str) -> Option<mpsc::Receiver<()>> {
+    let mut mon = match LinkMonitor::open() {
+        Ok(m) => m,
+        Err(e) => {
+            log(&format!(
+                "warning: cannot follow link changes ({e}); checking {name} every \
+                 --device-check-interval instead"
+            ));
+            return None;
+        }
+    };
+    let (tx, rx) = mpsc::channel(1);
+    let name = name.to_string();
+    let spawned = std::thread::Builder::new()
+        .name("link-monitor".into())
+        .spawn(move || loop {
+            match mon.wait() {
+                Ok(evs) if evs.iter().any(|e| e.concerns(&name)) => {
+                    if let Err(mpsc::error::TrySendError::Closed(())) = tx.try_send(()) {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    log(&format!(
+                        "warning: stopped following link changes ({e}); checking {name} \
+                         every --device-check-interval instead"
+                    ));
+                    return;
+                }
+            }
+        });
+    match spawned {
+        Ok(_) => Some(rx),
+        Err(e) => {
+            log(&format!(
+                "warning: cannot start the link monitor thread: {e}"
+            ));
+            None
+        }
+    }
+}
+
+async fn next_device_event(rx: &mut Option<mpsc::Receiver<()>>) {
+    match rx {
+        Some(r) => {
+            if r.recv().await.is_none() {
+                // The monitor thread stopped (it said why): poll from now on.
+                *rx = None;
+            }
+        }
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Backoff, RETRY_FIRST, RETRY_MAX};
+    use std::time::Duration;
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap_and_resets_on_success() {
+        let mut b = Backoff::default();
+        let mut delays = Vec::new();
+        for _ in 0..6 {
+            delays.push(b.delay);
+            b.failed("connection refused");
+        }
+        let ms = Duration::from_millis;
+        assert_eq!(
+            delays,
+            [ms(100), ms(200), ms(400), ms(800), RETRY_MAX, RETRY_MAX]
+        );
+        assert_eq!(b.failures, 6);
+        b.succeeded();
+        assert_eq!((b.delay, b.failures), (RETRY_FIRST, 0));
     }
 }
