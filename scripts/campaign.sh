@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # The robustness campaign (issue 8): hostile-input targets with many cases,
 # the path traversal / injection tables against the real plugin, the
-# SIGKILL-mid-ADD crash test with many rounds, and native-mode load on one
-# node (many pods at several parallelisms, an exhausted range). Prints one table:
-# target/trial, count, failures, time.
+# SIGKILL-mid-ADD crash test with many rounds, native-mode load on one
+# node (many pods at several parallelisms, an exhausted range), and agent
+# faults as counted trials with heal times (etcd restarted, its member
+# killed or cut off, lease deleted or expired, flannel.1 deleted, two
+# agents on a node). Prints one table: target/trial, count, failures, time.
 #
 #   sudo scripts/campaign.sh                    # defaults below
 #   NETBOOT_FUZZ_CASES=100000 NETBOOT_CRASH_ROUNDS=1000 sudo scripts/campaign.sh
 #   NETBOOT_LOAD_PODS=253 NETBOOT_LOAD_PARALLELISM=4,64 sudo scripts/campaign.sh
+#   NETBOOT_AGENT_FAULT_ROUNDS=30 sudo scripts/campaign.sh
 #
 # cargo-fuzz needs a nightly toolchain, which this project's machines cannot
 # install; the hostile-input targets are proptest strategies plus a seeded
@@ -20,6 +23,7 @@ export NETBOOT_FUZZ_CASES="${NETBOOT_FUZZ_CASES:-20000}"
 export NETBOOT_CRASH_ROUNDS="${NETBOOT_CRASH_ROUNDS:-1000}"
 export NETBOOT_LOAD_PODS="${NETBOOT_LOAD_PODS:-250}"
 export NETBOOT_LOAD_PARALLELISM="${NETBOOT_LOAD_PARALLELISM:-2,8,32}"
+export NETBOOT_AGENT_FAULT_ROUNDS="${NETBOOT_AGENT_FAULT_ROUNDS:-10}"
 export NETBOOT_TEST_NETNS_PREFIX="${NETBOOT_TEST_NETNS_PREFIX:-nbc-}"
 export PATH="$HOME/.cargo/bin:$PATH"
 log_dir="$(mktemp -d /tmp/netboot-campaign.XXXXXX)"
@@ -86,11 +90,21 @@ exhaust=$(grep -oE 'exhaust test: .*' "$log_dir/load.log" | tail -1 | sed -E 's/
 read -r _ load_fail < <(counts "$log_dir/load.log" || echo "0 1")
 row "native load on one node: ADD then DEL at each parallelism, /24 clean after; /28 exhausted concurrently (${exhaust:-?})" "${load:-?}" "${load_fail:-1}" "$elapsed"
 
+# One line per fault: "agent fault lease-deleted: 10 rounds, 0 failures,
+# heal min 0.20 s, median 0.24 s, max 0.79 s (from etcdctl del of ...)".
+run agent-faults -p netboot-tests --test agent_faults
+while IFS= read -r r; do rows+=("$r"); done < <(
+  grep -oE 'agent fault [^ ]+: [0-9]+ rounds, [0-9]+ failures, heal .*' "$log_dir/agent-faults.log" |
+    sed -E 's/^agent fault ([^ ]+): ([0-9]+) rounds, ([0-9]+) failures, heal min ([^ ]+) s, median ([^ ]+) s, max ([^ ]+) s \(from (.*)\)$/| agent fault \1, heal timed from \7 | \2 rounds | \3 | heal min \4 s, median \5 s, max \6 s |/'
+)
+read -r ok bad < <(counts "$log_dir/agent-faults.log" || echo "0 1")
+row "agent faults: whole test binary (3-node clusters in namespaces; heal = pods ping both ways + leases/subnet.env/cni0/flannel.1/routes/ARP/FDB agree)" "$((ok + bad)) tests" "${bad:-1}" "$elapsed"
+
 echo
 echo "| target / trial | count | failures | time |"
 echo "|---|---|---|---|"
 printf '%s\n' "${rows[@]}"
 echo
-echo "NETBOOT_FUZZ_CASES=$NETBOOT_FUZZ_CASES NETBOOT_CRASH_ROUNDS=$NETBOOT_CRASH_ROUNDS; logs: $log_dir"
+echo "NETBOOT_FUZZ_CASES=$NETBOOT_FUZZ_CASES NETBOOT_CRASH_ROUNDS=$NETBOOT_CRASH_ROUNDS NETBOOT_AGENT_FAULT_ROUNDS=$NETBOOT_AGENT_FAULT_ROUNDS; logs: $log_dir"
 [ -n "$tally" ] && echo "crash tally: ${tally#crash test: }"
 exit "$fail"

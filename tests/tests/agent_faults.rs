@@ -93,6 +93,11 @@ impl Lab {
         if let Some(p) = probe {
             p.put(&self.etcd, HEAL_DEADLINE)
                 .map_err(|e| format!("cannot write the probe lease: {e}"))?;
+            // etcd's own share of the heal (a restart, an election).
+            eprintln!(
+                "  etcd took the probe lease {:.2} s after the fault",
+                start.elapsed().as_secs_f64()
+            );
         }
         wait_healed(start, HEAL_DEADLINE, &self.pairs, || {
             check_cluster(&self.etcd, &self.node_refs())?;
