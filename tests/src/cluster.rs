@@ -444,6 +444,21 @@ impl AgentNode {
         self.agent.as_ref().map(Child::id)
     }
 
+    /// Is the node's agent alive (started, and neither exited nor a
+    /// zombie)?
+    pub fn agent_alive(&self) -> bool {
+        self.agent_pid().is_some_and(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|st| {
+                    // "pid (comm) S …": the state follows the last ')'.
+                    let rest = &st[st.rfind(')')? + 1..];
+                    rest.split_whitespace().next().map(|s| s != "Z")
+                })
+                .unwrap_or(false)
+        })
+    }
+
     /// SIGKILL the agent (by PID) and reap it: no chance to clean up, as
     /// when it crashes or is OOM-killed.
     pub fn kill_agent(&mut self) {
