@@ -377,10 +377,16 @@ pub struct Probe {
 impl Probe {
     /// Probe number `n` (its MAC differs per round).
     pub fn new(n: u8) -> Probe {
+        Probe::at("10.2.250.0/24", &format!("aa:bb:cc:00:fa:{n:02x}"))
+    }
+
+    /// A lease of `subnet` (`10.2.7.0/24`) for a node at 192.168.100.250
+    /// with VTEP `mac`, e.g. to take a subnet from under an agent.
+    pub fn at(subnet: &str, mac: &str) -> Probe {
         Probe {
-            key: format!("{PREFIX}/subnets/10.2.250.0-24"),
-            subnet: "10.2.250.0/24".into(),
-            mac: format!("aa:bb:cc:00:fa:{n:02x}"),
+            key: format!("{PREFIX}/subnets/{}", subnet.replacen('/', "-", 1)),
+            subnet: subnet.into(),
+            mac: mac.into(),
         }
     }
 
@@ -408,9 +414,11 @@ impl Probe {
     /// Is it programmed on `node` (route, ARP and FDB entry)?
     pub fn programmed(&self, node: &AgentNode) -> bool {
         node.flannel_routes().contains(&self.subnet)
-            && node
-                .neigh_text()
-                .contains(&format!("10.2.250.0 lladdr {} PERMANENT", self.mac))
+            && node.neigh_text().contains(&format!(
+                "{} lladdr {} PERMANENT",
+                self.subnet.split('/').next().unwrap_or_default(),
+                self.mac
+            ))
             && node
                 .fdb_text()
                 .contains(&format!("{} dst 192.168.100.250", self.mac))

@@ -361,6 +361,8 @@ pub struct AgentNode {
     pub dir: tempfile::TempDir,
     agent: Option<Child>,
     pods: Vec<Netns>,
+    /// CNI container ID of each pod.
+    pod_ids: Vec<String>,
 }
 
 impl AgentNode {
@@ -371,6 +373,7 @@ impl AgentNode {
             dir: tempfile::tempdir().expect("tempdir"),
             agent: None,
             pods: Vec::new(),
+            pod_ids: Vec::new(),
         }
     }
 
@@ -545,23 +548,30 @@ impl AgentNode {
         })
     }
 
-    /// A pod (new netns) attached with netboot-cni (native mode, empty
-    /// CNI_PATH); returns its index in [`AgentNode::pod`] and its IPv4.
-    #[track_caller]
-    pub fn add_pod(&mut self, tag: &str) -> (usize, String) {
-        let pod = Netns::new(tag);
+    /// A netboot-cni call for a pod on this node (native mode, empty
+    /// CNI_PATH).
+    fn pod_call(&self, command: &str, container_id: &str, pod: &Netns) -> PluginCall {
         let empty = self.dir.path().join("empty-cni-path");
         std::fs::create_dir_all(&empty).unwrap();
-        let call = PluginCall {
-            command: "ADD".into(),
-            container_id: format!("{tag}-{}", self.pods.len()),
+        PluginCall {
+            command: command.into(),
+            container_id: container_id.into(),
             netns: Some(pod.path().to_owned()),
             ifname: "eth0".into(),
             path: empty.display().to_string(),
             stdin: self.cni_conf().to_string(),
             host_netns: Some(self.ns.path().to_owned()),
             ..PluginCall::default()
-        };
+        }
+    }
+
+    /// A pod (new netns) attached with netboot-cni (native mode, empty
+    /// CNI_PATH); returns its index in [`AgentNode::pod`] and its IPv4.
+    #[track_caller]
+    pub fn add_pod(&mut self, tag: &str) -> (usize, String) {
+        let pod = Netns::new(tag);
+        let id = format!("{tag}-{}", self.pods.len());
+        let call = self.pod_call("ADD", &id, &pod);
         let out = run_plugin(&crate::bin_path("netboot-cni"), &call);
         assert!(
             out.success(),
@@ -577,7 +587,17 @@ impl AgentNode {
             .map(str::to_string)
             .unwrap_or_else(|| panic!("no IP in ADD result: {}", out.output));
         self.pods.push(pod);
+        self.pod_ids.push(id);
         (self.pods.len() - 1, ip)
+    }
+
+    /// CNI DEL of pod `i` (its namespace stays until the node is dropped).
+    pub fn del_pod(&self, i: usize) -> Result<(), String> {
+        let call = self.pod_call("DEL", &self.pod_ids[i], &self.pods[i]);
+        let out = run_plugin(&crate::bin_path("netboot-cni"), &call);
+        out.success()
+            .then_some(())
+            .ok_or_else(|| format!("pod DEL on {} failed: {}", self.ip, out.output))
     }
 
     pub fn pod(&self, i: usize) -> &Path {

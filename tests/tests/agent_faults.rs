@@ -14,8 +14,8 @@
 use std::time::{Duration, Instant};
 
 use netboot_tests::agent_support::{
-    all_reach, check_cluster, cross_pairs, etcd_in_use, rounds, signal, wait_healed, HealStats,
-    PodAt, Probe,
+    all_reach, check_cluster, cross_pairs, etcd_in_use, leases_of, rounds, signal, subnet_of,
+    wait_healed, HealStats, PodAt, Probe,
 };
 use netboot_tests::cluster::{wait_until, AgentNode, EtcdCluster, Underlay, CONFIG, PREFIX};
 use netboot_tests::require_root;
@@ -23,6 +23,7 @@ use nix::sys::signal::Signal;
 
 /// A round that has not healed by then failed.
 const HEAL_DEADLINE: Duration = Duration::from_secs(90);
+const NO_RESYNC: &str = "--resync-interval=1h";
 
 struct Lab {
     nodes: Vec<AgentNode>,
@@ -46,8 +47,11 @@ impl Lab {
         let mut nodes: Vec<AgentNode> = (0..n)
             .map(|i| AgentNode::new(&ul, &format!("{tag}{i}"), 11 + i as u8))
             .collect();
+        // The full resync (60 s by default) is a safety net; no heal may
+        // lean on it, so it is pushed out of every test's reach.
+        let args: Vec<&str> = [NO_RESYNC].iter().chain(args).copied().collect();
         for node in &mut nodes {
-            node.start_agent(&ep, args);
+            node.start_agent(&ep, &args);
         }
         let mut pods = Vec::new();
         for (i, node) in nodes.iter_mut().enumerate() {
@@ -138,6 +142,23 @@ impl Lab {
         });
         let res = res.map_err(|e| format!("{e}\n{}", self.logs()));
         stats.record(round, res);
+    }
+
+    /// Replace node `i`'s pod: CNI DEL of the old one, ADD of a new one.
+    fn replace_pod(&mut self, i: usize, tag: &str) -> Result<(), String> {
+        let node = &mut self.nodes[i];
+        let old = (0..)
+            .find(|p| node.pod(*p) == self.pods[i].netns)
+            .expect("pod");
+        node.del_pod(old)?;
+        let (p, ip) = node.add_pod(tag);
+        self.pods[i] = PodAt {
+            node: i,
+            netns: node.pod(p).to_path_buf(),
+            ip,
+        };
+        self.pairs = cross_pairs(&self.pods);
+        Ok(())
     }
 
     /// The lease key of node `i`, and its subnet.
@@ -306,6 +327,77 @@ fn fault_lease_expired_while_agent_stopped() {
                 .and_then(|d| lab.same_lease(i, &key).map(|()| d))
         };
         lab.finish_round(&mut stats, round, res, None);
+    }
+    stats.finish();
+}
+
+/// Wait until node `i` holds a lease other than `old` and its subnet.env
+/// says so.
+fn moved_away(lab: &Lab, i: usize, old: &str) -> Result<String, String> {
+    let node = &lab.nodes[i];
+    let mut now = String::new();
+    let moved = wait_until(HEAL_DEADLINE, || {
+        let keys = leases_of(&lab.etcd, &node.ip);
+        let env = std::fs::read_to_string(node.subnet_file()).unwrap_or_default();
+        match &keys[..] {
+            [k] if k != old => {
+                now = k.clone();
+                let sn = k
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or_default()
+                    .replacen('-', "/", 1);
+                env.lines()
+                    .find_map(|l| l.strip_prefix("FLANNEL_SUBNET="))
+                    .is_some_and(|s| subnet_of(s) == sn)
+            }
+            _ => false,
+        }
+    });
+    moved
+        .then_some(now)
+        .ok_or_else(|| format!("node {i} did not move off {old}"))
+}
+
+#[test]
+fn fault_subnet_taken_while_agent_stopped() {
+    require_root();
+    let mut lab = Lab::new("st", 1, 3, &["--lease-ttl=5s", "--renew-margin=3s"]);
+    let mut stats = HealStats::new(
+        "subnet-taken-while-stopped",
+        "SIGCONT; includes re-creating the node's pod in its new subnet",
+    );
+    for round in 0..rounds(1) {
+        let i = round % lab.nodes.len();
+        let key = lab.lease_of(i);
+        let pid = lab.nodes[i].agent_pid().expect("agent");
+        signal(pid, Signal::SIGSTOP);
+        let expired = wait_until(Duration::from_secs(30), || lab.etcd.get(&key).is_none());
+        // Another node leases the subnet meanwhile.
+        let subnet = key
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .replacen('-', "/", 1);
+        let thief = Probe::at(&subnet, &format!("aa:bb:cc:00:fb:{:02x}", round as u8));
+        let taken = thief.put(&lab.etcd, HEAL_DEADLINE);
+        let start = Instant::now();
+        signal(pid, Signal::SIGCONT);
+        let res = if !expired {
+            Err(format!("{key} did not expire while the agent was stopped"))
+        } else {
+            taken
+                .and_then(|()| moved_away(&lab, i, &key))
+                .and_then(|now| {
+                    eprintln!(
+                        "round {round}: node {i} moved from {key} to {now} {:.2} s after SIGCONT",
+                        start.elapsed().as_secs_f64()
+                    );
+                    lab.replace_pod(i, &format!("st{round}p{i}"))
+                })
+                .and_then(|()| lab.healed(start, None))
+        };
+        lab.finish_round(&mut stats, round, res, Some(&thief));
     }
     stats.finish();
 }

@@ -268,15 +268,22 @@ impl Vtep {
     }
 
     /// Give the device exactly `<subnet>.0/32` (IPv4).
+    ///
+    /// The new address goes on before the old one comes off: when the last
+    /// IPv4 address leaves a device the kernel disables IP on it and flushes
+    /// every route and ARP entry through it, permanent ones included
+    /// (`fib_inetaddr_event` → `fib_disable_ip` → `arp_ifdown`,
+    /// net/ipv4/fib_frontend.c), which would silently cut this node off from
+    /// every other node after a subnet change.
     pub fn ensure_addr(&mut self, subnet: Ipv4Net) -> Result<()> {
         let want = Ipv4Net::new(subnet.network(), 32).expect("/32");
         let have = v4_addrs(&mut self.nl, self.index)?;
+        if !have.contains(&want) {
+            self.nl.add_addr(self.index, IpNet::V4(want))?;
+        }
         for a in have.iter().filter(|a| **a != want) {
             log(&format!("{}: removing old address {a}", self.name));
             self.nl.del_addr(self.index, IpNet::V4(*a))?;
-        }
-        if !have.contains(&want) {
-            self.nl.add_addr(self.index, IpNet::V4(want))?;
         }
         Ok(())
     }
