@@ -5,7 +5,8 @@
 # node (many pods at several parallelisms, an exhausted range), and agent
 # faults as counted trials with heal times (etcd restarted, its member
 # killed or cut off, lease deleted or expired, subnet taken while the agent
-# was stopped, flannel.1 deleted, two agents on a node). Prints one table: target/trial, count, failures, time.
+# was stopped, flannel.1 deleted or its address/routes/ARP/FDB removed, two
+# agents on a node). Prints one table: target/trial, count, failures, time.
 #
 #   sudo scripts/campaign.sh                    # defaults below
 #   NETBOOT_FUZZ_CASES=100000 NETBOOT_CRASH_ROUNDS=1000 sudo scripts/campaign.sh

@@ -254,7 +254,7 @@ fn batch_applies_in_order_and_reports_each_failure() {
 }
 
 #[test]
-fn link_monitor_reports_the_vxlan_device_deleted_and_set_down() {
+fn link_monitor_reports_removals_on_the_vxlan_device_and_its_deletion() {
     if !need_root() {
         return;
     }
@@ -270,12 +270,50 @@ fn link_monitor_reports_the_vxlan_device_deleted_and_set_down() {
     let mut wait_for = |want: &dyn Fn(&LinkEvent) -> bool| {
         for _ in 0..100 {
             let evs = mon.wait().expect("link notifications");
-            if evs.iter().any(|e| e.concerns("flannel.1") && want(e)) {
+            if evs
+                .iter()
+                .any(|e| e.concerns("flannel.1", vx.index) && want(e))
+            {
                 return;
             }
         }
         panic!("no matching flannel.1 notification");
     };
+    // A remote's route, ARP and FDB entry deleted behind our back.
+    let route = program_lease(&mut nl, &vx);
+    nl.del_route(&route).unwrap();
+    wait_for(&|e| matches!(e, LinkEvent::Removed { what: "route", .. }));
+    nl.del_neigh(vx.index, route.gw.unwrap()).unwrap();
+    wait_for(&|e| {
+        matches!(
+            e,
+            LinkEvent::Removed {
+                what: "neighbour",
+                ..
+            }
+        )
+    });
+    nl.del_fdb(vx.index, mac(VTEP), None).unwrap();
+    wait_for(&|e| {
+        matches!(
+            e,
+            LinkEvent::Removed {
+                what: "neighbour",
+                ..
+            }
+        )
+    });
+    nl.del_addr(vx.index, "10.244.1.0/32".parse().unwrap())
+        .unwrap();
+    wait_for(&|e| {
+        matches!(
+            e,
+            LinkEvent::Removed {
+                what: "address",
+                ..
+            }
+        )
+    });
     nl.set_down(vx.index).unwrap();
     wait_for(&|e| matches!(e, LinkEvent::Changed(l) if !l.up));
     nl.del_link(vx.index).unwrap();

@@ -419,6 +419,58 @@ fn fault_vxlan_device_deleted() {
     stats.finish();
 }
 
+#[test]
+fn fault_state_on_vxlan_device_removed() {
+    require_root();
+    let lab = Lab::new("sr", 1, 3, &[]);
+    let mut flushed = HealStats::new("flannel.1-address-flushed", "ip addr flush dev flannel.1");
+    let mut removed = HealStats::new(
+        "remote-route-arp-fdb-deleted",
+        "ip route del + ip neigh del + bridge fdb del of another node's entries",
+    );
+    for round in 0..rounds(1) {
+        let i = round % lab.nodes.len();
+        let node = &lab.nodes[i];
+        // Its last address gone, the kernel also flushes every route and
+        // ARP entry on the device.
+        let start = Instant::now();
+        node.exec(&["ip", "addr", "flush", "dev", "flannel.1"])
+            .expect_ok();
+        let res = lab.healed(start, None);
+        lab.finish_round(&mut flushed, round, res, None);
+
+        let other = &lab.nodes[(i + 1) % lab.nodes.len()];
+        let sn = subnet_of(&other.wait_subnet(HEAL_DEADLINE));
+        let gw = sn.split('/').next().unwrap_or_default().to_string();
+        let mac = other.vtep_mac().expect("flannel.1");
+        let start = Instant::now();
+        let res = [
+            &["ip", "route", "del", &sn, "dev", "flannel.1"][..],
+            &["ip", "neigh", "del", &gw, "dev", "flannel.1"],
+            &[
+                "bridge",
+                "fdb",
+                "del",
+                &mac,
+                "dev",
+                "flannel.1",
+                "dst",
+                &other.ip,
+            ],
+        ]
+        .iter()
+        .map(|argv| node.exec(argv))
+        .find(|out| !out.success())
+        .map_or(Ok(()), |out| Err(format!("cannot remove by hand: {out}")))
+        .and_then(|()| lab.healed(start, None));
+        lab.finish_round(&mut removed, round, res, None);
+    }
+    eprintln!("{}", flushed.line());
+    eprintln!("{}", removed.line());
+    flushed.assert_healed();
+    removed.assert_healed();
+}
+
 /// Did `log` gain the lock refusal naming `pid` after byte `from`?
 fn refused(log: &str, from: usize, pid: u32) -> bool {
     let new = log.get(from..).unwrap_or_default();

@@ -6,6 +6,8 @@
 //! reports it deleted or changed (link notifications, plus a periodic check).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -607,9 +609,18 @@ impl Agent<'_> {
     }
 
     /// flannel.<VNI> deleted or changed by someone else: rebuild it and
-    /// everything on it.
+    /// everything on it; its address, routes, ARP or FDB entries removed:
+    /// put them back.
     async fn check_device(&mut self) -> Result<()> {
         if self.vtep.intact()? {
+            let fixed = self.vtep.restore(self.own_subnet())?;
+            if !fixed.is_empty() {
+                log(&format!(
+                    "{}: put back what someone removed: {}",
+                    self.vtep.name,
+                    fixed.join(", ")
+                ));
+            }
             return Ok(());
         }
         log(&format!(
@@ -640,7 +651,8 @@ impl Agent<'_> {
         }
         let mut stream: Option<WatchStream> = None;
         let mut resync_needed = false;
-        let mut dev_events = watch_device(&self.vtep.name);
+        let dev_index = Arc::new(AtomicU32::new(self.vtep.index));
+        let mut dev_events = watch_device(&self.vtep.name, dev_index.clone());
         // The connection the watch was opened on.
         let mut watch_gen = 0;
         loop {
@@ -714,11 +726,13 @@ impl Agent<'_> {
                     if let Err(e) = self.check_device().await {
                         log(&format!("cannot repair {}: {e:#}", self.vtep.name));
                     }
+                    dev_index.store(self.vtep.index, Ordering::Relaxed);
                 }
                 _ = devcheck.tick() => {
                     if let Err(e) = self.check_device().await {
                         log(&format!("cannot repair {}: {e:#}", self.vtep.name));
                     }
+                    dev_index.store(self.vtep.index, Ordering::Relaxed);
                 }
                 _ = sleep_until(renew_at) => self.renew().await,
             }
@@ -795,11 +809,13 @@ async fn next_message(
     }
 }
 
-/// Link notifications about `name` (flannel.<VNI>), from a thread blocked
-/// on a netlink socket subscribed to link changes (flannel's vxlan backend
-/// does the same). Each message is one wake-up; bursts are coalesced.
+/// Notifications about the device `name` (flannel.<VNI>, ifindex `index`,
+/// which changes when it is recreated): the link deleted or changed, an
+/// address, route, ARP or FDB entry on it removed. They come from a thread
+/// blocked on a netlink socket subscribed to those groups (flannel's vxlan
+/// backend subscribes to links). Bursts are coalesced into one wake-up.
 /// `None` when the socket cannot be opened: the periodic check remains.
-fn watch_device(name: &str) -> Option<mpsc::Receiver<()>> {
+fn watch_device(name: &str, index: Arc<AtomicU32>) -> Option<mpsc::Receiver<()>> {
     let mut mon = match LinkMonitor::open() {
         Ok(m) => m,
         Err(e) => {
@@ -816,7 +832,11 @@ fn watch_device(name: &str) -> Option<mpsc::Receiver<()>> {
         .name("link-monitor".into())
         .spawn(move || loop {
             match mon.wait() {
-                Ok(evs) if evs.iter().any(|e| e.concerns(&name)) => {
+                Ok(evs)
+                    if evs
+                        .iter()
+                        .any(|e| e.concerns(&name, index.load(Ordering::Relaxed))) =>
+                {
                     if let Err(mpsc::error::TrySendError::Closed(())) = tx.try_send(()) {
                         return;
                     }
