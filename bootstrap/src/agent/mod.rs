@@ -7,6 +7,7 @@
 //! - [`env`]: flannel's subnet.env, written atomically.
 //! - [`leave`]: release the lease and remove what the agent set up.
 //! - [`lock`]: one agent per network namespace.
+//! - [`wake`]: watch messages, device notifications, re-read backoff.
 
 mod env;
 mod leave;
@@ -14,6 +15,7 @@ pub mod lock;
 mod node;
 mod run;
 mod store;
+mod wake;
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;

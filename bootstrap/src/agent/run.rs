@@ -13,13 +13,13 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use etcd_client::{EventType, WatchStream};
 use ipnet::{IpNet, Ipv4Net};
-use netkit::{firewall, LinkMonitor, Netlink};
+use netkit::{firewall, Netlink};
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::mpsc;
 use tokio::time::{interval, sleep, sleep_until, Instant, MissedTickBehavior};
 
 use super::node::{find_external, random_mac, reconcile_cni0, Vtep};
 use super::store::{is_lease_not_found, Store};
+use super::wake::{next_device_event, next_message, watch_device, Backoff};
 use super::{env, log, AgentArgs, RULE_TAG};
 use crate::etcd::Kv;
 use crate::lease::{
@@ -29,16 +29,6 @@ use crate::netconfig::{NetConfig, DEFAULT_VNI};
 
 /// Pause between attempts while etcd or the config is not there yet.
 const RETRY: Duration = Duration::from_secs(2);
-/// First and longest pause before reading the leases again after a failed
-/// read while the watch is broken: 100 ms, doubled per failure, capped (as
-/// flanneld's watch, which caps at 5 s). The cap bounds how long a healed
-/// etcd waits for the agent; a failed attempt against a stopped member is
-/// one refused connection per endpoint.
-const RETRY_FIRST: Duration = Duration::from_millis(100);
-const RETRY_MAX: Duration = Duration::from_secs(1);
-/// Repeat an unchanged "resync failed" line at most this often.
-const QUIET: Duration = Duration::from_secs(30);
-
 /// This node's lease.
 struct Own {
     subnet: Ipv4Net,
@@ -644,7 +634,8 @@ impl Agent<'_> {
         let mut int = signal(SignalKind::interrupt()).context("handle SIGINT")?;
         let mut resync = interval(self.a.resync_interval.max(Duration::from_secs(1)));
         let mut devcheck = interval(self.a.device_check_interval.max(Duration::from_millis(200)));
-        let mut retry = Backoff::default();
+        let mut retry = Backoff::new("read the leases");
+        let mut watch_retry = Backoff::new("watch the leases");
         for t in [&mut resync, &mut devcheck] {
             t.set_missed_tick_behavior(MissedTickBehavior::Delay);
             t.reset();
@@ -667,13 +658,14 @@ impl Agent<'_> {
                 ));
                 stream = None;
             }
-            if stream.is_none() && !resync_needed {
+            if stream.is_none() && !resync_needed && watch_retry.due() {
                 match self.store.watch(&self.prefix, rev + 1).await {
                     Ok(s) => {
                         stream = Some(s);
                         watch_gen = self.store.generation();
+                        watch_retry.succeeded();
                     }
-                    Err(e) => log(&format!("cannot watch leases yet: {e:#}")),
+                    Err(e) => watch_retry.failed(&format!("{e:#}")),
                 }
             }
             let renew_at = self.own.as_ref().map_or_else(
@@ -720,6 +712,7 @@ impl Agent<'_> {
                 },
                 _ = resync.tick() => resync_needed = true,
                 _ = sleep_until(retry.at), if resync_needed => {}
+                _ = sleep_until(watch_retry.at), if stream.is_none() && !resync_needed => {}
                 // The kernel's notification makes a deleted device heal at
                 // once; the periodic check stays as a safety net.
                 _ = next_device_event(&mut dev_events) => {
@@ -752,148 +745,5 @@ impl Agent<'_> {
                 }
             }
         }
-    }
-}
-
-/// When to read the leases again after failed reads: [`RETRY_FIRST`],
-/// doubling up to [`RETRY_MAX`]; one log line per [`QUIET`] while failing.
-struct Backoff {
-    at: Instant,
-    delay: Duration,
-    failures: u32,
-    logged: Option<Instant>,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff {
-            at: Instant::now(),
-            delay: RETRY_FIRST,
-            failures: 0,
-            logged: None,
-        }
-    }
-}
-
-impl Backoff {
-    fn failed(&mut self, why: &str) {
-        self.failures += 1;
-        if self.logged.is_none_or(|t| t.elapsed() >= QUIET) {
-            log(&format!(
-                "cannot read the leases ({why}); retrying every {:.1} s at most",
-                RETRY_MAX.as_secs_f64()
-            ));
-            self.logged = Some(Instant::now());
-        }
-        self.at = Instant::now() + self.delay;
-        self.delay = (self.delay * 2).min(RETRY_MAX);
-    }
-
-    fn succeeded(&mut self) {
-        if self.failures > 0 {
-            log(&format!(
-                "read the leases again after {} failed attempt(s)",
-                self.failures
-            ));
-        }
-        *self = Backoff::default();
-    }
-}
-
-async fn next_message(
-    stream: &mut Option<WatchStream>,
-) -> Result<Option<etcd_client::WatchResponse>, etcd_client::Error> {
-    match stream {
-        Some(s) => s.message().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Notifications about the device `name` (flannel.<VNI>, ifindex `index`,
-/// which changes when it is recreated): the link deleted or changed, an
-/// address, route, ARP or FDB entry on it removed. They come from a thread
-/// blocked on a netlink socket subscribed to those groups (flannel's vxlan
-/// backend subscribes to links). Bursts are coalesced into one wake-up.
-/// `None` when the socket cannot be opened: the periodic check remains.
-fn watch_device(name: &str, index: Arc<AtomicU32>) -> Option<mpsc::Receiver<()>> {
-    let mut mon = match LinkMonitor::open() {
-        Ok(m) => m,
-        Err(e) => {
-            log(&format!(
-                "warning: cannot follow link changes ({e}); checking {name} every \
-                 --device-check-interval instead"
-            ));
-            return None;
-        }
-    };
-    let (tx, rx) = mpsc::channel(1);
-    let name = name.to_string();
-    let spawned = std::thread::Builder::new()
-        .name("link-monitor".into())
-        .spawn(move || loop {
-            match mon.wait() {
-                Ok(evs)
-                    if evs
-                        .iter()
-                        .any(|e| e.concerns(&name, index.load(Ordering::Relaxed))) =>
-                {
-                    if let Err(mpsc::error::TrySendError::Closed(())) = tx.try_send(()) {
-                        return;
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    log(&format!(
-                        "warning: stopped following link changes ({e}); checking {name} \
-                         every --device-check-interval instead"
-                    ));
-                    return;
-                }
-            }
-        });
-    match spawned {
-        Ok(_) => Some(rx),
-        Err(e) => {
-            log(&format!(
-                "warning: cannot start the link monitor thread: {e}"
-            ));
-            None
-        }
-    }
-}
-
-async fn next_device_event(rx: &mut Option<mpsc::Receiver<()>>) {
-    match rx {
-        Some(r) => {
-            if r.recv().await.is_none() {
-                // The monitor thread stopped (it said why): poll from now on.
-                *rx = None;
-            }
-        }
-        None => std::future::pending().await,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{Backoff, RETRY_FIRST, RETRY_MAX};
-    use std::time::Duration;
-
-    #[test]
-    fn backoff_doubles_up_to_its_cap_and_resets_on_success() {
-        let mut b = Backoff::default();
-        let mut delays = Vec::new();
-        for _ in 0..6 {
-            delays.push(b.delay);
-            b.failed("connection refused");
-        }
-        let ms = Duration::from_millis;
-        assert_eq!(
-            delays,
-            [ms(100), ms(200), ms(400), ms(800), RETRY_MAX, RETRY_MAX]
-        );
-        assert_eq!(b.failures, 6);
-        b.succeeded();
-        assert_eq!((b.delay, b.failures), (RETRY_FIRST, 0));
     }
 }
