@@ -29,6 +29,7 @@ use crate::netconfig::{NetConfig, DEFAULT_VNI};
 
 /// Pause between attempts while etcd or the config is not there yet.
 const RETRY: Duration = Duration::from_secs(2);
+
 /// This node's lease.
 struct Own {
     subnet: Ipv4Net,
