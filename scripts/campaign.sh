@@ -3,9 +3,12 @@
 # the path traversal / injection tables against the real plugin, the
 # SIGKILL-mid-ADD crash test with many rounds, native-mode load on one
 # node (many pods at several parallelisms, an exhausted range), the reboot
-# simulation with many rounds, and podrun's faults (SIGKILL mid-run rounds
+# simulation with many rounds, podrun's faults (SIGKILL mid-run rounds
 # under load, containerd restarted, pause killed, CNI plugin missing at rm,
-# an orphaned shim). Prints one table:
+# an orphaned shim), and agent faults as counted trials with heal times
+# (etcd restarted, its member killed or cut off, lease deleted or expired,
+# subnet taken while the agent was stopped, flannel.1 deleted or its
+# address/routes/ARP/FDB removed, two agents on a node). Prints one table:
 # target/trial, count, failures, time.
 #
 #   sudo scripts/campaign.sh                    # defaults below
@@ -13,6 +16,7 @@
 #   NETBOOT_LOAD_PODS=253 NETBOOT_LOAD_PARALLELISM=4,64 sudo scripts/campaign.sh
 #   NETBOOT_REBOOT_ROUNDS=60 sudo scripts/campaign.sh
 #   NETBOOT_PODRUN_KILL_ROUNDS=50 NETBOOT_PODRUN_KILL_LOAD=0 sudo scripts/campaign.sh
+#   NETBOOT_AGENT_FAULT_ROUNDS=30 sudo scripts/campaign.sh
 #
 # cargo-fuzz needs a nightly toolchain, which this project's machines cannot
 # install; the hostile-input targets are proptest strategies plus a seeded
@@ -29,6 +33,7 @@ export NETBOOT_REBOOT_ROUNDS="${NETBOOT_REBOOT_ROUNDS:-30}"
 export NETBOOT_PODRUN_KILL_ROUNDS="${NETBOOT_PODRUN_KILL_ROUNDS:-100}"
 export NETBOOT_PODRUN_KILL_LOAD="${NETBOOT_PODRUN_KILL_LOAD:-2}"
 export NETBOOT_PODRUN_RESTART_ROUNDS="${NETBOOT_PODRUN_RESTART_ROUNDS:-20}"
+export NETBOOT_AGENT_FAULT_ROUNDS="${NETBOOT_AGENT_FAULT_ROUNDS:-10}"
 export NETBOOT_TEST_NETNS_PREFIX="${NETBOOT_TEST_NETNS_PREFIX:-nbc-}"
 export PATH="$HOME/.cargo/bin:$PATH"
 log_dir="$(mktemp -d /tmp/netboot-campaign.XXXXXX)"
@@ -123,12 +128,21 @@ for spec in "sigkill-run:sigkill_at_random_points_of_run_then_rm_leaves_nothing:
   run "podrun-$name" -p netboot-tests --test podrun_faults "$test"
   fault_row "$log_dir/podrun-$name.log" "$name" "$desc"
 done
+# One line per fault: "agent fault lease-deleted: 10 rounds, 0 failures,
+# heal min 0.20 s, median 0.24 s, max 0.79 s (from etcdctl del of ...)".
+run agent-faults -p netboot-tests --test agent_faults
+while IFS= read -r r; do rows+=("$r"); done < <(
+  grep -oE 'agent fault [^ ]+: [0-9]+ rounds, [0-9]+ failures, heal .*' "$log_dir/agent-faults.log" |
+    sed -E 's/^agent fault ([^ ]+): ([0-9]+) rounds, ([0-9]+) failures, heal min ([^ ]+) s, median ([^ ]+) s, max ([^ ]+) s \(from (.*)\)$/| agent fault \1, heal timed from \7 | \2 rounds | \3 | heal min \4 s, median \5 s, max \6 s |/'
+)
+read -r ok bad < <(counts "$log_dir/agent-faults.log" || echo "0 1")
+row "agent faults: whole test binary (3-node clusters in namespaces; heal = pods ping both ways + leases/subnet.env/cni0/flannel.1/routes/ARP/FDB agree)" "$((ok + bad)) tests" "${bad:-1}" "$elapsed"
 
 echo
 echo "| target / trial | count | failures | time |"
 echo "|---|---|---|---|"
 printf '%s\n' "${rows[@]}"
 echo
-echo "NETBOOT_FUZZ_CASES=$NETBOOT_FUZZ_CASES NETBOOT_CRASH_ROUNDS=$NETBOOT_CRASH_ROUNDS NETBOOT_REBOOT_ROUNDS=$NETBOOT_REBOOT_ROUNDS NETBOOT_PODRUN_KILL_ROUNDS=$NETBOOT_PODRUN_KILL_ROUNDS NETBOOT_PODRUN_KILL_LOAD=$NETBOOT_PODRUN_KILL_LOAD NETBOOT_PODRUN_RESTART_ROUNDS=$NETBOOT_PODRUN_RESTART_ROUNDS; logs: $log_dir"
+echo "NETBOOT_FUZZ_CASES=$NETBOOT_FUZZ_CASES NETBOOT_CRASH_ROUNDS=$NETBOOT_CRASH_ROUNDS NETBOOT_REBOOT_ROUNDS=$NETBOOT_REBOOT_ROUNDS NETBOOT_PODRUN_KILL_ROUNDS=$NETBOOT_PODRUN_KILL_ROUNDS NETBOOT_PODRUN_KILL_LOAD=$NETBOOT_PODRUN_KILL_LOAD NETBOOT_PODRUN_RESTART_ROUNDS=$NETBOOT_PODRUN_RESTART_ROUNDS NETBOOT_AGENT_FAULT_ROUNDS=$NETBOOT_AGENT_FAULT_ROUNDS; logs: $log_dir"
 [ -n "$tally" ] && echo "crash tally: ${tally#crash test: }"
 exit "$fail"

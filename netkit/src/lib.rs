@@ -7,6 +7,7 @@
 //!   [`route`] and [`neigh`] (ARP + FDB), each documented with the `ip`
 //!   command it equals. Every request is ACKed and errors carry the errno
 //!   and the object they were about.
+//! - [`LinkMonitor`]: link notifications (`ip monitor link`).
 //! - [`Batch`]: several neighbour/FDB/route changes in one round trip.
 //! - [`sysctl`]: per-namespace `/proc/sys/net` access.
 //! - [`host_veth_name`]: deterministic host-side veth names.
@@ -24,6 +25,7 @@ mod batch;
 pub mod error;
 pub mod firewall;
 pub mod link;
+pub mod monitor;
 mod named;
 pub mod names;
 pub mod neigh;
@@ -37,6 +39,7 @@ pub use batch::{first_error, Batch};
 pub use error::{Error, Result};
 pub use link::vxlan::{VxlanInfo, VxlanParams, VXLAN_DEFAULT_PORT};
 pub use link::Link;
+pub use monitor::{LinkEvent, LinkMonitor};
 pub use named::{create_named, delete_named};
 pub use names::{host_veth_name, HOST_VETH_PREFIX};
 pub use neigh::Neigh;

@@ -6,7 +6,7 @@ mod common;
 use std::net::IpAddr;
 
 use common::{mac, need_root, TestNs};
-use netkit::{Family, Link, Netlink, RouteSpec, VxlanParams};
+use netkit::{Family, Link, LinkEvent, LinkMonitor, Netlink, RouteSpec, VxlanParams};
 
 const VTEP: &str = "0e:00:00:00:00:02";
 
@@ -251,4 +251,71 @@ fn batch_applies_in_order_and_reports_each_failure() {
         .unwrap()
         .is_empty());
     assert!(nl.apply(netkit::Batch::new()).is_empty());
+}
+
+#[test]
+fn link_monitor_reports_removals_on_the_vxlan_device_and_its_deletion() {
+    if !need_root() {
+        return;
+    }
+    let (node, peer) = (TestNs::new(), TestNs::new());
+    let mut mon = node
+        .ns
+        .run(LinkMonitor::open)
+        .expect("enter test netns")
+        .expect("open link monitor");
+    let (mut nl, vx) = flannel_device(&node, &peer);
+    // Read until an event about flannel.1 matches `want` (the setup above
+    // queued others: ul0, flannel.1 created and set up).
+    let mut wait_for = |want: &dyn Fn(&LinkEvent) -> bool| {
+        for _ in 0..100 {
+            let evs = mon.wait().expect("link notifications");
+            if evs
+                .iter()
+                .any(|e| e.concerns("flannel.1", vx.index) && want(e))
+            {
+                return;
+            }
+        }
+        panic!("no matching flannel.1 notification");
+    };
+    // A remote's route, ARP and FDB entry deleted behind our back.
+    let route = program_lease(&mut nl, &vx);
+    nl.del_route(&route).unwrap();
+    wait_for(&|e| matches!(e, LinkEvent::Removed { what: "route", .. }));
+    nl.del_neigh(vx.index, route.gw.unwrap()).unwrap();
+    wait_for(&|e| {
+        matches!(
+            e,
+            LinkEvent::Removed {
+                what: "neighbour",
+                ..
+            }
+        )
+    });
+    nl.del_fdb(vx.index, mac(VTEP), None).unwrap();
+    wait_for(&|e| {
+        matches!(
+            e,
+            LinkEvent::Removed {
+                what: "neighbour",
+                ..
+            }
+        )
+    });
+    nl.del_addr(vx.index, "10.244.1.0/32".parse().unwrap())
+        .unwrap();
+    wait_for(&|e| {
+        matches!(
+            e,
+            LinkEvent::Removed {
+                what: "address",
+                ..
+            }
+        )
+    });
+    nl.set_down(vx.index).unwrap();
+    wait_for(&|e| matches!(e, LinkEvent::Changed(l) if !l.up));
+    nl.del_link(vx.index).unwrap();
+    wait_for(&|e| matches!(e, LinkEvent::Deleted(l) if l.index == vx.index));
 }

@@ -113,6 +113,8 @@ pub struct Member {
     dir: tempfile::TempDir,
     child: Option<Child>,
     initial_cluster: String,
+    /// Cut off the underlay by [`Member::cut_off`].
+    cut: bool,
 }
 
 impl Member {
@@ -150,6 +152,15 @@ impl Member {
         );
     }
 
+    /// Kill this member (SIGKILL to its PID): no goodbye to its clients or
+    /// peers, as when its machine dies.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
     /// Stop this member (SIGTERM to its PID).
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -165,6 +176,29 @@ impl Member {
 
     pub fn running(&self) -> bool {
         self.child.is_some()
+    }
+
+    /// Cut this member off the network (its `eth0` down, in its own
+    /// namespace): it keeps running, but packets to and from it vanish
+    /// without a reset, as when its machine or switch port dies.
+    pub fn cut_off(&mut self) {
+        self.ns
+            .exec(&["ip", "link", "set", "eth0", "down"])
+            .expect_ok();
+        self.cut = true;
+    }
+
+    /// Undo [`Member::cut_off`].
+    pub fn reconnect(&mut self) {
+        self.ns
+            .exec(&["ip", "link", "set", "eth0", "up"])
+            .expect_ok();
+        self.cut = false;
+    }
+
+    /// Running and reachable: `etcdctl` can use it.
+    pub fn serving(&self) -> bool {
+        self.running() && !self.cut
     }
 
     pub fn log(&self) -> String {
@@ -200,6 +234,7 @@ impl EtcdCluster {
                 dir: tempfile::tempdir().expect("tempdir"),
                 child: None,
                 initial_cluster: initial.join(","),
+                cut: false,
             });
         }
         for m in &mut members {
@@ -215,7 +250,7 @@ impl EtcdCluster {
         let ok = wait_until(Duration::from_secs(30), || {
             self.members
                 .iter()
-                .filter(|m| m.running())
+                .filter(|m| m.serving())
                 .all(|m| self.ctl_at(m, &["endpoint", "health"]).success())
         });
         if !ok {
@@ -225,6 +260,18 @@ impl EtcdCluster {
                 logs.join("\n----\n")
             );
         }
+    }
+
+    /// Client URL of the member that leads now, if one does.
+    pub fn leader(&self) -> Option<String> {
+        let out = self.ctl(&["endpoint", "status", "--cluster", "-w", "json"]);
+        let v: Value = serde_json::from_str(&out.stdout).ok()?;
+        v.as_array()?.iter().find_map(|e| {
+            let st = &e["Status"];
+            (st["leader"].as_u64().is_some() && st["leader"] == st["header"]["member_id"])
+                .then(|| e["Endpoint"].as_str().map(str::to_string))
+                .flatten()
+        })
     }
 
     /// `--etcd` value: every member's client URL.
@@ -244,12 +291,12 @@ impl EtcdCluster {
         run(cmd, None, Duration::from_secs(15))
     }
 
-    /// `etcdctl` against the first running member.
+    /// `etcdctl` against the first running, reachable member.
     pub fn ctl(&self, args: &[&str]) -> CmdOutput {
         let m = self
             .members
             .iter()
-            .find(|m| m.running())
+            .find(|m| m.serving())
             .expect("a running etcd member");
         self.ctl_at(m, args)
     }
@@ -314,6 +361,8 @@ pub struct AgentNode {
     pub dir: tempfile::TempDir,
     agent: Option<Child>,
     pods: Vec<Netns>,
+    /// CNI container ID of each pod.
+    pod_ids: Vec<String>,
 }
 
 impl AgentNode {
@@ -324,6 +373,7 @@ impl AgentNode {
             dir: tempfile::tempdir().expect("tempdir"),
             agent: None,
             pods: Vec::new(),
+            pod_ids: Vec::new(),
         }
     }
 
@@ -339,21 +389,9 @@ impl AgentNode {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
-    /// Start `netboot agent --etcd <endpoints> --iface eth0 …` in the node
-    /// netns, stderr appended to `agent.log`. Returns its PID.
-    pub fn start_agent(&mut self, endpoints: &str, extra: &[&str]) -> u32 {
-        self.start_agent_with_env(endpoints, extra, &[])
-    }
-
-    /// [`AgentNode::start_agent`] with extra environment, e.g.
-    /// `NETBOOT_LOCK_DIR` pointing at the node's own "/run".
-    pub fn start_agent_with_env(
-        &mut self,
-        endpoints: &str,
-        extra: &[&str],
-        env: &[(&str, &str)],
-    ) -> u32 {
-        assert!(self.agent.is_none(), "agent already running");
+    /// `netboot agent --etcd <endpoints> --iface eth0 …` in the node netns,
+    /// stderr appended to `agent.log` (several agents append to one log).
+    pub fn agent_command(&self, endpoints: &str, extra: &[&str]) -> Command {
         let bin = crate::bin_path("netboot");
         let bin = bin.to_string_lossy();
         let log = std::fs::OpenOptions::new()
@@ -369,14 +407,83 @@ impl AgentNode {
             .arg("--etcd-timeout=3")
             .args(extra)
             .env_remove("NETBOOT_ETCD_PASSWORD")
-            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
-        let child = cmd.spawn().expect("start netboot agent");
+        cmd
+    }
+
+    /// Start an agent process in the node netns that is not (yet) the
+    /// node's agent: a duplicate, or one of two racing for the lock. It is
+    /// killed when the returned guard drops, unless adopted.
+    pub fn spawn_agent(&self, endpoints: &str, extra: &[&str]) -> AgentProcess {
+        let child = self
+            .agent_command(endpoints, extra)
+            .spawn()
+            .expect("start netboot agent");
+        AgentProcess { child: Some(child) }
+    }
+
+    /// Start the node's agent (see [`AgentNode::agent_command`]). Returns
+    /// its PID.
+    pub fn start_agent(&mut self, endpoints: &str, extra: &[&str]) -> u32 {
+        self.start_agent_with_env(endpoints, extra, &[])
+    }
+
+    /// [`AgentNode::start_agent`] with extra environment, e.g.
+    /// `NETBOOT_LOCK_DIR` pointing at the node's own "/run".
+    pub fn start_agent_with_env(
+        &mut self,
+        endpoints: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> u32 {
+        assert!(self.agent.is_none(), "agent already running");
+        let child = self
+            .agent_command(endpoints, extra)
+            .envs(env.iter().copied())
+            .spawn()
+            .expect("start netboot agent");
+        self.adopt_agent(AgentProcess { child: Some(child) })
+    }
+
+    /// Make `p` the node's agent (stopped by [`AgentNode::stop_agent`],
+    /// killed on drop). Returns its PID.
+    pub fn adopt_agent(&mut self, mut p: AgentProcess) -> u32 {
+        assert!(self.agent.is_none(), "agent already running");
+        let child = p.child.take().expect("a process");
         let pid = child.id();
         self.agent = Some(child);
         pid
+    }
+
+    /// PID of the node's agent, if one runs.
+    pub fn agent_pid(&self) -> Option<u32> {
+        self.agent.as_ref().map(Child::id)
+    }
+
+    /// Is the node's agent alive (started, and neither exited nor a
+    /// zombie)?
+    pub fn agent_alive(&self) -> bool {
+        self.agent_pid().is_some_and(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|st| {
+                    // "pid (comm) S …": the state follows the last ')'.
+                    let rest = &st[st.rfind(')')? + 1..];
+                    rest.split_whitespace().next().map(|s| s != "Z")
+                })
+                .unwrap_or(false)
+        })
+    }
+
+    /// SIGKILL the agent (by PID) and reap it: no chance to clean up, as
+    /// when it crashes or is OOM-killed.
+    pub fn kill_agent(&mut self) {
+        if let Some(mut c) = self.agent.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 
     /// SIGTERM the agent (by PID) and wait for it.
@@ -479,23 +586,30 @@ impl AgentNode {
         })
     }
 
-    /// A pod (new netns) attached with netboot-cni (native mode, empty
-    /// CNI_PATH); returns its index in [`AgentNode::pod`] and its IPv4.
-    #[track_caller]
-    pub fn add_pod(&mut self, tag: &str) -> (usize, String) {
-        let pod = Netns::new(tag);
+    /// A netboot-cni call for a pod on this node (native mode, empty
+    /// CNI_PATH).
+    fn pod_call(&self, command: &str, container_id: &str, pod: &Netns) -> PluginCall {
         let empty = self.dir.path().join("empty-cni-path");
         std::fs::create_dir_all(&empty).unwrap();
-        let call = PluginCall {
-            command: "ADD".into(),
-            container_id: format!("{tag}-{}", self.pods.len()),
+        PluginCall {
+            command: command.into(),
+            container_id: container_id.into(),
             netns: Some(pod.path().to_owned()),
             ifname: "eth0".into(),
             path: empty.display().to_string(),
             stdin: self.cni_conf().to_string(),
             host_netns: Some(self.ns.path().to_owned()),
             ..PluginCall::default()
-        };
+        }
+    }
+
+    /// A pod (new netns) attached with netboot-cni (native mode, empty
+    /// CNI_PATH); returns its index in [`AgentNode::pod`] and its IPv4.
+    #[track_caller]
+    pub fn add_pod(&mut self, tag: &str) -> (usize, String) {
+        let pod = Netns::new(tag);
+        let id = format!("{tag}-{}", self.pods.len());
+        let call = self.pod_call("ADD", &id, &pod);
         let out = run_plugin(&crate::bin_path("netboot-cni"), &call);
         assert!(
             out.success(),
@@ -511,7 +625,17 @@ impl AgentNode {
             .map(str::to_string)
             .unwrap_or_else(|| panic!("no IP in ADD result: {}", out.output));
         self.pods.push(pod);
+        self.pod_ids.push(id);
         (self.pods.len() - 1, ip)
+    }
+
+    /// CNI DEL of pod `i` (its namespace stays until the node is dropped).
+    pub fn del_pod(&self, i: usize) -> Result<(), String> {
+        let call = self.pod_call("DEL", &self.pod_ids[i], &self.pods[i]);
+        let out = run_plugin(&crate::bin_path("netboot-cni"), &call);
+        out.success()
+            .then_some(())
+            .ok_or_else(|| format!("pod DEL on {} failed: {}", self.ip, out.output))
     }
 
     pub fn pod(&self, i: usize) -> &Path {
@@ -563,6 +687,34 @@ impl AgentNode {
 impl Drop for AgentNode {
     fn drop(&mut self) {
         if let Some(mut c) = self.agent.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// An agent process started by [`AgentNode::spawn_agent`]; killed (by
+/// PID) and reaped on drop unless adopted by its node.
+pub struct AgentProcess {
+    child: Option<Child>,
+}
+
+impl AgentProcess {
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// Its exit status once it has exited.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
         }

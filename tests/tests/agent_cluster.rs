@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use netboot_tests::agent_support::{etcd_in_use, lease_id, leases_of, signal, subnet_of};
 use netboot_tests::cluster::{
     in_ns, ping_within, tcp_transfer, wait_until, AgentNode, EtcdCluster, Underlay, CONFIG, PREFIX,
 };
@@ -50,14 +51,6 @@ fn checksum(b: &[u8]) -> u64 {
     b.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &c| {
         (h ^ u64::from(c)).wrapping_mul(0x100_0000_01b3)
     })
-}
-
-fn subnet_of(first_ip: &str) -> String {
-    // 10.2.3.1/24 -> 10.2.3.0/24
-    let (ip, len) = first_ip.split_once('/').unwrap();
-    let mut o: Vec<u8> = ip.split('.').map(|p| p.parse().unwrap()).collect();
-    o[3] -= 1;
-    format!("{}.{}.{}.{}/{len}", o[0], o[1], o[2], o[3])
 }
 
 #[track_caller]
@@ -290,14 +283,7 @@ fn agents_survive_losing_the_etcd_member_they_use() {
     assert_reach(&n1, p1, &ip2, "pods across nodes on a 3-member cluster");
 
     // Stop the member node1's agent talks to.
-    let log = n1.log();
-    let url = log
-        .lines()
-        .filter_map(|l| l.split("talking to etcd at ").nth(1))
-        .next_back()
-        .expect("agent names its etcd endpoint")
-        .trim()
-        .to_string();
+    let url = etcd_in_use(&n1).expect("agent names its etcd endpoint");
     let i = etcd
         .members
         .iter()
@@ -488,28 +474,6 @@ fn filter_table(n: &AgentNode) -> String {
     n.exec(&["iptables-save", "-t", "filter"])
         .expect_ok()
         .stdout
-}
-
-/// The etcd lease ID attached to `key` (decimal, as etcd's JSON gives it).
-fn lease_id(etcd: &EtcdCluster, key: &str) -> Option<i64> {
-    let out = etcd.ctl(&["get", key, "-w", "json"]).expect_ok();
-    let v: serde_json::Value = serde_json::from_str(&out.stdout).ok()?;
-    v["kvs"][0]["lease"].as_i64().filter(|l| *l != 0)
-}
-
-/// Keys of leases whose value names `public_ip`.
-fn leases_of(etcd: &EtcdCluster, public_ip: &str) -> Vec<String> {
-    etcd.keys(&format!("{PREFIX}/subnets/"))
-        .into_iter()
-        .filter(|k| {
-            etcd.get(k)
-                .is_some_and(|v| v.contains(&format!("\"PublicIP\":\"{public_ip}\"")))
-        })
-        .collect()
-}
-
-fn signal(pid: u32, sig: nix::sys::signal::Signal) {
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig).expect("signal agent");
 }
 
 #[test]

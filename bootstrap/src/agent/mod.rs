@@ -7,6 +7,7 @@
 //! - [`env`]: flannel's subnet.env, written atomically.
 //! - [`leave`]: release the lease and remove what the agent set up.
 //! - [`lock`]: one agent per network namespace.
+//! - [`wake`]: watch messages, device notifications, re-read backoff.
 
 mod env;
 mod leave;
@@ -14,6 +15,7 @@ pub mod lock;
 mod node;
 mod run;
 mod store;
+mod wake;
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -95,7 +97,9 @@ pub struct AgentArgs {
     /// Full resync of every lease, healing missed watch events.
     #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
     pub resync_interval: Duration,
-    /// How often to check that flannel.<VNI> still exists.
+    /// How often to check that flannel.<VNI> still exists, besides the
+    /// kernel's link notifications (which make a deleted device heal at
+    /// once).
     #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
     pub device_check_interval: Duration,
 }

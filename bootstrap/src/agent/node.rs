@@ -268,15 +268,22 @@ impl Vtep {
     }
 
     /// Give the device exactly `<subnet>.0/32` (IPv4).
+    ///
+    /// The new address goes on before the old one comes off: when the last
+    /// IPv4 address leaves a device the kernel disables IP on it and flushes
+    /// every route and ARP entry through it, permanent ones included
+    /// (`fib_inetaddr_event` → `fib_disable_ip` → `arp_ifdown`,
+    /// net/ipv4/fib_frontend.c), which would silently cut this node off from
+    /// every other node after a subnet change.
     pub fn ensure_addr(&mut self, subnet: Ipv4Net) -> Result<()> {
         let want = Ipv4Net::new(subnet.network(), 32).expect("/32");
         let have = v4_addrs(&mut self.nl, self.index)?;
+        if !have.contains(&want) {
+            self.nl.add_addr(self.index, IpNet::V4(want))?;
+        }
         for a in have.iter().filter(|a| **a != want) {
             log(&format!("{}: removing old address {a}", self.name));
             self.nl.del_addr(self.index, IpNet::V4(*a))?;
-        }
-        if !have.contains(&want) {
-            self.nl.add_addr(self.index, IpNet::V4(want))?;
         }
         Ok(())
     }
@@ -304,18 +311,58 @@ impl Vtep {
         if !force && old.as_ref() == Some(&want) {
             return Ok(false);
         }
-        let gw = IpAddr::V4(l.subnet.network());
-        let mut b = Batch::new();
-        if let Some(o) = old.filter(|o| o.mac != mac) {
-            b.del_fdb(self.index, o.mac, Some(IpAddr::V4(o.public_ip)));
-        }
-        b.add_neigh(self.index, gw, mac);
-        b.add_fdb(self.index, mac, IpAddr::V4(l.public_ip));
-        b.replace_route(&self.route(l.subnet))?;
-        netkit::first_error(self.nl.apply(b))
-            .with_context(|| format!("program the route to {}", l.subnet))?;
+        self.apply_remote(l.subnet, &want, old)?;
         self.remotes.insert(l.subnet, want);
         Ok(true)
+    }
+
+    fn apply_remote(&mut self, subnet: Ipv4Net, r: &Remote, old: Option<Remote>) -> Result<()> {
+        let gw = IpAddr::V4(subnet.network());
+        let mut b = Batch::new();
+        if let Some(o) = old.filter(|o| o.mac != r.mac) {
+            b.del_fdb(self.index, o.mac, Some(IpAddr::V4(o.public_ip)));
+        }
+        b.add_neigh(self.index, gw, r.mac);
+        b.add_fdb(self.index, r.mac, IpAddr::V4(r.public_ip));
+        b.replace_route(&self.route(subnet))?;
+        netkit::first_error(self.nl.apply(b))
+            .with_context(|| format!("program the route to {subnet}"))
+    }
+
+    /// Put back what the kernel lost of the device's own address and of the
+    /// programmed remotes (someone ran `ip addr flush`, `ip route del`,
+    /// `ip neigh del` or `bridge fdb del`; losing its last address also
+    /// makes the kernel flush every route and ARP entry on the device).
+    /// Returns what was restored, for the log; empty when all was there.
+    pub fn restore(&mut self, subnet: Ipv4Net) -> Result<Vec<String>> {
+        let mut fixed = Vec::new();
+        let want = Ipv4Net::new(subnet.network(), 32).expect("/32");
+        if !v4_addrs(&mut self.nl, self.index)?.contains(&want) {
+            self.ensure_addr(subnet)?;
+            fixed.push(format!("address {want}"));
+        }
+        let routes = self.nl.routes(Family::V4)?;
+        let neighs = self.nl.neighs(self.index, false)?;
+        let fdb = self.nl.fdb(self.index)?;
+        let remotes: Vec<(Ipv4Net, Remote)> =
+            self.remotes.iter().map(|(s, r)| (*s, r.clone())).collect();
+        for (sn, r) in remotes {
+            let gw = IpAddr::V4(sn.network());
+            let route = routes
+                .iter()
+                .any(|e| e.oif == Some(self.index) && e.dst == IpNet::V4(sn) && e.gw == Some(gw));
+            let arp = neighs
+                .iter()
+                .any(|n| n.ip == Some(gw) && n.mac == Some(r.mac) && n.permanent);
+            let vtep = fdb.iter().any(|f| {
+                f.mac == Some(r.mac) && f.ip == Some(IpAddr::V4(r.public_ip)) && f.permanent
+            });
+            if !(route && arp && vtep) {
+                self.apply_remote(sn, &r, None)?;
+                fixed.push(format!("route/ARP/FDB of {sn}"));
+            }
+        }
+        Ok(fixed)
     }
 
     /// Remove one remote lease's route, ARP and FDB entries.

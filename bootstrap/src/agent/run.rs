@@ -2,9 +2,12 @@
 //! acquire a subnet lease (flannel `pkg/subnet/etcd/local_manager.go`
 //! tryAcquireLease), program every other lease, write subnet.env last, then
 //! follow leases with an etcd watch plus a periodic full resync, renew the
-//! lease before it expires, and recreate the device if it disappears.
+//! lease before it expires, and recreate the device as soon as the kernel
+//! reports it deleted or changed (link notifications, plus a periodic check).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -16,6 +19,7 @@ use tokio::time::{interval, sleep, sleep_until, Instant, MissedTickBehavior};
 
 use super::node::{find_external, random_mac, reconcile_cni0, Vtep};
 use super::store::{is_lease_not_found, Store};
+use super::wake::{next_device_event, next_message, watch_device, Backoff};
 use super::{env, log, AgentArgs, RULE_TAG};
 use crate::etcd::Kv;
 use crate::lease::{
@@ -25,8 +29,6 @@ use crate::netconfig::{NetConfig, DEFAULT_VNI};
 
 /// Pause between attempts while etcd or the config is not there yet.
 const RETRY: Duration = Duration::from_secs(2);
-/// How often a broken watch is re-established.
-const WATCH_RETRY: Duration = Duration::from_secs(2);
 
 /// This node's lease.
 struct Own {
@@ -598,9 +600,18 @@ impl Agent<'_> {
     }
 
     /// flannel.<VNI> deleted or changed by someone else: rebuild it and
-    /// everything on it.
+    /// everything on it; its address, routes, ARP or FDB entries removed:
+    /// put them back.
     async fn check_device(&mut self) -> Result<()> {
         if self.vtep.intact()? {
+            let fixed = self.vtep.restore(self.own_subnet())?;
+            if !fixed.is_empty() {
+                log(&format!(
+                    "{}: put back what someone removed: {}",
+                    self.vtep.name,
+                    fixed.join(", ")
+                ));
+            }
             return Ok(());
         }
         log(&format!(
@@ -624,18 +635,38 @@ impl Agent<'_> {
         let mut int = signal(SignalKind::interrupt()).context("handle SIGINT")?;
         let mut resync = interval(self.a.resync_interval.max(Duration::from_secs(1)));
         let mut devcheck = interval(self.a.device_check_interval.max(Duration::from_millis(200)));
-        let mut watch_retry = interval(WATCH_RETRY);
-        for t in [&mut resync, &mut devcheck, &mut watch_retry] {
+        let mut retry = Backoff::new("read the leases");
+        let mut watch_retry = Backoff::new("watch the leases");
+        for t in [&mut resync, &mut devcheck] {
             t.set_missed_tick_behavior(MissedTickBehavior::Delay);
             t.reset();
         }
         let mut stream: Option<WatchStream> = None;
         let mut resync_needed = false;
+        let dev_index = Arc::new(AtomicU32::new(self.vtep.index));
+        let mut dev_events = watch_device(&self.vtep.name, dev_index.clone());
+        // The connection the watch was opened on.
+        let mut watch_gen = 0;
         loop {
-            if stream.is_none() && !resync_needed {
+            if stream.is_some() && watch_gen != self.store.generation() {
+                // A request failed over to another member; the watch may
+                // hang on the old one forever (a member cut off without a
+                // reset), so it moves too, from the last revision seen.
+                log(&format!(
+                    "moving the lease watch to etcd at {} (from revision {})",
+                    self.store.endpoint,
+                    rev + 1
+                ));
+                stream = None;
+            }
+            if stream.is_none() && !resync_needed && watch_retry.due() {
                 match self.store.watch(&self.prefix, rev + 1).await {
-                    Ok(s) => stream = Some(s),
-                    Err(e) => log(&format!("cannot watch leases yet: {e:#}")),
+                    Ok(s) => {
+                        stream = Some(s);
+                        watch_gen = self.store.generation();
+                        watch_retry.succeeded();
+                    }
+                    Err(e) => watch_retry.failed(&format!("{e:#}")),
                 }
             }
             let renew_at = self.own.as_ref().map_or_else(
@@ -681,17 +712,28 @@ impl Agent<'_> {
                     }
                 },
                 _ = resync.tick() => resync_needed = true,
-                _ = watch_retry.tick(), if resync_needed => {}
+                _ = sleep_until(retry.at), if resync_needed => {}
+                _ = sleep_until(watch_retry.at), if stream.is_none() && !resync_needed => {}
+                // The kernel's notification makes a deleted device heal at
+                // once; the periodic check stays as a safety net.
+                _ = next_device_event(&mut dev_events) => {
+                    if let Err(e) = self.check_device().await {
+                        log(&format!("cannot repair {}: {e:#}", self.vtep.name));
+                    }
+                    dev_index.store(self.vtep.index, Ordering::Relaxed);
+                }
                 _ = devcheck.tick() => {
                     if let Err(e) = self.check_device().await {
                         log(&format!("cannot repair {}: {e:#}", self.vtep.name));
                     }
+                    dev_index.store(self.vtep.index, Ordering::Relaxed);
                 }
                 _ = sleep_until(renew_at) => self.renew().await,
             }
             if resync_needed {
                 match self.resync(true).await {
                     Ok(r) => {
+                        retry.succeeded();
                         resync_needed = false;
                         // A broken watch restarts right after the resync's
                         // revision, so nothing between the two is missed; a
@@ -700,18 +742,9 @@ impl Agent<'_> {
                             rev = r;
                         }
                     }
-                    Err(e) => log(&format!("resync failed ({e:#}); retrying")),
+                    Err(e) => retry.failed(&format!("{e:#}")),
                 }
             }
         }
-    }
-}
-
-async fn next_message(
-    stream: &mut Option<WatchStream>,
-) -> Result<Option<etcd_client::WatchResponse>, etcd_client::Error> {
-    match stream {
-        Some(s) => s.message().await,
-        None => std::future::pending().await,
     }
 }

@@ -20,6 +20,12 @@ use crate::etcd::{EtcdOpts, Kv};
 
 /// Pause between two rounds over every endpoint when none answers.
 const ROUND_PAUSE: Duration = Duration::from_secs(1);
+/// HTTP/2 keepalive ping interval. A member that vanished without a reset
+/// (machine dead, link cut) would otherwise leave the lease watch hanging
+/// forever; a ping unanswered within the request timeout breaks it. etcd
+/// answers pings closer than `--grpc-keepalive-min-time` (5 s) with
+/// GOAWAY "too many pings", hence a little more than that.
+const KEEPALIVE: Duration = Duration::from_secs(6);
 
 pub struct Store {
     endpoints: Vec<String>,
@@ -32,6 +38,9 @@ pub struct Store {
     pub endpoint: String,
     /// Probe key read on connect.
     probe: String,
+    /// Counts connections made: a watch opened on an older one may be
+    /// bound to a member the store has given up on.
+    generation: u64,
 }
 
 /// Transport trouble (or no answer): worth trying another member.
@@ -123,15 +132,28 @@ impl Store {
         if endpoints.is_empty() {
             bail!("no etcd endpoint given: use --etcd http://HOST:2379[,...]");
         }
+        // require_leader: a member cut off from its peers refuses requests
+        // and cancels watches ("no leader") instead of serving stale data
+        // (etcd clientv3's WithRequireLeader, which flanneld's watches use).
+        let copts = opts
+            .connect_options()?
+            .with_keep_alive(KEEPALIVE, opts.timeout)
+            .with_require_leader(true);
         Ok(Store {
             endpoints,
-            copts: opts.connect_options()?,
+            copts,
             timeout: opts.timeout,
             next: 0,
             client: None,
             endpoint: String::new(),
             probe,
+            generation: 0,
         })
+    }
+
+    /// Which connection requests go to; changes on every reconnect.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// One round over every endpoint, starting at `next`; the first that
@@ -156,6 +178,7 @@ impl Store {
                     }
                     self.client = Some(c);
                     self.endpoint = ep;
+                    self.generation += 1;
                     // Start the next failover after this one.
                     return Ok(());
                 }
