@@ -5,6 +5,7 @@
 //! Tests need root: call [`require_root`] first so they fail loudly instead
 //! of passing vacuously.
 
+pub mod agent_support;
 pub mod cluster;
 pub mod containerd;
 pub mod doctor_support;

@@ -307,7 +307,7 @@ impl Vtep {
         let gw = IpAddr::V4(l.subnet.network());
         let mut b = Batch::new();
         if let Some(o) = old.filter(|o| o.mac != mac) {
-            b.del_fdb(self.index, o.mac, Some(IpAddr::V4(o.public_ip)));
+            self.release_fdb(&mut b, l.subnet, &o);
         }
         b.add_neigh(self.index, gw, mac);
         b.add_fdb(self.index, mac, IpAddr::V4(l.public_ip));
@@ -318,14 +318,38 @@ impl Vtep {
         Ok(true)
     }
 
-    /// Remove one remote lease's route, ARP and FDB entries.
+    /// `subnet` stops using `old`'s FDB entry. The vxlan FDB holds one
+    /// entry per MAC, and one node can hold two leases with the same
+    /// VtepMAC for a while (it moved to a new subnet and its old key has
+    /// not expired or been deleted yet): the entry is deleted only when no
+    /// other lease uses the MAC, and pointed at the remaining lease's
+    /// PublicIP if that differs.
+    fn release_fdb(&self, b: &mut Batch, subnet: Ipv4Net, old: &Remote) {
+        let other = self
+            .remotes
+            .iter()
+            .find(|(s, r)| **s != subnet && r.mac == old.mac)
+            .map(|(_, r)| r.public_ip);
+        match other {
+            None => {
+                b.del_fdb(self.index, old.mac, Some(IpAddr::V4(old.public_ip)));
+            }
+            Some(ip) if ip != old.public_ip => {
+                b.add_fdb(self.index, old.mac, IpAddr::V4(ip));
+            }
+            Some(_) => {}
+        }
+    }
+
+    /// Remove one remote lease's route, ARP and FDB entries (the FDB entry
+    /// only when no other lease uses its VtepMAC).
     pub fn unprogram(&mut self, subnet: Ipv4Net) -> Result<()> {
         let old = self.remotes.remove(&subnet);
         let mut b = Batch::new();
         b.del_route(&self.route(subnet))?;
         b.del_neigh(self.index, IpAddr::V4(subnet.network()));
         if let Some(o) = old {
-            b.del_fdb(self.index, o.mac, Some(IpAddr::V4(o.public_ip)));
+            self.release_fdb(&mut b, subnet, &o);
         }
         netkit::first_error(self.nl.apply(b))
             .with_context(|| format!("remove the route to {subnet}"))

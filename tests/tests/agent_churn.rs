@@ -1,0 +1,714 @@
+//! Load on the agent (issue 8): two real `netboot agent` nodes (a pod each)
+//! and 100 simulated nodes whose leases the test writes to etcd in
+//! flanneld's exact format, with churn: every step some simulated nodes
+//! leave (key deleted, etcd lease revoked, or lease left to expire), some
+//! join, some restart (same subnet, new VtepMAC and/or PublicIP) and some
+//! move (new subnet, same VtepMAC and PublicIP). After every step both
+//! agents' routes, permanent ARP entries and FDB entries on flannel.1 must
+//! equal exactly the live leases other than their own; the time to get
+//! there is recorded. Pod traffic between the real nodes runs throughout.
+//! Then etcd history is compacted and the etcd member restarted mid-churn:
+//! the agents must resync and follow again.
+//!
+//! `NETBOOT_CHURN_SECS` (default 25) is the churn time, `NETBOOT_CHURN_NODES`
+//! (default 100) the simulated nodes, `NETBOOT_CHURN_SEED` replays a run.
+//! Prints one line `agent churn: …` (campaign.sh reads it). No timing is
+//! asserted; a step that never converges within [`DEADLINE`] fails.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use netboot_tests::agent_support::{
+    clock_ticks, tables_by_iproute2, EtcdV3, ProcSample, TableReader, VxlanTables,
+};
+use netboot_tests::cluster::{ping_within, AgentNode, EtcdCluster, Underlay, PREFIX};
+use netboot_tests::exec::nsenter;
+use netboot_tests::require_root;
+
+/// 250 subnets: room for 100 simulated nodes, 2 real ones and churn.
+const CONFIG: &str = r#"{"Network":"10.2.0.0/16","SubnetMin":"10.2.1.0","SubnetMax":"10.2.250.0","Backend":{"Type":"vxlan"}}"#;
+/// A step that has not converged after this long fails the test.
+const DEADLINE: Duration = Duration::from_secs(45);
+/// Time between the starts of two churn steps.
+const PERIOD: Duration = Duration::from_secs(2);
+/// TTL of the etcd lease of a simulated node meant to expire (etcd's
+/// minimum with default heartbeat/election settings).
+const EXPIRE_TTL: i64 = 2;
+/// TTL of every other simulated lease.
+const LONG_TTL: i64 = 3600;
+
+fn env_num(name: &str, default: u64) -> u64 {
+    match std::env::var(name) {
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
+        Err(_) => default,
+    }
+}
+
+/// xorshift64*: reproducible from the printed seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// One simulated flanneld node.
+#[derive(Debug, Clone)]
+struct Sim {
+    /// Third octet of 10.2.X.0/24.
+    subnet: u8,
+    ip: Ipv4Addr,
+    mac: [u8; 6],
+    lease: i64,
+}
+
+impl Sim {
+    fn key(&self) -> String {
+        format!("{PREFIX}/subnets/10.2.{}.0-24", self.subnet)
+    }
+
+    /// flanneld's value, byte for byte (`lease.LeaseAttrs`, vxlan backend).
+    fn value(&self) -> String {
+        format!(
+            r#"{{"PublicIP":"{}","PublicIPv6":null,"BackendType":"vxlan","BackendData":{{"VNI":1,"VtepMAC":"{}"}}}}"#,
+            self.ip,
+            netkit::fmt_mac(&self.mac)
+        )
+    }
+}
+
+/// How a simulated node leaves.
+#[derive(Debug, Clone, Copy)]
+enum Leave {
+    Delete,
+    Revoke,
+    Expire,
+}
+
+/// The simulated nodes and the etcd they write to.
+struct Fleet {
+    etcd: EtcdV3,
+    live: BTreeMap<u8, Sim>,
+    /// Subnets of the real agents (never given to a simulated node).
+    reserved: BTreeSet<u8>,
+    /// Subnets whose key is waiting to expire (not free yet).
+    expiring: BTreeSet<u8>,
+    /// Counter for fresh PublicIPs and MACs.
+    serial: u32,
+    rng: Rng,
+    counts: BTreeMap<&'static str, u64>,
+}
+
+impl Fleet {
+    fn fresh_ip(&mut self) -> Ipv4Addr {
+        self.serial += 1;
+        let n = self.serial;
+        // 172.30.0.0/16: no node is there, FDB entries only name it.
+        Ipv4Addr::new(172, 30, (n / 250) as u8, (n % 250 + 1) as u8)
+    }
+
+    fn fresh_mac(&mut self) -> [u8; 6] {
+        self.serial += 1;
+        let b = self.serial.to_be_bytes();
+        [0x0a, 0x58, 0x5e, b[1], b[2], b[3]]
+    }
+
+    fn free_subnet(&mut self) -> u8 {
+        let free: Vec<u8> = (1..=250u8)
+            .filter(|s| {
+                !self.live.contains_key(s)
+                    && !self.reserved.contains(s)
+                    && !self.expiring.contains(s)
+            })
+            .collect();
+        assert!(!free.is_empty(), "no free subnet for a simulated node");
+        free[self.rng.below(free.len() as u64) as usize]
+    }
+
+    fn pick_live(&mut self) -> u8 {
+        let keys: Vec<u8> = self.live.keys().copied().collect();
+        keys[self.rng.below(keys.len() as u64) as usize]
+    }
+
+    fn count(&mut self, what: &'static str) {
+        *self.counts.entry(what).or_default() += 1;
+    }
+
+    /// Grant an etcd lease of `ttl` s and put `sim` with it (flanneld:
+    /// Grant, then Put with the lease). Returns the lease.
+    fn write(&self, sim: &Sim, ttl: i64) -> i64 {
+        let (k, v) = (sim.key(), sim.value());
+        self.etcd
+            .must("write a simulated lease", |mut c| async move {
+                let id = c.lease_grant(ttl, None).await?.id();
+                c.put(k, v, Some(etcd_client::PutOptions::new().with_lease(id)))
+                    .await?;
+                Ok(id)
+            })
+    }
+
+    /// Delete `key`, then revoke its etcd lease (the key's Delete event
+    /// comes first, as when flanneld's key is removed by hand).
+    fn delete(&self, key: &str, lease: i64) {
+        let k = key.to_string();
+        self.etcd.must("delete a key", |mut c| async move {
+            c.delete(k, None).await.map(|_| ())
+        });
+        self.revoke(lease);
+    }
+
+    fn revoke(&self, lease: i64) {
+        self.etcd.must("revoke a lease", |mut c| async move {
+            c.lease_revoke(lease).await.map(|_| ())
+        });
+    }
+
+    fn join(&mut self) {
+        let mut sim = Sim {
+            subnet: self.free_subnet(),
+            ip: self.fresh_ip(),
+            mac: self.fresh_mac(),
+            lease: 0,
+        };
+        sim.lease = self.write(&sim, LONG_TTL);
+        self.live.insert(sim.subnet, sim);
+        self.count("join");
+    }
+
+    /// Same subnet, new VtepMAC and/or PublicIP, on a new etcd lease (the
+    /// old one revoked afterwards, as a renewal does).
+    fn restart(&mut self, variant: u64) {
+        let s = self.pick_live();
+        let mut sim = self.live[&s].clone();
+        let old = sim.lease;
+        if variant != 1 {
+            sim.mac = self.fresh_mac();
+        }
+        if variant != 0 {
+            sim.ip = self.fresh_ip();
+        }
+        sim.lease = self.write(&sim, LONG_TTL);
+        self.revoke(old);
+        self.live.insert(s, sim);
+        self.count(["restart-mac", "restart-ip", "restart-mac-ip"][variant as usize % 3]);
+    }
+
+    /// Same node (VtepMAC, PublicIP) on a new subnet. With `new_first` the
+    /// new key is put before the old one is deleted, so for a moment two
+    /// leases share the VtepMAC; otherwise the old key goes first.
+    fn relocate(&mut self, new_first: bool) {
+        let s = self.pick_live();
+        let mut sim = self.live.remove(&s).expect("live");
+        let old_key = sim.key();
+        let old_lease = sim.lease;
+        if !new_first {
+            self.delete(&old_key, old_lease);
+        }
+        sim.subnet = self.free_subnet();
+        sim.lease = self.write(&sim, LONG_TTL);
+        if new_first {
+            self.delete(&old_key, old_lease);
+        }
+        self.live.insert(sim.subnet, sim);
+        self.count(if new_first {
+            "move-new-first"
+        } else {
+            "move-old-first"
+        });
+    }
+
+    /// Remove one node; for `Expire` returns its key (gone once etcd
+    /// expires the 2 s lease it is moved to).
+    fn leave(&mut self, how: Leave) -> Option<String> {
+        let s = self.pick_live();
+        let sim = self.live.remove(&s).expect("live");
+        match how {
+            Leave::Delete => {
+                self.delete(&sim.key(), sim.lease);
+                self.count("leave-delete");
+                None
+            }
+            Leave::Revoke => {
+                self.revoke(sim.lease);
+                self.count("leave-revoke");
+                None
+            }
+            Leave::Expire => {
+                // Same value on a short lease: the agents see a Put that
+                // changes nothing, then the expiry's Delete.
+                self.write(&sim, EXPIRE_TTL);
+                self.revoke(sim.lease);
+                self.expiring.insert(sim.subnet);
+                self.count("leave-expire");
+                Some(sim.key())
+            }
+        }
+    }
+
+    /// Wait until etcd has expired `keys`.
+    fn wait_expired(&mut self, keys: &[String]) {
+        self.expiring.clear();
+        if keys.is_empty() {
+            return;
+        }
+        let start = Instant::now();
+        loop {
+            let (kvs, _) = self.etcd.list(&format!("{PREFIX}/subnets/"));
+            if keys.iter().all(|k| !kvs.contains_key(k)) {
+                return;
+            }
+            assert!(
+                start.elapsed() < DEADLINE,
+                "etcd did not expire {keys:?} within {DEADLINE:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// One churn step; returns the keys left to expire.
+    fn step(&mut self, target: usize, step: u64) -> Vec<String> {
+        let mut expiring = Vec::new();
+        let leaves = 1 + self.rng.below(3) as usize;
+        for i in 0..leaves {
+            let how = match (step as usize + i) % 3 {
+                0 => Leave::Delete,
+                1 => Leave::Revoke,
+                _ => Leave::Expire,
+            };
+            expiring.extend(self.leave(how));
+        }
+        let restarts = 1 + self.rng.below(2);
+        for _ in 0..restarts {
+            let v = self.rng.below(3);
+            self.restart(v);
+        }
+        self.relocate(step % 2 == 0);
+        // Back to about `target` nodes, give or take one.
+        let joins = (target + self.rng.below(3) as usize).saturating_sub(self.live.len() + 1);
+        for _ in 0..joins {
+            self.join();
+        }
+        expiring
+    }
+
+    /// etcd's leases must be exactly the model (the real agents' aside).
+    #[track_caller]
+    fn check_store(&self, real: &BTreeSet<String>) -> BTreeMap<String, String> {
+        let (kvs, _) = self.etcd.list(&format!("{PREFIX}/subnets/"));
+        let sims: BTreeMap<String, String> = kvs
+            .iter()
+            .filter(|(k, _)| !real.contains(*k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let model: BTreeMap<String, String> =
+            self.live.values().map(|s| (s.key(), s.value())).collect();
+        assert_eq!(sims, model, "etcd does not hold the simulated leases");
+        kvs
+    }
+}
+
+/// `…/subnets/10.2.7.0-24` + flanneld JSON → expected remote entries.
+fn expected_for(leases: &BTreeMap<String, String>, own_key: &str) -> VxlanTables {
+    let mut parsed = Vec::new();
+    for (k, v) in leases.iter().filter(|(k, _)| k.as_str() != own_key) {
+        let name = k.rsplit('/').next().expect("key");
+        let (net, len) = name.split_once('-').expect("subnet key");
+        let j: serde_json::Value = serde_json::from_str(v).expect("lease JSON");
+        let ip = j["PublicIP"].as_str().expect("PublicIP").to_string();
+        let mac = j["BackendData"]["VtepMAC"]
+            .as_str()
+            .expect("VtepMAC")
+            .to_string();
+        parsed.push((net.to_string(), len.parse::<u8>().expect("len"), ip, mac));
+    }
+    VxlanTables::expected(
+        parsed
+            .iter()
+            .map(|(n, l, i, m)| (n.as_str(), *l, i.as_str(), m.as_str())),
+    )
+}
+
+/// A real agent node as the test watches it.
+struct Watched<'a> {
+    node: &'a AgentNode,
+    key: String,
+    reader: TableReader,
+    pid: u32,
+}
+
+/// Wait until every node's tables equal what the leases say; returns how
+/// long it took. Panics with the difference after [`DEADLINE`].
+fn converge(nodes: &mut [Watched], leases: &BTreeMap<String, String>, what: &str) -> Duration {
+    let start = Instant::now();
+    let want: Vec<VxlanTables> = nodes.iter().map(|n| expected_for(leases, &n.key)).collect();
+    let mut done = vec![false; nodes.len()];
+    loop {
+        let mut last = Vec::new();
+        for (i, n) in nodes.iter_mut().enumerate() {
+            if done[i] {
+                continue;
+            }
+            match n.reader.read() {
+                Ok(Some(t)) if t == want[i] => done[i] = true,
+                Ok(Some(t)) => last.push(format!("{}: {}", n.node.ip, t.diff(&want[i]))),
+                Ok(None) => last.push(format!("{}: no flannel.1", n.node.ip)),
+                Err(e) => last.push(format!("{}: {e}", n.node.ip)),
+            }
+        }
+        if done.iter().all(|d| *d) {
+            let took = start.elapsed();
+            // Independent check with iproute2 of the state netkit read.
+            for (i, n) in nodes.iter().enumerate() {
+                let t = tables_by_iproute2(n.node.ns.path(), "flannel.1");
+                assert!(
+                    t == want[i],
+                    "{what}: iproute2 disagrees on {}: {}",
+                    n.node.ip,
+                    t.diff(&want[i])
+                );
+            }
+            return took;
+        }
+        if start.elapsed() > DEADLINE {
+            let logs: Vec<String> = nodes
+                .iter()
+                .map(|n| format!("--- agent log {} ---\n{}", n.node.ip, tail(&n.node.log())))
+                .collect();
+            panic!(
+                "{what}: not converged after {DEADLINE:?}:\n{}\n{}",
+                last.join("\n"),
+                logs.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn tail(s: &str) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(60)..].join("\n")
+}
+
+/// A `ping` running in a pod for the whole churn; killed by PID on drop.
+struct Pinger(Option<Child>);
+
+impl Pinger {
+    fn start(pod: &std::path::Path, ip: &str, secs: u64) -> Pinger {
+        let child = nsenter(
+            pod,
+            &["ping", "-n", "-q", "-i", "0.2", "-w", &secs.to_string(), ip],
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start ping");
+        Pinger(Some(child))
+    }
+
+    /// (transmitted, received) once ping has finished.
+    fn finish(mut self) -> (u64, u64) {
+        let child = self.0.take().expect("running");
+        let out = child.wait_with_output().expect("wait for ping");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let line = text
+            .lines()
+            .find(|l| l.contains("packets transmitted"))
+            .unwrap_or_else(|| panic!("no ping summary:\n{text}"));
+        let num = |word: &str| {
+            line.split(',')
+                .find(|p| p.contains(word))
+                .and_then(|p| p.split_whitespace().next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0)
+        };
+        (num("transmitted"), num("received"))
+    }
+}
+
+impl Drop for Pinger {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// `60s`, `5m`, `90` (seconds) as `netboot agent` takes them.
+fn netboot_agent_duration(s: &str) -> Duration {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .unwrap_or_else(|_| panic!("NETBOOT_CHURN_RESYNC={s:?}: use 30s, 5m, ..."));
+    Duration::from_secs(match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => panic!("NETBOOT_CHURN_RESYNC={s:?}: use 30s, 5m, ..."),
+    })
+}
+
+/// Agent log lines that show a resync repairing what the watch missed.
+fn repairs(log: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.contains("found on resync") || l.contains("removing stale"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn agents_converge_exactly_under_churn_of_100_simulated_nodes() {
+    require_root();
+    let secs = env_num("NETBOOT_CHURN_SECS", 25);
+    let target = env_num("NETBOOT_CHURN_NODES", 100) as usize;
+    assert!(
+        (1..=200).contains(&target),
+        "NETBOOT_CHURN_NODES={target}: 1..=200 (the range holds 250 subnets)"
+    );
+    let seed = env_num(
+        "NETBOOT_CHURN_SEED",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+            | 1,
+    );
+    eprintln!("churn: seed {seed} (NETBOOT_CHURN_SEED replays), {target} nodes, {secs} s");
+
+    let ul = Underlay::new();
+    let mut etcd = EtcdCluster::start(&ul, 1);
+    etcd.put(&format!("{PREFIX}/config"), CONFIG);
+    let ep = etcd.endpoints();
+    let mut n1 = AgentNode::new(&ul, "c1", 71);
+    let mut n2 = AgentNode::new(&ul, "c2", 72);
+    // The agent's own default (60 s) unless NETBOOT_CHURN_RESYNC says.
+    let resync = std::env::var("NETBOOT_CHURN_RESYNC").unwrap_or_else(|_| "60s".into());
+    let args = [format!("--resync-interval={resync}")];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let pid1 = n1.start_agent(&ep, &args);
+    let pid2 = n2.start_agent(&ep, &args);
+    let s1 = n1.wait_subnet(DEADLINE);
+    let s2 = n2.wait_subnet(DEADLINE);
+    let (p1, ip1) = n1.add_pod("cp1");
+    let (p2, ip2) = n2.add_pod("cp2");
+    assert!(
+        ping_within(n1.pod(p1), &ip2, DEADLINE),
+        "pods do not reach each other before churn:\n{}",
+        n1.log()
+    );
+    let real: BTreeSet<String> = [n1.lease_key(), n2.lease_key()].into();
+    let third = |s: &str| -> u8 { s.split('.').nth(2).unwrap().parse().unwrap() };
+
+    let member = &etcd.members[0];
+    let mut fleet = Fleet {
+        etcd: EtcdV3::new(member.ns.path(), &member.url()),
+        live: BTreeMap::new(),
+        reserved: [third(&s1), third(&s2)].into(),
+        expiring: BTreeSet::new(),
+        serial: 0,
+        rng: Rng(seed),
+        counts: BTreeMap::new(),
+    };
+    let mut nodes = vec![
+        Watched {
+            node: &n1,
+            key: n1.lease_key(),
+            reader: TableReader::new(n1.ns.path(), "flannel.1"),
+            pid: pid1,
+        },
+        Watched {
+            node: &n2,
+            key: n2.lease_key(),
+            reader: TableReader::new(n2.ns.path(), "flannel.1"),
+            pid: pid2,
+        },
+    ];
+
+    // 100 nodes join at once.
+    let t = Instant::now();
+    for _ in 0..target {
+        fleet.join();
+    }
+    let written = t.elapsed();
+    let leases = fleet.check_store(&real);
+    let initial = converge(&mut nodes, &leases, "initial join");
+    eprintln!(
+        "churn: {target} leases written in {:.2} s; agents converged {:.0} ms later",
+        written.as_secs_f64(),
+        initial.as_secs_f64() * 1e3
+    );
+    fleet.counts.clear();
+
+    // Churn.
+    let ticks = clock_ticks() as f64;
+    let before: Vec<ProcSample> = nodes
+        .iter()
+        .map(|n| ProcSample::of(n.pid).expect("agent alive"))
+        .collect();
+    let pinger = Pinger::start(n1.pod(p1), &ip2, secs + 2);
+    let churn_start = Instant::now();
+    let mut lat = Vec::new();
+    let mut step = 0u64;
+    while churn_start.elapsed() < Duration::from_secs(secs) {
+        let t0 = Instant::now();
+        let expiring = fleet.step(target, step);
+        fleet.wait_expired(&expiring);
+        let leases = fleet.check_store(&real);
+        let took = converge(&mut nodes, &leases, &format!("churn step {step}"));
+        lat.push(took.as_secs_f64() * 1e3);
+        for n in &nodes {
+            assert!(
+                ProcSample::of(n.pid).is_some(),
+                "agent on {} exited:\n{}",
+                n.node.ip,
+                n.node.log()
+            );
+        }
+        step += 1;
+        if let Some(rest) = PERIOD.checked_sub(t0.elapsed()) {
+            std::thread::sleep(rest);
+        }
+    }
+    let wall = churn_start.elapsed().as_secs_f64();
+    let after: Vec<ProcSample> = nodes
+        .iter()
+        .map(|n| ProcSample::of(n.pid).expect("agent alive"))
+        .collect();
+    let (sent, got) = pinger.finish();
+    eprintln!(
+        "churn: pod {ip1} -> {ip2} during churn: {got}/{sent} pings answered; ops {:?}",
+        fleet.counts
+    );
+    assert!(
+        sent > 0 && got * 10 >= sent * 9,
+        "cross-node pod traffic broke during churn: {got}/{sent} pings answered"
+    );
+    // Unless a periodic resync ran (NETBOOT_CHURN_RESYNC shorter than the
+    // churn), the watch alone kept the agents exact: nothing was repaired
+    // by a resync. (A resync racing the watch may legitimately "repair" an
+    // event it read before the watch delivered it.)
+    let resync_ran = netboot_agent_duration(&resync) < Duration::from_secs_f64(wall);
+    for n in &nodes {
+        let r = repairs(&n.node.log());
+        eprintln!(
+            "churn: agent on {}: {} resync repair(s)",
+            n.node.ip,
+            r.len()
+        );
+        assert!(
+            resync_ran || r.is_empty(),
+            "agent on {} needed a resync to repair its tables:\n{}",
+            n.node.ip,
+            r.join("\n")
+        );
+    }
+
+    // Nothing drifts once churn stops.
+    std::thread::sleep(Duration::from_secs(2));
+    let leases = fleet.check_store(&real);
+    converge(&mut nodes, &leases, "settled after churn");
+
+    // Compaction of the whole history, then the etcd member restarted with
+    // churn right behind it: the agents lose their watch, resync from a
+    // fresh read and watch again from its revision.
+    let (_, rev) = fleet.etcd.list(PREFIX);
+    fleet.etcd.must("compact", |mut c| async move {
+        c.compact(
+            rev,
+            Some(etcd_client::CompactionOptions::new().with_physical()),
+        )
+        .await
+        .map(|_| ())
+    });
+    let expiring = fleet.step(target, step);
+    fleet.wait_expired(&expiring);
+    let leases = fleet.check_store(&real);
+    let after_compact = converge(&mut nodes, &leases, "churn after compaction");
+    let log_len: Vec<usize> = nodes.iter().map(|n| n.node.log().len()).collect();
+    etcd.members[0].stop();
+    etcd.members[0].restart();
+    etcd.wait_healthy();
+    let expiring = fleet.step(target, step + 1);
+    fleet.wait_expired(&expiring);
+    let leases = fleet.check_store(&real);
+    let after_restart = converge(&mut nodes, &leases, "churn after an etcd restart");
+    for (n, from) in nodes.iter().zip(&log_len) {
+        let log = n.node.log();
+        assert!(
+            log[*from..].contains("the lease watch broke"),
+            "agent on {} did not notice the etcd restart:\n{}",
+            n.node.ip,
+            &log[*from..]
+        );
+    }
+    // The watch is live again: one more step converges.
+    let expiring = fleet.step(target, step + 2);
+    fleet.wait_expired(&expiring);
+    let leases = fleet.check_store(&real);
+    let after_rewatch = converge(&mut nodes, &leases, "churn after re-watch");
+
+    assert!(ping_within(n1.pod(p1), &ip2, DEADLINE), "pod 1 -> pod 2");
+    assert!(ping_within(n2.pod(p2), &ip1, DEADLINE), "pod 2 -> pod 1");
+
+    let mut sorted = lat.clone();
+    sorted.sort_by(f64::total_cmp);
+    let cpu: Vec<f64> = before
+        .iter()
+        .zip(&after)
+        .map(|(b, a)| (a.cpu_ticks - b.cpu_ticks) as f64 / ticks)
+        .collect();
+    let fmt = |v: &[f64], d: usize| {
+        v.iter()
+            .map(|x| format!("{x:.d$}"))
+            .collect::<Vec<_>>()
+            .join("/")
+    };
+    let child_cpu: Vec<f64> = before
+        .iter()
+        .zip(&after)
+        .map(|(b, a)| (a.child_ticks - b.child_ticks) as f64 / ticks)
+        .collect();
+    let pct: Vec<f64> = cpu.iter().map(|c| c / wall * 100.0).collect();
+    let rss: Vec<f64> = after.iter().map(|a| a.rss_kb as f64 / 1024.0).collect();
+    let hwm: Vec<f64> = after.iter().map(|a| a.hwm_kb as f64 / 1024.0).collect();
+    let ops: u64 = fleet.counts.values().sum();
+    eprintln!(
+        "churn: after compaction {:.0} ms, after etcd restart {:.0} ms, after re-watch {:.0} ms",
+        after_compact.as_secs_f64() * 1e3,
+        after_restart.as_secs_f64() * 1e3,
+        after_rewatch.as_secs_f64() * 1e3
+    );
+    eprintln!(
+        "agent churn: nodes={target} steps={} ops={ops} duration={wall:.1}s \
+         converge_ms min={:.0} median={:.0} max={:.0} agent_cpu_s={} cpu_pct={} \
+         children_cpu_s={} rss_mb={} peak_rss_mb={}",
+        lat.len(),
+        percentile(&sorted, 0.0),
+        percentile(&sorted, 0.5),
+        percentile(&sorted, 1.0),
+        fmt(&cpu, 2),
+        fmt(&pct, 1),
+        fmt(&child_cpu, 2),
+        fmt(&rss, 1),
+        fmt(&hwm, 1),
+    );
+}
