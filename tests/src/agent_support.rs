@@ -314,6 +314,9 @@ pub struct ProcSample {
     pub cpu_ticks: u64,
     /// cutime + cstime: children it waited for (`nft`, `iptables-save`).
     pub child_ticks: u64,
+    /// CPU time of all its threads in ns (`/proc/<pid>/task/*/schedstat`,
+    /// first field): exact, where the tick counts above are 10 ms steps.
+    pub cpu_ns: u64,
     /// VmRSS, KiB.
     pub rss_kb: u64,
     /// VmHWM (peak RSS), KiB.
@@ -341,8 +344,21 @@ impl ProcSample {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0)
         };
+        let mut cpu_ns = 0;
+        for t in std::fs::read_dir(format!("/proc/{pid}/task"))
+            .ok()?
+            .flatten()
+        {
+            let st = std::fs::read_to_string(t.path().join("schedstat")).unwrap_or_default();
+            cpu_ns += st
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
         Some(ProcSample {
             cpu_ticks: utime + stime,
+            cpu_ns,
             child_ticks: cutime + cstime,
             rss_kb: kb("VmRSS:"),
             hwm_kb: kb("VmHWM:"),

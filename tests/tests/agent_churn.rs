@@ -471,7 +471,9 @@ fn netboot_agent_duration(s: &str) -> Duration {
 /// Agent log lines that show a resync repairing what the watch missed.
 fn repairs(log: &str) -> Vec<String> {
     log.lines()
-        .filter(|l| l.contains("found on resync") || l.contains("removing stale"))
+        .filter(|l| {
+            l.contains("found on resync") || l.contains("removing stale") || l.contains("repairing")
+        })
         .map(str::to_string)
         .collect()
 }
@@ -710,5 +712,192 @@ fn agents_converge_exactly_under_churn_of_100_simulated_nodes() {
         fmt(&child_cpu, 2),
         fmt(&rss, 1),
         fmt(&hwm, 1),
+    );
+}
+
+/// Run `argv` in `node`'s netns; it must succeed.
+fn sh(node: &AgentNode, argv: &[&str]) {
+    node.exec(argv).expect_ok();
+}
+
+#[test]
+fn periodic_resync_of_100_leases_costs_three_dumps_and_repairs_only_drift() {
+    require_root();
+    let target = env_num("NETBOOT_CHURN_NODES", 100) as usize;
+    let ul = Underlay::new();
+    let etcd = EtcdCluster::start(&ul, 1);
+    etcd.put(&format!("{PREFIX}/config"), CONFIG);
+    let mut n1 = AgentNode::new(&ul, "r1", 73);
+    let pid = n1.start_agent(&etcd.endpoints(), &["--resync-interval=1s"]);
+    let s1 = n1.wait_subnet(DEADLINE);
+    let own: u8 = s1.split('.').nth(2).unwrap().parse().unwrap();
+    let member = &etcd.members[0];
+    let mut fleet = Fleet {
+        etcd: EtcdV3::new(member.ns.path(), &member.url()),
+        live: BTreeMap::new(),
+        reserved: [own].into(),
+        expiring: BTreeSet::new(),
+        serial: 0,
+        rng: Rng(7),
+        counts: BTreeMap::new(),
+    };
+    for _ in 0..target {
+        fleet.join();
+    }
+    let real: BTreeSet<String> = [n1.lease_key()].into();
+    let leases = fleet.check_store(&real);
+    let mut nodes = vec![Watched {
+        node: &n1,
+        key: n1.lease_key(),
+        reader: TableReader::new(n1.ns.path(), "flannel.1"),
+        pid,
+    }];
+    converge(&mut nodes, &leases, "initial join");
+
+    // Idle: one resync a second over unchanged leases and kernel.
+    eprintln!("agent resync: agent PID {pid}");
+    std::thread::sleep(Duration::from_secs(2));
+    let log_from = n1.log().len();
+    let ticks = clock_ticks() as f64;
+    let before = ProcSample::of(pid).expect("agent alive");
+    let idle = Instant::now();
+    std::thread::sleep(Duration::from_secs(10));
+    let after = ProcSample::of(pid).expect("agent alive");
+    let secs = idle.elapsed().as_secs_f64();
+    eprintln!(
+        "agent resync: leases={target} interval=1s idle={secs:.1}s \
+         agent_cpu_ms_per_resync={:.2} children_cpu_ms_per_resync={:.1}",
+        (after.cpu_ns - before.cpu_ns) as f64 / 1e6 / secs,
+        (after.child_ticks - before.child_ticks) as f64 / ticks / secs * 1e3,
+    );
+    let idle_log = n1.log()[log_from..].to_string();
+    assert!(
+        repairs(&idle_log).is_empty(),
+        "resyncs over an unchanged node changed something:\n{idle_log}"
+    );
+
+    // Drift behind the agent's back: five leases' entries deleted or
+    // changed, and a stale route, ARP and FDB entry nobody leased.
+    let sims: Vec<Sim> = fleet.live.values().take(5).cloned().collect();
+    let net = |s: &Sim| format!("10.2.{}.0", s.subnet);
+    let mac = |s: &Sim| netkit::fmt_mac(&s.mac);
+    let dev = "flannel.1";
+    sh(
+        &n1,
+        &[
+            "ip",
+            "route",
+            "del",
+            &format!("{}/24", net(&sims[0])),
+            "dev",
+            dev,
+        ],
+    );
+    sh(&n1, &["ip", "neigh", "del", &net(&sims[1]), "dev", dev]);
+    sh(
+        &n1,
+        &[
+            "ip",
+            "neigh",
+            "replace",
+            &net(&sims[2]),
+            "lladdr",
+            "0a:58:5e:ff:ff:01",
+            "dev",
+            dev,
+            "nud",
+            "permanent",
+        ],
+    );
+    sh(
+        &n1,
+        &["bridge", "fdb", "del", &mac(&sims[3]), "dev", dev, "self"],
+    );
+    sh(
+        &n1,
+        &[
+            "bridge",
+            "fdb",
+            "replace",
+            &mac(&sims[4]),
+            "dev",
+            dev,
+            "dst",
+            "172.31.9.9",
+            "self",
+            "permanent",
+        ],
+    );
+    sh(
+        &n1,
+        &[
+            "ip",
+            "route",
+            "add",
+            "10.2.251.0/24",
+            "via",
+            "10.2.251.0",
+            "dev",
+            dev,
+            "onlink",
+        ],
+    );
+    sh(
+        &n1,
+        &[
+            "ip",
+            "neigh",
+            "add",
+            "10.2.251.0",
+            "lladdr",
+            "0a:58:5e:ff:ff:02",
+            "dev",
+            dev,
+            "nud",
+            "permanent",
+        ],
+    );
+    sh(
+        &n1,
+        &[
+            "bridge",
+            "fdb",
+            "add",
+            "0a:58:5e:ff:ff:02",
+            "dev",
+            dev,
+            "dst",
+            "172.31.9.8",
+            "self",
+            "permanent",
+        ],
+    );
+    let took = converge(&mut nodes, &leases, "drift repaired by the periodic resync");
+    eprintln!(
+        "agent resync: drift repaired {:.0} ms after it was made",
+        took.as_secs_f64() * 1e3
+    );
+    let log = n1.log()[log_from..].to_string();
+    for s in &sims {
+        let sn = format!("{}/24", net(s));
+        assert!(
+            log.lines()
+                .any(|l| l.contains("repairing") && l.contains(&sn)),
+            "{sn} not named as repaired:\n{log}"
+        );
+    }
+    for stale in [
+        "removing stale route 10.2.251.0/24",
+        "removing stale ARP entry 10.2.251.0",
+        "removing stale FDB entry 0a:58:5e:ff:ff:02 dst 172.31.9.8",
+    ] {
+        assert!(log.contains(stale), "no {stale:?} in the log:\n{log}");
+    }
+    assert!(
+        log.contains(&format!(
+            "removing stale FDB entry {} dst 172.31.9.9",
+            mac(&sims[4])
+        )),
+        "the wrong FDB destination was not removed:\n{log}"
     );
 }
