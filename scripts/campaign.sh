@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The robustness campaign (issue 8): hostile-input targets with many cases,
 # the path traversal / injection tables against the real plugin, the
-# SIGKILL-mid-ADD crash test with many rounds, and native-mode load on one
-# node (many pods at several parallelisms, an exhausted range). Prints one table:
-# target/trial, count, failures, time.
+# SIGKILL-mid-ADD crash test with many rounds, native-mode load on one
+# node (many pods at several parallelisms, an exhausted range), and agent
+# churn (2 real agents, 100 simulated nodes joining, leaving and restarting
+# for minutes). Prints one table: target/trial, count, failures, time.
 #
 #   sudo scripts/campaign.sh                    # defaults below
 #   NETBOOT_FUZZ_CASES=100000 NETBOOT_CRASH_ROUNDS=1000 sudo scripts/campaign.sh
 #   NETBOOT_LOAD_PODS=253 NETBOOT_LOAD_PARALLELISM=4,64 sudo scripts/campaign.sh
+#   NETBOOT_CHURN_SECS=900 NETBOOT_CHURN_NODES=150 sudo scripts/campaign.sh
 #
 # cargo-fuzz needs a nightly toolchain, which this project's machines cannot
 # install; the hostile-input targets are proptest strategies plus a seeded
@@ -20,6 +22,8 @@ export NETBOOT_FUZZ_CASES="${NETBOOT_FUZZ_CASES:-20000}"
 export NETBOOT_CRASH_ROUNDS="${NETBOOT_CRASH_ROUNDS:-1000}"
 export NETBOOT_LOAD_PODS="${NETBOOT_LOAD_PODS:-250}"
 export NETBOOT_LOAD_PARALLELISM="${NETBOOT_LOAD_PARALLELISM:-2,8,32}"
+export NETBOOT_CHURN_SECS="${NETBOOT_CHURN_SECS:-300}"
+export NETBOOT_CHURN_NODES="${NETBOOT_CHURN_NODES:-100}"
 export NETBOOT_TEST_NETNS_PREFIX="${NETBOOT_TEST_NETNS_PREFIX:-nbc-}"
 export PATH="$HOME/.cargo/bin:$PATH"
 log_dir="$(mktemp -d /tmp/netboot-campaign.XXXXXX)"
@@ -86,11 +90,20 @@ exhaust=$(grep -oE 'exhaust test: .*' "$log_dir/load.log" | tail -1 | sed -E 's/
 read -r _ load_fail < <(counts "$log_dir/load.log" || echo "0 1")
 row "native load on one node: ADD then DEL at each parallelism, /24 clean after; /28 exhausted concurrently (${exhaust:-?})" "${load:-?}" "${load_fail:-1}" "$elapsed"
 
+# "agent churn: nodes=100 steps=140 ops=1100 duration=300.2s converge_ms min=6
+# median=8 max=40 agent_cpu_s=… cpu_pct=… children_cpu_s=… rss_mb=… peak_rss_mb=…"
+# and "agent resync: leases=100 interval=1s idle=10.0s agent_cpu_ms_per_resync=…".
+run churn -p netboot-tests --test agent_churn
+churn=$(grep -oE 'agent churn: .*' "$log_dir/churn.log" | tail -1 | sed -E 's/^agent churn: //' || true)
+resync=$(grep -oE 'agent_cpu_ms_per_resync=[0-9.]+' "$log_dir/churn.log" | tail -1 || true)
+read -r _ churn_fail < <(counts "$log_dir/churn.log" || echo "0 1")
+row "agent churn: 2 real agents + simulated flanneld leases (delete/revoke/expire, join, restart, move), exact route/ARP/FDB after every step, compaction, etcd restart, cancelled watch; idle resync ${resync:-?}" "${churn:-?}" "${churn_fail:-1}" "$elapsed"
+
 echo
 echo "| target / trial | count | failures | time |"
 echo "|---|---|---|---|"
 printf '%s\n' "${rows[@]}"
 echo
-echo "NETBOOT_FUZZ_CASES=$NETBOOT_FUZZ_CASES NETBOOT_CRASH_ROUNDS=$NETBOOT_CRASH_ROUNDS; logs: $log_dir"
+echo "NETBOOT_FUZZ_CASES=$NETBOOT_FUZZ_CASES NETBOOT_CRASH_ROUNDS=$NETBOOT_CRASH_ROUNDS NETBOOT_CHURN_SECS=$NETBOOT_CHURN_SECS; logs: $log_dir"
 [ -n "$tally" ] && echo "crash tally: ${tally#crash test: }"
 exit "$fail"

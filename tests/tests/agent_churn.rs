@@ -2,18 +2,24 @@
 //! and 100 simulated nodes whose leases the test writes to etcd in
 //! flanneld's exact format, with churn: every step some simulated nodes
 //! leave (key deleted, etcd lease revoked, or lease left to expire), some
-//! join, some restart (same subnet, new VtepMAC and/or PublicIP) and some
-//! move (new subnet, same VtepMAC and PublicIP). After every step both
+//! join, some restart (same subnet, new VtepMAC and/or PublicIP) and one
+//! moves (new subnet, same VtepMAC and PublicIP). After every step both
 //! agents' routes, permanent ARP entries and FDB entries on flannel.1 must
 //! equal exactly the live leases other than their own; the time to get
 //! there is recorded. Pod traffic between the real nodes runs throughout.
-//! Then etcd history is compacted and the etcd member restarted mid-churn:
-//! the agents must resync and follow again.
+//! Then etcd history is compacted, the etcd member restarted, and a paused
+//! agent's watch cancelled by etcd for compaction: the agents must resync
+//! from a fresh read and follow the watch again.
 //!
-//! `NETBOOT_CHURN_SECS` (default 25) is the churn time, `NETBOOT_CHURN_NODES`
-//! (default 100) the simulated nodes, `NETBOOT_CHURN_SEED` replays a run.
-//! Prints one line `agent churn: …` (campaign.sh reads it). No timing is
-//! asserted; a step that never converges within [`DEADLINE`] fails.
+//! A second test measures the periodic resync over 100 unchanged leases and
+//! its repair of entries changed behind the agent's back.
+//!
+//! `NETBOOT_CHURN_SECS` (default 20) is the churn time, `NETBOOT_CHURN_NODES`
+//! (default 100) the simulated nodes, `NETBOOT_CHURN_SEED` replays a run,
+//! `NETBOOT_CHURN_RESYNC` sets the agents' `--resync-interval` (default
+//! 60s). Prints `agent churn: …` and `agent resync: …` lines (campaign.sh
+//! reads them). No timing is asserted; a step that never converges within
+//! [`DEADLINE`] fails.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
@@ -481,7 +487,7 @@ fn repairs(log: &str) -> Vec<String> {
 #[test]
 fn agents_converge_exactly_under_churn_of_100_simulated_nodes() {
     require_root();
-    let secs = env_num("NETBOOT_CHURN_SECS", 25);
+    let secs = env_num("NETBOOT_CHURN_SECS", 20);
     let target = env_num("NETBOOT_CHURN_NODES", 100) as usize;
     assert!(
         (1..=200).contains(&target),
@@ -506,6 +512,7 @@ fn agents_converge_exactly_under_churn_of_100_simulated_nodes() {
     let resync = std::env::var("NETBOOT_CHURN_RESYNC").unwrap_or_else(|_| "60s".into());
     let args = [format!("--resync-interval={resync}")];
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let agents_up = Instant::now();
     let pid1 = n1.start_agent(&ep, &args);
     let pid2 = n2.start_agent(&ep, &args);
     let s1 = n1.wait_subnet(DEADLINE);
@@ -608,7 +615,7 @@ fn agents_converge_exactly_under_churn_of_100_simulated_nodes() {
     // churn), the watch alone kept the agents exact: nothing was repaired
     // by a resync. (A resync racing the watch may legitimately "repair" an
     // event it read before the watch delivered it.)
-    let resync_ran = netboot_agent_duration(&resync) < Duration::from_secs_f64(wall);
+    let resync_ran = agents_up.elapsed() >= netboot_agent_duration(&resync);
     for n in &nodes {
         let r = repairs(&n.node.log());
         eprintln!(
@@ -616,6 +623,9 @@ fn agents_converge_exactly_under_churn_of_100_simulated_nodes() {
             n.node.ip,
             r.len()
         );
+        for line in &r {
+            eprintln!("churn:   {line}");
+        }
         assert!(
             resync_ran || r.is_empty(),
             "agent on {} needed a resync to repair its tables:\n{}",
@@ -668,6 +678,59 @@ fn agents_converge_exactly_under_churn_of_100_simulated_nodes() {
     let leases = fleet.check_store(&real);
     let after_rewatch = converge(&mut nodes, &leases, "churn after re-watch");
 
+    // A watch etcd cancels because its history was compacted: node 1's
+    // agent is paused (SIGSTOP) while etcd sends it more than the stream
+    // buffers (250 writes of an ignored key), so etcd parks the watcher
+    // behind; churn and a compaction follow; after SIGCONT etcd answers the
+    // watch with its compact revision. The agent must resync from a fresh
+    // read and watch again from there.
+    let from = n1.log().len();
+    signal(pid1, nix::sys::signal::Signal::SIGSTOP);
+    let junk = format!("{PREFIX}/subnets/churn-flood");
+    fleet.etcd.must("flood the watch", |mut c| async move {
+        let blob = "x".repeat(16 << 10);
+        for _ in 0..250 {
+            c.put(junk.clone(), blob.clone(), None).await?;
+        }
+        c.delete(junk, None).await.map(|_| ())
+    });
+    let expiring = fleet.step(target, step + 3);
+    fleet.wait_expired(&expiring);
+    let (_, rev) = fleet.etcd.list(PREFIX);
+    fleet.etcd.must("compact", |mut c| async move {
+        c.compact(
+            rev,
+            Some(etcd_client::CompactionOptions::new().with_physical()),
+        )
+        .await
+        .map(|_| ())
+    });
+    signal(pid1, nix::sys::signal::Signal::SIGCONT);
+    let leases = fleet.check_store(&real);
+    let after_cancel = converge(&mut nodes, &leases, "churn across a compacted watch");
+    let log = n1.log()[from..].to_string();
+    eprintln!(
+        "churn: node 1 agent across the compacted watch:\n{}",
+        tail(&log)
+    );
+    assert!(
+        log.contains("cancelled by etcd"),
+        "etcd did not cancel the paused agent's watch (the test's premise):\n{log}"
+    );
+    // And it watches again: the next step reaches it through the watch
+    // (no periodic resync has run yet unless the run is long).
+    let from = n1.log().len();
+    let expiring = fleet.step(target, step + 4);
+    fleet.wait_expired(&expiring);
+    let leases = fleet.check_store(&real);
+    converge(&mut nodes, &leases, "churn after the compacted watch");
+    let later = repairs(&n1.log()[from..]);
+    assert!(
+        agents_up.elapsed() >= netboot_agent_duration(&resync) || later.is_empty(),
+        "after the cancelled watch, changes reached the agent only by a resync:\n{}",
+        later.join("\n")
+    );
+
     assert!(ping_within(n1.pod(p1), &ip2, DEADLINE), "pod 1 -> pod 2");
     assert!(ping_within(n2.pod(p2), &ip1, DEADLINE), "pod 2 -> pod 1");
 
@@ -676,7 +739,7 @@ fn agents_converge_exactly_under_churn_of_100_simulated_nodes() {
     let cpu: Vec<f64> = before
         .iter()
         .zip(&after)
-        .map(|(b, a)| (a.cpu_ticks - b.cpu_ticks) as f64 / ticks)
+        .map(|(b, a)| (a.cpu_ns - b.cpu_ns) as f64 / 1e9)
         .collect();
     let fmt = |v: &[f64], d: usize| {
         v.iter()
@@ -694,10 +757,12 @@ fn agents_converge_exactly_under_churn_of_100_simulated_nodes() {
     let hwm: Vec<f64> = after.iter().map(|a| a.hwm_kb as f64 / 1024.0).collect();
     let ops: u64 = fleet.counts.values().sum();
     eprintln!(
-        "churn: after compaction {:.0} ms, after etcd restart {:.0} ms, after re-watch {:.0} ms",
+        "churn: after compaction {:.0} ms, after etcd restart {:.0} ms, after re-watch {:.0} ms, \
+         across a compacted watch {:.0} ms",
         after_compact.as_secs_f64() * 1e3,
         after_restart.as_secs_f64() * 1e3,
-        after_rewatch.as_secs_f64() * 1e3
+        after_rewatch.as_secs_f64() * 1e3,
+        after_cancel.as_secs_f64() * 1e3
     );
     eprintln!(
         "agent churn: nodes={target} steps={} ops={ops} duration={wall:.1}s \
@@ -707,12 +772,16 @@ fn agents_converge_exactly_under_churn_of_100_simulated_nodes() {
         percentile(&sorted, 0.0),
         percentile(&sorted, 0.5),
         percentile(&sorted, 1.0),
-        fmt(&cpu, 2),
-        fmt(&pct, 1),
+        fmt(&cpu, 3),
+        fmt(&pct, 2),
         fmt(&child_cpu, 2),
         fmt(&rss, 1),
         fmt(&hwm, 1),
     );
+}
+
+fn signal(pid: u32, sig: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig).expect("signal the agent");
 }
 
 /// Run `argv` in `node`'s netns; it must succeed.
