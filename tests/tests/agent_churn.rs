@@ -680,16 +680,18 @@ fn agents_converge_exactly_under_churn_of_100_simulated_nodes() {
 
     // A watch etcd cancels because its history was compacted: node 1's
     // agent is paused (SIGSTOP) while etcd sends it more than the stream
-    // buffers (250 writes of an ignored key), so etcd parks the watcher
-    // behind; churn and a compaction follow; after SIGCONT etcd answers the
-    // watch with its compact revision. The agent must resync from a fresh
-    // read and watch again from there.
+    // buffers (400 writes of 32 KB to an ignored key), so etcd parks the
+    // watcher behind; churn and a compaction follow; after SIGCONT etcd
+    // answers the watch with its compact revision. The agent must resync
+    // from a fresh read and watch again from there.
     let from = n1.log().len();
     signal(pid1, nix::sys::signal::Signal::SIGSTOP);
     let junk = format!("{PREFIX}/subnets/churn-flood");
     fleet.etcd.must("flood the watch", |mut c| async move {
-        let blob = "x".repeat(16 << 10);
-        for _ in 0..250 {
+        // More than the HTTP/2 stream window (2 MB) plus etcd's 128
+        // buffered responses of the watch stream can hold.
+        let blob = "x".repeat(32 << 10);
+        for _ in 0..400 {
             c.put(junk.clone(), blob.clone(), None).await?;
         }
         c.delete(junk, None).await.map(|_| ())
@@ -784,11 +786,6 @@ fn signal(pid: u32, sig: nix::sys::signal::Signal) {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig).expect("signal the agent");
 }
 
-/// Run `argv` in `node`'s netns; it must succeed.
-fn sh(node: &AgentNode, argv: &[&str]) {
-    node.exec(argv).expect_ok();
-}
-
 #[test]
 fn periodic_resync_of_100_leases_costs_three_dumps_and_repairs_only_drift() {
     require_root();
@@ -850,97 +847,27 @@ fn periodic_resync_of_100_leases_costs_three_dumps_and_repairs_only_drift() {
     let sims: Vec<Sim> = fleet.live.values().take(5).cloned().collect();
     let net = |s: &Sim| format!("10.2.{}.0", s.subnet);
     let mac = |s: &Sim| netkit::fmt_mac(&s.mac);
-    let dev = "flannel.1";
-    sh(
-        &n1,
-        &[
-            "ip",
-            "route",
-            "del",
-            &format!("{}/24", net(&sims[0])),
-            "dev",
-            dev,
-        ],
-    );
-    sh(&n1, &["ip", "neigh", "del", &net(&sims[1]), "dev", dev]);
-    sh(
-        &n1,
-        &[
-            "ip",
-            "neigh",
-            "replace",
-            &net(&sims[2]),
-            "lladdr",
-            "0a:58:5e:ff:ff:01",
-            "dev",
-            dev,
-            "nud",
-            "permanent",
-        ],
-    );
-    sh(
-        &n1,
-        &["bridge", "fdb", "del", &mac(&sims[3]), "dev", dev, "self"],
-    );
-    sh(
-        &n1,
-        &[
-            "bridge",
-            "fdb",
-            "replace",
-            &mac(&sims[4]),
-            "dev",
-            dev,
-            "dst",
-            "172.31.9.9",
-            "self",
-            "permanent",
-        ],
-    );
-    sh(
-        &n1,
-        &[
-            "ip",
-            "route",
-            "add",
-            "10.2.251.0/24",
-            "via",
-            "10.2.251.0",
-            "dev",
-            dev,
-            "onlink",
-        ],
-    );
-    sh(
-        &n1,
-        &[
-            "ip",
-            "neigh",
-            "add",
-            "10.2.251.0",
-            "lladdr",
-            "0a:58:5e:ff:ff:02",
-            "dev",
-            dev,
-            "nud",
-            "permanent",
-        ],
-    );
-    sh(
-        &n1,
-        &[
-            "bridge",
-            "fdb",
-            "add",
-            "0a:58:5e:ff:ff:02",
-            "dev",
-            dev,
-            "dst",
-            "172.31.9.8",
-            "self",
-            "permanent",
-        ],
-    );
+    let drift = [
+        format!("ip route del {}/24 dev flannel.1", net(&sims[0])),
+        format!("ip neigh del {} dev flannel.1", net(&sims[1])),
+        format!(
+            "ip neigh replace {} lladdr 0a:58:5e:ff:ff:01 dev flannel.1 nud permanent",
+            net(&sims[2])
+        ),
+        format!("bridge fdb del {} dev flannel.1 self", mac(&sims[3])),
+        format!(
+            "bridge fdb replace {} dev flannel.1 dst 172.31.9.9 self permanent",
+            mac(&sims[4])
+        ),
+        "ip route add 10.2.251.0/24 via 10.2.251.0 dev flannel.1 onlink".into(),
+        "ip route add 10.2.252.0/24 via 10.2.252.7 dev flannel.1 onlink".into(),
+        "ip neigh add 10.2.251.0 lladdr 0a:58:5e:ff:ff:02 dev flannel.1 nud permanent".into(),
+        "bridge fdb add 0a:58:5e:ff:ff:02 dev flannel.1 dst 172.31.9.8 self permanent".into(),
+    ];
+    for cmd in &drift {
+        let argv: Vec<&str> = cmd.split_whitespace().collect();
+        n1.exec(&argv).expect_ok();
+    }
     let took = converge(&mut nodes, &leases, "drift repaired by the periodic resync");
     eprintln!(
         "agent resync: drift repaired {:.0} ms after it was made",
@@ -957,6 +884,7 @@ fn periodic_resync_of_100_leases_costs_three_dumps_and_repairs_only_drift() {
     }
     for stale in [
         "removing stale route 10.2.251.0/24",
+        "removing stale route 10.2.252.0/24",
         "removing stale ARP entry 10.2.251.0",
         "removing stale FDB entry 0a:58:5e:ff:ff:02 dst 172.31.9.8",
     ] {

@@ -404,7 +404,11 @@ impl Vtep {
                 continue;
             }
             log(&format!("removing stale route {dst} on {}", self.name));
-            let _ = self.nl.del_route(&self.route(dst));
+            // Delete it as it is (its gateway may not be the .0 we use).
+            let mut stale = RouteSpec::to(r.dst);
+            stale.gw = r.gw;
+            stale.oif = r.oif;
+            let _ = self.nl.del_route(&stale);
             removed += 1;
         }
 
