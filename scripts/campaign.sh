@@ -91,7 +91,8 @@ read -r _ load_fail < <(counts "$log_dir/load.log" || echo "0 1")
 row "native load on one node: ADD then DEL at each parallelism, /24 clean after; /28 exhausted concurrently (${exhaust:-?})" "${load:-?}" "${load_fail:-1}" "$elapsed"
 
 # "agent churn: nodes=100 steps=140 ops=1100 duration=300.2s converge_ms min=6
-# median=8 max=40 agent_cpu_s=… cpu_pct=… children_cpu_s=… rss_mb=… peak_rss_mb=…"
+# median=8 max=40 agent_cpu_s=… sched_cpu_s=… cpu_pct=… children_cpu_s=… rss_mb=…
+# peak_rss_mb=…" (two agents: values a/b)
 # and "agent resync: leases=100 interval=1s idle=10.0s agent_cpu_ms_per_resync=…".
 run churn -p netboot-tests --test agent_churn
 churn=$(grep -oE 'agent churn: .*' "$log_dir/churn.log" | tail -1 | sed -E 's/^agent churn: //' || true)
