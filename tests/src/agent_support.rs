@@ -140,15 +140,6 @@ impl VxlanTables {
         self.fdb.dedup();
     }
 
-    /// Total entries.
-    pub fn len(&self) -> usize {
-        self.routes.len() + self.neigh.len() + self.fdb.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// `missing …; extra …` per table (empty when equal). Duplicates in
     /// `self` show up as extra.
     pub fn diff(&self, want: &VxlanTables) -> String {

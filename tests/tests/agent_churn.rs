@@ -738,6 +738,8 @@ fn agents_converge_exactly_under_churn_of_100_simulated_nodes() {
     assert!(ping_within(n1.pod(p1), &ip2, DEADLINE), "pod 1 -> pod 2");
     assert!(ping_within(n2.pod(p2), &ip1, DEADLINE), "pod 2 -> pod 1");
 
+    let per_step: Vec<String> = lat.iter().map(|l| format!("{l:.0}")).collect();
+    eprintln!("churn: convergence per step (ms): {}", per_step.join(" "));
     let mut sorted = lat.clone();
     sorted.sort_by(f64::total_cmp);
     // utime+stime at the clock tick (10 ms steps), and the exact figure
