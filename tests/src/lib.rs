@@ -11,6 +11,7 @@ pub mod containerd;
 pub mod doctor_support;
 pub mod etcd;
 pub mod exec;
+pub mod lease_sim;
 pub mod native_support;
 pub mod netns;
 pub mod node;
