@@ -5,11 +5,12 @@
 # node (many pods at several parallelisms, an exhausted range), the reboot
 # simulation with many rounds, podrun's faults (SIGKILL mid-run rounds
 # under load, containerd restarted, pause killed, CNI plugin missing at rm,
-# an orphaned shim), and agent faults as counted trials with heal times
+# an orphaned shim), agent faults as counted trials with heal times
 # (etcd restarted, its member killed or cut off, lease deleted or expired,
 # subnet taken while the agent was stopped, flannel.1 deleted or its
-# address/routes/ARP/FDB removed, two agents on a node). Prints one table:
-# target/trial, count, failures, time.
+# address/routes/ARP/FDB removed, two agents on a node), and agent churn
+# (2 real agents, 100 simulated nodes joining, leaving and restarting for
+# minutes). Prints one table: target/trial, count, failures, time.
 #
 #   sudo scripts/campaign.sh                    # defaults below
 #   NETBOOT_FUZZ_CASES=100000 NETBOOT_CRASH_ROUNDS=1000 sudo scripts/campaign.sh
@@ -17,6 +18,7 @@
 #   NETBOOT_REBOOT_ROUNDS=60 sudo scripts/campaign.sh
 #   NETBOOT_PODRUN_KILL_ROUNDS=50 NETBOOT_PODRUN_KILL_LOAD=0 sudo scripts/campaign.sh
 #   NETBOOT_AGENT_FAULT_ROUNDS=30 sudo scripts/campaign.sh
+#   NETBOOT_CHURN_SECS=900 NETBOOT_CHURN_NODES=150 sudo scripts/campaign.sh
 #
 # cargo-fuzz needs a nightly toolchain, which this project's machines cannot
 # install; the hostile-input targets are proptest strategies plus a seeded
@@ -34,6 +36,8 @@ export NETBOOT_PODRUN_KILL_ROUNDS="${NETBOOT_PODRUN_KILL_ROUNDS:-100}"
 export NETBOOT_PODRUN_KILL_LOAD="${NETBOOT_PODRUN_KILL_LOAD:-2}"
 export NETBOOT_PODRUN_RESTART_ROUNDS="${NETBOOT_PODRUN_RESTART_ROUNDS:-20}"
 export NETBOOT_AGENT_FAULT_ROUNDS="${NETBOOT_AGENT_FAULT_ROUNDS:-10}"
+export NETBOOT_CHURN_SECS="${NETBOOT_CHURN_SECS:-300}"
+export NETBOOT_CHURN_NODES="${NETBOOT_CHURN_NODES:-100}"
 export NETBOOT_TEST_NETNS_PREFIX="${NETBOOT_TEST_NETNS_PREFIX:-nbc-}"
 export PATH="$HOME/.cargo/bin:$PATH"
 log_dir="$(mktemp -d /tmp/netboot-campaign.XXXXXX)"
@@ -137,12 +141,21 @@ while IFS= read -r r; do rows+=("$r"); done < <(
 )
 read -r ok bad < <(counts "$log_dir/agent-faults.log" || echo "0 1")
 row "agent faults: whole test binary (3-node clusters in namespaces; heal = pods ping both ways + leases/subnet.env/cni0/flannel.1/routes/ARP/FDB agree)" "$((ok + bad)) tests" "${bad:-1}" "$elapsed"
+# "agent churn: nodes=100 steps=140 ops=1100 duration=300.2s converge_ms min=6
+# median=8 max=40 agent_cpu_s=… sched_cpu_s=… cpu_pct=… children_cpu_s=… rss_mb=…
+# peak_rss_mb=…" (two agents: values a/b)
+# and "agent resync: leases=100 interval=1s idle=10.0s agent_cpu_ms_per_resync=…".
+run churn -p netboot-tests --test agent_churn
+churn=$(grep -oE 'agent churn: .*' "$log_dir/churn.log" | tail -1 | sed -E 's/^agent churn: //' || true)
+resync=$(grep -oE 'agent_cpu_ms_per_resync=[0-9.]+' "$log_dir/churn.log" | tail -1 || true)
+read -r _ churn_fail < <(counts "$log_dir/churn.log" || echo "0 1")
+row "agent churn: 2 real agents + simulated flanneld leases (delete/revoke/expire, join, restart, move), exact route/ARP/FDB after every step, compaction, etcd restart, cancelled watch; idle resync ${resync:-?}" "${churn:-?}" "${churn_fail:-1}" "$elapsed"
 
 echo
 echo "| target / trial | count | failures | time |"
 echo "|---|---|---|---|"
 printf '%s\n' "${rows[@]}"
 echo
-echo "NETBOOT_FUZZ_CASES=$NETBOOT_FUZZ_CASES NETBOOT_CRASH_ROUNDS=$NETBOOT_CRASH_ROUNDS NETBOOT_REBOOT_ROUNDS=$NETBOOT_REBOOT_ROUNDS NETBOOT_PODRUN_KILL_ROUNDS=$NETBOOT_PODRUN_KILL_ROUNDS NETBOOT_PODRUN_KILL_LOAD=$NETBOOT_PODRUN_KILL_LOAD NETBOOT_PODRUN_RESTART_ROUNDS=$NETBOOT_PODRUN_RESTART_ROUNDS NETBOOT_AGENT_FAULT_ROUNDS=$NETBOOT_AGENT_FAULT_ROUNDS; logs: $log_dir"
+echo "NETBOOT_FUZZ_CASES=$NETBOOT_FUZZ_CASES NETBOOT_CRASH_ROUNDS=$NETBOOT_CRASH_ROUNDS NETBOOT_REBOOT_ROUNDS=$NETBOOT_REBOOT_ROUNDS NETBOOT_PODRUN_KILL_ROUNDS=$NETBOOT_PODRUN_KILL_ROUNDS NETBOOT_PODRUN_KILL_LOAD=$NETBOOT_PODRUN_KILL_LOAD NETBOOT_PODRUN_RESTART_ROUNDS=$NETBOOT_PODRUN_RESTART_ROUNDS NETBOOT_AGENT_FAULT_ROUNDS=$NETBOOT_AGENT_FAULT_ROUNDS NETBOOT_CHURN_SECS=$NETBOOT_CHURN_SECS; logs: $log_dir"
 [ -n "$tally" ] && echo "crash tally: ${tally#crash test: }"
 exit "$fail"

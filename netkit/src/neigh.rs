@@ -17,6 +17,9 @@ use crate::addr::family_of;
 use crate::error::Result;
 use crate::socket::{Netlink, Request};
 
+/// `NUD_PERMANENT` (include/uapi/linux/neighbour.h).
+const NUD_PERMANENT: u16 = 0x80;
+
 /// A neighbour or FDB entry read back from the kernel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Neigh {
@@ -81,7 +84,10 @@ fn from_msg(m: &NeighbourMessage) -> Neigh {
         index: m.header.ifindex,
         ip: None,
         mac: None,
-        permanent: m.header.state == NeighbourState::Permanent,
+        // ndm_state is a bit mask: `bridge fdb add … permanent` sends
+        // NUD_NOARP|NUD_PERMANENT (0xc0), which the crate can only decode
+        // as `Other`, so test the bit as iproute2 does.
+        permanent: u16::from(m.header.state) & NUD_PERMANENT != 0,
     };
     for a in &m.attributes {
         match a {
@@ -200,5 +206,24 @@ impl Netlink {
                 _ => None,
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permanent_is_a_bit_of_the_state() {
+        let mut m = NeighbourMessage::default();
+        // What `bridge fdb add … permanent` writes: NUD_NOARP|NUD_PERMANENT.
+        m.header.state = NeighbourState::from(0xc0u16);
+        assert!(from_msg(&m).permanent);
+        m.header.state = NeighbourState::Permanent;
+        assert!(from_msg(&m).permanent);
+        m.header.state = NeighbourState::Reachable;
+        assert!(!from_msg(&m).permanent);
+        m.header.state = NeighbourState::Noarp;
+        assert!(!from_msg(&m).permanent);
     }
 }

@@ -5,12 +5,14 @@
 //! Tests need root: call [`require_root`] first so they fail loudly instead
 //! of passing vacuously.
 
+pub mod agent_load;
 pub mod agent_support;
 pub mod cluster;
 pub mod containerd;
 pub mod doctor_support;
 pub mod etcd;
 pub mod exec;
+pub mod lease_sim;
 pub mod native_support;
 pub mod netns;
 pub mod node;

@@ -3,7 +3,7 @@
 //! `pkg/backend/vxlan/device.go`), and per remote lease the ARP entry, FDB
 //! entry and onlink route (`vxlan_network.go` handleSubnetEvents).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -297,9 +297,10 @@ impl Vtep {
     }
 
     /// Program (or update) one remote lease: ARP .0 -> VtepMAC, FDB VtepMAC
-    /// -> PublicIP, route subnet via .0 onlink. Returns false when nothing
-    /// changed.
-    pub fn program(&mut self, l: &RemoteLease, force: bool) -> Result<bool> {
+    /// -> PublicIP, route subnet via .0 onlink. Returns false when the
+    /// lease is programmed as it is already (kernel drift is for
+    /// [`Vtep::reconcile`]).
+    pub fn program(&mut self, l: &RemoteLease) -> Result<bool> {
         let Some(mac) = l.vtep_mac else {
             bail!("lease {} has no VtepMAC", l.subnet);
         };
@@ -308,23 +309,24 @@ impl Vtep {
             mac,
         };
         let old = self.remotes.get(&l.subnet).cloned();
-        if !force && old.as_ref() == Some(&want) {
+        if old.as_ref() == Some(&want) {
             return Ok(false);
         }
-        self.apply_remote(l.subnet, &want, old)?;
+        let mut b = Batch::new();
+        if let Some(o) = old.filter(|o| o.mac != mac) {
+            self.release_fdb(&mut b, l.subnet, &o);
+        }
+        self.add_entries(&mut b, l.subnet, &want)?;
+        netkit::first_error(self.nl.apply(b))
+            .with_context(|| format!("program the route to {}", l.subnet))?;
         self.remotes.insert(l.subnet, want);
         Ok(true)
     }
 
-    fn apply_remote(&mut self, subnet: Ipv4Net, r: &Remote, old: Option<Remote>) -> Result<()> {
-        let gw = IpAddr::V4(subnet.network());
+    /// Write one remote's ARP, FDB and route entries again.
+    fn write_remote(&mut self, subnet: Ipv4Net, r: &Remote) -> Result<()> {
         let mut b = Batch::new();
-        if let Some(o) = old.filter(|o| o.mac != r.mac) {
-            b.del_fdb(self.index, o.mac, Some(IpAddr::V4(o.public_ip)));
-        }
-        b.add_neigh(self.index, gw, r.mac);
-        b.add_fdb(self.index, r.mac, IpAddr::V4(r.public_ip));
-        b.replace_route(&self.route(subnet))?;
+        self.add_entries(&mut b, subnet, r)?;
         netkit::first_error(self.nl.apply(b))
             .with_context(|| format!("program the route to {subnet}"))
     }
@@ -358,72 +360,169 @@ impl Vtep {
                 f.mac == Some(r.mac) && f.ip == Some(IpAddr::V4(r.public_ip)) && f.permanent
             });
             if !(route && arp && vtep) {
-                self.apply_remote(sn, &r, None)?;
+                self.write_remote(sn, &r)?;
                 fixed.push(format!("route/ARP/FDB of {sn}"));
             }
         }
         Ok(fixed)
     }
 
-    /// Remove one remote lease's route, ARP and FDB entries.
+    fn add_entries(&self, b: &mut Batch, subnet: Ipv4Net, r: &Remote) -> Result<()> {
+        b.add_neigh(self.index, IpAddr::V4(subnet.network()), r.mac);
+        b.add_fdb(self.index, r.mac, IpAddr::V4(r.public_ip));
+        b.replace_route(&self.route(subnet))?;
+        Ok(())
+    }
+
+    /// `subnet` stops using `old`'s FDB entry. The vxlan FDB holds one
+    /// entry per MAC, and one node can hold two leases with the same
+    /// VtepMAC for a while (it moved to a new subnet and its old key has
+    /// not expired or been deleted yet): the entry is deleted only when no
+    /// other lease uses the MAC, and pointed at the remaining lease's
+    /// PublicIP if that differs.
+    fn release_fdb(&self, b: &mut Batch, subnet: Ipv4Net, old: &Remote) {
+        let other = self
+            .remotes
+            .iter()
+            .find(|(s, r)| **s != subnet && r.mac == old.mac)
+            .map(|(_, r)| r.public_ip);
+        match other {
+            None => {
+                b.del_fdb(self.index, old.mac, Some(IpAddr::V4(old.public_ip)));
+            }
+            Some(ip) if ip != old.public_ip => {
+                b.add_fdb(self.index, old.mac, IpAddr::V4(ip));
+            }
+            Some(_) => {}
+        }
+    }
+
+    /// Remove one remote lease's route, ARP and FDB entries (the FDB entry
+    /// only when no other lease uses its VtepMAC).
     pub fn unprogram(&mut self, subnet: Ipv4Net) -> Result<()> {
         let old = self.remotes.remove(&subnet);
         let mut b = Batch::new();
         b.del_route(&self.route(subnet))?;
         b.del_neigh(self.index, IpAddr::V4(subnet.network()));
         if let Some(o) = old {
-            b.del_fdb(self.index, o.mac, Some(IpAddr::V4(o.public_ip)));
+            self.release_fdb(&mut b, subnet, &o);
         }
         netkit::first_error(self.nl.apply(b))
             .with_context(|| format!("remove the route to {subnet}"))
     }
 
-    /// Remove kernel state on the device that no wanted lease explains
-    /// (left by a previous run, or by events we missed). Returns how many
-    /// objects were removed.
-    pub fn sweep(&mut self) -> Result<usize> {
-        let mut n = 0;
-        let routes = self.nl.routes(Family::V4)?;
-        for r in routes
-            .iter()
-            .filter(|r| r.oif == Some(self.index) && r.gw.is_some())
-        {
-            if let IpNet::V4(dst) = r.dst {
-                if !self.remotes.contains_key(&dst) {
-                    log(&format!("removing stale route {dst} on {}", self.name));
-                    let _ = self.nl.del_route(&self.route(dst));
-                    n += 1;
-                }
-            }
-        }
-        let gws: Vec<IpAddr> = self
+    /// Make the kernel hold exactly what [`Vtep::remotes`] says, from one
+    /// dump each of routes, ARP and FDB entries on the device: entries no
+    /// lease explains are removed (left by a previous run, or by events we
+    /// missed), and leases whose route, ARP or FDB entry is missing or
+    /// wrong (deleted or changed behind our back, or a recreated device)
+    /// are programmed again. A lease that is right costs nothing, so a
+    /// periodic resync of N leases is three dumps, not N round trips.
+    /// Returns (entries removed, leases re-programmed).
+    pub fn reconcile(&mut self) -> Result<(usize, usize)> {
+        let mut removed = 0;
+        let gws: BTreeMap<Ipv4Addr, [u8; 6]> = self
             .remotes
-            .keys()
-            .map(|s| IpAddr::V4(s.network()))
+            .iter()
+            .map(|(s, r)| (s.network(), r.mac))
             .collect();
-        for ne in self.nl.neighs(self.index, false)? {
-            if let Some(ip) = ne.ip.filter(|ip| ne.permanent && !gws.contains(ip)) {
-                log(&format!("removing stale ARP entry {ip} on {}", self.name));
-                self.nl.del_neigh(self.index, ip)?;
-                n += 1;
-            }
+        let mut want_fdb: BTreeMap<[u8; 6], BTreeSet<IpAddr>> = BTreeMap::new();
+        for r in self.remotes.values() {
+            want_fdb
+                .entry(r.mac)
+                .or_default()
+                .insert(IpAddr::V4(r.public_ip));
         }
-        let macs: Vec<[u8; 6]> = self.remotes.values().map(|r| r.mac).collect();
-        for f in self.nl.fdb(self.index)? {
-            if let Some(mac) = f.mac.filter(|m| f.permanent && !macs.contains(m)) {
-                if mac == [0; 6] || mac == self.mac {
-                    continue;
+
+        let mut route_ok = BTreeSet::new();
+        for r in self.nl.routes(Family::V4)? {
+            let IpNet::V4(dst) = r.dst else { continue };
+            if r.oif != Some(self.index) || r.gw.is_none() {
+                continue;
+            }
+            if self.remotes.contains_key(&dst) {
+                if r.gw == Some(IpAddr::V4(dst.network())) && r.onlink {
+                    route_ok.insert(dst);
                 }
-                log(&format!(
-                    "removing stale FDB entry {} on {}",
-                    netkit::fmt_mac(&mac),
-                    self.name
-                ));
-                self.nl.del_fdb(self.index, mac, f.ip)?;
-                n += 1;
+                continue;
+            }
+            log(&format!("removing stale route {dst} on {}", self.name));
+            // Delete it as it is (its gateway may not be the .0 we use).
+            let mut stale = RouteSpec::to(r.dst);
+            stale.gw = r.gw;
+            stale.oif = r.oif;
+            let _ = self.nl.del_route(&stale);
+            removed += 1;
+        }
+
+        let mut arp_ok = BTreeSet::new();
+        for ne in self.nl.neighs(self.index, false)? {
+            let Some(IpAddr::V4(ip)) = ne.ip.filter(|_| ne.permanent) else {
+                continue;
+            };
+            match gws.get(&ip) {
+                Some(mac) => {
+                    if ne.mac == Some(*mac) {
+                        arp_ok.insert(ip);
+                    }
+                }
+                None => {
+                    log(&format!("removing stale ARP entry {ip} on {}", self.name));
+                    self.nl.del_neigh(self.index, IpAddr::V4(ip))?;
+                    removed += 1;
+                }
             }
         }
-        Ok(n)
+
+        let mut fdb_ok = BTreeSet::new();
+        for f in self.nl.fdb(self.index)? {
+            let Some(mac) = f.mac.filter(|_| f.permanent) else {
+                continue;
+            };
+            if mac == [0; 6] || mac == self.mac {
+                continue;
+            }
+            if f.ip
+                .is_some_and(|ip| want_fdb.get(&mac).is_some_and(|w| w.contains(&ip)))
+            {
+                fdb_ok.insert(mac);
+                continue;
+            }
+            log(&format!(
+                "removing stale FDB entry {} dst {} on {}",
+                netkit::fmt_mac(&mac),
+                f.ip.map_or("-".into(), |i| i.to_string()),
+                self.name
+            ));
+            self.nl.del_fdb(self.index, mac, f.ip)?;
+            removed += 1;
+        }
+
+        let broken: Vec<(Ipv4Net, Remote)> = self
+            .remotes
+            .iter()
+            .filter(|(s, r)| {
+                !route_ok.contains(*s) || !arp_ok.contains(&s.network()) || !fdb_ok.contains(&r.mac)
+            })
+            .map(|(s, r)| (*s, r.clone()))
+            .collect();
+        for (subnet, r) in &broken {
+            self.write_remote(*subnet, r)?;
+        }
+        if !broken.is_empty() {
+            let mut names: Vec<String> =
+                broken.iter().take(5).map(|(s, _)| s.to_string()).collect();
+            if broken.len() > 5 {
+                names.push(format!("and {} more", broken.len() - 5));
+            }
+            log(&format!(
+                "repairing {} lease(s) whose route, ARP or FDB entry was missing or wrong on {}: {}",
+                broken.len(),
+                self.name,
+                names.join(", ")
+            ));
+        }
+        Ok((removed, broken.len()))
     }
 
     /// Is the device still there, as we made it (same ifindex, up)?

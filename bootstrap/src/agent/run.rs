@@ -5,7 +5,7 @@
 //! lease before it expires, and recreate the device as soon as the kernel
 //! reports it deleted or changed (link notifications, plus a periodic check).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -432,16 +432,24 @@ impl Agent<'_> {
         }
     }
 
-    fn add_remote(&mut self, l: &RemoteLease, force: bool) {
-        match self.vtep.program(l, force) {
-            Ok(true) if !force => log(&format!(
-                "node {} (subnet {}, VTEP {}) joined: route via {}",
-                l.public_ip,
-                l.subnet,
-                l.vtep_mac.map(|m| netkit::fmt_mac(&m)).unwrap_or_default(),
-                self.vtep.name
-            )),
-            Ok(_) => {}
+    /// Program `l` if it is new or changed; `note` ends the log line
+    /// (`None`: no log line, for the first read at start).
+    fn add_remote(&mut self, l: &RemoteLease, note: Option<&str>) {
+        let known = self.vtep.remotes.contains_key(&l.subnet);
+        match self.vtep.program(l) {
+            Ok(true) => {
+                if let Some(note) = note {
+                    log(&format!(
+                        "node {} (subnet {}, VTEP {}) {}{note}: route via {}",
+                        l.public_ip,
+                        l.subnet,
+                        l.vtep_mac.map(|m| netkit::fmt_mac(&m)).unwrap_or_default(),
+                        if known { "changed" } else { "joined" },
+                        self.vtep.name
+                    ))
+                }
+            }
+            Ok(false) => {}
             Err(e) => log(&format!("cannot program {}: {e:#}", l.subnet)),
         }
     }
@@ -458,9 +466,11 @@ impl Agent<'_> {
         }
     }
 
-    /// Read every lease and make the kernel match; check our own lease.
-    /// Returns the store revision of the read.
-    async fn resync(&mut self, force: bool) -> Result<i64> {
+    /// Read every lease and make the kernel match (only what differs: see
+    /// [`super::node::Vtep::reconcile`]); check our own lease. `quiet`: do
+    /// not log each lease (the first read at start). Returns the store
+    /// revision of the read.
+    async fn resync(&mut self, quiet: bool) -> Result<i64> {
         let (kvs, rev) = self.store.list(&self.prefix).await?;
         let own_key = self.own.as_ref().map(|o| o.key.clone());
         let (mut own_ok, mut own_seen) = (false, false);
@@ -476,20 +486,22 @@ impl Agent<'_> {
                 Err(why) => self.skip(&kv.key, why),
             }
         }
+        let note = (!quiet).then_some(" (found on resync)");
         for l in &wanted {
-            self.add_remote(l, force);
+            self.add_remote(l, note);
         }
+        let live: BTreeSet<Ipv4Net> = wanted.iter().map(|l| l.subnet).collect();
         let gone: Vec<Ipv4Net> = self
             .vtep
             .remotes
             .keys()
-            .filter(|s| !wanted.iter().any(|l| l.subnet == **s))
+            .filter(|s| !live.contains(s))
             .copied()
             .collect();
         for s in gone {
             self.remove_remote(s, "is gone (found on resync)");
         }
-        self.vtep.sweep()?;
+        self.vtep.reconcile()?;
         if !own_ok {
             log(&format!(
                 "our lease {} {} in etcd (found on resync); acquiring it again",
@@ -517,7 +529,7 @@ impl Agent<'_> {
                 }
             }
             EventType::Put => match self.remote(kv) {
-                Ok(l) => self.add_remote(&l, false),
+                Ok(l) => self.add_remote(&l, Some("")),
                 Err(why) => self.skip(&kv.key, why),
             },
             EventType::Delete if is_own => {
@@ -619,9 +631,11 @@ impl Agent<'_> {
             self.vtep.name
         ));
         self.vtep.ensure_device()?;
-        self.vtep.remotes.clear();
         self.setup_node()?;
-        if let Err(e) = self.resync(true).await {
+        // Every lease we know goes back at once, even with etcd away; the
+        // resync then catches up with changes.
+        self.vtep.reconcile()?;
+        if let Err(e) = self.resync(false).await {
             log(&format!(
                 "cannot read the leases to reprogram {} yet ({e:#}); next resync will",
                 self.vtep.name
@@ -731,7 +745,7 @@ impl Agent<'_> {
                 _ = sleep_until(renew_at) => self.renew().await,
             }
             if resync_needed {
-                match self.resync(true).await {
+                match self.resync(false).await {
                     Ok(r) => {
                         retry.succeeded();
                         resync_needed = false;
