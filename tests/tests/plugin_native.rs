@@ -336,6 +336,17 @@ fn two_pods_ping_each_other_and_the_gateway() {
             port["linkinfo"]["info_slave_data"]["hairpin"], true,
             "{port}"
         );
+        // A bridge port carries no IPv6 of its own (see pod::disable_ipv6);
+        // the pod's interface keeps its link-local address.
+        let sysctl = format!("/proc/sys/net/ipv6/conf/{host}/disable_ipv6");
+        let off = node.exec(&["cat", &sysctl]).expect_ok().stdout;
+        assert_eq!(off.trim(), "1", "IPv6 on host veth {host}");
+        let v6 = node.exec(&["ip", "-6", "addr", "show", "dev", host]);
+        assert_eq!(v6.expect_ok().stdout.trim(), "", "{host}");
+    }
+    for pod in [&a, &b] {
+        let v6 = pod.exec(&["ip", "-6", "addr", "show", "dev", "eth0"]);
+        assert!(v6.expect_ok().stdout.contains("fe80::"), "pod eth0");
     }
     let fwd = node
         .exec(&["cat", "/proc/sys/net/ipv4/ip_forward"])
