@@ -292,9 +292,9 @@ fn add_ports(
         // Traffic to 127.0.0.1:hostPort is DNATed to the pod; the kernel
         // drops martian-sourced packets leaving via the bridge unless
         // route_localnet is on (portmap does the same).
-        let node = Netns::current().map_err(|e| kernel("open node netns", e))?;
+        // The plugin runs in the node netns: no thread needed.
         let key = format!("net/ipv4/conf/{}/route_localnet", state.bridge);
-        netkit::sysctl::set_in(&node, &key, "1").map_err(|e| kernel("enable route_localnet", e))?;
+        netkit::sysctl::set(&key, "1").map_err(|e| kernel("enable route_localnet", e))?;
     }
     Ok(rules)
 }
