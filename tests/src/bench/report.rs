@@ -165,7 +165,7 @@ fn print_scale(s: &Scale) {
             x(ratio(ra.median(), na.median()))
         );
     }
-    println!("CPU time of the same calls (user+sys of the plugin processes and their children; load-independent), ms:");
+    println!("CPU time of the same calls (user+sys of the plugin processes and their children; load inflates it far less than wall time), ms:");
     for l in &s.levels {
         let (na, nd) = (get(&l.add_cpu, Impl::Native), get(&l.del_cpu, Impl::Native));
         let (ra, rd) = (
