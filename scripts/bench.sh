@@ -7,12 +7,13 @@
 # doing the same work (one port mapping per pod), alternating A/B in one
 # run inside node netns it creates and removes (also on panic or Ctrl-C).
 # Reports ADD/DEL median and p95 and the ratios, ADD+DEL totals, per-ADD
-# cost with 1/100/500 pods on the node, N concurrent ADDs/DELs, peak RSS,
-# processes and fsyncs per operation, and issue 3's goals (MET/NOT MET).
+# cost (wall and CPU time) with 1/100/500 pods on the node, N concurrent
+# ADDs/DELs, peak RSS, processes and fsyncs per operation, and issue 3's
+# goals (MET/NOT MET).
 # The default run takes about 4 minutes on a 2-core VM.
 #
 # Usage: sudo scripts/bench.sh [ITERATIONS] [--iterations N] [--scale 1,100,500]
-#            [--scale-reps N] [--concurrency 20] [--rounds N] [--samples N]
+#            [--scale-reps N] [--settle SECS] [--concurrency 20] [--rounds N] [--samples N]
 #            [--only ab,rss,procs,concurrent,scale] [--json FILE]
 #   (ITERATIONS defaults to 30; `target/release/bench_plugin --help` explains
 #   every flag)

@@ -45,6 +45,15 @@ pub fn set_in(ns: &Netns, key: &str, value: &str) -> Result<()> {
         .map_err(|e| Error::io(ctx, e))
 }
 
+/// `sysctl -w KEY=VALUE` in the calling thread's own namespace: no thread,
+/// no `setns`, for callers that already run where they configure (the CNI
+/// plugin runs in the node netns). A thread costs a `clone` and a netns
+/// fd per call, which a per-pod path should not pay.
+pub fn set(key: &str, value: &str) -> Result<()> {
+    let path = key_path(key)?;
+    fs::write(&path, value).map_err(|e| Error::io(format!("set sysctl {key}={value}"), e))
+}
+
 /// `ip netns exec NS sysctl -n KEY`, trimmed.
 pub fn get_in(ns: &Netns, key: &str) -> Result<String> {
     let path = key_path(key)?;

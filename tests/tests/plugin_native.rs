@@ -336,6 +336,17 @@ fn two_pods_ping_each_other_and_the_gateway() {
             port["linkinfo"]["info_slave_data"]["hairpin"], true,
             "{port}"
         );
+        // A bridge port carries no IPv6 of its own (see pod::disable_ipv6);
+        // the pod's interface keeps its link-local address.
+        let sysctl = format!("/proc/sys/net/ipv6/conf/{host}/disable_ipv6");
+        let off = node.exec(&["cat", &sysctl]).expect_ok().stdout;
+        assert_eq!(off.trim(), "1", "IPv6 on host veth {host}");
+        let v6 = node.exec(&["ip", "-6", "addr", "show", "dev", host]);
+        assert_eq!(v6.expect_ok().stdout.trim(), "", "{host}");
+    }
+    for pod in [&a, &b] {
+        let v6 = pod.exec(&["ip", "-6", "addr", "show", "dev", "eth0"]);
+        assert!(v6.expect_ok().stdout.contains("fe80::"), "pod eth0");
     }
     let fwd = node
         .exec(&["cat", "/proc/sys/net/ipv4/ip_forward"])
@@ -927,4 +938,72 @@ fn record_directory_and_node_lock_are_root_only() {
     assert_eq!(mode(&dir), 0o700, "{}", dir.display());
     assert_eq!(mode(&dir.join("node.lock")), 0o600);
     node.del(&pod, &conf);
+}
+
+/// (chain, handle) of every rule carrying `id`'s comment, as `nft` lists them.
+fn port_rules_of(node: &NativeNode, id: &str) -> Vec<(String, u64)> {
+    let mut v: Vec<(String, u64)> = node
+        .nft_rules_mentioning(id)
+        .iter()
+        .map(|r| serde_json::from_str::<Value>(r).unwrap())
+        .filter(|r| r["comment"] == id)
+        .map(|r| {
+            (
+                r["chain"].as_str().unwrap().to_owned(),
+                r["handle"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// (chain, handle) of the port rules `pod`'s record names.
+fn recorded_port_rules(node: &NativeNode, pod: &Netns) -> Vec<(String, u64)> {
+    let rec = record(node, pod);
+    let mut v: Vec<(String, u64)> = rec["native"]["portRules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            assert_eq!(r["family"], "ip", "{rec}");
+            (
+                r["chain"].as_str().unwrap().to_owned(),
+                r["handle"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn del_removes_port_rules_by_recorded_handle_and_never_anothers() {
+    require_root();
+    let node = NativeNode::new("nhdl");
+    let conf = |port| with_ports(&node.conf("1.0.0"), port, POD_PORT);
+    // The node's first ADD creates the tables through `nft` (no handles
+    // recorded); the next ones add their rules over netlink.
+    let (warm, a, b) = (node.pod("w"), node.pod("a"), node.pod("b"));
+    node.add(&warm, &conf(HOST_PORT));
+    node.add(&a, &conf(HOST_PORT + 1));
+    node.add(&b, &conf(HOST_PORT + 2));
+    let (id_a, id_b) = (cid(&a), cid(&b));
+    for (pod, id) in [(&a, &id_a), (&b, &id_b)] {
+        let listed = port_rules_of(&node, id);
+        assert_eq!(listed.len(), 3, "DNAT + 2 masquerade: {listed:?}");
+        assert_eq!(recorded_port_rules(&node, pod), listed);
+    }
+    // b's handles in a's record (a table recreated under the record, or
+    // any stale handle): DEL of a must not touch b's rules, and still
+    // removes a's own by listing.
+    let mut rec = record(&node, &a);
+    rec["native"]["portRules"] = record(&node, &b)["native"]["portRules"].clone();
+    fs::write(node.record_path(&id_a), serde_json::to_vec(&rec).unwrap()).unwrap();
+    node.del(&a, &conf(HOST_PORT + 1));
+    assert_eq!(port_rules_of(&node, &id_a), Vec::new());
+    assert_eq!(port_rules_of(&node, &id_b).len(), 3);
+    node.del(&b, &conf(HOST_PORT + 2));
+    node.del(&warm, &conf(HOST_PORT));
+    node.assert_clean(&[&id_a, &id_b, &cid(&warm)]);
 }

@@ -73,7 +73,8 @@ pub use masq::{
     ensure_node_masquerade, node_masquerade_present, node_masquerade_tag, remove_node_masquerade,
 };
 pub use portmap::{
-    add_port_mappings, add_port_mappings_via, check_port_mappings, del_port_mappings,
-    del_port_mappings_in, del_port_mappings_via, hostport_hash, list_port_mapping_owners,
-    list_port_mapping_owners_via, needs_route_localnet, NftPath, PortMapping, PortmapSpec, Proto,
+    add_port_mappings, add_port_mappings_tracked, add_port_mappings_via, check_port_mappings,
+    del_port_mappings, del_port_mappings_in, del_port_mappings_via, del_port_rules, hostport_hash,
+    list_port_mapping_owners, list_port_mapping_owners_via, needs_route_localnet, NftPath,
+    PortMapping, PortmapSpec, Proto, RuleRef,
 };

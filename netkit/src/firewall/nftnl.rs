@@ -47,7 +47,7 @@ use std::sync::Mutex;
 
 use netlink_packet_core::{
     NetlinkDeserializable, NetlinkHeader, NetlinkMessage, NetlinkPayload, NetlinkSerializable,
-    NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST,
+    NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_ECHO, NLM_F_REQUEST,
 };
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
 
@@ -552,10 +552,11 @@ impl NfSocket {
     /// Send `msgs` (message, extra flags, words for errors) as one nf_tables
     /// transaction and wait for every answer. `Ok` only when the kernel
     /// accepted every message (and so committed the batch); otherwise the
-    /// first error, named after the failing message.
-    fn batch(&mut self, msgs: Vec<(NfMsg, u16, String)>, what: &str) -> Result<()> {
+    /// first error, named after the failing message. Returns the rules the
+    /// kernel echoed back (messages sent with `NLM_F_ECHO`).
+    fn batch(&mut self, msgs: Vec<(NfMsg, u16, String)>, what: &str) -> Result<Vec<DumpedRule>> {
         if msgs.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let mut buf = Vec::new();
         let res_id = NFNL_SUBSYS_NFTABLES;
@@ -583,10 +584,16 @@ impl NfSocket {
         }
         self.send(&buf, what)?;
         let mut first_err: Option<Error> = None;
+        let mut echoed = Vec::new();
         while pending.iter().any(|p| p.2.is_none()) {
             for msg in self.recv(what)? {
-                let NetlinkPayload::Error(e) = &msg.payload else {
-                    continue;
+                let e = match &msg.payload {
+                    NetlinkPayload::Error(e) => e,
+                    NetlinkPayload::InnerMessage(r) if r.ty == NEWRULE_TYPE => {
+                        echoed.extend(parse_rule(&r.body));
+                        continue;
+                    }
+                    _ => continue,
                 };
                 let seq = msg.header.sequence_number;
                 let errno = e.code.map(|c| -c.get()).unwrap_or(0);
@@ -608,16 +615,19 @@ impl NfSocket {
                 }
             }
         }
-        first_err.map_or(Ok(()), Err)
+        first_err.map_or(Ok(echoed), Err)
     }
 
-    /// Append `rules` in one transaction (`nft add rule` each, in order).
-    pub(crate) fn add_rules(&mut self, rules: &[NewRule], what: &str) -> Result<()> {
+    /// Append `rules` in one transaction (`nft --echo add rule` each, in
+    /// order). Returns the rules as the kernel committed them, handles
+    /// included (`NLM_F_ECHO`: the commit's notifications come back to this
+    /// socket), so that they can later be deleted without listing the table.
+    pub(crate) fn add_rules(&mut self, rules: &[NewRule], what: &str) -> Result<Vec<DumpedRule>> {
         let mut msgs = Vec::with_capacity(rules.len());
         for r in rules {
             msgs.push((
                 NfMsg::nft(NFT_MSG_NEWRULE, r.family, &r.attrs()?),
-                NLM_F_CREATE | NLM_F_APPEND,
+                NLM_F_CREATE | NLM_F_APPEND | NLM_F_ECHO,
                 format!("add rule {} {} {}", family_name(r.family), r.table, r.chain),
             ));
         }
@@ -646,7 +656,26 @@ impl NfSocket {
                 )
             })
             .collect();
-        self.batch(msgs, what)
+        self.batch(msgs, what).map(|_| ())
+    }
+
+    /// `nft -a list ... handle H` for one rule: `None` when no rule of
+    /// `family table chain` has that handle (or the table is gone). One
+    /// lookup, whatever the size of the chain.
+    pub(crate) fn get_rule(
+        &mut self,
+        family: u8,
+        table: &str,
+        chain: &str,
+        handle: u64,
+        what: &str,
+    ) -> Result<Option<DumpedRule>> {
+        let mut a = Attrs::default();
+        a.put_str(NFTA_RULE_TABLE, table);
+        a.put_str(NFTA_RULE_CHAIN, chain);
+        a.put_u64(NFTA_RULE_HANDLE, handle);
+        let (rules, _) = self.get_rules(family, &a.buf, NLM_F_ACK, what)?;
+        Ok(rules.into_iter().next())
     }
 
     /// Every rule of table `family table` (none when the table does not
@@ -660,45 +689,7 @@ impl NfSocket {
         for _ in 0..DUMP_RETRIES {
             let mut a = Attrs::default();
             a.put_str(NFTA_RULE_TABLE, table);
-            let mut buf = Vec::new();
-            let seq = self.push(
-                NfMsg::nft(NFT_MSG_GETRULE, family, &a.buf),
-                NLM_F_DUMP,
-                &mut buf,
-            );
-            self.send(&buf, what)?;
-            let mut out = Vec::new();
-            let mut interrupted = false;
-            'recv: loop {
-                for m in self.recv(what)? {
-                    if m.header.sequence_number != seq {
-                        continue;
-                    }
-                    interrupted |= m.header.flags & NLM_F_DUMP_INTR != 0;
-                    match m.payload {
-                        NetlinkPayload::Done(_) => break 'recv,
-                        NetlinkPayload::Error(e) => match e.code {
-                            None => break 'recv,
-                            Some(code) => {
-                                let errno = -code.get();
-                                // No such table/family: nothing to list.
-                                if errno == libc::ENOENT {
-                                    return Ok(Vec::new());
-                                }
-                                return Err(Error::Netlink {
-                                    op: what.to_string(),
-                                    errno,
-                                    ctx: ack::context("", "", m.header.flags, &e.header),
-                                });
-                            }
-                        },
-                        NetlinkPayload::InnerMessage(r) if r.ty == NEWRULE_TYPE => {
-                            out.extend(parse_rule(&r.body));
-                        }
-                        _ => {}
-                    }
-                }
-            }
+            let (out, interrupted) = self.get_rules(family, &a.buf, NLM_F_DUMP, what)?;
             if !interrupted {
                 return Ok(out);
             }
@@ -707,6 +698,53 @@ impl NfSocket {
             what,
             "rule dump kept being interrupted by concurrent changes",
         ))
+    }
+
+    /// One GETRULE (`flags`: a dump, or one rule with an ACK after it) and
+    /// its answers, until NLMSG_DONE or the ACK; also whether any part was
+    /// flagged NLM_F_DUMP_INTR. ENOENT (no such table, chain or rule) is an
+    /// empty answer.
+    fn get_rules(
+        &mut self,
+        family: u8,
+        attrs: &[u8],
+        flags: u16,
+        what: &str,
+    ) -> Result<(Vec<DumpedRule>, bool)> {
+        let mut buf = Vec::new();
+        let seq = self.push(NfMsg::nft(NFT_MSG_GETRULE, family, attrs), flags, &mut buf);
+        self.send(&buf, what)?;
+        let mut out = Vec::new();
+        let mut interrupted = false;
+        loop {
+            for m in self.recv(what)? {
+                if m.header.sequence_number != seq {
+                    continue;
+                }
+                interrupted |= m.header.flags & NLM_F_DUMP_INTR != 0;
+                match m.payload {
+                    NetlinkPayload::Done(_) => return Ok((out, interrupted)),
+                    NetlinkPayload::Error(e) => match e.code {
+                        None => return Ok((out, interrupted)),
+                        Some(code) => {
+                            let errno = -code.get();
+                            if errno == libc::ENOENT {
+                                return Ok((Vec::new(), false));
+                            }
+                            return Err(Error::Netlink {
+                                op: what.to_string(),
+                                errno,
+                                ctx: ack::context("", "", m.header.flags, &e.header),
+                            });
+                        }
+                    },
+                    NetlinkPayload::InnerMessage(r) if r.ty == NEWRULE_TYPE => {
+                        out.extend(parse_rule(&r.body));
+                    }
+                    _ => {}
+                }
+            }
+        }
     }
 }
 

@@ -55,6 +55,44 @@ pub struct NativeState {
     /// tagged with this container are removed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub sweep_ports: bool,
+    /// The port-mapping rules ADD created, by handle, so that DEL deletes
+    /// exactly them instead of listing every mapping on the node. Empty
+    /// when unknown (older records, the `nft` path): DEL then lists.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub port_rules: Vec<PortRule>,
+}
+
+/// One nftables rule of a port mapping (`firewall::RuleRef`), as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortRule {
+    /// `ip` or `ip6` (the `cni_hostport` table of that family).
+    pub family: String,
+    pub chain: String,
+    pub handle: u64,
+}
+
+impl PortRule {
+    fn from_ref(r: firewall::RuleRef) -> PortRule {
+        let family = if r.v6 { "ip6" } else { "ip" };
+        PortRule {
+            family: family.into(),
+            chain: r.chain,
+            handle: r.handle,
+        }
+    }
+
+    fn to_ref(&self) -> Option<firewall::RuleRef> {
+        let v6 = match self.family.as_str() {
+            "ip" => false,
+            "ip6" => true,
+            _ => return None,
+        };
+        Some(firewall::RuleRef {
+            v6,
+            chain: self.chain.clone(),
+            handle: self.handle,
+        })
+    }
 }
 
 fn kernel(what: &str, e: netkit::Error) -> CniError {
@@ -85,6 +123,7 @@ pub fn plan(ctx: &Ctx) -> Result<(NativeState, NativeConf), CniError> {
             port_mappings: ctx.conf.port_mappings(),
             snat,
             sweep_ports: false,
+            port_rules: Vec::new(),
         },
         nconf,
     ))
@@ -177,7 +216,12 @@ pub fn add(ctx: &Ctx, rec: &mut Record) -> Result<CniResult, CniError> {
     )?;
     if !state.port_mappings.is_empty() {
         let ips: Vec<IpAddr> = allocated.iter().map(|a| a.ip).collect();
-        add_ports(ctx, &state, &ips)?;
+        let rules = add_ports(ctx, &state, &ips)?;
+        // Saved with the final result: a crash before that leaves a record
+        // without them, and DEL lists the table as it always could.
+        if let Some(n) = rec.native.as_mut() {
+            n.port_rules = rules.into_iter().map(PortRule::from_ref).collect();
+        }
     }
     Ok(result(ctx, &bridge, &host, &pod_link, &addrs, &nconf))
 }
@@ -227,7 +271,11 @@ fn parse_mapping(m: &Value) -> Option<PortMapping> {
     })
 }
 
-fn add_ports(ctx: &Ctx, state: &NativeState, ips: &[IpAddr]) -> Result<(), CniError> {
+fn add_ports(
+    ctx: &Ctx,
+    state: &NativeState,
+    ips: &[IpAddr],
+) -> Result<Vec<firewall::RuleRef>, CniError> {
     let maps = mappings(state);
     let spec = PortmapSpec {
         network: &ctx.conf.net.name,
@@ -238,16 +286,17 @@ fn add_ports(ctx: &Ctx, state: &NativeState, ips: &[IpAddr]) -> Result<(), CniEr
         snat: state.snat,
         masq_all: false,
     };
-    firewall::add_port_mappings(&spec).map_err(|e| kernel("program port mappings", e))?;
+    let rules = firewall::add_port_mappings_tracked(&spec)
+        .map_err(|e| kernel("program port mappings", e))?;
     if firewall::needs_route_localnet(&spec) {
         // Traffic to 127.0.0.1:hostPort is DNATed to the pod; the kernel
         // drops martian-sourced packets leaving via the bridge unless
         // route_localnet is on (portmap does the same).
-        let node = Netns::current().map_err(|e| kernel("open node netns", e))?;
+        // The plugin runs in the node netns: no thread needed.
         let key = format!("net/ipv4/conf/{}/route_localnet", state.bridge);
-        netkit::sysctl::set_in(&node, &key, "1").map_err(|e| kernel("enable route_localnet", e))?;
+        netkit::sysctl::set(&key, "1").map_err(|e| kernel("enable route_localnet", e))?;
     }
-    Ok(())
+    Ok(rules)
 }
 
 fn result(
@@ -328,7 +377,7 @@ pub fn undo(
                 ips.iter().any(IpAddr::is_ipv6),
             )
         };
-        if let Err(e) = firewall::del_port_mappings_in(&ctx.conf.net.name, container_id, v4, v6) {
+        if let Err(e) = del_ports(ctx, container_id, state, v4, v6) {
             errors.push(kernel("remove port mappings", e));
         }
     }
@@ -350,6 +399,26 @@ pub fn undo(
         errors.push(e.context("release IPs"));
     }
     errors
+}
+
+/// Removes the attachment's port mappings: by recorded handle when every
+/// recorded rule is still there and still ours, else by listing the table.
+fn del_ports(
+    ctx: &Ctx,
+    container_id: &str,
+    state: &NativeState,
+    v4: bool,
+    v6: bool,
+) -> Result<(), netkit::Error> {
+    let refs: Option<Vec<firewall::RuleRef>> =
+        state.port_rules.iter().map(PortRule::to_ref).collect();
+    if let Some(refs) = refs.filter(|r| !r.is_empty()) {
+        // Any doubt (Ok(false)) or failure: the listing decides.
+        if let Ok(true) = firewall::del_port_rules(container_id, &refs) {
+            return Ok(());
+        }
+    }
+    firewall::del_port_mappings_in(&ctx.conf.net.name, container_id, v4, v6)
 }
 
 /// Native CHECK, on top of the generic in-pod checks: host veth up and on

@@ -51,6 +51,7 @@ pub fn create_veth(
         .link_by_name(host)
         .map_err(|e| kernel("look up host veth", e))?
         .ok_or_else(|| CniError::internal(format!("{host} vanished after creation")))?;
+    disable_ipv6(host);
     nl.set_master(link.index, bridge.index)
         .map_err(|e| kernel(&format!("attach {host} to {}", bridge.name), e))?;
     if conf.hairpin {
@@ -60,6 +61,27 @@ pub fn create_veth(
     nl.set_up(link.index)
         .map_err(|e| kernel(&format!("set {host} up"), e))?;
     Ok(link)
+}
+
+/// Turns IPv6 off on the host end (still down, so it never gets any).
+///
+/// A bridge port's own IP stack never sees a frame (the bridge's rx
+/// handler takes them all), so IPv6 there only costs: the kernel would
+/// give every host veth a link-local address (DAD, MLD reports, router
+/// solicitations) plus an `fe80::/64` and an `ff00::/8` route in the
+/// node's IPv6 FIB. With N pods those are N same-prefix routes, and the
+/// kernel walks them linearly: every IPv6 multicast packet the node
+/// receives (each new pod's MLD reports and DAD probes, flooded by the
+/// bridge) looks up `ff00::/8` (`__find_rr_leaf`), and every link event
+/// walks the whole FIB (`rt6_sync_up`, `fib6_clean_all`). That was most
+/// of the kernel work that made one more ADD or DEL dearer on a full node.
+/// Pod traffic, IPv6 included, is bridged and never touches this stack.
+/// The pod's own interface keeps its IPv6.
+///
+/// Best effort: a kernel without IPv6 has no such file, and a read-only
+/// `/proc/sys` only costs the speed-up, never the attachment.
+fn disable_ipv6(host: &str) {
+    let _ = netkit::sysctl::set(&format!("net/ipv6/conf/{host}/disable_ipv6"), "1");
 }
 
 /// Addresses and routes inside the pod. Returns the pod link.

@@ -31,7 +31,7 @@ use std::time::Instant;
 
 const USAGE: &str = "\
 usage: bench_plugin [ITERATIONS] [--iterations N] [--scale L1,L2,...] [--scale-reps N]
-                    [--concurrency N] [--rounds N] [--samples N]
+                    [--settle SECS] [--concurrency N] [--rounds N] [--samples N]
                     [--only ab,rss,procs,concurrent,scale] [--json FILE]
 
   --iterations N   alternating ADD+DEL rounds of the A/B phase (default 30;
@@ -39,6 +39,10 @@ usage: bench_plugin [ITERATIONS] [--iterations N] [--scale L1,L2,...] [--scale-r
   --scale LEVELS   existing-pod counts for the per-ADD scaling phase
                    (default 1,100,500; at most 2000)
   --scale-reps N   ADD+DEL of one extra pod measured per level (default 5)
+  --settle SECS    wait after filling the nodes to a level, before measuring
+                   it (default 0): the new pods' IPv6 start-up traffic (DAD,
+                   MLD reports, router solicitations, flooded to every port
+                   of the bridge) goes on for ~12 s; 15 measures steady state
   --concurrency N  pods attached at once in the concurrency phase (default 20)
   --rounds N       rounds of the concurrency phase (default 3)
   --samples N      ADD+DEL per implementation under the RSS probe and
@@ -81,6 +85,7 @@ struct Opts {
     iterations: usize,
     scale: Vec<usize>,
     scale_reps: usize,
+    settle: u64,
     concurrency: usize,
     rounds: usize,
     samples: usize,
@@ -93,6 +98,7 @@ fn parse_args(args: &[String]) -> Result<Opts, String> {
         iterations: 30,
         scale: vec![1, 100, 500],
         scale_reps: 5,
+        settle: 0,
         concurrency: 20,
         rounds: 3,
         samples: 3,
@@ -111,6 +117,7 @@ fn parse_args(args: &[String]) -> Result<Opts, String> {
             "-h" | "--help" => return Err(String::new()),
             "--iterations" => o.iterations = num(a, it.next())?,
             "--scale-reps" => o.scale_reps = num(a, it.next())?,
+            "--settle" => o.settle = num(a, it.next())? as u64,
             "--concurrency" => o.concurrency = num(a, it.next())?,
             "--rounds" => o.rounds = num(a, it.next())?,
             "--samples" => o.samples = num(a, it.next())?,
@@ -249,7 +256,12 @@ pub fn main() {
         if run(Phase::Scale) && !opts.scale.is_empty() {
             let t = Instant::now();
             eprintln!("[bench] scale: levels {:?}", opts.scale);
-            let (scale, fillers) = phases::scale(&nodes, &opts.scale, opts.scale_reps);
+            let (scale, fillers) = phases::scale(
+                &nodes,
+                &opts.scale,
+                opts.scale_reps,
+                std::time::Duration::from_secs(opts.settle),
+            );
             r.scale = Some(scale);
             r.phase_secs.push(("scale", t.elapsed().as_secs_f64()));
             let t = Instant::now();
@@ -264,7 +276,7 @@ pub fn main() {
     report::print(&r);
     if let Some(path) = &opts.json {
         let config = json!({
-            "iterations": opts.iterations, "scale": opts.scale, "scale_reps": opts.scale_reps,
+            "iterations": opts.iterations, "scale": opts.scale, "scale_reps": opts.scale_reps, "settle_s": opts.settle,
             "concurrency": opts.concurrency, "rounds": opts.rounds, "samples": opts.samples,
             "only": opts.only.iter().map(|p| p.name()).collect::<Vec<_>>(),
             "cpus": std::thread::available_parallelism().map_or(0, |n| n.get()),

@@ -192,11 +192,16 @@ pub struct ScaleLevel {
     pub level: usize,
     pub add: PerImpl<Series>,
     pub del: PerImpl<Series>,
+    /// CPU time of the same calls (see `OpStats::cpu`).
+    pub add_cpu: PerImpl<Series>,
+    pub del_cpu: PerImpl<Series>,
 }
 
 #[derive(Debug, Default)]
 pub struct Scale {
     pub reps: usize,
+    /// Wait between filling a level and measuring it.
+    pub settle: Duration,
     pub levels: Vec<ScaleLevel>,
     /// ADD latency of every filler pod, in order (the growth curve; two
     /// filler ADDs run at a time).
@@ -242,9 +247,15 @@ fn fill_to(
 /// Fillers stay attached until the node is deleted (deleting the node
 /// netns removes their veths and rules; the pod namespaces are deleted
 /// when the returned pods drop).
-pub fn scale(nodes: &[(Impl, &BenchNode)], levels: &[usize], reps: usize) -> (Scale, Vec<Pod>) {
+pub fn scale(
+    nodes: &[(Impl, &BenchNode)],
+    levels: &[usize],
+    reps: usize,
+    settle: Duration,
+) -> (Scale, Vec<Pod>) {
     let mut out = Scale {
         reps,
+        settle,
         ..Scale::default()
     };
     let mut fillers: PerImpl<Vec<Pod>> = BTreeMap::new();
@@ -264,6 +275,9 @@ pub fn scale(nodes: &[(Impl, &BenchNode)], levels: &[usize], reps: usize) -> (Sc
                 started.elapsed().as_secs_f64()
             );
         }
+        // Optionally let the new pods' IPv6 start-up traffic (DAD, MLD,
+        // router solicitations: ~12 s, flooded to every bridge port) end.
+        std::thread::sleep(settle);
         let mut lvl = ScaleLevel {
             level,
             ..ScaleLevel::default()
@@ -287,6 +301,8 @@ pub fn scale(nodes: &[(Impl, &BenchNode)], levels: &[usize], reps: usize) -> (Sc
                 let d = node.del(imp, pod, Instr::Plain);
                 lvl.add.entry(imp.key()).or_default().push(a.elapsed);
                 lvl.del.entry(imp.key()).or_default().push(d.elapsed);
+                lvl.add_cpu.entry(imp.key()).or_default().push(a.cpu);
+                lvl.del_cpu.entry(imp.key()).or_default().push(d.cpu);
             }
         }
         out.levels.push(lvl);

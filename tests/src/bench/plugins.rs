@@ -94,6 +94,12 @@ pub struct ProcInfo {
 #[derive(Debug, Clone, Default)]
 pub struct OpStats {
     pub elapsed: Duration,
+    /// CPU time (user + system) of the plugin processes and every child
+    /// they waited for: what the operation cost the machine, whatever else
+    /// runs on it. Only meaningful when no other plugin call of this
+    /// benchmark runs at the same time (it is the growth of this process's
+    /// RUSAGE_CHILDREN).
+    pub cpu: Duration,
     pub procs: Vec<ProcInfo>,
 }
 
@@ -352,6 +358,7 @@ impl BenchNode {
             } else {
                 Stdio::piped()
             });
+        let cpu_before = children_cpu();
         let mut child = command
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {} ({instr:?}): {e}", plugin.display()));
@@ -363,6 +370,7 @@ impl BenchNode {
             .write_all(&stdin)
             .expect("write stdin");
         let out = child.wait_with_output().expect("wait");
+        st.cpu += children_cpu().saturating_sub(cpu_before);
         assert!(
             out.status.success(),
             "{} {cmd} ({}, {instr:?}) failed: {}{}",
@@ -399,6 +407,19 @@ impl BenchNode {
         st.procs.push(info);
         out.stdout
     }
+}
+
+/// User + system CPU time of every child process reaped so far.
+fn children_cpu() -> Duration {
+    use nix::sys::resource::{getrusage, UsageWho};
+    let Ok(u) = getrusage(UsageWho::RUSAGE_CHILDREN) else {
+        return Duration::ZERO;
+    };
+    let tv = |t: nix::sys::time::TimeVal| {
+        Duration::from_secs(t.tv_sec().unsigned_abs())
+            + Duration::from_micros(t.tv_usec().unsigned_abs())
+    };
+    tv(u.user_time()) + tv(u.system_time())
 }
 
 /// Basenames of the programs in `strace -e trace=execve` output lines

@@ -144,7 +144,8 @@ fn print_ab(ab: &Ab) {
 fn print_scale(s: &Scale) {
     println!();
     println!(
-        "== 3. One more pod (ADD, then DEL) with N pods already on the node (distinct hostPorts): median of {}, ms ==",
+        "== 3. One more pod (ADD, then DEL) with N pods already on the node (distinct hostPorts), {} s after filling: median of {}, ms ==",
+        s.settle.as_secs(),
         s.reps
     );
     println!(
@@ -164,6 +165,23 @@ fn print_scale(s: &Scale) {
             x(ratio(ra.median(), na.median()))
         );
     }
+    println!("CPU time of the same calls (user+sys of the plugin processes and their children; load inflates it far less than wall time), ms:");
+    for l in &s.levels {
+        let (na, nd) = (get(&l.add_cpu, Impl::Native), get(&l.del_cpu, Impl::Native));
+        let (ra, rd) = (
+            get(&l.add_cpu, Impl::Reference),
+            get(&l.del_cpu, Impl::Reference),
+        );
+        println!(
+            "{:>13} | {:>10} {:>10} | {:>10} {:>10} | {:>14}",
+            l.level,
+            f(na.median()),
+            f(nd.median()),
+            f(ra.median()),
+            f(rd.median()),
+            x(ratio(ra.median(), na.median()))
+        );
+    }
     if let Some((lo, hi)) = scale_bounds(s) {
         for (imp, op) in [
             (Impl::Native, "ADD"),
@@ -171,16 +189,22 @@ fn print_scale(s: &Scale) {
             (Impl::Reference, "ADD"),
             (Impl::Reference, "DEL"),
         ] {
-            let m = |l: &super::phases::ScaleLevel| {
-                let src = if op == "ADD" { &l.add } else { &l.del };
+            let m = |l: &super::phases::ScaleLevel, cpu: bool| {
+                let src = match (op == "ADD", cpu) {
+                    (true, false) => &l.add,
+                    (false, false) => &l.del,
+                    (true, true) => &l.add_cpu,
+                    (false, true) => &l.del_cpu,
+                };
                 get(src, imp).median()
             };
             println!(
-                "{:<15} {op} cost@{} / cost@{}: {}",
+                "{:<15} {op} cost@{} / cost@{}: {} (CPU time: {})",
                 imp.label(),
                 hi.level,
                 lo.level,
-                x(ratio(m(hi), m(lo)))
+                x(ratio(m(hi, false), m(lo, false))),
+                x(ratio(m(hi, true), m(lo, true)))
             );
         }
     }
@@ -592,7 +616,13 @@ pub fn to_json(r: &Results, config: Value) -> Value {
         let levels: Vec<Value> = s
             .levels
             .iter()
-            .map(|l| json!({"existing_pods": l.level, "add": per_impl_json(&l.add), "del": per_impl_json(&l.del)}))
+            .map(|l| {
+                json!({
+                    "existing_pods": l.level,
+                    "add": per_impl_json(&l.add), "del": per_impl_json(&l.del),
+                    "add_cpu": per_impl_json(&l.add_cpu), "del_cpu": per_impl_json(&l.del_cpu),
+                })
+            })
             .collect();
         let mut v = json!({"reps": s.reps, "levels": levels, "fill_add": per_impl_json(&s.fill)});
         if let Some((lo, hi)) = scale_bounds(s) {
@@ -600,6 +630,17 @@ pub fn to_json(r: &Results, config: Value) -> Value {
                 for (op, a, b) in [("add", &hi.add, &lo.add), ("del", &hi.del, &lo.del)] {
                     v[format!(
                         "{}_{op}_cost_ratio_{}_over_{}",
+                        imp.key(),
+                        hi.level,
+                        lo.level
+                    )] = round(ratio(get(a, imp).median(), get(b, imp).median()));
+                }
+                for (op, a, b) in [
+                    ("add", &hi.add_cpu, &lo.add_cpu),
+                    ("del", &hi.del_cpu, &lo.del_cpu),
+                ] {
+                    v[format!(
+                        "{}_{op}_cpu_ratio_{}_over_{}",
                         imp.key(),
                         hi.level,
                         lo.level
