@@ -14,9 +14,13 @@ use crate::state::PodRecord;
 use crate::teardown;
 
 fn record(ctx: &Ctx, pod: &str) -> Result<PodRecord> {
-    ctx.store
-        .load(pod)?
-        .ok_or_else(|| anyhow!("no pod {pod:?} in {}", ctx.store.root.display()))
+    ctx.store.load(pod)?.ok_or_else(|| {
+        anyhow!(
+            "no pod {pod:?} in {} (containerd namespace {:?})",
+            ctx.store.dir.display(),
+            ctx.g.namespace
+        )
+    })
 }
 
 /// State of one container for `ps`: `running`, `exited`, `oomkilled`,
@@ -228,46 +232,6 @@ pub fn check(ctx: &Ctx, pod: &str) -> Result<()> {
             "check pod {pod:?}: cgroup limits differ from the spec: {}",
             bad.join("; ")
         );
-    }
-    Ok(())
-}
-
-/// `podrun gc`: CNI GC of every network in use (and the default one),
-/// keeping the attachments of the pods that have a record.
-pub fn gc(ctx: &Ctx) -> Result<()> {
-    let mut keep: Vec<(String, String)> = Vec::new();
-    let mut saved = std::collections::HashMap::new();
-    for pod in ctx.store.pods()? {
-        if let Some(rec) = ctx.store.load(&pod)? {
-            if rec.phase != "stopped" {
-                keep.push((rec.network.clone(), rec.sandbox_id.clone()));
-            }
-            if let Some(conf) = &rec.network_config {
-                saved.entry(rec.network.clone()).or_insert(conf.clone());
-            }
-        }
-    }
-    let mut nets: Vec<String> = keep.iter().map(|(n, _)| n.clone()).collect();
-    if let Ok(default) = ctx.network(None) {
-        nets.push(default.list.name.clone());
-    }
-    nets.sort();
-    nets.dedup();
-    for name in nets {
-        // A conflist removed since `run`: GC with the config saved then.
-        let net = match (ctx.network(Some(&name)), saved.get(&name)) {
-            (Ok(net), _) => net,
-            (Err(_), Some(conf)) => {
-                crate::network::Network::from_value(conf, &ctx.g.cni_bin_dir, &ctx.g.cni_cache_dir)?
-            }
-            (Err(e), None) => return Err(e),
-        };
-        let ids: Vec<String> = keep
-            .iter()
-            .filter(|(n, _)| *n == name)
-            .map(|(_, id)| id.clone())
-            .collect();
-        net.gc(&ids)?;
     }
     Ok(())
 }

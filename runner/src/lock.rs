@@ -1,5 +1,5 @@
 //! One podrun at a time per pod: `run`, `stop` and `rm` of a pod hold an
-//! exclusive `flock(2)` on `<state-dir>/locks/<pod>.lock` for their whole
+//! exclusive `flock(2)` on `<state-dir>/namespaces/<ns>/locks/<pod>.lock` for their whole
 //! duration, so a `rm` racing a `run` waits for it, and two `run`s of the
 //! same pod cannot both create it. The kernel drops the lock when its
 //! holder dies, so a SIGKILLed `run` never blocks a later `rm`.
@@ -29,7 +29,7 @@ fn lock_path(store: &Store, pod: &str) -> Result<PathBuf> {
     if pod.is_empty() || pod.starts_with('.') || pod.contains('/') {
         bail!("invalid pod name {pod:?}");
     }
-    Ok(store.root.join("locks").join(format!("{pod}.lock")))
+    Ok(store.dir.join("locks").join(format!("{pod}.lock")))
 }
 
 fn lock(file: File, arg: FlockArg) -> std::result::Result<Flock<File>, Errno> {

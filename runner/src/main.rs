@@ -7,6 +7,7 @@ mod cli;
 mod commands;
 mod ctrd;
 mod etc;
+mod gc;
 mod image;
 mod limits;
 mod lock;
@@ -74,7 +75,7 @@ async fn dispatch(cli: cli::Cli) -> anyhow::Result<i32> {
         Cmd::Stop { pod, grace } => commands::stop(&ctx, &pod, grace).await?,
         Cmd::Rm { pod, grace } => commands::rm(&ctx, &pod, grace).await?,
         Cmd::Check { pod } => commands::check(&ctx, &pod)?,
-        Cmd::Gc => commands::gc(&ctx)?,
+        Cmd::Gc => gc::gc(&ctx)?,
     }
     Ok(0)
 }

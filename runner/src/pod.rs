@@ -29,7 +29,7 @@ pub struct Ctx {
 
 impl Ctx {
     pub async fn new(g: Global) -> Result<Ctx> {
-        let store = Store::new(&g.state_dir)?;
+        let store = Store::new(&g.state_dir, &g.namespace)?;
         let ctrd = Ctrd::connect(&g.address, &g.namespace, "overlayfs").await?;
         Ok(Ctx {
             g,

@@ -1,0 +1,317 @@
+//! `podrun gc`: CNI GC of this instance's garbage, and of nothing else.
+//!
+//! A CNI GC call releases every attachment of the network that is not in
+//! `cni.dev/valid-attachments` (SPEC.md "GC"), and libcni's
+//! `GCNetworkList` first DELs every cached attachment of the network not
+//! in that list. Both assume that one runtime owns the network: CRI-O
+//! (ocicni `GC`) passes the pods it knows and nothing else. A node where
+//! several podrun instances (other state dirs or namespaces), or podrun
+//! and another runtime, share one network would lose the others' pods.
+//!
+//! podrun's rule: an attachment is garbage only when it is provably this
+//! instance's (its container ID ends in this instance's id, see
+//! [`crate::state::Store::owns`]) and no record of this instance keeps it.
+//! Every other attachment that can be seen on the node is passed as
+//! valid:
+//! - libcni's result cache (`<cacheDir>/results/*`, every network: a
+//!   plugin's veth sweep does not look at network names),
+//! - the stores of the conflist's plugins, in their upstream formats:
+//!   host-local's `<ipam.dataDir>/<net>/<ip>` files (`<id>\r\n<ifname>`),
+//!   flannel's `<dataDir>/<id>` scratch files and netboot-cni's
+//!   `<dataDir>/.netboot/<id>@<ifname>.json` records.
+//!
+//! Only own attachments are DELed from the cache (libcni's first step),
+//! and only own netns without a record are removed. What cannot be seen
+//! (a foreign ADD that starts while gc runs, a plugin store of unknown
+//! format) is not protected: see the README.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, Result};
+use base64::Engine as _;
+use serde_json::Value;
+
+use crate::network::{Attachment, Network, IFNAME};
+use crate::pod::Ctx;
+
+/// `(container ID, ifname)`, as in `cni.dev/valid-attachments`.
+pub type Pair = (String, String);
+
+/// One entry of libcni's result cache (`cniCacheV1`).
+#[derive(Debug, Clone)]
+pub struct Cached {
+    pub container_id: String,
+    pub ifname: String,
+    pub network: String,
+    pub netns: String,
+    /// The conflist ADD used, decoded.
+    pub config: Option<Value>,
+    pub cni_args: Vec<(String, String)>,
+    pub port_mappings: Vec<Value>,
+}
+
+/// Every readable entry of libcni's cache under `cache_root`, checked as
+/// libcni's `GetCachedAttachments` checks them (kind, non-empty ifname and
+/// network); the names are not parsed, IDs may contain '-'.
+pub fn cached_attachments(cache_root: &Path) -> Vec<Cached> {
+    let Ok(rd) = fs::read_dir(cache_root.join("results")) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in rd.filter_map(Result::ok) {
+        let Some(v) = fs::read(e.path())
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        else {
+            continue;
+        };
+        let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        if s("kind") != "cniCacheV1" || s("ifName").is_empty() || s("networkName").is_empty() {
+            continue;
+        }
+        let config = v
+            .get("config")
+            .and_then(Value::as_str)
+            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        let cni_args = v
+            .get("cniArgs")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|kv| Some((kv[0].as_str()?.into(), kv[1].as_str()?.into())))
+            .collect();
+        let port_mappings = v
+            .pointer("/capabilityArgs/portMappings")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        out.push(Cached {
+            container_id: s("containerId"),
+            ifname: s("ifName"),
+            network: s("networkName"),
+            netns: s("netns"),
+            config,
+            cni_args,
+            port_mappings,
+        });
+    }
+    out
+}
+
+/// host-local's default store root and flannel's default dataDir.
+const HOST_LOCAL_DEFAULT: &str = "/var/lib/cni/networks";
+const FLANNEL_DEFAULT: &str = "/var/lib/cni/flannel";
+
+/// The store directories the conflist's plugins keep attachments in:
+/// `(host-local dirs, flannel/netboot-cni dataDirs)`. Extra directories
+/// only make gc keep more, so every plausible one is listed.
+fn plugin_stores(net: &Network) -> (BTreeSet<PathBuf>, BTreeSet<PathBuf>) {
+    let name = &net.list.name;
+    let mut ipam = BTreeSet::from([Path::new(HOST_LOCAL_DEFAULT).join(name)]);
+    let mut data = BTreeSet::new();
+    for p in &net.list.plugins {
+        for conf in [Some(p), p.get("delegate")].into_iter().flatten() {
+            if let Some(d) = conf.pointer("/ipam/dataDir").and_then(Value::as_str) {
+                ipam.insert(Path::new(d).join(name));
+            }
+        }
+        let t = p.get("type").and_then(Value::as_str).unwrap_or("");
+        match p.get("dataDir").and_then(Value::as_str) {
+            Some(d) => {
+                data.insert(PathBuf::from(d));
+            }
+            None if t == "flannel" || t == "netboot-cni" => {
+                data.insert(PathBuf::from(FLANNEL_DEFAULT));
+            }
+            None => {}
+        }
+    }
+    (ipam, data)
+}
+
+/// Attachments found in host-local stores: files named by an IP holding
+/// `<id>\r\n<ifname>` (older ones only the ID: host-local's GC then keys
+/// on the ID alone, so any ifname keeps it).
+fn host_local_attachments(dir: &Path, out: &mut Vec<Pair>) {
+    let Ok(rd) = fs::read_dir(dir) else { return };
+    for e in rd.filter_map(Result::ok) {
+        let name = e.file_name();
+        if name
+            .to_str()
+            .and_then(|n| n.parse::<std::net::IpAddr>().ok())
+            .is_none()
+        {
+            continue;
+        }
+        let Ok(text) = fs::read_to_string(e.path()) else {
+            continue;
+        };
+        let mut lines = text.lines().map(str::trim);
+        let id = lines.next().unwrap_or("");
+        if id.is_empty() {
+            continue;
+        }
+        let ifname = lines.next().filter(|i| !i.is_empty()).unwrap_or(IFNAME);
+        out.push((id.to_string(), ifname.to_string()));
+    }
+}
+
+/// Attachments found in a flannel/netboot-cni dataDir: flannel's scratch
+/// files `<id>` and netboot-cni's records `.netboot/<id>@<ifname>.json`.
+fn data_dir_attachments(dir: &Path, out: &mut Vec<Pair>) {
+    let files = |d: &Path| -> Vec<String> {
+        fs::read_dir(d)
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                    .filter_map(|e| e.file_name().to_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    for id in files(dir).into_iter().filter(|n| !n.starts_with('.')) {
+        out.push((id, IFNAME.to_string()));
+    }
+    for rec in files(&dir.join(".netboot")) {
+        if let Some((id, ifname)) = rec.strip_suffix(".json").and_then(|r| r.split_once('@')) {
+            out.push((id.to_string(), ifname.to_string()));
+        }
+    }
+}
+
+/// Every attachment seen on the node that is not this instance's.
+fn foreign_attachments(ctx: &Ctx, net: &Network, cached: &[Cached]) -> Vec<Pair> {
+    let mut seen: Vec<Pair> = cached
+        .iter()
+        .map(|c| (c.container_id.clone(), c.ifname.clone()))
+        .collect();
+    let (ipam, data) = plugin_stores(net);
+    for d in &ipam {
+        host_local_attachments(d, &mut seen);
+    }
+    for d in &data {
+        data_dir_attachments(d, &mut seen);
+    }
+    seen.retain(|(id, _)| !ctx.store.owns(id));
+    seen.sort();
+    seen.dedup();
+    seen
+}
+
+/// libcni's first GC step, for own attachments only: DEL through the chain
+/// with the config, netns, args and port mappings the cache holds (then
+/// the cache entry goes).
+fn del_cached(ctx: &Ctx, c: &Cached) -> Result<()> {
+    let conf = c
+        .config
+        .as_ref()
+        .ok_or_else(|| anyhow!("cache entry of {} has no config", c.container_id))?;
+    let net = Network::from_value(conf, &ctx.g.cni_bin_dir, &ctx.g.cni_cache_dir)?;
+    let arg = |k: &str| {
+        c.cni_args
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+    };
+    let netns = Some(c.netns.clone()).filter(|p| !p.is_empty() && Path::new(p).exists());
+    net.del(&Attachment {
+        container_id: c.container_id.clone(),
+        netns: netns.unwrap_or_default(),
+        pod_name: arg("K8S_POD_NAME")
+            .or_else(|| ctx.store.pod_of(&c.container_id))
+            .unwrap_or_default(),
+        pod_namespace: arg("K8S_POD_NAMESPACE").unwrap_or_else(|| ctx.g.namespace.clone()),
+        port_mappings: c.port_mappings.clone(),
+    })
+}
+
+/// `podrun gc`: for every network in use (and the default one), DEL this
+/// instance's cached attachments without a live pod, then CNI GC with
+/// this instance's live pods plus every attachment that is not its own as
+/// valid; finally remove this instance's netns that no pod names.
+pub fn gc(ctx: &Ctx) -> Result<()> {
+    let mut live: Vec<(String, String)> = Vec::new();
+    let mut saved = HashMap::new();
+    let mut netns_kept = HashSet::new();
+    for pod in ctx.store.pods()? {
+        if let Some(rec) = ctx.store.load(&pod)? {
+            if rec.phase != "stopped" {
+                live.push((rec.network.clone(), rec.sandbox_id.clone()));
+            }
+            if let Some(conf) = &rec.network_config {
+                saved.entry(rec.network.clone()).or_insert(conf.clone());
+            }
+            netns_kept.insert(rec.netns_name.clone());
+        }
+    }
+    let cached = cached_attachments(&ctx.g.cni_cache_dir);
+    let mut nets: Vec<String> = live.iter().map(|(n, _)| n.clone()).collect();
+    if let Ok(default) = ctx.network(None) {
+        nets.push(default.list.name.clone());
+    }
+    nets.sort();
+    nets.dedup();
+    let mut errs = Vec::new();
+    for name in nets {
+        // A conflist removed since `run`: GC with the config saved then.
+        let net = match (ctx.network(Some(&name)), saved.get(&name)) {
+            (Ok(net), _) => net,
+            (Err(_), Some(conf)) => {
+                Network::from_value(conf, &ctx.g.cni_bin_dir, &ctx.g.cni_cache_dir)?
+            }
+            (Err(e), None) => return Err(e),
+        };
+        let own: HashSet<&str> = live
+            .iter()
+            .filter(|(n, _)| *n == name)
+            .map(|(_, id)| id.as_str())
+            .collect();
+        for c in cached.iter().filter(|c| {
+            c.network == name
+                && ctx.store.owns(&c.container_id)
+                && !own.contains(c.container_id.as_str())
+        }) {
+            if let Err(e) = del_cached(ctx, c) {
+                errs.push(format!("DEL stale attachment {}: {e:#}", c.container_id));
+            }
+        }
+        let mut valid: Vec<Pair> = own
+            .iter()
+            .map(|id| (id.to_string(), IFNAME.to_string()))
+            .collect();
+        valid.extend(foreign_attachments(ctx, &net, &cached));
+        if let Err(e) = net.gc(&valid) {
+            errs.push(format!("network {name:?}: {e:#}"));
+        }
+    }
+    errs.extend(remove_orphan_netns(ctx, &netns_kept));
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(anyhow!("gc: {}", errs.join("; ")))
+    }
+}
+
+/// This instance's named netns (`podrun-<instance>-<pod>`) that no record
+/// names: left by a pod whose state was removed by hand.
+fn remove_orphan_netns(ctx: &Ctx, kept: &HashSet<String>) -> Vec<String> {
+    let prefix = ctx.store.netns_name("");
+    let Ok(rd) = fs::read_dir(netkit::netns::NETNS_RUN_DIR) else {
+        return Vec::new();
+    };
+    let mut errs = Vec::new();
+    for e in rd.filter_map(Result::ok) {
+        let Some(name) = e.file_name().to_str().map(String::from) else {
+            continue;
+        };
+        if name.len() > prefix.len() && name.starts_with(&prefix) && !kept.contains(&name) {
+            if let Err(e) = netkit::delete_named(&name) {
+                errs.push(format!("{e}"));
+            }
+        }
+    }
+    errs
+}
