@@ -35,6 +35,7 @@ use serde_json::Value;
 
 use crate::network::{Attachment, Network, IFNAME};
 use crate::pod::Ctx;
+use crate::state::Store;
 
 /// `(container ID, ifname)`, as in `cni.dev/valid-attachments`.
 pub type Pair = (String, String);
@@ -183,7 +184,7 @@ fn data_dir_attachments(dir: &Path, out: &mut Vec<Pair>) {
 }
 
 /// Every attachment seen on the node that is not this instance's.
-fn foreign_attachments(ctx: &Ctx, net: &Network, cached: &[Cached]) -> Vec<Pair> {
+fn foreign_attachments(store: &Store, net: &Network, cached: &[Cached]) -> Vec<Pair> {
     let mut seen: Vec<Pair> = cached
         .iter()
         .map(|c| (c.container_id.clone(), c.ifname.clone()))
@@ -195,7 +196,7 @@ fn foreign_attachments(ctx: &Ctx, net: &Network, cached: &[Cached]) -> Vec<Pair>
     for d in &data {
         data_dir_attachments(d, &mut seen);
     }
-    seen.retain(|(id, _)| !ctx.store.owns(id));
+    seen.retain(|(id, _)| !store.owns(id));
     seen.sort();
     seen.dedup();
     seen
@@ -233,6 +234,9 @@ fn del_cached(ctx: &Ctx, c: &Cached) -> Result<()> {
 /// this instance's live pods plus every attachment that is not its own as
 /// valid; finally remove this instance's netns that no pod names.
 pub fn gc(ctx: &Ctx) -> Result<()> {
+    // Records are read under the lock: a `run` that saved its record
+    // after this point would otherwise lose its fresh attachment.
+    let _gc = crate::lock::GcLock::exclusive(&ctx.g.cni_cache_dir)?;
     let mut live: Vec<(String, String)> = Vec::new();
     let mut saved = HashMap::new();
     let mut netns_kept = HashSet::new();
@@ -282,7 +286,7 @@ pub fn gc(ctx: &Ctx) -> Result<()> {
             .iter()
             .map(|id| (id.to_string(), IFNAME.to_string()))
             .collect();
-        valid.extend(foreign_attachments(ctx, &net, &cached));
+        valid.extend(foreign_attachments(&ctx.store, &net, &cached));
         if let Err(e) = net.gc(&valid) {
             errs.push(format!("network {name:?}: {e:#}"));
         }
@@ -314,4 +318,93 @@ fn remove_orphan_netns(ctx: &Ctx, kept: &HashSet<String>) -> Vec<String> {
         }
     }
     errs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn write(path: &Path, text: &str) {
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, text).unwrap();
+    }
+
+    /// A node's stores in upstream formats: who holds what is read from
+    /// each, this instance's IDs are left out, and unrelated files are
+    /// ignored.
+    #[test]
+    fn foreign_attachments_come_from_every_store_but_never_own_ids() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::new(&d.path().join("state"), "netboot").unwrap();
+        let mine = store.sandbox_id("web");
+        let (ipam, data) = (d.path().join("ipam"), d.path().join("data"));
+        let conf = json!({"cniVersion": "1.1.0", "name": "net", "plugins": [{
+            "type": "netboot-cni",
+            "dataDir": data,
+            "ipam": {"dataDir": ipam},
+        }]});
+        let net = Network::from_value(&conf, "/nonexistent", d.path()).unwrap();
+        let (i, dd) = plugin_stores(&net);
+        assert!(i.contains(&ipam.join("net")), "{i:?}");
+        assert!(
+            i.contains(&Path::new(HOST_LOCAL_DEFAULT).join("net")),
+            "{i:?}"
+        );
+        assert_eq!(dd, BTreeSet::from([data.clone()]));
+
+        write(&ipam.join("net/10.0.0.2"), "crio-1\r\neth0");
+        write(&ipam.join("net/10.0.0.3"), "old-id");
+        write(&ipam.join("net/10.0.0.4"), &format!("{mine}\r\neth0"));
+        write(&ipam.join("net/lock"), "");
+        write(&ipam.join("net/last_reserved_ip.0"), "10.0.0.4");
+        write(&data.join("flannel-1"), "{}");
+        write(&data.join(".netboot/other-1@net1.json"), "{}");
+        write(&data.join(format!(".netboot/{mine}@eth0.json")), "{}");
+        let info = |id: &str, kind: &str| {
+            let config = base64::engine::general_purpose::STANDARD.encode(conf.to_string());
+            json!({"kind": kind, "containerId": id, "ifName": "eth1", "networkName": "other",
+                   "config": config, "cniArgs": [["K8S_POD_NAME", "p"]],
+                   "capabilityArgs": {"portMappings": [{"hostPort": 80}]}})
+        };
+        write(
+            &d.path().join("results/other-cri-1-eth1"),
+            &info("cri-1", "cniCacheV1").to_string(),
+        );
+        write(
+            &d.path().join("results/x"),
+            &info("bogus", "v0").to_string(),
+        );
+        write(&d.path().join("results/y"), "{not json");
+
+        let cached = cached_attachments(d.path());
+        assert_eq!(cached.len(), 1, "{cached:?}");
+        let c = &cached[0];
+        assert_eq!(
+            (c.container_id.as_str(), c.network.as_str()),
+            ("cri-1", "other")
+        );
+        assert_eq!(c.config.as_ref(), Some(&conf));
+        assert_eq!(c.cni_args, vec![("K8S_POD_NAME".into(), "p".into())]);
+        assert_eq!(c.port_mappings, vec![json!({"hostPort": 80})]);
+
+        let pair = |a: &str, b: &str| (a.to_string(), b.to_string());
+        let got = foreign_attachments(&store, &net, &cached);
+        for want in [
+            pair("cri-1", "eth1"),
+            pair("crio-1", "eth0"),
+            pair("old-id", IFNAME),
+            pair("flannel-1", IFNAME),
+            pair("other-1", "net1"),
+        ] {
+            assert!(got.contains(&want), "{want:?} not in {got:?}");
+        }
+        assert!(
+            got.iter().all(|(id, _)| *id != mine),
+            "own ID kept: {got:?}"
+        );
+        assert!(got
+            .iter()
+            .all(|(id, _)| id != "lock" && !id.starts_with("last_")));
+    }
 }
