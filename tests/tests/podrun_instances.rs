@@ -139,10 +139,13 @@ fn instances_with_other_flags_never_touch_each_others_pods() {
     require_root();
     let n = PodNode::new("inst", "10.88.9.1/24");
     n.ctd.import_image(OTHER_NS);
-    let conflist: Value = serde_json::from_slice(
-        &std::fs::read(n.pr.conf_dir().join("10-podnet.conflist")).expect("read conflist"),
-    )
-    .expect("conflist json");
+    // CNI 1.1.0: GC reaches the plugin (below 1.1.0 it is a no-op).
+    let conf_file = n.pr.conf_dir().join("10-podnet.conflist");
+    let mut conflist: Value =
+        serde_json::from_slice(&std::fs::read(&conf_file).expect("read conflist"))
+            .expect("conflist json");
+    conflist["cniVersion"] = json!("1.1.0");
+    std::fs::write(&conf_file, conflist.to_string()).expect("write conflist");
     let (dir, sock) = (n.node.dir(), n.ctd.socket());
     let ns = n.node.path();
     let a = &n.pr;
@@ -221,18 +224,25 @@ fn instances_with_other_flags_never_touch_each_others_pods() {
         assert!(ps.stdout.contains("\trunning\t"), "{who}: {ps}");
     }
 
-    // A's own garbage: a pod whose state was removed by hand (its
-    // containers gone too): its attachment is left on the node.
-    let orphan_ip = a.run_pod_ip(&json!({
-        "name": "orphan",
-        "containers": [{"name": "c", "image": BUSYBOX, "command": ["sleep", "1000"]}],
-    }));
-    let orphan = Traces::of(&n, a, "orphan", &orphan_ip);
-    orphan.assert_all(true, "orphan before");
-    let sid = a.sandbox_id("orphan");
-    std::fs::remove_dir_all(a.pod_dir("orphan")).expect("remove orphan state");
-    n.ctd
-        .remove_containers(NAMESPACE, &[format!("{sid}.c"), sid]);
+    // A's own garbage: pods whose state was removed by hand (their
+    // containers gone too) leave their attachments on the node. The
+    // libcni cache entry of the second one went as well: only the
+    // plugin's GC can find that one.
+    let mut orphans = Vec::new();
+    for pod in ["orphan", "orphan2"] {
+        let ip = a.run_pod_ip(&json!({
+            "name": pod,
+            "containers": [{"name": "c", "image": BUSYBOX, "command": ["sleep", "1000"]}],
+        }));
+        let traces = Traces::of(&n, a, pod, &ip);
+        traces.assert_all(true, "orphan before");
+        let sid = a.sandbox_id(pod);
+        std::fs::remove_dir_all(a.pod_dir(pod)).expect("remove orphan state");
+        n.ctd
+            .remove_containers(NAMESPACE, &[format!("{sid}.c"), sid]);
+        orphans.push(traces);
+    }
+    std::fs::remove_file(&orphans[1].cache).expect("remove orphan2's cache entry");
     let kept = [
         Traces::of(&n, a, "web", &ips[0]),
         Traces::of(&n, &b, "web", &ips[1]),
@@ -240,17 +250,15 @@ fn instances_with_other_flags_never_touch_each_others_pods() {
     ];
     let veths_before = veths(&n);
 
-    // gc of A collects exactly its orphan.
+    // gc of A collects exactly its orphans.
     a.podrun(&["gc"]).expect_ok();
-    orphan.assert_all(false, "A's orphan after A's gc");
-    assert!(
-        a.netns().iter().all(|x| !x.ends_with("-orphan")),
-        "{:?}",
-        a.netns()
-    );
+    for o in &orphans {
+        o.assert_all(false, "A's orphan after A's gc");
+    }
+    assert_eq!(a.netns().len(), 1, "only web's netns: {:?}", a.netns());
     let veths_after = veths(&n);
     assert!(veths_after.is_subset(&veths_before), "{veths_after:?}");
-    assert_eq!(veths_before.len() - 1, veths_after.len(), "{veths_after:?}");
+    assert_eq!(veths_before.len() - 2, veths_after.len(), "{veths_after:?}");
     for t in &kept {
         t.assert_all(true, "a live pod after A's gc");
     }
