@@ -10,7 +10,9 @@
 //!
 //! podrun's rule: an attachment is garbage only when it is provably this
 //! instance's (its container ID ends in this instance's id, see
-//! [`crate::state::Store::owns`]) and no record of this instance keeps it.
+//! [`crate::state::Store::owns`]) and no live pod of this instance holds
+//! it (a pod is live unless stopped, or still `creating` with its `run`
+//! dead: SIGKILLed, its pod lock free).
 //! Every other attachment that can be seen on the node is passed as
 //! valid:
 //! - libcni's result cache (`<cacheDir>/results/*`, every network: a
@@ -33,6 +35,7 @@ use anyhow::{anyhow, Result};
 use base64::Engine as _;
 use serde_json::Value;
 
+use crate::lock::PodLock;
 use crate::network::{Attachment, Network, IFNAME};
 use crate::pod::Ctx;
 use crate::state::Store;
@@ -229,30 +232,72 @@ fn del_cached(ctx: &Ctx, c: &Cached) -> Result<()> {
     })
 }
 
-/// `podrun gc`: for every network in use (and the default one), DEL this
-/// instance's cached attachments without a live pod, then CNI GC with
-/// this instance's live pods plus every attachment that is not its own as
-/// valid; finally remove this instance's netns that no pod names.
+/// What this instance's records say, read under the GC lock.
+struct Own {
+    /// `(network, sandbox ID)` of every live pod.
+    live: Vec<(String, String)>,
+    /// The conflist each network had at `run`.
+    saved: HashMap<String, Value>,
+    /// netns names the records use.
+    netns: HashSet<String>,
+    /// Locks of pods whose `run` died, held until gc is done.
+    _dead_runs: Vec<PodLock>,
+}
+
+fn own_pods(ctx: &Ctx) -> Result<Own> {
+    let mut own = Own {
+        live: Vec::new(),
+        saved: HashMap::new(),
+        netns: HashSet::new(),
+        _dead_runs: Vec::new(),
+    };
+    for pod in ctx.store.pods()? {
+        let Some(rec) = ctx.store.load(&pod)? else {
+            continue;
+        };
+        let live = match rec.phase.as_str() {
+            "stopped" => false,
+            // `run` holds the pod lock while creating: a free lock means
+            // it was killed, and its attachment is garbage (`rm` still
+            // undoes the rest of the pod).
+            "creating" => match PodLock::try_acquire(&ctx.store, &pod)? {
+                Some(lock) => {
+                    own._dead_runs.push(lock);
+                    false
+                }
+                None => true,
+            },
+            _ => true,
+        };
+        if live {
+            own.live.push((rec.network.clone(), rec.sandbox_id.clone()));
+        }
+        if let Some(conf) = &rec.network_config {
+            own.saved.entry(rec.network.clone()).or_insert(conf.clone());
+        }
+        own.netns.insert(rec.netns_name.clone());
+    }
+    Ok(own)
+}
+
+/// `podrun gc`: for every network in use (its live pods', its own cache
+/// entries', the default one), DEL this instance's cached attachments
+/// without a live pod, then CNI GC with this instance's live pods plus
+/// every attachment that is not its own as valid; finally remove this
+/// instance's netns that no pod names.
 pub fn gc(ctx: &Ctx) -> Result<()> {
     // Records are read under the lock: a `run` that saved its record
     // after this point would otherwise lose its fresh attachment.
     let _gc = crate::lock::GcLock::exclusive(&ctx.g.cni_cache_dir)?;
-    let mut live: Vec<(String, String)> = Vec::new();
-    let mut saved = HashMap::new();
-    let mut netns_kept = HashSet::new();
-    for pod in ctx.store.pods()? {
-        if let Some(rec) = ctx.store.load(&pod)? {
-            if rec.phase != "stopped" {
-                live.push((rec.network.clone(), rec.sandbox_id.clone()));
-            }
-            if let Some(conf) = &rec.network_config {
-                saved.entry(rec.network.clone()).or_insert(conf.clone());
-            }
-            netns_kept.insert(rec.netns_name.clone());
-        }
-    }
+    let own = own_pods(ctx)?;
     let cached = cached_attachments(&ctx.g.cni_cache_dir);
-    let mut nets: Vec<String> = live.iter().map(|(n, _)| n.clone()).collect();
+    let mut nets: Vec<String> = own.live.iter().map(|(n, _)| n.clone()).collect();
+    nets.extend(
+        cached
+            .iter()
+            .filter(|c| ctx.store.owns(&c.container_id))
+            .map(|c| c.network.clone()),
+    );
     if let Ok(default) = ctx.network(None) {
         nets.push(default.list.name.clone());
     }
@@ -260,42 +305,67 @@ pub fn gc(ctx: &Ctx) -> Result<()> {
     nets.dedup();
     let mut errs = Vec::new();
     for name in nets {
-        // A conflist removed since `run`: GC with the config saved then.
-        let net = match (ctx.network(Some(&name)), saved.get(&name)) {
-            (Ok(net), _) => net,
-            (Err(_), Some(conf)) => {
-                Network::from_value(conf, &ctx.g.cni_bin_dir, &ctx.g.cni_cache_dir)?
-            }
-            (Err(e), None) => return Err(e),
-        };
-        let own: HashSet<&str> = live
-            .iter()
-            .filter(|(n, _)| *n == name)
-            .map(|(_, id)| id.as_str())
-            .collect();
-        for c in cached.iter().filter(|c| {
-            c.network == name
-                && ctx.store.owns(&c.container_id)
-                && !own.contains(c.container_id.as_str())
-        }) {
-            if let Err(e) = del_cached(ctx, c) {
-                errs.push(format!("DEL stale attachment {}: {e:#}", c.container_id));
-            }
-        }
-        let mut valid: Vec<Pair> = own
-            .iter()
-            .map(|id| (id.to_string(), IFNAME.to_string()))
-            .collect();
-        valid.extend(foreign_attachments(&ctx.store, &net, &cached));
-        if let Err(e) = net.gc(&valid) {
+        if let Err(e) = gc_network(ctx, &name, &own, &cached) {
             errs.push(format!("network {name:?}: {e:#}"));
         }
     }
-    errs.extend(remove_orphan_netns(ctx, &netns_kept));
+    errs.extend(remove_orphan_netns(ctx, &own.netns));
     if errs.is_empty() {
         Ok(())
     } else {
         Err(anyhow!("gc: {}", errs.join("; ")))
+    }
+}
+
+/// The network `name`: its conflist now, else (removed since) the config
+/// saved at `run` or cached at ADD.
+fn network_named(ctx: &Ctx, name: &str, own: &Own, cached: &[Cached]) -> Result<Network> {
+    let e = match ctx.network(Some(name)) {
+        Ok(net) => return Ok(net),
+        Err(e) => e,
+    };
+    let conf = own.saved.get(name).or_else(|| {
+        cached
+            .iter()
+            .filter(|c| c.network == name && ctx.store.owns(&c.container_id))
+            .find_map(|c| c.config.as_ref())
+    });
+    match conf {
+        Some(conf) => Network::from_value(conf, &ctx.g.cni_bin_dir, &ctx.g.cni_cache_dir),
+        None => Err(e),
+    }
+}
+
+fn gc_network(ctx: &Ctx, name: &str, own: &Own, cached: &[Cached]) -> Result<()> {
+    let net = network_named(ctx, name, own, cached)?;
+    let live: HashSet<&str> = own
+        .live
+        .iter()
+        .filter(|(n, _)| n == name)
+        .map(|(_, id)| id.as_str())
+        .collect();
+    let mut errs = Vec::new();
+    for c in cached.iter().filter(|c| {
+        c.network == name
+            && ctx.store.owns(&c.container_id)
+            && !live.contains(c.container_id.as_str())
+    }) {
+        if let Err(e) = del_cached(ctx, c) {
+            errs.push(format!("DEL stale attachment {}: {e:#}", c.container_id));
+        }
+    }
+    let mut valid: Vec<Pair> = live
+        .iter()
+        .map(|id| (id.to_string(), IFNAME.to_string()))
+        .collect();
+    valid.extend(foreign_attachments(&ctx.store, &net, cached));
+    if let Err(e) = net.gc(&valid) {
+        errs.push(format!("{e:#}"));
+    }
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(anyhow!("{}", errs.join("; ")))
     }
 }
 

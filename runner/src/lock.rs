@@ -107,6 +107,23 @@ impl PodLock {
         }
     }
 
+    /// The pod's lock if nobody holds it, without waiting (`gc` uses it
+    /// to tell a dead `run` from a live one).
+    pub fn try_acquire(store: &Store, pod: &str) -> Result<Option<PodLock>> {
+        let path = lock_path(store, pod)?;
+        let file = match OpenOptions::new().read(true).write(true).open(&path) {
+            Ok(f) => f,
+            // No lock file: no podrun ever locked it, or rm removed it.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("open {}", path.display())),
+        };
+        match lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(held) => Ok(Some(PodLock { _file: held, path })),
+            Err(Errno::EWOULDBLOCK) => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("lock {}", path.display())),
+        }
+    }
+
     /// Removes the lock file, then releases the lock (after a successful
     /// `rm`, so a removed pod leaves no file behind).
     pub fn remove(self) {

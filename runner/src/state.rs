@@ -107,6 +107,15 @@ impl Store {
         let canon = root
             .canonicalize()
             .with_context(|| format!("resolve --state-dir {}", root.display()))?;
+        let old = canon.join("pods");
+        if fs::read_dir(&old).is_ok_and(|mut rd| rd.next().is_some()) {
+            eprintln!(
+                "podrun: warning: {} holds pods of a podrun before per-namespace state \
+                 (now under {}/namespaces/<namespace>/pods): this podrun does not see them",
+                old.display(),
+                canon.display()
+            );
+        }
         Ok(Store {
             dir: canon.join("namespaces").join(namespace),
             instance: instance_id(&canon, namespace),

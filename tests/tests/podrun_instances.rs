@@ -275,6 +275,26 @@ fn instances_with_other_flags_never_touch_each_others_pods() {
     assert_eq!(veths(&n), veths_after);
     assert_networked(&n, &live);
 
+    // A `run` SIGKILLed after ADD leaves its record `creating`. While its
+    // pod lock is held (a run in progress) gc keeps the attachment; once
+    // the lock is free (the run is dead) gc collects it, and only it.
+    let record = a.pod_dir("web").join("pod.json");
+    let mut rec: Value =
+        serde_json::from_slice(&std::fs::read(&record).expect("read record")).expect("record");
+    rec["phase"] = json!("creating");
+    std::fs::write(&record, rec.to_string()).expect("write record");
+    let lock = Reap(hold_lock(&a.lock_path("web")));
+    a.podrun(&["gc"]).expect_ok();
+    kept[0].assert_all(true, "A's pod being created, after A's gc");
+    drop(lock);
+    a.podrun(&["gc"]).expect_ok();
+    kept[0].assert_all(false, "A's dead run after A's gc");
+    for t in &kept[1..] {
+        t.assert_all(true, "a live pod after A's gc of a dead run");
+    }
+    assert_eq!(veths(&n).len(), 2, "B's and D's: {:?}", veths(&n));
+    assert_networked(&n, &[("b", &ips[1]), ("d", &ips[3])]);
+
     for (who, pr) in [("a", a), ("b", &b), ("d", &d)] {
         pr.podrun(&["rm", "--grace", "0", "web"]).expect_ok();
         pr.assert_clean(&n.ctd);
