@@ -18,6 +18,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use netboot_tests::containerd::{PodNode, Podrun, BUSYBOX, NAMESPACE};
+use netboot_tests::plugin::{first_ip, run_plugin};
 use netboot_tests::{exec, require_root, retry};
 use serde_json::{json, Value};
 
@@ -248,6 +249,26 @@ fn instances_with_other_flags_never_touch_each_others_pods() {
         Traces::of(&n, &b, "web", &ips[1]),
         Traces::of(&n, &d, "web", &ips[3]),
     ];
+
+    // Another runtime on the same network (a CRI: 64-hex sandbox ID),
+    // ADDing through the plugin directly: only the plugin's store
+    // knows its attachment.
+    let cri_pod = n.node.pod("cri");
+    let mut plugin_conf = conflist["plugins"][0].clone();
+    plugin_conf["name"] = conflist["name"].clone();
+    plugin_conf["cniVersion"] = conflist["cniVersion"].clone();
+    let mut cri = n.node.plugin_call("ADD", &cri_pod, &plugin_conf);
+    cri.container_id = "c0ffee".repeat(10) + "beef";
+    cri.path = dir.join("bin").display().to_string();
+    let plugin = dir.join("bin/netboot-cni");
+    let cri_ip = first_ip(&run_plugin(&plugin, &cri).expect_ok());
+    let cri_ip = cri_ip.split('/').next().expect("ip").to_string();
+    let cri_traces = [
+        n.node.dir().join("ipam/podnet").join(&cri_ip),
+        n.node
+            .dir()
+            .join(format!("data/.netboot/{}@eth0.json", cri.container_id)),
+    ];
     let veths_before = veths(&n);
 
     // gc of A collects exactly its orphans.
@@ -274,6 +295,14 @@ fn instances_with_other_flags_never_touch_each_others_pods() {
     }
     assert_eq!(veths(&n), veths_after);
     assert_networked(&n, &live);
+    for p in &cri_traces {
+        assert!(p.exists(), "the other runtime's {}", p.display());
+    }
+    let ping = n.node.exec(&["ping", "-c1", "-W2", &cri_ip]);
+    assert!(ping.success(), "the other runtime's pod {cri_ip}: {ping}");
+    cri.command = "DEL".into();
+    run_plugin(&plugin, &cri).expect_ok();
+    drop(cri_pod);
 
     // A `run` SIGKILLed after ADD leaves its record `creating`. While its
     // pod lock is held (a run in progress) gc keeps the attachment; once
