@@ -338,6 +338,10 @@ fn network_named(ctx: &Ctx, name: &str, own: &Own, cached: &[Cached]) -> Result<
 
 fn gc_network(ctx: &Ctx, name: &str, own: &Own, cached: &[Cached]) -> Result<()> {
     let net = network_named(ctx, name, own, cached)?;
+    // libcni's GCNetworkList does nothing at all then, cache DELs included.
+    if net.list.disable_gc {
+        return Ok(());
+    }
     let live: HashSet<&str> = own
         .live
         .iter()
