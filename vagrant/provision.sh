@@ -305,7 +305,7 @@ down_role() {
   [[ -n $ROOT ]] || nb_die "down needs --root DIR"
   local pods pod
   if [[ -x $ROOT/bin/podrun-node && -f $ROOT/pids/containerd.pid ]]; then
-    pods=$(ls "$ROOT/podrun/pods" 2>/dev/null || true)
+    pods=$(ls "$ROOT/podrun/namespaces/$(ctr_namespace)/pods" 2>/dev/null || true)
     for pod in $pods; do
       "$ROOT/bin/podrun-node" rm --grace 1 "$pod" >/dev/null 2>&1 ||
         nb_log "warning: podrun rm $pod failed"

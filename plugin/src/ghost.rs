@@ -286,6 +286,7 @@ mod tests {
             port_mappings: vec![json!({"hostPort": 80, "containerPort": 80})],
             snat: true,
             sweep_ports: false,
+            port_rules: Vec::new(),
         });
         assert_eq!(reclaimable(&r, Some("b")), None);
         assert_eq!(reclaimable(&r, Some("other")), Some(Ghost::EarlierBoot));

@@ -96,7 +96,8 @@ pub enum Cmd {
     },
     /// CNI CHECK on the pod's cached attachment.
     Check { pod: String },
-    /// CNI GC with the attachments of the live pods.
+    /// CNI GC of this instance's stale attachments; every attachment
+    /// that is not provably its own is kept (see the README).
     Gc,
 }
 

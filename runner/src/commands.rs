@@ -14,9 +14,13 @@ use crate::state::PodRecord;
 use crate::teardown;
 
 fn record(ctx: &Ctx, pod: &str) -> Result<PodRecord> {
-    ctx.store
-        .load(pod)?
-        .ok_or_else(|| anyhow!("no pod {pod:?} in {}", ctx.store.root.display()))
+    ctx.store.load(pod)?.ok_or_else(|| {
+        anyhow!(
+            "no pod {pod:?} in {} (containerd namespace {:?})",
+            ctx.store.dir.display(),
+            ctx.g.namespace
+        )
+    })
 }
 
 /// State of one container for `ps`: `running`, `exited`, `oomkilled`,
@@ -259,113 +263,6 @@ pub async fn check(ctx: &Ctx, pod: &str) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// Finishes the `rm` of every pod left in phase teardown-pending (its
-/// network could not be torn down then); returns those still pending.
-async fn finish_pending(ctx: &Ctx) -> Result<Vec<String>> {
-    let mut still = Vec::new();
-    for pod in ctx.store.pods()? {
-        match ctx.store.load(&pod)? {
-            Some(rec) if rec.phase == teardown::TEARDOWN_PENDING => {}
-            _ => continue,
-        }
-        let lock = PodLock::acquire(&ctx.store, &pod)?;
-        // Reloaded under the lock: another podrun may have finished it.
-        let Some(rec) = ctx.store.load(&pod)? else {
-            continue;
-        };
-        match teardown::remove(ctx, &rec, 0).await {
-            Ok(()) => lock.remove(),
-            Err(e) => {
-                eprintln!("podrun: gc: {e:#}");
-                still.push(pod);
-            }
-        }
-    }
-    Ok(still)
-}
-
-/// `podrun gc`: finishes pending removals, kills orphaned shims of this
-/// podrun's IDs, then CNI GC of every network in use (and the default
-/// one), keeping the attachments of the pods that have a record and can
-/// still be attached (a pod still pending keeps its own). A `running` pod
-/// whose netns is gone died without podrun (the node rebooted:
-/// `/run/netns` is a tmpfs, while the records in the state dir survive):
-/// it is not kept, and its attachment is DELeted first, so that its IP
-/// comes back even where GC does not run (a conflist below CNI 1.1.0;
-/// plugins#252).
-pub async fn gc(ctx: &Ctx) -> Result<()> {
-    let pending = finish_pending(ctx).await?;
-    // Orphaned shims of this instance's IDs (`<pod>-<instance>[.<c>]`).
-    let suffix = format!("-{}", ctx.store.instance);
-    crate::converge::sweep_orphans(ctx, &|id| {
-        id.split('.').next().is_some_and(|s| s.ends_with(&suffix))
-    });
-    let mut keep: Vec<(String, String)> = Vec::new();
-    let mut saved = std::collections::HashMap::new();
-    let mut errs = Vec::new();
-    for pod in ctx.store.pods()? {
-        if let Some(rec) = ctx.store.load(&pod)? {
-            // A `creating` pod may be in the middle of its `run`.
-            let dead =
-                rec.phase == "running" && !holds_netns(&netkit::netns::named_path(&rec.netns_name));
-            if dead {
-                let del = ctx
-                    .network_of(&rec)
-                    .and_then(|net| net.del(&ctx.attachment(&rec, true)));
-                if let Err(e) = del {
-                    errs.push(format!("CNI DEL of dead pod {pod:?}: {e:#}"));
-                }
-            } else if rec.phase != "stopped" {
-                keep.push((rec.network.clone(), rec.sandbox_id.clone()));
-            }
-            if let Some(conf) = &rec.network_config {
-                saved.entry(rec.network.clone()).or_insert(conf.clone());
-            }
-        }
-    }
-    let mut nets: Vec<String> = keep.iter().map(|(n, _)| n.clone()).collect();
-    if let Ok(default) = ctx.network(None) {
-        nets.push(default.list.name.clone());
-    }
-    nets.sort();
-    nets.dedup();
-    for name in nets {
-        // A conflist removed since `run`: GC with the config saved then.
-        let net = match (ctx.network(Some(&name)), saved.get(&name)) {
-            (Ok(net), _) => net,
-            (Err(_), Some(conf)) => {
-                crate::network::Network::from_value(conf, &ctx.g.cni_bin_dir, &ctx.g.cni_cache_dir)?
-            }
-            (Err(e), None) => return Err(e),
-        };
-        let ids: Vec<String> = keep
-            .iter()
-            .filter(|(n, _)| *n == name)
-            .map(|(_, id)| id.clone())
-            .collect();
-        net.gc(&ids)?;
-    }
-    if !pending.is_empty() {
-        errs.push(format!(
-            "network teardown still pending for pods {pending:?}"
-        ));
-    }
-    if !errs.is_empty() {
-        bail!("gc: {}", errs.join("; "));
-    }
-    Ok(())
-}
-
-/// Whether `path` still holds a network namespace (nsfs). Errors other
-/// than "not found" count as yes: when in doubt, the pod is alive.
-fn holds_netns(path: &std::path::Path) -> bool {
-    use nix::sys::statfs::{statfs, NSFS_MAGIC};
-    match statfs(path) {
-        Ok(fs) => fs.filesystem_type() == NSFS_MAGIC,
-        Err(e) => e != nix::errno::Errno::ENOENT,
-    }
 }
 
 /// `run --attach`: streams the containers' stdout to stdout and stderr

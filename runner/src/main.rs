@@ -8,6 +8,7 @@ mod commands;
 mod converge;
 mod ctrd;
 mod etc;
+mod gc;
 mod image;
 mod limits;
 mod lock;
@@ -76,7 +77,7 @@ async fn dispatch(cli: cli::Cli) -> anyhow::Result<i32> {
         Cmd::Stop { pod, grace } => commands::stop(&ctx, &pod, grace).await?,
         Cmd::Rm { pod, grace } => commands::rm(&ctx, &pod, grace).await?,
         Cmd::Check { pod } => commands::check(&ctx, &pod).await?,
-        Cmd::Gc => commands::gc(&ctx).await?,
+        Cmd::Gc => gc::gc(&ctx).await?,
     }
     Ok(0)
 }

@@ -240,14 +240,15 @@ impl Network {
         Ok(())
     }
 
-    /// GC (1.1.0+) with the attachments that must be kept.
-    pub fn gc(&self, keep: &[String]) -> Result<()> {
+    /// GC (1.1.0+) with the `(container ID, ifname)` attachments that
+    /// must be kept.
+    pub fn gc(&self, keep: &[(String, String)]) -> Result<()> {
         if !self.version_at_least("1.1.0") || self.list.disable_gc {
             return Ok(());
         }
         let valid: Vec<Value> = keep
             .iter()
-            .map(|id| json!({"containerID": id, "ifname": IFNAME}))
+            .map(|(id, ifname)| json!({"containerID": id, "ifname": ifname}))
             .collect();
         for i in 0..self.list.plugins.len() {
             let mut conf = self.list.plugin_config(i, None, &Map::new())?;

@@ -29,7 +29,7 @@ pub struct Ctx {
 
 impl Ctx {
     pub async fn new(g: Global) -> Result<Ctx> {
-        let store = Store::new(&g.state_dir)?;
+        let store = Store::new(&g.state_dir, &g.namespace)?;
         let ctrd = Ctrd::connect(&g.address, &g.namespace, "overlayfs").await?;
         Ok(Ctx {
             g,
@@ -136,6 +136,8 @@ pub async fn run(ctx: &Ctx, file: &Path, opts: &RunOpts) -> Result<PodRecord> {
         Path::new(crate::etc::SYSTEMD_RESOLVED_UPSTREAM),
     )?;
     let pod = spec.name.clone();
+    // No `gc` while this pod's attachment is being made (lock.rs).
+    let _gc = crate::lock::GcLock::shared(&ctx.g.cni_cache_dir)?;
     // Held until the pod is up or undone: a concurrent `rm` waits.
     let lock = PodLock::acquire(&ctx.store, &pod)?;
     if ctx.store.load(&pod)?.is_some() {

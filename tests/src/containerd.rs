@@ -101,26 +101,59 @@ impl Containerd {
     /// `ctr --address SOCK -n NAMESPACE ARGS` (test setup and assertions
     /// only; podrun itself speaks gRPC).
     pub fn ctr(&self, args: &[&str]) -> CmdOutput {
+        self.ctr_in(NAMESPACE, args)
+    }
+
+    /// `ctr` in containerd namespace `ns`.
+    pub fn ctr_in(&self, ns: &str, args: &[&str]) -> CmdOutput {
         let mut cmd = Command::new("ctr");
         cmd.arg("--address")
             .arg(self.socket())
-            .args(["-n", NAMESPACE])
+            .args(["-n", ns])
             .args(args);
         exec::run(cmd, None, Duration::from_secs(60))
     }
 
+    /// Imports the test image into namespace `ns` as well (`start` does
+    /// it for [`NAMESPACE`]).
+    pub fn import_image(&self, ns: &str) {
+        let image = test_image();
+        self.ctr_in(ns, &["images", "import", image.to_str().expect("utf-8")])
+            .expect_ok();
+    }
+
     /// Non-empty lines of `ctr ARGS -q`.
     pub fn ids(&self, what: &str) -> Vec<String> {
-        let out = self.ctr(&[what, "ls", "-q"]).expect_ok().stdout;
+        self.ids_in(NAMESPACE, what)
+    }
+
+    /// Non-empty lines of `ctr -n NS WHAT ls -q`.
+    pub fn ids_in(&self, ns: &str, what: &str) -> Vec<String> {
+        let out = self.ctr_in(ns, &[what, "ls", "-q"]).expect_ok().stdout;
         out.lines()
             .filter(|l| !l.trim().is_empty())
             .map(String::from)
             .collect()
     }
 
+    /// Kills and deletes the tasks and containers `ids` of namespace `ns`
+    /// (a test's own leftovers, e.g. of a pod whose state it removed).
+    pub fn remove_containers(&self, ns: &str, ids: &[String]) {
+        for id in ids {
+            let _ = self.ctr_in(ns, &["tasks", "kill", "-s", "SIGKILL", id]);
+            let _ = self.ctr_in(ns, &["tasks", "delete", "-f", id]);
+            let _ = self.ctr_in(ns, &["containers", "delete", id]);
+        }
+    }
+
     /// Keys of the active (non-committed) snapshots.
     pub fn active_snapshots(&self) -> Vec<String> {
-        let out = self.ctr(&["snapshots", "ls"]).expect_ok().stdout;
+        self.active_snapshots_in(NAMESPACE)
+    }
+
+    /// Keys of the active snapshots of namespace `ns`.
+    pub fn active_snapshots_in(&self, ns: &str) -> Vec<String> {
+        let out = self.ctr_in(ns, &["snapshots", "ls"]).expect_ok().stdout;
         out.lines()
             .skip(1)
             .filter(|l| l.contains("Active"))
@@ -132,16 +165,25 @@ impl Containerd {
 impl Drop for Containerd {
     fn drop(&mut self) {
         // Our own PID only; the shims of removed tasks are gone already.
-        let leaked = self.ctr(&["tasks", "ls", "-q"]).stdout;
-        for id in leaked.lines().filter(|l| !l.is_empty()) {
-            let _ = self.ctr(&["tasks", "kill", "-s", "SIGKILL", id]);
-            let _ = self.ctr(&["tasks", "delete", "-f", id]);
+        let namespaces = self.ctr(&["namespaces", "ls", "-q"]).stdout;
+        let mut namespaces: Vec<&str> = namespaces.lines().filter(|l| !l.is_empty()).collect();
+        if !namespaces.contains(&NAMESPACE) {
+            namespaces.push(NAMESPACE);
+        }
+        for ns in &namespaces {
+            let leaked = self.ctr_in(ns, &["tasks", "ls", "-q"]).stdout;
+            for id in leaked.lines().filter(|l| !l.is_empty()) {
+                let _ = self.ctr_in(ns, &["tasks", "kill", "-s", "SIGKILL", id]);
+                let _ = self.ctr_in(ns, &["tasks", "delete", "-f", id]);
+            }
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
         crate::reaper::reap_shims();
-        // The runc root the shim made for our namespace, if empty.
-        let _ = fs::remove_dir(Path::new("/run/containerd/runc").join(NAMESPACE));
+        // The runc roots the shims made for our namespaces, if empty.
+        for ns in namespaces {
+            let _ = fs::remove_dir(Path::new("/run/containerd/runc").join(ns));
+        }
     }
 }
 
@@ -218,10 +260,11 @@ pub fn pause_bin() -> PathBuf {
         .clone()
 }
 
-/// One podrun instance: its flags (containerd socket, `net.d`, CNI bin
-/// dir, CNI cache, state dir, all under `dir`) and the netns it runs in
-/// (where the CNI plugins run). Several instances may share a containerd:
-/// their state dirs differ, so do their containerd IDs and netns names.
+/// One podrun instance: its flags (containerd socket and namespace,
+/// `net.d`, CNI bin dir, CNI cache, state dir, by default all under `dir`)
+/// and the netns it runs in (where the CNI plugins run). Several instances
+/// may share a containerd, a network, a CNI cache, even a state dir (with
+/// different namespaces): their containerd IDs and netns names differ.
 ///
 /// Dropping it removes the pods it left (call it before its containerd
 /// and its node netns go away: declare it after them).
@@ -229,6 +272,11 @@ pub struct Podrun {
     netns: PathBuf,
     dir: PathBuf,
     socket: PathBuf,
+    namespace: String,
+    state_dir: PathBuf,
+    conf_dir: PathBuf,
+    bin_dir: PathBuf,
+    cache_dir: PathBuf,
 }
 
 impl Podrun {
@@ -250,29 +298,100 @@ impl Podrun {
             netns: netns.to_owned(),
             dir: dir.to_owned(),
             socket: socket.to_owned(),
+            namespace: NAMESPACE.into(),
+            state_dir: dir.join("state"),
+            conf_dir: dir.join("net.d"),
+            bin_dir: dir.join("bin"),
+            cache_dir: dir.join("cni-cache"),
         }
+    }
+
+    /// The same instance with `--namespace ns`.
+    pub fn with_namespace(mut self, ns: &str) -> Podrun {
+        self.namespace = ns.into();
+        self
+    }
+
+    /// The same instance with `other`'s `--state-dir`.
+    pub fn with_state_dir_of(mut self, other: &Podrun) -> Podrun {
+        self.state_dir = other.state_dir.clone();
+        self
+    }
+
+    /// The same instance with `other`'s `--cni-conf-dir`, `--cni-bin-dir`
+    /// and `--cni-cache-dir` (as two podruns with default flags share
+    /// `/etc/cni/net.d`, `/opt/cni/bin` and `/var/lib/cni`).
+    pub fn with_cni_of(mut self, other: &Podrun) -> Podrun {
+        self.conf_dir = other.conf_dir.clone();
+        self.bin_dir = other.bin_dir.clone();
+        self.cache_dir = other.cache_dir.clone();
+        self
     }
 
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
-    /// podrun's instance hash for this state dir: part of every
-    /// containerd ID and netns name it makes.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// podrun's instance hash for this state dir and namespace: part of
+    /// every containerd ID, CNI container ID and netns name it makes.
     pub fn instance(&self) -> String {
-        instance_hash(&self.state_dir()).expect("instance hash")
+        instance_hash(&self.state_dir, &self.namespace).expect("instance hash")
+    }
+
+    /// The CNI container ID (pause container ID) of `pod`.
+    pub fn sandbox_id(&self, pod: &str) -> String {
+        format!("{pod}-{}", self.instance())
     }
 
     pub fn conf_dir(&self) -> PathBuf {
-        self.dir.join("net.d")
+        self.conf_dir.clone()
     }
 
     pub fn state_dir(&self) -> PathBuf {
-        self.dir.join("state")
+        self.state_dir.clone()
     }
 
     pub fn cache_dir(&self) -> PathBuf {
-        self.dir.join("cni-cache")
+        self.cache_dir.clone()
+    }
+
+    /// `<state-dir>/namespaces/<ns>/pods`: this instance's pods.
+    pub fn pods_dir(&self) -> PathBuf {
+        self.state_dir
+            .join("namespaces")
+            .join(&self.namespace)
+            .join("pods")
+    }
+
+    /// The state directory of `pod`.
+    pub fn pod_dir(&self, pod: &str) -> PathBuf {
+        self.pods_dir().join(pod)
+    }
+
+    /// The lock file `run`/`stop`/`rm` of `pod` hold.
+    pub fn lock_path(&self, pod: &str) -> PathBuf {
+        self.state_dir
+            .join("namespaces")
+            .join(&self.namespace)
+            .join("locks")
+            .join(format!("{pod}.lock"))
+    }
+
+    /// Names of the pods with a state directory.
+    pub fn pods(&self) -> Vec<String> {
+        let mut pods: Vec<String> = fs::read_dir(self.pods_dir())
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        pods.sort();
+        pods
     }
 
     /// `podrun ARGS` inside the netns with this instance's flags.
@@ -288,11 +407,11 @@ impl Podrun {
             "--address".into(),
             self.socket.display().to_string(),
             "--namespace".into(),
-            NAMESPACE.into(),
+            self.namespace.clone(),
             "--cni-conf-dir".into(),
             self.conf_dir().display().to_string(),
             "--cni-bin-dir".into(),
-            self.dir.join("bin").display().to_string(),
+            self.bin_dir.display().to_string(),
             "--cni-cache-dir".into(),
             self.cache_dir().display().to_string(),
             "--state-dir".into(),
@@ -337,42 +456,51 @@ impl Podrun {
     /// hash), CNI cache entries, podrun netns and pod state.
     #[track_caller]
     pub fn assert_clean(&self, ctd: &Containerd) {
-        let hash = instance_hash(&self.state_dir()).expect("instance hash");
+        let hash = self.instance();
         let ours = |v: Vec<String>| -> Vec<String> {
             v.into_iter().filter(|id| id.contains(&hash)).collect()
         };
         let none = Vec::<String>::new();
-        assert_eq!(ours(ctd.ids("containers")), none, "containers left");
-        assert_eq!(ours(ctd.ids("tasks")), none, "tasks left");
-        assert_eq!(ours(ctd.active_snapshots()), none, "snapshots left");
-        let results = self.cache_dir().join("results");
-        let cached: Vec<_> = fs::read_dir(&results)
-            .map(|rd| rd.filter_map(Result::ok).map(|e| e.file_name()).collect())
-            .unwrap_or_default();
-        assert!(cached.is_empty(), "CNI cache left: {cached:?}");
-        let pods: Vec<_> = fs::read_dir(self.state_dir().join("pods"))
-            .map(|rd| rd.filter_map(Result::ok).map(|e| e.file_name()).collect())
-            .unwrap_or_default();
-        assert!(pods.is_empty(), "pod state left: {pods:?}");
-        assert_eq!(podrun_netns(&self.state_dir()), none, "netns left");
+        let ns = &self.namespace;
+        assert_eq!(ours(ctd.ids_in(ns, "containers")), none, "containers left");
+        assert_eq!(ours(ctd.ids_in(ns, "tasks")), none, "tasks left");
+        assert_eq!(ours(ctd.active_snapshots_in(ns)), none, "snapshots left");
+        assert_eq!(ours(self.cached()), none, "CNI cache left");
+        assert_eq!(self.pods(), none, "pod state left");
+        assert_eq!(self.netns(), none, "netns left");
+    }
+
+    /// File names in the CNI cache's `results/` (every instance sharing
+    /// the cache included).
+    pub fn cached(&self) -> Vec<String> {
+        fs::read_dir(self.cache_dir.join("results"))
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// This instance's named netns (`podrun-<hash>-<pod>`).
+    pub fn netns(&self) -> Vec<String> {
+        podrun_netns(&self.instance())
     }
 }
 
 impl Drop for Podrun {
     /// Removes whatever pods a failed test left.
     fn drop(&mut self) {
-        let pods: Vec<String> = fs::read_dir(self.state_dir().join("pods"))
-            .map(|rd| {
-                rd.filter_map(Result::ok)
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        for pod in pods {
+        for pod in self.pods() {
             let out = self.podrun(&["rm", "--grace", "0", &pod]);
             if !out.success() {
                 eprintln!("[harness] cleanup of pod {pod} failed: {out}");
             }
+        }
+        // A failed rm must not leave a netns behind: the name carries this
+        // instance's hash, so it is ours.
+        for name in self.netns() {
+            let _ = exec::run_argv(&["ip", "netns", "delete", &name]);
         }
     }
 }
@@ -505,13 +633,9 @@ impl PodNode {
     }
 }
 
-/// Named netns podrun made for the instance with `state_dir`: their names
-/// carry the instance's hash, so look for any `podrun-*` whose pod state
-/// is ours. Simpler and stricter: every `podrun-<hash>-*` for our hash.
-pub fn podrun_netns(state_dir: &Path) -> Vec<String> {
-    let Some(hash) = instance_hash(state_dir) else {
-        return Vec::new();
-    };
+/// Named netns podrun made for the instance with hash `hash`: every
+/// `podrun-<hash>-*`.
+pub fn podrun_netns(hash: &str) -> Vec<String> {
     let prefix = format!("podrun-{hash}-");
     fs::read_dir("/run/netns")
         .map(|rd| {
@@ -523,17 +647,17 @@ pub fn podrun_netns(state_dir: &Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// podrun's instance hash: first 4 bytes of sha256(canonical state dir),
-/// computed with `sha256sum` to stay independent of podrun's code.
-fn instance_hash(state_dir: &Path) -> Option<String> {
+/// podrun's instance hash: first 4 bytes of sha256(canonical state dir,
+/// NUL, namespace), computed with `sha256sum` to stay independent of
+/// podrun's code.
+fn instance_hash(state_dir: &Path, namespace: &str) -> Option<String> {
     let canon = state_dir.canonicalize().ok()?;
+    let mut input = canon.as_os_str().as_encoded_bytes().to_vec();
+    input.push(0);
+    input.extend_from_slice(namespace.as_bytes());
     let mut cmd = Command::new("sha256sum");
     cmd.stdin(Stdio::piped());
-    let out = exec::run(
-        cmd,
-        Some(canon.as_os_str().as_encoded_bytes()),
-        Duration::from_secs(10),
-    );
+    let out = exec::run(cmd, Some(&input), Duration::from_secs(10));
     out.stdout.get(..8).map(String::from)
 }
 

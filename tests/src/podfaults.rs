@@ -89,7 +89,7 @@ pub fn leftovers(n: &PodNode, pod: &str) -> Vec<String> {
         names(&n.node.dir().join("data/.netboot")),
     );
     add("flannel scratch", names(&n.node.dir().join("data")));
-    add("netns", crate::containerd::podrun_netns(&n.state_dir()));
+    add("netns", n.pr.netns());
     if n.node.nft_ruleset().contains(&id) {
         left.push(format!("nft rules naming {id}"));
     }
@@ -111,10 +111,10 @@ pub fn leftovers(n: &PodNode, pod: &str) -> Vec<String> {
     if !veths.is_empty() {
         left.push(format!("veths {veths:?}"));
     }
-    if n.state_dir().join("pods").join(pod).exists() {
+    if n.pr.pod_dir(pod).exists() {
         left.push("pod state dir".into());
     }
-    if n.state_dir().join(format!("locks/{pod}.lock")).exists() {
+    if n.pr.lock_path(pod).exists() {
         left.push("lock file".into());
     }
     left

@@ -268,9 +268,19 @@ fn vagrant_provisioning_scripts_build_a_working_cluster_in_namespaces() {
         let root = w.root.display().to_string();
         let out = w.sh(&["bash", &provision_sh(), "down", "--root", &root]);
         assert!(out.success(), "{out}");
-        let pods: Vec<_> = std::fs::read_dir(w.root.join("podrun/pods"))
-            .map(|rd| rd.filter_map(Result::ok).map(|e| e.file_name()).collect())
-            .unwrap_or_default();
+        // podrun's state: namespaces/<containerd namespace>/pods/<pod>.
+        let pods: Vec<_> = std::fs::read_dir(w.root.join("podrun/namespaces"))
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .flat_map(|ns| {
+                std::fs::read_dir(ns.path().join("pods"))
+                    .into_iter()
+                    .flatten()
+            })
+            .filter_map(Result::ok)
+            .map(|e| e.file_name())
+            .collect();
         assert!(pods.is_empty(), "pods left on {}: {pods:?}", w.name);
         for d in ["agent", "containerd"] {
             assert!(

@@ -233,7 +233,7 @@ fn containerd_restart_keeps_pods_running_and_podrun_reconnects() {
         assert!(ps.stderr.contains("containerd is not reachable at"), "{ps}");
         let rm = n.podrun(&["rm", "keep"]);
         assert!(!rm.success() && rm.stderr.contains("not reachable"), "{rm}");
-        assert!(n.state_dir().join("pods/keep/pod.json").exists());
+        assert!(n.pr.pod_dir("keep").join("pod.json").exists());
         let t = Instant::now();
         n.ctd.start_again();
         // Until containerd has reloaded its shims, ps may not see them.
@@ -363,10 +363,7 @@ fn missing_cni_plugin_at_rm_keeps_the_teardown_pending_until_it_is_back() {
         "IPs must stay reserved while DEL cannot run"
     );
     assert_eq!(names(&n.cache_dir().join("results")).len(), 2);
-    assert_eq!(
-        netboot_tests::containerd::podrun_netns(&n.state_dir()).len(),
-        2
-    );
+    assert_eq!(n.pr.netns().len(), 2);
     let ps = n.podrun(&["ps"]).expect_ok();
     assert!(ps.stdout.contains("pa\tteardown-pending"), "{ps}");
     // stop of a third pod fails the same way and keeps its netns.
@@ -380,10 +377,7 @@ fn missing_cni_plugin_at_rm_keeps_the_teardown_pending_until_it_is_back() {
             && stop.stderr.contains("`podrun stop pc` or `podrun rm pc`"),
         "{stop}"
     );
-    assert_eq!(
-        netboot_tests::containerd::podrun_netns(&n.state_dir()).len(),
-        3
-    );
+    assert_eq!(n.pr.netns().len(), 3);
     assert!(reserved_ips(&n).contains(&ip_c));
     let gc = n.podrun(&["gc"]);
     assert!(
@@ -499,7 +493,7 @@ fn rm_waits_for_a_shim_with_a_bundle_and_kills_an_orphaned_one() {
 fn rm_removes_the_temp_files_of_a_run_killed_while_writing() {
     require_root();
     let n = PodNode::new("pf-tmp", "10.88.14.1/24");
-    let half = n.state_dir().join("pods/half");
+    let half = n.pr.pod_dir("half");
     fs::create_dir_all(&half).expect("pod dir");
     fs::write(half.join("pod.tmp4242"), "{\"spec\":").expect("temp record");
     n.podrun(&["rm", "half"]).expect_ok();

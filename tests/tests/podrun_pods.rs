@@ -402,7 +402,7 @@ fn concurrent_run_and_rm_of_a_pod_are_serialized() {
     let mut waited = false;
     for _ in 0..3 {
         let run = spawn_run();
-        let record = n.state_dir().join("pods/locked/pod.json");
+        let record = n.pr.pod_dir("locked").join("pod.json");
         let seen = retry(400, Duration::from_millis(5), || {
             record.exists().then_some(())
         });
@@ -510,7 +510,7 @@ fn run_attach_streams_both_streams_apart_and_returns_the_exit_code() {
             .contains("names only loopback nameservers (127.0.0.53)"),
         "{out}"
     );
-    let pod_resolv = n.state_dir().join("pods/att/etc/resolv.conf");
+    let pod_resolv = n.pr.pod_dir("att").join("etc/resolv.conf");
     assert_eq!(
         std::fs::read_to_string(&pod_resolv).expect("pod resolv.conf"),
         "options edns0 trust-ad\nsearch lan\n"
@@ -540,7 +540,7 @@ fn run_attach_streams_both_streams_apart_and_returns_the_exit_code() {
 /// consecutive up to N = 2999, the first one possibly cut.
 #[track_caller]
 fn assert_rotated_logs(n: &PodNode, word: &str, stream: &str) {
-    let base = n.state_dir().join("pods/att/logs");
+    let base = n.pr.pod_dir("att").join("logs");
     let file = |suffix: &str| base.join(format!("chatty.{stream}{suffix}"));
     for suffix in ["", ".1", ".2"] {
         let len = std::fs::metadata(file(suffix))

@@ -25,7 +25,7 @@ use std::path::Path;
 use serde_json::{json, Value};
 
 use netboot_tests::cluster::{AgentNode, EtcdCluster, Underlay, PREFIX};
-use netboot_tests::containerd::{pod_spec, podrun_netns, PodNode, BUSYBOX};
+use netboot_tests::containerd::{pod_spec, PodNode, BUSYBOX};
 use netboot_tests::native_support::NativeNode;
 use netboot_tests::node::SubnetEnv;
 use netboot_tests::plugin::{PluginCall, PluginOutput};
@@ -337,7 +337,7 @@ fn podrun_gc_after_a_reboot_releases_the_pods_that_died_with_it() {
         n.ctd.ctr(&["tasks", "kill", "-s", "SIGKILL", &id]);
         n.ctd.ctr(&["tasks", "delete", "-f", &id]).expect_ok();
     }
-    for ns in podrun_netns(&n.state_dir()) {
+    for ns in n.pr.netns() {
         netboot_tests::exec::run_argv(&["ip", "netns", "delete", &ns]).expect_ok();
     }
     n.podrun(&["gc"]).expect_ok();
