@@ -78,6 +78,20 @@ fn repairs(log: &str) -> Vec<String> {
         .collect()
 }
 
+/// Compacts etcd's whole history up to now (physically): watches from an
+/// older revision are cancelled.
+fn compact_history(etcd: &EtcdV3) {
+    let (_, rev) = etcd.list(PREFIX);
+    etcd.must("compact", |mut c| async move {
+        c.compact(
+            rev,
+            Some(etcd_client::CompactionOptions::new().with_physical()),
+        )
+        .await
+        .map(|_| ())
+    });
+}
+
 #[test]
 fn agents_converge_exactly_under_churn_of_100_simulated_nodes() {
     require_root();
@@ -232,15 +246,7 @@ fn agents_converge_exactly_under_churn_of_100_simulated_nodes() {
     // Compaction of the whole history, then the etcd member restarted with
     // churn right behind it: the agents lose their watch, resync from a
     // fresh read and watch again from its revision.
-    let (_, rev) = fleet.etcd.list(PREFIX);
-    fleet.etcd.must("compact", |mut c| async move {
-        c.compact(
-            rev,
-            Some(etcd_client::CompactionOptions::new().with_physical()),
-        )
-        .await
-        .map(|_| ())
-    });
+    compact_history(&fleet.etcd);
     let expiring = fleet.step(target, step);
     fleet.wait_expired(&expiring);
     let leases = fleet.check_store(&real);
@@ -299,15 +305,7 @@ fn agents_converge_exactly_under_churn_of_100_simulated_nodes() {
     });
     let expiring = fleet.step(target, step + 3);
     fleet.wait_expired(&expiring);
-    let (_, rev) = fleet.etcd.list(PREFIX);
-    fleet.etcd.must("compact", |mut c| async move {
-        c.compact(
-            rev,
-            Some(etcd_client::CompactionOptions::new().with_physical()),
-        )
-        .await
-        .map(|_| ())
-    });
+    compact_history(&fleet.etcd);
     signal(pid1, nix::sys::signal::Signal::SIGCONT);
     let leases = fleet.check_store(&real);
     let after_cancel = converge(&mut nodes, &leases, "churn across a compacted watch");

@@ -17,7 +17,9 @@ use netboot_tests::agent_support::{
     all_reach, check_cluster, cross_pairs, etcd_in_use, leases_of, rounds, signal, subnet_of,
     wait_healed, HealStats, PodAt, Probe,
 };
-use netboot_tests::cluster::{wait_until, AgentNode, EtcdCluster, Underlay, CONFIG, PREFIX};
+use netboot_tests::cluster::{
+    wait_until, AgentNode, EtcdCluster, Member, Underlay, CONFIG, PREFIX,
+};
 use netboot_tests::require_root;
 use nix::sys::signal::Signal;
 
@@ -204,11 +206,20 @@ fn fault_etcd_restarted() {
     stats.finish();
 }
 
-#[test]
-fn fault_etcd_member_in_use_killed() {
+/// Rounds of a fault of the etcd member an agent uses: `inject` it, wait
+/// for the cluster to heal with the agent on another member (same lease),
+/// then `undo` it.
+fn member_fault(
+    tag: &str,
+    name: &str,
+    from: &str,
+    verb: &str,
+    inject: fn(&mut Member),
+    undo: fn(&mut Member),
+) {
     require_root();
-    let mut lab = Lab::new("mk", 3, 2, &[]);
-    let mut stats = HealStats::new("etcd-member-killed", "SIGKILL of the member the agent uses");
+    let mut lab = Lab::new(tag, 3, 2, &[]);
+    let mut stats = HealStats::new(name, from);
     for round in 0..rounds(1) {
         let i = round % lab.nodes.len();
         let key = lab.lease_of(i);
@@ -224,9 +235,9 @@ fn fault_etcd_member_in_use_killed() {
         } else {
             ""
         };
-        eprintln!("round {round}: killing etcd member {url} (used by node {i}{leader})");
+        eprintln!("round {round}: {verb} etcd member {url} (used by node {i}{leader})");
         let start = Instant::now();
-        lab.etcd.members[m].kill();
+        inject(&mut lab.etcd.members[m]);
         let probe = Probe::new(round as u8);
         let res = lab.healed(start, Some(&probe)).and_then(|d| {
             lab.same_lease(i, &key)?;
@@ -236,51 +247,34 @@ fn fault_etcd_member_in_use_killed() {
             }
         });
         lab.finish_round(&mut stats, round, res, Some(&probe));
-        lab.etcd.members[m].restart();
+        undo(&mut lab.etcd.members[m]);
         lab.etcd.wait_healthy();
     }
     stats.finish();
 }
 
 #[test]
+fn fault_etcd_member_in_use_killed() {
+    member_fault(
+        "mk",
+        "etcd-member-killed",
+        "SIGKILL of the member the agent uses",
+        "killing",
+        Member::kill,
+        Member::restart,
+    );
+}
+
+#[test]
 fn fault_etcd_member_in_use_cut_off() {
-    require_root();
-    let mut lab = Lab::new("mc", 3, 2, &[]);
-    let mut stats = HealStats::new(
+    member_fault(
+        "mc",
         "etcd-member-cut-off",
         "the member the agent uses cut off the network (no reset)",
+        "cutting off",
+        Member::cut_off,
+        Member::reconnect,
     );
-    for round in 0..rounds(1) {
-        let i = round % lab.nodes.len();
-        let key = lab.lease_of(i);
-        let url = etcd_in_use(&lab.nodes[i]).expect("agent names its etcd endpoint");
-        let m = lab
-            .etcd
-            .members
-            .iter()
-            .position(|m| m.url() == url)
-            .expect("endpoint is a member");
-        let leader = if lab.etcd.leader().as_deref() == Some(url.as_str()) {
-            ", the leader"
-        } else {
-            ""
-        };
-        eprintln!("round {round}: cutting off etcd member {url} (used by node {i}{leader})");
-        let start = Instant::now();
-        lab.etcd.members[m].cut_off();
-        let probe = Probe::new(round as u8);
-        let res = lab.healed(start, Some(&probe)).and_then(|d| {
-            lab.same_lease(i, &key)?;
-            match etcd_in_use(&lab.nodes[i]) {
-                Some(u) if u != url => Ok(d),
-                u => Err(format!("node {i} still names {u:?} as its etcd")),
-            }
-        });
-        lab.finish_round(&mut stats, round, res, Some(&probe));
-        lab.etcd.members[m].reconnect();
-        lab.etcd.wait_healthy();
-    }
-    stats.finish();
 }
 
 #[test]
