@@ -135,6 +135,7 @@ pub fn subnet_env_error(e: &SubnetEnvError) -> CniError {
 /// before starting over. A finished attachment is never overwritten.
 fn clear_stale(ctx: &Ctx) -> Result<(), CniError> {
     let (cid, ifname) = (&ctx.args.container_id, &ctx.args.ifname);
+    del::stop_orphans(ctx, cid, ifname);
     match ctx.store.load(cid, ifname) {
         Ok(None) => Ok(()),
         Ok(Some(rec)) if rec.result.is_some() => Err(CniError::new(

@@ -19,6 +19,7 @@ use serde_json::Value;
 
 pub fn del(ctx: &Ctx) -> Result<(), CniError> {
     let (cid, ifname) = (&ctx.args.container_id, &ctx.args.ifname);
+    stop_orphans(ctx, cid, ifname);
     let rec = match ctx.store.load(cid, ifname) {
         Ok(r) => r,
         Err(e) => {
@@ -157,6 +158,20 @@ fn rebuilt_call(ctx: &Ctx, mode_out: &mut Mode) -> Option<Call> {
     Some(Call { type_, conf })
 }
 
+/// Stops a delegate that a killed earlier call for the attachment left
+/// running ([`crate::inflight`]), so it cannot redo what is undone next.
+pub fn stop_orphans(ctx: &Ctx, container_id: &str, ifname: &str) {
+    match ctx.store.reap_inflight(container_id, ifname) {
+        Ok(Some(pid)) => ctx.log.info(&format!(
+            "killed the orphaned delegate (process group {pid}) of an interrupted call"
+        )),
+        Ok(None) => {}
+        Err(e) => ctx
+            .log
+            .error(&format!("cannot stop an orphaned delegate: {e}")),
+    }
+}
+
 /// Undoes a (possibly partial) attachment in reverse order: portmap, then
 /// the delegate, then the files. Every step is attempted; the files are
 /// removed only when all steps succeeded, so a failed DEL can be retried.
@@ -181,8 +196,27 @@ pub fn undo(ctx: &Ctx, d: &Delegator, rec: &Record) -> Result<(), CniError> {
         }
     }
     if let Some(call) = &rec.delegate {
-        if let Err(e) = run_del(d, call, prev) {
-            errors.push(e.context(format!("{} DEL", call.type_)));
+        let mut outcome = run_del(d, call, prev);
+        if let Err(e) = &outcome {
+            if call.type_ == "flannel" {
+                outcome = del_flannel_delegate(ctx, d, &rec.container_id, e);
+            }
+        }
+        match outcome {
+            Err(e) => errors.push(e.context(format!("{} DEL", call.type_))),
+            Ok(()) if masquerades_per_container(call) => {
+                // The reference bridge leaves its masquerade chain behind
+                // when its DEL no longer finds the pod interface (see
+                // netkit::firewall::cleanup_bridge_masquerade).
+                if let Err(e) =
+                    netkit::firewall::cleanup_bridge_masquerade(&rec.network, &rec.container_id)
+                {
+                    errors.push(CniError::internal(format!(
+                        "remove the bridge masquerade chain: {e}"
+                    )));
+                }
+            }
+            Ok(()) => {}
         }
     }
     if let Some(state) = &rec.native {
@@ -217,6 +251,47 @@ pub fn undo(ctx: &Ctx, d: &Delegator, rec: &Record) -> Result<(), CniError> {
         .map_err(|e| io_err("remove attachment record", e))?;
     ctx.log.info("detached");
     Ok(())
+}
+
+/// The flannel plugin's DEL failed: undo its delegate (bridge) from its
+/// scratch file ourselves, with version negotiation, which flannel lacks.
+/// The case the crash trials found: an ADD at a version flannel's bridge
+/// refuses was killed after flannel wrote its scratch file and before
+/// netboot retried at a lower version; flannel replays that file and so
+/// can never DEL it. Returns `failed` when there is nothing to replay.
+fn del_flannel_delegate(
+    ctx: &Ctx,
+    d: &Delegator,
+    container_id: &str,
+    failed: &CniError,
+) -> Result<(), CniError> {
+    let call = match ctx.store.load_flannel(container_id) {
+        Ok(Some(bytes)) => scratch_call(ctx, &bytes),
+        _ => None,
+    };
+    let Some(call) = call.filter(|c| c.type_ != "flannel") else {
+        return Err(failed.clone());
+    };
+    ctx.log.info(&format!(
+        "flannel DEL failed ({}); replaying its {} call from the scratch file",
+        failed.msg, call.type_
+    ));
+    run_del(d, &call, None)?;
+    ctx.store
+        .remove_flannel(container_id)
+        .map_err(|e| io_err("remove delegate config", e))
+}
+
+/// Whether a delegate call may have left the reference bridge's
+/// per-container masquerade chain: bridge with `ipMasq`, or the flannel
+/// plugin, which renders bridge with `ipMasq = !FLANNEL_IPMASQ` into a
+/// config netboot does not see.
+fn masquerades_per_container(call: &Call) -> bool {
+    match call.type_.as_str() {
+        "bridge" => call.conf.get("ipMasq").and_then(Value::as_bool) == Some(true),
+        "flannel" => true,
+        _ => false,
+    }
 }
 
 /// DEL of one recorded call. prevResult is passed when known (SPEC.md: DEL

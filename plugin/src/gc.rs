@@ -66,6 +66,7 @@ fn sweep_records(
         if valid.contains(&(cid.as_str(), ifname.as_str())) {
             continue;
         }
+        del::stop_orphans(ctx, &cid, &ifname);
         let rec = match rec {
             Ok(r) => r,
             Err(e) => {

@@ -75,6 +75,19 @@ impl Store {
             .join(format!("{container_id}@{ifname}.json"))
     }
 
+    /// The note of a delegate running for the attachment
+    /// ([`crate::inflight`]); a dot file, so never taken for a record.
+    pub fn inflight_path(&self, container_id: &str, ifname: &str) -> PathBuf {
+        self.record_dir()
+            .join(format!(".{container_id}@{ifname}.inflight"))
+    }
+
+    /// Stops a delegate a killed netboot-cni left running for the
+    /// attachment, if any ([`crate::inflight::reap`]).
+    pub fn reap_inflight(&self, container_id: &str, ifname: &str) -> io::Result<Option<u32>> {
+        crate::inflight::reap(&self.inflight_path(container_id, ifname))
+    }
+
     /// flannel's scratch file for a container.
     pub fn flannel_path(&self, container_id: &str) -> PathBuf {
         self.data_dir.join(container_id)
@@ -118,8 +131,12 @@ impl Store {
         for dir in [self.record_dir(), self.data_dir.clone()] {
             for entry in read_dir_if_present(&dir)? {
                 let name = entry?.file_name().to_string_lossy().into_owned();
-                if dead_temp(&name, None) {
-                    remove_if_present(&dir.join(&name))?;
+                let path = dir.join(&name);
+                let dead_note = name.starts_with('.')
+                    && name.ends_with(".inflight")
+                    && crate::inflight::is_stale(&path);
+                if dead_temp(&name, None) || dead_note {
+                    remove_if_present(&path)?;
                 }
             }
         }
