@@ -7,6 +7,7 @@
 
 pub mod cluster;
 pub mod containerd;
+pub mod crash_support;
 pub mod doctor_support;
 pub mod etcd;
 pub mod exec;
