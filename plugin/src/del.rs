@@ -82,10 +82,14 @@ fn portmap_call(ctx: &Ctx, rec: &Record, mappings: &[Value]) -> Call {
 
 /// Builds a record for an attachment netboot has no record of.
 fn reconstruct(ctx: &Ctx) -> Result<Option<Record>, CniError> {
-    let cid = &ctx.args.container_id;
+    reconstruct_for(ctx, &ctx.args.container_id, &ctx.args.ifname)
+}
+
+/// [`reconstruct`] for any attachment (GC of one whose record is torn).
+pub fn reconstruct_for(ctx: &Ctx, cid: &str, ifname: &str) -> Result<Option<Record>, CniError> {
     let mut rec = Record {
-        container_id: cid.clone(),
-        ifname: ctx.args.ifname.clone(),
+        container_id: cid.to_string(),
+        ifname: ifname.to_string(),
         network: ctx.conf.net.name.clone(),
         mode: Mode::Bridge,
         delegate: None,
@@ -111,7 +115,7 @@ fn reconstruct(ctx: &Ctx) -> Result<Option<Record>, CniError> {
             // Native mode without a record: undo by the deterministic names
             // (veth, IPAM owner) and sweep port mappings, which nothing else
             // can tell us about.
-            if let Ok((mut state, _)) = crate::native::plan(ctx) {
+            if let Ok((mut state, _)) = crate::native::plan_for(ctx, cid, ifname) {
                 state.sweep_ports = true;
                 rec.mode = Mode::Native;
                 rec.native = Some(state);
@@ -198,25 +202,27 @@ pub fn undo(ctx: &Ctx, d: &Delegator, rec: &Record) -> Result<(), CniError> {
     if let Some(call) = &rec.delegate {
         let mut outcome = run_del(d, call, prev);
         if let Err(e) = &outcome {
-            if call.type_ == "flannel" {
-                outcome = del_flannel_delegate(ctx, d, &rec.container_id, e);
+            // The reference bridge's DEL of an ADD that was killed after
+            // addressing the pod and before its masquerade chain existed
+            // fails on iptables-nft ("Chain ... does not exist": go-iptables
+            // does not take that exit status 2 for "not found"), having
+            // already removed the interface; its second DEL succeeds. A
+            // runtime would retry much later, so retry once now (DEL is
+            // idempotent). Not for a missing binary or a timeout.
+            if e.code != codes::NOT_AVAILABLE && e.code != codes::TRY_AGAIN {
+                ctx.log.info(&format!(
+                    "{} DEL failed ({}); retrying once",
+                    call.type_, e.msg
+                ));
+                outcome = run_del(d, call, prev);
             }
+        }
+        if call.type_ == "flannel" {
+            outcome = finish_flannel_del(ctx, d, &rec.container_id, outcome);
         }
         match outcome {
             Err(e) => errors.push(e.context(format!("{} DEL", call.type_))),
-            Ok(()) if masquerades_per_container(call) => {
-                // The reference bridge leaves its masquerade chain behind
-                // when its DEL no longer finds the pod interface (see
-                // netkit::firewall::cleanup_bridge_masquerade).
-                if let Err(e) =
-                    netkit::firewall::cleanup_bridge_masquerade(&rec.network, &rec.container_id)
-                {
-                    errors.push(CniError::internal(format!(
-                        "remove the bridge masquerade chain: {e}"
-                    )));
-                }
-            }
-            Ok(()) => {}
+            Ok(()) => errors.extend(after_delegate_del(ctx, rec, call)),
         }
     }
     if let Some(state) = &rec.native {
@@ -253,29 +259,82 @@ pub fn undo(ctx: &Ctx, d: &Delegator, rec: &Record) -> Result<(), CniError> {
     Ok(())
 }
 
-/// The flannel plugin's DEL failed: undo its delegate (bridge) from its
-/// scratch file ourselves, with version negotiation, which flannel lacks.
-/// The case the crash trials found: an ADD at a version flannel's bridge
-/// refuses was killed after flannel wrote its scratch file and before
-/// netboot retried at a lower version; flannel replays that file and so
-/// can never DEL it. Returns `failed` when there is nothing to replay.
-fn del_flannel_delegate(
+/// What the reference plugins leave after a successful DEL: bridge's
+/// masquerade chain when its DEL no longer found the pod interface (see
+/// `netkit::firewall::cleanup_bridge_masquerade`), and host-local's torn
+/// IP files, which it matches by content and so never releases.
+fn after_delegate_del(ctx: &Ctx, rec: &Record, call: &Call) -> Vec<CniError> {
+    let mut errors = Vec::new();
+    if masquerades_per_container(call) {
+        if let Err(e) = netkit::firewall::cleanup_bridge_masquerade(&rec.network, &rec.container_id)
+        {
+            errors.push(CniError::internal(format!(
+                "remove the bridge masquerade chain: {e}"
+            )));
+        }
+    }
+    let ipam = call
+        .conf
+        .get("ipam")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let host_local = ipam
+        .get("type")
+        .and_then(Value::as_str)
+        .is_none_or(|t| t == "host-local");
+    if matches!(call.type_.as_str(), "bridge" | "flannel") && host_local {
+        let dir = crate::ipam::store_dir(&ipam, &rec.network);
+        let ips = rec.result_ips();
+        if let Err(e) = crate::native::release_torn(ctx, &dir, &rec.container_id, &rec.ifname, &ips)
+        {
+            errors.push(e);
+        }
+    }
+    errors
+}
+
+/// Completes what the flannel plugin's DEL left undone, from its scratch
+/// file `<dataDir>/<containerID>`:
+/// - flannel's DEL failed: replay the scratch file's delegate ourselves,
+///   with the version negotiation flannel lacks. The crash trials found
+///   the case: an ADD at a version flannel's bridge refuses, killed after
+///   flannel wrote its scratch file and before netboot retried at a lower
+///   version; flannel replays that file and so can never DEL it;
+/// - flannel's DEL succeeded but left its scratch file torn (power loss,
+///   cni-plugin#43): flannel skipped its delegate (flannel#1662), so the
+///   bridge + host-local config it would have rendered is rebuilt from
+///   subnet.env and DELed here.
+fn finish_flannel_del(
     ctx: &Ctx,
     d: &Delegator,
     container_id: &str,
-    failed: &CniError,
+    outcome: Result<(), CniError>,
 ) -> Result<(), CniError> {
-    let call = match ctx.store.load_flannel(container_id) {
-        Ok(Some(bytes)) => scratch_call(ctx, &bytes),
-        _ => None,
+    let Ok(Some(bytes)) = ctx.store.load_flannel(container_id) else {
+        return outcome;
     };
-    let Some(call) = call.filter(|c| c.type_ != "flannel") else {
-        return Err(failed.clone());
+    let call = match (scratch_call(ctx, &bytes), &outcome) {
+        (Some(call), Err(e)) if call.type_ != "flannel" => {
+            ctx.log.info(&format!(
+                "flannel DEL failed ({}); replaying its {} call from the scratch file",
+                e.msg, call.type_
+            ));
+            call
+        }
+        (None, _) => {
+            let Ok(env) = load_subnet_env(ctx) else {
+                return outcome;
+            };
+            let conf = flannel::bridge_delegate(&ctx.conf, &env);
+            let type_ = conf["type"].as_str().unwrap_or("bridge").to_string();
+            ctx.log.info(&format!(
+                "flannel's scratch file is damaged; DEL of the {type_} config it would have rendered"
+            ));
+            Call { type_, conf }
+        }
+        _ => return outcome,
     };
-    ctx.log.info(&format!(
-        "flannel DEL failed ({}); replaying its {} call from the scratch file",
-        failed.msg, call.type_
-    ));
     run_del(d, &call, None)?;
     ctx.store
         .remove_flannel(container_id)

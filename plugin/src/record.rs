@@ -14,10 +14,13 @@
 //! (flannel-io/cni-plugin#43).
 
 use crate::conf::Mode;
+use crate::ipam::Claims;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::collections::HashSet;
 use std::fs;
 use std::io::{self, Write};
+use std::net::IpAddr;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -49,6 +52,33 @@ pub struct Record {
     /// What native mode did (native mode only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub native: Option<crate::native::NativeState>,
+}
+
+impl Record {
+    /// The IPs the recorded ADD result names (none before ADD finished).
+    pub fn result_ips(&self) -> Vec<IpAddr> {
+        result_ips(self.result.as_ref())
+    }
+}
+
+/// The IPs of a result in any version: `ips[].address` (0.3.0 and
+/// later), or `ip4.ip` / `ip6.ip` (0.1.0, 0.2.0).
+pub fn result_ips(result: Option<&Value>) -> Vec<IpAddr> {
+    let Some(r) = result else {
+        return Vec::new();
+    };
+    let addresses = r
+        .get("ips")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|ip| ip.get("address"))
+        .chain(["ip4", "ip6"].iter().filter_map(|k| r.get(*k)?.get("ip")));
+    addresses
+        .filter_map(Value::as_str)
+        .filter_map(|a| a.parse::<ipnet::IpNet>().ok())
+        .map(|n| n.addr())
+        .collect()
 }
 
 /// The record directory of one `dataDir`.
@@ -186,6 +216,38 @@ impl Store {
                 });
                 (cid, ifname, rec)
             })
+            .collect())
+    }
+
+    /// What the readable records of `valid` attachments claim, for GC's
+    /// IPAM sweep ([`crate::ipam::Locked::release_invalid`]).
+    pub fn claims_of(&self, valid: &HashSet<(&str, &str)>) -> io::Result<Claims> {
+        let mut claims = Claims::default();
+        for (cid, ifname, rec) in self.list()? {
+            if !valid.contains(&(cid.as_str(), ifname.as_str())) {
+                continue;
+            }
+            let ips = rec.map(|r| r.result_ips()).unwrap_or_default();
+            if ips.is_empty() {
+                continue;
+            }
+            claims.known.insert((cid.clone(), ifname.clone()));
+            for ip in ips {
+                claims.ips.insert(ip, (cid.clone(), ifname.clone()));
+            }
+        }
+        Ok(claims)
+    }
+
+    /// The IPs the readable records of every attachment but (container_id,
+    /// ifname) claim: what DEL must not release even when torn.
+    pub fn claimed_except(&self, container_id: &str, ifname: &str) -> io::Result<HashSet<IpAddr>> {
+        Ok(self
+            .list()?
+            .into_iter()
+            .filter(|(c, i, _)| (c.as_str(), i.as_str()) != (container_id, ifname))
+            .filter_map(|(_, _, rec)| rec.ok())
+            .flat_map(|r| r.result_ips())
             .collect())
     }
 

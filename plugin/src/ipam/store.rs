@@ -13,11 +13,21 @@
 //! Owners are compared as host-local does: the file's content with
 //! surrounding whitespace trimmed against `<trimmed ID>\r\n<ifname>`, or
 //! against the bare ID for old files.
+//!
+//! Damaged files (power loss, cni-plugin#43; a host-local killed between
+//! its `O_EXCL` create and its write): **the file name is the
+//! reservation**. A file whose content names no owner (zero bytes, cut
+//! short, garbage: see [`Allocation::is_torn`]) keeps its IP reserved: ADD
+//! never hands it out (the name exists). Whose it is can only come from
+//! netboot's records: DEL releases the torn files at the IPs its record
+//! says the attachment holds ([`Locked::release_torn`]), and GC repairs a
+//! torn file a valid attachment's record claims, and releases one only
+//! when no valid attachment could own it ([`Locked::release_invalid`]).
 
 use super::IpamError;
 use nix::fcntl::{openat, Flock, FlockArg, OFlag};
 use nix::sys::stat::Mode;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::{self, Read, Write};
 use std::net::IpAddr;
@@ -39,6 +49,8 @@ pub struct Allocation {
     pub container_id: String,
     /// None for files written by host-local before it recorded ifnames.
     pub ifname: Option<String>,
+    /// The trimmed content, to recognise a file cut short.
+    raw: String,
 }
 
 impl Allocation {
@@ -58,6 +70,24 @@ impl Allocation {
         self.is_exactly(container_id, ifname) || self.is_legacy_of(container_id)
     }
 
+    /// Whether the content names no possible owner: empty, or an ID or
+    /// ifname no runtime could have passed (libcni's rules, which netboot
+    /// and host-local both enforce before writing). Such a file was torn
+    /// by a crash or a power loss; see the module documentation.
+    pub fn is_torn(&self) -> bool {
+        cni::args::validate_container_id(&self.container_id).is_err()
+            || self
+                .ifname
+                .as_deref()
+                .is_some_and(|i| cni::args::validate_ifname(i).is_err())
+    }
+
+    /// Whether the file may be `key`'s cut short: its content is a proper
+    /// prefix of it (e.g. `abc\r\ne` or `ab` of `abc\r\neth0`).
+    pub fn may_be_cut_from(&self, key: &str) -> bool {
+        self.raw.len() < key.len() && key.starts_with(&self.raw)
+    }
+
     fn parse(ip: IpAddr, content: &[u8]) -> Allocation {
         let text = String::from_utf8_lossy(content);
         let text = text.trim();
@@ -69,8 +99,19 @@ impl Allocation {
             ip,
             container_id: id.to_string(),
             ifname,
+            raw: text.to_string(),
         }
     }
+}
+
+/// What netboot's records say about the valid attachments, for GC: the
+/// IPs their recorded results name, and which of them have such a result.
+#[derive(Debug, Default, Clone)]
+pub struct Claims {
+    /// IP → (container ID, ifname).
+    pub ips: HashMap<IpAddr, (String, String)>,
+    /// Valid attachments whose record names their IPs.
+    pub known: HashSet<(String, String)>,
 }
 
 /// The content host-local writes for an attachment.
@@ -157,26 +198,122 @@ impl Locked {
         Some(content)
     }
 
-    /// Removes the allocations whose attachment is not in `valid`. A file
-    /// without an ifname is kept while its container has any attachment;
-    /// an empty (torn) file is reclaimed, since no live attachment can be
-    /// proven to own it. Returns the released IPs.
-    pub fn release_invalid(&self, valid: &[(String, String)]) -> Result<Vec<IpAddr>, IpamError> {
+    /// GC: removes the allocations whose attachment is not in `valid`,
+    /// and nothing a valid attachment may hold:
+    /// - an IP a valid attachment's record claims is kept, and its file
+    ///   rewritten if it was torn or cut short;
+    /// - a file without an ifname is kept while its container has any
+    ///   valid attachment (host-local's old format);
+    /// - a torn file, or one that may be a valid attachment's cut short,
+    ///   is kept while some valid attachment of its IP family is not
+    ///   accounted for (no record naming its IPs, no intact file), since
+    ///   it may be that one's; otherwise nobody valid can own it.
+    ///
+    /// Returns the released IPs.
+    pub fn release_invalid(
+        &self,
+        valid: &[(String, String)],
+        claims: &Claims,
+    ) -> Result<Vec<IpAddr>, IpamError> {
         let pairs: HashSet<(&str, &str)> =
             valid.iter().map(|(c, i)| (c.trim(), i.as_str())).collect();
         let ids: HashSet<&str> = valid.iter().map(|(c, _)| c.trim()).collect();
+        let keys: Vec<String> = valid.iter().map(|(c, i)| owner_key(c, i)).collect();
         self.sweep_reserve_temps()?;
+        let all = self.allocations()?;
+        // (container, ifname, is IPv4) of valid attachments holding an
+        // intact file.
+        let intact: HashSet<(&str, &str, bool)> = all
+            .iter()
+            .filter(|a| !a.is_torn())
+            .filter_map(|a| {
+                Some((
+                    a.container_id.as_str(),
+                    a.ifname.as_deref()?,
+                    a.ip.is_ipv4(),
+                ))
+            })
+            .filter(|(c, i, _)| pairs.contains(&(*c, *i)))
+            .collect();
+        let unaccounted = |v4: bool| {
+            valid.iter().any(|(c, i)| {
+                !claims.known.contains(&(c.clone(), i.clone()))
+                    && !intact.contains(&(c.trim(), i.as_str(), v4))
+            })
+        };
         let mut released = Vec::new();
-        for a in self.allocations()? {
+        for a in &all {
+            if let Some((c, i)) = claims.ips.get(&a.ip) {
+                let key = owner_key(c, i);
+                if a.is_torn() || a.may_be_cut_from(&key) {
+                    self.rewrite(a.ip, &key)?;
+                }
+                continue;
+            }
             let alive = match &a.ifname {
                 Some(ifname) => pairs.contains(&(a.container_id.as_str(), ifname.as_str())),
                 None => ids.contains(a.container_id.as_str()),
             };
-            if !alive && self.remove(a.ip)? {
+            if alive {
+                continue;
+            }
+            let maybe_valid = a.is_torn() || keys.iter().any(|k| a.may_be_cut_from(k));
+            if maybe_valid && unaccounted(a.ip.is_ipv4()) {
+                continue;
+            }
+            if self.remove(a.ip)? {
                 released.push(a.ip);
             }
         }
         Ok(released)
+    }
+
+    /// DEL: removes the files at `ips` (the IPs the attachment's record
+    /// says it holds) that are torn or cut short from its own owner key,
+    /// unless `claimed_elsewhere` says another attachment's record names
+    /// that IP. Intact files are left to [`Locked::release_owner`].
+    pub(crate) fn release_torn(
+        &self,
+        container_id: &str,
+        ifname: &str,
+        ips: &[IpAddr],
+        claimed_elsewhere: &mut dyn FnMut(IpAddr) -> bool,
+    ) -> Result<Vec<IpAddr>, IpamError> {
+        let key = owner_key(container_id, ifname);
+        let mut released = Vec::new();
+        for ip in ips {
+            let Some(content) = self.read_record(*ip) else {
+                continue;
+            };
+            let a = Allocation::parse(*ip, &content);
+            let ours = a.is_torn() || a.may_be_cut_from(&key);
+            if ours && !claimed_elsewhere(*ip) && self.remove(*ip)? {
+                released.push(*ip);
+            }
+        }
+        Ok(released)
+    }
+
+    /// Replaces the content of `ip`'s file with `key` (temp file + rename:
+    /// the name, hence the reservation, exists throughout).
+    fn rewrite(&self, ip: IpAddr, key: &str) -> Result<(), IpamError> {
+        let path = self.dir.join(ip.to_string());
+        let tmp = self
+            .dir
+            .join(format!("{RESERVE_TMP_PREFIX}{}-{ip}", std::process::id()));
+        let done = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .and_then(|mut f| f.write_all(key.as_bytes()))
+            .and_then(|()| fs::rename(&tmp, &path));
+        if let Err(e) = done {
+            let _ = fs::remove_file(&tmp);
+            return Err(IpamError::io(&path, e));
+        }
+        Ok(())
     }
 
     /// Reserves `ip` for `key`: the owner is written to a private temp file
@@ -331,7 +468,10 @@ mod tests {
         fs::write(d.join("last_reserved_ip.0"), "10.2.1.6").unwrap();
         let store = Locked::open(d).unwrap();
         let released = store
-            .release_invalid(&[("live".to_string(), "eth0".to_string())])
+            .release_invalid(
+                &[("live".to_string(), "eth0".to_string())],
+                &Claims::default(),
+            )
             .unwrap();
         let released: Vec<String> = released.iter().map(|i| i.to_string()).collect();
         assert_eq!(
@@ -398,5 +538,119 @@ mod tests {
         );
         assert!(store.release_owner("abc", "eth0").unwrap().is_empty());
         assert!(d.join("10.0.0.4").exists());
+    }
+
+    fn claims(entries: &[(&str, &str, &str)]) -> Claims {
+        let mut c = Claims::default();
+        for (ip, cid, ifname) in entries {
+            c.ips
+                .insert(ip.parse().unwrap(), (cid.to_string(), ifname.to_string()));
+            c.known.insert((cid.to_string(), ifname.to_string()));
+        }
+        c
+    }
+
+    fn valid(list: &[&str]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|c| (c.to_string(), "eth0".to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn damaged_files_are_recognised() {
+        let ip: IpAddr = "10.0.0.2".parse().unwrap();
+        for torn in [&b""[..], b"  \n", b"\0\0\0\0", b"\xff\xfe", b"a/b", b".x"] {
+            assert!(Allocation::parse(ip, torn).is_torn(), "{torn:?}");
+        }
+        // `abc\r\n` trims to an ID-only file, as host-local reads it.
+        for intact in [&b"abc\r\neth0"[..], b"abc", b"abc\r\ne", b"abc\r\n"] {
+            assert!(!Allocation::parse(ip, intact).is_torn(), "{intact:?}");
+        }
+        let key = owner_key("abc", "eth0");
+        assert!(Allocation::parse(ip, b"abc\r\ne").may_be_cut_from(&key));
+        assert!(Allocation::parse(ip, b"ab").may_be_cut_from(&key));
+        assert!(Allocation::parse(ip, b"").may_be_cut_from(&key));
+        assert!(!Allocation::parse(ip, b"abc\r\neth0").may_be_cut_from(&key));
+        assert!(!Allocation::parse(ip, b"abd").may_be_cut_from(&key));
+    }
+
+    /// The file name is the reservation: GC keeps (and repairs) what a
+    /// valid attachment's record claims, whatever the file now says.
+    #[test]
+    fn gc_repairs_damaged_files_a_valid_record_claims() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        fs::write(d.join("10.2.1.2"), "").unwrap();
+        fs::write(d.join("10.2.1.3"), "b\r\ne").unwrap();
+        fs::write(d.join("10.2.1.4"), b"\0\0\0").unwrap();
+        fs::write(d.join("10.2.1.5"), "dead\r\neth0").unwrap();
+        let store = Locked::open(d).unwrap();
+        let c = claims(&[
+            ("10.2.1.2", "a", "eth0"),
+            ("10.2.1.3", "b", "eth0"),
+            ("10.2.1.4", "c", "eth0"),
+        ]);
+        let freed = store.release_invalid(&valid(&["a", "b", "c"]), &c).unwrap();
+        assert_eq!(freed, vec!["10.2.1.5".parse::<IpAddr>().unwrap()]);
+        assert_eq!(fs::read(d.join("10.2.1.2")).unwrap(), b"a\r\neth0");
+        assert_eq!(fs::read(d.join("10.2.1.3")).unwrap(), b"b\r\neth0");
+        assert_eq!(fs::read(d.join("10.2.1.4")).unwrap(), b"c\r\neth0");
+        assert!(list(d).iter().all(|n| !n.starts_with(RESERVE_TMP_PREFIX)));
+    }
+
+    /// Without a record naming its IPs, a valid attachment may own any torn
+    /// file (or one cut from its key): GC keeps them all until every valid
+    /// attachment is accounted for.
+    #[test]
+    fn gc_keeps_damaged_files_while_a_valid_attachment_is_unaccounted() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        fs::write(d.join("10.2.1.2"), "").unwrap();
+        fs::write(d.join("10.2.1.3"), "liv").unwrap();
+        fs::write(d.join("10.2.1.4"), "other\r\neth0").unwrap();
+        let store = Locked::open(d).unwrap();
+        let freed = store
+            .release_invalid(&valid(&["live"]), &Claims::default())
+            .unwrap();
+        assert_eq!(freed, vec!["10.2.1.4".parse::<IpAddr>().unwrap()]);
+        assert!(d.join("10.2.1.2").exists() && d.join("10.2.1.3").exists());
+        // Once "live" is accounted for (an intact file), they are stale.
+        fs::write(d.join("10.2.1.9"), "live\r\neth0").unwrap();
+        let freed = store
+            .release_invalid(&valid(&["live"]), &Claims::default())
+            .unwrap();
+        assert_eq!(freed.len(), 2, "{freed:?}");
+        assert!(d.join("10.2.1.9").exists());
+    }
+
+    #[test]
+    fn del_releases_damaged_files_of_its_own_ips_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        fs::write(d.join("10.2.1.2"), "").unwrap(); // ours, torn
+        fs::write(d.join("10.2.1.3"), "ab").unwrap(); // ours, cut short
+        fs::write(d.join("10.2.1.4"), "").unwrap(); // claimed by another record
+        fs::write(d.join("10.2.1.5"), "zz\r\neth0").unwrap(); // intact, someone else's
+        fs::write(d.join("10.2.1.6"), "").unwrap(); // not ours to judge
+        let store = Locked::open(d).unwrap();
+        let ips: Vec<IpAddr> = ["10.2.1.2", "10.2.1.3", "10.2.1.4", "10.2.1.5", "10.2.1.7"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        let other: IpAddr = "10.2.1.4".parse().unwrap();
+        let freed = store
+            .release_torn("abc", "eth0", &ips, &mut |ip| ip == other)
+            .unwrap();
+        assert_eq!(freed, ips[..2].to_vec());
+        for kept in ["10.2.1.4", "10.2.1.5", "10.2.1.6"] {
+            assert!(d.join(kept).exists(), "{kept}");
+        }
+    }
+
+    fn list(d: &Path) -> Vec<String> {
+        fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
     }
 }

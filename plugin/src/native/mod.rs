@@ -63,6 +63,15 @@ fn kernel(what: &str, e: netkit::Error) -> CniError {
 
 /// Builds the state for this invocation from today's config and subnet.env.
 pub fn plan(ctx: &Ctx) -> Result<(NativeState, NativeConf), CniError> {
+    plan_for(ctx, &ctx.args.container_id, &ctx.args.ifname)
+}
+
+/// [`plan`] for another attachment (GC of one whose record is damaged).
+pub fn plan_for(
+    ctx: &Ctx,
+    container_id: &str,
+    ifname: &str,
+) -> Result<(NativeState, NativeConf), CniError> {
     let env = load_subnet_env(ctx)?;
     let rendered = flannel::bridge_delegate(&ctx.conf, &env);
     let nconf = NativeConf::from_delegate(&rendered)?;
@@ -80,7 +89,7 @@ pub fn plan(ctx: &Ctx) -> Result<(NativeState, NativeConf), CniError> {
         NativeState {
             conf: rendered,
             bridge: nconf.bridge.clone(),
-            host_veth: netkit::host_veth_name(&ctx.args.container_id, &ctx.args.ifname),
+            host_veth: netkit::host_veth_name(container_id, ifname),
             ipam_dir,
             port_mappings: ctx.conf.port_mappings(),
             snat,
@@ -349,7 +358,44 @@ pub fn undo(
     if let Err(e) = released {
         errors.push(e.context("release IPs"));
     }
+    if let Err(e) = release_torn(ctx, &state.ipam_dir, container_id, ifname, &ips) {
+        errors.push(e);
+    }
     errors
+}
+
+/// Frees the torn IP files (power loss, a killed host-local) at `ips`,
+/// the IPs the attachment's record names, unless another record claims
+/// them (see `ipam::store`). Shared by native and delegated DEL.
+pub fn release_torn(
+    ctx: &Ctx,
+    store_dir: &Path,
+    container_id: &str,
+    ifname: &str,
+    ips: &[IpAddr],
+) -> Result<(), CniError> {
+    if ips.is_empty() || !store_dir.exists() {
+        return Ok(());
+    }
+    let mut others: Option<std::collections::HashSet<IpAddr>> = None;
+    let mut claimed = |ip: IpAddr| {
+        others
+            .get_or_insert_with(|| {
+                // Unknown: treat every IP as someone else's, keep them.
+                ctx.store
+                    .claimed_except(container_id, ifname)
+                    .unwrap_or_else(|_| ips.iter().copied().collect())
+            })
+            .contains(&ip)
+    };
+    let freed = ipam::Locked::open(store_dir)
+        .and_then(|s| s.release_torn(container_id, ifname, ips, &mut claimed))
+        .map_err(|e| CniError::new(e.cni_code(), e.to_string()).context("release torn IP files"))?;
+    if !freed.is_empty() {
+        ctx.log
+            .info(&format!("released damaged IP files {freed:?}"));
+    }
+    Ok(())
 }
 
 /// Native CHECK, on top of the generic in-pod checks: host veth up and on
