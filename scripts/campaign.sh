@@ -2,7 +2,8 @@
 # The robustness campaign (issue 8): hostile-input targets with many cases,
 # the path traversal / injection tables against the real plugin, the
 # crash trials (SIGKILL mid-ADD and mid-DEL in native, bridge and flannel
-# mode, NETBOOT_CRASH_ROUNDS per mode and phase), and native-mode load on one
+# mode, NETBOOT_CRASH_ROUNDS per mode and phase), the truncation trials
+# (damaged records and IP files, NETBOOT_TRUNC_ROUNDS per mode), and native-mode load on one
 # node (many pods at several parallelisms, an exhausted range). Prints one table:
 # target/trial, count, failures, time.
 #
@@ -20,6 +21,8 @@ cd "$(dirname "$0")/.."
 export NETBOOT_FUZZ_CASES="${NETBOOT_FUZZ_CASES:-20000}"
 # Crash trials per mode *and* phase: 500 = 1000 trials per mode.
 export NETBOOT_CRASH_ROUNDS="${NETBOOT_CRASH_ROUNDS:-500}"
+# Truncation rounds per mode (each damages three files of live pods).
+export NETBOOT_TRUNC_ROUNDS="${NETBOOT_TRUNC_ROUNDS:-50}"
 export NETBOOT_LOAD_PODS="${NETBOOT_LOAD_PODS:-250}"
 export NETBOOT_LOAD_PARALLELISM="${NETBOOT_LOAD_PARALLELISM:-2,8,32}"
 export NETBOOT_TEST_NETNS_PREFIX="${NETBOOT_TEST_NETNS_PREFIX:-nbc-}"
@@ -89,6 +92,19 @@ for mode in native bridge flannel; do
   done
 done
 
+# "truncation trial <mode>: N rounds, D files damaged (...), A ADDs checked, X failures"
+run trunc -p netboot-tests --test truncation_trials
+read -r _ trunc_fail < <(counts "$log_dir/trunc.log" || echo "0 1")
+for mode in native bridge flannel; do
+  tally=$(grep -oE "truncation trial $mode: .*" "$log_dir/trunc.log" | tail -1 || true)
+  rounds=$(sed -nE 's/.*: ([0-9]+) rounds.*/\1/p' <<<"$tally")
+  files=$(sed -nE 's/.* ([0-9]+) files damaged.*/\1/p' <<<"$tally")
+  adds=$(sed -nE 's/.* ([0-9]+) ADDs checked.*/\1/p' <<<"$tally")
+  failures=$(sed -nE 's/.* ([0-9]+) failures$/\1/p' <<<"$tally")
+  row "zero-byte / half-written / garbage files of live pods ($mode): no held IP reused, DEL or GC restores the node" \
+    "${rounds:-?} rounds (${files:-?} files damaged, ${adds:-?} ADDs checked)" "${failures:-${trunc_fail:-1}}" "$elapsed"
+done
+
 # "load test: 250 pods, parallelism [2, 8, 32], ADDs 1.3s, DELs 2.7s, clean"
 # and "exhaust test: 24 ADDs, 13 IPs, 11 failed with code 11".
 run load -p netboot-tests --test load_native
@@ -102,6 +118,6 @@ echo "| target / trial | count | failures | time |"
 echo "|---|---|---|---|"
 printf '%s\n' "${rows[@]}"
 echo
-echo "NETBOOT_FUZZ_CASES=$NETBOOT_FUZZ_CASES NETBOOT_CRASH_ROUNDS=$NETBOOT_CRASH_ROUNDS; logs: $log_dir"
+echo "NETBOOT_FUZZ_CASES=$NETBOOT_FUZZ_CASES NETBOOT_CRASH_ROUNDS=$NETBOOT_CRASH_ROUNDS NETBOOT_TRUNC_ROUNDS=$NETBOOT_TRUNC_ROUNDS; logs: $log_dir"
 [ -n "$crash_tallies" ] && printf '%s\n' "$crash_tallies"
 exit "$fail"

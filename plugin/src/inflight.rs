@@ -22,7 +22,8 @@
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use std::fs;
-use std::io;
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -46,7 +47,13 @@ fn stat(pid: u32) -> Option<(u64, u32)> {
 /// no process is left to kill).
 pub fn note(path: &Path, pid: u32) -> io::Result<()> {
     let (start, _) = stat(pid).unwrap_or_default();
-    fs::write(path, format!("{pid} {start}\n"))
+    fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(format!("{pid} {start}\n").as_bytes()))
 }
 
 /// Removes the note of a finished call.
@@ -124,6 +131,9 @@ mod tests {
             .unwrap();
         note(&note_path, leader.id()).unwrap();
         assert!(!is_stale(&note_path));
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(&note_path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
         assert_eq!(reap(&note_path).unwrap(), Some(leader.id()));
         let status = leader.wait().unwrap();
         assert!(!status.success(), "{status}");
