@@ -86,6 +86,11 @@ impl ModeNode {
         }
     }
 
+    /// The CNI_PATH directory, to swap a plugin for a stand-in.
+    pub fn cni_dir(&self) -> &CniPathDir {
+        &self.path
+    }
+
     /// The CNI_PATH of every call.
     pub fn cni_path(&self) -> String {
         self.path.cni_path()

@@ -39,6 +39,7 @@ use netboot_tests::crash_support::{
 };
 use netboot_tests::native_support::Rng;
 use netboot_tests::plugin_support::{cid, plugin_bin, Snapshot};
+use netboot_tests::PluginCall;
 use netboot_tests::{plugin_command, require_root, retry, Netns};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -312,4 +313,192 @@ fn finish(
         problems.push(format!("node differs from before the trial:\n{diff}"));
     }
     (!problems.is_empty()).then(|| problems.join("\n"))
+}
+
+// Deterministic regressions for what the trials found.
+
+/// One attachment made and removed, so node-wide state (cni0, shared
+/// chains, the store) exists before a snapshot.
+fn warm_up(node: &ModeNode) {
+    let pod = node.pod("w");
+    node.run(&node.call("ADD", &pod)).expect_ok();
+    node.run(&node.call("DEL", &pod)).expect_ok();
+}
+
+/// A stand-in `bridge` whose ADD notes its PID in `<log>/pid`, sleeps, and
+/// only then marks `<log>/late-add`: an ADD still running when
+/// netboot-cni is killed.
+fn slow_bridge(log: &std::path::Path) -> String {
+    format!(
+        r#"#!/bin/sh
+LOG='{}'
+case "$CNI_COMMAND" in
+VERSION) echo '{{"cniVersion":"1.1.0","supportedVersions":["0.4.0","1.0.0","1.1.0"]}}' ;;
+ADD) cat >/dev/null; echo $$ > "$LOG/pid.tmp"; mv "$LOG/pid.tmp" "$LOG/pid"
+     sleep 3; touch "$LOG/late-add"; echo '{{"cniVersion":"1.1.0"}}' ;;
+*) cat >/dev/null ;;
+esac
+"#,
+        log.display()
+    )
+}
+
+#[test]
+fn a_delegate_orphaned_by_a_pid_kill_is_stopped_by_del() {
+    require_root();
+    let node = ModeNode::new("orph", Mode::Bridge);
+    let log = tempfile::tempdir().unwrap();
+    std::fs::remove_file(node.cni_dir().path().join("bridge")).unwrap();
+    node.cni_dir().script("bridge", &slow_bridge(log.path()));
+    let pod = node.pod("o");
+    let id = cid(&pod);
+    let call = node.call("ADD", &pod);
+    let mut cmd = plugin_command(&plugin_bin(), &call);
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0);
+    let mut child = cmd.spawn().expect("spawn netboot-cni");
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(call.stdin.as_bytes());
+    }
+    let started = retry(200, Duration::from_millis(50), || {
+        log.path().join("pid").exists().then_some(())
+    });
+    assert!(started.is_some(), "the stand-in bridge never ran");
+    // The runtime's timeout: SIGKILL to netboot-cni's PID only.
+    Kill::Pid.apply(child.id() as i32, &id);
+    child.wait().unwrap();
+    let orphans = procs_of(&id);
+    assert!(
+        !orphans.is_empty(),
+        "the delegate should outlive the plugin"
+    );
+    node.run(&node.call("DEL", &pod)).expect_ok();
+    assert!(
+        wait_gone(&orphans, Duration::from_secs(20)),
+        "orphan still running: {orphans:?}"
+    );
+    assert!(
+        !log.path().join("late-add").exists(),
+        "the orphaned ADD finished after DEL"
+    );
+    assert_eq!(node.records(), Vec::<String>::new());
+}
+
+#[test]
+fn del_without_netns_removes_the_bridge_masquerade_chain() {
+    require_root();
+    // FLANNEL_IPMASQ=false: bridge masquerades per container.
+    let node = ModeNode::new("masq", Mode::Bridge);
+    warm_up(&node);
+    let pod = node.pod("m");
+    let id = cid(&pod);
+    let before = node.stable_snapshot();
+    node.run(&node.call("ADD", &pod)).expect_ok();
+    let chain = netkit::firewall::bridge_masq_chain(netboot_tests::plugin_support::NET, &id);
+    assert!(
+        node.iptables_save().contains(&chain),
+        "no {chain} after ADD"
+    );
+    // containerd's second DEL without a first one: empty CNI_NETNS, where
+    // bridge only releases the IP (plugins#810).
+    let del = PluginCall {
+        netns: None,
+        ..node.call("DEL", &pod)
+    };
+    node.run(&del).expect_ok();
+    drop(pod);
+    let rules = node.iptables_save();
+    assert!(!rules.contains(&chain), "{chain} left:\n{rules}");
+    let diff = retry(20, Duration::from_millis(100), || {
+        before
+            .diff(&node.stable_snapshot())
+            .is_empty()
+            .then_some(())
+    });
+    assert!(diff.is_some(), "{}", before.diff(&node.stable_snapshot()));
+}
+
+#[test]
+fn flannel_del_replays_or_rebuilds_what_flannel_cannot() {
+    require_root();
+    let node = ModeNode::new("flrp", Mode::Flannel);
+    warm_up(&node);
+    let before = node.stable_snapshot();
+    // 1. A scratch file at a version the reference bridge refuses (an ADD
+    //    killed before netboot-cni retried lower): flannel's own DEL fails.
+    // 2. A zero-byte scratch file: flannel's DEL does nothing (flannel#1662).
+    for damage in ["version", "empty"] {
+        let pod = node.pod("f");
+        let id = cid(&pod);
+        node.run(&node.call("ADD", &pod)).expect_ok();
+        let scratch = node.data_dir.join(&id);
+        let mut conf: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&scratch).unwrap()).unwrap();
+        if damage == "version" {
+            conf["cniVersion"] = "1.1.0".into();
+            std::fs::write(&scratch, conf.to_string()).unwrap();
+        } else {
+            std::fs::write(&scratch, b"").unwrap();
+        }
+        node.run(&node.call("DEL", &pod)).expect_ok();
+        assert!(
+            pod.link_names().iter().all(|l| l != "eth0"),
+            "{damage}: eth0 left"
+        );
+        drop(pod);
+        let diff = retry(20, Duration::from_millis(100), || {
+            before
+                .diff(&node.stable_snapshot())
+                .is_empty()
+                .then_some(())
+        });
+        assert!(
+            diff.is_some(),
+            "{damage}: {}",
+            before.diff(&node.stable_snapshot())
+        );
+    }
+}
+
+#[test]
+fn bridge_del_is_retried_when_its_masquerade_chain_never_came() {
+    require_root();
+    // As if bridge's ADD was killed after addressing the pod and before
+    // creating its masquerade chain: its DEL then fails on iptables-nft
+    // ("Chain ... does not exist", exit status 2) after removing the
+    // interface, and only its second DEL succeeds.
+    let node = ModeNode::new("retry", Mode::Bridge);
+    warm_up(&node);
+    let before = node.stable_snapshot();
+    let pod = node.pod("r");
+    let id = cid(&pod);
+    node.run(&node.call("ADD", &pod)).expect_ok();
+    let chain = netkit::firewall::bridge_masq_chain(netboot_tests::plugin_support::NET, &id);
+    let mut script = String::from("*nat\n");
+    for line in node.iptables_save().lines() {
+        if let Some(rule) = line.strip_prefix("-A POSTROUTING ") {
+            if rule.ends_with(&format!("-j {chain}")) {
+                script.push_str(&format!("-D POSTROUTING {rule}\n"));
+            }
+        }
+    }
+    script.push_str(&format!("-F {chain}\n-X {chain}\nCOMMIT\n"));
+    let file = node.dir().join("unmasq.rules");
+    std::fs::write(&file, script).unwrap();
+    node.exec(&["iptables-restore", "--noflush", file.to_str().unwrap()])
+        .expect_ok();
+    std::fs::remove_file(&file).unwrap();
+    assert!(!node.iptables_save().contains(&chain));
+    node.run(&node.call("DEL", &pod)).expect_ok();
+    assert!(pod.link_names().iter().all(|l| l != "eth0"), "eth0 left");
+    drop(pod);
+    let diff = retry(20, Duration::from_millis(100), || {
+        before
+            .diff(&node.stable_snapshot())
+            .is_empty()
+            .then_some(())
+    });
+    assert!(diff.is_some(), "{}", before.diff(&node.stable_snapshot()));
 }
