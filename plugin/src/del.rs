@@ -11,6 +11,7 @@
 use crate::add::load_subnet_env;
 use crate::conf::Mode;
 use crate::delegate::Delegator;
+use crate::ipam::TornScope;
 use crate::record::{Call, Record};
 use crate::{flannel, io_err, mode, Ctx};
 use cni::args::Command;
@@ -286,9 +287,17 @@ fn after_delegate_del(ctx: &Ctx, rec: &Record, call: &Call) -> Vec<CniError> {
     if matches!(call.type_.as_str(), "bridge" | "flannel") && host_local {
         let dir = crate::ipam::store_dir(&ipam, &rec.network);
         let ips = rec.result_ips();
-        if let Err(e) = crate::native::release_torn(ctx, &dir, &rec.container_id, &rec.ifname, &ips)
-        {
-            errors.push(e);
+        let scope = match (rec.result.is_some(), ctx.store.saved_at(rec)) {
+            (true, _) => Some(TornScope::At(&ips)),
+            (false, Some(since)) => Some(TornScope::WrittenSince(since)),
+            // Reconstructed without a record: nothing tells which is ours.
+            (false, None) => None,
+        };
+        if let Some(scope) = scope {
+            let (cid, ifname) = (&rec.container_id, &rec.ifname);
+            if let Err(e) = crate::native::release_torn(ctx, &dir, cid, ifname, scope) {
+                errors.push(e);
+            }
         }
     }
     errors

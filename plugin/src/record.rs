@@ -149,6 +149,14 @@ impl Store {
         read_json(&self.record_path(container_id, ifname))
     }
 
+    /// When `rec`'s file was last written, if it is on disk (a record
+    /// rebuilt by DEL is not).
+    pub fn saved_at(&self, rec: &Record) -> Option<std::time::SystemTime> {
+        fs::metadata(self.record_path(&rec.container_id, &rec.ifname))
+            .and_then(|m| m.modified())
+            .ok()
+    }
+
     pub fn remove(&self, container_id: &str, ifname: &str) -> io::Result<()> {
         remove_with_dead_temps(&self.record_path(container_id, ifname))
     }

@@ -33,7 +33,7 @@ mod test_pool;
 mod test_procs;
 
 pub use range::{default_gateway, RangeSpec};
-pub use store::{Allocation, Claims, Locked};
+pub use store::{Allocation, Claims, Locked, TornScope};
 
 use range::Range;
 use serde_json::{Map, Value};
@@ -318,22 +318,6 @@ impl Pool {
             return Ok(Vec::new());
         }
         Locked::open(&self.dir)?.release_invalid(valid, claims)
-    }
-
-    /// DEL: frees the torn files at `ips`, the IPs the attachment's record
-    /// names, unless another record claims them; see
-    /// [`Locked::release_torn`].
-    pub fn release_torn(
-        &self,
-        container_id: &str,
-        ifname: &str,
-        ips: &[IpAddr],
-        claimed_elsewhere: &mut dyn FnMut(IpAddr) -> bool,
-    ) -> Result<Vec<IpAddr>, IpamError> {
-        if ips.is_empty() || !self.dir.exists() {
-            return Ok(Vec::new());
-        }
-        Locked::open(&self.dir)?.release_torn(container_id, ifname, ips, claimed_elsewhere)
     }
 
     /// How many addresses of the ranges are held, torn files included. A

@@ -114,6 +114,19 @@ pub struct Claims {
     pub known: HashSet<(String, String)>,
 }
 
+/// Which damaged files a DEL may take as its own ([`Locked::release_torn`]).
+#[derive(Debug, Clone, Copy)]
+pub enum TornScope<'a> {
+    /// The IPs the attachment's recorded ADD result names.
+    At(&'a [IpAddr]),
+    /// An ADD that never finished names no IP; a host-local killed
+    /// between creating and writing its file (a cgroup kill, or netboot
+    /// stopping an orphaned delegate) left a file written since the
+    /// attachment's record was last saved, which was just before the
+    /// delegate started.
+    WrittenSince(std::time::SystemTime),
+}
+
 /// The content host-local writes for an attachment.
 pub(crate) fn owner_key(container_id: &str, ifname: &str) -> String {
     format!("{}{LINE_BREAK}{ifname}", container_id.trim())
@@ -268,20 +281,32 @@ impl Locked {
         Ok(released)
     }
 
-    /// DEL: removes the files at `ips` (the IPs the attachment's record
-    /// says it holds) that are torn or cut short from its own owner key,
-    /// unless `claimed_elsewhere` says another attachment's record names
-    /// that IP. Intact files are left to [`Locked::release_owner`].
+    /// DEL: removes the files in `scope` that are torn or cut short from
+    /// the attachment's own owner key, unless `claimed_elsewhere` says
+    /// another attachment's record names that IP. Intact files are left to
+    /// [`Locked::release_owner`]. Under the store lock no live writer is
+    /// halfway through a file, so a torn one is a dead writer's.
     pub(crate) fn release_torn(
         &self,
         container_id: &str,
         ifname: &str,
-        ips: &[IpAddr],
+        scope: TornScope<'_>,
         claimed_elsewhere: &mut dyn FnMut(IpAddr) -> bool,
     ) -> Result<Vec<IpAddr>, IpamError> {
         let key = owner_key(container_id, ifname);
+        let ips: Vec<IpAddr> = match scope {
+            TornScope::At(ips) => ips.to_vec(),
+            TornScope::WrittenSince(since) => ip_files(&self.dir)?
+                .into_iter()
+                .filter(|ip| {
+                    fs::metadata(self.dir.join(ip.to_string()))
+                        .and_then(|m| m.modified())
+                        .is_ok_and(|t| t >= since)
+                })
+                .collect(),
+        };
         let mut released = Vec::new();
-        for ip in ips {
+        for ip in &ips {
             let Some(content) = self.read_record(*ip) else {
                 continue;
             };
@@ -639,12 +664,38 @@ mod tests {
             .collect();
         let other: IpAddr = "10.2.1.4".parse().unwrap();
         let freed = store
-            .release_torn("abc", "eth0", &ips, &mut |ip| ip == other)
+            .release_torn("abc", "eth0", TornScope::At(&ips), &mut |ip| ip == other)
             .unwrap();
         assert_eq!(freed, ips[..2].to_vec());
         for kept in ["10.2.1.4", "10.2.1.5", "10.2.1.6"] {
             assert!(d.join(kept).exists(), "{kept}");
         }
+    }
+
+    #[test]
+    fn unfinished_del_releases_damaged_files_written_since_its_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        fs::write(d.join("10.2.1.2"), "").unwrap(); // older: not ours
+        let since = std::time::SystemTime::now() + std::time::Duration::from_secs(3600);
+        let store = Locked::open(d).unwrap();
+        let none = store
+            .release_torn("abc", "eth0", TornScope::WrittenSince(since), &mut |_| {
+                false
+            })
+            .unwrap();
+        assert!(none.is_empty() && d.join("10.2.1.2").exists());
+        let since = std::time::SystemTime::UNIX_EPOCH;
+        fs::write(d.join("10.2.1.3"), "").unwrap();
+        fs::write(d.join("10.2.1.4"), "zz\r\neth0").unwrap(); // intact: kept
+        let other: IpAddr = "10.2.1.3".parse().unwrap();
+        let freed = store
+            .release_torn("abc", "eth0", TornScope::WrittenSince(since), &mut |ip| {
+                ip == other
+            })
+            .unwrap();
+        assert_eq!(freed, vec!["10.2.1.2".parse::<IpAddr>().unwrap()]);
+        assert!(d.join("10.2.1.3").exists() && d.join("10.2.1.4").exists());
     }
 
     fn list(d: &Path) -> Vec<String> {

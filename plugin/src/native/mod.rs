@@ -358,38 +358,38 @@ pub fn undo(
     if let Err(e) = released {
         errors.push(e.context("release IPs"));
     }
-    if let Err(e) = release_torn(ctx, &state.ipam_dir, container_id, ifname, &ips) {
+    let scope = ipam::TornScope::At(&ips);
+    if let Err(e) = release_torn(ctx, &state.ipam_dir, container_id, ifname, scope) {
         errors.push(e);
     }
     errors
 }
 
-/// Frees the torn IP files (power loss, a killed host-local) at `ips`,
-/// the IPs the attachment's record names, unless another record claims
-/// them (see `ipam::store`). Shared by native and delegated DEL.
+/// Frees the torn IP files (power loss, a killed host-local) in `scope`
+/// (the IPs the attachment's record names, or, for an ADD that never
+/// finished, the files written since its record), unless another record
+/// claims them (see `ipam::store`). Shared by native and delegated DEL.
 pub fn release_torn(
     ctx: &Ctx,
     store_dir: &Path,
     container_id: &str,
     ifname: &str,
-    ips: &[IpAddr],
+    scope: ipam::TornScope<'_>,
 ) -> Result<(), CniError> {
-    if ips.is_empty() || !store_dir.exists() {
+    if matches!(scope, ipam::TornScope::At([])) || !store_dir.exists() {
         return Ok(());
     }
-    let mut others: Option<std::collections::HashSet<IpAddr>> = None;
+    // Listed on the first damaged file only; unknown means "someone
+    // else's": keep it.
+    let mut others: Option<Option<std::collections::HashSet<IpAddr>>> = None;
     let mut claimed = |ip: IpAddr| {
         others
-            .get_or_insert_with(|| {
-                // Unknown: treat every IP as someone else's, keep them.
-                ctx.store
-                    .claimed_except(container_id, ifname)
-                    .unwrap_or_else(|_| ips.iter().copied().collect())
-            })
-            .contains(&ip)
+            .get_or_insert_with(|| ctx.store.claimed_except(container_id, ifname).ok())
+            .as_ref()
+            .is_none_or(|set| set.contains(&ip))
     };
     let freed = ipam::Locked::open(store_dir)
-        .and_then(|s| s.release_torn(container_id, ifname, ips, &mut claimed))
+        .and_then(|s| s.release_torn(container_id, ifname, scope, &mut claimed))
         .map_err(|e| CniError::new(e.cni_code(), e.to_string()).context("release torn IP files"))?;
     if !freed.is_empty() {
         ctx.log
