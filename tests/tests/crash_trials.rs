@@ -179,22 +179,22 @@ fn trials(mode: Mode, phase: Phase) {
     }
 }
 
-/// Median duration of the phase's operation over 3 warm-up attachments
-/// (which also create the node-wide state: cni0, shared chains, store).
+/// Median duration of the phase's operation over 3 attachments, after a
+/// first one that creates the node-wide state (cni0, shared chains, store)
+/// and is not counted.
 fn measure(node: &ModeNode, phase: Phase) -> Duration {
     let mut times = Vec::new();
-    for _ in 0..3 {
+    for i in 0..4 {
         let pod = node.pod("w");
         let t = Instant::now();
         node.run(&node.call("ADD", &pod)).expect_ok();
         let add = t.elapsed();
         let t = Instant::now();
         node.run(&node.call("DEL", &pod)).expect_ok();
-        times.push(if phase == Phase::Add {
-            add
-        } else {
-            t.elapsed()
-        });
+        let del = t.elapsed();
+        if i > 0 {
+            times.push(if phase == Phase::Add { add } else { del });
+        }
     }
     median(times)
 }
