@@ -502,3 +502,41 @@ fn bridge_del_is_retried_when_its_masquerade_chain_never_came() {
     });
     assert!(diff.is_some(), "{}", before.diff(&node.stable_snapshot()));
 }
+
+#[test]
+fn del_of_an_unfinished_add_releases_the_ip_file_host_local_left_empty() {
+    require_root();
+    // As if host-local was killed between creating its IP file and writing
+    // it (a cgroup kill, or DEL stopping the orphaned delegate): the record
+    // of the unfinished ADD names no IP, and host-local's DEL matches files
+    // by content, so only netboot-cni can release it.
+    let node = ModeNode::new("torn", Mode::Bridge);
+    warm_up(&node);
+    let store = netboot_tests::crash_support::store_dir(&node);
+    // A damaged file from before this ADD is not this attachment's.
+    std::fs::write(store.join("10.2.1.201"), b"").unwrap();
+    let before = node.stable_snapshot();
+    let pod = node.pod("u");
+    let id = cid(&pod);
+    node.run(&node.call("ADD", &pod)).expect_ok();
+    let path = node.record_path(&id);
+    let mut rec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    rec.as_object_mut().unwrap().remove("result");
+    std::fs::write(&path, rec.to_string()).unwrap();
+    std::fs::write(store.join("10.2.1.200"), b"").unwrap();
+    node.run(&node.call("DEL", &pod)).expect_ok();
+    assert!(!store.join("10.2.1.200").exists(), "torn IP file left");
+    assert!(
+        store.join("10.2.1.201").exists(),
+        "an older torn file was taken"
+    );
+    drop(pod);
+    let diff = retry(20, Duration::from_millis(100), || {
+        before
+            .diff(&node.stable_snapshot())
+            .is_empty()
+            .then_some(())
+    });
+    assert!(diff.is_some(), "{}", before.diff(&node.stable_snapshot()));
+}
