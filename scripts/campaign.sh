@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The robustness campaign (issue 8): hostile-input targets with many cases,
 # the path traversal / injection tables against the real plugin, the
-# SIGKILL-mid-ADD crash test with many rounds, native-mode load on one
-# node (many pods at several parallelisms, an exhausted range), the reboot
-# simulation with many rounds, podrun's faults (SIGKILL mid-run rounds
-# under load, containerd restarted, pause killed, CNI plugin missing at rm,
-# an orphaned shim), agent faults as counted trials with heal times
+# crash trials (SIGKILL mid-ADD and mid-DEL in native, bridge and flannel
+# mode, NETBOOT_CRASH_ROUNDS per mode and phase), the truncation trials
+# (damaged records and IP files, NETBOOT_TRUNC_ROUNDS per mode), native-mode
+# load on one node (many pods at several parallelisms, an exhausted range),
+# the reboot simulation with many rounds, podrun's faults (SIGKILL mid-run
+# rounds under load, containerd restarted, pause killed, CNI plugin missing
+# at rm, an orphaned shim), agent faults as counted trials with heal times
 # (etcd restarted, its member killed or cut off, lease deleted or expired,
 # subnet taken while the agent was stopped, flannel.1 deleted or its
 # address/routes/ARP/FDB removed, two agents on a node), and agent churn
@@ -28,7 +30,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export NETBOOT_FUZZ_CASES="${NETBOOT_FUZZ_CASES:-20000}"
-export NETBOOT_CRASH_ROUNDS="${NETBOOT_CRASH_ROUNDS:-1000}"
+# Crash trials per mode *and* phase: 500 = 1000 trials per mode.
+export NETBOOT_CRASH_ROUNDS="${NETBOOT_CRASH_ROUNDS:-500}"
+# Truncation rounds per mode (each damages three files of live pods).
+export NETBOOT_TRUNC_ROUNDS="${NETBOOT_TRUNC_ROUNDS:-50}"
 export NETBOOT_LOAD_PODS="${NETBOOT_LOAD_PODS:-250}"
 export NETBOOT_LOAD_PARALLELISM="${NETBOOT_LOAD_PARALLELISM:-2,8,32}"
 export NETBOOT_REBOOT_ROUNDS="${NETBOOT_REBOOT_ROUNDS:-30}"
@@ -89,12 +94,34 @@ run hostile-plugin -p netboot-tests --test hostile_plugin
 read -r ok bad < <(counts "$log_dir/hostile-plugin.log" || echo "0 1")
 row "path traversal / injection tables, real netboot-cni in node netns" "$((ok + bad)) tests" "${bad:-1}" "$elapsed"
 
-run crash -p netboot-tests --test plugin_native sigkill_during_add_then_del_or_gc_restores_the_node
-tally=$(grep -E '^crash test: ' "$log_dir/crash.log" | tail -1 || true)
-rounds=$(sed -E 's/^crash test: ([0-9]+) rounds.*/\1/' <<<"$tally")
-killed=$(sed -nE 's/.*killed: ([0-9]+).*/\1/p' <<<"$tally")
+# Crash trials: one test per mode and phase, each printing
+# "crash trial <mode> mid-<PHASE>: N rounds, K killed mid-op, F finished first, X failures (...)".
+run crash -p netboot-tests --test crash_trials
 read -r _ crash_fail < <(counts "$log_dir/crash.log" || echo "0 1")
-row "SIGKILL mid-ADD (native), then DEL or GC restores the node exactly" "${rounds:-?} rounds (${killed:-?} killed mid-ADD)" "${crash_fail:-1}" "$elapsed"
+crash_tallies=$(grep -oE 'crash trial [a-z]+ mid-[A-Z]+: .*' "$log_dir/crash.log" || true)
+for mode in native bridge flannel; do
+  for phase in ADD DEL; do
+    tally=$(grep -E "^crash trial $mode mid-$phase: " <<<"$crash_tallies" | tail -1 || true)
+    rounds=$(sed -nE 's/.*: ([0-9]+) rounds.*/\1/p' <<<"$tally")
+    killed=$(sed -nE 's/.* ([0-9]+) killed mid-op.*/\1/p' <<<"$tally")
+    failures=$(sed -nE 's/.* ([0-9]+) failures.*/\1/p' <<<"$tally")
+    row "SIGKILL mid-$phase ($mode), then DEL or GC restores the node exactly" \
+      "${rounds:-?} trials (${killed:-?} killed mid-$phase)" "${failures:-${crash_fail:-1}}" "$elapsed"
+  done
+done
+
+# "truncation trial <mode>: N rounds, D files damaged (...), A ADDs checked, X failures"
+run trunc -p netboot-tests --test truncation_trials
+read -r _ trunc_fail < <(counts "$log_dir/trunc.log" || echo "0 1")
+for mode in native bridge flannel; do
+  tally=$(grep -oE "truncation trial $mode: .*" "$log_dir/trunc.log" | tail -1 || true)
+  rounds=$(sed -nE 's/.*: ([0-9]+) rounds.*/\1/p' <<<"$tally")
+  files=$(sed -nE 's/.* ([0-9]+) files damaged.*/\1/p' <<<"$tally")
+  adds=$(sed -nE 's/.* ([0-9]+) ADDs checked.*/\1/p' <<<"$tally")
+  failures=$(sed -nE 's/.* ([0-9]+) failures$/\1/p' <<<"$tally")
+  row "zero-byte / half-written / garbage files of live pods ($mode): no held IP reused, DEL or GC restores the node" \
+    "${rounds:-?} rounds (${files:-?} files damaged, ${adds:-?} ADDs checked)" "${failures:-${trunc_fail:-1}}" "$elapsed"
+done
 
 # "load test: 250 pods, parallelism [2, 8, 32], ADDs 1.3s, DELs 2.7s, clean"
 # and "exhaust test: 24 ADDs, 13 IPs, 11 failed with code 11".
@@ -156,6 +183,6 @@ echo "| target / trial | count | failures | time |"
 echo "|---|---|---|---|"
 printf '%s\n' "${rows[@]}"
 echo
-echo "NETBOOT_FUZZ_CASES=$NETBOOT_FUZZ_CASES NETBOOT_CRASH_ROUNDS=$NETBOOT_CRASH_ROUNDS NETBOOT_REBOOT_ROUNDS=$NETBOOT_REBOOT_ROUNDS NETBOOT_PODRUN_KILL_ROUNDS=$NETBOOT_PODRUN_KILL_ROUNDS NETBOOT_PODRUN_KILL_LOAD=$NETBOOT_PODRUN_KILL_LOAD NETBOOT_PODRUN_RESTART_ROUNDS=$NETBOOT_PODRUN_RESTART_ROUNDS NETBOOT_AGENT_FAULT_ROUNDS=$NETBOOT_AGENT_FAULT_ROUNDS NETBOOT_CHURN_SECS=$NETBOOT_CHURN_SECS; logs: $log_dir"
-[ -n "$tally" ] && echo "crash tally: ${tally#crash test: }"
+echo "NETBOOT_FUZZ_CASES=$NETBOOT_FUZZ_CASES NETBOOT_CRASH_ROUNDS=$NETBOOT_CRASH_ROUNDS NETBOOT_TRUNC_ROUNDS=$NETBOOT_TRUNC_ROUNDS NETBOOT_REBOOT_ROUNDS=$NETBOOT_REBOOT_ROUNDS NETBOOT_PODRUN_KILL_ROUNDS=$NETBOOT_PODRUN_KILL_ROUNDS NETBOOT_PODRUN_KILL_LOAD=$NETBOOT_PODRUN_KILL_LOAD NETBOOT_PODRUN_RESTART_ROUNDS=$NETBOOT_PODRUN_RESTART_ROUNDS NETBOOT_AGENT_FAULT_ROUNDS=$NETBOOT_AGENT_FAULT_ROUNDS NETBOOT_CHURN_SECS=$NETBOOT_CHURN_SECS; logs: $log_dir"
+[ -n "$crash_tallies" ] && printf '%s\n' "$crash_tallies"
 exit "$fail"

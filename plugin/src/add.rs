@@ -181,6 +181,7 @@ pub fn subnet_env_error(e: &SubnetEnvError) -> CniError {
 /// instead of "already attached" (the old one is undone as DEL would).
 fn clear_stale(ctx: &Ctx, boot: Option<&str>) -> Result<(), CniError> {
     let (cid, ifname) = (&ctx.args.container_id, &ctx.args.ifname);
+    del::stop_orphans(ctx, cid, ifname);
     match ctx.store.load(cid, ifname) {
         Ok(None) => Ok(()),
         Ok(Some(rec)) if rec.result.is_some() => {

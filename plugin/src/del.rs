@@ -11,6 +11,7 @@
 use crate::add::load_subnet_env;
 use crate::conf::Mode;
 use crate::delegate::Delegator;
+use crate::ipam::TornScope;
 use crate::record::{Call, Record};
 use crate::{flannel, io_err, mode, Ctx};
 use cni::args::Command;
@@ -19,6 +20,7 @@ use serde_json::Value;
 
 pub fn del(ctx: &Ctx) -> Result<(), CniError> {
     let (cid, ifname) = (&ctx.args.container_id, &ctx.args.ifname);
+    stop_orphans(ctx, cid, ifname);
     let rec = match ctx.store.load(cid, ifname) {
         Ok(r) => r,
         Err(e) => {
@@ -81,10 +83,14 @@ fn portmap_call(ctx: &Ctx, rec: &Record, mappings: &[Value]) -> Call {
 
 /// Builds a record for an attachment netboot has no record of.
 fn reconstruct(ctx: &Ctx) -> Result<Option<Record>, CniError> {
-    let cid = &ctx.args.container_id;
+    reconstruct_for(ctx, &ctx.args.container_id, &ctx.args.ifname)
+}
+
+/// [`reconstruct`] for any attachment (GC of one whose record is torn).
+pub fn reconstruct_for(ctx: &Ctx, cid: &str, ifname: &str) -> Result<Option<Record>, CniError> {
     let mut rec = Record {
-        container_id: cid.clone(),
-        ifname: ctx.args.ifname.clone(),
+        container_id: cid.to_string(),
+        ifname: ifname.to_string(),
         network: ctx.conf.net.name.clone(),
         mode: Mode::Bridge,
         delegate: None,
@@ -111,7 +117,7 @@ fn reconstruct(ctx: &Ctx) -> Result<Option<Record>, CniError> {
             // Native mode without a record: undo by the deterministic names
             // (veth, IPAM owner) and sweep port mappings, which nothing else
             // can tell us about.
-            if let Ok((mut state, _)) = crate::native::plan(ctx) {
+            if let Ok((mut state, _)) = crate::native::plan_for(ctx, cid, ifname) {
                 state.sweep_ports = true;
                 rec.mode = Mode::Native;
                 rec.native = Some(state);
@@ -158,6 +164,20 @@ fn rebuilt_call(ctx: &Ctx, mode_out: &mut Mode) -> Option<Call> {
     Some(Call { type_, conf })
 }
 
+/// Stops a delegate that a killed earlier call for the attachment left
+/// running ([`crate::inflight`]), so it cannot redo what is undone next.
+pub fn stop_orphans(ctx: &Ctx, container_id: &str, ifname: &str) {
+    match ctx.store.reap_inflight(container_id, ifname) {
+        Ok(Some(pid)) => ctx.log.info(&format!(
+            "killed the orphaned delegate (process group {pid}) of an interrupted call"
+        )),
+        Ok(None) => {}
+        Err(e) => ctx
+            .log
+            .error(&format!("cannot stop an orphaned delegate: {e}")),
+    }
+}
+
 /// Undoes a (possibly partial) attachment in reverse order: portmap, then
 /// the delegate, then the files. Every step is attempted; the files are
 /// removed only when all steps succeeded, so a failed DEL can be retried.
@@ -182,8 +202,29 @@ pub fn undo(ctx: &Ctx, d: &Delegator, rec: &Record) -> Result<(), CniError> {
         }
     }
     if let Some(call) = &rec.delegate {
-        if let Err(e) = run_del(d, call, prev) {
-            errors.push(e.context(format!("{} DEL", call.type_)));
+        let mut outcome = run_del(d, call, prev);
+        if let Err(e) = &outcome {
+            // The reference bridge's DEL of an ADD that was killed after
+            // addressing the pod and before its masquerade chain existed
+            // fails on iptables-nft ("Chain ... does not exist": go-iptables
+            // does not take that exit status 2 for "not found"), having
+            // already removed the interface; its second DEL succeeds. A
+            // runtime would retry much later, so retry once now (DEL is
+            // idempotent). Not for a missing binary or a timeout.
+            if e.code != codes::NOT_AVAILABLE && e.code != codes::TRY_AGAIN {
+                ctx.log.info(&format!(
+                    "{} DEL failed ({}); retrying once",
+                    call.type_, e.msg
+                ));
+                outcome = run_del(d, call, prev);
+            }
+        }
+        if call.type_ == "flannel" {
+            outcome = finish_flannel_del(ctx, d, &rec.container_id, outcome);
+        }
+        match outcome {
+            Err(e) => errors.push(e.context(format!("{} DEL", call.type_))),
+            Ok(()) => errors.extend(after_delegate_del(ctx, rec, call)),
         }
     }
     if let Some(state) = &rec.native {
@@ -218,6 +259,108 @@ pub fn undo(ctx: &Ctx, d: &Delegator, rec: &Record) -> Result<(), CniError> {
         .map_err(|e| io_err("remove attachment record", e))?;
     ctx.log.info("detached");
     Ok(())
+}
+
+/// What the reference plugins leave after a successful DEL: bridge's
+/// masquerade chain when its DEL no longer found the pod interface (see
+/// `netkit::firewall::cleanup_bridge_masquerade`), and host-local's torn
+/// IP files, which it matches by content and so never releases.
+fn after_delegate_del(ctx: &Ctx, rec: &Record, call: &Call) -> Vec<CniError> {
+    let mut errors = Vec::new();
+    if masquerades_per_container(call) {
+        if let Err(e) = netkit::firewall::cleanup_bridge_masquerade(&rec.network, &rec.container_id)
+        {
+            errors.push(CniError::internal(format!(
+                "remove the bridge masquerade chain: {e}"
+            )));
+        }
+    }
+    let ipam = call
+        .conf
+        .get("ipam")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let host_local = ipam
+        .get("type")
+        .and_then(Value::as_str)
+        .is_none_or(|t| t == "host-local");
+    if matches!(call.type_.as_str(), "bridge" | "flannel") && host_local {
+        let dir = crate::ipam::store_dir(&ipam, &rec.network);
+        let ips = rec.result_ips();
+        let scope = match (rec.result.is_some(), ctx.store.saved_at(rec)) {
+            (true, _) => Some(TornScope::At(&ips)),
+            (false, Some(since)) => Some(TornScope::WrittenSince(since)),
+            // Reconstructed without a record: nothing tells which is ours.
+            (false, None) => None,
+        };
+        if let Some(scope) = scope {
+            let (cid, ifname) = (&rec.container_id, &rec.ifname);
+            if let Err(e) = crate::native::release_torn(ctx, &dir, cid, ifname, scope) {
+                errors.push(e);
+            }
+        }
+    }
+    errors
+}
+
+/// Completes what the flannel plugin's DEL left undone, from its scratch
+/// file `<dataDir>/<containerID>`:
+/// - flannel's DEL failed: replay the scratch file's delegate ourselves,
+///   with the version negotiation flannel lacks. The crash trials found
+///   the case: an ADD at a version flannel's bridge refuses, killed after
+///   flannel wrote its scratch file and before netboot retried at a lower
+///   version; flannel replays that file and so can never DEL it;
+/// - flannel's DEL succeeded but left its scratch file torn (power loss,
+///   cni-plugin#43): flannel skipped its delegate (flannel#1662), so the
+///   bridge + host-local config it would have rendered is rebuilt from
+///   subnet.env and DELed here.
+fn finish_flannel_del(
+    ctx: &Ctx,
+    d: &Delegator,
+    container_id: &str,
+    outcome: Result<(), CniError>,
+) -> Result<(), CniError> {
+    let Ok(Some(bytes)) = ctx.store.load_flannel(container_id) else {
+        return outcome;
+    };
+    let call = match (scratch_call(ctx, &bytes), &outcome) {
+        (Some(call), Err(e)) if call.type_ != "flannel" => {
+            ctx.log.info(&format!(
+                "flannel DEL failed ({}); replaying its {} call from the scratch file",
+                e.msg, call.type_
+            ));
+            call
+        }
+        (None, _) => {
+            let Ok(env) = load_subnet_env(ctx) else {
+                return outcome;
+            };
+            let conf = flannel::bridge_delegate(&ctx.conf, &env);
+            let type_ = conf["type"].as_str().unwrap_or("bridge").to_string();
+            ctx.log.info(&format!(
+                "flannel's scratch file is damaged; DEL of the {type_} config it would have rendered"
+            ));
+            Call { type_, conf }
+        }
+        _ => return outcome,
+    };
+    run_del(d, &call, None)?;
+    ctx.store
+        .remove_flannel(container_id)
+        .map_err(|e| io_err("remove delegate config", e))
+}
+
+/// Whether a delegate call may have left the reference bridge's
+/// per-container masquerade chain: bridge with `ipMasq`, or the flannel
+/// plugin, which renders bridge with `ipMasq = !FLANNEL_IPMASQ` into a
+/// config netboot does not see.
+fn masquerades_per_container(call: &Call) -> bool {
+    match call.type_.as_str() {
+        "bridge" => call.conf.get("ipMasq").and_then(Value::as_bool) == Some(true),
+        "flannel" => true,
+        _ => false,
+    }
 }
 
 /// DEL of one recorded call. prevResult is passed when known (SPEC.md: DEL

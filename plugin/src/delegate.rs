@@ -15,7 +15,7 @@ use cni::invoke::{find_in_path, Exec, ExecEnv};
 use cni::result::CniResult;
 use cni::version::{Version, SUPPORTED_VERSIONS};
 use serde_json::Value;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Runs delegates found on `CNI_PATH`.
@@ -23,6 +23,8 @@ pub struct Delegator {
     paths: Vec<PathBuf>,
     env: ExecEnv,
     exec: Exec,
+    /// Where to note the running delegate (see [`crate::inflight`]).
+    inflight: Option<PathBuf>,
 }
 
 /// The attachment a delegate call is about; GC works on attachments other
@@ -66,7 +68,15 @@ impl Delegator {
                 inherit: true,
             },
             exec: Exec { timeout },
+            inflight: None,
         }
+    }
+
+    /// Notes every delegate this runs at `path` while it runs, so a DEL
+    /// after netboot-cni was killed can stop it ([`crate::inflight`]).
+    pub fn noting_inflight(mut self, path: PathBuf) -> Delegator {
+        self.inflight = Some(path);
+        self
     }
 
     /// A copy that acts on another attachment (used by GC).
@@ -92,6 +102,7 @@ impl Delegator {
             exec: Exec {
                 timeout: self.exec.timeout,
             },
+            inflight: None,
         }
     }
 
@@ -154,7 +165,7 @@ impl Delegator {
         let path = self.find(&call.type_)?;
         let bytes =
             serde_json::to_vec(&call.conf).map_err(|e| CniError::internal(e.to_string()))?;
-        let out = self.exec.run(&path, Command::Add, &bytes, &self.env)?;
+        let out = self.exec_noted(&path, Command::Add, &bytes)?;
         CniResult::parse(&out, conf_version(&call.conf))
             .map_err(|e| e.context(format!("result of {} ADD", call.type_)))
     }
@@ -180,7 +191,23 @@ impl Delegator {
         let path = self.find(&call.type_)?;
         let bytes =
             serde_json::to_vec(&call.conf).map_err(|e| CniError::internal(e.to_string()))?;
-        self.exec.run(&path, cmd, &bytes, &self.env).map(|_| ())
+        self.exec_noted(&path, cmd, &bytes).map(|_| ())
+    }
+
+    /// Runs a delegate, with a note of it while it runs when asked to.
+    fn exec_noted(&self, path: &Path, cmd: Command, stdin: &[u8]) -> Result<Vec<u8>, CniError> {
+        let Some(note) = &self.inflight else {
+            return self.exec.run(path, cmd, stdin, &self.env);
+        };
+        let out = self
+            .exec
+            .run_observed(path, cmd, stdin, &self.env, &mut |pid| {
+                // Best effort: without the note DEL still works, it just
+                // cannot stop an orphan.
+                let _ = crate::inflight::note(note, pid);
+            });
+        crate::inflight::clear(note);
+        out
     }
 
     /// Lowers `call` to the highest version the delegate and we both speak

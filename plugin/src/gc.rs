@@ -36,7 +36,7 @@ pub fn gc(ctx: &Ctx) -> Result<(), CniError> {
     let mut seen_ids: HashSet<String> = HashSet::new();
     sweep_records(ctx, &valid_pairs, &mut seen_ids, &mut errors);
     sweep_scratch(ctx, &valid_ids, &seen_ids, &mut errors);
-    sweep_ipam(ctx, &valid, &mut errors);
+    sweep_ipam(ctx, &valid, &valid_pairs, &mut errors);
     sweep_veths(ctx, &valid, &mut errors);
     if let Err(e) = ctx.store.remove_dead_temps() {
         errors.push(format!("remove temp files of killed writers: {e}"));
@@ -66,15 +66,22 @@ fn sweep_records(
         if valid.contains(&(cid.as_str(), ifname.as_str())) {
             continue;
         }
+        del::stop_orphans(ctx, &cid, &ifname);
         let rec = match rec {
             Ok(r) => r,
             Err(e) => {
-                // A torn record cannot be replayed; the IPAM sweep still
-                // reclaims its address. Drop it so it does not linger.
+                // A torn record cannot be replayed: undo what DEL would
+                // without it (flannel's scratch file, or the deterministic
+                // native names, or today's config), then drop it.
                 ctx.log
-                    .error(&format!("dropping unreadable record {cid}@{ifname}: {e}"));
-                let _ = ctx.store.remove(&cid, &ifname);
-                continue;
+                    .error(&format!("replacing unreadable record {cid}@{ifname}: {e}"));
+                match del::reconstruct_for(ctx, &cid, &ifname) {
+                    Ok(Some(r)) => r,
+                    _ => {
+                        let _ = ctx.store.remove(&cid, &ifname);
+                        continue;
+                    }
+                }
             }
         };
         if let Err(e) = release(ctx, &rec) {
@@ -145,7 +152,12 @@ fn sweep_scratch(
     }
 }
 
-fn sweep_ipam(ctx: &Ctx, valid: &[(String, String)], errors: &mut Vec<String>) {
+fn sweep_ipam(
+    ctx: &Ctx,
+    valid: &[(String, String)],
+    valid_pairs: &HashSet<(&str, &str)>,
+    errors: &mut Vec<String>,
+) {
     let (_, ipam_type) = mode::bridge_types(&ctx.conf);
     if ipam_type != "host-local" {
         return;
@@ -154,7 +166,13 @@ fn sweep_ipam(ctx: &Ctx, valid: &[(String, String)], errors: &mut Vec<String>) {
     if !dir.exists() {
         return;
     }
-    match ipam::Locked::open(&dir).and_then(|s| s.release_invalid(valid)) {
+    // What the valid attachments' records say they hold: never released,
+    // and repaired when torn (see ipam::store).
+    let claims = match ctx.store.claims_of(valid_pairs) {
+        Ok(c) => c,
+        Err(e) => return errors.push(format!("read records for the IPAM sweep: {e}")),
+    };
+    match ipam::Locked::open(&dir).and_then(|s| s.release_invalid(valid, &claims)) {
         Ok(ips) if !ips.is_empty() => ctx.log.info(&format!("released leaked IPs {ips:?}")),
         Ok(_) => {}
         Err(e) => errors.push(format!("IPAM store {}: {e}", dir.display())),

@@ -12,6 +12,7 @@ pub mod delegate;
 pub mod flannel;
 pub mod gc;
 pub mod ghost;
+pub mod inflight;
 pub mod ipam;
 pub mod log;
 pub mod mode;
@@ -103,9 +104,15 @@ fn dispatch(
         // Before any side effect: see check_port_mappings.
         conf.check_port_mappings()?;
     }
+    let store = Store::new(&conf.data_dir);
+    let mut delegates = Delegator::new(&args, conf.delegate_timeout);
+    if matches!(args.command, Command::Add | Command::Del) {
+        delegates =
+            delegates.noting_inflight(store.inflight_path(&args.container_id, &args.ifname));
+    }
     let ctx = Ctx {
-        delegates: Delegator::new(&args, conf.delegate_timeout),
-        store: Store::new(&conf.data_dir),
+        delegates,
+        store,
         log: Logger::new(
             conf.log_file.as_deref(),
             conf.log_level,

@@ -14,10 +14,13 @@
 //! (flannel-io/cni-plugin#43).
 
 use crate::conf::Mode;
+use crate::ipam::Claims;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::collections::HashSet;
 use std::fs;
 use std::io::{self, Write};
+use std::net::IpAddr;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -56,6 +59,33 @@ pub struct Record {
     pub boot_id: Option<String>,
 }
 
+impl Record {
+    /// The IPs the recorded ADD result names (none before ADD finished).
+    pub fn result_ips(&self) -> Vec<IpAddr> {
+        result_ips(self.result.as_ref())
+    }
+}
+
+/// The IPs of a result in any version: `ips[].address` (0.3.0 and
+/// later), or `ip4.ip` / `ip6.ip` (0.1.0, 0.2.0).
+pub fn result_ips(result: Option<&Value>) -> Vec<IpAddr> {
+    let Some(r) = result else {
+        return Vec::new();
+    };
+    let addresses = r
+        .get("ips")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|ip| ip.get("address"))
+        .chain(["ip4", "ip6"].iter().filter_map(|k| r.get(*k)?.get("ip")));
+    addresses
+        .filter_map(Value::as_str)
+        .filter_map(|a| a.parse::<ipnet::IpNet>().ok())
+        .map(|n| n.addr())
+        .collect()
+}
+
 /// The record directory of one `dataDir`.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -78,6 +108,19 @@ impl Store {
     fn record_path(&self, container_id: &str, ifname: &str) -> PathBuf {
         self.record_dir()
             .join(format!("{container_id}@{ifname}.json"))
+    }
+
+    /// The note of a delegate running for the attachment
+    /// ([`crate::inflight`]); a dot file, so never taken for a record.
+    pub fn inflight_path(&self, container_id: &str, ifname: &str) -> PathBuf {
+        self.record_dir()
+            .join(format!(".{container_id}@{ifname}.inflight"))
+    }
+
+    /// Stops a delegate a killed netboot-cni left running for the
+    /// attachment, if any ([`crate::inflight::reap`]).
+    pub fn reap_inflight(&self, container_id: &str, ifname: &str) -> io::Result<Option<u32>> {
+        crate::inflight::reap(&self.inflight_path(container_id, ifname))
     }
 
     /// flannel's scratch file for a container.
@@ -111,6 +154,14 @@ impl Store {
         read_json(&self.record_path(container_id, ifname))
     }
 
+    /// When `rec`'s file was last written, if it is on disk (a record
+    /// rebuilt by DEL is not).
+    pub fn saved_at(&self, rec: &Record) -> Option<std::time::SystemTime> {
+        fs::metadata(self.record_path(&rec.container_id, &rec.ifname))
+            .and_then(|m| m.modified())
+            .ok()
+    }
+
     pub fn remove(&self, container_id: &str, ifname: &str) -> io::Result<()> {
         remove_with_dead_temps(&self.record_path(container_id, ifname))
     }
@@ -123,8 +174,12 @@ impl Store {
         for dir in [self.record_dir(), self.data_dir.clone()] {
             for entry in read_dir_if_present(&dir)? {
                 let name = entry?.file_name().to_string_lossy().into_owned();
-                if dead_temp(&name, None) {
-                    remove_if_present(&dir.join(&name))?;
+                let path = dir.join(&name);
+                let dead_note = name.starts_with('.')
+                    && name.ends_with(".inflight")
+                    && crate::inflight::is_stale(&path);
+                if dead_temp(&name, None) || dead_note {
+                    remove_if_present(&path)?;
                 }
             }
         }
@@ -174,6 +229,38 @@ impl Store {
                 });
                 (cid, ifname, rec)
             })
+            .collect())
+    }
+
+    /// What the readable records of `valid` attachments claim, for GC's
+    /// IPAM sweep ([`crate::ipam::Locked::release_invalid`]).
+    pub fn claims_of(&self, valid: &HashSet<(&str, &str)>) -> io::Result<Claims> {
+        let mut claims = Claims::default();
+        for (cid, ifname, rec) in self.list()? {
+            if !valid.contains(&(cid.as_str(), ifname.as_str())) {
+                continue;
+            }
+            let ips = rec.map(|r| r.result_ips()).unwrap_or_default();
+            if ips.is_empty() {
+                continue;
+            }
+            claims.known.insert((cid.clone(), ifname.clone()));
+            for ip in ips {
+                claims.ips.insert(ip, (cid.clone(), ifname.clone()));
+            }
+        }
+        Ok(claims)
+    }
+
+    /// The IPs the readable records of every attachment but (container_id,
+    /// ifname) claim: what DEL must not release even when torn.
+    pub fn claimed_except(&self, container_id: &str, ifname: &str) -> io::Result<HashSet<IpAddr>> {
+        Ok(self
+            .list()?
+            .into_iter()
+            .filter(|(c, i, _)| (c.as_str(), i.as_str()) != (container_id, ifname))
+            .filter_map(|(_, _, rec)| rec.ok())
+            .flat_map(|r| r.result_ips())
             .collect())
     }
 

@@ -9,6 +9,7 @@ pub mod agent_load;
 pub mod agent_support;
 pub mod cluster;
 pub mod containerd;
+pub mod crash_support;
 pub mod doctor_support;
 pub mod etcd;
 pub mod exec;

@@ -183,25 +183,9 @@ impl NativeNode {
         }
     }
 
-    /// [`PluginNode::snapshot`] without the round-robin hints
-    /// (`last_reserved_ip.*`), which a rolled-back or undone allocation
-    /// legitimately advances, as host-local's does.
-    /// Carrier state is dropped as well: the bridge loses its carrier
-    /// (and its routes get `linkdown`) some time after its last port went,
-    /// and IPv6 DAD on it finishes on its own (link-local routes).
+    /// [`PluginNode::stable_snapshot`].
     pub fn snapshot(&self) -> Snapshot {
-        let mut s = self.pn.snapshot();
-        s.files
-            .retain(|p, _| !p.to_string_lossy().contains("last_reserved_ip."));
-        for v in [&mut s.links, &mut s.addrs, &mut s.routes] {
-            strip_carrier(v);
-        }
-        // The local route of the bridge's IPv6 link-local address appears
-        // when DAD completes, which needs carrier.
-        if let Value::Array(routes) = &mut s.routes {
-            routes.retain(|r| !r["dst"].as_str().is_some_and(|d| d.starts_with("fe80::")));
-        }
-        s
+        self.pn.stable_snapshot()
     }
 
     /// The node's bridge MAC (`cni0`).
@@ -210,23 +194,6 @@ impl NativeNode {
             .as_str()
             .unwrap_or_default()
             .to_owned()
-    }
-}
-
-fn strip_carrier(v: &mut Value) {
-    match v {
-        Value::Array(a) => a.iter_mut().for_each(strip_carrier),
-        Value::Object(m) => {
-            m.remove("operstate");
-            m.remove("tentative");
-            if let Some(Value::Array(flags)) = m.get_mut("flags") {
-                flags.retain(|f| {
-                    !matches!(f.as_str(), Some("NO-CARRIER" | "LOWER_UP" | "linkdown"))
-                });
-            }
-            m.values_mut().for_each(strip_carrier);
-        }
-        _ => {}
     }
 }
 

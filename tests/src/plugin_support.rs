@@ -180,6 +180,7 @@ impl PluginNode {
             links: strip_volatile(self.ip_json(&["link", "show"])),
             addrs: strip_volatile(self.ip_json(&["addr", "show"])),
             routes: self.ip_json(&["route", "show", "table", "all"]),
+            neigh: configured_neighbours(self.ip_json(&["neigh", "show"])),
             iptables: filter_iptables(&self.iptables_save()),
             nft: filter_nft(&self.node.nft_ruleset()),
             files: tree(self.dir())
@@ -187,6 +188,44 @@ impl PluginNode {
                 .map(|(p, b)| (p, String::from_utf8_lossy(&b).into_owned()))
                 .collect(),
         }
+    }
+
+    /// [`PluginNode::snapshot`] without the round-robin hints
+    /// (`last_reserved_ip.*`), which a rolled-back or undone allocation
+    /// legitimately advances, as host-local's does.
+    /// Carrier state is dropped as well: the bridge loses its carrier
+    /// (and its routes get `linkdown`) some time after its last port went,
+    /// and IPv6 DAD on it finishes on its own (link-local routes).
+    pub fn stable_snapshot(&self) -> Snapshot {
+        let mut s = self.snapshot();
+        s.files
+            .retain(|p, _| !p.to_string_lossy().contains("last_reserved_ip."));
+        for v in [&mut s.links, &mut s.addrs, &mut s.routes] {
+            strip_carrier(v);
+        }
+        // The local route of the bridge's IPv6 link-local address appears
+        // when DAD completes, which needs carrier.
+        if let Value::Array(routes) = &mut s.routes {
+            routes.retain(|r| !r["dst"].as_str().is_some_and(|d| d.starts_with("fe80::")));
+        }
+        s
+    }
+}
+
+fn strip_carrier(v: &mut Value) {
+    match v {
+        Value::Array(a) => a.iter_mut().for_each(strip_carrier),
+        Value::Object(m) => {
+            m.remove("operstate");
+            m.remove("tentative");
+            if let Some(Value::Array(flags)) = m.get_mut("flags") {
+                flags.retain(|f| {
+                    !matches!(f.as_str(), Some("NO-CARRIER" | "LOWER_UP" | "linkdown"))
+                });
+            }
+            m.values_mut().for_each(strip_carrier);
+        }
+        _ => {}
     }
 }
 
@@ -196,11 +235,83 @@ pub struct Snapshot {
     pub links: Value,
     pub addrs: Value,
     pub routes: Value,
+    /// `ip -j neigh` entries someone configured (PERMANENT, NOARP); the
+    /// kernel's own cache entries (REACHABLE, STALE, FAILED, ...) come and
+    /// go with traffic and are no plugin's state.
+    pub neigh: Value,
     pub iptables: String,
     /// `nft list ruleset` without counters (native mode's rules live here).
     pub nft: String,
     /// path → content (lossy UTF-8, so a failed comparison is readable).
     pub files: BTreeMap<PathBuf, String>,
+}
+
+impl Snapshot {
+    /// What differs from `after`, per part, as `-`/`+` lines (pretty JSON
+    /// for the `ip -j` parts, lines for the rule listings, one line per
+    /// file). Empty when the snapshots are equal.
+    pub fn diff(&self, after: &Snapshot) -> String {
+        let json = |v: &Value| serde_json::to_string_pretty(v).unwrap_or_default();
+        let files = |s: &Snapshot| {
+            s.files
+                .iter()
+                .map(|(p, c)| format!("{} = {c:?}", p.display()))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let parts = [
+            ("ip -j link", json(&self.links), json(&after.links)),
+            ("ip -j addr", json(&self.addrs), json(&after.addrs)),
+            ("ip -j route", json(&self.routes), json(&after.routes)),
+            ("ip -j neigh", json(&self.neigh), json(&after.neigh)),
+            (
+                "iptables-save",
+                self.iptables.clone(),
+                after.iptables.clone(),
+            ),
+            ("nft list ruleset", self.nft.clone(), after.nft.clone()),
+            ("files", files(self), files(after)),
+        ];
+        let mut out = String::new();
+        for (name, a, b) in parts {
+            if a != b {
+                out.push_str(&format!("--- {name}\n{}", line_diff(&a, &b)));
+            }
+        }
+        out
+    }
+}
+
+/// Lines only in `a` (`-`) and only in `b` (`+`), as multisets, in order.
+fn line_diff(a: &str, b: &str) -> String {
+    let mut only_b: Vec<&str> = b.lines().collect();
+    let mut out = String::new();
+    for l in a.lines() {
+        match only_b.iter().position(|x| *x == l) {
+            Some(i) => {
+                only_b.remove(i);
+            }
+            None => out.push_str(&format!("- {l}\n")),
+        }
+    }
+    for l in only_b {
+        out.push_str(&format!("+ {l}\n"));
+    }
+    out
+}
+
+/// The configured entries of `ip -j neigh` (see [`Snapshot::neigh`]).
+fn configured_neighbours(mut v: Value) -> Value {
+    if let Value::Array(entries) = &mut v {
+        entries.retain(|e| {
+            e["state"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|s| matches!(s.as_str(), Some("PERMANENT" | "NOARP")))
+        });
+    }
+    v
 }
 
 /// Link statistics and timers change on their own; drop them.

@@ -2,8 +2,8 @@
 //! on CNI_PATH (an empty temp dir): the plugin suite's round trips, bad
 //! inputs and DEL variants, pod traffic, masquerade towards an "outside"
 //! namespace, hostPort reachability, switching a node between bridge and
-//! native mode, cni0 address reconciliation, concurrency, SIGKILL during
-//! ADD, GC and CHECK.
+//! native mode, cni0 address reconciliation, concurrency, GC and CHECK
+//! (SIGKILL during ADD and DEL: `crash_trials.rs`).
 //!
 //! Every node and pod is a namespace the test creates; the "outside" world
 //! is one more namespace behind a veth, addressed from TEST-NET-1
@@ -11,16 +11,15 @@
 
 use std::fs;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use netboot_tests::native_support::{env_with_subnet, NativeNode, Rng, Wired};
+use netboot_tests::native_support::{env_with_subnet, NativeNode, Wired};
 use netboot_tests::plugin_support::{
-    assert_result_shape, cid, err_code, err_text, fetch, merged, plugin_bin, routes, serve,
-    with_ports, with_prev, NET,
+    assert_result_shape, cid, err_code, err_text, fetch, merged, routes, serve, with_ports,
+    with_prev, NET,
 };
 use netboot_tests::{
-    assert_ping, first_gateway, first_ip, plugin_command, require_root, Netns, PluginCall,
-    SubnetEnv,
+    assert_ping, first_gateway, first_ip, require_root, Netns, PluginCall, SubnetEnv,
 };
 use serde_json::{json, Value};
 
@@ -812,115 +811,6 @@ fn check_detects_what_was_broken() {
     broken(&node, &pod, &conf, &res, "a removed masquerade rule");
     node.del(&pod, &conf);
     node.assert_clean(&[&cid(&pod)]);
-}
-
-/// What a killed ADD left before cleanup, for the report.
-#[derive(Debug, Default)]
-struct CrashTally {
-    killed: u32,
-    finished: u32,
-    left_veth: u32,
-    left_ip: u32,
-    left_record: u32,
-    left_rules: u32,
-    by_del: u32,
-    by_gc: u32,
-    /// DEL left an empty (torn) IP file (must stay 0).
-    torn_ip_after_del: u32,
-}
-
-#[test]
-fn sigkill_during_add_then_del_or_gc_restores_the_node() {
-    use std::io::Write;
-    use std::os::unix::process::ExitStatusExt;
-    use std::process::Stdio;
-
-    require_root();
-    // CI runs 40; the campaign (scripts/campaign.sh) sets many more.
-    let rounds: u32 = std::env::var("NETBOOT_CRASH_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(40);
-    let node = NativeNode::new("ncrash");
-    let conf = with_ports(&node.conf("1.1.0"), HOST_PORT, POD_PORT);
-    // Warm up so the node-wide state (cni0, rule sets, store, locks)
-    // exists; the baseline is a node with no attachment.
-    let warm = node.pod("warm");
-    let t = Instant::now();
-    node.add(&warm, &conf);
-    let add_time = t.elapsed();
-    node.del(&warm, &conf);
-    let baseline = node.snapshot();
-    let mut rng = Rng::from_env_or_clock();
-    let mut tally = CrashTally::default();
-    for round in 0..rounds {
-        let pod = node.pod("k");
-        let id = cid(&pod);
-        let call = node.call("ADD", &pod, &conf);
-        let mut cmd = plugin_command(&plugin_bin(), &call);
-        cmd.stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let delay = Duration::from_millis(rng.below(41));
-        let mut child = cmd.spawn().expect("spawn netboot-cni");
-        if let Some(mut stdin) = child.stdin.take() {
-            let _ = stdin.write_all(call.stdin.as_bytes());
-        }
-        thread::sleep(delay);
-        // Child::kill sends SIGKILL to this PID only (nsenter exec'd the
-        // plugin, so it is the plugin itself).
-        let _ = child.kill();
-        let status = child.wait().expect("wait for the plugin");
-        if status.signal() == Some(9) {
-            tally.killed += 1;
-        } else {
-            tally.finished += 1;
-        }
-        tally.left_veth += u32::from(!node.host_veths().is_empty());
-        tally.left_ip += u32::from(!node.allocations().is_empty());
-        tally.left_record += u32::from(!node.records().is_empty());
-        tally.left_rules += u32::from(!node.nft_rules_mentioning(&id).is_empty());
-        let how = if round % 2 == 0 {
-            node.del(&pod, &conf);
-            tally.by_del += 1;
-            // IP files appear complete (temp file + link), so DEL alone
-            // must restore the node: no torn file may be left for GC.
-            let torn: Vec<String> = node
-                .allocations()
-                .into_iter()
-                .filter(|ip| {
-                    fs::read(node.ipam_dir.join(NET).join(ip))
-                        .unwrap()
-                        .is_empty()
-                })
-                .collect();
-            tally.torn_ip_after_del += u32::from(!torn.is_empty());
-            "DEL"
-        } else {
-            node.gc(&conf, &[]);
-            tally.by_gc += 1;
-            "GC"
-        };
-        let after = node.snapshot();
-        assert!(
-            after == baseline,
-            "round {round}: killed after {delay:?} ({status}), {how} did not restore the node\n\
-             before: {baseline:#?}\nafter: {after:#?}"
-        );
-        assert!(
-            pod.link_names().iter().all(|l| l != "eth0"),
-            "round {round}: eth0 left in the pod"
-        );
-        assert_eq!(node.nft_rules_mentioning(&id), Vec::<String>::new());
-    }
-    // An `nft` child of a killed plugin must not commit rules late.
-    thread::sleep(Duration::from_millis(300));
-    assert!(
-        node.snapshot() == baseline,
-        "late change after the last round"
-    );
-    eprintln!("crash test: {rounds} rounds (full ADD takes {add_time:?}), {tally:?}");
-    assert!(tally.killed > 0, "no ADD was ever killed: {tally:?}");
 }
 
 /// SECURITY.md F5: netboot's record directory and the native node lock are

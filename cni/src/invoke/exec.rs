@@ -70,8 +70,24 @@ impl Exec {
         stdin: &[u8],
         env: &ExecEnv,
     ) -> Result<Vec<u8>, CniError> {
+        self.run_observed(plugin_path, command, stdin, env, &mut |_| {})
+    }
+
+    /// [`Exec::run`], calling `on_spawn` with the child's PID (which is
+    /// also its process group ID) as soon as it runs, before its stdin is
+    /// written. A caller that may itself be SIGKILLed uses it to leave a
+    /// note of the in-flight child, which would otherwise run on orphaned.
+    pub fn run_observed(
+        &self,
+        plugin_path: &Path,
+        command: Command,
+        stdin: &[u8],
+        env: &ExecEnv,
+        on_spawn: &mut dyn FnMut(u32),
+    ) -> Result<Vec<u8>, CniError> {
         let deadline = Instant::now() + self.timeout;
         let mut child = spawn(plugin_path, command, env)?;
+        on_spawn(child.id());
         feed_stdin(&mut child, stdin);
         let stdout = collect_stdout(&mut child);
         // Wait on stdout's EOF rather than polling for exit: the pipe closes

@@ -39,12 +39,40 @@ pub fn cleanup_legacy_portmap(network: &str, container_id: &str) -> Result<()> {
         legacy_dnat_chain(network, container_id),
         legacy_snat_chain(network, container_id),
     ];
+    remove_nat_chains(network, container_id, &chains)
+}
+
+/// The reference bridge's per-container masquerade chain in iptables
+/// `nat` (`ipMasq`, `ip.SetupIPMasq`): `CNI-` + the first 24 hex digits
+/// of sha512(network + containerID) (`utils.FormatChainName`), reached
+/// from `POSTROUTING` by `-s <pod IP> -j <chain>`.
+pub fn bridge_masq_chain(network: &str, container_id: &str) -> String {
+    hash_with_prefix(28, "CNI-", &format!("{network}{container_id}"))
+}
+
+/// Remove the reference bridge's masquerade chain of (network, container)
+/// and the `POSTROUTING` jumps to it, in IPv4 and IPv6 `nat`. bridge
+/// itself tears it down only when its DEL still finds the pod's interface
+/// with its addresses: never with an empty `CNI_NETNS` (plugins#810, so
+/// never from GC) nor after an earlier, interrupted DEL already removed
+/// the interface. Idempotent; touches no other container's chain.
+pub fn cleanup_bridge_masquerade(network: &str, container_id: &str) -> Result<()> {
+    remove_nat_chains(
+        network,
+        container_id,
+        &[bridge_masq_chain(network, container_id)],
+    )
+}
+
+/// Deletes `chains` and every rule jumping to them from iptables and
+/// ip6tables `nat`, where present.
+fn remove_nat_chains(network: &str, container_id: &str, chains: &[String]) -> Result<()> {
     for (save, restore) in [
         ("iptables-save", "iptables-restore"),
         ("ip6tables-save", "ip6tables-restore"),
     ] {
         let ctx = format!(
-            "remove legacy portmap chain {} ({network}, {container_id}) with {restore}",
+            "remove iptables chain {} ({network}, {container_id}) with {restore}",
             chains[0]
         );
         let dump = match exec::run(&ctx, save, &["-t", "nat"], None) {
@@ -53,7 +81,7 @@ pub fn cleanup_legacy_portmap(network: &str, container_id: &str) -> Result<()> {
             Err(e) if no_nat_table(&e) => continue,
             Err(e) => return Err(e),
         };
-        if let Some(script) = teardown_script(&dump, &chains) {
+        if let Some(script) = teardown_script(&dump, chains) {
             exec::run(&ctx, restore, &["--noflush"], Some(&script))?;
         }
     }
@@ -107,6 +135,16 @@ mod tests {
         assert_eq!(
             legacy_dnat_chain("cbrtest", "cid1"),
             "CNI-DN-3559618f612683956afb4"
+        );
+    }
+
+    #[test]
+    fn masquerade_chain_names_match_bridge() {
+        // python3: "CNI-" + sha512(b"cbr0ctr-c1-26916-6-k").hexdigest()[:24],
+        // and the chain the reference bridge made for that container.
+        assert_eq!(
+            bridge_masq_chain("cbr0", "ctr-c1-26916-6-k"),
+            "CNI-a392843087a2a48cb33fd9f3"
         );
     }
 

@@ -67,7 +67,9 @@ pub use forward::{
     ensure_forward_accept, ensure_iptables_forward_accept, remove_forward_accept,
     remove_iptables_forward_accept, IptForward,
 };
-pub use legacy::{cleanup_legacy_portmap, legacy_dnat_chain};
+pub use legacy::{
+    bridge_masq_chain, cleanup_bridge_masquerade, cleanup_legacy_portmap, legacy_dnat_chain,
+};
 pub use masq::{
     add_attachment_masquerade, attachment_masquerade_comment, del_attachment_masquerade,
     ensure_node_masquerade, node_masquerade_present, node_masquerade_tag, remove_node_masquerade,

@@ -15,11 +15,12 @@
 //! Crash safety: an allocation writes the owner to a temp file and
 //! hard-links it to the IP's name (exclusive, like `O_EXCL`), then writes
 //! `last_reserved_ip`; a release is one unlink. A SIGKILL anywhere leaves
-//! either no IP file or a complete one. Only a power loss can leave an
-//! empty IP file (nothing is fsynced, as in host-local), which ADD never
-//! hands out (the file exists) and GC reclaims (no valid attachment owns
-//! it). Nothing holds an IP outside that directory, so nothing can leak
-//! beyond GC's reach.
+//! either no IP file or a complete one. A power loss (nothing is fsynced,
+//! as in host-local) or a host-local killed between its create and its
+//! write can leave a torn one: its name still reserves the IP, ADD never
+//! hands it out, DEL releases it when the attachment's record names the
+//! IP, and GC repairs or reclaims it (see [`store`]). Nothing holds an IP
+//! outside that directory, so nothing can leak beyond GC's reach.
 
 mod range;
 pub mod store;
@@ -32,7 +33,7 @@ mod test_pool;
 mod test_procs;
 
 pub use range::{default_gateway, RangeSpec};
-pub use store::{Allocation, Locked};
+pub use store::{Allocation, Claims, Locked, TornScope};
 
 use range::Range;
 use serde_json::{Map, Value};
@@ -306,12 +307,17 @@ impl Pool {
     }
 
     /// GC: frees every IP whose owner is not in `valid` (container ID,
-    /// ifname). Torn files are freed; see [`Locked::release_invalid`].
-    pub fn release_invalid(&self, valid: &[(String, String)]) -> Result<Vec<IpAddr>, IpamError> {
+    /// ifname) and that no valid attachment may hold; see
+    /// [`Locked::release_invalid`].
+    pub fn release_invalid(
+        &self,
+        valid: &[(String, String)],
+        claims: &Claims,
+    ) -> Result<Vec<IpAddr>, IpamError> {
         if !self.dir.exists() {
             return Ok(Vec::new());
         }
-        Locked::open(&self.dir)?.release_invalid(valid)
+        Locked::open(&self.dir)?.release_invalid(valid, claims)
     }
 
     /// How many addresses of the ranges are held, torn files included. A

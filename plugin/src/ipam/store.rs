@@ -13,11 +13,21 @@
 //! Owners are compared as host-local does: the file's content with
 //! surrounding whitespace trimmed against `<trimmed ID>\r\n<ifname>`, or
 //! against the bare ID for old files.
+//!
+//! Damaged files (power loss, cni-plugin#43; a host-local killed between
+//! its `O_EXCL` create and its write): **the file name is the
+//! reservation**. A file whose content names no owner (zero bytes, cut
+//! short, garbage: see [`Allocation::is_torn`]) keeps its IP reserved: ADD
+//! never hands it out (the name exists). Whose it is can only come from
+//! netboot's records: DEL releases the torn files at the IPs its record
+//! says the attachment holds ([`Locked::release_torn`]), and GC repairs a
+//! torn file a valid attachment's record claims, and releases one only
+//! when no valid attachment could own it ([`Locked::release_invalid`]).
 
 use super::IpamError;
 use nix::fcntl::{openat, Flock, FlockArg, OFlag};
 use nix::sys::stat::Mode;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::{self, Read, Write};
 use std::net::IpAddr;
@@ -39,6 +49,8 @@ pub struct Allocation {
     pub container_id: String,
     /// None for files written by host-local before it recorded ifnames.
     pub ifname: Option<String>,
+    /// The trimmed content, to recognise a file cut short.
+    raw: String,
 }
 
 impl Allocation {
@@ -58,6 +70,24 @@ impl Allocation {
         self.is_exactly(container_id, ifname) || self.is_legacy_of(container_id)
     }
 
+    /// Whether the content names no possible owner: empty, or an ID or
+    /// ifname no runtime could have passed (libcni's rules, which netboot
+    /// and host-local both enforce before writing). Such a file was torn
+    /// by a crash or a power loss; see the module documentation.
+    pub fn is_torn(&self) -> bool {
+        cni::args::validate_container_id(&self.container_id).is_err()
+            || self
+                .ifname
+                .as_deref()
+                .is_some_and(|i| cni::args::validate_ifname(i).is_err())
+    }
+
+    /// Whether the file may be `key`'s cut short: its content is a proper
+    /// prefix of it (e.g. `abc\r\ne` or `ab` of `abc\r\neth0`).
+    pub fn may_be_cut_from(&self, key: &str) -> bool {
+        self.raw.len() < key.len() && key.starts_with(&self.raw)
+    }
+
     fn parse(ip: IpAddr, content: &[u8]) -> Allocation {
         let text = String::from_utf8_lossy(content);
         let text = text.trim();
@@ -69,8 +99,32 @@ impl Allocation {
             ip,
             container_id: id.to_string(),
             ifname,
+            raw: text.to_string(),
         }
     }
+}
+
+/// What netboot's records say about the valid attachments, for GC: the
+/// IPs their recorded results name, and which of them have such a result.
+#[derive(Debug, Default, Clone)]
+pub struct Claims {
+    /// IP → (container ID, ifname).
+    pub ips: HashMap<IpAddr, (String, String)>,
+    /// Valid attachments whose record names their IPs.
+    pub known: HashSet<(String, String)>,
+}
+
+/// Which damaged files a DEL may take as its own ([`Locked::release_torn`]).
+#[derive(Debug, Clone, Copy)]
+pub enum TornScope<'a> {
+    /// The IPs the attachment's recorded ADD result names.
+    At(&'a [IpAddr]),
+    /// An ADD that never finished names no IP; a host-local killed
+    /// between creating and writing its file (a cgroup kill, or netboot
+    /// stopping an orphaned delegate) left a file written since the
+    /// attachment's record was last saved, which was just before the
+    /// delegate started.
+    WrittenSince(std::time::SystemTime),
 }
 
 /// The content host-local writes for an attachment.
@@ -157,26 +211,134 @@ impl Locked {
         Some(content)
     }
 
-    /// Removes the allocations whose attachment is not in `valid`. A file
-    /// without an ifname is kept while its container has any attachment;
-    /// an empty (torn) file is reclaimed, since no live attachment can be
-    /// proven to own it. Returns the released IPs.
-    pub fn release_invalid(&self, valid: &[(String, String)]) -> Result<Vec<IpAddr>, IpamError> {
+    /// GC: removes the allocations whose attachment is not in `valid`,
+    /// and nothing a valid attachment may hold:
+    /// - an IP a valid attachment's record claims is kept, and its file
+    ///   rewritten if it was torn or cut short;
+    /// - a file without an ifname is kept while its container has any
+    ///   valid attachment (host-local's old format);
+    /// - a torn file, or one that may be a valid attachment's cut short,
+    ///   is kept while some valid attachment of its IP family is not
+    ///   accounted for (no record naming its IPs, no intact file), since
+    ///   it may be that one's; otherwise nobody valid can own it.
+    ///
+    /// Returns the released IPs.
+    pub fn release_invalid(
+        &self,
+        valid: &[(String, String)],
+        claims: &Claims,
+    ) -> Result<Vec<IpAddr>, IpamError> {
         let pairs: HashSet<(&str, &str)> =
             valid.iter().map(|(c, i)| (c.trim(), i.as_str())).collect();
         let ids: HashSet<&str> = valid.iter().map(|(c, _)| c.trim()).collect();
+        let keys: Vec<String> = valid.iter().map(|(c, i)| owner_key(c, i)).collect();
         self.sweep_reserve_temps()?;
+        let all = self.allocations()?;
+        // (container, ifname, is IPv4) of valid attachments holding an
+        // intact file.
+        let intact: HashSet<(&str, &str, bool)> = all
+            .iter()
+            .filter(|a| !a.is_torn())
+            .filter_map(|a| {
+                Some((
+                    a.container_id.as_str(),
+                    a.ifname.as_deref()?,
+                    a.ip.is_ipv4(),
+                ))
+            })
+            .filter(|(c, i, _)| pairs.contains(&(*c, *i)))
+            .collect();
+        let unaccounted = |v4: bool| {
+            valid.iter().any(|(c, i)| {
+                !claims.known.contains(&(c.clone(), i.clone()))
+                    && !intact.contains(&(c.trim(), i.as_str(), v4))
+            })
+        };
         let mut released = Vec::new();
-        for a in self.allocations()? {
+        for a in &all {
+            if let Some((c, i)) = claims.ips.get(&a.ip) {
+                let key = owner_key(c, i);
+                if a.is_torn() || a.may_be_cut_from(&key) {
+                    self.rewrite(a.ip, &key)?;
+                }
+                continue;
+            }
             let alive = match &a.ifname {
                 Some(ifname) => pairs.contains(&(a.container_id.as_str(), ifname.as_str())),
                 None => ids.contains(a.container_id.as_str()),
             };
-            if !alive && self.remove(a.ip)? {
+            if alive {
+                continue;
+            }
+            let maybe_valid = a.is_torn() || keys.iter().any(|k| a.may_be_cut_from(k));
+            if maybe_valid && unaccounted(a.ip.is_ipv4()) {
+                continue;
+            }
+            if self.remove(a.ip)? {
                 released.push(a.ip);
             }
         }
         Ok(released)
+    }
+
+    /// DEL: removes the files in `scope` that are torn or cut short from
+    /// the attachment's own owner key, unless `claimed_elsewhere` says
+    /// another attachment's record names that IP. Intact files are left to
+    /// [`Locked::release_owner`]. Under the store lock no live writer is
+    /// halfway through a file, so a torn one is a dead writer's.
+    pub(crate) fn release_torn(
+        &self,
+        container_id: &str,
+        ifname: &str,
+        scope: TornScope<'_>,
+        claimed_elsewhere: &mut dyn FnMut(IpAddr) -> bool,
+    ) -> Result<Vec<IpAddr>, IpamError> {
+        let key = owner_key(container_id, ifname);
+        let ips: Vec<IpAddr> = match scope {
+            TornScope::At(ips) => ips.to_vec(),
+            TornScope::WrittenSince(since) => ip_files(&self.dir)?
+                .into_iter()
+                .filter(|ip| {
+                    fs::metadata(self.dir.join(ip.to_string()))
+                        .and_then(|m| m.modified())
+                        .is_ok_and(|t| t >= since)
+                })
+                .collect(),
+        };
+        let mut released = Vec::new();
+        for ip in &ips {
+            let Some(content) = self.read_record(*ip) else {
+                continue;
+            };
+            let a = Allocation::parse(*ip, &content);
+            let ours = a.is_torn() || a.may_be_cut_from(&key);
+            if ours && !claimed_elsewhere(*ip) && self.remove(*ip)? {
+                released.push(*ip);
+            }
+        }
+        Ok(released)
+    }
+
+    /// Replaces the content of `ip`'s file with `key` (temp file + rename:
+    /// the name, hence the reservation, exists throughout).
+    fn rewrite(&self, ip: IpAddr, key: &str) -> Result<(), IpamError> {
+        let path = self.dir.join(ip.to_string());
+        let tmp = self
+            .dir
+            .join(format!("{RESERVE_TMP_PREFIX}{}-{ip}", std::process::id()));
+        let done = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .and_then(|mut f| f.write_all(key.as_bytes()))
+            .and_then(|()| fs::rename(&tmp, &path));
+        if let Err(e) = done {
+            let _ = fs::remove_file(&tmp);
+            return Err(IpamError::io(&path, e));
+        }
+        Ok(())
     }
 
     /// Reserves `ip` for `key`: the owner is written to a private temp file
@@ -310,93 +472,5 @@ pub(crate) fn ip_files(dir: &Path) -> Result<Vec<IpAddr>, IpamError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::os::unix::fs::PermissionsExt;
-
-    fn mode(p: &Path) -> u32 {
-        fs::metadata(p).unwrap().permissions().mode() & 0o777
-    }
-
-    #[test]
-    fn gc_keeps_valid_and_releases_the_rest() {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        fs::write(d.join("10.2.1.2"), "live\r\neth0").unwrap();
-        fs::write(d.join("10.2.1.3"), "dead\r\neth0").unwrap();
-        fs::write(d.join("10.2.1.4"), "live\r\nnet1").unwrap();
-        fs::write(d.join("10.2.1.5"), "live").unwrap();
-        fs::write(d.join("10.2.1.6"), "").unwrap();
-        fs::write(d.join("10.2.1.7"), "live\r\ne").unwrap();
-        fs::write(d.join("last_reserved_ip.0"), "10.2.1.6").unwrap();
-        let store = Locked::open(d).unwrap();
-        let released = store
-            .release_invalid(&[("live".to_string(), "eth0".to_string())])
-            .unwrap();
-        let released: Vec<String> = released.iter().map(|i| i.to_string()).collect();
-        assert_eq!(
-            released,
-            vec!["10.2.1.3", "10.2.1.4", "10.2.1.6", "10.2.1.7"]
-        );
-        assert!(d.join("10.2.1.2").exists());
-        assert!(
-            d.join("10.2.1.5").exists(),
-            "legacy file of a live container is kept"
-        );
-        assert!(d.join("last_reserved_ip.0").exists());
-        assert!(d.join("lock").exists());
-    }
-
-    #[test]
-    fn files_are_written_as_host_local_writes_them() {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path().join("net");
-        let store = Locked::open(&d).unwrap();
-        let ip: IpAddr = "10.0.0.2".parse().unwrap();
-        assert!(store.reserve(ip, &owner_key(" abc \n", "eth0")).unwrap());
-        assert!(!store.reserve(ip, &owner_key("other", "eth0")).unwrap());
-        store.set_last_reserved(0, ip).unwrap();
-        assert_eq!(fs::read(d.join("10.0.0.2")).unwrap(), b"abc\r\neth0");
-        assert_eq!(fs::read(d.join("last_reserved_ip.0")).unwrap(), b"10.0.0.2");
-        assert_eq!(mode(&d.join("10.0.0.2")), 0o600);
-        assert_eq!(mode(&d.join("last_reserved_ip.0")), 0o600);
-        assert_eq!(fs::metadata(d.join("lock")).unwrap().len(), 0);
-        assert_eq!(store.last_reserved(0), Some(ip));
-        assert_eq!(store.last_reserved(1), None);
-        fs::write(d.join("last_reserved_ip.1"), "10.0.").unwrap();
-        assert_eq!(store.last_reserved(1), None, "a torn hint is no hint");
-    }
-
-    #[test]
-    fn owners_compare_like_host_local() {
-        let ip: IpAddr = "10.0.0.2".parse().unwrap();
-        let a = Allocation::parse(ip, b"abc\r\neth0\n");
-        assert!(a.is_exactly(" abc", "eth0") && !a.is_exactly("abc", "eth1"));
-        let old = Allocation::parse(ip, b"abc\n");
-        assert!(old.is_legacy_of("abc") && old.is_held_by("abc", "net9"));
-        let torn = Allocation::parse(ip, b"");
-        assert!(!torn.is_held_by("", "eth0") && !torn.is_held_by(" ", ""));
-        assert_eq!(torn.container_id, "");
-    }
-
-    #[test]
-    fn release_owner_prefers_exact_files_then_legacy() {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        fs::write(d.join("10.0.0.2"), "abc\r\neth0").unwrap();
-        fs::write(d.join("10.0.0.3"), "abc").unwrap();
-        fs::write(d.join("10.0.0.4"), "abc\r\neth1").unwrap();
-        let store = Locked::open(d).unwrap();
-        let ips = |v: Vec<IpAddr>| v.iter().map(|i| i.to_string()).collect::<Vec<_>>();
-        assert_eq!(
-            ips(store.release_owner("abc", "eth0").unwrap()),
-            ["10.0.0.2"]
-        );
-        assert_eq!(
-            ips(store.release_owner("abc", "eth0").unwrap()),
-            ["10.0.0.3"]
-        );
-        assert!(store.release_owner("abc", "eth0").unwrap().is_empty());
-        assert!(d.join("10.0.0.4").exists());
-    }
-}
+#[path = "test_store.rs"]
+mod tests;

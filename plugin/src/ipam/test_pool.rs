@@ -168,7 +168,7 @@ fn torn_files_are_never_reused_and_gc_reclaims_them() {
     }
     assert!(p.holds("", "").unwrap().is_empty());
     let valid = [("a".to_string(), "eth0".to_string())];
-    let mut freed = p.release_invalid(&valid).unwrap();
+    let mut freed = p.release_invalid(&valid, &Claims::default()).unwrap();
     freed.sort();
     assert_eq!(freed, [ip("10.0.0.2"), ip("10.0.0.3")]);
     assert_eq!(p.holds("a", "eth0").unwrap(), [ip("10.0.0.4")]);
@@ -252,7 +252,7 @@ fn fifty_threads_get_fifty_addresses() {
     let ips: HashSet<IpAddr> = handles.into_iter().map(|h| h.join().unwrap()).collect();
     assert_eq!(ips.len(), 50);
     assert_eq!(p.in_use().unwrap(), 50);
-    let freed = p.release_invalid(&[]).unwrap();
+    let freed = p.release_invalid(&[], &Claims::default()).unwrap();
     assert_eq!(freed.len(), 50);
     assert_eq!(p.in_use().unwrap(), 0);
 }

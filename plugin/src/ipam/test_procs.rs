@@ -112,7 +112,7 @@ fn sigkill_never_leaks_past_del_and_gc() {
             }
         }
         // GC with no valid attachment reclaims whatever DEL could not.
-        p.release_invalid(&[]).unwrap();
+        p.release_invalid(&[], &Claims::default()).unwrap();
         assert_eq!(p.in_use().unwrap(), 0, "round {round}");
         // The store still works, hint file included.
         let again = p.allocate("after", "eth0").unwrap();

@@ -101,6 +101,15 @@ fn kernel(what: &str, e: netkit::Error) -> CniError {
 
 /// Builds the state for this invocation from today's config and subnet.env.
 pub fn plan(ctx: &Ctx) -> Result<(NativeState, NativeConf), CniError> {
+    plan_for(ctx, &ctx.args.container_id, &ctx.args.ifname)
+}
+
+/// [`plan`] for another attachment (GC of one whose record is damaged).
+pub fn plan_for(
+    ctx: &Ctx,
+    container_id: &str,
+    ifname: &str,
+) -> Result<(NativeState, NativeConf), CniError> {
     let env = load_subnet_env(ctx)?;
     let rendered = flannel::bridge_delegate(&ctx.conf, &env);
     let nconf = NativeConf::from_delegate(&rendered)?;
@@ -118,7 +127,7 @@ pub fn plan(ctx: &Ctx) -> Result<(NativeState, NativeConf), CniError> {
         NativeState {
             conf: rendered,
             bridge: nconf.bridge.clone(),
-            host_veth: netkit::host_veth_name(&ctx.args.container_id, &ctx.args.ifname),
+            host_veth: netkit::host_veth_name(container_id, ifname),
             ipam_dir,
             port_mappings: ctx.conf.port_mappings(),
             snat,
@@ -398,6 +407,10 @@ pub fn undo(
     if let Err(e) = released {
         errors.push(e.context("release IPs"));
     }
+    let scope = ipam::TornScope::At(&ips);
+    if let Err(e) = release_torn(ctx, &state.ipam_dir, container_id, ifname, scope) {
+        errors.push(e);
+    }
     errors
 }
 
@@ -419,6 +432,39 @@ fn del_ports(
         }
     }
     firewall::del_port_mappings_in(&ctx.conf.net.name, container_id, v4, v6)
+}
+
+/// Frees the torn IP files (power loss, a killed host-local) in `scope`
+/// (the IPs the attachment's record names, or, for an ADD that never
+/// finished, the files written since its record), unless another record
+/// claims them (see `ipam::store`). Shared by native and delegated DEL.
+pub fn release_torn(
+    ctx: &Ctx,
+    store_dir: &Path,
+    container_id: &str,
+    ifname: &str,
+    scope: ipam::TornScope<'_>,
+) -> Result<(), CniError> {
+    if matches!(scope, ipam::TornScope::At([])) || !store_dir.exists() {
+        return Ok(());
+    }
+    // Listed on the first damaged file only; unknown means "someone
+    // else's": keep it.
+    let mut others: Option<Option<std::collections::HashSet<IpAddr>>> = None;
+    let mut claimed = |ip: IpAddr| {
+        others
+            .get_or_insert_with(|| ctx.store.claimed_except(container_id, ifname).ok())
+            .as_ref()
+            .is_none_or(|set| set.contains(&ip))
+    };
+    let freed = ipam::Locked::open(store_dir)
+        .and_then(|s| s.release_torn(container_id, ifname, scope, &mut claimed))
+        .map_err(|e| CniError::new(e.cni_code(), e.to_string()).context("release torn IP files"))?;
+    if !freed.is_empty() {
+        ctx.log
+            .info(&format!("released damaged IP files {freed:?}"));
+    }
+    Ok(())
 }
 
 /// Native CHECK, on top of the generic in-pod checks: host veth up and on
