@@ -11,15 +11,21 @@
 # failure or Ctrl-C; the root network namespace is never touched.
 #
 # Usage: sudo scripts/profile-scale.sh [PODS (500)] [REPS (15)]
-#   needs target/release/netboot-cni (scripts/build-release.sh) and perf.
+#   installs what it needs (the project's deps, linux-perf) and builds
+#   target/release/netboot-cni when missing.
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PODS=${1:-500}
 REPS=${2:-15}
 BIN="$REPO/target/release/netboot-cni"
 [[ $(id -u) -eq 0 ]] || { echo "profile-scale: run as root" >&2; exit 1; }
-[[ -x $BIN ]] || { echo "profile-scale: build $BIN first (scripts/build-release.sh)" >&2; exit 1; }
-command -v perf >/dev/null || { echo "profile-scale: needs perf (apt-get install linux-perf)" >&2; exit 1; }
+# The project's dependencies, then perf (only this script needs it).
+bash "$REPO/scripts/install-deps.sh"
+if ! command -v perf >/dev/null; then
+  apt-get install -y --no-install-recommends linux-perf >/dev/null ||
+    { echo "profile-scale: cannot install perf (apt-get install linux-perf)" >&2; exit 1; }
+fi
+[[ -x $BIN ]] || bash "$REPO/scripts/build-release.sh"
 
 PFX="${NETBOOT_TEST_NETNS_PREFIX:-nbp-}$$-"
 WORK=$(mktemp -d /tmp/netboot-profile-XXXXXX)
