@@ -5,7 +5,7 @@
 //! (flannel's vxlan backend does the same for links with
 //! `netlink.LinkSubscribe`, recreating `flannel.<VNI>` on `RTM_DELLINK`).
 
-use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
+use netlink_packet_core::NetlinkPayload;
 use netlink_packet_route::route::RouteAttribute;
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
@@ -112,18 +112,10 @@ impl LinkMonitor {
             Err(e) => return Err(Error::io(what, e)),
         };
         let mut out = Vec::new();
-        let mut off = 0;
-        while off + 16 <= buf.len() {
-            let len = u32::from_ne_bytes(buf[off..off + 4].try_into().unwrap_or_default()) as usize;
-            if len < 16 || off + len > buf.len() {
-                return Err(Error::invalid(what, "truncated netlink message"));
-            }
-            let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buf[off..off + len])
-                .map_err(|e| Error::invalid(what, format!("decode notification: {e}")))?;
+        for msg in crate::socket::decode_datagram(&buf, what)? {
             if let NetlinkPayload::InnerMessage(m) = msg.payload {
                 out.extend(event(m));
             }
-            off += (len + 3) & !3;
         }
         Ok(out)
     }

@@ -143,19 +143,7 @@ impl Netlink {
             .sock
             .recv_from_full()
             .map_err(|e| Error::io(format!("{what}: netlink recv"), e))?;
-        let mut out = Vec::new();
-        let mut off = 0;
-        while off + 16 <= buf.len() {
-            let len = u32::from_ne_bytes(buf[off..off + 4].try_into().unwrap_or_default()) as usize;
-            if len < 16 || off + len > buf.len() {
-                return Err(Error::invalid(what, "truncated netlink message"));
-            }
-            let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buf[off..off + len])
-                .map_err(|e| Error::invalid(what, format!("decode netlink reply: {e}")))?;
-            out.push(msg);
-            off += (len + 3) & !3;
-        }
-        Ok(out)
+        decode_datagram(&buf, what)
     }
 
     /// Send one request with NLM_F_ACK and wait for its ACK.
@@ -314,4 +302,25 @@ struct Pending {
     ctx: String,
     ignore_missing: bool,
     result: Option<Result<()>>,
+}
+
+/// Every rtnetlink message in one datagram (replies or notifications),
+/// each 4-byte aligned as the kernel packs them.
+pub(crate) fn decode_datagram(
+    buf: &[u8],
+    what: &str,
+) -> Result<Vec<NetlinkMessage<RouteNetlinkMessage>>> {
+    let mut out = Vec::new();
+    let mut off = 0;
+    while off + 16 <= buf.len() {
+        let len = u32::from_ne_bytes(buf[off..off + 4].try_into().unwrap_or_default()) as usize;
+        if len < 16 || off + len > buf.len() {
+            return Err(Error::invalid(what, "truncated netlink message"));
+        }
+        let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buf[off..off + len])
+            .map_err(|e| Error::invalid(what, format!("decode netlink message: {e}")))?;
+        out.push(msg);
+        off += (len + 3) & !3;
+    }
+    Ok(out)
 }
