@@ -210,6 +210,21 @@ impl PluginNode {
         }
         s
     }
+
+    /// The diff of the node's [`PluginNode::stable_snapshot`] against
+    /// `baseline`, empty when they agree. Waits up to 2 s for them to
+    /// agree first: a deleted netns takes its veth peer with it
+    /// asynchronously.
+    pub fn settled_diff(&self, baseline: &Snapshot) -> String {
+        retry(20, Duration::from_millis(100), || {
+            baseline
+                .diff(&self.stable_snapshot())
+                .is_empty()
+                .then_some(())
+        })
+        .map(|()| String::new())
+        .unwrap_or_else(|| baseline.diff(&self.stable_snapshot()))
+    }
 }
 
 fn strip_carrier(v: &mut Value) {

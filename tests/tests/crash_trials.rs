@@ -302,13 +302,7 @@ fn finish(
             problems.push("eth0 left in the pod".into());
         }
     }
-    // A deleted netns takes its veth peer with it, asynchronously.
-    let diff = retry(20, Duration::from_millis(100), || {
-        let d = baseline.diff(&node.stable_snapshot());
-        d.is_empty().then_some(())
-    })
-    .map(|()| String::new())
-    .unwrap_or_else(|| baseline.diff(&node.stable_snapshot()));
+    let diff = node.settled_diff(baseline);
     if !diff.is_empty() {
         problems.push(format!("node differs from before the trial:\n{diff}"));
     }

@@ -30,14 +30,13 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use netboot_tests::crash_support::{
     env_count, reference_plugins_present, store_dir, Mode, ModeNode,
 };
 use netboot_tests::native_support::Rng;
 use netboot_tests::plugin_support::{cid, Snapshot};
-use netboot_tests::{first_ip, require_root, retry, Netns};
+use netboot_tests::{first_ip, require_root, Netns};
 use serde_json::Value;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -264,14 +263,8 @@ fn round_trip(
         }
     }
     drop(fresh);
-    // 5. Everything they owned is gone (veths leave with their netns,
-    // asynchronously).
-    let diff = retry(20, Duration::from_millis(100), || {
-        let d = baseline.diff(&node.stable_snapshot());
-        d.is_empty().then_some(())
-    })
-    .map(|()| String::new())
-    .unwrap_or_else(|| baseline.diff(&node.stable_snapshot()));
+    // 5. Everything they owned is gone.
+    let diff = node.settled_diff(baseline);
     if !diff.is_empty() {
         problems.push(format!("node differs from before the round:\n{diff}"));
     }
