@@ -642,6 +642,38 @@ fn a_dynamically_linked_pause_beside_podrun_runs_a_pod() {
     );
     let mut n = PodNode::new("pr-dyn", "10.88.13.1/24");
     n.pr.use_pause_beside_podrun();
+
+    // One whose library the host lacks (a DT_NEEDED name patched, same
+    // length) is refused before anything is made, with the fix named.
+    let bytes = std::fs::read(&pause).expect("read pause");
+    let (from, to) = (b"libgcc_s.so.1\0", b"libnope_.so.1\0");
+    let at = bytes
+        .windows(from.len())
+        .position(|w| w == from)
+        .expect("pause links libgcc_s");
+    let mut broken = bytes.clone();
+    broken[at..at + to.len()].copy_from_slice(to);
+    let broken_path = n.node.dir().join("broken-pause");
+    std::fs::write(&broken_path, &broken).expect("write broken pause");
+    let file = n.write_spec("dyn", &pod_spec("dyn", json!([sleeper("c")])));
+    let out = n.podrun(&[
+        "--pause-bin",
+        broken_path.to_str().expect("utf-8"),
+        "run",
+        "-f",
+        file.to_str().expect("utf-8"),
+    ]);
+    assert!(!out.success(), "{out}");
+    for want in [
+        "dynamically linked",
+        "libnope_.so.1",
+        "crt-static",
+        "--pause-bin",
+    ] {
+        assert!(out.stderr.contains(want), "no {want:?} in: {out}");
+    }
+    n.assert_clean();
+
     let ip = n.pr.run_pod_ip(&pod_spec("dyn", json!([sleeper("c")])));
     assert!(ip.starts_with("10.88.13."), "{ip}");
 
@@ -662,7 +694,7 @@ fn a_dynamically_linked_pause_beside_podrun_runs_a_pod() {
         "pause {pid} maps no libc:\n{maps}"
     );
     let exe = std::fs::read(proc.join("exe")).expect("pause exe");
-    assert_eq!(exe, std::fs::read(&pause).expect("read pause"));
+    assert!(exe == bytes, "pause {pid} is not {}", pause.display());
     let rootfs = n.state_dir().join("pause/rootfs");
     assert!(rootfs.join("etc/ld.so.cache").is_file(), "loader cache");
 
