@@ -89,8 +89,12 @@ impl PauseRoot {
                 bin.display()
             )
         })?;
-        let interp = crate::elf::interpreter(&data)
-            .with_context(|| format!("pause binary {}", bin.display()))?;
+        let interp = crate::elf::interpreter(&data).map_err(|e| {
+            anyhow::anyhow!(
+                "pause binary {} is not a program podrun can run ({e}); {STATIC_PAUSE_HINT}",
+                bin.display()
+            )
+        })?;
         let Some(interp) = interp else {
             return Ok(PauseRoot {
                 bin: bin.to_owned(),
@@ -353,6 +357,7 @@ mod tests {
         fs::write(&script, "#!/bin/sh\n").unwrap();
         let e = format!("{:#}", PauseRoot::resolve(&script).unwrap_err());
         assert!(e.contains("not an ELF file"), "{e}");
+        assert!(e.contains("target-feature=+crt-static"), "{e}");
         // Real dynamic binaries, patched: an interpreter that is not
         // there, a library nobody has. Both name the fix.
         let me = fs::read(std::env::current_exe().unwrap()).unwrap();
