@@ -22,6 +22,7 @@
 mod ack;
 pub mod addr;
 mod batch;
+pub mod conntrack;
 pub mod error;
 pub mod firewall;
 pub mod link;
