@@ -7,6 +7,7 @@
 pub mod add;
 pub mod check;
 pub mod conf;
+pub mod conntrack;
 pub mod del;
 pub mod delegate;
 pub mod flannel;

@@ -14,7 +14,8 @@
 //! 3. under the node lock: bridge up with the gateway address, stale
 //!    address reconciled; node masquerade rule set ensured once;
 //! 4. veth with its peer created directly in the pod; addresses, routes;
-//! 5. port mappings (one nftables transaction) when requested.
+//! 5. port mappings (one nftables transaction) when requested, then the
+//!    stale UDP conntrack entries toward them deleted ([`crate::conntrack`]).
 
 pub mod bridge;
 pub mod conf;
@@ -231,6 +232,8 @@ pub fn add(ctx: &Ctx, rec: &mut Record) -> Result<CniResult, CniError> {
         if let Some(n) = rec.native.as_mut() {
             n.port_rules = rules.into_iter().map(PortRule::from_ref).collect();
         }
+        // After the DNAT rules exist, so the next datagram meets them.
+        crate::conntrack::flush_udp(ctx, &mappings(&state), &ips);
     }
     Ok(result(ctx, &bridge, &host, &pod_link, &addrs, &nconf))
 }
@@ -258,7 +261,7 @@ pub fn mappings(state: &NativeState) -> Vec<PortMapping> {
         .collect()
 }
 
-fn parse_mapping(m: &Value) -> Option<PortMapping> {
+pub(crate) fn parse_mapping(m: &Value) -> Option<PortMapping> {
     let port = |k: &str| {
         m.get(k)
             .and_then(Value::as_u64)
