@@ -111,6 +111,7 @@ pub fn plan_for(
     container_id: &str,
     ifname: &str,
 ) -> Result<(NativeState, NativeConf), CniError> {
+    refuse_multi_range_sets(ctx)?;
     let env = load_subnet_env(ctx)?;
     let rendered = flannel::bridge_delegate(&ctx.conf, &env);
     let nconf = NativeConf::from_delegate(&rendered)?;
@@ -137,6 +138,22 @@ pub fn plan_for(
         },
         nconf,
     ))
+}
+
+/// Native IPAM allocates from one range per set (what flannel renders);
+/// host-local's several ranges per set are refused, not half-honoured.
+fn refuse_multi_range_sets(ctx: &Ctx) -> Result<(), CniError> {
+    let sets = ctx.conf.ip_ranges()?;
+    match sets.iter().position(|s| s.len() > 1) {
+        None => Ok(()),
+        Some(i) => Err(CniError::new(
+            codes::UNSUPPORTED_FIELD,
+            format!(
+                "runtimeConfig.ipRanges[{i}] has {} ranges; native mode allocates from one range per set (mode \"bridge\" with host-local takes several)",
+                sets[i].len()
+            ),
+        )),
+    }
 }
 
 fn pool(state: &NativeState, nconf: &NativeConf) -> Result<Pool, CniError> {
