@@ -266,6 +266,16 @@ fn parse_tuple(t: &[Tuple]) -> Option<(u8, Tuple4)> {
     ))
 }
 
+thread_local! {
+    static OPENED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// How many ctnetlink sockets the calling thread has opened so far. A
+/// diagnostic for tests: an ADD without a UDP mapping must open none.
+pub fn sockets_opened_on_this_thread() -> u64 {
+    OPENED.with(|c| c.get())
+}
+
 /// A ctnetlink socket in the calling thread's network namespace.
 struct CtSocket {
     sock: Socket,
@@ -275,6 +285,7 @@ struct CtSocket {
 
 impl CtSocket {
     fn open() -> Result<CtSocket> {
+        OPENED.with(|c| c.set(c.get() + 1));
         let ctx = "open conntrack netlink socket";
         let mut sock = Socket::new(NETLINK_NETFILTER).map_err(|e| Error::io(ctx, e))?;
         sock.bind_auto().map_err(|e| Error::io(ctx, e))?;

@@ -88,7 +88,13 @@ fn delete_removes_exactly_the_matching_entries() {
                 conntrack::delete_flows(false, &[udp(5353, None)]).unwrap(),
                 0
             );
+            let opened = conntrack::sockets_opened_on_this_thread();
             assert_eq!(conntrack::delete_flows(true, &[]).unwrap(), 0);
+            assert_eq!(
+                conntrack::sockets_opened_on_this_thread(),
+                opened,
+                "nothing to match: no socket"
+            );
 
             assert_eq!(
                 conntrack::delete_flows(true, &[udp(5353, None)]).unwrap(),

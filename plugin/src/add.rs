@@ -267,7 +267,7 @@ fn run_chain(ctx: &Ctx, rec: &mut Record, mappings: &[Value]) -> Result<CniResul
         .filter_map(crate::native::parse_mapping)
         .collect();
     let ips: Vec<_> = result.ips.iter().map(|ip| ip.address.addr()).collect();
-    crate::conntrack::flush_udp(ctx, &maps, &ips);
+    crate::conntrack::flush_udp(&ctx.log, &maps, &ips);
     Ok(result)
 }
 

@@ -19,7 +19,7 @@
 //! running keeps its old destination until it idles out (30 s for UDP,
 //! `nf_conntrack_udp_timeout`, 120 s once it saw replies).
 
-use crate::Ctx;
+use crate::log::Logger;
 use netkit::conntrack::{self, FlowMatch};
 use netkit::firewall::{PortMapping, Proto};
 use std::net::IpAddr;
@@ -50,7 +50,7 @@ pub fn udp_matches(mappings: &[PortMapping], v6: bool) -> Vec<FlowMatch> {
 /// Deletes the UDP flows toward `mappings` for each family the pod has an
 /// address of, in the plugin's (the node's) network namespace; logs what
 /// it did and any failure, never fails.
-pub fn flush_udp(ctx: &Ctx, mappings: &[PortMapping], pod_ips: &[IpAddr]) {
+pub fn flush_udp(log: &Logger, mappings: &[PortMapping], pod_ips: &[IpAddr]) {
     for v6 in [false, true] {
         if !pod_ips.iter().any(|ip| ip.is_ipv6() == v6) {
             continue;
@@ -62,10 +62,10 @@ pub fn flush_udp(ctx: &Ctx, mappings: &[PortMapping], pod_ips: &[IpAddr]) {
         let family = if v6 { "IPv6" } else { "IPv4" };
         match conntrack::delete_flows(v6, &matches) {
             Ok(0) => {}
-            Ok(n) => ctx.log.info(&format!(
+            Ok(n) => log.info(&format!(
                 "deleted {n} stale {family} UDP conntrack entries toward the new hostPorts"
             )),
-            Err(e) => ctx.log.error(&format!(
+            Err(e) => log.error(&format!(
                 "failed to delete stale {family} UDP conntrack entries (running flows keep their old destination until they idle out): {e}"
             )),
         }
@@ -83,6 +83,21 @@ mod tests {
             protocol,
             host_ip: host_ip.map(|s| s.parse().unwrap()),
         }
+    }
+
+    #[test]
+    fn opens_no_socket_without_a_udp_mapping_of_the_pods_family() {
+        let before = conntrack::sockets_opened_on_this_thread();
+        let log = Logger::stderr();
+        let v4: [IpAddr; 1] = ["10.2.1.5".parse().unwrap()];
+        flush_udp(
+            &log,
+            &[m(8080, Proto::Tcp, None), m(5353, Proto::Sctp, None)],
+            &v4,
+        );
+        flush_udp(&log, &[m(5353, Proto::Udp, Some("2001:db8::1"))], &v4);
+        flush_udp(&log, &[m(5353, Proto::Udp, None)], &[]);
+        assert_eq!(conntrack::sockets_opened_on_this_thread(), before);
     }
 
     #[test]

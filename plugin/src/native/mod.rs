@@ -250,7 +250,7 @@ pub fn add(ctx: &Ctx, rec: &mut Record) -> Result<CniResult, CniError> {
             n.port_rules = rules.into_iter().map(PortRule::from_ref).collect();
         }
         // After the DNAT rules exist, so the next datagram meets them.
-        crate::conntrack::flush_udp(ctx, &mappings(&state), &ips);
+        crate::conntrack::flush_udp(&ctx.log, &mappings(&state), &ips);
     }
     Ok(result(ctx, &bridge, &host, &pod_link, &addrs, &nconf))
 }
