@@ -15,9 +15,14 @@
 //! LoadIPAMConfig), so a narrower range inside the node's subnet, the
 //! point of the capability under flannel, could never work there. netboot
 //! renders the delegate's `ipam.ranges` as the runtime's sets followed by
-//! the configured sets that overlap none of them (see
-//! `flannel::bridge_delegate`): the runtime's ranges replace the node
-//! subnet of their family, and a set of another family is kept.
+//! the configured sets that overlap none of them, and takes `ipRanges` out
+//! of the delegate's `runtimeConfig` (see `flannel::bridge_delegate`): a
+//! runtime range inside the node subnet replaces it, a node subnet of the
+//! other family is kept, and native mode and host-local read the same
+//! `ipam.ranges`. Native mode allocates from one range per set and refuses
+//! a set of several (code 2); host-local (bridge mode) takes them. In
+//! flannel mode the upstream flannel binary renders the delegate, so
+//! host-local's overlap error stands there.
 
 use cni::error::{codes, CniError};
 use ipnet::IpNet;
