@@ -3,6 +3,7 @@
 //! Everything is validated here, before the first side effect, so a bad
 //! config is rejected with code 7 (invalid config) and changes nothing.
 
+use crate::ip_ranges::IpRange;
 use cni::conf::NetConf;
 use cni::error::{codes, CniError};
 use serde_json::{Map, Value};
@@ -262,6 +263,21 @@ impl PluginConf {
             }
         }
         Ok(())
+    }
+
+    /// `runtimeConfig.ipRanges` (host-local's range override), validated
+    /// (code 7 naming `runtimeConfig.ipRanges[i][j].<field>`), keys matched
+    /// case-insensitively; empty when the runtime passed none. See
+    /// [`crate::ip_ranges`] for how they combine with the node's ranges.
+    pub fn ip_ranges(&self) -> Result<Vec<Vec<IpRange>>, CniError> {
+        let rc = match &self.net.runtime_config {
+            Some(Value::Object(rc)) => rc,
+            _ => return Ok(Vec::new()),
+        };
+        match crate::ip_ranges::get_ci(rc, "ipRanges") {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(v) => crate::ip_ranges::parse(v),
+        }
     }
 
     /// `runtimeConfig.portMappings`, when the runtime passed any.
