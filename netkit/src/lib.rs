@@ -33,6 +33,7 @@ pub mod netns;
 pub mod route;
 mod socket;
 pub mod sysctl;
+pub mod tc;
 
 pub use addr::Addr;
 pub use batch::{first_error, Batch};
@@ -41,7 +42,7 @@ pub use link::vxlan::{VxlanInfo, VxlanParams, VXLAN_DEFAULT_PORT};
 pub use link::Link;
 pub use monitor::{LinkEvent, LinkMonitor};
 pub use named::{create_named, delete_named};
-pub use names::{host_veth_name, HOST_VETH_PREFIX};
+pub use names::{host_veth_name, ifb_name, HOST_VETH_PREFIX, IFB_PREFIX};
 pub use neigh::Neigh;
 pub use netns::Netns;
 pub use route::{Family, RouteEntry, RouteSpec, Scope};
