@@ -83,7 +83,9 @@ fn flannel_add_and_del_invocation_protocol() {
     require_root();
     let f = Fixture::new("fl", false);
     let pod = f.node.pod("fl");
-    let runtime = json!({"bandwidth": {"ingressRate": 1000, "ingressBurst": 2000}});
+    // A capability netboot does not act on itself, passed through as is
+    // (`bandwidth` is chained to the reference plugin: plugin_bandwidth.rs).
+    let runtime = json!({"mac": "0a:58:0a:02:01:05"});
     let conf = merged(&f.conf("1.0.0"), json!({"runtimeConfig": runtime}));
     let out = f.node.run(&f.call("ADD", &pod, &conf));
     let res = out.expect_ok();
