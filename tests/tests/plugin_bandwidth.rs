@@ -283,3 +283,37 @@ fn bridge_mode_measured_rate_is_8_mbit_both_ways() {
     measure_both_ways(&node, &pod, &res);
     node.del(&pod, &conf);
 }
+
+#[test]
+fn auto_mode_needs_the_bandwidth_binary_for_bridge_mode() {
+    require_root();
+    let node = PluginNode::new("bwauto");
+    let path = CniPathDir::new();
+    path.reference(&["bridge", "host-local"]);
+    let auto = netboot_tests::plugin_support::merged(
+        &node.conf("1.0.0"),
+        serde_json::json!({"mode": "auto"}),
+    );
+    let shaped = with_bandwidth(&auto, go_entry((MBIT8, SANE_BURST), (0, 0)));
+    let run = |cmd: &str, pod: &Netns, conf: &Value| {
+        node.run(&PluginCall {
+            path: path.cni_path(),
+            ..node.call(cmd, pod, conf)
+        })
+        .expect_ok()
+    };
+    // No bandwidth binary: shaping is done natively rather than refused.
+    let pod = node.pod("a");
+    let res = run("ADD", &pod, &shaped);
+    assert_eq!(record(&node, &pod)["mode"], "native");
+    assert_eq!(tbf_rate(&node.ns, &host_veth(&res)), Some(1_000_000));
+    run("DEL", &pod, &shaped);
+    assert_unshaped(&node);
+    // With it, bridge mode as without shaping.
+    path.reference(&["bandwidth"]);
+    let res = run("ADD", &pod, &shaped);
+    assert_eq!(record(&node, &pod)["mode"], "bridge");
+    assert_eq!(tbf_rate(&node.ns, &host_veth(&res)), Some(1_000_000));
+    run("DEL", &pod, &shaped);
+    assert_unshaped(&node);
+}
