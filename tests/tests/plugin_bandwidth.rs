@@ -192,8 +192,16 @@ fn bridge_mode_chains_the_reference_plugin_and_del_removes_it() {
         names.contains(&ifb.as_str()),
         "the chain's result lists the ifb: {res}"
     );
-    node.del(&pod, &conf);
+    // GC of the stale attachment (its sandbox gone, as GC may assume)
+    // replays the recorded bandwidth DEL, which removes the ifb.
+    drop(pod);
+    let gc = netboot_tests::plugin_support::merged(
+        &node.conf("1.1.0"),
+        serde_json::json!({"cni.dev/valid-attachments": []}),
+    );
+    node.run(&node.bare_call("GC", &gc)).expect_ok();
     assert_unshaped(&node);
+    assert_eq!(node.records(), Vec::<String>::new());
 }
 
 #[test]
