@@ -5,6 +5,7 @@
 //! `flannel_linux.go` doCmdAdd / getDelegateIPAM), so a node can move between
 //! the upstream flannel binary and netboot-cni without its pods noticing.
 
+use crate::bandwidth::Bandwidth;
 use crate::conf::PluginConf;
 use crate::ip_ranges::IpRange;
 use crate::subnet_env::SubnetEnv;
@@ -81,6 +82,18 @@ fn delegate_ipam(
     }
     ipam.insert("routes".into(), Value::Array(routes));
     ipam
+}
+
+/// The config for the chained reference `bandwidth` plugin, without its
+/// prevResult; the entry in the reference plugin's own spelling.
+pub fn bandwidth_conf(conf: &PluginConf, version: &str, bw: &Bandwidth) -> Value {
+    json!({
+        "cniVersion": version,
+        "name": conf.net.name,
+        "type": "bandwidth",
+        "capabilities": {"bandwidth": true},
+        "runtimeConfig": {"bandwidth": bw.to_value()},
+    })
 }
 
 /// Keys only netboot-cni understands; they are not passed on to flannel.

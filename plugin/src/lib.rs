@@ -5,6 +5,7 @@
 //! in-process (the shape of libcni's `skel` dispatcher).
 
 pub mod add;
+pub mod bandwidth;
 pub mod check;
 pub mod conf;
 pub mod conntrack;

@@ -14,9 +14,11 @@
 //! 3. under the node lock: bridge up with the gateway address, stale
 //!    address reconciled; node masquerade rule set ensured once;
 //! 4. veth with its peer created directly in the pod; addresses, routes;
-//! 5. port mappings (one nftables transaction) when requested, then the
+//! 5. bandwidth shaping (tbf, ifb) when requested ([`bandwidth`]);
+//! 6. port mappings (one nftables transaction) when requested, then the
 //!    stale UDP conntrack entries toward them deleted ([`crate::conntrack`]).
 
+pub mod bandwidth;
 pub mod bridge;
 pub mod conf;
 mod node;
@@ -61,6 +63,13 @@ pub struct NativeState {
     /// when unknown (older records, the `nft` path): DEL then lists.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub port_rules: Vec<PortRule>,
+    /// The shaping ADD applies (`runtimeConfig.bandwidth`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bandwidth: Option<crate::bandwidth::Bandwidth>,
+    /// The ifb device egress shaping uses: recorded before it is created,
+    /// so DEL and GC remove it even after a crash or with the netns gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ifb: Option<String>,
 }
 
 /// One nftables rule of a port mapping (`firewall::RuleRef`), as recorded.
@@ -135,6 +144,8 @@ pub fn plan_for(
             snat,
             sweep_ports: false,
             port_rules: Vec::new(),
+            bandwidth: None,
+            ifb: None,
         },
         nconf,
     ))
@@ -225,6 +236,7 @@ pub fn add(ctx: &Ctx, rec: &mut Record) -> Result<CniResult, CniError> {
         &bridge,
         &nconf,
     )?;
+    bandwidth::apply(&mut nl, &host, &state)?;
     let addrs: Vec<(IpNet, IpAddr)> = allocated
         .iter()
         .map(|a| {
@@ -381,7 +393,8 @@ fn result(
 }
 
 /// Undoes a (possibly partial) native attachment: port mappings, the veth
-/// (deleting the host end removes the pod end with it), the IPs. Missing
+/// (deleting the host end removes the pod end and its qdiscs with it), the
+/// ifb of egress shaping, the IPs. Missing
 /// pieces are fine; every step runs even if an earlier one failed.
 /// `result` (the recorded ADD result, when ADD finished) names the IPs, so
 /// only their files are opened and only their families' rules listed.
@@ -415,6 +428,7 @@ pub fn undo(
             if let Err(e) = nl.del_link_by_name(&state.host_veth) {
                 errors.push(kernel(&format!("delete {}", state.host_veth), e));
             }
+            errors.extend(bandwidth::remove(&mut nl, state));
         }
         Err(e) => errors.push(kernel("open netlink", e)),
     }
@@ -514,6 +528,9 @@ pub fn check(ctx: &Ctx, state: &NativeState) -> Result<(), CniError> {
             },
             bridge.name
         )));
+    }
+    if let Some(bw) = &state.bandwidth {
+        bandwidth::check(&mut nl, &host, bw, state.ifb.as_deref())?;
     }
     let held = pool(state, &nconf)?
         .holds(&ctx.args.container_id, &ctx.args.ifname)
