@@ -26,6 +26,7 @@
 pub mod args;
 pub mod conf;
 pub mod error;
+pub mod gojson;
 pub mod invoke;
 pub mod result;
 mod validate;
