@@ -2,9 +2,15 @@
 //!
 //! Everything is validated here, before the first side effect, so a bad
 //! config is rejected with code 7 (invalid config) and changes nothing.
+//!
+//! Keys are read as a Go plugin would read them ([`cni::gojson`]): the
+//! dispatcher parses stdin with [`SCHEMA`], so `"SubnetFile"` is
+//! `subnetFile` and containerd's `runtimeConfig.portMappings[].HostPort` is
+//! `hostPort` by the time anything here looks.
 
 use cni::conf::NetConf;
 use cni::error::{codes, CniError};
+use cni::gojson::{schemas, Field, Shape, Struct};
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -14,6 +20,29 @@ pub const DEFAULT_SUBNET_FILE: &str = "/run/flannel/subnet.env";
 /// The upstream flannel plugin's default, so both share delegate records.
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/cni/flannel";
 const DEFAULT_DELEGATE_TIMEOUT_SECS: u64 = 60;
+
+/// netboot-cni's config type, as Go would declare it: flannel's `NetConf`
+/// (flannel-io/cni-plugin `flannel.go`: `subnetFile`, `dataDir`, and
+/// `delegate` and `ipam` as Go *maps*, whose keys flannel reads exactly and
+/// passes on as written) plus netboot's own keys. flannel also holds
+/// `runtimeConfig` as a map, but its consumers (portmap, host-local,
+/// bridge, bandwidth) decode it as structs, and netboot consumes
+/// `portMappings` itself, so it is read as they read it.
+pub static SCHEMA: Struct = Struct {
+    fields: &[
+        Field::new("subnetFile", Shape::Scalar),
+        Field::new("dataDir", Shape::Scalar),
+        Field::new("delegate", Shape::Map(&Shape::Any)),
+        Field::new("ipam", Shape::Map(&Shape::Any)),
+        Field::new("mode", Shape::Scalar),
+        Field::new("logFile", Shape::Scalar),
+        Field::new("logLevel", Shape::Scalar),
+        Field::new("delegateTimeout", Shape::Scalar),
+        Field::new("portmap", Shape::PtrStruct(&schemas::PORTMAP_OPTIONS)),
+    ],
+    embeds: &[&schemas::NET_CONF],
+    keep_unknown: true,
+};
 
 /// How the plugin gets its work done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -133,7 +162,12 @@ fn check_path(field: &str, raw: &str) -> Result<PathBuf, CniError> {
 /// rules as `dataDir`: a relative value would follow the runtime's working
 /// directory, and `..` could climb out of the operator's tree.
 fn check_ipam_data_dir(ipam: &Map<String, Value>) -> Result<(), CniError> {
-    match ipam.get("dataDir") {
+    // The value host-local will decode from the rendered (key-sorted) map.
+    let seen = cni::gojson::canonical(
+        crate::flannel::sorted(Value::Object(ipam.clone())).into(),
+        &Shape::Struct(&schemas::HOST_LOCAL_IPAM),
+    );
+    match seen.get("dataDir") {
         None | Some(Value::Null) => Ok(()),
         Some(Value::String(s)) => check_path("ipam.dataDir", s).map(|_| ()),
         Some(other) => Err(invalid(
@@ -209,6 +243,15 @@ impl PluginConf {
     /// config on DEL as well, so letting it through would leave an
     /// attachment that neither rollback nor any later DEL can remove.
     pub fn check_port_mappings(&self) -> Result<(), CniError> {
+        match self.net.runtime_arg("portMappings") {
+            None | Some(Value::Null) | Some(Value::Array(_)) => {}
+            Some(other) => {
+                return Err(invalid(
+                    "runtimeConfig.portMappings",
+                    format!("must be a list, got {other}"),
+                ))
+            }
+        }
         let mappings = self.port_mappings();
         if mappings.is_empty() {
             return Ok(());
@@ -312,7 +355,7 @@ mod tests {
     use super::*;
 
     fn conf(json: &str) -> Result<PluginConf, CniError> {
-        PluginConf::from_netconf(NetConf::parse(json.as_bytes()).unwrap())
+        PluginConf::from_netconf(NetConf::parse_as(json.as_bytes(), &SCHEMA).unwrap())
     }
 
     #[test]
@@ -420,6 +463,97 @@ mod tests {
             assert_eq!(e.code, codes::INVALID_CONFIG, "{rc}");
             assert!(e.msg.contains(field), "{rc}: {}", e.msg);
         }
+    }
+
+    #[test]
+    fn reads_own_keys_in_any_spelling() {
+        let c = conf(
+            r#"{"cniVersion":"1.0.0","name":"n","type":"netboot-cni","Mode":"bridge","SUBNETFILE":"/a",
+                "subnetfile":"/b","DataDir":"/d","Portmap":{"MarkMasqBit":40},"Delegate":{"HairpinMode":true},
+                "LogLevel":"debug","delegatetimeout":5,"IPAM":{"DataDir":"/s"}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.mode, Mode::Bridge);
+        assert_eq!(c.subnet_file, Path::new("/b"), "last wins");
+        assert_eq!(c.data_dir, Path::new("/d"));
+        assert_eq!(c.log_level, LogLevel::Debug);
+        assert_eq!(c.delegate_timeout, Duration::from_secs(5));
+        // flannel's `delegate` and `ipam` are Go maps: keys stay as written.
+        assert_eq!(c.delegate["HairpinMode"], true);
+        assert_eq!(c.ipam["DataDir"], "/s");
+        assert_eq!(c.portmap["markMasqBit"], 40);
+        // ...and the portmap option is checked under its canonical name.
+        let e = conf(
+            r#"{"cniVersion":"1.0.0","name":"n","type":"netboot-cni","Portmap":{"MarkMasqBit":40},
+                "runtimeConfig":{"portMappings":[{"HostPort":80,"ContainerPort":80}]}}"#,
+        )
+        .unwrap()
+        .check_port_mappings()
+        .unwrap_err();
+        assert!(e.msg.contains("portmap.markMasqBit"), "{}", e.msg);
+        // host-local folds the ipam map: a relative "DataDir" is refused too.
+        let e = conf(r#"{"cniVersion":"1.0.0","name":"n","type":"x","ipam":{"DATADIR":"rel"}}"#);
+        assert!(e.unwrap_err().msg.contains("ipam.dataDir"));
+    }
+
+    #[test]
+    fn go_spelled_port_mappings_are_checked_by_canonical_path() {
+        let check = |m: &str| {
+            conf(&format!(
+                r#"{{"cniVersion":"1.0.0","name":"n","type":"netboot-cni","runtimeConfig":{{"portMappings":[{m}]}}}}"#
+            ))
+            .unwrap()
+            .check_port_mappings()
+        };
+        for ok in [
+            r#"{"HostPort":18080,"ContainerPort":80,"Protocol":"tcp","HostIP":""}"#,
+            r#"{"hOSTpORT":18080,"cONTAINERpORT":80,"pROTOCOL":"udp","hOSTip":"10.0.0.1"}"#,
+            r#"{"hostPort":0,"HostPort":18080,"containerPort":80,"Unknown":"x"}"#,
+        ] {
+            assert!(check(ok).is_ok(), "{ok}");
+        }
+        for (bad, field, shown) in [
+            (
+                r#"{"HostPort":"x","ContainerPort":80}"#,
+                "hostPort",
+                r#""x""#,
+            ),
+            (
+                r#"{"hostPort":80,"HostPort":0,"ContainerPort":80}"#,
+                "hostPort",
+                "0",
+            ),
+            (
+                r#"{"HostPort":80,"CONTAINERPORT":70000}"#,
+                "containerPort",
+                "70000",
+            ),
+            (
+                r#"{"HostPort":80,"ContainerPort":80,"HostIP":"eth0"}"#,
+                "hostIP",
+                "eth0",
+            ),
+        ] {
+            let e = check(bad).unwrap_err();
+            assert_eq!(e.code, codes::INVALID_CONFIG, "{bad}");
+            let want = format!("runtimeConfig.portMappings[0].{field}: ");
+            assert!(
+                e.msg.contains(&want) && e.msg.contains(shown),
+                "{bad}: {}",
+                e.msg
+            );
+        }
+        let e = conf(
+            r#"{"cniVersion":"1.0.0","name":"n","type":"x","runtimeConfig":{"PortMappings":"x"}}"#,
+        )
+        .unwrap()
+        .check_port_mappings()
+        .unwrap_err();
+        assert!(
+            e.msg.contains("runtimeConfig.portMappings: must be a list"),
+            "{}",
+            e.msg
+        );
     }
 
     #[test]

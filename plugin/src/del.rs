@@ -134,7 +134,8 @@ pub fn reconstruct_for(ctx: &Ctx, cid: &str, ifname: &str) -> Result<Option<Reco
 /// torn file (flannel-io/cni-plugin#43) is skipped, not fatal.
 fn scratch_call(ctx: &Ctx, bytes: &[u8]) -> Option<Call> {
     match serde_json::from_slice::<Value>(bytes) {
-        Ok(conf) => conf.get("type").and_then(Value::as_str).map(|t| Call {
+        // flannel reads it back into `types.NetConf` (Go's key rule).
+        Ok(conf) => field_of_obj(&conf, "type").map(|t| Call {
             type_: t.to_string(),
             conf: conf.clone(),
         }),
@@ -146,6 +147,10 @@ fn scratch_call(ctx: &Ctx, bytes: &[u8]) -> Option<Call> {
             None
         }
     }
+}
+
+fn field_of_obj<'a>(v: &'a Value, field: &str) -> Option<&'a str> {
+    cni::gojson::field_of(v.as_object()?, field)?.as_str()
 }
 
 /// The delegate config ADD would build today, when it can be built.

@@ -110,8 +110,10 @@ mod tests {
 
     fn setup(extra: &str) -> (PluginConf, SubnetEnv) {
         let json = format!(r#"{{"cniVersion":"0.3.1","name":"cbr0","type":"netboot-cni"{extra}}}"#);
-        let conf =
-            PluginConf::from_netconf(cni::conf::NetConf::parse(json.as_bytes()).unwrap()).unwrap();
+        let conf = PluginConf::from_netconf(
+            cni::conf::NetConf::parse_as(json.as_bytes(), &crate::conf::SCHEMA).unwrap(),
+        )
+        .unwrap();
         let env = SubnetEnv::parse(
             "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.3.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n",
             Path::new("subnet.env"),

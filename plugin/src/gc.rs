@@ -125,7 +125,8 @@ fn sweep_scratch(
             .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
         let Some(type_) = conf
             .as_ref()
-            .and_then(|c| c.get("type"))
+            .and_then(Value::as_object)
+            .and_then(|c| cni::gojson::field_of(c, "type"))
             .and_then(Value::as_str)
         else {
             let _ = ctx.store.remove_flannel(&cid);
