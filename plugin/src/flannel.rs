@@ -151,6 +151,25 @@ mod tests {
     }
 
     #[test]
+    fn delegates_get_runtime_config_in_canonical_spelling() {
+        // containerd's go-cni spelling in, what portmap/bridge/host-local
+        // document out, in every mode.
+        let (conf, env) = setup(
+            r#","runtimeConfig":{"portMappings":[{"HostPort":80,"ContainerPort":8080,"Protocol":"tcp","HostIP":""}],
+                "Bandwidth":{"IngressRate":1,"EgressBurst":2},"ipRanges":[[{"Subnet":"10.1.0.0/24"}]],
+                "dns":{"Servers":["10.96.0.10"]}}"#,
+        );
+        let want = json!({
+            "portMappings":[{"hostPort":80,"containerPort":8080,"protocol":"tcp","hostIP":""}],
+            "bandwidth":{"ingressRate":1,"egressBurst":2},"ipRanges":[[{"subnet":"10.1.0.0/24"}]],
+            "dns":{"servers":["10.96.0.10"]}});
+        assert_eq!(bridge_delegate(&conf, &env)["runtimeConfig"], want);
+        assert_eq!(flannel_conf(&conf)["runtimeConfig"], want);
+        let p = portmap_conf(&conf, "1.0.0", &conf.port_mappings());
+        assert_eq!(p["runtimeConfig"]["portMappings"], want["portMappings"]);
+    }
+
+    #[test]
     fn ipmasq_follows_flannel_ipmasq_inverted() {
         let (conf, mut env) = setup("");
         env.ipmasq = false;

@@ -932,7 +932,10 @@ fn containerd_go_spelled_port_mappings_are_published_and_cleaned() {
     serve(&pod, POD_PORT, "hello-go-spelling");
     let hello = Some("hello-go-spelling");
     assert_eq!(fetch(&peer, &peer.node_ip, HOST_PORT).as_deref(), hello);
-    assert_eq!(fetch(&node.ns, &node.gateway(), HOST_PORT).as_deref(), hello);
+    assert_eq!(
+        fetch(&node.ns, &node.gateway(), HOST_PORT).as_deref(),
+        hello
+    );
     // Recorded in canonical spelling, so a later DEL finds it whatever
     // the runtime sends then.
     let rec = record(&node, &pod).to_string();
