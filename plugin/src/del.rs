@@ -280,8 +280,7 @@ fn after_delegate_del(ctx: &Ctx, rec: &Record, call: &Call) -> Vec<CniError> {
             )));
         }
     }
-    let ipam = call
-        .conf
+    let ipam = flannel::bridge_view(&call.conf)
         .get("ipam")
         .and_then(Value::as_object)
         .cloned()
@@ -362,7 +361,7 @@ fn finish_flannel_del(
 /// config netboot does not see.
 fn masquerades_per_container(call: &Call) -> bool {
     match call.type_.as_str() {
-        "bridge" => call.conf.get("ipMasq").and_then(Value::as_bool) == Some(true),
+        "bridge" => flannel::bridge_view(&call.conf)["ipMasq"] == Value::Bool(true),
         "flannel" => true,
         _ => false,
     }

@@ -89,6 +89,16 @@ pub fn portmap_conf(conf: &PluginConf, version: &str, mappings: &[Value]) -> Val
     Value::Object(c)
 }
 
+/// A bridge delegate config as the bridge plugin (and host-local, for its
+/// `ipam`) reads it: keys folded by Go's rule ([`cni::gojson`]) after
+/// ordering them as Go marshals a map, which is how flannel and netboot
+/// hand it over. For reading only; what is handed on stays as rendered.
+pub fn bridge_view(conf: &Value) -> Value {
+    cni::gojson::canonical(sorted(conf.clone()).into(), &BRIDGE)
+}
+
+const BRIDGE: cni::gojson::Shape = cni::gojson::Shape::Struct(&cni::gojson::schemas::BRIDGE);
+
 /// Recursively orders object keys, as Go's encoding/json does for maps: the
 /// flannel plugin stores its delegate config that way.
 pub fn sorted(v: Value) -> Value {
@@ -167,6 +177,17 @@ mod tests {
         assert_eq!(flannel_conf(&conf)["runtimeConfig"], want);
         let p = portmap_conf(&conf, "1.0.0", &conf.port_mappings());
         assert_eq!(p["runtimeConfig"]["portMappings"], want["portMappings"]);
+    }
+
+    #[test]
+    fn bridge_view_reads_as_bridge_after_a_go_map_marshal() {
+        let v = bridge_view(&json!({"ipMasq":false,"IPMasq":true,"Bridge":"br9",
+            "IPAM":{"DataDir":"/x","Type":"host-local"}}));
+        // Go marshals the map sorted ("IPMasq" < "ipMasq"), bridge folds:
+        // the lower-case key, which flannel itself sets, wins.
+        assert_eq!(v["ipMasq"], false);
+        assert_eq!(v["bridge"], "br9");
+        assert_eq!(v["ipam"], json!({"dataDir":"/x","type":"host-local"}));
     }
 
     #[test]

@@ -184,11 +184,10 @@ fn sweep_ipam(
 /// `nbv…` devices are considered: the reference bridge plugin's veths are
 /// not ours to remove.
 fn sweep_veths(ctx: &Ctx, valid: &[(String, String)], errors: &mut Vec<String>) {
-    let bridge = ctx
-        .conf
-        .delegate
-        .get("bridge")
-        .and_then(Value::as_str)
+    // The user's delegate map, as the bridge plugin (or native mode) reads it.
+    let delegate = crate::flannel::bridge_view(&Value::Object(ctx.conf.delegate.clone()));
+    let bridge = delegate["bridge"]
+        .as_str()
         .unwrap_or(crate::native::conf::DEFAULT_BRIDGE);
     match crate::native::orphan_veths(bridge, valid) {
         Ok(names) if !names.is_empty() => {
