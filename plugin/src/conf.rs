@@ -497,6 +497,60 @@ mod tests {
     }
 
     #[test]
+    fn every_capability_reads_canonically_through_the_plugin_schema() {
+        let want = serde_json::json!({
+            "portMappings": [{"hostPort":80,"containerPort":8080,"protocol":"tcp","hostIP":""}],
+            "bandwidth": {"ingressRate":1,"ingressBurst":2,"egressRate":3,"egressBurst":4},
+            "ipRanges": [[{"subnet":"10.1.0.0/24","rangeStart":"10.1.0.2","rangeEnd":"10.1.0.9","gateway":"10.1.0.1"}]],
+            "dns": {"servers":["10.96.0.10"],"searches":["svc"],"options":["ndots:5"]},
+        });
+        // lower camel (libcni, podman), Go field names (go-cni), mixed.
+        let spellings: [fn(&str) -> String; 3] = [
+            |k| k.to_string(),
+            |k| k[..1].to_uppercase() + &k[1..],
+            |k| {
+                k.chars()
+                    .map(|c| {
+                        if c.is_ascii_lowercase() {
+                            c.to_ascii_uppercase()
+                        } else {
+                            c.to_ascii_lowercase()
+                        }
+                    })
+                    .collect()
+            },
+        ];
+        for spell in spellings {
+            let mut text = want.to_string();
+            for key in [
+                "hostPort",
+                "containerPort",
+                "protocol",
+                "hostIP",
+                "ingressRate",
+                "ingressBurst",
+                "egressRate",
+                "egressBurst",
+                "subnet",
+                "rangeStart",
+                "rangeEnd",
+                "gateway",
+                "servers",
+                "searches",
+                "options",
+            ] {
+                text = text.replace(&format!("\"{key}\""), &format!("\"{}\"", spell(key)));
+            }
+            let c = conf(&format!(
+                r#"{{"cniVersion":"1.0.0","name":"n","type":"netboot-cni","runtimeConfig":{text}}}"#
+            ))
+            .unwrap();
+            assert_eq!(c.net.runtime_config.as_ref(), Some(&want), "{text}");
+            assert!(c.check_port_mappings().is_ok(), "{text}");
+        }
+    }
+
+    #[test]
     fn go_spelled_port_mappings_are_checked_by_canonical_path() {
         let check = |m: &str| {
             conf(&format!(

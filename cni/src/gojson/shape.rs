@@ -81,9 +81,8 @@ impl Struct {
     }
 
     fn find(&self, pred: &dyn Fn(&Field) -> bool) -> Option<&'static Field> {
-        // Safe to hand out 'static: every Struct lives in a static.
-        let own: &'static [Field] = self.fields;
-        own.iter()
+        self.fields
+            .iter()
             .find(|f| pred(f))
             .or_else(|| self.embeds.iter().find_map(|e| e.find(pred)))
     }
