@@ -14,6 +14,8 @@
 //! - [`firewall`]: hostPort DNAT in upstream portmap's nftables layout and
 //!   pod masquerade, each operation one nf_tables transaction (`nft -f -`,
 //!   or a netlink batch for the per-pod port mappings).
+//! - [`conntrack`]: list and delete connection-tracking entries over
+//!   ctnetlink (the stale UDP flows toward a re-used hostPort).
 //!
 //! `unsafe` is allowed nowhere in the workspace except, narrowly, here; at
 //! present netkit needs none of its own: `nix` and `netlink-sys` wrap every
@@ -22,6 +24,7 @@
 mod ack;
 pub mod addr;
 mod batch;
+pub mod conntrack;
 pub mod error;
 pub mod firewall;
 pub mod link;

@@ -4,7 +4,8 @@
 //! can always undo a half-finished ADD, even after a SIGKILL:
 //! 1. validate config and subnet.env (nothing touched yet);
 //! 2. record the delegate call, then run it (bridge or flannel);
-//! 3. record the portmap call, then chain it when port mappings exist;
+//! 3. record the portmap call, then chain it when port mappings exist,
+//!    and delete stale UDP conntrack entries toward the new hostPorts;
 //! 4. record the final result.
 //!
 //! A failure in steps 2-3 rolls back what already ran before returning the
@@ -248,7 +249,7 @@ fn run_chain(ctx: &Ctx, rec: &mut Record, mappings: &[Value]) -> Result<CniResul
         type_: "portmap".into(),
         conf: pm,
     };
-    ctx.delegates.add(&mut pm_call, &mut |c: &Call| {
+    let result = ctx.delegates.add(&mut pm_call, &mut |c: &Call| {
         let recorded = Some(without_prev_result(c));
         if rec.portmap == recorded {
             return Ok(());
@@ -257,7 +258,17 @@ fn run_chain(ctx: &Ctx, rec: &mut Record, mappings: &[Value]) -> Result<CniResul
         store
             .save(rec)
             .map_err(|e| io_err("save attachment record", e))
-    })
+    })?;
+    // portmap flushes too (since 2021), but only after its own rules, only
+    // when its conntrack call works, and not in every release or fork on
+    // a node: the second pass is cheap (one dump) and finds nothing then.
+    let maps: Vec<_> = mappings
+        .iter()
+        .filter_map(crate::native::parse_mapping)
+        .collect();
+    let ips: Vec<_> = result.ips.iter().map(|ip| ip.address.addr()).collect();
+    crate::conntrack::flush_udp(&ctx.log, &maps, &ips);
+    Ok(result)
 }
 
 /// portmap's DEL needs only its config and mappings; the prevResult is

@@ -8,6 +8,7 @@
 //! `subnetFile` and containerd's `runtimeConfig.portMappings[].HostPort` is
 //! `hostPort` by the time anything here looks.
 
+use crate::ip_ranges::IpRange;
 use cni::conf::NetConf;
 use cni::error::{codes, CniError};
 use cni::gojson::{schemas, Field, Shape, Struct};
@@ -305,6 +306,21 @@ impl PluginConf {
             }
         }
         Ok(())
+    }
+
+    /// `runtimeConfig.ipRanges` (host-local's range override), validated
+    /// (code 7 naming `runtimeConfig.ipRanges[i][j].<field>`), keys matched
+    /// case-insensitively; empty when the runtime passed none. See
+    /// [`crate::ip_ranges`] for how they combine with the node's ranges.
+    pub fn ip_ranges(&self) -> Result<Vec<Vec<IpRange>>, CniError> {
+        let rc = match &self.net.runtime_config {
+            Some(Value::Object(rc)) => rc,
+            _ => return Ok(Vec::new()),
+        };
+        match rc.get("ipRanges") {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(v) => crate::ip_ranges::parse(v),
+        }
     }
 
     /// `runtimeConfig.portMappings`, when the runtime passed any.

@@ -7,12 +7,14 @@
 pub mod add;
 pub mod check;
 pub mod conf;
+pub mod conntrack;
 pub mod del;
 pub mod delegate;
 pub mod flannel;
 pub mod gc;
 pub mod ghost;
 pub mod inflight;
+pub mod ip_ranges;
 pub mod ipam;
 pub mod log;
 pub mod mode;
@@ -103,6 +105,7 @@ fn dispatch(
     if args.command == Command::Add {
         // Before any side effect: see check_port_mappings.
         conf.check_port_mappings()?;
+        conf.ip_ranges()?;
     }
     let store = Store::new(&conf.data_dir);
     let mut delegates = Delegator::new(&args, conf.delegate_timeout);

@@ -14,7 +14,8 @@
 //! 3. under the node lock: bridge up with the gateway address, stale
 //!    address reconciled; node masquerade rule set ensured once;
 //! 4. veth with its peer created directly in the pod; addresses, routes;
-//! 5. port mappings (one nftables transaction) when requested.
+//! 5. port mappings (one nftables transaction) when requested, then the
+//!    stale UDP conntrack entries toward them deleted ([`crate::conntrack`]).
 
 pub mod bridge;
 pub mod conf;
@@ -110,6 +111,7 @@ pub fn plan_for(
     container_id: &str,
     ifname: &str,
 ) -> Result<(NativeState, NativeConf), CniError> {
+    refuse_multi_range_sets(ctx)?;
     let env = load_subnet_env(ctx)?;
     let rendered = flannel::bridge_delegate(&ctx.conf, &env);
     let nconf = NativeConf::from_delegate(&rendered)?;
@@ -136,6 +138,22 @@ pub fn plan_for(
         },
         nconf,
     ))
+}
+
+/// Native IPAM allocates from one range per set (what flannel renders);
+/// host-local's several ranges per set are refused, not half-honoured.
+fn refuse_multi_range_sets(ctx: &Ctx) -> Result<(), CniError> {
+    let sets = ctx.conf.ip_ranges()?;
+    match sets.iter().position(|s| s.len() > 1) {
+        None => Ok(()),
+        Some(i) => Err(CniError::new(
+            codes::UNSUPPORTED_FIELD,
+            format!(
+                "runtimeConfig.ipRanges[{i}] has {} ranges; native mode allocates from one range per set (mode \"bridge\" with host-local takes several)",
+                sets[i].len()
+            ),
+        )),
+    }
 }
 
 fn pool(state: &NativeState, nconf: &NativeConf) -> Result<Pool, CniError> {
@@ -231,6 +249,8 @@ pub fn add(ctx: &Ctx, rec: &mut Record) -> Result<CniResult, CniError> {
         if let Some(n) = rec.native.as_mut() {
             n.port_rules = rules.into_iter().map(PortRule::from_ref).collect();
         }
+        // After the DNAT rules exist, so the next datagram meets them.
+        crate::conntrack::flush_udp(&ctx.log, &mappings(&state), &ips);
     }
     Ok(result(ctx, &bridge, &host, &pod_link, &addrs, &nconf))
 }
@@ -258,7 +278,7 @@ pub fn mappings(state: &NativeState) -> Vec<PortMapping> {
         .collect()
 }
 
-fn parse_mapping(m: &Value) -> Option<PortMapping> {
+pub(crate) fn parse_mapping(m: &Value) -> Option<PortMapping> {
     let port = |k: &str| {
         m.get(k)
             .and_then(Value::as_u64)
