@@ -148,7 +148,8 @@ pub fn reconstruct_for(ctx: &Ctx, cid: &str, ifname: &str) -> Result<Option<Reco
 /// torn file (flannel-io/cni-plugin#43) is skipped, not fatal.
 fn scratch_call(ctx: &Ctx, bytes: &[u8]) -> Option<Call> {
     match serde_json::from_slice::<Value>(bytes) {
-        Ok(conf) => conf.get("type").and_then(Value::as_str).map(|t| Call {
+        // flannel reads it back into `types.NetConf` (Go's key rule).
+        Ok(conf) => field_of_obj(&conf, "type").map(|t| Call {
             type_: t.to_string(),
             conf: conf.clone(),
         }),
@@ -160,6 +161,10 @@ fn scratch_call(ctx: &Ctx, bytes: &[u8]) -> Option<Call> {
             None
         }
     }
+}
+
+fn field_of_obj<'a>(v: &'a Value, field: &str) -> Option<&'a str> {
+    cni::gojson::field_of(v.as_object()?, field)?.as_str()
 }
 
 /// The delegate config ADD would build today, when it can be built.
@@ -306,8 +311,7 @@ fn after_delegate_del(ctx: &Ctx, rec: &Record, call: &Call) -> Vec<CniError> {
             )));
         }
     }
-    let ipam = call
-        .conf
+    let ipam = flannel::bridge_view(&call.conf)
         .get("ipam")
         .and_then(Value::as_object)
         .cloned()
@@ -388,7 +392,7 @@ fn finish_flannel_del(
 /// config netboot does not see.
 fn masquerades_per_container(call: &Call) -> bool {
     match call.type_.as_str() {
-        "bridge" => call.conf.get("ipMasq").and_then(Value::as_bool) == Some(true),
+        "bridge" => flannel::bridge_view(&call.conf)["ipMasq"] == Value::Bool(true),
         "flannel" => true,
         _ => false,
     }

@@ -21,8 +21,8 @@ pub fn bridge_delegate(conf: &PluginConf, env: &SubnetEnv) -> Value {
         let mut rc = rc.clone();
         if let (Value::Object(m), false) = (&mut rc, ip_ranges.is_empty()) {
             // Folded into ipam.ranges below: host-local would prepend them
-            // a second time.
-            m.retain(|k, _| !k.eq_ignore_ascii_case("ipRanges"));
+            // a second time. (Keys are canonical: see conf::SCHEMA.)
+            m.shift_remove("ipRanges");
         }
         d.insert("runtimeConfig".into(), rc);
     }
@@ -132,6 +132,16 @@ pub fn portmap_conf(conf: &PluginConf, version: &str, mappings: &[Value]) -> Val
     Value::Object(c)
 }
 
+/// A bridge delegate config as the bridge plugin (and host-local, for its
+/// `ipam`) reads it: keys folded by Go's rule ([`cni::gojson`]) after
+/// ordering them as Go marshals a map, which is how flannel and netboot
+/// hand it over. For reading only; what is handed on stays as rendered.
+pub fn bridge_view(conf: &Value) -> Value {
+    cni::gojson::canonical(sorted(conf.clone()).into(), &BRIDGE)
+}
+
+const BRIDGE: cni::gojson::Shape = cni::gojson::Shape::Struct(&cni::gojson::schemas::BRIDGE);
+
 /// Recursively orders object keys, as Go's encoding/json does for maps: the
 /// flannel plugin stores its delegate config that way.
 pub fn sorted(v: Value) -> Value {
@@ -153,8 +163,10 @@ mod tests {
 
     fn setup(extra: &str) -> (PluginConf, SubnetEnv) {
         let json = format!(r#"{{"cniVersion":"0.3.1","name":"cbr0","type":"netboot-cni"{extra}}}"#);
-        let conf =
-            PluginConf::from_netconf(cni::conf::NetConf::parse(json.as_bytes()).unwrap()).unwrap();
+        let conf = PluginConf::from_netconf(
+            cni::conf::NetConf::parse_as(json.as_bytes(), &crate::conf::SCHEMA).unwrap(),
+        )
+        .unwrap();
         let env = SubnetEnv::parse(
             "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.3.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n",
             Path::new("subnet.env"),
@@ -189,6 +201,45 @@ mod tests {
             json!([{"dst":"1.2.3.0/24"},{"dst":"10.244.0.0/16"}])
         );
         assert_eq!(d["runtimeConfig"], json!({"portMappings":[]}));
+    }
+
+    #[test]
+    fn delegates_get_runtime_config_in_canonical_spelling() {
+        // containerd's go-cni spelling in, what portmap/bridge/host-local
+        // document out, in every mode.
+        let (conf, env) = setup(
+            r#","runtimeConfig":{"portMappings":[{"HostPort":80,"ContainerPort":8080,"Protocol":"tcp","HostIP":""}],
+                "Bandwidth":{"IngressRate":1,"EgressBurst":2},"ipRanges":[[{"Subnet":"10.1.0.0/24"}]],
+                "dns":{"Servers":["10.96.0.10"]}}"#,
+        );
+        let want = json!({
+            "portMappings":[{"hostPort":80,"containerPort":8080,"protocol":"tcp","hostIP":""}],
+            "bandwidth":{"ingressRate":1,"egressBurst":2},"ipRanges":[[{"subnet":"10.1.0.0/24"}]],
+            "dns":{"servers":["10.96.0.10"]}});
+        // ipRanges go into the delegate's ipam.ranges (see ip_ranges).
+        let mut without_ranges = want.clone();
+        without_ranges
+            .as_object_mut()
+            .unwrap()
+            .shift_remove("ipRanges");
+        assert_eq!(
+            bridge_delegate(&conf, &env)["runtimeConfig"],
+            without_ranges
+        );
+        assert_eq!(flannel_conf(&conf)["runtimeConfig"], want);
+        let p = portmap_conf(&conf, "1.0.0", &conf.port_mappings());
+        assert_eq!(p["runtimeConfig"]["portMappings"], want["portMappings"]);
+    }
+
+    #[test]
+    fn bridge_view_reads_as_bridge_after_a_go_map_marshal() {
+        let v = bridge_view(&json!({"ipMasq":false,"IPMasq":true,"Bridge":"br9",
+            "IPAM":{"DataDir":"/x","Type":"host-local"}}));
+        // Go marshals the map sorted ("IPMasq" < "ipMasq"), bridge folds:
+        // the lower-case key, which flannel itself sets, wins.
+        assert_eq!(v["ipMasq"], false);
+        assert_eq!(v["bridge"], "br9");
+        assert_eq!(v["ipam"], json!({"dataDir":"/x","type":"host-local"}));
     }
 
     #[test]

@@ -5,10 +5,11 @@
 //! rangeEnd, gateway}`, validated here the way host-local's
 //! `Range.Canonicalize` (plugins/ipam/host-local/backend/allocator
 //! `range.go`) validates a range, with errors that name the field
-//! (`runtimeConfig.ipRanges[0][0].rangeStart`). Keys are matched
-//! case-insensitively, as Go's decoder does: containerd's go-cni sends
-//! `Subnet`, `RangeStart`, `RangeEnd`, `Gateway` (its `IPRanges` struct has
-//! no JSON tags), podman and libcni the lower-camel names.
+//! (`runtimeConfig.ipRanges[0][0].rangeStart`). Keys arrive canonical:
+//! the config is read with Go's key rule ([`cni::gojson`], `conf::SCHEMA`),
+//! so containerd's go-cni spelling (`Subnet`, `RangeStart`, `RangeEnd`,
+//! `Gateway`: its `IPRanges` struct has no JSON tags) reads as podman's and
+//! libcni's lower-camel names.
 //!
 //! host-local *prepends* these sets to `ipam.ranges` and then refuses any
 //! two that overlap ("range set 0 overlaps with 1", config.go
@@ -68,15 +69,6 @@ fn invalid(field: &str, msg: impl std::fmt::Display) -> CniError {
     )
 }
 
-/// `obj[name]`, the exact key first, else one equal but for ASCII case.
-pub fn get_ci<'a>(obj: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
-    obj.get(name).or_else(|| {
-        obj.iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
-    })
-}
-
 /// Parses and validates the value of `runtimeConfig.ipRanges`.
 pub fn parse(v: &Value) -> Result<Vec<Vec<IpRange>>, CniError> {
     const FIELD: &str = "runtimeConfig.ipRanges";
@@ -108,7 +100,7 @@ fn parse_range(r: &Value, at: &str) -> Result<IpRange, CniError> {
         return Err(invalid(at, format!("must be an object, got {r}")));
     };
     let field = |k: &str| format!("{at}.{k}");
-    let subnet: IpNet = match get_ci(obj, "subnet") {
+    let subnet: IpNet = match obj.get("subnet") {
         Some(Value::String(s)) => s
             .parse()
             .map_err(|_| invalid(&field("subnet"), format!("{s:?} is not a CIDR")))?,
@@ -136,7 +128,7 @@ fn parse_range(r: &Value, at: &str) -> Result<IpRange, CniError> {
         ));
     }
     let ip = |k: &str, inside: bool| -> Result<Option<IpAddr>, CniError> {
-        let s = match get_ci(obj, k) {
+        let s = match obj.get(k) {
             None | Some(Value::Null) => return Ok(None),
             Some(Value::String(s)) if s.is_empty() => return Ok(None),
             Some(Value::String(s)) => s,
@@ -180,18 +172,35 @@ fn parse_range(r: &Value, at: &str) -> Result<IpRange, CniError> {
 mod tests {
     use super::*;
 
+    /// Through the plugin's config reader, which canonicalises the keys.
+    fn via_conf(rc: Value) -> Result<Vec<Vec<IpRange>>, CniError> {
+        let text = json!({"cniVersion":"1.0.0","name":"n","type":"netboot-cni",
+                          "runtimeConfig":{"ipRanges": rc}})
+        .to_string();
+        let net = cni::NetConf::parse_as(text.as_bytes(), &crate::conf::SCHEMA)?;
+        crate::conf::PluginConf::from_netconf(net)?.ip_ranges()
+    }
+
     #[test]
     fn reads_go_and_camel_keys_alike() {
         let camel = json!([[{"subnet":"10.2.1.0/24","rangeStart":"10.2.1.100","rangeEnd":"10.2.1.110","gateway":"10.2.1.1"}]]);
         let go = json!([[{"Subnet":"10.2.1.0/24","RangeStart":"10.2.1.100","RangeEnd":"10.2.1.110","Gateway":"10.2.1.1"}]]);
+        let mixed = json!([[{"sUBNET":"10.2.1.0/24","rANGEsTART":"10.2.1.100","rANGEeND":"10.2.1.110","gATEWAY":"10.2.1.1"}]]);
         let a = parse(&camel).unwrap();
-        assert_eq!(a, parse(&go).unwrap());
+        assert_eq!(a, via_conf(go).unwrap());
+        assert_eq!(a, via_conf(mixed).unwrap());
+        let e = via_conf(json!([[{"Subnet":"10.2.1.0/24","RangeStart":"x"}]])).unwrap_err();
+        assert!(
+            e.msg.contains("runtimeConfig.ipRanges[0][0].rangeStart: "),
+            "{}",
+            e.msg
+        );
         assert_eq!(a[0][0].range_start, Some("10.2.1.100".parse().unwrap()));
         assert_eq!(a[0][0].to_json(), camel[0][0]);
         // go-cni leaves unset fields as "".
         let sparse = json!([[{"Subnet":"fd00::/64","RangeStart":"","RangeEnd":"","Gateway":""}]]);
         assert_eq!(
-            parse(&sparse).unwrap()[0][0].to_json(),
+            via_conf(sparse).unwrap()[0][0].to_json(),
             json!({"subnet":"fd00::/64"})
         );
     }

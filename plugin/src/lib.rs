@@ -82,7 +82,7 @@ fn dispatch(
     if env("CNI_COMMAND").as_deref() == Some("VERSION") {
         return Ok(Some(version::version_output(SUPPORTED_VERSIONS)));
     }
-    let net = NetConf::parse(stdin)?;
+    let net = NetConf::parse_as(stdin, &conf::SCHEMA)?;
     if !net.cni_version.is_empty() {
         *version = net.cni_version.clone();
     }

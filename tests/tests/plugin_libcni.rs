@@ -241,3 +241,37 @@ fn libcni_bandwidth_capability_in_bridge_and_native_mode() {
         assert_eq!(shaping_qdiscs(&node.ns), Vec::<String>::new(), "{mode}");
     }
 }
+
+/// containerd's CRI hands libcni go-cni's untagged `PortMapping` structs,
+/// so the capability args carry Go field names. Through real libcni and
+/// the real bridge + portmap delegates, the port is published and DEL
+/// (which containerd sends with the same args) leaves nothing behind.
+#[test]
+fn libcni_with_containerd_go_spelled_port_mappings() {
+    require_root();
+    let node = PluginNode::new("lcgo");
+    let path = cni_path();
+    let path_str = path.cni_path();
+    node.write_conf("10-netboot.conflist", &conflist(&node, "1.0.0"));
+    let pod = node.pod("a");
+    let caps = json!({"portMappings": [
+        {"HostPort": HOST_PORT, "ContainerPort": POD_PORT, "Protocol": "tcp", "HostIP": ""}
+    ]});
+    let call = |cmd| LibcniCall {
+        cni_path: Some(&path_str),
+        container_id: Some("lcgo-pod"),
+        cap_args: Some(&caps),
+        ..LibcniCall::new(cmd, NET, pod.path())
+    };
+    let res = add(&node, &call("add"));
+    let gw = first_gateway(&res);
+    serve(&pod, POD_PORT, "hello-go-caps");
+    assert_eq!(
+        fetch(&node.ns, &gw, HOST_PORT).as_deref(),
+        Some("hello-go-caps")
+    );
+    assert!(node.iptables_save().contains("lcgo-pod"));
+    node.libcni(&call("del")).expect_ok();
+    node.assert_clean(&["lcgo-pod"]);
+    assert!(!node.iptables_save().contains("lcgo-pod"));
+}
