@@ -103,7 +103,7 @@ pub fn reconstruct_for(ctx: &Ctx, cid: &str, ifname: &str) -> Result<Option<Reco
     if !mappings.is_empty() {
         rec.portmap = Some(portmap_call(ctx, &rec, &mappings));
     }
-    rec.delegate = match ctx.store.load_flannel(cid) {
+    let scratch = match ctx.store.load_flannel(cid) {
         Ok(Some(bytes)) => scratch_call(ctx, &bytes),
         Ok(None) => None,
         Err(e) => {
@@ -112,8 +112,13 @@ pub fn reconstruct_for(ctx: &Ctx, cid: &str, ifname: &str) -> Result<Option<Reco
             None
         }
     };
+    // Native mode's scratch file names netboot-cni itself: undo natively.
+    let own = scratch
+        .as_ref()
+        .is_some_and(|c| flannel::is_own_type(&ctx.conf, &c.type_));
+    rec.delegate = scratch.filter(|_| !own);
     if rec.delegate.is_none() {
-        if matches!(mode::resolve(&ctx.conf, &ctx.delegates), Ok(Mode::Native)) {
+        if own || matches!(mode::resolve(&ctx.conf, &ctx.delegates), Ok(Mode::Native)) {
             // Native mode without a record: undo by the deterministic names
             // (veth, IPAM owner) and sweep port mappings, which nothing else
             // can tell us about.
@@ -234,13 +239,14 @@ pub fn undo(ctx: &Ctx, d: &Delegator, rec: &Record) -> Result<(), CniError> {
         return Err(CniError::new(first.code, first.msg.clone()).with_details(all.join("; ")));
     }
     // flannel's scratch file is per container, not per interface: it goes
-    // with the container's last attachment.
+    // with the container's last attachment. Bridge and native mode write
+    // it; in flannel mode it is the flannel plugin's.
     let shared = ctx
         .store
         .ifnames_of(&rec.container_id)
         .map(|ifs| ifs.iter().any(|i| *i != rec.ifname))
         .unwrap_or(false);
-    if rec.mode == Mode::Bridge && !shared {
+    if rec.mode != Mode::Flannel && !shared {
         ctx.store
             .remove_flannel(&rec.container_id)
             .map_err(|e| io_err("remove delegate config", e))?;

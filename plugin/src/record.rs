@@ -190,6 +190,13 @@ impl Store {
         write_synced(&self.flannel_path(container_id), conf)
     }
 
+    /// [`Store::save_flannel`] without waiting for the disk: native mode's
+    /// scratch file only serves a hand-over to the upstream plugin (the
+    /// record stays the truth), and after a power loss its pod is gone.
+    pub fn save_flannel_lazy(&self, container_id: &str, conf: &[u8]) -> io::Result<()> {
+        write_atomic(&self.flannel_path(container_id), conf, false)
+    }
+
     pub fn load_flannel(&self, container_id: &str) -> io::Result<Option<Vec<u8>>> {
         match fs::read(self.flannel_path(container_id)) {
             Ok(b) => Ok(Some(b)),
