@@ -194,6 +194,22 @@ mod tests {
     }
 
     #[test]
+    fn native_scratch_names_netboot_and_pins_its_files() {
+        let (conf, _) = setup(
+            r#","mode":"auto","dataDir":"/d","runtimeConfig":{"portMappings":[{"hostPort":80,"containerPort":8080}]}"#,
+        );
+        let s = native_scratch(&conf);
+        assert_eq!(s["type"], "netboot-cni");
+        assert_eq!(s["mode"], "native", "the replay must undo natively");
+        assert_eq!(s["dataDir"], "/d");
+        assert_eq!(s["subnetFile"], "/run/flannel/subnet.env");
+        assert_eq!(s["runtimeConfig"]["portMappings"][0]["hostPort"], 80);
+        assert!(s.get("prevResult").is_none());
+        assert!(is_own_type(&conf, s["type"].as_str().unwrap()));
+        assert!(!is_own_type(&conf, "bridge") && !is_own_type(&conf, "flannel"));
+    }
+
+    #[test]
     fn portmap_options_pass_through() {
         let (conf, _) = setup(r#","portmap":{"snat":false,"markMasqBit":12}"#);
         let p = portmap_conf(
