@@ -309,3 +309,34 @@ fn native_scratch_file_without_its_record_is_undone_natively() {
         }
     }
 }
+
+#[test]
+fn upstream_flannel_consumes_its_scratch_file_even_when_its_delegate_del_fails() {
+    require_root();
+    // flannel.go doCmdDel removes the scratch file in a deferred cleanup
+    // that sees only the JSON error, not the delegate's: a failed bridge
+    // DEL loses the file, and flannel's next DEL "succeeds" doing nothing.
+    // (netboot's flannel mode reads the file first and replays it; see
+    // crash_trials::flannel_del_replays_or_rebuilds_what_flannel_cannot.)
+    let h = Handover::new("hocons");
+    let baseline = h.node.stable_snapshot();
+    let pod = h.node.pod("c");
+    let id = cid(&pod);
+    let res = h.runtime_add(&pod);
+    let path = h.node.data_dir.join(&id);
+    let mut scratch: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    scratch["cniVersion"] = "1.1.0".into(); // the reference bridge refuses it
+    std::fs::write(&path, scratch.to_string()).unwrap();
+    let pm = with_prev(&h.portmap_conf(), &res);
+    h.upstream("portmap", "DEL", &pod, &pm).expect_ok();
+    let fl = with_prev(&h.flannel_conf(), &res);
+    let out = h.upstream("flannel", "DEL", &pod, &fl);
+    assert_eq!(err_code(&out), 1, "{}", out.output);
+    assert!(!path.exists(), "flannel kept its scratch file");
+    h.upstream("flannel", "DEL", &pod, &fl).expect_ok();
+    assert_eq!(h.node.allocations(), vec![netboot_tests::first_ip(&res)]);
+    // netboot-cni's DEL, with neither record nor scratch file, rebuilds
+    // the bridge config from subnet.env and releases what flannel left.
+    h.netboot("DEL", &pod, "bridge").expect_ok();
+    h.assert_clean_after(pod, &baseline);
+}
