@@ -4,9 +4,11 @@
 //!
 //! What to undo comes from the attachment record, not from the current
 //! config or subnet.env, so DEL still works after either changed. Without
-//! a record, flannel's scratch file is used (an ADD by the upstream plugin);
-//! without that either, the delegate config is rebuilt from subnet.env so
-//! host-local does not leak the IP (the upstream plugin skips DEL there).
+//! a record, flannel's scratch file is used (an ADD by the upstream plugin,
+//! or by bridge mode; native mode's names netboot-cni itself and means
+//! "undo natively by the deterministic names"); without that either, the
+//! delegate config is rebuilt from subnet.env so host-local does not leak
+//! the IP (the upstream plugin skips DEL there).
 
 use crate::add::load_subnet_env;
 use crate::conf::Mode;

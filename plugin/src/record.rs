@@ -1,9 +1,11 @@
 //! What ADD did, per attachment, so DEL can undo exactly that.
 //!
 //! Two kinds of files live under `dataDir` (default `/var/lib/cni/flannel`):
-//! - `<dataDir>/<containerID>`: the rendered delegate config, byte-compatible
-//!   with the upstream flannel plugin's scratch file, so either plugin can
-//!   DEL what the other added;
+//! - `<dataDir>/<containerID>`: flannel's scratch file. Bridge mode writes
+//!   the rendered delegate config, byte-compatible with the upstream flannel
+//!   plugin's, so either plugin can DEL what the other added; native mode
+//!   writes netboot-cni's own config (`flannel::native_scratch`), so
+//!   flannel's DEL hands a native attachment back to netboot-cni;
 //! - `<dataDir>/.netboot/<containerID>@<ifname>.json`: netboot's own record
 //!   (mode, delegate and portmap configs, final result). A container ID can
 //!   neither start with `.` nor contain `@`, so these names never collide
