@@ -3,6 +3,7 @@
 //! Everything is validated here, before the first side effect, so a bad
 //! config is rejected with code 7 (invalid config) and changes nothing.
 
+use crate::ip_ranges::IpRange;
 use cni::conf::NetConf;
 use cni::error::{codes, CniError};
 use serde_json::{Map, Value};
@@ -264,6 +265,21 @@ impl PluginConf {
         Ok(())
     }
 
+    /// `runtimeConfig.ipRanges` (host-local's range override), validated
+    /// (code 7 naming `runtimeConfig.ipRanges[i][j].<field>`), keys matched
+    /// case-insensitively; empty when the runtime passed none. See
+    /// [`crate::ip_ranges`] for how they combine with the node's ranges.
+    pub fn ip_ranges(&self) -> Result<Vec<Vec<IpRange>>, CniError> {
+        let rc = match &self.net.runtime_config {
+            Some(Value::Object(rc)) => rc,
+            _ => return Ok(Vec::new()),
+        };
+        match crate::ip_ranges::get_ci(rc, "ipRanges") {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(v) => crate::ip_ranges::parse(v),
+        }
+    }
+
     /// `runtimeConfig.portMappings`, when the runtime passed any.
     pub fn port_mappings(&self) -> Vec<Value> {
         self.net
@@ -273,6 +289,45 @@ impl PluginConf {
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default()
+    }
+}
+
+impl PluginConf {
+    /// `runtimeConfig.bandwidth` (the `bandwidth` capability), validated;
+    /// `None` when absent or all zero. Costs one map lookup when absent.
+    ///
+    /// Field names match case-insensitively, an exact match first, as Go's
+    /// encoding/json does for the reference plugin: containerd's go-cni
+    /// sends `IngressRate`..., podman `ingressRate`... (The lookup is the
+    /// only place to change once keys are canonicalised up front.)
+    pub fn bandwidth(&self) -> Result<Option<crate::bandwidth::Bandwidth>, CniError> {
+        let Some(entry) = self
+            .net
+            .runtime_config
+            .as_ref()
+            .and_then(|rc| rc.get("bandwidth"))
+        else {
+            return Ok(None);
+        };
+        let map = match entry {
+            Value::Null => return Ok(None),
+            Value::Object(m) => m,
+            other => {
+                return Err(invalid(
+                    "runtimeConfig.bandwidth",
+                    format!("must be an object, got {other}"),
+                ))
+            }
+        };
+        crate::bandwidth::Bandwidth::from_fields(|field| {
+            map.get(field)
+                .or_else(|| {
+                    map.iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case(field))
+                        .map(|(_, v)| v)
+                })
+                .cloned()
+        })
     }
 }
 
@@ -420,6 +475,45 @@ mod tests {
             assert_eq!(e.code, codes::INVALID_CONFIG, "{rc}");
             assert!(e.msg.contains(field), "{rc}: {}", e.msg);
         }
+    }
+
+    #[test]
+    fn reads_bandwidth_in_go_and_lower_case_spelling() {
+        let with = |bw: &str| {
+            conf(&format!(
+                r#"{{"cniVersion":"1.0.0","name":"n","type":"netboot-cni","runtimeConfig":{{"bandwidth":{bw}}}}}"#
+            ))
+            .unwrap()
+            .bandwidth()
+        };
+        let go = with(
+            r#"{"IngressRate":8000000,"IngressBurst":4294967295,"EgressRate":0,"EgressBurst":0}"#,
+        )
+        .unwrap()
+        .unwrap();
+        let lower = with(r#"{"ingressRate":8000000,"ingressBurst":4294967295}"#)
+            .unwrap()
+            .unwrap();
+        assert_eq!(go, lower);
+        assert_eq!(go.ingress.map(|s| s.rate), Some(8_000_000));
+        assert_eq!(go.egress, None);
+        assert_eq!(
+            with(r#"{"IngressRate":0,"IngressBurst":0,"EgressRate":0,"EgressBurst":0}"#).unwrap(),
+            None
+        );
+        let e = with(r#"{"EgressRate":1000}"#).unwrap_err();
+        assert_eq!(e.code, codes::INVALID_CONFIG);
+        assert!(
+            e.msg.contains("runtimeConfig.bandwidth.egressBurst"),
+            "{}",
+            e.msg
+        );
+        assert!(with("7")
+            .unwrap_err()
+            .msg
+            .contains("runtimeConfig.bandwidth"));
+        let none = conf(r#"{"cniVersion":"1.0.0","name":"n","type":"netboot-cni"}"#).unwrap();
+        assert_eq!(none.bandwidth().unwrap(), None);
     }
 
     #[test]

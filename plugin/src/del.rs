@@ -97,6 +97,7 @@ pub fn reconstruct_for(ctx: &Ctx, cid: &str, ifname: &str) -> Result<Option<Reco
         mode: Mode::Bridge,
         delegate: None,
         portmap: None,
+        bandwidth: None,
         result: None,
         native: None,
         boot_id: None,
@@ -104,6 +105,12 @@ pub fn reconstruct_for(ctx: &Ctx, cid: &str, ifname: &str) -> Result<Option<Reco
     let mappings = runtime_mappings(ctx);
     if !mappings.is_empty() {
         rec.portmap = Some(portmap_call(ctx, &rec, &mappings));
+    }
+    if let Ok(Some(bw)) = ctx.conf.bandwidth() {
+        rec.bandwidth = Some(Call {
+            type_: "bandwidth".into(),
+            conf: flannel::bandwidth_conf(&ctx.conf, &ctx.conf.net.cni_version, &bw),
+        });
     }
     let scratch = match ctx.store.load_flannel(cid) {
         Ok(Some(bytes)) => scratch_call(ctx, &bytes),
@@ -126,15 +133,22 @@ pub fn reconstruct_for(ctx: &Ctx, cid: &str, ifname: &str) -> Result<Option<Reco
             // can tell us about.
             if let Ok((mut state, _)) = crate::native::plan_for(ctx, cid, ifname) {
                 state.sweep_ports = true;
+                // The ifb's name is deterministic: remove it if it is there.
+                state.ifb = Some(netkit::ifb_name(&ctx.conf.net.name, cid));
                 rec.mode = Mode::Native;
                 rec.native = Some(state);
                 rec.portmap = None;
+                rec.bandwidth = None;
             }
         } else {
             rec.delegate = rebuilt_call(ctx, &mut rec.mode);
         }
     }
-    Ok((rec.delegate.is_some() || rec.portmap.is_some() || rec.native.is_some()).then_some(rec))
+    let any = rec.delegate.is_some()
+        || rec.portmap.is_some()
+        || rec.bandwidth.is_some()
+        || rec.native.is_some();
+    Ok(any.then_some(rec))
 }
 
 /// flannel's scratch file: the exact config its delegate got. An empty or
@@ -185,12 +199,29 @@ pub fn stop_orphans(ctx: &Ctx, container_id: &str, ifname: &str) {
     }
 }
 
-/// Undoes a (possibly partial) attachment in reverse order: portmap, then
-/// the delegate, then the files. Every step is attempted; the files are
+/// Undoes a (possibly partial) attachment in reverse order: bandwidth,
+/// portmap, then the delegate, then the files. Every step is attempted; the files are
 /// removed only when all steps succeeded, so a failed DEL can be retried.
 pub fn undo(ctx: &Ctx, d: &Delegator, rec: &Record) -> Result<(), CniError> {
     let mut errors: Vec<CniError> = Vec::new();
     let prev = rec.result.as_ref();
+    if let Some(bw) = &rec.bandwidth {
+        match run_del(d, bw, prev) {
+            // The binary is gone (the node moved to native mode): its only
+            // state off the veth is the ifb, removed here by the same name.
+            Err(e) if e.code == codes::NOT_AVAILABLE => {
+                ctx.log
+                    .info("bandwidth is no longer on CNI_PATH; removing its ifb directly");
+                let ifb = netkit::ifb_name(&rec.network, &rec.container_id);
+                let gone = netkit::Netlink::open().and_then(|mut nl| nl.del_link_by_name(&ifb));
+                if let Err(le) = gone {
+                    errors.push(e.context(format!("bandwidth DEL ({le})")));
+                }
+            }
+            Err(e) => errors.push(e.context("bandwidth DEL")),
+            Ok(()) => {}
+        }
+    }
     if let Some(pm) = &rec.portmap {
         match run_del(d, pm, prev) {
             // The portmap binary is gone (the node moved to native mode):

@@ -5,7 +5,9 @@
 //! `flannel_linux.go` doCmdAdd / getDelegateIPAM), so a node can move between
 //! the upstream flannel binary and netboot-cni without its pods noticing.
 
+use crate::bandwidth::Bandwidth;
 use crate::conf::PluginConf;
+use crate::ip_ranges::IpRange;
 use crate::subnet_env::SubnetEnv;
 use serde_json::{json, Map, Value};
 
@@ -13,8 +15,16 @@ use serde_json::{json, Map, Value};
 pub fn bridge_delegate(conf: &PluginConf, env: &SubnetEnv) -> Value {
     let net = &conf.net;
     let mut d = conf.delegate.clone();
+    // Validated on ADD; DEL, CHECK and GC use the recorded rendering.
+    let ip_ranges = conf.ip_ranges().unwrap_or_default();
     if let Some(rc) = &net.runtime_config {
-        d.insert("runtimeConfig".into(), rc.clone());
+        let mut rc = rc.clone();
+        if let (Value::Object(m), false) = (&mut rc, ip_ranges.is_empty()) {
+            // Folded into ipam.ranges below: host-local would prepend them
+            // a second time.
+            m.retain(|k, _| !k.eq_ignore_ascii_case("ipRanges"));
+        }
+        d.insert("runtimeConfig".into(), rc);
     }
     d.insert("name".into(), Value::String(net.name.clone()));
     d.entry("type").or_insert_with(|| json!("bridge"));
@@ -28,18 +38,39 @@ pub fn bridge_delegate(conf: &PluginConf, env: &SubnetEnv) -> Value {
     if !net.cni_version.is_empty() {
         d.insert("cniVersion".into(), json!(net.cni_version));
     }
-    d.insert("ipam".into(), Value::Object(delegate_ipam(conf, env)));
+    d.insert(
+        "ipam".into(),
+        Value::Object(delegate_ipam(conf, env, &ip_ranges)),
+    );
     sorted(Value::Object(d))
 }
 
-fn delegate_ipam(conf: &PluginConf, env: &SubnetEnv) -> Map<String, Value> {
+/// flannel's IPAM section: one range set per node subnet. The runtime's
+/// `ipRanges` sets come first and replace the node subnets they overlap
+/// (see [`crate::ip_ranges`]).
+fn delegate_ipam(
+    conf: &PluginConf,
+    env: &SubnetEnv,
+    runtime: &[Vec<IpRange>],
+) -> Map<String, Value> {
     let mut ipam = conf.ipam.clone();
     ipam.entry("type").or_insert_with(|| json!("host-local"));
-    let ranges: Vec<Value> = env
-        .subnet
+    let replaced = |sn: &ipnet::IpNet| {
+        runtime
+            .iter()
+            .flatten()
+            .any(|r| crate::ip_ranges::overlaps(&r.subnet, sn))
+    };
+    let ranges: Vec<Value> = runtime
         .iter()
-        .chain(env.ipv6_subnet.iter())
-        .map(|sn| json!([{ "subnet": sn.to_string() }]))
+        .map(|set| Value::Array(set.iter().map(IpRange::to_json).collect()))
+        .chain(
+            env.subnet
+                .iter()
+                .chain(env.ipv6_subnet.iter())
+                .filter(|sn| !replaced(sn))
+                .map(|sn| json!([{ "subnet": sn.to_string() }])),
+        )
         .collect();
     ipam.insert("ranges".into(), Value::Array(ranges));
     let mut routes = match ipam.get("routes") {
@@ -51,6 +82,18 @@ fn delegate_ipam(conf: &PluginConf, env: &SubnetEnv) -> Map<String, Value> {
     }
     ipam.insert("routes".into(), Value::Array(routes));
     ipam
+}
+
+/// The config for the chained reference `bandwidth` plugin, without its
+/// prevResult; the entry in the reference plugin's own spelling.
+pub fn bandwidth_conf(conf: &PluginConf, version: &str, bw: &Bandwidth) -> Value {
+    json!({
+        "cniVersion": version,
+        "name": conf.net.name,
+        "type": "bandwidth",
+        "capabilities": {"bandwidth": true},
+        "runtimeConfig": {"bandwidth": bw.to_value()},
+    })
 }
 
 /// Keys only netboot-cni understands; they are not passed on to flannel.
@@ -172,6 +215,30 @@ mod tests {
             json!([{"dst":"1.2.3.0/24"},{"dst":"10.244.0.0/16"}])
         );
         assert_eq!(d["runtimeConfig"], json!({"portMappings":[]}));
+    }
+
+    #[test]
+    fn runtime_ip_ranges_replace_the_node_subnet_they_overlap() {
+        let (conf, mut env) = setup(
+            r#","runtimeConfig":{"portMappings":[],"ipRanges":[[{"Subnet":"10.244.3.0/24","RangeStart":"10.244.3.100","RangeEnd":"10.244.3.110"}]]}"#,
+        );
+        env.ipv6_subnet = Some("fd00:3::/64".parse().unwrap());
+        let d = bridge_delegate(&conf, &env);
+        assert_eq!(
+            d["ipam"]["ranges"],
+            json!([
+                [{"rangeEnd":"10.244.3.110","rangeStart":"10.244.3.100","subnet":"10.244.3.0/24"}],
+                [{"subnet":"fd00:3::/64"}]
+            ])
+        );
+        // host-local would prepend them again and refuse the overlap.
+        assert_eq!(d["runtimeConfig"], json!({"portMappings":[]}));
+        // A range elsewhere keeps the node subnet (host-local's prepend).
+        let (conf, env) = setup(r#","runtimeConfig":{"ipRanges":[[{"subnet":"10.9.0.0/24"}]]}"#);
+        assert_eq!(
+            bridge_delegate(&conf, &env)["ipam"]["ranges"],
+            json!([[{"subnet":"10.9.0.0/24"}], [{"subnet":"10.244.3.0/24"}]])
+        );
     }
 
     #[test]

@@ -157,6 +157,7 @@ fn sweep_scratch(
                 conf: conf.clone().unwrap_or_default(),
             }),
             portmap: None,
+            bandwidth: None,
             result: None,
             native: None,
             boot_id: None,

@@ -191,11 +191,20 @@ fn ranges(ipam: &Value) -> Result<Vec<Range>, CniError> {
     let mut out = Vec::new();
     for (i, set) in sets.iter().enumerate() {
         // host-local allows several ranges per set; flannel renders one.
-        let Some(r) = set.as_array().and_then(|s| s.first()) else {
-            return Err(invalid(
-                &format!("ipam.ranges[{i}]"),
-                "must be a non-empty list",
-            ));
+        let r = match set.as_array().map(Vec::as_slice) {
+            Some([r]) => r,
+            Some([_, _, ..]) => {
+                return Err(CniError::new(
+                    codes::UNSUPPORTED_FIELD,
+                    format!("ipam.ranges[{i}]: native mode allocates from one range per set"),
+                ))
+            }
+            _ => {
+                return Err(invalid(
+                    &format!("ipam.ranges[{i}]"),
+                    "must be a non-empty list",
+                ))
+            }
         };
         out.push(Range {
             subnet: net_field(r, "subnet")?.trunc(),
