@@ -93,12 +93,14 @@ impl Flow {
 }
 
 /// Which flows [`delete_flows`] removes: protocol and original-direction
-/// destination port, and the original destination address when given.
+/// destination port, the original destination address when given, and,
+/// when given, the address the flow was DNATed to (the reply's source).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FlowMatch {
     pub proto: u8,
     pub dport: u16,
     pub dst: Option<IpAddr>,
+    pub nat_to: Option<IpAddr>,
 }
 
 impl FlowMatch {
@@ -106,6 +108,7 @@ impl FlowMatch {
         f.proto == self.proto
             && f.orig.dport == self.dport
             && self.dst.is_none_or(|d| d == f.orig.dst)
+            && self.nat_to.is_none_or(|a| a == f.reply.src)
     }
 }
 
@@ -472,6 +475,7 @@ mod tests {
             proto,
             dport,
             dst: dst.map(|d| d.parse().unwrap()),
+            nat_to: None,
         };
         assert!(m(UDP, 5353, None).matches(&f));
         assert!(m(UDP, 5353, Some("10.0.0.1")).matches(&f));
@@ -481,6 +485,12 @@ mod tests {
             !m(UDP, 53, None).matches(&f),
             "reply port is not the hostPort"
         );
+        let to = |a: &str| FlowMatch {
+            nat_to: Some(a.parse().unwrap()),
+            ..m(UDP, 5353, None)
+        };
+        assert!(to("10.244.1.5").matches(&f), "DNATed to that pod");
+        assert!(!to("10.244.1.6").matches(&f), "another pod's flow");
     }
 
     #[test]

@@ -33,6 +33,7 @@ fn udp(dport: u16, dst: Option<&str>) -> FlowMatch {
         proto: UDP,
         dport,
         dst: dst.map(|d| d.parse::<IpAddr>().unwrap()),
+        nat_to: None,
     }
 }
 

@@ -261,6 +261,7 @@ fn running_udp_flow_follows_the_mapping_only_after_the_delete() {
             proto: UDP,
             dport: HOST_PORT,
             dst: None,
+            nat_to: None,
         };
         let n = lab
             .node

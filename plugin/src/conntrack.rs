@@ -13,7 +13,11 @@
 //! its nftables rules, bridge and flannel after the chained portmap, which
 //! may be a release without the flush).
 //!
-//! Failures are logged and the ADD goes on, as upstream ("Failures are
+//! DEL forgets the UDP flows its hostPorts DNATed to the pod itself
+//! ([`forget_pod_udp`]), so a stopped pod leaves nothing in the node's
+//! conntrack table.
+//!
+//! Failures are logged and the ADD (or DEL) goes on, as upstream ("Failures are
 //! informative only", portmap `main.go` cmdAdd): the pod is attached and
 //! its mappings work for every new flow; only a flow that was already
 //! running keeps its old destination until it idles out (30 s for UDP,
@@ -25,8 +29,9 @@ use netkit::firewall::{PortMapping, Proto};
 use std::net::IpAddr;
 
 /// The conntrack selections for the UDP mappings of one family: none when
-/// there is no UDP mapping (then no socket is opened at all).
-pub fn udp_matches(mappings: &[PortMapping], v6: bool) -> Vec<FlowMatch> {
+/// there is no UDP mapping (then no socket is opened at all). With
+/// `nat_to`, only the flows DNATed to that address.
+pub fn udp_matches(mappings: &[PortMapping], v6: bool, nat_to: Option<IpAddr>) -> Vec<FlowMatch> {
     mappings
         .iter()
         .filter(|m| m.protocol == Proto::Udp)
@@ -42,33 +47,50 @@ pub fn udp_matches(mappings: &[PortMapping], v6: bool) -> Vec<FlowMatch> {
                 proto: conntrack::UDP,
                 dport: m.host_port,
                 dst,
+                nat_to,
             })
         })
         .collect()
 }
 
-/// Deletes the UDP flows toward `mappings` for each family the pod has an
-/// address of, in the plugin's (the node's) network namespace; logs what
-/// it did and any failure, never fails.
+/// ADD: deletes the UDP flows toward `mappings` (whatever they were
+/// DNATed to) for each family the pod has an address of, in the plugin's
+/// (the node's) network namespace; logs what it did and any failure,
+/// never fails.
 pub fn flush_udp(log: &Logger, mappings: &[PortMapping], pod_ips: &[IpAddr]) {
     for v6 in [false, true] {
-        if !pod_ips.iter().any(|ip| ip.is_ipv6() == v6) {
-            continue;
+        if pod_ips.iter().any(|ip| ip.is_ipv6() == v6) {
+            delete(log, v6, &udp_matches(mappings, v6, None), "stale", "new");
         }
-        let matches = udp_matches(mappings, v6);
-        if matches.is_empty() {
-            continue;
-        }
-        let family = if v6 { "IPv6" } else { "IPv4" };
-        match conntrack::delete_flows(v6, &matches) {
-            Ok(0) => {}
-            Ok(n) => log.info(&format!(
-                "deleted {n} stale {family} UDP conntrack entries toward the new hostPorts"
-            )),
-            Err(e) => log.error(&format!(
-                "failed to delete stale {family} UDP conntrack entries (running flows keep their old destination until they idle out): {e}"
-            )),
-        }
+    }
+}
+
+/// DEL: deletes the UDP flows that the pod's hostPorts DNATed to the pod
+/// itself, so nothing of the pod stays in the node's conntrack table (a
+/// running client would otherwise keep a dead entry alive, and a pod that
+/// gets the address next would inherit its flows). Flows of other pods on
+/// the same ports are left alone. Logs, never fails: the next ADD on the
+/// port flushes whatever is left.
+pub fn forget_pod_udp(log: &Logger, mappings: &[PortMapping], pod_ips: &[IpAddr]) {
+    for ip in pod_ips {
+        let matches = udp_matches(mappings, ip.is_ipv6(), Some(*ip));
+        delete(log, ip.is_ipv6(), &matches, "the pod's", "its");
+    }
+}
+
+fn delete(log: &Logger, v6: bool, matches: &[FlowMatch], which: &str, ports: &str) {
+    if matches.is_empty() {
+        return;
+    }
+    let family = if v6 { "IPv6" } else { "IPv4" };
+    match conntrack::delete_flows(v6, matches) {
+        Ok(0) => {}
+        Ok(n) => log.info(&format!(
+            "deleted {n} {which} {family} UDP conntrack entries toward {ports} hostPorts"
+        )),
+        Err(e) => log.error(&format!(
+            "failed to delete {which} {family} UDP conntrack entries (running flows keep their old destination until they idle out): {e}"
+        )),
     }
 }
 
@@ -111,7 +133,7 @@ mod tests {
             m(5357, Proto::Sctp, None),
         ];
         let ports = |v6| {
-            udp_matches(&maps, v6)
+            udp_matches(&maps, v6, None)
                 .iter()
                 .map(|f| (f.dport, f.dst.map(|d| d.to_string())))
                 .collect::<Vec<_>>()
@@ -124,6 +146,6 @@ mod tests {
             ports(true),
             [(5353, None), (5355, Some("2001:db8::1".into()))]
         );
-        assert!(udp_matches(&[m(80, Proto::Tcp, None)], false).is_empty());
+        assert!(udp_matches(&[m(80, Proto::Tcp, None)], false, None).is_empty());
     }
 }

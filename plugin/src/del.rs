@@ -270,6 +270,8 @@ pub fn undo(ctx: &Ctx, d: &Delegator, rec: &Record) -> Result<(), CniError> {
             rec.result.as_ref(),
         ));
     }
+    // After the port rules went: no new datagram is DNATed to the pod.
+    crate::conntrack::forget_pod_udp(&ctx.log, &recorded_mappings(rec), &rec.result_ips());
     if let Some(first) = errors.first() {
         let all: Vec<String> = errors.iter().map(|e| e.msg.clone()).collect();
         ctx.log
@@ -294,6 +296,22 @@ pub fn undo(ctx: &Ctx, d: &Delegator, rec: &Record) -> Result<(), CniError> {
         .map_err(|e| io_err("remove attachment record", e))?;
     ctx.log.info("detached");
     Ok(())
+}
+
+/// The port mappings an attachment published, as its record holds them
+/// (native mode's own, or the chained portmap's call).
+fn recorded_mappings(rec: &Record) -> Vec<netkit::firewall::PortMapping> {
+    let raw = match (&rec.native, &rec.portmap) {
+        (Some(n), _) => n.port_mappings.clone(),
+        (None, Some(pm)) => pm.conf["runtimeConfig"]["portMappings"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default(),
+        (None, None) => Vec::new(),
+    };
+    raw.iter()
+        .filter_map(crate::native::parse_mapping)
+        .collect()
 }
 
 /// What the reference plugins leave after a successful DEL: bridge's

@@ -5,9 +5,11 @@
 //! its new hostPorts, as portmap and kubelet do). Native and bridge mode,
 //! on a real kernel; every node, pod and client is a namespace.
 //!
-//! Without the flush the test fails: the node's conntrack entry (checked
-//! through `netkit::conntrack` before the second ADD) still points at the
-//! first pod, and every datagram refreshes it.
+//! DEL forgets the flows DNATed to the pod it removes; the client's next
+//! datagram then makes an entry no DNAT rule took. Without the flush on
+//! ADD the test fails: that entry (checked through `netkit::conntrack`
+//! before the second ADD) still holds the flow, and every datagram
+//! refreshes it.
 
 use std::path::Path;
 use std::thread;
@@ -24,10 +26,14 @@ const CLIENT_PORT: u16 = 40000;
 
 /// `conf` mapping HOST_PORT/udp to POD_PORT.
 fn udp_mapped(conf: &Value) -> Value {
+    udp_mapped_at(conf, HOST_PORT)
+}
+
+fn udp_mapped_at(conf: &Value, host_port: u16) -> Value {
     merged(
         conf,
         json!({"runtimeConfig": {"portMappings": [
-            {"hostPort": HOST_PORT, "containerPort": POD_PORT, "protocol": "udp"}
+            {"hostPort": host_port, "containerPort": POD_PORT, "protocol": "udp"}
         ]}}),
     )
 }
@@ -86,6 +92,11 @@ fn replaced_pod_gets_the_running_flow(
     let client = Wired::new(node, "cli", "vcli", "198.51.100.1/24", "198.51.100.2/24");
     let dir = tempfile::tempdir().unwrap();
     let (file_a, file_b) = (dir.path().join("a"), dir.path().join("b"));
+    // Another pod with a mapping stays throughout, as on any busy node: its
+    // NAT rules keep the node's connection tracking on while the replaced
+    // pod has none.
+    let keeper = node.pod("keep");
+    add(&keeper, &udp_mapped_at(conf, HOST_PORT + 1));
 
     let a = node.pod("a");
     let ip_a = first_ip(&add(&a, conf));
@@ -97,9 +108,21 @@ fn replaced_pod_gets_the_running_flow(
     assert_eq!(flow_target(node), vec![ip_a.clone()]);
 
     del(&a, conf);
-    // The client goes on; its entry keeps pointing at the gone pod.
+    // DEL forgot the flow DNATed to the gone pod...
+    assert_eq!(
+        flow_target(node),
+        Vec::<String>::new(),
+        "DEL left the pod's flow"
+    );
+    // ...but the client goes on, and its next datagram makes an entry that
+    // no DNAT rule took (to the node itself): without the flush on ADD it
+    // would keep the flow away from the next pod just the same.
     send(&client, "lost");
-    assert_eq!(flow_target(node), vec![ip_a.clone()], "stale flow expected");
+    assert_eq!(
+        flow_target(node),
+        vec![client.node_ip.clone()],
+        "un-NATed flow expected"
+    );
 
     let b = node.pod("b");
     let ip_b = first_ip(&add(&b, conf));
@@ -112,6 +135,7 @@ fn replaced_pod_gets_the_running_flow(
     );
     assert_eq!(flow_target(node), vec![ip_b]);
     del(&b, conf);
+    del(&keeper, &udp_mapped_at(conf, HOST_PORT + 1));
 }
 
 #[test]
