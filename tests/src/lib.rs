@@ -10,6 +10,7 @@ pub mod agent_support;
 pub mod cluster;
 pub mod containerd;
 pub mod crash_support;
+pub mod cri;
 pub mod doctor_support;
 pub mod etcd;
 pub mod exec;
