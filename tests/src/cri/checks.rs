@@ -81,6 +81,16 @@ pub fn conntrack_to_port(node: &CriNode, port: u16) -> Vec<String> {
         .collect()
 }
 
+/// A conntrack line of a closed TCP connection (TIME_WAIT, CLOSE). Such
+/// an entry cannot misdirect later traffic: a new SYN matching it makes
+/// the kernel drop it and look the packet up afresh, NAT included
+/// (nf_conntrack_proto_tcp.c, "Reopened connection" in TIME_WAIT/CLOSE).
+/// A UDP entry, on the contrary, keeps steering datagrams to the old pod
+/// until it times out: those must be flushed.
+pub fn closed_tcp(line: &str) -> bool {
+    line.starts_with("tcp") && (line.contains(" TIME_WAIT ") || line.contains(" CLOSE "))
+}
+
 /// True when `text` names `ip` (not as the prefix of a longer address).
 pub fn mentions_ip(text: &str, ip: &str) -> bool {
     text.match_indices(ip).any(|(i, _)| {
@@ -95,7 +105,7 @@ pub fn mentions_ip(text: &str, ip: &str) -> bool {
 /// CNI DEL must remove from the node: pod veth, ifb, host-local IP file,
 /// netboot records and flannel scratch files, iptables/nftables rules
 /// naming the sandbox, its IP or its hostPorts, conntrack entries through
-/// its hostPorts, libcni's cached result, and the pod netns `netns`.
+/// its hostPorts (but closed TCP ones, see [`closed_tcp`]), libcni's cached result, and the pod netns `netns`.
 #[track_caller]
 pub fn assert_detached(node: &CriNode, id: &str, ip: &str, host_ports: &[u16], netns: &Path) {
     // A deleted pod netns takes its veth peer with it, asynchronously.
@@ -126,7 +136,10 @@ pub fn assert_detached(node: &CriNode, id: &str, ip: &str, host_ports: &[u16], n
         }
     }
     for p in host_ports {
-        let left = conntrack_to_port(node, *p);
+        let left: Vec<String> = conntrack_to_port(node, *p)
+            .into_iter()
+            .filter(|l| !closed_tcp(l))
+            .collect();
         assert!(
             left.is_empty(),
             "conntrack entries via hostPort {p} left: {left:#?}"

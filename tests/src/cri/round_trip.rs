@@ -152,6 +152,11 @@ pub const BANDWIDTH: [(&str, &str); 2] = [
 pub fn ports_and_bandwidth_round_trip(tag: &str, mode: Mode) {
     require_root();
     let node = CriNode::new(tag, mode);
+    ports_and_bandwidth_checks(&node);
+}
+
+/// The body of [`ports_and_bandwidth_round_trip`] on `node`.
+pub fn ports_and_bandwidth_checks(node: &CriNode) {
     let peer = add_lan(
         &node.pn.node,
         &[&format!("{HOST_IP}/24"), &format!("{OTHER_IP}/24")],
@@ -161,7 +166,7 @@ pub fn ports_and_bandwidth_round_trip(tag: &str, mode: Mode) {
     let mut baseline = None;
     for round in 0..2 {
         let config = node.sandbox_config(&format!("web{round}"), &web_ports(), &BANDWIDTH);
-        let pod = run_pod(&node, &config);
+        let pod = run_pod(node, &config);
         let mut servers = Servers::default();
         servers.tcp(&pod.netns, POD_TCP, "tcp-hello");
         servers.udp(&pod.netns, POD_UDP, "udp-hello");
@@ -198,12 +203,12 @@ pub fn ports_and_bandwidth_round_trip(tag: &str, mode: Mode) {
             "published on {HOST_IP} only, answered on {OTHER_IP}"
         );
         assert!(
-            !conntrack_to_port(&node, UDP_PORT).is_empty(),
+            !conntrack_to_port(node, UDP_PORT).is_empty(),
             "the UDP exchange left no conntrack entry to check"
         );
-        assert_bandwidth(&node, "8Mbit");
+        assert_bandwidth(node, "8Mbit");
         servers.stop();
-        stop_and_remove(&node, &pod, &host_ports);
-        steady(&node, &mut baseline);
+        stop_and_remove(node, &pod, &host_ports);
+        steady(node, &mut baseline);
     }
 }
