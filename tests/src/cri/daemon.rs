@@ -50,6 +50,7 @@ pub struct CriContainerd {
     /// Pod netns paths the client learnt (shared with every client made
     /// by [`CriContainerd::client`]).
     netns_seen: Arc<Mutex<BTreeSet<PathBuf>>>,
+    node_netns: PathBuf,
 }
 
 impl CriContainerd {
@@ -63,21 +64,16 @@ impl CriContainerd {
             .expect("temp dir");
         fs::write(dir.path().join("config.toml"), config(dir.path(), cni)).expect("config");
         crate::reaper::adopt_orphans();
-        let log = fs::File::create(dir.path().join("containerd.log")).expect("log file");
-        let config = dir.path().join("config.toml");
-        let child = exec::nsenter(node_netns, &["containerd", "--config"])
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("dup log"))
-            .stderr(log)
-            .spawn()
-            .expect("start containerd (install it with scripts/install-deps.sh)");
+        let child = spawn(node_netns, dir.path());
         let c = CriContainerd {
             child,
             dir,
+            node_netns: node_netns.to_owned(),
             netns_seen: Arc::default(),
         };
-        c.wait_ready();
+        if let Err(e) = c.wait_ready() {
+            panic!("{e}");
+        }
         c.ctr(&["images", "import", path_str(&pause_image())])
             .expect_ok();
         c
@@ -85,19 +81,17 @@ impl CriContainerd {
 
     /// Polls until CRI answers `Version` (the CRI plugin loads after the
     /// core services, so a bare socket is not enough).
-    fn wait_ready(&self) {
+    fn wait_ready(&self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(cri) = Cri::connect(&self.socket(), self.netns_seen.clone()) {
                 if cri.version().is_ok() {
-                    return;
+                    return Ok(());
                 }
             }
-            assert!(
-                Instant::now() < deadline,
-                "containerd's CRI did not come up: {}",
-                self.log()
-            );
+            if Instant::now() >= deadline {
+                return Err(format!("containerd's CRI did not come up: {}", self.log()));
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -111,6 +105,13 @@ impl CriContainerd {
     /// containerd's PID.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// SIGKILLs containerd (its own PID) and waits for it: the shims and
+    /// sandboxes keep running, as on a containerd crash.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// The gRPC socket (CRI and containerd's own services).
@@ -175,6 +176,15 @@ impl CriContainerd {
 
 impl Drop for CriContainerd {
     fn drop(&mut self) {
+        // A test that killed containerd (or saw it die) still has pods
+        // running under shims: a new containerd on the same root and
+        // state is what can stop and remove them.
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            self.child = spawn(&self.node_netns, self.dir.path());
+            if let Err(e) = self.wait_ready() {
+                eprintln!("[harness] restarting containerd for cleanup: {e}");
+            }
+        }
         self.remove_sandboxes();
         self.kill_tasks();
         // Our own PID only.
@@ -193,6 +203,24 @@ impl Drop for CriContainerd {
         }
         let _ = fs::remove_dir(Path::new("/run/containerd/runc").join(K8S_NAMESPACE));
     }
+}
+
+/// containerd on `dir`'s config inside `node_netns`, appending to its
+/// log. `nsenter --net` only: the root mount namespace is kept, so its
+/// netns bind mounts and overlay mounts are the test's to see and undo.
+fn spawn(node_netns: &Path, dir: &Path) -> Child {
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("containerd.log"))
+        .expect("log file");
+    exec::nsenter(node_netns, &["containerd", "--config"])
+        .arg(dir.join("config.toml"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("dup log"))
+        .stderr(log)
+        .spawn()
+        .expect("start containerd (install it with scripts/install-deps.sh)")
 }
 
 /// containerd's config.toml for a CRI containerd keeping everything in
