@@ -4,7 +4,9 @@
 # netboot-cni and pause are linked statically (glibc, crt-static): the
 # plugin is exec'd for every pod operation, and a static binary skips the
 # dynamic loader and maps no shared libc, which takes its peak RSS from
-# ~2.9 MiB to ~2 MiB; pause must run in an empty rootfs. They are built
+# ~2.9 MiB to ~2 MiB; a static pause is its rootfs' only file (podrun
+# also runs a dynamic one, as `cargo build` makes it, by copying its
+# loader and libraries into the pause rootfs). They are built
 # with `cargo rustc` because crt-static cannot go into RUSTFLAGS for the
 # whole build (proc-macro crates cannot be linked statically).
 #

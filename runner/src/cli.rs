@@ -47,7 +47,9 @@ pub struct Global {
     /// Pod state (records, logs, generated /etc files).
     #[arg(long, global = true, default_value = "/var/lib/podrun")]
     pub state_dir: PathBuf,
-    /// The static `pause` binary; defaults to `pause` beside podrun.
+    /// The `pause` binary; defaults to `pause` beside podrun. Static is
+    /// best; a dynamic one gets its loader and libraries copied into the
+    /// pause rootfs.
     #[arg(long, global = true, env = "PODRUN_PAUSE")]
     pub pause_bin: Option<PathBuf>,
 }

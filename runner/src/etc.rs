@@ -1,13 +1,13 @@
 //! Files podrun makes for a pod: `/etc/resolv.conf`, `/etc/hosts` and
 //! `/etc/hostname` for every container (the DNS fix of the seed notes:
-//! containers joined to the pause netns need them), and the pause
-//! container's rootfs.
+//! containers joined to the pause netns need them). The pause
+//! container's rootfs is [`crate::pause_root`]'s.
 
 use std::fs;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use cni::Dns;
 
 use crate::state::write_atomic;
@@ -172,49 +172,6 @@ pub fn write_etc(dir: &Path, input: &EtcInput) -> Result<Option<String>> {
     Ok(warning)
 }
 
-/// True if the ELF file at `path` has no program interpreter (PT_INTERP):
-/// it runs in a rootfs that holds nothing else.
-pub fn is_static_elf(path: &Path) -> Result<bool> {
-    let b = fs::read(path).with_context(|| format!("read {}", path.display()))?;
-    if b.len() < 64 || &b[..4] != b"\x7fELF" || b[4] != 2 || b[5] != 1 {
-        bail!("{} is not a 64-bit little-endian ELF file", path.display());
-    }
-    let u16_at = |o: usize| u16::from_le_bytes([b[o], b[o + 1]]) as usize;
-    let phoff = u64::from_le_bytes(b[0x20..0x28].try_into()?) as usize;
-    let (phentsize, phnum) = (u16_at(0x36), u16_at(0x38));
-    for i in 0..phnum {
-        let o = phoff + i * phentsize;
-        let Some(t) = b.get(o..o + 4) else {
-            bail!("{}: truncated program headers", path.display());
-        };
-        if u32::from_le_bytes(t.try_into()?) == 3 {
-            return Ok(false);
-        }
-    }
-    Ok(true)
-}
-
-/// The pause rootfs: `/pause` plus the mount points runc needs, so the
-/// rootfs can be mounted read-only.
-pub fn install_pause(pause_bin: &Path, rootfs: &Path) -> Result<()> {
-    if !is_static_elf(pause_bin)? {
-        bail!(
-            "{} is dynamically linked; the pause rootfs holds only that file. Build it with \
-             `cargo rustc -p podrun --release --bin pause -- -C target-feature=+crt-static`",
-            pause_bin.display()
-        );
-    }
-    for d in ["proc", "dev", "sys", "etc"] {
-        fs::create_dir_all(rootfs.join(d))?;
-    }
-    let data = fs::read(pause_bin)?;
-    let dst = rootfs.join("pause");
-    if fs::read(&dst).ok().as_deref() != Some(&data[..]) {
-        write_atomic(&dst, &data, 0o755)?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,12 +276,5 @@ mod tests {
     #[test]
     fn hosts_file() {
         assert!(hosts(Some("10.1.0.2"), "web").ends_with("10.1.0.2\tweb\n"));
-    }
-
-    #[test]
-    fn static_check() {
-        // This test binary is dynamically linked (the default for -gnu).
-        let me = std::env::current_exe().unwrap();
-        assert!(!is_static_elf(&me).unwrap());
     }
 }

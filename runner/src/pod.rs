@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use containerd_client::types::Mount;
 
 use crate::cgroup::Cgroups;
@@ -150,9 +150,7 @@ pub async fn run(ctx: &Ctx, file: &Path, opts: &RunOpts) -> Result<PodRecord> {
                 .strip_prefix(sid.as_str())
                 .is_some_and(|r| r.starts_with('.'))
     });
-    let pause_bin = ctx.pause_bin()?;
-    crate::etc::is_static_elf(&pause_bin)
-        .with_context(|| format!("pause binary {}", pause_bin.display()))?;
+    let pause = crate::pause_root::PauseRoot::resolve(&ctx.pause_bin()?)?;
     let (net, images) = preflight(ctx, &spec).await?;
     let mut rec = PodRecord {
         network: net.list.name.clone(),
@@ -174,7 +172,7 @@ pub async fn run(ctx: &Ctx, file: &Path, opts: &RunOpts) -> Result<PodRecord> {
     let how = How {
         net: &net,
         images: &images,
-        pause_bin: &pause_bin,
+        pause: &pause,
         node_dns: &node_dns,
         opts,
     };
@@ -205,16 +203,16 @@ fn labels(pod: &str, role: &str) -> HashMap<String, String> {
 struct How<'a> {
     net: &'a Network,
     images: &'a [ImageInfo],
-    pause_bin: &'a Path,
+    pause: &'a crate::pause_root::PauseRoot,
     node_dns: &'a crate::etc::NodeResolv,
     opts: &'a RunOpts,
 }
 
 async fn create(ctx: &Ctx, rec: &mut PodRecord, how: &How<'_>) -> Result<()> {
-    let (net, images, pause_bin) = (how.net, how.images, how.pause_bin);
+    let (net, images) = (how.net, how.images);
     let pod = rec.spec.name.clone();
     let rootfs = ctx.store.pause_rootfs();
-    crate::etc::install_pause(pause_bin, &rootfs)?;
+    how.pause.install(&rootfs)?;
     // A leftover netns of ours (crash before any record) is stale.
     let _ = netkit::delete_named(&rec.netns_name);
     let netns = netkit::create_named(&rec.netns_name)

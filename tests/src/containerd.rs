@@ -277,6 +277,10 @@ pub struct Podrun {
     conf_dir: PathBuf,
     bin_dir: PathBuf,
     cache_dir: PathBuf,
+    /// Pass `--pause-bin` with the static [`pause_bin`]; when false podrun
+    /// runs its default, the `pause` beside it (the plain, dynamically
+    /// linked build of `cargo build`).
+    static_pause: bool,
 }
 
 impl Podrun {
@@ -303,7 +307,13 @@ impl Podrun {
             conf_dir: dir.join("net.d"),
             bin_dir: dir.join("bin"),
             cache_dir: dir.join("cni-cache"),
+            static_pause: true,
         }
+    }
+
+    /// From now on, no `--pause-bin`: podrun runs the `pause` beside it.
+    pub fn use_pause_beside_podrun(&mut self) {
+        self.static_pause = false;
     }
 
     /// The same instance with `--namespace ns`.
@@ -416,12 +426,15 @@ impl Podrun {
             self.cache_dir().display().to_string(),
             "--state-dir".into(),
             self.state_dir().display().to_string(),
-            "--pause-bin".into(),
-            pause_bin().display().to_string(),
         ];
+        if self.static_pause {
+            argv.extend(["--pause-bin".into(), pause_bin().display().to_string()]);
+        }
         argv.extend(args.iter().map(|s| s.to_string()));
         let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
-        exec::nsenter(&self.netns, &refs)
+        let mut cmd = exec::nsenter(&self.netns, &refs);
+        cmd.env_remove("PODRUN_PAUSE");
+        cmd
     }
 
     /// Writes a pod spec (JSON) into the instance dir; returns its path.

@@ -625,3 +625,92 @@ fn bridge_mode_publishes_on_the_host_ip_only_and_passes_dns_through() {
     let rules = n.node.iptables_save();
     assert!(!rules.contains("--dport 18081"), "DNAT left: {rules}");
 }
+
+/// The `pause` of a plain `cargo build` (dynamically linked, beside
+/// podrun, no `--pause-bin`) runs a pod: podrun copies its loader and
+/// libraries into the pause rootfs. The pause process lives, maps libc,
+/// holds the pod's networked netns; `rm` removes it all.
+#[test]
+fn a_dynamically_linked_pause_beside_podrun_runs_a_pod() {
+    require_root();
+    let pause = netboot_tests::bin_path("podrun").with_file_name("pause");
+    let ldd = exec::run_argv(&["ldd", pause.to_str().expect("utf-8")]);
+    assert!(
+        ldd.success() && ldd.stdout.contains("libc.so"),
+        "{} must be the dynamic build of `cargo build`: {ldd}",
+        pause.display()
+    );
+    let mut n = PodNode::new("pr-dyn", "10.88.13.1/24");
+    n.pr.use_pause_beside_podrun();
+
+    // One whose library the host lacks (a DT_NEEDED name patched, same
+    // length) is refused before anything is made, with the fix named.
+    let bytes = std::fs::read(&pause).expect("read pause");
+    let (from, to) = (b"libgcc_s.so.1\0", b"libnope_.so.1\0");
+    let at = bytes
+        .windows(from.len())
+        .position(|w| w == from)
+        .expect("pause links libgcc_s");
+    let mut broken = bytes.clone();
+    broken[at..at + to.len()].copy_from_slice(to);
+    let broken_path = n.node.dir().join("broken-pause");
+    std::fs::write(&broken_path, &broken).expect("write broken pause");
+    let file = n.write_spec("dyn", &pod_spec("dyn", json!([sleeper("c")])));
+    let out = n.podrun(&[
+        "--pause-bin",
+        broken_path.to_str().expect("utf-8"),
+        "run",
+        "-f",
+        file.to_str().expect("utf-8"),
+    ]);
+    assert!(!out.success(), "{out}");
+    for want in [
+        "dynamically linked",
+        "libnope_.so.1",
+        "crt-static",
+        "--pause-bin",
+    ] {
+        assert!(out.stderr.contains(want), "no {want:?} in: {out}");
+    }
+    n.assert_clean();
+
+    let ip = n.pr.run_pod_ip(&pod_spec("dyn", json!([sleeper("c")])));
+    assert!(ip.starts_with("10.88.13."), "{ip}");
+
+    let sid = n.pr.sandbox_id("dyn");
+    let tasks = n.ctd.ctr(&["tasks", "ls"]).expect_ok().stdout;
+    let task = tasks
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|w| w.first() == Some(&sid.as_str()))
+        .unwrap_or_else(|| panic!("no pause task {sid} in {tasks}"));
+    assert_eq!(task.get(2), Some(&"RUNNING"), "{tasks}");
+    let pid = task[1].to_string();
+    // Alive, and that very binary with the host's libc mapped.
+    let proc = Path::new("/proc").join(&pid);
+    let maps = std::fs::read_to_string(proc.join("maps")).expect("pause maps");
+    assert!(
+        maps.contains("libc.so"),
+        "pause {pid} maps no libc:\n{maps}"
+    );
+    let exe = std::fs::read(proc.join("exe")).expect("pause exe");
+    assert!(exe == bytes, "pause {pid} is not {}", pause.display());
+    let rootfs = n.state_dir().join("pause/rootfs");
+    assert!(rootfs.join("etc/ld.so.cache").is_file(), "loader cache");
+
+    // Its netns is the pod's: the pod IP is there and answers the node.
+    let pause_net = proc.join("ns/net");
+    let addrs = exec::run(
+        exec::nsenter(&pause_net, &["ip", "-o", "addr", "show"]),
+        None,
+        Duration::from_secs(10),
+    )
+    .expect_ok();
+    assert!(addrs.stdout.contains(&format!("inet {ip}/")), "{addrs}");
+    assert!(netboot_tests::ping(n.node.path(), &ip), "node -> pod {ip}");
+    n.podrun(&["check", "dyn"]).expect_ok();
+
+    n.podrun(&["rm", "dyn", "--grace", "0"]).expect_ok();
+    n.assert_clean();
+    assert!(!proc.exists(), "pause {pid} still alive after rm");
+}

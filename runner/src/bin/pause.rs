@@ -1,9 +1,11 @@
 //! `pause`: the process that holds a pod's namespaces.
 //!
 //! It does nothing but wait: it reaps any zombie re-parented to it (it is
-//! PID 1 of its PID namespace) and exits 0 on SIGTERM or SIGINT. Build it
-//! static (`-C target-feature=+crt-static`) so that its rootfs needs
-//! nothing else.
+//! PID 1 of its PID namespace) and exits 0 on SIGTERM or SIGINT. Built
+//! static (`-C target-feature=+crt-static`, scripts/build-release.sh) its
+//! rootfs needs nothing else; podrun also runs the plain dynamic build of
+//! `cargo build`/`cargo install` by copying its loader and libraries into
+//! the rootfs (runner/src/pause_root.rs).
 
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
