@@ -8,7 +8,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use k8s_cri::v1::{
-    LinuxPodSandboxConfig, PodSandboxConfig, PodSandboxMetadata, PortMapping, Protocol,
+    ContainerConfig, ContainerMetadata, LinuxContainerConfig, LinuxPodSandboxConfig,
+    PodSandboxConfig, PodSandboxMetadata, PortMapping, Protocol,
 };
 use serde_json::{json, Value};
 use tempfile::TempDir;
@@ -101,6 +102,23 @@ impl CriNode {
         annotations: &[(&str, &str)],
     ) -> PodSandboxConfig {
         sandbox_config(name, &self.ctd.pod_log_dir(name), ports, annotations)
+    }
+}
+
+/// A kubelet-like `ContainerConfig`: container `name` running `command`
+/// in the busybox test image ([`crate::containerd::BUSYBOX`], which the
+/// node must have imported: [`CriContainerd::import`]).
+pub fn busybox_container(name: &str, command: &[&str]) -> ContainerConfig {
+    ContainerConfig {
+        metadata: Some(ContainerMetadata {
+            name: name.into(),
+            attempt: 0,
+        }),
+        image: Some(super::client::image_spec(crate::containerd::BUSYBOX)),
+        command: command.iter().map(|s| s.to_string()).collect(),
+        log_path: format!("{name}.log"),
+        linux: Some(LinuxContainerConfig::default()),
+        ..ContainerConfig::default()
     }
 }
 

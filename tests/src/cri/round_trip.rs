@@ -12,8 +12,8 @@ use k8s_cri::v1::{PodSandboxConfig, PodSandboxState, PortMapping, Protocol};
 
 use super::checks::{assert_bandwidth, assert_detached, conntrack_to_port, pod_addrs};
 use super::daemon::mounts_under;
-use super::node::{port, CriNode};
-use super::traffic::{eventually, tcp_ask, udp_ask, Servers};
+use super::node::{busybox_container, port, CriNode};
+use super::traffic::{eventually, http_get, udp_ask, Servers};
 use crate::containerd::add_lan;
 use crate::crash_support::Mode;
 use crate::plugin_support::Snapshot;
@@ -39,6 +39,8 @@ pub struct Pod {
     pub id: String,
     pub ip: String,
     pub netns: PathBuf,
+    /// IDs of the CRI containers started in it.
+    pub containers: Vec<String>,
 }
 
 /// RunPodSandbox `config`; checks its status (ready, an IP of the node's
@@ -69,7 +71,12 @@ pub fn run_pod(node: &CriNode, config: &PodSandboxConfig) -> Pod {
         .expect("no network namespace in the sandbox's runtime spec");
     let want = format!("{ip}/{}", subnet.prefix_len());
     assert_eq!(pod_addrs(&netns), vec![want], "eth0 in {}", netns.display());
-    Pod { id, ip, netns }
+    Pod {
+        id,
+        ip,
+        netns,
+        containers: Vec::new(),
+    }
 }
 
 /// StopPodSandbox (CNI DEL) and RemovePodSandbox, checking that the
@@ -88,11 +95,17 @@ pub fn stop_and_remove(node: &CriNode, pod: &Pod, host_ports: &[u16]) {
         .unwrap_or_else(|e| panic!("RemovePodSandbox: {e}\n{}", node.ctd.log()));
     let ids = node.cri.sandbox_ids().expect("ListPodSandbox");
     assert!(!ids.contains(&pod.id), "sandbox still listed: {ids:?}");
+    let ids: Vec<&String> = std::iter::once(&pod.id).chain(&pod.containers).collect();
     let mounts: Vec<_> = mounts_under(std::path::Path::new("/"))
         .into_iter()
-        .filter(|m| m.to_string_lossy().contains(&pod.id))
+        .filter(|m| {
+            ids.iter()
+                .any(|id| m.to_string_lossy().contains(id.as_str()))
+        })
         .collect();
-    assert!(mounts.is_empty(), "mounts of the sandbox left: {mounts:?}");
+    assert!(mounts.is_empty(), "mounts of the pod left: {mounts:?}");
+    let tasks = node.ctd.ctr(&["tasks", "ls", "-q"]).expect_ok().stdout;
+    assert!(tasks.trim().is_empty(), "tasks left: {tasks}");
 }
 
 /// Compares the node with the state after the first round (see the
@@ -155,8 +168,12 @@ pub fn ports_and_bandwidth_round_trip(tag: &str, mode: Mode) {
     ports_and_bandwidth_checks(&node);
 }
 
-/// The body of [`ports_and_bandwidth_round_trip`] on `node`.
+/// The body of [`ports_and_bandwidth_round_trip`] on `node`. The TCP
+/// ports are served by a CRI container (busybox httpd, CreateContainer +
+/// StartContainer in the sandbox, as kubelet runs a pod's containers), the
+/// UDP port by socat in the pod's netns.
 pub fn ports_and_bandwidth_checks(node: &CriNode) {
+    node.ctd.import(&crate::containerd::test_image());
     let peer = add_lan(
         &node.pn.node,
         &[&format!("{HOST_IP}/24"), &format!("{OTHER_IP}/24")],
@@ -166,19 +183,25 @@ pub fn ports_and_bandwidth_checks(node: &CriNode) {
     let mut baseline = None;
     for round in 0..2 {
         let config = node.sandbox_config(&format!("web{round}"), &web_ports(), &BANDWIDTH);
-        let pod = run_pod(node, &config);
+        let mut pod = run_pod(node, &config);
+        let httpd = ["httpd", "-f", "-p", &POD_TCP.to_string(), "-h", "/www"].map(String::from);
+        let httpd: Vec<&str> = httpd.iter().map(String::as_str).collect();
+        let cid = node
+            .cri
+            .start_container(&pod.id, &config, busybox_container("httpd", &httpd))
+            .unwrap_or_else(|e| panic!("CreateContainer/StartContainer: {e}\n{}", node.ctd.log()));
+        pod.containers.push(cid);
         let mut servers = Servers::default();
-        servers.tcp(&pod.netns, POD_TCP, "tcp-hello");
         servers.udp(&pod.netns, POD_UDP, "udp-hello");
         let p = peer.path();
-        let tcp = Some("tcp-hello".to_string());
+        let tcp = Some("hello from busybox".to_string());
         assert_eq!(
-            eventually(|| tcp_ask(p, HOST_IP, TCP_PORT)),
+            eventually(|| http_get(p, HOST_IP, TCP_PORT)),
             tcp,
             "peer -> TCP hostPort"
         );
         assert_eq!(
-            eventually(|| tcp_ask(p, OTHER_IP, TCP_PORT)),
+            eventually(|| http_get(p, OTHER_IP, TCP_PORT)),
             tcp,
             "peer -> TCP hostPort (2nd address)"
         );
@@ -188,17 +211,17 @@ pub fn ports_and_bandwidth_checks(node: &CriNode) {
             "peer -> UDP hostPort"
         );
         assert_eq!(
-            eventually(|| tcp_ask(p, HOST_IP, HOST_IP_PORT)),
+            eventually(|| http_get(p, HOST_IP, HOST_IP_PORT)),
             tcp,
             "peer -> hostIP port"
         );
         assert_eq!(
-            eventually(|| tcp_ask(node.path(), HOST_IP, HOST_IP_PORT)),
+            eventually(|| http_get(node.path(), HOST_IP, HOST_IP_PORT)),
             tcp,
             "node -> hostIP port"
         );
         assert_eq!(
-            tcp_ask(p, OTHER_IP, HOST_IP_PORT),
+            http_get(p, OTHER_IP, HOST_IP_PORT),
             None,
             "published on {HOST_IP} only, answered on {OTHER_IP}"
         );

@@ -1,6 +1,6 @@
-//! Servers inside a CRI pod's netns (started with `nsenter --net=` on the
-//! netns path CRI reports) and one-shot TCP/UDP clients from another
-//! netns, all with `socat`.
+//! Servers inside a CRI pod's netns (socat started with `nsenter --net=`
+//! on the netns path CRI reports) and one-shot TCP, HTTP and UDP clients
+//! from another netns.
 
 use std::path::Path;
 use std::process::{Child, Stdio};
@@ -62,6 +62,18 @@ pub fn tcp_ask(from: &Path, ip: &str, port: u16) -> Option<String> {
     let target = format!("TCP4:{ip}:{port},connect-timeout=2");
     let out = exec::run(
         exec::nsenter(from, &["socat", "-u", &target, "STDOUT"]),
+        None,
+        Duration::from_secs(10),
+    );
+    (out.success() && !out.stdout.is_empty()).then(|| out.stdout.trim().to_owned())
+}
+
+/// `curl http://ip:port/` from `from`: the body (trimmed), or `None`
+/// (refused, timed out).
+pub fn http_get(from: &Path, ip: &str, port: u16) -> Option<String> {
+    let url = format!("http://{ip}:{port}/");
+    let out = exec::run(
+        exec::nsenter(from, &["curl", "-sS", "-m", "5", &url]),
         None,
         Duration::from_secs(10),
     );
