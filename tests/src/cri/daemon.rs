@@ -21,6 +21,7 @@
 
 use std::collections::BTreeSet;
 use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
@@ -74,6 +75,11 @@ impl CriContainerd {
         if let Err(e) = c.wait_ready() {
             panic!("{e}");
         }
+        // The plugins containerd execs build in its netns: it must be the
+        // node's, never the root netns.
+        let ino = |p: &Path| fs::metadata(p).map(|m| m.ino()).ok();
+        let own = ino(&Path::new("/proc").join(c.pid().to_string()).join("ns/net"));
+        assert_eq!(own, ino(node_netns), "containerd is not in the node netns");
         c.ctr(&["images", "import", path_str(&pause_image())])
             .expect_ok();
         c

@@ -69,6 +69,13 @@ pub fn run_pod(node: &CriNode, config: &PodSandboxConfig) -> Pod {
         .netns_of(&id)
         .expect("PodSandboxStatus")
         .expect("no network namespace in the sandbox's runtime spec");
+    // CRI's own pod netns (netns_mounts_under_state_dir is off), which the
+    // harness removes should a test leave it.
+    assert!(
+        netns.starts_with("/var/run/netns") && netns.to_string_lossy().contains("/cni-"),
+        "{}",
+        netns.display()
+    );
     let want = format!("{ip}/{}", subnet.prefix_len());
     assert_eq!(pod_addrs(&netns), vec![want], "eth0 in {}", netns.display());
     Pod {
