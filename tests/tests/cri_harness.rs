@@ -1,14 +1,15 @@
 //! The CRI harness cleans up after a test that fails with pods running,
-//! even when containerd died first: no shim, no pod netns, no mount of
-//! the sandbox is left once the node is dropped.
+//! even when containerd died first: no shim, no pod netns, no mount and no
+//! CNI cache entry of the sandbox is left once the node is dropped.
 
 use std::fs;
 use std::path::Path;
 
 use netboot_tests::crash_support::Mode;
-use netboot_tests::cri::daemon::mounts_under;
+use netboot_tests::cri::daemon::{mounts_under, CNI_RESULTS};
 use netboot_tests::cri::node::CriNode;
 use netboot_tests::cri::round_trip::run_pod;
+use netboot_tests::plugin_support::list_names;
 use netboot_tests::require_root;
 
 /// PIDs whose command line mentions `id` (a shim runs with `-id <id>`).
@@ -50,4 +51,9 @@ fn dropping_a_node_removes_pods_whose_containerd_died() {
         Vec::<String>::new(),
         "processes left"
     );
+    let cached: Vec<String> = list_names(Path::new(CNI_RESULTS))
+        .into_iter()
+        .filter(|n| n.contains(&id))
+        .collect();
+    assert_eq!(cached, Vec::<String>::new(), "CNI cache entries left");
 }

@@ -145,8 +145,8 @@ pub fn assert_detached(node: &CriNode, id: &str, ip: &str, host_ports: &[u16], n
             "conntrack entries via hostPort {p} left: {left:#?}"
         );
     }
-    let cached =
-        Path::new("/var/lib/cni/results").join(format!("{}-{id}-eth0", crate::plugin_support::NET));
+    let cached = Path::new(super::daemon::CNI_RESULTS)
+        .join(format!("{}-{id}-eth0", crate::plugin_support::NET));
     assert!(
         !cached.exists(),
         "libcni result cache left: {}",

@@ -23,22 +23,29 @@ use tonic::Status;
 /// busy machine included).
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// What the clients of one containerd learnt about its sandboxes: their
+/// IDs and pod netns paths, for the daemon's cleanup should CRI fail to
+/// remove them.
+#[derive(Debug, Default)]
+pub struct Seen {
+    pub sandboxes: BTreeSet<String>,
+    pub netns: BTreeSet<PathBuf>,
+}
+
+/// [`Seen`], shared by a daemon and its clients.
+pub type SharedSeen = Arc<Mutex<Seen>>;
+
 /// A connected CRI client.
 pub struct Cri {
     rt: tokio::runtime::Runtime,
     runtime: RuntimeServiceClient<Channel>,
     images: ImageServiceClient<Channel>,
-    /// Pod netns paths learnt from sandbox status, for the daemon's
-    /// cleanup.
-    netns_seen: Arc<Mutex<BTreeSet<PathBuf>>>,
+    seen: SharedSeen,
 }
 
 impl Cri {
     /// Connects to the CRI socket at `socket`.
-    pub fn connect(
-        socket: &Path,
-        netns_seen: Arc<Mutex<BTreeSet<PathBuf>>>,
-    ) -> Result<Cri, tonic::transport::Error> {
+    pub fn connect(socket: &Path, seen: SharedSeen) -> Result<Cri, tonic::transport::Error> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -60,7 +67,7 @@ impl Cri {
             rt,
             runtime: RuntimeServiceClient::new(channel.clone()),
             images: ImageServiceClient::new(channel),
-            netns_seen,
+            seen,
         })
     }
 
@@ -128,9 +135,10 @@ impl Cri {
                     .filter(|p| !p.is_empty())
                     .map(PathBuf::from)
             });
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.sandboxes.insert(id.to_owned());
         if let Some(p) = &path {
-            let mut seen = self.netns_seen.lock().unwrap_or_else(|e| e.into_inner());
-            seen.insert(p.clone());
+            seen.netns.insert(p.clone());
         }
         Ok(path)
     }

@@ -19,23 +19,24 @@
 //! known from the sandboxes' status) and any mount left under the temp dir
 //! (overlay rootfs, sandbox shm).
 
-use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use super::client::Cri;
+use super::client::{Cri, SharedSeen};
 use crate::exec::{self, CmdOutput};
 
 /// The containerd namespace CRI works in.
 pub const K8S_NAMESPACE: &str = "k8s.io";
 /// The sandbox image reference (built locally, see [`pause_image`]).
 pub const PAUSE_IMAGE: &str = "registry.k8s.io/pause:netboot";
+
+/// libcni's result cache, where containerd's CRI keeps every ADD result.
+pub const CNI_RESULTS: &str = "/var/lib/cni/results";
 
 /// Where a CRI containerd finds its CNI plugins and configs.
 #[derive(Debug, Clone)]
@@ -48,9 +49,8 @@ pub struct CniDirs {
 pub struct CriContainerd {
     child: Child,
     dir: TempDir,
-    /// Pod netns paths the client learnt (shared with every client made
-    /// by [`CriContainerd::client`]).
-    netns_seen: Arc<Mutex<BTreeSet<PathBuf>>>,
+    /// What every client made by [`CriContainerd::client`] learnt.
+    seen: SharedSeen,
     node_netns: PathBuf,
 }
 
@@ -70,7 +70,7 @@ impl CriContainerd {
             child,
             dir,
             node_netns: node_netns.to_owned(),
-            netns_seen: Arc::default(),
+            seen: SharedSeen::default(),
         };
         if let Err(e) = c.wait_ready() {
             panic!("{e}");
@@ -90,7 +90,7 @@ impl CriContainerd {
     fn wait_ready(&self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(cri) = Cri::connect(&self.socket(), self.netns_seen.clone()) {
+            if let Ok(cri) = Cri::connect(&self.socket(), self.seen.clone()) {
                 if cri.version().is_ok() {
                     return Ok(());
                 }
@@ -104,7 +104,7 @@ impl CriContainerd {
 
     /// A CRI client on this containerd.
     pub fn client(&self) -> Cri {
-        Cri::connect(&self.socket(), self.netns_seen.clone())
+        Cri::connect(&self.socket(), self.seen.clone())
             .unwrap_or_else(|e| panic!("connect to CRI: {e}\n{}", self.log()))
     }
 
@@ -156,7 +156,7 @@ impl CriContainerd {
 
     /// Stops and removes every sandbox CRI knows, noting their netns.
     fn remove_sandboxes(&self) {
-        let Ok(cri) = Cri::connect(&self.socket(), self.netns_seen.clone()) else {
+        let Ok(cri) = Cri::connect(&self.socket(), self.seen.clone()) else {
             return;
         };
         for id in cri.sandbox_ids().unwrap_or_default() {
@@ -197,11 +197,20 @@ impl Drop for CriContainerd {
         let _ = self.child.kill();
         let _ = self.child.wait();
         crate::reaper::reap_shims();
-        let seen = self.netns_seen.lock().unwrap_or_else(|e| e.into_inner());
-        for netns in seen.iter().filter(|p| p.exists()) {
+        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        for netns in seen.netns.iter().filter(|p| p.exists()) {
             eprintln!("[harness] removing leftover pod netns {}", netns.display());
             let _ = nix::mount::umount2(netns, nix::mount::MntFlags::MNT_DETACH);
             let _ = fs::remove_file(netns);
+        }
+        // libcni's result cache (containerd 1.6 cannot move it from
+        // /var/lib/cni): the pod network's and the loopback's entries.
+        for e in fs::read_dir(CNI_RESULTS).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if seen.sandboxes.iter().any(|id| name.contains(id.as_str())) {
+                eprintln!("[harness] removing leftover CNI cache entry {name}");
+                let _ = fs::remove_file(e.path());
+            }
         }
         for m in mounts_under(self.dir.path()).iter().rev() {
             eprintln!("[harness] unmounting leftover {}", m.display());

@@ -5,13 +5,13 @@
 //! the first (whatever a first pod creates for good, a bridge or shared
 //! chains, is there in both; anything per pod would show).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use ipnet::Ipv4Net;
 use k8s_cri::v1::{PodSandboxConfig, PodSandboxState, PortMapping, Protocol};
 
 use super::checks::{assert_bandwidth, assert_detached, conntrack_to_port, pod_addrs};
-use super::daemon::mounts_under;
+use super::daemon::{mounts_under, CNI_RESULTS};
 use super::node::{busybox_container, port, CriNode};
 use super::traffic::{eventually, http_get, udp_ask, Servers};
 use crate::containerd::add_lan;
@@ -103,7 +103,7 @@ pub fn stop_and_remove(node: &CriNode, pod: &Pod, host_ports: &[u16]) {
     let ids = node.cri.sandbox_ids().expect("ListPodSandbox");
     assert!(!ids.contains(&pod.id), "sandbox still listed: {ids:?}");
     let ids: Vec<&String> = std::iter::once(&pod.id).chain(&pod.containers).collect();
-    let mounts: Vec<_> = mounts_under(std::path::Path::new("/"))
+    let mounts: Vec<_> = mounts_under(Path::new("/"))
         .into_iter()
         .filter(|m| {
             ids.iter()
@@ -111,6 +111,11 @@ pub fn stop_and_remove(node: &CriNode, pod: &Pod, host_ports: &[u16]) {
         })
         .collect();
     assert!(mounts.is_empty(), "mounts of the pod left: {mounts:?}");
+    let cached: Vec<String> = crate::plugin_support::list_names(Path::new(CNI_RESULTS))
+        .into_iter()
+        .filter(|n| n.contains(&pod.id))
+        .collect();
+    assert!(cached.is_empty(), "CNI cache entries left: {cached:?}");
     let tasks = node.ctd.ctr(&["tasks", "ls", "-q"]).expect_ok().stdout;
     assert!(tasks.trim().is_empty(), "tasks left: {tasks}");
 }
