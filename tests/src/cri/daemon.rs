@@ -291,9 +291,9 @@ fn path_str(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
-/// The pause image as an OCI archive, built once into the target dir
-/// from [`crate::containerd::pause_bin`] (atomically, so parallel test
-/// processes share it).
+/// The pause image as an OCI archive, built into the target dir from
+/// [`crate::containerd::pause_bin`] once per build of it (atomically, so
+/// parallel test processes share it).
 pub fn pause_image() -> PathBuf {
     static IMAGE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     IMAGE
@@ -301,7 +301,9 @@ pub fn pause_image() -> PathBuf {
             let pause = crate::containerd::pause_bin();
             let dir = pause.parent().expect("pause dir").to_owned();
             let out = dir.join("pause-image.tar");
-            if out.is_file() {
+            let mtime = |p: &Path| fs::metadata(p).and_then(|m| m.modified()).ok();
+            // Rebuilt when the pause binary is newer (podrun's pause changed).
+            if out.is_file() && mtime(&out) >= mtime(&pause) {
                 return out;
             }
             let tmp = dir.join(format!("pause-image.tar.{}", std::process::id()));
