@@ -9,7 +9,7 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 use serde_json::Value;
 
-use crate::netconfig::gojson::{self, GoValue};
+use cni::gojson::{self, GoValue};
 
 /// `10.2.3.0/24` → `10.2.3.0-24` (the last part of the lease key).
 pub fn subnet_key_name(net: Ipv4Net) -> String {

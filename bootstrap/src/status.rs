@@ -11,9 +11,9 @@ use serde_json::{json, Value};
 
 use crate::cli::StatusArgs;
 use crate::etcd::{Etcd, Kv};
-use crate::netconfig::gojson::{self, GoValue};
 use crate::netconfig::{NetConfig, DEFAULT_VNI};
 use crate::show::{read_config, ConfigReport};
+use cni::gojson::{self, GoValue};
 
 /// Plugins worth knowing about on a flannel node.
 const PLUGINS: &[&str] = &[

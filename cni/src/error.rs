@@ -113,7 +113,9 @@ impl CniError {
     /// JSON object with an unsigned integer `code`; `msg`/`details` default
     /// to empty like Go's decoder does.
     pub fn from_json(bytes: &[u8]) -> Option<CniError> {
-        let v: Value = serde_json::from_slice(bytes).ok()?;
+        // Go plugins' errors are read by libcni into `types.Error`.
+        let shape = crate::gojson::Shape::Struct(&crate::gojson::schemas::ERROR);
+        let v = crate::gojson::parse_canonical(bytes, &shape).ok()?;
         let obj = v.as_object()?;
         let code = u32::try_from(obj.get("code")?.as_u64()?).ok()?;
         let text = |k: &str| {

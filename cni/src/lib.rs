@@ -3,6 +3,10 @@
 //! and the conversions between them, the error object, the invocation
 //! environment, and running plugins the way Go's libcni does.
 //!
+//! Everything a runtime or a plugin hands over is read with Go's
+//! `encoding/json` key rule ([`gojson`]), as libcni and the Go plugins read
+//! it, and held under canonical key names.
+//!
 //! Section names in the docs refer to containernetworking/cni `SPEC.md`
 //! (spec 1.1.0); function names in backticks refer to libcni.
 //!
@@ -26,6 +30,7 @@
 pub mod args;
 pub mod conf;
 pub mod error;
+pub mod gojson;
 pub mod invoke;
 pub mod result;
 mod validate;

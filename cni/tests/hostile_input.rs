@@ -181,6 +181,10 @@ fn fuzz_netconf() {
             "\"ip4\"",
             "\"ips\"",
             "\"capabilities\"",
+            // containerd's go-cni spelling (untagged Go structs).
+            "\"HostPort\"",
+            "\"RuntimeConfig\"",
+            "\"IPs\"",
         ],
         check_netconf,
     );

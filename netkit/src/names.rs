@@ -28,6 +28,21 @@ pub fn host_veth_name(container_id: &str, ifname: &str) -> String {
     format!("{HOST_VETH_PREFIX}{folded:012x}")
 }
 
+/// Prefix of the reference bandwidth plugin's ifb devices.
+pub const IFB_PREFIX: &str = "bwp";
+
+/// The ifb device that shapes a container's egress, named as the
+/// reference bandwidth plugin names it (plugins/meta/bandwidth
+/// `getIfbDeviceName`: `bwp` + hex sha512(network + containerID), cut to
+/// 15 bytes), so that either can remove what the other made.
+pub fn ifb_name(network: &str, container_id: &str) -> String {
+    crate::firewall::hash::hash_with_prefix(
+        MAX_IFNAME_LEN,
+        IFB_PREFIX,
+        &format!("{network}{container_id}"),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -42,6 +57,12 @@ mod tests {
         // Pinned value: a change here renames every existing host veth,
         // breaking DEL of containers created by an older netboot.
         assert_eq!(host_veth_name("abc123", "eth0"), PINNED);
+    }
+
+    #[test]
+    fn ifb_name_is_the_reference_plugins() {
+        // python3: ("bwp" + sha512(b"cbr0abc123").hexdigest())[:15]
+        assert_eq!(ifb_name("cbr0", "abc123"), "bwp3e9a3d0f9583");
     }
 
     const PINNED: &str = "nbvc05124233adc";

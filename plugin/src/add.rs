@@ -4,8 +4,11 @@
 //! can always undo a half-finished ADD, even after a SIGKILL:
 //! 1. validate config and subnet.env (nothing touched yet);
 //! 2. record the delegate call, then run it (bridge or flannel);
-//! 3. record the portmap call, then chain it when port mappings exist;
-//! 4. record the final result.
+//! 3. record the portmap call, then chain it when port mappings exist,
+//!    and delete stale UDP conntrack entries toward the new hostPorts;
+//! 4. record the bandwidth call, then chain it when shaping was asked for
+//!    (delegate → portmap → bandwidth, the order of a reference conflist);
+//! 5. record the final result.
 //!
 //! A failure in steps 2-3 rolls back what already ran before returning the
 //! error (SPEC.md "Delegated plugins": the upper plugin must DEL on failure).
@@ -49,6 +52,7 @@ pub fn add(ctx: &Ctx) -> Result<String, CniError> {
 fn add_once(ctx: &Ctx, boot: Option<&str>) -> Result<String, CniError> {
     let mode = mode::resolve(&ctx.conf, &ctx.delegates)?;
     let mappings = ctx.conf.port_mappings();
+    let bandwidth = ctx.conf.bandwidth()?;
     let mut rec = Record {
         container_id: ctx.args.container_id.clone(),
         ifname: ctx.args.ifname.clone(),
@@ -56,12 +60,15 @@ fn add_once(ctx: &Ctx, boot: Option<&str>) -> Result<String, CniError> {
         mode,
         delegate: None,
         portmap: None,
+        bandwidth: None,
         result: None,
         native: None,
         boot_id: boot.map(str::to_string),
     };
     if mode == Mode::Native {
-        rec.native = Some(native::plan(ctx)?.0);
+        let mut state = native::plan(ctx)?.0;
+        native::bandwidth::plan(ctx, &mut state, bandwidth);
+        rec.native = Some(state);
     } else {
         rec.delegate = Some(delegate_call(ctx, mode)?);
         if !mappings.is_empty() {
@@ -72,6 +79,14 @@ fn add_once(ctx: &Ctx, boot: Option<&str>) -> Result<String, CniError> {
             rec.portmap = Some(Call {
                 type_: "portmap".into(),
                 conf: flannel::portmap_conf(&ctx.conf, &ctx.conf.net.cni_version, &mappings),
+            });
+        }
+        if let Some(bw) = &bandwidth {
+            // Same: fail before touching anything, record with the rest.
+            ctx.delegates.find("bandwidth")?;
+            rec.bandwidth = Some(Call {
+                type_: "bandwidth".into(),
+                conf: flannel::bandwidth_conf(&ctx.conf, &ctx.conf.net.cni_version, bw),
             });
         }
     }
@@ -87,7 +102,7 @@ fn add_once(ctx: &Ctx, boot: Option<&str>) -> Result<String, CniError> {
             .map_err(|e| io_err("save attachment record", e))
             .and_then(|_| native::add(ctx, &mut rec))
     } else {
-        run_chain(ctx, &mut rec, &mappings).map(|mut r| {
+        run_chain(ctx, &mut rec, &mappings, bandwidth.as_ref()).map(|mut r| {
             // The bridge plugin put `delegate.dns` there already.
             r.dns = result_dns(&r.dns, &ctx.conf);
             r
@@ -216,7 +231,12 @@ fn already_attached(cid: &str, ifname: &str, network: &str) -> CniError {
     )
 }
 
-fn run_chain(ctx: &Ctx, rec: &mut Record, mappings: &[Value]) -> Result<CniResult, CniError> {
+fn run_chain(
+    ctx: &Ctx,
+    rec: &mut Record,
+    mappings: &[Value],
+    bandwidth: Option<&crate::bandwidth::Bandwidth>,
+) -> Result<CniResult, CniError> {
     let store = &ctx.store;
     let scratch = rec.mode == Mode::Bridge;
     let mut call = rec
@@ -238,29 +258,62 @@ fn run_chain(ctx: &Ctx, rec: &mut Record, mappings: &[Value]) -> Result<CniResul
         }
         Ok(())
     })?;
-    if mappings.is_empty() {
-        return Ok(result);
-    }
     let version = conf_version(&call.conf).to_string();
-    let mut pm = flannel::portmap_conf(&ctx.conf, &version, mappings);
-    pm["prevResult"] = result.to_value(&version)?;
-    let mut pm_call = Call {
-        type_: "portmap".into(),
-        conf: pm,
+    let result = if mappings.is_empty() {
+        result
+    } else {
+        let pm = flannel::portmap_conf(&ctx.conf, &version, mappings);
+        let result = chain(ctx, rec, pm, &result, |r| &mut r.portmap)?;
+        // portmap flushes too (since 2021), but only after its own rules,
+        // only when its conntrack call works, and not in every release or
+        // fork on a node: the second pass is cheap (one dump) and finds
+        // nothing then.
+        let maps: Vec<_> = mappings
+            .iter()
+            .filter_map(crate::native::parse_mapping)
+            .collect();
+        let ips: Vec<_> = result.ips.iter().map(|ip| ip.address.addr()).collect();
+        crate::conntrack::flush_udp(&ctx.log, &maps, &ips);
+        result
     };
-    ctx.delegates.add(&mut pm_call, &mut |c: &Call| {
+    match bandwidth {
+        None => Ok(result),
+        Some(bw) => {
+            let conf = flannel::bandwidth_conf(&ctx.conf, &version, bw);
+            chain(ctx, rec, conf, &result, |r| &mut r.bandwidth)
+        }
+    }
+}
+
+/// Runs one chained plugin (portmap, bandwidth) on the result so far,
+/// keeping its call in the record field `slot` up to date first.
+fn chain(
+    ctx: &Ctx,
+    rec: &mut Record,
+    mut conf: Value,
+    prev: &CniResult,
+    slot: fn(&mut Record) -> &mut Option<Call>,
+) -> Result<CniResult, CniError> {
+    let version = conf_version(&conf).to_string();
+    conf["prevResult"] = prev.to_value(&version)?;
+    let mut call = Call {
+        type_: conf["type"].as_str().unwrap_or_default().to_string(),
+        conf,
+    };
+    let store = &ctx.store;
+    ctx.delegates.add(&mut call, &mut |c: &Call| {
         let recorded = Some(without_prev_result(c));
-        if rec.portmap == recorded {
+        if *slot(rec) == recorded {
             return Ok(());
         }
-        rec.portmap = recorded;
+        *slot(rec) = recorded;
         store
             .save(rec)
             .map_err(|e| io_err("save attachment record", e))
     })
 }
 
-/// portmap's DEL needs only its config and mappings; the prevResult is
+/// A chained plugin's DEL needs only its config; the prevResult is
 /// dropped from the record (the final result is kept once, separately).
 fn without_prev_result(c: &Call) -> Call {
     let mut c = c.clone();

@@ -7,7 +7,9 @@
 //!   and carries every address and route of the prevResult;
 //! - the port mappings' DNAT rules still exist (portmap 1.1.1's own CHECK
 //!   is broken for IPv4 mappings, containernetworking/plugins#819, so we
-//!   look at the rules instead of delegating).
+//!   look at the rules instead of delegating);
+//! - the bandwidth shaping's qdiscs and ifb (the reference plugin's CHECK
+//!   compares a buffer the kernel reports clamped for containerd's bursts).
 
 use crate::add::with_prev_result;
 use crate::Ctx;
@@ -61,6 +63,9 @@ pub fn check(ctx: &Ctx) -> Result<(), CniError> {
         if pm.conf.get("backend").and_then(Value::as_str) != Some("nftables") {
             check_dnat_rules(&net.name, cid)?;
         }
+    }
+    if let Some(bw) = &rec.bandwidth {
+        crate::native::bandwidth::check_delegated(ctx, bw)?;
     }
     ctx.log.info("attachment is intact");
     Ok(())

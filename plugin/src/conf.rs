@@ -2,9 +2,16 @@
 //!
 //! Everything is validated here, before the first side effect, so a bad
 //! config is rejected with code 7 (invalid config) and changes nothing.
+//!
+//! Keys are read as a Go plugin would read them ([`cni::gojson`]): the
+//! dispatcher parses stdin with [`SCHEMA`], so `"SubnetFile"` is
+//! `subnetFile` and containerd's `runtimeConfig.portMappings[].HostPort` is
+//! `hostPort` by the time anything here looks.
 
+use crate::ip_ranges::IpRange;
 use cni::conf::NetConf;
 use cni::error::{codes, CniError};
+use cni::gojson::{schemas, Field, Shape, Struct};
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -14,6 +21,29 @@ pub const DEFAULT_SUBNET_FILE: &str = "/run/flannel/subnet.env";
 /// The upstream flannel plugin's default, so both share delegate records.
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/cni/flannel";
 const DEFAULT_DELEGATE_TIMEOUT_SECS: u64 = 60;
+
+/// netboot-cni's config type, as Go would declare it: flannel's `NetConf`
+/// (flannel-io/cni-plugin `flannel.go`: `subnetFile`, `dataDir`, and
+/// `delegate` and `ipam` as Go *maps*, whose keys flannel reads exactly and
+/// passes on as written) plus netboot's own keys. flannel also holds
+/// `runtimeConfig` as a map, but its consumers (portmap, host-local,
+/// bridge, bandwidth) decode it as structs, and netboot consumes
+/// `portMappings` itself, so it is read as they read it.
+pub static SCHEMA: Struct = Struct {
+    fields: &[
+        Field::new("subnetFile", Shape::Scalar),
+        Field::new("dataDir", Shape::Scalar),
+        Field::new("delegate", Shape::Map(&Shape::Any)),
+        Field::new("ipam", Shape::Map(&Shape::Any)),
+        Field::new("mode", Shape::Scalar),
+        Field::new("logFile", Shape::Scalar),
+        Field::new("logLevel", Shape::Scalar),
+        Field::new("delegateTimeout", Shape::Scalar),
+        Field::new("portmap", Shape::PtrStruct(&schemas::PORTMAP_OPTIONS)),
+    ],
+    embeds: &[&schemas::NET_CONF],
+    keep_unknown: true,
+};
 
 /// How the plugin gets its work done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -133,7 +163,12 @@ fn check_path(field: &str, raw: &str) -> Result<PathBuf, CniError> {
 /// rules as `dataDir`: a relative value would follow the runtime's working
 /// directory, and `..` could climb out of the operator's tree.
 fn check_ipam_data_dir(ipam: &Map<String, Value>) -> Result<(), CniError> {
-    match ipam.get("dataDir") {
+    // The value host-local will decode from the rendered (key-sorted) map.
+    let seen = cni::gojson::canonical(
+        crate::flannel::sorted(Value::Object(ipam.clone())).into(),
+        &Shape::Struct(&schemas::HOST_LOCAL_IPAM),
+    );
+    match seen.get("dataDir") {
         None | Some(Value::Null) => Ok(()),
         Some(Value::String(s)) => check_path("ipam.dataDir", s).map(|_| ()),
         Some(other) => Err(invalid(
@@ -209,6 +244,15 @@ impl PluginConf {
     /// config on DEL as well, so letting it through would leave an
     /// attachment that neither rollback nor any later DEL can remove.
     pub fn check_port_mappings(&self) -> Result<(), CniError> {
+        match self.net.runtime_arg("portMappings") {
+            None | Some(Value::Null) | Some(Value::Array(_)) => {}
+            Some(other) => {
+                return Err(invalid(
+                    "runtimeConfig.portMappings",
+                    format!("must be a list, got {other}"),
+                ))
+            }
+        }
         let mappings = self.port_mappings();
         if mappings.is_empty() {
             return Ok(());
@@ -264,6 +308,21 @@ impl PluginConf {
         Ok(())
     }
 
+    /// `runtimeConfig.ipRanges` (host-local's range override), validated
+    /// (code 7 naming `runtimeConfig.ipRanges[i][j].<field>`), keys matched
+    /// case-insensitively; empty when the runtime passed none. See
+    /// [`crate::ip_ranges`] for how they combine with the node's ranges.
+    pub fn ip_ranges(&self) -> Result<Vec<Vec<IpRange>>, CniError> {
+        let rc = match &self.net.runtime_config {
+            Some(Value::Object(rc)) => rc,
+            _ => return Ok(Vec::new()),
+        };
+        match rc.get("ipRanges") {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(v) => crate::ip_ranges::parse(v),
+        }
+    }
+
     /// `runtimeConfig.portMappings`, when the runtime passed any.
     pub fn port_mappings(&self) -> Vec<Value> {
         self.net
@@ -273,6 +332,36 @@ impl PluginConf {
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default()
+    }
+}
+
+impl PluginConf {
+    /// `runtimeConfig.bandwidth` (the `bandwidth` capability), validated;
+    /// `None` when absent or all zero. Costs one map lookup when absent.
+    ///
+    /// Keys are canonical here: the config was read with Go's key rule
+    /// (`cni::gojson`), so containerd's `IngressRate` arrives as
+    /// `ingressRate`, like podman's.
+    pub fn bandwidth(&self) -> Result<Option<crate::bandwidth::Bandwidth>, CniError> {
+        let Some(entry) = self
+            .net
+            .runtime_config
+            .as_ref()
+            .and_then(|rc| rc.get("bandwidth"))
+        else {
+            return Ok(None);
+        };
+        let map = match entry {
+            Value::Null => return Ok(None),
+            Value::Object(m) => m,
+            other => {
+                return Err(invalid(
+                    "runtimeConfig.bandwidth",
+                    format!("must be an object, got {other}"),
+                ))
+            }
+        };
+        crate::bandwidth::Bandwidth::from_fields(|field| map.get(field).cloned())
     }
 }
 
@@ -312,7 +401,7 @@ mod tests {
     use super::*;
 
     fn conf(json: &str) -> Result<PluginConf, CniError> {
-        PluginConf::from_netconf(NetConf::parse(json.as_bytes()).unwrap())
+        PluginConf::from_netconf(NetConf::parse_as(json.as_bytes(), &SCHEMA).unwrap())
     }
 
     #[test]
@@ -420,6 +509,190 @@ mod tests {
             assert_eq!(e.code, codes::INVALID_CONFIG, "{rc}");
             assert!(e.msg.contains(field), "{rc}: {}", e.msg);
         }
+    }
+
+    #[test]
+    fn reads_bandwidth_in_go_and_lower_case_spelling() {
+        let with = |bw: &str| {
+            conf(&format!(
+                r#"{{"cniVersion":"1.0.0","name":"n","type":"netboot-cni","runtimeConfig":{{"bandwidth":{bw}}}}}"#
+            ))
+            .unwrap()
+            .bandwidth()
+        };
+        let go = with(
+            r#"{"IngressRate":8000000,"IngressBurst":4294967295,"EgressRate":0,"EgressBurst":0}"#,
+        )
+        .unwrap()
+        .unwrap();
+        let lower = with(r#"{"ingressRate":8000000,"ingressBurst":4294967295}"#)
+            .unwrap()
+            .unwrap();
+        assert_eq!(go, lower);
+        assert_eq!(go.ingress.map(|s| s.rate), Some(8_000_000));
+        assert_eq!(go.egress, None);
+        assert_eq!(
+            with(r#"{"IngressRate":0,"IngressBurst":0,"EgressRate":0,"EgressBurst":0}"#).unwrap(),
+            None
+        );
+        let e = with(r#"{"EgressRate":1000}"#).unwrap_err();
+        assert_eq!(e.code, codes::INVALID_CONFIG);
+        assert!(
+            e.msg.contains("runtimeConfig.bandwidth.egressBurst"),
+            "{}",
+            e.msg
+        );
+        assert!(with("7")
+            .unwrap_err()
+            .msg
+            .contains("runtimeConfig.bandwidth"));
+        let none = conf(r#"{"cniVersion":"1.0.0","name":"n","type":"netboot-cni"}"#).unwrap();
+        assert_eq!(none.bandwidth().unwrap(), None);
+    }
+
+    #[test]
+    fn reads_own_keys_in_any_spelling() {
+        let c = conf(
+            r#"{"cniVersion":"1.0.0","name":"n","type":"netboot-cni","Mode":"bridge","SUBNETFILE":"/a",
+                "subnetfile":"/b","DataDir":"/d","Portmap":{"MarkMasqBit":40},"Delegate":{"HairpinMode":true},
+                "LogLevel":"debug","delegatetimeout":5,"IPAM":{"DataDir":"/s"}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.mode, Mode::Bridge);
+        assert_eq!(c.subnet_file, Path::new("/b"), "last wins");
+        assert_eq!(c.data_dir, Path::new("/d"));
+        assert_eq!(c.log_level, LogLevel::Debug);
+        assert_eq!(c.delegate_timeout, Duration::from_secs(5));
+        // flannel's `delegate` and `ipam` are Go maps: keys stay as written.
+        assert_eq!(c.delegate["HairpinMode"], true);
+        assert_eq!(c.ipam["DataDir"], "/s");
+        assert_eq!(c.portmap["markMasqBit"], 40);
+        // ...and the portmap option is checked under its canonical name.
+        let e = conf(
+            r#"{"cniVersion":"1.0.0","name":"n","type":"netboot-cni","Portmap":{"MarkMasqBit":40},
+                "runtimeConfig":{"portMappings":[{"HostPort":80,"ContainerPort":80}]}}"#,
+        )
+        .unwrap()
+        .check_port_mappings()
+        .unwrap_err();
+        assert!(e.msg.contains("portmap.markMasqBit"), "{}", e.msg);
+        // host-local folds the ipam map: a relative "DataDir" is refused too.
+        let e = conf(r#"{"cniVersion":"1.0.0","name":"n","type":"x","ipam":{"DATADIR":"rel"}}"#);
+        assert!(e.unwrap_err().msg.contains("ipam.dataDir"));
+    }
+
+    #[test]
+    fn every_capability_reads_canonically_through_the_plugin_schema() {
+        let want = serde_json::json!({
+            "portMappings": [{"hostPort":80,"containerPort":8080,"protocol":"tcp","hostIP":""}],
+            "bandwidth": {"ingressRate":1,"ingressBurst":2,"egressRate":3,"egressBurst":4},
+            "ipRanges": [[{"subnet":"10.1.0.0/24","rangeStart":"10.1.0.2","rangeEnd":"10.1.0.9","gateway":"10.1.0.1"}]],
+            "dns": {"servers":["10.96.0.10"],"searches":["svc"],"options":["ndots:5"]},
+        });
+        // lower camel (libcni, podman), Go field names (go-cni), mixed.
+        let spellings: [fn(&str) -> String; 3] = [
+            |k| k.to_string(),
+            |k| k[..1].to_uppercase() + &k[1..],
+            |k| {
+                k.chars()
+                    .map(|c| {
+                        if c.is_ascii_lowercase() {
+                            c.to_ascii_uppercase()
+                        } else {
+                            c.to_ascii_lowercase()
+                        }
+                    })
+                    .collect()
+            },
+        ];
+        for spell in spellings {
+            let mut text = want.to_string();
+            for key in [
+                "hostPort",
+                "containerPort",
+                "protocol",
+                "hostIP",
+                "ingressRate",
+                "ingressBurst",
+                "egressRate",
+                "egressBurst",
+                "subnet",
+                "rangeStart",
+                "rangeEnd",
+                "gateway",
+                "servers",
+                "searches",
+                "options",
+            ] {
+                text = text.replace(&format!("\"{key}\""), &format!("\"{}\"", spell(key)));
+            }
+            let c = conf(&format!(
+                r#"{{"cniVersion":"1.0.0","name":"n","type":"netboot-cni","runtimeConfig":{text}}}"#
+            ))
+            .unwrap();
+            assert_eq!(c.net.runtime_config.as_ref(), Some(&want), "{text}");
+            assert!(c.check_port_mappings().is_ok(), "{text}");
+        }
+    }
+
+    #[test]
+    fn go_spelled_port_mappings_are_checked_by_canonical_path() {
+        let check = |m: &str| {
+            conf(&format!(
+                r#"{{"cniVersion":"1.0.0","name":"n","type":"netboot-cni","runtimeConfig":{{"portMappings":[{m}]}}}}"#
+            ))
+            .unwrap()
+            .check_port_mappings()
+        };
+        for ok in [
+            r#"{"HostPort":18080,"ContainerPort":80,"Protocol":"tcp","HostIP":""}"#,
+            r#"{"hOSTpORT":18080,"cONTAINERpORT":80,"pROTOCOL":"udp","hOSTip":"10.0.0.1"}"#,
+            r#"{"hostPort":0,"HostPort":18080,"containerPort":80,"Unknown":"x"}"#,
+        ] {
+            assert!(check(ok).is_ok(), "{ok}");
+        }
+        for (bad, field, shown) in [
+            (
+                r#"{"HostPort":"x","ContainerPort":80}"#,
+                "hostPort",
+                r#""x""#,
+            ),
+            (
+                r#"{"hostPort":80,"HostPort":0,"ContainerPort":80}"#,
+                "hostPort",
+                "0",
+            ),
+            (
+                r#"{"HostPort":80,"CONTAINERPORT":70000}"#,
+                "containerPort",
+                "70000",
+            ),
+            (
+                r#"{"HostPort":80,"ContainerPort":80,"HostIP":"eth0"}"#,
+                "hostIP",
+                "eth0",
+            ),
+        ] {
+            let e = check(bad).unwrap_err();
+            assert_eq!(e.code, codes::INVALID_CONFIG, "{bad}");
+            let want = format!("runtimeConfig.portMappings[0].{field}: ");
+            assert!(
+                e.msg.contains(&want) && e.msg.contains(shown),
+                "{bad}: {}",
+                e.msg
+            );
+        }
+        let e = conf(
+            r#"{"cniVersion":"1.0.0","name":"n","type":"x","runtimeConfig":{"PortMappings":"x"}}"#,
+        )
+        .unwrap()
+        .check_port_mappings()
+        .unwrap_err();
+        assert!(
+            e.msg.contains("runtimeConfig.portMappings: must be a list"),
+            "{}",
+            e.msg
+        );
     }
 
     #[test]

@@ -95,6 +95,7 @@ pub fn reconstruct_for(ctx: &Ctx, cid: &str, ifname: &str) -> Result<Option<Reco
         mode: Mode::Bridge,
         delegate: None,
         portmap: None,
+        bandwidth: None,
         result: None,
         native: None,
         boot_id: None,
@@ -102,6 +103,12 @@ pub fn reconstruct_for(ctx: &Ctx, cid: &str, ifname: &str) -> Result<Option<Reco
     let mappings = runtime_mappings(ctx);
     if !mappings.is_empty() {
         rec.portmap = Some(portmap_call(ctx, &rec, &mappings));
+    }
+    if let Ok(Some(bw)) = ctx.conf.bandwidth() {
+        rec.bandwidth = Some(Call {
+            type_: "bandwidth".into(),
+            conf: flannel::bandwidth_conf(&ctx.conf, &ctx.conf.net.cni_version, &bw),
+        });
     }
     rec.delegate = match ctx.store.load_flannel(cid) {
         Ok(Some(bytes)) => scratch_call(ctx, &bytes),
@@ -119,22 +126,30 @@ pub fn reconstruct_for(ctx: &Ctx, cid: &str, ifname: &str) -> Result<Option<Reco
             // can tell us about.
             if let Ok((mut state, _)) = crate::native::plan_for(ctx, cid, ifname) {
                 state.sweep_ports = true;
+                // The ifb's name is deterministic: remove it if it is there.
+                state.ifb = Some(netkit::ifb_name(&ctx.conf.net.name, cid));
                 rec.mode = Mode::Native;
                 rec.native = Some(state);
                 rec.portmap = None;
+                rec.bandwidth = None;
             }
         } else {
             rec.delegate = rebuilt_call(ctx, &mut rec.mode);
         }
     }
-    Ok((rec.delegate.is_some() || rec.portmap.is_some() || rec.native.is_some()).then_some(rec))
+    let any = rec.delegate.is_some()
+        || rec.portmap.is_some()
+        || rec.bandwidth.is_some()
+        || rec.native.is_some();
+    Ok(any.then_some(rec))
 }
 
 /// flannel's scratch file: the exact config its delegate got. An empty or
 /// torn file (flannel-io/cni-plugin#43) is skipped, not fatal.
 fn scratch_call(ctx: &Ctx, bytes: &[u8]) -> Option<Call> {
     match serde_json::from_slice::<Value>(bytes) {
-        Ok(conf) => conf.get("type").and_then(Value::as_str).map(|t| Call {
+        // flannel reads it back into `types.NetConf` (Go's key rule).
+        Ok(conf) => field_of_obj(&conf, "type").map(|t| Call {
             type_: t.to_string(),
             conf: conf.clone(),
         }),
@@ -146,6 +161,10 @@ fn scratch_call(ctx: &Ctx, bytes: &[u8]) -> Option<Call> {
             None
         }
     }
+}
+
+fn field_of_obj<'a>(v: &'a Value, field: &str) -> Option<&'a str> {
+    cni::gojson::field_of(v.as_object()?, field)?.as_str()
 }
 
 /// The delegate config ADD would build today, when it can be built.
@@ -178,12 +197,29 @@ pub fn stop_orphans(ctx: &Ctx, container_id: &str, ifname: &str) {
     }
 }
 
-/// Undoes a (possibly partial) attachment in reverse order: portmap, then
-/// the delegate, then the files. Every step is attempted; the files are
+/// Undoes a (possibly partial) attachment in reverse order: bandwidth,
+/// portmap, then the delegate, then the files. Every step is attempted; the files are
 /// removed only when all steps succeeded, so a failed DEL can be retried.
 pub fn undo(ctx: &Ctx, d: &Delegator, rec: &Record) -> Result<(), CniError> {
     let mut errors: Vec<CniError> = Vec::new();
     let prev = rec.result.as_ref();
+    if let Some(bw) = &rec.bandwidth {
+        match run_del(d, bw, prev) {
+            // The binary is gone (the node moved to native mode): its only
+            // state off the veth is the ifb, removed here by the same name.
+            Err(e) if e.code == codes::NOT_AVAILABLE => {
+                ctx.log
+                    .info("bandwidth is no longer on CNI_PATH; removing its ifb directly");
+                let ifb = netkit::ifb_name(&rec.network, &rec.container_id);
+                let gone = netkit::Netlink::open().and_then(|mut nl| nl.del_link_by_name(&ifb));
+                if let Err(le) = gone {
+                    errors.push(e.context(format!("bandwidth DEL ({le})")));
+                }
+            }
+            Err(e) => errors.push(e.context("bandwidth DEL")),
+            Ok(()) => {}
+        }
+    }
     if let Some(pm) = &rec.portmap {
         match run_del(d, pm, prev) {
             // The portmap binary is gone (the node moved to native mode):
@@ -275,8 +311,7 @@ fn after_delegate_del(ctx: &Ctx, rec: &Record, call: &Call) -> Vec<CniError> {
             )));
         }
     }
-    let ipam = call
-        .conf
+    let ipam = flannel::bridge_view(&call.conf)
         .get("ipam")
         .and_then(Value::as_object)
         .cloned()
@@ -357,7 +392,7 @@ fn finish_flannel_del(
 /// config netboot does not see.
 fn masquerades_per_container(call: &Call) -> bool {
     match call.type_.as_str() {
-        "bridge" => call.conf.get("ipMasq").and_then(Value::as_bool) == Some(true),
+        "bridge" => flannel::bridge_view(&call.conf)["ipMasq"] == Value::Bool(true),
         "flannel" => true,
         _ => false,
     }

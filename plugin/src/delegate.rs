@@ -11,6 +11,7 @@
 use crate::record::Call;
 use cni::args::{CmdArgs, Command};
 use cni::error::{codes, CniError};
+use cni::gojson::{schemas, Shape};
 use cni::invoke::{find_in_path, Exec, ExecEnv};
 use cni::result::CniResult;
 use cni::version::{Version, SUPPORTED_VERSIONS};
@@ -127,7 +128,8 @@ impl Delegator {
             br#"{"cniVersion":"0.1.0"}"#,
             &self.env,
         )?;
-        let v: Value = serde_json::from_slice(&out).map_err(|e| {
+        let info = Shape::Struct(&schemas::PLUGIN_INFO);
+        let v = cni::gojson::parse_canonical(&out, &info).map_err(|e| {
             CniError::new(
                 codes::DECODE,
                 format!("{plugin} VERSION output is not JSON: {e}"),

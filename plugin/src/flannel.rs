@@ -5,7 +5,9 @@
 //! `flannel_linux.go` doCmdAdd / getDelegateIPAM), so a node can move between
 //! the upstream flannel binary and netboot-cni without its pods noticing.
 
+use crate::bandwidth::Bandwidth;
 use crate::conf::PluginConf;
+use crate::ip_ranges::IpRange;
 use crate::subnet_env::SubnetEnv;
 use serde_json::{json, Map, Value};
 
@@ -13,8 +15,16 @@ use serde_json::{json, Map, Value};
 pub fn bridge_delegate(conf: &PluginConf, env: &SubnetEnv) -> Value {
     let net = &conf.net;
     let mut d = conf.delegate.clone();
+    // Validated on ADD; DEL, CHECK and GC use the recorded rendering.
+    let ip_ranges = conf.ip_ranges().unwrap_or_default();
     if let Some(rc) = &net.runtime_config {
-        d.insert("runtimeConfig".into(), rc.clone());
+        let mut rc = rc.clone();
+        if let (Value::Object(m), false) = (&mut rc, ip_ranges.is_empty()) {
+            // Folded into ipam.ranges below: host-local would prepend them
+            // a second time. (Keys are canonical: see conf::SCHEMA.)
+            m.shift_remove("ipRanges");
+        }
+        d.insert("runtimeConfig".into(), rc);
     }
     d.insert("name".into(), Value::String(net.name.clone()));
     d.entry("type").or_insert_with(|| json!("bridge"));
@@ -28,18 +38,39 @@ pub fn bridge_delegate(conf: &PluginConf, env: &SubnetEnv) -> Value {
     if !net.cni_version.is_empty() {
         d.insert("cniVersion".into(), json!(net.cni_version));
     }
-    d.insert("ipam".into(), Value::Object(delegate_ipam(conf, env)));
+    d.insert(
+        "ipam".into(),
+        Value::Object(delegate_ipam(conf, env, &ip_ranges)),
+    );
     sorted(Value::Object(d))
 }
 
-fn delegate_ipam(conf: &PluginConf, env: &SubnetEnv) -> Map<String, Value> {
+/// flannel's IPAM section: one range set per node subnet. The runtime's
+/// `ipRanges` sets come first and replace the node subnets they overlap
+/// (see [`crate::ip_ranges`]).
+fn delegate_ipam(
+    conf: &PluginConf,
+    env: &SubnetEnv,
+    runtime: &[Vec<IpRange>],
+) -> Map<String, Value> {
     let mut ipam = conf.ipam.clone();
     ipam.entry("type").or_insert_with(|| json!("host-local"));
-    let ranges: Vec<Value> = env
-        .subnet
+    let replaced = |sn: &ipnet::IpNet| {
+        runtime
+            .iter()
+            .flatten()
+            .any(|r| crate::ip_ranges::overlaps(&r.subnet, sn))
+    };
+    let ranges: Vec<Value> = runtime
         .iter()
-        .chain(env.ipv6_subnet.iter())
-        .map(|sn| json!([{ "subnet": sn.to_string() }]))
+        .map(|set| Value::Array(set.iter().map(IpRange::to_json).collect()))
+        .chain(
+            env.subnet
+                .iter()
+                .chain(env.ipv6_subnet.iter())
+                .filter(|sn| !replaced(sn))
+                .map(|sn| json!([{ "subnet": sn.to_string() }])),
+        )
         .collect();
     ipam.insert("ranges".into(), Value::Array(ranges));
     let mut routes = match ipam.get("routes") {
@@ -51,6 +82,18 @@ fn delegate_ipam(conf: &PluginConf, env: &SubnetEnv) -> Map<String, Value> {
     }
     ipam.insert("routes".into(), Value::Array(routes));
     ipam
+}
+
+/// The config for the chained reference `bandwidth` plugin, without its
+/// prevResult; the entry in the reference plugin's own spelling.
+pub fn bandwidth_conf(conf: &PluginConf, version: &str, bw: &Bandwidth) -> Value {
+    json!({
+        "cniVersion": version,
+        "name": conf.net.name,
+        "type": "bandwidth",
+        "capabilities": {"bandwidth": true},
+        "runtimeConfig": {"bandwidth": bw.to_value()},
+    })
 }
 
 /// Keys only netboot-cni understands; they are not passed on to flannel.
@@ -89,6 +132,16 @@ pub fn portmap_conf(conf: &PluginConf, version: &str, mappings: &[Value]) -> Val
     Value::Object(c)
 }
 
+/// A bridge delegate config as the bridge plugin (and host-local, for its
+/// `ipam`) reads it: keys folded by Go's rule ([`cni::gojson`]) after
+/// ordering them as Go marshals a map, which is how flannel and netboot
+/// hand it over. For reading only; what is handed on stays as rendered.
+pub fn bridge_view(conf: &Value) -> Value {
+    cni::gojson::canonical(sorted(conf.clone()).into(), &BRIDGE)
+}
+
+const BRIDGE: cni::gojson::Shape = cni::gojson::Shape::Struct(&cni::gojson::schemas::BRIDGE);
+
 /// Recursively orders object keys, as Go's encoding/json does for maps: the
 /// flannel plugin stores its delegate config that way.
 pub fn sorted(v: Value) -> Value {
@@ -110,8 +163,10 @@ mod tests {
 
     fn setup(extra: &str) -> (PluginConf, SubnetEnv) {
         let json = format!(r#"{{"cniVersion":"0.3.1","name":"cbr0","type":"netboot-cni"{extra}}}"#);
-        let conf =
-            PluginConf::from_netconf(cni::conf::NetConf::parse(json.as_bytes()).unwrap()).unwrap();
+        let conf = PluginConf::from_netconf(
+            cni::conf::NetConf::parse_as(json.as_bytes(), &crate::conf::SCHEMA).unwrap(),
+        )
+        .unwrap();
         let env = SubnetEnv::parse(
             "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.3.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n",
             Path::new("subnet.env"),
@@ -146,6 +201,69 @@ mod tests {
             json!([{"dst":"1.2.3.0/24"},{"dst":"10.244.0.0/16"}])
         );
         assert_eq!(d["runtimeConfig"], json!({"portMappings":[]}));
+    }
+
+    #[test]
+    fn delegates_get_runtime_config_in_canonical_spelling() {
+        // containerd's go-cni spelling in, what portmap/bridge/host-local
+        // document out, in every mode.
+        let (conf, env) = setup(
+            r#","runtimeConfig":{"portMappings":[{"HostPort":80,"ContainerPort":8080,"Protocol":"tcp","HostIP":""}],
+                "Bandwidth":{"IngressRate":1,"EgressBurst":2},"ipRanges":[[{"Subnet":"10.1.0.0/24"}]],
+                "dns":{"Servers":["10.96.0.10"]}}"#,
+        );
+        let want = json!({
+            "portMappings":[{"hostPort":80,"containerPort":8080,"protocol":"tcp","hostIP":""}],
+            "bandwidth":{"ingressRate":1,"egressBurst":2},"ipRanges":[[{"subnet":"10.1.0.0/24"}]],
+            "dns":{"servers":["10.96.0.10"]}});
+        // ipRanges go into the delegate's ipam.ranges (see ip_ranges).
+        let mut without_ranges = want.clone();
+        without_ranges
+            .as_object_mut()
+            .unwrap()
+            .shift_remove("ipRanges");
+        assert_eq!(
+            bridge_delegate(&conf, &env)["runtimeConfig"],
+            without_ranges
+        );
+        assert_eq!(flannel_conf(&conf)["runtimeConfig"], want);
+        let p = portmap_conf(&conf, "1.0.0", &conf.port_mappings());
+        assert_eq!(p["runtimeConfig"]["portMappings"], want["portMappings"]);
+    }
+
+    #[test]
+    fn bridge_view_reads_as_bridge_after_a_go_map_marshal() {
+        let v = bridge_view(&json!({"ipMasq":false,"IPMasq":true,"Bridge":"br9",
+            "IPAM":{"DataDir":"/x","Type":"host-local"}}));
+        // Go marshals the map sorted ("IPMasq" < "ipMasq"), bridge folds:
+        // the lower-case key, which flannel itself sets, wins.
+        assert_eq!(v["ipMasq"], false);
+        assert_eq!(v["bridge"], "br9");
+        assert_eq!(v["ipam"], json!({"dataDir":"/x","type":"host-local"}));
+    }
+
+    #[test]
+    fn runtime_ip_ranges_replace_the_node_subnet_they_overlap() {
+        let (conf, mut env) = setup(
+            r#","runtimeConfig":{"portMappings":[],"ipRanges":[[{"Subnet":"10.244.3.0/24","RangeStart":"10.244.3.100","RangeEnd":"10.244.3.110"}]]}"#,
+        );
+        env.ipv6_subnet = Some("fd00:3::/64".parse().unwrap());
+        let d = bridge_delegate(&conf, &env);
+        assert_eq!(
+            d["ipam"]["ranges"],
+            json!([
+                [{"rangeEnd":"10.244.3.110","rangeStart":"10.244.3.100","subnet":"10.244.3.0/24"}],
+                [{"subnet":"fd00:3::/64"}]
+            ])
+        );
+        // host-local would prepend them again and refuse the overlap.
+        assert_eq!(d["runtimeConfig"], json!({"portMappings":[]}));
+        // A range elsewhere keeps the node subnet (host-local's prepend).
+        let (conf, env) = setup(r#","runtimeConfig":{"ipRanges":[[{"subnet":"10.9.0.0/24"}]]}"#);
+        assert_eq!(
+            bridge_delegate(&conf, &env)["ipam"]["ranges"],
+            json!([[{"subnet":"10.9.0.0/24"}], [{"subnet":"10.244.3.0/24"}]])
+        );
     }
 
     #[test]

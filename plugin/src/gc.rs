@@ -125,7 +125,8 @@ fn sweep_scratch(
             .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
         let Some(type_) = conf
             .as_ref()
-            .and_then(|c| c.get("type"))
+            .and_then(Value::as_object)
+            .and_then(|c| cni::gojson::field_of(c, "type"))
             .and_then(Value::as_str)
         else {
             let _ = ctx.store.remove_flannel(&cid);
@@ -142,6 +143,7 @@ fn sweep_scratch(
                 conf: conf.clone().unwrap_or_default(),
             }),
             portmap: None,
+            bandwidth: None,
             result: None,
             native: None,
             boot_id: None,
@@ -183,11 +185,10 @@ fn sweep_ipam(
 /// `nbv…` devices are considered: the reference bridge plugin's veths are
 /// not ours to remove.
 fn sweep_veths(ctx: &Ctx, valid: &[(String, String)], errors: &mut Vec<String>) {
-    let bridge = ctx
-        .conf
-        .delegate
-        .get("bridge")
-        .and_then(Value::as_str)
+    // The user's delegate map, as the bridge plugin (or native mode) reads it.
+    let delegate = crate::flannel::bridge_view(&Value::Object(ctx.conf.delegate.clone()));
+    let bridge = delegate["bridge"]
+        .as_str()
         .unwrap_or(crate::native::conf::DEFAULT_BRIDGE);
     match crate::native::orphan_veths(bridge, valid) {
         Ok(names) if !names.is_empty() => {

@@ -215,6 +215,7 @@ mod tests {
             mode: Mode::Bridge,
             delegate: None,
             portmap: None,
+            bandwidth: None,
             result: sandbox
                 .map(|s| json!({"interfaces": [{"name": "cni0"}, {"name": "eth0", "sandbox": s}]})),
             native: None,
@@ -287,6 +288,8 @@ mod tests {
             snat: true,
             sweep_ports: false,
             port_rules: Vec::new(),
+            bandwidth: None,
+            ifb: None,
         });
         assert_eq!(reclaimable(&r, Some("b")), None);
         assert_eq!(reclaimable(&r, Some("other")), Some(Ghost::EarlierBoot));

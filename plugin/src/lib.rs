@@ -5,14 +5,17 @@
 //! in-process (the shape of libcni's `skel` dispatcher).
 
 pub mod add;
+pub mod bandwidth;
 pub mod check;
 pub mod conf;
+pub mod conntrack;
 pub mod del;
 pub mod delegate;
 pub mod flannel;
 pub mod gc;
 pub mod ghost;
 pub mod inflight;
+pub mod ip_ranges;
 pub mod ipam;
 pub mod log;
 pub mod mode;
@@ -79,7 +82,7 @@ fn dispatch(
     if env("CNI_COMMAND").as_deref() == Some("VERSION") {
         return Ok(Some(version::version_output(SUPPORTED_VERSIONS)));
     }
-    let net = NetConf::parse(stdin)?;
+    let net = NetConf::parse_as(stdin, &conf::SCHEMA)?;
     if !net.cni_version.is_empty() {
         *version = net.cni_version.clone();
     }
@@ -103,6 +106,7 @@ fn dispatch(
     if args.command == Command::Add {
         // Before any side effect: see check_port_mappings.
         conf.check_port_mappings()?;
+        conf.ip_ranges()?;
     }
     let store = Store::new(&conf.data_dir);
     let mut delegates = Delegator::new(&args, conf.delegate_timeout);

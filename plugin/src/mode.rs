@@ -23,8 +23,8 @@ pub fn bridge_types(conf: &PluginConf) -> (String, String) {
 
 /// Turns `auto` into a concrete mode by looking at CNI_PATH: `flannel` if
 /// its binary is there, else `bridge` if the delegate and IPAM plugins (and
-/// `portmap`, when the runtime asked for port mappings) are, else native,
-/// which needs no other binary.
+/// `portmap` / `bandwidth`, when the runtime asked for port mappings /
+/// shaping) are, else native, which needs no other binary.
 pub fn resolve(conf: &PluginConf, d: &Delegator) -> Result<Mode, CniError> {
     match conf.mode {
         Mode::Auto => {
@@ -33,7 +33,8 @@ pub fn resolve(conf: &PluginConf, d: &Delegator) -> Result<Mode, CniError> {
             }
             let (delegate, ipam) = bridge_types(conf);
             let ports_ok = conf.port_mappings().is_empty() || d.available("portmap");
-            if d.available(&delegate) && d.available(&ipam) && ports_ok {
+            let shaping_ok = !shaping(conf) || d.available("bandwidth");
+            if d.available(&delegate) && d.available(&ipam) && ports_ok && shaping_ok {
                 return Ok(Mode::Bridge);
             }
             Ok(Mode::Native)
@@ -53,5 +54,13 @@ pub fn required_binaries(conf: &PluginConf, mode: Mode) -> Vec<String> {
     if mode != Mode::Native && !conf.port_mappings().is_empty() {
         out.push("portmap".into());
     }
+    if mode != Mode::Native && shaping(conf) {
+        out.push("bandwidth".into());
+    }
     out
+}
+
+/// Whether the runtime asked for (valid) bandwidth shaping.
+fn shaping(conf: &PluginConf) -> bool {
+    matches!(conf.bandwidth(), Ok(Some(_)))
 }

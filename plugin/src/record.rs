@@ -5,9 +5,9 @@
 //!   with the upstream flannel plugin's scratch file, so either plugin can
 //!   DEL what the other added;
 //! - `<dataDir>/.netboot/<containerID>@<ifname>.json`: netboot's own record
-//!   (mode, delegate and portmap configs, final result). A container ID can
-//!   neither start with `.` nor contain `@`, so these names never collide
-//!   with flannel's files or with each other.
+//!   (mode, delegate, portmap and bandwidth configs, final result). A
+//!   container ID can neither start with `.` nor contain `@`, so these
+//!   names never collide with flannel's files or with each other.
 //!
 //! Every write is temp file + fsync + rename + directory fsync: after a power
 //! loss a file is either the old or the new content, never empty
@@ -47,6 +47,10 @@ pub struct Record {
     pub delegate: Option<Call>,
     /// The chained portmap call, when port mappings were requested.
     pub portmap: Option<Call>,
+    /// The chained reference `bandwidth` call (bridge and flannel modes),
+    /// when the runtime asked for shaping. Absent in older records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bandwidth: Option<Call>,
     /// The final ADD result, once ADD succeeded.
     pub result: Option<Value>,
     /// What native mode did (native mode only).
@@ -411,6 +415,7 @@ mod tests {
                 conf: json!({"type":"bridge"}),
             }),
             portmap: None,
+            bandwidth: None,
             result: None,
             native: None,
             boot_id: None,

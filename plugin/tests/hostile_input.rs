@@ -84,7 +84,7 @@ fn check_subnet_env(bytes: &[u8]) -> Result<bool, String> {
 /// The plugin's own keys of a net conf: refused with code 7 naming the
 /// field, or accepted with only safe paths.
 fn check_plugin_conf(bytes: &[u8]) -> Result<bool, String> {
-    let Ok(net) = NetConf::parse(bytes) else {
+    let Ok(net) = NetConf::parse_as(bytes, &netboot_cni::conf::SCHEMA) else {
         return Ok(false);
     };
     match PluginConf::from_netconf(net) {
@@ -255,7 +255,7 @@ proptest! {
             Some(k) => conf["ipam"] = json!({ k: value }),
             None => conf[key] = json!(value),
         }
-        let net = NetConf::parse(conf.to_string().as_bytes()).unwrap();
+        let net = NetConf::parse_as(conf.to_string().as_bytes(), &netboot_cni::conf::SCHEMA).unwrap();
         match PluginConf::from_netconf(net) {
             Ok(c) => {
                 let got = match key {

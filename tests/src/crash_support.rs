@@ -72,10 +72,10 @@ impl ModeNode {
         match mode {
             Mode::Native => {}
             Mode::Bridge => {
-                path.reference(&["bridge", "host-local", "portmap"]);
+                path.reference(&["bridge", "host-local", "portmap", "bandwidth"]);
             }
             Mode::Flannel => {
-                path.reference(&["bridge", "host-local", "portmap"]);
+                path.reference(&["bridge", "host-local", "portmap", "bandwidth"]);
                 path.link("flannel", &bin_path("flannel_standin"));
             }
         }
@@ -96,10 +96,20 @@ impl ModeNode {
         self.path.cni_path()
     }
 
-    /// A 1.1.0 config of this mode with one port mapping.
+    /// A 1.1.0 config of this mode with one port mapping, and with
+    /// bandwidth shaping both ways when `NETBOOT_CRASH_BANDWIDTH=1` (an ifb
+    /// left behind then shows in the node's link snapshot).
     pub fn conf(&self) -> Value {
         let c = merged(&self.pn.conf("1.1.0"), json!({"mode": self.mode.name()}));
-        with_ports(&c, HOST_PORT, 80)
+        let c = with_ports(&c, HOST_PORT, 80);
+        if std::env::var("NETBOOT_CRASH_BANDWIDTH").as_deref() != Ok("1") {
+            return c;
+        }
+        let shape = (8_000_000, 80_000);
+        crate::bandwidth_support::with_bandwidth(
+            &c,
+            crate::bandwidth_support::go_entry(shape, shape),
+        )
     }
 
     pub fn call(&self, command: &str, pod: &Netns) -> PluginCall {

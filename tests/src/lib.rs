@@ -7,6 +7,7 @@
 
 pub mod agent_load;
 pub mod agent_support;
+pub mod bandwidth_support;
 pub mod cluster;
 pub mod containerd;
 pub mod crash_support;

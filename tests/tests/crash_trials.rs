@@ -24,7 +24,8 @@
 //!
 //! `NETBOOT_CRASH_ROUNDS` is the number of trials per mode *and* phase
 //! (CI: 4, so 8 per mode; `scripts/campaign.sh`: 500, so 1000 per mode).
-//! `NETBOOT_TEST_SEED` replays the random delays. Each test prints one
+//! `NETBOOT_CRASH_BANDWIDTH=1` adds bandwidth shaping (ifb, qdiscs) to
+//! every attachment. `NETBOOT_TEST_SEED` replays the random delays. Each test prints one
 //! tally line that `scripts/campaign.sh` parses:
 //! `crash trial <mode> mid-<PHASE>: N rounds, K killed mid-op, F finished first, X failures (...)`.
 

@@ -83,7 +83,9 @@ fn flannel_add_and_del_invocation_protocol() {
     require_root();
     let f = Fixture::new("fl", false);
     let pod = f.node.pod("fl");
-    let runtime = json!({"bandwidth": {"ingressRate": 1000, "ingressBurst": 2000}});
+    // A capability netboot does not act on itself, passed through as is
+    // (`bandwidth` is chained to the reference plugin: plugin_bandwidth.rs).
+    let runtime = json!({"mac": "0a:58:0a:02:01:05"});
     let conf = merged(&f.conf("1.0.0"), json!({"runtimeConfig": runtime}));
     let out = f.node.run(&f.call("ADD", &pod, &conf));
     let res = out.expect_ok();
@@ -273,4 +275,103 @@ fn auto_mode_prefers_flannel_then_bridge() {
     assert_eq!(f.commands(), ["ADD", "DEL"]);
     f.node.run(&f.call("DEL", &pod, &conf)).expect_ok();
     f.node.assert_clean(&[&cid(&pod)]);
+}
+
+/// Stand-ins for `portmap` and `bandwidth` next to the `flannel` one, all
+/// recording into the fixture's log (told apart by their stdin's `type`);
+/// `bandwidth` ADD fails while `<log>/fail-bw` exists.
+fn with_chain_stand_ins(f: &Fixture) {
+    let log = f.log_dir().display().to_string();
+    f.path.script("recorder", &recording_script(f.log_dir()));
+    let rec = f.path.path().join("recorder").display().to_string();
+    f.path
+        .script("portmap", &format!("#!/bin/sh\nexec sh '{rec}'\n"));
+    f.path.script(
+        "bandwidth",
+        &format!(
+            r#"#!/bin/sh
+if [ "$CNI_COMMAND" = ADD ] && [ -f '{log}/fail-bw' ]; then
+  sh '{rec}' >/dev/null 2>&1
+  echo '{{"cniVersion":"1.0.0","code":11,"msg":"bandwidth stand-in says no"}}'
+  exit 1
+fi
+exec sh '{rec}'
+"#
+        ),
+    );
+}
+
+/// (command, type) of every recorded call.
+fn chain_calls(f: &Fixture) -> Vec<(String, String)> {
+    f.calls()
+        .into_iter()
+        .map(|c| {
+            let t = c.stdin["type"].as_str().unwrap_or("?").to_owned();
+            (c.command, t)
+        })
+        .collect()
+}
+
+fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
+}
+
+#[test]
+fn bandwidth_is_chained_after_portmap_and_undone_first() {
+    require_root();
+    let f = Fixture::new("flbw", false);
+    with_chain_stand_ins(&f);
+    let pod = f.node.pod("bw");
+    // containerd's spelling; the reference plugin gets its own.
+    let go = json!({"IngressRate": 8000000, "IngressBurst": 4294967295u64,
+                    "EgressRate": 0, "EgressBurst": 0});
+    let conf = merged(
+        &f.conf("1.0.0"),
+        json!({"runtimeConfig": {"portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}], "bandwidth": go}}),
+    );
+    f.node.run(&f.call("ADD", &pod, &conf)).expect_ok();
+    assert_eq!(
+        chain_calls(&f),
+        pairs(&[("ADD", "flannel"), ("ADD", "portmap"), ("ADD", "bandwidth")])
+    );
+    let bw = f.calls().pop().unwrap().stdin;
+    assert_eq!(
+        bw["runtimeConfig"]["bandwidth"],
+        json!({"ingressRate": 8000000, "ingressBurst": 4294967295u64,
+               "egressRate": 0, "egressBurst": 0}),
+        "{bw}"
+    );
+    assert_eq!(bw["capabilities"], json!({"bandwidth": true}), "{bw}");
+    assert_eq!(bw["name"], NET);
+    assert!(
+        bw["prevResult"]["ips"].is_array(),
+        "chained on a result: {bw}"
+    );
+
+    f.node.run(&f.call("DEL", &pod, &conf)).expect_ok();
+    assert_eq!(
+        chain_calls(&f)[3..],
+        pairs(&[("DEL", "bandwidth"), ("DEL", "portmap"), ("DEL", "flannel")])
+    );
+    assert_eq!(f.node.records(), Vec::<String>::new());
+
+    // A failing bandwidth ADD is reported and everything is rolled back,
+    // bandwidth first.
+    fs::write(f.log_dir().join("fail-bw"), "").unwrap();
+    let out = f.node.run(&f.call("ADD", &pod, &conf));
+    assert_eq!(err_code(&out), 11, "{}", out.output);
+    assert_eq!(
+        chain_calls(&f)[6..],
+        pairs(&[
+            ("ADD", "flannel"),
+            ("ADD", "portmap"),
+            ("ADD", "bandwidth"),
+            ("DEL", "bandwidth"),
+            ("DEL", "portmap"),
+            ("DEL", "flannel"),
+        ])
+    );
+    assert_eq!(f.node.records(), Vec::<String>::new());
 }

@@ -202,3 +202,76 @@ fn libcni_status_and_gc_at_1_1_0() {
     assert!(!status.success(), "STATUS without subnet.env: {status}");
     assert!(status.stderr.contains("subnet.env"), "{status}");
 }
+
+/// The `bandwidth` capability as containerd passes it through libcni
+/// (go-cni's Go field names, burst 2^32-1 bits for an annotation), in
+/// bridge mode (chained reference plugin) and native mode.
+#[test]
+fn libcni_bandwidth_capability_in_bridge_and_native_mode() {
+    use netboot_tests::bandwidth_support::{
+        go_entry, ifbs, shaping_qdiscs, tbf_rate, CONTAINERD_BURST,
+    };
+    require_root();
+    for mode in ["bridge", "native"] {
+        let node = PluginNode::new("lcbw");
+        let path = cni_path();
+        path.reference(&["bandwidth"]);
+        let path_str = path.cni_path();
+        let mut list = conflist(&node, "1.0.0");
+        list["plugins"][0]["mode"] = json!(mode);
+        list["plugins"][0]["capabilities"] = json!({"portMappings": true, "bandwidth": true});
+        node.write_conf("10-netboot.conflist", &list);
+        let pod = node.pod("bw");
+        let caps = json!({"bandwidth": go_entry((8_000_000, CONTAINERD_BURST), (4_000_000, CONTAINERD_BURST))});
+        let call = |cmd| LibcniCall {
+            cni_path: Some(&path_str),
+            container_id: Some("lc-bw"),
+            cap_args: Some(&caps),
+            ..LibcniCall::new(cmd, NET, pod.path())
+        };
+        let res = add(&node, &call("add"));
+        let veth = res["interfaces"][1]["name"].as_str().unwrap().to_owned();
+        assert_eq!(tbf_rate(&node.ns, &veth), Some(1_000_000), "{mode}: {res}");
+        let ifb = ifbs(&node.ns);
+        assert_eq!(ifb.len(), 1, "{mode}");
+        assert_eq!(tbf_rate(&node.ns, &ifb[0]), Some(500_000), "{mode}");
+        node.libcni(&call("check")).expect_ok();
+        node.libcni(&call("del")).expect_ok();
+        assert_eq!(ifbs(&node.ns), Vec::<String>::new(), "{mode}");
+        assert_eq!(shaping_qdiscs(&node.ns), Vec::<String>::new(), "{mode}");
+    }
+}
+
+/// containerd's CRI hands libcni go-cni's untagged `PortMapping` structs,
+/// so the capability args carry Go field names. Through real libcni and
+/// the real bridge + portmap delegates, the port is published and DEL
+/// (which containerd sends with the same args) leaves nothing behind.
+#[test]
+fn libcni_with_containerd_go_spelled_port_mappings() {
+    require_root();
+    let node = PluginNode::new("lcgo");
+    let path = cni_path();
+    let path_str = path.cni_path();
+    node.write_conf("10-netboot.conflist", &conflist(&node, "1.0.0"));
+    let pod = node.pod("a");
+    let caps = json!({"portMappings": [
+        {"HostPort": HOST_PORT, "ContainerPort": POD_PORT, "Protocol": "tcp", "HostIP": ""}
+    ]});
+    let call = |cmd| LibcniCall {
+        cni_path: Some(&path_str),
+        container_id: Some("lcgo-pod"),
+        cap_args: Some(&caps),
+        ..LibcniCall::new(cmd, NET, pod.path())
+    };
+    let res = add(&node, &call("add"));
+    let gw = first_gateway(&res);
+    serve(&pod, POD_PORT, "hello-go-caps");
+    assert_eq!(
+        fetch(&node.ns, &gw, HOST_PORT).as_deref(),
+        Some("hello-go-caps")
+    );
+    assert!(node.iptables_save().contains("lcgo-pod"));
+    node.libcni(&call("del")).expect_ok();
+    node.assert_clean(&["lcgo-pod"]);
+    assert!(!node.iptables_save().contains("lcgo-pod"));
+}

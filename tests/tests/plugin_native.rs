@@ -897,3 +897,54 @@ fn del_removes_port_rules_by_recorded_handle_and_never_anothers() {
     node.del(&warm, &conf(HOST_PORT));
     node.assert_clean(&[&id_a, &id_b, &cid(&warm)]);
 }
+
+/// What containerd's CRI sends: go-cni's `PortMapping` has no JSON tags, so
+/// the keys are Go field names (`HostPort`, ...). Go plugins accept them
+/// (encoding/json matches case-insensitively), and so must netboot-cni:
+/// the port is published, a bad value in that spelling is refused with
+/// code 7 naming the canonical field, and DEL (sent with the same
+/// mappings, as containerd does) removes everything.
+#[test]
+fn containerd_go_spelled_port_mappings_are_published_and_cleaned() {
+    require_root();
+    let node = NativeNode::new("ngo");
+    let peer = Wired::new(&node, "peer", "vpeer", "198.51.100.1/24", "198.51.100.2/24");
+    let pod = node.pod("p");
+    let go_conf = |host_port: Value| {
+        merged(
+            &node.conf("1.0.0"),
+            json!({"runtimeConfig": {"portMappings": [
+                {"HostPort": host_port, "ContainerPort": POD_PORT, "Protocol": "tcp", "HostIP": ""},
+            ]}}),
+        )
+    };
+    let bad = node.run(&node.call("ADD", &pod, &go_conf(json!("x"))));
+    assert_eq!(err_code(&bad), 7);
+    let text = err_text(&bad);
+    assert!(
+        text.contains(r#"runtimeConfig.portMappings[0].hostPort: "x" is not a port number"#),
+        "{text}"
+    );
+    node.assert_clean(&[&cid(&pod)]);
+
+    let conf = go_conf(json!(HOST_PORT));
+    let res = node.add(&pod, &conf);
+    serve(&pod, POD_PORT, "hello-go-spelling");
+    let hello = Some("hello-go-spelling");
+    assert_eq!(fetch(&peer, &peer.node_ip, HOST_PORT).as_deref(), hello);
+    assert_eq!(
+        fetch(&node.ns, &node.gateway(), HOST_PORT).as_deref(),
+        hello
+    );
+    // Recorded in canonical spelling, so a later DEL finds it whatever
+    // the runtime sends then.
+    let rec = record(&node, &pod).to_string();
+    assert!(rec.contains(r#""hostPort":8080"#), "{rec}");
+    assert!(!rec.contains("HostPort"), "{rec}");
+    node.check(&pod, &conf, &res).expect_ok();
+    let id = cid(&pod);
+    node.del(&pod, &conf);
+    node.assert_clean(&[&id]);
+    assert_eq!(node.nft_rules_mentioning(&id), Vec::<String>::new());
+    assert!(fetch_once(&peer, &peer.node_ip, HOST_PORT).is_none());
+}

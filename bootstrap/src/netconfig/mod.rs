@@ -4,14 +4,13 @@
 //! flannel's canonical spelling, validation and defaults as flannel's
 //! `CheckNetworkConfig` computes them, and semantic comparison.
 
-pub(crate) mod gojson;
 mod validate;
 
 pub use validate::{diff_fields, DEFAULT_VNI};
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use gojson::{kind_of, GoValue, Members};
+use cni::gojson::{self, kind_of, GoValue, Members};
 use ipnet::{Ipv4Net, Ipv6Net};
 use serde_json::{Map, Value};
 

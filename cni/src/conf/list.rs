@@ -4,10 +4,14 @@
 use serde_json::{Map, Value};
 
 use crate::error::CniError;
+use crate::gojson::field_of;
 use crate::validate::validate_network_name;
 use crate::version::{pick_highest, Version};
 
-/// A conflist. Plugin entries stay raw JSON: their keys belong to each plugin.
+/// A conflist. Plugin entries stay raw JSON: their keys belong to each
+/// plugin. libcni reads the list itself as a Go map (exact keys) and each
+/// entry's `type` and `capabilities` through `types.NetConf` (Go's
+/// case-insensitive match, [`crate::gojson`]), and so does this.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct NetConfList {
     /// `cniVersion` as written.
@@ -76,7 +80,7 @@ fn check_plugin(i: usize, p: &Value) -> Result<(), CniError> {
     let Some(obj) = p.as_object() else {
         return Err(bad(format!("plugins[{i}] must be an object, got {p}")));
     };
-    match obj.get("type") {
+    match field_of(obj, "type") {
         Some(Value::String(t)) if !t.is_empty() => Ok(()),
         _ => Err(bad(format!("plugins[{i}]: missing 'type'"))),
     }
@@ -155,7 +159,7 @@ impl NetConfList {
 
     /// The `type` of plugin `index`.
     pub fn plugin_type(&self, index: usize) -> Option<&str> {
-        self.plugins.get(index)?.get("type")?.as_str()
+        field_of(self.plugins.get(index)?.as_object()?, "type")?.as_str()
     }
 
     /// The stdin for plugin `index` (libcni `buildOneConfig`): the entry
@@ -183,7 +187,7 @@ impl NetConfList {
         if let Some(prev) = prev_result {
             conf.insert("prevResult".into(), prev.clone());
         }
-        let rc = runtime_config_for(orig.get("capabilities"), runtime);
+        let rc = runtime_config_for(field_of(orig, "capabilities"), runtime);
         if !rc.is_empty() {
             conf.insert("runtimeConfig".into(), Value::Object(rc));
         }

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::CniError;
+use crate::gojson::{self, schemas, Shape, Struct};
 use crate::result::CniResult;
 use crate::validate::validate_network_name;
 
@@ -96,16 +97,35 @@ impl NetConf {
     /// network name must be present and valid (code 7); bad JSON is code 6.
     /// `capabilities` values must be booleans, as Go's `map[string]bool`
     /// insists.
+    ///
+    /// Keys are read the way a Go plugin reads them ([`crate::gojson`]):
+    /// `"Name"` is `name`, `runtimeConfig.portMappings[0].HostPort` (as
+    /// containerd sends it) is `hostPort`, the last of two wins; every
+    /// field is then held under its canonical name.
     pub fn parse(bytes: &[u8]) -> Result<NetConf, CniError> {
-        let conf: NetConf = serde_json::from_slice(bytes)
+        Self::parse_as(bytes, &schemas::NET_CONF)
+    }
+
+    /// [`NetConf::parse`] for a plugin whose config type is `schema` (which
+    /// should embed [`schemas::NET_CONF`]): its own keys are canonicalised
+    /// too and land in `extra`.
+    pub fn parse_as(bytes: &[u8], schema: &'static Struct) -> Result<NetConf, CniError> {
+        let v = gojson::parse_canonical(bytes, &Shape::Struct(schema))
             .map_err(|e| CniError::from(e).context("error parsing network config"))?;
-        validate_network_name(&conf.name)?;
-        conf.check_capabilities()?;
-        Ok(conf)
+        Self::from_canonical(v)
     }
 
     /// Like [`NetConf::parse`], from an already-decoded value.
     pub fn from_value(v: Value) -> Result<NetConf, CniError> {
+        Self::from_value_as(v, &schemas::NET_CONF)
+    }
+
+    /// Like [`NetConf::parse_as`], from an already-decoded value.
+    pub fn from_value_as(v: Value, schema: &'static Struct) -> Result<NetConf, CniError> {
+        Self::from_canonical(gojson::canonical(v.into(), &Shape::Struct(schema)))
+    }
+
+    fn from_canonical(v: Value) -> Result<NetConf, CniError> {
         let conf: NetConf = serde_json::from_value(v)
             .map_err(|e| CniError::from(e).context("error parsing network config"))?;
         validate_network_name(&conf.name)?;
@@ -191,5 +211,7 @@ pub fn valid_attachments(conf: &NetConf) -> Result<Option<Vec<(String, String)>>
         .map(Some)
 }
 
+#[cfg(test)]
+mod gojson_tests;
 #[cfg(test)]
 mod tests;

@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use crate::args::Command;
 use crate::error::{codes, CniError};
+use crate::gojson::{schemas, Shape};
 use crate::result::CniResult;
 
 pub use exec::{Exec, DEFAULT_TIMEOUT};
@@ -152,12 +153,14 @@ pub fn delegate(
         .map_err(|e| e.context(format!("plugin {plugin_type:?} returned an invalid result")))
 }
 
+const PLUGIN_INFO: Shape = Shape::Struct(&schemas::PLUGIN_INFO);
+
 /// Asks a plugin which spec versions it supports (VERSION command; libcni
 /// `GetVersionInfo`). A plugin predating VERSION output is not handled.
 pub fn version_info(plugin: &Path, env: &ExecEnv, exec: &Exec) -> Result<Vec<String>, CniError> {
     let stdin = serde_json::json!({ "cniVersion": crate::version::CURRENT_VERSION }).to_string();
     let out = exec.run(plugin, Command::Version, stdin.as_bytes(), env)?;
-    let v: Value = serde_json::from_slice(&out).map_err(|e| {
+    let v = crate::gojson::parse_canonical(&out, &PLUGIN_INFO).map_err(|e| {
         CniError::from(e).context(format!("VERSION output of {}", plugin.display()))
     })?;
     let list = v

@@ -15,6 +15,9 @@ use serde_json::Value;
 
 pub use crate::conf::Dns;
 use crate::error::{codes, CniError};
+use crate::gojson::{self, schemas};
+
+const RESULT_SHAPE: gojson::Shape = gojson::Shape::PtrStruct(&schemas::RESULT);
 
 /// An interface the plugin created or configured.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -165,13 +168,20 @@ impl CniResult {
     /// or empty `default_version` is used (libcni `fixupResultVersion`
     /// fills in the config's version), and failing that "0.1.0"
     /// (libcni `create`).
+    /// Keys are matched as Go's decoder matches them into libcni's result
+    /// types ([`crate::gojson`]): `"IPs"` is `ips`, the last of two wins.
     pub fn parse(bytes: &[u8], default_version: &str) -> Result<CniResult, CniError> {
-        let v: Value = serde_json::from_slice(bytes)?;
-        Self::from_value(&v, default_version)
+        let v = gojson::parse_canonical(bytes, &RESULT_SHAPE)?;
+        Self::from_canonical(&v, default_version)
     }
 
     /// [`CniResult::parse`] for an already-decoded value (e.g. `prevResult`).
     pub fn from_value(v: &Value, default_version: &str) -> Result<CniResult, CniError> {
+        let v = gojson::canonical(v.clone().into(), &RESULT_SHAPE);
+        Self::from_canonical(&v, default_version)
+    }
+
+    fn from_canonical(v: &Value, default_version: &str) -> Result<CniResult, CniError> {
         let obj = v
             .as_object()
             .ok_or_else(|| CniError::decode(format!("result must be a JSON object, got {v}")))?;

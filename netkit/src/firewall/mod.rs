@@ -55,7 +55,7 @@
 
 mod exec;
 pub mod forward;
-mod hash;
+pub(crate) mod hash;
 pub mod legacy;
 pub mod masq;
 mod nft;

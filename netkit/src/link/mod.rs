@@ -1,7 +1,8 @@
 //! Links (`ip link`): query, set, delete. Creation of each kind lives in its
-//! own file: [`veth`], [`bridge`], [`vxlan`].
+//! own file: [`veth`], [`bridge`], [`vxlan`], [`ifb`].
 
 pub mod bridge;
+pub mod ifb;
 pub mod veth;
 pub mod vxlan;
 

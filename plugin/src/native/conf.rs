@@ -11,6 +11,8 @@ use serde_json::Value;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
+const BRIDGE_SHAPE: cni::gojson::Shape = cni::gojson::Shape::Struct(&cni::gojson::schemas::BRIDGE);
+
 /// Default bridge name, as the bridge plugin's.
 pub const DEFAULT_BRIDGE: &str = "cni0";
 
@@ -98,8 +100,12 @@ const UNSUPPORTED: &[&str] = &[
 ];
 
 impl NativeConf {
-    /// Parses the rendered delegate config.
+    /// Parses the rendered delegate config, reading its keys as the bridge
+    /// plugin (and host-local, for `ipam`) would ([`cni::gojson`]): the
+    /// user's `delegate` map is passed on as written, so `"HairpinMode"`
+    /// means `hairpinMode` here as it does to the bridge binary.
     pub fn from_delegate(d: &Value) -> Result<NativeConf, CniError> {
+        let d = &cni::gojson::canonical(d.clone().into(), &BRIDGE_SHAPE);
         for key in UNSUPPORTED {
             if d.get(*key)
                 .is_some_and(|v| !v.is_null() && v != &Value::Bool(false))
@@ -191,11 +197,20 @@ fn ranges(ipam: &Value) -> Result<Vec<Range>, CniError> {
     let mut out = Vec::new();
     for (i, set) in sets.iter().enumerate() {
         // host-local allows several ranges per set; flannel renders one.
-        let Some(r) = set.as_array().and_then(|s| s.first()) else {
-            return Err(invalid(
-                &format!("ipam.ranges[{i}]"),
-                "must be a non-empty list",
-            ));
+        let r = match set.as_array().map(Vec::as_slice) {
+            Some([r]) => r,
+            Some([_, _, ..]) => {
+                return Err(CniError::new(
+                    codes::UNSUPPORTED_FIELD,
+                    format!("ipam.ranges[{i}]: native mode allocates from one range per set"),
+                ))
+            }
+            _ => {
+                return Err(invalid(
+                    &format!("ipam.ranges[{i}]"),
+                    "must be a non-empty list",
+                ))
+            }
         };
         out.push(Range {
             subnet: net_field(r, "subnet")?.trunc(),
@@ -259,6 +274,32 @@ mod tests {
         assert_eq!(c.dns.nameservers, ["10.96.0.10"]);
         assert_eq!(c.dns.search, ["svc"]);
         assert_eq!(c.dns.options, ["ndots:5"]);
+    }
+
+    #[test]
+    fn reads_go_spelled_delegate_keys_as_bridge_does() {
+        // The user's delegate map is passed on as written; bridge and
+        // host-local fold its keys, and so does native mode.
+        let d = json!({"cniVersion":"1.0.0","name":"cbr0","type":"bridge","Bridge":"br9",
+            "HairpinMode":true,"IPMasq":true,"MTU":1400,"isDefaultGateway":false,"IsDefaultGateway":true,
+            "DNS":{"Nameservers":["10.96.0.10"]},
+            "IPAM":{"Type":"host-local","Ranges":[[{"Subnet":"10.244.3.0/24","RangeStart":"10.244.3.10"}]],
+                    "Routes":[{"Dst":"10.244.0.0/16"}],"DataDir":"/run/x"}});
+        let c = NativeConf::from_delegate(&d).unwrap();
+        assert_eq!(c.bridge, "br9");
+        assert!(c.hairpin && c.ip_masq && c.is_default_gateway && c.is_gateway);
+        assert_eq!(c.mtu, Some(1400));
+        assert_eq!(c.dns.nameservers, ["10.96.0.10"]);
+        assert_eq!(
+            c.ranges[0].range_start,
+            Some("10.244.3.10".parse().unwrap())
+        );
+        assert_eq!(c.routes[0].dst, "10.244.0.0/16".parse::<IpNet>().unwrap());
+        assert_eq!(c.ipam_data_dir, Some(PathBuf::from("/run/x")));
+        let mut d = rendered();
+        d["MTU"] = json!("big");
+        let e = NativeConf::from_delegate(&d).unwrap_err();
+        assert!(e.msg.contains("delegate.mtu"), "{}", e.msg);
     }
 
     #[test]

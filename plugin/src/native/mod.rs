@@ -14,8 +14,11 @@
 //! 3. under the node lock: bridge up with the gateway address, stale
 //!    address reconciled; node masquerade rule set ensured once;
 //! 4. veth with its peer created directly in the pod; addresses, routes;
-//! 5. port mappings (one nftables transaction) when requested.
+//! 5. bandwidth shaping (tbf, ifb) when requested ([`bandwidth`]);
+//! 6. port mappings (one nftables transaction) when requested, then the
+//!    stale UDP conntrack entries toward them deleted ([`crate::conntrack`]).
 
+pub mod bandwidth;
 pub mod bridge;
 pub mod conf;
 mod node;
@@ -60,6 +63,13 @@ pub struct NativeState {
     /// when unknown (older records, the `nft` path): DEL then lists.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub port_rules: Vec<PortRule>,
+    /// The shaping ADD applies (`runtimeConfig.bandwidth`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bandwidth: Option<crate::bandwidth::Bandwidth>,
+    /// The ifb device egress shaping uses: recorded before it is created,
+    /// so DEL and GC remove it even after a crash or with the netns gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ifb: Option<String>,
 }
 
 /// One nftables rule of a port mapping (`firewall::RuleRef`), as recorded.
@@ -110,6 +120,7 @@ pub fn plan_for(
     container_id: &str,
     ifname: &str,
 ) -> Result<(NativeState, NativeConf), CniError> {
+    refuse_multi_range_sets(ctx)?;
     let env = load_subnet_env(ctx)?;
     let rendered = flannel::bridge_delegate(&ctx.conf, &env);
     let nconf = NativeConf::from_delegate(&rendered)?;
@@ -133,9 +144,27 @@ pub fn plan_for(
             snat,
             sweep_ports: false,
             port_rules: Vec::new(),
+            bandwidth: None,
+            ifb: None,
         },
         nconf,
     ))
+}
+
+/// Native IPAM allocates from one range per set (what flannel renders);
+/// host-local's several ranges per set are refused, not half-honoured.
+fn refuse_multi_range_sets(ctx: &Ctx) -> Result<(), CniError> {
+    let sets = ctx.conf.ip_ranges()?;
+    match sets.iter().position(|s| s.len() > 1) {
+        None => Ok(()),
+        Some(i) => Err(CniError::new(
+            codes::UNSUPPORTED_FIELD,
+            format!(
+                "runtimeConfig.ipRanges[{i}] has {} ranges; native mode allocates from one range per set (mode \"bridge\" with host-local takes several)",
+                sets[i].len()
+            ),
+        )),
+    }
 }
 
 fn pool(state: &NativeState, nconf: &NativeConf) -> Result<Pool, CniError> {
@@ -207,6 +236,7 @@ pub fn add(ctx: &Ctx, rec: &mut Record) -> Result<CniResult, CniError> {
         &bridge,
         &nconf,
     )?;
+    bandwidth::apply(&mut nl, &host, &state)?;
     let addrs: Vec<(IpNet, IpAddr)> = allocated
         .iter()
         .map(|a| {
@@ -231,6 +261,8 @@ pub fn add(ctx: &Ctx, rec: &mut Record) -> Result<CniResult, CniError> {
         if let Some(n) = rec.native.as_mut() {
             n.port_rules = rules.into_iter().map(PortRule::from_ref).collect();
         }
+        // After the DNAT rules exist, so the next datagram meets them.
+        crate::conntrack::flush_udp(&ctx.log, &mappings(&state), &ips);
     }
     Ok(result(ctx, &bridge, &host, &pod_link, &addrs, &nconf))
 }
@@ -258,7 +290,7 @@ pub fn mappings(state: &NativeState) -> Vec<PortMapping> {
         .collect()
 }
 
-fn parse_mapping(m: &Value) -> Option<PortMapping> {
+pub(crate) fn parse_mapping(m: &Value) -> Option<PortMapping> {
     let port = |k: &str| {
         m.get(k)
             .and_then(Value::as_u64)
@@ -361,7 +393,8 @@ fn result(
 }
 
 /// Undoes a (possibly partial) native attachment: port mappings, the veth
-/// (deleting the host end removes the pod end with it), the IPs. Missing
+/// (deleting the host end removes the pod end and its qdiscs with it), the
+/// ifb of egress shaping, the IPs. Missing
 /// pieces are fine; every step runs even if an earlier one failed.
 /// `result` (the recorded ADD result, when ADD finished) names the IPs, so
 /// only their files are opened and only their families' rules listed.
@@ -395,6 +428,7 @@ pub fn undo(
             if let Err(e) = nl.del_link_by_name(&state.host_veth) {
                 errors.push(kernel(&format!("delete {}", state.host_veth), e));
             }
+            errors.extend(bandwidth::remove(&mut nl, state));
         }
         Err(e) => errors.push(kernel("open netlink", e)),
     }
@@ -494,6 +528,9 @@ pub fn check(ctx: &Ctx, state: &NativeState) -> Result<(), CniError> {
             },
             bridge.name
         )));
+    }
+    if let Some(bw) = &state.bandwidth {
+        bandwidth::check(&mut nl, &host, bw, state.ifb.as_deref())?;
     }
     let held = pool(state, &nconf)?
         .holds(&ctx.args.container_id, &ctx.args.ifname)

@@ -1,14 +1,29 @@
-//! Reading JSON objects the way Go's `encoding/json` fills a struct.
+//! Reading JSON the way Go's `encoding/json` fills a struct: the one home
+//! of that rule for every crate (flannel's etcd config in the bootstrapper,
+//! and everything a runtime or a delegate hands the plugin).
 //!
-//! flannel is written in Go, and `json.Unmarshal` into a struct matches an
-//! object key to a field name exactly or, failing that, case-insensitively
-//! (Go's `foldName`: ASCII case, plus the two non-ASCII letters that fold to
-//! ASCII ones, KELVIN SIGN → `k` and LONG S → `s`). Keys are applied in
-//! document order, so when several keys name the same field (exactly or by
-//! case, e.g. `"network"` then `"Network"`), **the last one wins**; unknown
-//! keys are ignored. `serde_json::Map` keeps only one of two equal keys (in
-//! the first one's position), so objects are parsed into [`Members`], which
-//! keeps every member in order, duplicates included.
+//! `json.Unmarshal` into a struct matches an object key to a field name
+//! exactly or, failing that, case-insensitively (Go's `foldName`: ASCII
+//! case, plus the two non-ASCII letters that fold to ASCII ones, KELVIN
+//! SIGN → `k` and LONG S → `s`). Keys are applied in document order, so
+//! when several keys name the same field (exactly or by case, e.g.
+//! `"network"` then `"Network"`), **the last one wins**; unknown keys are
+//! ignored. Go *maps* keep their keys as written. `serde_json::Map` keeps
+//! only one of two equal keys (in the first one's position), so objects are
+//! parsed into [`Members`], which keeps every member in order, duplicates
+//! included.
+//!
+//! Real clients rely on this: containerd's CRI (go-cni) sends capability
+//! args from Go structs without JSON tags (`{"HostPort":80,...}`), which Go
+//! plugins accept. [`canonical`] turns such input into the spelling the
+//! plugin's Rust code reads, driven by a [`Shape`] that mirrors the Go type
+//! ([`schemas`] holds the upstream ones). No crate on crates.io implements
+//! Go's matching rule, hence this module.
+
+pub mod schemas;
+mod shape;
+
+pub use shape::{canonical, parse_canonical, Field, Shape, Struct};
 
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
@@ -36,11 +51,42 @@ impl GoValue {
             GoValue::Object(m) => {
                 let mut out = Map::new();
                 for (k, v) in &m.0 {
-                    out.remove(k);
+                    out.shift_remove(k);
                     out.insert(k.clone(), v.to_value());
                 }
                 Value::Object(out)
             }
+        }
+    }
+}
+
+impl GoValue {
+    /// Like [`GoValue::to_value`], consuming `self` (no copy of the text).
+    pub fn into_value(self) -> Value {
+        match self {
+            GoValue::Scalar(v) => v,
+            GoValue::Array(a) => Value::Array(a.into_iter().map(GoValue::into_value).collect()),
+            GoValue::Object(m) => {
+                let mut out = Map::new();
+                for (k, v) in m.0 {
+                    out.shift_remove(&k);
+                    out.insert(k, v.into_value());
+                }
+                Value::Object(out)
+            }
+        }
+    }
+}
+
+/// An already-decoded value (its duplicate keys already collapsed).
+impl From<Value> for GoValue {
+    fn from(v: Value) -> GoValue {
+        match v {
+            Value::Array(a) => GoValue::Array(a.into_iter().map(GoValue::from).collect()),
+            Value::Object(m) => {
+                GoValue::Object(Members(m.into_iter().map(|(k, v)| (k, v.into())).collect()))
+            }
+            v => GoValue::Scalar(v),
         }
     }
 }
@@ -83,6 +129,16 @@ impl Members {
         }
         out
     }
+}
+
+/// The value Go would store in struct field `field` from an object already
+/// decoded into a `serde_json::Map` (whose duplicate keys are collapsed):
+/// the last member whose key matches.
+pub fn field_of<'a>(obj: &'a Map<String, Value>, field: &str) -> Option<&'a Value> {
+    obj.iter()
+        .rev()
+        .find(|(k, _)| key_matches(k, field))
+        .map(|(_, v)| v)
 }
 
 /// Parse a JSON document that must be an object (like unmarshalling into a

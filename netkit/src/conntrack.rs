@@ -1,0 +1,508 @@
+//! Connection tracking over ctnetlink (`NETLINK_NETFILTER`, subsystem
+//! `NFNL_SUBSYS_CTNETLINK`): list flows, delete the flows that match, and
+//! create one (for tests and tools; `conntrack -I`).
+//!
+//! Why: conntrack remembers the NAT it chose for a flow. A UDP "flow" from
+//! a client that keeps sending from the same source port never goes idle,
+//! so after the pod behind a hostPort is replaced, its packets keep being
+//! DNATed to the dead pod's address. The reference portmap plugin
+//! (`deletePortmapStaleConnections`) and kubelet therefore delete the UDP
+//! entries toward a hostPort once the new DNAT rules are in place; so does
+//! netboot ([`delete_flows`]).
+//!
+//! The messages are `netlink-packet-netfilter`'s (its `conntrack` module
+//! has GET/NEW/DELETE with tuples, status, timeout and mark); the socket is
+//! `netlink-sys`'s and, like every netkit socket, lives in the network
+//! namespace of the thread that opened it: conntrack tables are per netns.
+//!
+//! Deletion is a dump of one address family's table, matching in user
+//! space, then one DELETE by original tuple per match (with the entry's
+//! zone and id, so an entry that was replaced meanwhile is left alone), as
+//! `conntrack -D` and vishvananda/netlink's `ConntrackDeleteFilters` do. The
+//! kernel can filter dumps itself (`CTA_FILTER`, Linux 5.8+) and flush by
+//! filter on newer kernels, but matching here works on every kernel and
+//! the table is read once per ADD that maps a UDP port only.
+
+use std::net::IpAddr;
+
+use netlink_packet_core::{
+    DefaultNla, NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP,
+    NLM_F_EXCL, NLM_F_REQUEST,
+};
+use netlink_packet_netfilter::conntrack::{
+    ConntrackAttribute, ConntrackMessage, IPTuple, ProtoTuple, Protocol, Tuple,
+};
+use netlink_packet_netfilter::{
+    NetfilterHeader, NetfilterMessage, NetfilterMessageInner, NetfilterProtoFamily,
+};
+use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
+
+use crate::ack;
+use crate::error::{Error, Result};
+
+/// `IPPROTO_TCP`.
+pub const TCP: u8 = 6;
+/// `IPPROTO_UDP`.
+pub const UDP: u8 = 17;
+
+// linux/netfilter/nfnetlink_conntrack.h: enum ctattr_type
+const CTA_ID: u16 = 12;
+const CTA_ZONE: u16 = 18;
+
+/// DELETEs sent per datagram: their ACKs must fit the default receive
+/// buffer (see `firewall::nftnl`).
+const DELETE_CHUNK: usize = 64;
+
+/// One direction of a flow: addresses and ports as the kernel saw them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tuple4 {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub sport: u16,
+    pub dport: u16,
+}
+
+/// A tracked flow: its protocol, the original direction (what the client
+/// sent) and the reply direction (after NAT: the reply's source is where
+/// the flow was DNATed to).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Flow {
+    pub proto: u8,
+    pub orig: Tuple4,
+    pub reply: Tuple4,
+    /// `CTA_ZONE` (0 when absent) and `CTA_ID`, to delete exactly it.
+    zone: u16,
+    id: Option<u32>,
+}
+
+impl Flow {
+    /// A flow to [`create`]; zone 0.
+    pub fn new(proto: u8, orig: Tuple4, reply: Tuple4) -> Flow {
+        Flow {
+            proto,
+            orig,
+            reply,
+            zone: 0,
+            id: None,
+        }
+    }
+
+    pub fn is_v6(&self) -> bool {
+        self.orig.dst.is_ipv6()
+    }
+}
+
+/// Which flows [`delete_flows`] removes: protocol and original-direction
+/// destination port, and the original destination address when given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowMatch {
+    pub proto: u8,
+    pub dport: u16,
+    pub dst: Option<IpAddr>,
+}
+
+impl FlowMatch {
+    pub fn matches(&self, f: &Flow) -> bool {
+        f.proto == self.proto
+            && f.orig.dport == self.dport
+            && self.dst.is_none_or(|d| d == f.orig.dst)
+    }
+}
+
+/// `conntrack -L -f ipv4|ipv6`: every flow of one family in the calling
+/// thread's network namespace.
+pub fn flows(v6: bool) -> Result<Vec<Flow>> {
+    CtSocket::open()?.dump(v6)
+}
+
+/// Deletes every flow of family `v6` that one of `matches` selects, in the
+/// calling thread's network namespace; returns how many went. Opens no
+/// socket when `matches` is empty. Entries that expire meanwhile are fine.
+pub fn delete_flows(v6: bool, matches: &[FlowMatch]) -> Result<usize> {
+    if matches.is_empty() {
+        return Ok(0);
+    }
+    let mut sock = CtSocket::open()?;
+    let doomed: Vec<Flow> = sock
+        .dump(v6)?
+        .into_iter()
+        .filter(|f| matches.iter().any(|m| m.matches(f)))
+        .collect();
+    for chunk in doomed.chunks(DELETE_CHUNK) {
+        sock.delete(chunk)?;
+    }
+    Ok(doomed.len())
+}
+
+/// `conntrack -I`: creates `flow` (unconfirmed NAT-less entry) with a
+/// timeout in seconds. For tests and tools; the datapath creates real ones.
+pub fn create(flow: &Flow, timeout_secs: u32) -> Result<()> {
+    let attrs = vec![
+        ConntrackAttribute::CtaTupleOrig(tuple(flow.proto, &flow.orig)),
+        ConntrackAttribute::CtaTupleReply(tuple(flow.proto, &flow.reply)),
+        ConntrackAttribute::CtaTimeout(timeout_secs),
+    ];
+    let what = format!("create conntrack entry {}", describe(flow));
+    let mut sock = CtSocket::open()?;
+    let msg = ConntrackMessage::New(attrs);
+    let seq = sock.push(
+        family(flow.is_v6()),
+        msg,
+        NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK,
+    );
+    sock.flush(&what)?;
+    sock.acks(&[seq], &what, false)
+}
+
+fn describe(f: &Flow) -> String {
+    let proto = match f.proto {
+        UDP => "udp".to_string(),
+        TCP => "tcp".to_string(),
+        p => format!("proto {p}"),
+    };
+    format!(
+        "{proto} {}:{} -> {}:{}",
+        f.orig.src, f.orig.sport, f.orig.dst, f.orig.dport
+    )
+}
+
+fn family(v6: bool) -> NetfilterProtoFamily {
+    if v6 {
+        NetfilterProtoFamily::IPv6
+    } else {
+        NetfilterProtoFamily::IPv4
+    }
+}
+
+fn tuple(proto: u8, t: &Tuple4) -> Vec<Tuple> {
+    vec![
+        Tuple::Ip(vec![
+            IPTuple::SourceAddress(t.src),
+            IPTuple::DestinationAddress(t.dst),
+        ]),
+        Tuple::Proto(vec![
+            ProtoTuple::Protocol(Protocol::from(proto)),
+            ProtoTuple::SourcePort(t.sport),
+            ProtoTuple::DestinationPort(t.dport),
+        ]),
+    ]
+}
+
+/// A flow out of a dumped NEW message; `None` for what has no ports or
+/// addresses (ICMP, other families): nothing [`FlowMatch`] could select.
+fn parse_flow(attrs: &[ConntrackAttribute]) -> Option<Flow> {
+    let (mut orig, mut reply, mut zone, mut id) = (None, None, 0, None);
+    for a in attrs {
+        match a {
+            ConntrackAttribute::CtaTupleOrig(t) => orig = parse_tuple(t),
+            ConntrackAttribute::CtaTupleReply(t) => reply = parse_tuple(t),
+            ConntrackAttribute::Other(nla) => {
+                let v = nla_value(nla);
+                match (nla_kind(nla), v.len()) {
+                    (CTA_ZONE, 2) => zone = u16::from_be_bytes([v[0], v[1]]),
+                    (CTA_ID, 4) => id = Some(u32::from_be_bytes([v[0], v[1], v[2], v[3]])),
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
+    let ((proto, orig), (_, reply)) = (orig?, reply?);
+    Some(Flow {
+        proto,
+        orig,
+        reply,
+        zone,
+        id,
+    })
+}
+
+fn nla_kind(nla: &DefaultNla) -> u16 {
+    use netlink_packet_core::Nla;
+    nla.kind()
+}
+
+fn nla_value(nla: &DefaultNla) -> Vec<u8> {
+    use netlink_packet_core::Nla;
+    let mut v = vec![0; nla.value_len()];
+    nla.emit_value(&mut v);
+    v
+}
+
+fn parse_tuple(t: &[Tuple]) -> Option<(u8, Tuple4)> {
+    let (mut src, mut dst, mut proto, mut sport, mut dport) = (None, None, None, None, None);
+    for part in t {
+        match part {
+            Tuple::Ip(ips) => {
+                for ip in ips {
+                    match ip {
+                        IPTuple::SourceAddress(a) => src = Some(*a),
+                        IPTuple::DestinationAddress(a) => dst = Some(*a),
+                        _ => {}
+                    }
+                }
+            }
+            Tuple::Proto(ps) => {
+                for p in ps {
+                    match p {
+                        ProtoTuple::Protocol(n) => proto = Some(u8::from(*n)),
+                        ProtoTuple::SourcePort(n) => sport = Some(*n),
+                        ProtoTuple::DestinationPort(n) => dport = Some(*n),
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Some((
+        proto?,
+        Tuple4 {
+            src: src?,
+            dst: dst?,
+            sport: sport?,
+            dport: dport?,
+        },
+    ))
+}
+
+thread_local! {
+    static OPENED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// How many ctnetlink sockets the calling thread has opened so far. A
+/// diagnostic for tests: an ADD without a UDP mapping must open none.
+pub fn sockets_opened_on_this_thread() -> u64 {
+    OPENED.with(|c| c.get())
+}
+
+/// A ctnetlink socket in the calling thread's network namespace.
+struct CtSocket {
+    sock: Socket,
+    seq: u32,
+    out: Vec<u8>,
+}
+
+impl CtSocket {
+    fn open() -> Result<CtSocket> {
+        OPENED.with(|c| c.set(c.get() + 1));
+        let ctx = "open conntrack netlink socket";
+        let mut sock = Socket::new(NETLINK_NETFILTER).map_err(|e| Error::io(ctx, e))?;
+        sock.bind_auto().map_err(|e| Error::io(ctx, e))?;
+        sock.connect(&SocketAddr::new(0, 0))
+            .map_err(|e| Error::io(ctx, e))?;
+        let _ = sock.set_cap_ack(true);
+        let _ = sock.set_ext_ack(true);
+        Ok(CtSocket {
+            sock,
+            seq: 0,
+            out: Vec::new(),
+        })
+    }
+
+    /// Queues one message (sent by [`CtSocket::flush`]); returns its seq.
+    fn push(&mut self, fam: NetfilterProtoFamily, msg: ConntrackMessage, flags: u16) -> u32 {
+        self.seq = self.seq.wrapping_add(1);
+        let mut header = NetlinkHeader::default();
+        header.flags = NLM_F_REQUEST | flags;
+        header.sequence_number = self.seq;
+        let nf = NetfilterMessage::new(NetfilterHeader::new(fam, 0, 0), msg);
+        let mut nl = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(nf));
+        nl.finalize();
+        let start = self.out.len();
+        self.out.resize(start + nl.buffer_len(), 0);
+        nl.serialize(&mut self.out[start..]);
+        self.seq
+    }
+
+    fn flush(&mut self, what: &str) -> Result<()> {
+        let buf = std::mem::take(&mut self.out);
+        let n = self
+            .sock
+            .send(&buf, 0)
+            .map_err(|e| Error::io(format!("{what}: netlink send"), e))?;
+        if n != buf.len() {
+            return Err(Error::invalid(what, "short netlink send"));
+        }
+        Ok(())
+    }
+
+    fn recv(&self, what: &str) -> Result<Vec<NetlinkMessage<NetfilterMessage>>> {
+        let (buf, _) = self
+            .sock
+            .recv_from_full()
+            .map_err(|e| Error::io(format!("{what}: netlink recv"), e))?;
+        let mut out = Vec::new();
+        let mut off = 0;
+        while off + 16 <= buf.len() {
+            let len =
+                u32::from_ne_bytes([buf[off], buf[off + 1], buf[off + 2], buf[off + 3]]) as usize;
+            if len < 16 || off + len > buf.len() {
+                return Err(Error::invalid(what, "truncated netlink message"));
+            }
+            let msg = NetlinkMessage::<NetfilterMessage>::deserialize(&buf[off..off + len])
+                .map_err(|e| Error::invalid(what, format!("decode conntrack message: {e}")))?;
+            out.push(msg);
+            off += (len + 3) & !3;
+        }
+        Ok(out)
+    }
+
+    fn error(&self, what: &str, flags: u16, code: i32, payload: &[u8]) -> Error {
+        Error::Netlink {
+            op: what.to_string(),
+            errno: code,
+            ctx: ack::context("", "", flags, payload),
+        }
+    }
+
+    /// `IPCTNL_MSG_CT_GET` with `NLM_F_DUMP` for one family.
+    fn dump(&mut self, v6: bool) -> Result<Vec<Flow>> {
+        let what = format!("list conntrack {}", if v6 { "ipv6" } else { "ipv4" });
+        let seq = self.push(family(v6), ConntrackMessage::Get(Vec::new()), NLM_F_DUMP);
+        self.flush(&what)?;
+        let mut out = Vec::new();
+        loop {
+            for m in self.recv(&what)? {
+                if m.header.sequence_number != seq {
+                    continue;
+                }
+                match m.payload {
+                    NetlinkPayload::Done(_) => return Ok(out),
+                    NetlinkPayload::Error(e) => match e.code {
+                        None => return Ok(out),
+                        Some(c) => {
+                            return Err(self.error(&what, m.header.flags, -c.get(), &e.header))
+                        }
+                    },
+                    NetlinkPayload::InnerMessage(NetfilterMessage {
+                        inner: NetfilterMessageInner::Conntrack(ConntrackMessage::New(attrs)),
+                        ..
+                    }) => {
+                        // The dump is per family, but check: a v4 match
+                        // must never select a v6 flow.
+                        out.extend(parse_flow(&attrs).filter(|f| f.is_v6() == v6));
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// One `IPCTNL_MSG_CT_DELETE` per flow, by original tuple, zone and id,
+    /// in one datagram; a flow already gone (ENOENT) counts as deleted.
+    fn delete(&mut self, flows: &[Flow]) -> Result<()> {
+        let mut seqs = Vec::with_capacity(flows.len());
+        for f in flows {
+            let mut attrs = vec![ConntrackAttribute::CtaTupleOrig(tuple(f.proto, &f.orig))];
+            if f.zone != 0 {
+                attrs.push(ConntrackAttribute::Other(DefaultNla::new(
+                    CTA_ZONE,
+                    f.zone.to_be_bytes().to_vec(),
+                )));
+            }
+            if let Some(id) = f.id {
+                attrs.push(ConntrackAttribute::Other(DefaultNla::new(
+                    CTA_ID,
+                    id.to_be_bytes().to_vec(),
+                )));
+            }
+            seqs.push(self.push(
+                family(f.is_v6()),
+                ConntrackMessage::Delete(attrs),
+                NLM_F_ACK,
+            ));
+        }
+        let what = format!(
+            "delete {} conntrack entries ({} ...)",
+            flows.len(),
+            flows.first().map(describe).unwrap_or_default()
+        );
+        self.flush(&what)?;
+        self.acks(&seqs, &what, true)
+    }
+
+    /// Waits for the ACK of every `seqs`; the first error wins.
+    fn acks(&mut self, seqs: &[u32], what: &str, missing_ok: bool) -> Result<()> {
+        let mut left: Vec<u32> = seqs.to_vec();
+        let mut first: Option<Error> = None;
+        while !left.is_empty() {
+            for m in self.recv(what)? {
+                let NetlinkPayload::Error(e) = &m.payload else {
+                    continue;
+                };
+                let seq = m.header.sequence_number;
+                let Some(pos) = left.iter().position(|s| *s == seq) else {
+                    continue;
+                };
+                left.swap_remove(pos);
+                let Some(code) = e.code else { continue };
+                let errno = -code.get();
+                if missing_ok && errno == libc::ENOENT {
+                    continue;
+                }
+                first.get_or_insert_with(|| self.error(what, m.header.flags, errno, &e.header));
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(src: &str, dst: &str, sport: u16, dport: u16) -> Tuple4 {
+        Tuple4 {
+            src: src.parse().unwrap(),
+            dst: dst.parse().unwrap(),
+            sport,
+            dport,
+        }
+    }
+
+    #[test]
+    fn matches_protocol_port_and_optional_address() {
+        let f = Flow::new(
+            UDP,
+            t("192.0.2.9", "10.0.0.1", 4000, 5353),
+            t("10.244.1.5", "192.0.2.9", 53, 4000),
+        );
+        let m = |proto, dport, dst: Option<&str>| FlowMatch {
+            proto,
+            dport,
+            dst: dst.map(|d| d.parse().unwrap()),
+        };
+        assert!(m(UDP, 5353, None).matches(&f));
+        assert!(m(UDP, 5353, Some("10.0.0.1")).matches(&f));
+        assert!(!m(UDP, 5353, Some("10.0.0.2")).matches(&f));
+        assert!(!m(TCP, 5353, None).matches(&f));
+        assert!(
+            !m(UDP, 53, None).matches(&f),
+            "reply port is not the hostPort"
+        );
+    }
+
+    #[test]
+    fn a_dumped_entry_round_trips_through_the_crate() {
+        let f = Flow::new(
+            UDP,
+            t("2001:db8::9", "2001:db8::1", 4000, 5353),
+            t("fd00::5", "2001:db8::9", 53, 4000),
+        );
+        let mut attrs = vec![
+            ConntrackAttribute::CtaTupleOrig(tuple(f.proto, &f.orig)),
+            ConntrackAttribute::CtaTupleReply(tuple(f.proto, &f.reply)),
+            ConntrackAttribute::Other(DefaultNla::new(CTA_ID, 7u32.to_be_bytes().to_vec())),
+            ConntrackAttribute::Other(DefaultNla::new(CTA_ZONE, 3u16.to_be_bytes().to_vec())),
+        ];
+        let got = parse_flow(&attrs).unwrap();
+        assert_eq!(
+            (got.orig, got.reply, got.zone, got.id),
+            (f.orig, f.reply, 3, Some(7))
+        );
+        assert!(got.is_v6());
+        attrs.remove(1);
+        assert_eq!(parse_flow(&attrs), None, "no reply tuple");
+    }
+}
