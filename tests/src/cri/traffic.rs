@@ -23,10 +23,26 @@ impl Servers {
         self.spawn(netns, &["socat", &listen, &format!("SYSTEM:echo {text}")]);
     }
 
-    /// Answers every UDP datagram to `port` in `netns` with `text`.
+    /// Answers every UDP datagram to `port` in `netns` with `text`; returns
+    /// once the socket is bound (a datagram sent earlier would only leave
+    /// an unreplied conntrack entry and cost the client its timeout).
     pub fn udp(&mut self, netns: &Path, port: u16, text: &str) {
         let listen = format!("UDP4-RECVFROM:{port},fork");
         self.spawn(netns, &["socat", &listen, &format!("SYSTEM:echo {text}")]);
+        let filter = format!("sport = :{port}");
+        let bound = retry(50, Duration::from_millis(100), || {
+            let out = exec::run(
+                exec::nsenter(netns, &["ss", "-Hlun", &filter]),
+                None,
+                Duration::from_secs(10),
+            );
+            (!out.stdout.trim().is_empty()).then_some(())
+        });
+        assert!(
+            bound.is_some(),
+            "socat did not bind UDP {port} in {}",
+            netns.display()
+        );
     }
 
     fn spawn(&mut self, netns: &Path, argv: &[&str]) {
