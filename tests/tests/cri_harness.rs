@@ -29,7 +29,7 @@ fn processes_mentioning(id: &str) -> Vec<String> {
 #[test]
 fn dropping_a_node_removes_pods_whose_containerd_died() {
     require_root();
-    let (id, netns) = {
+    let (id, netns, dir) = {
         let mut node = CriNode::new("cri-drop", Mode::Bridge);
         let config = node.sandbox_config("orphan", &[], &[]);
         let pod = run_pod(&node, &config);
@@ -38,8 +38,17 @@ fn dropping_a_node_removes_pods_whose_containerd_died() {
             "no shim for the sandbox"
         );
         node.ctd.kill();
-        (pod.id, pod.netns)
+        (pod.id, pod.netns, node.ctd.dir().to_owned())
     };
+    // The restarted containerd is gone too, and so is its temp dir.
+    let dir_s = dir.display().to_string();
+    assert_eq!(
+        processes_mentioning(&dir_s),
+        Vec::<String>::new(),
+        "containerd left"
+    );
+    assert_eq!(mounts_under(&dir), Vec::<std::path::PathBuf>::new());
+    assert!(!dir.exists(), "{dir_s} left");
     assert!(!netns.exists(), "pod netns left: {}", netns.display());
     let mounts: Vec<_> = mounts_under(Path::new("/"))
         .into_iter()

@@ -120,6 +120,11 @@ impl CriContainerd {
         let _ = self.child.wait();
     }
 
+    /// The temp dir holding its config, root, state, socket and log.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
     /// The gRPC socket (CRI and containerd's own services).
     pub fn socket(&self) -> PathBuf {
         self.dir.path().join("containerd.sock")
