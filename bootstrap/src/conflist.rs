@@ -13,9 +13,14 @@ pub const CONFLIST_NAME: &str = "10-flannel.conflist";
 pub const PLUGIN_NAME: &str = "netboot-cni";
 /// Network name, the same as flannel's kube-flannel.yml ("cbr0").
 const NETWORK_NAME: &str = "cbr0";
+/// The runtime capabilities netboot-cni serves, declared so that libcni
+/// (and containerd's CRI through it) passes them: hostPorts, kubelet's
+/// bandwidth annotations, and host-local's range override.
+pub const CAPABILITIES: [&str; 3] = ["portMappings", "bandwidth", "ipRanges"];
 
-/// The conflist `init` writes. Default: netboot-cni in `auto` mode with the
-/// portMappings capability (conf/10-flannel.conflist); `upstream`: the
+/// The conflist `init` writes. Default: netboot-cni in `auto` mode with
+/// the capabilities it serves in every mode, [`CAPABILITIES`]
+/// (conf/10-flannel.conflist); `upstream`: the
 /// classic flannel + portmap chain (conf/10-flannel-upstream.conflist).
 /// `cni_version` defaults to 1.0.0 (netboot) / 0.3.1 (upstream, what old
 /// flannel binaries know).
@@ -60,7 +65,7 @@ pub fn conflist_for(upstream: bool, cni_version: Option<&str>, dirs: &NodeDirs) 
             "type": PLUGIN_NAME,
             "mode": "auto",
             "delegate": delegate,
-            "capabilities": { "portMappings": true },
+            "capabilities": CAPABILITIES.iter().map(|c| (c.to_string(), json!(true))).collect::<serde_json::Map<_, _>>(),
         })]
     };
     let mut plugins = plugins;
@@ -217,6 +222,16 @@ mod tests {
         let shipped: Value =
             serde_json::from_str(include_str!("../../conf/10-flannel-upstream.conflist")).unwrap();
         assert_eq!(ours, shipped);
+    }
+
+    #[test]
+    fn default_declares_every_capability_netboot_cni_serves() {
+        let ours: Value = serde_json::from_str(&conflist(false, None).unwrap()).unwrap();
+        let caps = &ours["plugins"][0]["capabilities"];
+        for cap in ["portMappings", "bandwidth", "ipRanges"] {
+            assert_eq!(caps[cap], true, "{cap}: {caps}");
+        }
+        assert_eq!(caps.as_object().unwrap().len(), CAPABILITIES.len());
     }
 
     #[test]

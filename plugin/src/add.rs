@@ -100,6 +100,7 @@ fn add_once(ctx: &Ctx, boot: Option<&str>) -> Result<String, CniError> {
         ctx.store
             .save(&rec)
             .map_err(|e| io_err("save attachment record", e))
+            .and_then(|_| save_native_scratch(ctx))
             .and_then(|_| native::add(ctx, &mut rec))
     } else {
         run_chain(ctx, &mut rec, &mappings, bandwidth.as_ref()).map(|mut r| {
@@ -126,6 +127,16 @@ fn add_once(ctx: &Ctx, boot: Option<&str>) -> Result<String, CniError> {
             Err(e)
         }
     }
+}
+
+/// flannel's scratch file for a native attachment ([`flannel::native_scratch`]),
+/// written after the record, so DEL and GC always know to remove it.
+fn save_native_scratch(ctx: &Ctx) -> Result<(), CniError> {
+    let bytes = serde_json::to_vec(&flannel::native_scratch(&ctx.conf))
+        .map_err(|e| CniError::internal(e.to_string()))?;
+    ctx.store
+        .save_flannel_lazy(&ctx.args.container_id, &bytes)
+        .map_err(|e| io_err("save flannel scratch file", e))
 }
 
 /// The DNS a result carries, the same in every mode: the delegate's

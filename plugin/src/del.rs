@@ -4,9 +4,11 @@
 //!
 //! What to undo comes from the attachment record, not from the current
 //! config or subnet.env, so DEL still works after either changed. Without
-//! a record, flannel's scratch file is used (an ADD by the upstream plugin);
-//! without that either, the delegate config is rebuilt from subnet.env so
-//! host-local does not leak the IP (the upstream plugin skips DEL there).
+//! a record, flannel's scratch file is used (an ADD by the upstream plugin,
+//! or by bridge mode; native mode's names netboot-cni itself and means
+//! "undo natively by the deterministic names"); without that either, the
+//! delegate config is rebuilt from subnet.env so host-local does not leak
+//! the IP (the upstream plugin skips DEL there).
 
 use crate::add::load_subnet_env;
 use crate::conf::Mode;
@@ -110,7 +112,7 @@ pub fn reconstruct_for(ctx: &Ctx, cid: &str, ifname: &str) -> Result<Option<Reco
             conf: flannel::bandwidth_conf(&ctx.conf, &ctx.conf.net.cni_version, &bw),
         });
     }
-    rec.delegate = match ctx.store.load_flannel(cid) {
+    let scratch = match ctx.store.load_flannel(cid) {
         Ok(Some(bytes)) => scratch_call(ctx, &bytes),
         Ok(None) => None,
         Err(e) => {
@@ -119,8 +121,13 @@ pub fn reconstruct_for(ctx: &Ctx, cid: &str, ifname: &str) -> Result<Option<Reco
             None
         }
     };
+    // Native mode's scratch file names netboot-cni itself: undo natively.
+    let own = scratch
+        .as_ref()
+        .is_some_and(|c| flannel::is_own_type(&ctx.conf, &c.type_));
+    rec.delegate = scratch.filter(|_| !own);
     if rec.delegate.is_none() {
-        if matches!(mode::resolve(&ctx.conf, &ctx.delegates), Ok(Mode::Native)) {
+        if own || matches!(mode::resolve(&ctx.conf, &ctx.delegates), Ok(Mode::Native)) {
             // Native mode without a record: undo by the deterministic names
             // (veth, IPAM owner) and sweep port mappings, which nothing else
             // can tell us about.
@@ -238,26 +245,17 @@ pub fn undo(ctx: &Ctx, d: &Delegator, rec: &Record) -> Result<(), CniError> {
         }
     }
     if let Some(call) = &rec.delegate {
-        let mut outcome = run_del(d, call, prev);
-        if let Err(e) = &outcome {
-            // The reference bridge's DEL of an ADD that was killed after
-            // addressing the pod and before its masquerade chain existed
-            // fails on iptables-nft ("Chain ... does not exist": go-iptables
-            // does not take that exit status 2 for "not found"), having
-            // already removed the interface; its second DEL succeeds. A
-            // runtime would retry much later, so retry once now (DEL is
-            // idempotent). Not for a missing binary or a timeout.
-            if e.code != codes::NOT_AVAILABLE && e.code != codes::TRY_AGAIN {
-                ctx.log.info(&format!(
-                    "{} DEL failed ({}); retrying once",
-                    call.type_, e.msg
-                ));
-                outcome = run_del(d, call, prev);
-            }
-        }
-        if call.type_ == "flannel" {
-            outcome = finish_flannel_del(ctx, d, &rec.container_id, outcome);
-        }
+        let outcome = if call.type_ == "flannel" {
+            // Read before flannel's DEL consumes it: flannel removes its
+            // scratch file even when its delegate's DEL fails (flannel.go
+            // doCmdDel: the deferred cleanup only sees the JSON error), so
+            // a retried flannel DEL finds nothing and "succeeds".
+            let scratch = ctx.store.load_flannel(&rec.container_id).ok().flatten();
+            let outcome = flannel_del(ctx, d, call, prev, (&rec.container_id, scratch.is_some()));
+            finish_flannel_del(ctx, d, &rec.container_id, scratch, outcome)
+        } else {
+            run_del_retried(ctx, d, call, prev)
+        };
         match outcome {
             Err(e) => errors.push(e.context(format!("{} DEL", call.type_))),
             Ok(()) => errors.extend(after_delegate_del(ctx, rec, call)),
@@ -279,13 +277,14 @@ pub fn undo(ctx: &Ctx, d: &Delegator, rec: &Record) -> Result<(), CniError> {
         return Err(CniError::new(first.code, first.msg.clone()).with_details(all.join("; ")));
     }
     // flannel's scratch file is per container, not per interface: it goes
-    // with the container's last attachment.
+    // with the container's last attachment. Bridge and native mode write
+    // it; in flannel mode it is the flannel plugin's.
     let shared = ctx
         .store
         .ifnames_of(&rec.container_id)
         .map(|ifs| ifs.iter().any(|i| *i != rec.ifname))
         .unwrap_or(false);
-    if rec.mode == Mode::Bridge && !shared {
+    if rec.mode != Mode::Flannel && !shared {
         ctx.store
             .remove_flannel(&rec.container_id)
             .map_err(|e| io_err("remove delegate config", e))?;
@@ -340,23 +339,25 @@ fn after_delegate_del(ctx: &Ctx, rec: &Record, call: &Call) -> Vec<CniError> {
 }
 
 /// Completes what the flannel plugin's DEL left undone, from its scratch
-/// file `<dataDir>/<containerID>`:
+/// file `<dataDir>/<containerID>` as it was before that DEL (`scratch`):
 /// - flannel's DEL failed: replay the scratch file's delegate ourselves,
-///   with the version negotiation flannel lacks. The crash trials found
-///   the case: an ADD at a version flannel's bridge refuses, killed after
-///   flannel wrote its scratch file and before netboot retried at a lower
-///   version; flannel replays that file and so can never DEL it;
-/// - flannel's DEL succeeded but left its scratch file torn (power loss,
-///   cni-plugin#43): flannel skipped its delegate (flannel#1662), so the
-///   bridge + host-local config it would have rendered is rebuilt from
-///   subnet.env and DELed here.
+///   with the version negotiation flannel lacks. flannel has removed the
+///   file by then, so its own retry would be a no-op. The crash trials
+///   found the case: an ADD at a version flannel's bridge refuses, killed
+///   after flannel wrote its scratch file and before netboot retried at a
+///   lower version;
+/// - flannel's DEL succeeded but the scratch file was torn (power loss,
+///   cni-plugin#43): flannel skipped its delegate and kept the file
+///   (flannel#1662), so the bridge + host-local config it would have
+///   rendered is rebuilt from subnet.env and DELed here.
 fn finish_flannel_del(
     ctx: &Ctx,
     d: &Delegator,
     container_id: &str,
+    scratch: Option<Vec<u8>>,
     outcome: Result<(), CniError>,
 ) -> Result<(), CniError> {
-    let Ok(Some(bytes)) = ctx.store.load_flannel(container_id) else {
+    let Some(bytes) = scratch else {
         return outcome;
     };
     let call = match (scratch_call(ctx, &bytes), &outcome) {
@@ -380,10 +381,65 @@ fn finish_flannel_del(
         }
         _ => return outcome,
     };
-    run_del(d, &call, None)?;
+    run_del_retried(ctx, d, &call, None)?;
     ctx.store
         .remove_flannel(container_id)
         .map_err(|e| io_err("remove delegate config", e))
+}
+
+/// DEL through the upstream flannel plugin. Its refusal of the version is
+/// negotiated (as [`run_del`] does) only while its scratch file is still
+/// there: when its delegate refused the version instead, flannel has
+/// already consumed the file, a second flannel DEL would be a no-op that
+/// "succeeds", and [`finish_flannel_del`] must replay the file instead.
+fn flannel_del(
+    ctx: &Ctx,
+    d: &Delegator,
+    call: &Call,
+    prev: Option<&Value>,
+    (container_id, had_scratch): (&str, bool),
+) -> Result<(), CniError> {
+    let call = match prev {
+        Some(p) => crate::add::with_prev_result(call, p).unwrap_or_else(|_| call.clone()),
+        None => call.clone(),
+    };
+    match d.run_once(Command::Del, &call) {
+        Err(e) if e.code == codes::INCOMPATIBLE_VERSION => {
+            let consumed =
+                had_scratch && !matches!(ctx.store.load_flannel(container_id), Ok(Some(_)));
+            if consumed {
+                Err(e)
+            } else {
+                d.run(Command::Del, &call)
+            }
+        }
+        other => other,
+    }
+}
+
+/// [`run_del`], once more when it fails. The reference bridge's DEL of an
+/// ADD that was killed after addressing the pod and before its masquerade
+/// chain existed fails on iptables-nft ("Chain ... does not exist":
+/// go-iptables does not take that exit status 2 for "not found"), having
+/// already removed the interface; its second DEL succeeds. A runtime would
+/// retry much later, so retry once now (DEL is idempotent). Not for a
+/// missing binary or a timeout.
+fn run_del_retried(
+    ctx: &Ctx,
+    d: &Delegator,
+    call: &Call,
+    prev: Option<&Value>,
+) -> Result<(), CniError> {
+    match run_del(d, call, prev) {
+        Err(e) if e.code != codes::NOT_AVAILABLE && e.code != codes::TRY_AGAIN => {
+            ctx.log.info(&format!(
+                "{} DEL failed ({}); retrying once",
+                call.type_, e.msg
+            ));
+            run_del(d, call, prev)
+        }
+        other => other,
+    }
 }
 
 /// Whether a delegate call may have left the reference bridge's

@@ -189,6 +189,11 @@ impl Delegator {
         }
     }
 
+    /// [`Delegator::run`] without the version negotiation: one exec.
+    pub fn run_once(&self, cmd: Command, call: &Call) -> Result<(), CniError> {
+        self.raw_run(cmd, call)
+    }
+
     fn raw_run(&self, cmd: Command, call: &Call) -> Result<(), CniError> {
         let path = self.find(&call.type_)?;
         let bytes =

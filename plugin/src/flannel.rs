@@ -117,6 +117,32 @@ pub fn flannel_conf(conf: &PluginConf) -> Value {
     v
 }
 
+/// What native mode writes to flannel's scratch file `<dataDir>/<containerID>`:
+/// our own config, type included, so the upstream flannel plugin's DEL
+/// (which execs the scratch file's `type` with its bytes, flannel.go
+/// doCmdDel) hands the attachment back to netboot-cni on CNI_PATH, whose
+/// DEL undoes it from the record: veth, IP, nftables port mappings, record.
+/// A bridge + host-local rendering instead would leave native mode's
+/// nftables DNAT rules, which no reference plugin knows, pointing at an IP
+/// the next pod may get. `mode`, `subnetFile` and `dataDir` are made
+/// explicit so the replay finds the same record whatever the defaults.
+pub fn native_scratch(conf: &PluginConf) -> Value {
+    let mut v = conf.net.to_value();
+    if let Value::Object(c) = &mut v {
+        c.remove("prevResult");
+        c.insert("mode".into(), json!("native"));
+        c.insert("subnetFile".into(), json!(conf.subnet_file));
+        c.insert("dataDir".into(), json!(conf.data_dir));
+    }
+    v
+}
+
+/// Whether a scratch file's `type` names netboot-cni itself (a native-mode
+/// scratch file, [`native_scratch`]): never exec'd as a delegate by us.
+pub fn is_own_type(conf: &PluginConf, type_: &str) -> bool {
+    type_ == conf.net.type_ || type_ == "netboot-cni"
+}
+
 /// The config for the chained `portmap` plugin, without its prevResult.
 pub fn portmap_conf(conf: &PluginConf, version: &str, mappings: &[Value]) -> Value {
     let mut c = Map::new();
@@ -283,6 +309,22 @@ mod tests {
         assert_eq!(c["args"], json!({"k":"v"}));
         assert_eq!(c["subnetFile"], "/run/flannel/subnet.env");
         assert!(c.get("mode").is_none() && c.get("logLevel").is_none());
+    }
+
+    #[test]
+    fn native_scratch_names_netboot_and_pins_its_files() {
+        let (conf, _) = setup(
+            r#","mode":"auto","dataDir":"/d","runtimeConfig":{"portMappings":[{"hostPort":80,"containerPort":8080}]}"#,
+        );
+        let s = native_scratch(&conf);
+        assert_eq!(s["type"], "netboot-cni");
+        assert_eq!(s["mode"], "native", "the replay must undo natively");
+        assert_eq!(s["dataDir"], "/d");
+        assert_eq!(s["subnetFile"], "/run/flannel/subnet.env");
+        assert_eq!(s["runtimeConfig"]["portMappings"][0]["hostPort"], 80);
+        assert!(s.get("prevResult").is_none());
+        assert!(is_own_type(&conf, s["type"].as_str().unwrap()));
+        assert!(!is_own_type(&conf, "bridge") && !is_own_type(&conf, "flannel"));
     }
 
     #[test]

@@ -132,6 +132,21 @@ fn sweep_scratch(
             let _ = ctx.store.remove_flannel(&cid);
             continue;
         };
+        if crate::flannel::is_own_type(&ctx.conf, type_) {
+            // Native mode's scratch file whose record is gone: undo by the
+            // deterministic names, as DEL without a record does.
+            match del::reconstruct_for(ctx, &cid, "eth0") {
+                Ok(Some(rec)) => {
+                    if let Err(e) = release(ctx, &rec) {
+                        errors.push(format!("{cid}: {}", e.msg));
+                    }
+                }
+                _ => {
+                    let _ = ctx.store.remove_flannel(&cid);
+                }
+            }
+            continue;
+        }
         let rec = Record {
             container_id: cid.clone(),
             // flannel's scratch file does not know the ifname; runtimes use eth0.

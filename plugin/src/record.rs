@@ -1,9 +1,11 @@
 //! What ADD did, per attachment, so DEL can undo exactly that.
 //!
 //! Two kinds of files live under `dataDir` (default `/var/lib/cni/flannel`):
-//! - `<dataDir>/<containerID>`: the rendered delegate config, byte-compatible
-//!   with the upstream flannel plugin's scratch file, so either plugin can
-//!   DEL what the other added;
+//! - `<dataDir>/<containerID>`: flannel's scratch file. Bridge mode writes
+//!   the rendered delegate config, byte-compatible with the upstream flannel
+//!   plugin's, so either plugin can DEL what the other added; native mode
+//!   writes netboot-cni's own config (`flannel::native_scratch`), so
+//!   flannel's DEL hands a native attachment back to netboot-cni;
 //! - `<dataDir>/.netboot/<containerID>@<ifname>.json`: netboot's own record
 //!   (mode, delegate, portmap and bandwidth configs, final result). A
 //!   container ID can neither start with `.` nor contain `@`, so these
@@ -192,6 +194,13 @@ impl Store {
 
     pub fn save_flannel(&self, container_id: &str, conf: &[u8]) -> io::Result<()> {
         write_synced(&self.flannel_path(container_id), conf)
+    }
+
+    /// [`Store::save_flannel`] without waiting for the disk: native mode's
+    /// scratch file only serves a hand-over to the upstream plugin (the
+    /// record stays the truth), and after a power loss its pod is gone.
+    pub fn save_flannel_lazy(&self, container_id: &str, conf: &[u8]) -> io::Result<()> {
+        write_atomic(&self.flannel_path(container_id), conf, false)
     }
 
     pub fn load_flannel(&self, container_id: &str) -> io::Result<Option<Vec<u8>>> {

@@ -4,9 +4,9 @@
 //! machine) kills them.
 //!
 //! Modes: `native` (nothing on CNI_PATH), `bridge` (Debian's reference
-//! `bridge`, `host-local` and `portmap`), `flannel` (the `flannel_standin`
-//! test binary, which does what flannel's plugin does, delegating to the
-//! reference `bridge` + `host-local`; Debian ships no flannel plugin).
+//! `bridge`, `host-local` and `portmap`), `flannel` (the real upstream
+//! flannel CNI plugin, built by [`crate::upstream::flannel_plugin`],
+//! delegating to the reference `bridge` + `host-local`).
 
 use std::fs;
 use std::path::Path;
@@ -21,7 +21,7 @@ use crate::netns::Netns;
 use crate::node::SubnetEnv;
 use crate::plugin::{PluginCall, PluginOutput};
 use crate::plugin_support::{merged, with_ports, CniPathDir, PluginNode};
-use crate::{bin_path, REFERENCE_CNI_PATH};
+use crate::REFERENCE_CNI_PATH;
 
 /// The host port every trial pod maps (so portmap / nft rules exist).
 pub const HOST_PORT: u16 = 8080;
@@ -76,7 +76,7 @@ impl ModeNode {
             }
             Mode::Flannel => {
                 path.reference(&["bridge", "host-local", "portmap", "bandwidth"]);
-                path.link("flannel", &bin_path("flannel_standin"));
+                path.link("flannel", &crate::upstream::flannel_plugin());
             }
         }
         ModeNode {

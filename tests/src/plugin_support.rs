@@ -577,12 +577,12 @@ impl CniPathDir {
     }
 }
 
-/// A stand-in plugin script recording every invocation under `log_dir`
+/// A recorder plugin script: records every invocation under `log_dir`
 /// as `<n>.argv`, `<n>.env` (sorted `env`), `<n>.stdin`, `<n>.cmd` (n = 1,
 /// 2, ...). VERSION answers every version. For other commands, if
 /// `<log_dir>/fail-<CMD>` exists its content is printed and the script
 /// exits 1; otherwise `<log_dir>/result-<CMD>` is printed if it exists.
-/// Every call writes `stand-in stderr <CMD>` to stderr.
+/// Every call writes `recorder stderr <CMD>` to stderr.
 pub fn recording_script(log_dir: &Path) -> String {
     let log = log_dir.display();
     format!(
@@ -598,7 +598,7 @@ echo "$0 $*" > "$LOG/$n.argv"
 env | sort > "$LOG/$n.env"
 cat > "$LOG/$n.stdin"
 echo "$CNI_COMMAND" > "$LOG/$n.cmd"
-echo "stand-in stderr $CNI_COMMAND" >&2
+echo "recorder stderr $CNI_COMMAND" >&2
 if [ -f "$LOG/fail-$CNI_COMMAND" ]; then
   cat "$LOG/fail-$CNI_COMMAND"
   exit 1

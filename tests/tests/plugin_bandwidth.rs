@@ -61,6 +61,16 @@ fn assert_unshaped(node: &PluginNode) {
     assert_eq!(ifbs(&node.ns), Vec::<String>::new());
 }
 
+/// [`assert_unshaped`] once the kernel has finished destroying a deleted
+/// pod netns: its host veth (and the veth's qdiscs) goes away only when
+/// the namespace's cleanup work has run, which is asynchronous.
+fn assert_unshaped_after_netns_gone(node: &PluginNode) {
+    netboot_tests::retry(50, std::time::Duration::from_millis(100), || {
+        shaping_qdiscs(&node.ns).is_empty().then_some(())
+    });
+    assert_unshaped(node);
+}
+
 /// ADD with shaping, CHECK, DEL; then ADD again and DEL with an empty
 /// CNI_NETNS (containerd's second DEL), and once with the netns gone.
 fn round_trips(node: &PluginNode, conf: &Value, run: &dyn Fn(PluginCall) -> PluginOutput) {
@@ -89,7 +99,7 @@ fn round_trips(node: &PluginNode, conf: &Value, run: &dyn Fn(PluginCall) -> Plug
         ..call("DEL", &pod, conf)
     });
     drop(pod);
-    assert_unshaped(node);
+    assert_unshaped_after_netns_gone(node);
 
     let pod = node.pod("gone");
     let res = ok(call("ADD", &pod, conf));
@@ -97,7 +107,7 @@ fn round_trips(node: &PluginNode, conf: &Value, run: &dyn Fn(PluginCall) -> Plug
     let del = call("DEL", &pod, conf);
     drop(pod);
     ok(del);
-    assert_unshaped(node);
+    assert_unshaped_after_netns_gone(node);
     assert_eq!(node.records(), Vec::<String>::new());
 }
 

@@ -1,13 +1,25 @@
-//! netboot-cni in `flannel` mode, against a stand-in `flannel` executable
-//! that records how it was invoked (argv, environment, stdin) and answers
-//! with a canned result or error: the delegation protocol, byte for byte.
+//! netboot-cni in `flannel` mode.
+//!
+//! The `real_flannel_*` tests run the real upstream flannel CNI plugin
+//! (flannel-io/cni-plugin v1.9.1, `upstream::flannel_plugin`) delegating
+//! to the reference bridge + host-local: every CNI version, STATUS and GC,
+//! a failed ADD rolled back. The crash and truncation trials and
+//! `handover_flannel.rs` use the real plugin too.
+//!
+//! The other tests use a *recorder* in flannel's place, for logic checks
+//! the real plugin cannot serve: it records exactly how netboot-cni
+//! invoked it (argv, environment, stdin, byte for byte) and answers with a
+//! canned result or error (an arbitrary code such as 42, a failing
+//! STATUS, garbage), which the real plugin cannot be made to produce. It
+//! proves the delegation protocol only, never that flannel mode works.
 
 use std::fs;
 use std::path::Path;
 
+use netboot_tests::crash_support::{Mode, ModeNode};
 use netboot_tests::plugin_support::{
-    cid, err_code, err_text, merged, recorded_calls, recording_script, with_prev, CniPathDir,
-    PluginNode, RecordedCall, NET,
+    assert_result_shape, cid, err_code, err_text, merged, recorded_calls, recording_script,
+    with_prev, CniPathDir, PluginNode, RecordedCall, NET,
 };
 use netboot_tests::{require_root, Netns, PluginCall};
 use serde_json::{json, Value};
@@ -15,8 +27,8 @@ use tempfile::TempDir;
 
 const RESULT: &str = r#"{"cniVersion":"1.0.0","interfaces":[{"name":"cni0","mac":"0a:58:0a:02:01:01"},{"name":"eth0","mac":"0a:58:0a:02:01:05","sandbox":"/var/run/netns/x"}],"ips":[{"address":"10.2.1.5/24","gateway":"10.2.1.1","interface":1}],"routes":[{"dst":"10.2.0.0/16"}]}"#;
 
-/// A node with a CNI_PATH holding the recording `flannel` stand-in (and,
-/// when `with_bridge`, the reference bridge + host-local).
+/// A node with a CNI_PATH holding the recording `flannel` (and, when
+/// `with_bridge`, the reference bridge + host-local).
 struct Fixture {
     node: PluginNode,
     path: CniPathDir,
@@ -92,7 +104,7 @@ fn flannel_add_and_del_invocation_protocol() {
     let canned: Value = serde_json::from_str(RESULT).unwrap();
     assert_eq!(res, canned, "flannel's result must come back unchanged");
     assert!(
-        out.stderr().contains("stand-in stderr ADD"),
+        out.stderr().contains("recorder stderr ADD"),
         "delegate stderr must pass through: {}",
         out.output
     );
@@ -128,7 +140,7 @@ fn flannel_add_and_del_invocation_protocol() {
     let out = f.node.run(&f.call("DEL", &pod, &changed));
     out.expect_ok();
     assert!(
-        out.stderr().contains("stand-in stderr DEL"),
+        out.stderr().contains("recorder stderr DEL"),
         "{}",
         out.output
     );
@@ -180,18 +192,18 @@ fn flannel_error_passes_through_and_rolls_back() {
     let f = Fixture::new("flerr", false);
     fs::write(
         f.log_dir().join("fail-ADD"),
-        r#"{"cniVersion":"1.0.0","code":42,"msg":"flannel stand-in says no","details":"lease gone"}"#,
+        r#"{"cniVersion":"1.0.0","code":42,"msg":"flannel recorder says no","details":"lease gone"}"#,
     )
     .unwrap();
     let pod = f.node.pod("e");
     let out = f.node.run(&f.call("ADD", &pod, &f.conf("1.0.0")));
     assert_eq!(err_code(&out), 42, "{}", out.output);
     let err = out.expect_err();
-    assert_eq!(err["msg"], "flannel stand-in says no", "{err}");
+    assert_eq!(err["msg"], "flannel recorder says no", "{err}");
     assert!(err_text(&out).contains("lease gone"), "{err}");
     assert_eq!(err["cniVersion"], "1.0.0");
     assert!(
-        out.stderr().contains("stand-in stderr ADD"),
+        out.stderr().contains("recorder stderr ADD"),
         "{}",
         out.output
     );
@@ -239,7 +251,7 @@ fn flannel_mode_forwards_status_and_gc() {
     assert_eq!(gc_call.stdin["cni.dev/valid-attachments"], json!([]));
     assert_eq!(f.node.records(), Vec::<String>::new());
 
-    // The stand-in fails STATUS: netboot is not ready either.
+    // The recorder fails STATUS: netboot is not ready either.
     fs::write(
         f.log_dir().join("fail-STATUS"),
         r#"{"cniVersion":"1.1.0","code":50,"msg":"flannel not ready"}"#,
@@ -275,6 +287,114 @@ fn auto_mode_prefers_flannel_then_bridge() {
     assert_eq!(f.commands(), ["ADD", "DEL"]);
     f.node.run(&f.call("DEL", &pod, &conf)).expect_ok();
     f.node.assert_clean(&[&cid(&pod)]);
+}
+
+/// netboot-cni in flannel mode with the real flannel plugin on `node`'s
+/// CNI_PATH, at config version `v`.
+fn real_call(node: &ModeNode, cmd: &str, pod: &Netns, v: &str) -> PluginCall {
+    let conf = merged(&node.pn.conf(v), json!({"mode": "flannel"}));
+    PluginCall {
+        path: node.cni_path(),
+        ..node.pn.call(cmd, pod, &conf)
+    }
+}
+
+#[test]
+fn real_flannel_add_and_del_at_every_version() {
+    require_root();
+    let node = ModeNode::new("rfv", Mode::Flannel);
+    for v in ["0.3.1", "0.4.0", "1.0.0", "1.1.0"] {
+        let pod = node.pod("v");
+        let id = cid(&pod);
+        let res = node.run(&real_call(&node, "ADD", &pod, v)).expect_ok();
+        assert_result_shape(v, &res, &pod, &node.pn);
+        // flannel's scratch file, at the version flannel got: it speaks up
+        // to 1.0.0, so a 1.1.0 config was negotiated down.
+        let scratch: Value =
+            serde_json::from_slice(&fs::read(node.data_dir.join(&id)).unwrap()).unwrap();
+        let sent = if v == "1.1.0" { "1.0.0" } else { v };
+        assert_eq!(scratch["cniVersion"], sent, "{scratch}");
+        assert_eq!(scratch["type"], "bridge", "{scratch}");
+        assert_eq!(node.records(), vec![format!("{id}@eth0.json")]);
+        netboot_tests::assert_ping(&pod, &node.gateway());
+        node.run(&real_call(&node, "DEL", &pod, v)).expect_ok();
+        drop(pod);
+        node.assert_clean(&[&id]);
+    }
+}
+
+#[test]
+fn real_flannel_status_and_gc() {
+    require_root();
+    // flannel v1.9.1 (Debian's libcni 1.1.2) knows neither STATUS nor GC:
+    // netboot checks readiness itself and GCs flannel's attachments from
+    // its records and flannel's scratch files.
+    let node = ModeNode::new("rfst", Mode::Flannel);
+    let conf = merged(&node.pn.conf("1.1.0"), json!({"mode": "flannel"}));
+    let bare = |cmd: &str, c: &Value| PluginCall {
+        path: node.cni_path(),
+        ..node.pn.bare_call(cmd, c)
+    };
+    node.run(&bare("STATUS", &conf)).expect_ok();
+    let keep = node.pod("keep");
+    let gone = node.pod("gone");
+    node.run(&real_call(&node, "ADD", &keep, "1.1.0"))
+        .expect_ok();
+    node.run(&real_call(&node, "ADD", &gone, "1.1.0"))
+        .expect_ok();
+    let (keep_id, gone_id) = (cid(&keep), cid(&gone));
+    drop(gone);
+    let gc = merged(
+        &conf,
+        json!({"cni.dev/valid-attachments": [{"containerID": keep_id, "ifname": "eth0"}]}),
+    );
+    node.run(&bare("GC", &gc)).expect_ok();
+    assert_eq!(node.records(), vec![format!("{keep_id}@eth0.json")]);
+    assert_eq!(node.scratch_files(), vec![keep_id.clone()]);
+    assert_eq!(node.allocations().len(), 1);
+    assert!(!node.iptables_save().contains(&gone_id));
+    netboot_tests::assert_ping(&keep, &node.gateway());
+    // subnet.env gone: not ready (flannel's own STATUS would say yes).
+    fs::remove_file(&node.subnet_file).unwrap();
+    let out = node.run(&bare("STATUS", &conf));
+    assert_eq!(err_code(&out), 50, "{}", out.output);
+    node.node.write_subnet_env(&node.env);
+    node.run(&real_call(&node, "DEL", &keep, "1.1.0"))
+        .expect_ok();
+    node.assert_clean(&[&keep_id, &gone_id]);
+}
+
+#[test]
+fn real_flannel_failed_add_is_rolled_back() {
+    require_root();
+    let node = ModeNode::new("rferr", Mode::Flannel);
+    // 1. No subnet.env: flannel's own error comes back, nothing is left.
+    fs::remove_file(&node.subnet_file).unwrap();
+    let pod = node.pod("e");
+    let out = node.run(&real_call(&node, "ADD", &pod, "1.0.0"));
+    assert!(
+        err_text(&out).contains("subnet.env"),
+        "flannel's error must pass through: {}",
+        out.output
+    );
+    node.assert_clean(&[&cid(&pod)]);
+    node.node.write_subnet_env(&node.env);
+    // 2. The bridge fails after flannel wrote its scratch file (cni0 holds
+    //    another subnet's address): flannel leaves the file behind
+    //    (plugins#426); netboot's rollback DELs through flannel, which
+    //    replays and removes it.
+    node.exec(&["ip", "link", "add", "cni0", "type", "bridge"])
+        .expect_ok();
+    node.exec(&["ip", "addr", "add", "10.9.9.1/24", "dev", "cni0"])
+        .expect_ok();
+    let out = node.run(&real_call(&node, "ADD", &pod, "1.0.0"));
+    assert!(
+        err_text(&out).contains("already has an IP address different"),
+        "{}",
+        out.output
+    );
+    assert!(pod.link_names().iter().all(|l| l != "eth0"), "eth0 left");
+    node.assert_clean(&[&cid(&pod)]);
 }
 
 /// Stand-ins for `portmap` and `bandwidth` next to the `flannel` one, all

@@ -4,8 +4,8 @@
 //!
 //! Per round, three pods are attached and one file of each is damaged:
 //! its netboot record (`.netboot/<id>@eth0.json`), its host-local IP file,
-//! the store's `last_reserved_ip.0`, or (bridge and flannel mode) the
-//! flannel scratch file `<dataDir>/<id>`, each made zero-byte, cut to half
+//! the store's `last_reserved_ip.0`, or the flannel scratch file
+//! `<dataDir>/<id>` (native mode writes one too), each made zero-byte, cut to half
 //! its length, or overwritten with garbage (bytes no owner can contain);
 //! the kinds and damages are taken in turn, so every kind and every
 //! damage occurs within three rounds. Then:
@@ -56,17 +56,14 @@ enum Damage {
 
 const DAMAGES: [Damage; 3] = [Damage::Zero, Damage::Half, Damage::Garbage];
 
-fn kinds(mode: Mode) -> &'static [Kind] {
-    match mode {
-        Mode::Native => &[Kind::Record, Kind::IpFile, Kind::LastReserved],
-        _ => &[
-            Kind::Record,
-            Kind::IpFile,
-            Kind::LastReserved,
-            Kind::Scratch,
-        ],
-    }
-}
+/// Every mode keeps all four: native mode writes a scratch file too
+/// (netboot-cni's own config, for a hand-over to the upstream plugin).
+const KINDS: [Kind; 4] = [
+    Kind::Record,
+    Kind::IpFile,
+    Kind::LastReserved,
+    Kind::Scratch,
+];
 
 #[derive(Debug, Default)]
 struct Tally {
@@ -170,7 +167,7 @@ fn round_trip(
         }
     }
     let held: Vec<String> = live.iter().map(|l| l.ip.clone()).collect();
-    let ks = kinds(node.mode);
+    let ks = &KINDS;
     let mut damaged_kind = Vec::new();
     for (i, l) in live.iter().enumerate() {
         let slot = round as usize * live.len() + i;

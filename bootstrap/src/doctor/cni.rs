@@ -184,8 +184,15 @@ fn needed(list: &cni::NetConfList) -> Vec<String> {
         for e in extra {
             add(e);
         }
-        if ports && t == "netboot-cni" && p["mode"] == "bridge" {
-            add("portmap");
+        // netboot-cni chains portmap and bandwidth itself in the modes
+        // that delegate (auto falls back to native without them).
+        if t == "netboot-cni" && matches!(p["mode"].as_str(), Some("bridge" | "flannel")) {
+            if ports {
+                add("portmap");
+            }
+            if p["capabilities"]["bandwidth"] == true {
+                add("bandwidth");
+            }
         }
     }
     out
@@ -329,4 +336,52 @@ pub fn ipam(ctx: &Ctx, loaded: &Loaded) -> Finding {
 /// The attachment record at `path`, if there is a readable one.
 fn read_record(path: &Path) -> Option<Value> {
     serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::needed;
+
+    fn list(plugin: &str) -> cni::NetConfList {
+        let text = format!(r#"{{"cniVersion":"1.0.0","name":"cbr0","plugins":[{plugin}]}}"#);
+        cni::NetConfList::parse(text.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn delegating_modes_need_the_chained_plugins_they_declare() {
+        let caps = r#""capabilities":{"portMappings":true,"bandwidth":true}"#;
+        for (mode, want) in [
+            (
+                "bridge",
+                &[
+                    "netboot-cni",
+                    "bridge",
+                    "host-local",
+                    "portmap",
+                    "bandwidth",
+                ][..],
+            ),
+            (
+                "flannel",
+                &[
+                    "netboot-cni",
+                    "flannel",
+                    "bridge",
+                    "host-local",
+                    "portmap",
+                    "bandwidth",
+                ][..],
+            ),
+            // auto and native fall back to in-process port mapping and shaping.
+            ("native", &["netboot-cni"][..]),
+            ("auto", &["netboot-cni"][..]),
+        ] {
+            let l = list(&format!(
+                r#"{{"type":"netboot-cni","mode":"{mode}",{caps}}}"#
+            ));
+            assert_eq!(needed(&l), want, "{mode}");
+        }
+        let l = list(r#"{"type":"netboot-cni","mode":"bridge"}"#);
+        assert_eq!(needed(&l), ["netboot-cni", "bridge", "host-local"]);
+    }
 }

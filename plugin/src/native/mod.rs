@@ -9,7 +9,9 @@
 //! bridge and native mode mid-life.
 //!
 //! ADD, in order (each step undone by [`undo`] if a later one fails):
-//! 1. record the intent durably (what DEL needs: bridge, veth name, store);
+//! 1. record the intent durably (what DEL needs: bridge, veth name, store),
+//!    then flannel's scratch file naming netboot-cni (so the upstream
+//!    flannel plugin's DEL hands the attachment back, `add::add`);
 //! 2. allocate the IPs (host-local compatible store, flock'ed);
 //! 3. under the node lock: bridge up with the gateway address, stale
 //!    address reconciled; node masquerade rule set ensured once;
