@@ -3,32 +3,52 @@
 # import` and podrun's tests accept) from the node's static busybox, with no
 # registry. Usage: build-test-image.sh OUT.tar [REF]
 # REF defaults to docker.io/library/busybox:netboot.
+#
+# The pause variant, `build-test-image.sh --pause PAUSE_BIN OUT.tar REF`,
+# builds a sandbox image (what containerd's CRI `sandbox_image` names) whose
+# only file is the static PAUSE_BIN as /pause, its entrypoint.
 set -euo pipefail
 
+die() { printf 'build-test-image: %s\n' "$*" >&2; exit 1; }
+static() { # BIN: refuse a dynamically linked binary (the rootfs has no libc)
+  [[ -x $1 ]] || die "$1 not found"
+  if file -L "$1" 2>/dev/null | grep -q 'dynamically linked'; then
+    die "$1 is dynamically linked; the image needs a static binary"
+  fi
+}
+
+pause=
+if [[ ${1:-} == --pause ]]; then
+  pause=${2:?usage: $0 --pause PAUSE_BIN OUT.tar REF}
+  shift 2
+fi
 out=${1:?usage: $0 OUT.tar [REF]}
 ref=${2:-docker.io/library/busybox:netboot}
 busybox=${BUSYBOX:-/bin/busybox}
 
-die() { printf 'build-test-image: %s\n' "$*" >&2; exit 1; }
-[[ -x $busybox ]] || die "$busybox not found (install busybox-static)"
-if file -L "$busybox" 2>/dev/null | grep -q 'dynamically linked'; then
-  die "$busybox is dynamically linked; the image needs busybox-static"
-fi
-
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 rootfs=$work/rootfs
-mkdir -p "$rootfs"/{bin,etc,tmp,www,proc,sys,dev,root}
-chmod 1777 "$rootfs/tmp"
-cp "$busybox" "$rootfs/bin/busybox"
-for app in sh ash cat echo env hostname httpd wget nc sleep ls id ps mkdir \
-  touch rm pwd grep head tail true false dd kill printf sed awk sort seq stat \
-  test ifconfig ip nslookup ping mount umount df free top wc tr cut; do
-  ln -s busybox "$rootfs/bin/$app"
-done
-printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' >"$rootfs/etc/passwd"
-printf 'root:x:0:\nnogroup:x:65534:\n' >"$rootfs/etc/group"
-echo 'hello from busybox' >"$rootfs/www/index.html"
+if [[ -n $pause ]]; then
+  static "$pause"
+  mkdir -p "$rootfs"
+  cp "$pause" "$rootfs/pause"
+  image_config='"Entrypoint":["/pause"],"WorkingDir":"/"'
+else
+  static "$busybox"
+  image_config='"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"Cmd":["sh"],"WorkingDir":"/"'
+  mkdir -p "$rootfs"/{bin,etc,tmp,www,proc,sys,dev,root}
+  chmod 1777 "$rootfs/tmp"
+  cp "$busybox" "$rootfs/bin/busybox"
+  for app in sh ash cat echo env hostname httpd wget nc sleep ls id ps mkdir \
+    touch rm pwd grep head tail true false dd kill printf sed awk sort seq stat \
+    test ifconfig ip nslookup ping mount umount df free top wc tr cut; do
+    ln -s busybox "$rootfs/bin/$app"
+  done
+  printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' >"$rootfs/etc/passwd"
+  printf 'root:x:0:\nnogroup:x:65534:\n' >"$rootfs/etc/group"
+  echo 'hello from busybox' >"$rootfs/www/index.html"
+fi
 
 layout=$work/layout
 mkdir -p "$layout/blobs/sha256"
@@ -46,7 +66,7 @@ layer=$(blob "$work/layer.tar")
 layer_size=$(size "$work/layer.tar")
 
 cat >"$work/config.json" <<JSON
-{"architecture":"amd64","os":"linux","config":{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"Cmd":["sh"],"WorkingDir":"/"},"rootfs":{"type":"layers","diff_ids":["sha256:$layer"]},"history":[{"created_by":"netboot scripts/build-test-image.sh"}]}
+{"architecture":"amd64","os":"linux","config":{$image_config},"rootfs":{"type":"layers","diff_ids":["sha256:$layer"]},"history":[{"created_by":"netboot scripts/build-test-image.sh"}]}
 JSON
 config=$(blob "$work/config.json")
 config_size=$(size "$work/config.json")

@@ -575,39 +575,9 @@ impl PodNode {
         PodNode { pr, node, ctd }
     }
 
-    /// A LAN between this node and a new peer netns ("another machine"):
-    /// veth `lan0` on the node with `node_addrs` (CIDRs), `eth0` in the
-    /// peer with `peer_addr`. Both ends are in namespaces the test owns;
-    /// the peer netns is deleted when the returned guard drops.
+    /// A LAN between this node and a new peer netns: see [`add_lan`].
     pub fn add_lan(&self, node_addrs: &[&str], peer_addr: &str) -> Netns {
-        let peer = Netns::new("peer");
-        self.node
-            .exec(&[
-                "ip",
-                "link",
-                "add",
-                "lan0",
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "eth0",
-                "netns",
-                peer.name(),
-            ])
-            .expect_ok();
-        for a in node_addrs {
-            self.node
-                .exec(&["ip", "addr", "add", a, "dev", "lan0"])
-                .expect_ok();
-        }
-        self.node
-            .exec(&["ip", "link", "set", "lan0", "up"])
-            .expect_ok();
-        peer.exec(&["ip", "addr", "add", peer_addr, "dev", "eth0"])
-            .expect_ok();
-        peer.exec(&["ip", "link", "set", "eth0", "up"]).expect_ok();
-        peer
+        add_lan(&self.node, node_addrs, peer_addr)
     }
 
     pub fn state_dir(&self) -> PathBuf {
@@ -644,6 +614,37 @@ impl PodNode {
     pub fn assert_clean(&self) {
         self.pr.assert_clean(&self.ctd)
     }
+}
+
+/// A LAN between this node and a new peer netns ("another machine"):
+/// veth `lan0` on the node with `node_addrs` (CIDRs), `eth0` in the
+/// peer with `peer_addr`. Both ends are in namespaces the test owns;
+/// the peer netns is deleted when the returned guard drops.
+pub fn add_lan(node: &Node, node_addrs: &[&str], peer_addr: &str) -> Netns {
+    let peer = Netns::new("peer");
+    node.exec(&[
+        "ip",
+        "link",
+        "add",
+        "lan0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        peer.name(),
+    ])
+    .expect_ok();
+    for a in node_addrs {
+        node.exec(&["ip", "addr", "add", a, "dev", "lan0"])
+            .expect_ok();
+    }
+    node.exec(&["ip", "link", "set", "lan0", "up"]).expect_ok();
+    peer.exec(&["ip", "addr", "add", peer_addr, "dev", "eth0"])
+        .expect_ok();
+    peer.exec(&["ip", "link", "set", "eth0", "up"]).expect_ok();
+    peer
 }
 
 /// Named netns podrun made for the instance with hash `hash`: every

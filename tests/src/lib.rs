@@ -11,6 +11,7 @@ pub mod bandwidth_support;
 pub mod cluster;
 pub mod containerd;
 pub mod crash_support;
+pub mod cri;
 pub mod doctor_support;
 pub mod etcd;
 pub mod exec;
