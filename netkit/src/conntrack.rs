@@ -335,20 +335,7 @@ impl CtSocket {
             .sock
             .recv_from_full()
             .map_err(|e| Error::io(format!("{what}: netlink recv"), e))?;
-        let mut out = Vec::new();
-        let mut off = 0;
-        while off + 16 <= buf.len() {
-            let len =
-                u32::from_ne_bytes([buf[off], buf[off + 1], buf[off + 2], buf[off + 3]]) as usize;
-            if len < 16 || off + len > buf.len() {
-                return Err(Error::invalid(what, "truncated netlink message"));
-            }
-            let msg = NetlinkMessage::<NetfilterMessage>::deserialize(&buf[off..off + len])
-                .map_err(|e| Error::invalid(what, format!("decode conntrack message: {e}")))?;
-            out.push(msg);
-            off += (len + 3) & !3;
-        }
-        Ok(out)
+        crate::socket::decode_datagram(&buf, what)
     }
 
     fn error(&self, what: &str, flags: u16, code: i32, payload: &[u8]) -> Error {

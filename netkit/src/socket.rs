@@ -8,8 +8,8 @@
 //! `core_utils::open_netlink_sockets` relies on.
 
 use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_DUMP, NLM_F_DUMP_INTR,
-    NLM_F_REQUEST,
+    NetlinkDeserializable, NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_DUMP,
+    NLM_F_DUMP_INTR, NLM_F_REQUEST,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
@@ -304,12 +304,13 @@ struct Pending {
     result: Option<Result<()>>,
 }
 
-/// Every rtnetlink message in one datagram (replies or notifications),
-/// each 4-byte aligned as the kernel packs them.
-pub(crate) fn decode_datagram(
+/// Every netlink message in one datagram (replies or notifications), each
+/// 4-byte aligned as the kernel packs them: rtnetlink, nf_tables and
+/// ctnetlink sockets all read through this.
+pub(crate) fn decode_datagram<T: NetlinkDeserializable>(
     buf: &[u8],
     what: &str,
-) -> Result<Vec<NetlinkMessage<RouteNetlinkMessage>>> {
+) -> Result<Vec<NetlinkMessage<T>>> {
     let mut out = Vec::new();
     let mut off = 0;
     while off + 16 <= buf.len() {
@@ -317,7 +318,7 @@ pub(crate) fn decode_datagram(
         if len < 16 || off + len > buf.len() {
             return Err(Error::invalid(what, "truncated netlink message"));
         }
-        let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buf[off..off + len])
+        let msg = NetlinkMessage::<T>::deserialize(&buf[off..off + len])
             .map_err(|e| Error::invalid(what, format!("decode netlink message: {e}")))?;
         out.push(msg);
         off += (len + 3) & !3;

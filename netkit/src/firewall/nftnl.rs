@@ -533,20 +533,7 @@ impl NfSocket {
             .sock
             .recv_from_full()
             .map_err(|e| Error::io(format!("{what}: netlink recv"), e))?;
-        let mut out = Vec::new();
-        let mut off = 0;
-        while off + 16 <= buf.len() {
-            let len =
-                u32::from_ne_bytes([buf[off], buf[off + 1], buf[off + 2], buf[off + 3]]) as usize;
-            if len < 16 || off + len > buf.len() {
-                return Err(Error::invalid(what, "truncated netlink message"));
-            }
-            let msg = NetlinkMessage::<NfMsg>::deserialize(&buf[off..off + len])
-                .map_err(|e| Error::invalid(what, format!("decode netlink reply: {e}")))?;
-            out.push(msg);
-            off += (len + 3) & !3;
-        }
-        Ok(out)
+        crate::socket::decode_datagram(&buf, what)
     }
 
     /// Send `msgs` (message, extra flags, words for errors) as one nf_tables
