@@ -106,12 +106,7 @@ impl Containerd {
 
     /// `ctr` in containerd namespace `ns`.
     pub fn ctr_in(&self, ns: &str, args: &[&str]) -> CmdOutput {
-        let mut cmd = Command::new("ctr");
-        cmd.arg("--address")
-            .arg(self.socket())
-            .args(["-n", ns])
-            .args(args);
-        exec::run(cmd, None, Duration::from_secs(60))
+        ctr_at(&self.socket(), ns, args)
     }
 
     /// Imports the test image into namespace `ns` as well (`start` does
@@ -202,6 +197,14 @@ fn spawn(dir: &Path) -> Child {
         .stderr(log)
         .spawn()
         .expect("start containerd (install it with scripts/install-deps.sh)")
+}
+
+/// `ctr --address SOCKET -n NS ARGS`, for any test containerd (setup,
+/// cleanup and assertions only).
+pub fn ctr_at(socket: &Path, ns: &str, args: &[&str]) -> CmdOutput {
+    let mut cmd = Command::new("ctr");
+    cmd.arg("--address").arg(socket).args(["-n", ns]).args(args);
+    exec::run(cmd, None, Duration::from_secs(60))
 }
 
 /// The busybox OCI tarball, built once into the target dir (atomically,

@@ -145,12 +145,7 @@ impl CriContainerd {
 
     /// `ctr -n k8s.io ARGS` on this containerd (setup and cleanup only).
     pub fn ctr(&self, args: &[&str]) -> CmdOutput {
-        let mut cmd = std::process::Command::new("ctr");
-        cmd.arg("--address")
-            .arg(self.socket())
-            .args(["-n", K8S_NAMESPACE])
-            .args(args);
-        exec::run(cmd, None, Duration::from_secs(60))
+        crate::containerd::ctr_at(&self.socket(), K8S_NAMESPACE, args)
     }
 
     /// Imports an OCI archive into `k8s.io` (e.g. the busybox test image).
