@@ -320,22 +320,11 @@ impl CtSocket {
 
     fn flush(&mut self, what: &str) -> Result<()> {
         let buf = std::mem::take(&mut self.out);
-        let n = self
-            .sock
-            .send(&buf, 0)
-            .map_err(|e| Error::io(format!("{what}: netlink send"), e))?;
-        if n != buf.len() {
-            return Err(Error::invalid(what, "short netlink send"));
-        }
-        Ok(())
+        crate::socket::send_datagram(&self.sock, &buf, what)
     }
 
     fn recv(&self, what: &str) -> Result<Vec<NetlinkMessage<NetfilterMessage>>> {
-        let (buf, _) = self
-            .sock
-            .recv_from_full()
-            .map_err(|e| Error::io(format!("{what}: netlink recv"), e))?;
-        crate::socket::decode_datagram(&buf, what)
+        crate::socket::recv_datagram(&self.sock, what)
     }
 
     fn error(&self, what: &str, flags: u16, code: i32, payload: &[u8]) -> Error {

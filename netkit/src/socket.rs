@@ -127,23 +127,11 @@ impl Netlink {
     }
 
     fn send(&self, buf: &[u8], what: &str) -> Result<()> {
-        let n = self
-            .sock
-            .send(buf, 0)
-            .map_err(|e| Error::io(format!("{what}: netlink send"), e))?;
-        if n != buf.len() {
-            return Err(Error::invalid(what, "short netlink send"));
-        }
-        Ok(())
+        send_datagram(&self.sock, buf, what)
     }
 
-    /// Read one datagram and decode every netlink message in it.
     fn recv(&self, what: &str) -> Result<Vec<NetlinkMessage<RouteNetlinkMessage>>> {
-        let (buf, _) = self
-            .sock
-            .recv_from_full()
-            .map_err(|e| Error::io(format!("{what}: netlink recv"), e))?;
-        decode_datagram(&buf, what)
+        recv_datagram(&self.sock, what)
     }
 
     /// Send one request with NLM_F_ACK and wait for its ACK.
@@ -302,6 +290,30 @@ struct Pending {
     ctx: String,
     ignore_missing: bool,
     result: Option<Result<()>>,
+}
+
+/// Sends `buf` as one datagram (a short send is an error: the kernel
+/// takes a datagram whole or not at all). rtnetlink, nf_tables and
+/// ctnetlink sockets all send through this.
+pub(crate) fn send_datagram(sock: &Socket, buf: &[u8], what: &str) -> Result<()> {
+    let n = sock
+        .send(buf, 0)
+        .map_err(|e| Error::io(format!("{what}: netlink send"), e))?;
+    if n != buf.len() {
+        return Err(Error::invalid(what, "short netlink send"));
+    }
+    Ok(())
+}
+
+/// Reads one datagram and decodes every netlink message in it.
+pub(crate) fn recv_datagram<T: NetlinkDeserializable>(
+    sock: &Socket,
+    what: &str,
+) -> Result<Vec<NetlinkMessage<T>>> {
+    let (buf, _) = sock
+        .recv_from_full()
+        .map_err(|e| Error::io(format!("{what}: netlink recv"), e))?;
+    decode_datagram(&buf, what)
 }
 
 /// Every netlink message in one datagram (replies or notifications), each

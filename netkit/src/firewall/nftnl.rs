@@ -518,22 +518,11 @@ impl NfSocket {
                 let _ = setsockopt(&self.sock, sockopt::SndBuf, &want);
             }
         }
-        let n = self
-            .sock
-            .send(buf, 0)
-            .map_err(|e| Error::io(format!("{what}: netlink send"), e))?;
-        if n != buf.len() {
-            return Err(Error::invalid(what, "short netlink send"));
-        }
-        Ok(())
+        crate::socket::send_datagram(&self.sock, buf, what)
     }
 
     fn recv(&self, what: &str) -> Result<Vec<NetlinkMessage<NfMsg>>> {
-        let (buf, _) = self
-            .sock
-            .recv_from_full()
-            .map_err(|e| Error::io(format!("{what}: netlink recv"), e))?;
-        crate::socket::decode_datagram(&buf, what)
+        crate::socket::recv_datagram(&self.sock, what)
     }
 
     /// Send `msgs` (message, extra flags, words for errors) as one nf_tables
