@@ -35,7 +35,7 @@ use netlink_packet_netfilter::conntrack::{
 use netlink_packet_netfilter::{
     NetfilterHeader, NetfilterMessage, NetfilterMessageInner, NetfilterProtoFamily,
 };
-use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
+use netlink_sys::Socket;
 
 use crate::ack;
 use crate::error::{Error, Result};
@@ -289,13 +289,7 @@ struct CtSocket {
 impl CtSocket {
     fn open() -> Result<CtSocket> {
         OPENED.with(|c| c.set(c.get() + 1));
-        let ctx = "open conntrack netlink socket";
-        let mut sock = Socket::new(NETLINK_NETFILTER).map_err(|e| Error::io(ctx, e))?;
-        sock.bind_auto().map_err(|e| Error::io(ctx, e))?;
-        sock.connect(&SocketAddr::new(0, 0))
-            .map_err(|e| Error::io(ctx, e))?;
-        let _ = sock.set_cap_ack(true);
-        let _ = sock.set_ext_ack(true);
+        let sock = crate::socket::open_netfilter("open conntrack netlink socket")?;
         Ok(CtSocket {
             sock,
             seq: 0,

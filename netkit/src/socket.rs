@@ -292,6 +292,19 @@ struct Pending {
     result: Option<Result<()>>,
 }
 
+/// A netfilter netlink socket (nf_tables or ctnetlink) in the calling
+/// thread's network namespace, with capped ACKs and extended ACKs asked for.
+pub(crate) fn open_netfilter(ctx: &str) -> Result<Socket> {
+    let mut sock =
+        Socket::new(netlink_sys::protocols::NETLINK_NETFILTER).map_err(|e| Error::io(ctx, e))?;
+    sock.bind_auto().map_err(|e| Error::io(ctx, e))?;
+    sock.connect(&SocketAddr::new(0, 0))
+        .map_err(|e| Error::io(ctx, e))?;
+    let _ = sock.set_cap_ack(true);
+    let _ = sock.set_ext_ack(true);
+    Ok(sock)
+}
+
 /// Sends `buf` as one datagram (a short send is an error: the kernel
 /// takes a datagram whole or not at all). rtnetlink, nf_tables and
 /// ctnetlink sockets all send through this.

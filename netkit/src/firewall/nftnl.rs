@@ -49,7 +49,7 @@ use netlink_packet_core::{
     NetlinkDeserializable, NetlinkHeader, NetlinkMessage, NetlinkPayload, NetlinkSerializable,
     NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_ECHO, NLM_F_REQUEST,
 };
-use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
+use netlink_sys::Socket;
 
 use crate::ack;
 use crate::error::{Error, Result};
@@ -466,13 +466,7 @@ const DUMP_RETRIES: usize = 5;
 
 impl NfSocket {
     pub(crate) fn open() -> Result<NfSocket> {
-        let ctx = "open nf_tables netlink socket";
-        let mut sock = Socket::new(NETLINK_NETFILTER).map_err(|e| Error::io(ctx, e))?;
-        sock.bind_auto().map_err(|e| Error::io(ctx, e))?;
-        sock.connect(&SocketAddr::new(0, 0))
-            .map_err(|e| Error::io(ctx, e))?;
-        let _ = sock.set_cap_ack(true);
-        let _ = sock.set_ext_ack(true);
+        let sock = crate::socket::open_netfilter("open nf_tables netlink socket")?;
         Ok(NfSocket { sock, seq: 0 })
     }
 
