@@ -24,6 +24,8 @@
 //!
 //! `NETBOOT_CRASH_ROUNDS` is the number of trials per mode *and* phase
 //! (CI: 4, so 8 per mode; `scripts/campaign.sh`: 500, so 1000 per mode).
+//! If none of those kills landed mid-operation, up to 8 more rounds draw
+//! their delay from the first quarter of the spread until one does.
 //! `NETBOOT_CRASH_BANDWIDTH=1` adds bandwidth shaping (ifb, qdiscs) to
 //! every attachment. `NETBOOT_TEST_SEED` replays the random delays. Each test prints one
 //! tally line that `scripts/campaign.sh` parses:
@@ -127,9 +129,17 @@ fn trials(mode: Mode, phase: Phase) {
     let mut rng = Rng::from_env_or_clock();
     let mut t = Tally::default();
     let spread = (op_time.as_micros() as u64 * 5 / 4).max(1000);
-    for round in 0..rounds {
+    // When every random kill came too late (a fast operation on a quiet
+    // machine), extra rounds draw from the first quarter of the spread until
+    // one lands mid-operation, so each run proves recovery from a real kill.
+    let extra = if rounds >= 4 { 8 } else { 0 };
+    for round in 0..rounds + extra {
+        if round >= rounds && t.killed_mid_op > 0 {
+            break;
+        }
         let kill = Kill::ALL[round as usize % Kill::ALL.len()];
-        let delay = Duration::from_micros(rng.below(spread + 1));
+        let window = if round < rounds { spread } else { spread / 4 };
+        let delay = Duration::from_micros(rng.below(window + 1));
         t.max_delay = t.max_delay.max(delay);
         let by_del = round % 2 == 0;
         let plan = Plan {
