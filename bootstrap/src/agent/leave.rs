@@ -15,7 +15,7 @@ use anyhow::{anyhow, Context, Result};
 use ipnet::Ipv4Net;
 use netkit::{firewall, Netlink};
 
-use super::node::find_external;
+use super::iface::{find_external, Families};
 use super::store::Store;
 use super::{env, log, LeaveArgs, RULE_TAG};
 use crate::lease::{parse_subnet_key, RemoteLease};
@@ -37,8 +37,16 @@ pub fn leave_cmd(a: &LeaveArgs) -> Result<()> {
         .context("start the tokio runtime")?;
     let mut nl = Netlink::open()?;
     let subnet = env::previous_subnet(&a.subnet_file);
-    let ip = if a.iface.is_some() || a.public_ip.is_some() {
-        Some(find_external(&mut nl, a.iface.as_deref(), a.public_ip)?.ip)
+    let ip = if a.ext.any() {
+        find_external(
+            &mut nl,
+            &a.ext,
+            Families {
+                v4: true,
+                v6: false,
+            },
+        )?
+        .ip
     } else {
         None
     };

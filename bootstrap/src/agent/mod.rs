@@ -1,6 +1,7 @@
 //! `netboot agent` and `netboot leave`: a flanneld-compatible node agent
 //! (etcd subnet lease, vxlan backend, subnet.env) and its undo.
 //!
+//! - [`iface`]: choosing the public interface and addresses as flanneld does.
 //! - [`store`]: etcd with one-member-at-a-time failover.
 //! - [`node`]: the kernel side (flannel.<VNI>, ARP/FDB/routes, cni0).
 //! - [`run`]: lease acquisition, renewal, watch + resync loop.
@@ -10,6 +11,7 @@
 //! - [`wake`]: watch messages, device notifications, re-read backoff.
 
 mod env;
+pub mod iface;
 mod leave;
 pub mod lock;
 mod node;
@@ -17,7 +19,7 @@ mod run;
 mod store;
 mod wake;
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -73,14 +75,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 pub struct AgentArgs {
     #[command(flatten)]
     pub etcd: EtcdArgs,
-    /// Interface that reaches the other nodes (default: that of the
-    /// default route).
-    #[arg(long, value_name = "IFACE")]
-    pub iface: Option<String>,
-    /// Address other nodes reach this one at (default: the interface's
-    /// first IPv4 address).
-    #[arg(long, value_name = "IP")]
-    pub public_ip: Option<Ipv4Addr>,
+    #[command(flatten)]
+    pub ext: IfaceArgs,
     /// flannel's subnet file, read by the CNI plugin.
     #[arg(long, default_value = "/run/flannel/subnet.env", value_name = "FILE")]
     pub subnet_file: PathBuf,
@@ -111,12 +107,48 @@ pub struct LeaveArgs {
     /// flannel's subnet file; names this node's subnet. Removed afterwards.
     #[arg(long, default_value = "/run/flannel/subnet.env", value_name = "FILE")]
     pub subnet_file: PathBuf,
-    /// Interface that reaches the other nodes (to find leases by PublicIP).
-    #[arg(long, value_name = "IFACE")]
-    pub iface: Option<String>,
-    /// This node's public address (to find leases by PublicIP).
+    /// How the agent chose its interface (to find leases by PublicIP).
+    #[command(flatten)]
+    pub ext: IfaceArgs,
+}
+
+/// flanneld's interface options: which interface reaches the other nodes,
+/// and the addresses other nodes reach this one at.
+#[derive(Debug, Args, Clone, Default)]
+pub struct IfaceArgs {
+    /// Interface to use, by name or by one of its IP addresses; repeat it
+    /// to give candidates in order of preference (flanneld's -iface).
+    /// Default: the interface of the default route.
+    #[arg(long = "iface", value_name = "IFACE|IP")]
+    pub iface: Vec<String>,
+    /// Regular expression matched against interface names and then their
+    /// addresses, when no --iface matched; repeatable (flanneld's
+    /// -iface-regex).
+    #[arg(long = "iface-regex", value_name = "REGEX")]
+    pub iface_regex: Vec<String>,
+    /// Use the interface the kernel routes this address through
+    /// (flanneld's -iface-can-reach).
+    #[arg(long = "iface-can-reach", value_name = "IP")]
+    pub iface_can_reach: Option<IpAddr>,
+    /// IPv4 address other nodes reach this one at (default: the chosen
+    /// interface's first IPv4 address).
     #[arg(long, value_name = "IP")]
     pub public_ip: Option<Ipv4Addr>,
+    /// IPv6 address other nodes reach this one at (default: the chosen
+    /// interface's first global IPv6 address).
+    #[arg(long, value_name = "IPV6")]
+    pub public_ipv6: Option<Ipv6Addr>,
+}
+
+impl IfaceArgs {
+    /// Was any interface option given?
+    pub fn any(&self) -> bool {
+        !self.iface.is_empty()
+            || !self.iface_regex.is_empty()
+            || self.iface_can_reach.is_some()
+            || self.public_ip.is_some()
+            || self.public_ipv6.is_some()
+    }
 }
 
 #[cfg(test)]

@@ -10,96 +10,13 @@ use anyhow::{anyhow, bail, Context, Result};
 use ipnet::{IpNet, Ipv4Net};
 use netkit::{Batch, Family, Netlink, RouteSpec, VxlanParams};
 
+use super::iface::{v4_addrs, External};
 use super::log;
 use crate::lease::RemoteLease;
-
-/// The interface that reaches the other nodes (flannel's `-iface`).
-#[derive(Debug, Clone)]
-pub struct External {
-    pub index: u32,
-    pub name: String,
-    pub ip: Ipv4Addr,
-    pub mtu: u32,
-}
 
 /// flannel's vxlan overhead: 50 bytes (outer IPv4 + UDP + VXLAN + inner
 /// Ethernet).
 pub const VXLAN_OVERHEAD: u32 = 50;
-
-fn v4_addrs(nl: &mut Netlink, index: u32) -> Result<Vec<Ipv4Net>> {
-    Ok(nl
-        .addrs(Some(index))?
-        .into_iter()
-        .filter_map(|a| match a.addr {
-            IpNet::V4(n) if !n.addr().is_link_local() => Some(n),
-            _ => None,
-        })
-        .collect())
-}
-
-/// Find the public interface and address: `--iface` (its first IPv4
-/// address, or `--public-ip`), the interface holding `--public-ip`, or the
-/// interface of the default route, like flanneld's LookupExtIface.
-pub fn find_external(
-    nl: &mut Netlink,
-    iface: Option<&str>,
-    public_ip: Option<Ipv4Addr>,
-) -> Result<External> {
-    let links = nl.links()?;
-    let link = if let Some(name) = iface {
-        links
-            .iter()
-            .find(|l| l.name == name)
-            .ok_or_else(|| anyhow!("--iface {name}: no such interface in this network namespace"))?
-    } else if let Some(ip) = public_ip {
-        let mut found = None;
-        for l in &links {
-            if v4_addrs(nl, l.index)?.iter().any(|n| n.addr() == ip) {
-                found = Some(l);
-            }
-        }
-        found.ok_or_else(|| {
-            anyhow!("--public-ip {ip} is on no interface here; also give --iface IFACE")
-        })?
-    } else {
-        let oif = nl
-            .routes(Family::V4)?
-            .into_iter()
-            .find(|r| r.dst.prefix_len() == 0 && r.table == 254)
-            .and_then(|r| r.oif);
-        let mut candidates = Vec::new();
-        for l in links.iter().filter(|l| l.name != "lo") {
-            if !v4_addrs(nl, l.index)?.is_empty() && !l.name.starts_with("flannel.") {
-                candidates.push(l);
-            }
-        }
-        match oif {
-            Some(i) => links
-                .iter()
-                .find(|l| l.index == i)
-                .context("default route's interface")?,
-            None if candidates.len() == 1 => candidates[0],
-            None => bail!(
-                "no default route to pick the public interface from, and {} candidate \
-                 interfaces: give --iface IFACE",
-                candidates.len()
-            ),
-        }
-    };
-    let ip = match public_ip {
-        Some(ip) => ip,
-        None => v4_addrs(nl, link.index)?
-            .first()
-            .map(|n| n.addr())
-            .ok_or_else(|| anyhow!("{} has no IPv4 address: give --public-ip", link.name))?,
-    };
-    Ok(External {
-        index: link.index,
-        name: link.name.clone(),
-        ip,
-        mtu: link.mtu,
-    })
-}
 
 /// A locally administered unicast MAC from a random seed.
 pub fn random_mac(seed: u64) -> [u8; 6] {
@@ -177,9 +94,9 @@ impl Vtep {
             let v = show(info.vni.map(|v| v.to_string()));
             why.push(format!("VNI {v} instead of {}", self.vni));
         }
-        if info.local != Some(IpAddr::V4(self.ext.ip)) {
+        if info.local != Some(IpAddr::V4(self.ext.ip4())) {
             let l = show(info.local.map(|l| l.to_string()));
-            why.push(format!("local address {l} instead of {}", self.ext.ip));
+            why.push(format!("local address {l} instead of {}", self.ext.ip4()));
         }
         if info.port != Some(self.port) {
             let p = show(info.port.map(|p| p.to_string()));
@@ -233,7 +150,7 @@ impl Vtep {
                     self.nl.del_link(info.link.index)?;
                 }
                 let mut p = VxlanParams::new(self.name.clone(), self.vni);
-                p.local = Some(IpAddr::V4(self.ext.ip));
+                p.local = Some(IpAddr::V4(self.ext.ip4()));
                 p.dev = Some(self.ext.index);
                 p.port = Some(self.port);
                 p.mtu = Some(self.mtu());
@@ -249,7 +166,7 @@ impl Vtep {
                     self.name,
                     self.vni,
                     self.port,
-                    self.ext.ip,
+                    self.ext.ip4(),
                     self.ext.name,
                     self.mtu(),
                     netkit::fmt_mac(&self.mac)

@@ -17,7 +17,8 @@ use netkit::{firewall, Netlink};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::time::{interval, sleep, sleep_until, Instant, MissedTickBehavior};
 
-use super::node::{find_external, random_mac, reconcile_cni0, Vtep};
+use super::iface::{find_external, Families};
+use super::node::{random_mac, reconcile_cni0, Vtep};
 use super::store::{is_lease_not_found, Store};
 use super::wake::{next_device_event, next_message, watch_device, Backoff};
 use super::{env, log, AgentArgs, RULE_TAG};
@@ -119,10 +120,19 @@ async fn run(a: &AgentArgs) -> Result<()> {
         lock.path.display()
     ));
     let mut nl = Netlink::open()?;
-    let ext = find_external(&mut nl, a.iface.as_deref(), a.public_ip)?;
+    let ext = find_external(
+        &mut nl,
+        &a.ext,
+        Families {
+            v4: true,
+            v6: false,
+        },
+    )?;
     log(&format!(
         "public interface {} ({}, MTU {})",
-        ext.name, ext.ip, ext.mtu
+        ext.name,
+        ext.ip4(),
+        ext.mtu
     ));
     let cfg_key = a.etcd.key("config");
     let mut store = Store::new(&a.etcd.opts()?, cfg_key.clone())?;
@@ -141,7 +151,7 @@ async fn run(a: &AgentArgs) -> Result<()> {
                 break kvs.iter().find_map(|kv| {
                     RemoteLease::parse(&kv.key, &kv.value)
                         .ok()
-                        .filter(|l| l.public_ip == ext.ip)
+                        .filter(|l| l.public_ip == ext.ip4())
                         .and_then(|l| l.vtep_mac)
                 })
             }
@@ -202,7 +212,7 @@ impl Agent<'_> {
     }
 
     fn value(&self) -> String {
-        vxlan_lease_json(self.vtep.ext.ip, self.vtep.vni, self.vtep.mac)
+        vxlan_lease_json(self.vtep.ext.ip4(), self.vtep.vni, self.vtep.mac)
     }
 
     fn ttl_secs(&self) -> i64 {
@@ -254,7 +264,7 @@ impl Agent<'_> {
     /// the previous subnet if free, else a random free one. Retries on etcd
     /// errors forever; fails only when the range is exhausted.
     async fn acquire(&mut self) -> Result<()> {
-        let ip = self.vtep.ext.ip;
+        let ip = self.vtep.ext.ip4();
         let mut pause = Duration::from_millis(200);
         loop {
             match self.try_acquire().await {
@@ -276,7 +286,7 @@ impl Agent<'_> {
     }
 
     async fn try_acquire(&mut self) -> Result<bool> {
-        let ip = self.vtep.ext.ip;
+        let ip = self.vtep.ext.ip4();
         let (kvs, _) = self.store.list(&self.prefix).await?;
         let mut taken = Vec::new();
         for kv in &kvs {
@@ -419,7 +429,7 @@ impl Agent<'_> {
         if l.vtep_mac.is_none() {
             return Err("no VtepMAC".into());
         }
-        if l.public_ip == self.vtep.ext.ip {
+        if l.public_ip == self.vtep.ext.ip4() {
             return Err("it names this node's own address".into());
         }
         Ok(l)
