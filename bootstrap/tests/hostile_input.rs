@@ -16,12 +16,12 @@
 
 #[path = "../../tests/corpus/fuzzkit.rs"]
 mod fuzzkit;
-#[path = "../src/lease.rs"]
+#[path = "../src/lease/mod.rs"]
 mod lease;
 #[path = "../src/netconfig/mod.rs"]
 mod netconfig;
 
-use lease::RemoteLease;
+use lease::Lease;
 use netconfig::{same_config, NetConfig};
 
 const DEFAULT_CASES: u32 = 256;
@@ -56,10 +56,18 @@ fn check_lease(bytes: &[u8]) -> Result<bool, String> {
         .unwrap_or(bytes.len());
     let key = String::from_utf8_lossy(&bytes[..split]);
     let value = bytes.get(split + 1..).unwrap_or_default();
-    match RemoteLease::parse(&key, value) {
+    match Lease::parse(&key, value) {
         Ok(l) => {
-            if lease::parse_subnet_key(&lease::subnet_key_name(l.subnet)) != Some(l.subnet) {
-                return Err(format!("key {key:?} read as {}", l.subnet));
+            if lease::parse_key(&l.key.name()) != Some(l.key) {
+                return Err(format!("key {key:?} read as {}", l.key.show()));
+            }
+            let again = lease::Attrs::parse(l.attrs.to_json().as_bytes())
+                .map_err(|e| format!("own output of {key:?} does not parse: {e}"))?;
+            if again != l.attrs {
+                return Err(format!(
+                    "value round trip changed {:?} into {again:?}",
+                    l.attrs
+                ));
             }
             Ok(true)
         }
@@ -92,7 +100,10 @@ fn fuzz_lease() {
         DEFAULT_CASES,
         &[
             "\"PublicIP\":",
+            "\"PublicIPv6\":",
             "\"BackendData\":",
+            "\"BackendV6Data\":",
+            "&fd00::-64",
             "\"VtepMAC\":",
             "\"VNI\":",
             "-24",
@@ -110,10 +121,11 @@ fn lease_keys_with_host_bits_are_refused() {
         "10.2.1.0-04",
         "/coreos.com/network/subnets/10.2.1.1-16",
     ] {
-        assert_eq!(lease::parse_subnet_key(key), None, "{key}");
-        assert!(RemoteLease::parse(key, br#"{"PublicIP":"10.0.0.1"}"#).is_err());
+        assert_eq!(lease::parse_key(key), None, "{key}");
+        assert!(Lease::parse(key, br#"{"PublicIP":"10.0.0.1"}"#).is_err());
     }
-    assert!(lease::parse_subnet_key("10.2.1.0-24").is_some());
+    assert!(lease::parse_key("10.2.1.0-24").is_some());
+    assert!(lease::parse_key("10.2.1.0-24&fd00::1-64").is_none());
 }
 
 #[test]

@@ -7,16 +7,43 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use ipnet::Ipv4Net;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-/// The file's text: FLANNEL_NETWORK, FLANNEL_SUBNET (first usable IP of the
-/// subnet with its length, e.g. 10.2.3.1/24), FLANNEL_MTU, FLANNEL_IPMASQ.
-pub fn render(network: Ipv4Net, subnet: Ipv4Net, mtu: u32, ipmasq: bool) -> String {
-    let first = std::net::Ipv4Addr::from(u32::from(subnet.network()) + 1);
-    format!(
-        "FLANNEL_NETWORK={network}\nFLANNEL_SUBNET={first}/{}\nFLANNEL_MTU={mtu}\nFLANNEL_IPMASQ={ipmasq}\n",
-        subnet.prefix_len()
-    )
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+
+use crate::lease::SubnetKey;
+
+/// The file's text, as flanneld writes it: for each enabled family its
+/// network and the first usable IP of our subnet with the subnet's length
+/// (`FLANNEL_SUBNET=10.2.3.1/24`, `FLANNEL_IPV6_SUBNET=fd00:0:0:3::1/64`),
+/// then FLANNEL_MTU and FLANNEL_IPMASQ. Each family is (network, subnet).
+pub fn render(
+    v4: Option<(IpNet, IpNet)>,
+    v6: Option<(IpNet, IpNet)>,
+    mtu: u32,
+    ipmasq: bool,
+) -> String {
+    let first = |sn: IpNet| match sn.network() {
+        IpAddr::V4(a) => IpAddr::V4(Ipv4Addr::from(u32::from(a).wrapping_add(1))),
+        IpAddr::V6(a) => IpAddr::V6(Ipv6Addr::from(u128::from(a).wrapping_add(1))),
+    };
+    let mut s = String::new();
+    if let Some((net, sn)) = v4 {
+        s.push_str(&format!(
+            "FLANNEL_NETWORK={net}\nFLANNEL_SUBNET={}/{}\n",
+            first(sn),
+            sn.prefix_len()
+        ));
+    }
+    if let Some((net, sn)) = v6 {
+        s.push_str(&format!(
+            "FLANNEL_IPV6_NETWORK={net}\nFLANNEL_IPV6_SUBNET={}/{}\n",
+            first(sn),
+            sn.prefix_len()
+        ));
+    }
+    s.push_str(&format!("FLANNEL_MTU={mtu}\nFLANNEL_IPMASQ={ipmasq}\n"));
+    s
 }
 
 /// Replace `path` with `text` atomically.
@@ -44,14 +71,38 @@ pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
     res.with_context(|| format!("write {}", path.display()))
 }
 
-/// The subnet named by an existing file's FLANNEL_SUBNET (`10.2.3.1/24` →
-/// `10.2.3.0/24`).
-pub fn previous_subnet(path: &Path) -> Option<Ipv4Net> {
-    let text = std::fs::read_to_string(path).ok()?;
+/// The subnets named by an existing file's FLANNEL_SUBNET and
+/// FLANNEL_IPV6_SUBNET (`10.2.3.1/24` → `10.2.3.0/24`).
+pub fn previous_subnets(path: &Path) -> SubnetKey {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let find = |k: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(k))
+            .map(str::trim)
+            .map(str::to_string)
+    };
+    SubnetKey {
+        v4: find("FLANNEL_SUBNET=")
+            .and_then(|v| v.parse::<Ipv4Net>().ok())
+            .map(|n| n.trunc()),
+        v6: find("FLANNEL_IPV6_SUBNET=")
+            .and_then(|v| v.parse::<Ipv6Net>().ok())
+            .map(|n| n.trunc()),
+    }
+}
+
+/// The cluster networks named by an existing file's FLANNEL_NETWORK and
+/// FLANNEL_IPV6_NETWORK (comma lists).
+pub fn networks(path: &Path) -> Vec<IpNet> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
     text.lines()
-        .find_map(|l| l.strip_prefix("FLANNEL_SUBNET="))
-        .and_then(|v| v.trim().parse::<Ipv4Net>().ok())
-        .map(|n| n.trunc())
+        .filter_map(|l| {
+            l.strip_prefix("FLANNEL_NETWORK=")
+                .or_else(|| l.strip_prefix("FLANNEL_IPV6_NETWORK="))
+        })
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| n.trim().parse::<IpNet>().ok())
+        .collect()
 }
 
 #[cfg(test)]
@@ -60,9 +111,10 @@ mod tests {
 
     #[test]
     fn renders_and_reads_back() {
+        let net = |s: &str| s.parse::<IpNet>().unwrap();
         let text = render(
-            "10.2.0.0/16".parse().unwrap(),
-            "10.2.3.0/24".parse().unwrap(),
+            Some((net("10.2.0.0/16"), net("10.2.3.0/24"))),
+            None,
             1450,
             true,
         );
@@ -76,7 +128,36 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&p).unwrap(), text);
         let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o644);
-        assert_eq!(previous_subnet(&p), Some("10.2.3.0/24".parse().unwrap()));
+        let prev = previous_subnets(&p);
+        assert_eq!(prev.v4, Some("10.2.3.0/24".parse().unwrap()));
+        assert_eq!(prev.v6, None);
         assert_eq!(std::fs::read_dir(p.parent().unwrap()).unwrap().count(), 1);
+        let dual = render(
+            Some((net("10.2.0.0/16"), net("10.2.3.0/24"))),
+            Some((net("fd42:10::/56"), net("fd42:10:0:3::/64"))),
+            1430,
+            false,
+        );
+        assert_eq!(
+            dual,
+            "FLANNEL_NETWORK=10.2.0.0/16\nFLANNEL_SUBNET=10.2.3.1/24\n\
+             FLANNEL_IPV6_NETWORK=fd42:10::/56\nFLANNEL_IPV6_SUBNET=fd42:10:0:3::1/64\n\
+             FLANNEL_MTU=1430\nFLANNEL_IPMASQ=false\n"
+        );
+        write_atomic(&p, &dual).unwrap();
+        assert_eq!(
+            previous_subnets(&p).v6,
+            Some("fd42:10:0:3::/64".parse().unwrap())
+        );
+        let v6only = render(
+            None,
+            Some((net("fd42:10::/56"), net("fd42:10:0:3::/64"))),
+            1500,
+            true,
+        );
+        assert!(
+            v6only.starts_with("FLANNEL_IPV6_NETWORK=fd42:10::/56\n"),
+            "{v6only}"
+        );
     }
 }

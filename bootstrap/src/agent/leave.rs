@@ -4,22 +4,25 @@
 //! agent would simply acquire a lease again.
 //!
 //! Order: the etcd lease first (other nodes then drop their routes to us),
-//! then the local state: flannel.<VNI> (its routes, ARP and FDB entries go
-//! with it), the forward/masquerade rules, subnet.env. The local part runs
+//! then the local state: flannel.<VNI> and flannel-v6.<VNI> (their routes,
+//! neighbour and FDB entries go with them), the gateway routes host-gw or
+//! DirectRouting wrote, the forward/masquerade rules, subnet.env. The local part runs
 //! even when etcd cannot be reached, and the command then fails saying the
 //! lease stays until it expires.
 
-use std::net::Ipv4Addr;
-
 use anyhow::{anyhow, Context, Result};
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use netkit::{firewall, Netlink};
 
-use super::iface::{find_external, Families};
+use super::backend::remove_stale_devices;
+use super::backend::routes::Routes;
+use super::iface::{find_external, External, Families};
+use super::own::names_us;
+use super::run::usable;
 use super::store::Store;
+use super::sync::forward_tag;
 use super::{env, log, LeaveArgs, RULE_TAG};
-use crate::lease::{parse_subnet_key, RemoteLease};
-use crate::netconfig::{NetConfig, DEFAULT_VNI};
+use crate::lease::{parse_key, Lease, SubnetKey};
 
 pub fn leave_cmd(a: &LeaveArgs) -> Result<()> {
     let _ = super::WHO.set("netboot leave");
@@ -36,25 +39,14 @@ pub fn leave_cmd(a: &LeaveArgs) -> Result<()> {
         .build()
         .context("start the tokio runtime")?;
     let mut nl = Netlink::open()?;
-    let subnet = env::previous_subnet(&a.subnet_file);
-    let ip = if a.ext.any() {
-        find_external(
-            &mut nl,
-            &a.ext,
-            Families {
-                v4: true,
-                v6: false,
-            },
-        )?
-        .ip
-    } else {
-        None
-    };
-    let released = rt.block_on(release(a, subnet, ip));
-    let vni = released.as_ref().ok().and_then(|r| *r);
-    cleanup_local(&mut nl, a, vni)?;
+    let subnet = env::previous_subnets(&a.subnet_file);
+    // The networks: from subnet.env, replaced by the config when etcd
+    // answers.
+    let mut networks = env::networks(&a.subnet_file);
+    let released = rt.block_on(release(a, &mut nl, subnet, &mut networks));
+    cleanup_local(&mut nl, a, &networks)?;
     match released {
-        Ok(_) => {
+        Ok(()) => {
             log("left the network: lease released, local setup removed");
             Ok(())
         }
@@ -65,36 +57,56 @@ pub fn leave_cmd(a: &LeaveArgs) -> Result<()> {
     }
 }
 
-/// Delete (and revoke) every lease of this node: the subnet of subnet.env
-/// and any lease naming our public IP. Returns the config's VNI.
+/// This node's interface, when the interface options were given.
+fn external(nl: &mut Netlink, a: &LeaveArgs, networks: &[IpNet]) -> Result<Option<External>> {
+    if !a.ext.any() {
+        return Ok(None);
+    }
+    let fams = Families {
+        v4: networks.iter().any(|n| matches!(n, IpNet::V4(_))) || networks.is_empty(),
+        v6: networks.iter().any(|n| matches!(n, IpNet::V6(_))),
+    };
+    find_external(nl, &a.ext, fams).map(Some)
+}
+
+/// Delete (and revoke) every lease of this node: the subnets of
+/// subnet.env and any lease naming our public address.
 async fn release(
     a: &LeaveArgs,
-    subnet: Option<Ipv4Net>,
-    ip: Option<Ipv4Addr>,
-) -> Result<Option<u32>> {
+    nl: &mut Netlink,
+    subnet: SubnetKey,
+    networks: &mut Vec<IpNet>,
+) -> Result<()> {
     let cfg_key = a.etcd.key("config");
     let opts = a.etcd.opts()?;
     let mut store = Store::new(&opts, cfg_key.clone())?;
     store.connect_within(opts.timeout).await?;
-    let vni = store
-        .get(&cfg_key)
-        .await?
-        .and_then(|kv| NetConfig::parse(&kv.value).ok())
-        .and_then(|c| c.check().ok())
-        .map(|e| e.vni.unwrap_or(DEFAULT_VNI));
-    if subnet.is_none() && ip.is_none() {
+    if let Some(net) = store.get(&cfg_key).await?.and_then(|kv| usable(&kv).ok()) {
+        *networks = [net.v4, net.v6]
+            .iter()
+            .flatten()
+            .map(|r| r.network)
+            .collect();
+    }
+    let ext = external(nl, a, networks)?;
+    let known = subnet.v4.is_some() || subnet.v6.is_some();
+    if !known && ext.is_none() {
         return Err(anyhow!(
-            "{} is missing and neither --iface nor --public-ip was given: cannot tell \
-             which lease is this node's",
+            "{} is missing and no interface option (--iface, --public-ip, ...) was given: \
+             cannot tell which lease is this node's",
             a.subnet_file.display()
         ));
     }
     let (kvs, _) = store.list(&a.etcd.key("subnets/")).await?;
     let mut n = 0;
     for kv in kvs {
-        let by_subnet = subnet.is_some() && parse_subnet_key(&kv.key) == subnet;
-        let by_ip = ip.is_some()
-            && RemoteLease::parse(&kv.key, &kv.value).is_ok_and(|l| Some(l.public_ip) == ip);
+        let by_subnet = known
+            && parse_key(&kv.key).is_some_and(|k| {
+                (k.v4.is_some() && k.v4 == subnet.v4) || (k.v6.is_some() && k.v6 == subnet.v6)
+            });
+        let by_ip = ext
+            .as_ref()
+            .is_some_and(|e| Lease::parse(&kv.key, &kv.value).is_ok_and(|l| names_us(&l.attrs, e)));
         if !(by_subnet || by_ip) {
             continue;
         }
@@ -108,25 +120,45 @@ async fn release(
     if n == 0 {
         log("no lease of this node found in etcd (already released or expired)");
     }
-    Ok(Some(vni.unwrap_or(DEFAULT_VNI)))
+    Ok(())
 }
 
-fn cleanup_local(nl: &mut Netlink, a: &LeaveArgs, vni: Option<u32>) -> Result<()> {
-    for l in nl.links()? {
-        let ours = match vni {
-            Some(v) => l.name == format!("flannel.{v}"),
-            None => l.name.starts_with("flannel."),
-        };
-        if ours && l.kind.as_deref() == Some("vxlan") {
-            nl.del_link(l.index)?;
-            log(&format!(
-                "deleted {} with its routes, ARP and FDB entries",
-                l.name
-            ));
+fn cleanup_local(nl: &mut Netlink, a: &LeaveArgs, networks: &[IpNet]) -> Result<()> {
+    remove_stale_devices(nl, &[], "leaving the network")?;
+    // Gateway routes into the cluster network on the interface: host-gw's,
+    // or DirectRouting's.
+    let ext = match external(nl, a, networks) {
+        Ok(Some(e)) => Some(e),
+        _ => find_external(
+            nl,
+            &Default::default(),
+            Families {
+                v4: true,
+                v6: false,
+            },
+        )
+        .or_else(|_| {
+            find_external(
+                nl,
+                &Default::default(),
+                Families {
+                    v4: false,
+                    v6: true,
+                },
+            )
+        })
+        .ok(),
+    };
+    if let Some(ext) = ext {
+        for net in networks {
+            let mut r = Routes::new(matches!(net, IpNet::V6(_)), ext.index, &ext.name, *net)?;
+            r.reconcile()?;
         }
     }
     firewall::remove_node_masquerade(RULE_TAG)?;
-    firewall::remove_forward_accept(RULE_TAG)?;
+    for v6 in [false, true] {
+        firewall::remove_forward_accept(&forward_tag(v6))?;
+    }
     firewall::remove_iptables_forward_accept()?;
     match std::fs::remove_file(&a.subnet_file) {
         Ok(()) => log(&format!("removed {}", a.subnet_file.display())),

@@ -1,22 +1,28 @@
 //! `netboot agent` and `netboot leave`: a flanneld-compatible node agent
-//! (etcd subnet lease, vxlan backend, subnet.env) and its undo.
+//! (etcd subnet lease, vxlan or host-gw backend, IPv4 and/or IPv6,
+//! subnet.env) and its undo.
 //!
 //! - [`iface`]: choosing the public interface and addresses as flanneld does.
 //! - [`store`]: etcd with one-member-at-a-time failover.
-//! - [`node`]: the kernel side (flannel.<VNI>, ARP/FDB/routes, cni0).
-//! - [`run`]: lease acquisition, renewal, watch + resync loop.
+//! - [`backend`]: the kernel side per family (vxlan devices or host-gw
+//!   routes, DirectRouting, cni0).
+//! - [`run`]: start-up and the watch + resync loop.
+//! - [`own`]: this node's lease: acquisition, reservations, renewal.
+//! - [`sync`]: the node's setup and every other lease programmed.
 //! - [`env`]: flannel's subnet.env, written atomically.
 //! - [`leave`]: release the lease and remove what the agent set up.
 //! - [`lock`]: one agent per network namespace.
 //! - [`wake`]: watch messages, device notifications, re-read backoff.
 
+mod backend;
 mod env;
 pub mod iface;
 mod leave;
 pub mod lock;
-mod node;
+mod own;
 mod run;
 mod store;
+mod sync;
 mod wake;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

@@ -85,13 +85,21 @@ pub async fn next_message(
     }
 }
 
-/// Notifications about the device `name` (flannel.<VNI>, ifindex `index`,
-/// which changes when it is recreated): the link deleted or changed, an
+/// Notifications about the devices `devs` (flannel.<VNI>, flannel-v6.<VNI>;
+/// each ifindex changes when it is recreated): the link deleted or changed, an
 /// address, route, ARP or FDB entry on it removed. They come from a thread
 /// blocked on a netlink socket subscribed to those groups (flannel's vxlan
 /// backend subscribes to links). Bursts are coalesced into one wake-up.
 /// `None` when the socket cannot be opened: the periodic check remains.
-pub fn watch_device(name: &str, index: Arc<AtomicU32>) -> Option<mpsc::Receiver<()>> {
+pub fn watch_devices(devs: Vec<(String, Arc<AtomicU32>)>) -> Option<mpsc::Receiver<()>> {
+    if devs.is_empty() {
+        return None;
+    }
+    let name = devs
+        .iter()
+        .map(|d| d.0.clone())
+        .collect::<Vec<_>>()
+        .join(" and ");
     let mut mon = match LinkMonitor::open() {
         Ok(m) => m,
         Err(e) => {
@@ -103,15 +111,15 @@ pub fn watch_device(name: &str, index: Arc<AtomicU32>) -> Option<mpsc::Receiver<
         }
     };
     let (tx, rx) = mpsc::channel(1);
-    let name = name.to_string();
     let spawned = std::thread::Builder::new()
         .name("link-monitor".into())
         .spawn(move || loop {
             match mon.wait() {
                 Ok(evs)
-                    if evs
-                        .iter()
-                        .any(|e| e.concerns(&name, index.load(Ordering::Relaxed))) =>
+                    if evs.iter().any(|e| {
+                        devs.iter()
+                            .any(|(n, i)| e.concerns(n, i.load(Ordering::Relaxed)))
+                    }) =>
                 {
                     if let Err(mpsc::error::TrySendError::Closed(())) = tx.try_send(()) {
                         return;

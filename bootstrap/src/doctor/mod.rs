@@ -108,16 +108,16 @@ pub struct Lease {
 
 impl Lease {
     fn from_kv(kv: &crate::etcd::Kv) -> Option<Lease> {
-        let subnet = crate::lease::parse_subnet_key(&kv.key)?;
-        let parsed = crate::lease::RemoteLease::parse(&kv.key, &kv.value).ok();
+        let subnet = crate::lease::parse_key(&kv.key)?.v4?;
+        let parsed = crate::lease::Lease::parse(&kv.key, &kv.value).ok();
         Some(Lease {
             key: kv.key.clone(),
             subnet,
-            public_ip: parsed.as_ref().map(|p| p.public_ip.to_string()),
+            public_ip: parsed.as_ref().map(|p| p.attrs.public_ip.to_string()),
             vtep_mac: parsed
                 .as_ref()
-                .and_then(|p| p.vtep_mac)
-                .map(|m| netkit::fmt_mac(&m)),
+                .and_then(|p| p.attrs.data)
+                .map(|d| netkit::fmt_mac(&d.vtep_mac)),
             lease_id: kv.lease,
             ttl: None,
         })

@@ -4,7 +4,10 @@
 //! flannel's canonical spelling, validation and defaults as flannel's
 //! `CheckNetworkConfig` computes them, and semantic comparison.
 
+mod backend;
 mod validate;
+
+pub use backend::{parse_vxlan, VxlanOptions};
 
 pub use validate::{diff_fields, DEFAULT_VNI};
 

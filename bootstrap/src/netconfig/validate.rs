@@ -306,6 +306,11 @@ impl NetConfig {
                 .map(|p| if p == 0 { VXLAN_DEFAULT_PORT } else { p });
         }
         let mut other = b.other.clone();
+        if b.kind == "vxlan" {
+            if let Err(e) = super::parse_vxlan(&other) {
+                errs.extend(e);
+            }
+        }
         other.sort_by(|x, y| x.0.cmp(&y.0));
         (b.kind.clone(), vni, port, other)
     }

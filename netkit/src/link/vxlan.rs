@@ -91,6 +91,8 @@ pub struct VxlanInfo {
     pub dev: Option<u32>,
     pub port: Option<u16>,
     pub learning: Option<bool>,
+    /// Group Based Policy extension on.
+    pub gbp: bool,
 }
 
 impl Netlink {
@@ -123,6 +125,7 @@ impl Netlink {
             dev: None,
             port: None,
             learning: None,
+            gbp: false,
         };
         let opts = m.attributes.iter().find_map(|a| match a {
             LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|i| match i {
@@ -139,6 +142,7 @@ impl Netlink {
                 InfoVxlan::Link(l) => info.dev = Some(*l),
                 InfoVxlan::Port(p) => info.port = Some(*p),
                 InfoVxlan::Learning(l) => info.learning = Some(*l),
+                InfoVxlan::Gbp => info.gbp = true,
                 _ => {}
             }
         }

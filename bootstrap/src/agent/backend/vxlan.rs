@@ -1,22 +1,26 @@
-//! The agent's kernel side, in its own network namespace: the public
-//! interface, the vxlan device `flannel.<VNI>` (flannel
-//! `pkg/backend/vxlan/device.go`), and per remote lease the ARP entry, FDB
-//! entry and onlink route (`vxlan_network.go` handleSubnetEvents).
+//! One vxlan device of the agent, in its own network namespace:
+//! `flannel.<VNI>` (IPv4 underlay) or `flannel-v6.<VNI>` (IPv6), as flannel
+//! `pkg/backend/vxlan/device.go` makes them, and per remote lease the
+//! neighbour entry, FDB entry and onlink route (`vxlan_network.go`
+//! handleSubnetEvents). Also [`reconcile_cni0`].
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use ipnet::{IpNet, Ipv4Net};
 use netkit::{Batch, Family, Netlink, RouteSpec, VxlanParams};
 
-use super::iface::{v4_addrs, External};
-use super::log;
-use crate::lease::RemoteLease;
+use super::super::iface::v4_addrs;
+use super::super::log;
 
 /// flannel's vxlan overhead: 50 bytes (outer IPv4 + UDP + VXLAN + inner
-/// Ethernet).
+/// Ethernet), subtracted from the outgoing MTU for both devices as
+/// flanneld does.
 pub const VXLAN_OVERHEAD: u32 = 50;
+/// The extra 20 bytes of an IPv6 outer header: `flannel-v6.<VNI>` gets
+/// 70 bytes less than the outgoing MTU, or the kernel refuses the MTU.
+pub const VXLAN6_EXTRA: u32 = 20;
 
 /// A locally administered unicast MAC from a random seed.
 pub fn random_mac(seed: u64) -> [u8; 6] {
@@ -24,59 +28,89 @@ pub fn random_mac(seed: u64) -> [u8; 6] {
     [(b[0] & 0xfe) | 0x02, b[1], b[2], b[3], b[4], b[5]]
 }
 
+/// The device name flanneld uses for a family and VNI.
+pub fn device_name(v6: bool, vni: u32) -> String {
+    if v6 {
+        format!("flannel-v6.{vni}")
+    } else {
+        format!("flannel.{vni}")
+    }
+}
+
 /// What the agent keeps programmed for one remote lease.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Remote {
-    pub public_ip: Ipv4Addr,
+    pub public_ip: IpAddr,
     pub mac: [u8; 6],
+}
+
+/// How to build the device (the vxlan options and the underlay).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceSpec {
+    pub v6: bool,
+    pub vni: u32,
+    pub port: u16,
+    pub gbp: bool,
+    pub learning: bool,
+    /// The outgoing MTU (Backend MTU, else the interface's).
+    pub out_mtu: u32,
+    pub local: IpAddr,
+    pub ext_index: u32,
+    pub ext_name: String,
 }
 
 /// The vxlan device and the remote leases programmed on it.
 pub struct Vtep {
     pub nl: Netlink,
     pub name: String,
-    pub vni: u32,
-    pub port: u16,
-    pub ext: External,
+    pub spec: DeviceSpec,
     pub index: u32,
     pub mac: [u8; 6],
-    pub remotes: BTreeMap<Ipv4Net, Remote>,
+    pub remotes: BTreeMap<IpNet, Remote>,
 }
 
 impl Vtep {
-    pub fn new(nl: Netlink, vni: u32, port: u16, ext: External, mac: [u8; 6]) -> Vtep {
-        Vtep {
-            nl,
-            name: format!("flannel.{vni}"),
-            vni,
-            port,
-            ext,
+    pub fn new(spec: DeviceSpec, mac: [u8; 6]) -> Result<Vtep> {
+        Ok(Vtep {
+            nl: Netlink::open()?,
+            name: device_name(spec.v6, spec.vni),
+            spec,
             index: 0,
             mac,
             remotes: BTreeMap::new(),
+        })
+    }
+
+    pub fn mtu(&self) -> u32 {
+        let extra = if self.spec.v6 { VXLAN6_EXTRA } else { 0 };
+        self.spec.out_mtu.saturating_sub(VXLAN_OVERHEAD + extra)
+    }
+
+    fn family(&self) -> Family {
+        if self.spec.v6 {
+            Family::V6
+        } else {
+            Family::V4
         }
     }
 
-    fn mtu(&self) -> u32 {
-        self.ext.mtu.saturating_sub(VXLAN_OVERHEAD)
+    /// The device's own address: the subnet's network address, /32 or /128.
+    fn own_addr(&self, subnet: IpNet) -> IpNet {
+        IpNet::new(subnet.network(), subnet.max_prefix_len()).expect("host prefix")
     }
 
-    /// Remove `flannel.<N>` vxlan devices of other VNIs: left by an old
-    /// config (the seed notes' "a reboot fixed it").
-    pub fn remove_other_vnis(&mut self) -> Result<()> {
-        for l in self.nl.links()? {
-            if l.name.starts_with("flannel.")
-                && l.name != self.name
-                && l.kind.as_deref() == Some("vxlan")
-            {
-                log(&format!(
-                    "removing {} left from an old config (the network now uses VNI {})",
-                    l.name, self.vni
-                ));
-                self.nl.del_link(l.index)?;
-            }
-        }
-        Ok(())
+    fn addrs(&mut self) -> Result<Vec<IpNet>> {
+        let v6 = self.spec.v6;
+        Ok(self
+            .nl
+            .addrs(Some(self.index))?
+            .into_iter()
+            .map(|a| a.addr)
+            .filter(|n| match n {
+                IpNet::V4(_) => !v6,
+                IpNet::V6(x) => v6 && (x.addr().segments()[0] & 0xffc0) != 0xfe80,
+            })
+            .collect())
     }
 
     /// Why an existing device differs from what we want; empty = usable.
@@ -90,23 +124,30 @@ impl Vtep {
             return why;
         }
         let show = |v: Option<String>| v.unwrap_or_else(|| "none".into());
-        if info.vni != Some(self.vni) {
+        if info.vni != Some(self.spec.vni) {
             let v = show(info.vni.map(|v| v.to_string()));
-            why.push(format!("VNI {v} instead of {}", self.vni));
+            why.push(format!("VNI {v} instead of {}", self.spec.vni));
         }
-        if info.local != Some(IpAddr::V4(self.ext.ip4())) {
+        let sp = &self.spec;
+        if info.local != Some(sp.local) {
             let l = show(info.local.map(|l| l.to_string()));
-            why.push(format!("local address {l} instead of {}", self.ext.ip4()));
+            why.push(format!("local address {l} instead of {}", sp.local));
         }
-        if info.port != Some(self.port) {
+        if info.port != Some(sp.port) {
             let p = show(info.port.map(|p| p.to_string()));
-            why.push(format!("port {p} instead of {}", self.port));
+            why.push(format!("port {p} instead of {}", sp.port));
         }
-        if let Some(d) = info.dev.filter(|d| *d != self.ext.index) {
-            why.push(format!("on interface #{d} instead of {}", self.ext.name));
+        if let Some(d) = info.dev.filter(|d| *d != sp.ext_index) {
+            why.push(format!("on interface #{d} instead of {}", sp.ext_name));
         }
-        if info.learning == Some(true) {
-            why.push("learning on".into());
+        if info.learning.unwrap_or(true) != sp.learning {
+            why.push(format!(
+                "learning {}",
+                if sp.learning { "off" } else { "on" }
+            ));
+        }
+        if info.gbp != sp.gbp {
+            why.push(format!("GBP {}", if sp.gbp { "off" } else { "on" }));
         }
         why
     }
@@ -125,12 +166,11 @@ impl Vtep {
                 self.index = info.link.index;
                 if info.link.mtu != self.mtu() {
                     log(&format!(
-                        "{}: MTU {} -> {} ({} MTU {} minus {VXLAN_OVERHEAD})",
+                        "{}: MTU {} -> {} (outgoing MTU {} minus the vxlan overhead)",
                         self.name,
                         info.link.mtu,
                         self.mtu(),
-                        self.ext.name,
-                        self.ext.mtu
+                        self.spec.out_mtu
                     ));
                     self.nl.set_mtu(self.index, self.mtu())?;
                 }
@@ -149,10 +189,13 @@ impl Vtep {
                     }
                     self.nl.del_link(info.link.index)?;
                 }
-                let mut p = VxlanParams::new(self.name.clone(), self.vni);
-                p.local = Some(IpAddr::V4(self.ext.ip4()));
-                p.dev = Some(self.ext.index);
-                p.port = Some(self.port);
+                let sp = &self.spec;
+                let mut p = VxlanParams::new(self.name.clone(), sp.vni);
+                p.local = Some(sp.local);
+                p.dev = Some(sp.ext_index);
+                p.port = Some(sp.port);
+                p.learning = sp.learning;
+                p.gbp = sp.gbp;
                 p.mtu = Some(self.mtu());
                 p.mac = Some(self.mac);
                 self.nl.add_vxlan(&p)?;
@@ -161,16 +204,26 @@ impl Vtep {
                     .link_by_name(&self.name)?
                     .ok_or_else(|| anyhow!("{} vanished right after creation", self.name))?;
                 self.index = link.index;
+                let sp = &self.spec;
                 log(&format!(
-                    "created {} (VNI {}, port {}, local {}, dev {}, MTU {}, MAC {})",
+                    "created {} (VNI {}, port {}, local {}, dev {}, MTU {}, MAC {}{}{})",
                     self.name,
-                    self.vni,
-                    self.port,
-                    self.ext.ip4(),
-                    self.ext.name,
+                    sp.vni,
+                    sp.port,
+                    sp.local,
+                    sp.ext_name,
                     self.mtu(),
-                    netkit::fmt_mac(&self.mac)
+                    netkit::fmt_mac(&self.mac),
+                    if sp.gbp { ", GBP" } else { "" },
+                    if sp.learning { ", learning" } else { "" },
                 ));
+                if sp.v6 {
+                    // As flanneld: no router advertisements on the tunnel.
+                    let key = format!("net/ipv6/conf/{}/accept_ra", self.name);
+                    if let Err(e) = netkit::sysctl::set_in(&netkit::Netns::current()?, &key, "0") {
+                        log(&format!("warning: cannot set {key} to 0: {e}"));
+                    }
+                }
                 created = true;
             }
         }
@@ -192,22 +245,22 @@ impl Vtep {
     /// (`fib_inetaddr_event` → `fib_disable_ip` → `arp_ifdown`,
     /// net/ipv4/fib_frontend.c), which would silently cut this node off from
     /// every other node after a subnet change.
-    pub fn ensure_addr(&mut self, subnet: Ipv4Net) -> Result<()> {
-        let want = Ipv4Net::new(subnet.network(), 32).expect("/32");
-        let have = v4_addrs(&mut self.nl, self.index)?;
+    pub fn ensure_addr(&mut self, subnet: IpNet) -> Result<()> {
+        let want = self.own_addr(subnet);
+        let have = self.addrs()?;
         if !have.contains(&want) {
-            self.nl.add_addr(self.index, IpNet::V4(want))?;
+            self.nl.add_addr(self.index, want)?;
         }
         for a in have.iter().filter(|a| **a != want) {
             log(&format!("{}: removing old address {a}", self.name));
-            self.nl.del_addr(self.index, IpNet::V4(*a))?;
+            self.nl.del_addr(self.index, *a)?;
         }
         Ok(())
     }
 
-    fn route(&self, subnet: Ipv4Net) -> RouteSpec {
-        let mut r = RouteSpec::to(IpNet::V4(subnet));
-        r.gw = Some(IpAddr::V4(subnet.network()));
+    fn route(&self, subnet: IpNet) -> RouteSpec {
+        let mut r = RouteSpec::to(subnet);
+        r.gw = Some(subnet.network());
         r.oif = Some(self.index);
         r.onlink = true;
         r
@@ -217,31 +270,24 @@ impl Vtep {
     /// -> PublicIP, route subnet via .0 onlink. Returns false when the
     /// lease is programmed as it is already (kernel drift is for
     /// [`Vtep::reconcile`]).
-    pub fn program(&mut self, l: &RemoteLease) -> Result<bool> {
-        let Some(mac) = l.vtep_mac else {
-            bail!("lease {} has no VtepMAC", l.subnet);
-        };
-        let want = Remote {
-            public_ip: l.public_ip,
-            mac,
-        };
-        let old = self.remotes.get(&l.subnet).cloned();
+    pub fn program(&mut self, subnet: IpNet, want: Remote) -> Result<bool> {
+        let old = self.remotes.get(&subnet).cloned();
         if old.as_ref() == Some(&want) {
             return Ok(false);
         }
         let mut b = Batch::new();
-        if let Some(o) = old.filter(|o| o.mac != mac) {
-            self.release_fdb(&mut b, l.subnet, &o);
+        if let Some(o) = old.filter(|o| o.mac != want.mac) {
+            self.release_fdb(&mut b, subnet, &o);
         }
-        self.add_entries(&mut b, l.subnet, &want)?;
+        self.add_entries(&mut b, subnet, &want)?;
         netkit::first_error(self.nl.apply(b))
-            .with_context(|| format!("program the route to {}", l.subnet))?;
-        self.remotes.insert(l.subnet, want);
+            .with_context(|| format!("program the route to {subnet}"))?;
+        self.remotes.insert(subnet, want);
         Ok(true)
     }
 
     /// Write one remote's ARP, FDB and route entries again.
-    fn write_remote(&mut self, subnet: Ipv4Net, r: &Remote) -> Result<()> {
+    fn write_remote(&mut self, subnet: IpNet, r: &Remote) -> Result<()> {
         let mut b = Batch::new();
         self.add_entries(&mut b, subnet, r)?;
         netkit::first_error(self.nl.apply(b))
@@ -253,29 +299,29 @@ impl Vtep {
     /// `ip neigh del` or `bridge fdb del`; losing its last address also
     /// makes the kernel flush every route and ARP entry on the device).
     /// Returns what was restored, for the log; empty when all was there.
-    pub fn restore(&mut self, subnet: Ipv4Net) -> Result<Vec<String>> {
+    pub fn restore(&mut self, subnet: IpNet) -> Result<Vec<String>> {
         let mut fixed = Vec::new();
-        let want = Ipv4Net::new(subnet.network(), 32).expect("/32");
-        if !v4_addrs(&mut self.nl, self.index)?.contains(&want) {
+        let want = self.own_addr(subnet);
+        if !self.addrs()?.contains(&want) {
             self.ensure_addr(subnet)?;
             fixed.push(format!("address {want}"));
         }
-        let routes = self.nl.routes(Family::V4)?;
-        let neighs = self.nl.neighs(self.index, false)?;
+        let routes = self.nl.routes(self.family())?;
+        let neighs = self.nl.neighs(self.index, self.spec.v6)?;
         let fdb = self.nl.fdb(self.index)?;
-        let remotes: Vec<(Ipv4Net, Remote)> =
+        let remotes: Vec<(IpNet, Remote)> =
             self.remotes.iter().map(|(s, r)| (*s, r.clone())).collect();
         for (sn, r) in remotes {
-            let gw = IpAddr::V4(sn.network());
+            let gw = sn.network();
             let route = routes
                 .iter()
-                .any(|e| e.oif == Some(self.index) && e.dst == IpNet::V4(sn) && e.gw == Some(gw));
+                .any(|e| e.oif == Some(self.index) && e.dst == sn && e.gw == Some(gw));
             let arp = neighs
                 .iter()
                 .any(|n| n.ip == Some(gw) && n.mac == Some(r.mac) && n.permanent);
-            let vtep = fdb.iter().any(|f| {
-                f.mac == Some(r.mac) && f.ip == Some(IpAddr::V4(r.public_ip)) && f.permanent
-            });
+            let vtep = fdb
+                .iter()
+                .any(|f| f.mac == Some(r.mac) && f.ip == Some(r.public_ip) && f.permanent);
             if !(route && arp && vtep) {
                 self.write_remote(sn, &r)?;
                 fixed.push(format!("route/ARP/FDB of {sn}"));
@@ -284,9 +330,9 @@ impl Vtep {
         Ok(fixed)
     }
 
-    fn add_entries(&self, b: &mut Batch, subnet: Ipv4Net, r: &Remote) -> Result<()> {
-        b.add_neigh(self.index, IpAddr::V4(subnet.network()), r.mac);
-        b.add_fdb(self.index, r.mac, IpAddr::V4(r.public_ip));
+    fn add_entries(&self, b: &mut Batch, subnet: IpNet, r: &Remote) -> Result<()> {
+        b.add_neigh(self.index, subnet.network(), r.mac);
+        b.add_fdb(self.index, r.mac, r.public_ip);
         b.replace_route(&self.route(subnet))?;
         Ok(())
     }
@@ -297,7 +343,7 @@ impl Vtep {
     /// not expired or been deleted yet): the entry is deleted only when no
     /// other lease uses the MAC, and pointed at the remaining lease's
     /// PublicIP if that differs.
-    fn release_fdb(&self, b: &mut Batch, subnet: Ipv4Net, old: &Remote) {
+    fn release_fdb(&self, b: &mut Batch, subnet: IpNet, old: &Remote) {
         let other = self
             .remotes
             .iter()
@@ -305,10 +351,10 @@ impl Vtep {
             .map(|(_, r)| r.public_ip);
         match other {
             None => {
-                b.del_fdb(self.index, old.mac, Some(IpAddr::V4(old.public_ip)));
+                b.del_fdb(self.index, old.mac, Some(old.public_ip));
             }
             Some(ip) if ip != old.public_ip => {
-                b.add_fdb(self.index, old.mac, IpAddr::V4(ip));
+                b.add_fdb(self.index, old.mac, ip);
             }
             Some(_) => {}
         }
@@ -316,11 +362,11 @@ impl Vtep {
 
     /// Remove one remote lease's route, ARP and FDB entries (the FDB entry
     /// only when no other lease uses its VtepMAC).
-    pub fn unprogram(&mut self, subnet: Ipv4Net) -> Result<()> {
+    pub fn unprogram(&mut self, subnet: IpNet) -> Result<()> {
         let old = self.remotes.remove(&subnet);
         let mut b = Batch::new();
         b.del_route(&self.route(subnet))?;
-        b.del_neigh(self.index, IpAddr::V4(subnet.network()));
+        b.del_neigh(self.index, subnet.network());
         if let Some(o) = old {
             self.release_fdb(&mut b, subnet, &o);
         }
@@ -338,27 +384,24 @@ impl Vtep {
     /// Returns (entries removed, leases re-programmed).
     pub fn reconcile(&mut self) -> Result<(usize, usize)> {
         let mut removed = 0;
-        let gws: BTreeMap<Ipv4Addr, [u8; 6]> = self
+        let gws: BTreeMap<IpAddr, [u8; 6]> = self
             .remotes
             .iter()
             .map(|(s, r)| (s.network(), r.mac))
             .collect();
         let mut want_fdb: BTreeMap<[u8; 6], BTreeSet<IpAddr>> = BTreeMap::new();
         for r in self.remotes.values() {
-            want_fdb
-                .entry(r.mac)
-                .or_default()
-                .insert(IpAddr::V4(r.public_ip));
+            want_fdb.entry(r.mac).or_default().insert(r.public_ip);
         }
 
         let mut route_ok = BTreeSet::new();
-        for r in self.nl.routes(Family::V4)? {
-            let IpNet::V4(dst) = r.dst else { continue };
-            if r.oif != Some(self.index) || r.gw.is_none() {
+        for r in self.nl.routes(self.family())? {
+            let dst = r.dst;
+            if r.oif != Some(self.index) || r.gw.is_none() || r.table != 254 {
                 continue;
             }
             if self.remotes.contains_key(&dst) {
-                if r.gw == Some(IpAddr::V4(dst.network())) && r.onlink {
+                if r.gw == Some(dst.network()) && r.onlink {
                     route_ok.insert(dst);
                 }
                 continue;
@@ -373,8 +416,8 @@ impl Vtep {
         }
 
         let mut arp_ok = BTreeSet::new();
-        for ne in self.nl.neighs(self.index, false)? {
-            let Some(IpAddr::V4(ip)) = ne.ip.filter(|_| ne.permanent) else {
+        for ne in self.nl.neighs(self.index, self.spec.v6)? {
+            let Some(ip) = ne.ip.filter(|_| ne.permanent) else {
                 continue;
             };
             match gws.get(&ip) {
@@ -384,8 +427,12 @@ impl Vtep {
                     }
                 }
                 None => {
-                    log(&format!("removing stale ARP entry {ip} on {}", self.name));
-                    self.nl.del_neigh(self.index, IpAddr::V4(ip))?;
+                    let what = if self.spec.v6 { "neighbour" } else { "ARP" };
+                    log(&format!(
+                        "removing stale {what} entry {ip} on {}",
+                        self.name
+                    ));
+                    self.nl.del_neigh(self.index, ip)?;
                     removed += 1;
                 }
             }
@@ -415,7 +462,7 @@ impl Vtep {
             removed += 1;
         }
 
-        let broken: Vec<(Ipv4Net, Remote)> = self
+        let broken: Vec<(IpNet, Remote)> = self
             .remotes
             .iter()
             .filter(|(s, r)| {

@@ -1,0 +1,238 @@
+//! The agent's data plane, one [`Plane`] per enabled address family:
+//! - vxlan ([`vxlan::Vtep`]): `flannel.<VNI>` / `flannel-v6.<VNI>` with a
+//!   neighbour, FDB entry and onlink route per peer; with DirectRouting,
+//!   peers on the same L2 segment get a plain route instead
+//!   ([`routes::Routes`]), as flanneld does.
+//! - host-gw ([`routes::Routes`]): a route per peer via its public address.
+//!
+//! [`remove_stale_devices`] takes away what another backend or family left
+//! (a node that switched vxlan ↔ host-gw, or turned a family off); the
+//! routes of the other backend go in each plane's reconcile.
+
+pub mod routes;
+pub mod vxlan;
+
+use std::net::IpAddr;
+
+use anyhow::{bail, Result};
+use ipnet::IpNet;
+use netkit::Netlink;
+
+use super::log;
+use crate::lease::VxlanData;
+use routes::Routes;
+use vxlan::{Remote, Vtep};
+
+/// One peer as a plane sees it: its subnet of this family, its public
+/// address of this family, and its vxlan data of this family.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    pub subnet: IpNet,
+    pub public_ip: IpAddr,
+    pub vxlan: Option<VxlanData>,
+}
+
+/// How a peer was programmed, for the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    Tunnel,
+    Direct,
+}
+
+/// One address family's data plane.
+pub enum Plane {
+    Vxlan {
+        vtep: Vtep,
+        /// Direct routes (DirectRouting peers); always present so that the
+        /// gateway routes a host-gw run left are swept.
+        direct: Routes,
+        direct_routing: bool,
+    },
+    HostGw(Routes),
+}
+
+impl Plane {
+    pub fn v6(&self) -> bool {
+        match self {
+            Plane::Vxlan { vtep, .. } => vtep.spec.v6,
+            Plane::HostGw(r) => r.v6,
+        }
+    }
+
+    /// Where peers are routed through, for the log: the device or the
+    /// interface.
+    pub fn name(&self) -> String {
+        match self {
+            Plane::Vxlan { vtep, .. } => vtep.name.clone(),
+            Plane::HostGw(r) => r.ext_name.clone(),
+        }
+    }
+
+    /// The device to watch (vxlan), `None` for host-gw.
+    pub fn device(&self) -> Option<(&str, u32)> {
+        match self {
+            Plane::Vxlan { vtep, .. } => Some((&vtep.name, vtep.index)),
+            Plane::HostGw(_) => None,
+        }
+    }
+
+    /// The MTU pods get through this plane.
+    pub fn mtu(&self, ext_mtu: u32) -> u32 {
+        match self {
+            Plane::Vxlan { vtep, .. } => vtep.mtu(),
+            Plane::HostGw(_) => ext_mtu,
+        }
+    }
+
+    /// What this plane puts in our lease: vxlan's `{VNI, VtepMAC}`.
+    pub fn lease_data(&self) -> Option<VxlanData> {
+        match self {
+            Plane::Vxlan { vtep, .. } => Some(VxlanData {
+                vni: vtep.spec.vni,
+                vtep_mac: vtep.mac,
+            }),
+            Plane::HostGw(_) => None,
+        }
+    }
+
+    /// Create or check the device. `Ok(true)`: (re)created.
+    pub fn ensure_device(&mut self) -> Result<bool> {
+        match self {
+            Plane::Vxlan { vtep, .. } => vtep.ensure_device(),
+            Plane::HostGw(_) => Ok(false),
+        }
+    }
+
+    /// Our own subnet's address on the device (vxlan only).
+    pub fn ensure_addr(&mut self, own: IpNet) -> Result<()> {
+        match self {
+            Plane::Vxlan { vtep, .. } => vtep.ensure_addr(own),
+            Plane::HostGw(_) => Ok(()),
+        }
+    }
+
+    /// Program a peer. `Ok(None)`: already programmed as it is.
+    pub fn program(&mut self, p: &Peer) -> Result<Option<Via>> {
+        match self {
+            Plane::HostGw(r) => {
+                if let Err(why) = r.on_link(p.public_ip)? {
+                    bail!("{why}");
+                }
+                Ok(r.program(p.subnet, p.public_ip)?.then_some(Via::Direct))
+            }
+            Plane::Vxlan {
+                vtep,
+                direct,
+                direct_routing,
+            } => {
+                if *direct_routing && direct.on_link(p.public_ip)?.is_ok() {
+                    if vtep.remotes.contains_key(&p.subnet) {
+                        vtep.unprogram(p.subnet)?;
+                    }
+                    return Ok(direct
+                        .program(p.subnet, p.public_ip)?
+                        .then_some(Via::Direct));
+                }
+                let Some(d) = p.vxlan else {
+                    bail!("the lease has no vxlan data (VtepMAC) for this family");
+                };
+                if direct.peers.contains_key(&p.subnet) {
+                    direct.unprogram(p.subnet)?;
+                }
+                let r = Remote {
+                    public_ip: p.public_ip,
+                    mac: d.vtep_mac,
+                };
+                Ok(vtep.program(p.subnet, r)?.then_some(Via::Tunnel))
+            }
+        }
+    }
+
+    /// Remove a peer. `Ok(false)`: it was not programmed.
+    pub fn unprogram(&mut self, subnet: IpNet) -> Result<bool> {
+        match self {
+            Plane::HostGw(r) => r.unprogram(subnet),
+            Plane::Vxlan { vtep, direct, .. } => {
+                if direct.unprogram(subnet)? {
+                    return Ok(true);
+                }
+                if vtep.remotes.contains_key(&subnet) {
+                    vtep.unprogram(subnet)?;
+                    return Ok(true);
+                }
+                Ok(false)
+            }
+        }
+    }
+
+    /// Subnets programmed now.
+    pub fn known(&self) -> Vec<IpNet> {
+        match self {
+            Plane::HostGw(r) => r.peers.keys().copied().collect(),
+            Plane::Vxlan { vtep, direct, .. } => vtep
+                .remotes
+                .keys()
+                .chain(direct.peers.keys())
+                .copied()
+                .collect(),
+        }
+    }
+
+    /// Make the kernel match what is programmed (see the planes'
+    /// reconcile).
+    pub fn reconcile(&mut self) -> Result<()> {
+        match self {
+            Plane::HostGw(r) => r.reconcile().map(|_| ()),
+            Plane::Vxlan { vtep, direct, .. } => {
+                vtep.reconcile()?;
+                direct.reconcile().map(|_| ())
+            }
+        }
+    }
+
+    /// Put back what someone removed; returns what, for the log.
+    pub fn restore(&mut self, own: IpNet) -> Result<Vec<String>> {
+        match self {
+            Plane::HostGw(r) => {
+                let (_, fixed) = r.reconcile()?;
+                Ok((0..fixed)
+                    .map(|_| format!("a route on {}", r.ext_name))
+                    .collect())
+            }
+            Plane::Vxlan { vtep, direct, .. } => {
+                let mut fixed = vtep.restore(own)?;
+                let (_, n) = direct.reconcile()?;
+                if n > 0 {
+                    fixed.push(format!("{n} direct route(s) on {}", direct.ext_name));
+                }
+                Ok(fixed)
+            }
+        }
+    }
+
+    /// Is the device still there as we made it? (host-gw: always.)
+    pub fn intact(&mut self) -> Result<bool> {
+        match self {
+            Plane::Vxlan { vtep, .. } => vtep.intact(),
+            Plane::HostGw(_) => Ok(true),
+        }
+    }
+}
+
+/// Remove `flannel.*` / `flannel-v6.*` vxlan devices not in `keep`: an old
+/// VNI, a family turned off, or the vxlan backend replaced by host-gw (the
+/// seed notes' "a reboot fixed it"). Their routes, neighbour and FDB
+/// entries go with them.
+pub fn remove_stale_devices(nl: &mut Netlink, keep: &[String], why: &str) -> Result<()> {
+    for l in nl.links()? {
+        let ours = l.name.starts_with("flannel.") || l.name.starts_with("flannel-v6.");
+        if ours && !keep.contains(&l.name) && l.kind.as_deref() == Some("vxlan") {
+            log(&format!(
+                "removing {} left from an old config ({why})",
+                l.name
+            ));
+            nl.del_link(l.index)?;
+        }
+    }
+    Ok(())
+}
