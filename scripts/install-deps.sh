@@ -13,11 +13,12 @@ set -euo pipefail
 # well-known .proto files (google/protobuf/descriptor.proto) that the
 # etcd-client crate's build script needs besides protoc. vagrant (~14 MiB
 # with its Ruby libraries, no provider) only runs `vagrant validate` on
-# vagrant/Vagrantfile in the tests; no VM is started.
+# vagrant/Vagrantfile in the tests; no VM is started. ethtool cross-checks
+# the offload features netkit sets over netlink.
 PACKAGES=(
   ca-certificates kmod build-essential pkg-config git
   iproute2 iptables nftables conntrack iputils-ping procps psmisc util-linux
-  jq curl socat busybox-static shellcheck
+  jq curl socat busybox-static shellcheck ethtool
   etcd-server etcd-client containerd runc containernetworking-plugins
   protobuf-compiler libprotobuf-dev openssl golang-go golang-github-appc-cni-dev
   vagrant

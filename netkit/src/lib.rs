@@ -20,6 +20,9 @@
 //!   or a netlink batch for the per-pod port mappings).
 //! - [`conntrack`]: list and delete connection-tracking entries over
 //!   ctnetlink (the stale UDP flows toward a re-used hostPort).
+//! - [`ethtool`]: offload features over ethtool's generic netlink family;
+//!   transmit checksum offload on or off (`ethtool -K DEV tx off`), the
+//!   vxlan workaround flannel users apply by hand.
 //!
 //! `unsafe` is allowed nowhere in the workspace except, narrowly, here; at
 //! present netkit needs none of its own: `nix` and `netlink-sys` wrap every
@@ -30,7 +33,9 @@ pub mod addr;
 mod batch;
 pub mod conntrack;
 pub mod error;
+pub mod ethtool;
 pub mod firewall;
+mod genl;
 pub mod link;
 pub mod monitor;
 mod named;
@@ -45,6 +50,7 @@ pub mod tc;
 pub use addr::Addr;
 pub use batch::{first_error, Batch};
 pub use error::{Error, Result};
+pub use ethtool::{set_tx_checksum, tx_checksum};
 pub use link::vxlan::{VxlanInfo, VxlanParams, VXLAN_DEFAULT_PORT};
 pub use link::Link;
 pub use monitor::{LinkEvent, LinkMonitor};

@@ -81,16 +81,8 @@ impl Netlink {
     }
 
     pub(crate) fn open_labelled(label: String) -> Result<Netlink> {
-        let ctx = || format!("open netlink socket{}", in_ns(&label));
-        let mut sock = Socket::new(NETLINK_ROUTE).map_err(|e| Error::io(ctx(), e))?;
-        sock.bind_auto().map_err(|e| Error::io(ctx(), e))?;
-        sock.connect(&SocketAddr::new(0, 0))
-            .map_err(|e| Error::io(ctx(), e))?;
-        // Only the original header is echoed back in error messages, not the
-        // whole request (which may be several KiB for a veth with a peer).
-        let _ = sock.set_cap_ack(true);
-        // Ask for the kernel's error string too ("Unknown device type", ...).
-        let _ = sock.set_ext_ack(true);
+        let ctx = format!("open netlink socket{}", in_ns(&label));
+        let sock = open_kernel(NETLINK_ROUTE, &ctx)?;
         Ok(Netlink {
             sock,
             seq: 0,
@@ -295,12 +287,26 @@ struct Pending {
 /// A netfilter netlink socket (nf_tables or ctnetlink) in the calling
 /// thread's network namespace, with capped ACKs and extended ACKs asked for.
 pub(crate) fn open_netfilter(ctx: &str) -> Result<Socket> {
-    let mut sock =
-        Socket::new(netlink_sys::protocols::NETLINK_NETFILTER).map_err(|e| Error::io(ctx, e))?;
+    open_kernel(netlink_sys::protocols::NETLINK_NETFILTER, ctx)
+}
+
+/// A generic netlink socket (ethtool and other genl families) in the
+/// calling thread's network namespace, set up like the others.
+pub(crate) fn open_generic(ctx: &str) -> Result<Socket> {
+    open_kernel(netlink_sys::protocols::NETLINK_GENERIC, ctx)
+}
+
+/// A netlink socket of `protocol` talking to the kernel, bound to the
+/// calling thread's network namespace for its whole life.
+fn open_kernel(protocol: isize, ctx: &str) -> Result<Socket> {
+    let mut sock = Socket::new(protocol).map_err(|e| Error::io(ctx, e))?;
     sock.bind_auto().map_err(|e| Error::io(ctx, e))?;
     sock.connect(&SocketAddr::new(0, 0))
         .map_err(|e| Error::io(ctx, e))?;
+    // Only the original header is echoed back in error messages, not the
+    // whole request (which may be several KiB for a veth with a peer).
     let _ = sock.set_cap_ack(true);
+    // Ask for the kernel's error string too ("Unknown device type", ...).
     let _ = sock.set_ext_ack(true);
     Ok(sock)
 }
