@@ -89,6 +89,12 @@ pub struct AgentArgs {
     /// Masquerade pod traffic that leaves the cluster network.
     #[arg(long)]
     pub ip_masq: bool,
+    /// Leave transmit checksum offload on the vxlan devices as the kernel
+    /// set it. By default the agent turns it off (through ethtool's
+    /// netlink interface), the fix for vxlan packets that are dropped with
+    /// bad checksums on some drivers and kernels (flannel #1279, #2152).
+    #[arg(long)]
+    pub keep_tx_checksum_offload: bool,
     /// TTL of the subnet lease (flannel: 24h).
     #[arg(long, default_value = "24h", value_parser = parse_duration, value_name = "DURATION")]
     pub lease_ttl: Duration,

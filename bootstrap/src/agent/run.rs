@@ -167,7 +167,12 @@ async fn stored_macs(store: &mut Store, prefix: &str, ext: &External) -> [Option
 
 /// Build the planes of the enabled families and remove what another
 /// backend or family left.
-fn build_planes(ext: &External, net: &NetSetup, macs: [Option<[u8; 6]>; 2]) -> Result<Vec<Plane>> {
+fn build_planes(
+    a: &AgentArgs,
+    ext: &External,
+    net: &NetSetup,
+    macs: [Option<[u8; 6]>; 2],
+) -> Result<Vec<Plane>> {
     let mut planes = Vec::new();
     let mut keep = Vec::new();
     for v6 in [false, true] {
@@ -207,6 +212,7 @@ fn build_planes(ext: &External, net: &NetSetup, macs: [Option<[u8; 6]>; 2]) -> R
             local,
             ext_index: ext.index,
             ext_name: ext.name.clone(),
+            tx_csum_off: !a.keep_tx_checksum_offload,
         };
         let mac =
             macs[usize::from(v6)].unwrap_or_else(|| random_mac(random_seed() ^ u64::from(v6)));
@@ -284,7 +290,7 @@ async fn run(a: &AgentArgs) -> Result<()> {
     }
     let prefix = a.etcd.key("subnets/");
     let macs = stored_macs(&mut store, &prefix, &ext).await;
-    let planes = build_planes(&ext, &net, macs)?;
+    let planes = build_planes(a, &ext, &net, macs)?;
     let previous = super::env::previous_subnets(&a.subnet_file);
     let mut agent = Agent {
         a,

@@ -57,6 +57,8 @@ pub struct DeviceSpec {
     pub local: IpAddr,
     pub ext_index: u32,
     pub ext_name: String,
+    /// Turn transmit checksum offload off on the device.
+    pub tx_csum_off: bool,
 }
 
 /// The vxlan device and the remote leases programmed on it.
@@ -234,7 +236,34 @@ impl Vtep {
         if now.is_some_and(|m| m != self.mac) {
             self.nl.set_mac(self.index, self.mac)?;
         }
+        self.checksum_off();
         Ok(created)
+    }
+
+    /// Turn tx checksum offload off if asked and still on; true when it
+    /// changed. A failure is a warning: the tunnel works on most drivers.
+    fn checksum_off(&mut self) -> bool {
+        if !self.spec.tx_csum_off {
+            return false;
+        }
+        match netkit::set_tx_checksum(self.index, false) {
+            Ok(true) => {
+                log(&format!(
+                    "{}: turned transmit checksum offload off (--keep-tx-checksum-offload \
+                     leaves it on)",
+                    self.name
+                ));
+                true
+            }
+            Ok(false) => false,
+            Err(e) => {
+                log(&format!(
+                    "warning: {}: cannot turn transmit checksum offload off: {e}",
+                    self.name
+                ));
+                false
+            }
+        }
     }
 
     /// Give the device exactly `<subnet>.0/32` (IPv4).
@@ -301,6 +330,9 @@ impl Vtep {
     /// Returns what was restored, for the log; empty when all was there.
     pub fn restore(&mut self, subnet: IpNet) -> Result<Vec<String>> {
         let mut fixed = Vec::new();
+        if self.checksum_off() {
+            fixed.push("tx checksum offload off".to_string());
+        }
         let want = self.own_addr(subnet);
         if !self.addrs()?.contains(&want) {
             self.ensure_addr(subnet)?;
