@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
 use crate::error::{Error, Result};
@@ -16,6 +16,27 @@ pub struct Addr {
     pub index: u32,
     /// Address with its prefix length, e.g. 10.244.3.1/24.
     pub addr: IpNet,
+    /// `IFA_F_*` bits (the 32-bit `IFA_FLAGS` attribute, else the header's
+    /// 8 bits), as `ip addr` shows them: see [`Addr::is_deprecated`] etc.
+    pub flags: u32,
+}
+
+impl Addr {
+    /// `deprecated`: its preferred lifetime ran out (`preferred_lft 0`).
+    pub fn is_deprecated(&self) -> bool {
+        self.flags & AddressFlags::Deprecated.bits() != 0
+    }
+
+    /// `permanent`: configured by hand, not by SLAAC or DHCP.
+    pub fn is_permanent(&self) -> bool {
+        self.flags & AddressFlags::Permanent.bits() != 0
+    }
+
+    /// IFA_F_TEMPORARY, which is the same bit as IFA_F_SECONDARY: an IPv6
+    /// privacy address, or an IPv4 address that is not its subnet's first.
+    pub fn is_temporary(&self) -> bool {
+        self.flags & AddressFlags::Secondary.bits() != 0
+    }
 }
 
 pub(crate) fn family_of(ip: &IpAddr) -> AddressFamily {
@@ -86,12 +107,21 @@ impl Netlink {
                         _ => None,
                     })
                 });
+            let flags = m
+                .attributes
+                .iter()
+                .find_map(|a| match a {
+                    AddressAttribute::Flags(f) => Some(f.bits()),
+                    _ => None,
+                })
+                .unwrap_or(u32::from(m.header.flags.bits()));
             if let Some(ip) = ip {
                 let addr = IpNet::new(ip, m.header.prefix_len)
                     .map_err(|e| Error::invalid(&what, e.to_string()))?;
                 out.push(Addr {
                     index: m.header.index,
                     addr,
+                    flags,
                 });
             }
         }

@@ -58,7 +58,7 @@ pub use named::{create_named, delete_named};
 pub use names::{host_veth_name, ifb_name, HOST_VETH_PREFIX, IFB_PREFIX};
 pub use neigh::Neigh;
 pub use netns::Netns;
-pub use route::{Family, RouteEntry, RouteSpec, Scope};
+pub use route::{Family, RouteEntry, RouteLookup, RouteSpec, Scope};
 pub use socket::Netlink;
 
 /// `aa:bb:cc:dd:ee:ff`.

@@ -74,6 +74,18 @@ pub struct RouteEntry {
     pub metric: Option<u32>,
 }
 
+/// The kernel's answer to `ip route get DST`: how a packet to one address
+/// would leave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteLookup {
+    /// Outgoing interface (`dev`); `lo` for one of our own addresses.
+    pub oif: Option<u32>,
+    /// Preferred source address (`src`).
+    pub src: Option<IpAddr>,
+    /// Next hop (`via`); None when the destination is on-link.
+    pub gw: Option<IpAddr>,
+}
+
 /// A route to add, replace or delete in the main table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteSpec {
@@ -218,6 +230,43 @@ impl Netlink {
             })
             .filter(|e| e.table == u32::from(RouteHeader::RT_TABLE_MAIN))
             .collect())
+    }
+
+    /// `ip route get DST` (RTM_GETROUTE for one address): the interface,
+    /// source address and gateway the kernel would use, policy rules and
+    /// all. No route is an error (ENETUNREACH, EHOSTUNREACH, ...).
+    pub fn route_get(&mut self, dst: IpAddr) -> Result<RouteLookup> {
+        let mut msg = RouteMessage::default();
+        msg.header.address_family = family_of(&dst);
+        msg.header.destination_prefix_length = match dst {
+            IpAddr::V4(_) => 32,
+            IpAddr::V6(_) => 128,
+        };
+        msg.attributes
+            .push(RouteAttribute::Destination(route_addr(dst)));
+        let what = format!("look up the route to {dst}");
+        let replies = self.get(RouteNetlinkMessage::GetRoute(msg), 0, &what)?;
+        let m = replies
+            .iter()
+            .find_map(|r| match r {
+                RouteNetlinkMessage::NewRoute(m) => Some(m),
+                _ => None,
+            })
+            .ok_or_else(|| Error::invalid(&what, "the kernel sent no route back"))?;
+        let mut out = RouteLookup {
+            oif: None,
+            src: None,
+            gw: None,
+        };
+        for a in &m.attributes {
+            match a {
+                RouteAttribute::Oif(o) => out.oif = Some(*o),
+                RouteAttribute::PrefSource(s) => out.src = ip_of(s),
+                RouteAttribute::Gateway(g) => out.gw = ip_of(g),
+                _ => {}
+            }
+        }
+        Ok(out)
     }
 
     /// `ip route add DST [via GW] [dev OIF] [onlink] [scope S]`.

@@ -1,16 +1,52 @@
 //! Choosing the public interface and the addresses other nodes reach this
-//! one at, as flanneld does (`main.go` LookupExtIface, `pkg/ip/iface.go`):
-//! `--iface` (names or addresses, in order), `--iface-regex`,
-//! `--iface-can-reach`, else the interface of the default route.
-//! `--public-ip` / `--public-ipv6` override the advertised addresses.
+//! one at, as flanneld does (`main.go`, `pkg/ipmatch` LookupExtIface,
+//! `pkg/ip/iface.go`).
+//!
+//! Order: each `--iface` in turn (an IP address finds the interface holding
+//! it, anything else is a name, an empty value means the default route),
+//! then each `--iface-regex` (usable addresses first, then names), then
+//! `--iface-can-reach` (`ip route get`). The first that yields an interface
+//! with an address for every enabled family wins; the others are logged.
+//! With none of those options: the interface holding `--public-ip` (else
+//! `--public-ipv6`), else the default route's (IPv4 and/or IPv6; with both
+//! on, the two default routes must share the interface).
+//!
+//! An interface's own address is its first usable one in flanneld's order
+//! (not deprecated; global before link-local; configured before SLAAC/DHCP;
+//! non-temporary first). `--public-ip` / `--public-ipv6` replace the
+//! advertised addresses.
+//!
+//! Deliberate differences from flanneld, all where flanneld crashes, picks
+//! an address of the wrong family or ignores what it was given:
+//! - `flannel.*`, `flannel-v6.*` and `cni0` are chosen only by an explicit
+//!   `--iface NAME`, never by address, regex, route or default route.
+//! - An invalid `--iface-regex` is an error up front (flanneld logs it and
+//!   tries the next option).
+//! - `--iface IPV6` with both families on finds the interface holding that
+//!   address (flanneld crashes without `--public-ipv6` and otherwise uses
+//!   `--public-ipv6`'s interface instead).
+//! - `--iface-can-reach` takes the route's source address for the family
+//!   of the destination (flanneld stores an IPv6 source as the IPv4 address).
+//! - A regex name match takes that interface's own addresses (flanneld, with
+//!   both families on, can keep an IPv4 address matched on another one).
+//! - `ip` is None when IPv4 is off, even with `--public-ip`.
+
+mod select;
+mod view;
+
+#[cfg(test)]
+mod kernel_tests;
+#[cfg(test)]
+mod tests;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{Context, Result};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
-use netkit::{Family, Netlink};
+use netkit::{Addr, Family, Link, Netlink, RouteEntry, RouteLookup};
 
 use super::IfaceArgs;
+use select::select;
 
 /// The address families the network config enables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,12 +65,15 @@ pub struct External {
     /// The IPv4 address other nodes reach us at (`--public-ip`, else
     /// `iface_ip`); `None` when IPv4 is off.
     pub ip: Option<Ipv4Addr>,
-    /// The interface's own IPv4 address (host-gw refuses a public address
-    /// that differs: NAT).
+    /// The interface's own IPv4 address (the one `--iface IP`, a regex or
+    /// the route named, else its preferred usable one; host-gw refuses a
+    /// public address that differs: NAT); `None` when IPv4 is off.
     pub iface_ip: Option<Ipv4Addr>,
-    /// The IPv6 address other nodes reach us at; `None` when IPv6 is off.
+    /// The IPv6 address other nodes reach us at (`--public-ipv6`, else
+    /// `iface_ip6`); `None` when IPv6 is off.
     pub ip6: Option<Ipv6Addr>,
-    /// The interface's own first global IPv6 address.
+    /// The interface's own IPv6 address, chosen as `iface_ip` is; `None`
+    /// when IPv6 is off.
     pub iface_ip6: Option<Ipv6Addr>,
 }
 
@@ -59,6 +98,8 @@ pub fn v4_addrs(nl: &mut Netlink, index: u32) -> Result<Vec<Ipv4Net>> {
 }
 
 /// Global IPv6 addresses of an interface (no link-local, no loopback).
+// Unused since the choice moved to `select`; kept for the IPv6 device code.
+#[allow(dead_code)]
 pub fn v6_addrs(nl: &mut Netlink, index: u32) -> Result<Vec<Ipv6Net>> {
     Ok(nl
         .addrs(Some(index))?
@@ -74,57 +115,59 @@ pub fn v6_addrs(nl: &mut Netlink, index: u32) -> Result<Vec<Ipv6Net>> {
         .collect())
 }
 
-/// Find the public interface and addresses for the enabled families.
+/// What the choice looks at, read from the kernel once.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// Every link of the namespace (any order; the choice goes by ifindex,
+    /// as Go's `net.Interfaces` lists them).
+    pub links: Vec<Link>,
+    /// Every address, in the kernel's order.
+    pub addrs: Vec<Addr>,
+    /// Main-table IPv4 / IPv6 routes, in the kernel's order (empty for a
+    /// family that is off).
+    pub routes4: Vec<RouteEntry>,
+    pub routes6: Vec<RouteEntry>,
+    /// The kernel's answer for `--iface-can-reach` (`ip route get`), or why
+    /// it had none.
+    pub reach: Option<Result<RouteLookup, String>>,
+}
+
+/// flanneld's own devices (vxlan `flannel.<VNI>`, `flannel-v6.<VNI>`) and
+/// the pod bridge: never the public interface unless named with --iface.
+pub fn reserved(name: &str) -> bool {
+    name.starts_with("flannel.") || name.starts_with("flannel-v6.") || name == "cni0"
+}
+
+impl Snapshot {
+    /// Read what [`select`] needs: links, addresses, the main table's
+    /// routes of the enabled families (an IPv6-less kernel must not fail an
+    /// IPv4 agent) and, for `--iface-can-reach`, the kernel's route to it.
+    pub fn read(nl: &mut Netlink, a: &IfaceArgs, fams: Families) -> Result<Snapshot> {
+        let routes = |nl: &mut Netlink, on: bool, f: Family| -> Result<_> {
+            Ok(if on { nl.routes(f)? } else { Vec::new() })
+        };
+        Ok(Snapshot {
+            links: nl.links().context("list interfaces")?,
+            addrs: nl.addrs(None).context("list addresses")?,
+            routes4: routes(nl, fams.v4, Family::V4).context("list IPv4 routes")?,
+            routes6: routes(nl, fams.v6, Family::V6).context("list IPv6 routes")?,
+            reach: a.iface_can_reach.map(|dst| {
+                nl.route_get(dst).map_err(|e| match e.errno() {
+                    Some(n) => std::io::Error::from_raw_os_error(n).to_string(),
+                    None => e.to_string(),
+                })
+            }),
+        })
+    }
+}
+
+/// Find the public interface and addresses for the enabled families, as
+/// flanneld does (see the module doc); options tried in vain are logged.
 pub fn find_external(nl: &mut Netlink, a: &IfaceArgs, fams: Families) -> Result<External> {
-    let links = nl.links()?;
-    let link = if let Some(want) = a.iface.first() {
-        links
-            .iter()
-            .find(|l| &l.name == want)
-            .ok_or_else(|| anyhow!("--iface {want}: no such interface in this network namespace"))?
-    } else {
-        let family = if fams.v4 { Family::V4 } else { Family::V6 };
-        let oif = nl
-            .routes(family)?
-            .into_iter()
-            .find(|r| r.dst.prefix_len() == 0 && r.table == 254)
-            .and_then(|r| r.oif);
-        match oif {
-            Some(i) => links
-                .iter()
-                .find(|l| l.index == i)
-                .context("default route's interface")?,
-            None => bail!("no default route to pick the public interface from: give --iface IFACE"),
-        }
-    };
-    let iface_ip = v4_addrs(nl, link.index)?.first().map(|n| n.addr());
-    let iface_ip6 = v6_addrs(nl, link.index)?.first().map(|n| n.addr());
-    let ip = if fams.v4 {
-        Some(
-            a.public_ip
-                .or(iface_ip)
-                .ok_or_else(|| anyhow!("{} has no IPv4 address: give --public-ip", link.name))?,
-        )
-    } else {
-        None
-    };
-    let ip6 = if fams.v6 {
-        Some(a.public_ipv6.or(iface_ip6).ok_or_else(|| {
-            anyhow!(
-                "{} has no global IPv6 address: give --public-ipv6",
-                link.name
-            )
-        })?)
-    } else {
-        None
-    };
-    Ok(External {
-        index: link.index,
-        name: link.name.clone(),
-        mtu: link.mtu,
-        ip,
-        iface_ip,
-        ip6,
-        iface_ip6,
-    })
+    let snap = Snapshot::read(nl, a, fams)?;
+    let sel = select(&snap, a, fams)?;
+    for s in &sel.skipped {
+        super::log(&format!("skipped {s}"));
+    }
+    Ok(sel.external)
 }
