@@ -42,7 +42,7 @@ mod tests;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use anyhow::{Context, Result};
-use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use ipnet::{IpNet, Ipv4Net};
 use netkit::{Addr, Family, Link, Netlink, RouteEntry, RouteLookup};
 
 use super::IfaceArgs;
@@ -92,24 +92,6 @@ pub fn v4_addrs(nl: &mut Netlink, index: u32) -> Result<Vec<Ipv4Net>> {
         .into_iter()
         .filter_map(|a| match a.addr {
             IpNet::V4(n) if !n.addr().is_link_local() => Some(n),
-            _ => None,
-        })
-        .collect())
-}
-
-/// Global IPv6 addresses of an interface (no link-local, no loopback).
-// Unused since the choice moved to `select`; kept for the IPv6 device code.
-#[allow(dead_code)]
-pub fn v6_addrs(nl: &mut Netlink, index: u32) -> Result<Vec<Ipv6Net>> {
-    Ok(nl
-        .addrs(Some(index))?
-        .into_iter()
-        .filter_map(|a| match a.addr {
-            IpNet::V6(n)
-                if !n.addr().is_loopback() && (n.addr().segments()[0] & 0xffc0) != 0xfe80 =>
-            {
-                Some(n)
-            }
             _ => None,
         })
         .collect())

@@ -133,8 +133,8 @@ pub struct IfaceArgs {
     /// Default: the interface of the default route.
     #[arg(long = "iface", value_name = "IFACE|IP")]
     pub iface: Vec<String>,
-    /// Regular expression matched against interface names and then their
-    /// addresses, when no --iface matched; repeatable (flanneld's
+    /// Regular expression matched against interface addresses and then
+    /// names, when no --iface matched; repeatable (flanneld's
     /// -iface-regex).
     #[arg(long = "iface-regex", value_name = "REGEX")]
     pub iface_regex: Vec<String>,
@@ -143,11 +143,12 @@ pub struct IfaceArgs {
     #[arg(long = "iface-can-reach", value_name = "IP")]
     pub iface_can_reach: Option<IpAddr>,
     /// IPv4 address other nodes reach this one at (default: the chosen
-    /// interface's first IPv4 address).
+    /// interface's first IPv4 address). With no other interface option it
+    /// also picks the interface holding it.
     #[arg(long, value_name = "IP")]
     pub public_ip: Option<Ipv4Addr>,
     /// IPv6 address other nodes reach this one at (default: the chosen
-    /// interface's first global IPv6 address).
+    /// interface's first global IPv6 address, else its link-local one).
     #[arg(long, value_name = "IPV6")]
     pub public_ipv6: Option<Ipv6Addr>,
 }
