@@ -411,3 +411,52 @@ fn bridge_mode_ipv6_only_with_a_host_port() {
     let rules6 = node.exec(&["ip6tables-save"]).expect_ok().stdout;
     assert!(!rules6.contains(&cid(&pod)), "{rules6}");
 }
+
+#[test]
+fn enabledad_runs_dad_and_add_waits_for_it() {
+    require_root();
+    let node = NativeNode::with_env("dad6", dual_env());
+    let mut conf = node.conf("1.0.0");
+    conf["delegate"]["enabledad"] = json!(true);
+    let pod = node.pod("p");
+    let res = node.add(&pod, &conf);
+    // DAD ran (about a second on a fresh link) and ADD returned only
+    // once it was over: nothing is tentative when the runtime gets the
+    // result.
+    assert_eq!(sysctl(&pod, "net/ipv6/conf/eth0/accept_dad"), "1");
+    assert_eq!(sysctl(&pod, "net/ipv6/conf/eth0/enhanced_dad"), "1");
+    assert_pod_addresses(&pod, &res);
+    assert_ping6(&pod, V6_GATEWAY);
+    node.del(&pod, &conf);
+    node.assert_clean(&[&cid(&pod)]);
+}
+
+#[test]
+fn gc_releases_both_families_of_stale_attachments() {
+    require_root();
+    let node = NativeNode::with_env("gc6", dual_env());
+    let conf = node.conf("1.1.0");
+    let (keep, stale) = (node.pod("keep"), node.pod("stale"));
+    let keep_res = node.add(&keep, &conf);
+    node.add(&stale, &with_ports(&conf, HOST_PORT, POD_PORT));
+    let id = cid(&stale);
+    assert_eq!(node.allocations().len(), 4);
+    let v6_rules = |n: &NativeNode| {
+        n.nft_chain_rules("ip6", "cni_hostport", "hostports")
+            .into_iter()
+            .filter(|r| r.contains(&id))
+            .count()
+    };
+    assert_eq!(v6_rules(&node), 1, "IPv6 DNAT rule of the stale pod");
+    node.gc(&conf, &[&cid(&keep)]);
+    let mut kept = node.allocations();
+    kept.sort();
+    let mut want = vec![ip_of(&keep_res, false), ip_of(&keep_res, true)];
+    want.sort();
+    assert_eq!(kept, want, "GC keeps both IPs of the valid attachment only");
+    assert_eq!(v6_rules(&node), 0);
+    assert_eq!(node.nft_rules_mentioning(&id), Vec::<String>::new());
+    node.check(&keep, &conf, &keep_res).expect_ok();
+    node.del(&keep, &conf);
+    node.assert_clean(&[&cid(&keep), &id]);
+}
