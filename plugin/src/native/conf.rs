@@ -226,7 +226,7 @@ fn ranges(ipam: &Value) -> Result<Vec<Range>, CniError> {
     if out.is_empty() {
         return Err(invalid(
             "ipam.ranges",
-            "no range: subnet.env gave no FLANNEL_SUBNET",
+            "no range: subnet.env gave neither FLANNEL_SUBNET nor FLANNEL_IPV6_SUBNET",
         ));
     }
     Ok(out)

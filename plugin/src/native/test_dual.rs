@@ -56,6 +56,13 @@ fn state(conf: Value, dir: PathBuf) -> NativeState {
 
 #[test]
 fn dual_stack_renders_both_ranges_and_networks() {
+    // flannel's getDelegateIPAM: [[v4],[v6]], then a route per network.
+    assert_eq!(
+        rendered(DUAL)["ipam"],
+        json!({"ranges": [[{"subnet": "10.244.3.0/24"}], [{"subnet": "fd00:10:3::/64"}]],
+               "routes": [{"dst": "10.244.0.0/16"}, {"dst": "fd00:10::/48"}],
+               "type": "host-local"})
+    );
     let c = NativeConf::from_delegate(&rendered(DUAL)).unwrap();
     let subnets: Vec<IpNet> = c.ranges.iter().map(|r| r.subnet).collect();
     assert_eq!(subnets, [net("10.244.3.0/24"), net("fd00:10:3::/64")]);
