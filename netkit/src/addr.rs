@@ -134,7 +134,27 @@ impl Netlink {
     /// `netlink.AddrAdd` (used by the reference bridge plugin) sets it.
     /// An address already present gives an error with `is_exists()`.
     pub fn add_addr(&mut self, index: u32, addr: IpNet) -> Result<()> {
+        self.add_addr_flagged(index, addr, AddressFlags::empty())
+    }
+
+    /// `ip addr add ADDR/LEN dev IDX nodad`: an IPv6 address usable at
+    /// once, without duplicate address detection (for an address the
+    /// caller knows to be unique on the link). Same as [`Netlink::add_addr`]
+    /// for IPv4.
+    pub fn add_addr_nodad(&mut self, index: u32, addr: IpNet) -> Result<()> {
+        let flags = match addr {
+            IpNet::V6(_) => AddressFlags::Nodad,
+            IpNet::V4(_) => AddressFlags::empty(),
+        };
+        self.add_addr_flagged(index, addr, flags)
+    }
+
+    fn add_addr_flagged(&mut self, index: u32, addr: IpNet, flags: AddressFlags) -> Result<()> {
         let mut msg = addr_msg(index, addr);
+        if !flags.is_empty() {
+            // IFA_FLAGS overrides the header's 8 bits (inet6_rtm_newaddr).
+            msg.attributes.push(AddressAttribute::Flags(flags));
+        }
         if let IpNet::V4(v4) = addr {
             if v4.prefix_len() < 31 {
                 msg.attributes
@@ -157,5 +177,20 @@ impl Netlink {
             Err(e) if e.is_not_found() => Ok(()),
             other => other,
         }
+    }
+}
+
+/// Duplicate address detection state (IPv6).
+impl Addr {
+    /// `tentative`: duplicate address detection still runs; the kernel
+    /// neither sends from nor answers for the address yet.
+    pub fn is_tentative(&self) -> bool {
+        self.flags & AddressFlags::Tentative.bits() != 0
+    }
+
+    /// `dadfailed`: duplicate address detection found the address in use;
+    /// it stays unusable.
+    pub fn is_dad_failed(&self) -> bool {
+        self.flags & AddressFlags::Dadfailed.bits() != 0
     }
 }

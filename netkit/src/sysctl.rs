@@ -54,6 +54,14 @@ pub fn set(key: &str, value: &str) -> Result<()> {
     fs::write(&path, value).map_err(|e| Error::io(format!("set sysctl {key}={value}"), e))
 }
 
+/// `sysctl -n KEY`, trimmed, in the calling thread's own namespace (see
+/// [`set`]).
+pub fn get(key: &str) -> Result<String> {
+    let path = key_path(key)?;
+    let raw = fs::read_to_string(&path).map_err(|e| Error::io(format!("read sysctl {key}"), e))?;
+    Ok(raw.trim().to_string())
+}
+
 /// `ip netns exec NS sysctl -n KEY`, trimmed.
 pub fn get_in(ns: &Netns, key: &str) -> Result<String> {
     let path = key_path(key)?;

@@ -214,3 +214,43 @@ fn links_lists_everything_and_moves_between_namespaces() {
     nl.del_link_by_name("mv0").unwrap();
     assert!(b.nl().link_by_name("mv1").unwrap().is_none());
 }
+
+#[test]
+fn ipv6_address_flags_and_nodad() {
+    if !need_root() {
+        return;
+    }
+    let (host, cont) = (TestNs::new(), TestNs::new());
+    let mut nl = host.nl();
+    nl.add_veth("vdad0", "eth0", &cont.ns, None, None).unwrap();
+    let v = nl.link_by_name("vdad0").unwrap().unwrap();
+    // On a link that is down DAD cannot start: a plain IPv6 address stays
+    // tentative until the link comes up; a `nodad` one never is.
+    let (dad, nodad): (IpNet, IpNet) = (
+        "fd00:99::1/64".parse().unwrap(),
+        "fd00:99::2/64".parse().unwrap(),
+    );
+    nl.add_addr(v.index, dad).unwrap();
+    nl.add_addr_nodad(v.index, nodad).unwrap();
+    assert!(nl.add_addr_nodad(v.index, nodad).unwrap_err().is_exists());
+    let addrs = nl.addrs(Some(v.index)).unwrap();
+    let find = |a: IpNet| *addrs.iter().find(|x| x.addr == a).expect("address listed");
+    assert!(find(dad).is_tentative() && !find(dad).is_dad_failed());
+    assert!(!find(nodad).is_tentative() && !find(nodad).is_dad_failed());
+    // The kernel's view, through iproute2.
+    let info = &host.ip(&["-6", "addr", "show", "dev", "vdad0"])[0]["addr_info"];
+    let flag = |ip: &str, f: &str| {
+        info.as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["local"] == ip)
+            .is_some_and(|i| i[f] == true)
+    };
+    assert!(flag("fd00:99::1", "tentative") && !flag("fd00:99::1", "nodad"));
+    assert!(flag("fd00:99::2", "nodad") && !flag("fd00:99::2", "tentative"));
+    // IPv4 takes no DAD: `add_addr_nodad` is a plain add.
+    let v4: IpNet = "10.99.9.1/24".parse().unwrap();
+    nl.add_addr_nodad(v.index, v4).unwrap();
+    let a = nl.addrs(Some(v.index)).unwrap();
+    assert!(a.iter().any(|x| x.addr == v4 && !x.is_tentative()));
+}

@@ -17,6 +17,7 @@ use cni::error::{codes, CniError};
 use cni::result::CniResult;
 use netkit::{Family, Netns};
 use serde_json::Value;
+use std::net::IpAddr;
 use std::path::Path;
 use std::process::Command as Proc;
 
@@ -61,7 +62,8 @@ pub fn check(ctx: &Ctx) -> Result<(), CniError> {
     check_netns(&ctx.args.netns, ifname, &prev)?;
     if let Some(pm) = &rec.portmap {
         if pm.conf.get("backend").and_then(Value::as_str) != Some("nftables") {
-            check_dnat_rules(&net.name, cid)?;
+            let ips: Vec<IpAddr> = prev.ips.iter().map(|ip| ip.address.addr()).collect();
+            check_dnat_rules(&net.name, cid, &ips)?;
         }
     }
     if let Some(bw) = &rec.bandwidth {
@@ -160,18 +162,26 @@ fn describe_route(dst: ipnet::IpNet, gw: Option<std::net::IpAddr>) -> String {
 }
 
 /// portmap tags every DNAT rule of an attachment with this comment
-/// (plugins/meta/portmap `portmap_iptables.go`, utils.FormatComment).
-fn check_dnat_rules(network: &str, container_id: &str) -> Result<(), CniError> {
+/// (plugins/meta/portmap `portmap_iptables.go`, utils.FormatComment), in
+/// the nat table of each family the pod has an address of (it forwards
+/// the first IP of each family, `forwardPorts`).
+fn check_dnat_rules(network: &str, container_id: &str, ips: &[IpAddr]) -> Result<(), CniError> {
     let tag = format!("dnat name: \\\"{network}\\\" id: \\\"{container_id}\\\"");
-    let out = Proc::new("iptables-save")
-        .args(["-t", "nat"])
-        .output()
-        .map_err(|e| CniError::internal(format!("run iptables-save: {e}")))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    if !text.contains(&tag) && !text.contains(&tag.replace('\\', "")) {
-        return Err(broken(format!(
-            "port mapping rules of container {container_id:?} are missing from the nat table"
-        )));
+    for (v6, tool) in [(false, "iptables-save"), (true, "ip6tables-save")] {
+        if !ips.iter().any(|ip| ip.is_ipv6() == v6) {
+            continue;
+        }
+        let out = Proc::new(tool)
+            .args(["-t", "nat"])
+            .output()
+            .map_err(|e| CniError::internal(format!("run {tool}: {e}")))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        if !text.contains(&tag) && !text.contains(&tag.replace('\\', "")) {
+            return Err(broken(format!(
+                "port mapping rules of container {container_id:?} are missing from the {}nat table",
+                if v6 { "IPv6 " } else { "" }
+            )));
+        }
     }
     Ok(())
 }

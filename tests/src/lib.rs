@@ -16,6 +16,7 @@ pub mod doctor_support;
 pub mod etcd;
 pub mod exec;
 pub mod lease_sim;
+pub mod native6_support;
 pub mod native_support;
 pub mod netns;
 pub mod node;

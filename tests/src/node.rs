@@ -11,11 +11,16 @@ use crate::exec::{self, CmdOutput};
 use crate::netns::Netns;
 use crate::plugin::{PluginCall, REFERENCE_CNI_PATH};
 
-/// The content of flannel's `/run/flannel/subnet.env`.
+/// The content of flannel's `/run/flannel/subnet.env`. An empty network
+/// or subnet leaves that family out (IPv6-only: empty `network`/`subnet`).
 #[derive(Debug, Clone)]
 pub struct SubnetEnv {
     pub network: String,
     pub subnet: String,
+    /// `FLANNEL_IPV6_NETWORK`; empty: no IPv6.
+    pub ipv6_network: String,
+    /// `FLANNEL_IPV6_SUBNET`, e.g. `fd10:2:1::1/64`; empty: no IPv6.
+    pub ipv6_subnet: String,
     pub mtu: u32,
     pub ipmasq: bool,
 }
@@ -25,6 +30,8 @@ impl Default for SubnetEnv {
         SubnetEnv {
             network: "10.2.0.0/16".into(),
             subnet: "10.2.1.1/24".into(),
+            ipv6_network: String::new(),
+            ipv6_subnet: String::new(),
             mtu: 1450,
             ipmasq: true,
         }
@@ -32,12 +39,23 @@ impl Default for SubnetEnv {
 }
 
 impl SubnetEnv {
-    /// The file text, in flanneld's key order.
+    /// The file text, in flanneld's key order (flannel `WriteSubnetFile`:
+    /// each family only when enabled).
     pub fn render(&self) -> String {
-        format!(
-            "FLANNEL_NETWORK={}\nFLANNEL_SUBNET={}\nFLANNEL_MTU={}\nFLANNEL_IPMASQ={}\n",
-            self.network, self.subnet, self.mtu, self.ipmasq
-        )
+        let mut s = String::new();
+        if !self.subnet.is_empty() {
+            s += &format!(
+                "FLANNEL_NETWORK={}\nFLANNEL_SUBNET={}\n",
+                self.network, self.subnet
+            );
+        }
+        if !self.ipv6_subnet.is_empty() {
+            s += &format!(
+                "FLANNEL_IPV6_NETWORK={}\nFLANNEL_IPV6_SUBNET={}\n",
+                self.ipv6_network, self.ipv6_subnet
+            );
+        }
+        s + &format!("FLANNEL_MTU={}\nFLANNEL_IPMASQ={}\n", self.mtu, self.ipmasq)
     }
 }
 

@@ -88,6 +88,9 @@ pub fn ensure(
         Vec::new()
     };
     let changed = created || !missing.is_empty();
+    if missing.iter().any(|g| g.addr().is_ipv6()) {
+        super::ipv6::bridge_owns_routes(name);
+    }
     for gw in missing {
         replace_address(nl, &link, &addrs, gw, conf.force_address, store)?;
     }
@@ -99,7 +102,8 @@ pub fn ensure(
 }
 
 /// Adds the missing `gw` to the bridge, replacing a stale address of the
-/// same family.
+/// same family: any other IPv4 address, an IPv6 one only when the subnets
+/// overlap (the bridge plugin's `ensureAddr` keeps unrelated IPv6 ones).
 fn replace_address(
     nl: &mut Netlink,
     link: &Link,
@@ -108,12 +112,7 @@ fn replace_address(
     force: bool,
     store: &Store,
 ) -> Result<(), CniError> {
-    let same_family: Vec<IpNet> = addrs
-        .iter()
-        .copied()
-        .filter(|a| a.addr().is_ipv4() == gw.addr().is_ipv4())
-        .filter(|a| !is_link_local(a))
-        .collect();
+    let same_family: Vec<IpNet> = addrs.iter().copied().filter(|a| is_stale(a, &gw)).collect();
     for stale in &same_family {
         if !force {
             let users = users_of(store, stale);
@@ -136,9 +135,21 @@ fn replace_address(
             )
         })?;
     }
-    match nl.add_addr(link.index, gw) {
+    // Without DAD: the gateway is this node's (see `super::ipv6`).
+    match nl.add_addr_nodad(link.index, gw) {
         Err(e) if !e.is_exists() => Err(kernel(&format!("add {gw} to {}", link.name), e)),
         _ => Ok(()),
+    }
+}
+
+/// Whether bridge address `a` is in the way of gateway `gw`.
+fn is_stale(a: &IpNet, gw: &IpNet) -> bool {
+    match (a, gw) {
+        (IpNet::V4(_), IpNet::V4(_)) => true,
+        (IpNet::V6(_), IpNet::V6(_)) => {
+            !is_link_local(a) && (a.contains(&gw.addr()) || gw.contains(&a.addr()))
+        }
+        _ => false,
     }
 }
 
@@ -173,6 +184,18 @@ fn users_of(store: &Store, subnet: &IpNet) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stale_addresses_are_the_bridge_plugins() {
+        let n = |s: &str| s.parse::<IpNet>().unwrap();
+        let (v4, v6) = (n("10.2.1.1/24"), n("fd10:2:1::1/64"));
+        assert!(is_stale(&n("10.9.0.1/24"), &v4), "any other IPv4 address");
+        assert!(is_stale(&n("fd10:2:1::9/64"), &v6), "same IPv6 subnet");
+        assert!(is_stale(&n("fd10:2::1/32"), &v6), "overlapping IPv6 subnet");
+        assert!(!is_stale(&n("fd99::1/64"), &v6), "unrelated IPv6 subnet");
+        assert!(!is_stale(&n("fe80::1/64"), &v6), "link-local");
+        assert!(!is_stale(&v6, &v4) && !is_stale(&v4, &v6), "other family");
+    }
 
     #[test]
     fn stable_mac_is_local_unicast_and_deterministic() {

@@ -42,6 +42,9 @@ pub struct NativeConf {
     pub mtu: Option<u32>,
     pub hairpin: bool,
     pub promisc: bool,
+    /// `enabledad`: IPv6 duplicate address detection on the pod's
+    /// addresses (off by default, as in the bridge plugin).
+    pub enable_dad: bool,
     pub ranges: Vec<Range>,
     pub routes: Vec<PodRoute>,
     /// host-local's `dataDir` (the store lives in `<dataDir>/<network>`).
@@ -167,6 +170,7 @@ impl NativeConf {
             mtu,
             hairpin,
             promisc,
+            enable_dad: flag(d, "enabledad")?,
             ranges: ranges(&ipam)?,
             routes: routes(&ipam)?,
             ipam_data_dir: ipam
@@ -222,7 +226,7 @@ fn ranges(ipam: &Value) -> Result<Vec<Range>, CniError> {
     if out.is_empty() {
         return Err(invalid(
             "ipam.ranges",
-            "no range: subnet.env gave no FLANNEL_SUBNET",
+            "no range: subnet.env gave neither FLANNEL_SUBNET nor FLANNEL_IPV6_SUBNET",
         ));
     }
     Ok(out)

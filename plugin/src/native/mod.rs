@@ -13,30 +13,40 @@
 //!    then flannel's scratch file naming netboot-cni (so the upstream
 //!    flannel plugin's DEL hands the attachment back, `add::add`);
 //! 2. allocate the IPs (host-local compatible store, flock'ed);
-//! 3. under the node lock: bridge up with the gateway address, stale
-//!    address reconciled; node masquerade rule set ensured once;
-//! 4. veth with its peer created directly in the pod; addresses, routes;
+//! 3. under the node lock: bridge up with the gateway address of each
+//!    family, stale address reconciled; forwarding and the node
+//!    masquerade rule set ensured once;
+//! 4. veth with its peer created directly in the pod; addresses (IPv6
+//!    without DAD, see `ipv6`), routes;
 //! 5. bandwidth shaping (tbf, ifb) when requested ([`bandwidth`]);
 //! 6. port mappings (one nftables transaction) when requested, then the
 //!    stale UDP conntrack entries toward them deleted ([`crate::conntrack`]).
 
 pub mod bandwidth;
 pub mod bridge;
+mod check;
 pub mod conf;
+mod ipv6;
 mod node;
 pub mod pod;
+mod ports;
+#[cfg(test)]
+mod test_dual;
 
 use crate::add::load_subnet_env;
 use crate::ipam::{self, Allocated, Pool, RangeSpec};
 use crate::record::Record;
 use crate::{flannel, io_err, Ctx};
+pub use check::check;
 use cni::error::{codes, CniError};
 use cni::result::{CniResult, Interface, IpConfig, Route};
 use conf::NativeConf;
 use ipnet::IpNet;
-use netkit::firewall::{self, PortMapping, PortmapSpec};
 use netkit::{Netlink, Netns};
 use nix::fcntl::{Flock, FlockArg};
+pub(crate) use ports::parse_mapping;
+use ports::{add_ports, del_ports};
+pub use ports::{mappings, PortRule};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::net::IpAddr;
@@ -72,39 +82,6 @@ pub struct NativeState {
     /// so DEL and GC remove it even after a crash or with the netns gone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ifb: Option<String>,
-}
-
-/// One nftables rule of a port mapping (`firewall::RuleRef`), as recorded.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PortRule {
-    /// `ip` or `ip6` (the `cni_hostport` table of that family).
-    pub family: String,
-    pub chain: String,
-    pub handle: u64,
-}
-
-impl PortRule {
-    fn from_ref(r: firewall::RuleRef) -> PortRule {
-        let family = if r.v6 { "ip6" } else { "ip" };
-        PortRule {
-            family: family.into(),
-            chain: r.chain,
-            handle: r.handle,
-        }
-    }
-
-    fn to_ref(&self) -> Option<firewall::RuleRef> {
-        let v6 = match self.family.as_str() {
-            "ip" => false,
-            "ip6" => true,
-            _ => return None,
-        };
-        Some(firewall::RuleRef {
-            v6,
-            chain: self.chain.clone(),
-            handle: self.handle,
-        })
-    }
 }
 
 fn kernel(what: &str, e: netkit::Error) -> CniError {
@@ -248,13 +225,13 @@ pub fn add(ctx: &Ctx, rec: &mut Record) -> Result<CniResult, CniError> {
             ))
         })
         .collect::<Result<_, CniError>>()?;
-    let pod_link = pod::configure(
-        &pod_ns,
-        &ctx.args.ifname,
-        &addrs,
-        &nconf.routes,
-        nconf.is_default_gateway,
-    )?;
+    let want = pod::PodAddressing {
+        addrs: &addrs,
+        routes: &nconf.routes,
+        default_gw: nconf.is_default_gateway,
+        enable_dad: nconf.enable_dad,
+    };
+    let pod_link = pod::configure(&pod_ns, &ctx.args.ifname, &want)?;
     if !state.port_mappings.is_empty() {
         let ips: Vec<IpAddr> = allocated.iter().map(|a| a.ip).collect();
         let rules = add_ports(ctx, &state, &ips)?;
@@ -282,66 +259,6 @@ fn open_pod_netns(path: &str) -> Result<Netns, CniError> {
     })
 }
 
-/// Parses recorded/runtime port mappings (`{hostPort, containerPort,
-/// protocol, hostIP}`, validated up front by `PluginConf`).
-pub fn mappings(state: &NativeState) -> Vec<PortMapping> {
-    state
-        .port_mappings
-        .iter()
-        .filter_map(parse_mapping)
-        .collect()
-}
-
-pub(crate) fn parse_mapping(m: &Value) -> Option<PortMapping> {
-    let port = |k: &str| {
-        m.get(k)
-            .and_then(Value::as_u64)
-            .and_then(|p| u16::try_from(p).ok())
-    };
-    let protocol = match m.get("protocol").and_then(Value::as_str) {
-        None | Some("") => firewall::Proto::Tcp,
-        Some(p) => firewall::Proto::parse(p)?,
-    };
-    let host_ip = match m.get("hostIP").and_then(Value::as_str) {
-        None | Some("") => None,
-        Some(ip) => Some(ip.parse().ok()?),
-    };
-    Some(PortMapping {
-        host_port: port("hostPort")?,
-        container_port: port("containerPort")?,
-        protocol,
-        host_ip,
-    })
-}
-
-fn add_ports(
-    ctx: &Ctx,
-    state: &NativeState,
-    ips: &[IpAddr],
-) -> Result<Vec<firewall::RuleRef>, CniError> {
-    let maps = mappings(state);
-    let spec = PortmapSpec {
-        network: &ctx.conf.net.name,
-        container_id: &ctx.args.container_id,
-        ifname: &ctx.args.ifname,
-        container_ips: ips,
-        mappings: &maps,
-        snat: state.snat,
-        masq_all: false,
-    };
-    let rules = firewall::add_port_mappings_tracked(&spec)
-        .map_err(|e| kernel("program port mappings", e))?;
-    if firewall::needs_route_localnet(&spec) {
-        // Traffic to 127.0.0.1:hostPort is DNATed to the pod; the kernel
-        // drops martian-sourced packets leaving via the bridge unless
-        // route_localnet is on (portmap does the same).
-        // The plugin runs in the node netns: no thread needed.
-        let key = format!("net/ipv4/conf/{}/route_localnet", state.bridge);
-        netkit::sysctl::set(&key, "1").map_err(|e| kernel("enable route_localnet", e))?;
-    }
-    Ok(rules)
-}
-
 fn result(
     ctx: &Ctx,
     bridge: &netkit::Link,
@@ -363,6 +280,8 @@ fn result(
         .map(|r| Route::new(r.dst, r.gw))
         .collect();
     if nconf.is_default_gateway {
+        // One default route per family, via its first address's gateway
+        // (bridge.go calcGateways), as `pod::route_specs` installs them.
         for (a, gw) in addrs {
             let any: IpNet = if a.addr().is_ipv4() {
                 "0.0.0.0/0"
@@ -371,7 +290,9 @@ fn result(
             }
             .parse()
             .expect("constant");
-            routes.push(Route::new(any, Some(*gw)));
+            if !routes.iter().any(|r| r.dst == any && r.gw.is_some()) {
+                routes.push(Route::new(any, Some(*gw)));
+            }
         }
     }
     CniResult {
@@ -450,26 +371,6 @@ pub fn undo(
     errors
 }
 
-/// Removes the attachment's port mappings: by recorded handle when every
-/// recorded rule is still there and still ours, else by listing the table.
-fn del_ports(
-    ctx: &Ctx,
-    container_id: &str,
-    state: &NativeState,
-    v4: bool,
-    v6: bool,
-) -> Result<(), netkit::Error> {
-    let refs: Option<Vec<firewall::RuleRef>> =
-        state.port_rules.iter().map(PortRule::to_ref).collect();
-    if let Some(refs) = refs.filter(|r| !r.is_empty()) {
-        // Any doubt (Ok(false)) or failure: the listing decides.
-        if let Ok(true) = firewall::del_port_rules(container_id, &refs) {
-            return Ok(());
-        }
-    }
-    firewall::del_port_mappings_in(&ctx.conf.net.name, container_id, v4, v6)
-}
-
 /// Frees the torn IP files (power loss, a killed host-local) in `scope`
 /// (the IPs the attachment's record names, or, for an ADD that never
 /// finished, the files written since its record), unless another record
@@ -499,74 +400,6 @@ pub fn release_torn(
     if !freed.is_empty() {
         ctx.log
             .info(&format!("released damaged IP files {freed:?}"));
-    }
-    Ok(())
-}
-
-/// Native CHECK, on top of the generic in-pod checks: host veth up and on
-/// the bridge, the IPs still held in the store, port mapping rules and the
-/// node masquerade rule set present.
-pub fn check(ctx: &Ctx, state: &NativeState) -> Result<(), CniError> {
-    let broken = crate::check::broken;
-    let nconf = NativeConf::from_delegate(&state.conf)?;
-    let mut nl = Netlink::open().map_err(|e| kernel("open netlink", e))?;
-    let host = nl
-        .link_by_name(&state.host_veth)
-        .map_err(|e| kernel("look up host veth", e))?
-        .ok_or_else(|| broken(format!("host veth {} is missing", state.host_veth)))?;
-    let bridge = nl
-        .link_by_name(&state.bridge)
-        .map_err(|e| kernel("look up bridge", e))?
-        .ok_or_else(|| broken(format!("bridge {} is missing", state.bridge)))?;
-    if !host.up || host.master != Some(bridge.index) {
-        return Err(broken(format!(
-            "host veth {} is {} and {} to {}",
-            host.name,
-            if host.up { "up" } else { "down" },
-            if host.master == Some(bridge.index) {
-                "attached"
-            } else {
-                "not attached"
-            },
-            bridge.name
-        )));
-    }
-    if let Some(bw) = &state.bandwidth {
-        bandwidth::check(&mut nl, &host, bw, state.ifb.as_deref())?;
-    }
-    let held = pool(state, &nconf)?
-        .holds(&ctx.args.container_id, &ctx.args.ifname)
-        .map_err(|e| CniError::new(e.cni_code(), e.to_string()))?;
-    if held.is_empty() {
-        return Err(broken(format!(
-            "no IP is allocated to this attachment in {}",
-            state.ipam_dir.display()
-        )));
-    }
-    if !state.port_mappings.is_empty() {
-        let maps = mappings(state);
-        let spec = PortmapSpec {
-            network: &ctx.conf.net.name,
-            container_id: &ctx.args.container_id,
-            ifname: &ctx.args.ifname,
-            container_ips: &held,
-            mappings: &maps,
-            snat: state.snat,
-            masq_all: false,
-        };
-        firewall::check_port_mappings(&spec).map_err(|e| broken(format!("port mappings: {e}")))?;
-    }
-    if nconf.ip_masq {
-        for r in &nconf.ranges {
-            let present = firewall::node_masquerade_present(&ctx.conf.net.name, r.subnet)
-                .map_err(|e| kernel("inspect masquerade rules", e))?;
-            if !present {
-                return Err(broken(format!(
-                    "masquerade rules for {} are missing",
-                    r.subnet
-                )));
-            }
-        }
     }
     Ok(())
 }

@@ -84,17 +84,33 @@ fn disable_ipv6(host: &str) {
     let _ = netkit::sysctl::set(&format!("net/ipv6/conf/{host}/disable_ipv6"), "1");
 }
 
+/// What the pod's interface gets: addresses with their gateways, routes.
+pub struct PodAddressing<'a> {
+    pub addrs: &'a [(IpNet, IpAddr)],
+    pub routes: &'a [PodRoute],
+    /// Default route per family via its gateway (`isDefaultGateway`).
+    pub default_gw: bool,
+    /// The bridge plugin's `enabledad`: run IPv6 duplicate address
+    /// detection on the pod's addresses (and wait for it) instead of
+    /// skipping it.
+    pub enable_dad: bool,
+}
+
 /// Addresses and routes inside the pod. Returns the pod link.
-pub fn configure(
-    pod: &Netns,
-    ifname: &str,
-    addrs: &[(IpNet, IpAddr)],
-    routes: &[PodRoute],
-    default_gw: bool,
-) -> Result<Link, CniError> {
-    let mut nl = pod
-        .netlink()
-        .map_err(|e| kernel(&format!("netlink in {}", pod.label()), e))?;
+pub fn configure(pod: &Netns, ifname: &str, want: &PodAddressing<'_>) -> Result<Link, CniError> {
+    let ns_err = |e| kernel(&format!("netlink in {}", pod.label()), e);
+    let v6 = want.addrs.iter().any(|(a, _)| a.addr().is_ipv6());
+    let mut nl = if v6 {
+        // The sysctls on the same thread that opens the socket: one
+        // thread in the pod netns, not two.
+        pod.run(|| {
+            super::ipv6::prepare_pod(ifname, want.enable_dad)?;
+            Netlink::open().map_err(ns_err)
+        })
+        .map_err(ns_err)??
+    } else {
+        pod.netlink().map_err(ns_err)?
+    };
     if let Some(lo) = nl.link_by_name("lo").map_err(|e| kernel("look up lo", e))? {
         if !lo.up {
             nl.set_up(lo.index).map_err(|e| kernel("set lo up", e))?;
@@ -109,13 +125,16 @@ pub fn configure(
                 pod.label()
             ))
         })?;
-    for (addr, _) in addrs {
+    for (addr, _) in want.addrs {
         nl.add_addr(link.index, *addr)
             .map_err(|e| kernel(&format!("add {addr} to {ifname}"), e))?;
     }
     nl.set_up(link.index)
         .map_err(|e| kernel(&format!("set {ifname} up"), e))?;
-    for spec in route_specs(link.index, addrs, routes, default_gw) {
+    if v6 {
+        super::ipv6::settle(&mut nl, link.index, ifname)?;
+    }
+    for spec in route_specs(link.index, want.addrs, want.routes, want.default_gw) {
         nl.replace_route(&spec)
             .map_err(|e| kernel(&format!("add route {} in {}", spec.dst, pod.label()), e))?;
     }

@@ -151,6 +151,7 @@ impl BenchNode {
             subnet: "10.2.0.1/21".into(),
             mtu: 1450,
             ipmasq: true,
+            ..SubnetEnv::default()
         });
         let empty_cni_path = node.data_dir("empty-cni-path");
         let ns_file = File::open(node.path()).expect("open node netns");

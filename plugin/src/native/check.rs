@@ -1,0 +1,84 @@
+//! Native CHECK: what the kernel and the node's state must still show for
+//! an attachment native ADD made (the in-pod addresses and routes are
+//! checked for every mode by `crate::check`).
+
+use super::conf::NativeConf;
+use super::{bandwidth, kernel, mappings, pool, NativeState};
+use crate::Ctx;
+use cni::error::CniError;
+use netkit::firewall::{self, PortmapSpec};
+use netkit::Netlink;
+
+/// Native CHECK, on top of the generic in-pod checks: host veth up and on
+/// the bridge, an IP of every range still held in the store, port mapping
+/// rules and the node masquerade rules (each family's) present.
+pub fn check(ctx: &Ctx, state: &NativeState) -> Result<(), CniError> {
+    let broken = crate::check::broken;
+    let nconf = NativeConf::from_delegate(&state.conf)?;
+    let mut nl = Netlink::open().map_err(|e| kernel("open netlink", e))?;
+    let host = nl
+        .link_by_name(&state.host_veth)
+        .map_err(|e| kernel("look up host veth", e))?
+        .ok_or_else(|| broken(format!("host veth {} is missing", state.host_veth)))?;
+    let bridge = nl
+        .link_by_name(&state.bridge)
+        .map_err(|e| kernel("look up bridge", e))?
+        .ok_or_else(|| broken(format!("bridge {} is missing", state.bridge)))?;
+    if !host.up || host.master != Some(bridge.index) {
+        return Err(broken(format!(
+            "host veth {} is {} and {} to {}",
+            host.name,
+            if host.up { "up" } else { "down" },
+            if host.master == Some(bridge.index) {
+                "attached"
+            } else {
+                "not attached"
+            },
+            bridge.name
+        )));
+    }
+    if let Some(bw) = &state.bandwidth {
+        bandwidth::check(&mut nl, &host, bw, state.ifb.as_deref())?;
+    }
+    let held = pool(state, &nconf)?
+        .holds(&ctx.args.container_id, &ctx.args.ifname)
+        .map_err(|e| CniError::new(e.cni_code(), e.to_string()))?;
+    // One IP per range set (per family with flannel's [[v4],[v6]]).
+    if let Some(r) = nconf
+        .ranges
+        .iter()
+        .find(|r| !held.iter().any(|ip| r.subnet.contains(ip)))
+    {
+        return Err(broken(format!(
+            "no IP of {} is allocated to this attachment in {}",
+            r.subnet,
+            state.ipam_dir.display()
+        )));
+    }
+    if !state.port_mappings.is_empty() {
+        let maps = mappings(state);
+        let spec = PortmapSpec {
+            network: &ctx.conf.net.name,
+            container_id: &ctx.args.container_id,
+            ifname: &ctx.args.ifname,
+            container_ips: &held,
+            mappings: &maps,
+            snat: state.snat,
+            masq_all: false,
+        };
+        firewall::check_port_mappings(&spec).map_err(|e| broken(format!("port mappings: {e}")))?;
+    }
+    if nconf.ip_masq {
+        for r in &nconf.ranges {
+            let present = firewall::node_masquerade_present(&ctx.conf.net.name, r.subnet)
+                .map_err(|e| kernel("inspect masquerade rules", e))?;
+            if !present {
+                return Err(broken(format!(
+                    "masquerade rules for {} are missing",
+                    r.subnet
+                )));
+            }
+        }
+    }
+    Ok(())
+}
