@@ -375,6 +375,26 @@ fn doctor_vxlan_dual_stack() {
     );
     d.etcd.put_with_lease(&key, &value, 86_400);
 
+    // Our lease with another IPv6 public address than the device's local
+    // one, then with none.
+    d.etcd
+        .put_with_lease(&key, &value.replace(NODE_IPV6, "fd00:100::99"), 86_400);
+    d.doctor().assert_problem(
+        "vtep-v6",
+        &[
+            "local address fd00:100::11",
+            "public address is fd00:100::99",
+        ],
+    );
+    d.etcd.put_with_lease(
+        &key,
+        &value.replace(&format!("\"{NODE_IPV6}\""), "null"),
+        86_400,
+    );
+    d.doctor()
+        .assert_problem("lease", &["no IPv6 public address"]);
+    d.etcd.put_with_lease(&key, &value, 86_400);
+
     // subnet.env's IPv6 subnet not the lease's.
     let own6_env = d.wait_env("FLANNEL_IPV6_SUBNET");
     let env = d.edit_env(&own6_env, "fd42:10:0:30::1/64");
@@ -620,4 +640,27 @@ fn doctor_vxlan_ipv6_only_with_direct_routing() {
     d.sh(&["nft", "flush", "chain", "inet", "netboot", "postrouting"]);
     d.doctor()
         .assert_problem("masquerade", &["(IPv6)", "fd42:10:0:"]);
+    // flanneld's own rule (a node it runs) does as well.
+    let own6 = d.wait_env("FLANNEL_IPV6_SUBNET").replace("::1/", "::/");
+    d.sh(&["ip6tables", "-t", "nat", "-N", "FLANNEL-POSTRTG"]);
+    d.sh(&[
+        "ip6tables",
+        "-t",
+        "nat",
+        "-A",
+        "FLANNEL-POSTRTG",
+        "-s",
+        &own6,
+        "!",
+        "-d",
+        "ff00::/8",
+        "-m",
+        "comment",
+        "--comment",
+        "flanneld masq",
+        "-j",
+        "MASQUERADE",
+        "--random-fully",
+    ]);
+    d.doctor().assert_healthy();
 }
