@@ -118,6 +118,47 @@ fn config_line(s: &Settings) -> String {
     format!("  in short:   {}\n", s.describe())
 }
 
+/// What `status` found, for [`status_json`].
+struct Shown<'a> {
+    a: &'a StatusArgs,
+    endpoint: &'a str,
+    prefix: &'a str,
+    report: &'a ConfigReport,
+    node: &'a Node,
+    fams: &'a [FamilyState],
+    cni0: &'a [Finding],
+    agent: &'a Option<(String, Option<String>)>,
+    dirs: &'a [PathBuf],
+    plugins: &'a [(&'a str, Option<PathBuf>)],
+}
+
+/// `status --json`.
+fn status_json(s: &Shown) -> Value {
+    json!({
+        "etcd": s.endpoint,
+        "config": s.report.to_json(),
+        "backend": s.node.settings().map(|st| st.backend.clone()),
+        "families": s.node.settings().map(|st| [false, true].into_iter().filter(|v6| st.network(*v6).is_some()).map(family_name).collect::<Vec<_>>()),
+        "leases": s.node.cluster.as_ref().map_or(&[][..], |c| &c.leases[..]).iter().map(lease_json).collect::<Vec<_>>(),
+        "node": {
+            "subnetFile": s.a.subnet_file,
+            "subnetEnv": s.node.env.as_ref().map(|e| &e.vars),
+            "lease": s.node.own_lease().map(|l| l.path.clone()),
+            "leaseExpiresIn": s.node.own_lease().map(Listed::expiry_text),
+            "agent": {"running": s.agent.is_some(), "pid": s.agent.as_ref().map(|a| a.0.clone()), "subnetFile": s.agent.as_ref().and_then(|a| a.1.clone())},
+            "families": s.fams.iter().map(|f| json!({
+                "family": family_name(f.v6),
+                "network": f.network,
+                "subnet": f.subnet,
+                "checks": f.findings.iter().map(finding_json).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+            "cni0": s.cni0.iter().map(finding_json).collect::<Vec<_>>(),
+            "pluginDirs": s.dirs,
+            "plugins": s.plugins.iter().map(|(n, p)| json!({"name": n, "path": p})).collect::<Vec<_>>(),
+        },
+    })
+}
+
 pub fn status_cmd(a: &StatusArgs) -> Result<()> {
     let key = a.etcd.key("config");
     let mut etcd = Etcd::connect(&a.etcd.opts()?, &key)?;
@@ -136,8 +177,6 @@ pub fn status_cmd(a: &StatusArgs) -> Result<()> {
         }),
         env: SubnetEnv::read(&a.subnet_file),
     };
-    let leases = &node.cluster.as_ref().expect("just set").leases;
-    let own = node.own_lease();
     let fams = families(&node);
     let cni0 = doctor::cni0(&node);
     // The agent of this network namespace, if one runs (its lock's holder).
@@ -151,41 +190,34 @@ pub fn status_cmd(a: &StatusArgs) -> Result<()> {
         .iter()
         .map(|p| (*p, dirs.iter().map(|d| d.join(p)).find(|f| f.is_file())))
         .collect();
+    let shown = Shown {
+        a,
+        endpoint: etcd.endpoint(),
+        prefix: &subnets_prefix,
+        report: &report,
+        node: &node,
+        fams: &fams,
+        cni0: &cni0,
+        agent: &agent,
+        dirs: &dirs,
+        plugins: &plugins,
+    };
     if a.json {
-        let doc = json!({
-            "etcd": etcd.endpoint(),
-            "config": report.to_json(),
-            "backend": node.settings().map(|s| s.backend.clone()),
-            "families": node.settings().map(|s| [false, true].into_iter().filter(|v6| s.network(*v6).is_some()).map(family_name).collect::<Vec<_>>()),
-            "leases": leases.iter().map(lease_json).collect::<Vec<_>>(),
-            "node": {
-                "subnetFile": a.subnet_file,
-                "subnetEnv": node.env.as_ref().map(|e| &e.vars),
-                "lease": own.map(|l| l.path.clone()),
-                "leaseExpiresIn": own.map(Listed::expiry_text),
-                "agent": {"running": agent.is_some(), "pid": agent.as_ref().map(|a| a.0.clone()), "subnetFile": agent.as_ref().and_then(|a| a.1.clone())},
-                "families": fams.iter().map(|f| json!({
-                    "family": family_name(f.v6),
-                    "network": f.network,
-                    "subnet": f.subnet,
-                    "checks": f.findings.iter().map(finding_json).collect::<Vec<_>>(),
-                })).collect::<Vec<_>>(),
-                "cni0": cni0.iter().map(finding_json).collect::<Vec<_>>(),
-                "pluginDirs": dirs,
-                "plugins": plugins.iter().map(|(n, p)| json!({"name": n, "path": p})).collect::<Vec<_>>(),
-            },
-        });
-        crate::out::emitln(&serde_json::to_string_pretty(&doc)?)?;
-        return Ok(());
+        crate::out::emitln(&serde_json::to_string_pretty(&status_json(&shown))?)?;
+    } else {
+        crate::out::emit(&status_text(&shown))?;
     }
-    let mut s = format!("etcd: {}\n{}", etcd.endpoint(), report.to_text());
-    if let Some(st) = node.settings() {
+    Ok(())
+}
+
+/// The text report.
+fn status_text(sh: &Shown) -> String {
+    let mut s = format!("etcd: {}\n{}", sh.endpoint, sh.report.to_text());
+    if let Some(st) = sh.node.settings() {
         s += &config_line(st);
     }
-    s += &format!(
-        "\nSubnet leases under {subnets_prefix} ({}):\n",
-        leases.len()
-    );
+    let leases = sh.node.cluster.as_ref().map_or(&[][..], |c| &c.leases[..]);
+    s += &format!("\nSubnet leases under {} ({}):\n", sh.prefix, leases.len());
     let rows: Vec<[String; 8]> = leases.iter().map(lease_row).collect();
     s += &table(
         [
@@ -205,23 +237,23 @@ pub fn status_cmd(a: &StatusArgs) -> Result<()> {
             s += &format!("  PROBLEM in {}: {p}\n", l.path);
         }
     }
-    s += &node_text(a, &node, own, &fams, &cni0, &agent);
+    s += &node_text(sh);
     s += &format!(
         "  plugins (in {}):\n",
-        dirs.iter()
+        sh.dirs
+            .iter()
             .map(|d| d.display().to_string())
             .collect::<Vec<_>>()
             .join(":")
     );
-    for (n, p) in &plugins {
+    for (n, p) in sh.plugins {
         s += &format!(
             "    {n:<12} {}\n",
             p.as_ref()
                 .map_or("missing".into(), |p| p.display().to_string())
         );
     }
-    crate::out::emit(&s)?;
-    Ok(())
+    s
 }
 
 fn finding_line(f: &Finding) -> String {
@@ -234,15 +266,9 @@ fn finding_line(f: &Finding) -> String {
 }
 
 /// The node part of the text: subnet.env, lease, agent, each family.
-fn node_text(
-    a: &StatusArgs,
-    node: &Node,
-    own: Option<&Listed>,
-    fams: &[FamilyState],
-    cni0: &[Finding],
-    agent: &Option<(String, Option<String>)>,
-) -> String {
-    let mut s = format!("\nThis node ({}):\n", a.subnet_file.display());
+fn node_text(sh: &Shown) -> String {
+    let (node, own, fams, cni0, agent) = (sh.node, sh.node.own_lease(), sh.fams, sh.cni0, sh.agent);
+    let mut s = format!("\nThis node ({}):\n", sh.a.subnet_file.display());
     match &node.env {
         None => s += "  subnet.env: not present (no flannel/netboot agent has run here)\n",
         Some(e) => {

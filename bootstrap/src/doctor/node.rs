@@ -3,8 +3,9 @@
 
 use std::net::IpAddr;
 
-use super::cluster::is_local;
+use super::cluster::{is_local, Settings};
 use super::{Ctx, Finding, Node};
+use crate::leases::Listed;
 use crate::subnet_env::{family_name, network_var, subnet_var, SubnetEnv};
 
 pub const RESTART_AGENT: &str = "restart the agent (`systemctl restart netboot-agent`, or run `netboot agent --etcd URL`): it re-acquires a lease, reprograms the node and rewrites subnet.env";
@@ -35,20 +36,8 @@ fn names_this_node(node: &Node, ip: IpAddr, v6: bool) -> bool {
         .is_some_and(|i| i.local == Some(ip))
 }
 
-/// The `subnet.env` check: present, complete for every enabled family,
-/// and still describing this node's lease in the current network config.
-pub fn subnet_env(ctx: &Ctx) -> Finding {
-    const CHECK: &str = "subnet.env";
-    let node = &ctx.node;
-    let path = ctx.args.subnet_file.display();
-    let Some(env) = &node.env else {
-        return Finding::problem(
-            CHECK,
-            format!("{path} is missing: the CNI plugin refuses every pod on this node until it exists (\"failed to load flannel 'subnet.env' file\")"),
-            "start the node agent (`netboot agent --etcd URL`, or flanneld) and check its log: it writes subnet.env once the lease and the network devices are in place",
-        );
-    };
-    let fams = node.families();
+/// The keys a complete subnet.env has for `fams` that `env` lacks.
+fn incomplete(env: &SubnetEnv, fams: &[bool]) -> Vec<String> {
     let mut bad: Vec<String> = fams
         .iter()
         .filter(|v6| env.subnet(**v6).is_none())
@@ -60,6 +49,78 @@ pub fn subnet_env(ctx: &Ctx) -> Finding {
     if env.get("FLANNEL_IPMASQ").is_none() {
         bad.push("FLANNEL_IPMASQ".into());
     }
+    bad
+}
+
+/// Where `env` disagrees with the network config: another network, or a
+/// family the config turns off.
+fn against_config(env: &SubnetEnv, settings: &Settings) -> Vec<String> {
+    let mut stale = Vec::new();
+    for v6 in [false, true] {
+        let (net_var, sn_var) = (network_var(v6), subnet_var(v6));
+        match settings.network(v6) {
+            Some(net) if !env.networks(v6).contains(&net) => stale.push(format!(
+                "{net_var}={} but the cluster's network is now {net}",
+                env.get(net_var).unwrap_or("(none)")
+            )),
+            Some(_) => {}
+            None if env.has(v6) || env.get(net_var).is_some() => stale.push(format!(
+                "{} is off in the network config, but it still has {}: pods would get {} \
+                 addresses that nothing routes",
+                family_name(v6),
+                if env.has(v6) { sn_var } else { net_var },
+                family_name(v6)
+            )),
+            None => {}
+        }
+    }
+    stale
+}
+
+/// Where `env` disagrees with this node's lease: a family's subnet, or the
+/// lease naming another node.
+fn against_lease(node: &Node, env: &SubnetEnv, lease: &Listed) -> Vec<String> {
+    let mut stale = Vec::new();
+    let key = lease.subnets();
+    for v6 in node.families() {
+        let (want, have) = (key.get(v6), env.subnet_net(v6));
+        if want != have {
+            stale.push(format!(
+                "{}={} but this node's lease {} holds {}",
+                subnet_var(v6),
+                env.get(subnet_var(v6)).unwrap_or("(none)"),
+                lease.path,
+                want.map_or(format!("no {} subnet", family_name(v6)), |w| w.to_string())
+            ));
+        }
+    }
+    let primary = node.primary();
+    if let Some(ip) = lease.attrs().and_then(|a| a.public(primary)) {
+        if !names_this_node(node, ip, primary) {
+            stale.push(format!(
+                "the lease for {} belongs to {ip}, which is not an address of this node",
+                key.show()
+            ));
+        }
+    }
+    stale
+}
+
+/// The `subnet.env` check: present, complete for every enabled family,
+/// and still describing this node's lease in the current network config.
+pub fn subnet_env(ctx: &Ctx) -> Finding {
+    const CHECK: &str = "subnet.env";
+    let node = &ctx.node;
+    let path = ctx.args.subnet_file.display().to_string();
+    let Some(env) = &node.env else {
+        return Finding::problem(
+            CHECK,
+            format!("{path} is missing: the CNI plugin refuses every pod on this node until it exists (\"failed to load flannel 'subnet.env' file\")"),
+            "start the node agent (`netboot agent --etcd URL`, or flanneld) and check its log: it writes subnet.env once the lease and the network devices are in place",
+        );
+    };
+    let fams = node.families();
+    let bad = incomplete(env, &fams);
     if !bad.is_empty() {
         return Finding::problem(
             CHECK,
@@ -88,30 +149,12 @@ pub fn subnet_env(ctx: &Ctx) -> Finding {
             format!("{path} says {shown}; not compared with etcd (see the etcd check)"),
         );
     };
-    let mut stale = Vec::new();
-    for v6 in [false, true] {
-        let (net_var, sn_var) = (network_var(v6), subnet_var(v6));
-        match settings.network(v6) {
-            Some(net) if !env.networks(v6).contains(&net) => stale.push(format!(
-                "{net_var}={} but the cluster's network is now {net}",
-                env.get(net_var).unwrap_or("(none)")
-            )),
-            Some(_) => {}
-            None if env.has(v6) || env.get(net_var).is_some() => stale.push(format!(
-                "{} is off in the network config, but it still has {}: pods would get {} \
-                 addresses that nothing routes",
-                family_name(v6),
-                if env.has(v6) { sn_var } else { net_var },
-                family_name(v6)
-            )),
-            None => {}
-        }
-    }
+    let mut stale = against_config(env, settings);
     let Some(lease) = node.own_lease() else {
         let v6 = node.primary();
         let sn = env
-            .subnet(v6)
-            .map(|s| s.trunc().to_string())
+            .subnet_net(v6)
+            .map(|s| s.to_string())
             .unwrap_or_default();
         stale.push(format!(
             "{}={}, but etcd holds no lease for {sn} (it expired or was deleted; another node \
@@ -119,32 +162,11 @@ pub fn subnet_env(ctx: &Ctx) -> Finding {
             subnet_var(v6),
             env.get(subnet_var(v6)).unwrap_or("")
         ));
-        return stale_finding(&path.to_string(), &stale);
+        return stale_finding(&path, &stale);
     };
-    let key = lease.subnets();
-    for v6 in fams.iter().copied() {
-        let (want, have) = (key.get(v6), env.subnet_net(v6));
-        if want != have {
-            stale.push(format!(
-                "{}={} but this node's lease {} holds {}",
-                subnet_var(v6),
-                env.get(subnet_var(v6)).unwrap_or("(none)"),
-                lease.path,
-                want.map_or(format!("no {} subnet", family_name(v6)), |w| w.to_string())
-            ));
-        }
-    }
-    let primary = node.primary();
-    if let Some(ip) = lease.attrs().and_then(|a| a.public(primary)) {
-        if !names_this_node(node, ip, primary) {
-            stale.push(format!(
-                "the lease for {} belongs to {ip}, which is not an address of this node",
-                key.show()
-            ));
-        }
-    }
+    stale.extend(against_lease(node, env, lease));
     if !stale.is_empty() {
-        return stale_finding(&path.to_string(), &stale);
+        return stale_finding(&path, &stale);
     }
     let public: Vec<String> = lease
         .attrs()
@@ -176,16 +198,8 @@ fn stale_finding(path: &str, why: &[String]) -> Finding {
     )
 }
 
-/// The `lease` check: this node's lease announces the config's backend,
-/// a public address and (vxlan) a VtepMAC for every enabled family, and is
-/// not about to expire.
-pub fn lease_expiry(ctx: &Ctx) -> Finding {
-    const CHECK: &str = "lease";
-    let node = &ctx.node;
-    let Some(lease) = node.own_lease() else {
-        return Finding::skipped(CHECK, "no lease of this node to check (see subnet.env)");
-    };
-    let sn = lease.subnets().show();
+/// What this node's lease announces wrongly for the config.
+fn lease_wrong(node: &Node, lease: &Listed) -> Vec<String> {
     let mut wrong = Vec::new();
     match (lease.attrs(), node.settings()) {
         (None, _) => wrong.push(format!(
@@ -216,6 +230,20 @@ pub fn lease_expiry(ctx: &Ctx) -> Finding {
         }
         (Some(_), None) => {}
     }
+    wrong
+}
+
+/// The `lease` check: this node's lease announces the config's backend,
+/// a public address and (vxlan) a VtepMAC for every enabled family, and is
+/// not about to expire.
+pub fn lease_expiry(ctx: &Ctx) -> Finding {
+    const CHECK: &str = "lease";
+    let node = &ctx.node;
+    let Some(lease) = node.own_lease() else {
+        return Finding::skipped(CHECK, "no lease of this node to check (see subnet.env)");
+    };
+    let sn = lease.subnets().show();
+    let wrong = lease_wrong(node, lease);
     if !wrong.is_empty() {
         return Finding::problem(
             CHECK,

@@ -14,11 +14,12 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use netkit::{Family, Neigh, Netlink, RouteEntry};
+use netkit::{Family, Link, Neigh, Netlink, RouteEntry};
 
 use super::node::RESTART_AGENT;
 use super::plane::{check_name, prefixes, Want};
 use super::{Finding, Node};
+use crate::leases::Listed;
 use crate::subnet_env::family_name;
 
 /// How a peer should be routed.
@@ -36,6 +37,50 @@ struct Kernel {
 }
 
 impl Kernel {
+    /// Links, the family's routes, and the device's neighbour and FDB
+    /// entries.
+    fn read(nl: &mut Netlink, v6: bool, dev: Option<u32>) -> Kernel {
+        let family = if v6 { Family::V6 } else { Family::V4 };
+        Kernel {
+            names: nl
+                .links()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|l| (l.index, l.name))
+                .collect(),
+            routes: nl.routes(family).unwrap_or_default(),
+            neighs: dev
+                .map(|i| nl.neighs(i, v6).unwrap_or_default())
+                .unwrap_or_default(),
+            fdb: dev
+                .map(|i| nl.fdb(i).unwrap_or_default())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Gateway routes into `network` on `ours` (interface, device) that
+    /// lead to none of `expected`.
+    fn stale(&self, network: IpNet, expected: &[IpNet], ours: &[Option<u32>]) -> Vec<String> {
+        self.routes
+            .iter()
+            .filter(|r| {
+                r.table == 254
+                    && r.gw.is_some()
+                    && ours.contains(&r.oif)
+                    && network.contains(&r.dst)
+                    && !expected.contains(&r.dst)
+            })
+            .map(|r| {
+                format!(
+                    "stale route {} {}: no lease holds {}",
+                    r.dst,
+                    self.route_text(r),
+                    r.dst
+                )
+            })
+            .collect()
+    }
+
     fn name(&self, index: Option<u32>) -> String {
         index
             .and_then(|i| self.names.get(&i).cloned())
@@ -108,89 +153,119 @@ fn show_list(items: &[String]) -> String {
     s
 }
 
-/// The `peers` / `peers-v6` check.
-pub fn check(node: &Node, w: &Want, nl: &mut Netlink) -> Finding {
+/// The interface other nodes are reached through and the family's vxlan
+/// device (name, index), or the finding that says why not.
+fn locate(w: &Want, nl: &mut Netlink) -> Result<(Link, Option<(String, u32)>), Finding> {
     let check = check_name("peers", w.v6);
     let fam = w.family();
     let Some(ext) = w.external(nl) else {
-        return match w.public() {
+        return Err(match w.public() {
             Some(ip) => Finding::problem(
                 check,
                 format!("this node's {fam} public address {ip} (in its lease) is on no interface here: other nodes send to an address this node does not have"),
                 RESTART_AGENT,
             ),
             None => Finding::skipped(check, "no public address of this node to find its interface by (see the lease check)"),
-        };
+        });
     };
-    let dev = match w.device() {
-        None => None,
-        Some(name) => match nl.vxlan_info(&name).ok().flatten() {
-            Some(i) => Some((name, i.link.index)),
-            None => {
-                return Finding::skipped(check, format!("{name} is missing (see the vtep check)"))
-            }
-        },
+    let Some(name) = w.device() else {
+        return Ok((ext, None));
     };
-    let family = if w.v6 { Family::V6 } else { Family::V4 };
-    let k = Kernel {
-        names: nl
-            .links()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|l| (l.index, l.name))
-            .collect(),
-        routes: nl.routes(family).unwrap_or_default(),
-        neighs: dev
-            .as_ref()
-            .map(|(_, i)| nl.neighs(*i, w.v6).unwrap_or_default())
-            .unwrap_or_default(),
-        fdb: dev
-            .as_ref()
-            .map(|(_, i)| nl.fdb(*i).unwrap_or_default())
-            .unwrap_or_default(),
+    match nl.vxlan_info(&name).ok().flatten() {
+        Some(i) => Ok((ext, Some((name, i.link.index)))),
+        None => Err(Finding::skipped(
+            check,
+            format!("{name} is missing (see the vtep check)"),
+        )),
+    }
+}
+
+/// Where things are: the external interface, its prefixes of the family,
+/// the vxlan device.
+struct Place<'a> {
+    ext: &'a Link,
+    on_link: &'a [IpNet],
+    dev: Option<u32>,
+}
+
+/// How peer lease `p` should be routed in family `w.v6`: (subnet, public
+/// address, how), or why it cannot be.
+fn plan(w: &Want, p: &Listed, at: &Place) -> Result<(IpNet, IpAddr, How), String> {
+    let fam = w.family();
+    let a = p.attrs().ok_or("unreadable")?;
+    let key = p.subnets();
+    let (Some(subnet), Some(public)) = (key.get(w.v6), a.public(w.v6)) else {
+        return Err(format!(
+            "{} ({}): its lease has no {fam} {} (its agent runs without {fam}), so pods here cannot reach its pods over {fam}",
+            key.show(),
+            a.public(!w.v6).map_or("-".into(), |i| i.to_string()),
+            if key.get(w.v6).is_none() { "subnet" } else { "public address" }
+        ));
     };
-    let on_link = prefixes(nl, ext.index, w.v6);
     let direct_ok = !w.settings.is_vxlan() || w.settings.vxlan.direct_routing;
+    if direct_ok && at.on_link.iter().any(|n| n.contains(&public)) {
+        return Ok((subnet, public, How::Direct { ext: at.ext.index }));
+    }
+    let Some(dev) = at.dev else {
+        return Err(format!(
+            "{subnet} (node {public}): {public} is not on the same L2 segment as {} ({}): host-gw cannot route to it (use vxlan, or vxlan with DirectRouting, across routed networks)",
+            at.ext.name,
+            at.on_link.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+        ));
+    };
+    match a.vxlan(w.v6) {
+        Some(d) => Ok((subnet, public, How::Tunnel { dev, mac: d.vtep_mac })),
+        None => Err(format!(
+            "{subnet} (node {public}): its lease has no {fam} VtepMAC, so no tunnel can be set up to it (its agent must rewrite the lease)"
+        )),
+    }
+}
+
+/// Peers announcing another backend than the config's.
+fn other_backends(node: &Node, w: &Want) -> Vec<String> {
+    node.other_backend()
+        .iter()
+        .map(|p| {
+            format!(
+                "{} (node {}) announces backend {:?}, but the network config says {}: this node does not route to it",
+                p.subnets().show(),
+                p.attrs()
+                    .and_then(|a| a.public(w.v6).or(a.public(!w.v6)))
+                    .map_or("-".into(), |i| i.to_string()),
+                p.attrs().map_or("", |a| a.backend.as_str()),
+                w.settings.backend
+            )
+        })
+        .collect()
+}
+
+/// The `peers` / `peers-v6` check.
+pub fn check(node: &Node, w: &Want, nl: &mut Netlink) -> Finding {
+    let check = check_name("peers", w.v6);
+    let fam = w.family();
+    let (ext, dev) = match locate(w, nl) {
+        Ok(v) => v,
+        Err(f) => return f,
+    };
+    let k = Kernel::read(nl, w.v6, dev.as_ref().map(|d| d.1));
+    let on_link = prefixes(nl, ext.index, w.v6);
+    let at = Place {
+        ext: &ext,
+        on_link: &on_link,
+        dev: dev.as_ref().map(|d| d.1),
+    };
     let mut bad = Vec::new();
     let mut expected: Vec<IpNet> = vec![w.own];
     let (mut tunnel, mut direct) = (0, 0);
     for p in node.peers() {
-        let Some(a) = p.attrs() else { continue };
-        let key = p.subnets();
-        let (Some(subnet), Some(public)) = (key.get(w.v6), a.public(w.v6)) else {
-            bad.push(format!(
-                "{} ({}): its lease has no {fam} {} (its agent runs without {fam}), so pods here cannot reach its pods over {fam}",
-                key.show(),
-                a.public(!w.v6).map_or("-".into(), |i| i.to_string()),
-                if key.get(w.v6).is_none() { "subnet" } else { "public address" }
-            ));
-            continue;
-        };
-        expected.push(subnet);
-        let near = on_link.iter().any(|n| n.contains(&public));
-        let how = match &dev {
-            _ if direct_ok && near => How::Direct { ext: ext.index },
-            None => {
-                bad.push(format!(
-                    "{subnet} (node {public}): {public} is not on the same L2 segment as {} ({}): host-gw cannot route to it (use vxlan, or vxlan with DirectRouting, across routed networks)",
-                    ext.name,
-                    on_link.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
-                ));
+        let (subnet, public, how) = match plan(w, p, &at) {
+            Ok(v) => v,
+            Err(why) => {
+                bad.push(why);
                 continue;
             }
-            Some((_, index)) => match a.vxlan(w.v6) {
-                Some(d) => How::Tunnel {
-                    dev: *index,
-                    mac: d.vtep_mac,
-                },
-                None => {
-                    bad.push(format!(
-                        "{subnet} (node {public}): its lease has no {fam} VtepMAC, so no tunnel can be set up to it (its agent must rewrite the lease)"
-                    ));
-                    continue;
-                }
-            },
         };
+        expected.push(subnet);
         match how {
             How::Tunnel { .. } => tunnel += 1,
             How::Direct { .. } => direct += 1,
@@ -200,33 +275,9 @@ pub fn check(node: &Node, w: &Want, nl: &mut Netlink) -> Finding {
             bad.push(format!("{subnet} (node {public}): {}", why.join(", ")));
         }
     }
-    // Gateway routes into the cluster network that no lease explains.
-    let ours = [Some(ext.index), dev.as_ref().map(|d| d.1)];
-    for r in &k.routes {
-        if r.table == 254
-            && r.gw.is_some()
-            && ours.contains(&r.oif)
-            && w.network.contains(&r.dst)
-            && !expected.contains(&r.dst)
-        {
-            bad.push(format!(
-                "stale route {} {}: no lease holds {}",
-                r.dst,
-                k.route_text(r),
-                r.dst
-            ));
-        }
-    }
+    bad.extend(k.stale(w.network, &expected, &[Some(ext.index), at.dev]));
     if node.families().first() == Some(&w.v6) {
-        for p in node.other_backend() {
-            bad.push(format!(
-                "{} (node {}) announces backend {:?}, but the network config says {}: this node does not route to it",
-                p.subnets().show(),
-                p.attrs().and_then(|a| a.public(w.v6).or(a.public(!w.v6))).map_or("-".into(), |i| i.to_string()),
-                p.attrs().map_or("", |a| a.backend.as_str()),
-                w.settings.backend
-            ));
-        }
+        bad.extend(other_backends(node, w));
     }
     if !bad.is_empty() {
         return Finding::problem(

@@ -3,7 +3,7 @@
 //! its underlay, FLANNEL_MTU fits every plane.
 
 use ipnet::IpNet;
-use netkit::Netlink;
+use netkit::{Netlink, VxlanInfo};
 
 use super::node::RESTART_AGENT;
 use super::plane::{check_name, want, Want};
@@ -31,59 +31,36 @@ fn on_off(b: bool) -> &'static str {
     }
 }
 
-/// The `vtep` / `vtep-v6` check: the family's device exists, is a vxlan
-/// device, up, with this node's subnet address (`/32` or `/128` of the
-/// network address), the lease's VtepMAC and public address, and the
-/// config's VNI, port, GBP and Learning.
-pub fn device(w: &Want, nl: &mut Netlink) -> Finding {
-    let check = check_name("vtep", w.v6);
-    let name = w.device().unwrap_or_default();
-    let fam = w.family();
-    let info = match nl.vxlan_info(&name) {
-        Ok(Some(i)) => i,
-        Ok(None) => {
-            return Finding::problem(
-                check,
-                format!("{name} is missing: pods here cannot reach other nodes over {fam}"),
-                format!("the agent recreates it within seconds when running; {RESTART_AGENT}"),
-            )
-        }
-        Err(e) => return Finding::skipped(check, format!("cannot read {name}: {e}")),
-    };
-    if info.link.kind.as_deref() != Some("vxlan") {
-        return Finding::problem(
-            check,
-            format!(
-                "{name} is a {} device, not vxlan: flannel's tunnel cannot be created",
-                info.link.kind.as_deref().unwrap_or("physical")
-            ),
-            format!("delete it (`ip link del {name}`), then restart the agent"),
-        );
+/// The device's addresses of the family against the one it should have.
+fn addr_mismatch(have: &[IpNet], want_addr: IpNet) -> Option<String> {
+    if !have.contains(&want_addr) {
+        let h: Vec<String> = have.iter().map(ToString::to_string).collect();
+        return Some(format!(
+            "has [{}], the lease wants {want_addr}",
+            h.join(", ")
+        ));
     }
+    let extra: Vec<String> = have
+        .iter()
+        .filter(|a| **a != want_addr)
+        .map(ToString::to_string)
+        .collect();
+    (!extra.is_empty()).then(|| {
+        format!(
+            "also carries {} besides {want_addr} (an old subnet's)",
+            extra.join(", ")
+        )
+    })
+}
+
+/// How the device differs from what the lease and the config want.
+fn mismatches(w: &Want, info: &VxlanInfo, nl: &mut Netlink, want_addr: IpNet) -> Vec<String> {
     let o = &w.settings.vxlan;
     let mut why = Vec::new();
     if !info.link.up {
         why.push("it is down".to_string());
     }
-    let want_addr = IpNet::new(w.own.network(), w.own.max_prefix_len()).expect("host prefix");
-    let have = addrs(nl, info.link.index, w.v6);
-    if !have.contains(&want_addr) {
-        let h: Vec<String> = have.iter().map(ToString::to_string).collect();
-        why.push(format!(
-            "has [{}], the lease wants {want_addr}",
-            h.join(", ")
-        ));
-    } else if have.len() > 1 {
-        let extra: Vec<String> = have
-            .iter()
-            .filter(|a| **a != want_addr)
-            .map(ToString::to_string)
-            .collect();
-        why.push(format!(
-            "also carries {} besides {want_addr} (an old subnet's)",
-            extra.join(", ")
-        ));
-    }
+    why.extend(addr_mismatch(&addrs(nl, info.link.index, w.v6), want_addr));
     if let (Some(want), Some(mac)) = (w.vtep_mac(), info.link.mac) {
         if mac != want {
             why.push(format!(
@@ -127,6 +104,41 @@ pub fn device(w: &Want, nl: &mut Netlink) -> Finding {
             on_off(o.learning)
         ));
     }
+    why
+}
+
+/// The `vtep` / `vtep-v6` check: the family's device exists, is a vxlan
+/// device, up, with this node's subnet address (`/32` or `/128` of the
+/// network address), the lease's VtepMAC and public address, and the
+/// config's VNI, port, GBP and Learning.
+pub fn device(w: &Want, nl: &mut Netlink) -> Finding {
+    let check = check_name("vtep", w.v6);
+    let name = w.device().unwrap_or_default();
+    let fam = w.family();
+    let info = match nl.vxlan_info(&name) {
+        Ok(Some(i)) => i,
+        Ok(None) => {
+            return Finding::problem(
+                check,
+                format!("{name} is missing: pods here cannot reach other nodes over {fam}"),
+                format!("the agent recreates it within seconds when running; {RESTART_AGENT}"),
+            )
+        }
+        Err(e) => return Finding::skipped(check, format!("cannot read {name}: {e}")),
+    };
+    if info.link.kind.as_deref() != Some("vxlan") {
+        return Finding::problem(
+            check,
+            format!(
+                "{name} is a {} device, not vxlan: flannel's tunnel cannot be created",
+                info.link.kind.as_deref().unwrap_or("physical")
+            ),
+            format!("delete it (`ip link del {name}`), then restart the agent"),
+        );
+    }
+    let o = &w.settings.vxlan;
+    let want_addr = IpNet::new(w.own.network(), w.own.max_prefix_len()).expect("host prefix");
+    let why = mismatches(w, &info, nl, want_addr);
     if why.is_empty() {
         return Finding::ok(
             check,
@@ -148,6 +160,49 @@ pub fn device(w: &Want, nl: &mut Netlink) -> Finding {
     )
 }
 
+/// One device's MTU against its underlay and Backend MTU:
+/// `Ok(note)` or `Err((what, fix))`.
+fn device_mtu(
+    w: &Want,
+    name: &str,
+    dev: u32,
+    under: &netkit::Link,
+) -> Result<String, (String, String)> {
+    let overhead = VxlanOptions::overhead(w.v6);
+    let fits = under.mtu.saturating_sub(overhead);
+    if dev > fits {
+        let cause = match w.settings.vxlan.mtu {
+            Some(m) if m > under.mtu => format!(
+                " (the network config's Backend MTU {m} is above {}'s)",
+                under.name
+            ),
+            _ => String::new(),
+        };
+        return Err((
+            format!(
+                "{name} has MTU {dev} but {} has {}: vxlan over {} needs {overhead} bytes, so packets over {fits} bytes are dropped between nodes (small pings work, large transfers hang){cause}",
+                under.name, under.mtu, w.family()
+            ),
+            format!("set {name} to {fits} (`ip link set {name} mtu {fits}`) or restart the agent, which sizes it from the interface (lower or remove Backend MTU if it is set too high); pods created since keep the wrong MTU until recreated"),
+        ));
+    }
+    if let Some(m) = w.settings.vxlan.mtu {
+        let want_mtu = w.settings.vxlan.device_mtu(w.v6, under.mtu);
+        if dev != want_mtu {
+            return Err((
+                format!(
+                    "{name} has MTU {dev}, but the network config's Backend MTU {m} makes it {want_mtu}"
+                ),
+                RESTART_AGENT.to_string(),
+            ));
+        }
+    }
+    Ok(format!(
+        "{name} MTU {dev} fits {} (MTU {})",
+        under.name, under.mtu
+    ))
+}
+
 /// The `mtu` check: each vxlan device fits its underlay (50 bytes of
 /// overhead over IPv4, 70 over IPv6) and has the MTU the config asks for;
 /// FLANNEL_MTU is not above any plane's (the device's, or for host-gw the
@@ -157,9 +212,7 @@ pub fn mtu(node: &Node) -> Finding {
     let Ok(mut nl) = Netlink::open() else {
         return Finding::skipped(CHECK, "cannot open netlink");
     };
-    let mut ok = Vec::new();
-    let mut bad = Vec::new();
-    let mut fixes = Vec::new();
+    let (mut ok, mut bad, mut fixes) = (Vec::new(), Vec::new(), Vec::new());
     let mut planes: Vec<(String, u32)> = Vec::new();
     for v6 in node.families() {
         let Ok(w) = want(node, v6) else { continue };
@@ -174,39 +227,14 @@ pub fn mtu(node: &Node) -> Finding {
         let Some(info) = nl.vxlan_info(&name).ok().flatten() else {
             continue;
         };
-        let overhead = VxlanOptions::overhead(v6);
-        let fits = under.mtu.saturating_sub(overhead);
-        let dev = info.link.mtu;
-        planes.push((name.clone(), dev));
-        if dev > fits {
-            let cause = match w.settings.vxlan.mtu {
-                Some(m) if m > under.mtu => format!(
-                    " (the network config's Backend MTU {m} is above {}'s)",
-                    under.name
-                ),
-                _ => String::new(),
-            };
-            bad.push(format!(
-                "{name} has MTU {dev} but {} has {}: vxlan over {} needs {overhead} bytes, so packets over {fits} bytes are dropped between nodes (small pings work, large transfers hang){cause}",
-                under.name, under.mtu, w.family()
-            ));
-            fixes.push(format!("set {name} to {fits} (`ip link set {name} mtu {fits}`) or restart the agent, which sizes it from the interface (lower or remove Backend MTU if it is set too high); pods created since keep the wrong MTU until recreated"));
-            continue;
-        }
-        if let Some(m) = w.settings.vxlan.mtu {
-            let want_mtu = w.settings.vxlan.device_mtu(v6, under.mtu);
-            if dev != want_mtu {
-                bad.push(format!(
-                    "{name} has MTU {dev}, but the network config's Backend MTU {m} makes it {want_mtu}"
-                ));
-                fixes.push(RESTART_AGENT.to_string());
-                continue;
+        planes.push((name.clone(), info.link.mtu));
+        match device_mtu(&w, &name, info.link.mtu, &under) {
+            Ok(note) => ok.push(note),
+            Err((what, fix)) => {
+                bad.push(what);
+                fixes.push(fix);
             }
         }
-        ok.push(format!(
-            "{name} MTU {dev} fits {} (MTU {})",
-            under.name, under.mtu
-        ));
     }
     let env_mtu = node.env.as_ref().and_then(|e| e.mtu());
     if let (Some(m), Some((name, least))) = (env_mtu, planes.iter().min_by_key(|p| p.1)) {
