@@ -32,7 +32,8 @@ pub enum Cmd {
     Conflist(ConflistArgs),
     /// Print the network config stored in etcd, normalized, with defaults.
     Config(ConfigArgs),
-    /// Show the config, every subnet lease, and this node's state.
+    /// Show the config (backend, families, vxlan options), every subnet
+    /// lease (both families), and this node's state per family.
     Status(StatusArgs),
     /// Run the node agent: lease a subnet, set up flannel.<VNI> and routes to
     /// every other node, write subnet.env (flanneld-compatible).
@@ -41,8 +42,10 @@ pub enum Cmd {
     /// agent first).
     Leave(crate::agent::LeaveArgs),
     /// Check this node's health (run it in the node's network namespace):
-    /// subnet.env, lease, devices, MTU, ip_forward, conflist, plugins, IP
-    /// store, etcd. Exits 1 when something is wrong.
+    /// etcd, subnet.env, lease, cni0, per family the vxlan device and the
+    /// routes to every other node, leftovers of another backend or family,
+    /// MTU, forwarding, masquerade, conflist, plugins, IP store. Exits 1
+    /// when something is wrong.
     Doctor(crate::doctor::DoctorArgs),
 }
 

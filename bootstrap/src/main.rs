@@ -9,10 +9,12 @@ mod doctor;
 mod etcd;
 mod init;
 mod lease;
+mod leases;
 mod netconfig;
 mod out;
 mod show;
 mod status;
+mod subnet_env;
 
 use clap::Parser;
 

@@ -1,19 +1,21 @@
-//! `netboot status`: the config, every subnet lease (flanneld's or a netboot
-//! agent's), and this node's subnet.env, devices and plugin binaries.
+//! `netboot status`: the config (backend, families, vxlan options), every
+//! subnet lease (flanneld's or a netboot agent's: both subnets, both public
+//! addresses, the VtepMAC of each family, time left or "reserved"), and
+//! this node: subnet.env, its lease, the agent, each family's device and
+//! routes (doctor's per-family checks), cni0 and the plugin binaries.
 
-use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Result;
-use ipnet::{IpNet, Ipv4Net};
 use serde_json::{json, Value};
 
 use crate::cli::StatusArgs;
-use crate::etcd::{Etcd, Kv};
-use crate::netconfig::{NetConfig, DEFAULT_VNI};
+use crate::doctor::{self, Cluster, Finding, Node, Settings};
+use crate::etcd::Etcd;
+use crate::leases::{self, Listed};
+use crate::netconfig::NetConfig;
 use crate::show::{read_config, ConfigReport};
-use cni::gojson::{self, GoValue};
+use crate::subnet_env::{family_name, network_var, subnet_var, SubnetEnv};
 
 /// Plugins worth knowing about on a flannel node.
 const PLUGINS: &[&str] = &[
@@ -25,202 +27,136 @@ const PLUGINS: &[&str] = &[
     "loopback",
 ];
 
-/// One `<prefix>/subnets/<ip>-<len>[&<ip6>-<len>]` key and its value
-/// (`pkg/lease` LeaseAttrs, decoded case-insensitively like Go does).
-#[derive(Debug, Clone)]
-pub struct Lease {
-    pub key: String,
-    pub subnet: String,
-    pub ipv6_subnet: Option<String>,
-    pub public_ip: Option<String>,
-    pub public_ipv6: Option<String>,
-    pub backend: Option<String>,
-    pub vtep_mac: Option<String>,
-    pub vni: Option<i64>,
-    /// etcd lease id (0: none) and seconds left (None: none or expired).
-    pub lease_id: i64,
-    pub ttl: Option<i64>,
-    pub problem: Option<String>,
+fn opt<T: ToString>(v: Option<T>) -> String {
+    v.map_or_else(|| "-".into(), |v| v.to_string())
 }
 
-fn string_field(m: &gojson::Members, f: &str) -> Option<String> {
-    match m.field(f)? {
-        GoValue::Scalar(Value::String(s)) => Some(s.clone()),
-        _ => None,
-    }
+/// The columns of one lease: subnets, public addresses, backend, VtepMACs,
+/// expiry.
+fn lease_row(l: &Listed) -> [String; 8] {
+    let key = l.subnets();
+    let a = l.attrs();
+    let mac = |v6: bool| {
+        opt(a
+            .and_then(|a| a.vxlan(v6))
+            .map(|d| netkit::fmt_mac(&d.vtep_mac)))
+    };
+    let subnet = match (l.key, key.v4) {
+        (None, _) => l.path.rsplit('/').next().unwrap_or("").to_string(),
+        (Some(_), v4) => opt(v4),
+    };
+    [
+        subnet,
+        opt(key.v6),
+        opt(a.and_then(|a| a.public(false))),
+        opt(a.and_then(|a| a.public(true))),
+        a.map_or("-".into(), |a| a.backend.clone()),
+        mac(false),
+        mac(true),
+        l.expiry_text(),
+    ]
 }
 
-impl Lease {
-    fn from_kv(kv: &Kv, subnets_prefix: &str) -> Lease {
-        let name = kv.key.strip_prefix(subnets_prefix).unwrap_or(&kv.key);
-        let (v4, v6) = match name.split_once('&') {
-            Some((a, b)) => (a, Some(b)),
-            None => (name, None),
-        };
-        // The key spells the CIDR with '-' (MakeSubnetKey).
-        let cidr = |s: &str| match s.rsplit_once('-') {
-            Some((ip, len)) => format!("{ip}/{len}"),
-            None => s.to_string(),
-        };
-        let mut l = Lease {
-            key: kv.key.clone(),
-            subnet: cidr(v4),
-            ipv6_subnet: v6.map(cidr),
-            public_ip: None,
-            public_ipv6: None,
-            backend: None,
-            vtep_mac: None,
-            vni: None,
-            lease_id: kv.lease,
-            ttl: None,
-            problem: None,
-        };
-        match gojson::parse_object(&kv.value) {
-            Err(e) => l.problem = Some(format!("value is not a lease: {e}")),
-            Ok(m) => {
-                l.public_ip = string_field(&m, "PublicIP");
-                l.public_ipv6 = string_field(&m, "PublicIPv6");
-                l.backend = string_field(&m, "BackendType");
-                if let Some(GoValue::Object(bd)) = m.field("BackendData") {
-                    l.vtep_mac = string_field(bd, "VtepMAC");
-                    if let Some(GoValue::Scalar(Value::Number(n))) = bd.field("VNI") {
-                        l.vni = n.as_i64();
-                    }
-                }
-            }
-        }
-        l
-    }
+fn lease_json(l: &Listed) -> Value {
+    let key = l.subnets();
+    let a = l.attrs();
+    let mac = |v6: bool| {
+        a.and_then(|a| a.vxlan(v6))
+            .map(|d| netkit::fmt_mac(&d.vtep_mac))
+    };
+    json!({
+        "key": l.path,
+        "subnet": key.v4.map(|n| n.to_string()),
+        "ipv6Subnet": key.v6.map(|n| n.to_string()),
+        "publicIP": a.and_then(|a| a.public(false)).map(|i| i.to_string()),
+        "publicIPv6": a.and_then(|a| a.public(true)).map(|i| i.to_string()),
+        "backendType": a.map(|a| a.backend.clone()),
+        "vtepMAC": mac(false),
+        "vtepMACv6": mac(true),
+        "vni": a.and_then(|a| a.data.or(a.data6)).map(|d| d.vni),
+        "reserved": l.is_reservation(),
+        "etcdLease": (l.lease_id != 0).then(|| format!("{:x}", l.lease_id)),
+        "ttlSeconds": l.ttl,
+        "expiresIn": l.expiry_text(),
+        "problem": l.problem(),
+    })
+}
 
-    fn expiry_text(&self) -> String {
-        match (self.lease_id, self.ttl) {
-            (0, _) => "no lease".into(),
-            (_, None) => "expired".into(),
-            (_, Some(t)) => format!("{}h{:02}m{:02}s", t / 3600, t / 60 % 60, t % 60),
-        }
-    }
+fn finding_json(f: &Finding) -> Value {
+    json!({"check": f.check, "status": doctor::status_word(f.status), "message": f.what})
+}
 
-    fn to_json(&self) -> Value {
-        json!({
-            "key": self.key, "subnet": self.subnet, "ipv6Subnet": self.ipv6_subnet,
-            "publicIP": self.public_ip, "publicIPv6": self.public_ipv6,
-            "backendType": self.backend, "vtepMAC": self.vtep_mac, "vni": self.vni,
-            "etcdLease": (self.lease_id != 0).then(|| format!("{:x}", self.lease_id)),
-            "ttlSeconds": self.ttl, "expiresIn": self.expiry_text(), "problem": self.problem,
+/// One family of this node: its subnet.env lines and doctor's checks.
+struct FamilyState {
+    v6: bool,
+    subnet: Option<String>,
+    network: Option<String>,
+    findings: Vec<Finding>,
+}
+
+fn families(node: &Node) -> Vec<FamilyState> {
+    doctor::family_findings(node)
+        .into_iter()
+        .map(|(v6, findings)| FamilyState {
+            v6,
+            subnet: node
+                .env
+                .as_ref()
+                .and_then(|e| e.get(subnet_var(v6)))
+                .map(str::to_string),
+            network: node
+                .settings()
+                .and_then(|s| s.network(v6))
+                .map(|n| n.to_string()),
+            findings,
         })
-    }
+        .collect()
 }
 
-/// A device check: present, matching the lease, and why not.
-struct DeviceCheck {
-    name: String,
-    present: bool,
-    ok: bool,
-    detail: String,
+/// `In short: IPv4 10.2.0.0/16 + IPv6 …, backend vxlan (VNI 1, port 8472, DirectRouting)`.
+fn config_line(s: &Settings) -> String {
+    format!("  in short:   {}\n", s.describe())
 }
 
-/// `KEY=VALUE` lines of flannel's subnet.env.
-fn read_subnet_env(path: &Path) -> Option<BTreeMap<String, String>> {
-    let text = std::fs::read_to_string(path).ok()?;
-    Some(
-        text.lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-            .collect(),
-    )
+/// What `status` found, for [`status_json`].
+struct Shown<'a> {
+    a: &'a StatusArgs,
+    endpoint: &'a str,
+    prefix: &'a str,
+    report: &'a ConfigReport,
+    node: &'a Node,
+    fams: &'a [FamilyState],
+    cni0: &'a [Finding],
+    agent: &'a Option<(String, Option<String>)>,
+    dirs: &'a [PathBuf],
+    plugins: &'a [(&'a str, Option<PathBuf>)],
 }
 
-fn check_devices(
-    env: Option<&BTreeMap<String, String>>,
-    own: Option<&Lease>,
-    vni: u32,
-) -> Vec<DeviceCheck> {
-    let mut out = Vec::new();
-    let mut nl = match netkit::Netlink::open() {
-        Ok(nl) => nl,
-        Err(e) => {
-            out.push(DeviceCheck {
-                name: "netlink".into(),
-                present: false,
-                ok: false,
-                detail: format!("cannot open netlink: {e}"),
-            });
-            return out;
-        }
-    };
-    let flannel_subnet: Option<IpNet> = env
-        .and_then(|e| e.get("FLANNEL_SUBNET"))
-        .and_then(|s| s.parse().ok());
-    let lease_net: Option<Ipv4Net> = own.and_then(|l| l.subnet.parse().ok());
-    let mut check = |name: String,
-                     want_addr: Option<IpNet>,
-                     want_kind: Option<&str>,
-                     want_mac: Option<&str>| {
-        let link = nl.link_by_name(&name).ok().flatten();
-        let Some(link) = link else {
-            out.push(DeviceCheck {
-                name,
-                present: false,
-                ok: false,
-                detail: "missing".into(),
-            });
-            return;
-        };
-        let mut why = Vec::new();
-        if let (Some(k), got) = (want_kind, link.kind.as_deref()) {
-            if got != Some(k) {
-                why.push(format!("is {} not {k}", got.unwrap_or("a physical device")));
-            }
-        }
-        let addrs: Vec<IpNet> = nl
-            .addrs(Some(link.index))
-            .map(|a| a.into_iter().map(|a| a.addr).collect())
-            .unwrap_or_default();
-        if let Some(want) = want_addr {
-            if !addrs.contains(&want) {
-                let have: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
-                why.push(format!("has [{}], lease wants {want}", have.join(", ")));
-            }
-        }
-        if let (Some(want), Some(mac)) = (want_mac, link.mac) {
-            if !netkit::fmt_mac(&mac).eq_ignore_ascii_case(want) {
-                why.push(format!(
-                    "MAC {} differs from the lease's VtepMAC {want}",
-                    netkit::fmt_mac(&mac)
-                ));
-            }
-        }
-        let ok = why.is_empty();
-        let detail = if ok {
-            "matches the lease".into()
-        } else {
-            why.join("; ")
-        };
-        out.push(DeviceCheck {
-            name,
-            present: true,
-            ok,
-            detail,
-        });
-    };
-    check("cni0".into(), flannel_subnet, Some("bridge"), None);
-    let vtep_addr =
-        lease_net.map(|n| IpNet::from(Ipv4Net::new(n.network(), 32).expect("/32 is valid")));
-    check(
-        format!("flannel.{vni}"),
-        vtep_addr,
-        Some("vxlan"),
-        own.and_then(|l| l.vtep_mac.as_deref()),
-    );
-    out
-}
-
-fn plugin_dirs(bin_dir: &Path) -> Vec<PathBuf> {
-    let mut dirs = vec![bin_dir.to_path_buf()];
-    if let Some(p) = std::env::var_os("CNI_PATH") {
-        dirs.extend(std::env::split_paths(&p).filter(|d| !d.as_os_str().is_empty()));
-    }
-    dirs
+/// `status --json`.
+fn status_json(s: &Shown) -> Value {
+    json!({
+        "etcd": s.endpoint,
+        "config": s.report.to_json(),
+        "backend": s.node.settings().map(|st| st.backend.clone()),
+        "families": s.node.settings().map(|st| [false, true].into_iter().filter(|v6| st.network(*v6).is_some()).map(family_name).collect::<Vec<_>>()),
+        "leases": s.node.cluster.as_ref().map_or(&[][..], |c| &c.leases[..]).iter().map(lease_json).collect::<Vec<_>>(),
+        "node": {
+            "subnetFile": s.a.subnet_file,
+            "subnetEnv": s.node.env.as_ref().map(|e| &e.vars),
+            "lease": s.node.own_lease().map(|l| l.path.clone()),
+            "leaseExpiresIn": s.node.own_lease().map(Listed::expiry_text),
+            "agent": {"running": s.agent.is_some(), "pid": s.agent.as_ref().map(|a| a.0.clone()), "subnetFile": s.agent.as_ref().and_then(|a| a.1.clone())},
+            "families": s.fams.iter().map(|f| json!({
+                "family": family_name(f.v6),
+                "network": f.network,
+                "subnet": f.subnet,
+                "checks": f.findings.iter().map(finding_json).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+            "cni0": s.cni0.iter().map(finding_json).collect::<Vec<_>>(),
+            "pluginDirs": s.dirs,
+            "plugins": s.plugins.iter().map(|(n, p)| json!({"name": n, "path": p})).collect::<Vec<_>>(),
+        },
+    })
 }
 
 pub fn status_cmd(a: &StatusArgs) -> Result<()> {
@@ -228,139 +164,163 @@ pub fn status_cmd(a: &StatusArgs) -> Result<()> {
     let mut etcd = Etcd::connect(&a.etcd.opts()?, &key)?;
     let cfg_kv = read_config(&mut etcd, &key)?;
     let report = ConfigReport::new(&cfg_kv);
-    let cfg = NetConfig::parse(&cfg_kv.value).ok();
-    let effective = cfg.as_ref().and_then(|c| c.check().ok());
+    let settings = NetConfig::parse(&cfg_kv.value)
+        .ok()
+        .and_then(|c| c.check().ok())
+        .map(|e| Settings::from_effective(&e));
     let subnets_prefix = a.etcd.key("subnets/");
-    let mut leases: Vec<Lease> = etcd
-        .get_prefix(&subnets_prefix)?
-        .iter()
-        .map(|kv| Lease::from_kv(kv, &subnets_prefix))
-        .collect();
-    for l in &mut leases {
-        if l.lease_id != 0 {
-            l.ttl = etcd.lease_ttl(l.lease_id)?;
-        }
-    }
-    let env = read_subnet_env(&a.subnet_file);
-    let own_ip: Option<Ipv4Addr> = env
-        .as_ref()
-        .and_then(|e| e.get("FLANNEL_SUBNET"))
-        .and_then(|s| s.parse::<Ipv4Net>().ok())
-        .map(|n| n.network());
-    let own = own_ip.and_then(|ip| {
-        leases
-            .iter()
-            .find(|l| l.subnet.parse::<Ipv4Net>().is_ok_and(|n| n.contains(&ip)))
-    });
-    let vni = effective
-        .as_ref()
-        .and_then(|e| e.vni)
-        .unwrap_or(DEFAULT_VNI);
-    let devices = check_devices(env.as_ref(), own, vni);
+    let leases = leases::list(&mut etcd, &subnets_prefix)?;
+    let node = Node {
+        cluster: Some(Cluster {
+            effective: settings,
+            leases,
+        }),
+        env: SubnetEnv::read(&a.subnet_file),
+    };
+    let fams = families(&node);
+    let cni0 = doctor::cni0(&node);
     // The agent of this network namespace, if one runs (its lock's holder).
     let agent = crate::agent::lock::holder().map(|(pid, text)| {
         let pid = crate::agent::lock::field(&text, "pid").map_or(pid.to_string(), str::to_string);
         let sf = crate::agent::lock::field(&text, "subnet_file").map(str::to_string);
         (pid, sf)
     });
-    let agent_text = match &agent {
-        Some((pid, sf)) => format!(
-            "running (PID {pid}, subnet file {})",
-            sf.as_deref().unwrap_or("unknown")
-        ),
-        None => "not running in this network namespace".to_string(),
-    };
-    let dirs = plugin_dirs(&a.cni_bin_dir);
+    let dirs = doctor::plugin_dirs(&a.cni_bin_dir);
     let plugins: Vec<(&str, Option<PathBuf>)> = PLUGINS
         .iter()
         .map(|p| (*p, dirs.iter().map(|d| d.join(p)).find(|f| f.is_file())))
         .collect();
+    let shown = Shown {
+        a,
+        endpoint: etcd.endpoint(),
+        prefix: &subnets_prefix,
+        report: &report,
+        node: &node,
+        fams: &fams,
+        cni0: &cni0,
+        agent: &agent,
+        dirs: &dirs,
+        plugins: &plugins,
+    };
     if a.json {
-        let doc = json!({
-            "etcd": etcd.endpoint(),
-            "config": report.to_json(),
-            "leases": leases.iter().map(Lease::to_json).collect::<Vec<_>>(),
-            "node": {
-                "subnetFile": a.subnet_file,
-                "subnetEnv": env,
-                "lease": own.map(|l| l.key.clone()),
-                "leaseExpiresIn": own.map(Lease::expiry_text),
-                "agent": {"running": agent.is_some(), "pid": agent.as_ref().map(|a| a.0.clone()), "subnetFile": agent.as_ref().and_then(|a| a.1.clone())},
-                "devices": devices.iter().map(|d| json!({"name": d.name, "present": d.present, "matchesLease": d.ok, "detail": d.detail})).collect::<Vec<_>>(),
-                "pluginDirs": dirs,
-                "plugins": plugins.iter().map(|(n, p)| json!({"name": n, "path": p})).collect::<Vec<_>>(),
-            },
-        });
-        crate::out::emitln(&serde_json::to_string_pretty(&doc)?)?;
-        return Ok(());
+        crate::out::emitln(&serde_json::to_string_pretty(&status_json(&shown))?)?;
+    } else {
+        crate::out::emit(&status_text(&shown))?;
     }
-    let mut s = format!("etcd: {}\n{}\n", etcd.endpoint(), report.to_text());
-    s += &format!("Subnet leases under {subnets_prefix} ({}):\n", leases.len());
-    let rows: Vec<[String; 5]> = leases
-        .iter()
-        .map(|l| {
-            let subnet = match &l.ipv6_subnet {
-                Some(v6) => format!("{} & {v6}", l.subnet),
-                None => l.subnet.clone(),
-            };
-            let dash = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
-            [
-                subnet,
-                dash(&l.public_ip),
-                dash(&l.backend),
-                dash(&l.vtep_mac),
-                l.expiry_text(),
-            ]
-        })
-        .collect();
+    Ok(())
+}
+
+/// The text report.
+fn status_text(sh: &Shown) -> String {
+    let mut s = format!("etcd: {}\n{}", sh.endpoint, sh.report.to_text());
+    if let Some(st) = sh.node.settings() {
+        s += &config_line(st);
+    }
+    let leases = sh.node.cluster.as_ref().map_or(&[][..], |c| &c.leases[..]);
+    s += &format!("\nSubnet leases under {} ({}):\n", sh.prefix, leases.len());
+    let rows: Vec<[String; 8]> = leases.iter().map(lease_row).collect();
     s += &table(
-        ["SUBNET", "PUBLIC IP", "BACKEND", "VTEP MAC", "EXPIRES IN"],
+        [
+            "SUBNET",
+            "IPV6 SUBNET",
+            "PUBLIC IP",
+            "PUBLIC IPV6",
+            "BACKEND",
+            "VTEP MAC",
+            "VTEP MAC (IPV6)",
+            "EXPIRES IN",
+        ],
         &rows,
     );
-    for l in leases.iter().filter(|l| l.problem.is_some()) {
-        s += &format!(
-            "  PROBLEM in {}: {}\n",
-            l.key,
-            l.problem.as_deref().unwrap_or("")
-        );
-    }
-    s += &format!("\nThis node ({}):\n", a.subnet_file.display());
-    match &env {
-        None => s += "  subnet.env: not present (no flannel/netboot agent has run here)\n",
-        Some(e) => {
-            for (k, v) in e {
-                s += &format!("  {k}={v}\n");
-            }
-            s += &format!(
-                "  lease: {}\n",
-                own.map_or("none found for FLANNEL_SUBNET".into(), |l| format!(
-                    "{} (expires in {})",
-                    l.key,
-                    l.expiry_text()
-                ))
-            );
+    for l in leases {
+        if let Some(p) = l.problem() {
+            s += &format!("  PROBLEM in {}: {p}\n", l.path);
         }
     }
-    s += &format!("  agent: {agent_text}\n");
-    for d in &devices {
-        s += &format!("  {:<12} {}\n", d.name, d.detail);
-    }
+    s += &node_text(sh);
     s += &format!(
         "  plugins (in {}):\n",
-        dirs.iter()
+        sh.dirs
+            .iter()
             .map(|d| d.display().to_string())
             .collect::<Vec<_>>()
             .join(":")
     );
-    for (n, p) in &plugins {
+    for (n, p) in sh.plugins {
         s += &format!(
             "    {n:<12} {}\n",
             p.as_ref()
                 .map_or("missing".into(), |p| p.display().to_string())
         );
     }
-    crate::out::emit(&s)?;
-    Ok(())
+    s
+}
+
+fn finding_line(f: &Finding) -> String {
+    let tag = match f.status {
+        doctor::Status::Ok => "ok",
+        doctor::Status::Problem => "PROBLEM",
+        doctor::Status::Skipped => "skipped",
+    };
+    format!("    {:<9} {:<7} {}\n", f.check, tag, f.what)
+}
+
+/// The node part of the text: subnet.env, lease, agent, each family.
+fn node_text(sh: &Shown) -> String {
+    let (node, own, fams, cni0, agent) = (sh.node, sh.node.own_lease(), sh.fams, sh.cni0, sh.agent);
+    let mut s = format!("\nThis node ({}):\n", sh.a.subnet_file.display());
+    match &node.env {
+        None => s += "  subnet.env: not present (no flannel/netboot agent has run here)\n",
+        Some(e) => {
+            for (k, v) in &e.vars {
+                s += &format!("  {k}={v}\n");
+            }
+            s += &format!(
+                "  lease: {}\n",
+                own.map_or("none found for this node's subnet".into(), |l| format!(
+                    "{} ({})",
+                    l.path,
+                    match l.is_reservation() {
+                        true => l.expiry_text(),
+                        false => format!("expires in {}", l.expiry_text()),
+                    }
+                ))
+            );
+        }
+    }
+    s += &format!(
+        "  agent: {}\n",
+        match agent {
+            Some((pid, sf)) => format!(
+                "running (PID {pid}, subnet file {})",
+                sf.as_deref().unwrap_or("unknown")
+            ),
+            None => "not running in this network namespace".to_string(),
+        }
+    );
+    for f in fams {
+        s += &format!(
+            "  {}: {} {} of network {}\n",
+            family_name(f.v6),
+            subnet_var(f.v6),
+            f.subnet.as_deref().unwrap_or("(none)"),
+            f.network
+                .clone()
+                .or_else(|| node
+                    .env
+                    .as_ref()
+                    .and_then(|e| e.get(network_var(f.v6)))
+                    .map(str::to_string))
+                .unwrap_or_else(|| "-".into())
+        );
+        for x in &f.findings {
+            s += &finding_line(x);
+        }
+    }
+    for x in cni0 {
+        s += &finding_line(x).replacen("    ", "  ", 1);
+    }
+    s
 }
 
 /// Left-aligned columns, two spaces apart.

@@ -78,24 +78,66 @@ pub struct DoctorNode {
     pods: Vec<Option<Netns>>,
 }
 
+/// How [`DoctorNode::with`] sets the cluster up.
+pub struct Setup<'a> {
+    /// The network config stored in etcd.
+    pub config: &'a str,
+    /// Give the node (and its peers) IPv6 addresses on the underlay
+    /// (`fd00:100::<host>/64`).
+    pub ipv6: bool,
+    /// Extra `netboot agent` arguments.
+    pub agent_args: &'a [&'a str],
+    /// Leases of other nodes (key under `subnets/`, value) written with a
+    /// TTL before the agent starts: the agent programs routes to them.
+    pub peers: &'a [(&'a str, &'a str)],
+}
+
+/// The node's IPv6 address on the underlay.
+pub const NODE_IPV6: &str = "fd00:100::11";
+
+impl Default for Setup<'_> {
+    fn default() -> Self {
+        Setup {
+            config: CONFIG,
+            ipv6: false,
+            agent_args: &[],
+            peers: &[],
+        }
+    }
+}
+
 impl DoctorNode {
     /// Underlay, one etcd member with the test network config, a node
     /// (192.168.100.`host`) whose agent has written subnet.env, the
     /// conflist and plugin. The agent keeps running until
     /// [`DoctorNode::stop_agent`].
     pub fn new(tag: &str) -> DoctorNode {
+        DoctorNode::with(tag, &Setup::default())
+    }
+
+    /// [`DoctorNode::new`] with another config, IPv6 on the underlay,
+    /// agent options and peer leases.
+    pub fn with(tag: &str, s: &Setup) -> DoctorNode {
         let ul = Underlay::new();
         let etcd = EtcdCluster::start(&ul, 1);
-        etcd.put(&format!("{PREFIX}/config"), CONFIG);
+        etcd.put(&format!("{PREFIX}/config"), s.config);
+        for (key, value) in s.peers {
+            etcd.put_with_lease(&format!("{PREFIX}/subnets/{key}"), value, 86_400);
+        }
         let mut node = AgentNode::new(&ul, tag, 11);
-        node.start_agent(&etcd.endpoints(), &[]);
-        node.wait_subnet(Duration::from_secs(30));
+        if s.ipv6 {
+            let a = format!("{NODE_IPV6}/64");
+            node.exec(&["ip", "-6", "addr", "add", &a, "dev", "eth0", "nodad"])
+                .expect_ok();
+        }
+        node.start_agent(&etcd.endpoints(), s.agent_args);
         let d = DoctorNode {
             node,
             etcd,
             ul,
             pods: Vec::new(),
         };
+        d.wait_env("FLANNEL_MTU");
         std::fs::create_dir_all(d.bin_dir()).expect("bin dir");
         std::fs::copy(
             crate::bin_path("netboot-cni"),
@@ -104,6 +146,77 @@ impl DoctorNode {
         .expect("copy netboot-cni");
         d.write_conflist(&d.conflist_text(true));
         d
+    }
+
+    /// Wait (30 s at most) for the agent's subnet.env to hold `key`;
+    /// returns its value.
+    #[track_caller]
+    pub fn wait_env(&self, key: &str) -> String {
+        let mut value = None;
+        let prefix = format!("{key}=");
+        let ok = crate::cluster::wait_until(Duration::from_secs(30), || {
+            value = std::fs::read_to_string(self.node.subnet_file())
+                .ok()
+                .and_then(|t| {
+                    t.lines()
+                        .find_map(|l| l.strip_prefix(&prefix))
+                        .map(str::to_string)
+                });
+            value.is_some()
+        });
+        assert!(ok, "no {key} in subnet.env:\n{}", self.node.log());
+        value.expect("found")
+    }
+
+    /// This node's lease key: the one naming its public address.
+    pub fn own_lease_key(&self) -> String {
+        let me = [
+            format!("\"PublicIP\":\"{}\"", self.node.ip),
+            format!("\"PublicIPv6\":\"{NODE_IPV6}\""),
+        ];
+        self.etcd
+            .keys(&format!("{PREFIX}/subnets/"))
+            .into_iter()
+            .find(|k| {
+                self.etcd
+                    .get(k)
+                    .is_some_and(|v| me.iter().any(|m| v.contains(m)))
+            })
+            .unwrap_or_else(|| panic!("no lease of this node:\n{}", self.node.log()))
+    }
+
+    /// Rewrite subnet.env with `from` replaced by `to` (a mangled copy);
+    /// returns the original text.
+    pub fn edit_env(&self, from: &str, to: &str) -> String {
+        let sf = self.node.subnet_file();
+        let env = std::fs::read_to_string(&sf).expect("subnet.env");
+        assert!(env.contains(from), "subnet.env lacks {from:?}: {env}");
+        std::fs::write(&sf, env.replace(from, to)).expect("write subnet.env");
+        env
+    }
+
+    /// Put subnet.env back as `text`.
+    pub fn restore_env(&self, text: &str) {
+        std::fs::write(self.node.subnet_file(), text).expect("write subnet.env");
+    }
+
+    /// `netboot status` (text) in the node netns.
+    pub fn status(&self) -> CmdOutput {
+        let bin = crate::bin_path("netboot");
+        let mut cmd = nsenter(
+            self.node.ns.path(),
+            &[bin.to_str().expect("utf-8"), "status"],
+        );
+        cmd.arg(format!("--etcd={}", self.etcd.endpoints()))
+            .arg("--etcd-timeout=2")
+            .arg(format!(
+                "--subnet-file={}",
+                self.node.subnet_file().display()
+            ))
+            .arg(format!("--cni-bin-dir={}", self.bin_dir().display()))
+            .env_remove("CNI_PATH")
+            .env_remove("NETBOOT_ETCD_PASSWORD");
+        run(cmd, None, Duration::from_secs(60)).expect_ok()
     }
 
     pub fn dir(&self) -> PathBuf {

@@ -44,7 +44,7 @@ fn status_table_and_json_show_flannel_leases() {
     assert!(
         row_a.contains("192.168.50.11")
             && row_a.contains("6a:1c:2e:00:00:01")
-            && row_a.contains("no lease"),
+            && row_a.contains("reserved (no TTL)"),
         "{row_a}"
     );
     let row_b = s.lines().find(|l| l.contains("10.244.4.0/24")).expect(s);
@@ -68,7 +68,8 @@ fn status_table_and_json_show_flannel_leases() {
     assert_eq!(leases.len(), 2);
     assert_eq!(leases[0]["subnet"], "10.244.3.0/24");
     assert_eq!(leases[0]["etcdLease"], Value::Null);
-    assert_eq!(leases[0]["expiresIn"], "no lease");
+    assert_eq!(leases[0]["expiresIn"], "reserved (no TTL)");
+    assert_eq!(leases[0]["reserved"], true);
     assert_eq!(leases[1]["vtepMAC"], "6a:1c:2e:00:00:02");
     let ttl = leases[1]["ttlSeconds"].as_i64().unwrap();
     assert!((3500..=3600).contains(&ttl), "{ttl}");
@@ -82,6 +83,101 @@ fn status_table_and_json_show_flannel_leases() {
     assert_eq!(portmap["path"], bin.join("portmap").display().to_string());
     let netboot_cni = plugins.iter().find(|p| p["name"] == "netboot-cni").unwrap();
     assert_eq!(netboot_cni["path"], Value::Null);
+}
+
+#[test]
+fn status_shows_both_families_backends_and_reservations() {
+    let etcd = EtcdServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    etcd.put(
+        "/coreos.com/network/config",
+        r#"{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"fd42:10::/56","Backend":{"Type":"vxlan","DirectRouting":true,"GBP":true,"MTU":9000,"Port":4789}}"#,
+    );
+    // Dual stack vxlan with a VtepMAC per family; IPv6-only host-gw,
+    // reserved (no TTL).
+    etcd.put_with_lease(
+        "/coreos.com/network/subnets/10.244.5.0-24&fd42:10:0:5::-64",
+        r#"{"PublicIP":"192.168.50.15","PublicIPv6":"fd00:50::15","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"6a:1c:2e:00:00:05"},"BackendV6Data":{"VNI":1,"VtepMAC":"6a:1c:2e:00:06:05"}}"#,
+        3600,
+    );
+    etcd.put(
+        "/coreos.com/network/subnets/0.0.0.0-0&fd42:10:0:6::-64",
+        r#"{"PublicIP":"0.0.0.0","PublicIPv6":"fd00:50::16","BackendType":"host-gw"}"#,
+    );
+    let env = dir.path().join("subnet.env");
+    std::fs::write(
+        &env,
+        "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.5.1/24\n\
+         FLANNEL_IPV6_NETWORK=fd42:10::/56\nFLANNEL_IPV6_SUBNET=fd42:10:0:5::1/64\n\
+         FLANNEL_MTU=8950\nFLANNEL_IPMASQ=false\n",
+    )
+    .unwrap();
+    let mut a = with_etcd(&etcd, &["status"]);
+    a.push(format!("--subnet-file={}", env.display()));
+    a.push(format!("--cni-bin-dir={}", dir.path().display()));
+    let s = netboot(&a).expect_ok().stdout;
+    assert!(
+        s.contains("IPv4 10.244.0.0/16 + IPv6 fd42:10::/56, backend vxlan (VNI 1, port 4789, DirectRouting, GBP, MTU 9000)"),
+        "{s}"
+    );
+    assert!(
+        s.contains("IPV6 SUBNET") && s.contains("VTEP MAC (IPV6)"),
+        "{s}"
+    );
+    let dual = s.lines().find(|l| l.contains("10.244.5.0/24")).expect(&s);
+    for want in [
+        "fd42:10:0:5::/64",
+        "192.168.50.15",
+        "fd00:50::15",
+        "vxlan",
+        "6a:1c:2e:00:00:05",
+        "6a:1c:2e:00:06:05",
+        "0h59m",
+    ] {
+        assert!(dual.contains(want), "{want} missing: {dual}");
+    }
+    let v6 = s
+        .lines()
+        .find(|l| l.contains("fd42:10:0:6::/64"))
+        .expect(&s);
+    for want in ["fd00:50::16", "host-gw", "reserved (no TTL)"] {
+        assert!(v6.contains(want), "{want} missing: {v6}");
+    }
+    // This node, per family.
+    assert!(
+        s.contains("IPv4: FLANNEL_SUBNET 10.244.5.1/24 of network 10.244.0.0/16"),
+        "{s}"
+    );
+    assert!(
+        s.contains("IPv6: FLANNEL_IPV6_SUBNET fd42:10:0:5::1/64 of network fd42:10::/56"),
+        "{s}"
+    );
+    assert!(s.contains("flannel-v6.1"), "{s}");
+
+    a.push("--json".into());
+    let v: Value = serde_json::from_str(&netboot(&a).expect_ok().stdout).unwrap();
+    assert_eq!(v["backend"], "vxlan");
+    assert_eq!(v["families"], serde_json::json!(["IPv4", "IPv6"]));
+    // etcd lists keys in byte order: 0.0.0.0-0&… first.
+    let l = &v["leases"][0];
+    assert_eq!(l["subnet"], Value::Null);
+    assert_eq!(l["ipv6Subnet"], "fd42:10:0:6::/64");
+    assert_eq!(l["publicIP"], Value::Null);
+    assert_eq!(l["publicIPv6"], "fd00:50::16");
+    assert_eq!(l["reserved"], true);
+    assert_eq!(v["leases"][1]["vtepMACv6"], "6a:1c:2e:00:06:05");
+    let fams = v["node"]["families"].as_array().unwrap();
+    assert_eq!(fams[1]["family"], "IPv6");
+    assert_eq!(fams[1]["subnet"], "fd42:10:0:5::1/64");
+    assert!(fams[1]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["check"] == "vtep-v6"));
+    assert_eq!(
+        v["node"]["lease"],
+        "/coreos.com/network/subnets/10.244.5.0-24&fd42:10:0:5::-64"
+    );
 }
 
 #[test]

@@ -5,10 +5,9 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use serde_json::Value;
 
-use super::node::env_subnet;
 use super::{Ctx, Finding};
 
 /// The first CNI config in the directory (what runtimes use by default).
@@ -112,30 +111,31 @@ pub fn conflist(ctx: &Ctx, loaded: &Loaded) -> Finding {
             ));
         }
     }
-    let env = ctx.env.as_ref();
-    let env_mtu: Option<u64> = env.and_then(|e| e.get("FLANNEL_MTU")?.parse().ok());
+    let env_mtu = ctx.node.env.as_ref().and_then(|e| e.mtu());
     if let (Some(m), Some(max)) = (main["delegate"]["mtu"].as_u64(), env_mtu) {
-        if m > max {
+        if m > u64::from(max) {
             why.push(format!("delegate.mtu {m} is above FLANNEL_MTU {max}"));
         }
     }
-    let network: Option<Ipv4Net> = ctx
-        .cluster
-        .as_ref()
-        .and_then(|c| c.effective.as_ref())
-        .and_then(|e| e.network);
-    if let Some(net) = network {
+    if let Some(s) = ctx.node.settings() {
         let sets = main["ipam"]["ranges"]
             .as_array()
             .cloned()
             .unwrap_or_default();
         for r in sets.iter().filter_map(Value::as_array).flatten() {
-            if let Some(s) = r["subnet"].as_str().and_then(|s| s.parse::<Ipv4Net>().ok()) {
-                if !net.contains(&s) {
-                    why.push(format!(
-                        "ipam range {s} is outside the cluster network {net}"
-                    ));
-                }
+            let Some(sn) = r["subnet"].as_str().and_then(|s| s.parse::<IpNet>().ok()) else {
+                continue;
+            };
+            let v6 = matches!(sn, IpNet::V6(_));
+            match s.network(v6) {
+                Some(net) if !net.contains(&sn) => why.push(format!(
+                    "ipam range {sn} is outside the cluster network {net}"
+                )),
+                Some(_) => {}
+                None => why.push(format!(
+                    "ipam range {sn} is {}, which the network config turns off",
+                    crate::subnet_env::family_name(v6)
+                )),
             }
         }
     }
@@ -254,16 +254,21 @@ pub fn ipam(ctx: &Ctx, loaded: &Loaded) -> Finding {
         Err(_) => Vec::new(),
     };
     let mut stale = Vec::new();
-    let mut used_in_subnet = 0u64;
-    let subnet = ctx.env.as_ref().and_then(env_subnet).map(|s| s.trunc());
+    // (subnet, IPs used in it) of every family subnet.env names.
+    let mut used: Vec<(IpNet, u64)> = ctx
+        .node
+        .families()
+        .into_iter()
+        .filter_map(|v6| Some((ctx.node.env.as_ref()?.subnet_net(v6)?, 0)))
+        .collect();
     for e in &entries {
         let name = e.file_name().to_string_lossy().into_owned();
         let Ok(ip) = name.parse::<IpAddr>() else {
             continue;
         };
-        if let (Some(sn), IpAddr::V4(v4)) = (subnet, ip) {
-            if sn.contains(&v4) {
-                used_in_subnet += 1;
+        for (sn, n) in &mut used {
+            if sn.contains(&ip) {
+                *n += 1;
             }
         }
         let text = std::fs::read_to_string(e.path()).unwrap_or_default();
@@ -301,33 +306,38 @@ pub fn ipam(ctx: &Ctx, loaded: &Loaded) -> Finding {
         ));
         fixes.push("run CNI GC with the live attachments (`podrun gc`, or the runtime's own GC); for a single entry, CNI DEL of that container ID");
     }
-    if let Some(sn) = subnet {
-        let capacity = (1u64 << (32 - u32::from(sn.prefix_len())))
-            .saturating_sub(3)
-            .max(1);
-        let pct = used_in_subnet * 100 / capacity;
+    let mut in_use = Vec::new();
+    for (sn, n) in &used {
+        // host-local hands out all but the network address, the gateway and
+        // (IPv4) broadcast.
+        let host_bits = u32::from(sn.max_prefix_len() - sn.prefix_len());
+        if host_bits >= 32 {
+            // An IPv6 /64 does not run out.
+            in_use.push(format!("{n} IPs of {sn} in use"));
+            continue;
+        }
+        let capacity = (1u64 << host_bits).saturating_sub(3).max(1);
+        let pct = n * 100 / capacity;
         if pct >= u64::from(ctx.args.ipam_warning) {
             problems.push(format!(
-                "{used_in_subnet} of {capacity} pod IPs of {sn} are taken ({pct}%): \"no IP addresses available in range set\" is near"
+                "{n} of {capacity} pod IPs of {sn} are taken ({pct}%): \"no IP addresses available in range set\" is near"
             ));
             fixes.push("reclaim leaked IPs (above), move pods elsewhere, or use a larger SubnetLen for new clusters");
         }
-        if problems.is_empty() {
-            return Finding::ok(
-                CHECK,
-                format!(
-                    "{used_in_subnet} of {capacity} IPs of {sn} in use, every one by a live pod"
-                ),
-            );
-        }
-    } else if problems.is_empty() {
+        in_use.push(format!("{n} of {capacity} IPs of {sn} in use"));
+    }
+    if problems.is_empty() {
         return Finding::ok(
             CHECK,
-            format!(
-                "{} entries in {}, none stale",
-                entries.len(),
-                store.display()
-            ),
+            if in_use.is_empty() {
+                format!(
+                    "{} entries in {}, none stale",
+                    entries.len(),
+                    store.display()
+                )
+            } else {
+                format!("{}, every one by a live pod", in_use.join(", "))
+            },
         );
     }
     Finding::problem(CHECK, problems.join("; "), fixes.join("; "))

@@ -1,17 +1,30 @@
 //! `netboot doctor`: a node health check. It reads etcd (config and this
-//! node's lease) and the current network namespace (devices, sysctls), the
-//! CNI config, plugin binaries and IP store, and says in plain words what is
-//! wrong and how to fix it. Exit status 1 when anything is.
+//! node's lease) and the current network namespace (devices, routes,
+//! neighbours, sysctls, masquerade rules), the CNI config, plugin binaries
+//! and IP store, and says in plain words what is wrong and how to fix it.
+//! Exit status 1 when anything is. Every config `netboot init` writes and
+//! the agent runs is understood: vxlan or host-gw, IPv4, dual stack or
+//! IPv6-only.
 //!
-//! - [`node`]: subnet.env, devices, MTU, ip_forward, lease expiry.
+//! - [`cluster`]: etcd, the network config, the leases.
+//! - [`node`]: subnet.env against the config and the lease, lease expiry.
+//! - [`plane`]: what each family should look like in the kernel.
+//! - [`vtep`]: the vxlan devices and the MTU.
+//! - [`peers`]: routes (and neighbour/FDB entries) to every other node,
+//!   leftovers of another backend or family.
+//! - [`host`]: cni0, forwarding, masquerade.
 //! - [`cni`]: the conflist, the plugins it needs, the IP store.
 //! - [`ghosts`]: attachment records of pods that are gone (reboot).
 
+mod cluster;
 mod cni;
 mod ghosts;
+mod host;
 mod node;
+mod peers;
+mod plane;
+mod vtep;
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -21,8 +34,12 @@ use serde_json::{json, Value};
 
 use crate::agent::parse_duration;
 use crate::cli::EtcdArgs;
-use crate::etcd::Etcd;
-use crate::netconfig::NetConfig;
+use crate::leases::Listed;
+use crate::subnet_env::SubnetEnv;
+
+pub use cluster::{Cluster, Settings};
+pub use host::cni0;
+pub use plane::family_findings;
 
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
@@ -94,47 +111,6 @@ impl Finding {
     }
 }
 
-/// A subnet lease as doctor needs it.
-#[derive(Debug, Clone)]
-pub struct Lease {
-    pub key: String,
-    pub subnet: ipnet::Ipv4Net,
-    pub public_ip: Option<String>,
-    pub vtep_mac: Option<String>,
-    /// etcd lease id (0: none) and seconds left (None: expired).
-    pub lease_id: i64,
-    pub ttl: Option<i64>,
-}
-
-impl Lease {
-    fn from_kv(kv: &crate::etcd::Kv) -> Option<Lease> {
-        let subnet = crate::lease::parse_key(&kv.key)?.v4?;
-        let parsed = crate::lease::Lease::parse(&kv.key, &kv.value).ok();
-        Some(Lease {
-            key: kv.key.clone(),
-            subnet,
-            public_ip: parsed.as_ref().map(|p| p.attrs.public_ip.to_string()),
-            vtep_mac: parsed
-                .as_ref()
-                .and_then(|p| p.attrs.data)
-                .map(|d| netkit::fmt_mac(&d.vtep_mac)),
-            lease_id: kv.lease,
-            ttl: None,
-        })
-    }
-}
-
-/// `KEY=VALUE` lines of flannel's subnet.env.
-pub fn read_subnet_env(path: &std::path::Path) -> Option<BTreeMap<String, String>> {
-    let text = std::fs::read_to_string(path).ok()?;
-    Some(
-        text.lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-            .collect(),
-    )
-}
-
 /// Where plugins are looked for: the bin dir, then $CNI_PATH.
 pub fn plugin_dirs(bin_dir: &std::path::Path) -> Vec<PathBuf> {
     let mut dirs = vec![bin_dir.to_path_buf()];
@@ -144,146 +120,120 @@ pub fn plugin_dirs(bin_dir: &std::path::Path) -> Vec<PathBuf> {
     dirs
 }
 
-/// What etcd told us (None when unreachable).
-pub struct Cluster {
-    /// The valid network config's effective settings (None: missing or
-    /// invalid).
-    pub effective: Option<Settings>,
-    pub leases: Vec<Lease>,
+/// What is known of this node: etcd's view (None when unreachable) and
+/// its subnet.env (None when unreadable). `status` builds one too.
+pub struct Node {
+    pub cluster: Option<Cluster>,
+    pub env: Option<SubnetEnv>,
 }
 
-/// What doctor needs from the effective network config.
-pub struct Settings {
-    pub network: Option<ipnet::Ipv4Net>,
-    pub backend: String,
-    pub vni: Option<u32>,
+impl Node {
+    /// The valid network config's settings.
+    pub fn settings(&self) -> Option<&Settings> {
+        self.cluster.as_ref()?.effective.as_ref()
+    }
+
+    /// The families to check (`false` = IPv4): the config's, else those
+    /// subnet.env describes, else IPv4.
+    pub fn families(&self) -> Vec<bool> {
+        let fams: Vec<bool> = match (self.settings(), &self.env) {
+            (Some(s), _) => [false, true]
+                .into_iter()
+                .filter(|v6| s.network(*v6).is_some())
+                .collect(),
+            (None, Some(e)) => [false, true].into_iter().filter(|v6| e.has(*v6)).collect(),
+            (None, None) => Vec::new(),
+        };
+        if fams.is_empty() {
+            vec![false]
+        } else {
+            fams
+        }
+    }
+
+    /// The family this node's lease is found by (`true`: IPv6): IPv4
+    /// unless the config turns it off (without a config: unless subnet.env
+    /// has only an IPv6 subnet).
+    pub fn primary(&self) -> bool {
+        match self.settings() {
+            Some(s) => s.v4.is_none(),
+            None => self
+                .env
+                .as_ref()
+                .is_some_and(|e| !e.has(false) && e.has(true)),
+        }
+    }
+
+    /// This node's lease: the one holding subnet.env's subnet (IPv4, or
+    /// IPv6 on an IPv6-only node).
+    pub fn own_lease(&self) -> Option<&Listed> {
+        let v6 = self.primary();
+        let sn = self.env.as_ref()?.subnet_net(v6)?;
+        self.cluster
+            .as_ref()?
+            .leases
+            .iter()
+            .find(|l| l.subnets().get(v6) == Some(sn))
+    }
+
+    /// Every other lease the agent would program: readable, of the
+    /// config's backend, not naming this node's address.
+    pub fn peers(&self) -> Vec<&Listed> {
+        let (Some(c), Some(s)) = (self.cluster.as_ref(), self.settings()) else {
+            return Vec::new();
+        };
+        let own = self.own_lease();
+        let v6 = self.primary();
+        let own_ip = own.and_then(Listed::attrs).and_then(|a| a.public(v6));
+        c.leases
+            .iter()
+            .filter(|l| own.is_none_or(|o| o.path != l.path) && l.key.is_some())
+            .filter(|l| {
+                l.attrs()
+                    .is_some_and(|a| a.backend == s.backend && a.public(v6) != own_ip)
+            })
+            .collect()
+    }
+
+    /// Readable leases of other nodes announcing another backend.
+    pub fn other_backend(&self) -> Vec<&Listed> {
+        let (Some(c), Some(s)) = (self.cluster.as_ref(), self.settings()) else {
+            return Vec::new();
+        };
+        let own = self.own_lease().map(|o| o.path.as_str());
+        c.leases
+            .iter()
+            .filter(|l| Some(l.path.as_str()) != own && l.key.is_some())
+            .filter(|l| l.attrs().is_some_and(|a| a.backend != s.backend))
+            .collect()
+    }
 }
 
 /// What the checks share.
 pub struct Ctx<'a> {
     pub args: &'a DoctorArgs,
-    pub cluster: Option<Cluster>,
-    /// subnet.env as KEY → VALUE, when readable.
-    pub env: Option<BTreeMap<String, String>>,
-}
-
-impl Ctx<'_> {
-    /// This node's lease: the one holding FLANNEL_SUBNET.
-    pub fn own_lease(&self) -> Option<&Lease> {
-        let sn = node::env_subnet(self.env.as_ref()?)?;
-        self.cluster
-            .as_ref()?
-            .leases
-            .iter()
-            .find(|l| l.subnet == sn.trunc())
-    }
-
-    pub fn vni(&self) -> u32 {
-        self.cluster
-            .as_ref()
-            .and_then(|c| c.effective.as_ref())
-            .and_then(|e| e.vni)
-            .unwrap_or(crate::netconfig::DEFAULT_VNI)
-    }
-}
-
-fn etcd_check(a: &DoctorArgs) -> (Finding, Option<Cluster>) {
-    const CHECK: &str = "etcd";
-    let key = a.etcd.key("config");
-    let connected = a
-        .etcd
-        .opts()
-        .and_then(|o| Etcd::connect(&o, &key))
-        .and_then(|mut etcd| {
-            let cfg = etcd.get(&key)?;
-            let prefix = a.etcd.key("subnets/");
-            let mut leases: Vec<Lease> = etcd
-                .get_prefix(&prefix)?
-                .iter()
-                .filter_map(Lease::from_kv)
-                .collect();
-            for l in &mut leases {
-                if l.lease_id != 0 {
-                    l.ttl = etcd.lease_ttl(l.lease_id)?;
-                }
-            }
-            Ok((etcd.endpoint().to_string(), cfg, leases))
-        });
-    let (ep, cfg, leases) = match connected {
-        Ok(v) => v,
-        Err(e) => {
-            return (
-                Finding::problem(
-                    CHECK,
-                    format!("etcd is unreachable from this node: {e:#}"),
-                    format!(
-                    "start etcd or fix the address: `curl {}/health` must answer from this node; \
-                         the agent cannot renew its lease and new nodes cannot join meanwhile",
-                    a.etcd.endpoints.first().map_or("URL", String::as_str)
-                ),
-                ),
-                None,
-            )
-        }
-    };
-    let Some(cfg) = cfg else {
-        return (
-            Finding::problem(
-                CHECK,
-                format!("etcd at {ep} answers, but {key} holds no network config"),
-                "run `netboot init --etcd URL --network CIDR` once for the cluster",
-            ),
-            Some(Cluster {
-                effective: None,
-                leases,
-            }),
-        );
-    };
-    let effective = NetConfig::parse(&cfg.value)
-        .ok()
-        .and_then(|c| c.check().ok())
-        .map(|e| Settings {
-            network: e.v4.as_ref().map(|v| v.network),
-            backend: e.backend.clone(),
-            vni: e.vni,
-        });
-    let finding = match &effective {
-        Some(e) => Finding::ok(
-            CHECK,
-            format!(
-                "etcd at {ep}: network {}, backend {}, {} lease(s)",
-                e.network.map_or("-".into(), |n| n.to_string()),
-                e.backend,
-                leases.len()
-            ),
-        ),
-        None => Finding::problem(
-            CHECK,
-            format!(
-                "the network config at {key} is not valid: {}",
-                String::from_utf8_lossy(&cfg.value)
-            ),
-            "see `netboot config --etcd URL` for what is wrong; rewrite it with `netboot init --force`",
-        ),
-    };
-    (finding, Some(Cluster { effective, leases }))
+    pub node: Node,
 }
 
 /// Run every check, in the order a person would fix things.
 pub fn diagnose(a: &DoctorArgs) -> Vec<Finding> {
-    let (etcd, cluster) = etcd_check(a);
-    let env = read_subnet_env(&a.subnet_file);
-    let ctx = Ctx {
-        args: a,
+    let (etcd, cluster) = cluster::etcd_check(a);
+    let node = Node {
         cluster,
-        env,
+        env: SubnetEnv::read(&a.subnet_file),
     };
+    let ctx = Ctx { args: a, node };
     let mut out = vec![etcd];
     out.push(node::subnet_env(&ctx));
     out.push(node::lease_expiry(&ctx));
-    out.extend(node::devices(&ctx));
-    out.push(node::mtu(&ctx));
-    out.push(node::ip_forward());
+    out.extend(host::cni0(&ctx.node));
+    for (_, findings) in family_findings(&ctx.node) {
+        out.extend(findings);
+    }
+    out.push(peers::leftovers(&ctx.node));
+    out.push(vtep::mtu(&ctx.node));
+    out.extend(host::forwarding(&ctx.node));
+    out.push(host::masquerade(&ctx.node));
     let conflist = cni::load_conflist(&a.cni_conf_dir);
     out.push(cni::conflist(&ctx, &conflist));
     out.push(cni::plugins(&ctx, &conflist));
@@ -292,7 +242,7 @@ pub fn diagnose(a: &DoctorArgs) -> Vec<Finding> {
     out
 }
 
-fn status_word(s: Status) -> &'static str {
+pub fn status_word(s: Status) -> &'static str {
     match s {
         Status::Ok => "ok",
         Status::Problem => "problem",
@@ -362,4 +312,82 @@ pub fn doctor_cmd(a: &DoctorArgs) -> Result<()> {
         std::process::exit(1);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::etcd::Kv;
+    use crate::netconfig::NetConfig;
+
+    fn node(config: &str, env: &str, leases: &[(&str, &str)]) -> Node {
+        let e = NetConfig::parse(config.as_bytes())
+            .unwrap()
+            .check()
+            .unwrap();
+        let kv = |(k, v): &(&str, &str)| Kv {
+            key: format!("/p/subnets/{k}"),
+            value: v.as_bytes().to_vec(),
+            mod_revision: 1,
+            lease: 0,
+        };
+        Node {
+            cluster: Some(Cluster {
+                effective: Some(Settings::from_effective(&e)),
+                leases: leases.iter().map(|l| Listed::from_kv(&kv(l))).collect(),
+            }),
+            env: Some(SubnetEnv::parse(env)),
+        }
+    }
+
+    #[test]
+    fn ipv6_only_nodes_find_their_lease_and_peers_by_ipv6() {
+        let n = node(
+            r#"{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"fd00::/48","Backend":{"Type":"host-gw"}}"#,
+            // A stale IPv4 line must not make IPv4 the lookup family.
+            "FLANNEL_SUBNET=10.2.3.1/24\nFLANNEL_IPV6_SUBNET=fd00:0:0:3::1/64\n",
+            &[
+                (
+                    "0.0.0.0-0&fd00:0:0:3::-64",
+                    r#"{"PublicIP":"0.0.0.0","PublicIPv6":"fd00:1::11","BackendType":"host-gw"}"#,
+                ),
+                // An older lease of ours (same address): not a peer.
+                (
+                    "0.0.0.0-0&fd00:0:0:9::-64",
+                    r#"{"PublicIP":"0.0.0.0","PublicIPv6":"fd00:1::11","BackendType":"host-gw"}"#,
+                ),
+                (
+                    "0.0.0.0-0&fd00:0:0:4::-64",
+                    r#"{"PublicIP":"0.0.0.0","PublicIPv6":"fd00:1::12","BackendType":"host-gw"}"#,
+                ),
+                (
+                    "0.0.0.0-0&fd00:0:0:5::-64",
+                    r#"{"PublicIP":"0.0.0.0","PublicIPv6":"fd00:1::13","BackendType":"vxlan"}"#,
+                ),
+                ("garbage", "{}"),
+            ],
+        );
+        assert_eq!(n.families(), vec![true]);
+        assert!(n.primary());
+        assert!(n.own_lease().unwrap().path.ends_with("fd00:0:0:3::-64"));
+        let peers: Vec<&str> = n.peers().iter().map(|l| l.path.as_str()).collect();
+        assert_eq!(peers, ["/p/subnets/0.0.0.0-0&fd00:0:0:4::-64"]);
+        let other: Vec<&str> = n.other_backend().iter().map(|l| l.path.as_str()).collect();
+        assert_eq!(other, ["/p/subnets/0.0.0.0-0&fd00:0:0:5::-64"]);
+    }
+
+    #[test]
+    fn families_without_a_config_come_from_subnet_env() {
+        let mut n = node(
+            r#"{"Network":"10.2.0.0/16","Backend":{"Type":"vxlan"}}"#,
+            "",
+            &[],
+        );
+        n.cluster = None;
+        n.env = Some(SubnetEnv::parse("FLANNEL_IPV6_SUBNET=fd00:0:0:3::1/64\n"));
+        assert_eq!(n.families(), vec![true]);
+        assert!(n.primary());
+        n.env = None;
+        assert_eq!(n.families(), vec![false]);
+    }
 }

@@ -1,134 +1,268 @@
-//! Node checks: subnet.env against the lease, the lease's expiry, cni0 and
-//! flannel.<VNI> against the lease, the vxlan MTU against the underlay,
-//! ip_forward.
+//! subnet.env against the network config and this node's lease (per
+//! family), and the lease itself: what it announces, and its expiry.
 
-use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
-use ipnet::{IpNet, Ipv4Net};
+use super::cluster::{is_local, Settings};
+use super::{Ctx, Finding, Node};
+use crate::leases::Listed;
+use crate::subnet_env::{family_name, network_var, subnet_var, SubnetEnv};
 
-use super::{Ctx, Finding};
+pub const RESTART_AGENT: &str = "restart the agent (`systemctl restart netboot-agent`, or run `netboot agent --etcd URL`): it re-acquires a lease, reprograms the node and rewrites subnet.env";
 
-/// FLANNEL_SUBNET (first usable IP/len), parsed.
-pub fn env_subnet(env: &BTreeMap<String, String>) -> Option<Ipv4Net> {
-    env.get("FLANNEL_SUBNET")?.parse().ok()
+fn keys(env: &SubnetEnv) -> String {
+    if env.vars.is_empty() {
+        return "nothing".into();
+    }
+    env.vars.keys().cloned().collect::<Vec<_>>().join(", ")
 }
 
-const RESTART_AGENT: &str = "restart the agent (`systemctl restart netboot-agent`, or run `netboot agent --etcd URL`): it re-acquires a lease, reprograms the node and rewrites subnet.env";
-
-fn local_ipv4s() -> Vec<Ipv4Addr> {
+/// Does the lease's address of family `v6` name this node? An address of
+/// an interface here, or (`--public-ip` behind NAT) the local address of
+/// this family's vxlan device.
+fn names_this_node(node: &Node, ip: IpAddr, v6: bool) -> bool {
     let Ok(mut nl) = netkit::Netlink::open() else {
-        return Vec::new();
+        return true;
     };
-    nl.addrs(None)
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|a| match a.addr.addr() {
-            IpAddr::V4(v4) => Some(v4),
-            IpAddr::V6(_) => None,
-        })
-        .collect()
+    if is_local(&mut nl, ip) {
+        return true;
+    }
+    let Some(s) = node.settings().filter(|s| s.is_vxlan()) else {
+        return false;
+    };
+    nl.vxlan_info(&s.vxlan.device_name(v6))
+        .ok()
+        .flatten()
+        .is_some_and(|i| i.local == Some(ip))
 }
 
-/// subnet.env: present, complete, and still describing a lease of this
-/// node in the current network config.
+/// The keys a complete subnet.env has for `fams` that `env` lacks.
+fn incomplete(env: &SubnetEnv, fams: &[bool]) -> Vec<String> {
+    let mut bad: Vec<String> = fams
+        .iter()
+        .filter(|v6| env.subnet(**v6).is_none())
+        .map(|v6| subnet_var(*v6).to_string())
+        .collect();
+    if env.mtu().is_none() {
+        bad.push("FLANNEL_MTU".into());
+    }
+    if env.get("FLANNEL_IPMASQ").is_none() {
+        bad.push("FLANNEL_IPMASQ".into());
+    }
+    bad
+}
+
+/// Where `env` disagrees with the network config: another network, or a
+/// family the config turns off.
+fn against_config(env: &SubnetEnv, settings: &Settings) -> Vec<String> {
+    let mut stale = Vec::new();
+    for v6 in [false, true] {
+        let (net_var, sn_var) = (network_var(v6), subnet_var(v6));
+        match settings.network(v6) {
+            Some(net) if !env.networks(v6).contains(&net) => stale.push(format!(
+                "{net_var}={} but the cluster's network is now {net}",
+                env.get(net_var).unwrap_or("(none)")
+            )),
+            Some(_) => {}
+            None if env.has(v6) || env.get(net_var).is_some() => stale.push(format!(
+                "{} is off in the network config, but it still has {}: pods would get {} \
+                 addresses that nothing routes",
+                family_name(v6),
+                if env.has(v6) { sn_var } else { net_var },
+                family_name(v6)
+            )),
+            None => {}
+        }
+    }
+    stale
+}
+
+/// Where `env` disagrees with this node's lease: a family's subnet, or the
+/// lease naming another node.
+fn against_lease(node: &Node, env: &SubnetEnv, lease: &Listed) -> Vec<String> {
+    let mut stale = Vec::new();
+    let key = lease.subnets();
+    for v6 in node.families() {
+        let (want, have) = (key.get(v6), env.subnet_net(v6));
+        if want != have {
+            stale.push(format!(
+                "{}={} but this node's lease {} holds {}",
+                subnet_var(v6),
+                env.get(subnet_var(v6)).unwrap_or("(none)"),
+                lease.path,
+                want.map_or(format!("no {} subnet", family_name(v6)), |w| w.to_string())
+            ));
+        }
+    }
+    let primary = node.primary();
+    if let Some(ip) = lease.attrs().and_then(|a| a.public(primary)) {
+        if !names_this_node(node, ip, primary) {
+            stale.push(format!(
+                "the lease for {} belongs to {ip}, which is not an address of this node",
+                key.show()
+            ));
+        }
+    }
+    stale
+}
+
+/// The `subnet.env` check: present, complete for every enabled family,
+/// and still describing this node's lease in the current network config.
 pub fn subnet_env(ctx: &Ctx) -> Finding {
     const CHECK: &str = "subnet.env";
-    let path = ctx.args.subnet_file.display();
-    let Some(env) = &ctx.env else {
+    let node = &ctx.node;
+    let path = ctx.args.subnet_file.display().to_string();
+    let Some(env) = &node.env else {
         return Finding::problem(
             CHECK,
             format!("{path} is missing: the CNI plugin refuses every pod on this node until it exists (\"failed to load flannel 'subnet.env' file\")"),
-            "start the node agent (`netboot agent --etcd URL`, or flanneld) and check its log: it writes subnet.env once the lease and the vxlan device are in place",
+            "start the node agent (`netboot agent --etcd URL`, or flanneld) and check its log: it writes subnet.env once the lease and the network devices are in place",
         );
     };
-    let Some(subnet) = env_subnet(env) else {
+    let fams = node.families();
+    let bad = incomplete(env, &fams);
+    if !bad.is_empty() {
         return Finding::problem(
             CHECK,
             format!(
-                "{path} has no valid FLANNEL_SUBNET (it holds: {})",
+                "{path} has no valid {} (it holds: {})",
+                bad.join(", "),
                 keys(env)
             ),
             RESTART_AGENT,
         );
-    };
-    let Some(cluster) = &ctx.cluster else {
+    }
+    let shown: Vec<String> = fams
+        .iter()
+        .map(|v6| {
+            format!(
+                "{}={}",
+                subnet_var(*v6),
+                env.get(subnet_var(*v6)).unwrap_or("")
+            )
+        })
+        .collect();
+    let shown = shown.join(", ");
+    let Some(settings) = node.settings() else {
         return Finding::skipped(
             CHECK,
-            format!("{path} says FLANNEL_SUBNET={subnet}; not compared with etcd (unreachable)"),
+            format!("{path} says {shown}; not compared with etcd (see the etcd check)"),
         );
     };
-    if let Some(net) = cluster.effective.as_ref().and_then(|e| e.network) {
-        let env_net = env.get("FLANNEL_NETWORK").map(String::as_str);
-        if env_net != Some(net.to_string().as_str()) {
-            return Finding::problem(
-                CHECK,
-                format!(
-                    "{path} is stale: FLANNEL_NETWORK={} but the cluster's network is now {net}",
-                    env_net.unwrap_or("(none)")
-                ),
-                RESTART_AGENT,
-            );
-        }
-    }
-    let Some(lease) = ctx.own_lease() else {
-        return Finding::problem(
-            CHECK,
-            format!(
-                "{path} is stale: FLANNEL_SUBNET={subnet}, but etcd holds no lease for {} (it expired or was deleted; another node may take it)",
-                subnet.trunc()
-            ),
-            RESTART_AGENT,
-        );
+    let mut stale = against_config(env, settings);
+    let Some(lease) = node.own_lease() else {
+        let v6 = node.primary();
+        let sn = env
+            .subnet_net(v6)
+            .map(|s| s.to_string())
+            .unwrap_or_default();
+        stale.push(format!(
+            "{}={}, but etcd holds no lease for {sn} (it expired or was deleted; another node \
+             may take it)",
+            subnet_var(v6),
+            env.get(subnet_var(v6)).unwrap_or("")
+        ));
+        return stale_finding(&path, &stale);
     };
-    if let Some(ip) = lease.public_ip.as_deref().and_then(|p| p.parse().ok()) {
-        if !local_ipv4s().contains(&ip) {
-            return Finding::problem(
-                CHECK,
-                format!(
-                    "{path} is stale: the lease for {} belongs to {ip}, which is not an address of this node",
-                    subnet.trunc()
-                ),
-                RESTART_AGENT,
-            );
-        }
+    stale.extend(against_lease(node, env, lease));
+    if !stale.is_empty() {
+        return stale_finding(&path, &stale);
     }
+    let public: Vec<String> = lease
+        .attrs()
+        .map(|a| {
+            fams.iter()
+                .filter_map(|v6| a.public(*v6).map(|ip| ip.to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
     Finding::ok(
         CHECK,
         format!(
-            "{path}: FLANNEL_SUBNET={subnet}, lease {} (PublicIP {})",
-            lease.key,
-            lease.public_ip.as_deref().unwrap_or("-")
+            "{path}: {shown}, lease {} (public address {})",
+            lease.path,
+            if public.is_empty() {
+                "-".into()
+            } else {
+                public.join(", ")
+            }
         ),
     )
 }
 
-fn keys(env: &BTreeMap<String, String>) -> String {
-    if env.is_empty() {
-        return "nothing".into();
-    }
-    env.keys().cloned().collect::<Vec<_>>().join(", ")
+fn stale_finding(path: &str, why: &[String]) -> Finding {
+    Finding::problem(
+        "subnet.env",
+        format!("{path} is stale: {}", why.join("; ")),
+        RESTART_AGENT,
+    )
 }
 
-/// This node's lease is not about to expire.
+/// What this node's lease announces wrongly for the config.
+fn lease_wrong(node: &Node, lease: &Listed) -> Vec<String> {
+    let mut wrong = Vec::new();
+    match (lease.attrs(), node.settings()) {
+        (None, _) => wrong.push(format!(
+            "{} cannot be read: {}",
+            lease.path,
+            lease.problem().unwrap_or_default()
+        )),
+        (Some(a), Some(s)) => {
+            if a.backend != s.backend {
+                wrong.push(format!(
+                    "it announces backend {:?}, but the network config says {} (the agent \
+                     has not picked the new config up)",
+                    a.backend, s.backend
+                ));
+            }
+            for v6 in node.families() {
+                let fam = family_name(v6);
+                if a.public(v6).is_none() {
+                    wrong.push(format!("it has no {fam} public address"));
+                }
+                if s.is_vxlan() && a.backend == s.backend && a.vxlan(v6).is_none() {
+                    wrong.push(format!(
+                        "it has no {fam} VtepMAC ({}): other nodes cannot tunnel to this one",
+                        if v6 { "BackendV6Data" } else { "BackendData" }
+                    ));
+                }
+            }
+        }
+        (Some(_), None) => {}
+    }
+    wrong
+}
+
+/// The `lease` check: this node's lease announces the config's backend,
+/// a public address and (vxlan) a VtepMAC for every enabled family, and is
+/// not about to expire.
 pub fn lease_expiry(ctx: &Ctx) -> Finding {
     const CHECK: &str = "lease";
-    let Some(lease) = ctx.own_lease() else {
+    let node = &ctx.node;
+    let Some(lease) = node.own_lease() else {
         return Finding::skipped(CHECK, "no lease of this node to check (see subnet.env)");
     };
+    let sn = lease.subnets().show();
+    let wrong = lease_wrong(node, lease);
+    if !wrong.is_empty() {
+        return Finding::problem(
+            CHECK,
+            format!("this node's lease of {sn} is wrong: {}", wrong.join("; ")),
+            RESTART_AGENT,
+        );
+    }
     let warn = ctx.args.lease_warning.as_secs() as i64;
     match (lease.lease_id, lease.ttl) {
-        (0, _) => Finding::ok(CHECK, format!("{} has no expiry (a reservation)", lease.subnet)),
+        (0, _) => Finding::ok(CHECK, format!("{sn} is reserved (no TTL): it never expires")),
         (_, None) => Finding::problem(
             CHECK,
-            format!("the lease of {} has expired: etcd will delete it and another node may take the subnet", lease.subnet),
+            format!("the lease of {sn} has expired: etcd will delete it and another node may take the subnet"),
             RESTART_AGENT,
         ),
         (_, Some(t)) if t < warn => Finding::problem(
             CHECK,
             format!(
-                "the lease of {} expires in {}m{:02}s (warning below {}m): nobody is renewing it",
-                lease.subnet,
+                "the lease of {sn} expires in {}m{:02}s (warning below {}m): nobody is renewing it",
                 t / 60,
                 t % 60,
                 warn / 60
@@ -137,216 +271,7 @@ pub fn lease_expiry(ctx: &Ctx) -> Finding {
         ),
         (_, Some(t)) => Finding::ok(
             CHECK,
-            format!("the lease of {} expires in {}h{:02}m", lease.subnet, t / 3600, t / 60 % 60),
+            format!("the lease of {sn} expires in {}h{:02}m", t / 3600, t / 60 % 60),
         ),
-    }
-}
-
-/// cni0 carries the gateway of FLANNEL_SUBNET; flannel.<VNI> carries
-/// `<subnet>.0/32`, the lease's VtepMAC and the lease's PublicIP as local.
-pub fn devices(ctx: &Ctx) -> Vec<Finding> {
-    let mut out = Vec::new();
-    let mut nl = match netkit::Netlink::open() {
-        Ok(nl) => nl,
-        Err(e) => {
-            out.push(Finding::problem(
-                "devices",
-                format!("cannot open netlink: {e}"),
-                "run doctor as root",
-            ));
-            return out;
-        }
-    };
-    let subnet = ctx.env.as_ref().and_then(env_subnet);
-    let addrs_of = |nl: &mut netkit::Netlink, index: u32| -> Vec<IpNet> {
-        nl.addrs(Some(index))
-            .unwrap_or_default()
-            .into_iter()
-            .map(|a| a.addr)
-            .collect()
-    };
-    // cni0
-    match (nl.link_by_name("cni0").ok().flatten(), subnet) {
-        (None, _) => out.push(Finding::ok(
-            "cni0",
-            "not created yet (the CNI plugin creates it with the first pod)",
-        )),
-        (Some(_), None) => out.push(Finding::skipped(
-            "cni0",
-            "no FLANNEL_SUBNET to compare with",
-        )),
-        (Some(link), Some(sn)) => {
-            let want = IpNet::V4(sn);
-            let have = addrs_of(&mut nl, link.index);
-            let v4: Vec<String> = have
-                .iter()
-                .filter(|a| matches!(a, IpNet::V4(_)))
-                .map(ToString::to_string)
-                .collect();
-            if have.contains(&want) && v4.len() == 1 {
-                out.push(Finding::ok(
-                    "cni0",
-                    format!("carries {want}, the gateway of this node's subnet"),
-                ));
-            } else {
-                out.push(Finding::problem(
-                    "cni0",
-                    format!(
-                        "cni0 has [{}] but this node's subnet wants {want} (\"cni0\" already has an IP address different from ...): the subnet changed under it",
-                        v4.join(", ")
-                    ),
-                    "with netboot-cni in native mode the next pod ADD replaces the stale address once no pod uses the old subnet; otherwise delete the pods on the old subnet, then `ip link del cni0`",
-                ));
-            }
-        }
-    }
-    // flannel.<VNI>
-    let vni = ctx.vni();
-    let name = format!("flannel.{vni}");
-    let vxlan = ctx
-        .cluster
-        .as_ref()
-        .and_then(|c| c.effective.as_ref())
-        .is_none_or(|e| e.backend == "vxlan");
-    if !vxlan {
-        out.push(Finding::ok(
-            "vtep",
-            "the backend is not vxlan: no flannel device expected",
-        ));
-        return out;
-    }
-    let info = nl.vxlan_info(&name).ok().flatten();
-    let Some(info) = info else {
-        out.push(match subnet {
-            Some(_) => Finding::problem(
-                "vtep",
-                format!("{name} is missing: pods here cannot reach other nodes"),
-                format!("the agent recreates it within seconds when running; {RESTART_AGENT}"),
-            ),
-            None => Finding::skipped("vtep", format!("{name} missing, as is subnet.env")),
-        });
-        return out;
-    };
-    let mut why = Vec::new();
-    if let Some(sn) = subnet {
-        let want = IpNet::V4(Ipv4Net::new(sn.network(), 32).expect("/32"));
-        let have = addrs_of(&mut nl, info.link.index);
-        if !have.contains(&want) {
-            let h: Vec<String> = have.iter().map(ToString::to_string).collect();
-            why.push(format!("has [{}], the lease wants {want}", h.join(", ")));
-        }
-    }
-    if let Some(l) = ctx.own_lease() {
-        if let (Some(want), Some(mac)) = (l.vtep_mac.as_deref(), info.link.mac) {
-            if !netkit::fmt_mac(&mac).eq_ignore_ascii_case(want) {
-                why.push(format!(
-                    "MAC {} but the lease says VtepMAC {want} (other nodes send to the wrong MAC)",
-                    netkit::fmt_mac(&mac)
-                ));
-            }
-        }
-        if let (Some(want), Some(local)) = (l.public_ip.as_deref(), info.local) {
-            if local.to_string() != want {
-                why.push(format!(
-                    "local address {local} but the lease's PublicIP is {want}"
-                ));
-            }
-        }
-    }
-    if let Some(v) = info.vni.filter(|v| *v != vni) {
-        why.push(format!("VNI {v}, the network config says {vni}"));
-    }
-    if why.is_empty() {
-        out.push(Finding::ok("vtep", format!("{name} matches the lease")));
-    } else {
-        out.push(Finding::problem(
-            "vtep",
-            format!(
-                "{name} does not match this node's lease: {}",
-                why.join("; ")
-            ),
-            format!("{RESTART_AGENT} (it replaces a stale {name})"),
-        ));
-    }
-    out
-}
-
-/// flannel.<VNI>'s MTU fits the underlay (vxlan adds 50 bytes) and
-/// FLANNEL_MTU is not above it.
-pub fn mtu(ctx: &Ctx) -> Finding {
-    const CHECK: &str = "mtu";
-    let name = format!("flannel.{}", ctx.vni());
-    let Ok(mut nl) = netkit::Netlink::open() else {
-        return Finding::skipped(CHECK, "cannot open netlink");
-    };
-    let Some(info) = nl.vxlan_info(&name).ok().flatten() else {
-        return Finding::skipped(CHECK, format!("no {name} to check"));
-    };
-    let under = info
-        .dev
-        .and_then(|i| nl.link_by_index(i).ok().flatten())
-        .or_else(|| {
-            // No dev: the interface carrying the local address.
-            let local = info.local?;
-            let idx = nl
-                .addrs(None)
-                .ok()?
-                .into_iter()
-                .find(|a| a.addr.addr() == local)?
-                .index;
-            nl.link_by_index(idx).ok().flatten()
-        });
-    let Some(under) = under else {
-        return Finding::skipped(
-            CHECK,
-            format!("cannot tell which interface {name} runs over"),
-        );
-    };
-    let fits = under.mtu.saturating_sub(50);
-    if info.link.mtu > fits {
-        return Finding::problem(
-            CHECK,
-            format!(
-                "{name} has MTU {} but {} has {}: vxlan needs 50 bytes, so packets over {fits} bytes are dropped between nodes (small pings work, large transfers hang)",
-                info.link.mtu, under.name, under.mtu
-            ),
-            format!("set {name} to {fits} (`ip link set {name} mtu {fits}`) or restart the agent, which sizes it from the interface; pods created since keep the wrong MTU until recreated"),
-        );
-    }
-    let env_mtu: Option<u32> = ctx
-        .env
-        .as_ref()
-        .and_then(|e| e.get("FLANNEL_MTU"))
-        .and_then(|m| m.parse().ok());
-    if let Some(m) = env_mtu.filter(|m| *m > info.link.mtu) {
-        return Finding::problem(
-            CHECK,
-            format!(
-                "subnet.env says FLANNEL_MTU={m}, more than {name}'s {}: pods get an MTU the overlay cannot carry",
-                info.link.mtu
-            ),
-            RESTART_AGENT,
-        );
-    }
-    Finding::ok(
-        CHECK,
-        format!(
-            "{name} MTU {} fits {} (MTU {})",
-            info.link.mtu, under.name, under.mtu
-        ),
-    )
-}
-
-/// net.ipv4.ip_forward in this network namespace.
-pub fn ip_forward() -> Finding {
-    const CHECK: &str = "ip_forward";
-    match std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward") {
-        Ok(v) if v.trim() == "1" => Finding::ok(CHECK, "net.ipv4.ip_forward = 1"),
-        Ok(v) => Finding::problem(
-            CHECK,
-            format!("net.ipv4.ip_forward = {}: this node does not route pod traffic to other nodes or out", v.trim()),
-            "`sysctl -w net.ipv4.ip_forward=1` (and set it in /etc/sysctl.d/ to survive reboots); the agent and netboot-cni turn it on when they set the node up",
-        ),
-        Err(e) => Finding::skipped(CHECK, format!("cannot read /proc/sys/net/ipv4/ip_forward: {e}")),
     }
 }

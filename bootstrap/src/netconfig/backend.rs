@@ -8,6 +8,13 @@ use serde_json::Value;
 
 use super::validate::{Effective, DEFAULT_VNI, VXLAN_DEFAULT_PORT};
 
+/// flannel's vxlan overhead (outer IPv4 + UDP + VXLAN + inner Ethernet):
+/// a device gets the outgoing MTU minus 50.
+const VXLAN_OVERHEAD: u32 = 50;
+/// The extra 20 bytes of an IPv6 outer header: `flannel-v6.<VNI>` gets the
+/// outgoing MTU minus 70.
+const VXLAN6_EXTRA: u32 = 20;
+
 /// Smallest MTU the kernel accepts on an IPv4 device (68) plus the vxlan
 /// overhead flanneld subtracts (50).
 const MIN_MTU: i64 = 68 + 50;
@@ -83,6 +90,31 @@ pub fn parse_vxlan(other: &[(String, Value)]) -> Result<VxlanOptions, Vec<String
     }
 }
 
+impl VxlanOptions {
+    /// The device flanneld uses for a family: `flannel.<VNI>` (IPv4
+    /// underlay) or `flannel-v6.<VNI>` (IPv6).
+    pub fn device_name(&self, v6: bool) -> String {
+        if v6 {
+            format!("flannel-v6.{}", self.vni)
+        } else {
+            format!("flannel.{}", self.vni)
+        }
+    }
+
+    /// What a family's device loses to encapsulation: 50 or 70 bytes.
+    pub fn overhead(v6: bool) -> u32 {
+        VXLAN_OVERHEAD + if v6 { VXLAN6_EXTRA } else { 0 }
+    }
+
+    /// The device MTU for an interface of MTU `ext_mtu`: Backend MTU (or
+    /// the interface's) minus the overhead.
+    pub fn device_mtu(&self, v6: bool, ext_mtu: u32) -> u32 {
+        self.mtu
+            .unwrap_or(ext_mtu)
+            .saturating_sub(Self::overhead(v6))
+    }
+}
+
 impl Effective {
     /// The vxlan options of a valid vxlan config (`check` has validated
     /// them; a non-vxlan config gets the defaults).
@@ -122,6 +154,9 @@ mod tests {
         assert_eq!(o.mtu, Some(9000));
         assert_eq!(o.ignored, vec!["MacPrefix".to_string()]);
         assert_eq!(opts(&[]).unwrap().mtu, None);
+        assert_eq!(o.device_name(true), "flannel-v6.1");
+        assert_eq!(o.device_mtu(true, 1500), 8930);
+        assert_eq!(opts(&[]).unwrap().device_mtu(false, 1500), 1450);
     }
 
     #[test]

@@ -9,7 +9,7 @@ mod validate;
 
 pub use backend::{parse_vxlan, VxlanOptions};
 
-pub use validate::{diff_fields, DEFAULT_VNI};
+pub use validate::{diff_fields, Effective};
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
