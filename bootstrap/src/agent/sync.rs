@@ -198,6 +198,9 @@ impl Agent<'_> {
             if Some(&kv.key) == own_path.as_ref() {
                 own_seen = true;
                 own_ok = kv.value == self.value().as_bytes();
+                if own_ok {
+                    self.follow_own_lease(kv).await;
+                }
                 continue;
             }
             match self.remote(kv) {
@@ -250,6 +253,15 @@ impl Agent<'_> {
                 if kv.value != self.value().as_bytes() {
                     log("someone else wrote our lease key; acquiring a lease again");
                     self.reacquire().await?;
+                } else if self.own.as_ref().is_some_and(|o| o.lease != kv.lease) {
+                    // Its TTL removed or changed; act on what etcd holds
+                    // now, not on an event that may be older than our
+                    // last renewal.
+                    if let Some(cur) = self.store.get(&kv.key).await? {
+                        if cur.value == self.value().as_bytes() {
+                            self.follow_own_lease(&cur).await;
+                        }
+                    }
                 }
             }
             EventType::Put => match self.remote(kv) {
