@@ -6,7 +6,8 @@
 //! A key without an etcd lease is a reservation (an operator wrote it with
 //! no TTL): when it names this node it is used as it is, written back
 //! without a TTL and never renewed or turned into a lease, as flanneld
-//! does; other nodes' reservations are never handed out. A running lease
+//! does; other nodes' reservations are never handed out. A reservation
+//! wins over a lease the node still holds, which is then deleted. A running lease
 //! an operator turns into a reservation (its TTL removed, as flannel's
 //! docs show) is followed: renewal stops, and a renewal racing with the
 //! change cannot undo it (it only moves a key still on our etcd lease).
@@ -163,31 +164,37 @@ impl Agent<'_> {
     async fn try_acquire(&mut self) -> Result<bool> {
         let (kvs, _) = self.store.list(&self.prefix).await?;
         let mut taken: [Vec<IpNet>; 2] = [Vec::new(), Vec::new()];
+        let mut mine = Vec::new();
         for kv in &kvs {
             let Some(k) = parse_key(&kv.key) else {
                 continue;
             };
-            let mine =
-                Lease::parse(&kv.key, &kv.value).is_ok_and(|l| names_us(&l.attrs, &self.ext));
-            if !mine {
+            if Lease::parse(&kv.key, &kv.value).is_ok_and(|l| names_us(&l.attrs, &self.ext)) {
+                mine.push((kv, k));
+            } else {
                 taken[0].extend(k.get(false));
                 taken[1].extend(k.get(true));
+            }
+        }
+        // A reservation for this node wins over a lease it holds: an
+        // operator reserved that subnet on purpose (flanneld takes whichever
+        // key sorts first).
+        let pick = mine
+            .iter()
+            .position(|(kv, k)| kv.lease == 0 && self.fits(k))
+            .or_else(|| mine.iter().position(|(_, k)| self.fits(k)));
+        let picked = pick.map(|i| mine[i].1.show());
+        for (i, (kv, k)) in mine.iter().enumerate() {
+            if Some(i) == pick {
                 continue;
             }
-            let reserved = kv.lease == 0;
-            if self.fits(&k) {
-                self.write_own(&kv.key, false, reserved).await?;
+            let why = match &picked {
+                Some(p) if self.fits(k) => format!("this node uses {p}"),
+                _ => "it does not fit the current config".to_string(),
+            };
+            if kv.lease == 0 {
                 log(&format!(
-                    "reusing the {} {} that already names this node",
-                    if reserved { "reservation" } else { "lease" },
-                    k.show()
-                ));
-                return Ok(true);
-            }
-            if reserved {
-                log(&format!(
-                    "the reservation {} names this node but does not fit the current config; \
-                     leaving it alone and leasing another subnet",
+                    "the reservation {} names this node but {why}; leaving it alone",
                     k.show()
                 ));
                 taken[0].extend(k.get(false));
@@ -195,10 +202,21 @@ impl Agent<'_> {
                 continue;
             }
             log(&format!(
-                "deleting this node's old lease {}: it does not fit the current config",
+                "deleting this node's other lease {}: {why}",
                 k.show()
             ));
             self.store.delete(&kv.key).await?;
+        }
+        if let Some(i) = pick {
+            let (kv, k) = mine[i];
+            let reserved = kv.lease == 0;
+            self.write_own(&kv.key, false, reserved).await?;
+            log(&format!(
+                "reusing the {} {} that already names this node",
+                if reserved { "reservation" } else { "lease" },
+                k.show()
+            ));
+            return Ok(true);
         }
         let free = |sn: &IpNet, t: &[IpNet]| !t.iter().any(|x| x.contains(sn) || sn.contains(x));
         let prev = self.previous;
