@@ -9,6 +9,7 @@ pub mod agent_load;
 pub mod agent_support;
 pub mod bandwidth_support;
 pub mod cluster;
+pub mod cluster_opts;
 pub mod containerd;
 pub mod crash_support;
 pub mod cri;

@@ -3,6 +3,10 @@
 //! Stop the agent first (SIGTERM keeps everything in place); a running
 //! agent would simply acquire a lease again.
 //!
+//! A reservation (a key with no TTL, an operator's) is kept, without this
+//! node's backend data; a key that subnet.env names but that now names
+//! another node's address is left alone.
+//!
 //! Order: the etcd lease first (other nodes then drop their routes to us),
 //! then the local state: flannel.<VNI> and flannel-v6.<VNI> (their routes,
 //! neighbour and FDB entries go with them), the gateway routes host-gw or
@@ -22,7 +26,7 @@ use super::run::usable;
 use super::store::Store;
 use super::sync::forward_tag;
 use super::{env, log, LeaveArgs, RULE_TAG};
-use crate::lease::{parse_key, Lease, SubnetKey};
+use crate::lease::{parse_key, Attrs, Lease, SubnetKey};
 
 pub fn leave_cmd(a: &LeaveArgs) -> Result<()> {
     let _ = super::WHO.set("netboot leave");
@@ -104,22 +108,74 @@ async fn release(
             && parse_key(&kv.key).is_some_and(|k| {
                 (k.v4.is_some() && k.v4 == subnet.v4) || (k.v6.is_some() && k.v6 == subnet.v6)
             });
+        let attrs = Lease::parse(&kv.key, &kv.value).ok().map(|l| l.attrs);
         let by_ip = ext
             .as_ref()
-            .is_some_and(|e| Lease::parse(&kv.key, &kv.value).is_ok_and(|l| names_us(&l.attrs, e)));
+            .zip(attrs.as_ref())
+            .is_some_and(|(e, a)| names_us(a, e));
         if !(by_subnet || by_ip) {
             continue;
         }
-        store.delete(&kv.key).await?;
-        if kv.lease != 0 {
-            store.revoke(kv.lease).await?;
+        // subnet.env names a subnet whose key now names another address:
+        // our old lease expired and another node took the subnet.
+        if let (Some(e), false) = (ext.as_ref(), by_ip) {
+            let named = attrs
+                .as_ref()
+                .and_then(|o| o.public(false).or(o.public(true)))
+                .map_or("no address".into(), |i| i.to_string());
+            log(&format!(
+                "leaving {} alone: it names {named}, not this node's {} (our old lease \
+                 expired and another node took the subnet; if the agent runs with \
+                 --public-ip, give leave the same option)",
+                kv.key,
+                e.ip.map(|i| i.to_string())
+                    .or(e.ip6.map(|i| i.to_string()))
+                    .unwrap_or_default()
+            ));
+            continue;
         }
+        if kv.lease == 0 {
+            keep_reservation(&mut store, &kv.key, &kv.value, attrs).await?;
+            n += 1;
+            continue;
+        }
+        store.delete(&kv.key).await?;
+        store.revoke(kv.lease).await?;
         log(&format!("released lease {}", kv.key));
         n += 1;
     }
     if n == 0 {
         log("no lease of this node found in etcd (already released or expired)");
     }
+    Ok(())
+}
+
+/// A key with no etcd lease is a reservation, an operator's setting: it
+/// stays, so the subnet stays this node's, but without this node's backend
+/// data, so the other nodes drop their routes to it (they ignore a lease
+/// of another backend) as they do for a released lease.
+async fn keep_reservation(
+    store: &mut Store,
+    key: &str,
+    value: &[u8],
+    attrs: Option<Attrs>,
+) -> Result<()> {
+    if let Some(a) = attrs {
+        let bare = Attrs {
+            backend: String::new(),
+            data: None,
+            data6: None,
+            ..a
+        }
+        .to_json();
+        if bare.as_bytes() != value {
+            store.put(key, &bare, 0).await?;
+        }
+    }
+    log(&format!(
+        "kept the reservation {key} (it has no TTL: an operator's), without this node's \
+         backend data; delete it to free the subnet"
+    ));
     Ok(())
 }
 

@@ -6,7 +6,11 @@
 //! A key without an etcd lease is a reservation (an operator wrote it with
 //! no TTL): when it names this node it is used as it is, written back
 //! without a TTL and never renewed or turned into a lease, as flanneld
-//! does; other nodes' reservations are never handed out.
+//! does; other nodes' reservations are never handed out. A reservation
+//! wins over a lease the node still holds, which is then deleted. A running lease
+//! an operator turns into a reservation (its TTL removed, as flannel's
+//! docs show) is followed: renewal stops, and a renewal racing with the
+//! change cannot undo it (it only moves a key still on our etcd lease).
 
 use std::time::Duration;
 
@@ -18,6 +22,7 @@ use super::iface::External;
 use super::log;
 use super::run::{Agent, RETRY};
 use super::store::is_lease_not_found;
+use crate::etcd::Kv;
 use crate::lease::{parse_key, random_seed, Attrs, Lease, SubnetKey};
 
 /// This node's lease.
@@ -159,31 +164,37 @@ impl Agent<'_> {
     async fn try_acquire(&mut self) -> Result<bool> {
         let (kvs, _) = self.store.list(&self.prefix).await?;
         let mut taken: [Vec<IpNet>; 2] = [Vec::new(), Vec::new()];
+        let mut mine = Vec::new();
         for kv in &kvs {
             let Some(k) = parse_key(&kv.key) else {
                 continue;
             };
-            let mine =
-                Lease::parse(&kv.key, &kv.value).is_ok_and(|l| names_us(&l.attrs, &self.ext));
-            if !mine {
+            if Lease::parse(&kv.key, &kv.value).is_ok_and(|l| names_us(&l.attrs, &self.ext)) {
+                mine.push((kv, k));
+            } else {
                 taken[0].extend(k.get(false));
                 taken[1].extend(k.get(true));
+            }
+        }
+        // A reservation for this node wins over a lease it holds: an
+        // operator reserved that subnet on purpose (flanneld takes whichever
+        // key sorts first).
+        let pick = mine
+            .iter()
+            .position(|(kv, k)| kv.lease == 0 && self.fits(k))
+            .or_else(|| mine.iter().position(|(_, k)| self.fits(k)));
+        let picked = pick.map(|i| mine[i].1.show());
+        for (i, (kv, k)) in mine.iter().enumerate() {
+            if Some(i) == pick {
                 continue;
             }
-            let reserved = kv.lease == 0;
-            if self.fits(&k) {
-                self.write_own(&kv.key, false, reserved).await?;
+            let why = match &picked {
+                Some(p) if self.fits(k) => format!("this node uses {p}"),
+                _ => "it does not fit the current config".to_string(),
+            };
+            if kv.lease == 0 {
                 log(&format!(
-                    "reusing the {} {} that already names this node",
-                    if reserved { "reservation" } else { "lease" },
-                    k.show()
-                ));
-                return Ok(true);
-            }
-            if reserved {
-                log(&format!(
-                    "the reservation {} names this node but does not fit the current config; \
-                     leaving it alone and leasing another subnet",
+                    "the reservation {} names this node but {why}; leaving it alone",
                     k.show()
                 ));
                 taken[0].extend(k.get(false));
@@ -191,10 +202,21 @@ impl Agent<'_> {
                 continue;
             }
             log(&format!(
-                "deleting this node's old lease {}: it does not fit the current config",
+                "deleting this node's other lease {}: {why}",
                 k.show()
             ));
             self.store.delete(&kv.key).await?;
+        }
+        if let Some(i) = pick {
+            let (kv, k) = mine[i];
+            let reserved = kv.lease == 0;
+            self.write_own(&kv.key, false, reserved).await?;
+            log(&format!(
+                "reusing the {} {} that already names this node",
+                if reserved { "reservation" } else { "lease" },
+                k.show()
+            ));
+            return Ok(true);
         }
         let free = |sn: &IpNet, t: &[IpNet]| !t.iter().any(|x| x.contains(sn) || sn.contains(x));
         let prev = self.previous;
@@ -269,7 +291,7 @@ impl Agent<'_> {
     }
 
     /// Renew the lease: a new etcd lease, and our key moved onto it if it
-    /// still holds our value (flannel: a new Grant and Put).
+    /// still holds our value on our lease (flannel: a new Grant and Put).
     pub async fn renew(&mut self) {
         let Some(own) = self.own.as_ref() else {
             return;
@@ -278,46 +300,115 @@ impl Agent<'_> {
             return;
         }
         let (path, old_lease) = (own.path.clone(), own.lease);
-        let value = self.value();
-        let res = async {
-            let id = self.store.grant(self.ttl_secs()).await?;
-            let moved = self.store.replace_if(&path, &value, &value, id).await?;
-            Ok::<_, anyhow::Error>((id, moved))
-        }
-        .await;
-        match res {
-            Ok((id, true)) => {
-                let renew_at = self.renew_at();
-                if let Some(o) = self.own.as_mut() {
-                    o.lease = id;
-                    o.renew_at = Some(renew_at);
-                }
+        match self.move_to_new_lease(&path, old_lease).await {
+            Ok(true) => {
                 let _ = self.store.revoke(old_lease).await;
                 log(&format!(
                     "renewed the lease on {path} for {} s",
                     self.ttl_secs()
                 ));
             }
-            Ok((id, false)) => {
+            Ok(false) => self.renewal_refused(&path).await,
+            Err(e) => self.renew_later(&format!("cannot renew the lease yet ({e:#})")),
+        }
+    }
+
+    fn renew_later(&mut self, why: &str) {
+        let delay =
+            (self.a.renew_margin / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+        log(&format!("{why}; retrying in {} s", delay.as_secs()));
+        if let Some(o) = self.own.as_mut() {
+            o.renew_at = Some(Instant::now() + delay);
+        }
+    }
+
+    /// Grant a fresh etcd lease of our TTL and move our key onto it, if the
+    /// key still holds our value on etcd lease `from`. `Ok(false)`: it
+    /// does not (the fresh lease is revoked again).
+    async fn move_to_new_lease(&mut self, path: &str, from: i64) -> Result<bool> {
+        let value = self.value();
+        let id = self.store.grant(self.ttl_secs()).await?;
+        let moved = match self.store.replace_if(path, &value, from, &value, id).await {
+            Ok(m) => m,
+            Err(e) => {
                 let _ = self.store.revoke(id).await;
+                return Err(e);
+            }
+        };
+        if !moved {
+            let _ = self.store.revoke(id).await;
+            return Ok(false);
+        }
+        let renew_at = self.renew_at();
+        if let Some(o) = self.own.as_mut() {
+            o.lease = id;
+            o.renew_at = Some(renew_at);
+        }
+        Ok(true)
+    }
+
+    /// The renewal found our key not as we left it: follow what etcd holds
+    /// now.
+    async fn renewal_refused(&mut self, path: &str) {
+        match self.store.get(path).await {
+            Ok(Some(cur)) if cur.value == self.value().as_bytes() => {
+                self.follow_own_lease(&cur).await
+            }
+            Ok(_) => {
                 log(&format!(
-                    "our lease {path} vanished before renewal; acquiring it again"
+                    "our lease {path} vanished or changed before renewal; acquiring it again"
                 ));
                 if let Err(e) = self.reacquire().await {
                     log(&format!("cannot acquire a lease: {e:#}"));
                 }
             }
-            Err(e) => {
-                let delay = (self.a.renew_margin / 4)
-                    .clamp(Duration::from_secs(1), Duration::from_secs(60));
-                log(&format!(
-                    "cannot renew the lease yet ({e:#}); retrying in {} s",
-                    delay.as_secs()
-                ));
-                if let Some(o) = self.own.as_mut() {
-                    o.renew_at = Some(Instant::now() + delay);
-                }
+            Err(e) => self.renew_later(&format!("cannot read {path} ({e:#})")),
+        }
+    }
+
+    /// Our key holds our value but hangs on another etcd lease than ours
+    /// (`cur` is its current state). No lease: an operator removed its TTL,
+    /// flannel's documented way of turning a lease into a reservation; it
+    /// is never renewed from now on (renewing would turn it back into a
+    /// lease). Someone else's lease: the key moves onto a lease of our own,
+    /// and theirs is left alone (it may hold other keys).
+    pub async fn follow_own_lease(&mut self, cur: &Kv) {
+        let Some(old) = self.own.as_ref().map(|o| o.lease) else {
+            return;
+        };
+        if cur.lease == old {
+            return;
+        }
+        if cur.lease == 0 {
+            if let Some(o) = self.own.as_mut() {
+                o.lease = 0;
+                o.renew_at = None;
             }
+            log(&format!(
+                "our lease {} became a reservation (its TTL was removed in etcd): keeping it \
+                 as it is, no longer renewing it",
+                cur.key
+            ));
+            let _ = self.store.revoke(old).await;
+            return;
+        }
+        log(&format!(
+            "our {} {} was attached to etcd lease {:x} by someone else: moving it onto a \
+             lease of our own",
+            if old == 0 { "reservation" } else { "lease" },
+            cur.key,
+            cur.lease
+        ));
+        match self.move_to_new_lease(&cur.key, cur.lease).await {
+            Ok(true) if old != 0 => {
+                let _ = self.store.revoke(old).await;
+            }
+            Ok(_) => {}
+            Err(e) => log(&format!(
+                "cannot move {} onto a lease of our own yet ({e:#}); the next resync tries \
+                 again",
+                cur.key
+            )),
         }
     }
 }

@@ -295,36 +295,42 @@ impl Store {
     /// Txn: if `key` is absent put `value` attached to `lease`.
     /// `Ok(false)` when the key exists.
     pub async fn create(&mut self, key: &str, value: &str, lease: i64) -> Result<bool> {
-        let when = Compare::version(key, CompareOp::Equal, 0);
+        let when = [Compare::version(key, CompareOp::Equal, 0)];
         self.put_if(&format!("create {key}"), when, key, value, lease)
             .await
     }
 
-    /// Txn: if `key` holds exactly `expect`, put `value` attached to `lease`
-    /// (moves the key to a new lease). `Ok(false)` when the key is absent or
-    /// holds something else.
+    /// Txn: if `key` holds exactly `expect` and is attached to etcd lease
+    /// `expect_lease`, put `value` attached to `lease` (moves the key to a
+    /// new lease). `Ok(false)` when the key is absent, holds something
+    /// else, or hangs on another lease or none (an operator made it a
+    /// reservation).
     pub async fn replace_if(
         &mut self,
         key: &str,
         expect: &str,
+        expect_lease: i64,
         value: &str,
         lease: i64,
     ) -> Result<bool> {
-        let when = Compare::value(key, CompareOp::Equal, expect);
+        let when = [
+            Compare::value(key, CompareOp::Equal, expect),
+            Compare::lease(key, CompareOp::Equal, expect_lease),
+        ];
         self.put_if(&format!("renew {key}"), when, key, value, lease)
             .await
     }
 
-    /// One Txn: if `when` holds, put `value` attached to `lease`.
-    async fn put_if(
+    /// One Txn: if every `when` holds, put `value` attached to `lease`.
+    async fn put_if<const N: usize>(
         &mut self,
         what: &str,
-        when: Compare,
+        when: [Compare; N],
         key: &str,
         value: &str,
         lease: i64,
     ) -> Result<bool> {
-        let txn = Txn::new().when([when]).and_then([TxnOp::put(
+        let txn = Txn::new().when(when).and_then([TxnOp::put(
             key,
             value,
             Some(PutOptions::new().with_lease(lease)),

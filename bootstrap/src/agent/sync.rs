@@ -186,6 +186,15 @@ impl Agent<'_> {
         }
     }
 
+    /// Unprogram the subnets lease key `key` names.
+    fn remove_key(&mut self, key: &str, why: &str) {
+        if let Some(k) = parse_key(key) {
+            for sn in [k.get(false), k.get(true)].into_iter().flatten() {
+                self.remove_subnet(sn, why);
+            }
+        }
+    }
+
     /// Read every lease and make the kernel match (only what differs);
     /// check our own lease. `quiet`: do not log each lease (the first read
     /// at start). Returns the store revision of the read.
@@ -198,6 +207,9 @@ impl Agent<'_> {
             if Some(&kv.key) == own_path.as_ref() {
                 own_seen = true;
                 own_ok = kv.value == self.value().as_bytes();
+                if own_ok {
+                    self.follow_own_lease(kv).await;
+                }
                 continue;
             }
             match self.remote(kv) {
@@ -250,11 +262,26 @@ impl Agent<'_> {
                 if kv.value != self.value().as_bytes() {
                     log("someone else wrote our lease key; acquiring a lease again");
                     self.reacquire().await?;
+                } else if self.own.as_ref().is_some_and(|o| o.lease != kv.lease) {
+                    // Its TTL removed or changed; act on what etcd holds
+                    // now, not on an event that may be older than our
+                    // last renewal.
+                    if let Some(cur) = self.store.get(&kv.key).await? {
+                        if cur.value == self.value().as_bytes() {
+                            self.follow_own_lease(&cur).await;
+                        }
+                    }
                 }
             }
             EventType::Put => match self.remote(kv) {
                 Ok(l) => self.add_lease(&kv.key, &l, Some("")),
-                Err(why) => self.skip(&kv.key, why),
+                Err(why) => {
+                    // A lease we programmed that no longer fits (its node
+                    // switched to another backend): its routes go now, as
+                    // the resync would drop them, not at the next one.
+                    self.remove_key(&kv.key, &format!("is no longer usable ({why})"));
+                    self.skip(&kv.key, why);
+                }
             },
             EventType::Delete if is_own => {
                 // A delete older than our current key is stale: e.g. the
@@ -278,11 +305,7 @@ impl Agent<'_> {
                 self.reacquire().await?;
             }
             EventType::Delete => {
-                if let Some(k) = parse_key(&kv.key) {
-                    for sn in [k.get(false), k.get(true)].into_iter().flatten() {
-                        self.remove_subnet(sn, "was deleted or expired");
-                    }
-                }
+                self.remove_key(&kv.key, "was deleted or expired");
                 self.skipped.remove(&kv.key);
             }
         }

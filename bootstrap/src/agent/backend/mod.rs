@@ -116,6 +116,9 @@ impl Plane {
         match self {
             Plane::HostGw(r) => {
                 if let Err(why) = r.on_link(p.public_ip)? {
+                    // A peer that moved off the segment: its old route
+                    // (via its old address) must not outlive the move.
+                    r.unprogram(p.subnet)?;
                     bail!("{why}");
                 }
                 Ok(r.program(p.subnet, p.public_ip)?.then_some(Via::Direct))
@@ -134,6 +137,10 @@ impl Plane {
                         .then_some(Via::Direct));
                 }
                 let Some(d) = p.vxlan else {
+                    direct.unprogram(p.subnet)?;
+                    if vtep.remotes.contains_key(&p.subnet) {
+                        vtep.unprogram(p.subnet)?;
+                    }
                     bail!("the lease has no vxlan data (VtepMAC) for this family");
                 };
                 if direct.peers.contains_key(&p.subnet) {
