@@ -9,9 +9,10 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use ipnet::IpNet;
 
 use crate::lease::SubnetKey;
+use crate::subnet_env::SubnetEnv;
 
 /// The file's text, as flanneld writes it: for each enabled family its
 /// network and the first usable IP of our subnet with the subnet's length
@@ -74,35 +75,26 @@ pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
 /// The subnets named by an existing file's FLANNEL_SUBNET and
 /// FLANNEL_IPV6_SUBNET (`10.2.3.1/24` → `10.2.3.0/24`).
 pub fn previous_subnets(path: &Path) -> SubnetKey {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let find = |k: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(k))
-            .map(str::trim)
-            .map(str::to_string)
-    };
+    let env = SubnetEnv::read(path).unwrap_or_default();
     SubnetKey {
-        v4: find("FLANNEL_SUBNET=")
-            .and_then(|v| v.parse::<Ipv4Net>().ok())
-            .map(|n| n.trunc()),
-        v6: find("FLANNEL_IPV6_SUBNET=")
-            .and_then(|v| v.parse::<Ipv6Net>().ok())
-            .map(|n| n.trunc()),
+        v4: match env.subnet_net(false) {
+            Some(IpNet::V4(n)) => Some(n),
+            _ => None,
+        },
+        v6: match env.subnet_net(true) {
+            Some(IpNet::V6(n)) => Some(n),
+            _ => None,
+        },
     }
 }
 
 /// The cluster networks named by an existing file's FLANNEL_NETWORK and
-/// FLANNEL_IPV6_NETWORK (comma lists).
+/// FLANNEL_IPV6_NETWORK.
 pub fn networks(path: &Path) -> Vec<IpNet> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.lines()
-        .filter_map(|l| {
-            l.strip_prefix("FLANNEL_NETWORK=")
-                .or_else(|| l.strip_prefix("FLANNEL_IPV6_NETWORK="))
-        })
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| n.trim().parse::<IpNet>().ok())
-        .collect()
+    let env = SubnetEnv::read(path).unwrap_or_default();
+    let mut all = env.networks(false);
+    all.extend(env.networks(true));
+    all
 }
 
 #[cfg(test)]

@@ -90,15 +90,21 @@ pub fn parse_vxlan(other: &[(String, Value)]) -> Result<VxlanOptions, Vec<String
     }
 }
 
+/// flanneld's vxlan device name for a family and VNI: `flannel.<VNI>` or
+/// `flannel-v6.<VNI>`.
+pub fn device_name(v6: bool, vni: u32) -> String {
+    if v6 {
+        format!("flannel-v6.{vni}")
+    } else {
+        format!("flannel.{vni}")
+    }
+}
+
 impl VxlanOptions {
     /// The device flanneld uses for a family: `flannel.<VNI>` (IPv4
     /// underlay) or `flannel-v6.<VNI>` (IPv6).
     pub fn device_name(&self, v6: bool) -> String {
-        if v6 {
-            format!("flannel-v6.{}", self.vni)
-        } else {
-            format!("flannel.{}", self.vni)
-        }
+        device_name(v6, self.vni)
     }
 
     /// What a family's device loses to encapsulation: 50 or 70 bytes.

@@ -7,7 +7,7 @@
 mod backend;
 mod validate;
 
-pub use backend::{parse_vxlan, VxlanOptions};
+pub use backend::{device_name, parse_vxlan, VxlanOptions};
 
 pub use validate::{diff_fields, Effective};
 

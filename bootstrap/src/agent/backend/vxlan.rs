@@ -13,28 +13,12 @@ use netkit::{Batch, Family, Netlink, RouteSpec, VxlanParams};
 
 use super::super::iface::v4_addrs;
 use super::super::log;
-
-/// flannel's vxlan overhead: 50 bytes (outer IPv4 + UDP + VXLAN + inner
-/// Ethernet), subtracted from the outgoing MTU for both devices as
-/// flanneld does.
-pub const VXLAN_OVERHEAD: u32 = 50;
-/// The extra 20 bytes of an IPv6 outer header: `flannel-v6.<VNI>` gets
-/// 70 bytes less than the outgoing MTU, or the kernel refuses the MTU.
-pub const VXLAN6_EXTRA: u32 = 20;
+use crate::netconfig::{device_name, VxlanOptions};
 
 /// A locally administered unicast MAC from a random seed.
 pub fn random_mac(seed: u64) -> [u8; 6] {
     let b = seed.to_le_bytes();
     [(b[0] & 0xfe) | 0x02, b[1], b[2], b[3], b[4], b[5]]
-}
-
-/// The device name flanneld uses for a family and VNI.
-pub fn device_name(v6: bool, vni: u32) -> String {
-    if v6 {
-        format!("flannel-v6.{vni}")
-    } else {
-        format!("flannel.{vni}")
-    }
 }
 
 /// What the agent keeps programmed for one remote lease.
@@ -84,8 +68,9 @@ impl Vtep {
     }
 
     pub fn mtu(&self) -> u32 {
-        let extra = if self.spec.v6 { VXLAN6_EXTRA } else { 0 };
-        self.spec.out_mtu.saturating_sub(VXLAN_OVERHEAD + extra)
+        self.spec
+            .out_mtu
+            .saturating_sub(VxlanOptions::overhead(self.spec.v6))
     }
 
     fn family(&self) -> Family {
