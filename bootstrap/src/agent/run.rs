@@ -316,16 +316,14 @@ async fn run(a: &AgentArgs) -> Result<()> {
     };
     agent.write_env()?;
     let peers: usize = agent.planes.iter().map(|p| p.known().len()).sum();
+    // host-gw's planes of both families share the interface: name it once.
+    let mut through: Vec<String> = agent.planes.iter().map(Plane::name).collect();
+    through.dedup();
     log(&format!(
         "ready after {:.1} s: subnet {}, {peers} route(s) to other nodes through {}",
         started.elapsed().as_secs_f64(),
         agent.own_key().show(),
-        agent
-            .planes
-            .iter()
-            .map(Plane::name)
-            .collect::<Vec<_>>()
-            .join(", ")
+        through.join(", ")
     ));
     let res = agent.event_loop(rev).await;
     drop(lock);
