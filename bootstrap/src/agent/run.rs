@@ -175,6 +175,14 @@ fn build_planes(
 ) -> Result<Vec<Plane>> {
     let mut planes = Vec::new();
     let mut keep = Vec::new();
+    let mut nl = netkit::Netlink::open()?;
+    // Every address the interface holds: a public address among them is
+    // not behind NAT, even when it is not the interface's preferred one.
+    let held: Vec<std::net::IpAddr> = nl
+        .addrs(Some(ext.index))?
+        .iter()
+        .map(|a| a.addr.addr())
+        .collect();
     for v6 in [false, true] {
         let Some(range) = net.range(v6) else { continue };
         let local = if v6 {
@@ -190,10 +198,10 @@ fn build_planes(
             } else {
                 ext.iface_ip.map(Into::into)
             };
-            if own_ip != Some(local) {
+            if !held.contains(&local) {
                 bail!(
-                    "the public address {local} differs from {}'s own address ({}): a node \
-                     behind NAT cannot use host-gw (as flanneld refuses it); use vxlan",
+                    "the public address {local} is not an address of {} (its own is {}): a \
+                     node behind NAT cannot use host-gw (as flanneld refuses it); use vxlan",
                     ext.name,
                     own_ip.map_or("none".into(), |a: std::net::IpAddr| a.to_string())
                 );
@@ -229,7 +237,7 @@ fn build_planes(
     } else {
         format!("the network now uses vxlan VNI {}", net.vxlan.vni)
     };
-    remove_stale_devices(&mut netkit::Netlink::open()?, &keep, &why)?;
+    remove_stale_devices(&mut nl, &keep, &why)?;
     for p in &mut planes {
         p.ensure_device()?;
     }
