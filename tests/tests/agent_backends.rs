@@ -1,14 +1,17 @@
 //! `netboot agent`'s backends and address families on a cluster of
-//! namespaces: host-gw IPv4, vxlan dual stack, host-gw dual stack, vxlan
-//! and host-gw IPv6-only. Each case runs two netboot nodes and a foreign
-//! node whose lease and kernel side the test writes as flanneld does
-//! (tests/src/cluster6.rs). Every netboot node's devices, addresses,
-//! routes, neighbour and FDB entries, subnet.env and lease value are
-//! compared with what flanneld leaves, built here from flannel's formats;
-//! pods (netboot-cni native mode, every family) ping each other across the
-//! nodes, the foreign one included, both ways; then an agent restart keeps
-//! everything and `netboot leave` undoes it. Needs root; nothing touches
-//! the root netns.
+//! namespaces: host-gw IPv4, vxlan dual stack (also with DirectRouting),
+//! host-gw dual stack, vxlan and host-gw IPv6-only. Each case runs two
+//! netboot nodes and a foreign node whose lease and kernel side the test
+//! writes as flanneld does (tests/src/foreign.rs). Every netboot node's
+//! devices, addresses, routes, neighbour and FDB entries, subnet.env and
+//! lease value are compared with what flanneld leaves, built here from
+//! flannel's formats (tests/src/cluster6.rs); pods (netboot-cni native
+//! mode, every family) ping each other across the nodes, the foreign one
+//! included, both ways. Then: off-link and conflicting leases, entries
+//! removed by hand, an agent restart, a deleted device, the foreign node's
+//! new VtepMACs, its lease deleted, and `netboot leave`. Besides: agents
+//! racing for one IPv6 subnet, and backend switches on a dual-stack
+//! network. Needs root; nothing touches the root netns.
 
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -58,6 +61,11 @@ struct Case {
     /// vxlan's DirectRouting: peers on the same L2 segment get a plain
     /// route via their public address instead of the tunnel.
     direct: bool,
+    /// Each netboot node's eth0 also has `fd00:100::b<host>`, added last
+    /// (so the interface's preferred IPv6 address), and its agent runs
+    /// with `--public-ipv6` naming `fd00:100::<host>`, the one its lease
+    /// must name.
+    alt6: bool,
     v4: bool,
     v6: bool,
     config: Config,
@@ -115,6 +123,15 @@ fn store_config(c: &Case, etcd: &EtcdCluster, ep: &str, n: &AgentNode) {
     if !c.v4 {
         assert_eq!(stored["EnableIPv4"], Value::Bool(false), "{stored}");
     }
+}
+
+/// The agent's options on node `host`.
+fn agent_args(c: &Case, host: u8) -> Vec<String> {
+    let mut a: Vec<String> = FAST.iter().map(|s| s.to_string()).collect();
+    if c.alt6 {
+        a.push(format!("--public-ipv6={}", underlay6(host)));
+    }
+    a
 }
 
 /// subnet.env once the agent wrote it.
@@ -389,6 +406,35 @@ fn device_end(n: &AgentNode, me: &PeerLease, v6: bool) -> End {
     }
 }
 
+/// Delete by hand what node `n` programmed for `peer` in one family (and,
+/// for a tunnel, the device's addresses).
+fn remove_by_hand(c: &Case, n: &AgentNode, peer: &PeerLease, v6: bool) {
+    let (sn, public, mac) = if v6 {
+        let sn = peer.subnet6.map(IpNet::V6);
+        (sn, peer.public_ipv6.map(|a| a.to_string()), &peer.mac6)
+    } else {
+        let sn = peer.subnet4.map(IpNet::V4);
+        (sn, peer.public_ip.map(|a| a.to_string()), &peer.mac4)
+    };
+    let (sn, public) = (sn.expect("peer subnet"), public.expect("peer address"));
+    let dst = sn.to_string();
+    if c.backend == Backend::HostGw || c.direct {
+        n.exec(&["ip", "route", "del", &dst, "via", &public, "dev", "eth0"])
+            .expect_ok();
+        return;
+    }
+    let dev = vxlan_dev(v6);
+    let gw = sn.network().to_string();
+    let mac = mac.as_deref().expect("peer VtepMAC");
+    n.exec(&["ip", "route", "del", &dst, "dev", &dev])
+        .expect_ok();
+    n.exec(&["ip", "neigh", "del", &gw, "dev", &dev])
+        .expect_ok();
+    n.exec(&["bridge", "fdb", "del", mac, "dev", &dev, "dst", &public])
+        .expect_ok();
+    n.exec(&["ip", "addr", "flush", "dev", &dev]).expect_ok();
+}
+
 /// The off-link lease of a host-gw case: key and value.
 fn offlink_lease(c: &Case) -> (String, String) {
     let sn4: Option<Ipv4Net> = c.v4.then(|| OFFLINK4.0.parse().unwrap());
@@ -430,8 +476,14 @@ fn run_case(c: &Case) {
     );
     foreign.direct = c.direct;
     etcd.put_with_lease(&foreign.key(), &foreign.value(), 3600);
-    for n in &mut nodes {
-        n.start_agent(&ep, FAST);
+    for (n, h) in nodes.iter_mut().zip(HOSTS) {
+        if c.alt6 {
+            let a = format!("fd00:100::b{h}/64");
+            n.exec(&["ip", "-6", "addr", "add", &a, "dev", "eth0", "nodad"])
+                .expect_ok();
+        }
+        let args = agent_args(c, h);
+        n.start_agent(&ep, &args.iter().map(String::as_str).collect::<Vec<_>>());
     }
     let known: Vec<Known> = nodes
         .iter()
@@ -547,7 +599,8 @@ fn run_case(c: &Case) {
     // A restarted agent keeps its lease (key and value: the same VtepMACs)
     // and the kernel state.
     nodes[0].stop_agent();
-    nodes[0].start_agent(&ep, FAST);
+    let args = agent_args(c, HOSTS[0]);
+    nodes[0].start_agent(&ep, &args.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(
         wait_until(CONVERGE, || nodes[0].log().matches("ready after").count()
             >= 2),
@@ -602,6 +655,15 @@ fn run_case(c: &Case) {
             assert_state(c, n, &known[i].lease, &peers_of(i, true), "off-link lease");
         }
         etcd.delete(&key);
+    }
+
+    // What someone removes by hand on node 1 comes back: a route to node
+    // 2 in each family and, for the tunnel, its neighbour and FDB entries
+    // and the device's own address.
+    for v6 in c.families() {
+        remove_by_hand(c, &nodes[0], &known[1].lease, v6);
+        let what = format!("{} entries removed by hand", family(v6));
+        assert_state(c, &nodes[0], &known[0].lease, &peers_of(0, true), &what);
     }
 
     // vxlan: the foreign node's devices get new MACs (flanneld recreating
@@ -688,6 +750,7 @@ fn host_gw_ipv4() {
         tag: "g4",
         backend: Backend::HostGw,
         direct: false,
+        alt6: false,
         v4: true,
         v6: false,
         config: Config::Json(
@@ -702,6 +765,7 @@ fn vxlan_dual_stack() {
         tag: "x46",
         backend: Backend::Vxlan,
         direct: false,
+        alt6: false,
         v4: true,
         v6: true,
         config: Config::Json(
@@ -718,6 +782,7 @@ fn vxlan_dual_stack_direct_routing() {
         tag: "d46",
         backend: Backend::Vxlan,
         direct: true,
+        alt6: false,
         v4: true,
         v6: true,
         config: Config::Json(
@@ -732,6 +797,7 @@ fn host_gw_dual_stack() {
         tag: "g46",
         backend: Backend::HostGw,
         direct: false,
+        alt6: false,
         v4: true,
         v6: true,
         config: Config::Init(&[
@@ -746,12 +812,15 @@ fn host_gw_dual_stack() {
     });
 }
 
+/// IPv6-only vxlan, configured by `netboot init --no-ipv4`; the agents run
+/// with `--public-ipv6` naming an address that is not eth0's preferred.
 #[test]
 fn vxlan_ipv6_only() {
     run_case(&Case {
         tag: "x6",
         backend: Backend::Vxlan,
         direct: false,
+        alt6: true,
         v4: false,
         v6: true,
         config: Config::Init(&[
@@ -764,12 +833,14 @@ fn vxlan_ipv6_only() {
     });
 }
 
+/// IPv6-only host-gw, with `--public-ipv6` as in [`vxlan_ipv6_only`].
 #[test]
 fn host_gw_ipv6_only() {
     run_case(&Case {
         tag: "g6",
         backend: Backend::HostGw,
         direct: false,
+        alt6: true,
         v4: false,
         v6: true,
         config: Config::Json(
@@ -832,4 +903,96 @@ fn racing_agents_never_share_a_subnet_of_either_family() {
             .map(AgentNode::log)
             .unwrap_or_default()
     );
+}
+
+/// A dual-stack network switched from host-gw to vxlan and back, each
+/// time with the agents restarted (as flanneld needs): the leases keep
+/// their subnets and change their values, the old backend's routes or
+/// devices go, and pods reach each other in both families after each
+/// switch.
+#[test]
+fn switching_backends_on_a_dual_stack_network() {
+    require_root();
+    let ul = Underlay::new();
+    let etcd = EtcdCluster::start(&ul, 1);
+    let ep = etcd.endpoints();
+    let config = |backend: &str| {
+        format!(
+            r#"{{"Network":"10.2.0.0/16","SubnetMin":"10.2.1.0","SubnetMax":"10.2.20.0","EnableIPv6":true,"IPv6Network":"fd42:10::/56","IPv6SubnetMin":"fd42:10:0:1::","IPv6SubnetMax":"fd42:10:0:14::","Backend":{{"Type":"{backend}"}}}}"#
+        )
+    };
+    let case = |backend| Case {
+        tag: "sw",
+        backend,
+        direct: false,
+        alt6: false,
+        v4: true,
+        v6: true,
+        config: Config::Json(""),
+    };
+    let mut nodes: Vec<AgentNode> = HOSTS
+        .iter()
+        .map(|&h| AgentNode::new(&ul, &format!("sw{h}"), h))
+        .collect();
+    let mut pods = Vec::new();
+    let mut first: Option<Vec<String>> = None;
+    for backend in [Backend::HostGw, Backend::Vxlan, Backend::HostGw] {
+        let c = case(backend);
+        etcd.put(&format!("{PREFIX}/config"), &config(backend.name()));
+        for (i, n) in nodes.iter_mut().enumerate() {
+            n.stop_agent();
+            if first.is_none() {
+                add_underlay6(&n.ns, HOSTS[i]);
+            }
+            n.start_agent(&ep, FAST);
+        }
+        // subnet.env says the new MTU once the new backend is set up.
+        let known: Vec<Known> = nodes
+            .iter()
+            .zip(HOSTS)
+            .map(|(n, h)| {
+                let mtu = if backend == Backend::Vxlan {
+                    "1430"
+                } else {
+                    "1500"
+                };
+                assert!(
+                    wait_until(CONVERGE, || std::fs::read_to_string(n.subnet_file())
+                        .is_ok_and(|t| t.contains(&format!("FLANNEL_MTU={mtu}\n")))),
+                    "{}",
+                    n.log()
+                );
+                learn(&c, &etcd, n, h)
+            })
+            .collect();
+        let keys: Vec<String> = known.iter().map(|k| k.key.clone()).collect();
+        assert_eq!(etcd.keys(&format!("{PREFIX}/subnets/")).len(), 2);
+        match &first {
+            None => first = Some(keys),
+            Some(f) => assert_eq!(&keys, f, "a backend switch changed the subnets"),
+        }
+        for (i, n) in nodes.iter().enumerate() {
+            let peers = [known[1 - i].lease.clone()];
+            let when = format!("switched to {}", backend.name());
+            assert_state(&c, n, &known[i].lease, &peers, &when);
+        }
+        if pods.is_empty() {
+            for (i, n) in nodes.iter_mut().enumerate() {
+                pods.push(n.add_pod_ips(&format!("swp{i}")));
+            }
+        }
+        for v6 in c.families() {
+            let ends: Vec<End> = nodes
+                .iter()
+                .zip(&pods)
+                .map(|(n, (p, ips))| End {
+                    ns: n.pod(*p).to_owned(),
+                    ip: ips.iter().find(|a| a.contains(':') == v6).unwrap().clone(),
+                    what: format!("pod on {} ({})", n.ip, backend.name()),
+                })
+                .collect();
+            assert_mesh(&ends, &nodes);
+        }
+    }
+    eprintln!("--- agent log on {} ---\n{}", nodes[0].ip, nodes[0].log());
 }
