@@ -604,9 +604,17 @@ impl AgentNode {
     }
 
     /// A pod (new netns) attached with netboot-cni (native mode, empty
-    /// CNI_PATH); returns its index in [`AgentNode::pod`] and its IPv4.
+    /// CNI_PATH); returns its index in [`AgentNode::pod`] and its first IP.
     #[track_caller]
     pub fn add_pod(&mut self, tag: &str) -> (usize, String) {
+        let (i, ips) = self.add_pod_ips(tag);
+        (i, ips[0].clone())
+    }
+
+    /// [`AgentNode::add_pod`] returning every IP of the ADD result, in its
+    /// order (without prefix lengths).
+    #[track_caller]
+    pub fn add_pod_ips(&mut self, tag: &str) -> (usize, Vec<String>) {
         let pod = Netns::new(tag);
         let id = format!("{tag}-{}", self.pods.len());
         let call = self.pod_call("ADD", &id, &pod);
@@ -617,16 +625,19 @@ impl AgentNode {
             self.ip,
             out.output
         );
-        let ip = out
+        let ips: Vec<String> = out
             .json
             .as_ref()
-            .and_then(|j| j["ips"][0]["address"].as_str())
-            .and_then(|a| a.split('/').next())
+            .and_then(|j| j["ips"].as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(|i| i["address"].as_str()?.split('/').next())
             .map(str::to_string)
-            .unwrap_or_else(|| panic!("no IP in ADD result: {}", out.output));
+            .collect();
+        assert!(!ips.is_empty(), "no IP in ADD result: {}", out.output);
         self.pods.push(pod);
         self.pod_ids.push(id);
-        (self.pods.len() - 1, ip)
+        (self.pods.len() - 1, ips)
     }
 
     /// CNI DEL of pod `i` (its namespace stays until the node is dropped).

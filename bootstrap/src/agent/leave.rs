@@ -101,6 +101,7 @@ async fn release(
             a.subnet_file.display()
         ));
     }
+    let local: Vec<std::net::IpAddr> = nl.addrs(None)?.iter().map(|a| a.addr.addr()).collect();
     let (kvs, _) = store.list(&a.etcd.key("subnets/")).await?;
     let mut n = 0;
     for kv in kvs {
@@ -116,17 +117,23 @@ async fn release(
         if !(by_subnet || by_ip) {
             continue;
         }
-        // subnet.env names a subnet whose key now names another address:
-        // our old lease expired and another node took the subnet.
-        if let (Some(e), false) = (ext.as_ref(), by_ip) {
+        // subnet.env names a subnet whose key now names an address this
+        // node does not hold: our old lease expired and another node took
+        // the subnet.
+        let held = attrs.as_ref().is_some_and(|o| {
+            [o.public(false), o.public(true)]
+                .into_iter()
+                .flatten()
+                .any(|ip| local.contains(&ip))
+        });
+        if let (Some(e), false) = (ext.as_ref(), by_ip || held) {
             let named = attrs
                 .as_ref()
                 .and_then(|o| o.public(false).or(o.public(true)))
                 .map_or("no address".into(), |i| i.to_string());
             log(&format!(
-                "leaving {} alone: it names {named}, not this node's {} (our old lease \
-                 expired and another node took the subnet; if the agent runs with \
-                 --public-ip, give leave the same option)",
+                "leaving {} alone: it names {named}, which is not an address of this \
+                 node ({} is): our old lease expired and another node took the subnet",
                 kv.key,
                 e.ip.map(|i| i.to_string())
                     .or(e.ip6.map(|i| i.to_string()))

@@ -86,9 +86,11 @@ impl Agent<'_> {
     }
 
     /// Write our value under `path`: create-if-absent with a new lease
-    /// (`create`), overwrite with a new lease, or (`reserved`) overwrite
-    /// with no lease at all. `Ok(false)`: the key exists (create only).
-    async fn write_own(&mut self, path: &str, create: bool, reserved: bool) -> Result<bool> {
+    /// (`create`: the revision of the list the subnet was chosen from; no
+    /// lease may have been created since), overwrite with a new lease, or
+    /// (`reserved`) overwrite with no lease at all. `Ok(false)`: the key
+    /// exists or a lease appeared since (create only).
+    async fn write_own(&mut self, path: &str, create: Option<i64>, reserved: bool) -> Result<bool> {
         let value = self.value();
         let key = parse_key(path).expect("our own key");
         if reserved {
@@ -102,8 +104,9 @@ impl Agent<'_> {
             return Ok(true);
         }
         let id = self.store.grant(self.ttl_secs()).await?;
-        let res = if create {
-            self.store.create(path, &value, id).await
+        let res = if let Some(since) = create {
+            let prefix = self.prefix.clone();
+            self.store.create(path, &value, id, &prefix, since).await
         } else {
             self.store.put(path, &value, id).await.map(|()| true)
         };
@@ -133,7 +136,10 @@ impl Agent<'_> {
             match self.try_acquire().await {
                 Ok(true) => return Ok(()),
                 Ok(false) => {
-                    log("the chosen subnet was taken meanwhile by another node; choosing again");
+                    log(
+                        "another node leased a subnet while this one chose (it may be the \
+                         same one): choosing again",
+                    );
                     continue;
                 }
                 Err(e) if e.to_string().starts_with("no free subnet") => return Err(e),
@@ -162,7 +168,7 @@ impl Agent<'_> {
     }
 
     async fn try_acquire(&mut self) -> Result<bool> {
-        let (kvs, _) = self.store.list(&self.prefix).await?;
+        let (kvs, rev) = self.store.list(&self.prefix).await?;
         let mut taken: [Vec<IpNet>; 2] = [Vec::new(), Vec::new()];
         let mut mine = Vec::new();
         for kv in &kvs {
@@ -210,7 +216,7 @@ impl Agent<'_> {
         if let Some(i) = pick {
             let (kv, k) = mine[i];
             let reserved = kv.lease == 0;
-            self.write_own(&kv.key, false, reserved).await?;
+            self.write_own(&kv.key, None, reserved).await?;
             log(&format!(
                 "reusing the {} {} that already names this node",
                 if reserved { "reservation" } else { "lease" },
@@ -258,7 +264,7 @@ impl Agent<'_> {
             k
         };
         let path = format!("{}{}", self.prefix, key.name());
-        if self.write_own(&path, true, false).await? {
+        if self.write_own(&path, Some(rev), false).await? {
             log(&format!(
                 "leased subnet {} (etcd lease TTL {} s)",
                 key.show(),

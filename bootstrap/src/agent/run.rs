@@ -175,6 +175,14 @@ fn build_planes(
 ) -> Result<Vec<Plane>> {
     let mut planes = Vec::new();
     let mut keep = Vec::new();
+    let mut nl = netkit::Netlink::open()?;
+    // Every address the interface holds: a public address among them is
+    // not behind NAT, even when it is not the interface's preferred one.
+    let held: Vec<std::net::IpAddr> = nl
+        .addrs(Some(ext.index))?
+        .iter()
+        .map(|a| a.addr.addr())
+        .collect();
     for v6 in [false, true] {
         let Some(range) = net.range(v6) else { continue };
         let local = if v6 {
@@ -190,10 +198,10 @@ fn build_planes(
             } else {
                 ext.iface_ip.map(Into::into)
             };
-            if own_ip != Some(local) {
+            if !held.contains(&local) {
                 bail!(
-                    "the public address {local} differs from {}'s own address ({}): a node \
-                     behind NAT cannot use host-gw (as flanneld refuses it); use vxlan",
+                    "the public address {local} is not an address of {} (its own is {}): a \
+                     node behind NAT cannot use host-gw (as flanneld refuses it); use vxlan",
                     ext.name,
                     own_ip.map_or("none".into(), |a: std::net::IpAddr| a.to_string())
                 );
@@ -229,7 +237,7 @@ fn build_planes(
     } else {
         format!("the network now uses vxlan VNI {}", net.vxlan.vni)
     };
-    remove_stale_devices(&mut netkit::Netlink::open()?, &keep, &why)?;
+    remove_stale_devices(&mut nl, &keep, &why)?;
     for p in &mut planes {
         p.ensure_device()?;
     }
@@ -316,16 +324,14 @@ async fn run(a: &AgentArgs) -> Result<()> {
     };
     agent.write_env()?;
     let peers: usize = agent.planes.iter().map(|p| p.known().len()).sum();
+    // host-gw's planes of both families share the interface: name it once.
+    let mut through: Vec<String> = agent.planes.iter().map(Plane::name).collect();
+    through.dedup();
     log(&format!(
         "ready after {:.1} s: subnet {}, {peers} route(s) to other nodes through {}",
         started.elapsed().as_secs_f64(),
         agent.own_key().show(),
-        agent
-            .planes
-            .iter()
-            .map(Plane::name)
-            .collect::<Vec<_>>()
-            .join(", ")
+        through.join(", ")
     ));
     let res = agent.event_loop(rev).await;
     drop(lock);

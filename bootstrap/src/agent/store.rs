@@ -292,10 +292,27 @@ impl Store {
         }
     }
 
-    /// Txn: if `key` is absent put `value` attached to `lease`.
-    /// `Ok(false)` when the key exists.
-    pub async fn create(&mut self, key: &str, value: &str, lease: i64) -> Result<bool> {
-        let when = [Compare::version(key, CompareOp::Equal, 0)];
+    /// Txn: if `key` is absent and no key under `prefix` was created after
+    /// revision `since` (the revision a free subnet was chosen at), put
+    /// `value` attached to `lease`. `Ok(false)` when the key exists or a
+    /// lease appeared meanwhile.
+    ///
+    /// The second condition makes the choice atomic across lease keys:
+    /// two nodes that pick the same IPv6 subnet but different IPv4 ones
+    /// write different keys (`10.2.3.0-24&fd42::-64`, `10.2.4.0-24&fd42::-64`),
+    /// which the key's own version check alone lets both through.
+    pub async fn create(
+        &mut self,
+        key: &str,
+        value: &str,
+        lease: i64,
+        prefix: &str,
+        since: i64,
+    ) -> Result<bool> {
+        let when = vec![
+            Compare::version(key, CompareOp::Equal, 0),
+            Compare::create_revision(prefix, CompareOp::Less, since + 1).with_prefix(),
+        ];
         self.put_if(&format!("create {key}"), when, key, value, lease)
             .await
     }
@@ -313,7 +330,7 @@ impl Store {
         value: &str,
         lease: i64,
     ) -> Result<bool> {
-        let when = [
+        let when = vec![
             Compare::value(key, CompareOp::Equal, expect),
             Compare::lease(key, CompareOp::Equal, expect_lease),
         ];
@@ -322,10 +339,10 @@ impl Store {
     }
 
     /// One Txn: if every `when` holds, put `value` attached to `lease`.
-    async fn put_if<const N: usize>(
+    async fn put_if(
         &mut self,
         what: &str,
-        when: [Compare; N],
+        when: Vec<Compare>,
         key: &str,
         value: &str,
         lease: i64,

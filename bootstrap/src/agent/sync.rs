@@ -120,6 +120,24 @@ impl Agent<'_> {
         if super::own::names_us(&l.attrs, &self.ext) {
             return Err("it names this node's own address".into());
         }
+        // A subnet of ours claimed by another lease cannot be routed to
+        // that node (the kernel refuses our own address as a gateway, and
+        // vxlan's neighbour and FDB entries would be written and swept on
+        // every resync): refuse it as a whole, once, in plain words.
+        if let Some(own) = self.own.as_ref().map(|o| o.key) {
+            for p in &self.planes {
+                let (Some(theirs), Some(ours)) = (l.key.get(p.v6()), own.get(p.v6())) else {
+                    continue;
+                };
+                if theirs.contains(&ours) || ours.contains(&theirs) {
+                    return Err(format!(
+                        "its subnet {theirs} overlaps this node's own {ours}: two nodes claim \
+                         it; delete one of the two leases and restart that node's agent so \
+                         that it leases another subnet"
+                    ));
+                }
+            }
+        }
         Ok(l)
     }
 
