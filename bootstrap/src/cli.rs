@@ -5,18 +5,25 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgAction, Args, Parser, Subcommand};
 
 use crate::etcd::EtcdOpts;
 
 /// flanneld's `-etcd-prefix` default.
 pub const DEFAULT_PREFIX: &str = "/coreos.com/network";
+/// flanneld's `-etcd-endpoints` default.
+pub const DEFAULT_ENDPOINTS: &str = "http://127.0.0.1:4001,http://127.0.0.1:2379";
 
 #[derive(Debug, Parser)]
 #[command(
     name = "netboot",
     version,
-    about = "Bootstrap and inspect a flannel network in etcd v3"
+    about = "Bootstrap and inspect a flannel network in etcd v3",
+    // `netboot agent --version`, as `flanneld -version`.
+    propagate_version = true,
+    // A repeated option: the last one wins, as in Go's flag package
+    // (flanneld's units repeat flags through $FLANNEL_OPTIONS).
+    args_override_self = true
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -36,7 +43,9 @@ pub enum Cmd {
     /// lease (both families), and this node's state per family.
     Status(StatusArgs),
     /// Run the node agent: lease a subnet, set up flannel.<VNI> and routes to
-    /// every other node, write subnet.env (flanneld-compatible).
+    /// every other node, write subnet.env (flanneld-compatible). Takes
+    /// flanneld's flags (-etcd-endpoints=URL …) and FLANNELD_* variables
+    /// too: see docs/agent.md.
     Agent(crate::agent::AgentArgs),
     /// Release this node's lease and remove what the agent set up (stop the
     /// agent first).
@@ -49,41 +58,80 @@ pub enum Cmd {
     Doctor(crate::doctor::DoctorArgs),
 }
 
+/// Options of the commands that talk to etcd. Each is also read from
+/// `NETBOOT_<OPTION>` (`--password` from NETBOOT_ETCD_PASSWORD), and takes
+/// flanneld's name too (`--etcd-endpoints`, `--etcd-cafile`, …), so a
+/// flanneld environment keeps working.
 #[derive(Debug, Args)]
 pub struct EtcdArgs {
     /// etcd endpoints, comma-separated (http://HOST:2379 or https://...).
+    /// Default as flanneld's.
     #[arg(
         long = "etcd",
+        visible_alias = "etcd-endpoints",
+        env = "NETBOOT_ETCD",
         value_delimiter = ',',
-        required = true,
+        // One list, the last given wins, as flanneld's string flag.
+        action = ArgAction::Set,
+        default_value = DEFAULT_ENDPOINTS,
         value_name = "URL[,URL...]"
     )]
     pub endpoints: Vec<String>,
-    /// Key prefix, like flanneld's -etcd-prefix.
-    #[arg(long, default_value = DEFAULT_PREFIX)]
+    /// Key prefix (flanneld's -etcd-prefix).
+    #[arg(long, visible_alias = "etcd-prefix", env = "NETBOOT_PREFIX", default_value = DEFAULT_PREFIX)]
     pub prefix: String,
     /// CA certificate (PEM) to verify etcd's server certificate.
-    #[arg(long, value_name = "FILE")]
+    #[arg(
+        long,
+        visible_alias = "etcd-cafile",
+        env = "NETBOOT_CACERT",
+        value_name = "FILE"
+    )]
     pub cacert: Option<PathBuf>,
     /// Client certificate (PEM) for etcd client-cert authentication.
-    #[arg(long, value_name = "FILE")]
+    #[arg(
+        long,
+        visible_alias = "etcd-certfile",
+        env = "NETBOOT_CERT",
+        value_name = "FILE"
+    )]
     pub cert: Option<PathBuf>,
     /// Client key (PEM) for --cert.
-    #[arg(long, value_name = "FILE")]
+    #[arg(
+        long,
+        visible_alias = "etcd-keyfile",
+        env = "NETBOOT_KEY",
+        value_name = "FILE"
+    )]
     pub key: Option<PathBuf>,
     /// etcd user name (auth).
-    #[arg(long)]
+    #[arg(long, visible_alias = "etcd-username", env = "NETBOOT_USER")]
     pub user: Option<String>,
     /// etcd password; prefer --password-file or NETBOOT_ETCD_PASSWORD, since
     /// command lines are visible to every local user.
-    #[arg(long, env = "NETBOOT_ETCD_PASSWORD", hide_env_values = true)]
+    #[arg(
+        long,
+        visible_alias = "etcd-password",
+        env = "NETBOOT_ETCD_PASSWORD",
+        hide_env_values = true
+    )]
     pub password: Option<String>,
     /// File whose first line is the etcd password.
-    #[arg(long, value_name = "FILE", conflicts_with = "password")]
+    #[arg(
+        long,
+        env = "NETBOOT_PASSWORD_FILE",
+        value_name = "FILE",
+        conflicts_with = "password"
+    )]
     pub password_file: Option<PathBuf>,
     /// Bound, in seconds, on connecting (all endpoints and retries) and on
     /// each request.
-    #[arg(long, default_value_t = 10, value_name = "SECONDS")]
+    #[arg(
+        long,
+        env = "NETBOOT_ETCD_TIMEOUT",
+        default_value_t = 10,
+        value_name = "SECONDS"
+    )]
     pub etcd_timeout: u64,
 }
 

@@ -7,6 +7,8 @@ mod cli;
 mod conflist;
 mod doctor;
 mod etcd;
+mod flanneld;
+mod goflag;
 mod init;
 mod lease;
 mod leases;
@@ -16,11 +18,17 @@ mod show;
 mod status;
 mod subnet_env;
 
-use clap::Parser;
-
 fn main() {
-    let cli = cli::Cli::parse();
-    let res = match &cli.cmd {
+    let res = flanneld::parse_cli().and_then(|cli| run(&cli));
+    // The one place errors are printed: the whole context chain, plainly.
+    if let Err(e) = res {
+        eprintln!("netboot: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: &cli::Cli) -> anyhow::Result<()> {
+    match &cli.cmd {
         cli::Cmd::Init(a) => init::init_cmd(a),
         cli::Cmd::Conflist(a) => init::conflist_cmd(a),
         cli::Cmd::Config(a) => show::config_cmd(a),
@@ -28,10 +36,5 @@ fn main() {
         cli::Cmd::Agent(a) => agent::agent_cmd(a),
         cli::Cmd::Leave(a) => agent::leave_cmd(a),
         cli::Cmd::Doctor(a) => doctor::doctor_cmd(a),
-    };
-    // The one place errors are printed: the whole context chain, plainly.
-    if let Err(e) = res {
-        eprintln!("netboot: error: {e:#}");
-        std::process::exit(1);
     }
 }

@@ -28,6 +28,7 @@ pub mod plugin_support;
 pub mod podfaults;
 pub mod reaper;
 pub mod reboot_support;
+pub mod systemd;
 pub mod upstream;
 
 use std::path::{Path, PathBuf};
