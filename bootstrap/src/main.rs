@@ -10,6 +10,7 @@ mod etcd;
 mod init;
 mod lease;
 mod leases;
+mod logging;
 mod netconfig;
 mod out;
 mod show;
@@ -20,6 +21,10 @@ use clap::Parser;
 
 fn main() {
     let cli = cli::Cli::parse();
+    if let Err(e) = logging::init(cli.log_level.as_deref(), cli.log_format) {
+        eprintln!("netboot: error: {e:#}");
+        std::process::exit(2);
+    }
     let res = match &cli.cmd {
         cli::Cmd::Init(a) => init::init_cmd(a),
         cli::Cmd::Conflist(a) => init::conflist_cmd(a),

@@ -15,7 +15,7 @@ use etcd_client::{
     WatchStream,
 };
 
-use super::log;
+use super::{log, metrics};
 use crate::etcd::{EtcdOpts, Kv};
 
 /// Pause between two rounds over every endpoint when none answers.
@@ -223,7 +223,12 @@ impl Store {
             self.connect_round().await?;
         }
         let c = self.client.clone().expect("connected above");
-        match tokio::time::timeout(self.timeout, f(c)).await {
+        let started = std::time::Instant::now();
+        let res = tokio::time::timeout(self.timeout, f(c)).await;
+        // "read /coreos.com/network/config" -> "read"
+        let op = what.split(' ').next().unwrap_or(what);
+        metrics::get().etcd_request(op, started.elapsed(), matches!(res, Ok(Ok(_))));
+        match res {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
                 let text = plain_error(&e);
