@@ -326,7 +326,6 @@ async fn run(a: &AgentArgs) -> Result<()> {
     };
     agent.write_env()?;
     agent.obs.update(|r| r.env_written = true);
-    agent.publish(false);
     agent.obs.notify.ready(&format!(
         "ready: subnet {}, {} peer(s)",
         agent.own_key().show(),
@@ -481,7 +480,9 @@ impl Agent<'_> {
                 // Pings come from this loop, so a wedged loop stops them.
                 _ = sleep_until(self.obs.notify.ping_at()) => {}
             }
-            if resync_needed {
+            // Other wake-ups (watchdog pings, device checks) do not hurry a
+            // failing re-read past its backoff.
+            if resync_needed && retry.due() {
                 match self.resync(false).await {
                     Ok(r) => {
                         retry.succeeded();
