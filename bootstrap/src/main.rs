@@ -12,6 +12,7 @@ mod goflag;
 mod init;
 mod lease;
 mod leases;
+mod logging;
 mod netconfig;
 mod out;
 mod show;
@@ -19,7 +20,18 @@ mod status;
 mod subnet_env;
 
 fn main() {
-    let res = flanneld::parse_cli().and_then(|cli| run(&cli));
+    let res = flanneld::parse_cli().and_then(|(cli, notes)| {
+        if let Err(e) = logging::init(cli.log_level.as_deref(), cli.log_format) {
+            eprintln!("netboot: error: {e:#}");
+            std::process::exit(2);
+        }
+        // What the flanneld pre-pass noticed (ignored flags, variables
+        // used), once the log is set up.
+        for n in &notes {
+            agent::log(n);
+        }
+        run(&cli)
+    });
     // The one place errors are printed: the whole context chain, plainly.
     if let Err(e) = res {
         eprintln!("netboot: error: {e:#}");

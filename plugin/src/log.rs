@@ -59,9 +59,8 @@ impl Logger {
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
         let line = format!(
-            "{}.{:03} {tag} [{}] {}: {msg}\n",
-            now.as_secs(),
-            now.subsec_millis(),
+            "{} {tag} [{}] {}: {msg}\n",
+            rfc3339(now.as_secs(), now.subsec_millis()),
             std::process::id(),
             self.prefix
         );
@@ -78,5 +77,54 @@ impl Logger {
     }
     pub fn debug(&self, msg: &str) {
         self.write(LogLevel::Debug, "DEBUG", msg);
+    }
+}
+
+/// UTC `YYYY-MM-DDTHH:MM:SS.mmmZ` (RFC 3339) for seconds since the epoch;
+/// the civil date from the day count by the usual era arithmetic (proleptic
+/// Gregorian calendar), so the plugin needs no date crate.
+fn rfc3339(secs: u64, millis: u32) -> String {
+    let days = (secs / 86400) as i64;
+    let rem = secs % 86400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{rfc3339, Logger};
+    use crate::conf::LogLevel;
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        assert_eq!(rfc3339(0, 0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(951_782_400, 5), "2000-02-29T00:00:00.005Z");
+        assert_eq!(rfc3339(1_709_251_199, 999), "2024-02-29T23:59:59.999Z");
+    }
+
+    #[test]
+    fn log_file_lines_start_with_a_timestamp() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cni.log");
+        Logger::new(Some(&path), LogLevel::Info, "ADD x".into()).info("hello");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let (ts, rest) = text.split_once(' ').unwrap();
+        assert_eq!(ts.len(), 24, "{text}");
+        assert!(ts.ends_with('Z') && ts.as_bytes()[10] == b'T', "{text}");
+        assert!(rest.starts_with("INFO ["), "{text}");
+        assert!(rest.ends_with("ADD x: hello\n"), "{text}");
     }
 }

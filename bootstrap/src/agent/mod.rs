@@ -13,12 +13,19 @@
 //! - [`leave`]: release the lease and remove what the agent set up.
 //! - [`lock`]: one agent per network namespace.
 //! - [`wake`]: watch messages, device notifications, re-read backoff.
+//! - [`observe`]: what the agent tells the outside: systemd notifications
+//!   ([`notify`]), `/healthz`, `/readyz` and `/metrics` ([`health`],
+//!   [`metrics`]).
 
 mod backend;
 mod env;
+mod health;
 pub mod iface;
 mod leave;
 pub mod lock;
+mod metrics;
+mod notify;
+mod observe;
 mod own;
 mod run;
 mod store;
@@ -42,9 +49,28 @@ pub const RULE_TAG: &str = "flannel-agent";
 /// Who is speaking in [`log`]: `netboot agent` unless set otherwise.
 static WHO: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
 
-/// One plain-words line on stderr.
+/// One plain-words line in the log (see [`crate::logging`]): lines that
+/// start with "warning" and failures ("cannot …", "lost etcd …", a broken
+/// watch) at warn level, the rest at info.
 pub fn log(msg: &str) {
-    eprintln!("{}: {msg}", WHO.get().copied().unwrap_or("netboot agent"));
+    let who = WHO.get().copied().unwrap_or("netboot agent");
+    if is_warning(msg) {
+        tracing::warn!("{who}: {msg}");
+    } else {
+        tracing::info!("{who}: {msg}");
+    }
+}
+
+fn is_warning(msg: &str) -> bool {
+    [
+        "warning",
+        "cannot ",
+        "lost etcd",
+        "the lease watch broke",
+        "our lease ",
+    ]
+    .iter()
+    .any(|p| msg.starts_with(p))
 }
 
 /// `90`, `30s`, `60m`, `24h`, `1h30m` → a duration (bare numbers are

@@ -34,6 +34,9 @@ pub struct Own {
     pub lease: i64,
     /// When to renew; `None` for a reservation.
     pub renew_at: Option<Instant>,
+    /// When the etcd lease runs out (from its grant); `None` for a
+    /// reservation.
+    pub expires: Option<Instant>,
 }
 
 /// Does a lease name this node? By the public IPv4 address, or the IPv6
@@ -100,10 +103,13 @@ impl Agent<'_> {
                 path: path.to_string(),
                 lease: 0,
                 renew_at: None,
+                expires: None,
             });
             return Ok(true);
         }
+        let granted = Instant::now();
         let id = self.store.grant(self.ttl_secs()).await?;
+        let expires = Some(granted + self.a.lease_ttl.max(Duration::from_secs(1)));
         let res = if let Some(since) = create {
             let prefix = self.prefix.clone();
             self.store.create(path, &value, id, &prefix, since).await
@@ -117,6 +123,7 @@ impl Agent<'_> {
                     path: path.to_string(),
                     lease: id,
                     renew_at: Some(self.renew_at()),
+                    expires,
                 });
                 Ok(true)
             }
@@ -278,6 +285,9 @@ impl Agent<'_> {
     /// Acquire again after our key vanished or was taken; apply a changed
     /// subnet to the node.
     pub async fn reacquire(&mut self) -> Result<()> {
+        self.obs
+            .notify
+            .status("lease lost; acquiring a lease again");
         let before = self.own.take().map(|o| o.key);
         if let Some(b) = before {
             self.previous = b;
@@ -333,6 +343,7 @@ impl Agent<'_> {
     /// does not (the fresh lease is revoked again).
     async fn move_to_new_lease(&mut self, path: &str, from: i64) -> Result<bool> {
         let value = self.value();
+        let granted = Instant::now();
         let id = self.store.grant(self.ttl_secs()).await?;
         let moved = match self.store.replace_if(path, &value, from, &value, id).await {
             Ok(m) => m,
@@ -346,9 +357,11 @@ impl Agent<'_> {
             return Ok(false);
         }
         let renew_at = self.renew_at();
+        let expires = granted + self.a.lease_ttl.max(Duration::from_secs(1));
         if let Some(o) = self.own.as_mut() {
             o.lease = id;
             o.renew_at = Some(renew_at);
+            o.expires = Some(expires);
         }
         Ok(true)
     }
@@ -389,6 +402,7 @@ impl Agent<'_> {
             if let Some(o) = self.own.as_mut() {
                 o.lease = 0;
                 o.renew_at = None;
+                o.expires = None;
             }
             log(&format!(
                 "our lease {} became a reservation (its TTL was removed in etcd): keeping it \

@@ -21,6 +21,7 @@ use super::backend::routes::Routes;
 use super::backend::vxlan::{random_mac, DeviceSpec, Vtep};
 use super::backend::{remove_stale_devices, Plane};
 use super::iface::{find_external, External, Families};
+use super::observe::Observer;
 use super::own::Own;
 use super::store::Store;
 use super::wake::{next_device_event, next_message, watch_devices, Backoff};
@@ -71,6 +72,8 @@ pub(super) struct Agent<'a> {
     pub previous: SubnetKey,
     /// Lease keys already reported as skipped, with the reason.
     pub skipped: BTreeMap<String, String>,
+    /// systemd notifications, readiness and metrics.
+    pub obs: Observer,
 }
 
 pub fn agent_cmd(a: &AgentArgs) -> Result<()> {
@@ -252,10 +255,16 @@ async fn run(a: &AgentArgs) -> Result<()> {
         std::process::id(),
         lock.path.display()
     ));
+    let mut obs = Observer::start(a)?;
+    let pinger = super::notify::startup_pings(obs.notify.ping_every);
     let cfg_key = a.etcd.key("config");
     let mut store = Store::new(&a.etcd.opts()?, cfg_key.clone())?;
     let hint = format!("netboot init --etcd {}", a.etcd.endpoints.join(","));
+    obs.notify
+        .status(&format!("waiting for the network config at {cfg_key}"));
     let net = wait_for_config(&mut store, &cfg_key, &hint).await;
+    obs.update(|r| r.config = true);
+    obs.notify.status("leasing a subnet");
     let ext = find_external(&mut netkit::Netlink::open()?, &a.ext, net.families())?;
     log(&format!(
         "public interface {} ({}, MTU {})",
@@ -310,6 +319,7 @@ async fn run(a: &AgentArgs) -> Result<()> {
         own: None,
         previous,
         skipped: BTreeMap::new(),
+        obs,
     };
     agent.acquire().await?;
     agent.setup_node()?;
@@ -323,6 +333,20 @@ async fn run(a: &AgentArgs) -> Result<()> {
         }
     };
     agent.write_env()?;
+    agent.obs.update(|r| r.env_written = true);
+    agent.obs.notify.ready(&format!(
+        "ready: subnet {}, {} peer(s)",
+        agent.own_key().show(),
+        agent
+            .planes
+            .iter()
+            .map(|p| p.known().len())
+            .max()
+            .unwrap_or(0)
+    ));
+    if let Some(p) = pinger {
+        p.abort();
+    }
     let peers: usize = agent.planes.iter().map(|p| p.known().len()).sum();
     // host-gw's planes of both families share the interface: name it once.
     let mut through: Vec<String> = agent.planes.iter().map(Plane::name).collect();
@@ -373,6 +397,7 @@ impl Agent<'_> {
         let mut dev_events = watch_devices(devs.clone());
         // The connection the watch was opened on.
         let mut watch_gen = 0;
+        let mut watches_opened = 0u64;
         loop {
             if stream.is_some() && watch_gen != self.store.generation() {
                 // A request failed over to another member; the watch may
@@ -391,10 +416,16 @@ impl Agent<'_> {
                         stream = Some(s);
                         watch_gen = self.store.generation();
                         watch_retry.succeeded();
+                        if watches_opened > 0 {
+                            super::metrics::get().watch_restarts.inc();
+                        }
+                        watches_opened += 1;
                     }
                     Err(e) => watch_retry.failed(&format!("{e:#}")),
                 }
             }
+            self.publish(stream.is_some());
+            self.obs.notify.ping_if_due();
             let renew_at = self
                 .own
                 .as_ref()
@@ -452,8 +483,12 @@ impl Agent<'_> {
                     self.refresh_indexes(&devs);
                 }
                 _ = sleep_until(renew_at) => self.renew().await,
+                // Pings come from this loop, so a wedged loop stops them.
+                _ = sleep_until(self.obs.notify.ping_at()) => {}
             }
-            if resync_needed {
+            // Other wake-ups (watchdog pings, device checks) do not hurry a
+            // failing re-read past its backoff.
+            if resync_needed && retry.due() {
                 match self.resync(false).await {
                     Ok(r) => {
                         retry.succeeded();

@@ -15,7 +15,7 @@ use etcd_client::{
     WatchStream,
 };
 
-use super::log;
+use super::{log, metrics};
 use crate::etcd::{EtcdOpts, Kv};
 
 /// Pause between two rounds over every endpoint when none answers.
@@ -218,12 +218,21 @@ impl Store {
         F: FnOnce(Client) -> Fut,
         Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
     {
+        // "read /coreos.com/network/config" -> "read"
+        let op = what.split(' ').next().unwrap_or(what);
         if self.client.is_none() {
             // One round over every endpoint; the caller's loop retries.
-            self.connect_round().await?;
+            let started = std::time::Instant::now();
+            if let Err(e) = self.connect_round().await {
+                metrics::get().etcd_request(op, started.elapsed(), false);
+                return Err(e);
+            }
         }
         let c = self.client.clone().expect("connected above");
-        match tokio::time::timeout(self.timeout, f(c)).await {
+        let started = std::time::Instant::now();
+        let res = tokio::time::timeout(self.timeout, f(c)).await;
+        metrics::get().etcd_request(op, started.elapsed(), matches!(res, Ok(Ok(_))));
+        match res {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
                 let text = plain_error(&e);

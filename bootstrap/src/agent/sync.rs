@@ -217,6 +217,15 @@ impl Agent<'_> {
     /// check our own lease. `quiet`: do not log each lease (the first read
     /// at start). Returns the store revision of the read.
     pub async fn resync(&mut self, quiet: bool) -> Result<i64> {
+        let started = std::time::Instant::now();
+        let res = self.resync_inner(quiet).await;
+        super::metrics::get()
+            .resync_seconds
+            .observe(started.elapsed().as_secs_f64());
+        res
+    }
+
+    async fn resync_inner(&mut self, quiet: bool) -> Result<i64> {
         let (kvs, rev) = self.store.list(&self.prefix).await?;
         let own_path = self.own.as_ref().map(|o| o.path.clone());
         let (mut own_ok, mut own_seen) = (false, false);
@@ -342,6 +351,7 @@ impl Agent<'_> {
                 if p.intact()? {
                     let fixed = p.restore(sn)?;
                     if !fixed.is_empty() {
+                        super::metrics::get().repairs.inc_by(fixed.len() as u64);
                         log(&format!(
                             "{}: put back what someone removed: {}",
                             p.name(),
@@ -354,6 +364,7 @@ impl Agent<'_> {
                     "{} disappeared or was changed by someone else; recreating it",
                     p.name()
                 ));
+                super::metrics::get().repairs.inc();
                 p.ensure_device()?;
                 p.ensure_addr(sn)?;
                 // Every lease we know goes back at once, even with etcd

@@ -106,15 +106,13 @@ pub fn settle(a: &mut AgentArgs, m: &ArgMatches) -> Result<()> {
     Ok(())
 }
 
-/// The command line of this process, parsed. clap's own errors, `--help`
+/// The command line of this process, parsed, with the notes of the
+/// flanneld pre-pass (to log once logging is set up). clap's own errors, `--help`
 /// and `--version` exit here, as `Cli::parse` does.
-pub fn parse_cli() -> Result<Cli> {
+pub fn parse_cli() -> Result<(Cli, Vec<String>)> {
     let env = |k: &str| std::env::var_os(k);
     let mut cmd = env::ignore_empty(Cli::command(), &env);
     let prepared = prepare(std::env::args_os().collect(), &cmd, &env)?;
-    for n in &prepared.notes {
-        crate::agent::log(n);
-    }
     let m = cmd
         .try_get_matches_from_mut(prepared.argv)
         .unwrap_or_else(|e| e.exit());
@@ -124,5 +122,5 @@ pub fn parse_cli() -> Result<Cli> {
             settle(a, am)?;
         }
     }
-    Ok(cli)
+    Ok((cli, prepared.notes))
 }
