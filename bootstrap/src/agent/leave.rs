@@ -22,7 +22,7 @@ use super::backend::remove_stale_devices;
 use super::backend::routes::Routes;
 use super::iface::{find_external, External, Families};
 use super::own::names_us;
-use super::run::usable;
+use super::setup::usable;
 use super::store::Store;
 use super::sync::forward_tag;
 use super::{env, log, LeaveArgs, RULE_TAG};

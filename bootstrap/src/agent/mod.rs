@@ -6,6 +6,7 @@
 //! - [`store`]: etcd with one-member-at-a-time failover.
 //! - [`backend`]: the kernel side per family (vxlan devices or host-gw
 //!   routes, DirectRouting, cni0).
+//! - [`setup`]: the config as the agent runs it, and the data planes.
 //! - [`run`]: start-up and the watch + resync loop.
 //! - [`own`]: this node's lease: acquisition, reservations, renewal.
 //! - [`sync`]: the node's setup and every other lease programmed.
@@ -28,6 +29,7 @@ mod notify;
 mod observe;
 mod own;
 mod run;
+mod setup;
 mod store;
 mod sync;
 mod wake;

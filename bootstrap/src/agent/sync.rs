@@ -43,7 +43,7 @@ impl Agent<'_> {
         self.firewall()?;
         if let Some(sn) = own.v4 {
             let mut nl = netkit::Netlink::open()?;
-            super::backend::vxlan::reconcile_cni0(&mut nl, sn)?;
+            super::backend::cni0::reconcile_cni0(&mut nl, sn)?;
         }
         Ok(())
     }

@@ -9,6 +9,8 @@
 //! (a node that switched vxlan ↔ host-gw, or turned a family off); the
 //! routes of the other backend go in each plane's reconcile.
 
+pub mod cni0;
+mod repair;
 pub mod routes;
 pub mod vxlan;
 

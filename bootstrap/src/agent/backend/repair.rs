@@ -1,0 +1,130 @@
+//! [`Vtep::reconcile`]: making the kernel hold exactly what a vxlan
+//! device's bookkeeping says, from one dump each of routes, neighbour and
+//! FDB entries.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use anyhow::Result;
+use ipnet::IpNet;
+use netkit::RouteSpec;
+
+use super::super::log;
+use super::vxlan::{Remote, Vtep};
+
+impl Vtep {
+    /// Make the kernel hold exactly what [`Vtep::remotes`] says, from one
+    /// dump each of routes, ARP and FDB entries on the device: entries no
+    /// lease explains are removed (left by a previous run, or by events we
+    /// missed), and leases whose route, ARP or FDB entry is missing or
+    /// wrong (deleted or changed behind our back, or a recreated device)
+    /// are programmed again. A lease that is right costs nothing, so a
+    /// periodic resync of N leases is three dumps, not N round trips.
+    /// Returns (entries removed, leases re-programmed).
+    pub fn reconcile(&mut self) -> Result<(usize, usize)> {
+        let mut removed = 0;
+        let gws: BTreeMap<IpAddr, [u8; 6]> = self
+            .remotes
+            .iter()
+            .map(|(s, r)| (s.network(), r.mac))
+            .collect();
+        let mut want_fdb: BTreeMap<[u8; 6], BTreeSet<IpAddr>> = BTreeMap::new();
+        for r in self.remotes.values() {
+            want_fdb.entry(r.mac).or_default().insert(r.public_ip);
+        }
+
+        let mut route_ok = BTreeSet::new();
+        for r in self.nl.routes(self.family())? {
+            let dst = r.dst;
+            if r.oif != Some(self.index) || r.gw.is_none() || r.table != 254 {
+                continue;
+            }
+            if self.remotes.contains_key(&dst) {
+                if r.gw == Some(dst.network()) && r.onlink {
+                    route_ok.insert(dst);
+                }
+                continue;
+            }
+            log(&format!("removing stale route {dst} on {}", self.name));
+            // Delete it as it is (its gateway may not be the .0 we use).
+            let mut stale = RouteSpec::to(r.dst);
+            stale.gw = r.gw;
+            stale.oif = r.oif;
+            let _ = self.nl.del_route(&stale);
+            removed += 1;
+        }
+
+        let mut arp_ok = BTreeSet::new();
+        for ne in self.nl.neighs(self.index, self.spec.v6)? {
+            let Some(ip) = ne.ip.filter(|_| ne.permanent) else {
+                continue;
+            };
+            match gws.get(&ip) {
+                Some(mac) => {
+                    if ne.mac == Some(*mac) {
+                        arp_ok.insert(ip);
+                    }
+                }
+                None => {
+                    let what = if self.spec.v6 { "neighbour" } else { "ARP" };
+                    log(&format!(
+                        "removing stale {what} entry {ip} on {}",
+                        self.name
+                    ));
+                    self.nl.del_neigh(self.index, ip)?;
+                    removed += 1;
+                }
+            }
+        }
+
+        let mut fdb_ok = BTreeSet::new();
+        for f in self.nl.fdb(self.index)? {
+            let Some(mac) = f.mac.filter(|_| f.permanent) else {
+                continue;
+            };
+            if mac == [0; 6] || mac == self.mac {
+                continue;
+            }
+            if f.ip
+                .is_some_and(|ip| want_fdb.get(&mac).is_some_and(|w| w.contains(&ip)))
+            {
+                fdb_ok.insert(mac);
+                continue;
+            }
+            log(&format!(
+                "removing stale FDB entry {} dst {} on {}",
+                netkit::fmt_mac(&mac),
+                f.ip.map_or("-".into(), |i| i.to_string()),
+                self.name
+            ));
+            self.nl.del_fdb(self.index, mac, f.ip)?;
+            removed += 1;
+        }
+
+        let broken: Vec<(IpNet, Remote)> = self
+            .remotes
+            .iter()
+            .filter(|(s, r)| {
+                !route_ok.contains(*s) || !arp_ok.contains(&s.network()) || !fdb_ok.contains(&r.mac)
+            })
+            .map(|(s, r)| (*s, r.clone()))
+            .collect();
+        for (subnet, r) in &broken {
+            self.write_remote(*subnet, r)?;
+        }
+        if !broken.is_empty() {
+            let mut names: Vec<String> =
+                broken.iter().take(5).map(|(s, _)| s.to_string()).collect();
+            if broken.len() > 5 {
+                names.push(format!("and {} more", broken.len() - 5));
+            }
+            log(&format!(
+                "repairing {} lease(s) whose route, ARP or FDB entry was missing or wrong on {}: {}",
+                broken.len(),
+                self.name,
+                names.join(", ")
+            ));
+        }
+        Ok((removed, broken.len()))
+    }
+}
