@@ -15,7 +15,7 @@ pub const DEFAULT_PREFIX: &str = "/coreos.com/network";
 #[derive(Debug, Parser)]
 #[command(
     name = "netboot",
-    version,
+    version = env!("NETBOOT_LONG_VERSION"),
     about = "Bootstrap and inspect a flannel network in etcd v3"
 )]
 pub struct Cli {
@@ -44,6 +44,27 @@ pub enum Cmd {
     /// subnet.env, lease, devices, MTU, ip_forward, conflist, plugins, IP
     /// store, etcd. Exits 1 when something is wrong.
     Doctor(crate::doctor::DoctorArgs),
+    /// Print a shell completion script (for packagers).
+    #[command(hide = true)]
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (netboot.1, netboot-SUBCOMMAND.1) into DIR (for
+    /// packagers).
+    #[command(hide = true)]
+    Man {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
+}
+
+/// `netboot man DIR`: one page per visible command.
+pub fn man_pages(dir: &std::path::Path) -> Result<()> {
+    use clap::CommandFactory;
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    clap_mangen::generate_to(Cli::command(), dir)
+        .with_context(|| format!("write the man pages into {}", dir.display()))
 }
 
 #[derive(Debug, Args)]

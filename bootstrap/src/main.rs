@@ -14,7 +14,7 @@ mod out;
 mod show;
 mod status;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 fn main() {
     let cli = cli::Cli::parse();
@@ -26,6 +26,16 @@ fn main() {
         cli::Cmd::Agent(a) => agent::agent_cmd(a),
         cli::Cmd::Leave(a) => agent::leave_cmd(a),
         cli::Cmd::Doctor(a) => doctor::doctor_cmd(a),
+        cli::Cmd::Completions { shell } => {
+            clap_complete::generate(
+                *shell,
+                &mut cli::Cli::command(),
+                "netboot",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
+        cli::Cmd::Man { dir } => cli::man_pages(dir),
     };
     // The one place errors are printed: the whole context chain, plainly.
     if let Err(e) = res {
