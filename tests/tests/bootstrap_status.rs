@@ -154,7 +154,10 @@ fn config_trusting(etcd: &EtcdServer, env: &[(&str, &Path)]) -> netboot_tests::C
 #[test]
 fn tls_etcd_without_cacert_is_checked_against_the_system_roots() {
     let etcd = EtcdServer::start_tls();
-    etcd.put("/coreos.com/network/config", r#"{"Network":"10.9.0.0/16","Backend":{"Type":"vxlan"}}"#);
+    etcd.put(
+        "/coreos.com/network/config",
+        r#"{"Network":"10.9.0.0/16","Backend":{"Type":"vxlan"}}"#,
+    );
     let t = etcd.tls.as_ref().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let certs = dir.path().join("certs");
@@ -165,10 +168,16 @@ fn tls_etcd_without_cacert_is_checked_against_the_system_roots() {
     // The test CA as the machine's bundle, or in its certificate directory.
     for env in [
         vec![("SSL_CERT_FILE", t.ca.as_path())],
-        vec![("SSL_CERT_FILE", none.as_path()), ("SSL_CERT_DIR", certs.as_path())],
+        vec![
+            ("SSL_CERT_FILE", none.as_path()),
+            ("SSL_CERT_DIR", certs.as_path()),
+        ],
     ] {
         let out = config_trusting(&etcd, &env);
-        assert!(out.success() && out.stdout.contains("10.9.0.0/16"), "{env:?}: {out}");
+        assert!(
+            out.success() && out.stdout.contains("10.9.0.0/16"),
+            "{env:?}: {out}"
+        );
     }
     // Roots without the test CA (only the server's own certificate, which
     // is no issuer): the server is refused, so the roots are really checked.
