@@ -24,6 +24,7 @@ pub mod plugin_support;
 pub mod podfaults;
 pub mod reaper;
 pub mod reboot_support;
+pub mod unit_file;
 pub mod upstream;
 
 use std::path::{Path, PathBuf};
