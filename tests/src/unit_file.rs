@@ -110,6 +110,11 @@ pub struct Trace {
     pub families: BTreeSet<String>,
     /// Paths created, written, renamed or removed successfully.
     pub written: BTreeSet<String>,
+    /// Device files opened (`/dev/...`), for PrivateDevices=.
+    pub devices: BTreeSet<String>,
+    /// Mappings asked to be writable and executable at once, for
+    /// MemoryDenyWriteExecute=.
+    pub write_exec_maps: usize,
 }
 
 const PATH_CALLS: [&str; 8] = [
@@ -169,11 +174,19 @@ impl Trace {
                     .unwrap_or("");
                 t.families.insert(fam.trim().to_string());
             } else if name == "openat" && !failed {
+                let path = quoted(rest).into_iter().next().unwrap_or_default();
                 let writes = ["O_WRONLY", "O_RDWR", "O_CREAT"]
                     .iter()
                     .any(|f| rest.contains(f));
+                if path.starts_with("/dev/") {
+                    t.devices.insert(path.clone());
+                }
                 if writes {
-                    t.written.extend(quoted(rest).into_iter().take(1));
+                    t.written.insert(path);
+                }
+            } else if ["mmap", "mprotect", "pkey_mprotect"].contains(&name.as_str()) {
+                if rest.contains("PROT_WRITE") && rest.contains("PROT_EXEC") {
+                    t.write_exec_maps += 1;
                 }
             } else if PATH_CALLS.contains(&name.as_str()) && !failed {
                 t.written.extend(quoted(rest));
@@ -208,6 +221,9 @@ mod tests {
 10 socket(AF_NETLINK, SOCK_RAW|SOCK_CLOEXEC, NETLINK_ROUTE) = 3
 11 openat(AT_FDCWD, \"/run/a/subnet.env.tmp\", O_WRONLY|O_CREAT|O_TRUNC|O_CLOEXEC, 0666) = 4
 11 openat(AT_FDCWD, \"/etc/hosts\", O_RDONLY|O_CLOEXEC) = 5
+11 openat(AT_FDCWD, \"/dev/null\", O_RDONLY|O_CLOEXEC) = 6
+11 mmap(NULL, 8192, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = 0x7f00
+11 mprotect(0x7f00, 4096, PROT_READ|PROT_WRITE|PROT_EXEC) = 0
 11 mkdir(\"/run/a\", 0777) = -1 EEXIST (File exists)
 11 rename(\"/run/a/x.tmp\", \"/run/a/x\") = 0
 12 futex(0x1, FUTEX_WAIT_PRIVATE, 0, NULL <unfinished ...>
@@ -218,8 +234,10 @@ mod tests {
         let names: Vec<&str> = t.syscalls.iter().map(String::as_str).collect();
         assert_eq!(
             names,
-            ["execve", "futex", "mkdir", "openat", "rename", "socket"]
+            ["execve", "futex", "mkdir", "mmap", "mprotect", "openat", "rename", "socket"]
         );
+        assert_eq!(t.devices.iter().collect::<Vec<_>>(), ["/dev/null"]);
+        assert_eq!(t.write_exec_maps, 1);
         assert_eq!(t.families.iter().collect::<Vec<_>>(), ["AF_NETLINK"]);
         let w: Vec<&str> = t.written.iter().map(String::as_str).collect();
         assert_eq!(w, ["/run/a/subnet.env.tmp", "/run/a/x", "/run/a/x.tmp"]);

@@ -5,8 +5,10 @@
 //! confinement: its capability bounding set and no_new_privs (setpriv),
 //! and, checked on an `strace -f` of the run, only system calls its
 //! SystemCallFilter= admits, only socket families its
-//! RestrictAddressFamilies= allows, and writes only where ProtectSystem=
-//! strict leaves it room (its RuntimeDirectory= dirs and /proc/sys/net).
+//! RestrictAddressFamilies= allows, writes only where ProtectSystem=
+//! strict leaves it room (its RuntimeDirectory= dirs and /proc/sys/net),
+//! no device but the pseudo ones (PrivateDevices=) and no writable and
+//! executable memory (MemoryDenyWriteExecute=).
 //! systemd itself cannot run here (it is not PID 1), hence the emulation.
 
 use std::path::{Path, PathBuf};
@@ -270,5 +272,19 @@ fn agent_works_inside_the_units_confinement() {
             .any(|p| p.starts_with("/proc/sys/net/")),
         "{:?}",
         trace.written
+    );
+    // PrivateDevices= leaves only the pseudo devices.
+    assert_eq!(unit.words("PrivateDevices"), ["yes"]);
+    let pseudo = ["null", "zero", "full", "random", "urandom", "tty"].map(|d| format!("/dev/{d}"));
+    let devices: Vec<&String> = trace
+        .devices
+        .iter()
+        .filter(|d| !pseudo.contains(d))
+        .collect();
+    assert!(devices.is_empty(), "PrivateDevices= would hide {devices:?}");
+    assert_eq!(unit.words("MemoryDenyWriteExecute"), ["yes"]);
+    assert_eq!(
+        trace.write_exec_maps, 0,
+        "MemoryDenyWriteExecute= would refuse a W+X mapping"
     );
 }
