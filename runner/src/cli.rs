@@ -137,7 +137,13 @@ pub fn generate(cmd: &Cmd) -> Option<std::io::Result<()>> {
         }
         Cmd::Man { dir } => Some(
             std::fs::create_dir_all(dir)
-                .and_then(|()| clap_mangen::generate_to(Cli::command(), dir)),
+                .and_then(|()| clap_mangen::generate_to(Cli::command(), dir))
+                .map_err(|e| {
+                    std::io::Error::new(
+                        e.kind(),
+                        format!("write the man pages into {}: {e}", dir.display()),
+                    )
+                }),
         ),
         _ => None,
     }
