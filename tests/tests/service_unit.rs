@@ -175,116 +175,189 @@ impl Drop for Traced {
     }
 }
 
+/// The unit's confinement, as far as it can be had without systemd.
+struct Confinement {
+    unit: Unit,
+    /// setpriv's `--bounding-set`.
+    bounding: String,
+    /// ReadWritePaths= outside the runtime directories.
+    read_write: Vec<String>,
+}
+
+impl Confinement {
+    fn of(unit: Unit) -> Confinement {
+        assert_eq!(unit.words("NoNewPrivileges"), ["yes"]);
+        assert_eq!(unit.words("ProtectSystem"), ["strict"]);
+        // The agent's default paths are /run/flannel/subnet.env and
+        // /run/netboot: the unit's runtime directories. Here they live
+        // under each node's dir.
+        assert_eq!(unit.words("RuntimeDirectory"), ["flannel", "netboot"]);
+        let read_write = unit
+            .words("ReadWritePaths")
+            .iter()
+            .map(|p| p.trim_start_matches('-').to_string())
+            .collect();
+        Confinement {
+            bounding: unit.setpriv_bounding_set(),
+            read_write,
+            unit,
+        }
+    }
+
+    /// Start-up of an agent on `node` under the confinement, traced;
+    /// `path` goes first on its PATH (where the iptables it runs comes
+    /// from). Checks what it set up, stops it, and returns the trace and
+    /// the directories standing for the runtime directories.
+    fn run(&self, node: &AgentNode, etcd: &EtcdCluster, path: &str) -> (Trace, Vec<PathBuf>) {
+        let run_dir = node.dir.path().join("run");
+        let writable: Vec<PathBuf> = self
+            .unit
+            .words("RuntimeDirectory")
+            .iter()
+            .map(|d| run_dir.join(d))
+            .collect();
+        for d in &writable {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        assert!(node.subnet_file().starts_with(&writable[0]));
+        let bin = bin_path("netboot");
+        let trace_file = node.dir.path().join("strace.out");
+        let log = std::fs::File::create(node.log_path()).unwrap();
+        let mut cmd = nsenter(node.ns.path(), &["strace", "-f", "-qq", "-s", "4096", "-o"]);
+        cmd.arg(&trace_file)
+            .args([
+                "setpriv",
+                "--bounding-set",
+                &self.bounding,
+                "--no-new-privs",
+            ])
+            .arg(&bin)
+            .args(["agent", "--iface=eth0", "--ip-masq", "--etcd-timeout=3"])
+            .arg(format!("--etcd={}", etcd.endpoints()))
+            .arg(format!("--subnet-file={}", node.subnet_file().display()))
+            .env("NETBOOT_LOCK_DIR", &writable[1])
+            .env("PATH", format!("{path}:/usr/sbin:/usr/bin:/sbin:/bin"))
+            .env_remove("NETBOOT_ETCD_PASSWORD")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        let mut traced = Traced {
+            strace: cmd.spawn().expect("start strace (apt-get install strace)"),
+        };
+        let subnet = node.wait_subnet(Duration::from_secs(60));
+        assert!(subnet.starts_with("10.2."), "{subnet}");
+        // Everything start-up does happened, not just subnet.env; a
+        // firewall step that failed would have logged a warning.
+        assert!(node.vtep_mac().is_some(), "no flannel.1:\n{}", node.log());
+        let fwd = node.exec(&["cat", "/proc/sys/net/ipv4/ip_forward"]);
+        assert_eq!(fwd.expect_ok().stdout.trim(), "1");
+        let nft = node.exec(&["nft", "list", "ruleset"]).expect_ok();
+        assert!(nft.stdout.contains("masquerade"), "{nft}");
+        let log = node.log();
+        assert!(log.contains("in iptables filter FORWARD"), "{log}");
+        assert!(!log.contains("warning"), "{log}");
+        traced.stop();
+        let text = std::fs::read_to_string(&trace_file).unwrap();
+        (Trace::parse(&text, &bin), writable)
+    }
+
+    /// What the trace did that the unit would not let it do.
+    #[track_caller]
+    fn check(&self, trace: &Trace, writable: &[PathBuf]) {
+        let unit = &self.unit;
+        let allowed = unit.allowed_syscalls();
+        let denied: Vec<&String> = trace.syscalls.difference(&allowed).collect();
+        assert!(denied.is_empty(), "SystemCallFilter= would deny {denied:?}");
+        assert!(trace.syscalls.contains("sendto") && trace.syscalls.contains("execve"));
+        let families = unit.words("RestrictAddressFamilies");
+        let foreign: Vec<&String> = trace
+            .families
+            .iter()
+            .filter(|f| !families.contains(f))
+            .collect();
+        assert!(
+            foreign.is_empty(),
+            "RestrictAddressFamilies= would refuse {foreign:?}"
+        );
+        assert!(
+            trace.families.contains("AF_NETLINK"),
+            "{:?}",
+            trace.families
+        );
+        let stray: Vec<&String> = trace
+            .written
+            .iter()
+            .filter(|p| {
+                !(writable.iter().any(|d| Path::new(p).starts_with(d))
+                    || self.read_write.contains(p)
+                    || p.starts_with("/proc/sys/net/")
+                    || *p == "/dev/null")
+            })
+            .collect();
+        assert!(
+            stray.is_empty(),
+            "ProtectSystem=strict would refuse writing {stray:?}"
+        );
+        assert!(
+            trace
+                .written
+                .iter()
+                .any(|p| p.starts_with("/proc/sys/net/")),
+            "{:?}",
+            trace.written
+        );
+        // PrivateDevices= leaves only the pseudo devices.
+        assert_eq!(unit.words("PrivateDevices"), ["yes"]);
+        let pseudo =
+            ["null", "zero", "full", "random", "urandom", "tty"].map(|d| format!("/dev/{d}"));
+        let devices: Vec<&String> = trace
+            .devices
+            .iter()
+            .filter(|d| !pseudo.contains(d))
+            .collect();
+        assert!(devices.is_empty(), "PrivateDevices= would hide {devices:?}");
+        assert_eq!(unit.words("MemoryDenyWriteExecute"), ["yes"]);
+        assert_eq!(
+            trace.write_exec_maps, 0,
+            "MemoryDenyWriteExecute= would refuse a W+X mapping"
+        );
+    }
+}
+
 #[test]
 fn agent_works_inside_the_units_confinement() {
     require_root();
-    let unit = Unit::agent();
-    assert_eq!(unit.words("NoNewPrivileges"), ["yes"]);
-    assert_eq!(unit.words("ProtectSystem"), ["strict"]);
-    // The agent's default paths are /run/flannel/subnet.env and
-    // /run/netboot: the unit's runtime directories. Here they live under
-    // the node's dir.
-    assert_eq!(unit.words("RuntimeDirectory"), ["flannel", "netboot"]);
+    let c = Confinement::of(Unit::agent());
     let ul = Underlay::new();
     let etcd = EtcdCluster::start(&ul, 1);
     etcd.put(&format!("{PREFIX}/config"), CONFIG);
-    let node = AgentNode::new(&ul, "svc", 31);
-    let run_dir = node.dir.path().join("run");
-    let writable: Vec<PathBuf> = unit
-        .words("RuntimeDirectory")
-        .iter()
-        .map(|d| run_dir.join(d))
-        .collect();
-    for d in &writable {
-        std::fs::create_dir_all(d).unwrap();
-    }
-    assert!(node.subnet_file().starts_with(&writable[0]));
-    let bin = bin_path("netboot");
-    let trace_file = node.dir.path().join("strace.out");
-    let log = std::fs::File::create(node.log_path()).unwrap();
-    let bounding = unit.setpriv_bounding_set();
-    let mut cmd = nsenter(node.ns.path(), &["strace", "-f", "-qq", "-s", "4096", "-o"]);
-    cmd.arg(&trace_file)
-        .args(["setpriv", "--bounding-set", &bounding, "--no-new-privs"])
-        .arg(&bin)
-        .args(["agent", "--iface=eth0", "--ip-masq", "--etcd-timeout=3"])
-        .arg(format!("--etcd={}", etcd.endpoints()))
-        .arg(format!("--subnet-file={}", node.subnet_file().display()))
-        .env("NETBOOT_LOCK_DIR", &writable[1])
-        .env_remove("NETBOOT_ETCD_PASSWORD")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log);
-    let mut traced = Traced {
-        strace: cmd.spawn().expect("start strace (apt-get install strace)"),
-    };
-    let subnet = node.wait_subnet(Duration::from_secs(60));
-    assert!(subnet.starts_with("10.2."), "{subnet}");
-    // Everything start-up does happened, not just subnet.env.
-    assert!(node.vtep_mac().is_some(), "no flannel.1:\n{}", node.log());
-    let fwd = node
-        .exec(&["cat", "/proc/sys/net/ipv4/ip_forward"])
-        .expect_ok();
-    assert_eq!(fwd.stdout.trim(), "1");
-    let nft = node.exec(&["nft", "list", "ruleset"]).expect_ok();
-    assert!(nft.stdout.contains("masquerade"), "{nft}");
-    let log = node.log();
-    assert!(!log.contains("warning"), "{log}");
-    traced.stop();
 
-    let trace = Trace::parse(&std::fs::read_to_string(&trace_file).unwrap(), &bin);
-    let allowed = unit.allowed_syscalls();
-    let denied: Vec<&String> = trace.syscalls.difference(&allowed).collect();
-    assert!(denied.is_empty(), "SystemCallFilter= would deny {denied:?}");
-    assert!(trace.syscalls.contains("sendto") && trace.syscalls.contains("execve"));
-    let families = unit.words("RestrictAddressFamilies");
-    let foreign: Vec<&String> = trace
-        .families
-        .iter()
-        .filter(|f| !families.contains(f))
-        .collect();
+    // Debian's default iptables (nft-based).
+    let node = AgentNode::new(&ul, "svc", 31);
+    let (trace, writable) = c.run(&node, &etcd, "/nonexistent");
+    c.check(&trace, &writable);
+
+    // A host whose iptables is the legacy one: its raw socket needs
+    // CAP_NET_RAW, and it takes /run/xtables.lock.
+    let legacy = AgentNode::new(&ul, "svcl", 32);
+    let tools = legacy.dir.path().join("legacy-bin");
+    std::fs::create_dir(&tools).unwrap();
+    for t in ["iptables", "ip6tables"] {
+        for verb in ["save", "restore"] {
+            let target = format!("/usr/sbin/{t}-legacy-{verb}");
+            std::os::unix::fs::symlink(target, tools.join(format!("{t}-{verb}"))).unwrap();
+        }
+    }
+    let (trace, writable) = c.run(&legacy, &etcd, &tools.display().to_string());
+    c.check(&trace, &writable);
+    assert!(trace.families.contains("AF_INET"), "{:?}", trace.families);
     assert!(
-        foreign.is_empty(),
-        "RestrictAddressFamilies= would refuse {foreign:?}"
-    );
-    assert!(
-        trace.families.contains("AF_NETLINK"),
-        "{:?}",
-        trace.families
-    );
-    let stray: Vec<&String> = trace
-        .written
-        .iter()
-        .filter(|p| {
-            !(writable.iter().any(|d| Path::new(p).starts_with(d))
-                || p.starts_with("/proc/sys/net/")
-                || *p == "/dev/null")
-        })
-        .collect();
-    assert!(
-        stray.is_empty(),
-        "ProtectSystem=strict would refuse writing {stray:?}"
-    );
-    assert!(
-        trace
-            .written
-            .iter()
-            .any(|p| p.starts_with("/proc/sys/net/")),
+        trace.written.contains("/run/xtables.lock"),
         "{:?}",
         trace.written
     );
-    // PrivateDevices= leaves only the pseudo devices.
-    assert_eq!(unit.words("PrivateDevices"), ["yes"]);
-    let pseudo = ["null", "zero", "full", "random", "urandom", "tty"].map(|d| format!("/dev/{d}"));
-    let devices: Vec<&String> = trace
-        .devices
-        .iter()
-        .filter(|d| !pseudo.contains(d))
-        .collect();
-    assert!(devices.is_empty(), "PrivateDevices= would hide {devices:?}");
-    assert_eq!(unit.words("MemoryDenyWriteExecute"), ["yes"]);
-    assert_eq!(
-        trace.write_exec_maps, 0,
-        "MemoryDenyWriteExecute= would refuse a W+X mapping"
-    );
+    let save = legacy
+        .exec(&["iptables-legacy-save", "-t", "filter"])
+        .expect_ok();
+    assert!(save.stdout.contains("NETBOOT-FWD"), "{save}");
 }
