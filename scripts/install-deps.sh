@@ -14,11 +14,14 @@ set -euo pipefail
 # etcd-client crate's build script needs besides protoc. vagrant (~14 MiB
 # with its Ruby libraries, no provider) only runs `vagrant validate` on
 # vagrant/Vagrantfile in the tests; no VM is started. ethtool cross-checks
-# the offload features netkit sets over netlink.
+# the offload features netkit sets over netlink. systemd (systemd-analyze),
+# man-db and strace check conf/netboot-agent.service: `verify` and its
+# Documentation= page, and the agent run under the unit's confinement
+# (setpriv from util-linux) with every system call traced.
 PACKAGES=(
   ca-certificates kmod build-essential pkg-config git
   iproute2 iptables nftables conntrack iputils-ping procps psmisc util-linux
-  jq curl socat busybox-static shellcheck ethtool
+  jq curl socat busybox-static shellcheck ethtool systemd man-db strace
   etcd-server etcd-client containerd runc containernetworking-plugins
   protobuf-compiler libprotobuf-dev openssl golang-go golang-github-appc-cni-dev
   vagrant

@@ -155,20 +155,15 @@ start_agent() {
   if [[ $NO_SYSTEMD == 1 ]]; then
     nb_spawn "$ROOT/pids/agent.pid" "$ROOT/log/agent.log" "$BIN/netboot" "${args[@]}"
   else
-    cat >/etc/systemd/system/netboot-agent.service <<EOF
-[Unit]
-Description=netboot agent (flanneld-compatible subnet lease and vxlan)
-After=network-online.target
-Wants=network-online.target
-
-[Service]
-ExecStart=$BIN/netboot ${args[*]}
-Restart=always
-RestartSec=2
-
-[Install]
-WantedBy=multi-user.target
-EOF
+    # The unit and settings file shipped in conf/, as a manual install
+    # does (README "Install on a real node").
+    install -m 0644 "$HERE/../conf/netboot-agent.service" /etc/systemd/system/
+    install -d -m 0755 /etc/netboot
+    (
+      umask 077
+      printf '# Written by vagrant/provision.sh; variables: conf/netboot-agent.env\nNETBOOT_AGENT_ARGS=%s\n' \
+        "${args[*]:1}" >/etc/netboot/agent.env
+    )
     systemctl daemon-reload
     systemctl enable --now netboot-agent.service
   fi

@@ -17,7 +17,7 @@ pub const DEFAULT_ENDPOINTS: &str = "http://127.0.0.1:4001,http://127.0.0.1:2379
 #[derive(Debug, Parser)]
 #[command(
     name = "netboot",
-    version,
+    version = env!("NETBOOT_LONG_VERSION"),
     about = "Bootstrap and inspect a flannel network in etcd v3",
     // `netboot agent --version`, as `flanneld -version`.
     propagate_version = true,
@@ -71,6 +71,27 @@ pub enum Cmd {
     /// MTU, forwarding, masquerade, conflist, plugins, IP store. Exits 1
     /// when something is wrong.
     Doctor(crate::doctor::DoctorArgs),
+    /// Print a shell completion script (for packagers).
+    #[command(hide = true)]
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (netboot.1, netboot-SUBCOMMAND.1) into DIR (for
+    /// packagers).
+    #[command(hide = true)]
+    Man {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
+}
+
+/// `netboot man DIR`: one page per visible command.
+pub fn man_pages(dir: &std::path::Path) -> Result<()> {
+    use clap::CommandFactory;
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    clap_mangen::generate_to(Cli::command(), dir)
+        .with_context(|| format!("write the man pages into {}", dir.display()))
 }
 
 /// Options of the commands that talk to etcd. Each is also read from

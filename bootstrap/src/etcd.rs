@@ -22,8 +22,6 @@ use tokio::runtime::Runtime;
 /// One attempt at one endpoint never takes longer than this.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(3);
 const RETRY_DELAY: Duration = Duration::from_millis(500);
-/// Used for `https://` endpoints when no `--cacert` is given.
-const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 /// How to reach etcd (the `--etcd`, TLS and auth options).
 #[derive(Clone, Default)]
@@ -141,6 +139,28 @@ fn read_file(what: &str, path: &PathBuf) -> Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("read {what} {}", path.display()))
 }
 
+/// Without `--cacert`, etcd's certificate is checked against the roots the
+/// machine trusts, wherever it keeps them: `$SSL_CERT_FILE` /
+/// `$SSL_CERT_DIR` when set, else the distribution's store as
+/// rustls-native-certs finds it (Debian's ca-certificates.crt, Fedora's
+/// tls-ca-bundle.pem, Alpine's cert.pem, ...). tonic loads them again when
+/// connecting; this look first turns "none at all" into a clear error
+/// instead of a failure per connection attempt.
+fn require_system_roots() -> Result<()> {
+    let found = rustls_native_certs::load_native_certs();
+    if found.certs.is_empty() {
+        let why: Vec<String> = found.errors.iter().map(|e| e.to_string()).collect();
+        bail!(
+            "an https:// etcd endpoint without --cacert needs the system's trusted root \
+             certificates, and none were found (SSL_CERT_FILE, SSL_CERT_DIR, the \
+             distribution's store{}{}): give --cacert FILE",
+            if why.is_empty() { "" } else { ": " },
+            why.join("; ")
+        );
+    }
+    Ok(())
+}
+
 impl EtcdOpts {
     fn uses_tls(&self) -> bool {
         self.cacert.is_some() || self.cert.is_some()
@@ -169,14 +189,14 @@ impl EtcdOpts {
         }
         let https = self.endpoints().iter().any(|e| e.starts_with("https://"));
         if https {
-            let mut tls = TlsOptions::new();
-            let ca = match &self.cacert {
-                Some(p) => Some(read_file("--cacert", p)?),
-                None => std::fs::read(SYSTEM_CA_BUNDLE).ok(),
+            let mut tls = match &self.cacert {
+                Some(p) => TlsOptions::new()
+                    .ca_certificate(Certificate::from_pem(read_file("--cacert", p)?)),
+                None => {
+                    require_system_roots()?;
+                    TlsOptions::new().with_native_roots()
+                }
             };
-            if let Some(ca) = ca {
-                tls = tls.ca_certificate(Certificate::from_pem(ca));
-            }
             match (&self.cert, &self.key) {
                 (Some(c), Some(k)) => {
                     let id = Identity::from_pem(read_file("--cert", c)?, read_file("--key", k)?);

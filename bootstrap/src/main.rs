@@ -19,6 +19,8 @@ mod show;
 mod status;
 mod subnet_env;
 
+use clap::CommandFactory;
+
 fn main() {
     let res = flanneld::parse_cli().and_then(|(cli, notes)| {
         if let Err(e) = logging::init(cli.log_level.as_deref(), cli.log_format) {
@@ -48,5 +50,15 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
         cli::Cmd::Agent(a) => agent::agent_cmd(a),
         cli::Cmd::Leave(a) => agent::leave_cmd(a),
         cli::Cmd::Doctor(a) => doctor::doctor_cmd(a),
+        cli::Cmd::Completions { shell } => {
+            clap_complete::generate(
+                *shell,
+                &mut cli::Cli::command(),
+                "netboot",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
+        cli::Cmd::Man { dir } => cli::man_pages(dir),
     }
 }

@@ -78,8 +78,14 @@ impl Netns {
             std::thread::Builder::new()
                 .name("netkit-netns".into())
                 .spawn_scoped(s, move || -> Result<T> {
-                    setns(fd, CloneFlags::CLONE_NEWNET)
-                        .map_err(|e| Error::nix(format!("setns into {}", self.label), e))?;
+                    // setns(2) needs CAP_SYS_ADMIN even into the namespace
+                    // the thread is already in; skipping that no-op lets a
+                    // process confined to CAP_NET_ADMIN (the agent's
+                    // systemd unit) work on its own namespace.
+                    if !self.is_current()? {
+                        setns(fd, CloneFlags::CLONE_NEWNET)
+                            .map_err(|e| Error::nix(format!("setns into {}", self.label), e))?;
+                    }
                     Ok(f())
                 })
                 .map(|h| h.join())
@@ -89,6 +95,15 @@ impl Netns {
             Ok(Err(panic)) => std::panic::resume_unwind(panic),
             Err(e) => Err(Error::io("spawn netns thread", e)),
         }
+    }
+
+    /// Is this the calling thread's namespace (same nsfs inode)?
+    fn is_current(&self) -> Result<bool> {
+        let ctx = || format!("compare {} with the current netns", self.label);
+        let mine = nix::sys::stat::fstat(self.fd.as_fd()).map_err(|e| Error::nix(ctx(), e))?;
+        let here =
+            nix::sys::stat::stat("/proc/thread-self/ns/net").map_err(|e| Error::nix(ctx(), e))?;
+        Ok(mine.st_dev == here.st_dev && mine.st_ino == here.st_ino)
     }
 
     /// A netlink socket opened inside this namespace. The socket stays bound

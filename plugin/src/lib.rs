@@ -52,6 +52,18 @@ pub struct Ctx {
     pub log: Logger,
 }
 
+/// What the plugin says when run by hand, without `CNI_COMMAND`: its name,
+/// version and the spec versions it speaks, as the reference plugins print
+/// it (containernetworking/plugins' skel "about" text, on stderr, exit 0).
+/// `CNI_COMMAND=VERSION` keeps answering the spec's JSON.
+pub fn about() -> String {
+    format!(
+        "CNI netboot-cni plugin {}\nCNI protocol versions supported: {}\n",
+        env!("NETBOOT_LONG_VERSION"),
+        SUPPORTED_VERSIONS.join(", ")
+    )
+}
+
 /// Runs one plugin invocation and returns the process exit code. Results
 /// and errors go to `stdout` (errors as CNI error JSON, exit code 1).
 pub fn run(env: &dyn Fn(&str) -> Option<String>, stdin: &[u8], stdout: &mut dyn Write) -> i32 {

@@ -4,6 +4,12 @@
 use std::io::Read;
 
 fn main() {
+    // Run by hand (`netboot-cni`, `netboot-cni --version`): say what this
+    // is, without waiting for a config on stdin.
+    if std::env::var_os("CNI_COMMAND").is_none_or(|c| c.is_empty()) {
+        eprint!("{}", netboot_cni::about());
+        return;
+    }
     let mut stdin = Vec::new();
     // VERSION may be called with no stdin at all; a read error is treated
     // as an empty config and reported by the parser.

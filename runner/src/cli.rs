@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 
 /// Run pods on containerd, networked through CNI.
 #[derive(Debug, Parser)]
-#[command(name = "podrun", version, about)]
+#[command(name = "podrun", version = env!("NETBOOT_LONG_VERSION"), about)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -69,7 +69,12 @@ pub enum Cmd {
         opts: RunOpts,
     },
     /// List pods and their containers.
-    Ps,
+    Ps {
+        /// One JSON array of pods (name, phase, ip, containers with
+        /// name, state and exit code) instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the stdout and stderr of a pod's containers.
     Logs {
         pod: String,
@@ -101,6 +106,47 @@ pub enum Cmd {
     /// CNI GC of this instance's stale attachments; every attachment
     /// that is not provably its own is kept (see the README).
     Gc,
+    /// Print a shell completion script (for packagers).
+    #[command(hide = true)]
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (podrun.1, podrun-SUBCOMMAND.1) into DIR (for
+    /// packagers).
+    #[command(hide = true)]
+    Man {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
+}
+
+/// `podrun completions SHELL` and `podrun man DIR`, which need neither
+/// containerd nor any state: `None` for every other command.
+pub fn generate(cmd: &Cmd) -> Option<std::io::Result<()>> {
+    use clap::CommandFactory;
+    match cmd {
+        Cmd::Completions { shell } => {
+            clap_complete::generate(
+                *shell,
+                &mut Cli::command(),
+                "podrun",
+                &mut std::io::stdout(),
+            );
+            Some(Ok(()))
+        }
+        Cmd::Man { dir } => Some(
+            std::fs::create_dir_all(dir)
+                .and_then(|()| clap_mangen::generate_to(Cli::command(), dir))
+                .map_err(|e| {
+                    std::io::Error::new(
+                        e.kind(),
+                        format!("write the man pages into {}: {e}", dir.display()),
+                    )
+                }),
+        ),
+        _ => None,
+    }
 }
 
 /// How `run` sets up a pod's files.

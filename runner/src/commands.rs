@@ -65,19 +65,48 @@ async fn pause_down(ctx: &Ctx, rec: &PodRecord) -> Result<Option<String>> {
     })
 }
 
-/// `podrun ps`: one line per container.
-pub async fn ps(ctx: &Ctx) -> Result<()> {
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "POD\tPHASE\tIP\tCONTAINER\tSTATE\tEXIT")?;
+/// `podrun ps`: one line per container, or (`--json`) one array of pods
+/// with their containers; an exit code is a number or null.
+pub async fn ps(ctx: &Ctx, json: bool) -> Result<()> {
+    let mut pods = Vec::new();
     for pod in ctx.store.pods()? {
         let Some(rec) = ctx.store.load(&pod)? else {
             continue;
         };
-        let ip = rec.ip.clone().unwrap_or_else(|| "-".into());
-        let phase = phase(ctx, &rec).await?;
+        let mut containers = Vec::new();
         for (i, c) in rec.spec.containers.iter().enumerate() {
             let (state, exit) = container_state(ctx, &rec, i).await?;
-            writeln!(out, "{pod}\t{phase}\t{ip}\t{}\t{state}\t{exit}", c.name)?;
+            containers.push(serde_json::json!({
+                "name": c.name, "state": state, "exit": exit.parse::<i64>().ok(),
+            }));
+        }
+        pods.push(serde_json::json!({
+            "name": pod, "phase": phase(ctx, &rec).await?, "ip": rec.ip,
+            "containers": containers,
+        }));
+    }
+    let mut out = std::io::stdout().lock();
+    if json {
+        writeln!(out, "{}", serde_json::Value::Array(pods))?;
+        return Ok(());
+    }
+    writeln!(out, "POD\tPHASE\tIP\tCONTAINER\tSTATE\tEXIT")?;
+    let text = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "-".into(),
+        v => v.to_string(),
+    };
+    for p in &pods {
+        for c in p["containers"].as_array().into_iter().flatten() {
+            let row = [
+                &p["name"],
+                &p["phase"],
+                &p["ip"],
+                &c["name"],
+                &c["state"],
+                &c["exit"],
+            ];
+            writeln!(out, "{}", row.map(text).join("\t"))?;
         }
     }
     Ok(())

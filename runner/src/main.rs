@@ -39,6 +39,13 @@ fn main() {
         std::process::exit(code);
     }
     let cli = cli::Cli::parse();
+    if let Some(res) = cli::generate(&cli.command) {
+        if let Err(e) = res {
+            eprintln!("podrun: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -69,7 +76,7 @@ async fn dispatch(cli: cli::Cli) -> anyhow::Result<i32> {
                 return commands::attach(&ctx, &rec).await;
             }
         }
-        Cmd::Ps => commands::ps(&ctx).await?,
+        Cmd::Ps { json } => commands::ps(&ctx, json).await?,
         Cmd::Logs { pod, container } => commands::logs(&ctx, &pod, container.as_deref())?,
         Cmd::Exec {
             pod,
@@ -80,6 +87,8 @@ async fn dispatch(cli: cli::Cli) -> anyhow::Result<i32> {
         Cmd::Rm { pod, grace } => commands::rm(&ctx, &pod, grace).await?,
         Cmd::Check { pod } => commands::check(&ctx, &pod).await?,
         Cmd::Gc => gc::gc(&ctx).await?,
+        // Answered in main before containerd is contacted.
+        Cmd::Completions { .. } | Cmd::Man { .. } => {}
     }
     Ok(0)
 }

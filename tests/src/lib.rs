@@ -29,6 +29,7 @@ pub mod podfaults;
 pub mod reaper;
 pub mod reboot_support;
 pub mod systemd;
+pub mod unit_file;
 pub mod upstream;
 
 use std::path::{Path, PathBuf};

@@ -1,6 +1,8 @@
 //! `netboot status` with leases in flanneld's exact JSON, TLS and auth
 //! etcd, and an unreachable etcd.
 
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use netboot_tests::etcd::{netboot, sv, EtcdServer};
@@ -224,6 +226,69 @@ fn tls_etcd_with_client_certs() {
     assert!(!out.success());
     assert!(out.stderr.contains(&etcd.url), "{}", out.stderr);
     assert!(out.elapsed < Duration::from_secs(15), "{:?}", out.elapsed);
+}
+
+/// `netboot config` against `etcd` with the client certificate but no
+/// `--cacert`, in an environment where the machine's trusted roots are
+/// whatever `env` points at.
+fn config_trusting(etcd: &EtcdServer, env: &[(&str, &Path)]) -> netboot_tests::CmdOutput {
+    let t = etcd.tls.as_ref().unwrap();
+    let mut cmd = Command::new(netboot_tests::bin_path("netboot"));
+    cmd.args([
+        "config".to_string(),
+        format!("--etcd={}", etcd.url),
+        format!("--cert={}", t.cert.display()),
+        format!("--key={}", t.key.display()),
+        "--etcd-timeout=3".to_string(),
+    ])
+    .env_remove("SSL_CERT_FILE")
+    .env_remove("SSL_CERT_DIR")
+    .envs(env.iter().copied());
+    netboot_tests::run(cmd, None, Duration::from_secs(60))
+}
+
+#[test]
+fn tls_etcd_without_cacert_is_checked_against_the_system_roots() {
+    let etcd = EtcdServer::start_tls();
+    etcd.put(
+        "/coreos.com/network/config",
+        r#"{"Network":"10.9.0.0/16","Backend":{"Type":"vxlan"}}"#,
+    );
+    let t = etcd.tls.as_ref().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    std::fs::create_dir(&certs).unwrap();
+    std::fs::copy(&t.ca, certs.join("netboot-test-ca.pem")).unwrap();
+    let none = dir.path().join("none");
+
+    // The test CA as the machine's bundle, or in its certificate directory.
+    for env in [
+        vec![("SSL_CERT_FILE", t.ca.as_path())],
+        vec![
+            ("SSL_CERT_FILE", none.as_path()),
+            ("SSL_CERT_DIR", certs.as_path()),
+        ],
+    ] {
+        let out = config_trusting(&etcd, &env);
+        assert!(
+            out.success() && out.stdout.contains("10.9.0.0/16"),
+            "{env:?}: {out}"
+        );
+    }
+    // Roots without the test CA (only the server's own certificate, which
+    // is no issuer): the server is refused, so the roots are really checked.
+    let other = dir.path().join("server.crt");
+    std::fs::copy(etcd.dir.path().join("server.crt"), &other).unwrap();
+    let out = config_trusting(&etcd, &[("SSL_CERT_FILE", &other)]);
+    assert!(!out.success(), "{out}");
+    assert!(out.stderr.to_lowercase().contains("certificate"), "{out}");
+    // No roots anywhere: said at once, naming the way out.
+    let out = config_trusting(&etcd, &[("SSL_CERT_FILE", &none), ("SSL_CERT_DIR", &none)]);
+    assert!(!out.success(), "{out}");
+    assert!(
+        out.stderr.contains("trusted root") && out.stderr.contains("--cacert"),
+        "{out}"
+    );
 }
 
 #[test]

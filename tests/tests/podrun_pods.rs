@@ -160,6 +160,22 @@ fn two_containers_share_localhost_and_publish_a_host_port() {
             .contains(&format!("web\trunning\t{ip}\thttpd\trunning")),
         "{ps}"
     );
+    let ps = n.podrun(&["ps", "--json"]).expect_ok();
+    let pods: serde_json::Value = serde_json::from_str(&ps.stdout).expect("ps --json");
+    let web = &pods[0];
+    assert_eq!(
+        (&web["name"], &web["phase"], &web["ip"]),
+        (&json!("web"), &json!("running"), &json!(ip)),
+        "{ps}"
+    );
+    let httpd = web["containers"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == "httpd"));
+    assert_eq!(
+        httpd,
+        Some(&json!({"name": "httpd", "state": "running", "exit": null})),
+        "{ps}"
+    );
     n.podrun(&["check", "web"]).expect_ok();
     n.podrun(&["gc"]).expect_ok();
     n.podrun(&["check", "web"]).expect_ok();
@@ -311,6 +327,16 @@ fn memory_limit_oom_kills_and_cpuset_applies() {
     n.podrun(&["stop", "res", "--grace", "1"]).expect_ok();
     let ps = n.podrun(&["ps"]).expect_ok();
     assert!(ps.stdout.contains("hog\toomkilled\t137"), "{ps}");
+    let ps = n.podrun(&["ps", "--json"]).expect_ok();
+    let pods: serde_json::Value = serde_json::from_str(&ps.stdout).expect("ps --json");
+    let hog = pods[0]["containers"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == "hog"));
+    assert_eq!(
+        hog.map(|h| (&h["state"], &h["exit"])),
+        Some((&json!("oomkilled"), &json!(137))),
+        "{ps}"
+    );
     n.podrun(&["rm", "res"]).expect_ok();
     n.assert_clean();
 }
