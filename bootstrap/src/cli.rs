@@ -28,21 +28,8 @@ pub const DEFAULT_ENDPOINTS: &str = "http://127.0.0.1:4001,http://127.0.0.1:2379
 pub struct Cli {
     #[command(subcommand)]
     pub cmd: Cmd,
-    /// Least severe log level shown: error, warn, info, debug or trace (or
-    /// an `RUST_LOG`-style filter). Default: `RUST_LOG`, else info.
-    #[arg(long, global = true, value_name = "LEVEL")]
-    pub log_level: Option<String>,
-    /// Log line format on stderr: `text` (timestamp, level, message) or
-    /// `json` (one object per line).
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
-}
-
-/// `--log-format`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
+    #[command(flatten)]
+    pub log: logkit::LogArgs,
 }
 
 #[derive(Debug, Subcommand)]

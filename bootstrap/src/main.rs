@@ -12,7 +12,6 @@ mod goflag;
 mod init;
 mod lease;
 mod leases;
-mod logging;
 mod netconfig;
 mod out;
 mod show;
@@ -23,7 +22,7 @@ use clap::CommandFactory;
 
 fn main() {
     let res = flanneld::parse_cli().and_then(|(cli, notes)| {
-        if let Err(e) = logging::init(cli.log_level.as_deref(), cli.log_format) {
+        if let Err(e) = cli.log.init(default_log_level(&cli.cmd)) {
             eprintln!("netboot: error: {e:#}");
             std::process::exit(2);
         }
@@ -38,6 +37,15 @@ fn main() {
     if let Err(e) = res {
         eprintln!("netboot: error: {e:#}");
         std::process::exit(1);
+    }
+}
+
+/// The log level without `--log-level` or `RUST_LOG`: info, raised by
+/// the agent's `-v N` (flanneld's verbosity) to debug from 1, trace from 3.
+fn default_log_level(cmd: &cli::Cmd) -> &'static str {
+    match cmd {
+        cli::Cmd::Agent(a) => agent::verbosity_level(a.verbosity),
+        _ => "info",
     }
 }
 

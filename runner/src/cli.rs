@@ -11,6 +11,8 @@ use clap::{Args, Parser, Subcommand};
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
+    #[command(flatten)]
+    pub log: logkit::LogArgs,
     #[command(subcommand)]
     pub command: Cmd,
 }

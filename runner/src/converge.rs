@@ -119,9 +119,10 @@ async fn one_pass(
             // down (the container is kept for this: Delete needs it).
             let what = match ctx.ctrd.delete_task(&shim.id).await {
                 Ok(Some(_)) => {
-                    eprintln!(
+                    tracing::info!(
                         "podrun: deleted half-created task of {} (shim pid {})",
-                        shim.id, shim.pid
+                        shim.id,
+                        shim.pid
                     );
                     "deleted its half-created task".to_string()
                 }
@@ -160,9 +161,10 @@ async fn one_pass(
 fn kill_orphan(ctx: &Ctx, shim: &shims::Shim, tell: bool) -> bool {
     let killed = shims::kill_orphan(shim, &ctx.g.namespace, &ctx.g.address);
     if killed && tell {
-        eprintln!(
+        tracing::info!(
             "podrun: killed orphaned shim (pid {}) of {}: containerd had dropped its bundle",
-            shim.pid, shim.id
+            shim.pid,
+            shim.id
         );
     }
     killed

@@ -316,7 +316,7 @@ async fn finish_pending(ctx: &Ctx) -> Result<Vec<String>> {
         match crate::teardown::remove(ctx, &rec, 0).await {
             Ok(()) => lock.remove(),
             Err(e) => {
-                eprintln!("podrun: gc: {e:#}");
+                tracing::warn!("podrun: gc: {e:#}");
                 still.push(pod);
             }
         }

@@ -73,7 +73,7 @@ fn lock(file: File, arg: FlockArg) -> std::result::Result<Flock<File>, Errno> {
 }
 
 impl PodLock {
-    /// Blocks until this process holds the pod's lock; says so on stderr
+    /// Blocks until this process holds the pod's lock; says so in the log
     /// when it has to wait for another podrun.
     pub fn acquire(store: &Store, pod: &str) -> Result<PodLock> {
         let path = lock_path(store, pod)?;
@@ -92,7 +92,7 @@ impl PodLock {
             let held = match lock(open()?, FlockArg::LockExclusiveNonblock) {
                 Ok(f) => f,
                 Err(Errno::EWOULDBLOCK) => {
-                    eprintln!("podrun: waiting for another podrun working on pod {pod:?}");
+                    tracing::info!("podrun: waiting for another podrun working on pod {pod:?}");
                     lock(open()?, FlockArg::LockExclusive)
                         .with_context(|| format!("lock {}", path.display()))?
                 }

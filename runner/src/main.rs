@@ -39,6 +39,12 @@ fn main() {
         std::process::exit(code);
     }
     let cli = cli::Cli::parse();
+    // Diagnostics go to stderr through `tracing` (see logkit); command
+    // output stays plain on stdout. Errors are printed below, plainly.
+    if let Err(e) = cli.log.init("info") {
+        eprintln!("podrun: {e:#}");
+        std::process::exit(2);
+    }
     if let Some(res) = cli::generate(&cli.command) {
         if let Err(e) = res {
             eprintln!("podrun: {e}");

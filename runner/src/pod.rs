@@ -185,7 +185,7 @@ pub async fn run(ctx: &Ctx, file: &Path, opts: &RunOpts) -> Result<PodRecord> {
         Err(e) => {
             match teardown::remove(ctx, &rec, 0).await {
                 Ok(()) => lock.remove(),
-                Err(u) => eprintln!("podrun: cleanup after failed run: {u:#}"),
+                Err(u) => tracing::warn!("podrun: cleanup after failed run: {u:#}"),
             }
             Err(e.context(format!("run pod {pod:?}")))
         }
@@ -261,7 +261,7 @@ async fn create(ctx: &Ctx, rec: &mut PodRecord, how: &How<'_>) -> Result<()> {
         },
     )?;
     if let Some(w) = warning {
-        eprintln!("podrun: warning: pod {pod:?}: {w}");
+        tracing::warn!("podrun: warning: pod {pod:?}: {w}");
     }
 
     let ns_of = |t: &str| format!("/proc/{pause_pid}/ns/{t}");

@@ -109,7 +109,7 @@ impl Store {
             .with_context(|| format!("resolve --state-dir {}", root.display()))?;
         let old = canon.join("pods");
         if fs::read_dir(&old).is_ok_and(|mut rd| rd.next().is_some()) {
-            eprintln!(
+            tracing::warn!(
                 "podrun: warning: {} holds pods of a podrun before per-namespace state \
                  (now under {}/namespaces/<namespace>/pods): this podrun does not see them",
                 old.display(),

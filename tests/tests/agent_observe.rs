@@ -259,10 +259,12 @@ fn agent_notifies_systemd_serves_health_and_metrics_and_logs_json() {
     }
     assert!(n > 5, "{log}");
     assert!(log.contains("\"level\":\"WARN\""), "{log}");
+    assert!(!log.contains("\"level\":\"DEBUG\""), "{log}");
 
-    // --log-level=warn: only warnings (etcd unreachable), no info lines.
+    // --log-level=warn: only warnings (etcd unreachable), no info lines;
+    // it wins over -v.
     let mut n3 = AgentNode::new(&ul, "n3", 13);
-    n3.start_agent("http://10.99.0.1:2379", &["--log-level=warn"]);
+    n3.start_agent("http://10.99.0.1:2379", &["--log-level=warn", "-v=3"]);
     assert!(
         wait_until(WAIT, || n3.log().contains("cannot read the network config")),
         "{}",
@@ -271,4 +273,19 @@ fn agent_notifies_systemd_serves_health_and_metrics_and_logs_json() {
     assert!(!n3.log().contains(" INFO "), "{}", n3.log());
     assert!(!n3.log().contains("holding"), "{}", n3.log());
     assert!(n3.log().contains(" WARN "), "{}", n3.log());
+    assert!(!n3.log().contains(" DEBUG "), "{}", n3.log());
+    assert!(!n3.log().contains(" TRACE "), "{}", n3.log());
+
+    // flanneld's -v=2 without --log-level: debug lines, such as each
+    // resync's summary.
+    let mut n4 = AgentNode::new(&ul, "n4", 14);
+    n4.start_agent(&ep, &["-v=2", "--resync-interval=1s"]);
+    assert!(
+        wait_until(WAIT, || n4.log().lines().any(
+            |l| l.contains(" DEBUG ") && l.contains("resync at etcd revision")
+        )),
+        "{}",
+        n4.log()
+    );
+    assert!(!n4.log().contains(" TRACE "), "{}", n4.log());
 }

@@ -51,7 +51,7 @@ pub const RULE_TAG: &str = "flannel-agent";
 /// Who is speaking in [`log`]: `netboot agent` unless set otherwise.
 static WHO: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
 
-/// One plain-words line in the log (see [`crate::logging`]): lines that
+/// One plain-words line in the log (see the `logkit` crate): lines that
 /// start with "warning" and failures ("cannot …", "lost etcd …", a broken
 /// watch) at warn level, the rest at info.
 pub fn log(msg: &str) {
@@ -61,6 +61,23 @@ pub fn log(msg: &str) {
     } else {
         tracing::info!("{who}: {msg}");
     }
+}
+
+/// The default log filter for flanneld's `-v N`: 0 → info, 1 and 2 →
+/// netboot's own debug lines, 3 and more → its trace lines (libraries stay
+/// at info: `RUST_LOG` opens them). `--log-level` and `RUST_LOG` override it.
+pub fn verbosity_level(v: i32) -> &'static str {
+    match v {
+        ..=0 => "info",
+        1..=2 => "info,netboot=debug",
+        _ => "info,netboot=trace",
+    }
+}
+
+/// A line for `-v 1` / `--log-level debug`: routine detail (each resync).
+pub fn debug(msg: &str) {
+    let who = WHO.get().copied().unwrap_or("netboot agent");
+    tracing::debug!("{who}: {msg}");
 }
 
 fn is_warning(msg: &str) -> bool {
@@ -186,7 +203,8 @@ pub struct AgentArgs {
     /// Port of the health server; 0 = none (flanneld's -healthz-port).
     #[arg(long, env = "NETBOOT_HEALTHZ_PORT", default_value = "0", value_parser = port, value_name = "PORT")]
     pub healthz_port: u16,
-    /// Log verbosity (flanneld's -v).
+    /// Log verbosity (flanneld's -v): without --log-level or RUST_LOG,
+    /// 1 and more show the agent's debug lines, 3 and more its trace lines.
     #[arg(
         long,
         visible_alias = "v",

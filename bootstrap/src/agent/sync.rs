@@ -11,7 +11,7 @@ use netkit::firewall;
 
 use super::backend::{Peer, Plane, Via};
 use super::run::Agent;
-use super::{env, log, RULE_TAG};
+use super::{debug, env, log, RULE_TAG};
 use crate::etcd::Kv;
 use crate::lease::{parse_key, Lease};
 
@@ -278,6 +278,11 @@ impl Agent<'_> {
             self.reacquire().await?;
         }
         self.firewall()?;
+        debug(&format!(
+            "resync at etcd revision {rev}: {} key(s), {} usable lease(s) of other nodes",
+            kvs.len(),
+            wanted.len()
+        ));
         Ok(rev)
     }
 
