@@ -482,6 +482,33 @@ fn rm_waits_for_a_shim_with_a_bundle_and_kills_an_orphaned_one() {
         let status = child.wait().expect("wait fake shim");
         assert_eq!(status.signal(), Some(9), "{cmd}: {status:?}");
     }
+    // That line is logged at info level: hidden by --log-level warn (the
+    // shim is killed all the same), a JSON object with --log-format json.
+    let mut child = orphan("quiet");
+    let out = n.podrun(&["--log-level", "warn", "gc"]).expect_ok();
+    assert!(!out.stderr.contains("killed orphaned shim"), "{out}");
+    let status = child.wait().expect("wait fake shim");
+    assert_eq!(status.signal(), Some(9), "{status:?}");
+    let mut child = orphan("json");
+    let out = n.podrun(&["--log-format", "json", "gc"]).expect_ok();
+    let msg = format!("podrun: killed orphaned shim (pid {})", child.id());
+    let line = out
+        .stderr
+        .lines()
+        .find(|l| l.contains(&msg))
+        .unwrap_or_else(|| panic!("no {msg:?}: {out}"));
+    let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+    assert_eq!(v["level"], "INFO", "{line}");
+    assert!(
+        v["timestamp"].as_str().is_some_and(|t| t.contains('T')),
+        "{line}"
+    );
+    assert!(
+        v["message"].as_str().is_some_and(|m| m.starts_with(&msg)),
+        "{line}"
+    );
+    let status = child.wait().expect("wait fake shim");
+    assert_eq!(status.signal(), Some(9), "{status:?}");
     n.podrun(&["rm", "ghost", "--grace", "0"]).expect_ok();
     assert_eq!(leftovers(&n, "ghost"), Vec::<String>::new());
 }
