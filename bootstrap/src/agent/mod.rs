@@ -282,8 +282,18 @@ impl IfaceArgs {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_duration;
+    use super::{parse_duration, verbosity_level};
     use std::time::Duration;
+
+    #[test]
+    fn verbosity_raises_the_default_log_level() {
+        assert_eq!(verbosity_level(0), "info");
+        assert_eq!(verbosity_level(-1), "info");
+        assert_eq!(verbosity_level(1), "info,netboot=debug");
+        assert_eq!(verbosity_level(2), "info,netboot=debug");
+        assert_eq!(verbosity_level(3), "info,netboot=trace");
+        assert_eq!(verbosity_level(10), "info,netboot=trace");
+    }
 
     #[test]
     fn durations() {
