@@ -204,6 +204,33 @@ fn agent_notifies_systemd_serves_health_and_metrics_and_logs_json() {
     );
     assert!(metric(&n1, "netboot_agent_resync_duration_seconds_count") >= 1.0);
 
+    // A stale route no lease explains is swept by the periodic resync (the
+    // device watch only reacts to removals), and the sweep is counted.
+    let repairs = metric(&n1, "netboot_agent_repairs_total");
+    n1.exec(&[
+        "ip",
+        "route",
+        "add",
+        "10.2.250.0/24",
+        "via",
+        "10.2.250.0",
+        "dev",
+        "flannel.1",
+        "onlink",
+    ])
+    .expect_ok();
+    assert!(
+        wait_until(WAIT, || metric(&n1, "netboot_agent_repairs_total")
+            > repairs
+            && !n1
+                .exec(&["ip", "route", "show", "10.2.250.0/24"])
+                .stdout
+                .contains("10.2.250.0")),
+        "stale route not swept or not counted: {:?}\n{}",
+        metrics(&n1),
+        n1.log()
+    );
+
     // etcd gone: errors count up, and readiness drops once the watch breaks.
     let errors = sum_prefix(&n1, "netboot_agent_etcd_request_errors_total");
     etcd.members[0].stop();

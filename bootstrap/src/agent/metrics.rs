@@ -88,7 +88,7 @@ impl Metrics {
         );
         r.register(
             "repairs",
-            "Devices and entries put back after someone removed or changed them",
+            "Devices and entries put back, and stale entries removed, by device checks and resyncs",
             m.repairs.clone(),
         );
         r.register(

@@ -263,7 +263,8 @@ impl Agent<'_> {
             self.remove_subnet(s, "is gone (found on resync)");
         }
         for p in &mut self.planes {
-            p.reconcile()?;
+            let fixed = p.reconcile()?;
+            super::metrics::get().repairs.inc_by(fixed as u64);
         }
         if !own_ok {
             log(&format!(

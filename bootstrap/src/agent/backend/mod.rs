@@ -189,14 +189,13 @@ impl Plane {
 
     /// Make the kernel match what is programmed (see the planes'
     /// reconcile).
-    pub fn reconcile(&mut self) -> Result<()> {
-        match self {
-            Plane::HostGw(r) => r.reconcile().map(|_| ()),
-            Plane::Vxlan { vtep, direct, .. } => {
-                vtep.reconcile()?;
-                direct.reconcile().map(|_| ())
-            }
-        }
+    /// Returns how many stale entries were removed plus peers repaired.
+    pub fn reconcile(&mut self) -> Result<usize> {
+        let ((a, b), (c, d)) = match self {
+            Plane::HostGw(r) => ((0, 0), r.reconcile()?),
+            Plane::Vxlan { vtep, direct, .. } => (vtep.reconcile()?, direct.reconcile()?),
+        };
+        Ok(a + b + c + d)
     }
 
     /// Put back what someone removed; returns what, for the log.
