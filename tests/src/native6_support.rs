@@ -63,13 +63,7 @@ pub fn result_routes(result: &Value) -> Vec<String> {
         .as_array()
         .into_iter()
         .flatten()
-        .map(|r| {
-            let dst = r["dst"].as_str().unwrap_or("?");
-            match r["gw"].as_str() {
-                Some(gw) => format!("{dst} via {gw}"),
-                None => dst.to_owned(),
-            }
-        })
+        .map(|r| crate::plugin_support::route_line(r, "gw"))
         .collect()
 }
 
@@ -81,13 +75,7 @@ pub fn routes6(ns: &Netns) -> Vec<String> {
         .into_iter()
         .flatten()
         .filter(|r| r["dst"].as_str().is_some_and(|d| !d.starts_with("fe80:")))
-        .map(|r| {
-            let dst = r["dst"].as_str().unwrap_or("?");
-            match r["gateway"].as_str() {
-                Some(gw) => format!("{dst} via {gw}"),
-                None => dst.to_owned(),
-            }
-        })
+        .map(|r| crate::plugin_support::route_line(r, "gateway"))
         .collect()
 }
 

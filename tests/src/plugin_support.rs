@@ -643,18 +643,23 @@ pub fn recorded_calls(log_dir: &Path) -> Vec<RecordedCall> {
     out
 }
 
+/// One route as `dst via gw` (`dst` alone without a gateway), from a JSON
+/// object whose gateway key is `gw_key` (`ip -j`: "gateway"; a CNI
+/// result: "gw").
+pub fn route_line(r: &Value, gw_key: &str) -> String {
+    let dst = r["dst"].as_str().unwrap_or("?");
+    match r[gw_key].as_str() {
+        Some(gw) => format!("{dst} via {gw}"),
+        None => dst.to_owned(),
+    }
+}
+
 /// The IPv4 routes in `ns` as `dst via gw` strings (`default via …`).
 pub fn routes(ns: &Netns) -> Vec<String> {
     ns.ip_json(&["-4", "route", "show"])
         .as_array()
         .into_iter()
         .flatten()
-        .map(|r| {
-            let dst = r["dst"].as_str().unwrap_or("?");
-            match r["gateway"].as_str() {
-                Some(gw) => format!("{dst} via {gw}"),
-                None => dst.to_owned(),
-            }
-        })
+        .map(|r| route_line(r, "gateway"))
         .collect()
 }
