@@ -7,6 +7,7 @@
 //! turns refusals into warnings; nothing is dropped silently.
 
 mod container;
+mod expand;
 mod pod;
 pub mod quantity;
 mod types;

@@ -61,17 +61,14 @@ pub fn map(doc: &Value, opts: Options) -> Result<KubePod, SpecError> {
         containers.push(c);
         extra.containers.push(x);
     }
-    let mut init_ports = Vec::new();
     for (p, c) in s.list("initContainers")? {
+        let mut init_ports = Vec::new();
         let (c, x) = container::map(&p, c, &ctx, &mut init_ports, &mut report)?;
+        if !init_ports.is_empty() {
+            report.unsupported(&format!("{p}.ports"), "a port of an init container")?;
+        }
         extra.init_containers.push(c);
         extra.init_container_extras.push(x);
-    }
-    if !init_ports.is_empty() {
-        report.unsupported(
-            "spec.initContainers[].ports",
-            "publishing ports of an init container",
-        )?;
     }
     let hostname = s.str("hostname")?;
     extra.subdomain = s.str("subdomain")?;

@@ -146,11 +146,23 @@ fn container_fields_map() {
 }
 
 #[test]
-fn pod_ip_placeholder_is_resolved() {
+fn pod_ip_placeholder_is_resolved_then_references_expanded() {
     let mut p = one(FULL);
-    p.resolve_pod_ip("10.1.2.3".parse().unwrap());
+    p.resolve("10.1.2.3".parse().unwrap());
     assert_eq!(env_map(&p.spec.containers[0].env)["IP"], "10.1.2.3");
     assert_eq!(env_map(&p.spec.containers[0].env)["A"], "1");
+    let doc = with_container(
+        "    env:\n    - {name: IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}\n    - {name: URL, value: \"http://$(IP):$(PORT)\"}\n    - {name: PORT, value: \"80\"}\n    args: [\"$(URL)\", \"$(PORT)\", \"$$(IP)\"]\n",
+    );
+    let mut p = one(&doc);
+    p.resolve("fd00::5".parse().unwrap());
+    let c = &p.spec.containers[1];
+    // PORT is defined after URL, so URL keeps its reference (as Kubernetes).
+    assert_eq!(env_map(&c.env)["URL"], "http://fd00::5:$(PORT)");
+    assert_eq!(
+        c.args.as_ref().unwrap(),
+        &["http://fd00::5:$(PORT)", "80", "$(IP)"]
+    );
 }
 
 #[test]
@@ -244,6 +256,7 @@ fn unsupported_fields_are_refused_by_path() {
         ("  nodeSelector: {a: b}\n", "spec.nodeSelector"),
         ("  tolerations: []\n", "spec.tolerations"),
         ("status: {phase: Running}\n", "status"),
+        ("  initContainers: [{name: i, image: i, ports: [{containerPort: 1}]}]\n", "spec.initContainers[0].ports"),
     ];
     for (extra, path) in cases {
         let doc = with_container(extra);

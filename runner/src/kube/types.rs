@@ -155,8 +155,11 @@ pub struct EmptyDirMount {
 }
 
 impl KubePod {
-    /// Sets every `status.podIP` variable, once the pod has its address.
-    pub fn resolve_pod_ip(&mut self, ip: IpAddr) {
+    /// Finishes the spec once the pod has its address: sets every
+    /// `status.podIP` variable, then expands `$(VAR)` references in env,
+    /// command and args as Kubernetes does. Call it exactly once, before
+    /// starting the containers (expansion is not idempotent: `$$` → `$`).
+    pub fn resolve(&mut self, pod_ip: IpAddr) {
         let all = self
             .spec
             .containers
@@ -171,9 +174,10 @@ impl KubePod {
         for (c, x) in all {
             for (k, v) in c.env.0.iter_mut() {
                 if x.pod_ip_env.contains(k) {
-                    *v = ip.to_string();
+                    *v = pod_ip.to_string();
                 }
             }
+            super::expand::expand_container(c);
         }
     }
 }
