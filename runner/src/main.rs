@@ -11,6 +11,9 @@ mod elf;
 mod etc;
 mod gc;
 mod image;
+// Groundwork for issue 16: not wired into `podrun run` yet.
+#[cfg_attr(not(test), allow(dead_code))]
+mod kube;
 mod limits;
 mod lock;
 mod logdriver;
