@@ -58,11 +58,16 @@ pub struct Global {
 
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
-    /// Create and start a pod from a spec file (JSON or YAML).
+    /// Create and start pods from a file: podrun's own pod spec, or
+    /// Kubernetes v1 Pod manifests (YAML, JSON, several `---` documents).
     Run {
-        /// The pod spec.
+        /// The pod spec or manifest; `-` reads standard input.
         #[arg(short = 'f', long = "file")]
         file: PathBuf,
+        /// Warn about manifest fields podrun cannot honour instead of
+        /// refusing the pod.
+        #[arg(long)]
+        ignore_unsupported: bool,
         /// Stay in the foreground streaming the containers' output until
         /// they all exit.
         #[arg(long)]

@@ -11,12 +11,12 @@ mod elf;
 mod etc;
 mod gc;
 mod image;
-// Groundwork for issue 16: not wired into `podrun run` yet.
-#[cfg_attr(not(test), allow(dead_code))]
 mod kube;
+// Groundwork for issue 16: not wired into `podrun run` yet.
 mod limits;
 mod lock;
 mod logdriver;
+mod manifest;
 mod network;
 mod oci;
 mod pause_root;
@@ -78,11 +78,26 @@ fn main() {
 async fn dispatch(cli: cli::Cli) -> anyhow::Result<i32> {
     let ctx = pod::Ctx::new(cli.global).await?;
     match cli.command {
-        Cmd::Run { file, attach, opts } => {
-            let rec = pod::run(&ctx, &file, &opts).await?;
-            println!("{}\t{}", rec.spec.name, rec.ip.as_deref().unwrap_or("-"));
+        Cmd::Run {
+            file,
+            attach,
+            ignore_unsupported,
+            opts,
+        } => {
+            let specs = manifest::load(&file, ignore_unsupported)?;
+            if attach && specs.len() > 1 {
+                anyhow::bail!(
+                    "{}: --attach takes one pod, the file has {}",
+                    file.display(),
+                    specs.len()
+                );
+            }
+            let recs = pod::run_all(&ctx, specs, &opts).await?;
+            for rec in &recs {
+                println!("{}\t{}", rec.spec.name, rec.ip.as_deref().unwrap_or("-"));
+            }
             if attach {
-                return commands::attach(&ctx, &rec).await;
+                return commands::attach(&ctx, &recs[0]).await;
             }
         }
         Cmd::Ps { json } => commands::ps(&ctx, json).await?,

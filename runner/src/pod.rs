@@ -127,9 +127,28 @@ async fn preflight(ctx: &Ctx, spec: &PodSpec) -> Result<(Network, Vec<ImageInfo>
     Ok((net, images))
 }
 
-/// `podrun run -f FILE`.
-pub async fn run(ctx: &Ctx, file: &Path, opts: &RunOpts) -> Result<PodRecord> {
-    let spec = PodSpec::load(file)?;
+/// `podrun run` of every pod of a file, in order. All or nothing: when
+/// one fails, the pods this call already started are removed again.
+pub async fn run_all(ctx: &Ctx, specs: Vec<PodSpec>, opts: &RunOpts) -> Result<Vec<PodRecord>> {
+    let mut done: Vec<PodRecord> = Vec::new();
+    for spec in specs {
+        match run(ctx, spec, opts).await {
+            Ok(rec) => done.push(rec),
+            Err(e) => {
+                for rec in done.iter().rev() {
+                    if let Err(u) = teardown::remove(ctx, rec, 0).await {
+                        tracing::warn!("podrun: undo pod {:?}: {u:#}", rec.spec.name);
+                    }
+                }
+                return Err(e);
+            }
+        }
+    }
+    Ok(done)
+}
+
+/// `podrun run`: one pod, already validated.
+pub async fn run(ctx: &Ctx, spec: PodSpec, opts: &RunOpts) -> Result<PodRecord> {
     let node_dns = crate::etc::node_resolv(
         opts.resolv_conf.as_deref(),
         Path::new(crate::etc::NODE_RESOLV_CONF),
@@ -247,6 +266,8 @@ async fn create(ctx: &Ctx, rec: &mut PodRecord, how: &How<'_>) -> Result<()> {
 
     let result = net.add(&ctx.attachment(rec, true))?;
     rec.ip = result.ips.first().map(|i| i.address.addr().to_string());
+    rec.spec
+        .resolve(result.ips.first().map(|i| i.address.addr()));
     ctx.store.save(rec)?;
     let pod_ips: Vec<IpAddr> = result.ips.iter().map(|i| i.address.addr()).collect();
     rec.spec.check_host_ip_families(&pod_ips)?;

@@ -3,10 +3,11 @@
 use serde_json::Value;
 
 use super::quantity::Quantity;
-use super::types::{ContainerExtra, SecurityContext};
 use super::volume::{self, Volumes};
 use super::walk::{quantity_text, Obj, Report};
-use crate::spec::{ContainerSpec, Cpus, Env, MemorySize, Port, Resources, SpecError};
+use crate::spec::{
+    Capabilities, ContainerSpec, Cpus, Env, MemorySize, Port, Resources, SecurityContext, SpecError,
+};
 
 /// What a container's fields refer to.
 pub struct Ctx<'a> {
@@ -22,49 +23,69 @@ pub fn map(
     ctx: &Ctx,
     ports: &mut Vec<Port>,
     report: &mut Report,
-) -> Result<(ContainerSpec, ContainerExtra), SpecError> {
+) -> Result<ContainerSpec, SpecError> {
     let mut o = Obj::new(path, v)?;
-    let mut extra = ContainerExtra::default();
     let name = o.req_str("name")?;
     let image = o.req_str("image")?;
     let command = o.strings("command")?;
     let args = o.strings("args")?;
     let working_dir = o.str("workingDir")?;
-    extra.image_pull_policy = o.str("imagePullPolicy")?;
-    let env = env(&mut o, ctx, &mut extra, report)?;
+    pull_policy(&mut o, report)?;
+    let mut pod_ip_env = Vec::new();
+    let env = env(&mut o, ctx, &mut pod_ip_env, report)?;
     for (p, port) in o.list("ports")? {
-        map_port(&p, port, ports, &mut extra, report)?;
+        map_port(&p, port, ports, report)?;
     }
     let resources = match o.obj("resources")? {
-        Some(r) => resources(r, &mut extra, report)?,
+        Some(r) => resources(r, report)?,
         None => Resources::default(),
     };
-    let mut mounts = Vec::new();
+    let mut volume_mounts = Vec::new();
     for (p, m) in o.list("volumeMounts")? {
-        volume::mount(&p, m, ctx.volumes, &mut mounts, &mut extra, report)?;
+        volume::mount(&p, m, ctx.volumes, &mut volume_mounts, report)?;
     }
-    if let Some(sc) = o.obj("securityContext")? {
-        extra.security_context = security_context(sc, report)?;
-    }
+    let security_context = match o.obj("securityContext")? {
+        Some(sc) => Some(security_context(sc, report)?),
+        None => None,
+    };
     o.finish(report)?;
-    let spec = ContainerSpec {
+    Ok(ContainerSpec {
         name,
         image,
         command,
         args,
         env,
         working_dir,
-        mounts,
+        mounts: Vec::new(),
+        volume_mounts,
         resources,
-    };
-    Ok((spec, extra))
+        security_context,
+        pod_ip_env,
+    })
+}
+
+/// `imagePullPolicy`: podrun never pulls, so `Always` cannot be kept;
+/// `IfNotPresent` and `Never` both mean "use the image containerd has".
+fn pull_policy(o: &mut Obj, report: &mut Report) -> Result<(), SpecError> {
+    let at = o.at("imagePullPolicy");
+    match o.str("imagePullPolicy")?.as_deref() {
+        None | Some("IfNotPresent") | Some("Never") => Ok(()),
+        Some("Always") => report.unsupported(
+            &at,
+            "\"Always\" (podrun never pulls; import images with `podrun image import`)",
+        ),
+        Some(other) => Err(SpecError::new(
+            at,
+            format!("{other:?} is not Always, IfNotPresent or Never"),
+        )),
+    }
 }
 
 /// `env[]`: literal values and the field references podrun can answer.
 fn env(
     o: &mut Obj,
     ctx: &Ctx,
-    extra: &mut ContainerExtra,
+    pod_ip_env: &mut Vec<String>,
     report: &mut Report,
 ) -> Result<Env, SpecError> {
     let mut out = Vec::new();
@@ -83,7 +104,7 @@ fn env(
             }
             (Some(v), None) => Some(v),
             (None, None) => Some(String::new()),
-            (None, Some(from)) => value_from(from, &name, ctx, extra, report)?,
+            (None, Some(from)) => value_from(from, &name, ctx, pod_ip_env, report)?,
         };
         e.finish(report)?;
         if let Some(v) = value {
@@ -99,7 +120,7 @@ fn value_from(
     mut from: Obj,
     name: &str,
     ctx: &Ctx,
-    extra: &mut ContainerExtra,
+    pod_ip_env: &mut Vec<String>,
     report: &mut Report,
 ) -> Result<Option<String>, SpecError> {
     let Some(mut f) = from.obj("fieldRef")? else {
@@ -122,7 +143,7 @@ fn value_from(
         "metadata.name" => Some(ctx.pod_name.to_string()),
         "metadata.namespace" => Some(ctx.namespace.to_string()),
         "status.podIP" => {
-            extra.pod_ip_env.push(name.to_string());
+            pod_ip_env.push(name.to_string());
             Some(String::new())
         }
         other => {
@@ -136,7 +157,6 @@ fn map_port(
     path: &str,
     v: &Value,
     ports: &mut Vec<Port>,
-    extra: &mut ContainerExtra,
     report: &mut Report,
 ) -> Result<(), SpecError> {
     let mut o = Obj::new(path, v)?;
@@ -155,25 +175,20 @@ fn map_port(
                 .map_err(|_| SpecError::new(at, format!("{s:?} is not an IP address")))
         })
         .transpose()?;
-    if let Some(n) = o.str("name")? {
-        extra.port_names.push((container_port, n));
-    }
+    let name = o.str("name")?;
     o.finish(report)?;
     ports.push(Port {
         container_port,
         host_port,
         protocol: protocol.to_ascii_lowercase(),
         host_ip,
+        name,
     });
     Ok(())
 }
 
 /// `resources.limits` and `.requests`: cpu and memory.
-fn resources(
-    mut r: Obj,
-    extra: &mut ContainerExtra,
-    report: &mut Report,
-) -> Result<Resources, SpecError> {
+fn resources(mut r: Obj, report: &mut Report) -> Result<Resources, SpecError> {
     let mut out = Resources::default();
     if let Some(mut l) = r.obj("limits")? {
         if let Some((p, q)) = quantity(&mut l, "cpu")? {
@@ -199,11 +214,10 @@ fn resources(
     if let Some(mut req) = r.obj("requests")? {
         if let Some((p, q)) = quantity(&mut req, "cpu")? {
             let m = nonneg(&p, &q, q.milli_value())?;
-            extra.cpu_request_millis = Some(m);
             out.cpu_shares = Some(milli_cpu_to_shares(m));
         }
         if let Some((p, q)) = quantity(&mut req, "memory")? {
-            extra.memory_request = Some(nonneg(&p, &q, q.value())? as u64);
+            out.memory_request = Some(MemorySize(nonneg(&p, &q, q.value())? as u64));
         }
         req.finish(report)?;
     }
@@ -244,11 +258,13 @@ fn security_context(mut o: Obj, report: &mut Report) -> Result<SecurityContext, 
         read_only_root_filesystem: o.bool("readOnlyRootFilesystem")?,
         privileged: o.bool("privileged")?,
         allow_privilege_escalation: o.bool("allowPrivilegeEscalation")?,
-        ..SecurityContext::default()
+        capabilities: None,
     };
     if let Some(mut caps) = o.obj("capabilities")? {
-        sc.capabilities_add = caps.strings("add")?.unwrap_or_default();
-        sc.capabilities_drop = caps.strings("drop")?.unwrap_or_default();
+        sc.capabilities = Some(Capabilities {
+            add: caps.strings("add")?.unwrap_or_default(),
+            drop: caps.strings("drop")?.unwrap_or_default(),
+        });
         caps.finish(report)?;
     }
     o.finish(report)?;

@@ -7,7 +7,6 @@
 //! turns refusals into warnings; nothing is dropped silently.
 
 mod container;
-mod expand;
 mod pod;
 pub mod quantity;
 mod types;
@@ -17,26 +16,12 @@ mod walk;
 #[cfg(test)]
 mod tests;
 
-use std::path::Path;
-
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::spec::SpecError;
 
 pub use types::*;
-
-/// Reads every Pod in a manifest file (`.json` as JSON, anything else as
-/// YAML, which may hold several `---` documents).
-pub fn load(path: &Path, opts: Options) -> Result<Vec<KubePod>, SpecError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| SpecError::new(path.display().to_string(), e.to_string()))?;
-    if path.extension().is_some_and(|e| e == "json") {
-        from_json(&text, opts)
-    } else {
-        from_yaml(&text, opts)
-    }
-}
 
 /// Maps a JSON manifest: one Pod object.
 pub fn from_json(text: &str, opts: Options) -> Result<Vec<KubePod>, SpecError> {
@@ -76,7 +61,7 @@ fn map_documents(docs: Vec<Value>, opts: Options) -> Result<Vec<KubePod>, SpecEr
     }
     let mut names = std::collections::HashSet::new();
     for p in &pods {
-        if !names.insert((&p.extra.namespace, &p.spec.name)) {
+        if !names.insert(&p.spec.name) {
             return Err(SpecError::new(
                 "metadata.name",
                 format!("pod {:?} appears twice", p.spec.name),

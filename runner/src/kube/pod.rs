@@ -4,12 +4,13 @@ use serde_json::Value;
 
 use super::container::{self, Ctx};
 use super::quantity::Quantity;
-use super::types::{
-    DnsConfig, DnsPolicy, KubePod, Options, PodExtra, PodSecurityContext, RestartPolicy,
-};
+use super::types::{KubePod, Options};
 use super::volume;
 use super::walk::{Obj, Report};
-use crate::spec::{PodSpec, SpecError};
+use crate::spec::{
+    Bandwidth, DnsConfig, DnsOption, DnsPolicy, KubeMeta, PodSecurityContext, PodSpec,
+    RestartPolicy, SpecError,
+};
 
 const INGRESS: &str = "kubernetes.io/ingress-bandwidth";
 const EGRESS: &str = "kubernetes.io/egress-bandwidth";
@@ -28,19 +29,21 @@ pub fn map(doc: &Value, opts: Options) -> Result<KubePod, SpecError> {
     if kind != "Pod" {
         return Err(SpecError::new("kind", format!("{kind:?} is not Pod")));
     }
-    let mut extra = PodExtra::default();
     let mut meta = root
         .obj("metadata")?
         .ok_or_else(|| SpecError::new("metadata", "is required"))?;
     let name = meta.req_str("name")?;
-    extra.namespace = meta.str("namespace")?.unwrap_or_else(|| "default".into());
-    extra.labels = meta.string_map("labels")?;
-    extra.annotations = meta.string_map("annotations")?;
+    let kube = KubeMeta {
+        namespace: meta.str("namespace")?.unwrap_or_else(|| "default".into()),
+        labels: meta.string_map("labels")?.into_iter().collect(),
+        annotations: meta.string_map("annotations")?.into_iter().collect(),
+    };
     meta.finish(&mut report)?;
-    for (key, v) in &extra.annotations {
+    let mut bw = Bandwidth::default();
+    for (key, v) in &kube.annotations {
         let slot = match key.as_str() {
-            INGRESS => &mut extra.ingress_bandwidth,
-            EGRESS => &mut extra.egress_bandwidth,
+            INGRESS => &mut bw.ingress_rate,
+            EGRESS => &mut bw.egress_rate,
             _ => continue,
         };
         *slot = Some(bandwidth(&format!("metadata.annotations.{key}"), v)?);
@@ -51,98 +54,85 @@ pub fn map(doc: &Value, opts: Options) -> Result<KubePod, SpecError> {
     let volumes = volume::volumes(&mut s, &mut report)?;
     let ctx = Ctx {
         pod_name: &name,
-        namespace: &extra.namespace,
+        namespace: &kube.namespace,
         volumes: &volumes,
     };
     let mut ports = Vec::new();
     let mut containers = Vec::new();
     for (p, c) in s.list("containers")? {
-        let (c, x) = container::map(&p, c, &ctx, &mut ports, &mut report)?;
-        containers.push(c);
-        extra.containers.push(x);
+        containers.push(container::map(&p, c, &ctx, &mut ports, &mut report)?);
     }
+    let mut init_containers = Vec::new();
     for (p, c) in s.list("initContainers")? {
         let mut init_ports = Vec::new();
-        let (c, x) = container::map(&p, c, &ctx, &mut init_ports, &mut report)?;
+        let c = container::map(&p, c, &ctx, &mut init_ports, &mut report)?;
         if !init_ports.is_empty() {
             report.unsupported(&format!("{p}.ports"), "a port of an init container")?;
         }
-        extra.init_containers.push(c);
-        extra.init_container_extras.push(x);
+        init_containers.push(c);
     }
     let hostname = s.str("hostname")?;
-    extra.subdomain = s.str("subdomain")?;
-    extra.host_network = s.bool("hostNetwork")?.unwrap_or(false);
-    extra.termination_grace_period_seconds = s.int("terminationGracePeriodSeconds")?;
-    pod_enums(&mut s, &mut extra)?;
-    if let Some(d) = s.obj("dnsConfig")? {
-        extra.dns_config = Some(dns_config(d, &mut report)?);
-    }
-    if let Some(sc) = s.obj("securityContext")? {
-        extra.security_context = pod_security_context(sc, &mut report)?;
-    }
+    let subdomain = s.str("subdomain")?;
+    let host_network = s.bool("hostNetwork")?.unwrap_or(false);
+    let grace = s.int::<u64>("terminationGracePeriodSeconds")?;
+    let (dns_policy, restart_policy) = pod_enums(&mut s)?;
+    let dns_config = match s.obj("dnsConfig")? {
+        Some(d) => Some(dns_config(d, &mut report)?),
+        None => None,
+    };
+    let security_context = match s.obj("securityContext")? {
+        Some(sc) => Some(pod_security_context(sc, &mut report)?),
+        None => None,
+    };
     s.finish(&mut report)?;
     root.finish(&mut report)?;
-    for v in volumes.by_name.into_values() {
-        match v {
-            volume::Vol::HostPath(h) => extra.host_path_volumes.push(h),
-            volume::Vol::EmptyDir(e) => extra.empty_dirs.push(e),
-        }
-    }
     let spec = PodSpec {
         name,
         hostname,
         network: None,
         ports,
         containers,
+        init_containers,
+        volumes: volumes.by_name.into_values().collect(),
+        subdomain,
+        dns_policy,
+        dns_config,
+        host_network,
+        termination_grace_period_seconds: grace,
+        restart_policy,
+        bandwidth: (bw != Bandwidth::default()).then_some(bw),
+        security_context,
+        kube: Some(kube),
     };
-    check(&spec, &extra)?;
+    check(&spec)?;
     Ok(KubePod {
         spec,
-        extra,
         warnings: report.warnings,
     })
 }
 
 /// podrun's own checks, with its paths put in manifest terms.
-fn check(spec: &PodSpec, extra: &PodExtra) -> Result<(), SpecError> {
-    let kube_path = |e: SpecError, list: &str| {
+fn check(spec: &PodSpec) -> Result<(), SpecError> {
+    let kube_path = |e: SpecError| {
         let path = match e.path.as_str() {
             "name" => "metadata.name".to_string(),
-            p if p.starts_with("containers") => format!("spec.{list}{}", &p["containers".len()..])
-                .replace(".mounts", ".volumeMounts")
-                .replace(".resources.memory", ".resources.limits.memory")
-                .replace(".resources.cpus", ".resources.limits.cpu")
-                .replace(".resources.cpuShares", ".resources.requests.cpu"),
+            p if p.starts_with("containers") || p.starts_with("initContainers") => {
+                format!("spec.{p}")
+                    .replace(".resources.memory", ".resources.limits.memory")
+                    .replace(".resources.cpus", ".resources.limits.cpu")
+                    .replace(".resources.cpuShares", ".resources.requests.cpu")
+            }
             p => format!("spec.{p}"),
         };
         SpecError::new(path, e.msg)
     };
-    spec.validate().map_err(|e| kube_path(e, "containers"))?;
-    if !extra.init_containers.is_empty() {
-        let init = PodSpec {
-            ports: Vec::new(),
-            containers: extra.init_containers.clone(),
-            ..spec.clone()
-        };
-        init.validate()
-            .map_err(|e| kube_path(e, "initContainers"))?;
-        for (i, c) in extra.init_containers.iter().enumerate() {
-            if spec.containers.iter().any(|o| o.name == c.name) {
-                return Err(SpecError::new(
-                    format!("spec.initContainers[{i}].name"),
-                    format!("{:?} is also a container's name", c.name),
-                ));
-            }
-        }
-    }
-    Ok(())
+    spec.validate().map_err(kube_path)
 }
 
 /// `dnsPolicy` and `restartPolicy`.
-fn pod_enums(s: &mut Obj, extra: &mut PodExtra) -> Result<(), SpecError> {
+fn pod_enums(s: &mut Obj) -> Result<(Option<DnsPolicy>, Option<RestartPolicy>), SpecError> {
     let at = s.at("dnsPolicy");
-    extra.dns_policy = match s.str("dnsPolicy")?.as_deref() {
+    let dns = match s.str("dnsPolicy")?.as_deref() {
         None => None,
         Some("ClusterFirst") => Some(DnsPolicy::ClusterFirst),
         Some("ClusterFirstWithHostNet") => Some(DnsPolicy::ClusterFirstWithHostNet),
@@ -151,14 +141,14 @@ fn pod_enums(s: &mut Obj, extra: &mut PodExtra) -> Result<(), SpecError> {
         Some(o) => return Err(SpecError::new(at, format!("{o:?} is not a DNS policy"))),
     };
     let at = s.at("restartPolicy");
-    extra.restart_policy = match s.str("restartPolicy")?.as_deref() {
+    let restart = match s.str("restartPolicy")?.as_deref() {
         None => None,
         Some("Always") => Some(RestartPolicy::Always),
         Some("OnFailure") => Some(RestartPolicy::OnFailure),
         Some("Never") => Some(RestartPolicy::Never),
         Some(o) => return Err(SpecError::new(at, format!("{o:?} is not a restart policy"))),
     };
-    Ok(())
+    Ok((dns, restart))
 }
 
 fn dns_config(mut d: Obj, report: &mut Report) -> Result<DnsConfig, SpecError> {
@@ -176,7 +166,7 @@ fn dns_config(mut d: Obj, report: &mut Report) -> Result<DnsConfig, SpecError> {
         let name = o.req_str("name")?;
         let value = o.str("value")?;
         o.finish(report)?;
-        out.options.push((name, value));
+        out.options.push(DnsOption { name, value });
     }
     d.finish(report)?;
     Ok(out)
@@ -192,7 +182,8 @@ fn pod_security_context(mut o: Obj, report: &mut Report) -> Result<PodSecurityCo
     };
     for (p, v) in o.list("supplementalGroups")? {
         let g = v
-            .as_i64()
+            .as_u64()
+            .and_then(|g| u32::try_from(g).ok())
             .ok_or_else(|| SpecError::new(p, format!("{v} is not a group id")))?;
         sc.supplemental_groups.push(g);
     }

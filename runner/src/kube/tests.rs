@@ -2,7 +2,9 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use super::*;
-use crate::spec::{env_map, MemorySize};
+use crate::spec::{
+    env_map, DnsOption, DnsPolicy, EmptyDirSource, HostPathType, MemorySize, RestartPolicy,
+};
 
 const FULL: &str = r#"
 apiVersion: v1
@@ -89,28 +91,37 @@ fn metadata_and_pod_fields_map() {
     let p = one(FULL);
     assert_eq!(p.spec.name, "web");
     assert_eq!(p.spec.hostname(), "web-1");
-    assert_eq!(p.extra.namespace, "shop");
-    assert_eq!(p.extra.labels, vec![("app".into(), "web".into())]);
-    assert_eq!(p.extra.annotations.len(), 3);
-    assert_eq!(p.extra.ingress_bandwidth, Some(10_000_000));
-    assert_eq!(p.extra.egress_bandwidth, Some(1 << 30));
-    assert_eq!(p.extra.subdomain.as_deref(), Some("svc"));
-    assert!(!p.extra.host_network);
-    assert_eq!(p.extra.dns_policy, Some(DnsPolicy::None));
-    let dns = p.extra.dns_config.as_ref().unwrap();
+    let k = p.spec.kube.as_ref().unwrap();
+    assert_eq!(k.namespace, "shop");
+    assert_eq!(k.labels["app"], "web");
+    assert_eq!(k.annotations.len(), 3);
+    let bw = p.spec.bandwidth.unwrap();
+    assert_eq!(bw.ingress_rate, Some(10_000_000));
+    assert_eq!(bw.egress_rate, Some(1 << 30));
+    assert_eq!(p.spec.subdomain.as_deref(), Some("svc"));
+    assert!(!p.spec.host_network);
+    assert_eq!(p.spec.dns_policy, Some(DnsPolicy::None));
+    let dns = p.spec.dns_config.as_ref().unwrap();
     assert_eq!(
         dns.nameservers,
         vec!["10.0.0.10".parse::<IpAddr>().unwrap()]
     );
     assert_eq!(dns.searches, vec!["shop.svc.local".to_string()]);
-    assert_eq!(dns.options[0], ("ndots".into(), Some("2".into())));
-    assert_eq!(dns.options[1], ("edns0".into(), None));
-    assert_eq!(p.extra.termination_grace_period_seconds, Some(5));
-    assert_eq!(p.extra.restart_policy, Some(RestartPolicy::Never));
-    assert_eq!(p.extra.security_context.run_as_user, Some(1000));
-    assert_eq!(p.extra.security_context.fs_group, Some(2000));
-    assert_eq!(p.extra.security_context.supplemental_groups, vec![3, 4]);
-    assert_eq!(p.extra.init_containers[0].name, "setup");
+    let opt = |name: &str, value: Option<&str>| DnsOption {
+        name: name.into(),
+        value: value.map(Into::into),
+    };
+    assert_eq!(
+        dns.options,
+        vec![opt("ndots", Some("2")), opt("edns0", None)]
+    );
+    assert_eq!(p.spec.termination_grace_period_seconds, Some(5));
+    assert_eq!(p.spec.restart_policy, Some(RestartPolicy::Never));
+    let sc = p.spec.security_context.as_ref().unwrap();
+    assert_eq!(sc.run_as_user, Some(1000));
+    assert_eq!(sc.fs_group, Some(2000));
+    assert_eq!(sc.supplemental_groups, vec![3, 4]);
+    assert_eq!(p.spec.init_containers[0].name, "setup");
     assert!(p.warnings.is_empty());
 }
 
@@ -118,7 +129,6 @@ fn metadata_and_pod_fields_map() {
 fn container_fields_map() {
     let p = one(FULL);
     let c = &p.spec.containers[0];
-    let x = &p.extra.containers[0];
     assert_eq!(c.image, "docker.io/library/busybox:latest");
     assert_eq!(
         c.command.as_deref(),
@@ -126,36 +136,35 @@ fn container_fields_map() {
     );
     assert_eq!(c.args.as_ref().unwrap()[1], "80");
     assert_eq!(c.working_dir.as_deref(), Some("/www"));
-    assert_eq!(x.image_pull_policy.as_deref(), Some("IfNotPresent"));
     let env = env_map(&c.env);
     assert_eq!(env["A"], "1");
     assert_eq!(env["POD"], "web");
     assert_eq!(env["NS"], "shop");
     assert_eq!(env["IP"], "", "placeholder until the pod has an address");
-    assert_eq!(x.pod_ip_env, vec!["IP".to_string()]);
+    assert_eq!(c.pod_ip_env, vec!["IP".to_string()]);
     assert_eq!(c.resources.cpus.unwrap().quota_us(), 50_000);
     assert_eq!(c.resources.memory, Some(MemorySize(64 << 20)));
     assert_eq!(c.resources.cpu_shares, Some(256));
-    assert_eq!(x.cpu_request_millis, Some(250));
-    assert_eq!(x.memory_request, Some(1_000_000));
-    let sc = &x.security_context;
+    assert_eq!(c.resources.memory_request, Some(MemorySize(1_000_000)));
+    let sc = c.security_context.as_ref().unwrap();
     assert_eq!(sc.run_as_user, Some(1));
     assert_eq!(sc.read_only_root_filesystem, Some(true));
-    assert_eq!(sc.capabilities_add, vec!["NET_ADMIN".to_string()]);
-    assert_eq!(sc.capabilities_drop, vec!["ALL".to_string()]);
+    let caps = sc.capabilities.as_ref().unwrap();
+    assert_eq!(caps.add, vec!["NET_ADMIN".to_string()]);
+    assert_eq!(caps.drop, vec!["ALL".to_string()]);
 }
 
 #[test]
 fn pod_ip_placeholder_is_resolved_then_references_expanded() {
     let mut p = one(FULL);
-    p.resolve("10.1.2.3".parse().unwrap());
+    p.spec.resolve(Some("10.1.2.3".parse().unwrap()));
     assert_eq!(env_map(&p.spec.containers[0].env)["IP"], "10.1.2.3");
     assert_eq!(env_map(&p.spec.containers[0].env)["A"], "1");
     let doc = with_container(
         "    env:\n    - {name: IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}\n    - {name: URL, value: \"http://$(IP):$(PORT)\"}\n    - {name: PORT, value: \"80\"}\n    args: [\"$(URL)\", \"$(PORT)\", \"$$(IP)\"]\n",
     );
     let mut p = one(&doc);
-    p.resolve("fd00::5".parse().unwrap());
+    p.spec.resolve(Some("fd00::5".parse().unwrap()));
     let c = &p.spec.containers[1];
     // PORT is defined after URL, so URL keeps its reference (as Kubernetes).
     assert_eq!(env_map(&c.env)["URL"], "http://fd00::5:$(PORT)");
@@ -173,33 +182,30 @@ fn ports_become_pod_ports() {
     assert_eq!(p.spec.ports[0].host_ip, Some("127.0.0.1".parse().unwrap()));
     assert_eq!(p.spec.ports[1].protocol, "udp");
     assert_eq!(p.spec.ports[0].protocol, "tcp");
-    assert_eq!(
-        p.extra.containers[0].port_names,
-        vec![(80, "http".to_string())]
-    );
+    assert_eq!(p.spec.ports[0].name.as_deref(), Some("http"));
     assert_eq!(p.spec.port_mappings().len(), 1);
 }
 
 #[test]
 fn volumes_map_to_mounts_or_are_kept() {
     let p = one(FULL);
-    let m = &p.spec.containers[0].mounts;
-    assert_eq!(m.len(), 2);
-    assert_eq!(m[0].host_path, PathBuf::from("/srv/www"));
-    assert!(m[0].read_only);
-    assert_eq!(m[1].host_path, PathBuf::from("/srv/www/logs"));
-    assert_eq!(m[1].container_path, PathBuf::from("/logs"));
-    let e = &p.extra.containers[0].empty_dir_mounts;
-    assert_eq!(e[0].volume, "scratch");
-    assert_eq!(e[0].container_path, PathBuf::from("/tmp"));
-    assert_eq!(p.extra.host_path_volumes[0].kind, HostPathType::Directory);
+    let m = &p.spec.containers[0].volume_mounts;
+    assert_eq!(m.len(), 3);
+    assert_eq!((m[0].name.as_str(), m[0].read_only), ("www", true));
+    assert_eq!(m[1].sub_path.as_deref(), Some("logs"));
+    assert_eq!(m[1].mount_path, PathBuf::from("/logs"));
+    assert_eq!(m[2].name, "scratch");
+    assert_eq!(m[2].mount_path, PathBuf::from("/tmp"));
+    let by_name = |n: &str| p.spec.volumes.iter().find(|v| v.name == n).unwrap();
+    let www = by_name("www").host_path.as_ref().unwrap();
+    assert_eq!(www.path, PathBuf::from("/srv/www"));
+    assert_eq!(www.kind, Some(HostPathType::Directory));
     assert_eq!(
-        p.extra.empty_dirs,
-        vec![EmptyDirVolume {
-            name: "scratch".into(),
-            memory: true,
-            size_limit: Some(64 << 20)
-        }]
+        by_name("scratch").empty_dir,
+        Some(EmptyDirSource {
+            medium: Some("Memory".into()),
+            size_limit: Some(MemorySize(64 << 20))
+        })
     );
 }
 
@@ -209,7 +215,7 @@ fn json_and_multi_document_yaml() {
         "spec":{"containers":[{"name":"c","image":"i","resources":{"limits":{"cpu":1,"memory":1e7}}}]}}"#;
     let p = &from_json(json, Options::default()).unwrap()[0];
     assert_eq!(p.spec.name, "j");
-    assert_eq!(p.extra.namespace, "default");
+    assert_eq!(p.spec.kube.as_ref().unwrap().namespace, "default");
     assert_eq!(
         p.spec.containers[0].resources.memory,
         Some(MemorySize(10_000_000))
@@ -336,7 +342,10 @@ fn bandwidth_annotations_are_checked() {
             "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  annotations: {{kubernetes.io/ingress-bandwidth: \"{v}\"}}\nspec: {{containers: [{{name: a, image: i}}]}}\n"
         )
     };
-    assert_eq!(one(&doc("1M")).extra.ingress_bandwidth, Some(1_000_000));
+    assert_eq!(
+        one(&doc("1M")).spec.bandwidth.unwrap().ingress_rate,
+        Some(1_000_000)
+    );
     for bad in ["10", "2P", "fast"] {
         let e = err(&doc(bad));
         assert!(
@@ -356,16 +365,7 @@ fn cpu_request_to_shares_follows_the_kubelet() {
 }
 
 #[test]
-fn files_are_read_by_extension() {
-    let dir = tempfile::tempdir().unwrap();
-    let y = dir.path().join("pod.yaml");
-    std::fs::write(&y, with_container("")).unwrap();
-    assert_eq!(load(&y, Options::default()).unwrap()[0].spec.name, "p");
-    let j = dir.path().join("pod.json");
-    std::fs::write(&j, r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"j"},"spec":{"containers":[{"name":"c","image":"i"}]}}"#).unwrap();
-    assert_eq!(load(&j, Options::default()).unwrap()[0].spec.name, "j");
-    let e = load(&dir.path().join("none.yaml"), Options::default()).unwrap_err();
-    assert!(e.path.ends_with("none.yaml"), "{e}");
+fn podrun_checks_speak_manifest_paths() {
     let small = with_container("    resources: {limits: {memory: 1Ki}}\n");
     assert!(
         err(&small).starts_with("spec.containers[1].resources.limits.memory: "),

@@ -6,22 +6,17 @@ use std::path::{Component, Path, PathBuf};
 use serde_json::Value;
 
 use super::container::{nonneg, quantity};
-use super::types::{ContainerExtra, EmptyDirMount, EmptyDirVolume, HostPathType, HostPathVolume};
 use super::walk::{Obj, Report};
-use crate::spec::{Mount, SpecError};
+use crate::spec::{
+    EmptyDirSource, HostPathSource, HostPathType, MemorySize, SpecError, Volume, VolumeMount,
+};
 
 /// A pod's volumes by name.
 #[derive(Debug, Default)]
 pub struct Volumes {
-    pub by_name: BTreeMap<String, Vol>,
+    pub by_name: BTreeMap<String, Volume>,
     /// Volumes of an unsupported source, skipped under `ignore_unsupported`.
     pub skipped: Vec<String>,
-}
-
-#[derive(Debug, Clone)]
-pub enum Vol {
-    HostPath(HostPathVolume),
-    EmptyDir(EmptyDirVolume),
 }
 
 /// Reads `spec.volumes`.
@@ -33,8 +28,16 @@ pub fn volumes(spec: &mut Obj, report: &mut Report) -> Result<Volumes, SpecError
         let host = o.obj("hostPath")?;
         let empty = o.obj("emptyDir")?;
         let vol = match (host, empty) {
-            (Some(h), None) => Some(Vol::HostPath(host_path(&name, h, report)?)),
-            (None, Some(e)) => Some(Vol::EmptyDir(empty_dir(&name, e, report)?)),
+            (Some(h), None) => Some(Volume {
+                name: name.clone(),
+                host_path: Some(host_path(h, report)?),
+                empty_dir: None,
+            }),
+            (None, Some(e)) => Some(Volume {
+                name: name.clone(),
+                host_path: None,
+                empty_dir: Some(empty_dir(e, report)?),
+            }),
             (Some(_), Some(_)) => {
                 return Err(SpecError::new(o.path, "has more than one volume source"));
             }
@@ -59,20 +62,20 @@ pub fn volumes(spec: &mut Obj, report: &mut Report) -> Result<Volumes, SpecError
     Ok(out)
 }
 
-fn host_path(name: &str, mut h: Obj, report: &mut Report) -> Result<HostPathVolume, SpecError> {
+fn host_path(mut h: Obj, report: &mut Report) -> Result<HostPathSource, SpecError> {
     let at = h.at("path");
     let path = PathBuf::from(h.req_str("path")?);
     check_abs(&at, &path)?;
     let at = h.at("type");
     let kind = match h.str("type")?.as_deref() {
-        None | Some("") => HostPathType::Unchecked,
-        Some("DirectoryOrCreate") => HostPathType::DirectoryOrCreate,
-        Some("Directory") => HostPathType::Directory,
-        Some("FileOrCreate") => HostPathType::FileOrCreate,
-        Some("File") => HostPathType::File,
-        Some("Socket") => HostPathType::Socket,
-        Some("CharDevice") => HostPathType::CharDevice,
-        Some("BlockDevice") => HostPathType::BlockDevice,
+        None | Some("") => None,
+        Some("DirectoryOrCreate") => Some(HostPathType::DirectoryOrCreate),
+        Some("Directory") => Some(HostPathType::Directory),
+        Some("FileOrCreate") => Some(HostPathType::FileOrCreate),
+        Some("File") => Some(HostPathType::File),
+        Some("Socket") => Some(HostPathType::Socket),
+        Some("CharDevice") => Some(HostPathType::CharDevice),
+        Some("BlockDevice") => Some(HostPathType::BlockDevice),
         Some(other) => {
             return Err(SpecError::new(
                 at,
@@ -81,14 +84,10 @@ fn host_path(name: &str, mut h: Obj, report: &mut Report) -> Result<HostPathVolu
         }
     };
     h.finish(report)?;
-    Ok(HostPathVolume {
-        name: name.to_string(),
-        path,
-        kind,
-    })
+    Ok(HostPathSource { path, kind })
 }
 
-fn empty_dir(name: &str, mut e: Obj, report: &mut Report) -> Result<EmptyDirVolume, SpecError> {
+fn empty_dir(mut e: Obj, report: &mut Report) -> Result<EmptyDirSource, SpecError> {
     let at = e.at("medium");
     let memory = match e.str("medium")?.as_deref() {
         None | Some("") => false,
@@ -99,25 +98,22 @@ fn empty_dir(name: &str, mut e: Obj, report: &mut Report) -> Result<EmptyDirVolu
         }
     };
     let size_limit = match quantity(&mut e, "sizeLimit")? {
-        Some((p, q)) => Some(nonneg(&p, &q, q.value())? as u64),
+        Some((p, q)) => Some(MemorySize(nonneg(&p, &q, q.value())? as u64)),
         None => None,
     };
     e.finish(report)?;
-    Ok(EmptyDirVolume {
-        name: name.to_string(),
-        memory,
+    Ok(EmptyDirSource {
+        medium: memory.then(|| "Memory".to_string()),
         size_limit,
     })
 }
 
-/// One `volumeMounts[]` entry: a bind mount for hostPath, kept for later
-/// for emptyDir.
+/// One `volumeMounts[]` entry, checked against the pod's volumes.
 pub fn mount(
     path: &str,
     v: &Value,
     vols: &Volumes,
-    mounts: &mut Vec<Mount>,
-    extra: &mut ContainerExtra,
+    mounts: &mut Vec<VolumeMount>,
     report: &mut Report,
 ) -> Result<(), SpecError> {
     let mut o = Obj::new(path, v)?;
@@ -134,17 +130,9 @@ pub fn mount(
     }
     o.finish(report)?;
     match vols.by_name.get(&name) {
-        Some(Vol::HostPath(h)) => mounts.push(Mount {
-            host_path: match &sub_path {
-                Some(s) => h.path.join(s),
-                None => h.path.clone(),
-            },
-            container_path,
-            read_only,
-        }),
-        Some(Vol::EmptyDir(_)) => extra.empty_dir_mounts.push(EmptyDirMount {
-            volume: name,
-            container_path,
+        Some(_) => mounts.push(VolumeMount {
+            name,
+            mount_path: container_path,
             sub_path,
             read_only,
         }),

@@ -4,20 +4,29 @@
 //! Every error names the field it is about, as a path from the document
 //! root: `containers[1].resources.memory: "12Q" is not a size`.
 
+mod env;
+mod expand;
+mod policy;
+mod security;
 mod units;
 mod validate;
+mod validate_volumes;
+mod volume;
 
 #[cfg(test)]
 mod tests;
 
 use std::fmt;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
+pub use env::Env;
+pub use policy::{Bandwidth, DnsConfig, DnsOption, DnsPolicy, KubeMeta, RestartPolicy};
+pub use security::{Capabilities, PodSecurityContext, SecurityContext};
 pub use units::{CpuSet, Cpus, MemorySize, CFS_PERIOD_US};
+pub use volume::{EmptyDirSource, HostPathSource, HostPathType, Volume, VolumeMount};
 
 /// A problem with the spec, located by its field path.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -57,6 +66,39 @@ pub struct PodSpec {
     pub ports: Vec<Port>,
     /// The containers, started in order after the pause container.
     pub containers: Vec<ContainerSpec>,
+    /// Run to completion, one after the other, before `containers`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub init_containers: Vec<ContainerSpec>,
+    /// Volumes the containers mount by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<Volume>,
+    /// With `hostname`, the pod's FQDN `<hostname>.<subdomain>...`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subdomain: Option<String>,
+    /// How the pod's resolv.conf is made; see [`DnsPolicy`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_policy: Option<DnsPolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_config: Option<DnsConfig>,
+    /// Share the node's network namespace: no CNI, no pod IP of its own.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub host_network: bool,
+    /// Seconds between SIGTERM and SIGKILL on `stop`/`rm` when no
+    /// `--grace` is given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub termination_grace_period_seconds: Option<u64>,
+    /// What `run --attach` does when a container exits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_policy: Option<RestartPolicy>,
+    /// Rate limits of the pod's interface.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bandwidth: Option<Bandwidth>,
+    /// Defaults for every container's security settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_context: Option<PodSecurityContext>,
+    /// Set when the pod came from a Kubernetes manifest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kube: Option<KubeMeta>,
 }
 
 /// A container port, optionally published on the node.
@@ -74,6 +116,9 @@ pub struct Port {
     /// Node address to publish on; absent means every address.
     #[serde(default, rename = "hostIP", skip_serializing_if = "Option::is_none")]
     pub host_ip: Option<IpAddr>,
+    /// A name for the port (an IANA service name), for people to read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 fn default_protocol() -> String {
@@ -103,9 +148,19 @@ pub struct ContainerSpec {
     /// Bind mounts from the node.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mounts: Vec<Mount>,
+    /// Mounts of the pod's `volumes`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volume_mounts: Vec<VolumeMount>,
     /// Resource limits.
     #[serde(default)]
     pub resources: Resources,
+    /// User, groups, capabilities, read-only root, privileged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_context: Option<SecurityContext>,
+    /// Variables of `env` set to the pod's IP once it has one
+    /// (Kubernetes' `fieldRef: status.podIP`).
+    #[serde(default, rename = "podIPEnv", skip_serializing_if = "Vec::is_empty")]
+    pub pod_ip_env: Vec<String>,
 }
 
 /// A bind mount of a node path into the container.
@@ -137,105 +192,13 @@ pub struct Resources {
     /// Relative CPU weight (cgroup v1 shares, 2..=262144).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_shares: Option<u64>,
-}
-
-/// Environment variables in order, from a map or a `KEY=VALUE` list.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Env(pub Vec<(String, String)>);
-
-impl Env {
-    /// True when no variable is set.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl Serialize for Env {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.iter().map(|(k, v)| format!("{k}={v}")))
-    }
-}
-
-impl<'de> Deserialize<'de> for Env {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct EnvVisitor;
-        impl<'de> Visitor<'de> for EnvVisitor {
-            type Value = Env;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a map of variables or a list of KEY=VALUE strings")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Env, A::Error> {
-                let mut out = Vec::new();
-                while let Some((k, v)) = m.next_entry::<String, ScalarString>()? {
-                    out.push((k, v.0));
-                }
-                Ok(Env(out))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<Env, A::Error> {
-                let mut out = Vec::new();
-                while let Some(item) = s.next_element::<String>()? {
-                    let Some((k, v)) = item.split_once('=') else {
-                        return Err(de::Error::custom(format!("{item:?} is not KEY=VALUE")));
-                    };
-                    out.push((k.to_string(), v.to_string()));
-                }
-                Ok(Env(out))
-            }
-        }
-        d.deserialize_any(EnvVisitor)
-    }
-}
-
-/// A YAML/JSON scalar read as a string: `PORT: 80` means "80", as in
-/// docker-compose (Kubernetes would refuse it; podrun is friendlier).
-struct ScalarString(String);
-
-impl<'de> Deserialize<'de> for ScalarString {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = ScalarString;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a string, number or boolean")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<ScalarString, E> {
-                Ok(ScalarString(v.to_string()))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<ScalarString, E> {
-                Ok(ScalarString(v.to_string()))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<ScalarString, E> {
-                Ok(ScalarString(v.to_string()))
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<ScalarString, E> {
-                Ok(ScalarString(v.to_string()))
-            }
-            fn visit_bool<E: de::Error>(self, v: bool) -> Result<ScalarString, E> {
-                Ok(ScalarString(v.to_string()))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-/// The format of a spec file, from its extension (anything but `.json`
-/// is read as YAML, which also accepts JSON).
-fn is_json(path: &Path) -> bool {
-    path.extension().is_some_and(|e| e == "json")
+    /// Memory the pod is expected to use (Kubernetes' request): recorded
+    /// and shown, not enforced (one node schedules nothing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_request: Option<MemorySize>,
 }
 
 impl PodSpec {
-    /// Reads, parses and validates `path`.
-    pub fn load(path: &Path) -> Result<PodSpec, SpecError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| SpecError::new(path.display().to_string(), e.to_string()))?;
-        if is_json(path) {
-            PodSpec::from_json(&text)
-        } else {
-            PodSpec::from_yaml(&text)
-        }
-    }
-
     /// Parses and validates a JSON document.
     pub fn from_json(text: &str) -> Result<PodSpec, SpecError> {
         let de = &mut serde_json::Deserializer::from_str(text);
@@ -250,6 +213,31 @@ impl PodSpec {
         let spec: PodSpec = serde_path_to_error::deserialize(de).map_err(path_error)?;
         spec.validate()?;
         Ok(spec)
+    }
+
+    /// Finishes the spec once the pod has its address: sets every
+    /// `podIPEnv` variable, then, for a pod from a Kubernetes manifest,
+    /// expands `$(VAR)` references in env, command and args. Called
+    /// once, before any container starts (expansion is not idempotent:
+    /// `$$` becomes `$`).
+    pub fn resolve(&mut self, pod_ip: Option<IpAddr>) {
+        let kube = self.kube.is_some();
+        for c in self
+            .containers
+            .iter_mut()
+            .chain(self.init_containers.iter_mut())
+        {
+            if let Some(ip) = pod_ip {
+                for (k, v) in c.env.0.iter_mut() {
+                    if c.pod_ip_env.contains(k) {
+                        *v = ip.to_string();
+                    }
+                }
+            }
+            if kube {
+                expand::expand_container(c);
+            }
+        }
     }
 
     /// The hostname the pod gets.

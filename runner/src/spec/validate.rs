@@ -15,7 +15,7 @@ pub const MAX_CONTAINER_NAME: usize = 24;
 
 /// A DNS-1123 label: lowercase alphanumerics and '-', alphanumeric at both
 /// ends, at most `max` characters.
-fn check_label(path: &str, s: &str, max: usize) -> Result<(), SpecError> {
+pub(super) fn check_label(path: &str, s: &str, max: usize) -> Result<(), SpecError> {
     let ok_chars = s
         .bytes()
         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
@@ -44,7 +44,7 @@ fn check_hostname(path: &str, s: &str) -> Result<(), SpecError> {
     Ok(())
 }
 
-fn check_abs(path: &str, p: &Path) -> Result<(), SpecError> {
+pub(super) fn check_abs(path: &str, p: &Path) -> Result<(), SpecError> {
     if !p.is_absolute() {
         return Err(SpecError::new(
             path,
@@ -76,9 +76,12 @@ impl PodSpec {
         if self.containers.is_empty() {
             return Err(SpecError::new("containers", "a pod needs a container"));
         }
+        if let Some(s) = &self.subdomain {
+            check_label("subdomain", s, 63)?;
+        }
         let mut names = HashSet::new();
-        for (i, c) in self.containers.iter().enumerate() {
-            let at = format!("containers[{i}]");
+        for (list, at, c) in self.all_containers() {
+            let at = format!("{list}[{at}]");
             if !names.insert(c.name.as_str()) {
                 return Err(SpecError::new(
                     format!("{at}.name"),
@@ -87,7 +90,7 @@ impl PodSpec {
             }
             c.validate(&at)?;
         }
-        Ok(())
+        self.validate_volumes()
     }
 
     fn validate_ports(&self) -> Result<(), SpecError> {
