@@ -68,6 +68,10 @@ pub enum Cmd {
         /// refusing the pod.
         #[arg(long)]
         ignore_unsupported: bool,
+        /// Check the file and print the pods as podrun would run them
+        /// (JSON, podrun's own spec format); create nothing.
+        #[arg(long)]
+        dry_run: bool,
         /// Stay in the foreground streaming the containers' output until
         /// they all exit.
         #[arg(long)]

@@ -76,15 +76,28 @@ fn main() {
 }
 
 async fn dispatch(cli: cli::Cli) -> anyhow::Result<i32> {
+    // The pod file is read and checked before containerd is contacted.
+    let specs = match &cli.command {
+        Cmd::Run {
+            file,
+            ignore_unsupported,
+            dry_run,
+            ..
+        } => {
+            let specs = manifest::load(file, *ignore_unsupported)?;
+            if *dry_run {
+                println!("{}", serde_json::to_string_pretty(&specs)?);
+                return Ok(0);
+            }
+            specs
+        }
+        _ => Vec::new(),
+    };
     let ctx = pod::Ctx::new(cli.global).await?;
     match cli.command {
         Cmd::Run {
-            file,
-            attach,
-            ignore_unsupported,
-            opts,
+            file, attach, opts, ..
         } => {
-            let specs = manifest::load(&file, ignore_unsupported)?;
             if attach && specs.len() > 1 {
                 anyhow::bail!(
                     "{}: --attach takes one pod, the file has {}",

@@ -38,7 +38,7 @@ pub fn load(file: &Path, ignore_unsupported: bool) -> Result<Vec<PodSpec>> {
         let mut out = Vec::new();
         for p in pods {
             for w in &p.warnings {
-                tracing::warn!("podrun: warning: {}: {w} (ignored)", file.display());
+                tracing::warn!("podrun: warning: {}: {w} (ignored)", shown(file));
             }
             out.push(p.spec);
         }
@@ -56,12 +56,16 @@ pub fn load(file: &Path, ignore_unsupported: bool) -> Result<Vec<PodSpec>> {
 
 /// The error with the file it is in: `pod.yaml: spec.containers[0]...`.
 fn located(file: &Path, e: SpecError) -> anyhow::Error {
-    let name = if file == Path::new("-") {
+    anyhow::Error::new(e).context(shown(file))
+}
+
+/// The file as messages name it.
+fn shown(file: &Path) -> String {
+    if file == Path::new("-") {
         "<stdin>".to_string()
     } else {
         file.display().to_string()
-    };
-    anyhow::Error::new(e).context(name)
+    }
 }
 
 /// True when the first non-empty document names an `apiVersion` or a

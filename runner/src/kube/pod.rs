@@ -85,6 +85,11 @@ pub fn map(doc: &Value, opts: Options) -> Result<KubePod, SpecError> {
         None => None,
     };
     s.finish(&mut report)?;
+    // `status` is the node's report, which Kubernetes ignores on create;
+    // an empty one (as `kubectl ... -o yaml` writes it) is accepted.
+    if root.obj("status")?.is_some_and(|st| !st.is_empty()) {
+        report.unsupported("status", "a non-empty status")?;
+    }
     root.finish(&mut report)?;
     let spec = PodSpec {
         name,

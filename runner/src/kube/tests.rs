@@ -383,3 +383,14 @@ fn podrun_checks_speak_manifest_paths() {
     .unwrap()[0];
     assert_eq!(p.warnings.len(), 2, "{:?}", p.warnings);
 }
+
+#[test]
+fn kubectl_dry_run_output_is_accepted_as_is() {
+    // `kubectl run web --image=busybox --dry-run=client -o yaml`
+    let doc = "apiVersion: v1\nkind: Pod\nmetadata:\n  creationTimestamp: null\n  labels:\n    run: web\n  name: web\nspec:\n  containers:\n  - image: busybox\n    name: web\n    resources: {}\n  dnsPolicy: ClusterFirst\n  restartPolicy: Always\nstatus: {}\n";
+    let p = one(doc);
+    assert_eq!(p.spec.restart_policy, Some(RestartPolicy::Always));
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+    let e = err(&doc.replace("status: {}", "status: {phase: Running}"));
+    assert!(e.starts_with("status: "), "{e}");
+}

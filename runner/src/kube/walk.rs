@@ -70,6 +70,11 @@ impl<'a> Obj<'a> {
         }
     }
 
+    /// True when the object has no fields.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
     /// The path of a field of this object.
     pub fn at(&self, key: &str) -> String {
         join(&self.path, key)
@@ -174,8 +179,10 @@ impl<'a> Obj<'a> {
 
     /// Reports every field not taken as unsupported, in document order.
     pub fn finish(self, report: &mut Report) -> Result<(), SpecError> {
-        for key in self.map.keys() {
-            if !self.taken.contains(&key.as_str()) {
+        for (key, v) in self.map {
+            // `null` is absent, as in Kubernetes (`creationTimestamp: null`
+            // in `kubectl create --dry-run -o yaml` output).
+            if !v.is_null() && !self.taken.contains(&key.as_str()) {
                 report.unsupported(&self.at(key), &format!("field {key:?}"))?;
             }
         }
