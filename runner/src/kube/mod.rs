@@ -14,6 +14,8 @@ mod volume;
 mod walk;
 
 #[cfg(test)]
+mod net_tests;
+#[cfg(test)]
 mod tests;
 
 use serde::Deserialize;

@@ -9,11 +9,8 @@ use super::volume;
 use super::walk::{Obj, Report};
 use crate::spec::{
     Bandwidth, DnsConfig, DnsOption, DnsPolicy, KubeMeta, PodSecurityContext, PodSpec,
-    RestartPolicy, SpecError,
+    RestartPolicy, SpecError, EGRESS_ANNOTATION as EGRESS, INGRESS_ANNOTATION as INGRESS,
 };
-
-const INGRESS: &str = "kubernetes.io/ingress-bandwidth";
-const EGRESS: &str = "kubernetes.io/egress-bandwidth";
 
 pub fn map(doc: &Value, opts: Options) -> Result<KubePod, SpecError> {
     let mut report = Report {
@@ -58,9 +55,13 @@ pub fn map(doc: &Value, opts: Options) -> Result<KubePod, SpecError> {
         volumes: &volumes,
     };
     let mut ports = Vec::new();
+    // The manifest path of each entry of `ports`, for errors.
+    let mut port_paths = Vec::new();
     let mut containers = Vec::new();
     for (p, c) in s.list("containers")? {
+        let before = ports.len();
         containers.push(container::map(&p, c, &ctx, &mut ports, &mut report)?);
+        port_paths.extend((0..ports.len() - before).map(|j| format!("{p}.ports[{j}]")));
     }
     let mut init_containers = Vec::new();
     for (p, c) in s.list("initContainers")? {
@@ -109,18 +110,32 @@ pub fn map(doc: &Value, opts: Options) -> Result<KubePod, SpecError> {
         security_context,
         kube: Some(kube),
     };
-    check(&spec)?;
+    check(&spec, &port_paths)?;
     Ok(KubePod {
         spec,
         warnings: report.warnings,
     })
 }
 
-/// podrun's own checks, with its paths put in manifest terms.
-fn check(spec: &PodSpec) -> Result<(), SpecError> {
+/// podrun's own checks, with its paths put in manifest terms;
+/// `port_paths[i]` is where podrun's `ports[i]` came from.
+fn check(spec: &PodSpec, port_paths: &[String]) -> Result<(), SpecError> {
     let kube_path = |e: SpecError| {
+        let port = e.path.strip_prefix("ports[").and_then(|r| {
+            let (i, rest) = r.split_once(']')?;
+            Some(format!(
+                "{}{rest}",
+                port_paths.get(i.parse::<usize>().ok()?)?
+            ))
+        });
+        if let Some(path) = port {
+            return SpecError::new(path, e.msg);
+        }
         let path = match e.path.as_str() {
             "name" => "metadata.name".to_string(),
+            "bandwidth" => spec.bandwidth_field(),
+            "bandwidth.ingressRate" => format!("metadata.annotations.{INGRESS}"),
+            "bandwidth.egressRate" => format!("metadata.annotations.{EGRESS}"),
             p if p.starts_with("containers") || p.starts_with("initContainers") => {
                 format!("spec.{p}")
                     .replace(".resources.memory", ".resources.limits.memory")

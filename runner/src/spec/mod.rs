@@ -6,6 +6,7 @@
 
 mod env;
 mod expand;
+mod network;
 mod policy;
 mod security;
 mod units;
@@ -23,6 +24,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use env::Env;
+pub use network::{is_dns_subdomain, EGRESS_ANNOTATION, INGRESS_ANNOTATION};
 pub use policy::{Bandwidth, DnsConfig, DnsOption, DnsPolicy, KubeMeta, RestartPolicy};
 pub use security::{Capabilities, PodSecurityContext, SecurityContext};
 pub use units::{CpuSet, Cpus, MemorySize, CFS_PERIOD_US};

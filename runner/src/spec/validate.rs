@@ -90,7 +90,8 @@ impl PodSpec {
             }
             c.validate(&at)?;
         }
-        self.validate_volumes()
+        self.validate_volumes()?;
+        self.validate_network()
     }
 
     fn validate_ports(&self) -> Result<(), SpecError> {
