@@ -178,6 +178,21 @@ pub struct RunOpts {
     /// least 2).
     #[arg(long, value_name = "N", default_value_t = 5, value_parser = parse_log_max_files)]
     pub log_max_files: u32,
+    /// The cluster's DNS domain, as kubelet's --cluster-domain: a pod
+    /// with a `subdomain` gets the FQDN
+    /// <hostname>.<subdomain>.<namespace>.svc.<DOMAIN> in /etc/hosts.
+    #[arg(long, value_name = "DOMAIN", default_value = "cluster.local", value_parser = parse_domain)]
+    pub cluster_domain: String,
+}
+
+fn parse_domain(s: &str) -> Result<String, String> {
+    let d = s.strip_suffix('.').unwrap_or(s);
+    if !crate::spec::is_dns_subdomain(d) {
+        return Err(format!(
+            "{s:?} is not a DNS domain (lowercase letters, digits, '-' and '.')"
+        ));
+    }
+    Ok(d.to_string())
 }
 
 /// Smallest `--log-max-size`: below it a rotation per line would be the
@@ -246,5 +261,14 @@ mod tests {
         }
         let o = run(&["--resolv-conf", ""]).unwrap();
         assert_eq!(o.resolv_conf, Some(PathBuf::new()));
+    }
+
+    #[test]
+    fn cluster_domain_defaults_and_validates() {
+        assert_eq!(run(&[]).unwrap().cluster_domain, "cluster.local");
+        let o = run(&["--cluster-domain", "corp.example."]).unwrap();
+        assert_eq!(o.cluster_domain, "corp.example");
+        let e = run(&["--cluster-domain", "Bad Domain"]).unwrap_err();
+        assert!(e.contains("is not a DNS domain"), "{e}");
     }
 }

@@ -255,7 +255,8 @@ pub async fn rm(ctx: &Ctx, pod: &str, grace: u64) -> Result<()> {
 }
 
 /// `podrun check POD`: the pod's pause container must be running (it
-/// holds the pod's namespaces), then CNI CHECK of its attachment, and
+/// holds the pod's namespaces), then CNI CHECK of its attachment (a
+/// hostNetwork pod has none, which is said on stdout), and
 /// each container's cgroup (while its task exists) must hold the limits
 /// of its spec as runc wrote them.
 pub async fn check(ctx: &Ctx, pod: &str) -> Result<()> {
@@ -270,9 +271,13 @@ pub async fn check(ctx: &Ctx, pod: &str) -> Result<()> {
             rec.sandbox_id
         );
     }
-    let net = ctx.network_of(&rec)?;
-    net.check(&ctx.attachment(&rec, true))
-        .with_context(|| format!("check pod {pod:?}"))?;
+    if rec.spec.host_network {
+        println!("pod {pod:?} uses the node's network (hostNetwork): it has no CNI attachment");
+    } else {
+        let net = ctx.network_of(&rec)?;
+        net.check(&ctx.attachment(&rec, true))
+            .with_context(|| format!("check pod {pod:?}"))?;
+    }
     let host = ctx.cgroups.host_info();
     let mut bad = Vec::new();
     for (i, c) in rec.spec.containers.iter().enumerate() {

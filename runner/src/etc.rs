@@ -1,6 +1,8 @@
 //! Files podrun makes for a pod: `/etc/resolv.conf`, `/etc/hosts` and
 //! `/etc/hostname` for every container (the DNS fix of the seed notes:
-//! containers joined to the pause netns need them). The pause
+//! containers joined to the pause netns need them): the node's resolver
+//! config, the hosts file formats and the writing. What goes in them is
+//! decided in [`crate::podnet`] (resolv.conf in [`crate::dns`]). The pause
 //! container's rootfs is [`crate::pause_root`]'s.
 
 use std::fs;
@@ -8,7 +10,6 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use cni::Dns;
 
 use crate::state::write_atomic;
 
@@ -90,146 +91,74 @@ fn nameservers(text: &str) -> (Vec<&str>, Vec<&str>) {
     (usable, loopback)
 }
 
-/// A pod's resolv.conf: exactly the CNI result's DNS when it names
-/// nameservers, else the node's file without its loopback resolvers
-/// (unreachable from the pod's netns). The second value is a warning when
-/// the node's file only had loopback resolvers: the pod gets none.
-pub fn resolv_conf(dns: &Dns, node: &NodeResolv) -> (String, Option<String>) {
-    let mut out = String::new();
-    if !dns.nameservers.is_empty() {
-        for ns in &dns.nameservers {
-            out.push_str(&format!("nameserver {ns}\n"));
-        }
-        let mut search: Vec<&str> = Vec::new();
-        if !dns.domain.is_empty() {
-            search.push(&dns.domain);
-        }
-        search.extend(dns.search.iter().map(String::as_str));
-        if !search.is_empty() {
-            out.push_str(&format!("search {}\n", search.join(" ")));
-        }
-        if !dns.options.is_empty() {
-            out.push_str(&format!("options {}\n", dns.options.join(" ")));
-        }
-        return (out, None);
+/// The first line of a pod's /etc/hosts: kubelet's for a pod from a
+/// manifest (`managedHostsHeader`, `managedHostsHeaderWithHostNetwork` in
+/// kubernetes `pkg/kubelet/kubelet_pods.go`), else podrun's.
+fn hosts_header(kube: bool, host_network: bool) -> &'static str {
+    match (kube, host_network) {
+        (true, false) => "# Kubernetes-managed hosts file.\n",
+        (true, true) => "# Kubernetes-managed hosts file (host network).\n",
+        (false, false) => "# podrun-managed hosts file.\n",
+        (false, true) => "# podrun-managed hosts file (host network).\n",
     }
-    for line in node.text.lines() {
-        let mut words = line.split_whitespace();
-        if words.next() == Some("nameserver") && is_loopback(words.next().unwrap_or_default()) {
-            continue;
-        }
-        out.push_str(line);
-        out.push('\n');
-    }
-    let (usable, loopback) = nameservers(&node.text);
-    let warning = (usable.is_empty() && !loopback.is_empty()).then(|| {
-        let source = node
-            .source
-            .as_ref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default();
-        format!(
-            "{source} names only loopback nameservers ({}), which the pod's network \
-             namespace cannot reach: the pod gets no nameserver. Point --resolv-conf at \
-             the upstream servers' file (systemd-resolved: {SYSTEMD_RESOLVED_UPSTREAM}) \
-             or put `dns` in the network config",
-            loopback.join(", ")
-        )
-    });
-    (out, warning)
 }
 
-/// /etc/hosts with localhost and the pod's own address.
-pub fn hosts(ip: Option<&str>, hostname: &str) -> String {
-    let mut out = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
-    if let Some(ip) = ip {
-        out.push_str(&format!("{ip}\t{hostname}\n"));
+/// The node's hosts file, which a hostNetwork pod gets.
+pub const NODE_HOSTS: &str = "/etc/hosts";
+
+/// /etc/hosts of a pod with its own network, as kubelet writes it
+/// (`managedHostsFileContent`): localhost and the IPv6 names, then one
+/// line per pod IP naming the pod: `<ip>\t<hostname>.<domain>\t<hostname>`
+/// with a subdomain, else `<ip>\t<hostname>`.
+pub fn hosts(kube: bool, ips: &[IpAddr], hostname: &str, domain: Option<&str>) -> String {
+    let mut out = String::from(hosts_header(kube, false));
+    out.push_str("127.0.0.1\tlocalhost\n");
+    out.push_str("::1\tlocalhost ip6-localhost ip6-loopback\n");
+    out.push_str("fe00::0\tip6-localnet\n");
+    out.push_str("fe00::0\tip6-mcastprefix\n");
+    out.push_str("fe00::1\tip6-allnodes\n");
+    out.push_str("fe00::2\tip6-allrouters\n");
+    for ip in ips {
+        match domain {
+            Some(d) => out.push_str(&format!("{ip}\t{hostname}.{d}\t{hostname}\n")),
+            None => out.push_str(&format!("{ip}\t{hostname}\n")),
+        }
     }
     out
 }
 
-/// The pod's /etc files.
-pub struct EtcInput<'a> {
-    /// DNS of the CNI result.
-    pub dns: &'a Dns,
-    pub node: &'a NodeResolv,
-    pub ip: Option<&'a str>,
-    pub hostname: &'a str,
+/// /etc/hosts of a hostNetwork pod: the node's file under the header
+/// (kubelet's `nodeHostsFileContent`).
+pub fn host_network_hosts(kube: bool, node_hosts: &str) -> String {
+    format!("{}{node_hosts}", hosts_header(kube, true))
 }
 
-/// Writes the three files into `dir`; returns the resolv.conf warning.
-pub fn write_etc(dir: &Path, input: &EtcInput) -> Result<Option<String>> {
+/// The three files every container of a pod gets.
+pub struct EtcFiles {
+    pub resolv_conf: String,
+    pub hosts: String,
+    pub hostname: String,
+}
+
+/// Writes the files into `dir`.
+pub fn write_etc(dir: &Path, files: &EtcFiles) -> Result<()> {
     fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
-    let (resolv, warning) = resolv_conf(input.dns, input.node);
-    let (ip, hostname) = (input.ip, input.hostname);
-    write_atomic(&dir.join("resolv.conf"), resolv.as_bytes(), 0o644)?;
-    write_atomic(&dir.join("hosts"), hosts(ip, hostname).as_bytes(), 0o644)?;
     write_atomic(
-        &dir.join("hostname"),
-        format!("{hostname}\n").as_bytes(),
+        &dir.join("resolv.conf"),
+        files.resolv_conf.as_bytes(),
         0o644,
     )?;
-    Ok(warning)
+    write_atomic(&dir.join("hosts"), files.hosts.as_bytes(), 0o644)?;
+    write_atomic(
+        &dir.join("hostname"),
+        format!("{}\n", files.hostname).as_bytes(),
+        0o644,
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn node(text: &str) -> NodeResolv {
-        NodeResolv {
-            source: Some(PathBuf::from("/etc/resolv.conf")),
-            text: text.into(),
-        }
-    }
-
-    #[test]
-    fn resolv_from_cni_or_node() {
-        let dns = Dns {
-            nameservers: vec!["10.96.0.10".into()],
-            domain: "ns.svc".into(),
-            search: vec!["svc".into()],
-            options: vec!["ndots:5".into()],
-        };
-        assert_eq!(
-            resolv_conf(&dns, &node("nameserver 1.1.1.1\n")),
-            (
-                "nameserver 10.96.0.10\nsearch ns.svc svc\noptions ndots:5\n".into(),
-                None
-            )
-        );
-        let n = node("# x\nnameserver 127.0.0.53\nnameserver 192.0.2.1\nsearch lan\n");
-        assert_eq!(
-            resolv_conf(&Dns::default(), &n),
-            ("# x\nnameserver 192.0.2.1\nsearch lan\n".into(), None)
-        );
-        // Search/options without nameservers: the node's file is used.
-        let partial = Dns {
-            search: vec!["svc".into()],
-            ..Dns::default()
-        };
-        assert_eq!(
-            resolv_conf(&partial, &node("nameserver 192.0.2.1\n")).0,
-            "nameserver 192.0.2.1\n"
-        );
-    }
-
-    #[test]
-    fn a_stub_only_node_file_gives_no_nameserver_and_a_warning() {
-        for stub in ["127.0.0.53", "127.0.0.1", "::1"] {
-            let n = node(&format!(
-                "nameserver {stub}\noptions edns0 trust-ad\nsearch lan\n"
-            ));
-            let (text, warning) = resolv_conf(&Dns::default(), &n);
-            assert_eq!(text, "options edns0 trust-ad\nsearch lan\n");
-            let w = warning.expect("warning");
-            assert!(w.contains(stub) && w.contains("/etc/resolv.conf"), "{w}");
-            assert!(w.contains(SYSTEMD_RESOLVED_UPSTREAM), "{w}");
-        }
-        // Not loopback: 127-looking names, 10.x.
-        let (_, w) = resolv_conf(&Dns::default(), &node("nameserver 10.127.0.1\n"));
-        assert_eq!(w, None);
-    }
 
     #[test]
     fn node_resolv_follows_the_flag_then_systemd_resolved() {
@@ -274,7 +203,24 @@ mod tests {
     }
 
     #[test]
-    fn hosts_file() {
-        assert!(hosts(Some("10.1.0.2"), "web").ends_with("10.1.0.2\tweb\n"));
+    fn hosts_files_as_kubelet_writes_them() {
+        let ips: Vec<IpAddr> = vec!["10.1.0.2".parse().unwrap(), "fd00::2".parse().unwrap()];
+        let h = hosts(true, &ips, "web", Some("sub.shop.svc.cluster.local"));
+        assert!(h.starts_with("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n"));
+        assert!(h.contains("fe00::2\tip6-allrouters\n"), "{h}");
+        assert!(
+            h.ends_with(
+                "10.1.0.2\tweb.sub.shop.svc.cluster.local\tweb\n\
+                 fd00::2\tweb.sub.shop.svc.cluster.local\tweb\n"
+            ),
+            "{h}"
+        );
+        let h = hosts(false, &ips[..1], "web", None);
+        assert!(h.starts_with("# podrun-managed hosts file.\n"), "{h}");
+        assert!(h.ends_with("ip6-allrouters\n10.1.0.2\tweb\n"), "{h}");
+        assert_eq!(
+            host_network_hosts(true, "127.0.0.1 localhost\n"),
+            "# Kubernetes-managed hosts file (host network).\n127.0.0.1 localhost\n"
+        );
     }
 }

@@ -54,6 +54,7 @@ pub struct Cached {
     pub config: Option<Value>,
     pub cni_args: Vec<(String, String)>,
     pub port_mappings: Vec<Value>,
+    pub bandwidth: Option<Value>,
 }
 
 /// Every readable entry of libcni's cache under `cache_root`, checked as
@@ -92,6 +93,7 @@ pub fn cached_attachments(cache_root: &Path) -> Vec<Cached> {
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();
+        let bandwidth = v.pointer("/capabilityArgs/bandwidth").cloned();
         out.push(Cached {
             container_id: s("containerId"),
             ifname: s("ifName"),
@@ -100,6 +102,7 @@ pub fn cached_attachments(cache_root: &Path) -> Vec<Cached> {
             config,
             cni_args,
             port_mappings,
+            bandwidth,
         });
     }
     out
@@ -229,6 +232,7 @@ fn del_cached(ctx: &Ctx, c: &Cached) -> Result<()> {
             .unwrap_or_default(),
         pod_namespace: arg("K8S_POD_NAMESPACE").unwrap_or_else(|| ctx.g.namespace.clone()),
         port_mappings: c.port_mappings.clone(),
+        bandwidth: c.bandwidth.clone(),
     })
 }
 
@@ -260,6 +264,10 @@ fn own_pods(ctx: &Ctx) -> Result<Own> {
         let Some(rec) = ctx.store.load(&pod)? else {
             continue;
         };
+        // No netns, no attachment: nothing of it is gc's.
+        if rec.spec.host_network {
+            continue;
+        }
         let live = match rec.phase.as_str() {
             "stopped" => false,
             // `run` holds the pod lock while creating: a free lock means

@@ -45,7 +45,8 @@ pub struct Network {
 }
 
 /// One attachment: the pause container's ID and netns, plus the pod's
-/// identity for CNI_ARGS and its port mappings for `runtimeConfig`.
+/// identity for CNI_ARGS and its port mappings and bandwidth limits for
+/// `runtimeConfig`.
 #[derive(Debug, Clone)]
 pub struct Attachment {
     pub container_id: String,
@@ -53,6 +54,23 @@ pub struct Attachment {
     pub pod_name: String,
     pub pod_namespace: String,
     pub port_mappings: Vec<Value>,
+    /// The `bandwidth` capability's value ([`bandwidth_arg`]).
+    pub bandwidth: Option<Value>,
+}
+
+/// The `bandwidth` capability as containerd's CRI sends it for a pod's
+/// bandwidth annotations (`toCNIBandWidth`): go-cni's `BandWidth`, whose
+/// fields have no json tags (so Go's names), a rate in bits/s and a burst
+/// of math.MaxUint32 bits for each direction that is limited, zeros for
+/// the other (the reference plugin reads zero as "not limited").
+pub fn bandwidth_arg(bw: &crate::spec::Bandwidth) -> Value {
+    let burst = |rate: Option<u64>| rate.map_or(0, |_| u64::from(u32::MAX));
+    json!({
+        "IngressRate": bw.ingress_rate.unwrap_or(0),
+        "IngressBurst": burst(bw.ingress_rate),
+        "EgressRate": bw.egress_rate.unwrap_or(0),
+        "EgressBurst": burst(bw.egress_rate),
+    })
 }
 
 impl Attachment {
@@ -77,6 +95,9 @@ impl Attachment {
                 "portMappings".into(),
                 Value::Array(self.port_mappings.clone()),
             );
+        }
+        if let Some(bw) = &self.bandwidth {
+            m.insert("bandwidth".into(), bw.clone());
         }
         m
     }
@@ -128,6 +149,18 @@ impl Network {
     }
 
     /// Fails unless every plugin of the chain is on CNI_PATH.
+    /// Whether a plugin of the list declares capability `cap` (so that
+    /// the runtime's value for it reaches a plugin at all).
+    pub fn declares(&self, cap: &str) -> bool {
+        self.list.plugins.iter().any(|p| {
+            p.as_object()
+                .and_then(|o| cni::gojson::field_of(o, "capabilities"))
+                .and_then(|c| c.get(cap))
+                .and_then(Value::as_bool)
+                == Some(true)
+        })
+    }
+
     pub fn check_plugins(&self) -> Result<()> {
         for i in 0..self.list.plugins.len() {
             let t = self.list.plugin_type(i).unwrap_or_default();

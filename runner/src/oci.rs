@@ -204,8 +204,10 @@ fn linux(cgroups_path: &str, ns: &Namespaces, res: Value, host: Host) -> Value {
 }
 
 /// The pause container: `/pause` in a read-only rootfs, in the pod netns,
-/// owning the pod's IPC and UTS namespaces and its hostname.
-pub fn pause_spec(cgroups_path: &str, netns: &str, hostname: &str, host: Host) -> Value {
+/// owning the pod's IPC and UTS namespaces and its hostname. Without a
+/// hostname (a hostNetwork pod) it stays in its runtime's UTS namespace,
+/// the node's, as CRI's hostNetwork sandboxes do.
+pub fn pause_spec(cgroups_path: &str, netns: &str, hostname: Option<&str>, host: Host) -> Value {
     let ns = Namespaces {
         network: netns,
         ipc: None,
@@ -220,9 +222,14 @@ pub fn pause_spec(cgroups_path: &str, netns: &str, hostname: &str, host: Host) -
             json!({"devices": [{"allow": false, "access": "rwm"}]}),
             host,
         ),
-        Some(hostname),
+        hostname,
     );
     s["root"]["readonly"] = json!(true);
+    if hostname.is_none() {
+        if let Some(nss) = s["linux"]["namespaces"].as_array_mut() {
+            nss.retain(|n| n["type"] != "uts");
+        }
+    }
     s
 }
 
@@ -424,10 +431,17 @@ mod tests {
             let nss = s["linux"]["namespaces"].as_array().unwrap();
             assert_eq!(nss.contains(&json!({"type": "cgroup"})), v2, "{host:?}");
             assert_eq!(s["linux"]["cgroupsPath"], "/netboot/p-1.c");
-            let pause = pause_spec("/netboot/p-1", "/run/netns/x", "p", host);
+            let pause = pause_spec("/netboot/p-1", "/run/netns/x", Some("p"), host);
             let pns = pause["linux"]["namespaces"].as_array().unwrap();
             assert_eq!(pns.contains(&json!({"type": "cgroup"})), v2);
             assert!(pns.contains(&json!({"type": "network", "path": "/run/netns/x"})));
+            assert!(pns.contains(&json!({"type": "uts"})));
+            assert_eq!(pause["hostname"], "p");
+            // hostNetwork: the node's UTS namespace, no hostname of its own.
+            let pause = pause_spec("/netboot/p-1", "/proc/1/ns/net", None, host);
+            let pns = pause["linux"]["namespaces"].as_array().unwrap();
+            assert!(!pns.iter().any(|n| n["type"] == "uts"), "{pns:?}");
+            assert!(pause.get("hostname").is_none());
         }
     }
 }

@@ -79,8 +79,13 @@ impl Ctx {
                 String::new()
             },
             pod_name: rec.spec.name.clone(),
-            pod_namespace: self.g.namespace.clone(),
+            pod_namespace: rec.spec.pod_namespace(&self.g.namespace).to_string(),
             port_mappings: rec.spec.port_mappings(),
+            bandwidth: rec
+                .spec
+                .bandwidth
+                .as_ref()
+                .map(crate::network::bandwidth_arg),
         }
     }
 
@@ -93,12 +98,10 @@ impl Ctx {
     }
 }
 
-/// Checks against the node: network and plugins, images, host paths.
-async fn preflight(ctx: &Ctx, spec: &PodSpec) -> Result<(Network, Vec<ImageInfo>)> {
-    let net = ctx
-        .network(spec.network.as_deref())
-        .map_err(|e| anyhow::Error::new(SpecError::new("network", format!("{e:#}"))))?;
-    net.check_plugins()?;
+/// Checks against the node: network and plugins (none for a hostNetwork
+/// pod), images, host paths.
+async fn preflight(ctx: &Ctx, spec: &PodSpec) -> Result<(Option<Network>, Vec<ImageInfo>)> {
+    let net = crate::podnet::preflight(ctx, spec)?;
     let mut images = Vec::new();
     for (i, c) in spec.containers.iter().enumerate() {
         let at = format!("containers[{i}]");
@@ -172,8 +175,11 @@ pub async fn run(ctx: &Ctx, spec: PodSpec, opts: &RunOpts) -> Result<PodRecord> 
     let pause = crate::pause_root::PauseRoot::resolve(&ctx.pause_bin()?)?;
     let (net, images) = preflight(ctx, &spec).await?;
     let mut rec = PodRecord {
-        network: net.list.name.clone(),
-        network_config: Some(net.list.to_value()),
+        network: net
+            .as_ref()
+            .map(|n| n.list.name.clone())
+            .unwrap_or_default(),
+        network_config: net.as_ref().map(|n| n.list.to_value()),
         sandbox_id: ctx.store.sandbox_id(&pod),
         netns_name: ctx.store.netns_name(&pod),
         container_ids: spec
@@ -189,7 +195,7 @@ pub async fn run(ctx: &Ctx, spec: PodSpec, opts: &RunOpts) -> Result<PodRecord> 
     // Recorded before anything exists: `rm` can always find what to undo.
     ctx.store.save(&rec)?;
     let how = How {
-        net: &net,
+        net: net.as_ref(),
         images: &images,
         pause: &pause,
         node_dns: &node_dns,
@@ -220,7 +226,8 @@ fn labels(pod: &str, role: &str) -> HashMap<String, String> {
 
 /// What `create` works from, besides the record.
 struct How<'a> {
-    net: &'a Network,
+    /// `None` for a hostNetwork pod.
+    net: Option<&'a Network>,
     images: &'a [ImageInfo],
     pause: &'a crate::pause_root::PauseRoot,
     node_dns: &'a crate::etc::NodeResolv,
@@ -232,16 +239,14 @@ async fn create(ctx: &Ctx, rec: &mut PodRecord, how: &How<'_>) -> Result<()> {
     let pod = rec.spec.name.clone();
     let rootfs = ctx.store.pause_rootfs();
     how.pause.install(&rootfs)?;
-    // A leftover netns of ours (crash before any record) is stale.
-    let _ = netkit::delete_named(&rec.netns_name);
-    let netns = netkit::create_named(&rec.netns_name)
-        .map_err(|e| anyhow::anyhow!("{e}"))?
-        .display()
-        .to_string();
+    let netns = crate::podnet::sandbox_netns(rec)?;
 
     let sid = rec.sandbox_id.clone();
     let host = ctx.cgroups.host_info();
-    let spec = oci::pause_spec(&ctx.cgroups_path(&sid), &netns, rec.spec.hostname(), host);
+    let hostname = crate::podnet::hostname(&rec.spec)?;
+    // A hostNetwork pod keeps the node's UTS namespace and hostname.
+    let own_uts = (!rec.spec.host_network).then_some(hostname.as_str());
+    let spec = oci::pause_spec(&ctx.cgroups_path(&sid), &netns, own_uts, host);
     ctx.ctrd
         .create_container(&sid, "", &spec, "", labels(&pod, "pause"))
         .await?;
@@ -264,26 +269,16 @@ async fn create(ctx: &Ctx, rec: &mut PodRecord, how: &How<'_>) -> Result<()> {
         .await?;
     let pause_pid = ctx.ctrd.start(&sid, "").await?;
 
-    let result = net.add(&ctx.attachment(rec, true))?;
-    rec.ip = result.ips.first().map(|i| i.address.addr().to_string());
-    rec.spec
-        .resolve(result.ips.first().map(|i| i.address.addr()));
+    let attached = crate::podnet::attach(ctx, rec, net, pause_pid, &netns)?;
+    rec.ip = attached.ips.first().map(IpAddr::to_string);
+    rec.spec.resolve(attached.ips.first().copied());
     ctx.store.save(rec)?;
-    let pod_ips: Vec<IpAddr> = result.ips.iter().map(|i| i.address.addr()).collect();
-    rec.spec.check_host_ip_families(&pod_ips)?;
-    let etc_dir = ctx.store.etc_dir(&pod);
-    let warning = crate::etc::write_etc(
-        &etc_dir,
-        &crate::etc::EtcInput {
-            dns: &result.dns,
-            node: how.node_dns,
-            ip: rec.ip.as_deref(),
-            hostname: rec.spec.hostname(),
-        },
-    )?;
-    if let Some(w) = warning {
-        tracing::warn!("podrun: warning: pod {pod:?}: {w}");
+    if net.is_some() {
+        rec.spec.check_host_ip_families(&attached.ips)?;
     }
+    let etc_dir = ctx.store.etc_dir(&pod);
+    let files = crate::podnet::etc_files(ctx, &rec.spec, &attached, how.node_dns, how.opts)?;
+    crate::etc::write_etc(&etc_dir, &files)?;
 
     let ns_of = |t: &str| format!("/proc/{pause_pid}/ns/{t}");
     let (net_ns, ipc_ns, uts_ns) = (ns_of("net"), ns_of("ipc"), ns_of("uts"));
@@ -301,7 +296,7 @@ async fn create(ctx: &Ctx, rec: &mut PodRecord, how: &How<'_>) -> Result<()> {
             &ctx.cgroups_path(id),
             &ns,
             &etc,
-            rec.spec.hostname(),
+            &hostname,
             host,
         )?;
         // The record references the snapshot before it exists, so

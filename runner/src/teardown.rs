@@ -67,7 +67,11 @@ pub const TEARDOWN_PENDING: &str = "teardown-pending";
 /// CNI DEL, then the netns. When DEL fails the netns is kept (a later
 /// DEL gets it, as CRI's StopPodSandbox retries do) and so is libcni's
 /// cache entry (`Network::del` drops it only after success).
+/// A hostNetwork pod has neither: nothing to do.
 fn network_down(ctx: &Ctx, rec: &PodRecord, retry: &str) -> Result<()> {
+    if rec.spec.host_network {
+        return Ok(());
+    }
     ctx.network_of(rec)
         .and_then(|net| net.del(&ctx.attachment(rec, true)))
         .map_err(|e| {

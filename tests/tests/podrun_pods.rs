@@ -539,7 +539,7 @@ fn run_attach_streams_both_streams_apart_and_returns_the_exit_code() {
     let pod_resolv = n.pr.pod_dir("att").join("etc/resolv.conf");
     assert_eq!(
         std::fs::read_to_string(&pod_resolv).expect("pod resolv.conf"),
-        "options edns0 trust-ad\nsearch lan\n"
+        "search lan\noptions edns0 trust-ad\n"
     );
     assert_rotated_logs(&n, "line", "stdout");
     assert_rotated_logs(&n, "err", "stderr");
