@@ -115,8 +115,14 @@ fn from_cni(dns: &Dns) -> Resolver {
 }
 
 /// The node's resolver config for a pod; a warning when dropping its
-/// loopback resolvers left none.
-fn node_base(node: &NodeResolv, host_network: bool, warnings: &mut Vec<String>) -> Resolver {
+/// loopback resolvers left none (`cni_hint`: the CNI result's DNS would
+/// have been used, so the network config is one way out).
+fn node_base(
+    node: &NodeResolv,
+    host_network: bool,
+    cni_hint: bool,
+    warnings: &mut Vec<String>,
+) -> Resolver {
     let mut r = parse(&node.text);
     if host_network {
         return r;
@@ -134,11 +140,15 @@ fn node_base(node: &NodeResolv, host_network: bool, warnings: &mut Vec<String>) 
             .as_ref()
             .map(|p| p.display().to_string())
             .unwrap_or_default();
+        let or_cni = if cni_hint {
+            " or put `dns` in the network config"
+        } else {
+            ""
+        };
         warnings.push(format!(
             "{source} names only loopback nameservers ({}), which the pod's network \
              namespace cannot reach: the pod gets no nameserver. Point --resolv-conf at \
-             the upstream servers' file (systemd-resolved: {SYSTEMD_RESOLVED_UPSTREAM}) \
-             or put `dns` in the network config",
+             the upstream servers' file (systemd-resolved: {SYSTEMD_RESOLVED_UPSTREAM}){or_cni}",
             loopback.join(", ")
         ));
     }
@@ -212,7 +222,10 @@ pub fn resolver(input: &DnsInput) -> (Resolver, Vec<String>) {
     let mut r = match base {
         Base::Empty => Resolver::default(),
         Base::Cluster if !input.cni.nameservers.is_empty() => from_cni(input.cni),
-        Base::Cluster | Base::Node => node_base(input.node, input.host_network, &mut warnings),
+        Base::Cluster | Base::Node => {
+            let cni_hint = base == Base::Cluster;
+            node_base(input.node, input.host_network, cni_hint, &mut warnings)
+        }
     };
     if let Some(c) = input.config {
         push_unique(

@@ -175,6 +175,10 @@ fn a_stub_only_node_file_gives_no_nameserver_and_a_warning() {
         let w = &warnings[0];
         assert!(w.contains(stub) && w.contains("/etc/resolv.conf"), "{w}");
         assert!(w.contains(SYSTEMD_RESOLVED_UPSTREAM), "{w}");
+        assert!(w.contains("network config"), "{w}");
+        // With dnsPolicy Default the CNI DNS is not used: not suggested.
+        let (_, w) = conf(&cni_dns(), &n, Some(DnsPolicy::Default), None);
+        assert!(!w[0].contains("network config"), "{w:?}");
         // A hostNetwork pod shares the node's netns: the stub works there.
         let (r, w) = resolver(&DnsInput {
             cni: &Dns::default(),
