@@ -15,6 +15,8 @@ pub struct ImageInfo {
     pub cmd: Vec<String>,
     pub env: Vec<String>,
     pub working_dir: String,
+    /// `User`: `uid`, `uid:gid`, or names (`""` for root).
+    pub user: String,
     /// Chain ID of the top layer: the committed snapshot to build on.
     pub chain_id: String,
 }
@@ -70,6 +72,7 @@ pub fn parse_config(blob: &[u8]) -> Result<ImageInfo> {
         cmd: strings(&c["Cmd"]),
         env: strings(&c["Env"]),
         working_dir: c["WorkingDir"].as_str().unwrap_or_default().to_string(),
+        user: c["User"].as_str().unwrap_or_default().to_string(),
         chain_id: chain_id(&diff_ids).context("image has no layers")?,
     })
 }
@@ -134,12 +137,13 @@ mod tests {
     #[test]
     fn config_fields() {
         let blob =
-            br#"{"config":{"Entrypoint":["/e"],"Cmd":["a","b"],"Env":["P=1"],"WorkingDir":"/w"},
+            br#"{"config":{"Entrypoint":["/e"],"Cmd":["a","b"],"Env":["P=1"],"WorkingDir":"/w","User":"10:20"},
             "rootfs":{"type":"layers","diff_ids":["sha256:1"]}}"#;
         let i = parse_config(blob).unwrap();
         assert_eq!(i.entrypoint, ["/e"]);
         assert_eq!(i.cmd, ["a", "b"]);
         assert_eq!(i.working_dir, "/w");
+        assert_eq!(i.user, "10:20");
         assert_eq!(i.chain_id, "sha256:1");
     }
 }

@@ -98,7 +98,21 @@ fn empty_dir(mut e: Obj, report: &mut Report) -> Result<EmptyDirSource, SpecErro
         }
     };
     let size_limit = match quantity(&mut e, "sizeLimit")? {
-        Some((p, q)) => Some(MemorySize(nonneg(&p, &q, q.value())? as u64)),
+        Some((p, q)) => {
+            let size = MemorySize(nonneg(&p, &q, q.value())? as u64);
+            if memory {
+                Some(size)
+            } else {
+                // The kubelet enforces it by eviction; podrun has no quota
+                // on node disk to keep it with.
+                report.unsupported(
+                    &p,
+                    "sizeLimit of an emptyDir on node disk (podrun enforces it only \
+                     with medium: Memory)",
+                )?;
+                None
+            }
+        }
         None => None,
     };
     e.finish(report)?;

@@ -4,6 +4,7 @@
 //! Every error names the field it is about, as a path from the document
 //! root: `containers[1].resources.memory: "12Q" is not a size`.
 
+pub mod caps;
 mod env;
 mod expand;
 mod network;
@@ -11,6 +12,7 @@ mod policy;
 mod security;
 mod units;
 mod validate;
+mod validate_security;
 mod validate_volumes;
 mod volume;
 

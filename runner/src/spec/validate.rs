@@ -91,7 +91,8 @@ impl PodSpec {
             c.validate(&at)?;
         }
         self.validate_volumes()?;
-        self.validate_network()
+        self.validate_network()?;
+        self.validate_security()
     }
 
     fn validate_ports(&self) -> Result<(), SpecError> {

@@ -30,6 +30,16 @@ impl PodSpec {
             match (&v.host_path, &v.empty_dir) {
                 (Some(h), None) => check_abs(&format!("{at}.hostPath.path"), &h.path)?,
                 (None, Some(e)) => {
+                    let memory = e.medium.as_deref() == Some("Memory");
+                    if e.size_limit.is_some() && !memory {
+                        // Node disk has no per-directory quota podrun could
+                        // set; a limit that is not enforced is not kept.
+                        return Err(SpecError::new(
+                            format!("{at}.emptyDir.sizeLimit"),
+                            "cannot be enforced on node disk: podrun enforces it only \
+                             with medium: Memory (a tmpfs of that size)",
+                        ));
+                    }
                     if !matches!(e.medium.as_deref(), None | Some("") | Some("Memory")) {
                         return Err(SpecError::new(
                             format!("{at}.emptyDir.medium"),
