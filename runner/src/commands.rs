@@ -174,21 +174,12 @@ pub async fn exec(ctx: &Ctx, pod: &str, container: &str, cmd: &[String]) -> Resu
         _ => bail!("container {container:?} of pod {pod:?} is not running"),
     }
     let spec = ctx.ctrd.container_spec(id).await?;
-    let env: Vec<String> = spec["process"]["env"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default();
-    let cwd = spec["process"]["cwd"].as_str().unwrap_or("/").to_string();
     let exec_id = format!("exec-{}-{}", std::process::id(), crate::state::now());
     let dir = ctx.store.pod_dir(pod).join("exec");
     fs::create_dir_all(&dir)?;
     let base = dir.join(&exec_id);
     let (o, e) = (base.with_extension("stdout"), base.with_extension("stderr"));
-    let process = crate::oci::exec_process(cmd, env, &cwd);
+    let process = crate::oci::exec_process(&spec["process"], cmd);
     let io = crate::logdriver::uri(&std::env::current_exe()?, &base);
     ctx.ctrd.exec(id, &exec_id, &process, &io).await?;
     let mut offsets = (Cursor::default(), Cursor::default());

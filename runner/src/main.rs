@@ -7,6 +7,7 @@ mod cli;
 mod commands;
 mod converge;
 mod ctrd;
+mod devices;
 mod dns;
 mod elf;
 mod etc;
@@ -24,10 +25,12 @@ mod oci;
 mod pause_root;
 mod pod;
 mod podnet;
+mod security;
 mod shims;
 mod spec;
 mod state;
 mod teardown;
+mod volumes;
 
 use cli::Cmd;
 

@@ -9,27 +9,11 @@ use serde_json::{json, Value};
 
 use crate::cgroup::Host;
 use crate::image::ImageInfo;
-use crate::spec::{ContainerSpec, Resources};
+use crate::security::{self, DEFAULT_CAPS};
+use crate::spec::{ContainerSpec, PodSpec, Resources};
+use crate::volumes::PodVolumes;
 
 const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-/// Capabilities of a default container (containerd/docker default set).
-const CAPS: &[&str] = &[
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-];
 
 /// Namespaces a container joins by path; the others are new.
 pub struct Namespaces<'a> {
@@ -52,7 +36,7 @@ fn process(args: Vec<String>, env: Vec<String>, cwd: &str) -> Value {
         "env": env,
         "cwd": if cwd.is_empty() { "/" } else { cwd },
         "capabilities": {
-            "bounding": CAPS, "effective": CAPS, "permitted": CAPS,
+            "bounding": DEFAULT_CAPS, "effective": DEFAULT_CAPS, "permitted": DEFAULT_CAPS,
         },
         "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
         "noNewPrivileges": true,
@@ -272,176 +256,70 @@ pub fn env(c: &ContainerSpec, img: &ImageInfo, hostname: &str) -> Vec<String> {
     out.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
 }
 
-/// An app container: joins the pause container's net, IPC and UTS
-/// namespaces, keeps its own mount and PID namespaces.
+/// What an app container's spec takes from its pod.
+pub struct PodParts<'a> {
+    pub pod: &'a PodSpec,
+    /// `HOSTNAME` in the environment (the node's for hostNetwork).
+    pub hostname: &'a str,
+    pub ns: &'a Namespaces<'a>,
+    pub etc: &'a EtcFiles<'a>,
+    pub volumes: &'a PodVolumes,
+    pub host: Host,
+}
+
+/// An app (or init) container: joins the pause container's net, IPC
+/// and UTS namespaces, keeps its own mount and PID namespaces; its
+/// volumes bind-mounted, its security settings applied
+/// ([`security::resolve`], which refuses what the kubelet refuses).
+/// `at` names it in errors (`containers[1]`).
 pub fn container_spec(
     c: &ContainerSpec,
+    at: &str,
     img: &ImageInfo,
     cgroups_path: &str,
-    ns: &Namespaces,
-    etc: &EtcFiles,
-    hostname: &str,
-    host: Host,
+    p: &PodParts,
 ) -> Result<Value> {
+    let eff = security::resolve(c, p.pod, img, &security::current_caps())?;
     let cwd = c
         .working_dir
         .clone()
         .unwrap_or_else(|| img.working_dir.clone());
     let mut mounts = default_mounts();
     for f in ["resolv.conf", "hosts", "hostname"] {
-        mounts.push(bind(&etc.dir.join(f), &Path::new("/etc").join(f), false));
+        mounts.push(bind(&p.etc.dir.join(f), &Path::new("/etc").join(f), false));
     }
     for m in &c.mounts {
         mounts.push(bind(&m.host_path, &m.container_path, m.read_only));
     }
-    Ok(base(
-        process(argv(c, img)?, env(c, img, hostname), &cwd),
+    for b in p.volumes.binds(c, at)? {
+        mounts.push(bind(&b.source, &b.destination, b.read_only));
+    }
+    let res = resources(&c.resources, p.host);
+    let mut spec = base(
+        process(argv(c, img)?, env(c, img, p.hostname), &cwd),
         mounts,
-        linux(cgroups_path, ns, resources(&c.resources, host), host),
+        linux(cgroups_path, p.ns, res, p.host),
         None,
-    ))
+    );
+    let devices = if eff.privileged {
+        crate::devices::host_devices(Path::new("/dev"))
+    } else {
+        Vec::new()
+    };
+    security::apply(&mut spec, &eff, devices);
+    Ok(spec)
 }
 
-/// An exec'd process in an app container.
-pub fn exec_process(args: &[String], env: Vec<String>, cwd: &str) -> Value {
-    process(args.to_vec(), env, cwd)
+/// An exec'd process in an app container: the container's own process
+/// (user, groups, capabilities, no_new_privs, env, cwd) running `args`,
+/// as containerd's CRI `ExecSync` does.
+pub fn exec_process(container: &Value, args: &[String]) -> Value {
+    let mut p = container.clone();
+    p["args"] = json!(args);
+    p["terminal"] = json!(false);
+    p
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::spec::PodSpec;
-
-    fn pod(doc: &str) -> PodSpec {
-        PodSpec::from_yaml(doc).unwrap()
-    }
-
-    fn img() -> ImageInfo {
-        ImageInfo {
-            entrypoint: vec!["/entry".into()],
-            cmd: vec!["cmd1".into()],
-            env: vec!["A=img".into(), "B=img".into()],
-            working_dir: "/img".into(),
-            chain_id: "sha256:x".into(),
-        }
-    }
-
-    #[test]
-    fn entrypoint_cmd_semantics() {
-        let base = "name: p\ncontainers:\n  - name: c\n    image: i\n";
-        let cases = [
-            ("", vec!["/entry", "cmd1"]),
-            ("    args: [x]\n", vec!["/entry", "x"]),
-            ("    command: [/bin/sh]\n", vec!["/bin/sh"]),
-            (
-                "    command: [/bin/sh]\n    args: [-c, id]\n",
-                vec!["/bin/sh", "-c", "id"],
-            ),
-        ];
-        for (extra, want) in cases {
-            let p = pod(&format!("{base}{extra}"));
-            assert_eq!(argv(&p.containers[0], &img()).unwrap(), want, "{extra}");
-        }
-        let p = pod(base);
-        assert!(argv(&p.containers[0], &ImageInfo::default()).is_err());
-    }
-
-    #[test]
-    fn env_and_resources() {
-        let p = pod(
-            "name: p\ncontainers:\n  - name: c\n    image: i\n    env: {B: spec, C: x}\n    \
-             workingDir: /w\n    mounts:\n      - {hostPath: /h, containerPath: /c, readOnly: true}\n    \
-             resources: {memory: 64Mi, cpus: 1.5, cpuset: '0', cpuShares: 100}\n",
-        );
-        let c = &p.containers[0];
-        let e = env(c, &img(), "p");
-        assert!(e.contains(&"A=img".to_string()));
-        assert!(e.contains(&"B=spec".to_string()));
-        assert!(e.contains(&"C=x".to_string()));
-        assert!(e.contains(&"HOSTNAME=p".to_string()));
-        let ns = Namespaces {
-            network: "/proc/1/ns/net",
-            ipc: Some("/proc/1/ns/ipc"),
-            uts: Some("/proc/1/ns/uts"),
-        };
-        let etc = EtcFiles {
-            dir: Path::new("/state/etc"),
-        };
-        let v1 = Host {
-            v2: false,
-            swap: false,
-        };
-        let s = container_spec(c, &img(), "/netboot/x", &ns, &etc, "p", v1).unwrap();
-        assert_eq!(s["linux"]["cgroupsPath"], "/netboot/x");
-        assert_eq!(s["process"]["cwd"], "/w");
-        let r = &s["linux"]["resources"];
-        assert_eq!(r["memory"]["limit"], 64 << 20);
-        assert!(r["memory"].get("swap").is_none(), "no memsw on this host");
-        assert_eq!(r["cpu"]["quota"], 150_000);
-        assert_eq!(r["cpu"]["period"], 100_000);
-        assert_eq!(r["cpu"]["cpus"], "0");
-        assert_eq!(r["cpu"]["shares"], 100);
-        let mounts = s["mounts"].as_array().unwrap();
-        let ro = mounts.iter().find(|m| m["destination"] == "/c").unwrap();
-        assert_eq!(ro["type"], "bind");
-        assert_eq!(ro["options"], json!(["rbind", "ro", "rprivate"]));
-        assert!(mounts
-            .iter()
-            .any(|m| m["destination"] == "/etc/resolv.conf"));
-        let nss = s["linux"]["namespaces"].as_array().unwrap();
-        assert!(nss.contains(&json!({"type": "network", "path": "/proc/1/ns/net"})));
-        assert!(nss.contains(&json!({"type": "pid"})));
-        assert!(
-            s.get("hostname").is_none(),
-            "hostname comes from the shared UTS ns"
-        );
-        assert!(!nss.contains(&json!({"type": "cgroup"})));
-    }
-
-    /// The same pod on a cgroup v2 host with swap accounting (and on v1
-    /// with memsw): swap pinned to the limit so the limit OOM-kills, a
-    /// cgroup namespace on v2 only, the rest unchanged.
-    #[test]
-    fn resources_and_namespaces_per_cgroup_version() {
-        let p = pod("name: p\ncontainers:\n  - name: c\n    image: i\n    \
-             resources: {memory: 16Mi, cpus: 0.5, cpuset: '0-1', cpuShares: 512}\n");
-        let c = &p.containers[0];
-        let ns = Namespaces {
-            network: "/proc/1/ns/net",
-            ipc: Some("/proc/1/ns/ipc"),
-            uts: Some("/proc/1/ns/uts"),
-        };
-        let etc = EtcFiles {
-            dir: Path::new("/state/etc"),
-        };
-        for (v2, swap) in [(true, true), (true, false), (false, true)] {
-            let host = Host { v2, swap };
-            let s = container_spec(c, &img(), "/netboot/p-1.c", &ns, &etc, "p", host).unwrap();
-            let r = &s["linux"]["resources"];
-            assert_eq!(r["memory"]["limit"], 16 << 20, "{host:?}");
-            if swap {
-                assert_eq!(r["memory"]["swap"], 16 << 20, "{host:?}");
-            } else {
-                assert!(r["memory"].get("swap").is_none(), "{host:?}");
-            }
-            assert_eq!(r["cpu"]["quota"], 50_000);
-            assert_eq!(r["cpu"]["period"], 100_000);
-            assert_eq!(r["cpu"]["cpus"], "0-1");
-            assert_eq!(r["cpu"]["shares"], 512);
-            let nss = s["linux"]["namespaces"].as_array().unwrap();
-            assert_eq!(nss.contains(&json!({"type": "cgroup"})), v2, "{host:?}");
-            assert_eq!(s["linux"]["cgroupsPath"], "/netboot/p-1.c");
-            let pause = pause_spec("/netboot/p-1", "/run/netns/x", Some("p"), host);
-            let pns = pause["linux"]["namespaces"].as_array().unwrap();
-            assert_eq!(pns.contains(&json!({"type": "cgroup"})), v2);
-            assert!(pns.contains(&json!({"type": "network", "path": "/run/netns/x"})));
-            assert!(pns.contains(&json!({"type": "uts"})));
-            assert_eq!(pause["hostname"], "p");
-            // hostNetwork: the node's UTS namespace, no hostname of its own.
-            let pause = pause_spec("/netboot/p-1", "/proc/1/ns/net", None, host);
-            let pns = pause["linux"]["namespaces"].as_array().unwrap();
-            assert!(!pns.iter().any(|n| n["type"] == "uts"), "{pns:?}");
-            assert!(pause.get("hostname").is_none());
-        }
-    }
-}
+#[path = "oci_tests.rs"]
+mod tests;

@@ -126,7 +126,10 @@ async fn preflight(ctx: &Ctx, spec: &PodSpec) -> Result<(Option<Network>, Vec<Im
         }
         oci::argv(c, &images[i])
             .map_err(|e| SpecError::new(format!("{at}.command"), e.to_string()))?;
+        crate::security::resolve(c, spec, &images[i], &[])?;
     }
+    // Last: it may create hostPath directories and files.
+    crate::volumes::preflight(spec)?;
     Ok((net, images))
 }
 
@@ -288,17 +291,19 @@ async fn create(ctx: &Ctx, rec: &mut PodRecord, how: &How<'_>) -> Result<()> {
         uts: Some(&uts_ns),
     };
     let etc = oci::EtcFiles { dir: &etc_dir };
+    let volumes = crate::volumes::setup(&rec.spec, &ctx.store.pod_dir(&pod))?;
+    let parts = oci::PodParts {
+        pod: &rec.spec,
+        hostname: &hostname,
+        ns: &ns,
+        etc: &etc,
+        volumes: &volumes,
+        host,
+    };
     for (i, c) in rec.spec.containers.iter().enumerate() {
         let id = &rec.container_ids[i];
-        let spec = oci::container_spec(
-            c,
-            &images[i],
-            &ctx.cgroups_path(id),
-            &ns,
-            &etc,
-            &hostname,
-            host,
-        )?;
+        let at = format!("containers[{i}]");
+        let spec = oci::container_spec(c, &at, &images[i], &ctx.cgroups_path(id), &parts)?;
         // The record references the snapshot before it exists, so
         // containerd's GC never sees an unreferenced active snapshot.
         ctx.ctrd

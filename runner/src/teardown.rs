@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::pod::Ctx;
@@ -146,7 +146,9 @@ pub async fn remove(ctx: &Ctx, rec: &PodRecord, grace_secs: u64) -> Result<()> {
         }
         return Err(e.context(format!("rm pod {pod:?}")));
     }
-    // State goes last: while anything failed, rm can be run again.
+    // State goes last: while anything failed, rm can be run again. A
+    // memory emptyDir is unmounted first, so only directories are removed.
+    crate::volumes::teardown(&ctx.store.pod_dir(pod)).context(format!("rm pod {pod:?}"))?;
     ctx.store.remove_pod_dir(pod)
 }
 
