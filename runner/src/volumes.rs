@@ -27,6 +27,8 @@ pub struct Bind {
 #[derive(Debug, Clone)]
 pub struct PodVolumes {
     by_name: Vec<(String, PathBuf)>,
+    /// `spec.` for a pod from a manifest, to name fields in its terms.
+    prefix: &'static str,
 }
 
 /// `<pod dir>/volumes`: where the emptyDir volumes live.
@@ -179,6 +181,7 @@ impl PodVolumes {
             _ => dir(pod_dir).join(&v.name),
         };
         PodVolumes {
+            prefix: if spec.kube.is_some() { "spec." } else { "" },
             by_name: spec
                 .volumes
                 .iter()
@@ -200,12 +203,18 @@ impl PodVolumes {
                 .iter()
                 .find(|(n, _)| *n == m.name)
                 .map(|(_, p)| p)
-                .ok_or_else(|| anyhow!("{at}.volumeMounts[{j}].name: no volume {:?}", m.name))?;
+                .ok_or_else(|| {
+                    anyhow!(
+                        "{}{at}.volumeMounts[{j}].name: no volume {:?}",
+                        self.prefix,
+                        m.name
+                    )
+                })?;
             let source = match m.sub_path.as_deref().filter(|s| !s.is_empty()) {
                 None => root.clone(),
                 Some(s) => sub_path(root, s).map_err(|e| {
                     anyhow!(SpecError::new(
-                        format!("{at}.volumeMounts[{j}].subPath"),
+                        format!("{}{at}.volumeMounts[{j}].subPath", self.prefix),
                         format!("{e:#}"),
                     ))
                 })?,
