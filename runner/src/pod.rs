@@ -249,7 +249,8 @@ async fn create(ctx: &Ctx, rec: &mut PodRecord, how: &How<'_>) -> Result<()> {
     let hostname = crate::podnet::hostname(&rec.spec)?;
     // A hostNetwork pod keeps the node's UTS namespace and hostname.
     let own_uts = (!rec.spec.host_network).then_some(hostname.as_str());
-    let spec = oci::pause_spec(&ctx.cgroups_path(&sid), &netns, own_uts, host);
+    let mut spec = oci::pause_spec(&ctx.cgroups_path(&sid), &netns, own_uts, host);
+    crate::security::sandbox(&mut spec, &rec.spec);
     ctx.ctrd
         .create_container(&sid, "", &spec, "", labels(&pod, "pause"))
         .await?;

@@ -171,6 +171,35 @@ pub fn caps_of_mask(mask: u64) -> Vec<&'static str> {
         .collect()
 }
 
+/// A pod with a privileged container has a privileged sandbox, as the
+/// kubelet asks containerd's CRI for: its pause container mounts sysfs
+/// read-write. It must, because every sysfs mount of one network
+/// namespace shares one superblock, and the first (the pause's) decides
+/// whether it is read-only for all.
+pub fn sandbox(pause: &mut Value, pod: &PodSpec) {
+    let privileged = pod.all_containers().any(|(_, _, c)| {
+        c.security_context
+            .as_ref()
+            .is_some_and(|s| s.privileged == Some(true))
+    });
+    if privileged {
+        writable(pause, "sysfs");
+    }
+}
+
+/// Mounts of type `kind` made read-write.
+fn writable(spec: &mut Value, kind: &str) {
+    for m in spec["mounts"].as_array_mut().into_iter().flatten() {
+        if m["type"] == kind {
+            for o in m["options"].as_array_mut().into_iter().flatten() {
+                if o == "ro" {
+                    *o = json!("rw");
+                }
+            }
+        }
+    }
+}
+
 /// Writes `e` into a container spec built by `oci`. A privileged one
 /// also gets what containerd's `WithPrivileged`, `WithHostDevices` and
 /// `WithAllDevicesAllowed` give: no masked or read-only /proc paths,
@@ -197,15 +226,8 @@ pub fn apply(spec: &mut Value, e: &Effective, devices: Vec<Value>) {
     if let Some(ns) = linux["namespaces"].as_array_mut() {
         ns.retain(|n| n["type"] != "cgroup");
     }
-    for m in spec["mounts"].as_array_mut().into_iter().flatten() {
-        if m["type"] == "sysfs" || m["type"] == "cgroup" {
-            for o in m["options"].as_array_mut().into_iter().flatten() {
-                if o == "ro" {
-                    *o = json!("rw");
-                }
-            }
-        }
-    }
+    writable(spec, "sysfs");
+    writable(spec, "cgroup");
 }
 
 #[cfg(test)]

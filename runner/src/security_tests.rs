@@ -241,3 +241,14 @@ fn exec_inherits_the_containers_process() {
     assert_eq!(e["env"], json!(["A=1"]));
     assert_eq!(e["terminal"], false);
 }
+
+#[test]
+fn a_privileged_container_makes_the_sandbox_sysfs_writable() {
+    let pause = || json!({"mounts": [{"type": "sysfs", "options": ["nosuid", "ro"]}]});
+    let (mut plain, mut privileged) = (pause(), pause());
+    sandbox(&mut plain, &pod(ONE));
+    assert_eq!(plain["mounts"][0]["options"], json!(["nosuid", "ro"]));
+    let doc = format!("{ONE}initContainers:\n  - name: i\n    image: i\n    securityContext: {{privileged: true}}\n");
+    sandbox(&mut privileged, &pod(&doc));
+    assert_eq!(privileged["mounts"][0]["options"], json!(["nosuid", "rw"]));
+}
