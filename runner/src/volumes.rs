@@ -13,7 +13,7 @@ use std::path::{Component, Path, PathBuf};
 use anyhow::{anyhow, bail, Context, Result};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
-use crate::spec::{ContainerSpec, HostPathType, PodSpec, SpecError, Volume};
+use crate::spec::{ContainerSpec, HostPathType, MemorySize, PodSpec, SpecError, Volume};
 
 /// A bind mount of a volume (or part of it) into a container.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,13 +143,13 @@ pub fn setup(spec: &PodSpec, pod_dir: &Path) -> Result<PodVolumes> {
         let d = dir(pod_dir).join(&v.name);
         fs::create_dir_all(&d).with_context(|| format!("create emptyDir {}", d.display()))?;
         if e.medium.as_deref() == Some("Memory") && !mounted.contains(&d) {
-            let size = e.size_limit.map(|s| format!("size={}", s.0));
+            let size = format!("size={}", tmpfs_size(spec, e.size_limit, mem_total()));
             mount(
                 Some("tmpfs"),
                 &d,
                 Some("tmpfs"),
                 MsFlags::empty(),
-                size.as_deref(),
+                Some(size.as_str()),
             )
             .map_err(|e| {
                 anyhow!(
@@ -171,6 +171,34 @@ pub fn setup(spec: &PodSpec, pod_dir: &Path) -> Result<PodVolumes> {
         fs::set_permissions(&d, fs::Permissions::from_mode(mode))?;
     }
     Ok(PodVolumes::of(spec, pod_dir))
+}
+
+/// The node's memory (`MemTotal` of /proc/meminfo) in bytes.
+fn mem_total() -> u64 {
+    let info = fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    info.lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(u64::MAX, |kb| kb * 1024)
+}
+
+/// The size of a memory emptyDir, as the kubelet computes it
+/// (`calculateEmptyDirMemorySize`): the node's memory, lowered to the
+/// pod's memory limit when every container has one (the sum of the app
+/// containers', or the largest init container's if larger), lowered to
+/// `sizeLimit` when set; zeros do not count.
+pub fn tmpfs_size(spec: &PodSpec, size_limit: Option<MemorySize>, node: u64) -> u64 {
+    let limit = |c: &ContainerSpec| c.resources.memory.map(|m| m.0);
+    let apps: Option<u64> = spec.containers.iter().map(limit).sum();
+    let inits: Option<Vec<u64>> = spec.init_containers.iter().map(limit).collect();
+    let pod = apps
+        .zip(inits)
+        .map(|(a, i)| i.into_iter().fold(a, u64::max));
+    [pod, size_limit.map(|s| s.0)]
+        .into_iter()
+        .flatten()
+        .filter(|&v| v > 0)
+        .fold(node, u64::min)
 }
 
 impl PodVolumes {

@@ -151,3 +151,41 @@ fn mountinfo_escapes() {
     assert_eq!(unescape(r"/a\040b\134c"), r"/a b\c");
     assert_eq!(unescape(r"/plain\04"), r"/plain\04");
 }
+
+#[test]
+fn memory_empty_dir_size_is_the_kubelets() {
+    let mib = |n: u64| n << 20;
+    let pod = |containers: &str| {
+        PodSpec::from_yaml(&format!(
+            "name: p\ncontainers:\n{containers}volumes: [{{name: m, emptyDir: {{medium: Memory}}}}]\n"
+        ))
+        .unwrap()
+    };
+    let c = |name: &str, mem: &str| format!("  - {{name: {name}, image: i{mem}}}\n");
+    let node = mib(1000);
+    let limited =
+        pod(&(c("a", ", resources: {memory: 64Mi}") + &c("b", ", resources: {memory: 32Mi}")));
+    assert_eq!(tmpfs_size(&limited, None, node), mib(96), "the pod's limit");
+    assert_eq!(tmpfs_size(&limited, Some(MemorySize(mib(8))), node), mib(8));
+    assert_eq!(
+        tmpfs_size(&limited, Some(MemorySize(mib(500))), node),
+        mib(96)
+    );
+    assert_eq!(tmpfs_size(&limited, Some(MemorySize(0)), node), mib(96));
+    let open = pod(&(c("a", ", resources: {memory: 64Mi}") + &c("b", "")));
+    assert_eq!(
+        tmpfs_size(&open, None, node),
+        node,
+        "no pod limit: the node's"
+    );
+    assert_eq!(tmpfs_size(&open, Some(MemorySize(mib(8))), node), mib(8));
+    let mut init = limited.clone();
+    init.init_containers = vec![init.containers[0].clone()];
+    init.init_containers[0].name = "i".into();
+    init.init_containers[0].resources.memory = Some(MemorySize(mib(200)));
+    assert_eq!(
+        tmpfs_size(&init, None, node),
+        mib(200),
+        "a bigger init container"
+    );
+}
