@@ -29,8 +29,14 @@ pub struct Global {
         default_value = "/run/containerd/containerd.sock"
     )]
     pub address: PathBuf,
-    /// containerd namespace for podrun's containers, images and snapshots.
-    #[arg(long, global = true, default_value = "netboot")]
+    /// containerd namespace for podrun's containers, images and snapshots
+    /// (`CONTAINERD_NAMESPACE`, as ctr and nerdctl read it).
+    #[arg(
+        long,
+        global = true,
+        env = "CONTAINERD_NAMESPACE",
+        default_value = "netboot"
+    )]
     pub namespace: String,
     /// Directory of CNI network configurations.
     #[arg(
