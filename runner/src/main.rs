@@ -11,6 +11,7 @@ mod elf;
 mod etc;
 mod gc;
 mod image;
+mod import;
 // Groundwork for issue 16: not wired into `podrun run` yet.
 #[cfg_attr(not(test), allow(dead_code))]
 mod kube;
@@ -26,7 +27,7 @@ mod spec;
 mod state;
 mod teardown;
 
-use cli::Cmd;
+use cli::{Cmd, ImageCmd};
 
 fn main() {
     // The shim's logging binary (see logdriver): not a user command.
@@ -96,6 +97,13 @@ async fn dispatch(cli: cli::Cli) -> anyhow::Result<i32> {
         Cmd::Rm { pod, grace } => commands::rm(&ctx, &pod, grace).await?,
         Cmd::Check { pod } => commands::check(&ctx, &pod).await?,
         Cmd::Gc => gc::gc(&ctx).await?,
+        Cmd::Image {
+            cmd: ImageCmd::Import { file, base_name },
+        } => {
+            for name in import::import(&ctx.ctrd, &file, base_name.as_deref()).await? {
+                println!("{name}");
+            }
+        }
         // Answered in main before containerd is contacted.
         Cmd::Completions { .. } | Cmd::Man { .. } => {}
     }
