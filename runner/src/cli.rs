@@ -29,8 +29,14 @@ pub struct Global {
         default_value = "/run/containerd/containerd.sock"
     )]
     pub address: PathBuf,
-    /// containerd namespace for podrun's containers, images and snapshots.
-    #[arg(long, global = true, default_value = "netboot")]
+    /// containerd namespace for podrun's containers, images and snapshots
+    /// (`CONTAINERD_NAMESPACE`, as ctr and nerdctl read it).
+    #[arg(
+        long,
+        global = true,
+        env = "CONTAINERD_NAMESPACE",
+        default_value = "netboot"
+    )]
     pub namespace: String,
     /// Directory of CNI network configurations.
     #[arg(
@@ -117,6 +123,11 @@ pub enum Cmd {
     /// CNI GC of this instance's stale attachments; every attachment
     /// that is not provably its own is kept (see the README).
     Gc,
+    /// Images in containerd's store.
+    Image {
+        #[command(subcommand)]
+        cmd: ImageCmd,
+    },
     /// Print a shell completion script (for packagers).
     #[command(hide = true)]
     Completions {
@@ -129,6 +140,24 @@ pub enum Cmd {
     Man {
         #[arg(value_name = "DIR")]
         dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCmd {
+    /// Import the images of an OCI image layout archive (`ctr images
+    /// export`, skopeo, buildah) or a `docker save` archive, plain or
+    /// gzip-compressed, and unpack them for `podrun run`. Prints each
+    /// image name recorded.
+    Import {
+        /// The archive; `-` reads it from stdin.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// For OCI archives whose entries name only a tag: the repository
+        /// to put before it; references not under it are skipped (as
+        /// `ctr images import --base-name`).
+        #[arg(long, value_name = "NAME")]
+        base_name: Option<String>,
     },
 }
 

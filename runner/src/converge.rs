@@ -3,7 +3,7 @@
 //! `rm` holds the pod's flock, so no `run` of the pod is alive (the kernel
 //! released the lock of a killed one). What a dead `run` can leave is
 //! observable: tasks, containers and snapshots under the IDs its record
-//! names, and shim processes (see [`crate::shims`]). Each pass deletes what
+//! names, its lease, and shim processes (see [`crate::shims`]). Each pass deletes what
 //! it sees; a pass that sees nothing left ends it. The only thing worth
 //! waiting for is a Create containerd is still executing for the dead run
 //! (a shim whose bundle exists while its task is not visible): the pass
@@ -146,6 +146,9 @@ async fn one_pass(
         pass.note(ctx.ctrd.delete_container(id).await);
         pass.note(ctx.ctrd.remove_snapshot(id).await);
     }
+    // The lease of a `run` killed before it could delete it.
+    let lease = crate::pod::run_lease(&rec.sandbox_id);
+    pass.note(ctx.ctrd.delete_lease(&lease, false).await);
     // A Create that completed while this pass ran shows up now.
     for id in &ids {
         match ctx.ctrd.task_state(id, "").await {

@@ -1,6 +1,9 @@
 //! containerd over its gRPC API: one method per call podrun makes, every
-//! request tagged with podrun's containerd namespace. A missing object is
-//! `Ok(None)`/`Ok(false)` wherever cleanup must be idempotent.
+//! request tagged with podrun's containerd namespace (and, on a leased
+//! handle, the lease: see [`Ctrd::leased`]). A missing object is
+//! `Ok(None)`/`Ok(false)` wherever cleanup must be idempotent. Snapshots
+//! are in `ctrd/snapshots.rs`, the image calls (content, diff, image
+//! records) in `ctrd/content.rs`, leases in `ctrd/leases.rs`.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -10,10 +13,6 @@ use containerd_client::services::v1::container::Runtime;
 use containerd_client::services::v1::containers_client::ContainersClient;
 use containerd_client::services::v1::content_client::ContentClient;
 use containerd_client::services::v1::images_client::ImagesClient;
-use containerd_client::services::v1::snapshots::snapshots_client::SnapshotsClient;
-use containerd_client::services::v1::snapshots::{
-    PrepareSnapshotRequest, RemoveSnapshotRequest, StatSnapshotRequest,
-};
 use containerd_client::services::v1::tasks_client::TasksClient;
 use containerd_client::services::v1::{
     Container, CreateContainerRequest, CreateTaskRequest, DeleteContainerRequest,
@@ -26,6 +25,13 @@ use containerd_client::types::v1::Process;
 use containerd_client::types::Mount;
 use prost_types::Any;
 
+mod content;
+mod leases;
+mod snapshots;
+
+pub use content::{hex_digest, BlobWrite};
+pub use leases::Lease;
+
 /// OCI runtime spec type URLs, as containerd's typeurl registers them.
 const SPEC_TYPE: &str = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
 const PROCESS_TYPE: &str = "types.containerd.io/opencontainers/runtime-spec/1/Process";
@@ -37,6 +43,8 @@ pub const RUNTIME: &str = "io.containerd.runc.v2";
 pub struct Ctrd {
     ch: Channel,
     ns: String,
+    /// The lease every request is made under (`containerd-lease`), if any.
+    lease: Option<String>,
     /// Snapshotter for app container rootfs.
     pub snapshotter: String,
 }
@@ -110,16 +118,34 @@ impl Ctrd {
         Ok(Ctrd {
             ch,
             ns: ns.to_string(),
+            lease: None,
             snapshotter: snapshotter.to_string(),
         })
     }
 
+    /// The same connection, every request made under `lease`: what the Go
+    /// client's `leases.WithLease(ctx, id)` does. containerd adds what such
+    /// a request creates (content, ingests, snapshots) to the lease, so its
+    /// garbage collector keeps them until the lease is deleted or expires.
+    pub fn leased(&self, lease: &Lease) -> Ctrd {
+        Ctrd {
+            lease: Some(lease.id.clone()),
+            ..self.clone()
+        }
+    }
+
+    /// A request in podrun's namespace, under the handle's lease if any:
+    /// the one place request metadata is set.
     fn req<T>(&self, t: T) -> Request<T> {
         let mut r = Request::new(t);
         // The namespace was validated by clap/containerd; an unparsable
         // value would only fail here, loudly.
         if let Ok(v) = self.ns.parse() {
             r.metadata_mut().insert("containerd-namespace", v);
+        }
+        // containerd's leases/grpc.go header; our lease IDs are ASCII.
+        if let Some(v) = self.lease.as_ref().and_then(|l| l.parse().ok()) {
+            r.metadata_mut().insert("containerd-lease", v);
         }
         r
     }
@@ -162,48 +188,6 @@ impl Ctrd {
             out.extend_from_slice(&chunk.data);
         }
         Ok(out)
-    }
-
-    pub async fn snapshot_exists(&self, key: &str) -> Result<bool> {
-        let mut c = SnapshotsClient::new(self.ch.clone());
-        let r = StatSnapshotRequest {
-            snapshotter: self.snapshotter.clone(),
-            key: key.into(),
-        };
-        match c.stat(self.req(r)).await {
-            Ok(_) => Ok(true),
-            Err(s) if missing(&s) => Ok(false),
-            Err(s) => Err(ctx(format!("stat snapshot {key}"))(s)),
-        }
-    }
-
-    /// An active snapshot `key` on top of committed `parent`; its mounts.
-    pub async fn prepare_snapshot(&self, key: &str, parent: &str) -> Result<Vec<Mount>> {
-        let mut c = SnapshotsClient::new(self.ch.clone());
-        let r = PrepareSnapshotRequest {
-            snapshotter: self.snapshotter.clone(),
-            key: key.into(),
-            parent: parent.into(),
-            labels: HashMap::new(),
-        };
-        Ok(c.prepare(self.req(r))
-            .await
-            .map_err(ctx(format!("prepare snapshot {key}")))?
-            .into_inner()
-            .mounts)
-    }
-
-    pub async fn remove_snapshot(&self, key: &str) -> Result<()> {
-        let mut c = SnapshotsClient::new(self.ch.clone());
-        let r = RemoveSnapshotRequest {
-            snapshotter: self.snapshotter.clone(),
-            key: key.into(),
-        };
-        match c.remove(self.req(r)).await {
-            Ok(_) => Ok(()),
-            Err(s) if missing(&s) => Ok(()),
-            Err(s) => Err(ctx(format!("remove snapshot {key}"))(s)),
-        }
     }
 
     /// A container record. `snapshot_key` empty means a rootfs podrun

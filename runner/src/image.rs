@@ -21,13 +21,13 @@ pub struct ImageInfo {
     pub chain_id: String,
 }
 
-const INDEX_TYPES: &[&str] = &[
+pub const INDEX_TYPES: &[&str] = &[
     "application/vnd.oci.image.index.v1+json",
     "application/vnd.docker.distribution.manifest.list.v2+json",
 ];
 
 /// GOARCH of this machine, as image platforms spell it.
-fn goarch() -> &'static str {
+pub fn goarch() -> &'static str {
     match std::env::consts::ARCH {
         "x86_64" => "amd64",
         "aarch64" => "arm64",
@@ -52,7 +52,7 @@ pub fn chain_id(diff_ids: &[String]) -> Option<String> {
     Some(chain)
 }
 
-fn strings(v: &Value) -> Vec<String> {
+pub fn strings(v: &Value) -> Vec<String> {
     v.as_array()
         .map(|a| {
             a.iter()
@@ -106,8 +106,8 @@ pub async fn resolve(c: &Ctrd, name: &str) -> Result<Option<ImageInfo>> {
         .with_context(|| format!("config of image {name}"))?;
     if !c.snapshot_exists(&info.chain_id).await? {
         bail!(
-            "image {name} is not unpacked for snapshotter {:?} (import it with unpacking, \
-             e.g. `ctr images import` or `ctr images unpack`)",
+            "image {name} is not unpacked for snapshotter {:?} (import it with \
+             `podrun image import`, or unpack it with `ctr images unpack`)",
             c.snapshotter
         );
     }

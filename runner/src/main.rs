@@ -14,8 +14,8 @@ mod etc;
 mod gc;
 mod hostnet;
 mod image;
+mod import;
 mod kube;
-// Groundwork for issue 16: not wired into `podrun run` yet.
 mod limits;
 mod lock;
 mod logdriver;
@@ -32,7 +32,7 @@ mod state;
 mod teardown;
 mod volumes;
 
-use cli::Cmd;
+use cli::{Cmd, ImageCmd};
 
 fn main() {
     // The shim's logging binary (see logdriver): not a user command.
@@ -130,6 +130,13 @@ async fn dispatch(cli: cli::Cli) -> anyhow::Result<i32> {
         Cmd::Rm { pod, grace } => commands::rm(&ctx, &pod, grace).await?,
         Cmd::Check { pod } => commands::check(&ctx, &pod).await?,
         Cmd::Gc => gc::gc(&ctx).await?,
+        Cmd::Image {
+            cmd: ImageCmd::Import { file, base_name },
+        } => {
+            for name in import::import(&ctx.ctrd, &file, base_name.as_deref()).await? {
+                println!("{name}");
+            }
+        }
         // Answered in main before containerd is contacted.
         Cmd::Completions { .. } | Cmd::Man { .. } => {}
     }

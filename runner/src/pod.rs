@@ -10,7 +10,7 @@ use containerd_client::types::Mount;
 
 use crate::cgroup::Cgroups;
 use crate::cli::{Global, RunOpts};
-use crate::ctrd::Ctrd;
+use crate::ctrd::{Ctrd, Lease};
 use crate::image::{self, ImageInfo};
 use crate::lock::PodLock;
 use crate::network::{Attachment, Network};
@@ -37,6 +37,16 @@ impl Ctx {
             ctrd,
             cgroups: Cgroups::host(),
         })
+    }
+
+    /// The same context, its containerd requests made under `lease`.
+    fn leased(&self, lease: &Lease) -> Ctx {
+        Ctx {
+            g: self.g.clone(),
+            store: self.store.clone(),
+            ctrd: self.ctrd.leased(lease),
+            cgroups: self.cgroups.clone(),
+        }
     }
 
     pub fn network(&self, name: Option<&str>) -> Result<Network> {
@@ -195,6 +205,12 @@ pub async fn run(ctx: &Ctx, spec: PodSpec, opts: &RunOpts) -> Result<PodRecord> 
         created: now(),
         spec,
     };
+    // containerd's GC contract: what `create` makes (snapshots above all)
+    // is leased until the containers that reference it exist.
+    let lease = ctx
+        .ctrd
+        .create_lease(&run_lease(&rec.sandbox_id).id, RUN_LEASE_TTL)
+        .await?;
     // Recorded before anything exists: `rm` can always find what to undo.
     ctx.store.save(&rec)?;
     let how = How {
@@ -204,8 +220,9 @@ pub async fn run(ctx: &Ctx, spec: PodSpec, opts: &RunOpts) -> Result<PodRecord> 
         node_dns: &node_dns,
         opts,
     };
-    match create(ctx, &mut rec, &how).await {
+    match create(&ctx.leased(&lease), &mut rec, &how).await {
         Ok(()) => {
+            ctx.ctrd.release_lease(&lease).await;
             rec.phase = "running".into();
             ctx.store.save(&rec)?;
             Ok(rec)
@@ -215,8 +232,22 @@ pub async fn run(ctx: &Ctx, spec: PodSpec, opts: &RunOpts) -> Result<PodRecord> 
                 Ok(()) => lock.remove(),
                 Err(u) => tracing::warn!("podrun: cleanup after failed run: {u:#}"),
             }
+            ctx.ctrd.release_lease(&lease).await;
             Err(e.context(format!("run pod {pod:?}")))
         }
+    }
+}
+
+/// Expiry of `run`'s lease: creating a pod takes seconds; a lease left by
+/// a killed `run` (that `rm` did not delete) lapses within the hour.
+const RUN_LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// The lease `run` creates a pod's objects under, named after its sandbox
+/// so that `rm` can delete the one a killed `run` left (a containerd ID:
+/// 76 characters at most, which sandbox IDs of pod names up to 40 keep).
+pub fn run_lease(sandbox_id: &str) -> Lease {
+    Lease {
+        id: format!("podrun-run-{sandbox_id}"),
     }
 }
 

@@ -18,6 +18,7 @@ pub mod doctor_support;
 pub mod etcd;
 pub mod exec;
 pub mod foreign;
+pub mod image_archive;
 pub mod lease_sim;
 pub mod native6_support;
 pub mod native_support;

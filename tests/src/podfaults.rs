@@ -93,8 +93,8 @@ pub fn leftovers(n: &PodNode, pod: &str) -> Vec<String> {
     if n.node.nft_ruleset().contains(&id) {
         left.push(format!("nft rules naming {id}"));
     }
-    // podrun takes no lease; one left by containerd in the test
-    // namespace (e.g. a Create's) would pin snapshots or content.
+    // `run`'s lease goes with the pod (a killed run's with its rm); one
+    // left in the test namespace would pin snapshots or content.
     let leases = n.ctd.ids("leases");
     if !leases.is_empty() {
         left.push(format!("leases: {leases:?}"));
