@@ -344,8 +344,9 @@ async fn create(ctx: &Ctx, rec: &mut PodRecord, how: &How<'_>) -> Result<()> {
             .await?;
         let mounts = ctx.ctrd.prepare_snapshot(id, &image.chain_id).await?;
         ctx.ctrd.create_task(id, mounts, &log(&c.name)).await?;
+        let at = crate::lifecycle::status::now_ms();
         ctx.ctrd.start(id, "").await?;
-        starts.started(ctx, &rec.spec, &step).await?;
+        starts.started(ctx, &rec.spec, &step, at).await?;
     }
     starts.record(rec);
     crate::lifecycle::begin(ctx, rec, how.opts)?;

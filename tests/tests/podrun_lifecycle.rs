@@ -89,27 +89,39 @@ fn millis(v: &Value) -> i64 {
 fn init_containers_run_in_order_before_the_app_which_sees_their_output() {
     require_root();
     let n = PodNode::new("lc-init", "10.88.161.1/24");
-    let shared = n.node.data_dir("shared");
-    let mount = json!([{"hostPath": shared, "containerPath": "/shared"}]);
-    // podrun's own format: its `mounts` work on every branch (manifest
-    // volumes are another part of the work).
-    let spec = json!({
-        "name": "initpod",
-        "initContainers": [
-            {"name": "first", "image": BUSYBOX, "mounts": mount,
-             "command": ["sh", "-c", "echo first >> /shared/order; echo out-first; echo err-first >&2"]},
-            {"name": "second", "image": BUSYBOX, "mounts": mount,
-             "command": ["sh", "-c", "grep -qx first /shared/order || exit 9; echo second >> /shared/order"]},
-        ],
-        "containers": [
-            {"name": "app", "image": BUSYBOX, "mounts": mount,
-             "command": ["sh", "-c", "cp /shared/order /shared/seen; sleep 1000"]},
-        ],
-    });
-    let file = n.write_spec("initpod", &spec);
+    // An emptyDir shared by the init containers and the app, and a
+    // hostPath (created by its type) where the test reads what the app
+    // saw.
+    let host = n.node.dir().join("shared");
+    let file = manifest(
+        &n,
+        "initpod",
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: initpod}}\nspec:\n\
+             \x20 restartPolicy: Never\n\
+             \x20 volumes:\n\
+             \x20 - {{name: work, emptyDir: {{}}}}\n\
+             \x20 - {{name: out, hostPath: {{path: {}, type: DirectoryOrCreate}}}}\n\
+             \x20 initContainers:\n\
+             \x20 - name: first\n\
+             \x20   image: BUSYBOX\n\
+             \x20   command: [sh, -c, 'echo first >> /work/order; echo out-first; echo err-first >&2']\n\
+             \x20   volumeMounts: [{{name: work, mountPath: /work}}]\n\
+             \x20 - name: second\n\
+             \x20   image: BUSYBOX\n\
+             \x20   command: [sh, -c, 'grep -qx first /work/order || exit 9; echo second >> /work/order']\n\
+             \x20   volumeMounts: [{{name: work, mountPath: /work}}]\n\
+             \x20 containers:\n\
+             \x20 - name: app\n\
+             \x20   image: BUSYBOX\n\
+             \x20   command: [sh, -c, 'cp /work/order /out/seen; sleep 1000']\n\
+             \x20   volumeMounts: [{{name: work, mountPath: /work}}, {{name: out, mountPath: /out}}]\n",
+            host.display()
+        ),
+    );
     n.podrun(&["run", "-f", path(&file)]).expect_ok();
     let seen = retry(40, Duration::from_millis(250), || {
-        std::fs::read_to_string(shared.join("seen")).ok()
+        std::fs::read_to_string(host.join("seen")).ok()
     });
     assert_eq!(seen.as_deref(), Some("first\nsecond\n"), "what the app saw");
     let logs = n.podrun(&["logs", "initpod", "first"]).expect_ok();
@@ -145,9 +157,38 @@ fn init_containers_run_in_order_before_the_app_which_sees_their_output() {
         millis(&app["startedAt"]) >= millis(&inits[1]["finishedAt"]),
         "{v}"
     );
-    assert_eq!(v["restartPolicy"], "Never", "podrun's own default");
+    assert_eq!(v["restartPolicy"], "Never", "{v}");
     assert_eq!(v["supervisor"], Value::Null, "{v}");
     n.podrun(&["rm", "initpod", "--grace", "0"]).expect_ok();
+    n.assert_clean();
+}
+
+/// podrun's own format: `Never` unless it says otherwise, no supervisor.
+#[test]
+fn a_podrun_spec_defaults_to_never_and_its_init_containers_run_too() {
+    require_root();
+    let n = PodNode::new("lc-own", "10.88.168.1/24");
+    let spec = json!({
+        "name": "own",
+        "initContainers": [{"name": "prep", "image": BUSYBOX, "command": ["sh", "-c", "echo prepared"]}],
+        "containers": [{"name": "once", "image": BUSYBOX, "command": ["sh", "-c", "exit 1"]}],
+    });
+    let file = n.write_spec("own", &spec);
+    n.podrun(&["run", "-f", path(&file)]).expect_ok();
+    let v = inspect(&n, "own");
+    assert_eq!(
+        (
+            &v["restartPolicy"],
+            &v["supervisor"],
+            &v["terminationGracePeriodSeconds"]
+        ),
+        (&json!("Never"), &Value::Null, &json!(10)),
+        "{v}"
+    );
+    assert_eq!(v["initContainers"][0]["exit"], 0, "{v}");
+    let logs = n.podrun(&["logs", "own", "prep"]).expect_ok();
+    assert_eq!(logs.stdout, "prepared\n", "{logs}");
+    n.podrun(&["rm", "own", "--grace", "0"]).expect_ok();
     n.assert_clean();
 }
 
@@ -311,20 +352,25 @@ fn on_failure_restarts_failures_only_and_never_restarts_nothing() {
 fn attach_supervises_in_the_foreground_until_on_failure_is_satisfied() {
     require_root();
     let n = PodNode::new("lc-attach", "10.88.165.1/24");
-    let state = n.node.data_dir("count");
-    // Fails twice, then succeeds: the count survives restarts on a host
-    // mount (the rootfs does not).
-    let spec = json!({
-        "name": "flaky",
-        "restartPolicy": "OnFailure",
-        "containers": [{
-            "name": "try", "image": BUSYBOX,
-            "mounts": [{"hostPath": state, "containerPath": "/state"}],
-            "command": ["sh", "-c", "n=$(cat /state/n 2>/dev/null || echo 0); n=$((n+1)); \
-                        echo $n > /state/n; echo try $n; [ $n -ge 3 ]"],
-        }],
-    });
-    let file = n.write_spec("flaky", &spec);
+    // Fails twice, then succeeds: the count survives restarts in a
+    // hostPath volume (the rootfs does not).
+    let state = n.node.dir().join("count");
+    let file = manifest(
+        &n,
+        "flaky",
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: flaky}}\nspec:\n\
+             \x20 restartPolicy: OnFailure\n\
+             \x20 volumes: [{{name: state, hostPath: {{path: {}, type: DirectoryOrCreate}}}}]\n\
+             \x20 containers:\n\
+             \x20 - name: try\n\
+             \x20   image: BUSYBOX\n\
+             \x20   volumeMounts: [{{name: state, mountPath: /state}}]\n\
+             \x20   command: [sh, -c, 'n=$(cat /state/n 2>/dev/null || echo 0); n=$((n+1)); \
+                     echo $n > /state/n; echo try $n; [ $n -ge 3 ]']\n",
+            state.display()
+        ),
+    );
     let out = n.podrun(&[
         "run",
         "--attach",

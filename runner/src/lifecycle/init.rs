@@ -74,13 +74,20 @@ pub fn steps<'a>(
 pub struct Starts(BTreeMap<String, ContainerLife>);
 
 impl Starts {
-    /// After `step`'s task started: records the start; for an init
-    /// container, waits for its exit and removes it, failing on a
-    /// non-zero exit.
-    pub async fn started(&mut self, ctx: &Ctx, pod: &PodSpec, step: &Step<'_>) -> Result<()> {
+    /// After `step`'s task was started (asked to start at `at`, Unix
+    /// ms: a process may exit before the request returns): records the
+    /// start; for an init container, waits for its exit and removes it,
+    /// failing on a non-zero exit.
+    pub async fn started(
+        &mut self,
+        ctx: &Ctx,
+        pod: &PodSpec,
+        step: &Step<'_>,
+        at: u64,
+    ) -> Result<()> {
         let name = &step.spec.name;
         let life = self.0.entry(name.clone()).or_default();
-        life.started_at = Some(now_ms());
+        life.started_at = Some(at);
         if !step.init {
             return Ok(());
         }

@@ -270,8 +270,8 @@ impl Sup<'_> {
         let result = self.start_again(&rec, i).await;
         let life = rec.lifecycle.containers.entry(name.clone()).or_default();
         let watch = match result {
-            Ok(()) => {
-                life.restarted(began, now_ms());
+            Ok(started) => {
+                life.restarted(began, started);
                 tracing::info!(
                     "podrun supervise: container {name:?} started again (restart {})",
                     life.restarts
@@ -293,8 +293,9 @@ impl Sup<'_> {
         Ok(Some(watch))
     }
 
-    /// A new task for container `i` on a fresh rootfs.
-    async fn start_again(&self, rec: &PodRecord, i: usize) -> Result<()> {
+    /// A new task for container `i` on a fresh rootfs; returns when it
+    /// was asked to start (Unix ms).
+    async fn start_again(&self, rec: &PodRecord, i: usize) -> Result<u64> {
         let ctx = self.ctx;
         let (id, c) = (&self.ids[i], &rec.spec.containers[i]);
         // The image layers the container was made from (its snapshot's
@@ -325,7 +326,8 @@ impl Sup<'_> {
             None => crate::logdriver::uri(&podrun, &base),
         };
         ctx.ctrd.create_task(id, mounts, &io).await?;
+        let at = now_ms();
         ctx.ctrd.start(id, "").await?;
-        Ok(())
+        Ok(at)
     }
 }
