@@ -108,16 +108,26 @@ pub enum Cmd {
     /// period) and release its network. Idempotent.
     Stop {
         pod: String,
-        /// Seconds between SIGTERM and SIGKILL.
-        #[arg(long, default_value_t = 10)]
-        grace: u64,
+        /// Seconds between SIGTERM and SIGKILL. Default: the pod's
+        /// terminationGracePeriodSeconds, else 30 for a Kubernetes
+        /// manifest and 10 for podrun's own pod spec.
+        #[arg(long, value_name = "SECONDS")]
+        grace: Option<u64>,
     },
     /// Stop the pod and remove everything it had. Idempotent.
     Rm {
         pod: String,
-        #[arg(long, default_value_t = 10)]
-        grace: u64,
+        /// As for `stop`.
+        #[arg(long, value_name = "SECONDS")]
+        grace: Option<u64>,
     },
+    /// Print a pod as JSON: metadata, phase, IPs, network, sandbox,
+    /// restart policy, supervisor, and every container and init container
+    /// with its state, exit code, restarts and times.
+    Inspect { pod: String },
+    /// Keep a pod's restartPolicy (started by `run`; not a user command).
+    #[command(hide = true)]
+    Supervise { pod: String },
     /// CNI CHECK on the pod's cached attachment.
     Check { pod: String },
     /// CNI GC of this instance's stale attachments; every attachment
@@ -212,6 +222,19 @@ pub struct RunOpts {
     /// <hostname>.<subdomain>.<namespace>.svc.<DOMAIN> in /etc/hosts.
     #[arg(long, value_name = "DOMAIN", default_value = "cluster.local", value_parser = parse_domain)]
     pub cluster_domain: String,
+    /// The wait before a container's first restart (restartPolicy Always
+    /// or OnFailure), doubled after every restart up to 300s, back to
+    /// this after a run of 10 minutes. `500ms`, `10s`, `2m`.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "10s",
+        value_parser = crate::lifecycle::backoff::parse_duration
+    )]
+    pub restart_backoff: std::time::Duration,
+    /// Set from `run --attach`: the pod is supervised by `run` itself.
+    #[arg(skip)]
+    pub attach: bool,
 }
 
 fn parse_domain(s: &str) -> Result<String, String> {
@@ -276,6 +299,10 @@ mod tests {
     fn log_flags_default_and_validate() {
         let o = run(&[]).unwrap();
         assert_eq!((o.log_max_size, o.log_max_files), (10 << 20, 5));
+        assert_eq!(o.restart_backoff, std::time::Duration::from_secs(10));
+        let o = run(&["--restart-backoff", "200ms"]).unwrap();
+        assert_eq!(o.restart_backoff, std::time::Duration::from_millis(200));
+        assert!(run(&["--restart-backoff", "1h"]).is_err());
         assert_eq!(o.resolv_conf, None);
         let o = run(&["--log-max-size", "4Ki", "--log-max-files", "2"]).unwrap();
         assert_eq!((o.log_max_size, o.log_max_files), (4096, 2));

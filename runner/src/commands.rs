@@ -1,5 +1,6 @@
 //! The commands other than `run`: ps, logs, exec, stop, rm, check, gc.
 
+use std::cell::Cell;
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
@@ -13,7 +14,7 @@ use crate::pod::Ctx;
 use crate::state::PodRecord;
 use crate::teardown;
 
-fn record(ctx: &Ctx, pod: &str) -> Result<PodRecord> {
+pub fn record(ctx: &Ctx, pod: &str) -> Result<PodRecord> {
     ctx.store.load(pod)?.ok_or_else(|| {
         anyhow!(
             "no pod {pod:?} in {} (containerd namespace {:?})",
@@ -23,66 +24,19 @@ fn record(ctx: &Ctx, pod: &str) -> Result<PodRecord> {
     })
 }
 
-/// State of one container for `ps`: `running`, `exited`, `oomkilled`,
-/// `created` or `missing`, plus the exit code when it ended.
-async fn container_state(ctx: &Ctx, rec: &PodRecord, i: usize) -> Result<(String, String)> {
-    let id = &rec.container_ids[i];
-    let oom = ctx.cgroups.oom_kills(&ctx.cgroups_path(id)).unwrap_or(0) > 0;
-    match ctx.ctrd.task_state(id, "").await? {
-        Some(s) if s.running => Ok(("running".into(), "-".into())),
-        Some(s) => {
-            let state = if oom { "oomkilled" } else { "exited" };
-            Ok((state.into(), s.exit_status.to_string()))
-        }
-        None => {
-            let exits = teardown::load_exits(ctx, &rec.spec.name);
-            match exits.get(&rec.spec.containers[i].name) {
-                Some(e) if e.oom_killed => Ok(("oomkilled".into(), e.code.to_string())),
-                Some(e) => Ok(("exited".into(), e.code.to_string())),
-                None if ctx.ctrd.container_exists(id).await? => Ok(("created".into(), "-".into())),
-                None => Ok(("missing".into(), "-".into())),
-            }
-        }
-    }
-}
-
-/// A pod's phase for `ps`: the record's, except that a pod recorded as
-/// running whose pause container is not running is `broken` (the task
-/// that holds its namespaces is gone; `rm` it).
-async fn phase(ctx: &Ctx, rec: &PodRecord) -> Result<String> {
-    if rec.phase == "running" && pause_down(ctx, rec).await?.is_some() {
-        return Ok("broken".into());
-    }
-    Ok(rec.phase.clone())
-}
-
-/// Why the pod's pause container is not running, if it is not.
-async fn pause_down(ctx: &Ctx, rec: &PodRecord) -> Result<Option<String>> {
-    Ok(match ctx.ctrd.task_state(&rec.sandbox_id, "").await? {
-        Some(s) if s.running => None,
-        Some(s) => Some(format!("exited with status {}", s.exit_status)),
-        None => Some("has no task".into()),
-    })
-}
-
 /// `podrun ps`: one line per container, or (`--json`) one array of pods
-/// with their containers; an exit code is a number or null.
+/// with their containers, each as `podrun inspect` shows it (an exit
+/// code is a number or null).
 pub async fn ps(ctx: &Ctx, json: bool) -> Result<()> {
     let mut pods = Vec::new();
     for pod in ctx.store.pods()? {
         let Some(rec) = ctx.store.load(&pod)? else {
             continue;
         };
-        let mut containers = Vec::new();
-        for (i, c) in rec.spec.containers.iter().enumerate() {
-            let (state, exit) = container_state(ctx, &rec, i).await?;
-            containers.push(serde_json::json!({
-                "name": c.name, "state": state, "exit": exit.parse::<i64>().ok(),
-            }));
-        }
+        let (containers, init_containers) = crate::inspect::containers(ctx, &rec).await?;
         pods.push(serde_json::json!({
-            "name": pod, "phase": phase(ctx, &rec).await?, "ip": rec.ip,
-            "containers": containers,
+            "name": pod, "phase": crate::inspect::phase(ctx, &rec).await?, "ip": rec.ip,
+            "containers": containers, "initContainers": init_containers,
         }));
     }
     let mut out = std::io::stdout().lock();
@@ -90,7 +44,7 @@ pub async fn ps(ctx: &Ctx, json: bool) -> Result<()> {
         writeln!(out, "{}", serde_json::Value::Array(pods))?;
         return Ok(());
     }
-    writeln!(out, "POD\tPHASE\tIP\tCONTAINER\tSTATE\tEXIT")?;
+    writeln!(out, "POD\tPHASE\tIP\tCONTAINER\tSTATE\tEXIT\tRESTARTS")?;
     let text = |v: &serde_json::Value| match v {
         serde_json::Value::String(s) => s.clone(),
         serde_json::Value::Null => "-".into(),
@@ -105,6 +59,7 @@ pub async fn ps(ctx: &Ctx, json: bool) -> Result<()> {
                 &c["name"],
                 &c["state"],
                 &c["exit"],
+                &c["restarts"],
             ];
             writeln!(out, "{}", row.map(text).join("\t"))?;
         }
@@ -112,22 +67,25 @@ pub async fn ps(ctx: &Ctx, json: bool) -> Result<()> {
     Ok(())
 }
 
-/// `podrun logs POD [CONTAINER]`: stdout to stdout, stderr to stderr.
+/// `podrun logs POD [CONTAINER]`: stdout to stdout, stderr to stderr;
+/// without CONTAINER, of every init container, then every container.
 pub fn logs(ctx: &Ctx, pod: &str, container: Option<&str>) -> Result<()> {
     let rec = record(ctx, pod)?;
+    let all: Vec<&str> = rec
+        .spec
+        .init_containers
+        .iter()
+        .chain(&rec.spec.containers)
+        .map(|c| c.name.as_str())
+        .collect();
     let names: Vec<&str> = match container {
         Some(c) => {
-            if !rec.spec.containers.iter().any(|x| x.name == c) {
+            if !all.contains(&c) {
                 bail!("pod {pod:?} has no container {c:?}");
             }
             vec![c]
         }
-        None => rec
-            .spec
-            .containers
-            .iter()
-            .map(|c| c.name.as_str())
-            .collect(),
+        None => all,
     };
     for name in names {
         let read = |s: &str| read_rotated(&ctx.store.log_path(pod, name, s));
@@ -215,19 +173,20 @@ async fn run_exec(
     }
 }
 
-/// `podrun stop POD`.
-pub async fn stop(ctx: &Ctx, pod: &str, grace: u64) -> Result<()> {
+/// `podrun stop POD`: with the pod's grace period unless `--grace`.
+pub async fn stop(ctx: &Ctx, pod: &str, grace: Option<u64>) -> Result<()> {
     let _lock = PodLock::acquire(&ctx.store, pod)?;
     let Some(mut rec) = ctx.store.load(pod)? else {
         return Ok(());
     };
+    let grace = crate::lifecycle::backoff::grace_secs(&rec.spec, grace);
     teardown::stop(ctx, &rec, grace).await?;
     rec.phase = "stopped".into();
     ctx.store.save(&rec)
 }
 
 /// `podrun rm POD`: a pod without a record is already gone.
-pub async fn rm(ctx: &Ctx, pod: &str, grace: u64) -> Result<()> {
+pub async fn rm(ctx: &Ctx, pod: &str, grace: Option<u64>) -> Result<()> {
     let lock = PodLock::acquire(&ctx.store, pod)?;
     let Some(rec) = ctx.store.load(pod)? else {
         // A `run` killed while writing its first record leaves the pod's
@@ -240,6 +199,7 @@ pub async fn rm(ctx: &Ctx, pod: &str, grace: u64) -> Result<()> {
     // We hold the lock, so no `run` of this pod is alive; what a dead
     // one left (even requests containerd is still executing) is driven
     // to gone by `remove`.
+    let grace = crate::lifecycle::backoff::grace_secs(&rec.spec, grace);
     teardown::remove(ctx, &rec, grace).await?;
     lock.remove();
     Ok(())
@@ -255,7 +215,7 @@ pub async fn check(ctx: &Ctx, pod: &str) -> Result<()> {
     if rec.phase != "running" {
         bail!("check pod {pod:?}: pod is {}, not running", rec.phase);
     }
-    if let Some(why) = pause_down(ctx, &rec).await? {
+    if let Some(why) = crate::inspect::pause_down(ctx, &rec).await? {
         bail!(
             "check pod {pod:?}: pod is broken: its pause container {} {why} \
              (podrun rm {pod} removes it)",
@@ -292,10 +252,10 @@ pub async fn check(ctx: &Ctx, pod: &str) -> Result<()> {
 
 /// `run --attach`: streams the containers' stdout to stdout and stderr
 /// to stderr (from their log files) until every app container's task has
-/// stopped, then returns the first non-zero exit code in spec order (0
-/// if all succeeded). The pod stays, as after a detached run; `rm` it.
-/// Interrupting podrun only stops the streaming.
-pub async fn attach(ctx: &Ctx, rec: &PodRecord) -> Result<i32> {
+/// stopped (or, with `until`, until it is set: the supervisor is done),
+/// then returns the first non-zero exit code in spec order (0 if all
+/// succeeded). The pod stays, as after a detached run; `rm` it.
+pub async fn attach(ctx: &Ctx, rec: &PodRecord, until: Option<&Cell<bool>>) -> Result<i32> {
     let pod = &rec.spec.name;
     let mut offsets = vec![(Cursor::default(), Cursor::default()); rec.spec.containers.len()];
     let mut last_round = false;
@@ -324,7 +284,10 @@ pub async fn attach(ctx: &Ctx, rec: &PodRecord) -> Result<i32> {
         }
         // One more round after the last exit: the log drivers drain
         // what was left in the pipes.
-        last_round = codes.len() == rec.spec.containers.len();
+        last_round = match until {
+            Some(done) => done.get(),
+            None => codes.len() == rec.spec.containers.len(),
+        };
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

@@ -50,9 +50,11 @@ impl Pass {
     }
 }
 
-/// The pod's containerd IDs, apps in reverse spec order, then the pause.
+/// The pod's containerd IDs, apps in reverse spec order, init
+/// containers (left by an interrupted `run`), then the pause.
 fn ids(rec: &PodRecord) -> Vec<String> {
     let mut ids: Vec<String> = rec.container_ids.iter().rev().cloned().collect();
+    ids.extend(rec.init_container_ids.iter().cloned());
     ids.push(rec.sandbox_id.clone());
     ids
 }

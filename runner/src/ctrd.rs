@@ -17,7 +17,7 @@ use containerd_client::services::v1::tasks_client::TasksClient;
 use containerd_client::services::v1::{
     Container, CreateContainerRequest, CreateTaskRequest, DeleteContainerRequest,
     DeleteProcessRequest, DeleteTaskRequest, ExecProcessRequest, GetContainerRequest,
-    GetImageRequest, GetRequest, KillRequest, ReadContentRequest, StartRequest,
+    GetImageRequest, GetRequest, KillRequest, ReadContentRequest, StartRequest, WaitRequest,
 };
 use containerd_client::tonic::transport::Channel;
 use containerd_client::tonic::{Code, Request, Status};
@@ -55,6 +55,16 @@ pub struct TaskState {
     pub pid: u32,
     pub running: bool,
     pub exit_status: u32,
+    /// When it exited (Unix milliseconds), once it has.
+    pub exited_at: Option<u64>,
+}
+
+/// Unix milliseconds of a protobuf timestamp; `None` for containerd's
+/// zero time (a process that has not exited).
+fn unix_ms(t: Option<prost_types::Timestamp>) -> Option<u64> {
+    let t = t?;
+    let ms = i128::from(t.seconds) * 1000 + i128::from(t.nanos) / 1_000_000;
+    u64::try_from(ms).ok().filter(|ms| *ms > 0)
 }
 
 fn missing(s: &Status) -> bool {
@@ -308,10 +318,27 @@ impl Ctrd {
                 pid: p.pid,
                 running: p.status != containerd_client::types::v1::Status::Stopped as i32,
                 exit_status: p.exit_status,
+                exited_at: unix_ms(p.exited_at),
             })),
             Err(s) if missing(&s) => Ok(None),
             Err(s) => Err(ctx(format!("get task {id}"))(s)),
         }
+    }
+
+    /// Waits until the task's init process exits: its exit status and
+    /// when (Unix milliseconds). Returns at once for a stopped task.
+    pub async fn wait(&self, id: &str) -> Result<(u32, Option<u64>)> {
+        let mut c = TasksClient::new(self.ch.clone());
+        let r = WaitRequest {
+            container_id: id.into(),
+            exec_id: String::new(),
+        };
+        let r = c
+            .wait(self.req(r))
+            .await
+            .map_err(ctx(format!("wait for task {id}")))?
+            .into_inner();
+        Ok((r.exit_status, unix_ms(r.exited_at)))
     }
 
     /// Signals the task (every process in it with `all`). A task that is

@@ -15,7 +15,9 @@ mod gc;
 mod hostnet;
 mod image;
 mod import;
+mod inspect;
 mod kube;
+mod lifecycle;
 mod limits;
 mod lock;
 mod logdriver;
@@ -102,7 +104,10 @@ async fn dispatch(cli: cli::Cli) -> anyhow::Result<i32> {
     let ctx = pod::Ctx::new(cli.global).await?;
     match cli.command {
         Cmd::Run {
-            file, attach, opts, ..
+            file,
+            attach,
+            mut opts,
+            ..
         } => {
             if attach && specs.len() > 1 {
                 anyhow::bail!(
@@ -111,12 +116,13 @@ async fn dispatch(cli: cli::Cli) -> anyhow::Result<i32> {
                     specs.len()
                 );
             }
+            opts.attach = attach;
             let recs = pod::run_all(&ctx, specs, &opts).await?;
             for rec in &recs {
                 println!("{}\t{}", rec.spec.name, rec.ip.as_deref().unwrap_or("-"));
             }
             if attach {
-                return commands::attach(&ctx, &recs[0]).await;
+                return lifecycle::attach(&ctx, &recs[0]).await;
             }
         }
         Cmd::Ps { json } => commands::ps(&ctx, json).await?,
@@ -129,6 +135,12 @@ async fn dispatch(cli: cli::Cli) -> anyhow::Result<i32> {
         Cmd::Stop { pod, grace } => commands::stop(&ctx, &pod, grace).await?,
         Cmd::Rm { pod, grace } => commands::rm(&ctx, &pod, grace).await?,
         Cmd::Check { pod } => commands::check(&ctx, &pod).await?,
+        Cmd::Inspect { pod } => {
+            let rec = commands::record(&ctx, &pod)?;
+            let v = inspect::inspect(&ctx, &rec).await?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        Cmd::Supervise { pod } => return lifecycle::supervise_main(&ctx, &pod).await,
         Cmd::Gc => gc::gc(&ctx).await?,
         Cmd::Image {
             cmd: ImageCmd::Import { file, base_name },

@@ -15,7 +15,7 @@ use crate::image::{self, ImageInfo};
 use crate::lock::PodLock;
 use crate::network::{Attachment, Network};
 use crate::oci;
-use crate::spec::{PodSpec, SpecError};
+use crate::spec::{ContainerSpec, PodSpec, SpecError};
 use crate::state::{now, PodRecord, Store};
 use crate::teardown;
 
@@ -109,38 +109,57 @@ impl Ctx {
 }
 
 /// Checks against the node: network and plugins (none for a hostNetwork
-/// pod), images, host paths.
-async fn preflight(ctx: &Ctx, spec: &PodSpec) -> Result<(Option<Network>, Vec<ImageInfo>)> {
+/// pod), images (of the app containers, then of the init containers),
+/// host paths.
+async fn preflight(
+    ctx: &Ctx,
+    spec: &PodSpec,
+) -> Result<(Option<Network>, Vec<ImageInfo>, Vec<ImageInfo>)> {
     let net = crate::podnet::preflight(ctx, spec)?;
     let mut images = Vec::new();
     for (i, c) in spec.containers.iter().enumerate() {
-        let at = format!("containers[{i}]");
-        match image::resolve(&ctx.ctrd, &c.image).await {
-            Ok(Some(img)) => images.push(img),
-            Ok(None) => bail!(SpecError::new(
-                format!("{at}.image"),
-                format!(
-                    "image {:?} is not in containerd namespace {:?}",
-                    c.image, ctx.g.namespace
-                )
-            )),
-            Err(e) => bail!(SpecError::new(format!("{at}.image"), format!("{e:#}"))),
-        }
-        for (j, m) in c.mounts.iter().enumerate() {
-            if !m.host_path.exists() {
-                bail!(SpecError::new(
-                    format!("{at}.mounts[{j}].hostPath"),
-                    format!("{} does not exist", m.host_path.display())
-                ));
-            }
-        }
-        oci::argv(c, &images[i])
-            .map_err(|e| SpecError::new(format!("{at}.command"), e.to_string()))?;
-        crate::security::resolve(c, spec, &images[i], &[])?;
+        images.push(check_container(ctx, spec, &format!("containers[{i}]"), c).await?);
+    }
+    let mut init_images = Vec::new();
+    for (i, c) in spec.init_containers.iter().enumerate() {
+        let at = format!("initContainers[{i}]");
+        init_images.push(check_container(ctx, spec, &at, c).await?);
     }
     // Last: it may create hostPath directories and files.
     crate::volumes::preflight(spec)?;
-    Ok((net, images))
+    Ok((net, images, init_images))
+}
+
+/// One container of `spec` (`at` is its path): its image, host paths,
+/// command line and security settings; returns the image.
+async fn check_container(
+    ctx: &Ctx,
+    spec: &PodSpec,
+    at: &str,
+    c: &ContainerSpec,
+) -> Result<ImageInfo> {
+    let img = match image::resolve(&ctx.ctrd, &c.image).await {
+        Ok(Some(img)) => img,
+        Ok(None) => bail!(SpecError::new(
+            format!("{at}.image"),
+            format!(
+                "image {:?} is not in containerd namespace {:?}",
+                c.image, ctx.g.namespace
+            )
+        )),
+        Err(e) => bail!(SpecError::new(format!("{at}.image"), format!("{e:#}"))),
+    };
+    for (j, m) in c.mounts.iter().enumerate() {
+        if !m.host_path.exists() {
+            bail!(SpecError::new(
+                format!("{at}.mounts[{j}].hostPath"),
+                format!("{} does not exist", m.host_path.display())
+            ));
+        }
+    }
+    oci::argv(c, &img).map_err(|e| SpecError::new(format!("{at}.command"), e.to_string()))?;
+    crate::security::resolve(c, spec, &img, &[])?;
+    Ok(img)
 }
 
 /// `podrun run` of every pod of a file, in order. All or nothing: when
@@ -186,7 +205,7 @@ pub async fn run(ctx: &Ctx, spec: PodSpec, opts: &RunOpts) -> Result<PodRecord> 
                 .is_some_and(|r| r.starts_with('.'))
     });
     let pause = crate::pause_root::PauseRoot::resolve(&ctx.pause_bin()?)?;
-    let (net, images) = preflight(ctx, &spec).await?;
+    let (net, images, init_images) = preflight(ctx, &spec).await?;
     let mut rec = PodRecord {
         network: net
             .as_ref()
@@ -200,7 +219,14 @@ pub async fn run(ctx: &Ctx, spec: PodSpec, opts: &RunOpts) -> Result<PodRecord> 
             .iter()
             .map(|c| ctx.store.container_id(&pod, &c.name))
             .collect(),
+        init_container_ids: spec
+            .init_containers
+            .iter()
+            .map(|c| ctx.store.container_id(&pod, &c.name))
+            .collect(),
         ip: None,
+        ips: Vec::new(),
+        lifecycle: Default::default(),
         phase: "creating".into(),
         created: now(),
         spec,
@@ -216,6 +242,7 @@ pub async fn run(ctx: &Ctx, spec: PodSpec, opts: &RunOpts) -> Result<PodRecord> 
     let how = How {
         net: net.as_ref(),
         images: &images,
+        init_images: &init_images,
         pause: &pause,
         node_dns: &node_dns,
         opts,
@@ -263,6 +290,7 @@ struct How<'a> {
     /// `None` for a hostNetwork pod.
     net: Option<&'a Network>,
     images: &'a [ImageInfo],
+    init_images: &'a [ImageInfo],
     pause: &'a crate::pause_root::PauseRoot,
     node_dns: &'a crate::etc::NodeResolv,
     opts: &'a RunOpts,
@@ -306,6 +334,7 @@ async fn create(ctx: &Ctx, rec: &mut PodRecord, how: &How<'_>) -> Result<()> {
 
     let attached = crate::podnet::attach(ctx, rec, net, pause_pid, &netns)?;
     rec.ip = attached.ips.first().map(IpAddr::to_string);
+    rec.ips = attached.ips.iter().map(IpAddr::to_string).collect();
     rec.spec.resolve(attached.ips.first().copied());
     ctx.store.save(rec)?;
     if net.is_some() {
@@ -332,18 +361,25 @@ async fn create(ctx: &Ctx, rec: &mut PodRecord, how: &How<'_>) -> Result<()> {
         volumes: &volumes,
         host,
     };
-    for (i, c) in rec.spec.containers.iter().enumerate() {
-        let id = &rec.container_ids[i];
-        let at = format!("containers[{i}]");
-        let spec = oci::container_spec(c, &at, &images[i], &ctx.cgroups_path(id), &parts)?;
+    // Init containers run to completion, in order, then the containers
+    // start (lifecycle::init).
+    let mut starts = crate::lifecycle::init::Starts::default();
+    for step in crate::lifecycle::init::steps(rec, images, how.init_images) {
+        let (c, id, image) = (&step.spec, &step.id, step.image);
+        let spec = oci::container_spec(c, &step.at, image, &ctx.cgroups_path(id), &parts)?;
+        let role = if step.init { "init" } else { "container" };
         // The record references the snapshot before it exists, so
         // containerd's GC never sees an unreferenced active snapshot.
         ctx.ctrd
-            .create_container(id, &c.image, &spec, id, labels(&pod, "container"))
+            .create_container(id, &c.image, &spec, id, labels(&pod, role))
             .await?;
-        let mounts = ctx.ctrd.prepare_snapshot(id, &images[i].chain_id).await?;
+        let mounts = ctx.ctrd.prepare_snapshot(id, &image.chain_id).await?;
         ctx.ctrd.create_task(id, mounts, &log(&c.name)).await?;
+        let at = crate::lifecycle::status::now_ms();
         ctx.ctrd.start(id, "").await?;
+        starts.started(ctx, &rec.spec, &step, at).await?;
     }
+    starts.record(rec);
+    crate::lifecycle::begin(ctx, rec, how.opts)?;
     Ok(())
 }

@@ -23,6 +23,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::lifecycle::status::Lifecycle;
 use crate::spec::PodSpec;
 
 /// What podrun knows about one pod.
@@ -44,9 +45,19 @@ pub struct PodRecord {
     pub netns_name: String,
     /// Container IDs, in spec order.
     pub container_ids: Vec<String>,
+    /// Init container IDs, in spec order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub init_container_ids: Vec<String>,
     /// Pod IP from the CNI result, once attached.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip: Option<String>,
+    /// Every pod IP of the CNI result (`ip` is the first).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ips: Vec<String>,
+    /// Starts, exits and restarts of the containers, and the supervisor
+    /// keeping `restartPolicy` (see `lifecycle`).
+    #[serde(default, skip_serializing_if = "Lifecycle::is_empty")]
+    pub lifecycle: Lifecycle,
     /// `creating`, `running` or `stopped`.
     pub phase: String,
     /// Unix seconds.

@@ -19,6 +19,9 @@ use crate::state::PodRecord;
 pub struct Exit {
     pub code: u32,
     pub oom_killed: bool,
+    /// Unix milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<u64>,
 }
 
 /// Stops one task: SIGTERM to all its processes, SIGKILL after `grace`,
@@ -36,10 +39,15 @@ pub async fn stop_task(ctx: &Ctx, id: &str, grace: Duration) -> Result<Option<Ex
     }
     // Read the OOM counter while the cgroup still exists.
     let oom = ctx.cgroups.oom_kills(&ctx.cgroups_path(id)).unwrap_or(0) > 0;
+    let finished_at = match ctx.ctrd.task_state(id, "").await? {
+        Some(s) => s.exited_at,
+        None => st.exited_at,
+    };
     let code = ctx.ctrd.delete_task(id).await?.unwrap_or(st.exit_status);
     Ok(Some(Exit {
         code,
         oom_killed: oom,
+        finished_at,
     }))
 }
 
@@ -85,8 +93,11 @@ fn network_down(ctx: &Ctx, rec: &PodRecord, retry: &str) -> Result<()> {
     netkit::delete_named(&rec.netns_name).map_err(|e| anyhow!("{e}"))
 }
 
-/// Stop: tasks (apps in reverse order, then pause), then the network.
+/// Stop: the supervisor, tasks (apps in reverse order, then pause),
+/// then the network.
 pub async fn stop(ctx: &Ctx, rec: &PodRecord, grace_secs: u64) -> Result<()> {
+    crate::lifecycle::end_supervisor(rec)
+        .with_context(|| format!("stop pod {:?}", rec.spec.name))?;
     let grace = Duration::from_secs(grace_secs);
     let mut errs = Vec::new();
     let mut exits = load_exits(ctx, &rec.spec.name);
@@ -119,12 +130,13 @@ fn note(errs: &mut Vec<String>, r: Result<()>) {
     }
 }
 
-/// Remove: every task, container, snapshot and shim of the pod (driven
+/// Remove: the supervisor, then every task, container, snapshot and shim of the pod (driven
 /// to gone, see [`crate::converge`]), then the network, then the pod's
 /// state. If only the network failed, the record stays in phase
 /// [`TEARDOWN_PENDING`].
 pub async fn remove(ctx: &Ctx, rec: &PodRecord, grace_secs: u64) -> Result<()> {
     let pod = &rec.spec.name;
+    crate::lifecycle::end_supervisor(rec).with_context(|| format!("rm pod {pod:?}"))?;
     let mut errs = Vec::new();
     let mut exits = load_exits(ctx, pod);
     let grace = Duration::from_secs(grace_secs);

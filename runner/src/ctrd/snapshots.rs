@@ -28,6 +28,20 @@ impl Ctrd {
     }
 
     /// An active snapshot `key` on top of committed `parent`; its mounts.
+    /// The parent of snapshot `key`, `None` when it does not exist.
+    pub async fn snapshot_parent(&self, key: &str) -> Result<Option<String>> {
+        let mut c = SnapshotsClient::new(self.ch.clone());
+        let r = StatSnapshotRequest {
+            snapshotter: self.snapshotter.clone(),
+            key: key.into(),
+        };
+        match c.stat(self.req(r)).await {
+            Ok(r) => Ok(r.into_inner().info.map(|i| i.parent)),
+            Err(s) if missing(&s) => Ok(None),
+            Err(s) => Err(ctx(format!("stat snapshot {key}"))(s)),
+        }
+    }
+
     pub async fn prepare_snapshot(&self, key: &str, parent: &str) -> Result<Vec<Mount>> {
         self.prepare_labeled(key, parent, HashMap::new()).await
     }
