@@ -617,6 +617,18 @@ impl PodNode {
     pub fn assert_clean(&self) {
         self.pr.assert_clean(&self.ctd)
     }
+
+    /// Declares `extra` capabilities (`{"bandwidth": true}`) on the
+    /// conflist's plugin.
+    pub fn declare_capabilities(&self, extra: &Value) {
+        let path = self.pr.conf_dir().join("10-podnet.conflist");
+        let mut conf: Value =
+            serde_json::from_str(&fs::read_to_string(&path).expect("conflist")).expect("json");
+        for (k, v) in extra.as_object().expect("object") {
+            conf["plugins"][0]["capabilities"][k] = v.clone();
+        }
+        fs::write(&path, conf.to_string()).expect("write conflist");
+    }
 }
 
 /// A LAN between this node and a new peer netns ("another machine"):

@@ -355,17 +355,6 @@ fn host_network_pod_shares_the_node_netns_without_any_cni_attachment() {
     n.assert_clean();
 }
 
-/// The conflist's plugin, with `extra` capabilities declared.
-fn declare_capabilities(n: &PodNode, extra: &Value) {
-    let path = n.pr.conf_dir().join("10-podnet.conflist");
-    let mut conf: Value =
-        serde_json::from_str(&fs::read_to_string(&path).expect("conflist")).expect("json");
-    for (k, v) in extra.as_object().expect("object") {
-        conf["plugins"][0]["capabilities"][k] = v.clone();
-    }
-    fs::write(&path, conf.to_string()).expect("write conflist");
-}
-
 /// The bandwidth annotations: refused (by their path) while no plugin
 /// declares the capability, then sent as containerd sends them and
 /// applied by netboot-cni (tbf on the host veth, tbf on an ifb); `rm`
@@ -408,7 +397,7 @@ fn bandwidth_annotations_shape_the_pod_or_are_refused_without_the_capability() {
     );
     n.assert_clean();
 
-    declare_capabilities(&n, &json!({"bandwidth": true}));
+    n.declare_capabilities(&json!({"bandwidth": true}));
     run(&n, &file, &[]).expect_ok();
     let sid = n.pr.sandbox_id("bw");
     let cache = n.cache_dir().join(format!("results/podnet-{sid}-eth0"));
