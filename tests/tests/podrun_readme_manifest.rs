@@ -70,6 +70,6 @@ fn the_readme_manifest_runs_as_written() {
         .expect("inspect JSON");
     assert_eq!(v["initContainers"][0]["name"], "setup", "{v:#}");
     assert_eq!(v["initContainers"][0]["exit"], 0, "{v:#}");
-    n.podrun(&["rm", "web"]).expect_ok();
+    n.podrun(&["rm", "web", "--grace", "2"]).expect_ok();
     n.assert_clean();
 }
