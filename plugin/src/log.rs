@@ -80,27 +80,12 @@ impl Logger {
     }
 }
 
-/// UTC `YYYY-MM-DDTHH:MM:SS.mmmZ` (RFC 3339) for seconds since the epoch;
-/// the civil date from the day count by the usual era arithmetic (proleptic
-/// Gregorian calendar), so the plugin needs no date crate.
+/// UTC `YYYY-MM-DDTHH:MM:SS.mmmZ` (RFC 3339) for seconds since the epoch.
 fn rfc3339(secs: u64, millis: u32) -> String {
-    let days = (secs / 86400) as i64;
-    let rem = secs % 86400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
+    let t = std::time::UNIX_EPOCH
+        + std::time::Duration::from_secs(secs)
+        + std::time::Duration::from_millis(u64::from(millis));
+    humantime::format_rfc3339_millis(t).to_string()
 }
 
 #[cfg(test)]
