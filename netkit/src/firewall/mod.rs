@@ -57,6 +57,7 @@ mod exec;
 pub mod forward;
 pub(crate) mod hash;
 pub mod legacy;
+mod mapping;
 pub mod masq;
 mod nft;
 mod nftnl;
@@ -70,6 +71,7 @@ pub use forward::{
 pub use legacy::{
     bridge_masq_chain, cleanup_bridge_masquerade, cleanup_legacy_portmap, legacy_dnat_chain,
 };
+pub use mapping::{needs_route_localnet, PortMapping, PortmapSpec, Proto};
 pub use masq::{
     add_attachment_masquerade, attachment_masquerade_comment, del_attachment_masquerade,
     ensure_node_masquerade, node_masquerade_present, node_masquerade_tag, remove_node_masquerade,
@@ -77,6 +79,5 @@ pub use masq::{
 pub use portmap::{
     add_port_mappings, add_port_mappings_tracked, add_port_mappings_via, check_port_mappings,
     del_port_mappings, del_port_mappings_in, del_port_mappings_via, del_port_rules, hostport_hash,
-    list_port_mapping_owners, list_port_mapping_owners_via, needs_route_localnet, NftPath,
-    PortMapping, PortmapSpec, Proto, RuleRef,
+    list_port_mapping_owners, list_port_mapping_owners_via, NftPath, RuleRef,
 };
