@@ -41,9 +41,13 @@
 //!
 //! # Layouts
 //!
+//! - [`hostports`]: native mode's hostPorts, map elements in `inet netboot`
+//!   (one DNAT rule per family, protocol and hostIP variant, written once
+//!   per node; a pod is elements only), entirely over netlink.
 //! - [`portmap`]: exactly upstream portmap's nftables layout (tables
 //!   `ip`/`ip6 cni_hostport`), so either implementation deletes the other's
-//!   rules.
+//!   rules: bridge mode's chained portmap, and native attachments made by
+//!   netboot before the map layout.
 //! - [`masq`]: bridge's per-attachment `inet cni_plugins_masquerade`, and a
 //!   per-node rule set in `inet netboot` (one rule per pod subnet instead of
 //!   one per pod).
@@ -56,6 +60,7 @@
 mod exec;
 pub mod forward;
 pub(crate) mod hash;
+pub mod hostports;
 pub mod legacy;
 mod mapping;
 pub mod masq;
@@ -67,6 +72,10 @@ pub use exec::spawned_on_this_thread as tool_execs_on_this_thread;
 pub use forward::{
     ensure_forward_accept, ensure_iptables_forward_accept, remove_forward_accept,
     remove_iptables_forward_accept, IptForward,
+};
+pub use hostports::{
+    add_hostports, check_hostports, del_hostports, hostport_owner, list_hostport_elements,
+    parse_hostport_owner, replace_hostports, sweep_hostports, HostportElement,
 };
 pub use legacy::{
     bridge_masq_chain, cleanup_bridge_masquerade, cleanup_legacy_portmap, legacy_dnat_chain,

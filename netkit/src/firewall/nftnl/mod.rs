@@ -42,14 +42,20 @@
 //! `netlink-packet-core`'s; only the nf_tables attributes are encoded here.
 
 mod attrs;
+mod elems;
 mod expr;
+mod objects;
+mod rule;
 mod socket;
 
+pub(crate) use elems::{add_elem, del_elem, SetElem, SetRef};
 pub(crate) use expr::{
-    DelRule, Expr, NewRule, DNAT_ADDR_REG, DNAT_PORT_REG, NFT_PAYLOAD_NETWORK_HEADER,
-    NFT_PAYLOAD_TRANSPORT_HEADER,
+    Expr, NFT_META_L4PROTO, NFT_META_NFPROTO, NFT_PAYLOAD_NETWORK_HEADER,
+    NFT_PAYLOAD_TRANSPORT_HEADER, NFT_REG32_01, NFT_REG_1, NFT_REG_2,
 };
-pub(crate) use socket::NfSocket;
+pub(crate) use objects::{chain, concat_bytes, flush_chain, set, table, DataType, Hook, SetDef};
+pub(crate) use rule::{append_rule, DelRule, NewRule};
+pub(crate) use socket::{BatchMsg, NfSocket};
 
 // linux/netfilter/nfnetlink.h
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
@@ -59,6 +65,7 @@ const NFNL_MSG_BATCH_END: u16 = 0x11;
 const NFNETLINK_V0: u8 = 0;
 
 // linux/netfilter.h
+pub(crate) const NFPROTO_INET: u8 = 1;
 pub(crate) const NFPROTO_IPV4: u8 = 2;
 pub(crate) const NFPROTO_IPV6: u8 = 10;
 

@@ -1,23 +1,16 @@
 //! The `NETLINK_NETFILTER` socket: nf_tables transactions (batches) and
-//! rule dumps (see the module docs for the batch and close rules).
+//! requests and dumps (see the module docs for the batch and close rules).
 
 use std::convert::Infallible;
 use std::sync::Mutex;
 
 use netlink_packet_core::{
     NetlinkDeserializable, NetlinkHeader, NetlinkMessage, NetlinkPayload, NetlinkSerializable,
-    NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_ECHO, NLM_F_REQUEST,
+    NLM_F_ACK, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST,
 };
 use netlink_sys::Socket;
 
-use super::attrs::Attrs;
-use super::expr::{
-    parse_rule, DelRule, DumpedRule, NewRule, NFTA_RULE_CHAIN, NFTA_RULE_HANDLE, NFTA_RULE_TABLE,
-};
-use super::{
-    family_name, NEWRULE_TYPE, NFNETLINK_V0, NFNL_MSG_BATCH_BEGIN, NFNL_MSG_BATCH_END,
-    NFNL_SUBSYS_NFTABLES, NFT_MSG_DELRULE, NFT_MSG_GETRULE, NFT_MSG_NEWRULE,
-};
+use super::{NFNETLINK_V0, NFNL_MSG_BATCH_BEGIN, NFNL_MSG_BATCH_END, NFNL_SUBSYS_NFTABLES};
 use crate::ack;
 use crate::error::{Error, Result};
 
@@ -149,9 +142,9 @@ impl NfSocket {
     /// Send `msgs` (message, extra flags, words for errors) as one nf_tables
     /// transaction and wait for every answer. `Ok` only when the kernel
     /// accepted every message (and so committed the batch); otherwise the
-    /// first error, named after the failing message. Returns the rules the
+    /// first error, named after the failing message. Returns what the
     /// kernel echoed back (messages sent with `NLM_F_ECHO`).
-    fn batch(&mut self, msgs: Vec<(NfMsg, u16, String)>, what: &str) -> Result<Vec<DumpedRule>> {
+    pub(super) fn batch(&mut self, msgs: Vec<BatchMsg>, what: &str) -> Result<Vec<NfMsg>> {
         if msgs.is_empty() {
             return Ok(Vec::new());
         }
@@ -163,8 +156,8 @@ impl NfSocket {
             &mut buf,
         );
         let mut pending: Vec<(u32, String, Option<i32>)> = Vec::with_capacity(msgs.len());
-        for (m, flags, op) in msgs {
-            let seq = self.push(m, flags | NLM_F_ACK, &mut buf);
+        for BatchMsg { msg, flags, op } in msgs {
+            let seq = self.push(msg, flags | NLM_F_ACK, &mut buf);
             pending.push((seq, op, None));
         }
         self.push(NfMsg::new(NFNL_MSG_BATCH_END, 0, res_id, &[]), 0, &mut buf);
@@ -186,8 +179,8 @@ impl NfSocket {
             for msg in self.recv(what)? {
                 let e = match &msg.payload {
                     NetlinkPayload::Error(e) => e,
-                    NetlinkPayload::InnerMessage(r) if r.ty == NEWRULE_TYPE => {
-                        echoed.extend(parse_rule(&r.body));
+                    NetlinkPayload::InnerMessage(r) => {
+                        echoed.push(r.clone());
                         continue;
                     }
                     _ => continue,
@@ -215,101 +208,23 @@ impl NfSocket {
         first_err.map_or(Ok(echoed), Err)
     }
 
-    /// Append `rules` in one transaction (`nft --echo add rule` each, in
-    /// order). Returns the rules as the kernel committed them, handles
-    /// included (`NLM_F_ECHO`: the commit's notifications come back to this
-    /// socket), so that they can later be deleted without listing the table.
-    pub(crate) fn add_rules(&mut self, rules: &[NewRule], what: &str) -> Result<Vec<DumpedRule>> {
-        let mut msgs = Vec::with_capacity(rules.len());
-        for r in rules {
-            msgs.push((
-                NfMsg::nft(NFT_MSG_NEWRULE, r.family, &r.attrs()?),
-                NLM_F_CREATE | NLM_F_APPEND | NLM_F_ECHO,
-                format!("add rule {} {} {}", family_name(r.family), r.table, r.chain),
-            ));
-        }
-        self.batch(msgs, what)
-    }
-
-    /// Delete `rules` by handle in one transaction.
-    pub(crate) fn del_rules(&mut self, rules: &[DelRule], what: &str) -> Result<()> {
-        let msgs = rules
-            .iter()
-            .map(|r| {
-                let mut a = Attrs::default();
-                a.put_str(NFTA_RULE_TABLE, r.table);
-                a.put_str(NFTA_RULE_CHAIN, r.chain);
-                a.put_u64(NFTA_RULE_HANDLE, r.handle);
-                (
-                    NfMsg::nft(NFT_MSG_DELRULE, r.family, &a.buf),
-                    0,
-                    format!(
-                        "delete rule {} {} {} handle {}",
-                        family_name(r.family),
-                        r.table,
-                        r.chain,
-                        r.handle
-                    ),
-                )
-            })
-            .collect();
+    /// Commit `msgs` as one transaction (see [`NfSocket::batch`]).
+    pub(crate) fn commit(&mut self, msgs: Vec<BatchMsg>, what: &str) -> Result<()> {
         self.batch(msgs, what).map(|_| ())
     }
 
-    /// `nft -a list ... handle H` for one rule: `None` when no rule of
-    /// `family table chain` has that handle (or the table is gone). One
-    /// lookup, whatever the size of the chain.
-    pub(crate) fn get_rule(
+    /// One request (`flags`: `NLM_F_DUMP`, or `NLM_F_ACK` for a single
+    /// object) and its answers, until NLMSG_DONE or the ACK; also whether
+    /// any part was flagged NLM_F_DUMP_INTR. `None` when the kernel answers
+    /// ENOENT (no such table, chain, set, rule or element).
+    pub(super) fn exchange(
         &mut self,
-        family: u8,
-        table: &str,
-        chain: &str,
-        handle: u64,
-        what: &str,
-    ) -> Result<Option<DumpedRule>> {
-        let mut a = Attrs::default();
-        a.put_str(NFTA_RULE_TABLE, table);
-        a.put_str(NFTA_RULE_CHAIN, chain);
-        a.put_u64(NFTA_RULE_HANDLE, handle);
-        let (rules, _) = self.get_rules(family, &a.buf, NLM_F_ACK, what)?;
-        Ok(rules.into_iter().next())
-    }
-
-    /// Every rule of table `family table` (none when the table does not
-    /// exist: the kernel's dump filter simply matches nothing).
-    pub(crate) fn dump_rules(
-        &mut self,
-        family: u8,
-        table: &str,
-        what: &str,
-    ) -> Result<Vec<DumpedRule>> {
-        for _ in 0..DUMP_RETRIES {
-            let mut a = Attrs::default();
-            a.put_str(NFTA_RULE_TABLE, table);
-            let (out, interrupted) = self.get_rules(family, &a.buf, NLM_F_DUMP, what)?;
-            if !interrupted {
-                return Ok(out);
-            }
-        }
-        Err(Error::invalid(
-            what,
-            "rule dump kept being interrupted by concurrent changes",
-        ))
-    }
-
-    /// One GETRULE (`flags`: a dump, or one rule with an ACK after it) and
-    /// its answers, until NLMSG_DONE or the ACK; also whether any part was
-    /// flagged NLM_F_DUMP_INTR. ENOENT (no such table, chain or rule) is an
-    /// empty answer.
-    fn get_rules(
-        &mut self,
-        family: u8,
-        attrs: &[u8],
+        msg: NfMsg,
         flags: u16,
         what: &str,
-    ) -> Result<(Vec<DumpedRule>, bool)> {
+    ) -> Result<Option<(Vec<NfMsg>, bool)>> {
         let mut buf = Vec::new();
-        let seq = self.push(NfMsg::nft(NFT_MSG_GETRULE, family, attrs), flags, &mut buf);
+        let seq = self.push(msg, flags, &mut buf);
         self.send(&buf, what)?;
         let mut out = Vec::new();
         let mut interrupted = false;
@@ -320,13 +235,13 @@ impl NfSocket {
                 }
                 interrupted |= m.header.flags & NLM_F_DUMP_INTR != 0;
                 match m.payload {
-                    NetlinkPayload::Done(_) => return Ok((out, interrupted)),
+                    NetlinkPayload::Done(_) => return Ok(Some((out, interrupted))),
                     NetlinkPayload::Error(e) => match e.code {
-                        None => return Ok((out, interrupted)),
+                        None => return Ok(Some((out, interrupted))),
                         Some(code) => {
                             let errno = -code.get();
                             if errno == libc::ENOENT {
-                                return Ok((Vec::new(), false));
+                                return Ok(None);
                             }
                             return Err(Error::Netlink {
                                 op: what.to_string(),
@@ -335,12 +250,34 @@ impl NfSocket {
                             });
                         }
                     },
-                    NetlinkPayload::InnerMessage(r) if r.ty == NEWRULE_TYPE => {
-                        out.extend(parse_rule(&r.body));
-                    }
+                    NetlinkPayload::InnerMessage(r) => out.push(r),
                     _ => {}
                 }
             }
         }
     }
+
+    /// [`NfSocket::exchange`] as a dump, asked again while a concurrent
+    /// change interrupts it. `None` as there.
+    pub(super) fn dump(&mut self, msg: NfMsg, what: &str) -> Result<Option<Vec<NfMsg>>> {
+        for _ in 0..DUMP_RETRIES {
+            match self.exchange(msg.clone(), NLM_F_DUMP, what)? {
+                None => return Ok(None),
+                Some((out, false)) => return Ok(Some(out)),
+                Some((_, true)) => {}
+            }
+        }
+        Err(Error::invalid(
+            what,
+            "dump kept being interrupted by concurrent changes",
+        ))
+    }
+}
+
+/// One message of a transaction: the message, its flags besides
+/// `NLM_F_REQUEST | NLM_F_ACK`, and the words that name it in an error.
+pub(crate) struct BatchMsg {
+    pub(super) msg: NfMsg,
+    pub(super) flags: u16,
+    pub(super) op: String,
 }

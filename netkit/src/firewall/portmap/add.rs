@@ -76,7 +76,7 @@ pub fn add_port_mappings_via(path: NftPath, spec: &PortmapSpec) -> Result<Vec<Ru
                         table: TABLE,
                         chain,
                         exprs: r.exprs(),
-                        comment: spec.container_id,
+                        comment: Some(spec.container_id),
                     })
                 })
                 .collect();

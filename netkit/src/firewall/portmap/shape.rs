@@ -8,8 +8,8 @@ use std::net::IpAddr;
 use super::super::mapping::{PortmapSpec, Proto};
 use super::super::nft::quote_comment;
 use super::super::nftnl::{
-    Expr, DNAT_ADDR_REG, DNAT_PORT_REG, NFPROTO_IPV4, NFPROTO_IPV6, NFT_PAYLOAD_NETWORK_HEADER,
-    NFT_PAYLOAD_TRANSPORT_HEADER,
+    Expr, NFPROTO_IPV4, NFPROTO_IPV6, NFT_META_L4PROTO, NFT_PAYLOAD_NETWORK_HEADER,
+    NFT_PAYLOAD_TRANSPORT_HEADER, NFT_REG_1, NFT_REG_2,
 };
 use super::{HOSTIP_HOSTPORTS, HOSTPORTS, HOSTPORTS_ALL, MASQUERADING, TABLE};
 use crate::error::Result;
@@ -105,6 +105,7 @@ impl Shape {
             base: NFT_PAYLOAD_NETWORK_HEADER,
             offset,
             len: alen,
+            dreg: NFT_REG_1,
         };
         let mut e = Vec::new();
         match self {
@@ -119,29 +120,32 @@ impl Shape {
                     e.push(load_addr(daddr_off));
                     e.push(Expr::CmpEq(Expr::addr_bytes(*h)));
                 }
-                e.push(Expr::MetaL4proto);
+                e.push(Expr::Meta(NFT_META_L4PROTO));
                 e.push(Expr::CmpEq(vec![proto.number()]));
                 // tcp/udp/sctp dport: 2 bytes at transport header + 2.
                 e.push(Expr::Payload {
                     base: NFT_PAYLOAD_TRANSPORT_HEADER,
                     offset: 2,
                     len: 2,
+                    dreg: NFT_REG_1,
                 });
                 e.push(Expr::CmpEq(host_port.to_be_bytes().to_vec()));
                 e.push(Expr::Immediate {
-                    reg: DNAT_ADDR_REG,
+                    reg: NFT_REG_1,
                     data: Expr::addr_bytes(*to),
                 });
                 e.push(Expr::Immediate {
-                    reg: DNAT_PORT_REG,
+                    reg: NFT_REG_2,
                     data: to_port.to_be_bytes().to_vec(),
                 });
-                e.push(Expr::DnatToRegs {
+                e.push(Expr::Dnat {
                     family: if self.v6() {
                         NFPROTO_IPV6
                     } else {
                         NFPROTO_IPV4
                     },
+                    proto_reg: NFT_REG_2,
+                    flags: true,
                 });
             }
             Shape::Masq { saddr, daddr } => {
