@@ -184,6 +184,17 @@ fn traffic_reaches_the_pod_through_the_maps_and_stops_after_del() {
     assert!(ok);
     run(&lab.node, || firewall::add_hostports(&s)).unwrap();
     lab.assert_mapped();
+    // So is a flushed chain, even with the elements still there.
+    for chain in ["hostports", "hostports_output"] {
+        let (ok, _) = lab
+            .node
+            .exec(&["nft", "flush", "chain", "inet", "netboot", chain]);
+        assert!(ok);
+        assert!(run(&lab.node, || firewall::check_hostports(&s)).is_err());
+        run(&lab.node, || firewall::add_hostports(&s)).unwrap();
+        run(&lab.node, || firewall::check_hostports(&s)).unwrap();
+    }
+    lab.assert_mapped();
 }
 
 #[test]
@@ -199,7 +210,24 @@ fn del_removes_exactly_its_own_elements_and_conflicts_are_explicit() {
     );
     let (a, b) = (spec("a", &ia, &ma), spec("b", &ib, &mb));
     run(&node, || firewall::add_hostports(&a)).unwrap();
+    // Once the layout is there, an ADD is elements only: the rules keep
+    // their handles (no setup transaction ran again).
+    let handles = |ns: &TestNs| {
+        let (ok, out) = ns.exec(&["nft", "-j", "list", "table", "inet", "netboot"]);
+        assert!(ok);
+        let v: Value = serde_json::from_str(&out).unwrap();
+        let rules: Vec<Value> = v["nftables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|o| o.get("rule").map(|r| r["handle"].clone()))
+            .collect();
+        assert_eq!(rules.len(), 16);
+        rules
+    };
+    let before = handles(&node);
     run(&node, || firewall::add_hostports(&b)).unwrap();
+    assert_eq!(handles(&node), before);
     let owners = |ns: &TestNs| {
         let mut v: Vec<(String, String)> = run(ns, firewall::list_hostport_elements)
             .unwrap()

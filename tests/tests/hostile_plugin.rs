@@ -133,9 +133,12 @@ fn hostile_ifnames_never_reach_a_shell_or_the_firewall() {
     let _ = std::fs::remove_file(PWNED);
     let node = NativeNode::new("h8ifn");
     let plain = node.conf("1.1.0");
-    let ported = with_ports(&plain, 18081, 80);
+    let live_ports = with_ports(&plain, 18081, 80);
+    // Another host port: the live pod keeps its own (a second pod asking
+    // for it is refused, see native_hostports.rs).
+    let ported = with_ports(&plain, 18082, 80);
     let live = node.pod("live");
-    let live_res = node.add(&live, &ported);
+    let live_res = node.add(&live, &live_ports);
     let baseline = node.snapshot();
     let mut names = hostile();
     names.extend(
@@ -183,8 +186,8 @@ fn hostile_ifnames_never_reach_a_shell_or_the_firewall() {
             assert_no_shell();
         }
     }
-    node.check(&live, &ported, &live_res).expect_ok();
-    node.del(&live, &ported);
+    node.check(&live, &live_ports, &live_res).expect_ok();
+    node.del(&live, &live_ports);
     node.assert_clean(&[&cid(&live)]);
 }
 
@@ -238,9 +241,10 @@ fn hostile_config_names_and_paths_are_refused_and_write_nothing() {
     node.assert_clean(&[&cid(&live)]);
 }
 
-/// The nft scripts only ever carry validated identifiers: with the oddest
-/// legal container ID and network name the ruleset holds exactly the
-/// expected rules, in netboot's and portmap's own tables only.
+/// nftables only ever carries validated identifiers: with the oddest legal
+/// container ID and network name the ruleset holds exactly the expected
+/// rules and hostPort map elements (owned by network/container/ifname),
+/// in netboot's and portmap's own tables only.
 #[test]
 fn nft_rules_carry_only_validated_identifiers() {
     require_root();
@@ -265,14 +269,19 @@ fn nft_rules_carry_only_validated_identifiers() {
             "unexpected table {t} (before: {before:?})"
         );
     }
-    let mentions = node.nft_rules_mentioning(odd);
-    assert!(!mentions.is_empty(), "no rule names {odd}");
+    let mentions = node.nft_mentioning(odd);
+    assert!(
+        mentions
+            .iter()
+            .any(|m| m.contains(&format!("n.e-t_1/{odd}/eth0"))),
+        "no element owned by {odd}: {mentions:#?}"
+    );
     let del = PluginCall {
         container_id: odd.into(),
         ..node.call("DEL", &pod, &conf)
     };
     node.run(&del).expect_ok();
-    assert_eq!(node.nft_rules_mentioning(odd), Vec::<String>::new());
+    assert_eq!(node.nft_mentioning(odd), Vec::<String>::new());
 }
 
 fn tables(nft: &Value) -> Vec<String> {

@@ -62,6 +62,39 @@ pub fn check_hostports(spec: &PortmapSpec) -> Result<()> {
     Ok(())
 }
 
+/// The elements at `spec`'s keys that another attachment owns (or nobody):
+/// what [`add_hostports`](super::add_hostports) refused. One lookup per key.
+pub fn hostport_holders(spec: &PortmapSpec) -> Result<Vec<HostportElement>> {
+    let ctx = format!(
+        "look up the holders of {}'s host ports ({}, {})",
+        spec.container_id, spec.network, spec.ifname
+    );
+    validate(&ctx, spec)?;
+    let owner = owner_of(spec, &ctx)?;
+    let mut sock = NfSocket::open()?;
+    let mut out = Vec::new();
+    for p in planned(spec, &owner, &ctx)? {
+        let Some(e) = sock.get_elem(set_ref(&p.set), &p.elem.key, &ctx)? else {
+            continue;
+        };
+        if e.comment.as_deref() != Some(owner.as_str()) {
+            out.push(element(&p.set, e));
+        }
+    }
+    Ok(out)
+}
+
+fn element(set: &str, e: SetElem) -> HostportElement {
+    let d = describe(set, &e);
+    HostportElement {
+        what: d.as_ref().map_or_else(|| "?".into(), |d| d.0.clone()),
+        pod: d.map(|d| d.1),
+        owner: e.comment,
+        key: e.key,
+        set: set.to_string(),
+    }
+}
+
 /// One element of the layout as listed: its set, what it maps, the pod
 /// address it points at and its owner comment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,14 +113,7 @@ fn listed(sock: &mut NfSocket, ctx: &str) -> Result<Vec<HostportElement>> {
     let mut out = Vec::new();
     for (set, _, _) in set_defs() {
         for e in sock.dump_elems(set_ref(&set), ctx)?.unwrap_or_default() {
-            let d = describe(&set, &e);
-            out.push(HostportElement {
-                what: d.as_ref().map_or_else(|| "?".into(), |d| d.0.clone()),
-                pod: d.map(|d| d.1),
-                owner: e.comment,
-                key: e.key,
-                set: set.clone(),
-            });
+            out.push(element(&set, e));
         }
     }
     Ok(out)

@@ -229,6 +229,24 @@ pub(crate) fn rules() -> Vec<(&'static str, Vec<Expr>)> {
     out
 }
 
+/// Whether every chain of the layout is there with its rules: each
+/// chain's use count (rules in it, jumps to it) is what [`setup`] makes.
+/// One dump of the table's chains, so every ADD can afford it: a chain a
+/// human flushed is rebuilt by the next ADD instead of staying broken.
+/// Rules replaced by others of the same number are not noticed (CHECK
+/// compares them).
+pub(crate) fn is_complete(sock: &mut NfSocket, ctx: &str) -> Result<bool> {
+    let Some(uses) = sock.chain_uses(NFPROTO_INET, TABLE, ctx)? else {
+        return Ok(false);
+    };
+    let rules = rules();
+    Ok(CHAINS.iter().all(|c| {
+        let jumps = if *c == CHAIN { 2 } else { 0 };
+        let want = rules.iter().filter(|(chain, _)| chain == c).count() as u32 + jumps;
+        uses.iter().any(|(n, u)| n == c && *u == want)
+    }))
+}
+
 /// Creates whatever is missing of the layout and rebuilds its chains'
 /// rules, in one transaction: what an ADD does when its elements found no
 /// map (first hostPort on the node, a reboot, a deleted table). Chains are

@@ -49,7 +49,9 @@ mod layout;
 mod plan;
 mod write;
 
-pub use check::{check_hostports, list_hostport_elements, sweep_hostports, HostportElement};
+pub use check::{
+    check_hostports, hostport_holders, list_hostport_elements, sweep_hostports, HostportElement,
+};
 pub use write::{add_hostports, del_hostports, replace_hostports};
 
 use super::mapping::PortmapSpec;

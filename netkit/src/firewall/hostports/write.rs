@@ -27,8 +27,9 @@ fn add_msgs(planned: &[&Planned]) -> Result<Vec<BatchMsg>> {
 
 /// Programs `spec`'s mappings: one element per mapping in its family and
 /// protocol's map, plus the hairpin/localhost pairs when `snat`, each
-/// owned by the attachment, in one transaction (creating the layout first
-/// when the maps are missing). No mappings: nothing is done.
+/// owned by the attachment, in one transaction (creating or repairing the
+/// layout first when a chain of it is missing or holds the wrong number of
+/// rules). No mappings: nothing is done.
 ///
 /// A key another owner holds is refused (`Error::Exists`, naming the key
 /// and its owner) and nothing is changed; see [`replace_hostports`]. Keys
@@ -59,7 +60,11 @@ fn write(spec: &PortmapSpec, replace: bool) -> Result<Vec<String>> {
         return Err(Error::invalid(ctx, "no container IP to map ports to"));
     }
     let mut sock = NfSocket::open()?;
+    if !layout::is_complete(&mut sock, &ctx)? {
+        layout::setup(&mut sock)?;
+    }
     let all: Vec<&Planned> = planned.iter().collect();
+    // ENOENT: the table went away since the look (a concurrent `nft`).
     let first = match sock.commit(add_msgs(&all)?, &ctx) {
         Err(e) if e.errno() == Some(libc::ENOENT) => {
             layout::setup(&mut sock)?;
@@ -125,7 +130,10 @@ fn describe_holder(set: &str, e: &SetElem) -> String {
 /// success. Returns how many elements were deleted.
 pub fn del_hostports(spec: &PortmapSpec) -> Result<usize> {
     let ctx = ctx_of("delete", spec);
-    let owner = owner_of(spec, &ctx)?;
+    // A name no element can be owned by (ADD refused it): nothing to do.
+    let Ok(owner) = owner_of(spec, &ctx) else {
+        return Ok(0);
+    };
     if spec.mappings.is_empty() {
         return Ok(0);
     }

@@ -7,14 +7,17 @@
 
 use netlink_packet_core::NLM_F_CREATE;
 
-use super::attrs::Attrs;
+use super::attrs::{attr_str, parse_attrs, Attrs};
 use super::rule::{NFTA_RULE_CHAIN, NFTA_RULE_TABLE};
-use super::socket::{BatchMsg, NfMsg};
-use super::{family_name, NFT_MSG_DELRULE};
+use super::socket::{BatchMsg, NfMsg, NfSocket};
+use super::{family_name, NFNL_SUBSYS_NFTABLES, NFT_MSG_DELRULE};
+use crate::error::Result;
 
 // enum nf_tables_msg_types
 const NFT_MSG_NEWTABLE: u16 = 0;
 const NFT_MSG_NEWCHAIN: u16 = 3;
+const NFT_MSG_GETCHAIN: u16 = 4;
+const NEWCHAIN_TYPE: u16 = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWCHAIN;
 const NFT_MSG_NEWSET: u16 = 9;
 // enum nft_table_attributes
 const NFTA_TABLE_NAME: u16 = 1;
@@ -23,6 +26,7 @@ const NFTA_TABLE_FLAGS: u16 = 2;
 const NFTA_CHAIN_TABLE: u16 = 1;
 const NFTA_CHAIN_NAME: u16 = 3;
 const NFTA_CHAIN_HOOK: u16 = 4;
+const NFTA_CHAIN_USE: u16 = 6;
 const NFTA_CHAIN_TYPE: u16 = 7;
 const NFTA_HOOK_HOOKNUM: u16 = 1;
 const NFTA_HOOK_PRIORITY: u16 = 2;
@@ -181,6 +185,44 @@ pub(crate) fn set(family: u8, table: &str, def: &SetDef, id: u32) -> BatchMsg {
         msg: NfMsg::nft(NFT_MSG_NEWSET, family, &a.buf),
         flags: NLM_F_CREATE,
         op: format!("add {kind} {} {table} {}", family_name(family), def.name),
+    }
+}
+
+impl NfSocket {
+    /// Every chain of table `family table` with its use count (the rules
+    /// in it plus the jumps to it, `NFTA_CHAIN_USE`): one dump of that
+    /// table's chains, whatever the rules and sets hold. `None` when the
+    /// table does not exist.
+    pub(crate) fn chain_uses(
+        &mut self,
+        family: u8,
+        table: &str,
+        what: &str,
+    ) -> Result<Option<Vec<(String, u32)>>> {
+        let mut a = Attrs::default();
+        a.put_str(NFTA_CHAIN_TABLE, table);
+        let Some(msgs) = self.dump(NfMsg::nft(NFT_MSG_GETCHAIN, family, &a.buf), what)? else {
+            return Ok(None);
+        };
+        let mut out = Vec::new();
+        for m in msgs.iter().filter(|m| m.ty == NEWCHAIN_TYPE) {
+            let (mut name, mut uses, mut in_table) = (None, 0, false);
+            for (ty, v) in parse_attrs(m.body.get(4..).unwrap_or_default()) {
+                match ty {
+                    NFTA_CHAIN_TABLE => in_table = attr_str(v) == table,
+                    NFTA_CHAIN_NAME => name = Some(attr_str(v)),
+                    NFTA_CHAIN_USE => {
+                        uses = v.try_into().map(u32::from_be_bytes).unwrap_or_default()
+                    }
+                    _ => {}
+                }
+            }
+            if let (Some(n), true) = (name, in_table) {
+                out.push((n, uses));
+            }
+        }
+        // A dump filtered by a table that does not exist is empty.
+        Ok((!out.is_empty()).then_some(out))
     }
 }
 
