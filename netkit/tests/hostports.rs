@@ -255,11 +255,19 @@ fn del_removes_exactly_its_own_elements_and_conflicts_are_explicit() {
         "{msg}"
     );
     assert_eq!(owners(&node), left, "a refused ADD changes nothing");
-    let displaced = run(&node, || firewall::replace_hostports(&c)).unwrap();
-    assert_eq!(
-        displaced,
-        ["`udp 9090 -> 10.99.0.3:90` (owner cbr0/b/eth0)"]
-    );
+    // Left to b: c gets its other elements (its masquerade pairs) only.
+    let held = "`udp 9090 -> 10.99.0.3:90` (owner cbr0/b/eth0)".to_string();
+    let kept = run(&node, || {
+        firewall::resolve_hostports(&c, &|o: &str| o == "cbr0/b/eth0")
+    })
+    .unwrap();
+    assert_eq!((kept.kept, kept.displaced), (vec![held.clone()], vec![]));
+    assert_eq!(owners(&node).len(), 5, "{:?}", owners(&node));
+    run(&node, || firewall::check_hostports(&b)).unwrap();
+    assert!(run(&node, || firewall::check_hostports(&c)).is_err());
+    // Taken over: b's late DEL then leaves c's element alone.
+    let took = run(&node, || firewall::resolve_hostports(&c, &|_: &str| false)).unwrap();
+    assert_eq!((took.kept, took.displaced), (vec![], vec![held]));
     assert_eq!(run(&node, || firewall::del_hostports(&b)).unwrap(), 2);
     run(&node, || firewall::check_hostports(&c)).unwrap();
     assert!(run(&node, || firewall::check_hostports(&b)).is_err());

@@ -133,12 +133,9 @@ fn hostile_ifnames_never_reach_a_shell_or_the_firewall() {
     let _ = std::fs::remove_file(PWNED);
     let node = NativeNode::new("h8ifn");
     let plain = node.conf("1.1.0");
-    let live_ports = with_ports(&plain, 18081, 80);
-    // Another host port: the live pod keeps its own (a second pod asking
-    // for it is refused, see native_hostports.rs).
-    let ported = with_ports(&plain, 18082, 80);
+    let ported = with_ports(&plain, 18081, 80);
     let live = node.pod("live");
-    let live_res = node.add(&live, &live_ports);
+    let live_res = node.add(&live, &ported);
     let baseline = node.snapshot();
     let mut names = hostile();
     names.extend(
@@ -186,8 +183,8 @@ fn hostile_ifnames_never_reach_a_shell_or_the_firewall() {
             assert_no_shell();
         }
     }
-    node.check(&live, &live_ports, &live_res).expect_ok();
-    node.del(&live, &live_ports);
+    node.check(&live, &ported, &live_res).expect_ok();
+    node.del(&live, &ported);
     node.assert_clean(&[&cid(&live)]);
 }
 

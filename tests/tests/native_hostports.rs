@@ -113,47 +113,48 @@ fn a_live_pod_keeps_its_host_port_and_a_gone_pods_is_taken_over() {
     require_root();
     let node = NativeNode::new("mheld");
     let conf = with_ports(&node.conf("1.0.0"), HOST_PORT, POD_PORT);
-    let (a, b) = (node.pod("a"), node.pod("b"));
+    let (a, b, c) = (node.pod("a"), node.pod("b"), node.pod("c"));
     node.add(&a, &conf);
     serve(&a, POD_PORT, "from-a");
     let a_elems = owned(&node, &a);
-    // b asks for a's port while a lives: refused (try again later), and
-    // b's ADD is rolled back entirely.
-    let out = node.run(&node.call("ADD", &b, &conf));
-    assert_eq!(err_code(&out), 11, "{}", out.output);
-    assert!(out.stdout().contains(&cid(&a)), "{}", out.output);
-    assert_eq!(node.records(), vec![format!("{}@eth0.json", cid(&a))]);
-    assert_eq!(node.allocations().len(), 1);
+    // b asks for a's port while a lives: a keeps it (as upstream portmap's
+    // older rule would), b is attached without it, and CHECK says so.
+    let res_b = node.add(&b, &conf);
     assert_eq!(owned(&node, &a), a_elems);
+    assert_eq!(owned(&node, &b).len(), 2, "masquerade pairs only");
     assert_eq!(
         fetch(&node.ns, &node.gateway(), HOST_PORT).as_deref(),
         Some("from-a")
     );
-    // a's pod dies without a DEL (its netns is gone): b takes the port.
+    let out = node.check(&b, &conf, &res_b);
+    assert_eq!(err_code(&out), 100, "{}", out.output);
+    node.del(&b, &conf);
+    assert_eq!(owned(&node, &a), a_elems, "b's DEL leaves a's elements");
+    // a's pod dies without a DEL (its netns is gone): c takes the port.
     let a_id = cid(&a);
     drop(a);
-    let res_b = node.add(&b, &conf);
-    serve(&b, POD_PORT, "from-b");
+    let res_c = node.add(&c, &conf);
+    serve(&c, POD_PORT, "from-c");
     assert_eq!(
         fetch(&node.ns, &node.gateway(), HOST_PORT).as_deref(),
-        Some("from-b")
+        Some("from-c")
     );
-    // a's late DEL leaves b's element alone and removes a's own pairs.
+    // a's late DEL leaves c's element alone and removes a's own pairs.
     let a_call = PluginCall {
         container_id: a_id.clone(),
         netns: None,
-        ..node.call("DEL", &b, &conf)
+        ..node.call("DEL", &c, &conf)
     };
     node.run(&a_call).expect_ok();
-    assert_eq!(owned(&node, &b).len(), 3);
+    assert_eq!(owned(&node, &c).len(), 3);
     assert!(
         node.nft_mentioning(&a_id).is_empty(),
         "{:#?}",
         node.nft_mentioning(&a_id)
     );
-    node.check(&b, &conf, &res_b).expect_ok();
-    node.del(&b, &conf);
-    node.assert_clean(&[&a_id, &cid(&b)]);
+    node.check(&c, &conf, &res_c).expect_ok();
+    node.del(&c, &conf);
+    node.assert_clean(&[&a_id, &cid(&b), &cid(&c)]);
 }
 
 #[test]

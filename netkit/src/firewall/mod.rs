@@ -74,9 +74,8 @@ pub use forward::{
     remove_iptables_forward_accept, IptForward,
 };
 pub use hostports::{
-    add_hostports, check_hostports, del_hostports, hostport_holders, hostport_owner,
-    list_hostport_elements, parse_hostport_owner, replace_hostports, sweep_hostports,
-    HostportElement,
+    add_hostports, check_hostports, del_hostports, hostport_owner, list_hostport_elements,
+    parse_hostport_owner, resolve_hostports, sweep_hostports, HostportElement, Resolved,
 };
 pub use legacy::{
     bridge_masq_chain, cleanup_bridge_masquerade, cleanup_legacy_portmap, legacy_dnat_chain,

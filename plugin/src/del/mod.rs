@@ -168,14 +168,22 @@ pub fn undo(ctx: &Ctx, d: &Delegator, rec: &Record) -> Result<(), CniError> {
         .ifnames_of(&rec.container_id)
         .map(|ifs| ifs.iter().any(|i| *i != rec.ifname))
         .unwrap_or(false);
+    // An ADD that finished left no temp file of a killed writer behind:
+    // nothing to look for in directories holding one file per pod.
+    let finished = rec.result.is_some();
     if rec.mode != Mode::Flannel && !shared {
-        ctx.store
-            .remove_flannel(&rec.container_id)
-            .map_err(|e| io_err("remove delegate config", e))?;
+        let cid = &rec.container_id;
+        match finished {
+            true => ctx.store.remove_flannel_finished(cid),
+            false => ctx.store.remove_flannel(cid),
+        }
+        .map_err(|e| io_err("remove delegate config", e))?;
     }
-    ctx.store
-        .remove(&rec.container_id, &rec.ifname)
-        .map_err(|e| io_err("remove attachment record", e))?;
+    match finished {
+        true => ctx.store.remove_finished(&rec.container_id, &rec.ifname),
+        false => ctx.store.remove(&rec.container_id, &rec.ifname),
+    }
+    .map_err(|e| io_err("remove attachment record", e))?;
     ctx.log.info("detached");
     Ok(())
 }

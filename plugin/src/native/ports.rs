@@ -8,7 +8,7 @@
 
 use super::{kernel, node_lock, NativeState};
 use crate::Ctx;
-use cni::error::{codes, CniError};
+use cni::error::CniError;
 use netkit::firewall::{self, PortMapping, PortmapSpec};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -103,12 +103,14 @@ fn spec<'a>(
 }
 
 /// ADD's port mappings, as map elements. A host port another attachment
-/// holds is taken over only when that attachment is gone (no record of it
-/// on this network, or a record of a pod that cannot exist any more: see
-/// [`crate::ghost`]), under the node lock, which DEL holds too. A live
-/// holder makes ADD fail with "try again later" (11): two live pods never
-/// share a host port, and the older one keeps it (its DEL may just not
-/// have come yet, as in a rolling replacement).
+/// holds is taken over when that attachment is gone (no record of it on
+/// this network, or a record of a pod that cannot exist any more: see
+/// [`crate::ghost`]), under the node lock, which DEL holds too. One that
+/// still lives keeps it: as with upstream portmap, whose older rule comes
+/// first in its chain, the older pod goes on receiving that port's
+/// traffic and this ADD succeeds without it (logged as an error; CHECK
+/// reports the mapping as missing). Kubernetes never schedules two live
+/// pods with the same host port on a node.
 pub(super) fn add_ports(ctx: &Ctx, state: &NativeState, ips: &[IpAddr]) -> Result<(), CniError> {
     let maps = mappings(state);
     let (cid, ifname) = (&ctx.args.container_id, &ctx.args.ifname);
@@ -118,25 +120,20 @@ pub(super) fn add_ports(ctx: &Ctx, state: &NativeState, ips: &[IpAddr]) -> Resul
         Ok(()) => {}
         Err(e) if e.is_exists() => {
             let _lock = node_lock(ctx)?;
-            let held = firewall::hostport_holders(&spec).map_err(program)?;
-            if let Some(h) = held
-                .iter()
-                .find(|h| holder_is_live(ctx, h.owner.as_deref()))
-            {
-                return Err(CniError::new(
-                    codes::TRY_AGAIN,
-                    format!(
-                        "host port of `{}` is held by attachment {} (still live); retry once it is deleted",
-                        h.what,
-                        h.owner.as_deref().unwrap_or("unknown")
-                    ),
+            let live = |owner: &str| holder_is_live(ctx, Some(owner));
+            let r = firewall::resolve_hostports(&spec, &live).map_err(program)?;
+            if !r.displaced.is_empty() {
+                ctx.log.info(&format!(
+                    "took over host ports held by attachments that are gone: {}",
+                    r.displaced.join(", ")
                 ));
             }
-            let displaced = firewall::replace_hostports(&spec).map_err(program)?;
-            ctx.log.info(&format!(
-                "took over host ports held by attachments that are gone: {}",
-                displaced.join(", ")
-            ));
+            if !r.kept.is_empty() {
+                ctx.log.error(&format!(
+                    "host ports left to the live attachments holding them (this pod gets none of their traffic): {}",
+                    r.kept.join(", ")
+                ));
+            }
         }
         Err(e) => return Err(program(e)),
     }

@@ -62,28 +62,6 @@ pub fn check_hostports(spec: &PortmapSpec) -> Result<()> {
     Ok(())
 }
 
-/// The elements at `spec`'s keys that another attachment owns (or nobody):
-/// what [`add_hostports`](super::add_hostports) refused. One lookup per key.
-pub fn hostport_holders(spec: &PortmapSpec) -> Result<Vec<HostportElement>> {
-    let ctx = format!(
-        "look up the holders of {}'s host ports ({}, {})",
-        spec.container_id, spec.network, spec.ifname
-    );
-    validate(&ctx, spec)?;
-    let owner = owner_of(spec, &ctx)?;
-    let mut sock = NfSocket::open()?;
-    let mut out = Vec::new();
-    for p in planned(spec, &owner, &ctx)? {
-        let Some(e) = sock.get_elem(set_ref(&p.set), &p.elem.key, &ctx)? else {
-            continue;
-        };
-        if e.comment.as_deref() != Some(owner.as_str()) {
-            out.push(element(&p.set, e));
-        }
-    }
-    Ok(out)
-}
-
 fn element(set: &str, e: SetElem) -> HostportElement {
     let d = describe(set, &e);
     HostportElement {

@@ -37,8 +37,10 @@
 //!
 //! **Conflicts.** A key is in a map at most once. ADD refuses a key that
 //! another owner holds ([`add_hostports`], an `Exists` error naming it);
-//! [`replace_hostports`] takes it over, for callers that serialize it with
-//! DEL (a DEL's read-then-delete must not interleave with a take-over).
+//! [`resolve_hostports`] then leaves each such key to its holder or takes
+//! it over, as the caller decides per owner, for callers that serialize it
+//! with DEL (a DEL's read-then-delete must not interleave with a
+//! take-over).
 //!
 //! Everything goes over `NETLINK_NETFILTER` ([`super::nftnl`]): no `nft`
 //! binary is needed. Every function acts on the network namespace of the
@@ -49,10 +51,8 @@ mod layout;
 mod plan;
 mod write;
 
-pub use check::{
-    check_hostports, hostport_holders, list_hostport_elements, sweep_hostports, HostportElement,
-};
-pub use write::{add_hostports, del_hostports, replace_hostports};
+pub use check::{check_hostports, list_hostport_elements, sweep_hostports, HostportElement};
+pub use write::{add_hostports, del_hostports, resolve_hostports, Resolved};
 
 use super::mapping::PortmapSpec;
 use super::nft::check_ident;

@@ -32,27 +32,53 @@ fn add_msgs(planned: &[&Planned]) -> Result<Vec<BatchMsg>> {
 /// rules). No mappings: nothing is done.
 ///
 /// A key another owner holds is refused (`Error::Exists`, naming the key
-/// and its owner) and nothing is changed; see [`replace_hostports`]. Keys
+/// and its owner) and nothing is changed; see [`resolve_hostports`]. Keys
 /// this attachment already holds with the same data are kept (a repeated
 /// ADD). Afterwards, see
 /// [`needs_route_localnet`](crate::firewall::needs_route_localnet).
 pub fn add_hostports(spec: &PortmapSpec) -> Result<()> {
-    write(spec, false).map(|_| ())
+    write(spec)
 }
 
-/// [`add_hostports`] that takes over keys other owners hold, in the same
-/// transaction, returning what it displaced (`tcp 8080 -> 10.2.1.9:80
-/// (owner)`). The caller serializes it with [`del_hostports`] of other
-/// attachments (a lock): a DEL reads its keys' owners, then deletes.
-pub fn replace_hostports(spec: &PortmapSpec) -> Result<Vec<String>> {
-    write(spec, true)
+/// What [`resolve_hostports`] did with keys other owners held.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Resolved {
+    /// Taken over: `` `tcp 8080 -> 10.2.1.9:80` (owner cbr0/x/eth0) ``.
+    pub displaced: Vec<String>,
+    /// Left to their holder; this attachment's element for the key was
+    /// not added.
+    pub kept: Vec<String>,
 }
 
-fn write(spec: &PortmapSpec, replace: bool) -> Result<Vec<String>> {
+/// [`add_hostports`] for keys other owners may hold: each such key is
+/// left to its holder when `keep(owner)` says so (an element without an
+/// owner is always kept), and otherwise taken over (deleted and re-added
+/// as ours in the same transaction); every other element is added. The
+/// caller serializes it with [`del_hostports`] of other attachments (a
+/// lock): a DEL reads its keys' owners, then deletes.
+pub fn resolve_hostports(spec: &PortmapSpec, keep: &dyn Fn(&str) -> bool) -> Result<Resolved> {
     let ctx = ctx_of("add", spec);
     validate(&ctx, spec)?;
     if spec.mappings.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Resolved::default());
+    }
+    let owner = owner_of(spec, &ctx)?;
+    let planned = planned(spec, &owner, &ctx)?;
+    let mut sock = NfSocket::open()?;
+    if !layout::is_complete(&mut sock, &ctx)? {
+        layout::setup(&mut sock)?;
+    }
+    resolve(&mut sock, &planned, Some(keep), &ctx)
+}
+
+/// ADD's fast path: every element in one transaction, refused as a whole
+/// (EEXIST) when a key is taken; then [`resolve`] sorts it out, refusing
+/// the keys of other owners.
+fn write(spec: &PortmapSpec) -> Result<()> {
+    let ctx = ctx_of("add", spec);
+    validate(&ctx, spec)?;
+    if spec.mappings.is_empty() {
+        return Ok(());
     }
     let owner = owner_of(spec, &ctx)?;
     let planned = planned(spec, &owner, &ctx)?;
@@ -73,24 +99,26 @@ fn write(spec: &PortmapSpec, replace: bool) -> Result<Vec<String>> {
         other => other,
     };
     match first {
-        Ok(()) => Ok(Vec::new()),
-        Err(e) if e.errno() == Some(libc::EEXIST) => resolve(&mut sock, &planned, replace, &ctx),
-        Err(e) => Err(e),
+        Err(e) if e.errno() == Some(libc::EEXIST) => {
+            resolve(&mut sock, &planned, None, &ctx).map(|_| ())
+        }
+        other => other,
     }
 }
 
 /// The slow path of an ADD whose keys were (partly) taken: read every key
-/// back, keep what is already exactly ours, and add the rest; keys of
-/// other owners are refused, or with `replace` deleted and re-added in the
-/// same transaction.
+/// back, keep what is already exactly ours, and add the rest; a key of
+/// another owner is refused (`keep` is `None`: `Error::Exists` naming it,
+/// nothing changed), left to its holder, or taken over in the same
+/// transaction (see [`resolve_hostports`]).
 fn resolve(
     sock: &mut NfSocket,
     planned: &[Planned],
-    replace: bool,
+    keep: Option<&dyn Fn(&str) -> bool>,
     ctx: &str,
-) -> Result<Vec<String>> {
+) -> Result<Resolved> {
     let mut msgs = Vec::new();
-    let mut displaced = Vec::new();
+    let mut out = Resolved::default();
     for p in planned {
         let Some(there) = sock.get_elem(set_ref(&p.set), &p.elem.key, ctx)? else {
             msgs.push(add_elem(set_ref(&p.set), &p.elem, &p.what)?);
@@ -100,17 +128,21 @@ fn resolve(
             continue;
         }
         let holder = describe_holder(&p.set, &there);
-        if !replace {
+        let Some(keep) = keep else {
             return Err(Error::Exists {
                 what: format!("{ctx}: `{}` conflicts with {holder}", p.what),
             });
+        };
+        if there.comment.as_deref().is_none_or(keep) {
+            out.kept.push(holder);
+            continue;
         }
         msgs.push(del_elem(set_ref(&p.set), &p.elem, &p.what)?);
         msgs.push(add_elem(set_ref(&p.set), &p.elem, &p.what)?);
-        displaced.push(holder);
+        out.displaced.push(holder);
     }
     sock.commit(msgs, ctx)?;
-    Ok(displaced)
+    Ok(out)
 }
 
 /// `tcp 8080 -> 10.2.1.9:80 (owner cbr0/x/eth0)` for an element found in
