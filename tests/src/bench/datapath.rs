@@ -83,8 +83,22 @@ impl Peer {
     }
 }
 
+/// CPU time (user + system) of the calling thread so far.
+fn thread_cpu() -> Duration {
+    use nix::sys::resource::{getrusage, UsageWho};
+    let Ok(u) = getrusage(UsageWho::RUSAGE_THREAD) else {
+        return Duration::ZERO;
+    };
+    let tv = |t: nix::sys::time::TimeVal| {
+        Duration::from_secs(t.tv_sec().unsigned_abs())
+            + Duration::from_micros(t.tv_usec().unsigned_abs())
+    };
+    tv(u.user_time()) + tv(u.system_time())
+}
+
 /// A sink in a pod: reads each connection to its end, answers the byte
-/// count (8 bytes, big-endian), closes. Stopped (and joined) on drop.
+/// count and the CPU time its thread spent receiving (8 bytes each,
+/// big-endian nanoseconds), closes. Stopped (and joined) on drop.
 struct Sink {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -105,8 +119,12 @@ impl Sink {
                 match l.accept() {
                     Ok((mut c, _)) => {
                         c.set_nonblocking(false).expect("blocking");
+                        let cpu = thread_cpu();
                         let n = std::io::copy(&mut c, &mut std::io::sink()).unwrap_or(0);
-                        let _ = c.write_all(&n.to_be_bytes());
+                        let spent = thread_cpu().saturating_sub(cpu).as_nanos() as u64;
+                        let mut reply = n.to_be_bytes().to_vec();
+                        reply.extend_from_slice(&spent.to_be_bytes());
+                        let _ = c.write_all(&reply);
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                         std::thread::sleep(Duration::from_micros(100))
@@ -132,10 +150,15 @@ impl Drop for Sink {
     }
 }
 
-/// One connection sending `bytes`; the time until the sink's count came
-/// back (which proves every byte arrived).
-fn send(to: (&str, u16), bytes: u64) -> Duration {
+/// One connection sending `bytes`: the time until the sink's count came
+/// back (which proves every byte arrived), and the CPU time the sending
+/// and the receiving thread spent. On veths the kernel forwards a packet
+/// (bridge, routing, conntrack, NAT) mostly in the softirq the sender
+/// raises, which runs on its thread: the CPU time is the data path's cost,
+/// which other load on the machine inflates far less than the wall time.
+fn send(to: (&str, u16), bytes: u64) -> (Duration, Duration) {
     let t = Instant::now();
+    let cpu = thread_cpu();
     let mut s = TcpStream::connect(to).unwrap_or_else(|e| panic!("connect {to:?}: {e}"));
     let chunk = vec![0x5a_u8; 256 << 10];
     let mut left = bytes;
@@ -145,16 +168,23 @@ fn send(to: (&str, u16), bytes: u64) -> Duration {
         left -= n as u64;
     }
     s.shutdown(Shutdown::Write).expect("shutdown");
-    let mut got = [0u8; 8];
+    let mut got = [0u8; 16];
     s.read_exact(&mut got).expect("sink's count");
-    assert_eq!(u64::from_be_bytes(got), bytes, "sink got all bytes");
-    t.elapsed()
+    let took = t.elapsed();
+    let word = |i: usize| u64::from_be_bytes(got[i..i + 8].try_into().expect("8 bytes"));
+    assert_eq!(word(0), bytes, "sink got all bytes");
+    (
+        took,
+        thread_cpu().saturating_sub(cpu) + Duration::from_nanos(word(8)),
+    )
 }
 
-/// MB/s of one bulk transfer from the namespace at `from`.
-fn bulk(from: &Path, to: (String, u16)) -> f64 {
-    let took = in_netns(from, move || send((&to.0, to.1), BULK));
-    BULK as f64 / 1e6 / took.as_secs_f64()
+/// MB/s of one bulk transfer from the namespace at `from`, and the CPU
+/// microseconds (sender + receiver) it took per MB.
+fn bulk(from: &Path, to: (String, u16)) -> (f64, f64) {
+    let (took, cpu) = in_netns(from, move || send((&to.0, to.1), BULK));
+    let mb = BULK as f64 / 1e6;
+    (mb / took.as_secs_f64(), cpu.as_secs_f64() * 1e6 / mb)
 }
 
 /// New connections per second (each sends one byte and waits for the
@@ -177,6 +207,9 @@ pub struct DataPathLevel {
     pub hostport_mbps: Series,
     /// MB/s from the client pod to the server pod's address.
     pub pod_to_pod_mbps: Series,
+    /// CPU µs (sending + receiving thread) per MB, same transfers.
+    pub hostport_cpu_us_per_mb: Series,
+    pub pod_to_pod_cpu_us_per_mb: Series,
     /// New connections per second through the hostPort, from the peer.
     pub hostport_conns_per_s: Series,
 }
@@ -225,10 +258,12 @@ pub fn measure(
             let pod_ip = first_ip(s.server.result.as_ref().expect("server attached"));
             let hp = (NODE_ON_PEER_LINK.to_string(), HOST_PORT);
             let d = &mut out[k].1;
-            d.hostport_mbps.0.push(bulk(&peer, hp.clone()));
-            d.pod_to_pod_mbps
-                .0
-                .push(bulk(s.client.ns.path(), (pod_ip, 80)));
+            let (mbps, cpu) = bulk(&peer, hp.clone());
+            d.hostport_mbps.0.push(mbps);
+            d.hostport_cpu_us_per_mb.0.push(cpu);
+            let (mbps, cpu) = bulk(s.client.ns.path(), (pod_ip, 80));
+            d.pod_to_pod_mbps.0.push(mbps);
+            d.pod_to_pod_cpu_us_per_mb.0.push(cpu);
             d.hostport_conns_per_s.0.push(conn_rate(&peer, hp));
         }
     }

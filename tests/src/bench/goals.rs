@@ -219,25 +219,29 @@ pub fn goals17(r: &Results) -> Vec<Goal> {
             v,
         ));
     }
-    for (name, pick) in [
-        (
-            "TCP transfer through a hostPort",
-            (|p: &Paired| p.hostport) as fn(&Paired) -> (f64, f64),
-        ),
-        ("TCP transfer pod to pod", |p: &Paired| p.pod_to_pod),
-    ] {
-        let Some(p) = top.filter(|p| pick(p).0.is_finite()) else {
+    type Pick = fn(&Paired) -> ((f64, f64), (f64, f64));
+    let picks: [(&str, Pick); 2] = [
+        ("TCP transfer through a hostPort", |p| {
+            (p.hostport, p.hostport_cpu)
+        }),
+        ("TCP transfer pod to pod", |p| {
+            (p.pod_to_pod, p.pod_to_pod_cpu)
+        }),
+    ];
+    for (name, pick) in picks {
+        let Some(p) = top.filter(|p| pick(p).0 .0.is_finite()) else {
             out.push(not_run(&format!("{name} at 1000 pods within 10% of 1 pod")));
             continue;
         };
-        let (a, b) = pick(p);
+        let ((a, b), (ca, cb)) = pick(p);
         let v = ratio(a, b);
         let lo = s.levels.first().map_or(0, |l| l.level);
         out.push(goal(
             format!("native {name} @{} within 10% of @{lo}", p.level),
             format!(
-                "{} ({a:.0} MB/s / {b:.0} MB/s, medians, same rounds){}",
+                "{} ({a:.0} MB/s / {b:.0} MB/s, medians, same rounds; CPU per MB {}){}",
                 x(v),
+                x(ratio(ca, cb)),
                 note(lo, p.level)
             ),
             v.is_finite().then_some(v >= 0.9),

@@ -64,6 +64,8 @@ pub fn to_json(r: &Results, config: Value) -> Value {
                         (k.to_string(), json!({
                             "hostport_tcp_mbps": vals(&d.hostport_mbps),
                             "pod_to_pod_tcp_mbps": vals(&d.pod_to_pod_mbps),
+                            "hostport_cpu_us_per_mb": vals(&d.hostport_cpu_us_per_mb),
+                            "pod_to_pod_cpu_us_per_mb": vals(&d.pod_to_pod_cpu_us_per_mb),
                             "hostport_new_conns_per_s": vals(&d.hostport_conns_per_s),
                         }))
                     })
@@ -107,7 +109,8 @@ pub fn to_json(r: &Results, config: Value) -> Value {
                 .map(|p| {
                     json!({"existing_pods": p.level, "add_cpu": r(p.add_cpu), "del_cpu": r(p.del_cpu),
                            "add_wall": r(p.add_wall), "hostport_tcp_mbps": r(p.hostport),
-                           "pod_to_pod_tcp_mbps": r(p.pod_to_pod), "hostport_new_conns_per_s": r(p.conns)})
+                           "pod_to_pod_tcp_mbps": r(p.pod_to_pod), "hostport_cpu_us_per_mb": r(p.hostport_cpu),
+                           "pod_to_pod_cpu_us_per_mb": r(p.pod_to_pod_cpu), "hostport_new_conns_per_s": r(p.conns)})
                 })
                 .collect(),
         );

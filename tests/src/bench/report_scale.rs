@@ -103,7 +103,7 @@ fn print_datapath(s: &Scale) {
         return;
     }
     println!(
-        "data path, median of {} (MB/s of a 256 MiB TCP transfer; new connections/s through the hostPort, 200 each):",
+        "data path, median of {}: MB/s of a 256 MiB TCP transfer and its CPU cost (sender + receiver thread, µs per MB); new connections/s through the hostPort (200 each):",
         s.levels
             .iter()
             .flat_map(|l| l.datapath.values())
@@ -112,33 +112,46 @@ fn print_datapath(s: &Scale) {
             .unwrap_or(0)
     );
     println!(
-        "{:>13} | {:>12} {:>12} {:>12} | {:>12} {:>12} {:>12}",
-        "existing pods",
-        "nat hostPort",
-        "nat pod-pod",
-        "nat conn/s",
-        "ref hostPort",
-        "ref pod-pod",
-        "ref conn/s"
+        "{:>13} | {:>15} {:>15} {:>8} | {:>15} {:>15} {:>8}",
+        "", "native", "", "", "reference", "", ""
     );
-    let cell = |l: &ScaleLevel, imp: Impl, pick: fn(&DataPathLevel) -> &Series| {
-        l.datapath
-            .get(imp.key())
-            .map_or_else(|| "-".to_string(), |d| format!("{:.0}", pick(d).median()))
-    };
+    println!(
+        "{:>13} | {:>15} {:>15} {:>8} | {:>15} {:>15} {:>8}",
+        "existing pods",
+        "hostPort MB/s",
+        "pod-pod MB/s",
+        "conn/s",
+        "hostPort MB/s",
+        "pod-pod MB/s",
+        "conn/s"
+    );
+    let cell =
+        |l: &ScaleLevel, imp: Impl, pick: fn(&DataPathLevel) -> (&Series, Option<&Series>)| {
+            l.datapath.get(imp.key()).map_or_else(
+                || "-".to_string(),
+                |d| match pick(d) {
+                    (v, Some(cpu)) => format!("{:.0} ({:.0}µs)", v.median(), cpu.median()),
+                    (v, None) => format!("{:.0}", v.median()),
+                },
+            )
+        };
     for l in &s.levels {
         let row: Vec<String> = [Impl::Native, Impl::Reference]
             .into_iter()
             .flat_map(|imp| {
                 [
-                    cell(l, imp, |d| &d.hostport_mbps),
-                    cell(l, imp, |d| &d.pod_to_pod_mbps),
-                    cell(l, imp, |d| &d.hostport_conns_per_s),
+                    cell(l, imp, |d| {
+                        (&d.hostport_mbps, Some(&d.hostport_cpu_us_per_mb))
+                    }),
+                    cell(l, imp, |d| {
+                        (&d.pod_to_pod_mbps, Some(&d.pod_to_pod_cpu_us_per_mb))
+                    }),
+                    cell(l, imp, |d| (&d.hostport_conns_per_s, None)),
                 ]
             })
             .collect();
         println!(
-            "{:>13} | {:>12} {:>12} {:>12} | {:>12} {:>12} {:>12}",
+            "{:>13} | {:>15} {:>15} {:>8} | {:>15} {:>15} {:>8}",
             l.level, row[0], row[1], row[2], row[3], row[4], row[5]
         );
     }
@@ -160,6 +173,8 @@ pub(super) struct Paired {
     pub add_wall: (f64, f64),
     pub hostport: (f64, f64),
     pub pod_to_pod: (f64, f64),
+    pub hostport_cpu: (f64, f64),
+    pub pod_to_pod_cpu: (f64, f64),
     pub conns: (f64, f64),
 }
 
@@ -184,6 +199,8 @@ pub(super) fn paired(s: &Scale) -> Vec<Paired> {
                 add_wall: med(&l.add),
                 hostport: dp(|d| &d.hostport_mbps),
                 pod_to_pod: dp(|d| &d.pod_to_pod_mbps),
+                hostport_cpu: dp(|d| &d.hostport_cpu_us_per_mb),
+                pod_to_pod_cpu: dp(|d| &d.pod_to_pod_cpu_us_per_mb),
                 conns: dp(|d| &d.hostport_conns_per_s),
             }
         })
@@ -202,26 +219,30 @@ fn print_paired(s: &Scale) {
         "netboot native at N pods / a native node holding {base} pod(s), measured in the same rounds (medians; CPU ms, data path as above):"
     );
     println!(
-        "{:>13} | {:>18} {:>18} {:>8} | {:>8} {:>8} {:>8}",
+        "{:>13} | {:>18} {:>18} {:>8} | {:>8} {:>8} {:>8} {:>8} {:>8}",
         "existing pods",
         "ADD CPU N/base",
         "DEL CPU N/base",
         "ADD wall",
         "hostPort",
+        "cpu/MB",
         "pod-pod",
+        "cpu/MB",
         "conn/s"
     );
     let r = |(a, b): (f64, f64)| x(ratio(a, b));
     let both = |(a, b): (f64, f64)| format!("{}/{} {}", f(a), f(b), x(ratio(a, b)));
     for p in rows {
         println!(
-            "{:>13} | {:>18} {:>18} {:>8} | {:>8} {:>8} {:>8}",
+            "{:>13} | {:>18} {:>18} {:>8} | {:>8} {:>8} {:>8} {:>8} {:>8}",
             p.level,
             both(p.add_cpu),
             both(p.del_cpu),
             r(p.add_wall),
             r(p.hostport),
+            r(p.hostport_cpu),
             r(p.pod_to_pod),
+            r(p.pod_to_pod_cpu),
             r(p.conns)
         );
     }
