@@ -1,4 +1,5 @@
-//! The node firewall: hostPort DNAT (portmap-compatible) and masquerade.
+//! The node firewall: hostPort DNAT (native mode's maps, and upstream
+//! portmap's layout) and masquerade.
 //!
 //! # Backend: nftables, one transaction per operation
 //!
@@ -17,14 +18,16 @@
 //!   as [`IpAddr`]/[`IpNet`], ports numeric, comments restricted to
 //!   `[A-Za-z0-9_.:@-]`): the script has no way to carry a second command.
 //! - **No shell.** The script goes on `nft`'s stdin; the argv is fixed.
-//! - **Hot path over netlink.** The per-pod port-mapping operations (ADD's
-//!   rules, DEL's dump + delete, GC's owner listing) skip the exec and speak
-//!   nf_tables netlink directly (`nftnl`): one NEWRULE batch per ADD, one
-//!   GETRULE dump per family plus one DELRULE batch per DEL. The messages
-//!   are encoded exactly as `nft` encodes the same rules, so the rule set
-//!   is the same object for object whichever path wrote it. Creating the
-//!   tables and chains (once per node), CHECK, masquerade and everything
-//!   else stay on `nft`. `NETBOOT_NFT_CLI=1` forces `nft` for everything
+//! - **Hot path over netlink.** Native mode's hostPorts ([`hostports`])
+//!   are nf_tables netlink only (`nftnl`): the layout once per node, then
+//!   map elements per pod, no exec at all. In portmap's layout the per-pod
+//!   operations (ADD's rules, DEL's dump + delete, GC's owner listing)
+//!   skip the exec too: one NEWRULE batch per ADD, one GETRULE dump per
+//!   family plus one DELRULE batch per DEL. The messages are encoded
+//!   exactly as `nft` encodes the same objects, so the rule set is the same
+//!   object for object whichever path wrote it. portmap's tables and
+//!   chains (once per node), its CHECK, masquerade and everything else stay
+//!   on `nft`. `NETBOOT_NFT_CLI=1` forces `nft` for portmap's layout
 //!   ([`portmap::NftPath`]); so does a kernel without `NETLINK_NETFILTER`.
 //! - **Namespaces.** Every function acts on the network namespace of the
 //!   calling thread (the child `nft` inherits it). The plugin already runs in
