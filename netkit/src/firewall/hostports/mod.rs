@@ -42,7 +42,7 @@
 //! with DEL (a DEL's read-then-delete must not interleave with a
 //! take-over).
 //!
-//! Everything goes over `NETLINK_NETFILTER` ([`super::nftnl`]): no `nft`
+//! Everything goes over `NETLINK_NETFILTER` (`firewall::nftnl`): no `nft`
 //! binary is needed. Every function acts on the network namespace of the
 //! calling thread.
 
