@@ -71,9 +71,9 @@ pub fn resolve_hostports(spec: &PortmapSpec, keep: &dyn Fn(&str) -> bool) -> Res
     resolve(&mut sock, &planned, Some(keep), &ctx)
 }
 
-/// ADD's fast path: every element in one transaction, refused as a whole
-/// (EEXIST) when a key is taken; then [`resolve`] sorts it out, refusing
-/// the keys of other owners.
+/// [`add_hostports`]'s work: every element in one transaction, refused as
+/// a whole (EEXIST) when a key is taken; then [`resolve`] tells a repeat of
+/// this attachment's own ADD from another owner's key.
 fn write(spec: &PortmapSpec) -> Result<()> {
     let ctx = ctx_of("add", spec);
     validate(&ctx, spec)?;
