@@ -7,14 +7,18 @@
 # doing the same work (one port mapping per pod), alternating A/B in one
 # run inside node netns it creates and removes (also on panic or Ctrl-C).
 # Reports ADD/DEL median and p95 and the ratios, ADD+DEL totals, per-ADD
-# cost (wall and CPU time) with 1/100/500 pods on the node, N concurrent
-# ADDs/DELs, peak RSS, processes and fsyncs per operation, and issue 3's
-# goals (MET/NOT MET).
-# The default run takes about 4 minutes on a 2-core VM.
+# cost (wall and CPU time) with 1/100/500/1000 pods on the node (pod subnet
+# a /21), also side by side with a native node that keeps 1 pod, the data
+# path at each level (TCP through a hostPort and pod to pod, new
+# connections through the hostPort), N concurrent ADDs/DELs, peak RSS,
+# processes and fsyncs per operation, and the goals of issues 3 and 17
+# (MET/NOT MET).
+# The default run takes about 15 minutes on a 2-core VM (filling the
+# reference node to 1000 pods is most of it).
 #
-# Usage: sudo scripts/bench.sh [ITERATIONS] [--iterations N] [--scale 1,100,500]
-#            [--scale-reps N] [--settle SECS] [--concurrency 20] [--rounds N] [--samples N]
-#            [--only ab,rss,procs,concurrent,scale] [--json FILE]
+# Usage: sudo scripts/bench.sh [ITERATIONS] [--iterations N] [--scale 1,100,500,1000]
+#            [--scale-reps N] [--datapath-reps N] [--settle SECS] [--concurrency 20]
+#            [--rounds N] [--samples N] [--only ab,rss,procs,concurrent,scale] [--json FILE]
 #   (ITERATIONS defaults to 30; `target/release/bench_plugin --help` explains
 #   every flag)
 set -euo pipefail
@@ -24,4 +28,4 @@ cd "$REPO"
 bash scripts/install-deps.sh
 bash scripts/build-release.sh
 cargo build --release -p netboot-tests --bin bench_plugin
-exec target/release/bench_plugin "$@"
+exec "${CARGO_TARGET_DIR:-target}/release/bench_plugin" "$@"

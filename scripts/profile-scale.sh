@@ -3,8 +3,9 @@
 # (perf stat task-clock: not inflated by other load like wall time) of
 # netboot-cni ADD and DEL on a node netns with 1 pod and one with N pods,
 # calls alternating between the two, and the same kernel operations done
-# by hand (`ip link add/set master/up`, `nft add rule ... dnat`) on the same
-# two nodes, to tell our code from the kernel's.
+# by hand (`ip link add`, `ip link set master cni0`, `nft add element` into
+# the hostPort map, `ip link del` of the port) on the same two nodes, to
+# tell our code from the kernel's.
 #
 # Everything happens in namespaces this script creates (prefix
 # $NETBOOT_TEST_NETNS_PREFIX, default nbp-) and deletes on exit, also on
@@ -17,7 +18,7 @@ set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PODS=${1:-500}
 REPS=${2:-15}
-BIN="$REPO/target/release/netboot-cni"
+BIN="${CARGO_TARGET_DIR:-$REPO/target}/release/netboot-cni"
 [[ $(id -u) -eq 0 ]] || { echo "profile-scale: run as root" >&2; exit 1; }
 # The project's dependencies, then perf (only this script needs it).
 bash "$REPO/scripts/install-deps.sh"
@@ -86,14 +87,13 @@ cni_cpu() {
 
 # bare TAG: the ADD's kernel operations by hand, each timed, then undone.
 bare() {
-    local n="/run/netns/${PFX}$1" h
+    local n="/run/netns/${PFX}$1"
     cpu "$WORK/$1.veth" nsenter --net="$n" ip link add nbpbare0 type veth peer name eth9 netns "${PFX}$1-x"
     cpu "$WORK/$1.master" nsenter --net="$n" ip link set nbpbare0 master cni0
-    cpu "$WORK/$1.nft" nsenter --net="$n" nft add rule ip cni_hostport hostports \
-        tcp dport 45000 dnat to 10.2.7.250:80 comment '"nbp-bare"'
-    h=$(nsenter --net="$n" nft -a list chain ip cni_hostport hostports | awk '/"nbp-bare"/ {print $NF}')
-    nsenter --net="$n" nft delete rule ip cni_hostport hostports handle "$h"
-    nsenter --net="$n" ip link del nbpbare0
+    cpu "$WORK/$1.nft" nsenter --net="$n" nft add element inet netboot hostports_ip_tcp \
+        '{ 45000 : 10.2.7.250 . 80 }'
+    nsenter --net="$n" nft delete element inet netboot hostports_ip_tcp '{ 45000 }'
+    cpu "$WORK/$1.linkdel" nsenter --net="$n" ip link del nbpbare0
 }
 
 median() { sort -n "$1" | awk '{v[NR] = $1} END {printf "%.2f", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
@@ -113,7 +113,8 @@ for ((r = 0; r < REPS; r++)); do
 done
 printf '\nCPU time (task-clock), ms, median of %s: node with 1 pod / node with %s pods\n' "$REPS" "$PODS"
 for what in add:"netboot-cni ADD" del:"netboot-cni DEL" veth:"ip link add (veth, peer in a pod)" \
-    master:"ip link set master cni0" nft:"nft add rule (hostport DNAT)"; do
+    master:"ip link set master cni0" nft:"nft add element (hostport map)" \
+    linkdel:"ip link del (bridge port veth)"; do
     f=${what%%:*}
     a=$(median "$WORK/a.$f")
     b=$(median "$WORK/b.$f")

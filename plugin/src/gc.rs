@@ -3,12 +3,18 @@
 //! netns may be assumed gone, errors do not stop the sweep, GC is forwarded
 //! to delegates, and nothing is printed on success.
 //!
-//! Three layers are swept, newest knowledge first:
+//! Layers swept, newest knowledge first:
 //! 1. netboot's attachment records: each stale one is undone exactly as
-//!    DEL would (delegate DEL with the recorded config, portmap included);
+//!    DEL would, in the layout its record names (delegate DEL with the
+//!    recorded config, portmap included; native hostPorts as map elements
+//!    or, for older records, portmap's rules);
 //! 2. flannel scratch files with no record (ADDs by the upstream plugin);
-//! 3. the host-local store itself, so IPs leaked by anyone are reclaimed
-//!    (plugins#252).
+//! 3. native mode's hostPort map elements owned by an attachment of this
+//!    network that is not valid, record or not (their owner comment names
+//!    network, container and interface, so other networks' are never
+//!    touched);
+//! 4. the host-local store itself, so IPs leaked by anyone are reclaimed
+//!    (plugins#252), and orphan host veths.
 
 use crate::add::speaks_1_1;
 use crate::delegate::{set_version, Target};
@@ -36,6 +42,7 @@ pub fn gc(ctx: &Ctx) -> Result<(), CniError> {
     let mut seen_ids: HashSet<String> = HashSet::new();
     sweep_records(ctx, &valid_pairs, &mut seen_ids, &mut errors);
     sweep_scratch(ctx, &valid_ids, &seen_ids, &mut errors);
+    sweep_hostports(ctx, &valid_pairs, &mut errors);
     sweep_ipam(ctx, &valid, &valid_pairs, &mut errors);
     sweep_veths(ctx, &valid, &mut errors);
     if let Err(e) = ctx.store.remove_dead_temps() {
@@ -166,6 +173,33 @@ fn sweep_scratch(
         if let Err(e) = release(ctx, &rec) {
             errors.push(format!("{cid}: {}", e.msg));
         }
+    }
+}
+
+/// Map elements of native hostPorts whose owner is an attachment of this
+/// network that is not valid (one listing of the maps).
+fn sweep_hostports(ctx: &Ctx, valid: &HashSet<(&str, &str)>, errors: &mut Vec<String>) {
+    let net = ctx.conf.net.name.as_str();
+    let stale = |owner: &str| {
+        netkit::firewall::parse_hostport_owner(owner)
+            .is_some_and(|(n, c, i)| n == net && !valid.contains(&(c, i)))
+    };
+    // Without nf_tables in the kernel nothing of ours can be there.
+    let no_nftables = [nix::libc::EINVAL, nix::libc::EPROTONOSUPPORT].map(Some);
+    match netkit::firewall::sweep_hostports(stale) {
+        Ok(gone) if !gone.is_empty() => {
+            let what: Vec<String> = gone
+                .iter()
+                .map(|e| format!("{} ({})", e.what, e.owner.as_deref().unwrap_or("")))
+                .collect();
+            ctx.log.info(&format!(
+                "removed hostPort map elements of gone attachments: {}",
+                what.join(", ")
+            ));
+        }
+        Ok(_) => {}
+        Err(e) if no_nftables.contains(&e.errno()) => {}
+        Err(e) => errors.push(format!("sweep hostPort map elements: {e}")),
     }
 }
 

@@ -287,6 +287,7 @@ mod tests {
             port_mappings: vec![json!({"hostPort": 80, "containerPort": 80})],
             snat: true,
             sweep_ports: false,
+            port_layout: crate::native::PortLayout::Maps,
             port_rules: Vec::new(),
             bandwidth: None,
             ifb: None,

@@ -172,6 +172,14 @@ impl Store {
         remove_with_dead_temps(&self.record_path(container_id, ifname))
     }
 
+    /// [`Store::remove`] of the record of an ADD that finished: no writer
+    /// of it died halfway (the final result was renamed into place), so
+    /// there is no temp file to look for, and the record directory (one
+    /// entry per attachment on the node) is not listed. DEL's common case.
+    pub fn remove_finished(&self, container_id: &str, ifname: &str) -> io::Result<()> {
+        remove_if_present(&self.record_path(container_id, ifname))
+    }
+
     /// Removes the temp files of writers that died before their rename (a
     /// SIGKILLed ADD), in the record directory and in `dataDir` (flannel
     /// scratch files). Temp files of live processes are left alone, so this
@@ -213,6 +221,12 @@ impl Store {
 
     pub fn remove_flannel(&self, container_id: &str) -> io::Result<()> {
         remove_with_dead_temps(&self.flannel_path(container_id))
+    }
+
+    /// [`Store::remove_flannel`] for a container whose ADD finished (see
+    /// [`Store::remove_finished`]): no listing of `dataDir`.
+    pub fn remove_flannel_finished(&self, container_id: &str) -> io::Result<()> {
+        remove_if_present(&self.flannel_path(container_id))
     }
 
     /// (containerID, ifname, path) of every record file, by name only.
@@ -279,12 +293,21 @@ impl Store {
 
     /// The ifnames `container_id` has records for (names only, no parsing).
     pub fn ifnames_of(&self, container_id: &str) -> io::Result<Vec<String>> {
-        Ok(self
-            .record_files()?
-            .into_iter()
-            .filter(|(cid, _, _)| cid == container_id)
-            .map(|(_, ifname, _)| ifname)
-            .collect())
+        // One pass over the names, no sort and no copy of the others':
+        // DEL asks this with one record per pod in the directory.
+        let prefix = format!("{container_id}@");
+        let mut out = Vec::new();
+        for entry in read_dir_if_present(&self.record_dir())? {
+            let name = entry?.file_name();
+            let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
+                continue;
+            };
+            if let Some(ifname) = rest.strip_suffix(".json") {
+                out.push(ifname.to_string());
+            }
+        }
+        out.sort();
+        Ok(out)
     }
 
     /// Container IDs that have a flannel scratch file, for GC.
@@ -474,11 +497,19 @@ mod tests {
             vec![("c1".into(), "eth0".into()), ("c1".into(), "net1".into())]
         );
         assert_eq!(store.list_flannel().unwrap(), vec!["c1".to_string()]);
+        store.save(&record("c10", "eth0")).unwrap();
         assert_eq!(store.ifnames_of("c1").unwrap(), vec!["eth0", "net1"]);
         assert_eq!(store.ifnames_of("c").unwrap(), Vec::<String>::new());
+        assert_eq!(store.ifnames_of("c10").unwrap(), vec!["eth0"]);
         store.remove("c1", "eth0").unwrap();
         store.remove("c1", "eth0").unwrap();
         assert_eq!(store.load("c1", "eth0").unwrap(), None);
+        // A finished ADD's record and scratch file go without a listing.
+        store.remove_finished("c1", "net1").unwrap();
+        store.remove_flannel_finished("c1").unwrap();
+        store.remove_finished("c1", "net1").unwrap();
+        assert_eq!(store.ifnames_of("c1").unwrap(), Vec::<String>::new());
+        assert_eq!(store.list_flannel().unwrap(), Vec::<String>::new());
     }
 
     #[test]

@@ -327,6 +327,10 @@ impl DoctorNode {
     }
 
     fn call(&self, command: &str, id: &str, netns: Option<&Netns>) -> Value {
+        self.call_with(command, id, netns, self.plugin_conf())
+    }
+
+    fn call_with(&self, command: &str, id: &str, netns: Option<&Netns>, conf: Value) -> Value {
         let empty = self.dir().join("empty-cni-path");
         std::fs::create_dir_all(&empty).expect("dir");
         let call = PluginCall {
@@ -335,7 +339,7 @@ impl DoctorNode {
             netns: netns.map(|n| n.path().to_owned()),
             ifname: "eth0".into(),
             path: empty.display().to_string(),
-            stdin: self.plugin_conf().to_string(),
+            stdin: conf.to_string(),
             host_netns: Some(self.node.ns.path().to_owned()),
             ..PluginCall::default()
         };
@@ -349,6 +353,18 @@ impl DoctorNode {
     pub fn add_pod(&mut self, id: &str) -> usize {
         let pod = Netns::new("dpod");
         self.call("ADD", id, Some(&pod));
+        self.pods.push(Some(pod));
+        self.pods.len() - 1
+    }
+
+    /// [`DoctorNode::add_pod`] with `host_port`/tcp mapped to its port 80.
+    pub fn add_pod_mapped(&mut self, id: &str, host_port: u16) -> usize {
+        let pod = Netns::new("dpod");
+        let mut conf = self.plugin_conf();
+        conf["runtimeConfig"] = json!({"portMappings": [
+            {"hostPort": host_port, "containerPort": 80, "protocol": "tcp"}
+        ]});
+        self.call_with("ADD", id, Some(&pod), conf);
         self.pods.push(Some(pod));
         self.pods.len() - 1
     }

@@ -137,6 +137,52 @@ impl NativeNode {
             .collect()
     }
 
+    /// Every element of every named set and map of the node, as
+    /// (`family table set`, the element's JSON text: key, comment, data).
+    pub fn nft_elements(&self) -> Vec<(String, String)> {
+        self.nft_json()["nftables"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|o| o.get("set").or_else(|| o.get("map")))
+            .flat_map(|s| {
+                let name = format!(
+                    "{} {} {}",
+                    s["family"].as_str().unwrap_or_default(),
+                    s["table"].as_str().unwrap_or_default(),
+                    s["name"].as_str().unwrap_or_default()
+                );
+                s["elem"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(move |e| (name.clone(), e.to_string()))
+            })
+            .collect()
+    }
+
+    /// The elements of `inet netboot <set>` (native hostPorts), as JSON text.
+    pub fn hostport_elements(&self, set: &str) -> Vec<String> {
+        let want = format!("inet netboot {set}");
+        self.nft_elements()
+            .into_iter()
+            .filter(|(s, _)| *s == want)
+            .map(|(_, e)| e)
+            .collect()
+    }
+
+    /// The nftables rules and set/map elements that mention `id`.
+    pub fn nft_mentioning(&self, id: &str) -> Vec<String> {
+        let mut v = self.nft_rules_mentioning(id);
+        v.extend(
+            self.nft_elements()
+                .into_iter()
+                .filter(|(_, e)| e.contains(id))
+                .map(|(s, e)| format!("{s}: {e}")),
+        );
+        v
+    }
+
     /// Rules in chain `family table chain`, as JSON text.
     pub fn nft_chain_rules(&self, family: &str, table: &str, chain: &str) -> Vec<String> {
         self.nft_json()["nftables"]
@@ -164,7 +210,7 @@ impl NativeNode {
 
     /// Everything a native attachment of `ids` leaves is gone: `nbv` veths
     /// (`ip -j link`), IP files, records (temp files included), and
-    /// nftables rules naming the ids.
+    /// nftables rules and hostPort map elements naming the ids.
     #[track_caller]
     pub fn assert_clean(&self, ids: &[&str]) {
         // A deleted pod netns takes its veth peer with it, asynchronously.
@@ -178,8 +224,11 @@ impl NativeNode {
         assert_eq!(self.records(), Vec::<String>::new(), "records left");
         assert_eq!(self.scratch_files(), Vec::<String>::new(), "scratch left");
         for id in ids {
-            let rules = self.nft_rules_mentioning(id);
-            assert!(rules.is_empty(), "nft rules for {id} left: {rules:#?}");
+            let left = self.nft_mentioning(id);
+            assert!(
+                left.is_empty(),
+                "nft rules or elements for {id} left: {left:#?}"
+            );
         }
     }
 

@@ -181,3 +181,57 @@ fn doctor_names_unreachable_etcd_and_an_expiring_lease() {
     d.doctor()
         .assert_problem("subnet.env", &["stale", "no lease"]);
 }
+
+/// Stale hostPort DNAT in both layouts: native map elements of a pod whose
+/// netns vanished without CNI DEL, and portmap-layout rules (netboot before
+/// the maps, or upstream portmap) of a container nothing knows.
+#[test]
+fn doctor_names_stale_host_ports_of_both_layouts() {
+    require_root();
+    let mut d = DoctorNode::new("doc-hp");
+    d.stop_agent();
+    let p = d.add_pod_mapped("doc-hp-1", 8080);
+    d.add_pod_mapped("doc-hp-2", 8081);
+    d.doctor().assert_healthy();
+    d.lose_pod(p);
+    let r = d.doctor();
+    r.assert_problem(
+        "hostports",
+        &["doc-hp-1@eth0", "tcp 8080 ->", "netns is gone"],
+    );
+    let msg = r.finding("hostports")["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(!msg.contains("doc-hp-2"), "a live pod was reported: {msg}");
+    d.del_pod("doc-hp-1");
+    d.doctor().assert_healthy();
+    // portmap's layout, as an earlier netboot or upstream portmap left it.
+    let ips = ["10.2.250.9".parse().unwrap()];
+    let maps = [netkit::firewall::PortMapping {
+        host_port: 9090,
+        container_port: 90,
+        protocol: netkit::firewall::Proto::Tcp,
+        host_ip: None,
+    }];
+    let spec = netkit::firewall::PortmapSpec {
+        network: "cbr0",
+        container_id: "old-ctr",
+        ifname: "eth0",
+        container_ips: &ips,
+        mappings: &maps,
+        snat: true,
+        masq_all: false,
+    };
+    let node = netkit::Netns::open(d.node.ns.path()).expect("node netns");
+    node.run(|| netkit::firewall::add_port_mappings(&spec))
+        .expect("enter node")
+        .expect("portmap rules");
+    d.doctor()
+        .assert_problem("hostports", &["old-ctr", "cni_hostport", "no record"]);
+    node.run(|| netkit::firewall::del_port_mappings("cbr0", "old-ctr"))
+        .expect("enter node")
+        .expect("remove rules");
+    d.doctor().assert_healthy();
+    d.del_pod("doc-hp-2");
+}

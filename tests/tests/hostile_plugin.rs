@@ -238,9 +238,10 @@ fn hostile_config_names_and_paths_are_refused_and_write_nothing() {
     node.assert_clean(&[&cid(&live)]);
 }
 
-/// The nft scripts only ever carry validated identifiers: with the oddest
-/// legal container ID and network name the ruleset holds exactly the
-/// expected rules, in netboot's and portmap's own tables only.
+/// nftables only ever carries validated identifiers: with the oddest legal
+/// container ID and network name the ruleset holds exactly the expected
+/// rules and hostPort map elements (owned by network/container/ifname),
+/// in netboot's and portmap's own tables only.
 #[test]
 fn nft_rules_carry_only_validated_identifiers() {
     require_root();
@@ -265,14 +266,19 @@ fn nft_rules_carry_only_validated_identifiers() {
             "unexpected table {t} (before: {before:?})"
         );
     }
-    let mentions = node.nft_rules_mentioning(odd);
-    assert!(!mentions.is_empty(), "no rule names {odd}");
+    let mentions = node.nft_mentioning(odd);
+    assert!(
+        mentions
+            .iter()
+            .any(|m| m.contains(&format!("n.e-t_1/{odd}/eth0"))),
+        "no element owned by {odd}: {mentions:#?}"
+    );
     let del = PluginCall {
         container_id: odd.into(),
         ..node.call("DEL", &pod, &conf)
     };
     node.run(&del).expect_ok();
-    assert_eq!(node.nft_rules_mentioning(odd), Vec::<String>::new());
+    assert_eq!(node.nft_mentioning(odd), Vec::<String>::new());
 }
 
 fn tables(nft: &Value) -> Vec<String> {

@@ -83,19 +83,28 @@ fn phases<'a, T>(items: &'a [T], par: &[usize]) -> Vec<(usize, &'a [T])> {
         .collect()
 }
 
-/// No nftables rule of the node names any of `ids` (one ruleset read).
+/// No nftables rule or hostPort map element of the node names any of
+/// `ids`.
 #[track_caller]
 fn assert_no_rules_for(node: &NativeNode, ids: &[String]) {
-    let rules: Vec<String> = node.nft_json()["nftables"]
+    let mut objects: Vec<String> = node.nft_json()["nftables"]
         .as_array()
         .into_iter()
         .flatten()
         .filter_map(|o| o.get("rule"))
         .map(Value::to_string)
         .collect();
+    objects.extend(
+        node.nft_elements()
+            .into_iter()
+            .map(|(s, e)| format!("{s}: {e}")),
+    );
     for id in ids {
-        let hits: Vec<&String> = rules.iter().filter(|r| r.contains(id.as_str())).collect();
-        assert!(hits.is_empty(), "nft rules for {id} left: {hits:#?}");
+        let hits: Vec<&String> = objects.iter().filter(|r| r.contains(id.as_str())).collect();
+        assert!(
+            hits.is_empty(),
+            "nft rules or elements for {id} left: {hits:#?}"
+        );
     }
 }
 

@@ -247,7 +247,7 @@ fn del_twice_after_netns_gone_with_empty_netns_and_without_record() {
     // With the runtime passing the mappings again (containerd does).
     let pod = node.pod("mapped");
     node.add(&pod, &mapped);
-    assert!(!node.nft_rules_mentioning(&cid(&pod)).is_empty());
+    assert!(!node.nft_mentioning(&cid(&pod)).is_empty());
     node.del(&pod, &mapped);
     node.assert_clean(&[&cid(&pod)]);
 
@@ -437,16 +437,23 @@ fn host_port_is_reachable_from_the_node_and_a_peer() {
         .expect_ok()
         .stdout;
     assert_eq!(localnet.trim(), "1");
-    // portmap's nftables layout: rules in ip cni_hostport, tagged with
-    // the bare container id, one per mapping.
+    // Map elements in inet netboot owned by the attachment, one per
+    // mapping; no rule of the node names the pod.
     let id = cid(&pod);
-    let dnat: Vec<String> = node
-        .nft_chain_rules("ip", "cni_hostport", "hostports")
-        .into_iter()
-        .filter(|r| r.contains(&id))
-        .collect();
-    assert_eq!(dnat.len(), 2, "{dnat:#?}");
-    assert!(dnat.iter().any(|r| r.contains("udp")), "{dnat:#?}");
+    let owner = format!("{NET}/{id}/eth0");
+    let ip = first_ip(&res);
+    for (set, port) in [
+        ("hostports_ip_tcp", HOST_PORT),
+        ("hostports_ip_udp", HOST_PORT + 1),
+    ] {
+        let elems = node.hostport_elements(set);
+        assert_eq!(elems.len(), 1, "{set}: {elems:#?}");
+        let want = format!(
+            r#"[{{"elem":{{"val":{port},"comment":"{owner}"}}}},{{"concat":["{ip}",{POD_PORT}]}}]"#
+        );
+        assert!(elems[0].contains(&want), "{set}: {} lacks {want}", elems[0]);
+    }
+    assert_eq!(node.nft_rules_mentioning(&id), Vec::<String>::new());
     node.check(&pod, &conf, &res).expect_ok();
     node.del(&pod, &node.conf("1.0.0"));
     node.assert_clean(&[&id]);
@@ -480,7 +487,7 @@ fn del_cleans_everything_even_after_the_netns_is_gone() {
         assert!(links.contains(&host), "{links}");
         assert_eq!(node.allocations(), vec![first_ip(&res)]);
         assert_eq!(node.records(), vec![format!("{id}@eth0.json")]);
-        assert!(!node.nft_rules_mentioning(&id).is_empty());
+        assert!(!node.nft_mentioning(&id).is_empty());
         let call = node.call("DEL", &pod, &node.conf("1.0.0"));
         if netns_first {
             drop(pod);
@@ -489,7 +496,7 @@ fn del_cleans_everything_even_after_the_netns_is_gone() {
         let links = node.ip_json(&["link", "show"]).to_string();
         assert!(!links.contains(&host), "{host} left: {links}");
         node.assert_clean(&[&id]);
-        assert_eq!(node.nft_rules_mentioning(&id), Vec::<String>::new());
+        assert_eq!(node.nft_mentioning(&id), Vec::<String>::new());
         assert_eq!(
             node.snapshot(),
             baseline,
@@ -678,11 +685,9 @@ fn fifty_concurrent_adds_then_fifty_concurrent_dels() {
     assert_eq!(node.allocations().len(), 50);
     assert_eq!(node.host_veths().len(), 50);
     assert_eq!(node.records().len(), 50);
-    assert_eq!(
-        node.nft_chain_rules("ip", "cni_hostport", "hostports")
-            .len(),
-        50
-    );
+    assert_eq!(node.hostport_elements("hostports_ip_tcp").len(), 50);
+    // hairpin and localhost pairs of each pod
+    assert_eq!(node.hostport_elements("hostports_masq_ip").len(), 100);
     assert_ping(&pods[0], &ips[49]);
     assert_ping(&pods[49], &ips[0]);
     let start = Instant::now();
@@ -697,7 +702,11 @@ fn fifty_concurrent_adds_then_fifty_concurrent_dels() {
     let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
     node.assert_clean(&ids);
     assert_eq!(
-        node.nft_chain_rules("ip", "cni_hostport", "hostports"),
+        node.hostport_elements("hostports_ip_tcp"),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        node.hostport_elements("hostports_masq_ip"),
         Vec::<String>::new()
     );
 }
@@ -798,8 +807,14 @@ fn check_detects_what_was_broken() {
     broken(&node, &pod, &conf, &res, "a deleted IP file");
     fs::write(&ip_file, owner).unwrap();
     node.check(&pod, &conf, &res).expect_ok();
-    // The port mapping rules.
-    node.exec(&["nft", "flush", "chain", "ip", "cni_hostport", "hostports"])
+    // The port mapping: its map element, then the DNAT rules.
+    node.exec(&["nft", "flush", "map", "inet", "netboot", "hostports_ip_tcp"])
+        .expect_ok();
+    broken(&node, &pod, &conf, &res, "a deleted port map element");
+    node.del(&pod, &conf);
+    let res = node.add(&pod, &conf);
+    node.check(&pod, &conf, &res).expect_ok();
+    node.exec(&["nft", "flush", "chain", "inet", "netboot", "hostports"])
         .expect_ok();
     broken(&node, &pod, &conf, &res, "flushed port rules");
     // Re-attach to get the rules back, then lose the node masquerade.
@@ -830,72 +845,45 @@ fn record_directory_and_node_lock_are_root_only() {
     node.del(&pod, &conf);
 }
 
-/// (chain, handle) of every rule carrying `id`'s comment, as `nft` lists them.
-fn port_rules_of(node: &NativeNode, id: &str) -> Vec<(String, u64)> {
-    let mut v: Vec<(String, u64)> = node
-        .nft_rules_mentioning(id)
-        .iter()
-        .map(|r| serde_json::from_str::<Value>(r).unwrap())
-        .filter(|r| r["comment"] == id)
-        .map(|r| {
-            (
-                r["chain"].as_str().unwrap().to_owned(),
-                r["handle"].as_u64().unwrap(),
-            )
-        })
-        .collect();
-    v.sort();
-    v
-}
-
-/// (chain, handle) of the port rules `pod`'s record names.
-fn recorded_port_rules(node: &NativeNode, pod: &Netns) -> Vec<(String, u64)> {
-    let rec = record(node, pod);
-    let mut v: Vec<(String, u64)> = rec["native"]["portRules"]
-        .as_array()
+/// The hostPort elements `id`'s attachment owns, as JSON text, sorted.
+fn elements_of(node: &NativeNode, id: &str) -> Vec<String> {
+    let owner = format!("\"{NET}/{id}/eth0\"");
+    let mut v: Vec<String> = node
+        .nft_elements()
         .into_iter()
-        .flatten()
-        .map(|r| {
-            assert_eq!(r["family"], "ip", "{rec}");
-            (
-                r["chain"].as_str().unwrap().to_owned(),
-                r["handle"].as_u64().unwrap(),
-            )
-        })
+        .filter(|(_, e)| e.contains(&owner))
+        .map(|(s, e)| format!("{s}: {e}"))
         .collect();
     v.sort();
     v
 }
 
 #[test]
-fn del_removes_port_rules_by_recorded_handle_and_never_anothers() {
+fn del_removes_exactly_its_own_map_elements_and_never_anothers() {
     require_root();
-    let node = NativeNode::new("nhdl");
+    let node = NativeNode::new("nown");
     let conf = |port| with_ports(&node.conf("1.0.0"), port, POD_PORT);
-    // The node's first ADD creates the tables through `nft` (no handles
-    // recorded); the next ones add their rules over netlink.
-    let (warm, a, b) = (node.pod("w"), node.pod("a"), node.pod("b"));
-    node.add(&warm, &conf(HOST_PORT));
+    let (a, b) = (node.pod("a"), node.pod("b"));
     node.add(&a, &conf(HOST_PORT + 1));
     node.add(&b, &conf(HOST_PORT + 2));
     let (id_a, id_b) = (cid(&a), cid(&b));
-    for (pod, id) in [(&a, &id_a), (&b, &id_b)] {
-        let listed = port_rules_of(&node, id);
-        assert_eq!(listed.len(), 3, "DNAT + 2 masquerade: {listed:?}");
-        assert_eq!(recorded_port_rules(&node, pod), listed);
+    assert_eq!(record(&node, &a)["native"]["portLayout"], "maps");
+    let b_elems = elements_of(&node, &id_b);
+    for id in [&id_a, &id_b] {
+        let e = elements_of(&node, id);
+        assert_eq!(e.len(), 3, "DNAT + hairpin + localhost: {e:#?}");
     }
-    // b's handles in a's record (a table recreated under the record, or
-    // any stale handle): DEL of a must not touch b's rules, and still
-    // removes a's own by listing.
+    // a's record claims b's port (a record from elsewhere, a human): DEL
+    // of a looks that key up too, finds b's owner on it and leaves it;
+    // the runtime passes a's own mappings, whose elements go.
     let mut rec = record(&node, &a);
-    rec["native"]["portRules"] = record(&node, &b)["native"]["portRules"].clone();
+    rec["native"]["portMappings"] = record(&node, &b)["native"]["portMappings"].clone();
     fs::write(node.record_path(&id_a), serde_json::to_vec(&rec).unwrap()).unwrap();
     node.del(&a, &conf(HOST_PORT + 1));
-    assert_eq!(port_rules_of(&node, &id_a), Vec::new());
-    assert_eq!(port_rules_of(&node, &id_b).len(), 3);
+    assert_eq!(elements_of(&node, &id_a), Vec::<String>::new());
+    assert_eq!(elements_of(&node, &id_b), b_elems);
     node.del(&b, &conf(HOST_PORT + 2));
-    node.del(&warm, &conf(HOST_PORT));
-    node.assert_clean(&[&id_a, &id_b, &cid(&warm)]);
+    node.assert_clean(&[&id_a, &id_b]);
 }
 
 /// What containerd's CRI sends: go-cni's `PortMapping` has no JSON tags, so

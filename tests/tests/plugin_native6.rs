@@ -326,20 +326,19 @@ fn ipv6_host_ports_with_and_without_host_ip() {
     assert_eq!(fetch6_once(&peer, "2001:db8:2::3", HOST_PORT + 1), None);
     assert_eq!(fetch6_once(&node.ns, V6_GATEWAY, HOST_PORT + 1), None);
     let id = cid(&pod);
-    let dnat6: Vec<String> = node
-        .nft_chain_rules("ip6", "cni_hostport", "hostports")
-        .into_iter()
-        .chain(node.nft_chain_rules("ip6", "cni_hostport", "hostip_hostports"))
-        .filter(|r| r.contains(&id))
-        .collect();
-    assert_eq!(dnat6.len(), 2, "{dnat6:#?}");
-    assert!(
-        dnat6.iter().any(|r| r.contains("2001:db8:2::1")),
-        "{dnat6:#?}"
-    );
-    // The IPv4 table has only the any-address mapping.
-    let dnat4 = node.nft_chain_rules("ip", "cni_hostport", "hostip_hostports");
-    assert!(dnat4.iter().all(|r| !r.contains(&id)), "{dnat4:#?}");
+    let owned = |set: &str| {
+        node.hostport_elements(set)
+            .into_iter()
+            .filter(|e| e.contains(&id))
+            .collect::<Vec<String>>()
+    };
+    assert_eq!(owned("hostports_ip6_tcp").len(), 1);
+    let hostip6 = owned("hostip_hostports_ip6_tcp");
+    assert_eq!(hostip6.len(), 1, "{hostip6:#?}");
+    assert!(hostip6[0].contains("2001:db8:2::1"), "{hostip6:#?}");
+    // IPv4 has only the any-address mapping.
+    assert_eq!(owned("hostports_ip_tcp").len(), 1);
+    assert_eq!(owned("hostip_hostports_ip_tcp"), Vec::<String>::new());
     node.check(&pod, &conf, &res).expect_ok();
     node.del(&pod, &node.conf("1.0.0"));
     node.assert_clean(&[&id]);
@@ -442,12 +441,12 @@ fn gc_releases_both_families_of_stale_attachments() {
     let id = cid(&stale);
     assert_eq!(node.allocations().len(), 4);
     let v6_rules = |n: &NativeNode| {
-        n.nft_chain_rules("ip6", "cni_hostport", "hostports")
+        n.hostport_elements("hostports_ip6_tcp")
             .into_iter()
-            .filter(|r| r.contains(&id))
+            .filter(|e| e.contains(&id))
             .count()
     };
-    assert_eq!(v6_rules(&node), 1, "IPv6 DNAT rule of the stale pod");
+    assert_eq!(v6_rules(&node), 1, "IPv6 DNAT element of the stale pod");
     node.gc(&conf, &[&cid(&keep)]);
     let mut kept = node.allocations();
     kept.sort();
@@ -455,7 +454,7 @@ fn gc_releases_both_families_of_stale_attachments() {
     want.sort();
     assert_eq!(kept, want, "GC keeps both IPs of the valid attachment only");
     assert_eq!(v6_rules(&node), 0);
-    assert_eq!(node.nft_rules_mentioning(&id), Vec::<String>::new());
+    assert_eq!(node.nft_mentioning(&id), Vec::<String>::new());
     node.check(&keep, &conf, &keep_res).expect_ok();
     node.del(&keep, &conf);
     node.assert_clean(&[&cid(&keep), &id]);

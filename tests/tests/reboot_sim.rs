@@ -198,8 +198,8 @@ fn add_frees_the_ips_of_ghosts_and_never_of_a_live_pod() {
     assert_eq!(records, boot2.iter().cloned().collect::<BTreeSet<_>>());
     for id in &lost_ids {
         assert!(
-            node.nft_rules_mentioning(id).is_empty(),
-            "port rules of {id} survived GC"
+            node.nft_mentioning(id).is_empty(),
+            "port mappings of {id} survived GC"
         );
     }
     drop((fresh, more, pods, first, extra));

@@ -15,11 +15,14 @@
 //! - [`host`]: cni0, forwarding, masquerade.
 //! - [`cni`]: the conflist, the plugins it needs, the IP store.
 //! - [`ghosts`]: attachment records of pods that are gone (reboot).
+//! - [`hostports`]: hostPort DNAT of pods that are gone, in native mode's
+//!   maps and in portmap's `cni_hostport` rules.
 
 mod cluster;
 mod cni;
 mod ghosts;
 mod host;
+mod hostports;
 mod node;
 mod peers;
 mod plane;
@@ -239,6 +242,7 @@ pub fn diagnose(a: &DoctorArgs) -> Vec<Finding> {
     out.push(cni::plugins(&ctx, &conflist));
     out.push(cni::ipam(&ctx, &conflist));
     out.push(ghosts::check(&ctx, &conflist));
+    out.push(hostports::check(&ctx, &conflist));
     out
 }
 

@@ -1,4 +1,5 @@
-//! The node firewall: hostPort DNAT (portmap-compatible) and masquerade.
+//! The node firewall: hostPort DNAT (native mode's maps, and upstream
+//! portmap's layout) and masquerade.
 //!
 //! # Backend: nftables, one transaction per operation
 //!
@@ -17,14 +18,16 @@
 //!   as [`IpAddr`]/[`IpNet`], ports numeric, comments restricted to
 //!   `[A-Za-z0-9_.:@-]`): the script has no way to carry a second command.
 //! - **No shell.** The script goes on `nft`'s stdin; the argv is fixed.
-//! - **Hot path over netlink.** The per-pod port-mapping operations (ADD's
-//!   rules, DEL's dump + delete, GC's owner listing) skip the exec and speak
-//!   nf_tables netlink directly (`nftnl`): one NEWRULE batch per ADD, one
-//!   GETRULE dump per family plus one DELRULE batch per DEL. The messages
-//!   are encoded exactly as `nft` encodes the same rules, so the rule set
-//!   is the same object for object whichever path wrote it. Creating the
-//!   tables and chains (once per node), CHECK, masquerade and everything
-//!   else stay on `nft`. `NETBOOT_NFT_CLI=1` forces `nft` for everything
+//! - **Hot path over netlink.** Native mode's hostPorts ([`hostports`])
+//!   are nf_tables netlink only (`nftnl`): the layout once per node, then
+//!   map elements per pod, no exec at all. In portmap's layout the per-pod
+//!   operations (ADD's rules, DEL's dump + delete, GC's owner listing)
+//!   skip the exec too: one NEWRULE batch per ADD, one GETRULE dump per
+//!   family plus one DELRULE batch per DEL. The messages are encoded
+//!   exactly as `nft` encodes the same objects, so the rule set is the same
+//!   object for object whichever path wrote it. portmap's tables and
+//!   chains (once per node), its CHECK, masquerade and everything else stay
+//!   on `nft`. `NETBOOT_NFT_CLI=1` forces `nft` for portmap's layout
 //!   ([`portmap::NftPath`]); so does a kernel without `NETLINK_NETFILTER`.
 //! - **Namespaces.** Every function acts on the network namespace of the
 //!   calling thread (the child `nft` inherits it). The plugin already runs in
@@ -41,9 +44,13 @@
 //!
 //! # Layouts
 //!
+//! - [`hostports`]: native mode's hostPorts, map elements in `inet netboot`
+//!   (one DNAT rule per family, protocol and hostIP variant, written once
+//!   per node; a pod is elements only), entirely over netlink.
 //! - [`portmap`]: exactly upstream portmap's nftables layout (tables
 //!   `ip`/`ip6 cni_hostport`), so either implementation deletes the other's
-//!   rules.
+//!   rules: bridge mode's chained portmap, and native attachments made by
+//!   netboot before the map layout.
 //! - [`masq`]: bridge's per-attachment `inet cni_plugins_masquerade`, and a
 //!   per-node rule set in `inet netboot` (one rule per pod subnet instead of
 //!   one per pod).
@@ -56,7 +63,9 @@
 mod exec;
 pub mod forward;
 pub(crate) mod hash;
+pub mod hostports;
 pub mod legacy;
+mod mapping;
 pub mod masq;
 mod nft;
 mod nftnl;
@@ -67,9 +76,14 @@ pub use forward::{
     ensure_forward_accept, ensure_iptables_forward_accept, remove_forward_accept,
     remove_iptables_forward_accept, IptForward,
 };
+pub use hostports::{
+    add_hostports, check_hostports, del_hostports, hostport_owner, list_hostport_elements,
+    parse_hostport_owner, resolve_hostports, sweep_hostports, HostportElement, Resolved,
+};
 pub use legacy::{
     bridge_masq_chain, cleanup_bridge_masquerade, cleanup_legacy_portmap, legacy_dnat_chain,
 };
+pub use mapping::{needs_route_localnet, PortMapping, PortmapSpec, Proto};
 pub use masq::{
     add_attachment_masquerade, attachment_masquerade_comment, del_attachment_masquerade,
     ensure_node_masquerade, node_masquerade_present, node_masquerade_tag, remove_node_masquerade,
@@ -77,6 +91,5 @@ pub use masq::{
 pub use portmap::{
     add_port_mappings, add_port_mappings_tracked, add_port_mappings_via, check_port_mappings,
     del_port_mappings, del_port_mappings_in, del_port_mappings_via, del_port_rules, hostport_hash,
-    list_port_mapping_owners, list_port_mapping_owners_via, needs_route_localnet, NftPath,
-    PortMapping, PortmapSpec, Proto, RuleRef,
+    list_port_mapping_owners, list_port_mapping_owners_via, NftPath, RuleRef,
 };

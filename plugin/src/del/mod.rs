@@ -42,8 +42,16 @@ pub fn del(ctx: &Ctx) -> Result<(), CniError> {
             if !mappings.is_empty() {
                 match rec.native.as_mut() {
                     // Native mode programs the mappings itself: no portmap
-                    // binary to call (and none may be on CNI_PATH).
-                    Some(state) => state.port_mappings = mappings,
+                    // binary to call (and none may be on CNI_PATH). Its DEL
+                    // looks keys up, so it takes the recorded ones too: a
+                    // runtime passing fewer must not strand an element.
+                    Some(state) => {
+                        for m in mappings {
+                            if !state.port_mappings.contains(&m) {
+                                state.port_mappings.push(m);
+                            }
+                        }
+                    }
                     None => rec.portmap = Some(portmap_call(ctx, &rec, &mappings)),
                 }
             }
@@ -101,13 +109,16 @@ pub fn undo(ctx: &Ctx, d: &Delegator, rec: &Record) -> Result<(), CniError> {
     if let Some(pm) = &rec.portmap {
         match run_del(d, pm, prev) {
             // The portmap binary is gone (the node moved to native mode):
-            // remove its iptables chains ourselves, by the same names.
+            // remove what either of its backends made ourselves, by the
+            // same names: its iptables chains, its nftables rules.
             Err(e) if e.code == codes::NOT_AVAILABLE => {
-                ctx.log
-                    .info("portmap is no longer on CNI_PATH; removing its iptables rules directly");
-                if let Err(le) =
-                    netkit::firewall::cleanup_legacy_portmap(&rec.network, &rec.container_id)
-                {
+                ctx.log.info(
+                    "portmap is no longer on CNI_PATH; removing its iptables and nftables rules directly",
+                );
+                let (net, cid) = (&rec.network, &rec.container_id);
+                let removed = netkit::firewall::cleanup_legacy_portmap(net, cid)
+                    .and_then(|()| netkit::firewall::del_port_mappings(net, cid));
+                if let Err(le) = removed {
                     errors.push(e.context(format!("portmap DEL ({le})")));
                 }
             }
@@ -157,14 +168,22 @@ pub fn undo(ctx: &Ctx, d: &Delegator, rec: &Record) -> Result<(), CniError> {
         .ifnames_of(&rec.container_id)
         .map(|ifs| ifs.iter().any(|i| *i != rec.ifname))
         .unwrap_or(false);
+    // An ADD that finished left no temp file of a killed writer behind:
+    // nothing to look for in directories holding one file per pod.
+    let finished = rec.result.is_some();
     if rec.mode != Mode::Flannel && !shared {
-        ctx.store
-            .remove_flannel(&rec.container_id)
-            .map_err(|e| io_err("remove delegate config", e))?;
+        let cid = &rec.container_id;
+        match finished {
+            true => ctx.store.remove_flannel_finished(cid),
+            false => ctx.store.remove_flannel(cid),
+        }
+        .map_err(|e| io_err("remove delegate config", e))?;
     }
-    ctx.store
-        .remove(&rec.container_id, &rec.ifname)
-        .map_err(|e| io_err("remove attachment record", e))?;
+    match finished {
+        true => ctx.store.remove_finished(&rec.container_id, &rec.ifname),
+        false => ctx.store.remove(&rec.container_id, &rec.ifname),
+    }
+    .map_err(|e| io_err("remove attachment record", e))?;
     ctx.log.info("detached");
     Ok(())
 }

@@ -277,8 +277,10 @@ impl Pool {
         if ips.is_empty() || container_id.trim().is_empty() || !self.dir.exists() {
             return self.release(container_id, ifname);
         }
+        // The ADD that recorded `ips` finished: none of its reservation
+        // temp files is left, and other writers' are GC's (listing the
+        // store costs in proportion to the pods on the node).
         let store = Locked::open(&self.dir)?;
-        store.sweep_reserve_temps()?;
         let mut released = Vec::new();
         for ip in ips {
             if store.is_exactly_held(*ip, container_id, ifname) && store.remove(*ip)? {
@@ -286,6 +288,7 @@ impl Pool {
             }
         }
         if released.is_empty() {
+            store.sweep_reserve_temps()?;
             return store.release_owner(container_id, ifname);
         }
         Ok(released)

@@ -3,10 +3,10 @@
 //! checked for every mode by `crate::check`).
 
 use super::conf::NativeConf;
-use super::{bandwidth, kernel, mappings, pool, NativeState};
+use super::{bandwidth, check_ports, kernel, pool, NativeState};
 use crate::Ctx;
 use cni::error::CniError;
-use netkit::firewall::{self, PortmapSpec};
+use netkit::firewall;
 use netkit::Netlink;
 
 /// Native CHECK, on top of the generic in-pod checks: host veth up and on
@@ -56,17 +56,7 @@ pub fn check(ctx: &Ctx, state: &NativeState) -> Result<(), CniError> {
         )));
     }
     if !state.port_mappings.is_empty() {
-        let maps = mappings(state);
-        let spec = PortmapSpec {
-            network: &ctx.conf.net.name,
-            container_id: &ctx.args.container_id,
-            ifname: &ctx.args.ifname,
-            container_ips: &held,
-            mappings: &maps,
-            snat: state.snat,
-            masq_all: false,
-        };
-        firewall::check_port_mappings(&spec).map_err(|e| broken(format!("port mappings: {e}")))?;
+        check_ports(ctx, state, &held)?;
     }
     if nconf.ip_masq {
         for r in &nconf.ranges {

@@ -4,9 +4,10 @@
 //!
 //! It interprets the same rendered bridge + host-local config that bridge
 //! mode hands to the reference binaries (`flannel::bridge_delegate`), and
-//! keeps their on-disk and in-kernel formats: host-local's IPAM store,
-//! `cni0`, portmap's nftables table. A node can therefore switch between
-//! bridge and native mode mid-life.
+//! keeps their on-disk formats and devices: host-local's IPAM store,
+//! `cni0`. hostPorts are its own (map elements in `inet netboot`), and
+//! each attachment's record says so, so a node can switch between bridge
+//! and native mode mid-life and DEL still undoes either's attachments.
 //!
 //! ADD, in order (each step undone by [`undo`] if a later one fails):
 //! 1. record the intent durably (what DEL needs: bridge, veth name, store),
@@ -19,8 +20,9 @@
 //! 4. veth with its peer created directly in the pod; addresses (IPv6
 //!    without DAD, see `ipv6`), routes;
 //! 5. bandwidth shaping (tbf, ifb) when requested ([`bandwidth`]);
-//! 6. port mappings (one nftables transaction) when requested, then the
-//!    stale UDP conntrack entries toward them deleted ([`crate::conntrack`]).
+//! 6. port mappings (one nftables transaction of map elements, see
+//!    [`ports`]) when requested, then the stale UDP conntrack entries
+//!    toward them deleted ([`crate::conntrack`]).
 
 pub mod bandwidth;
 pub mod bridge;
@@ -45,8 +47,8 @@ use ipnet::IpNet;
 use netkit::{Netlink, Netns};
 use nix::fcntl::{Flock, FlockArg};
 pub(crate) use ports::parse_mapping;
-use ports::{add_ports, del_ports};
-pub use ports::{mappings, PortRule};
+use ports::{add_ports, check_ports, del_ports};
+pub use ports::{mappings, PortLayout, PortRule};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::net::IpAddr;
@@ -70,9 +72,14 @@ pub struct NativeState {
     /// tagged with this container are removed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub sweep_ports: bool,
-    /// The port-mapping rules ADD created, by handle, so that DEL deletes
-    /// exactly them instead of listing every mapping on the node. Empty
-    /// when unknown (older records, the `nft` path): DEL then lists.
+    /// The nftables layout the port mappings were made in: `maps` for
+    /// every attachment this version makes; absent (`portmap`) in records
+    /// of earlier versions, whose DEL must still find their rules.
+    #[serde(default)]
+    pub port_layout: PortLayout,
+    /// Portmap layout only: the rules ADD created, by handle, so that DEL
+    /// deletes exactly them instead of listing the table. Empty when
+    /// unknown: DEL then lists.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub port_rules: Vec<PortRule>,
     /// The shaping ADD applies (`runtimeConfig.bandwidth`), if any.
@@ -122,6 +129,7 @@ pub fn plan_for(
             port_mappings: ctx.conf.port_mappings(),
             snat,
             sweep_ports: false,
+            port_layout: PortLayout::Maps,
             port_rules: Vec::new(),
             bandwidth: None,
             ifb: None,
@@ -162,7 +170,8 @@ fn pool(state: &NativeState, nconf: &NativeConf) -> Result<Pool, CniError> {
 }
 
 /// Serializes node-wide changes (bridge address, masquerade) between
-/// concurrent ADDs. Held only around those steps.
+/// concurrent ADDs, and a DEL's hostPort elements with an ADD that takes
+/// a host port over (`ports`). Held only around those steps.
 fn node_lock(ctx: &Ctx) -> Result<Flock<std::fs::File>, CniError> {
     let path = ctx.conf.data_dir.join(".netboot").join("node.lock");
     if let Some(dir) = path.parent() {
@@ -234,13 +243,8 @@ pub fn add(ctx: &Ctx, rec: &mut Record) -> Result<CniResult, CniError> {
     let pod_link = pod::configure(&pod_ns, &ctx.args.ifname, &want)?;
     if !state.port_mappings.is_empty() {
         let ips: Vec<IpAddr> = allocated.iter().map(|a| a.ip).collect();
-        let rules = add_ports(ctx, &state, &ips)?;
-        // Saved with the final result: a crash before that leaves a record
-        // without them, and DEL lists the table as it always could.
-        if let Some(n) = rec.native.as_mut() {
-            n.port_rules = rules.into_iter().map(PortRule::from_ref).collect();
-        }
-        // After the DNAT rules exist, so the next datagram meets them.
+        add_ports(ctx, &state, &ips)?;
+        // After the DNAT elements exist, so the next datagram meets them.
         crate::conntrack::flush_udp(&ctx.log, &mappings(&state), &ips);
     }
     Ok(result(ctx, &bridge, &host, &pod_link, &addrs, &nconf))
@@ -334,16 +338,8 @@ pub fn undo(
         .map(|r| r.ips.iter().map(|ip| ip.address.addr()).collect())
         .unwrap_or_default();
     if !state.port_mappings.is_empty() || state.sweep_ports {
-        let (v4, v6) = if ips.is_empty() {
-            (true, true)
-        } else {
-            (
-                ips.iter().any(IpAddr::is_ipv4),
-                ips.iter().any(IpAddr::is_ipv6),
-            )
-        };
-        if let Err(e) = del_ports(ctx, container_id, state, v4, v6) {
-            errors.push(kernel("remove port mappings", e));
+        if let Err(e) = del_ports(ctx, container_id, ifname, state, &ips) {
+            errors.push(e);
         }
     }
     match Netlink::open() {

@@ -3,7 +3,7 @@
 //! and what the record keeps for DEL.
 
 use super::conf::NativeConf;
-use super::{pod, pool, NativeState, PortRule};
+use super::{pod, pool, NativeState, PortLayout, PortRule};
 use crate::conf::PluginConf;
 use crate::flannel::bridge_delegate;
 use crate::record::{result_ips, Record};
@@ -48,6 +48,7 @@ fn state(conf: Value, dir: PathBuf) -> NativeState {
         port_mappings: Vec::new(),
         snat: true,
         sweep_ports: false,
+        port_layout: PortLayout::Maps,
         port_rules: Vec::new(),
         bandwidth: None,
         ifb: None,
@@ -161,6 +162,8 @@ fn pod_routes_per_family() {
 #[test]
 fn record_keeps_both_families_for_del() {
     let mut st = state(rendered(DUAL), PathBuf::from("/var/lib/cni/networks/cbr0"));
+    // A record of a netboot before the maps: portmap's layout, by handle.
+    st.port_layout = PortLayout::Portmap;
     st.port_rules = vec![
         PortRule {
             family: "ip".into(),
@@ -182,8 +185,18 @@ fn record_keeps_both_families_for_del() {
     ]});
     let rec = json!({"containerID": "c1", "ifname": "eth0", "network": "cbr0", "mode": "native",
         "delegate": null, "portmap": null, "result": result, "native": st});
-    let back: Record = serde_json::from_value(rec).unwrap();
+    let back: Record = serde_json::from_value(rec.clone()).unwrap();
     assert_eq!(back.native.as_ref(), Some(&st));
+    // Such records have no portLayout at all: portmap's is implied.
+    let mut older = rec;
+    older["native"]
+        .as_object_mut()
+        .unwrap()
+        .remove("portLayout");
+    let older: Record = serde_json::from_value(older).unwrap();
+    assert_eq!(older.native.unwrap().port_layout, PortLayout::Portmap);
+    let new = serde_json::to_value(state(json!({}), PathBuf::from("/x"))).unwrap();
+    assert_eq!(new["portLayout"], "maps");
     assert_eq!(back.result_ips(), [ip("10.244.3.2"), ip("fd00:10:3::2")]);
     let refs: Vec<bool> = st
         .port_rules

@@ -9,7 +9,8 @@
 //! - `rss`: peak RSS of every plugin process (see [`probe`]);
 //! - `procs`: processes spawned per ADD/DEL (`strace -f`);
 //! - `concurrent`: wall time of N concurrent ADDs, then DELs;
-//! - `scale`: ADD/DEL of one more pod with 1, 100, 500 pods on the node.
+//! - `scale`: ADD/DEL of one more pod with 1, 100, 500, 1000 pods on the
+//!   node, and the data path at each level ([`datapath`]).
 //!
 //! Safety: every plugin runs inside node namespaces this program creates
 //! (it `setns()`es itself into them; it never touches the root netns), pods
@@ -17,10 +18,14 @@
 //! (hook, since release builds abort) or on SIGINT/SIGTERM ([`cleanup`]).
 
 mod cleanup;
+mod datapath;
+mod goals;
 mod phases;
 mod plugins;
 mod probe;
 mod report;
+mod report_json;
+mod report_scale;
 mod stats;
 
 use netboot_tests::{bin_path, require_root};
@@ -31,14 +36,18 @@ use std::time::Instant;
 
 const USAGE: &str = "\
 usage: bench_plugin [ITERATIONS] [--iterations N] [--scale L1,L2,...] [--scale-reps N]
-                    [--settle SECS] [--concurrency N] [--rounds N] [--samples N]
-                    [--only ab,rss,procs,concurrent,scale] [--json FILE]
+                    [--datapath-reps N] [--settle SECS] [--concurrency N] [--rounds N]
+                    [--samples N] [--only ab,rss,procs,concurrent,scale] [--json FILE]
 
   --iterations N   alternating ADD+DEL rounds of the A/B phase (default 30;
                    a bare number as first argument means the same)
   --scale LEVELS   existing-pod counts for the per-ADD scaling phase
-                   (default 1,100,500; at most 2000)
-  --scale-reps N   ADD+DEL of one extra pod measured per level (default 5)
+                   (default 1,100,500,1000; at most 2000: the node's pod
+                   subnet is a /21)
+  --scale-reps N   ADD+DEL of one extra pod measured per level (default 9)
+  --datapath-reps N  samples per level of a 256 MiB TCP transfer through a
+                   hostPort and pod to pod, and of 200 new connections
+                   through the hostPort (default 5; 0 skips them)
   --settle SECS    wait after filling the nodes to a level, before measuring
                    it (default 0): the new pods' IPv6 start-up traffic (DAD,
                    MLD reports, router solicitations, flooded to every port
@@ -85,6 +94,7 @@ struct Opts {
     iterations: usize,
     scale: Vec<usize>,
     scale_reps: usize,
+    datapath_reps: usize,
     settle: u64,
     concurrency: usize,
     rounds: usize,
@@ -96,8 +106,9 @@ struct Opts {
 fn parse_args(args: &[String]) -> Result<Opts, String> {
     let mut o = Opts {
         iterations: 30,
-        scale: vec![1, 100, 500],
-        scale_reps: 5,
+        scale: vec![1, 100, 500, 1000],
+        scale_reps: 9,
+        datapath_reps: 5,
         settle: 0,
         concurrency: 20,
         rounds: 3,
@@ -117,6 +128,7 @@ fn parse_args(args: &[String]) -> Result<Opts, String> {
             "-h" | "--help" => return Err(String::new()),
             "--iterations" => o.iterations = num(a, it.next())?,
             "--scale-reps" => o.scale_reps = num(a, it.next())?,
+            "--datapath-reps" => o.datapath_reps = num(a, it.next())?,
             "--settle" => o.settle = num(a, it.next())? as u64,
             "--concurrency" => o.concurrency = num(a, it.next())?,
             "--rounds" => o.rounds = num(a, it.next())?,
@@ -236,13 +248,20 @@ pub fn main() {
 
     if run(Phase::Concurrent) || run(Phase::Scale) {
         // One node per implementation: "existing pods" are pods of the
-        // same kind, and neither's rule set slows the other down.
+        // same kind, and neither's rule set slows the other down. A third
+        // (native) stays at the first scale level, as a yardstick measured
+        // in the same rounds.
         let native = BenchNode::new("bnat", &netboot);
         let reference = BenchNode::new("bref", &netboot);
+        let base = run(Phase::Scale).then(|| BenchNode::new("bnat1", &netboot));
         let nodes = [(Impl::Native, &native), (Impl::Reference, &reference)];
         for (imp, node) in nodes {
             node.enter();
             warm(node, &[imp]);
+        }
+        if let Some(b) = &base {
+            b.enter();
+            warm(b, &[Impl::Native]);
         }
         if run(Phase::Concurrent) {
             let t = Instant::now();
@@ -256,11 +275,40 @@ pub fn main() {
         if run(Phase::Scale) && !opts.scale.is_empty() {
             let t = Instant::now();
             eprintln!("[bench] scale: levels {:?}", opts.scale);
+            let peers: Vec<datapath::Peer> = nodes
+                .iter()
+                .map(|(_, n)| *n)
+                .chain(base.as_ref())
+                .map(datapath::Peer::wire)
+                .collect();
+            let mut targets: Vec<phases::Target> = nodes
+                .iter()
+                .zip(&peers)
+                .map(|(&(imp, node), peer)| phases::Target {
+                    imp,
+                    key: imp.key(),
+                    node,
+                    peer,
+                    grows: true,
+                })
+                .collect();
+            if let (Some(node), Some(peer)) = (&base, peers.last()) {
+                targets.push(phases::Target {
+                    imp: Impl::Native,
+                    key: phases::NATIVE_BASE,
+                    node,
+                    peer,
+                    grows: false,
+                });
+            }
             let (scale, fillers) = phases::scale(
-                &nodes,
-                &opts.scale,
-                opts.scale_reps,
-                std::time::Duration::from_secs(opts.settle),
+                &targets,
+                &phases::ScaleOpts {
+                    levels: &opts.scale,
+                    reps: opts.scale_reps,
+                    settle: std::time::Duration::from_secs(opts.settle),
+                    datapath_reps: opts.datapath_reps,
+                },
             );
             r.scale = Some(scale);
             r.phase_secs.push(("scale", t.elapsed().as_secs_f64()));
@@ -276,13 +324,15 @@ pub fn main() {
     report::print(&r);
     if let Some(path) = &opts.json {
         let config = json!({
-            "iterations": opts.iterations, "scale": opts.scale, "scale_reps": opts.scale_reps, "settle_s": opts.settle,
+            "iterations": opts.iterations, "scale": opts.scale, "scale_reps": opts.scale_reps,
+            "datapath_reps": opts.datapath_reps, "settle_s": opts.settle,
             "concurrency": opts.concurrency, "rounds": opts.rounds, "samples": opts.samples,
             "only": opts.only.iter().map(|p| p.name()).collect::<Vec<_>>(),
             "cpus": std::thread::available_parallelism().map_or(0, |n| n.get()),
             "netboot_cni": netboot, "reference_cni_path": netboot_tests::REFERENCE_CNI_PATH,
         });
-        let text = serde_json::to_string_pretty(&report::to_json(&r, config)).expect("encode JSON");
+        let text =
+            serde_json::to_string_pretty(&report_json::to_json(&r, config)).expect("encode JSON");
         std::fs::write(path, text + "\n")
             .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
         println!("numbers written to {}", path.display());

@@ -2,6 +2,7 @@
 //! one run (A/B, order rotated every round) so that drift of the machine
 //! hits all of them alike.
 
+use super::datapath::{self, DataPathLevel, Peer};
 use super::plugins::{BenchNode, Impl, Instr, OpStats, Pod};
 use super::stats::Series;
 use std::collections::BTreeMap;
@@ -195,6 +196,8 @@ pub struct ScaleLevel {
     /// CPU time of the same calls (see `OpStats::cpu`).
     pub add_cpu: PerImpl<Series>,
     pub del_cpu: PerImpl<Series>,
+    /// The data path at this level (see [`datapath`]).
+    pub datapath: PerImpl<DataPathLevel>,
 }
 
 #[derive(Debug, Default)]
@@ -244,15 +247,39 @@ fn fill_to(
     v.into_iter().map(|(_, p, t)| (p, t)).collect()
 }
 
+/// One node the scale phase measures: the implementation that attaches
+/// its pods, the key its numbers are stored under, the node and its peer,
+/// and whether it is filled to each level. The base node (native, key
+/// [`NATIVE_BASE`]) stays at the first level and is measured in the same
+/// rounds as the others, so that "cost at N pods / cost at 1 pod" can be
+/// taken between calls made minutes apart on a loaded machine or between
+/// calls made side by side.
+#[derive(Clone, Copy)]
+pub struct Target<'a> {
+    pub imp: Impl,
+    pub key: &'static str,
+    pub node: &'a BenchNode,
+    pub peer: &'a Peer,
+    pub grows: bool,
+}
+
+/// The key of the native node that stays at the first level.
+pub const NATIVE_BASE: &str = "netboot_native_base";
+
+/// How the scale phase runs: levels, samples per level, the wait after
+/// filling, and data-path samples per level (0: none).
+pub struct ScaleOpts<'a> {
+    pub levels: &'a [usize],
+    pub reps: usize,
+    pub settle: Duration,
+    pub datapath_reps: usize,
+}
+
 /// Fillers stay attached until the node is deleted (deleting the node
 /// netns removes their veths and rules; the pod namespaces are deleted
 /// when the returned pods drop).
-pub fn scale(
-    nodes: &[(Impl, &BenchNode)],
-    levels: &[usize],
-    reps: usize,
-    settle: Duration,
-) -> (Scale, Vec<Pod>) {
+pub fn scale(targets: &[Target], opts: &ScaleOpts) -> (Scale, Vec<Pod>) {
+    let (levels, reps, settle) = (opts.levels, opts.reps, opts.settle);
     let mut out = Scale {
         reps,
         settle,
@@ -261,17 +288,19 @@ pub fn scale(
     let mut fillers: PerImpl<Vec<Pod>> = BTreeMap::new();
     let started = Instant::now();
     for &level in levels {
-        for &(imp, node) in nodes {
-            node.enter();
-            let pods = fillers.entry(imp.key()).or_default();
-            let fill = out.fill.entry(imp.key()).or_default();
-            for (pod, took) in fill_to(node, imp, pods.len(), level, FILL_WORKERS) {
+        for t in targets {
+            let want = if t.grows { level } else { levels[0] };
+            t.node.enter();
+            let pods = fillers.entry(t.key).or_default();
+            let fill = out.fill.entry(t.key).or_default();
+            for (pod, took) in fill_to(t.node, t.imp, pods.len(), want, FILL_WORKERS) {
                 fill.push(took);
                 pods.push(pod);
             }
             eprintln!(
-                "[bench] scale: {} has {level} pods ({:.0} s into the phase)",
-                imp.label(),
+                "[bench] scale: {} ({}) has {want} pods ({:.0} s into the phase)",
+                t.imp.label(),
+                t.key,
                 started.elapsed().as_secs_f64()
             );
         }
@@ -284,25 +313,28 @@ pub fn scale(
         };
         let mut extra: PerImpl<Pod> = BTreeMap::new();
         for j in 0..reps {
-            let order: Vec<_> = if j % 2 == 0 {
-                nodes.to_vec()
-            } else {
-                nodes.iter().rev().copied().collect()
-            };
-            for (imp, node) in order {
-                node.enter();
+            let mut order = targets.to_vec();
+            order.rotate_left(j % targets.len().max(1));
+            for t in order {
+                t.node.enter();
                 let name = format!("x{level}-{j}-");
                 let port = 40000 + j as u16;
                 let pod = extra
-                    .entry(imp.key())
-                    .or_insert_with(|| Pod::new(imp, &name, port));
-                pod.rename(imp, &name, port);
-                let a = node.add(imp, pod, Instr::Plain);
-                let d = node.del(imp, pod, Instr::Plain);
-                lvl.add.entry(imp.key()).or_default().push(a.elapsed);
-                lvl.del.entry(imp.key()).or_default().push(d.elapsed);
-                lvl.add_cpu.entry(imp.key()).or_default().push(a.cpu);
-                lvl.del_cpu.entry(imp.key()).or_default().push(d.cpu);
+                    .entry(t.key)
+                    .or_insert_with(|| Pod::new(t.imp, &name, port));
+                pod.rename(t.imp, &name, port);
+                let a = t.node.add(t.imp, pod, Instr::Plain);
+                let d = t.node.del(t.imp, pod, Instr::Plain);
+                lvl.add.entry(t.key).or_default().push(a.elapsed);
+                lvl.del.entry(t.key).or_default().push(d.elapsed);
+                lvl.add_cpu.entry(t.key).or_default().push(a.cpu);
+                lvl.del_cpu.entry(t.key).or_default().push(d.cpu);
+            }
+        }
+        if opts.datapath_reps > 0 {
+            eprintln!("[bench] scale: data path at {level} pods");
+            for (key, d) in datapath::measure(targets, level, opts.datapath_reps) {
+                lvl.datapath.insert(key, d);
             }
         }
         out.levels.push(lvl);
