@@ -93,7 +93,7 @@ impl Agent<'_> {
         };
         let mut text = format!("ready: subnet {}, {peers} peer(s)", own.key.show());
         if !watch {
-            text.push_str("; lease watch broken, resyncing when etcd answers");
+            text.push_str("; lease watch broken, resuming when etcd answers");
         }
         self.obs.notify.status(&text);
     }
