@@ -111,7 +111,7 @@ impl Agent<'_> {
         let why = note.map_or("is gone".to_string(), |n| format!("is gone{n}"));
         self.remove_subnets(&gone, &why);
         self.skipped.retain(|k, _| self.leases.contains_key(k));
-        let programmed = self.planes.iter().map(|p| p.known().len()).sum();
+        let programmed = self.planes.iter().map(|p| p.count()).sum();
         (usable.len(), programmed)
     }
 

@@ -47,6 +47,8 @@ pub(super) struct Agent<'a> {
     pub skipped: BTreeMap<String, String>,
     /// Every other key under the prefix as the watch last told it.
     pub leases: BTreeMap<String, Kv>,
+    /// Counts batches of peers programmed or removed (for the metrics).
+    pub programmed: u64,
     /// systemd notifications, readiness and metrics.
     pub obs: Observer,
 }
@@ -157,6 +159,7 @@ async fn run(a: &AgentArgs) -> Result<()> {
         previous,
         skipped: BTreeMap::new(),
         leases: BTreeMap::new(),
+        programmed: 0,
         obs,
     };
     agent.acquire().await?;
@@ -175,17 +178,12 @@ async fn run(a: &AgentArgs) -> Result<()> {
     agent.obs.notify.ready(&format!(
         "ready: subnet {}, {} peer(s)",
         agent.own_key().show(),
-        agent
-            .planes
-            .iter()
-            .map(|p| p.known().len())
-            .max()
-            .unwrap_or(0)
+        agent.planes.iter().map(|p| p.count()).max().unwrap_or(0)
     ));
     if let Some(p) = pinger {
         p.abort();
     }
-    let peers: usize = agent.planes.iter().map(|p| p.known().len()).sum();
+    let peers: usize = agent.planes.iter().map(|p| p.count()).sum();
     // host-gw's planes of both families share the interface: name it once.
     let mut through: Vec<String> = agent.planes.iter().map(Plane::name).collect();
     through.dedup();

@@ -153,6 +153,7 @@ impl Agent<'_> {
     /// sides run, one batch per plane; `note` ends the log lines (`None`:
     /// no log line, for the first list at start).
     pub fn add_leases(&mut self, ls: &[(String, Lease)], note: Option<&str>) {
+        self.programmed += 1;
         let mut problems: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         let mut lines = Vec::new();
         for p in &mut self.planes {
@@ -170,11 +171,11 @@ impl Agent<'_> {
                 });
                 owners.push(path.as_str());
             }
-            let known: BTreeSet<IpNet> = p.known().into_iter().collect();
+            let known: Vec<bool> = peers.iter().map(|x| p.has(&x.subnet)).collect();
             let res = p.program_many(&peers);
-            for ((peer, path), r) in peers.iter().zip(owners).zip(res) {
+            for (((peer, path), r), known) in peers.iter().zip(owners).zip(res).zip(known) {
                 match r {
-                    Ok(Some(via)) => lines.push(joined(p, peer, via, known.contains(&peer.subnet))),
+                    Ok(Some(via)) => lines.push(joined(p, peer, via, known)),
                     Ok(None) => {}
                     Err(e) => problems
                         .entry(path)
@@ -202,6 +203,7 @@ impl Agent<'_> {
 
     /// Unprogram `subnets`, one batch per plane; `why` ends the log line.
     pub fn remove_subnets(&mut self, subnets: &[IpNet], why: &str) {
+        self.programmed += 1;
         let mut lines = Vec::new();
         for p in &mut self.planes {
             let mine: Vec<IpNet> = subnets

@@ -160,6 +160,24 @@ impl Plane {
         }
     }
 
+    /// How many subnets are programmed now (O(1)).
+    pub fn count(&self) -> usize {
+        match self {
+            Plane::HostGw(r) => r.peers.len(),
+            Plane::Vxlan { vtep, direct, .. } => vtep.remotes.len() + direct.peers.len(),
+        }
+    }
+
+    /// Is `subnet` programmed?
+    pub fn has(&self, subnet: &IpNet) -> bool {
+        match self {
+            Plane::HostGw(r) => r.peers.contains_key(subnet),
+            Plane::Vxlan { vtep, direct, .. } => {
+                vtep.remotes.contains_key(subnet) || direct.peers.contains_key(subnet)
+            }
+        }
+    }
+
     /// Subnets programmed now.
     pub fn known(&self) -> Vec<IpNet> {
         match self {
