@@ -129,22 +129,31 @@ impl LinkMonitor {
         Ok(LinkMonitor { sock })
     }
 
-    /// Block until the next notifications arrive and return them. Other
+    /// Block until the next notifications arrive and return them, with
+    /// every one already queued behind them (up to `max`: the kernel sends
+    /// each in its own datagram, and a burst is better read as one). Other
     /// messages (new addresses, rules…) are skipped.
-    pub fn wait(&mut self) -> Result<Vec<LinkEvent>> {
+    pub fn wait(&mut self, max: usize) -> Result<Vec<LinkEvent>> {
         let what = "read link notifications";
-        let buf = match self.sock.recv_from_full() {
-            Ok((buf, _)) => buf,
-            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
-                return Ok(vec![LinkEvent::Overflow])
-            }
-            Err(e) => return Err(Error::io(what, e)),
-        };
         let mut out = Vec::new();
-        for msg in crate::socket::decode_datagram(&buf, what)? {
-            if let NetlinkPayload::InnerMessage(m) = msg.payload {
-                out.extend(event(m));
+        let mut flags = 0;
+        let mut buf = vec![0u8; 64 << 10];
+        while out.len() < max.max(1) {
+            let n = match self.sock.recv(&mut &mut buf[..], flags) {
+                Ok(n) => n,
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    out.push(LinkEvent::Overflow);
+                    return Ok(out);
+                }
+                Err(e) if flags != 0 && e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(Error::io(what, e)),
+            };
+            for msg in crate::socket::decode_datagram(&buf[..n], what)? {
+                if let NetlinkPayload::InnerMessage(m) = msg.payload {
+                    out.extend(event(m));
+                }
             }
+            flags = libc::MSG_DONTWAIT;
         }
         Ok(out)
     }

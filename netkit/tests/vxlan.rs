@@ -269,7 +269,7 @@ fn link_monitor_reports_removals_on_the_vxlan_device_and_its_deletion() {
     // queued others: ul0, flannel.1 created and set up).
     let mut wait_for = |want: &dyn Fn(&LinkEvent) -> bool| {
         for _ in 0..100 {
-            let evs = mon.wait().expect("link notifications");
+            let evs = mon.wait(100).expect("link notifications");
             if evs
                 .iter()
                 .any(|e| e.concerns("flannel.1", vx.index) && want(e))

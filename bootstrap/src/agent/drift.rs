@@ -6,7 +6,7 @@
 
 use netkit::LinkEvent;
 
-use super::backend::{Macs, PlaneDrift};
+use super::backend::PlaneDrift;
 use super::run::Agent;
 use super::{log, metrics};
 
@@ -19,7 +19,6 @@ impl Agent<'_> {
         let mut device_check = false;
         let mut drifts: Vec<PlaneDrift> =
             self.planes.iter().map(|_| PlaneDrift::default()).collect();
-        let mut macs: Vec<Option<Macs>> = self.planes.iter().map(|_| None).collect();
         for ev in &evs {
             match ev {
                 LinkEvent::Changed(_) | LinkEvent::Deleted(_) => device_check = devices,
@@ -32,8 +31,8 @@ impl Agent<'_> {
                 }
                 _ => {}
             }
-            for ((p, d), m) in self.planes.iter().zip(&mut drifts).zip(&mut macs) {
-                p.note(ev, d, m);
+            for (p, d) in self.planes.iter().zip(&mut drifts) {
+                p.note(ev, d);
             }
         }
         if device_check {

@@ -113,9 +113,7 @@ fn entries(p: &Plane) -> (usize, usize, usize) {
         Plane::Vxlan { vtep, direct, .. } => {
             let tunnel = vtep.remotes.len();
             // One FDB entry per VtepMAC, shared by the leases that name it.
-            let macs: std::collections::BTreeSet<_> =
-                vtep.remotes.values().map(|r| r.mac).collect();
-            (tunnel + direct.peers.len(), macs.len(), tunnel)
+            (tunnel + direct.peers.len(), vtep.by_mac.len(), tunnel)
         }
     }
 }

@@ -174,7 +174,7 @@ pub fn watch_kernel(w: Watched) -> Option<KernelEvents> {
     let spawned = std::thread::Builder::new()
         .name("link-monitor".into())
         .spawn(move || loop {
-            match mon.wait() {
+            match mon.wait(4096) {
                 Ok(evs) => {
                     let evs: Vec<LinkEvent> = evs.into_iter().filter(|e| w.relevant(e)).collect();
                     if evs.is_empty() {

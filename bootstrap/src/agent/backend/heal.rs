@@ -10,7 +10,7 @@
 //! really holds wrong is repaired and logged. Hints that match what the
 //! agent wants, the common case, cost no system call.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use anyhow::Result;
@@ -60,9 +60,6 @@ impl PlaneDrift {
     }
 }
 
-/// VtepMAC → (PublicIP, subnet) of the programmed remotes.
-pub type Macs = HashMap<[u8; 6], (IpAddr, IpNet)>;
-
 impl Vtep {
     /// The remote whose subnet's network address is `ip` (its gateway).
     fn subnet_of_gw(&self, ip: IpAddr) -> Option<IpNet> {
@@ -75,7 +72,7 @@ impl Vtep {
             .find(|s| s.network() == ip)
     }
 
-    fn note(&self, ev: &LinkEvent, d: &mut Drift, macs: &mut Option<Macs>) {
+    fn note(&self, ev: &LinkEvent, d: &mut Drift) {
         match ev {
             LinkEvent::Route { gone, route } if route.oif == Some(self.index) => {
                 let (Some(gw), true) = (route.gw, route.table == 254) else {
@@ -115,19 +112,18 @@ impl Vtep {
                 let Some(mac) = entry.mac.filter(|m| *m != [0; 6] && *m != self.mac) else {
                     return;
                 };
-                let macs = macs.get_or_insert_with(|| {
-                    self.remotes
-                        .iter()
-                        .map(|(s, r)| (r.mac, (r.public_ip, *s)))
-                        .collect()
-                });
-                match (macs.get(&mac), entry.ip) {
+                let want = self
+                    .by_mac
+                    .get(&mac)
+                    .and_then(|set| set.first())
+                    .map(|sn| (self.remotes[sn].public_ip, *sn));
+                match (want, entry.ip) {
                     (Some((_, sn)), _) if *gone => {
-                        d.suspects.insert(*sn);
+                        d.suspects.insert(sn);
                     }
-                    (Some((ip, sn)), Some(dst)) if entry.permanent && dst != *ip => {
+                    (Some((ip, sn)), Some(dst)) if entry.permanent && dst != ip => {
                         d.fdb.push((mac, dst));
-                        d.suspects.insert(*sn);
+                        d.suspects.insert(sn);
                     }
                     (None, Some(dst)) if !gone && entry.permanent => d.fdb.push((mac, dst)),
                     _ => {}
@@ -138,9 +134,9 @@ impl Vtep {
     }
 
     fn wants_fdb(&self, mac: [u8; 6], ip: IpAddr) -> bool {
-        self.remotes
-            .values()
-            .any(|r| r.mac == mac && r.public_ip == ip)
+        self.by_mac
+            .get(&mac)
+            .is_some_and(|set| set.iter().any(|s| self.remotes[s].public_ip == ip))
     }
 
     /// Remove the stale entries the kernel still holds; returns how many.
@@ -311,14 +307,14 @@ impl Routes {
 
 impl Plane {
     /// Take one notification into `d`.
-    pub fn note(&self, ev: &LinkEvent, d: &mut PlaneDrift, macs: &mut Option<Macs>) {
+    pub fn note(&self, ev: &LinkEvent, d: &mut PlaneDrift) {
         match self {
             Plane::HostGw(r) => r.note(ev, &mut d.direct),
             Plane::Vxlan { vtep, direct, .. } => {
                 if matches!(ev, LinkEvent::AddrRemoved { index } if *index == vtep.index) {
                     d.tunnel.full = true;
                 }
-                vtep.note(ev, &mut d.tunnel, macs);
+                vtep.note(ev, &mut d.tunnel);
                 direct.note(ev, &mut d.direct);
             }
         }

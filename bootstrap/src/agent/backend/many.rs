@@ -65,7 +65,7 @@ impl Vtep {
                 continue;
             }
             // Booked now, so that the next items see a shared VtepMAC.
-            self.remotes.insert(subnet, want);
+            self.book(subnet, want);
             spans.push(Span {
                 item: out.len(),
                 from,
@@ -75,18 +75,19 @@ impl Vtep {
             out.push(None);
         }
         let res = self.nl.apply(b);
-        let remotes = &mut self.remotes;
+        let mut failed = Vec::new();
         settle(
             res,
             spans,
             &mut out,
-            // Forgotten, so that the next try programs it whole; the
-            // kernel compare sweeps what half of it left.
-            |s| {
-                remotes.remove(s);
-            },
+            |s| failed.push(*s),
             |s| format!("program the route to {s}"),
         );
+        // Forgotten, so that the next try programs them whole; the kernel
+        // compare sweeps what half of one left.
+        for s in failed {
+            self.unbook(s);
+        }
         out.into_iter().map(|r| r.unwrap_or(Ok(false))).collect()
     }
 
@@ -96,7 +97,7 @@ impl Vtep {
         let mut spans = Vec::new();
         let mut out: Vec<Option<Result<bool>>> = Vec::with_capacity(subnets.len());
         for &subnet in subnets {
-            let Some(old) = self.remotes.remove(&subnet) else {
+            let Some(old) = self.unbook(subnet) else {
                 out.push(Some(Ok(false)));
                 continue;
             };

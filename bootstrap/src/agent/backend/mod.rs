@@ -24,7 +24,7 @@ use netkit::Netlink;
 
 use super::log;
 use crate::lease::VxlanData;
-pub use heal::{Macs, PlaneDrift};
+pub use heal::PlaneDrift;
 use routes::Routes;
 use vxlan::{Remote, Vtep};
 
@@ -47,7 +47,7 @@ pub enum Via {
 /// One address family's data plane.
 pub enum Plane {
     Vxlan {
-        vtep: Vtep,
+        vtep: Box<Vtep>,
         /// Direct routes (DirectRouting peers); always present so that the
         /// gateway routes a host-gw run left are swept.
         direct: Routes,

@@ -5,7 +5,7 @@
 //! handleSubnetEvents). Batches of peers are in `many.rs`, the repairs in
 //! `repair.rs` (full compare) and `heal.rs` (one entry, on notifications).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use anyhow::{anyhow, Context, Result};
@@ -52,7 +52,13 @@ pub struct Vtep {
     pub spec: DeviceSpec,
     pub index: u32,
     pub mac: [u8; 6],
+    /// Changed only through [`Vtep::book`] and [`Vtep::unbook`], which
+    /// keep `by_mac` in step.
     pub remotes: BTreeMap<IpNet, Remote>,
+    /// The subnets programmed per VtepMAC (the device holds one FDB entry
+    /// per MAC), so that shared MACs, notifications and the FDB count
+    /// need no scan of every remote.
+    pub by_mac: HashMap<[u8; 6], BTreeSet<IpNet>>,
 }
 
 impl Vtep {
@@ -64,6 +70,7 @@ impl Vtep {
             index: 0,
             mac,
             remotes: BTreeMap::new(),
+            by_mac: HashMap::new(),
         })
     }
 
@@ -296,8 +303,33 @@ impl Vtep {
         self.add_entries(&mut b, subnet, &want)?;
         netkit::first_error(self.nl.apply(b))
             .with_context(|| format!("program the route to {subnet}"))?;
-        self.remotes.insert(subnet, want);
+        self.book(subnet, want);
         Ok(true)
+    }
+
+    /// Record `want` as programmed for `subnet`.
+    pub(super) fn book(&mut self, subnet: IpNet, want: Remote) {
+        let mac = want.mac;
+        if let Some(old) = self.remotes.insert(subnet, want) {
+            self.unindex(subnet, old.mac);
+        }
+        self.by_mac.entry(mac).or_default().insert(subnet);
+    }
+
+    /// Forget `subnet`; returns what was programmed for it.
+    pub(super) fn unbook(&mut self, subnet: IpNet) -> Option<Remote> {
+        let old = self.remotes.remove(&subnet)?;
+        self.unindex(subnet, old.mac);
+        Some(old)
+    }
+
+    fn unindex(&mut self, subnet: IpNet, mac: [u8; 6]) {
+        if let Some(set) = self.by_mac.get_mut(&mac) {
+            set.remove(&subnet);
+            if set.is_empty() {
+                self.by_mac.remove(&mac);
+            }
+        }
     }
 
     /// Write remotes' ARP, FDB and route entries again, in one batch.
@@ -346,10 +378,10 @@ impl Vtep {
     /// PublicIP if that differs.
     pub(super) fn release_fdb(&self, b: &mut Batch, subnet: IpNet, old: &Remote) {
         let other = self
-            .remotes
-            .iter()
-            .find(|(s, r)| **s != subnet && r.mac == old.mac)
-            .map(|(_, r)| r.public_ip);
+            .by_mac
+            .get(&old.mac)
+            .and_then(|set| set.iter().find(|s| **s != subnet))
+            .map(|s| self.remotes[s].public_ip);
         match other {
             None => {
                 b.del_fdb(self.index, old.mac, Some(old.public_ip));
@@ -365,7 +397,7 @@ impl Vtep {
     /// only when no other lease uses its VtepMAC).
     pub fn unprogram(&mut self, subnet: IpNet) -> Result<()> {
         let mut b = Batch::new();
-        if let Some(o) = self.remotes.remove(&subnet) {
+        if let Some(o) = self.unbook(subnet) {
             self.del_entries(&mut b, subnet, &o)?;
         } else {
             b.del_route(&self.route(subnet))?;
