@@ -16,10 +16,15 @@ use crate::exec::{nsenter, run};
 /// lease from its start (10.0.1.0 on), simulated nodes from 10.100.0.0.
 pub const CONFIG: &str = r#"{"Network":"10.0.0.0/8","SubnetLen":24,"SubnetMin":"10.0.1.0","SubnetMax":"10.255.254.0","Backend":{"Type":"vxlan"}}"#;
 
+/// The subnet's network address of simulated node number `i`.
+pub fn sim_net(i: u32) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 100, 0, 0)) + (i << 8))
+}
+
 /// Simulated node number `i`: its key and flanneld's value (vxlan, a
 /// public address no namespace has: the FDB entries only name it).
 pub fn sim_lease(i: u32) -> (String, String) {
-    let net = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 100, 0, 0)) + (i << 8));
+    let net = sim_net(i);
     let ip = Ipv4Addr::from(u32::from(Ipv4Addr::new(172, 30, 0, 1)) + i);
     let b = i.to_be_bytes();
     let mac = [0x0a, 0x58, 0x5f, b[1], b[2], b[3]];
@@ -70,6 +75,15 @@ impl RouteCounter {
             .and_then(|ns| ns.netlink())
             .unwrap_or_else(|e| panic!("netlink in {}: {e}", node_netns.display()));
         RouteCounter { nl }
+    }
+
+    /// Is there a route through `flannel.1` to the subnet of `addr`? One
+    /// lookup (`ip route get fibmatch`): cheap enough to poll 20 nodes.
+    pub fn has(&mut self, addr: std::net::IpAddr) -> bool {
+        let Ok(Some(dev)) = self.nl.link_by_name("flannel.1") else {
+            return false;
+        };
+        matches!(self.nl.route_match(addr), Ok(Some(m)) if m.oif == Some(dev.index) && m.gw.is_some())
     }
 
     /// Routes via `flannel.1` (0 without the device).

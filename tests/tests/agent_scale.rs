@@ -19,15 +19,19 @@
 //! `NETBOOT_SCALE_LEASES` (default `100,1000,5000`), `NETBOOT_SCALE_AGENTS`
 //! (`1,20`), `NETBOOT_SCALE_IDLE_SECS` (300: the idle window),
 //! `NETBOOT_SCALE_BURST` (1000), `NETBOOT_SCALE_OUT` (also write the table
-//! there). Needs root; nothing touches the root netns.
+//! there), `NETBOOT_SCALE_LOGS` (print node 0's agent log). Needs root; nothing touches the root netns.
 
+use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use netboot_tests::agent_load::{EtcdV3, ProcSample};
 use netboot_tests::cluster::{AgentNode, EtcdCluster, Underlay, PREFIX};
 use netboot_tests::require_root;
-use netboot_tests::scale::{sim_lease, write_sims, RouteCounter, Scrape, CONFIG};
+use netboot_tests::scale::{sim_lease, sim_net, write_sims, RouteCounter, Scrape, CONFIG};
 
+/// The simulated node written after etcd's restart (10.252.88.0/24: after
+/// every N + burst the run may write, inside the network).
+const PROBE: u32 = 39_000;
 /// A phase that has not converged by then fails the run.
 const DEADLINE: Duration = Duration::from_secs(600);
 
@@ -49,6 +53,7 @@ struct Row {
     k: u32,
     written_s: f64,
     converged_s: f64,
+    start_cpu_s: f64,
     req_min: f64,
     sent_min: f64,
     recv_min: f64,
@@ -61,17 +66,19 @@ struct Row {
     relists: usize,
     burst_write_s: f64,
     burst_s: f64,
+    burst_cpu_s: f64,
 }
 
-const HEADER: &str = "| leases N | agents K | start→converged (s, slowest agent) | idle etcd requests /agent/min | idle etcd bytes sent /agent/min | idle bytes received /agent/min | idle agent CPU (% of a core, mean / max) | agent RSS (MiB, max) | storm: peak Range/s | storm: Range requests | storm: reconverged (s) | storm: relists | burst: write (s) | burst: last in kernel after last write (s) |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|";
+const HEADER: &str = "| leases N | agents K | start→converged (s, slowest agent) | start: agent CPU (s, mean) | idle etcd requests /agent/min | idle etcd bytes sent /agent/min | idle bytes received /agent/min | idle agent CPU (% of a core, mean / max) | agent RSS (MiB, max) | storm: peak Range/s | storm: Range requests | storm: reconverged (s) | storm: relists | burst: write (s) | burst: last in kernel after last write (s) | burst: agent CPU (s, mean) |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|";
 
 impl Row {
     fn line(&self) -> String {
         format!(
-            "| {} | {} | {:.2} | {:.2} | {:.0} | {:.0} | {:.3} / {:.3} | {:.1} | {:.0} | {:.0} | {:.2} | {} | {:.2} | {:.2} |",
+            "| {} | {} | {:.2} | {:.2} | {:.2} | {:.0} | {:.0} | {:.3} / {:.3} | {:.1} | {:.0} | {:.0} | {:.2} | {} | {:.2} | {:.2} | {:.3} |",
             self.n,
             self.k,
             self.converged_s,
+            self.start_cpu_s,
             self.req_min,
             self.sent_min,
             self.recv_min,
@@ -84,17 +91,25 @@ impl Row {
             self.relists,
             self.burst_write_s,
             self.burst_s,
+            self.burst_cpu_s,
         )
     }
 }
 
-/// Wait until every node has `want` routes through flannel.1; seconds
-/// from `since` until the slowest got there.
-fn wait_routes(counters: &mut [RouteCounter], want: usize, since: Instant, what: &str) -> f64 {
+/// Wait until every node has `want` routes through flannel.1, the one to
+/// `last` among them (checked first: a single lookup while it is not
+/// there); seconds from `since` until the slowest got there.
+fn wait_routes(
+    counters: &mut [RouteCounter],
+    want: usize,
+    last: Ipv4Addr,
+    since: Instant,
+    what: &str,
+) -> f64 {
     let mut done: Vec<Option<f64>> = vec![None; counters.len()];
     loop {
         for (c, d) in counters.iter_mut().zip(done.iter_mut()) {
-            if d.is_none() && c.count() >= want {
+            if d.is_none() && c.has(last.into()) && c.count() >= want {
                 *d = Some(since.elapsed().as_secs_f64());
             }
         }
@@ -109,8 +124,24 @@ fn wait_routes(counters: &mut [RouteCounter], want: usize, since: Instant, what:
                 .map(RouteCounter::count)
                 .collect::<Vec<_>>()
         );
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Mean CPU seconds the agents used between two samples.
+fn cpu_s(a: &[ProcSample], b: &[ProcSample]) -> f64 {
+    let t: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(a, b)| (b.cpu_ns - a.cpu_ns) as f64 / 1e9)
+        .sum();
+    t / a.len().max(1) as f64
+}
+
+fn sample_all(pids: &[u32]) -> Vec<ProcSample> {
+    pids.iter()
+        .map(|p| ProcSample::of(*p).expect("agent alive"))
+        .collect()
 }
 
 fn measure(n: u32, k: u32, idle: u64, burst: u32) -> Row {
@@ -141,7 +172,9 @@ fn measure(n: u32, k: u32, idle: u64, burst: u32) -> Row {
         .map(|nd| nd.start_agent(&ep, &[]))
         .collect();
     let all = (n + k - 1) as usize;
-    row.converged_s = wait_routes(&mut counters, all, started, "start");
+    let zero: Vec<ProcSample> = pids.iter().map(|_| ProcSample::default()).collect();
+    row.converged_s = wait_routes(&mut counters, all, sim_net(n - 1), started, "start");
+    row.start_cpu_s = cpu_s(&zero, &sample_all(&pids));
 
     // Idle.
     std::thread::sleep(Duration::from_secs(5));
@@ -193,13 +226,13 @@ fn measure(n: u32, k: u32, idle: u64, burst: u32) -> Row {
     // Counters start from zero in the new process: the first scrape holds
     // every Range since it started.
     let mut samples = vec![(down, 0.0), (back, first.ranges())];
-    let (probe_k, probe_v) = sim_lease(60_000);
+    let (probe_k, probe_v) = sim_lease(PROBE);
     v3.must("write the probe lease", |mut c| async move {
         c.put(probe_k, probe_v, None).await.map(|_| ())
     });
     let mut reconverged = None;
     while back.elapsed() < Duration::from_secs(15) || reconverged.is_none() {
-        if reconverged.is_none() && counters.iter_mut().all(|c| c.count() > all) {
+        if reconverged.is_none() && counters.iter_mut().all(|c| c.has(sim_net(PROBE).into())) {
             reconverged = Some(back.elapsed().as_secs_f64());
         }
         if let Some(s) = Scrape::take(&ns, &url) {
@@ -225,9 +258,21 @@ fn measure(n: u32, k: u32, idle: u64, burst: u32) -> Row {
         .sum();
 
     // The burst.
+    let b0 = sample_all(&pids);
     row.burst_write_s = write_sims(&v3, n, n + burst).as_secs_f64();
     let last_write = Instant::now();
-    row.burst_s = wait_routes(&mut counters, all + 1 + burst as usize, last_write, "burst");
+    let want = all + 1 + burst as usize;
+    row.burst_s = wait_routes(
+        &mut counters,
+        want,
+        sim_net(n + burst - 1),
+        last_write,
+        "burst",
+    );
+    row.burst_cpu_s = cpu_s(&b0, &sample_all(&pids));
+    if std::env::var_os("NETBOOT_SCALE_LOGS").is_some() {
+        eprintln!("--- agent log of node 0 ---\n{}", nodes[0].log());
+    }
     drop(counters);
     drop(nodes);
     drop(etcd);
