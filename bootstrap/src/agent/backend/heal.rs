@@ -72,7 +72,7 @@ impl Vtep {
             .find(|s| s.network() == ip)
     }
 
-    fn note(&self, ev: &LinkEvent, d: &mut Drift) {
+    pub(super) fn note(&self, ev: &LinkEvent, d: &mut Drift) {
         match ev {
             LinkEvent::Route { gone, route } if route.oif == Some(self.index) => {
                 let (Some(gw), true) = (route.gw, route.table == 254) else {

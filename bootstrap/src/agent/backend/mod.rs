@@ -11,6 +11,8 @@
 
 pub mod cni0;
 mod heal;
+#[cfg(test)]
+mod heal_tests;
 mod many;
 mod repair;
 pub mod routes;
