@@ -30,6 +30,7 @@ mod drift;
 mod env;
 mod follow;
 mod health;
+mod held;
 pub mod iface;
 mod leave;
 pub mod lock;

@@ -4,7 +4,7 @@
 //! what the kernel's notifications did not tell), and the rebuild of a
 //! device deleted behind the agent's back.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::Instant;
 
 use anyhow::Result;
@@ -41,7 +41,7 @@ impl Agent<'_> {
         let (kvs, rev) = self.store.list(&self.prefix).await?;
         let own_path = self.own.as_ref().map(|o| o.path.clone());
         let (mut own_ok, mut own_seen) = (false, false);
-        let mut held = BTreeMap::new();
+        let mut held = Vec::new();
         for kv in kvs {
             if Some(&kv.key) == own_path.as_ref() {
                 own_seen = true;
@@ -51,9 +51,9 @@ impl Agent<'_> {
                 }
                 continue;
             }
-            held.insert(kv.key.clone(), kv);
+            held.push(kv);
         }
-        self.leases = held;
+        self.leases.replace(held);
         let note = (!quiet).then_some(" (found on resync)");
         let (usable, programmed) = self.program_held(note);
         for p in &mut self.planes {
@@ -87,7 +87,7 @@ impl Agent<'_> {
     fn program_held(&mut self, note: Option<&str>) -> (usize, usize) {
         let mut usable = Vec::new();
         let mut refused = Vec::new();
-        for (k, kv) in &self.leases {
+        for (k, kv) in self.leases.iter() {
             match self.remote(kv) {
                 Ok(l) => usable.push((k.clone(), l)),
                 Err(why) => refused.push((k.clone(), why)),
@@ -110,7 +110,8 @@ impl Agent<'_> {
             .collect();
         let why = note.map_or("is gone".to_string(), |n| format!("is gone{n}"));
         self.remove_subnets(&gone, &why);
-        self.skipped.retain(|k, _| self.leases.contains_key(k));
+        self.skipped.retain(|k, _| self.leases.contains(k));
+        self.failed.retain(|k| self.leases.contains(k));
         let programmed = self.planes.iter().map(|p| p.count()).sum();
         (usable.len(), programmed)
     }

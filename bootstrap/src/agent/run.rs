@@ -8,7 +8,7 @@
 //! etcd cannot resume the watch, and every `--resync-interval` as a safety
 //! net ([`super::relist`]); an idle agent does nothing else.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +19,7 @@ use tokio::time::{sleep, sleep_until, Instant, Interval, MissedTickBehavior};
 
 use super::backend::Plane;
 use super::follow::{End, Follow};
+use super::held::Held;
 use super::iface::{find_external, External};
 use super::observe::Observer;
 use super::own::Own;
@@ -26,11 +27,14 @@ use super::setup::{build_planes, stored_macs, usable, NetSetup};
 use super::store::Store;
 use super::wake::{jitter, next_kernel_events, watch_kernel, Watched};
 use super::{log, AgentArgs};
-use crate::etcd::Kv;
 use crate::lease::SubnetKey;
 
 /// Pause between attempts while etcd or the config is not there yet.
 pub(super) const RETRY: Duration = Duration::from_secs(2);
+/// First and longest pause before programming a lease again that the
+/// kernel refused (a device not ready yet, a peer's route refused).
+const RETRY_FAILED_FIRST: Duration = Duration::from_secs(1);
+const RETRY_FAILED_MAX: Duration = Duration::from_secs(60);
 
 pub(super) struct Agent<'a> {
     pub a: &'a AgentArgs,
@@ -46,7 +50,11 @@ pub(super) struct Agent<'a> {
     /// Lease keys already reported as skipped, with the reason.
     pub skipped: BTreeMap<String, String>,
     /// Every other key under the prefix as the watch last told it.
-    pub leases: BTreeMap<String, Kv>,
+    pub leases: Held,
+    /// Keys whose programming failed, retried on [`Agent::retry_at`].
+    pub failed: BTreeSet<String>,
+    pub retry_at: Option<Instant>,
+    retry_delay: Duration,
     /// Counts batches of peers programmed or removed (for the metrics).
     pub programmed: u64,
     /// systemd notifications, readiness and metrics.
@@ -158,7 +166,10 @@ async fn run(a: &AgentArgs) -> Result<()> {
         own: None,
         previous,
         skipped: BTreeMap::new(),
-        leases: BTreeMap::new(),
+        leases: Held::default(),
+        failed: BTreeSet::new(),
+        retry_at: None,
+        retry_delay: RETRY_FAILED_FIRST,
         programmed: 0,
         obs,
     };
@@ -281,6 +292,7 @@ impl Agent<'_> {
                 .and_then(|o| o.renew_at)
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             let watch_at = follow.wake_at();
+            let retry_failed = self.retry_at.unwrap_or_else(Instant::now);
             tokio::select! {
                 _ = term.recv() => {
                     log("SIGTERM: exiting; the lease, devices, routes and subnet.env stay \
@@ -316,9 +328,48 @@ impl Agent<'_> {
                     self.refresh_indexes(&devs);
                 }
                 _ = sleep_until(renew_at) => self.renew().await,
+                _ = sleep_until(retry_failed), if self.retry_at.is_some() => self.retry_failed(),
                 // Pings come from this loop, so a wedged loop stops them.
                 _ = sleep_until(self.obs.notify.ping_at()) => {}
             }
+        }
+    }
+
+    /// Note the outcome of programming: keys that failed are retried after
+    /// a pause doubling from 1 s to 60 s while they keep failing (not at
+    /// the next resync, which may be ten minutes away).
+    pub fn programmed_keys(&mut self, ok: &[&String], failed: &[String]) {
+        for k in ok {
+            self.failed.remove(*k);
+        }
+        let new = failed.iter().any(|k| !self.failed.contains(k));
+        self.failed.extend(failed.iter().cloned());
+        if self.failed.is_empty() {
+            self.retry_at = None;
+            self.retry_delay = RETRY_FAILED_FIRST;
+        } else if new || self.retry_at.is_none() {
+            self.retry_at = Some(Instant::now() + self.retry_delay);
+        }
+    }
+
+    fn retry_failed(&mut self) {
+        self.retry_delay = (self.retry_delay * 2).min(RETRY_FAILED_MAX);
+        self.retry_at = None;
+        let keys: Vec<String> = std::mem::take(&mut self.failed).into_iter().collect();
+        let mut usable = Vec::new();
+        for k in keys {
+            let Some(kv) = self.leases.get(&k) else {
+                continue;
+            };
+            if let Ok(l) = self.remote(kv) {
+                usable.push((k, l));
+            }
+        }
+        self.add_leases(&usable, Some(" (retried)"));
+        if self.failed.is_empty() {
+            self.retry_delay = RETRY_FAILED_FIRST;
+        } else {
+            self.retry_at = Some(Instant::now() + self.retry_delay);
         }
     }
 

@@ -11,10 +11,11 @@ use ipnet::IpNet;
 use netkit::firewall;
 
 use super::backend::{Peer, Plane, Via};
+use super::held::subnets_of;
 use super::run::Agent;
 use super::{env, log, RULE_TAG};
 use crate::etcd::Kv;
-use crate::lease::{parse_key, Lease};
+use crate::lease::Lease;
 
 /// The tag of a family's forward-accept rules (one rule set per tag).
 pub fn forward_tag(v6: bool) -> String {
@@ -191,11 +192,16 @@ impl Agent<'_> {
             .into_iter()
             .map(|(k, v)| (k.to_string(), v.join("; ")))
             .collect();
-        for (path, _) in ls {
-            if !problems.iter().any(|(k, _)| k == path) {
-                self.skipped.remove(path);
-            }
+        let ok: Vec<&String> = ls
+            .iter()
+            .map(|(path, _)| path)
+            .filter(|path| !problems.iter().any(|(k, _)| k == *path))
+            .collect();
+        for path in &ok {
+            self.skipped.remove(*path);
         }
+        let failed: Vec<String> = problems.iter().map(|(k, _)| k.clone()).collect();
+        self.programmed_keys(&ok, &failed);
         for (path, why) in problems {
             self.skip(&path, format!("cannot program it: {why}"));
         }
@@ -222,15 +228,6 @@ impl Agent<'_> {
         log_some(&lines, "", "lease(s) removed");
     }
 
-    /// The subnets lease keys name.
-    fn subnets_of(keys: &[String]) -> Vec<IpNet> {
-        keys.iter()
-            .filter_map(|k| parse_key(k))
-            .flat_map(|k| [k.get(false), k.get(true)])
-            .flatten()
-            .collect()
-    }
-
     /// Apply a burst of watch events: the lease map first, then the
     /// kernel, one batch per plane (removals, then additions), then our
     /// own key's events.
@@ -245,32 +242,45 @@ impl Agent<'_> {
             }
             touched.insert(kv.key.clone());
             match kind {
-                EventType::Put => {
-                    self.leases.insert(kv.key.clone(), kv);
-                }
-                EventType::Delete => {
-                    self.leases.remove(&kv.key);
-                }
+                EventType::Put => self.leases.insert(kv),
+                EventType::Delete => self.leases.remove(&kv.key),
             }
         }
-        let (kept, gone): (Vec<String>, Vec<String>) = touched
-            .into_iter()
-            .partition(|k| self.leases.contains_key(k));
-        self.remove_subnets(&Self::subnets_of(&gone), "was deleted or expired");
+        let (kept, gone): (Vec<String>, Vec<String>) =
+            touched.into_iter().partition(|k| self.leases.contains(k));
+        let mut removed: Vec<IpNet> = gone.iter().flat_map(|k| subnets_of(k)).collect();
+        self.remove_subnets(&removed, "was deleted or expired");
         for k in &gone {
             self.skipped.remove(k);
+            self.failed.remove(k);
         }
         let mut usable = Vec::new();
-        for k in kept {
-            match self.remote(&self.leases[&k]) {
-                Ok(l) => usable.push((k, l)),
+        for k in &kept {
+            let kv = self.leases.get(k).expect("held");
+            match self.remote(kv) {
+                Ok(l) => usable.push((k.clone(), l)),
                 Err(why) => {
                     // A lease we programmed that no longer fits (its node
                     // switched to another backend): its routes go now.
-                    let subnets = Self::subnets_of(std::slice::from_ref(&k));
+                    let subnets = subnets_of(k);
                     self.remove_subnets(&subnets, &format!("is no longer usable ({why})"));
-                    self.skip(&k, why);
+                    removed.extend(subnets);
+                    self.skip(k, why);
                 }
+            }
+        }
+        // A subnet another key still names is programmed again from it.
+        let mut again: BTreeSet<String> = removed
+            .iter()
+            .flat_map(|s| self.leases.naming(s))
+            .filter(|k| !kept.contains(k))
+            .cloned()
+            .collect();
+        again.retain(|k| !usable.iter().any(|(u, _)| u == k));
+        for k in again {
+            let kv = self.leases.get(&k).expect("held");
+            if let Ok(l) = self.remote(kv) {
+                usable.push((k, l));
             }
         }
         self.add_leases(&usable, Some(""));

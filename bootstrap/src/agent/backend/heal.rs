@@ -61,6 +61,22 @@ impl PlaneDrift {
 }
 
 impl Vtep {
+    /// Put back what the kernel lost of the device itself (its own
+    /// address; transmit checksum offload turned on again): O(1), for the
+    /// periodic device check. Returns what was restored, for the log.
+    pub fn restore_device(&mut self, subnet: IpNet) -> Result<Vec<String>> {
+        let mut fixed = Vec::new();
+        if self.checksum_off() {
+            fixed.push("tx checksum offload off".to_string());
+        }
+        let want = self.own_addr(subnet);
+        if !self.addrs()?.contains(&want) {
+            self.ensure_addr(subnet)?;
+            fixed.push(format!("address {want}"));
+        }
+        Ok(fixed)
+    }
+
     /// The remote whose subnet's network address is `ip` (its gateway).
     fn subnet_of_gw(&self, ip: IpAddr) -> Option<IpNet> {
         let bits = if ip.is_ipv6() { 128 } else { 32 };

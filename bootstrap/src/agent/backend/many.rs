@@ -1,6 +1,7 @@
 //! Many peers at once: a burst of lease changes (a rack joining, the list
 //! at start) becomes one [`netkit::Batch`] per plane, sent 64 requests to a
-//! datagram, instead of a round trip per peer.
+//! datagram, instead of a round trip per peer. Also the books of what a
+//! vxlan device holds ([`Vtep::book`], [`Vtep::unbook`]).
 
 use std::net::IpAddr;
 
@@ -44,6 +45,31 @@ fn settle<T>(
 }
 
 impl Vtep {
+    /// Record `want` as programmed for `subnet`.
+    pub(super) fn book(&mut self, subnet: IpNet, want: Remote) {
+        let mac = want.mac;
+        if let Some(old) = self.remotes.insert(subnet, want) {
+            self.unindex(subnet, old.mac);
+        }
+        self.by_mac.entry(mac).or_default().insert(subnet);
+    }
+
+    /// Forget `subnet`; returns what was programmed for it.
+    pub(super) fn unbook(&mut self, subnet: IpNet) -> Option<Remote> {
+        let old = self.remotes.remove(&subnet)?;
+        self.unindex(subnet, old.mac);
+        Some(old)
+    }
+
+    fn unindex(&mut self, subnet: IpNet, mac: [u8; 6]) {
+        if let Some(set) = self.by_mac.get_mut(&mac) {
+            set.remove(&subnet);
+            if set.is_empty() {
+                self.by_mac.remove(&mac);
+            }
+        }
+    }
+
     /// [`Vtep::program`] for many remotes in one batch. Per item:
     /// `Ok(true)` programmed, `Ok(false)` already as it is.
     pub fn program_many(&mut self, items: Vec<(IpNet, Remote)>) -> Vec<Result<bool>> {

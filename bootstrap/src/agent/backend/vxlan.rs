@@ -307,31 +307,6 @@ impl Vtep {
         Ok(true)
     }
 
-    /// Record `want` as programmed for `subnet`.
-    pub(super) fn book(&mut self, subnet: IpNet, want: Remote) {
-        let mac = want.mac;
-        if let Some(old) = self.remotes.insert(subnet, want) {
-            self.unindex(subnet, old.mac);
-        }
-        self.by_mac.entry(mac).or_default().insert(subnet);
-    }
-
-    /// Forget `subnet`; returns what was programmed for it.
-    pub(super) fn unbook(&mut self, subnet: IpNet) -> Option<Remote> {
-        let old = self.remotes.remove(&subnet)?;
-        self.unindex(subnet, old.mac);
-        Some(old)
-    }
-
-    fn unindex(&mut self, subnet: IpNet, mac: [u8; 6]) {
-        if let Some(set) = self.by_mac.get_mut(&mac) {
-            set.remove(&subnet);
-            if set.is_empty() {
-                self.by_mac.remove(&mac);
-            }
-        }
-    }
-
     /// Write remotes' ARP, FDB and route entries again, in one batch.
     pub(super) fn write_remotes(&mut self, items: &[(IpNet, Remote)]) -> Result<()> {
         let mut b = Batch::new();
@@ -345,22 +320,6 @@ impl Vtep {
                 self.name
             )
         })
-    }
-
-    /// Put back what the kernel lost of the device itself (its own
-    /// address; transmit checksum offload turned on again): O(1), for the
-    /// periodic device check. Returns what was restored, for the log.
-    pub fn restore_device(&mut self, subnet: IpNet) -> Result<Vec<String>> {
-        let mut fixed = Vec::new();
-        if self.checksum_off() {
-            fixed.push("tx checksum offload off".to_string());
-        }
-        let want = self.own_addr(subnet);
-        if !self.addrs()?.contains(&want) {
-            self.ensure_addr(subnet)?;
-            fixed.push(format!("address {want}"));
-        }
-        Ok(fixed)
     }
 
     pub(super) fn add_entries(&self, b: &mut Batch, subnet: IpNet, r: &Remote) -> Result<()> {
