@@ -73,15 +73,26 @@ impl Batch {
     }
 }
 
+/// Requests per datagram. The kernel runs a datagram's requests inside our
+/// `sendmsg` and queues every ACK at once, each an skb of about 1 KiB
+/// truesize: past the default receive buffer (208 KiB) ACKs would be
+/// dropped (ENOBUFS), so a big batch (a thousand peers joining is 3000
+/// requests) goes in datagrams of this many, one round trip each.
+const PER_DATAGRAM: usize = 64;
+
 impl Netlink {
-    /// Send every request of `batch` in one datagram and return one result
-    /// per request, in order. The kernel keeps going after a failure, so
-    /// check each result; [`first_error`] folds them for the common case.
+    /// Send the requests of `batch` in as few datagrams as the kernel's
+    /// buffers allow (one for up to 64 requests) and return one result per
+    /// request, in order. The kernel keeps going after a failure, so check
+    /// each result; [`first_error`] folds them for the common case.
     pub fn apply(&mut self, batch: Batch) -> Vec<Result<()>> {
-        if batch.reqs.is_empty() {
-            return Vec::new();
+        let mut out = Vec::with_capacity(batch.reqs.len());
+        let mut reqs = batch.reqs.into_iter().peekable();
+        while reqs.peek().is_some() {
+            let chunk: Vec<Request> = reqs.by_ref().take(PER_DATAGRAM).collect();
+            out.extend(self.exec_all(chunk));
         }
-        self.exec_all(batch.reqs)
+        out
     }
 }
 

@@ -79,7 +79,7 @@ fn ip_of(a: &NeighbourAddress) -> Option<IpAddr> {
     }
 }
 
-fn from_msg(m: &NeighbourMessage) -> Neigh {
+pub(crate) fn from_msg(m: &NeighbourMessage) -> Neigh {
     let mut n = Neigh {
         index: m.header.ifindex,
         ip: None,
@@ -186,6 +186,43 @@ impl Netlink {
     /// `bridge fdb del MAC dev IDX [dst IP] self`. Idempotent.
     pub fn del_fdb(&mut self, index: u32, mac: [u8; 6], dst: Option<IpAddr>) -> Result<()> {
         self.exec(req::del_fdb(index, mac, dst))
+    }
+
+    /// `ip neigh get IP dev IDX`: one ARP / NDP entry, `None` when the
+    /// device has none for `ip`.
+    pub fn neigh_get(&mut self, index: u32, ip: IpAddr) -> Result<Option<Neigh>> {
+        let mut msg = NeighbourMessage::default();
+        msg.header.family = family_of(&ip);
+        msg.header.ifindex = index;
+        msg.attributes
+            .push(NeighbourAttribute::Destination(neigh_addr(ip)));
+        let what = format!("read neighbour {ip} dev #{index}");
+        self.neigh_one(msg, &what)
+    }
+
+    /// `bridge fdb get MAC dev IDX self`: the entry for `mac` in a vxlan
+    /// device's own forwarding database (with its first destination),
+    /// `None` when there is none.
+    pub fn fdb_get(&mut self, index: u32, mac: [u8; 6]) -> Result<Option<Neigh>> {
+        let mut msg = NeighbourMessage::default();
+        msg.header.family = AddressFamily::Bridge;
+        msg.header.ifindex = index;
+        msg.header.flags = NeighbourFlags::Own;
+        msg.attributes
+            .push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+        let what = format!("read fdb {} dev #{index}", fmt_mac(&mac));
+        self.neigh_one(msg, &what)
+    }
+
+    fn neigh_one(&mut self, msg: NeighbourMessage, what: &str) -> Result<Option<Neigh>> {
+        match self.get(RouteNetlinkMessage::GetNeighbour(msg), 0, what) {
+            Ok(replies) => Ok(replies.iter().find_map(|r| match r {
+                RouteNetlinkMessage::NewNeighbour(m) => Some(from_msg(m)),
+                _ => None,
+            })),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// `bridge fdb show dev IDX`.

@@ -182,7 +182,7 @@ fn describe(r: &RouteSpec) -> String {
     s
 }
 
-fn entry_from(m: &RouteMessage) -> Option<RouteEntry> {
+pub(crate) fn entry_from(m: &RouteMessage) -> Option<RouteEntry> {
     let mut dst = None;
     let mut e = RouteEntry {
         dst: IpNet::V4(Default::default()),
@@ -269,6 +269,32 @@ impl Netlink {
         Ok(out)
     }
 
+    /// `ip route get fibmatch ADDR` (RTM_GETROUTE with `RTM_F_FIB_MATCH`):
+    /// the route entry a packet to `addr` matches in the FIB (its prefix,
+    /// gateway and device, not the resolved next hop), so one route can be
+    /// checked without dumping the table. `None` when no route matches.
+    pub fn route_match(&mut self, addr: IpAddr) -> Result<Option<RouteEntry>> {
+        let mut msg = RouteMessage::default();
+        msg.header.address_family = family_of(&addr);
+        msg.header.destination_prefix_length = match addr {
+            IpAddr::V4(_) => 32,
+            IpAddr::V6(_) => 128,
+        };
+        msg.header.flags = RouteFlags::FibMatch;
+        msg.attributes
+            .push(RouteAttribute::Destination(route_addr(addr)));
+        let what = format!("look up the route entry matching {addr}");
+        let replies = match self.get(RouteNetlinkMessage::GetRoute(msg), 0, &what) {
+            Ok(r) => r,
+            Err(e) if is_unreachable(&e) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        Ok(replies.iter().find_map(|r| match r {
+            RouteNetlinkMessage::NewRoute(m) => entry_from(m),
+            _ => None,
+        }))
+    }
+
     /// `ip route add DST [via GW] [dev OIF] [onlink] [scope S]`.
     /// An existing route gives an error with `is_exists()`.
     pub fn add_route(&mut self, r: &RouteSpec) -> Result<()> {
@@ -285,6 +311,15 @@ impl Netlink {
     pub fn del_route(&mut self, r: &RouteSpec) -> Result<()> {
         self.exec(req::del_route(r)?)
     }
+}
+
+/// "No route" answers of a lookup.
+fn is_unreachable(e: &Error) -> bool {
+    e.is_not_found()
+        || matches!(
+            e.errno(),
+            Some(libc::ENETUNREACH | libc::EHOSTUNREACH | libc::EINVAL)
+        )
 }
 
 /// Request builders, shared by the [`Netlink`] verbs and [`crate::Batch`].

@@ -269,7 +269,7 @@ fn link_monitor_reports_removals_on_the_vxlan_device_and_its_deletion() {
     // queued others: ul0, flannel.1 created and set up).
     let mut wait_for = |want: &dyn Fn(&LinkEvent) -> bool| {
         for _ in 0..100 {
-            let evs = mon.wait().expect("link notifications");
+            let evs = mon.wait(100).expect("link notifications");
             if evs
                 .iter()
                 .any(|e| e.concerns("flannel.1", vx.index) && want(e))
@@ -279,43 +279,118 @@ fn link_monitor_reports_removals_on_the_vxlan_device_and_its_deletion() {
         }
         panic!("no matching flannel.1 notification");
     };
-    // A remote's route, ARP and FDB entry deleted behind our back.
+    // A remote's route, ARP and FDB entry deleted behind our back: each
+    // notification names the entry.
     let route = program_lease(&mut nl, &vx);
+    let gw = route.gw.unwrap();
     nl.del_route(&route).unwrap();
-    wait_for(&|e| matches!(e, LinkEvent::Removed { what: "route", .. }));
-    nl.del_neigh(vx.index, route.gw.unwrap()).unwrap();
     wait_for(&|e| {
-        matches!(
-            e,
-            LinkEvent::Removed {
-                what: "neighbour",
-                ..
-            }
-        )
+        matches!(e, LinkEvent::Route { gone: true, route: r }
+            if r.dst == route.dst && r.gw == Some(gw))
+    });
+    nl.del_neigh(vx.index, gw).unwrap();
+    wait_for(&|e| {
+        matches!(e, LinkEvent::Neigh { gone: true, fdb: false, entry }
+            if entry.ip == Some(gw))
     });
     nl.del_fdb(vx.index, mac(VTEP), None).unwrap();
     wait_for(&|e| {
-        matches!(
-            e,
-            LinkEvent::Removed {
-                what: "neighbour",
-                ..
-            }
-        )
+        matches!(e, LinkEvent::Neigh { gone: true, fdb: true, entry }
+            if entry.mac == Some(mac(VTEP)))
+    });
+    // Additions are reported too, with what was written.
+    nl.add_neigh(vx.index, gw, mac(VTEP)).unwrap();
+    wait_for(&|e| {
+        matches!(e, LinkEvent::Neigh { gone: false, fdb: false, entry }
+            if entry.ip == Some(gw) && entry.mac == Some(mac(VTEP)) && entry.permanent)
+    });
+    nl.add_fdb(vx.index, mac(VTEP), "10.98.0.2".parse().unwrap())
+        .unwrap();
+    wait_for(&|e| {
+        matches!(e, LinkEvent::Neigh { gone: false, fdb: true, entry }
+            if entry.ip == Some("10.98.0.2".parse().unwrap()))
     });
     nl.del_addr(vx.index, "10.244.1.0/32".parse().unwrap())
         .unwrap();
-    wait_for(&|e| {
-        matches!(
-            e,
-            LinkEvent::Removed {
-                what: "address",
-                ..
-            }
-        )
-    });
+    wait_for(&|e| matches!(e, LinkEvent::AddrRemoved { .. }));
     nl.set_down(vx.index).unwrap();
     wait_for(&|e| matches!(e, LinkEvent::Changed(l) if !l.up));
     nl.del_link(vx.index).unwrap();
     wait_for(&|e| matches!(e, LinkEvent::Deleted(l) if l.index == vx.index));
+}
+
+#[test]
+fn one_entry_reads_route_neighbour_and_fdb() {
+    if !need_root() {
+        return;
+    }
+    let (node, peer) = (TestNs::new(), TestNs::new());
+    let (mut nl, vx) = flannel_device(&node, &peer);
+    let route = program_lease(&mut nl, &vx);
+    let gw = route.gw.unwrap();
+    // `ip route get fibmatch`: the entry itself, not the next hop.
+    let m = nl.route_match(gw).unwrap().expect("a matching route");
+    assert_eq!(
+        (m.dst, m.gw, m.oif, m.onlink),
+        (route.dst, Some(gw), Some(vx.index), true)
+    );
+    let n = nl.neigh_get(vx.index, gw).unwrap().expect("ARP entry");
+    assert_eq!((n.mac, n.permanent), (Some(mac(VTEP)), true));
+    let f = nl.fdb_get(vx.index, mac(VTEP)).unwrap().expect("FDB entry");
+    assert_eq!(f.ip, Some("10.98.0.2".parse().unwrap()));
+    // Gone: None, not an error.
+    nl.del_route(&route).unwrap();
+    nl.del_neigh(vx.index, gw).unwrap();
+    nl.del_fdb(vx.index, mac(VTEP), None).unwrap();
+    assert!(nl
+        .route_match(gw)
+        .unwrap()
+        .is_none_or(|m| m.dst != route.dst));
+    assert_eq!(nl.neigh_get(vx.index, gw).unwrap(), None);
+    assert_eq!(nl.fdb_get(vx.index, mac(VTEP)).unwrap(), None);
+}
+
+#[test]
+fn a_batch_bigger_than_one_datagram_is_applied_whole() {
+    if !need_root() {
+        return;
+    }
+    let (node, peer) = (TestNs::new(), TestNs::new());
+    let (mut nl, vx) = flannel_device(&node, &peer);
+    // 1000 peers: 3000 requests, far more ACKs than one receive buffer.
+    let mut b = netkit::Batch::new();
+    for i in 0..1000u32 {
+        let net: IpAddr = std::net::Ipv4Addr::from(0x0a_c8_00_00 + (i << 8)).into();
+        let m = [0x0e, 0x01, 0, 0, (i >> 8) as u8, i as u8];
+        b.add_neigh(vx.index, net, m);
+        b.add_fdb(vx.index, m, "10.98.0.2".parse().unwrap());
+        b.replace_route(&RouteSpec {
+            dst: ipnet::IpNet::new(net, 24).unwrap(),
+            gw: Some(net),
+            oif: Some(vx.index),
+            onlink: true,
+            scope: None,
+        })
+        .unwrap();
+    }
+    let res = nl.apply(b);
+    assert_eq!(res.len(), 3000);
+    netkit::first_error(res).unwrap();
+    let routes = nl.routes(Family::V4).unwrap();
+    assert_eq!(
+        routes
+            .iter()
+            .filter(|r| r.oif == Some(vx.index) && r.gw.is_some())
+            .count(),
+        1000
+    );
+    assert_eq!(nl.neighs(vx.index, false).unwrap().len(), 1000);
+    assert_eq!(
+        nl.fdb(vx.index)
+            .unwrap()
+            .iter()
+            .filter(|f| f.permanent && f.mac.is_some_and(|m| m[1] == 1))
+            .count(),
+        1000
+    );
 }

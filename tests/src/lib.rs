@@ -29,6 +29,7 @@ pub mod plugin_support;
 pub mod podfaults;
 pub mod reaper;
 pub mod reboot_support;
+pub mod scale;
 pub mod systemd;
 pub mod unit_file;
 pub mod upstream;

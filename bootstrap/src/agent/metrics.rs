@@ -28,7 +28,17 @@ pub struct Metrics {
     /// Kernel entries kept for other nodes, per family and kind (route,
     /// fdb, neighbour).
     pub entries: Family<Labels, Gauge>,
+    /// Lists of every lease from etcd (at start, and when a watch cannot be
+    /// resumed).
     pub resync_seconds: Histogram,
+    /// Lists after the first, because etcd could not resume the watch.
+    pub relists: Counter,
+    /// The etcd revision up to which every lease change has been applied.
+    pub watch_revision: Gauge,
+    /// Full compares of the kernel tables with the leases held
+    /// (--resync-interval): wall time, and CPU time of the agent's thread.
+    pub compare_seconds: Histogram,
+    pub compare_cpu: Counter<f64, std::sync::atomic::AtomicU64>,
     /// Things put back that someone removed (entries, devices).
     pub repairs: Counter,
     /// Lease watches opened again after the first.
@@ -54,6 +64,10 @@ impl Metrics {
             remote_leases: Family::default(),
             entries: Family::default(),
             resync_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
+            relists: Counter::default(),
+            watch_revision: Gauge::default(),
+            compare_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 15)),
+            compare_cpu: Counter::default(),
             repairs: Counter::default(),
             watch_restarts: Counter::default(),
             etcd_errors: Family::default(),
@@ -83,12 +97,36 @@ impl Metrics {
         );
         r.register(
             "resync_duration_seconds",
-            "Duration of full resyncs of every lease",
+            "Duration of lists of every lease from etcd (at start, and when etcd cannot resume \
+             the lease watch)",
             m.resync_seconds.clone(),
         );
         r.register(
+            "relists",
+            "Lists of every lease after the first, because etcd could not resume the lease \
+             watch (history compacted past its revision)",
+            m.relists.clone(),
+        );
+        r.register(
+            "watch_revision",
+            "The etcd revision up to which every lease change has been applied",
+            m.watch_revision.clone(),
+        );
+        r.register(
+            "kernel_compare_duration_seconds",
+            "Duration of full compares of the kernel tables with the leases held \
+             (--resync-interval)",
+            m.compare_seconds.clone(),
+        );
+        r.register(
+            "kernel_compare_cpu_seconds",
+            "CPU time spent in full compares of the kernel tables (--resync-interval)",
+            m.compare_cpu.clone(),
+        );
+        r.register(
             "repairs",
-            "Devices and entries put back, and stale entries removed, by device checks and resyncs",
+            "Devices and entries put back, and stale entries removed, on kernel notifications, \
+             device checks and resyncs",
             m.repairs.clone(),
         );
         r.register(

@@ -4,23 +4,33 @@
 //!
 //! - [`iface`]: choosing the public interface and addresses as flanneld does.
 //! - [`store`]: etcd with one-member-at-a-time failover.
+//! - [`follow`]: the lease watch: resumed from the last revision applied,
+//!   checked with progress requests, listed again only when etcd cannot
+//!   resume it.
 //! - [`backend`]: the kernel side per family (vxlan devices or host-gw
 //!   routes, DirectRouting, cni0).
 //! - [`setup`]: the config as the agent runs it, and the data planes.
-//! - [`run`]: start-up and the watch + resync loop.
+//! - [`run`]: start-up and the event loop.
 //! - [`own`]: this node's lease: acquisition, reservations, renewal.
-//! - [`sync`]: the node's setup and every other lease programmed.
+//! - [`sync`]: the node's setup and every other lease programmed, a burst
+//!   of watch events at a time.
+//! - [`relist`]: the rare O(N) work: lists, the kernel compare
+//!   (`--resync-interval`), device rebuilds.
+//! - [`drift`]: kernel notifications acted on (entries put back).
 //! - [`env`]: flannel's subnet.env, written atomically.
 //! - [`leave`]: release the lease and remove what the agent set up.
 //! - [`lock`]: one agent per network namespace.
-//! - [`wake`]: watch messages, device notifications, re-read backoff.
+//! - [`wake`]: kernel notifications, jittered backoff.
 //! - [`observe`]: what the agent tells the outside: systemd notifications
 //!   ([`notify`]), `/healthz`, `/readyz` and `/metrics` ([`health`],
 //!   [`metrics`]).
 
 mod backend;
+mod drift;
 mod env;
+mod follow;
 mod health;
+mod held;
 pub mod iface;
 mod leave;
 pub mod lock;
@@ -28,6 +38,7 @@ mod metrics;
 mod notify;
 mod observe;
 mod own;
+mod relist;
 mod run;
 mod setup;
 mod store;
@@ -74,7 +85,8 @@ pub fn verbosity_level(v: i32) -> &'static str {
     }
 }
 
-/// A line for `-v 1` / `--log-level debug`: routine detail (each resync).
+/// A line for `-v 1` / `--log-level debug`: routine detail (each resync,
+/// each list).
 pub fn debug(msg: &str) {
     let who = WHO.get().copied().unwrap_or("netboot agent");
     tracing::debug!("{who}: {msg}");
@@ -184,12 +196,25 @@ pub struct AgentArgs {
     /// flanneld's renewal margin in minutes (1-1439); sets --renew-margin.
     #[arg(long, value_parser = renew_minutes, value_name = "MINUTES")]
     pub subnet_lease_renew_margin: Option<u32>,
-    /// Full resync of every lease, healing missed watch events.
-    #[arg(long, env = "NETBOOT_RESYNC_INTERVAL", default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
+    /// How often to compare every route, ARP and FDB entry (and the
+    /// firewall rules) with the leases held, in full: a safety net for
+    /// drift the kernel's notifications did not report, which the agent
+    /// otherwise puts back at once. etcd is not read: the leases come from
+    /// the watch (listed at start, and again only when etcd cannot resume
+    /// the watch). 0 = never. (Before the watch was resumable, this was a
+    /// full list from etcd every 60 s.)
+    #[arg(long, env = "NETBOOT_RESYNC_INTERVAL", default_value = "10m", value_parser = parse_duration, value_name = "DURATION")]
     pub resync_interval: Duration,
-    /// How often to check that flannel.<VNI> still exists, besides the
-    /// kernel's link notifications (which make a deleted device heal at
-    /// once).
+    /// How often to ask etcd whether the lease watch is alive and up to
+    /// date (a progress request: a few bytes, no lease is read). A watch
+    /// that does not answer within --etcd-timeout is resumed on another
+    /// member. 0 = never.
+    #[arg(long, env = "NETBOOT_WATCH_PROGRESS_INTERVAL", default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
+    pub watch_progress_interval: Duration,
+    /// How often to check that flannel.<VNI> still exists as it was made
+    /// (one netlink request; its address and checksum setting with it),
+    /// besides the kernel's notifications (which make a deleted device
+    /// heal at once).
     #[arg(long, env = "NETBOOT_DEVICE_CHECK_INTERVAL", default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
     pub device_check_interval: Duration,
     /// Address of the health server (flanneld's -healthz-ip).

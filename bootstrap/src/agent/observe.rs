@@ -17,6 +17,9 @@ use super::AgentArgs;
 pub struct Observer {
     pub notify: Notifier,
     pub ready: Shared,
+    /// The [`Agent::programmed`] count the entry metrics were last set at
+    /// (counting them is O(peers): not at every wake-up).
+    counted: Option<u64>,
 }
 
 impl Observer {
@@ -28,6 +31,7 @@ impl Observer {
         Ok(Observer {
             notify: Notifier::new(),
             ready,
+            counted: None,
         })
     }
 
@@ -72,19 +76,20 @@ impl Agent<'_> {
             r.watch = watch;
             r.lease_expires = expires;
         });
-        let mut peers = 0;
-        for p in &self.planes {
-            let fam = family(p.v6());
-            let known = p.known().len();
-            peers = peers.max(known);
-            m.remote_leases
-                .get_or_create(&label("family", fam))
-                .set(known as i64);
-            let (routes, fdb, neigh) = entries(p);
-            for (kind, n) in [("route", routes), ("fdb", fdb), ("neighbour", neigh)] {
-                m.entries
-                    .get_or_create(&labels(&[("family", fam), ("kind", kind)]))
-                    .set(n as i64);
+        let peers = self.planes.iter().map(Plane::count).max().unwrap_or(0);
+        if self.obs.counted != Some(self.programmed) {
+            self.obs.counted = Some(self.programmed);
+            for p in &self.planes {
+                let fam = family(p.v6());
+                m.remote_leases
+                    .get_or_create(&label("family", fam))
+                    .set(p.count() as i64);
+                let (routes, fdb, neigh) = entries(p);
+                for (kind, n) in [("route", routes), ("fdb", fdb), ("neighbour", neigh)] {
+                    m.entries
+                        .get_or_create(&labels(&[("family", fam), ("kind", kind)]))
+                        .set(n as i64);
+                }
             }
         }
         let Some(own) = &self.own else {
@@ -93,7 +98,7 @@ impl Agent<'_> {
         };
         let mut text = format!("ready: subnet {}, {peers} peer(s)", own.key.show());
         if !watch {
-            text.push_str("; lease watch broken, resyncing when etcd answers");
+            text.push_str("; lease watch broken, resuming when etcd answers");
         }
         self.obs.notify.status(&text);
     }
@@ -108,9 +113,7 @@ fn entries(p: &Plane) -> (usize, usize, usize) {
         Plane::Vxlan { vtep, direct, .. } => {
             let tunnel = vtep.remotes.len();
             // One FDB entry per VtepMAC, shared by the leases that name it.
-            let macs: std::collections::BTreeSet<_> =
-                vtep.remotes.values().map(|r| r.mac).collect();
-            (tunnel + direct.peers.len(), macs.len(), tunnel)
+            (tunnel + direct.peers.len(), vtep.by_mac.len(), tunnel)
         }
     }
 }

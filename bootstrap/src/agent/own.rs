@@ -22,6 +22,7 @@ use super::iface::External;
 use super::log;
 use super::run::{Agent, RETRY};
 use super::store::is_lease_not_found;
+use super::wake::jitter;
 use crate::etcd::Kv;
 use crate::lease::{parse_key, random_seed, Attrs, Lease, SubnetKey};
 
@@ -77,7 +78,10 @@ impl Agent<'_> {
     }
 
     /// When to renew a lease granted now: `renew_margin` before expiry
-    /// (half the TTL if the margin is not shorter than the TTL).
+    /// (half the TTL if the margin is not shorter than the TTL), less a
+    /// random part of up to half the margin. Nodes that started together
+    /// (a cluster's first boot, a rack powered on) would otherwise all
+    /// renew in the same second a TTL later, and again every TTL after.
     fn renew_at(&self) -> Instant {
         let ttl = self.a.lease_ttl;
         let margin = if self.a.renew_margin < ttl {
@@ -85,7 +89,7 @@ impl Agent<'_> {
         } else {
             ttl / 2
         };
-        Instant::now() + (ttl - margin)
+        Instant::now() + (ttl - margin) - jitter(margin / 2)
     }
 
     /// Write our value under `path`: create-if-absent with a new lease
@@ -425,7 +429,7 @@ impl Agent<'_> {
             }
             Ok(_) => {}
             Err(e) => log(&format!(
-                "cannot move {} onto a lease of our own yet ({e:#}); the next resync tries \
+                "cannot move {} onto a lease of our own yet ({e:#}); the next renewal tries \
                  again",
                 cur.key
             )),

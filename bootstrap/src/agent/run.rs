@@ -1,34 +1,40 @@
 //! The agent's life: wait for the network config, set up the data plane of
 //! each enabled family ([`super::backend`]), acquire a subnet lease
-//! ([`super::own`]), program every other lease, write subnet.env last, then
-//! follow leases with an etcd watch plus a periodic full resync
-//! ([`super::sync`]), renew the lease before it expires, and recreate a
-//! device as soon as the kernel reports it deleted or changed (link
-//! notifications, plus a periodic check).
+//! ([`super::own`]), list and program every other lease, write subnet.env
+//! last, then follow the leases with one etcd watch ([`super::follow`],
+//! [`super::sync`]), renew the lease before it expires, and put back what
+//! the kernel reports deleted or changed ([`super::drift`]). The O(N) work
+//! (a list, a full compare of the kernel tables) happens at start, when
+//! etcd cannot resume the watch, and every `--resync-interval` as a safety
+//! net ([`super::relist`]); an idle agent does nothing else.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use etcd_client::WatchStream;
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::time::{interval, sleep, sleep_until, Instant, MissedTickBehavior};
+use tokio::time::{sleep, sleep_until, Instant, Interval, MissedTickBehavior};
 
 use super::backend::Plane;
+use super::follow::{End, Follow};
+use super::held::Held;
 use super::iface::{find_external, External};
 use super::observe::Observer;
 use super::own::Own;
 use super::setup::{build_planes, stored_macs, usable, NetSetup};
 use super::store::Store;
-use super::wake::{next_device_event, next_message, watch_devices, Backoff};
+use super::wake::{jitter, next_kernel_events, watch_kernel, Watched};
 use super::{log, AgentArgs};
-use crate::etcd::Kv;
 use crate::lease::SubnetKey;
 
 /// Pause between attempts while etcd or the config is not there yet.
 pub(super) const RETRY: Duration = Duration::from_secs(2);
+/// First and longest pause before programming a lease again that the
+/// kernel refused (a device not ready yet, a peer's route refused).
+const RETRY_FAILED_FIRST: Duration = Duration::from_secs(1);
+const RETRY_FAILED_MAX: Duration = Duration::from_secs(60);
 
 pub(super) struct Agent<'a> {
     pub a: &'a AgentArgs,
@@ -43,6 +49,14 @@ pub(super) struct Agent<'a> {
     pub previous: SubnetKey,
     /// Lease keys already reported as skipped, with the reason.
     pub skipped: BTreeMap<String, String>,
+    /// Every other key under the prefix as the watch last told it.
+    pub leases: Held,
+    /// Keys whose programming failed, retried on [`Agent::retry_at`].
+    pub failed: BTreeSet<String>,
+    pub retry_at: Option<Instant>,
+    retry_delay: Duration,
+    /// Counts batches of peers programmed or removed (for the metrics).
+    pub programmed: u64,
     /// systemd notifications, readiness and metrics.
     pub obs: Observer,
 }
@@ -152,12 +166,17 @@ async fn run(a: &AgentArgs) -> Result<()> {
         own: None,
         previous,
         skipped: BTreeMap::new(),
+        leases: Held::default(),
+        failed: BTreeSet::new(),
+        retry_at: None,
+        retry_delay: RETRY_FAILED_FIRST,
+        programmed: 0,
         obs,
     };
     agent.acquire().await?;
     agent.setup_node()?;
     let rev = loop {
-        match agent.resync(true).await {
+        match agent.relist(true).await {
             Ok(rev) => break rev,
             Err(e) => {
                 log(&format!("cannot read the other leases yet: {e:#}"));
@@ -170,17 +189,12 @@ async fn run(a: &AgentArgs) -> Result<()> {
     agent.obs.notify.ready(&format!(
         "ready: subnet {}, {} peer(s)",
         agent.own_key().show(),
-        agent
-            .planes
-            .iter()
-            .map(|p| p.known().len())
-            .max()
-            .unwrap_or(0)
+        agent.planes.iter().map(|p| p.count()).max().unwrap_or(0)
     ));
     if let Some(p) = pinger {
         p.abort();
     }
-    let peers: usize = agent.planes.iter().map(|p| p.known().len()).sum();
+    let peers: usize = agent.planes.iter().map(|p| p.count()).sum();
     // host-gw's planes of both families share the interface: name it once.
     let mut through: Vec<String> = agent.planes.iter().map(Plane::name).collect();
     through.dedup();
@@ -195,14 +209,41 @@ async fn run(a: &AgentArgs) -> Result<()> {
     res
 }
 
+/// A timer every `every` (none: never), its first tick one period away.
+fn every(every: Option<Duration>) -> Option<Interval> {
+    let d = every.filter(|d| !d.is_zero())?;
+    // Started at a random point of the first period: agents started
+    // together do not compare or check together.
+    let mut t = tokio::time::interval_at(Instant::now() + jitter(d) + d / 2, d);
+    t.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    Some(t)
+}
+
+async fn tick(t: &mut Option<Interval>) {
+    match t {
+        Some(t) => {
+            t.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
 impl Agent<'_> {
-    /// Watch handles for the devices of every plane.
-    fn device_indexes(&self) -> Vec<(String, Arc<AtomicU32>)> {
-        self.planes
+    /// What the kernel notifications are about: the devices of every plane
+    /// (ifindex handles, refreshed when one is recreated), the interface of
+    /// the direct routes, the cluster networks.
+    fn watched(&self) -> Watched {
+        let devs = self
+            .planes
             .iter()
             .filter_map(Plane::device)
             .map(|(n, i)| (n.to_string(), Arc::new(AtomicU32::new(i))))
-            .collect()
+            .collect();
+        Watched {
+            devs,
+            ext: self.ext.index,
+            networks: self.planes.iter().map(|p| p.routes_on().1).collect(),
+        }
     }
 
     fn refresh_indexes(&self, devs: &[(String, Arc<AtomicU32>)]) {
@@ -213,57 +254,45 @@ impl Agent<'_> {
         }
     }
 
-    async fn event_loop(&mut self, mut rev: i64) -> Result<()> {
+    async fn event_loop(&mut self, rev: i64) -> Result<()> {
         let mut term = signal(SignalKind::terminate()).context("handle SIGTERM")?;
         let mut int = signal(SignalKind::interrupt()).context("handle SIGINT")?;
-        let mut resync = interval(self.a.resync_interval.max(Duration::from_secs(1)));
-        let mut devcheck = interval(self.a.device_check_interval.max(Duration::from_millis(200)));
-        let mut retry = Backoff::new("read the leases");
-        let mut watch_retry = Backoff::new("watch the leases");
-        for t in [&mut resync, &mut devcheck] {
-            t.set_missed_tick_behavior(MissedTickBehavior::Delay);
-            t.reset();
-        }
-        let mut stream: Option<WatchStream> = None;
-        let mut resync_needed = false;
-        let devs = self.device_indexes();
-        let mut dev_events = watch_devices(devs.clone());
-        // The connection the watch was opened on.
-        let mut watch_gen = 0;
-        let mut watches_opened = 0u64;
+        let a = self.a;
+        let mut resync = every(Some(a.resync_interval));
+        let mut devcheck = every(Some(
+            a.device_check_interval.max(Duration::from_millis(200)),
+        ));
+        let progress = Some(a.watch_progress_interval).filter(|d| !d.is_zero());
+        let mut follow = Follow::new(&self.prefix, rev, progress, a.etcd.opts()?.timeout);
+        let watched = self.watched();
+        let devs = watched.devs.clone();
+        let mut kernel = watch_kernel(watched);
         loop {
-            if stream.is_some() && watch_gen != self.store.generation() {
-                // A request failed over to another member; the watch may
-                // hang on the old one forever (a member cut off without a
-                // reset), so it moves too, from the last revision seen.
+            if let Some(to) = follow.moved(&self.store) {
                 log(&format!(
-                    "moving the lease watch to etcd at {} (from revision {})",
-                    self.store.endpoint,
-                    rev + 1
+                    "moving the lease watch to etcd at {to} (from revision {})",
+                    follow.rev + 1
                 ));
-                stream = None;
             }
-            if stream.is_none() && !resync_needed && watch_retry.due() {
-                match self.store.watch(&self.prefix, rev + 1).await {
-                    Ok(s) => {
-                        stream = Some(s);
-                        watch_gen = self.store.generation();
-                        watch_retry.succeeded();
-                        if watches_opened > 0 {
-                            super::metrics::get().watch_restarts.inc();
-                        }
-                        watches_opened += 1;
-                    }
-                    Err(e) => watch_retry.failed(&format!("{e:#}")),
+            if follow.relist && follow.retry.due() {
+                match self.relist(false).await {
+                    Ok(r) => follow.listed(r),
+                    Err(e) => follow.retry.failed(&format!("{e:#}")),
                 }
             }
-            self.publish(stream.is_some());
+            follow.open_if_due(&mut self.store).await;
+            if let Some(end) = follow.tick().await {
+                self.watch_ended(&mut follow, &end);
+            }
+            self.publish(follow.is_open());
             self.obs.notify.ping_if_due();
             let renew_at = self
                 .own
                 .as_ref()
                 .and_then(|o| o.renew_at)
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            let watch_at = follow.wake_at();
+            let retry_failed = self.retry_at.unwrap_or_else(Instant::now);
             tokio::select! {
                 _ = term.recv() => {
                     log("SIGTERM: exiting; the lease, devices, routes and subnet.env stay \
@@ -274,68 +303,86 @@ impl Agent<'_> {
                     log("SIGINT: exiting; the lease and the node setup stay");
                     return Ok(());
                 }
-                msg = next_message(&mut stream) => match msg {
-                    Ok(Some(resp)) if resp.canceled() || resp.compact_revision() > 0 => {
-                        log("the lease watch was cancelled by etcd (history compacted?); resyncing");
-                        stream = None;
-                        resync_needed = true;
-                    }
-                    Ok(Some(resp)) => {
-                        for ev in resp.events() {
-                            let Some(kv) = ev.kv() else { continue };
-                            let kv = Kv::from(kv);
-                            rev = rev.max(kv.mod_revision);
-                            if let Err(e) = self.on_event(ev.event_type(), &kv).await {
-                                log(&format!("handling a change of {}: {e:#}", kv.key));
-                                resync_needed = true;
-                            }
+                got = follow.next() => {
+                    if !got.events.is_empty() {
+                        if let Err(e) = self.apply_events(got.events).await {
+                            log(&format!("handling a change of our own lease: {e:#}; listing again"));
+                            follow.relist = true;
                         }
                     }
-                    Ok(None) | Err(_) => {
-                        let why = match &msg {
-                            Err(e) => super::store::plain_error(e),
-                            _ => "stream ended".into(),
-                        };
-                        self.store.watch_failed(&why);
-                        log(&format!("the lease watch broke ({why}); resyncing when etcd answers"));
-                        stream = None;
-                        resync_needed = true;
+                    follow.applied(got.rev);
+                    if let Some(end) = got.end {
+                        self.watch_ended(&mut follow, &end);
                     }
-                },
-                _ = resync.tick() => resync_needed = true,
-                _ = sleep_until(retry.at), if resync_needed => {}
-                _ = sleep_until(watch_retry.at), if stream.is_none() && !resync_needed => {}
-                // The kernel's notification makes a deleted device heal at
-                // once; the periodic check stays as a safety net.
-                _ = next_device_event(&mut dev_events) => {
-                    self.check_devices().await;
+                }
+                _ = sleep_until(watch_at) => {}
+                _ = tick(&mut resync) => self.resync(follow.rev),
+                evs = next_kernel_events(&mut kernel) => {
+                    self.on_kernel(evs).await;
                     self.refresh_indexes(&devs);
                 }
-                _ = devcheck.tick() => {
+                // The kernel's notification makes a deleted device heal at
+                // once; this O(1) check stays as a safety net.
+                _ = tick(&mut devcheck) => {
                     self.check_devices().await;
                     self.refresh_indexes(&devs);
                 }
                 _ = sleep_until(renew_at) => self.renew().await,
+                _ = sleep_until(retry_failed), if self.retry_at.is_some() => self.retry_failed(),
                 // Pings come from this loop, so a wedged loop stops them.
                 _ = sleep_until(self.obs.notify.ping_at()) => {}
             }
-            // Other wake-ups (watchdog pings, device checks) do not hurry a
-            // failing re-read past its backoff.
-            if resync_needed && retry.due() {
-                match self.resync(false).await {
-                    Ok(r) => {
-                        retry.succeeded();
-                        resync_needed = false;
-                        // A broken watch restarts right after the resync's
-                        // revision, so nothing between the two is missed; a
-                        // healthy one keeps its own position.
-                        if stream.is_none() {
-                            rev = r;
-                        }
-                    }
-                    Err(e) => retry.failed(&format!("{e:#}")),
-                }
+        }
+    }
+
+    /// Note the outcome of programming: keys that failed are retried after
+    /// a pause doubling from 1 s to 60 s while they keep failing (not at
+    /// the next resync, which may be ten minutes away).
+    pub fn programmed_keys(&mut self, ok: &[&String], failed: &[String]) {
+        for k in ok {
+            self.failed.remove(*k);
+        }
+        let new = failed.iter().any(|k| !self.failed.contains(k));
+        self.failed.extend(failed.iter().cloned());
+        if self.failed.is_empty() {
+            self.retry_at = None;
+            self.retry_delay = RETRY_FAILED_FIRST;
+        } else if new || self.retry_at.is_none() {
+            self.retry_at = Some(Instant::now() + self.retry_delay);
+        }
+    }
+
+    fn retry_failed(&mut self) {
+        self.retry_delay = (self.retry_delay * 2).min(RETRY_FAILED_MAX);
+        self.retry_at = None;
+        let keys: Vec<String> = std::mem::take(&mut self.failed).into_iter().collect();
+        let mut usable = Vec::new();
+        for k in keys {
+            let Some(kv) = self.leases.get(&k) else {
+                continue;
+            };
+            if let Ok(l) = self.remote(kv) {
+                usable.push((k, l));
             }
         }
+        self.add_leases(&usable, Some(" (retried)"));
+        if self.failed.is_empty() {
+            self.retry_delay = RETRY_FAILED_FIRST;
+        } else {
+            self.retry_at = Some(Instant::now() + self.retry_delay);
+        }
+    }
+
+    fn watch_ended(&mut self, follow: &mut Follow, end: &End) {
+        match end {
+            End::Broken(why) => log(&format!(
+                "the lease watch broke ({why}); resuming it from revision {} when etcd answers",
+                follow.rev + 1
+            )),
+            End::Relist(why) => log(&format!(
+                "the lease watch was cancelled by etcd ({why}); listing the leases again"
+            )),
+        }
+        follow.ended(end, &mut self.store);
     }
 }

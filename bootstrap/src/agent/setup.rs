@@ -164,7 +164,7 @@ pub fn build_planes(
         let vtep = Vtep::new(spec, mac)?;
         keep.push(vtep.name.clone());
         planes.push(Plane::Vxlan {
-            vtep,
+            vtep: Box::new(vtep),
             direct: routes,
             direct_routing: o.direct_routing,
         });

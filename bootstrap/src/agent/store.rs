@@ -387,13 +387,16 @@ impl Store {
         .map(|_| ())
     }
 
-    /// Watch every key under `prefix` from revision `from`.
+    /// Watch every key under `prefix` from revision `from`, with etcd's
+    /// own progress notifications (sent on a quiet watch, every 10 minutes
+    /// by default). Events carry the new value only (no previous one: the
+    /// agent keeps the values it applied).
     pub async fn watch(&mut self, prefix: &str, from: i64) -> Result<WatchStream> {
         let p = prefix.to_string();
         let o = WatchOptions::new()
             .with_prefix()
             .with_start_revision(from)
-            .with_prev_key();
+            .with_progress_notify();
         self.call(&format!("watch {prefix}"), |mut c| async move {
             c.watch(p, Some(o)).await
         })

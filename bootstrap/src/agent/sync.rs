@@ -1,8 +1,9 @@
 //! Keeping the node in step: its own setup (device addresses, forwarding,
 //! masquerade, subnet.env) and every other lease programmed into the
-//! planes, from watch events, periodic resyncs and device checks.
+//! planes, from the lease watch's events, applied a burst at a time
+//! (see [`super::relist`] for the lists and the kernel compare).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::Result;
 use etcd_client::EventType;
@@ -10,10 +11,11 @@ use ipnet::IpNet;
 use netkit::firewall;
 
 use super::backend::{Peer, Plane, Via};
+use super::held::subnets_of;
 use super::run::Agent;
-use super::{debug, env, log, RULE_TAG};
+use super::{env, log, RULE_TAG};
 use crate::etcd::Kv;
-use crate::lease::{parse_key, Lease};
+use crate::lease::Lease;
 
 /// The tag of a family's forward-accept rules (one rule set per tag).
 pub fn forward_tag(v6: bool) -> String {
@@ -48,7 +50,7 @@ impl Agent<'_> {
         Ok(())
     }
 
-    fn firewall(&mut self) -> Result<()> {
+    pub(super) fn firewall(&mut self) -> Result<()> {
         let own = self.own_key();
         let mut masq = false;
         for v6 in [false, true] {
@@ -109,7 +111,7 @@ impl Agent<'_> {
     }
 
     /// A lease as this node's backend accepts it, or why not.
-    fn remote(&self, kv: &Kv) -> Result<Lease, String> {
+    pub(super) fn remote(&self, kv: &Kv) -> Result<Lease, String> {
         let l = Lease::parse(&kv.key, &kv.value)?;
         if l.attrs.backend != self.net.backend {
             return Err(format!(
@@ -141,157 +143,157 @@ impl Agent<'_> {
         Ok(l)
     }
 
-    fn skip(&mut self, key: &str, why: String) {
+    pub(super) fn skip(&mut self, key: &str, why: String) {
         if self.skipped.get(key) != Some(&why) {
             log(&format!("ignoring lease {key}: {why}"));
             self.skipped.insert(key.to_string(), why);
         }
     }
 
-    /// Program every family of `l` that both sides run; `note` ends the
-    /// log line (`None`: no log line, for the first read at start).
-    fn add_lease(&mut self, path: &str, l: &Lease, note: Option<&str>) {
-        let mut problems = Vec::new();
+    /// Program every family of the leases `ls` (key, lease) that both
+    /// sides run, one batch per plane; `note` ends the log lines (`None`:
+    /// no log line, for the first list at start).
+    pub fn add_leases(&mut self, ls: &[(String, Lease)], note: Option<&str>) {
+        self.programmed += 1;
+        let mut problems: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        let mut lines = Vec::new();
         for p in &mut self.planes {
             let v6 = p.v6();
-            let (Some(subnet), Some(public_ip)) = (l.key.get(v6), l.attrs.public(v6)) else {
-                continue;
-            };
-            let peer = Peer {
-                subnet,
-                public_ip,
-                vxlan: l.attrs.vxlan(v6),
-            };
-            let known = p.known().contains(&subnet);
-            match p.program(&peer) {
-                Ok(Some(via)) => {
-                    if let Some(note) = note {
-                        log(&format!(
-                            "node {public_ip} (subnet {subnet}{}) {}{note}: {}",
-                            peer.vxlan
-                                .filter(|_| via == Via::Tunnel)
-                                .map(|d| format!(", VTEP {}", netkit::fmt_mac(&d.vtep_mac)))
-                                .unwrap_or_default(),
-                            if known { "changed" } else { "joined" },
-                            match via {
-                                Via::Tunnel => format!("route via {}", p.name()),
-                                Via::Direct => format!("route via {public_ip} (direct)"),
-                            }
-                        ))
-                    }
+            let mut peers = Vec::new();
+            let mut owners = Vec::new();
+            for (path, l) in ls {
+                let (Some(subnet), Some(public_ip)) = (l.key.get(v6), l.attrs.public(v6)) else {
+                    continue;
+                };
+                peers.push(Peer {
+                    subnet,
+                    public_ip,
+                    vxlan: l.attrs.vxlan(v6),
+                });
+                owners.push(path.as_str());
+            }
+            let known: Vec<bool> = peers.iter().map(|x| p.has(&x.subnet)).collect();
+            let res = p.program_many(&peers);
+            for (((peer, path), r), known) in peers.iter().zip(owners).zip(res).zip(known) {
+                match r {
+                    Ok(Some(via)) => lines.push(joined(p, peer, via, known)),
+                    Ok(None) => {}
+                    Err(e) => problems
+                        .entry(path)
+                        .or_default()
+                        .push(format!("{}: {e:#}", peer.subnet)),
                 }
-                Ok(None) => {}
-                Err(e) => problems.push(format!("{subnet}: {e:#}")),
             }
         }
-        if problems.is_empty() {
-            self.skipped.remove(path);
-        } else {
-            self.skip(path, format!("cannot program it: {}", problems.join("; ")));
+        if let Some(note) = note {
+            log_some(&lines, note, "node(s) joined or changed");
+        }
+        let problems: Vec<(String, String)> = problems
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.join("; ")))
+            .collect();
+        let ok: Vec<&String> = ls
+            .iter()
+            .map(|(path, _)| path)
+            .filter(|path| !problems.iter().any(|(k, _)| k == *path))
+            .collect();
+        for path in &ok {
+            self.skipped.remove(*path);
+        }
+        let failed: Vec<String> = problems.iter().map(|(k, _)| k.clone()).collect();
+        self.programmed_keys(&ok, &failed);
+        for (path, why) in problems {
+            self.skip(&path, format!("cannot program it: {why}"));
         }
     }
 
-    fn remove_subnet(&mut self, subnet: IpNet, why: &str) {
+    /// Unprogram `subnets`, one batch per plane; `why` ends the log line.
+    pub fn remove_subnets(&mut self, subnets: &[IpNet], why: &str) {
+        self.programmed += 1;
+        let mut lines = Vec::new();
         for p in &mut self.planes {
-            if p.v6() != matches!(subnet, IpNet::V6(_)) {
-                continue;
-            }
-            match p.unprogram(subnet) {
-                Ok(true) => log(&format!("lease {subnet} {why}: removed its route")),
-                Ok(false) => {}
-                Err(e) => log(&format!("cannot remove {subnet}: {e:#}")),
-            }
-        }
-    }
-
-    /// Unprogram the subnets lease key `key` names.
-    fn remove_key(&mut self, key: &str, why: &str) {
-        if let Some(k) = parse_key(key) {
-            for sn in [k.get(false), k.get(true)].into_iter().flatten() {
-                self.remove_subnet(sn, why);
+            let mine: Vec<IpNet> = subnets
+                .iter()
+                .copied()
+                .filter(|s| p.v6() == matches!(s, IpNet::V6(_)))
+                .collect();
+            for (s, r) in mine.iter().zip(p.unprogram_many(&mine)) {
+                match r {
+                    Ok(true) => lines.push(format!("lease {s} {why}: removed its route")),
+                    Ok(false) => {}
+                    Err(e) => log(&format!("cannot remove {s}: {e:#}")),
+                }
             }
         }
+        log_some(&lines, "", "lease(s) removed");
     }
 
-    /// Read every lease and make the kernel match (only what differs);
-    /// check our own lease. `quiet`: do not log each lease (the first read
-    /// at start). Returns the store revision of the read.
-    pub async fn resync(&mut self, quiet: bool) -> Result<i64> {
-        let started = std::time::Instant::now();
-        let res = self.resync_inner(quiet).await;
-        super::metrics::get()
-            .resync_seconds
-            .observe(started.elapsed().as_secs_f64());
-        res
-    }
-
-    async fn resync_inner(&mut self, quiet: bool) -> Result<i64> {
-        let (kvs, rev) = self.store.list(&self.prefix).await?;
+    /// Apply a burst of watch events: the lease map first, then the
+    /// kernel, one batch per plane (removals, then additions), then our
+    /// own key's events.
+    pub async fn apply_events(&mut self, evs: Vec<(EventType, Kv)>) -> Result<()> {
         let own_path = self.own.as_ref().map(|o| o.path.clone());
-        let (mut own_ok, mut own_seen) = (false, false);
-        let mut wanted = Vec::new();
-        for kv in &kvs {
+        let mut touched = BTreeSet::new();
+        let mut own = Vec::new();
+        for (kind, kv) in evs {
             if Some(&kv.key) == own_path.as_ref() {
-                own_seen = true;
-                own_ok = kv.value == self.value().as_bytes();
-                if own_ok {
-                    self.follow_own_lease(kv).await;
-                }
+                own.push((kind, kv));
                 continue;
             }
-            match self.remote(kv) {
-                Ok(l) => wanted.push((kv.key.clone(), l)),
-                Err(why) => self.skip(&kv.key, why),
+            touched.insert(kv.key.clone());
+            match kind {
+                EventType::Put => self.leases.insert(kv),
+                EventType::Delete => self.leases.remove(&kv.key),
             }
         }
-        let note = (!quiet).then_some(" (found on resync)");
-        for (path, l) in &wanted {
-            self.add_lease(path, l, note);
+        let (kept, gone): (Vec<String>, Vec<String>) =
+            touched.into_iter().partition(|k| self.leases.contains(k));
+        let mut removed: Vec<IpNet> = gone.iter().flat_map(|k| subnets_of(k)).collect();
+        self.remove_subnets(&removed, "was deleted or expired");
+        for k in &gone {
+            self.skipped.remove(k);
+            self.failed.remove(k);
         }
-        let live: BTreeSet<IpNet> = wanted
-            .iter()
-            .flat_map(|(_, l)| [l.key.get(false), l.key.get(true)])
-            .flatten()
-            .collect();
-        let gone: Vec<IpNet> = self
-            .planes
-            .iter()
-            .flat_map(Plane::known)
-            .filter(|s| !live.contains(s))
-            .collect();
-        for s in gone {
-            self.remove_subnet(s, "is gone (found on resync)");
-        }
-        for p in &mut self.planes {
-            let fixed = p.reconcile()?;
-            super::metrics::get().repairs.inc_by(fixed as u64);
-        }
-        if !own_ok {
-            log(&format!(
-                "our lease {} {} in etcd (found on resync); acquiring it again",
-                own_path.as_deref().unwrap_or("-"),
-                if own_seen {
-                    "was changed by someone else"
-                } else {
-                    "is gone (expired or deleted)"
+        let mut usable = Vec::new();
+        for k in &kept {
+            let kv = self.leases.get(k).expect("held");
+            match self.remote(kv) {
+                Ok(l) => usable.push((k.clone(), l)),
+                Err(why) => {
+                    // A lease we programmed that no longer fits (its node
+                    // switched to another backend): its routes go now.
+                    let subnets = subnets_of(k);
+                    self.remove_subnets(&subnets, &format!("is no longer usable ({why})"));
+                    removed.extend(subnets);
+                    self.skip(k, why);
                 }
-            ));
-            self.reacquire().await?;
+            }
         }
-        self.firewall()?;
-        debug(&format!(
-            "resync at etcd revision {rev}: {} key(s), {} usable lease(s) of other nodes",
-            kvs.len(),
-            wanted.len()
-        ));
-        Ok(rev)
+        // A subnet another key still names is programmed again from it.
+        let mut again: BTreeSet<String> = removed
+            .iter()
+            .flat_map(|s| self.leases.naming(s))
+            .filter(|k| !kept.contains(k))
+            .cloned()
+            .collect();
+        again.retain(|k| !usable.iter().any(|(u, _)| u == k));
+        for k in again {
+            let kv = self.leases.get(&k).expect("held");
+            if let Ok(l) = self.remote(kv) {
+                usable.push((k, l));
+            }
+        }
+        self.add_leases(&usable, Some(""));
+        for (kind, kv) in own {
+            self.on_own_event(kind, &kv).await?;
+        }
+        Ok(())
     }
 
-    pub async fn on_event(&mut self, kind: EventType, kv: &Kv) -> Result<()> {
-        let own_path = self.own.as_ref().map(|o| o.path.clone());
-        let is_own = Some(&kv.key) == own_path.as_ref();
+    /// An event on our own lease key.
+    async fn on_own_event(&mut self, kind: EventType, kv: &Kv) -> Result<()> {
         match kind {
-            EventType::Put if is_own => {
+            EventType::Put => {
                 if kv.value != self.value().as_bytes() {
                     log("someone else wrote our lease key; acquiring a lease again");
                     self.reacquire().await?;
@@ -306,23 +308,13 @@ impl Agent<'_> {
                     }
                 }
             }
-            EventType::Put => match self.remote(kv) {
-                Ok(l) => self.add_lease(&kv.key, &l, Some("")),
-                Err(why) => {
-                    // A lease we programmed that no longer fits (its node
-                    // switched to another backend): its routes go now, as
-                    // the resync would drop them, not at the next one.
-                    self.remove_key(&kv.key, &format!("is no longer usable ({why})"));
-                    self.skip(&kv.key, why);
-                }
-            },
-            EventType::Delete if is_own => {
+            EventType::Delete => {
                 // A delete older than our current key is stale: e.g. the
                 // expiry of a lease that ran out while the agent was
                 // stopped (SIGSTOP), seen only after the renewal had
                 // already put the key back.
                 let lease = self.own.as_ref().map_or(0, |o| o.lease);
-                if let Ok(Some(cur)) = self.store.get(&kv.key).await {
+                if let Some(cur) = self.store.get(&kv.key).await? {
                     if cur.mod_revision > kv.mod_revision
                         && cur.lease == lease
                         && cur.value == self.value().as_bytes()
@@ -337,62 +329,44 @@ impl Agent<'_> {
                 ));
                 self.reacquire().await?;
             }
-            EventType::Delete => {
-                self.remove_key(&kv.key, "was deleted or expired");
-                self.skipped.remove(&kv.key);
-            }
         }
         Ok(())
     }
+}
 
-    /// A device deleted or changed by someone else: rebuild it and
-    /// everything on it; its address, routes, neighbour or FDB entries (or
-    /// host-gw routes) removed: put them back.
-    pub async fn check_devices(&mut self) {
-        let own = self.own_key();
-        let mut rebuilt = false;
-        for p in &mut self.planes {
-            let Some(sn) = own.get(p.v6()) else { continue };
-            let res = (|| -> Result<()> {
-                if p.intact()? {
-                    let fixed = p.restore(sn)?;
-                    if !fixed.is_empty() {
-                        super::metrics::get().repairs.inc_by(fixed.len() as u64);
-                        log(&format!(
-                            "{}: put back what someone removed: {}",
-                            p.name(),
-                            fixed.join(", ")
-                        ));
-                    }
-                    return Ok(());
-                }
-                log(&format!(
-                    "{} disappeared or was changed by someone else; recreating it",
-                    p.name()
-                ));
-                super::metrics::get().repairs.inc();
-                p.ensure_device()?;
-                p.ensure_addr(sn)?;
-                // Every lease we know goes back at once, even with etcd
-                // away; the resync then catches up with changes.
-                p.reconcile()?;
-                rebuilt = true;
-                Ok(())
-            })();
-            if let Err(e) = res {
-                log(&format!("cannot repair {}: {e:#}", p.name()));
-            }
+/// The log line of a peer programmed (`known`: it was before, so it
+/// changed).
+fn joined(p: &Plane, peer: &Peer, via: Via, known: bool) -> String {
+    format!(
+        "node {} (subnet {}{}) {}: {}",
+        peer.public_ip,
+        peer.subnet,
+        peer.vxlan
+            .filter(|_| via == Via::Tunnel)
+            .map(|d| format!(", VTEP {}", netkit::fmt_mac(&d.vtep_mac)))
+            .unwrap_or_default(),
+        if known { "changed" } else { "joined" },
+        match via {
+            Via::Tunnel => format!("route via {}", p.name()),
+            Via::Direct => format!("route via {} (direct)", peer.public_ip),
         }
-        if rebuilt {
-            if let Err(e) = self.setup_node() {
-                log(&format!("cannot set the node up again: {e:#}"));
-            }
-            if let Err(e) = self.resync(false).await {
-                log(&format!(
-                    "cannot read the leases to reprogram the devices yet ({e:#}); next \
-                     resync will"
-                ));
-            }
+    )
+}
+
+/// Log each line (with `note` appended) when there are a few; one summary
+/// line naming the first ones when a burst brought many.
+fn log_some(lines: &[String], note: &str, what: &str) {
+    const EACH: usize = 16;
+    if lines.len() <= EACH {
+        for l in lines {
+            log(&format!("{l}{note}"));
         }
+        return;
     }
+    let first: Vec<&str> = lines.iter().take(3).map(String::as_str).collect();
+    log(&format!(
+        "{} {what}{note}, among them: {}; …",
+        lines.len(),
+        first.join("; ")
+    ));
 }

@@ -1,33 +1,58 @@
-//! What wakes the agent's event loop besides its timers: lease watch
-//! messages, notifications about flannel.<VNI> from the kernel, and the
-//! backoff between lease re-reads while etcd does not answer.
+//! What wakes the agent's event loop besides its timers: notifications
+//! from the kernel about the agent's devices and routes, and the jittered
+//! backoff between attempts to reach etcd again.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::WatchStream;
-use netkit::LinkMonitor;
+use ipnet::IpNet;
+use netkit::{LinkEvent, LinkMonitor};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::log;
 
-/// First and longest pause before reading the leases again after a failed
-/// read while the watch is broken: 100 ms, doubled per failure, capped (as
-/// flanneld's watch, which caps at 5 s). The cap bounds how long a healed
-/// etcd waits for the agent; a failed attempt against a stopped member is
-/// one refused connection per endpoint.
-pub const RETRY_FIRST: Duration = Duration::from_millis(100);
-pub const RETRY_MAX: Duration = Duration::from_secs(1);
-/// Repeat the "cannot read the leases" line at most this often.
+/// First and longest pause before trying etcd again (reopening the watch,
+/// listing after a compaction): 250 ms, doubled per failure, capped at 5 s
+/// (flanneld's watch caps at 5 s too). Each pause is drawn at random from
+/// its upper half, and the first attempt after a break from [0, 250 ms],
+/// so that agents that lost etcd together do not come back in step: an etcd
+/// restarted under 5000 agents sees their reconnections spread out instead
+/// of all at once.
+pub const RETRY_FIRST: Duration = Duration::from_millis(250);
+pub const RETRY_MAX: Duration = Duration::from_secs(5);
+/// Repeat the "cannot …" line at most this often.
 const QUIET: Duration = Duration::from_secs(30);
 
-/// When to try again after failures (reading the leases, opening the
-/// watch): [`RETRY_FIRST`], doubling up to [`RETRY_MAX`]; one log line per
-/// [`QUIET`] while failing.
+thread_local! {
+    static RNG: Cell<u64> = Cell::new(crate::lease::random_seed() | 1);
+}
+
+/// A uniformly random duration in `[0, d)` (xorshift64*, seeded per
+/// process: spreading timers needs no cryptographic randomness).
+pub fn jitter(d: Duration) -> Duration {
+    let r = RNG.with(|c| {
+        let mut x = c.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        c.set(x);
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    });
+    let nanos = d.as_nanos().min(u128::from(u64::MAX)) as u64;
+    if nanos == 0 {
+        return Duration::ZERO;
+    }
+    Duration::from_nanos(r % nanos)
+}
+
+/// When to try again after failures: a first attempt soon after a break
+/// ([`Backoff::start`]), then [`RETRY_FIRST`] doubling up to
+/// [`RETRY_MAX`], each jittered; one log line per [`QUIET`] while failing.
 pub struct Backoff {
-    /// "read the leases", "watch the leases"
+    /// "watch the leases", "list the leases"
     what: &'static str,
     pub at: Instant,
     delay: Duration,
@@ -46,6 +71,12 @@ impl Backoff {
         }
     }
 
+    /// Something broke: the first attempt comes after a random pause of up
+    /// to [`RETRY_FIRST`].
+    pub fn start(&mut self) {
+        self.at = Instant::now() + jitter(RETRY_FIRST);
+    }
+
     /// Is it time for the next attempt?
     pub fn due(&self) -> bool {
         Instant::now() >= self.at
@@ -55,13 +86,13 @@ impl Backoff {
         self.failures += 1;
         if self.logged.is_none_or(|t| t.elapsed() >= QUIET) {
             log(&format!(
-                "cannot {} ({why}); retrying every {:.1} s at most",
+                "cannot {} ({why}); retrying every {:.0} s at most",
                 self.what,
                 RETRY_MAX.as_secs_f64()
             ));
             self.logged = Some(Instant::now());
         }
-        self.at = Instant::now() + self.delay;
+        self.at = Instant::now() + self.delay / 2 + jitter(self.delay / 2);
         self.delay = (self.delay * 2).min(RETRY_MAX);
     }
 
@@ -76,67 +107,99 @@ impl Backoff {
     }
 }
 
-pub async fn next_message(
-    stream: &mut Option<WatchStream>,
-) -> Result<Option<etcd_client::WatchResponse>, etcd_client::Error> {
-    match stream {
-        Some(s) => s.message().await,
-        None => std::future::pending().await,
+/// What the kernel notifications are filtered for: the vxlan devices
+/// (name and ifindex, which changes when one is recreated), the external
+/// interface (host-gw and DirectRouting routes) and the cluster networks.
+pub struct Watched {
+    pub devs: Vec<(String, Arc<AtomicU32>)>,
+    pub ext: u32,
+    pub networks: Vec<IpNet>,
+}
+
+impl Watched {
+    fn dev(&self, index: u32) -> bool {
+        self.devs
+            .iter()
+            .any(|(_, i)| i.load(Ordering::Relaxed) == index)
+    }
+
+    /// Could `e` be a change to something the agent keeps?
+    fn relevant(&self, e: &LinkEvent) -> bool {
+        match e {
+            LinkEvent::Changed(l) | LinkEvent::Deleted(l) => {
+                self.devs.iter().any(|(n, _)| *n == l.name) || self.dev(l.index)
+            }
+            LinkEvent::AddrRemoved { index } => self.dev(*index),
+            LinkEvent::Route { route, .. } => {
+                let Some(oif) = route.oif else { return false };
+                route.table == 254
+                    && (self.dev(oif)
+                        || (oif == self.ext
+                            && self.networks.iter().any(|n| n.contains(&route.dst))))
+            }
+            LinkEvent::Neigh { entry, .. } => self.dev(entry.index),
+            LinkEvent::Overflow => true,
+        }
     }
 }
 
-/// Notifications about the devices `devs` (flannel.<VNI>, flannel-v6.<VNI>;
-/// each ifindex changes when it is recreated): the link deleted or changed, an
-/// address, route, ARP or FDB entry on it removed. They come from a thread
-/// blocked on a netlink socket subscribed to those groups (flannel's vxlan
-/// backend subscribes to links). Bursts are coalesced into one wake-up.
-/// `None` when the socket cannot be opened: the periodic check remains.
-pub fn watch_devices(devs: Vec<(String, Arc<AtomicU32>)>) -> Option<mpsc::Receiver<()>> {
-    if devs.is_empty() {
-        return None;
-    }
-    let name = devs
-        .iter()
-        .map(|d| d.0.clone())
-        .collect::<Vec<_>>()
-        .join(" and ");
+/// The kernel's notifications about what the agent keeps, as they come.
+pub struct KernelEvents {
+    rx: mpsc::Receiver<Vec<LinkEvent>>,
+    /// Set by the monitor thread when the channel was full and a batch was
+    /// dropped: the loop then treats it as an overflow.
+    lost: Arc<AtomicBool>,
+}
+
+/// Follow the devices, routes, ARP and FDB entries of `w` through a
+/// netlink socket subscribed to those groups (flannel's vxlan backend
+/// subscribes to links), read by a thread blocked on it, so that a device
+/// or entry deleted or changed by hand is put back at once instead of at
+/// the next check. `None` when the socket cannot be opened: the periodic
+/// checks remain.
+pub fn watch_kernel(w: Watched) -> Option<KernelEvents> {
     let mut mon = match LinkMonitor::open() {
         Ok(m) => m,
         Err(e) => {
             log(&format!(
-                "warning: cannot follow link changes ({e}); checking {name} every \
-                 --device-check-interval instead"
+                "warning: cannot follow kernel notifications ({e}); what is removed by hand \
+                 comes back at the next --device-check-interval or --resync-interval"
             ));
             return None;
         }
     };
-    let (tx, rx) = mpsc::channel(1);
+    let (tx, rx) = mpsc::channel(256);
+    let lost = Arc::new(AtomicBool::new(false));
+    let flag = lost.clone();
     let spawned = std::thread::Builder::new()
         .name("link-monitor".into())
         .spawn(move || loop {
-            match mon.wait() {
-                Ok(evs)
-                    if evs.iter().any(|e| {
-                        devs.iter()
-                            .any(|(n, i)| e.concerns(n, i.load(Ordering::Relaxed)))
-                    }) =>
-                {
-                    if let Err(mpsc::error::TrySendError::Closed(())) = tx.try_send(()) {
-                        return;
+            match mon.wait(4096) {
+                Ok(evs) => {
+                    let evs: Vec<LinkEvent> = evs.into_iter().filter(|e| w.relevant(e)).collect();
+                    if evs.is_empty() {
+                        continue;
+                    }
+                    match tx.try_send(evs) {
+                        Ok(()) => {}
+                        Err(mpsc::error::TrySendError::Full(_)) => {
+                            flag.store(true, Ordering::Relaxed);
+                        }
+                        Err(mpsc::error::TrySendError::Closed(_)) => return,
                     }
                 }
-                Ok(_) => {}
                 Err(e) => {
                     log(&format!(
-                        "warning: stopped following link changes ({e}); checking {name} \
-                         every --device-check-interval instead"
+                        "warning: stopped following kernel notifications ({e}); what is \
+                         removed by hand comes back at the next --device-check-interval or \
+                         --resync-interval"
                     ));
                     return;
                 }
             }
         });
     match spawned {
-        Ok(_) => Some(rx),
+        Ok(_) => Some(KernelEvents { rx, lost }),
         Err(e) => {
             log(&format!(
                 "warning: cannot start the link monitor thread: {e}"
@@ -146,38 +209,76 @@ pub fn watch_devices(devs: Vec<(String, Arc<AtomicU32>)>) -> Option<mpsc::Receiv
     }
 }
 
-pub async fn next_device_event(rx: &mut Option<mpsc::Receiver<()>>) {
-    match rx {
-        Some(r) => {
-            if r.recv().await.is_none() {
-                // The monitor thread stopped (it said why): poll from now on.
-                *rx = None;
-            }
-        }
-        None => std::future::pending().await,
+/// The next notifications, with whatever else is already queued.
+pub async fn next_kernel_events(k: &mut Option<KernelEvents>) -> Vec<LinkEvent> {
+    let Some(ke) = k else {
+        return std::future::pending().await;
+    };
+    let Some(mut evs) = ke.rx.recv().await else {
+        // The monitor thread stopped (it said why): poll from now on.
+        *k = None;
+        return Vec::new();
+    };
+    while let Ok(more) = ke.rx.try_recv() {
+        evs.extend(more);
     }
+    if ke.lost.swap(false, Ordering::Relaxed) {
+        evs.push(LinkEvent::Overflow);
+    }
+    evs
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{Backoff, RETRY_FIRST, RETRY_MAX};
+    use super::{jitter, Backoff, RETRY_FIRST, RETRY_MAX};
     use std::time::Duration;
+    use tokio::time::Instant;
 
     #[test]
-    fn backoff_doubles_up_to_its_cap_and_resets_on_success() {
-        let mut b = Backoff::new("read the leases");
+    fn backoff_doubles_up_to_its_cap_with_jitter_and_resets_on_success() {
+        let mut b = Backoff::new("watch the leases");
         let mut delays = Vec::new();
-        for _ in 0..6 {
+        for _ in 0..8 {
             delays.push(b.delay);
+            let before = Instant::now();
             b.failed("connection refused");
+            let wait = b.at - before;
+            // From the upper half of the current delay.
+            let d = *delays.last().unwrap();
+            assert!(
+                wait >= d / 2 && wait <= d + Duration::from_millis(5),
+                "{wait:?} {d:?}"
+            );
         }
         let ms = Duration::from_millis;
         assert_eq!(
             delays,
-            [ms(100), ms(200), ms(400), ms(800), RETRY_MAX, RETRY_MAX]
+            [
+                ms(250),
+                ms(500),
+                ms(1000),
+                ms(2000),
+                ms(4000),
+                RETRY_MAX,
+                RETRY_MAX,
+                RETRY_MAX
+            ]
         );
-        assert_eq!(b.failures, 6);
         b.succeeded();
         assert_eq!((b.delay, b.failures), (RETRY_FIRST, 0));
+        let now = Instant::now();
+        b.start();
+        assert!(b.at >= now && b.at <= now + RETRY_FIRST + Duration::from_millis(5));
+    }
+
+    #[test]
+    fn jitter_spreads_within_its_range() {
+        let d = Duration::from_secs(10);
+        let v: Vec<Duration> = (0..1000).map(|_| jitter(d)).collect();
+        assert!(v.iter().all(|x| *x < d));
+        // Spread over the range, not bunched at one end.
+        assert!(v.iter().any(|x| *x < d / 10));
+        assert!(v.iter().any(|x| *x > d * 9 / 10));
+        assert_eq!(jitter(Duration::ZERO), Duration::ZERO);
     }
 }

@@ -288,7 +288,7 @@ pub fn check(node: &Node, w: &Want, nl: &mut Netlink) -> Finding {
                 show_list(&bad)
             ),
             format!(
-                "a running agent rewrites missing routes, neighbour and FDB entries and removes stale routes at its next resync (--resync-interval, 60 s); otherwise {RESTART_AGENT}. A node announcing another backend or missing a family must restart its own agent"
+                "a running agent puts back routes, neighbour and FDB entries as soon as the kernel reports them removed, and compares every entry at its next resync (--resync-interval, 10 min by default); otherwise {RESTART_AGENT}. A node announcing another backend or missing a family must restart its own agent"
             ),
         );
     }

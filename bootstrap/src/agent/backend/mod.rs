@@ -10,6 +10,10 @@
 //! routes of the other backend go in each plane's reconcile.
 
 pub mod cni0;
+mod heal;
+#[cfg(test)]
+mod heal_tests;
+mod many;
 mod repair;
 pub mod routes;
 pub mod vxlan;
@@ -22,6 +26,7 @@ use netkit::Netlink;
 
 use super::log;
 use crate::lease::VxlanData;
+pub use heal::PlaneDrift;
 use routes::Routes;
 use vxlan::{Remote, Vtep};
 
@@ -44,7 +49,7 @@ pub enum Via {
 /// One address family's data plane.
 pub enum Plane {
     Vxlan {
-        vtep: Vtep,
+        vtep: Box<Vtep>,
         /// Direct routes (DirectRouting peers); always present so that the
         /// gateway routes a host-gw run left are swept.
         direct: Routes,
@@ -157,19 +162,20 @@ impl Plane {
         }
     }
 
-    /// Remove a peer. `Ok(false)`: it was not programmed.
-    pub fn unprogram(&mut self, subnet: IpNet) -> Result<bool> {
+    /// How many subnets are programmed now (O(1)).
+    pub fn count(&self) -> usize {
         match self {
-            Plane::HostGw(r) => r.unprogram(subnet),
+            Plane::HostGw(r) => r.peers.len(),
+            Plane::Vxlan { vtep, direct, .. } => vtep.remotes.len() + direct.peers.len(),
+        }
+    }
+
+    /// Is `subnet` programmed?
+    pub fn has(&self, subnet: &IpNet) -> bool {
+        match self {
+            Plane::HostGw(r) => r.peers.contains_key(subnet),
             Plane::Vxlan { vtep, direct, .. } => {
-                if direct.unprogram(subnet)? {
-                    return Ok(true);
-                }
-                if vtep.remotes.contains_key(&subnet) {
-                    vtep.unprogram(subnet)?;
-                    return Ok(true);
-                }
-                Ok(false)
+                vtep.remotes.contains_key(subnet) || direct.peers.contains_key(subnet)
             }
         }
     }
@@ -198,23 +204,21 @@ impl Plane {
         Ok(a + b + c + d)
     }
 
-    /// Put back what someone removed; returns what, for the log.
-    pub fn restore(&mut self, own: IpNet) -> Result<Vec<String>> {
+    /// Put back the device's own address and settings (vxlan; O(1), no
+    /// table dump). Returns what, for the log.
+    pub fn restore_device(&mut self, own: IpNet) -> Result<Vec<String>> {
         match self {
-            Plane::HostGw(r) => {
-                let (_, fixed) = r.reconcile()?;
-                Ok((0..fixed)
-                    .map(|_| format!("a route on {}", r.ext_name))
-                    .collect())
-            }
-            Plane::Vxlan { vtep, direct, .. } => {
-                let mut fixed = vtep.restore(own)?;
-                let (_, n) = direct.reconcile()?;
-                if n > 0 {
-                    fixed.push(format!("{n} direct route(s) on {}", direct.ext_name));
-                }
-                Ok(fixed)
-            }
+            Plane::Vxlan { vtep, .. } => vtep.restore_device(own),
+            Plane::HostGw(_) => Ok(Vec::new()),
+        }
+    }
+
+    /// The interface whose gateway routes the plane keeps (host-gw,
+    /// DirectRouting), and the cluster network they lead into.
+    pub fn routes_on(&self) -> (u32, IpNet) {
+        match self {
+            Plane::Vxlan { direct, .. } => (direct.ext_index, direct.network),
+            Plane::HostGw(r) => (r.ext_index, r.network),
         }
     }
 

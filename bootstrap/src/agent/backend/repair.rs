@@ -109,9 +109,7 @@ impl Vtep {
             })
             .map(|(s, r)| (*s, r.clone()))
             .collect();
-        for (subnet, r) in &broken {
-            self.write_remote(*subnet, r)?;
-        }
+        self.write_remotes(&broken)?;
         if !broken.is_empty() {
             let mut names: Vec<String> =
                 broken.iter().take(5).map(|(s, _)| s.to_string()).collect();

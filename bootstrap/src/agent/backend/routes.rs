@@ -23,7 +23,7 @@ use super::super::log;
 
 /// The routes of one address family on the external interface.
 pub struct Routes {
-    nl: Netlink,
+    pub(super) nl: Netlink,
     pub v6: bool,
     pub ext_index: u32,
     pub ext_name: String,
@@ -54,7 +54,7 @@ impl Routes {
         }
     }
 
-    fn spec(&self, subnet: IpNet, gw: IpAddr) -> RouteSpec {
+    pub(super) fn spec(&self, subnet: IpNet, gw: IpAddr) -> RouteSpec {
         let mut r = RouteSpec::to(subnet);
         r.gw = Some(gw);
         r.oif = Some(self.ext_index);
@@ -62,7 +62,7 @@ impl Routes {
     }
 
     /// The interface's connected prefixes of this family.
-    fn prefixes(&mut self) -> Result<Vec<IpNet>> {
+    pub(super) fn prefixes(&mut self) -> Result<Vec<IpNet>> {
         let v6 = self.v6;
         Ok(self
             .nl
@@ -148,16 +148,17 @@ impl Routes {
             .filter(|(s, _)| !ok.contains(s))
             .map(|(s, g)| (*s, *g))
             .collect();
+        let mut b = netkit::Batch::new();
         for (s, g) in &broken {
             log(&format!(
                 "route {s} via {g} on {} was missing: writing it again",
                 self.ext_name
             ));
-            let spec = self.spec(*s, *g);
-            self.nl
-                .replace_route(&spec)
-                .with_context(|| format!("route {s} via {g} dev {}", self.ext_name))?;
+            b.replace_route(&self.spec(*s, *g))?;
         }
+        netkit::first_error(self.nl.apply(b)).with_context(|| {
+            format!("write back {} route(s) on {}", broken.len(), self.ext_name)
+        })?;
         Ok((removed, broken.len()))
     }
 }

@@ -2,9 +2,10 @@
 //! `flannel.<VNI>` (IPv4 underlay) or `flannel-v6.<VNI>` (IPv6), as flannel
 //! `pkg/backend/vxlan/device.go` makes them, and per remote lease the
 //! neighbour entry, FDB entry and onlink route (`vxlan_network.go`
-//! handleSubnetEvents). The periodic repair is in `repair.rs`.
+//! handleSubnetEvents). Batches of peers are in `many.rs`, the repairs in
+//! `repair.rs` (full compare) and `heal.rs` (one entry, on notifications).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use anyhow::{anyhow, Context, Result};
@@ -51,7 +52,13 @@ pub struct Vtep {
     pub spec: DeviceSpec,
     pub index: u32,
     pub mac: [u8; 6],
+    /// Changed only through [`Vtep::book`] and [`Vtep::unbook`], which
+    /// keep `by_mac` in step.
     pub remotes: BTreeMap<IpNet, Remote>,
+    /// The subnets programmed per VtepMAC (the device holds one FDB entry
+    /// per MAC), so that shared MACs, notifications and the FDB count
+    /// need no scan of every remote.
+    pub by_mac: HashMap<[u8; 6], BTreeSet<IpNet>>,
 }
 
 impl Vtep {
@@ -63,6 +70,7 @@ impl Vtep {
             index: 0,
             mac,
             remotes: BTreeMap::new(),
+            by_mac: HashMap::new(),
         })
     }
 
@@ -81,11 +89,11 @@ impl Vtep {
     }
 
     /// The device's own address: the subnet's network address, /32 or /128.
-    fn own_addr(&self, subnet: IpNet) -> IpNet {
+    pub(super) fn own_addr(&self, subnet: IpNet) -> IpNet {
         IpNet::new(subnet.network(), subnet.max_prefix_len()).expect("host prefix")
     }
 
-    fn addrs(&mut self) -> Result<Vec<IpNet>> {
+    pub(super) fn addrs(&mut self) -> Result<Vec<IpNet>> {
         let v6 = self.spec.v6;
         Ok(self
             .nl
@@ -226,7 +234,7 @@ impl Vtep {
 
     /// Turn tx checksum offload off if asked and still on; true when it
     /// changed. A failure is a warning: the tunnel works on most drivers.
-    fn checksum_off(&mut self) -> bool {
+    pub(super) fn checksum_off(&mut self) -> bool {
         if !self.spec.tx_csum_off {
             return false;
         }
@@ -271,7 +279,7 @@ impl Vtep {
         Ok(())
     }
 
-    fn route(&self, subnet: IpNet) -> RouteSpec {
+    pub(super) fn route(&self, subnet: IpNet) -> RouteSpec {
         let mut r = RouteSpec::to(subnet);
         r.gw = Some(subnet.network());
         r.oif = Some(self.index);
@@ -295,58 +303,26 @@ impl Vtep {
         self.add_entries(&mut b, subnet, &want)?;
         netkit::first_error(self.nl.apply(b))
             .with_context(|| format!("program the route to {subnet}"))?;
-        self.remotes.insert(subnet, want);
+        self.book(subnet, want);
         Ok(true)
     }
 
-    /// Write one remote's ARP, FDB and route entries again.
-    pub(super) fn write_remote(&mut self, subnet: IpNet, r: &Remote) -> Result<()> {
+    /// Write remotes' ARP, FDB and route entries again, in one batch.
+    pub(super) fn write_remotes(&mut self, items: &[(IpNet, Remote)]) -> Result<()> {
         let mut b = Batch::new();
-        self.add_entries(&mut b, subnet, r)?;
-        netkit::first_error(self.nl.apply(b))
-            .with_context(|| format!("program the route to {subnet}"))
+        for (subnet, r) in items {
+            self.add_entries(&mut b, *subnet, r)?;
+        }
+        netkit::first_error(self.nl.apply(b)).with_context(|| {
+            format!(
+                "write back the entries of {} lease(s) on {}",
+                items.len(),
+                self.name
+            )
+        })
     }
 
-    /// Put back what the kernel lost of the device's own address and of the
-    /// programmed remotes (someone ran `ip addr flush`, `ip route del`,
-    /// `ip neigh del` or `bridge fdb del`; losing its last address also
-    /// makes the kernel flush every route and ARP entry on the device).
-    /// Returns what was restored, for the log; empty when all was there.
-    pub fn restore(&mut self, subnet: IpNet) -> Result<Vec<String>> {
-        let mut fixed = Vec::new();
-        if self.checksum_off() {
-            fixed.push("tx checksum offload off".to_string());
-        }
-        let want = self.own_addr(subnet);
-        if !self.addrs()?.contains(&want) {
-            self.ensure_addr(subnet)?;
-            fixed.push(format!("address {want}"));
-        }
-        let routes = self.nl.routes(self.family())?;
-        let neighs = self.nl.neighs(self.index, self.spec.v6)?;
-        let fdb = self.nl.fdb(self.index)?;
-        let remotes: Vec<(IpNet, Remote)> =
-            self.remotes.iter().map(|(s, r)| (*s, r.clone())).collect();
-        for (sn, r) in remotes {
-            let gw = sn.network();
-            let route = routes
-                .iter()
-                .any(|e| e.oif == Some(self.index) && e.dst == sn && e.gw == Some(gw));
-            let arp = neighs
-                .iter()
-                .any(|n| n.ip == Some(gw) && n.mac == Some(r.mac) && n.permanent);
-            let vtep = fdb
-                .iter()
-                .any(|f| f.mac == Some(r.mac) && f.ip == Some(r.public_ip) && f.permanent);
-            if !(route && arp && vtep) {
-                self.write_remote(sn, &r)?;
-                fixed.push(format!("route/ARP/FDB of {sn}"));
-            }
-        }
-        Ok(fixed)
-    }
-
-    fn add_entries(&self, b: &mut Batch, subnet: IpNet, r: &Remote) -> Result<()> {
+    pub(super) fn add_entries(&self, b: &mut Batch, subnet: IpNet, r: &Remote) -> Result<()> {
         b.add_neigh(self.index, subnet.network(), r.mac);
         b.add_fdb(self.index, r.mac, r.public_ip);
         b.replace_route(&self.route(subnet))?;
@@ -359,12 +335,12 @@ impl Vtep {
     /// not expired or been deleted yet): the entry is deleted only when no
     /// other lease uses the MAC, and pointed at the remaining lease's
     /// PublicIP if that differs.
-    fn release_fdb(&self, b: &mut Batch, subnet: IpNet, old: &Remote) {
+    pub(super) fn release_fdb(&self, b: &mut Batch, subnet: IpNet, old: &Remote) {
         let other = self
-            .remotes
-            .iter()
-            .find(|(s, r)| **s != subnet && r.mac == old.mac)
-            .map(|(_, r)| r.public_ip);
+            .by_mac
+            .get(&old.mac)
+            .and_then(|set| set.iter().find(|s| **s != subnet))
+            .map(|s| self.remotes[s].public_ip);
         match other {
             None => {
                 b.del_fdb(self.index, old.mac, Some(old.public_ip));
@@ -379,15 +355,24 @@ impl Vtep {
     /// Remove one remote lease's route, ARP and FDB entries (the FDB entry
     /// only when no other lease uses its VtepMAC).
     pub fn unprogram(&mut self, subnet: IpNet) -> Result<()> {
-        let old = self.remotes.remove(&subnet);
         let mut b = Batch::new();
-        b.del_route(&self.route(subnet))?;
-        b.del_neigh(self.index, subnet.network());
-        if let Some(o) = old {
-            self.release_fdb(&mut b, subnet, &o);
+        if let Some(o) = self.unbook(subnet) {
+            self.del_entries(&mut b, subnet, &o)?;
+        } else {
+            b.del_route(&self.route(subnet))?;
+            b.del_neigh(self.index, subnet.network());
         }
         netkit::first_error(self.nl.apply(b))
             .with_context(|| format!("remove the route to {subnet}"))
+    }
+
+    /// The requests that remove `old`'s entries for `subnet` (already out
+    /// of [`Vtep::remotes`]).
+    pub(super) fn del_entries(&self, b: &mut Batch, subnet: IpNet, old: &Remote) -> Result<()> {
+        b.del_route(&self.route(subnet))?;
+        b.del_neigh(self.index, subnet.network());
+        self.release_fdb(b, subnet, old);
+        Ok(())
     }
 
     /// Is the device still there, as we made it (same ifindex, up)?
