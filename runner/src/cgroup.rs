@@ -4,8 +4,10 @@
 //! `/<ns>/<id>` is `<root>/<ns>/<id>` on v2, `<root>/<controller>/<ns>/<id>`
 //! on v1).
 
-use std::fs;
+use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
+
+use nix::fcntl::{Flock, FlockArg};
 
 /// The host's cgroup mount point.
 pub const ROOT: &str = "/sys/fs/cgroup";
@@ -25,7 +27,22 @@ pub fn cgroups_path(ns: &str, id: &str) -> String {
 pub struct Cgroups {
     root: PathBuf,
     v2: bool,
+    /// Where the namespace parent locks live (see [`ParentInUse`]).
+    lock_dir: PathBuf,
 }
+
+/// Held while a task is created in a namespace. runc creates
+/// `/<ns>/<id>` with a recursive mkdir, so a `rm` removing the empty
+/// parent `/<ns>` between its two steps would fail the create; `rm`
+/// leaves the parent while any holder exists (a shared `flock(2)`,
+/// machine-wide like the cgroups themselves, dropped by the kernel when
+/// its holder dies).
+pub struct ParentInUse {
+    _lock: Flock<File>,
+}
+
+/// Where [`Cgroups::host`] keeps its parent locks.
+pub const LOCK_DIR: &str = "/run/podrun";
 
 /// What the OCI spec generation needs to know about the host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,11 +60,43 @@ impl Cgroups {
         Cgroups {
             root: root.to_owned(),
             v2: root.join("cgroup.controllers").exists(),
+            lock_dir: root.to_owned(),
         }
     }
 
     pub fn host() -> Cgroups {
-        Cgroups::at(Path::new(ROOT))
+        Cgroups {
+            lock_dir: PathBuf::from(LOCK_DIR),
+            ..Cgroups::at(Path::new(ROOT))
+        }
+    }
+
+    fn parent_lock(&self, ns: &str, arg: FlockArg) -> std::io::Result<Option<Flock<File>>> {
+        fs::create_dir_all(&self.lock_dir)?;
+        let path = self.lock_dir.join(format!("cgroup-parent-{ns}.lock"));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)?;
+        match Flock::lock(file, arg) {
+            Ok(held) => Ok(Some(held)),
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+            Err((_, e)) => Err(std::io::Error::from(e)),
+        }
+    }
+
+    /// Keeps namespace `ns`'s parent cgroup from being removed until the
+    /// guard drops (take it around a task create).
+    pub fn parent_in_use(&self, ns: &str) -> anyhow::Result<ParentInUse> {
+        use anyhow::Context;
+        let held = self
+            .parent_lock(ns, FlockArg::LockShared)
+            .with_context(|| format!("lock the cgroup parent of namespace {ns:?}"))?;
+        Ok(ParentInUse {
+            _lock: held.context("a blocking lock always returns one")?,
+        })
     }
 
     /// Where the hierarchy is mounted.
@@ -118,8 +167,12 @@ impl Cgroups {
 
     /// Removes the namespace's parent cgroup (`/<ns>` in each hierarchy)
     /// that runc creates for `cgroupsPath` but never deletes, if no
-    /// container is left in it. Busy or missing directories are left.
+    /// container is left in it and no task is being created in it
+    /// ([`ParentInUse`]). Busy or missing directories are left.
     pub fn remove_parent_if_empty(&self, ns: &str) {
+        let Ok(Some(_alone)) = self.parent_lock(ns, FlockArg::LockExclusiveNonblock) else {
+            return;
+        };
         let dirs: Vec<PathBuf> = if self.v2 {
             vec![self.root.join(ns)]
         } else {
@@ -180,6 +233,11 @@ mod tests {
         assert_eq!(cg.oom_kills("/netboot/x"), None);
 
         fs::remove_dir_all(root.join("netboot/p-1.c")).unwrap();
+        // A task being created elsewhere keeps the empty parent.
+        let creating = cg.parent_in_use("netboot").unwrap();
+        cg.remove_parent_if_empty("netboot");
+        assert!(root.join("netboot").is_dir());
+        drop(creating);
         cg.remove_parent_if_empty("netboot");
         assert!(!root.join("netboot").exists());
     }

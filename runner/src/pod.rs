@@ -49,6 +49,13 @@ impl Ctx {
         }
     }
 
+    /// Creates container `id`'s task, its cgroup parent kept meanwhile
+    /// (see [`crate::cgroup::ParentInUse`]).
+    pub async fn create_task(&self, id: &str, rootfs: Vec<Mount>, io: &str) -> Result<u32> {
+        let _parent = self.cgroups.parent_in_use(&self.g.namespace)?;
+        self.ctrd.create_task(id, rootfs, io).await
+    }
+
     pub fn network(&self, name: Option<&str>) -> Result<Network> {
         Network::load(
             &self.g.cni_conf_dir,
@@ -327,9 +334,7 @@ async fn create(ctx: &Ctx, rec: &mut PodRecord, how: &How<'_>) -> Result<()> {
     let log =
         |c: &str| crate::logdriver::uri_rotated(&podrun, &ctx.store.log_base(&pod, c), rotate);
     std::fs::create_dir_all(ctx.store.pod_dir(&pod).join("logs"))?;
-    ctx.ctrd
-        .create_task(&sid, pause_root, &log("pause"))
-        .await?;
+    ctx.create_task(&sid, pause_root, &log("pause")).await?;
     let pause_pid = ctx.ctrd.start(&sid, "").await?;
 
     let attached = crate::podnet::attach(ctx, rec, net, pause_pid, &netns)?;
@@ -374,7 +379,7 @@ async fn create(ctx: &Ctx, rec: &mut PodRecord, how: &How<'_>) -> Result<()> {
             .create_container(id, &c.image, &spec, id, labels(&pod, role))
             .await?;
         let mounts = ctx.ctrd.prepare_snapshot(id, &image.chain_id).await?;
-        ctx.ctrd.create_task(id, mounts, &log(&c.name)).await?;
+        ctx.create_task(id, mounts, &log(&c.name)).await?;
         let at = crate::lifecycle::status::now_ms();
         ctx.ctrd.start(id, "").await?;
         starts.started(ctx, &rec.spec, &step, at).await?;

@@ -325,7 +325,7 @@ impl Sup<'_> {
             ),
             None => crate::logdriver::uri(&podrun, &base),
         };
-        ctx.ctrd.create_task(id, mounts, &io).await?;
+        ctx.create_task(id, mounts, &io).await?;
         let at = now_ms();
         ctx.ctrd.start(id, "").await?;
         Ok(at)
