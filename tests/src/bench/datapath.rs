@@ -223,11 +223,16 @@ struct Setup<'a> {
 }
 
 /// Measures every target at the current level, `reps` samples of each
-/// quantity, targets interleaved sample by sample.
+/// quantity, targets interleaved sample by sample, `settle` after the
+/// data-path pods are attached: each new pod's IPv6 start-up traffic (DAD,
+/// MLD reports, router solicitations) is multicast the bridge floods to
+/// every port for ~12 s, work done in the softirqs of whatever runs on the
+/// node's CPUs, the transfers included.
 pub fn measure(
     targets: &[Target],
     level: usize,
     reps: usize,
+    settle: Duration,
 ) -> Vec<(&'static str, DataPathLevel)> {
     let mut setups: Vec<Setup> = targets
         .iter()
@@ -246,6 +251,7 @@ pub fn measure(
             }
         })
         .collect();
+    std::thread::sleep(settle);
     let mut out: Vec<(&'static str, DataPathLevel)> = setups
         .iter()
         .map(|s| (s.t.key, DataPathLevel::default()))

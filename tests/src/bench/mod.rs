@@ -36,7 +36,8 @@ use std::time::Instant;
 
 const USAGE: &str = "\
 usage: bench_plugin [ITERATIONS] [--iterations N] [--scale L1,L2,...] [--scale-reps N]
-                    [--datapath-reps N] [--settle SECS] [--concurrency N] [--rounds N]
+                    [--datapath-reps N] [--datapath-settle SECS] [--settle SECS]
+                    [--concurrency N] [--rounds N]
                     [--samples N] [--only ab,rss,procs,concurrent,scale] [--json FILE]
 
   --iterations N   alternating ADD+DEL rounds of the A/B phase (default 30;
@@ -48,6 +49,9 @@ usage: bench_plugin [ITERATIONS] [--iterations N] [--scale L1,L2,...] [--scale-r
   --datapath-reps N  samples per level of a 256 MiB TCP transfer through a
                    hostPort and pod to pod, and of 200 new connections
                    through the hostPort (default 5; 0 skips them)
+  --datapath-settle SECS  wait after attaching the data-path pods, before
+                   measuring (default 15): their IPv6 start-up multicast
+                   is flooded to every bridge port for ~12 s
   --settle SECS    wait after filling the nodes to a level, before measuring
                    it (default 0): the new pods' IPv6 start-up traffic (DAD,
                    MLD reports, router solicitations, flooded to every port
@@ -95,6 +99,7 @@ struct Opts {
     scale: Vec<usize>,
     scale_reps: usize,
     datapath_reps: usize,
+    datapath_settle: u64,
     settle: u64,
     concurrency: usize,
     rounds: usize,
@@ -109,6 +114,7 @@ fn parse_args(args: &[String]) -> Result<Opts, String> {
         scale: vec![1, 100, 500, 1000],
         scale_reps: 9,
         datapath_reps: 5,
+        datapath_settle: 15,
         settle: 0,
         concurrency: 20,
         rounds: 3,
@@ -129,6 +135,7 @@ fn parse_args(args: &[String]) -> Result<Opts, String> {
             "--iterations" => o.iterations = num(a, it.next())?,
             "--scale-reps" => o.scale_reps = num(a, it.next())?,
             "--datapath-reps" => o.datapath_reps = num(a, it.next())?,
+            "--datapath-settle" => o.datapath_settle = num(a, it.next())? as u64,
             "--settle" => o.settle = num(a, it.next())? as u64,
             "--concurrency" => o.concurrency = num(a, it.next())?,
             "--rounds" => o.rounds = num(a, it.next())?,
@@ -308,6 +315,7 @@ pub fn main() {
                     reps: opts.scale_reps,
                     settle: std::time::Duration::from_secs(opts.settle),
                     datapath_reps: opts.datapath_reps,
+                    datapath_settle: std::time::Duration::from_secs(opts.datapath_settle),
                 },
             );
             r.scale = Some(scale);
@@ -325,7 +333,7 @@ pub fn main() {
     if let Some(path) = &opts.json {
         let config = json!({
             "iterations": opts.iterations, "scale": opts.scale, "scale_reps": opts.scale_reps,
-            "datapath_reps": opts.datapath_reps, "settle_s": opts.settle,
+            "datapath_reps": opts.datapath_reps, "datapath_settle_s": opts.datapath_settle, "settle_s": opts.settle,
             "concurrency": opts.concurrency, "rounds": opts.rounds, "samples": opts.samples,
             "only": opts.only.iter().map(|p| p.name()).collect::<Vec<_>>(),
             "cpus": std::thread::available_parallelism().map_or(0, |n| n.get()),

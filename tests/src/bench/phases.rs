@@ -267,12 +267,14 @@ pub struct Target<'a> {
 pub const NATIVE_BASE: &str = "netboot_native_base";
 
 /// How the scale phase runs: levels, samples per level, the wait after
-/// filling, and data-path samples per level (0: none).
+/// filling, data-path samples per level (0: none) and the wait before
+/// them.
 pub struct ScaleOpts<'a> {
     pub levels: &'a [usize],
     pub reps: usize,
     pub settle: Duration,
     pub datapath_reps: usize,
+    pub datapath_settle: Duration,
 }
 
 /// Fillers stay attached until the node is deleted (deleting the node
@@ -333,7 +335,8 @@ pub fn scale(targets: &[Target], opts: &ScaleOpts) -> (Scale, Vec<Pod>) {
         }
         if opts.datapath_reps > 0 {
             eprintln!("[bench] scale: data path at {level} pods");
-            for (key, d) in datapath::measure(targets, level, opts.datapath_reps) {
+            let (reps, settle) = (opts.datapath_reps, opts.datapath_settle);
+            for (key, d) in datapath::measure(targets, level, reps, settle) {
                 lvl.datapath.insert(key, d);
             }
         }
