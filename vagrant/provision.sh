@@ -156,7 +156,7 @@ start_agent() {
     nb_spawn "$ROOT/pids/agent.pid" "$ROOT/log/agent.log" "$BIN/netboot" "${args[@]}"
   else
     # The unit and settings file shipped in conf/, as a manual install
-    # does (README "Install on a real node").
+    # does (docs/install.md, "Install on a real node").
     install -m 0644 "$HERE/../conf/netboot-agent.service" /etc/systemd/system/
     install -d -m 0755 /etc/netboot
     (

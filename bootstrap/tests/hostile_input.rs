@@ -113,7 +113,7 @@ fn fuzz_lease() {
     );
 }
 
-/// SECURITY.md F4: a lease key with host bits names no subnet.
+/// docs/security.md F4: a lease key with host bits names no subnet.
 #[test]
 fn lease_keys_with_host_bits_are_refused() {
     for key in [

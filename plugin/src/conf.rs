@@ -427,7 +427,7 @@ mod tests {
             (r#""logLevel":"loud""#, "logLevel"),
             (r#""delegateTimeout":-1"#, "delegateTimeout"),
             (r#""ipam":"host-local""#, "ipam"),
-            // Security review (SECURITY.md F1/F2): the IPAM store base is a
+            // Security review (docs/security.md F1/F2): the IPAM store base is a
             // path netboot writes to, and no path may carry a control char.
             (r#""ipam":{"dataDir":"../../tmp"}"#, "ipam.dataDir"),
             (r#""ipam":{"dataDir":"var/lib/cni"}"#, "ipam.dataDir"),

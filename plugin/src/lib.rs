@@ -37,7 +37,7 @@ use std::io::Write;
 /// Longest container ID netboot-cni accepts. libcni sets no limit, but the
 /// ID becomes part of file names (`<id>@<ifname>.json` and its temp file
 /// must fit in 255 bytes); runtimes use 64 hex digits. A longer ID would
-/// only fail later with an I/O error (SECURITY.md O4).
+/// only fail later with an I/O error (docs/security.md F6).
 pub const MAX_CONTAINER_ID_LEN: usize = 200;
 
 /// Version used for errors raised before the config's own is known.

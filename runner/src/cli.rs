@@ -131,7 +131,7 @@ pub enum Cmd {
     /// CNI CHECK on the pod's cached attachment.
     Check { pod: String },
     /// CNI GC of this instance's stale attachments; every attachment
-    /// that is not provably its own is kept (see the README).
+    /// that is not provably its own is kept (see docs/podrun.md).
     Gc,
     /// Images in containerd's store.
     Image {

@@ -25,7 +25,7 @@
 //! Only own attachments are DELed from the cache (libcni's first step),
 //! and only own netns without a record are removed. What cannot be seen
 //! (a foreign ADD that starts while gc runs, a plugin store of unknown
-//! format) is not protected: see the README.
+//! format) is not protected: see docs/podrun.md.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs;

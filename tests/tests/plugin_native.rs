@@ -828,7 +828,7 @@ fn check_detects_what_was_broken() {
     node.assert_clean(&[&cid(&pod)]);
 }
 
-/// SECURITY.md F5: netboot's record directory and the native node lock are
+/// docs/security.md F5: netboot's record directory and the native node lock are
 /// readable by root only, even when the lock is the first thing created.
 #[test]
 fn record_directory_and_node_lock_are_root_only() {

@@ -124,7 +124,7 @@ fn env_example_gives_the_agent_valid_arguments() {
         unit.values("EnvironmentFile")
             .iter()
             .any(|f| f == "/etc/netboot/agent.env"),
-        "EnvironmentFile= is where README and provision.sh install the example"
+        "EnvironmentFile= is where docs/install.md and provision.sh install the example"
     );
     // systemd splits the value at whitespace; clap stops at the first
     // unknown flag or bad value, before --help.

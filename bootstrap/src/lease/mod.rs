@@ -61,7 +61,7 @@ impl SubnetKey {
 /// The subnets named by a lease key, or `None` for anything flanneld would
 /// not read as a lease key. Subnets with host bits (`10.2.1.5-24`) are
 /// refused: no node could have leased them, and a route to them is refused
-/// by the kernel (SECURITY.md F4).
+/// by the kernel (docs/security.md F4).
 pub fn parse_key(key: &str) -> Option<SubnetKey> {
     let name = key.rsplit('/').next()?;
     let (v4, v6) = match name.split_once('&') {
