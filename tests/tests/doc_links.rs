@@ -123,7 +123,10 @@ fn relative_links_resolve_to_files_and_headings() {
             }
         }
     }
-    assert!(checked > 50, "only {checked} links found: is the parser right?");
+    assert!(
+        checked > 50,
+        "only {checked} links found: is the parser right?"
+    );
     assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
 }
 
@@ -136,7 +139,9 @@ fn the_readme_is_a_front_page_linking_every_doc() {
     for page in docs() {
         let rel = format!("docs/{}", page.file_name().unwrap().to_str().unwrap());
         assert!(
-            targets.iter().any(|t| t.split('#').next() == Some(rel.as_str())),
+            targets
+                .iter()
+                .any(|t| t.split('#').next() == Some(rel.as_str())),
             "README.md does not link {rel}"
         );
     }
@@ -145,7 +150,13 @@ fn the_readme_is_a_front_page_linking_every_doc() {
 #[test]
 fn anchors_follow_github() {
     let a = anchors("# Backends × families\n## `netboot init`\n## flanneld's flags\n## A\n## A\n");
-    for want in ["backends--families", "netboot-init", "flannelds-flags", "a", "a-1"] {
+    for want in [
+        "backends--families",
+        "netboot-init",
+        "flannelds-flags",
+        "a",
+        "a-1",
+    ] {
         assert!(a.contains(want), "{want} not in {a:?}");
     }
 }
