@@ -35,9 +35,9 @@ use anyhow::{anyhow, Result};
 use base64::Engine as _;
 use serde_json::Value;
 
+use crate::ctx::Ctx;
 use crate::lock::PodLock;
 use crate::network::{Attachment, Network, IFNAME};
-use crate::pod::Ctx;
 use crate::state::Store;
 
 /// `(container ID, ifname)`, as in `cni.dev/valid-attachments`.
