@@ -2,6 +2,7 @@
 
 use clap::Parser;
 
+mod attachments;
 mod cgroup;
 mod cli;
 mod commands;
