@@ -9,10 +9,18 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use crate::error::{codes, CniError};
-use crate::invoke::split_path;
 pub use crate::validate::{
     validate_container_id, validate_ifname, validate_network_name, MAX_IFNAME_LEN,
 };
+
+/// Splits CNI_PATH on `:`, dropping empty entries (SPEC.md "Parameters").
+pub fn split_path(cni_path: &str) -> Vec<PathBuf> {
+    cni_path
+        .split(':')
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from)
+        .collect()
+}
 
 /// CNI_COMMAND values (SPEC.md "Parameters"; STATUS has its own section).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

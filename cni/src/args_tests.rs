@@ -208,3 +208,12 @@ fn known_args() {
     let a = parse_cni_args("IgnoreUnknown=maybe").unwrap();
     assert_eq!(check_known_args(&a, &[]).unwrap_err().code, 4);
 }
+
+#[test]
+fn split_path_skips_empties() {
+    assert_eq!(
+        split_path("/a::/b:"),
+        [PathBuf::from("/a"), PathBuf::from("/b")]
+    );
+    assert!(split_path("").is_empty());
+}

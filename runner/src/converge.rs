@@ -18,10 +18,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
 
-use crate::pod::Ctx;
+use crate::ctx::Ctx;
+use crate::exits::Exit;
 use crate::shims;
 use crate::state::PodRecord;
-use crate::teardown::{stop_task, Exit};
 
 /// Between passes that found something still in progress.
 const POLL: Duration = Duration::from_millis(50);
@@ -149,7 +149,7 @@ async fn one_pass(
         pass.note(ctx.ctrd.remove_snapshot(id).await);
     }
     // The lease of a `run` killed before it could delete it.
-    let lease = crate::pod::run_lease(&rec.sandbox_id);
+    let lease = crate::ctx::run_lease(&rec.sandbox_id);
     pass.note(ctx.ctrd.delete_lease(&lease, false).await);
     // A Create that completed while this pass ran shows up now.
     for id in &ids {
@@ -186,4 +186,46 @@ pub fn sweep_orphans(ctx: &Ctx, want: &dyn Fn(&str) -> bool) -> usize {
         .iter()
         .filter(|s| !s.bundle_exists && kill_orphan(ctx, s, true))
         .count()
+}
+
+/// Stops one task: SIGTERM to all its processes, SIGKILL after `grace`,
+/// then deletes it. Returns how it ended, if it had a task.
+pub async fn stop_task(ctx: &Ctx, id: &str, grace: Duration) -> Result<Option<Exit>> {
+    let Some(st) = ctx.ctrd.task_state(id, "").await? else {
+        return Ok(None);
+    };
+    if st.running {
+        ctx.ctrd.kill(id, libc::SIGTERM, true).await?;
+        if !wait_stopped(ctx, id, grace).await? {
+            ctx.ctrd.kill(id, libc::SIGKILL, true).await?;
+            wait_stopped(ctx, id, Duration::from_secs(10)).await?;
+        }
+    }
+    // Read the OOM counter while the cgroup still exists.
+    let oom = ctx.cgroups.oom_kills(&ctx.cgroups_path(id)).unwrap_or(0) > 0;
+    let finished_at = match ctx.ctrd.task_state(id, "").await? {
+        Some(s) => s.exited_at,
+        None => st.exited_at,
+    };
+    let code = ctx.ctrd.delete_task(id).await?.unwrap_or(st.exit_status);
+    Ok(Some(Exit {
+        code,
+        oom_killed: oom,
+        finished_at,
+    }))
+}
+
+/// Polls until the task's init is stopped or gone; false on timeout.
+async fn wait_stopped(ctx: &Ctx, id: &str, limit: Duration) -> Result<bool> {
+    let end = Instant::now() + limit;
+    loop {
+        match ctx.ctrd.task_state(id, "").await? {
+            Some(s) if s.running => {}
+            _ => return Ok(true),
+        }
+        if Instant::now() >= end {
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

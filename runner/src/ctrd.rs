@@ -3,10 +3,10 @@
 //! handle, the lease: see [`Ctrd::leased`]). A missing object is
 //! `Ok(None)`/`Ok(false)` wherever cleanup must be idempotent. Snapshots
 //! are in `ctrd/snapshots.rs`, the image calls (content, diff, image
-//! records) in `ctrd/content.rs`, leases in `ctrd/leases.rs`.
+//! records) in `ctrd/content.rs`, leases in `ctrd/leases.rs`, the
+//! connection and its errors in `ctrd/client.rs`; containers and tasks here.
 
 use std::collections::HashMap;
-use std::path::Path;
 
 use anyhow::{Context, Result};
 use containerd_client::services::v1::container::Runtime;
@@ -19,16 +19,18 @@ use containerd_client::services::v1::{
     DeleteProcessRequest, DeleteTaskRequest, ExecProcessRequest, GetContainerRequest,
     GetImageRequest, GetRequest, KillRequest, ReadContentRequest, StartRequest, WaitRequest,
 };
-use containerd_client::tonic::transport::Channel;
-use containerd_client::tonic::{Code, Request, Status};
+use containerd_client::tonic::Code;
 use containerd_client::types::v1::Process;
 use containerd_client::types::Mount;
 use prost_types::Any;
 
+mod client;
 mod content;
 mod leases;
 mod snapshots;
 
+use client::{ctx, missing};
+pub use client::{transient, Ctrd};
 pub use content::{hex_digest, BlobWrite};
 pub use leases::Lease;
 
@@ -37,17 +39,6 @@ const SPEC_TYPE: &str = "types.containerd.io/opencontainers/runtime-spec/1/Spec"
 const PROCESS_TYPE: &str = "types.containerd.io/opencontainers/runtime-spec/1/Process";
 /// The runc shim v2, the runtime ctr and CRI use by default.
 pub const RUNTIME: &str = "io.containerd.runc.v2";
-
-/// A connection plus the namespace every request is made in.
-#[derive(Clone)]
-pub struct Ctrd {
-    ch: Channel,
-    ns: String,
-    /// The lease every request is made under (`containerd-lease`), if any.
-    lease: Option<String>,
-    /// Snapshotter for app container rootfs.
-    pub snapshotter: String,
-}
 
 /// The state of a task's init process (or of an exec).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,99 +58,7 @@ fn unix_ms(t: Option<prost_types::Timestamp>) -> Option<u64> {
     u64::try_from(ms).ok().filter(|ms| *ms > 0)
 }
 
-fn missing(s: &Status) -> bool {
-    s.code() == Code::NotFound
-}
-
-/// A failed containerd call: what podrun asked for, and the gRPC status
-/// (kept, so that teardown can tell transient failures from real ones).
-#[derive(Debug, thiserror::Error)]
-#[error("containerd: {what}: {}", describe(*.code, .msg))]
-pub struct CallError {
-    pub what: String,
-    pub code: Code,
-    pub msg: String,
-}
-
-fn describe(code: Code, msg: &str) -> String {
-    match code {
-        // tonic's "transport error" alone does not say what happened.
-        Code::Unavailable => format!("containerd is unavailable (stopped or restarting): {msg}"),
-        _ => msg.to_string(),
-    }
-}
-
-impl CallError {
-    /// Worth retrying: containerd restarting (Unavailable), a shim that
-    /// went away under a call (`ttrpc: closed`), a task not stopped yet
-    /// (FailedPrecondition on delete right after its exit).
-    pub fn transient(&self) -> bool {
-        matches!(self.code, Code::Unavailable | Code::FailedPrecondition)
-            || self.msg.contains("ttrpc: closed")
-    }
-}
-
-/// Whether `e` is (or wraps) a transient [`CallError`].
-pub fn transient(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<CallError>()
-            .is_some_and(CallError::transient)
-    })
-}
-
-fn ctx(what: impl std::fmt::Display) -> impl FnOnce(Status) -> anyhow::Error {
-    move |s| {
-        anyhow::Error::new(CallError {
-            what: what.to_string(),
-            code: s.code(),
-            msg: s.message().to_string(),
-        })
-    }
-}
-
 impl Ctrd {
-    pub async fn connect(address: &Path, ns: &str, snapshotter: &str) -> Result<Ctrd> {
-        let ch = containerd_client::connect(address).await.with_context(|| {
-            format!(
-                "containerd is not reachable at {} (is it running? see --address, CONTAINERD_ADDRESS)",
-                address.display()
-            )
-        })?;
-        Ok(Ctrd {
-            ch,
-            ns: ns.to_string(),
-            lease: None,
-            snapshotter: snapshotter.to_string(),
-        })
-    }
-
-    /// The same connection, every request made under `lease`: what the Go
-    /// client's `leases.WithLease(ctx, id)` does. containerd adds what such
-    /// a request creates (content, ingests, snapshots) to the lease, so its
-    /// garbage collector keeps them until the lease is deleted or expires.
-    pub fn leased(&self, lease: &Lease) -> Ctrd {
-        Ctrd {
-            lease: Some(lease.id.clone()),
-            ..self.clone()
-        }
-    }
-
-    /// A request in podrun's namespace, under the handle's lease if any:
-    /// the one place request metadata is set.
-    fn req<T>(&self, t: T) -> Request<T> {
-        let mut r = Request::new(t);
-        // The namespace was validated by clap/containerd; an unparsable
-        // value would only fail here, loudly.
-        if let Ok(v) = self.ns.parse() {
-            r.metadata_mut().insert("containerd-namespace", v);
-        }
-        // containerd's leases/grpc.go header; our lease IDs are ASCII.
-        if let Some(v) = self.lease.as_ref().and_then(|l| l.parse().ok()) {
-            r.metadata_mut().insert("containerd-lease", v);
-        }
-        r
-    }
-
     /// The target descriptor `(media type, digest)` of image `name`.
     pub async fn image_target(&self, name: &str) -> Result<Option<(String, String)>> {
         let mut c = ImagesClient::new(self.ch.clone());

@@ -10,12 +10,12 @@ use std::collections::BTreeMap;
 use anyhow::Result;
 use serde_json::{json, Value};
 
+use crate::ctx::Ctx;
+use crate::exits::{self, Exit};
 use crate::lifecycle::backoff;
 use crate::lifecycle::status::{rfc3339, ContainerLife};
-use crate::pod::Ctx;
 use crate::spec::ContainerSpec;
 use crate::state::PodRecord;
-use crate::teardown::{self, Exit};
 
 /// A pod's phase: the record's, except that a pod recorded as running
 /// whose pause container is not running is `broken` (the task that
@@ -116,7 +116,7 @@ async fn container(
 
 /// The pod's app containers and init containers, in spec order.
 pub async fn containers(ctx: &Ctx, rec: &PodRecord) -> Result<(Vec<Value>, Vec<Value>)> {
-    let exits = teardown::load_exits(ctx, &rec.spec.name);
+    let exits = exits::load_exits(ctx, &rec.spec.name);
     let mut apps = Vec::new();
     for (c, id) in rec.spec.containers.iter().zip(&rec.container_ids) {
         apps.push(container(ctx, rec, &exits, c, id).await?);

@@ -2,15 +2,19 @@
 
 use clap::Parser;
 
+mod attachments;
 mod cgroup;
 mod cli;
 mod commands;
 mod converge;
 mod ctrd;
+mod ctx;
 mod devices;
 mod dns;
 mod elf;
 mod etc;
+mod exits;
+mod follow;
 mod gc;
 mod hostnet;
 mod image;
@@ -101,7 +105,7 @@ async fn dispatch(cli: cli::Cli) -> anyhow::Result<i32> {
         }
         _ => Vec::new(),
     };
-    let ctx = pod::Ctx::new(cli.global).await?;
+    let ctx = ctx::Ctx::new(cli.global).await?;
     match cli.command {
         Cmd::Run {
             file,

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use base64::Engine as _;
-use cni::invoke::{delegate, split_path, Exec, ExecEnv, RuntimeArgs};
+use cni::args::split_path;
+use cni::invoke::{delegate, Exec, ExecEnv, RuntimeArgs};
 use cni::{CniResult, Command, NetConfList, Version};
 use serde_json::{json, Map, Value};
 

@@ -10,9 +10,9 @@ use anyhow::{Context, Result};
 use cni::Dns;
 
 use crate::cli::RunOpts;
+use crate::ctx::Ctx;
 use crate::etc::{EtcFiles, NodeResolv};
 use crate::network::Network;
-use crate::pod::Ctx;
 use crate::spec::{PodSpec, SpecError};
 use crate::state::PodRecord;
 

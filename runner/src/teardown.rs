@@ -5,66 +5,14 @@
 //! and stops at the first layer that fails, keeping everything a retry
 //! needs: nothing that is needed to release the pod's IP is ever lost.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
-use serde::{Deserialize, Serialize};
 
-use crate::pod::Ctx;
+use crate::converge::stop_task;
+use crate::ctx::Ctx;
+use crate::exits::{load_exits, save_exits};
 use crate::state::PodRecord;
-
-/// How a container ended, kept in `pods/<pod>/exits.json` once its task
-/// is deleted (containerd forgets it then).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Exit {
-    pub code: u32,
-    pub oom_killed: bool,
-    /// Unix milliseconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub finished_at: Option<u64>,
-}
-
-/// Stops one task: SIGTERM to all its processes, SIGKILL after `grace`,
-/// then deletes it. Returns how it ended, if it had a task.
-pub async fn stop_task(ctx: &Ctx, id: &str, grace: Duration) -> Result<Option<Exit>> {
-    let Some(st) = ctx.ctrd.task_state(id, "").await? else {
-        return Ok(None);
-    };
-    if st.running {
-        ctx.ctrd.kill(id, libc::SIGTERM, true).await?;
-        if !wait_stopped(ctx, id, grace).await? {
-            ctx.ctrd.kill(id, libc::SIGKILL, true).await?;
-            wait_stopped(ctx, id, Duration::from_secs(10)).await?;
-        }
-    }
-    // Read the OOM counter while the cgroup still exists.
-    let oom = ctx.cgroups.oom_kills(&ctx.cgroups_path(id)).unwrap_or(0) > 0;
-    let finished_at = match ctx.ctrd.task_state(id, "").await? {
-        Some(s) => s.exited_at,
-        None => st.exited_at,
-    };
-    let code = ctx.ctrd.delete_task(id).await?.unwrap_or(st.exit_status);
-    Ok(Some(Exit {
-        code,
-        oom_killed: oom,
-        finished_at,
-    }))
-}
-
-/// Polls until the task's init is stopped or gone; false on timeout.
-pub async fn wait_stopped(ctx: &Ctx, id: &str, limit: Duration) -> Result<bool> {
-    let end = Instant::now() + limit;
-    loop {
-        match ctx.ctrd.task_state(id, "").await? {
-            Some(s) if s.running => {}
-            _ => return Ok(true),
-        }
-        if Instant::now() >= end {
-            return Ok(false);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// The record's phase once every task and container of a pod is gone
 /// but its network could not be torn down (CNI DEL failed): the netns,
@@ -162,26 +110,4 @@ pub async fn remove(ctx: &Ctx, rec: &PodRecord, grace_secs: u64) -> Result<()> {
     // memory emptyDir is unmounted first, so only directories are removed.
     crate::volumes::teardown(&ctx.store.pod_dir(pod)).context(format!("rm pod {pod:?}"))?;
     ctx.store.remove_pod_dir(pod)
-}
-
-fn exits_path(ctx: &Ctx, pod: &str) -> std::path::PathBuf {
-    ctx.store.pod_dir(pod).join("exits.json")
-}
-
-pub fn load_exits(ctx: &Ctx, pod: &str) -> std::collections::BTreeMap<String, Exit> {
-    std::fs::read(exits_path(ctx, pod))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default()
-}
-
-fn save_exits(
-    ctx: &Ctx,
-    pod: &str,
-    exits: &std::collections::BTreeMap<String, Exit>,
-) -> Result<()> {
-    if !ctx.store.pod_dir(pod).exists() {
-        return Ok(());
-    }
-    crate::state::write_atomic(&exits_path(ctx, pod), &serde_json::to_vec(exits)?, 0o600)
 }

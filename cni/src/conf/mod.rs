@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 use crate::error::CniError;
 use crate::gojson::{self, schemas, Shape, Struct};
 use crate::result::CniResult;
+pub use crate::result::Dns;
 use crate::validate::validate_network_name;
 
 pub use list::NetConfList;
@@ -23,34 +24,6 @@ pub use load::conf_files;
 pub const VALID_ATTACHMENTS_KEY: &str = "cni.dev/valid-attachments";
 /// Older spelling libcni also sends (containernetworking/cni#1101).
 pub const LEGACY_ATTACHMENTS_KEY: &str = "cni.dev/attachments";
-
-/// DNS settings, in a config or a result (SPEC.md "Well-known structures").
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Dns {
-    /// Resolver addresses, in priority order.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub nameservers: Vec<String>,
-    /// Local domain used for short hostname lookups.
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub domain: String,
-    /// Search domains, in priority order.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub search: Vec<String>,
-    /// Resolver options.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub options: Vec<String>,
-}
-
-impl Dns {
-    /// True when nothing is set; such a `dns` is left out of results.
-    pub fn is_empty(&self) -> bool {
-        self.nameservers.is_empty()
-            && self.domain.is_empty()
-            && self.search.is_empty()
-            && self.options.is_empty()
-    }
-}
 
 /// One plugin's configuration, as a plugin receives it on stdin.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

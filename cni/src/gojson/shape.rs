@@ -21,7 +21,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{key_matches, GoValue, Members};
+use super::value::{key_matches, GoValue, Members};
 
 /// The Go type a JSON value is decoded into.
 #[derive(Debug, Clone, Copy)]

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 
-use super::ExecEnv;
+use super::env::ExecEnv;
 use crate::args::Command;
 use crate::error::{codes, CniError};
 

@@ -32,15 +32,6 @@ fn run(plugin: &Path, stdin: &[u8]) -> Result<Vec<u8>, CniError> {
 }
 
 #[test]
-fn split_path_skips_empties() {
-    assert_eq!(
-        split_path("/a::/b:"),
-        [PathBuf::from("/a"), PathBuf::from("/b")]
-    );
-    assert!(split_path("").is_empty());
-}
-
-#[test]
 fn find_first_regular_file() {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     fs::create_dir(a.path().join("bridge")).unwrap(); // a directory is not a plugin

@@ -6,7 +6,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{opt_ip, CniResult, Dns, Interface, IpConfig, Route};
+use super::types::{opt_ip, CniResult, Dns, Interface, IpConfig, Route};
 use crate::error::{codes, CniError};
 
 /// One `ip4`/`ip6` entry of a 0.1.0/0.2.0 result.

@@ -25,7 +25,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::{ctx, missing, Ctrd};
+use super::client::{ctx, missing, Ctrd};
 
 /// Bytes per WRITE message (the Go client copies through 1 MiB buffers).
 const CHUNK: usize = 1 << 20;

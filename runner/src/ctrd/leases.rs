@@ -15,7 +15,7 @@ use containerd_client::services::v1::leases_client::LeasesClient;
 use containerd_client::services::v1::{CreateRequest, DeleteRequest};
 use containerd_client::tonic::Code;
 
-use super::{ctx, missing, Ctrd};
+use super::client::{ctx, missing, Ctrd};
 
 /// containerd's lease expiry label (RFC 3339 time).
 pub const EXPIRE_LABEL: &str = "containerd.io/gc.expire";
@@ -27,6 +27,17 @@ pub struct Lease {
 }
 
 impl Ctrd {
+    /// The same connection, every request made under `lease`: what the Go
+    /// client's `leases.WithLease(ctx, id)` does. containerd adds what such
+    /// a request creates (content, ingests, snapshots) to the lease, so its
+    /// garbage collector keeps them until the lease is deleted or expires.
+    pub fn leased(&self, lease: &Lease) -> Ctrd {
+        Ctrd {
+            lease: Some(lease.id.clone()),
+            ..self.clone()
+        }
+    }
+
     /// Creates lease `id`, expiring after `ttl`. A lease of that ID left
     /// by a killed podrun (IDs of a pod's run are fixed) is replaced.
     pub async fn create_lease(&self, id: &str, ttl: Duration) -> Result<Lease> {

@@ -11,7 +11,7 @@ use containerd_client::services::v1::snapshots::{
 use containerd_client::tonic::Code;
 use containerd_client::types::Mount;
 
-use super::{ctx, missing, Ctrd};
+use super::client::{ctx, missing, Ctrd};
 
 impl Ctrd {
     pub async fn snapshot_exists(&self, key: &str) -> Result<bool> {

@@ -11,9 +11,8 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::archive::{is_gzip, Archive};
-use super::reference::{normalize, object};
+use super::reference::{normalize, object, Named};
 use super::walk::{walk, DOCKER_MANIFEST};
-use super::Named;
 use crate::ctrd::{hex_digest, Ctrd};
 
 const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";

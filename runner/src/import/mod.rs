@@ -26,6 +26,7 @@ mod unpack;
 mod walk;
 
 use archive::{blob_path, descriptor, Archive};
+use reference::Named;
 
 /// The import lease's lifetime (the Go client's default): long enough for
 /// any import, short enough that a crashed one's blobs go the same day.
@@ -34,13 +35,6 @@ const IMAGE_NAME: &str = "io.containerd.image.name";
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
 /// The only image layout version there is (containerd checks it too).
 const LAYOUT_VERSION: &str = "1.0.0";
-
-/// An image record to write: its name and target.
-#[derive(Debug, Clone)]
-pub struct Named {
-    pub name: String,
-    pub target: Descriptor,
-}
 
 /// Imports the archive `file` (`-`: stdin); returns the image names
 /// recorded. `base` is ctr's `--base-name`.

@@ -4,6 +4,14 @@
 //! containerd's importer applies to docker archives.
 
 use anyhow::{bail, Result};
+use containerd_client::types::Descriptor;
+
+/// An image record to write: its name and target.
+#[derive(Debug, Clone)]
+pub struct Named {
+    pub name: String,
+    pub target: Descriptor,
+}
 
 const DEFAULT_DOMAIN: &str = "docker.io";
 /// The old name of docker's registry, rewritten to [`DEFAULT_DOMAIN`].

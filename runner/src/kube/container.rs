@@ -2,9 +2,8 @@
 
 use serde_json::Value;
 
-use super::quantity::Quantity;
 use super::volume::{self, Volumes};
-use super::walk::{quantity_text, Obj, Report};
+use super::walk::{nonneg, quantity, Obj, Report};
 use crate::spec::{
     Capabilities, ContainerSpec, Cpus, Env, MemorySize, Port, Resources, SecurityContext, SpecError,
 };
@@ -229,25 +228,6 @@ fn resources(mut r: Obj, report: &mut Report) -> Result<Resources, SpecError> {
 /// (`MilliCPUToShares`): 1024 per CPU, clamped to 2..=262144.
 pub fn milli_cpu_to_shares(milli: i64) -> u64 {
     (milli.saturating_mul(1024) / 1000).clamp(2, 262_144) as u64
-}
-
-/// A quantity field, parsed, with its path.
-pub fn quantity(o: &mut Obj, key: &'static str) -> Result<Option<(String, Quantity)>, SpecError> {
-    let p = o.at(key);
-    let Some(v) = o.take(key) else {
-        return Ok(None);
-    };
-    let text = quantity_text(&p, v)?;
-    let q = Quantity::parse(&text).map_err(|e| SpecError::new(p.clone(), e))?;
-    Ok(Some((p, q)))
-}
-
-/// A resource amount: not negative, in range.
-pub fn nonneg(path: &str, q: &Quantity, v: Result<i64, String>) -> Result<i64, SpecError> {
-    if q.is_negative() {
-        return Err(SpecError::new(path, format!("{q} is negative")));
-    }
-    v.map_err(|e| SpecError::new(path, e))
 }
 
 fn security_context(mut o: Obj, report: &mut Report) -> Result<SecurityContext, SpecError> {

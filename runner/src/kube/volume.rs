@@ -5,8 +5,7 @@ use std::path::{Component, Path, PathBuf};
 
 use serde_json::Value;
 
-use super::container::{nonneg, quantity};
-use super::walk::{Obj, Report};
+use super::walk::{nonneg, quantity, Obj, Report};
 use crate::spec::{
     EmptyDirSource, HostPathSource, HostPathType, MemorySize, SpecError, Volume, VolumeMount,
 };

@@ -3,6 +3,7 @@
 
 use serde_json::{Map, Value};
 
+use super::quantity::Quantity;
 use crate::spec::SpecError;
 
 /// Collects refusals: errors, or warnings with `ignore_unsupported`.
@@ -211,4 +212,23 @@ pub fn quantity_text(path: &str, v: &Value) -> Result<String, SpecError> {
             format!("expected a quantity, found {}", kind(other)),
         )),
     }
+}
+
+/// A quantity field, parsed, with its path.
+pub fn quantity(o: &mut Obj, key: &'static str) -> Result<Option<(String, Quantity)>, SpecError> {
+    let p = o.at(key);
+    let Some(v) = o.take(key) else {
+        return Ok(None);
+    };
+    let text = quantity_text(&p, v)?;
+    let q = Quantity::parse(&text).map_err(|e| SpecError::new(p.clone(), e))?;
+    Ok(Some((p, q)))
+}
+
+/// A resource amount: not negative, in range.
+pub fn nonneg(path: &str, q: &Quantity, v: Result<i64, String>) -> Result<i64, SpecError> {
+    if q.is_negative() {
+        return Err(SpecError::new(path, format!("{q} is negative")));
+    }
+    v.map_err(|e| SpecError::new(path, e))
 }

@@ -18,8 +18,8 @@ use anyhow::{bail, Result};
 
 use super::backoff;
 use super::status::{now_ms, ContainerLife};
+use crate::ctx::Ctx;
 use crate::image::ImageInfo;
-use crate::pod::Ctx;
 use crate::spec::{ContainerSpec, PodSpec, RestartPolicy};
 use crate::state::PodRecord;
 

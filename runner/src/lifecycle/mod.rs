@@ -15,7 +15,7 @@ use std::cell::Cell;
 use anyhow::Result;
 
 use crate::cli::RunOpts;
-use crate::pod::Ctx;
+use crate::ctx::Ctx;
 use crate::state::PodRecord;
 use status::{LogRotate, ProcRef};
 
@@ -71,7 +71,7 @@ pub async fn supervise_main(ctx: &Ctx, pod: &str) -> Result<i32> {
 pub async fn attach(ctx: &Ctx, rec: &PodRecord) -> Result<i32> {
     let me = ProcRef::me()?;
     if rec.lifecycle.supervisor.as_ref() != Some(&me) {
-        return crate::commands::attach(ctx, rec, None).await;
+        return crate::follow::attach(ctx, rec, None).await;
     }
     let done = Cell::new(false);
     let supervise = async {
@@ -79,8 +79,7 @@ pub async fn attach(ctx: &Ctx, rec: &PodRecord) -> Result<i32> {
         done.set(true);
         r
     };
-    let (supervised, code) =
-        tokio::join!(supervise, crate::commands::attach(ctx, rec, Some(&done)));
+    let (supervised, code) = tokio::join!(supervise, crate::follow::attach(ctx, rec, Some(&done)));
     supervised?;
     code
 }

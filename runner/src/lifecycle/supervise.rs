@@ -21,8 +21,8 @@ use tokio::time::Instant;
 
 use super::backoff::{self, Backoff};
 use super::status::{now_ms, ProcRef};
+use crate::ctx::Ctx;
 use crate::lock::PodLock;
-use crate::pod::Ctx;
 use crate::spec::RestartPolicy;
 use crate::state::PodRecord;
 

@@ -4,7 +4,7 @@
 //! and anything else, an undefined or unterminated reference included, is
 //! kept as written.
 
-use crate::spec::ContainerSpec;
+use super::types::ContainerSpec;
 
 /// Expands `s` against `vars` (the last definition of a name wins).
 pub fn expand(s: &str, vars: &[(String, String)]) -> String {

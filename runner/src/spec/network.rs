@@ -4,7 +4,8 @@
 //! `bandwidth`; and the names derived from the spec (namespace, FQDN
 //! domain, where a bandwidth limit was written).
 
-use super::{DnsPolicy, PodSpec, SpecError};
+use super::policy::DnsPolicy;
+use super::types::{PodSpec, SpecError};
 
 /// At most this many nameservers: glibc's `MAXNS`.
 pub const MAX_DNS_NAMESERVERS: usize = 3;

@@ -1,3 +1,4 @@
+use super::units::CpuSet;
 use super::*;
 
 const GOOD_YAML: &str = r#"

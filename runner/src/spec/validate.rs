@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::net::IpAddr;
 use std::path::{Component, Path};
 
-use super::{ContainerSpec, PodSpec, SpecError};
+use super::types::{ContainerSpec, PodSpec, SpecError};
 
 /// Longest pod name: containerd IDs are limited to 76 characters and podrun
 /// builds `<pod>-<instance 8>.<container>` from it.

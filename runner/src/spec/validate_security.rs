@@ -2,7 +2,8 @@
 //! can take, capability names it knows, no contradictions.
 
 use super::caps;
-use super::{PodSecurityContext, PodSpec, SecurityContext, SpecError};
+use super::security::{PodSecurityContext, SecurityContext};
+use super::types::{PodSpec, SpecError};
 
 /// runc takes IDs up to 2^31-1 (as Kubernetes' validation does).
 const MAX_ID: u32 = i32::MAX as u32;

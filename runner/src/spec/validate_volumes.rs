@@ -4,8 +4,8 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Component, Path};
 
+use super::types::{ContainerSpec, PodSpec, SpecError};
 use super::validate::{check_abs, check_label};
-use super::{ContainerSpec, PodSpec, SpecError};
 
 impl PodSpec {
     /// `("containers", i, c)` then `("initContainers", i, c)`.

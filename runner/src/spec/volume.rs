@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::MemorySize;
+use super::units::MemorySize;
 
 /// One volume of the pod: exactly one source is set.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
