@@ -20,6 +20,7 @@ use tokio::time::{sleep, Instant};
 
 use super::iface::External;
 use super::log;
+use super::relist::Listed;
 use super::run::{Agent, RETRY};
 use super::store::is_lease_not_found;
 use super::wake::jitter;
@@ -139,14 +140,25 @@ impl Agent<'_> {
         }
     }
 
-    /// Acquire a lease. Retries on etcd errors forever; fails only when a
-    /// range is exhausted.
-    pub async fn acquire(&mut self) -> Result<()> {
+    /// Acquire a lease, choosing from `first` (the list at start) if
+    /// given, else from a list of its own. Retries on etcd errors forever
+    /// (listing again); fails only when a range is exhausted. Returns the
+    /// list the lease was chosen from, without the keys of ours it deleted.
+    pub async fn acquire(&mut self, first: Option<Listed>) -> Result<Listed> {
+        let mut first = first;
         let mut pause = Duration::from_millis(200);
         loop {
-            match self.try_acquire().await {
-                Ok(true) => return Ok(()),
-                Ok(false) => {
+            let res = match first.take() {
+                Some(l) => Ok(l),
+                None => Listed::read(&mut self.store, &self.prefix).await,
+            };
+            let res = match res {
+                Ok(mut l) => self.try_acquire(&mut l).await.map(|ok| ok.then_some(l)),
+                Err(e) => Err(e),
+            };
+            match res {
+                Ok(Some(l)) => return Ok(l),
+                Ok(None) => {
                     log(
                         "another node leased a subnet while this one chose (it may be the \
                          same one): choosing again",
@@ -178,11 +190,24 @@ impl Agent<'_> {
             })
     }
 
-    async fn try_acquire(&mut self) -> Result<bool> {
-        let (kvs, rev) = self.store.list(&self.prefix).await?;
+    /// Acquire a lease chosen from the leases in `l`; keys of ours deleted
+    /// on the way leave `l` too. `Ok(false)`: another node was faster.
+    async fn try_acquire(&mut self, l: &mut Listed) -> Result<bool> {
+        let mut deleted = Vec::new();
+        let res = self.choose_and_write(&l.kvs, l.rev, &mut deleted).await;
+        l.kvs.retain(|kv| !deleted.contains(&kv.key));
+        res
+    }
+
+    async fn choose_and_write(
+        &mut self,
+        kvs: &[Kv],
+        rev: i64,
+        deleted: &mut Vec<String>,
+    ) -> Result<bool> {
         let mut taken: [Vec<IpNet>; 2] = [Vec::new(), Vec::new()];
         let mut mine = Vec::new();
-        for kv in &kvs {
+        for kv in kvs {
             let Some(k) = parse_key(&kv.key) else {
                 continue;
             };
@@ -223,6 +248,7 @@ impl Agent<'_> {
                 k.show()
             ));
             self.store.delete(&kv.key).await?;
+            deleted.push(kv.key.clone());
         }
         if let Some(i) = pick {
             let (kv, k) = mine[i];
@@ -296,7 +322,7 @@ impl Agent<'_> {
         if let Some(b) = before {
             self.previous = b;
         }
-        self.acquire().await?;
+        self.acquire(None).await?;
         let now = self.own_key();
         if before != Some(now) {
             log(&format!(
