@@ -51,6 +51,21 @@ pub fn names_us(a: &Attrs, ext: &External) -> bool {
     }
 }
 
+/// How long after a grant to renew: `margin` before expiry (half the TTL
+/// if the margin is not shorter than the TTL), less a random part of up to
+/// half the margin (`draw(d)`: uniform in `[0, d)`). Nodes that started
+/// together (a cluster's first boot, a rack powered on) would otherwise
+/// all renew in the same second a TTL later, and again every TTL after;
+/// each renewal is drawn afresh, so the spread never closes up.
+pub fn renew_after(
+    ttl: Duration,
+    margin: Duration,
+    draw: impl FnOnce(Duration) -> Duration,
+) -> Duration {
+    let margin = if margin < ttl { margin } else { ttl / 2 };
+    (ttl - margin) - draw(margin / 2).min(margin / 2)
+}
+
 impl Agent<'_> {
     pub fn own_key(&self) -> SubnetKey {
         self.own.as_ref().map(|o| o.key).expect("lease acquired")
@@ -78,19 +93,10 @@ impl Agent<'_> {
         self.a.lease_ttl.as_secs().max(1) as i64
     }
 
-    /// When to renew a lease granted now: `renew_margin` before expiry
-    /// (half the TTL if the margin is not shorter than the TTL), less a
-    /// random part of up to half the margin. Nodes that started together
-    /// (a cluster's first boot, a rack powered on) would otherwise all
-    /// renew in the same second a TTL later, and again every TTL after.
+    /// When to renew a lease granted now ([`renew_after`], with this
+    /// process's random draws).
     fn renew_at(&self) -> Instant {
-        let ttl = self.a.lease_ttl;
-        let margin = if self.a.renew_margin < ttl {
-            self.a.renew_margin
-        } else {
-            ttl / 2
-        };
-        Instant::now() + (ttl - margin) - jitter(margin / 2)
+        Instant::now() + renew_after(self.a.lease_ttl, self.a.renew_margin, jitter)
     }
 
     /// Write our value under `path`: create-if-absent with a new lease
