@@ -56,14 +56,19 @@ pub fn names_us(a: &Attrs, ext: &External) -> bool {
 /// half the margin (`draw(d)`: uniform in `[0, d)`). Nodes that started
 /// together (a cluster's first boot, a rack powered on) would otherwise
 /// all renew in the same second a TTL later, and again every TTL after;
-/// each renewal is drawn afresh, so the spread never closes up.
+/// each renewal is drawn afresh, so the spread never closes up. A margin
+/// longer than half the TTL (`--lease-ttl=20s --renew-margin=14s`) spreads
+/// over half of what is left before it instead, so that a renewal never
+/// comes at once after the last.
 pub fn renew_after(
     ttl: Duration,
     margin: Duration,
     draw: impl FnOnce(Duration) -> Duration,
 ) -> Duration {
     let margin = if margin < ttl { margin } else { ttl / 2 };
-    (ttl - margin) - draw(margin / 2).min(margin / 2)
+    let before = ttl - margin;
+    let spread = margin.min(before) / 2;
+    before - draw(spread).min(spread)
 }
 
 impl Agent<'_> {

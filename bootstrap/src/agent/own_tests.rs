@@ -32,6 +32,23 @@ fn renewal_comes_a_margin_before_expiry_less_up_to_half_the_margin() {
         mins(30)
     );
     assert_eq!(renew_after(mins(60), mins(60), |d| d), mins(15));
+    // A margin longer than half the TTL: the spread is half of what is
+    // left before the margin, so a renewal never comes at once.
+    let s = Duration::from_secs;
+    let mut asked = None;
+    let d = renew_after(s(20), s(14), |d| {
+        asked = Some(d);
+        d
+    });
+    assert_eq!((asked, d), (Some(s(3)), s(3)));
+    for m in 1..40 {
+        let before = if m < 20 { s(20 - m) } else { s(10) };
+        let d = renew_after(s(20), s(m), |d| d);
+        assert!(
+            d > Duration::ZERO && d * 2 >= before,
+            "margin {m} s: renewal {d:?} after the grant"
+        );
+    }
 }
 
 #[test]

@@ -1,11 +1,12 @@
-//! The agent's life: wait for the network config, set up the data plane of
-//! each enabled family ([`super::backend`]), acquire a subnet lease
-//! ([`super::own`]), list and program every other lease, write subnet.env
-//! last, then follow the leases with one etcd watch ([`super::follow`],
+//! The agent's life: wait for the network config, list the leases once,
+//! set up the data plane of each enabled family ([`super::backend`]),
+//! acquire a subnet lease ([`super::own`]) and program every other lease
+//! from that list, write subnet.env last, then follow the leases with one
+//! etcd watch from the list's revision ([`super::follow`],
 //! [`super::sync`]), renew the lease before it expires, and put back what
 //! the kernel reports deleted or changed ([`super::drift`]). The O(N) work
-//! (a list, a full compare of the kernel tables) happens at start, when
-//! etcd cannot resume the watch, and every `--resync-interval` as a safety
+//! (a list, a full compare of the kernel tables) happens once at start,
+//! when etcd cannot resume the watch, and every `--resync-interval` as a safety
 //! net ([`super::relist`]); an idle agent does nothing else.
 
 use std::collections::{BTreeMap, BTreeSet};
