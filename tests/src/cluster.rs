@@ -115,6 +115,8 @@ pub struct Member {
     initial_cluster: String,
     /// Cut off the underlay by [`Member::cut_off`].
     cut: bool,
+    /// Stopped by [`Member::pause`].
+    paused: bool,
 }
 
 impl Member {
@@ -152,6 +154,26 @@ impl Member {
         );
     }
 
+    /// Freeze this member (SIGSTOP to its PID): its sockets stay open and
+    /// the kernel still accepts and acknowledges what is sent to it, but
+    /// nothing is answered, as with a process wedged or a VM paused.
+    pub fn pause(&mut self) {
+        self.signal(nix::sys::signal::Signal::SIGSTOP);
+        self.paused = true;
+    }
+
+    /// Undo [`Member::pause`] (SIGCONT).
+    pub fn resume(&mut self) {
+        self.signal(nix::sys::signal::Signal::SIGCONT);
+        self.paused = false;
+    }
+
+    fn signal(&self, sig: nix::sys::signal::Signal) {
+        let c = self.child.as_ref().expect("etcd member running");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), sig)
+            .expect("signal etcd");
+    }
+
     /// Kill this member (SIGKILL to its PID): no goodbye to its clients or
     /// peers, as when its machine dies.
     pub fn kill(&mut self) {
@@ -163,6 +185,9 @@ impl Member {
 
     /// Stop this member (SIGTERM to its PID).
     pub fn stop(&mut self) {
+        if self.paused {
+            self.resume();
+        }
         if let Some(mut c) = self.child.take() {
             sigterm_then_kill(&mut c, Duration::from_secs(5));
         }
@@ -196,9 +221,9 @@ impl Member {
         self.cut = false;
     }
 
-    /// Running and reachable: `etcdctl` can use it.
+    /// Running, reachable and not paused: `etcdctl` can use it.
     pub fn serving(&self) -> bool {
-        self.running() && !self.cut
+        self.running() && !self.cut && !self.paused
     }
 
     pub fn log(&self) -> String {
@@ -235,6 +260,7 @@ impl EtcdCluster {
                 child: None,
                 initial_cluster: initial.join(","),
                 cut: false,
+                paused: false,
             });
         }
         for m in &mut members {

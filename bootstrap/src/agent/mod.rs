@@ -38,6 +38,8 @@ mod metrics;
 mod notify;
 mod observe;
 mod own;
+#[cfg(test)]
+mod own_tests;
 mod relist;
 mod run;
 mod setup;

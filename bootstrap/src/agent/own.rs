@@ -20,6 +20,7 @@ use tokio::time::{sleep, Instant};
 
 use super::iface::External;
 use super::log;
+use super::relist::Listed;
 use super::run::{Agent, RETRY};
 use super::store::is_lease_not_found;
 use super::wake::jitter;
@@ -50,6 +51,26 @@ pub fn names_us(a: &Attrs, ext: &External) -> bool {
     }
 }
 
+/// How long after a grant to renew: `margin` before expiry (half the TTL
+/// if the margin is not shorter than the TTL), less a random part of up to
+/// half the margin (`draw(d)`: uniform in `[0, d)`). Nodes that started
+/// together (a cluster's first boot, a rack powered on) would otherwise
+/// all renew in the same second a TTL later, and again every TTL after;
+/// each renewal is drawn afresh, so the spread never closes up. A margin
+/// longer than half the TTL (`--lease-ttl=20s --renew-margin=14s`) spreads
+/// over half of what is left before it instead, so that a renewal never
+/// comes at once after the last.
+pub fn renew_after(
+    ttl: Duration,
+    margin: Duration,
+    draw: impl FnOnce(Duration) -> Duration,
+) -> Duration {
+    let margin = if margin < ttl { margin } else { ttl / 2 };
+    let before = ttl - margin;
+    let spread = margin.min(before) / 2;
+    before - draw(spread).min(spread)
+}
+
 impl Agent<'_> {
     pub fn own_key(&self) -> SubnetKey {
         self.own.as_ref().map(|o| o.key).expect("lease acquired")
@@ -77,19 +98,10 @@ impl Agent<'_> {
         self.a.lease_ttl.as_secs().max(1) as i64
     }
 
-    /// When to renew a lease granted now: `renew_margin` before expiry
-    /// (half the TTL if the margin is not shorter than the TTL), less a
-    /// random part of up to half the margin. Nodes that started together
-    /// (a cluster's first boot, a rack powered on) would otherwise all
-    /// renew in the same second a TTL later, and again every TTL after.
+    /// When to renew a lease granted now ([`renew_after`], with this
+    /// process's random draws).
     fn renew_at(&self) -> Instant {
-        let ttl = self.a.lease_ttl;
-        let margin = if self.a.renew_margin < ttl {
-            self.a.renew_margin
-        } else {
-            ttl / 2
-        };
-        Instant::now() + (ttl - margin) - jitter(margin / 2)
+        Instant::now() + renew_after(self.a.lease_ttl, self.a.renew_margin, jitter)
     }
 
     /// Write our value under `path`: create-if-absent with a new lease
@@ -139,14 +151,25 @@ impl Agent<'_> {
         }
     }
 
-    /// Acquire a lease. Retries on etcd errors forever; fails only when a
-    /// range is exhausted.
-    pub async fn acquire(&mut self) -> Result<()> {
+    /// Acquire a lease, choosing from `first` (the list at start) if
+    /// given, else from a list of its own. Retries on etcd errors forever
+    /// (listing again); fails only when a range is exhausted. Returns the
+    /// list the lease was chosen from, without the keys of ours it deleted.
+    pub async fn acquire(&mut self, first: Option<Listed>) -> Result<Listed> {
+        let mut first = first;
         let mut pause = Duration::from_millis(200);
         loop {
-            match self.try_acquire().await {
-                Ok(true) => return Ok(()),
-                Ok(false) => {
+            let res = match first.take() {
+                Some(l) => Ok(l),
+                None => Listed::read(&mut self.store, &self.prefix).await,
+            };
+            let res = match res {
+                Ok(mut l) => self.try_acquire(&mut l).await.map(|ok| ok.then_some(l)),
+                Err(e) => Err(e),
+            };
+            match res {
+                Ok(Some(l)) => return Ok(l),
+                Ok(None) => {
                     log(
                         "another node leased a subnet while this one chose (it may be the \
                          same one): choosing again",
@@ -178,11 +201,24 @@ impl Agent<'_> {
             })
     }
 
-    async fn try_acquire(&mut self) -> Result<bool> {
-        let (kvs, rev) = self.store.list(&self.prefix).await?;
+    /// Acquire a lease chosen from the leases in `l`; keys of ours deleted
+    /// on the way leave `l` too. `Ok(false)`: another node was faster.
+    async fn try_acquire(&mut self, l: &mut Listed) -> Result<bool> {
+        let mut deleted = Vec::new();
+        let res = self.choose_and_write(&l.kvs, l.rev, &mut deleted).await;
+        l.kvs.retain(|kv| !deleted.contains(&kv.key));
+        res
+    }
+
+    async fn choose_and_write(
+        &mut self,
+        kvs: &[Kv],
+        rev: i64,
+        deleted: &mut Vec<String>,
+    ) -> Result<bool> {
         let mut taken: [Vec<IpNet>; 2] = [Vec::new(), Vec::new()];
         let mut mine = Vec::new();
-        for kv in &kvs {
+        for kv in kvs {
             let Some(k) = parse_key(&kv.key) else {
                 continue;
             };
@@ -223,6 +259,7 @@ impl Agent<'_> {
                 k.show()
             ));
             self.store.delete(&kv.key).await?;
+            deleted.push(kv.key.clone());
         }
         if let Some(i) = pick {
             let (kv, k) = mine[i];
@@ -296,7 +333,7 @@ impl Agent<'_> {
         if let Some(b) = before {
             self.previous = b;
         }
-        self.acquire().await?;
+        self.acquire(None).await?;
         let now = self.own_key();
         if before != Some(now) {
             log(&format!(

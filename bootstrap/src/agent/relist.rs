@@ -1,18 +1,61 @@
-//! The O(N) work, kept rare: the list of every lease from etcd (at start,
-//! and when etcd cannot resume the watch), the compare of the kernel
+//! The O(N) work, kept rare: the list of every lease from etcd (once at
+//! start, shared by every step of start-up, and again only when etcd
+//! cannot resume the watch), the compare of the kernel
 //! tables with the leases held (every `--resync-interval`, a safety net for
 //! what the kernel's notifications did not tell), and the rebuild of a
 //! device deleted behind the agent's back.
 
 use std::collections::BTreeSet;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use ipnet::IpNet;
 
 use super::backend::Plane;
-use super::run::Agent;
+use super::run::{Agent, RETRY};
+use super::store::Store;
 use super::{debug, log, metrics};
+use crate::etcd::Kv;
+
+/// Every key under the lease prefix, the store revision of the read, and
+/// how long the read took.
+pub struct Listed {
+    pub kvs: Vec<Kv>,
+    pub rev: i64,
+    pub took: Duration,
+}
+
+impl Listed {
+    /// One list of `prefix`.
+    pub async fn read(store: &mut Store, prefix: &str) -> Result<Listed> {
+        let started = Instant::now();
+        let (kvs, rev) = store.list(prefix).await?;
+        Ok(Listed {
+            kvs,
+            rev,
+            took: started.elapsed(),
+        })
+    }
+}
+
+/// The one list at start, retried until etcd answers. It serves the
+/// VtepMACs of an existing lease, the choice of our subnet and the first
+/// programming of the other leases; the watch starts right after its
+/// revision, so every change made since (our own writes included) comes
+/// as events. Listing for each of those steps costs etcd a full read of
+/// every lease per step, per agent: at 5000 leases and a rack of agents
+/// starting together, the bulk of start-up's load on etcd.
+pub async fn list_at_start(store: &mut Store, prefix: &str) -> Listed {
+    loop {
+        match Listed::read(store, prefix).await {
+            Ok(l) => return l,
+            Err(e) => {
+                log(&format!("cannot list the leases yet: {e:#}"));
+                tokio::time::sleep(RETRY).await;
+            }
+        }
+    }
+}
 
 /// CPU time of the calling thread (the agent's runtime runs on one).
 fn thread_cpu() -> f64 {
@@ -24,21 +67,35 @@ fn thread_cpu() -> f64 {
 }
 
 impl Agent<'_> {
-    /// Read every lease from etcd, hold them, make the kernel match (only
-    /// what differs) and check our own lease. `quiet`: do not log each
-    /// lease (the list at start). Returns the store revision of the read,
-    /// to watch from.
+    /// Read every lease from etcd and apply them ([`Agent::apply_list`],
+    /// our own lease checked). `quiet`: do not log each lease. Returns the
+    /// store revision of the read, to watch from.
     pub async fn relist(&mut self, quiet: bool) -> Result<i64> {
+        let l = Listed::read(&mut self.store, &self.prefix).await?;
+        self.apply_list(l, quiet, true).await
+    }
+
+    /// Hold the leases of `l`, make the kernel match (only what differs)
+    /// and, with `check_own`, check our own lease in it (not in the list at
+    /// start, read before our lease was written: the watch brings that
+    /// write). `quiet`: do not log each lease. Returns `l`'s revision.
+    pub async fn apply_list(&mut self, l: Listed, quiet: bool, check_own: bool) -> Result<i64> {
         let started = Instant::now();
-        let res = self.relist_inner(quiet).await;
+        let (rev, took) = (l.rev, l.took);
+        let res = self.apply_list_inner(l.kvs, rev, quiet, check_own).await;
         metrics::get()
             .resync_seconds
-            .observe(started.elapsed().as_secs_f64());
+            .observe((took + started.elapsed()).as_secs_f64());
         res
     }
 
-    async fn relist_inner(&mut self, quiet: bool) -> Result<i64> {
-        let (kvs, rev) = self.store.list(&self.prefix).await?;
+    async fn apply_list_inner(
+        &mut self,
+        kvs: Vec<Kv>,
+        rev: i64,
+        quiet: bool,
+        check_own: bool,
+    ) -> Result<i64> {
         let own_path = self.own.as_ref().map(|o| o.path.clone());
         let (mut own_ok, mut own_seen) = (false, false);
         let mut held = Vec::new();
@@ -46,7 +103,7 @@ impl Agent<'_> {
             if Some(&kv.key) == own_path.as_ref() {
                 own_seen = true;
                 own_ok = kv.value == self.value().as_bytes();
-                if own_ok {
+                if own_ok && check_own {
                     self.follow_own_lease(&kv).await;
                 }
                 continue;
@@ -60,7 +117,7 @@ impl Agent<'_> {
             let fixed = p.reconcile()?;
             metrics::get().repairs.inc_by(fixed as u64);
         }
-        if !own_ok {
+        if check_own && !own_ok {
             log(&format!(
                 "our lease {} {} in etcd (found on resync); acquiring it again",
                 own_path.as_deref().unwrap_or("-"),

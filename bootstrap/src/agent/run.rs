@@ -1,11 +1,12 @@
-//! The agent's life: wait for the network config, set up the data plane of
-//! each enabled family ([`super::backend`]), acquire a subnet lease
-//! ([`super::own`]), list and program every other lease, write subnet.env
-//! last, then follow the leases with one etcd watch ([`super::follow`],
+//! The agent's life: wait for the network config, list the leases once,
+//! set up the data plane of each enabled family ([`super::backend`]),
+//! acquire a subnet lease ([`super::own`]) and program every other lease
+//! from that list, write subnet.env last, then follow the leases with one
+//! etcd watch from the list's revision ([`super::follow`],
 //! [`super::sync`]), renew the lease before it expires, and put back what
 //! the kernel reports deleted or changed ([`super::drift`]). The O(N) work
-//! (a list, a full compare of the kernel tables) happens at start, when
-//! etcd cannot resume the watch, and every `--resync-interval` as a safety
+//! (a list, a full compare of the kernel tables) happens once at start,
+//! when etcd cannot resume the watch, and every `--resync-interval` as a safety
 //! net ([`super::relist`]); an idle agent does nothing else.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -23,6 +24,7 @@ use super::held::Held;
 use super::iface::{find_external, External};
 use super::observe::Observer;
 use super::own::Own;
+use super::relist::list_at_start;
 use super::setup::{build_planes, stored_macs, usable, NetSetup};
 use super::store::Store;
 use super::wake::{jitter, next_kernel_events, watch_kernel, Watched};
@@ -153,7 +155,9 @@ async fn run(a: &AgentArgs) -> Result<()> {
         log("backend host-gw: routes via each node's public address, no tunnel");
     }
     let prefix = a.etcd.key("subnets/");
-    let macs = stored_macs(&mut store, &prefix, &ext).await;
+    // The one list of start-up (see list_at_start).
+    let listed = list_at_start(&mut store, &prefix).await;
+    let macs = stored_macs(&listed.kvs, &ext);
     let planes = build_planes(a, &ext, &net, macs)?;
     let previous = super::env::previous_subnets(&a.subnet_file);
     let mut agent = Agent {
@@ -173,10 +177,16 @@ async fn run(a: &AgentArgs) -> Result<()> {
         programmed: 0,
         obs,
     };
-    agent.acquire().await?;
+    let mut first = Some(agent.acquire(Some(listed)).await?);
     agent.setup_node()?;
     let rev = loop {
-        match agent.relist(true).await {
+        // The list our lease was chosen from; listed again only if it
+        // could not be applied.
+        let res = match first.take() {
+            Some(l) => agent.apply_list(l, true, false).await,
+            None => agent.relist(true).await,
+        };
+        match res {
             Ok(rev) => break rev,
             Err(e) => {
                 log(&format!("cannot read the other leases yet: {e:#}"));

@@ -4,15 +4,12 @@
 
 use anyhow::{bail, Context, Result};
 use ipnet::IpNet;
-use tokio::time::sleep;
 
 use super::backend::routes::Routes;
 use super::backend::vxlan::{random_mac, DeviceSpec, Vtep};
 use super::backend::{remove_stale_devices, Plane};
 use super::iface::{External, Families};
-use super::run::RETRY;
-use super::store::Store;
-use super::{log, AgentArgs};
+use super::AgentArgs;
 use crate::etcd::Kv;
 use crate::lease::{random_seed, Lease, Range};
 use crate::netconfig::{NetConfig, VxlanOptions};
@@ -76,30 +73,21 @@ pub fn usable(kv: &Kv) -> Result<NetSetup> {
     })
 }
 
-/// The VtepMACs of this node's existing lease (same public address), so
-/// other nodes' FDB entries stay right even if our devices are gone.
-pub async fn stored_macs(store: &mut Store, prefix: &str, ext: &External) -> [Option<[u8; 6]>; 2] {
-    loop {
-        match store.list(prefix).await {
-            Ok((kvs, _)) => {
-                let mine = kvs.iter().find_map(|kv| {
-                    Lease::parse(&kv.key, &kv.value)
-                        .ok()
-                        .filter(|l| super::own::names_us(&l.attrs, ext))
-                });
-                return [
-                    mine.as_ref().and_then(|l| l.attrs.data).map(|d| d.vtep_mac),
-                    mine.as_ref()
-                        .and_then(|l| l.attrs.data6)
-                        .map(|d| d.vtep_mac),
-                ];
-            }
-            Err(e) => {
-                log(&format!("cannot list leases yet: {e:#}"));
-                sleep(RETRY).await;
-            }
-        }
-    }
+/// The VtepMACs of this node's existing lease (same public address) in
+/// `kvs` (the list at start), so other nodes' FDB entries stay right even
+/// if our devices are gone.
+pub fn stored_macs(kvs: &[Kv], ext: &External) -> [Option<[u8; 6]>; 2] {
+    let mine = kvs.iter().find_map(|kv| {
+        Lease::parse(&kv.key, &kv.value)
+            .ok()
+            .filter(|l| super::own::names_us(&l.attrs, ext))
+    });
+    [
+        mine.as_ref().and_then(|l| l.attrs.data).map(|d| d.vtep_mac),
+        mine.as_ref()
+            .and_then(|l| l.attrs.data6)
+            .map(|d| d.vtep_mac),
+    ]
 }
 
 /// Build the planes of the enabled families and remove what another

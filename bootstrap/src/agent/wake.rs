@@ -26,26 +26,46 @@ pub const RETRY_MAX: Duration = Duration::from_secs(5);
 /// Repeat the "cannot …" line at most this often.
 const QUIET: Duration = Duration::from_secs(30);
 
-thread_local! {
-    static RNG: Cell<u64> = Cell::new(crate::lease::random_seed() | 1);
-}
+/// A xorshift64* generator: spreading timers needs no cryptographic
+/// randomness, only different draws on different nodes.
+#[derive(Debug, Clone, Copy)]
+pub struct Rng(u64);
 
-/// A uniformly random duration in `[0, d)` (xorshift64*, seeded per
-/// process: spreading timers needs no cryptographic randomness).
-pub fn jitter(d: Duration) -> Duration {
-    let r = RNG.with(|c| {
-        let mut x = c.get();
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        // xorshift never leaves 0.
+        Rng(seed | 1)
+    }
+
+    /// A uniformly random duration in `[0, d)`.
+    pub fn below(&mut self, d: Duration) -> Duration {
+        let mut x = self.0;
         x ^= x >> 12;
         x ^= x << 25;
         x ^= x >> 27;
-        c.set(x);
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    });
-    let nanos = d.as_nanos().min(u128::from(u64::MAX)) as u64;
-    if nanos == 0 {
-        return Duration::ZERO;
+        self.0 = x;
+        let r = x.wrapping_mul(0x2545_f491_4f6c_dd1d);
+        let nanos = d.as_nanos().min(u128::from(u64::MAX)) as u64;
+        if nanos == 0 {
+            return Duration::ZERO;
+        }
+        Duration::from_nanos(r % nanos)
     }
-    Duration::from_nanos(r % nanos)
+}
+
+thread_local! {
+    static RNG: Cell<Rng> = Cell::new(Rng::new(crate::lease::random_seed()));
+}
+
+/// A uniformly random duration in `[0, d)` from this thread's [`Rng`],
+/// seeded per process ([`crate::lease::random_seed`]).
+pub fn jitter(d: Duration) -> Duration {
+    RNG.with(|c| {
+        let mut r = c.get();
+        let v = r.below(d);
+        c.set(r);
+        v
+    })
 }
 
 /// When to try again after failures: a first attempt soon after a break

@@ -14,6 +14,8 @@ use serde_json::Value;
 
 use cni::gojson::{self, GoValue};
 
+#[cfg(test)]
+pub use range::seed_from;
 pub use range::{random_seed, Range};
 
 /// The subnets a lease key names: IPv4 (absent for the IPv6-only

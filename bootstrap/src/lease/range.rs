@@ -93,7 +93,14 @@ pub fn random_seed() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0);
-    let mut x = t ^ (u64::from(std::process::id()) << 32) ^ 0x9e37_79b9_7f4a_7c15;
+    seed_from(t, std::process::id())
+}
+
+/// [`random_seed`] from the wall clock in nanoseconds and a PID: machines
+/// booted together run their agent under the same PID often enough, so
+/// the nanoseconds alone must make the seeds differ.
+pub fn seed_from(nanos: u64, pid: u32) -> u64 {
+    let mut x = nanos ^ (u64::from(pid) << 32) ^ 0x9e37_79b9_7f4a_7c15;
     x ^= x >> 33;
     x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
     x ^= x >> 33;
