@@ -90,6 +90,20 @@ impl TestNs {
         self.ip(&["link", "set", &peer, "up"]);
         self.ip(&["link", "set", dev, "up"]);
     }
+
+    /// Waits (up to 10 s) until the kernel's addrconf has given `dev` a
+    /// link-local IPv6 address past duplicate address detection: it does
+    /// so asynchronously after the link comes up.
+    fn wait_link_local(&self, dev: &str) {
+        for _ in 0..200 {
+            let out = self.ip(&["-6", "addr", "show", "dev", dev, "scope", "link"]);
+            if out.contains("fe80::") && !out.contains("tentative") {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("{dev} in {} got no link-local IPv6 address", self.name);
+    }
 }
 
 impl Drop for TestNs {
@@ -265,6 +279,7 @@ fn errors_through_the_kernel() {
     );
     // Only the kernel's link-local IPv6 address: flanneld takes it.
     let eth0 = args(|a| a.iface = strs(&["eth0"]));
+    t.wait_link_local("eth0");
     assert!(pick(nl, &eth0, V6)[2].starts_with("fe80::"));
     t.ip(&["-6", "addr", "flush", "dev", "eth0"]);
     let e = fail(nl, &eth0, V6);
