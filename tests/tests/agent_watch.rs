@@ -333,6 +333,9 @@ fn the_watch_resumes_across_outages_and_lists_again_only_after_compaction() {
         "compacted while cut off",
     );
     logged(&n1, from, "history compacted");
+    // The list logs its line after programming what it found, so the
+    // kernel can match before the line is written.
+    logged(&n1, from, "listed the leases at etcd revision");
     assert_eq!(lists(&n1), 2, "{}", tail(&n1.log()));
     // And watches again from the list's revision.
     let expiring = fleet.step(20, 3);
