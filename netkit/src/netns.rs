@@ -7,6 +7,13 @@
 //! and the reason for rtnetlink issue #68; Go's `ns.Do` in
 //! containernetworking/plugins `pkg/ns/ns_linux.go` does the same dance with
 //! `LockOSThread`).
+//!
+//! [`Netns::netlink_here`] is the one exception, for short-lived
+//! single-purpose processes (the CNI plugin) where a thread start is a
+//! measurable part of the run: the calling thread enters the namespace,
+//! opens a socket and goes back before returning, the way back guarded by a
+//! `Drop` (also on `?` and unwinding); if going back ever fails, the
+//! process aborts rather than go on in the wrong namespace.
 
 use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -111,6 +118,40 @@ impl Netns {
     pub fn netlink(&self) -> Result<Netlink> {
         let label = self.label.clone();
         self.run(move || Netlink::open_labelled(label))?
+    }
+
+    /// [`Netns::run`] on the calling thread, without a thread start: the
+    /// thread enters this namespace, runs `f` and returns to its own
+    /// namespace before this returns (see the module docs). Going back
+    /// cannot fail short of the kernel refusing `setns(2)` into a namespace
+    /// the thread was just in; if it does, the process aborts.
+    pub fn run_here<T>(&self, f: impl FnOnce() -> T) -> Result<T> {
+        if self.is_current()? {
+            return Ok(f());
+        }
+        let home = Self::current()?;
+        setns(self.fd.as_fd(), CloneFlags::CLONE_NEWNET)
+            .map_err(|e| Error::nix(format!("setns into {}", self.label), e))?;
+        let _back = GoBack(home);
+        Ok(f())
+    }
+
+    /// [`Netns::netlink`] without a thread start ([`Netns::run_here`]).
+    pub fn netlink_here(&self) -> Result<Netlink> {
+        let label = self.label.clone();
+        self.run_here(move || Netlink::open_labelled(label))?
+    }
+}
+
+/// Returns the calling thread to the namespace it holds when dropped.
+struct GoBack(Netns);
+
+impl Drop for GoBack {
+    fn drop(&mut self) {
+        if let Err(e) = setns(self.0.fd.as_fd(), CloneFlags::CLONE_NEWNET) {
+            eprintln!("netkit: cannot return to the original network namespace ({e}); aborting");
+            std::process::abort();
+        }
     }
 }
 

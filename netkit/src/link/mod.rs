@@ -191,6 +191,19 @@ impl Netlink {
         self.set_link(msg, format!("set link #{index} nomaster"))
     }
 
+    /// `ip link set dev NAME nomaster`, in one round trip (the kernel
+    /// resolves `IFLA_IFNAME` itself). Idempotent: a missing link, or one
+    /// without a master, is success.
+    pub fn set_nomaster_by_name(&mut self, name: &str) -> Result<()> {
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        msg.attributes.push(LinkAttribute::Controller(0));
+        match self.set_link(msg, format!("set link {name} nomaster")) {
+            Err(e) if e.is_not_found() => Ok(()),
+            other => other,
+        }
+    }
+
     /// `ip link set dev IDX netns NS`: move a link to another namespace.
     pub fn set_netns(&mut self, index: u32, ns: &Netns) -> Result<()> {
         use std::os::fd::AsRawFd;

@@ -19,6 +19,14 @@ impl Netlink {
     /// (no create-then-move race, no name clash with host interfaces such as
     /// `eth0`). Both ends get `mtu`; both are left down.
     ///
+    /// Both ends get one TX and one RX queue, asked for explicitly. Without
+    /// them the kernel allocates one queue per possible CPU, and then sets
+    /// the real count to 1 on the already registered device, which waits
+    /// for an expedited RCU grace period under the RTNL lock, once per end
+    /// (`veth_init_queues` → `netif_set_real_num_tx_queues` →
+    /// `synchronize_net`). One queue is what a veth runs with either way;
+    /// only the (unused) headroom for `ethtool -L` goes.
+    ///
     /// Either name existing gives an error with `is_exists()`.
     pub fn add_veth(
         &mut self,
@@ -38,13 +46,17 @@ impl Netlink {
         if let Some(mtu) = mtu {
             peer_msg.attributes.push(LinkAttribute::Mtu(mtu));
         }
+        peer_msg.attributes.push(LinkAttribute::NumTxQueues(1));
+        peer_msg.attributes.push(LinkAttribute::NumRxQueues(1));
         if let Some(mac) = peer_mac {
             peer_msg
                 .attributes
                 .push(LinkAttribute::Address(mac.to_vec()));
         }
         let data = InfoData::Veth(InfoVeth::Peer(peer_msg));
-        let msg = new_link_request(host, InfoKind::Veth, Some(data), mtu, None);
+        let mut msg = new_link_request(host, InfoKind::Veth, Some(data), mtu, None);
+        msg.attributes.push(LinkAttribute::NumTxQueues(1));
+        msg.attributes.push(LinkAttribute::NumRxQueues(1));
         let req = Request::new(
             RouteNetlinkMessage::NewLink(msg),
             CREATE_EXCL,

@@ -403,18 +403,28 @@ impl Locked {
         text.parse().ok()
     }
 
-    /// Records the round-robin position the way host-local's
-    /// `os.WriteFile` does (truncate and write, 0600). Not fsynced: a lost
-    /// or torn hint only restarts the walk at rangeStart.
+    /// Records the round-robin position: the same file and content as
+    /// host-local's `os.WriteFile` (0600), but overwritten in place and then
+    /// cut to length rather than truncated to empty first. Truncating to
+    /// empty frees the file's data block and the write allocates a new one:
+    /// ext4 with `discard` (and no journal) discards the freed block
+    /// synchronously, a disk wait on every ADD. Readers hold the store lock,
+    /// so they never see the file between the two steps. Not fsynced: a
+    /// lost, torn or (killed between the steps) mixed hint only moves where
+    /// the walk for a free IP starts.
     pub(crate) fn set_last_reserved(&self, range: usize, ip: IpAddr) -> Result<(), IpamError> {
         let path = self.dir.join(format!("{LAST_IP_PREFIX}{range}"));
+        let text = ip.to_string();
         fs::OpenOptions::new()
             .write(true)
             .create(true)
-            .truncate(true)
+            .truncate(false)
             .mode(0o600)
             .open(&path)
-            .and_then(|mut f| f.write_all(ip.to_string().as_bytes()))
+            .and_then(|mut f| {
+                f.write_all(text.as_bytes())?;
+                f.set_len(text.len() as u64)
+            })
             .map_err(|e| IpamError::io(&path, e))
     }
 

@@ -344,7 +344,7 @@ pub fn undo(
     }
     match Netlink::open() {
         Ok(mut nl) => {
-            if let Err(e) = nl.del_link_by_name(&state.host_veth) {
+            if let Err(e) = del_host_veth(&mut nl, &state.host_veth) {
                 errors.push(kernel(&format!("delete {}", state.host_veth), e));
             }
             errors.extend(bandwidth::remove(&mut nl, state));
@@ -365,6 +365,25 @@ pub fn undo(
         errors.push(e);
     }
     errors
+}
+
+/// Deletes a host veth (its pod end goes with it): first out of the
+/// bridge, then the pair.
+///
+/// Deleting an enslaved port that is up makes the bridge disable the port
+/// twice, once when the device closes and once when it leaves the bridge
+/// (`br_stp_disable_port`), and each pass walks every port (port-state
+/// selection re-arms each forwarding port's multicast timers) and the
+/// whole FDB: with N pods on the node, a DEL's main growth. Leaving the
+/// bridge first runs that walk once; the device that then closes is no
+/// bridge port. In between the veth is a plain link with no address and
+/// IPv6 off, so the dying pod's frames (addressed to the bridge's or other
+/// pods' MACs) are dropped, as they are once the port is disabled.
+/// A missing link is success. Leaving the bridge is only a shortcut: if it
+/// fails, the deletion still removes the port.
+fn del_host_veth(nl: &mut Netlink, name: &str) -> Result<(), netkit::Error> {
+    let _ = nl.set_nomaster_by_name(name);
+    nl.del_link_by_name(name)
 }
 
 /// Frees the torn IP files (power loss, a killed host-local) in `scope`

@@ -100,16 +100,17 @@ pub struct PodAddressing<'a> {
 pub fn configure(pod: &Netns, ifname: &str, want: &PodAddressing<'_>) -> Result<Link, CniError> {
     let ns_err = |e| kernel(&format!("netlink in {}", pod.label()), e);
     let v6 = want.addrs.iter().any(|(a, _)| a.addr().is_ipv6());
+    // On this thread (`run_here`): a thread start is a scheduling wait on
+    // a loaded node, and this process does nothing else meanwhile.
     let mut nl = if v6 {
-        // The sysctls on the same thread that opens the socket: one
-        // thread in the pod netns, not two.
-        pod.run(|| {
+        // The sysctls in the same visit that opens the socket.
+        pod.run_here(|| {
             super::ipv6::prepare_pod(ifname, want.enable_dad)?;
             Netlink::open().map_err(ns_err)
         })
         .map_err(ns_err)??
     } else {
-        pod.netlink().map_err(ns_err)?
+        pod.netlink_here().map_err(ns_err)?
     };
     if let Some(lo) = nl.link_by_name("lo").map_err(|e| kernel("look up lo", e))? {
         if !lo.up {

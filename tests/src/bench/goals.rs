@@ -168,6 +168,11 @@ pub fn goals17(r: &Results) -> Vec<Goal> {
                 ("ADD", p.add_cpu, (&hi.add_cpu, &lo.add_cpu)),
                 ("DEL", p.del_cpu, (&hi.del_cpu, &lo.del_cpu)),
             ] {
+                let kernel = if op == "DEL" {
+                    kernel_share(p.port_del_cpu, (a, b))
+                } else {
+                    String::new()
+                };
                 let v = ratio(a, b);
                 let level_based = ratio(
                     get(la, Impl::Native).median(),
@@ -179,7 +184,7 @@ pub fn goals17(r: &Results) -> Vec<Goal> {
                         hi.level, lo.level
                     ),
                     format!(
-                        "{} ({} ms / {} ms CPU, same rounds; {} between the levels' own rounds){}",
+                        "{} ({} ms / {} ms CPU, same rounds; {} between the levels' own rounds){kernel}{}",
                         x(v),
                         f(a),
                         f(b),
@@ -249,4 +254,21 @@ pub fn goals17(r: &Results) -> Vec<Goal> {
         ));
     }
     out
+}
+
+/// How much of native DEL's growth (`del`: CPU at N pods, at the base
+/// node) the kernel's bridge-port removal alone shows (`port`: the same,
+/// measured by hand in the same rounds, see `portdel`).
+fn kernel_share(port: (f64, f64), del: (f64, f64)) -> String {
+    let (pa, pb) = port;
+    if !(pa.is_finite() && pb.is_finite()) {
+        return String::new();
+    }
+    format!(
+        "; the kernel's bridge-port removal alone (by hand, same rounds): {} ms / {} ms, {:+.2} ms of DEL's {:+.2} ms",
+        f(pa),
+        f(pb),
+        pa - pb,
+        del.0 - del.1
+    )
 }

@@ -22,6 +22,7 @@ mod datapath;
 mod goals;
 mod phases;
 mod plugins;
+mod portdel;
 mod probe;
 mod report;
 mod report_json;

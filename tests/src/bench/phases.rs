@@ -196,6 +196,9 @@ pub struct ScaleLevel {
     /// CPU time of the same calls (see `OpStats::cpu`).
     pub add_cpu: PerImpl<Series>,
     pub del_cpu: PerImpl<Series>,
+    /// Native nodes only: CPU time of the kernel's bridge-port removal
+    /// alone, by hand in the same rounds (see [`super::portdel`]).
+    pub port_del_cpu: PerImpl<Series>,
     /// The data path at this level (see [`datapath`]).
     pub datapath: PerImpl<DataPathLevel>,
 }
@@ -331,6 +334,11 @@ pub fn scale(targets: &[Target], opts: &ScaleOpts) -> (Scale, Vec<Pod>) {
                 lvl.del.entry(t.key).or_default().push(d.elapsed);
                 lvl.add_cpu.entry(t.key).or_default().push(a.cpu);
                 lvl.del_cpu.entry(t.key).or_default().push(d.cpu);
+                if t.imp == Impl::Native {
+                    if let Some(c) = super::portdel::bridge_port_removal(pod.ns.path()) {
+                        lvl.port_del_cpu.entry(t.key).or_default().push(c);
+                    }
+                }
             }
         }
         if opts.datapath_reps > 0 {

@@ -74,6 +74,7 @@ pub fn to_json(r: &Results, config: Value) -> Value {
                     "existing_pods": l.level,
                     "add": per_impl_json(&l.add), "del": per_impl_json(&l.del),
                     "add_cpu": per_impl_json(&l.add_cpu), "del_cpu": per_impl_json(&l.del_cpu),
+                    "bridge_port_removal_cpu": per_impl_json(&l.port_del_cpu),
                     "datapath": datapath,
                 })
             })
@@ -108,6 +109,7 @@ pub fn to_json(r: &Results, config: Value) -> Value {
                 .into_iter()
                 .map(|p| {
                     json!({"existing_pods": p.level, "add_cpu": r(p.add_cpu), "del_cpu": r(p.del_cpu),
+                           "bridge_port_removal_cpu": r(p.port_del_cpu),
                            "add_wall": r(p.add_wall), "hostport_tcp_mbps": r(p.hostport),
                            "pod_to_pod_tcp_mbps": r(p.pod_to_pod), "hostport_cpu_us_per_mb": r(p.hostport_cpu),
                            "pod_to_pod_cpu_us_per_mb": r(p.pod_to_pod_cpu), "hostport_new_conns_per_s": r(p.conns)})

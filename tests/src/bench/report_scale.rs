@@ -170,6 +170,8 @@ pub(super) struct Paired {
     pub level: usize,
     pub add_cpu: (f64, f64),
     pub del_cpu: (f64, f64),
+    /// The kernel's bridge-port removal by hand (see `portdel`).
+    pub port_del_cpu: (f64, f64),
     pub add_wall: (f64, f64),
     pub hostport: (f64, f64),
     pub pod_to_pod: (f64, f64),
@@ -196,6 +198,7 @@ pub(super) fn paired(s: &Scale) -> Vec<Paired> {
                 level: l.level,
                 add_cpu: med(&l.add_cpu),
                 del_cpu: med(&l.del_cpu),
+                port_del_cpu: med(&l.port_del_cpu),
                 add_wall: med(&l.add),
                 hostport: dp(|d| &d.hostport_mbps),
                 pod_to_pod: dp(|d| &d.pod_to_pod_mbps),
