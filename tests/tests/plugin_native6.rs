@@ -7,20 +7,19 @@
 //! Pod ranges: 10.2.1.0/24 of 10.2.0.0/16 and fd10:2:1::/64 of
 //! fd10:2::/48; the "outside" is 2001:db8::/32 (documentation prefix).
 
+use netboot_tests::cni_node::CniNode;
 use netboot_tests::native6_support::{
     add_addr_nodad, assert_ping6, dual_env, fetch6, fetch6_once, ip_of, ips_of, ipv6_addrs,
     result_routes, routes6, serve6, sysctl, v6_only_env, V6_GATEWAY, V6_NETWORK,
 };
 use netboot_tests::native_support::{NativeNode, Wired};
 use netboot_tests::plugin_support::{
-    cid, err_code, err_text, fetch, merged, routes, serve, with_ports, with_prev, PluginNode,
+    cid, err_code, err_text, fetch, routes, serve, with_mappings, with_ports, with_prev,
+    PluginNode, HOST_PORT, POD_PORT,
 };
 use netboot_tests::{assert_ping, require_root, Netns, SubnetEnv};
 use serde_json::{json, Value};
 use std::net::IpAddr;
-
-const HOST_PORT: u16 = 8080;
-const POD_PORT: u16 = 80;
 
 /// The pod's `eth0` carries `ip` (v4 or v6) with its prefix, and every
 /// global IPv6 address there is usable (no `tentative`/`dadfailed`).
@@ -305,13 +304,13 @@ fn ipv6_host_ports_with_and_without_host_ip() {
     // A second node address that the hostIP mapping must not answer on.
     add_addr_nodad(&node.ns, "vpeer", "2001:db8:2::3/64");
     let pod = node.pod("p");
-    let conf = merged(
+    let conf = with_mappings(
         &node.conf("1.0.0"),
-        json!({"runtimeConfig": {"portMappings": [
+        json!([
             {"hostPort": HOST_PORT, "containerPort": POD_PORT, "protocol": "tcp"},
             {"hostPort": HOST_PORT + 1, "containerPort": POD_PORT, "protocol": "tcp",
              "hostIP": "2001:db8:2::1"},
-        ]}}),
+        ]),
     );
     let res = node.add(&pod, &conf);
     serve6(&pod, POD_PORT, "hello-v6");
