@@ -298,6 +298,14 @@ impl Wired {
     }
 }
 
+impl Wired {
+    /// The peer node most tests use: `vpeer` with 198.51.100.1 on the
+    /// node, 198.51.100.2 in the peer (TEST-NET-2).
+    pub fn peer(node: &PluginNode, tag: &str) -> Self {
+        Wired::new(node, tag, "vpeer", "198.51.100.1/24", "198.51.100.2/24")
+    }
+}
+
 impl Deref for Wired {
     type Target = Netns;
     fn deref(&self) -> &Netns {

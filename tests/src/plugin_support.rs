@@ -490,10 +490,13 @@ pub fn with_prev(conf: &Value, result: &Value) -> Value {
 
 /// `conf` asking for one port mapping `host_port` → `pod_port`/tcp.
 pub fn with_ports(conf: &Value, host_port: u16, pod_port: u16) -> Value {
-    with_mappings(
-        conf,
-        json!([{"hostPort": host_port, "containerPort": pod_port, "protocol": "tcp"}]),
-    )
+    with_mappings(conf, json!([mapping(host_port, pod_port, "tcp")]))
+}
+
+/// One `portMappings` entry, `host_port` → `pod_port`/`protocol` on any
+/// host address (add `hostIP` with [`merged`]).
+pub fn mapping(host_port: u16, pod_port: u16, protocol: &str) -> Value {
+    json!({"hostPort": host_port, "containerPort": pod_port, "protocol": protocol})
 }
 
 /// `conf` asking for the port mappings `list` (a JSON array).

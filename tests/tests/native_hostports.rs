@@ -13,8 +13,8 @@ use std::time::Duration;
 use netboot_tests::cni_node::CniNode;
 use netboot_tests::native_support::{NativeNode, Wired};
 use netboot_tests::plugin_support::{
-    cid, err_code, fetch, fetch_once, serve, with_mappings, with_ports, CniPathDir, HOST_PORT, NET,
-    POD_PORT,
+    cid, err_code, fetch, fetch_once, mapping, merged, serve, with_mappings, with_ports,
+    CniPathDir, HOST_PORT, NET, POD_PORT,
 };
 use netboot_tests::{first_ip, require_root, Netns, PluginCall};
 use netkit::firewall::{self, PortMapping, PortmapSpec, Proto};
@@ -48,15 +48,17 @@ fn owned(node: &NativeNode, pod: &Netns) -> Vec<String> {
 fn host_ports_reach_the_pod_by_tcp_and_udp_any_address_host_ip_hairpin_and_localhost() {
     require_root();
     let node = NativeNode::new("mreach");
-    let peer = Wired::new(&node, "peer", "vpeer", "198.51.100.1/24", "198.51.100.2/24");
+    let peer = Wired::peer(&node, "peer");
     let pod = node.pod("p");
     let conf = with_mappings(
         &node.conf("1.0.0"),
         json!([
-            {"hostPort": HOST_PORT, "containerPort": POD_PORT, "protocol": "tcp"},
-            {"hostPort": HOST_PORT + 1, "containerPort": POD_PORT, "protocol": "tcp",
-             "hostIP": "198.51.100.1"},
-            {"hostPort": HOST_PORT + 2, "containerPort": 5000, "protocol": "udp"},
+            mapping(HOST_PORT, POD_PORT, "tcp"),
+            merged(
+                &mapping(HOST_PORT + 1, POD_PORT, "tcp"),
+                json!({"hostIP": "198.51.100.1"}),
+            ),
+            mapping(HOST_PORT + 2, 5000, "udp"),
         ]),
     );
     let res = node.add(&pod, &conf);

@@ -20,7 +20,7 @@ use netboot_tests::mode_suite::{
 };
 use netboot_tests::native_support::{env_with_subnet, NativeNode, Wired};
 use netboot_tests::plugin_support::{
-    cid, err_code, err_text, fetch, fetch_once, merged, serve, with_mappings, with_ports,
+    cid, err_code, err_text, fetch, fetch_once, mapping, merged, serve, with_mappings, with_ports,
     with_prev, HOST_PORT, NET, POD_PORT,
 };
 use netboot_tests::{
@@ -297,13 +297,13 @@ fn masquerade_shows_the_node_address_to_the_outside() {
 fn host_port_is_reachable_from_the_node_and_a_peer() {
     require_root();
     let node = NativeNode::new("nhp");
-    let peer = Wired::new(&node, "peer", "vpeer", "198.51.100.1/24", "198.51.100.2/24");
+    let peer = Wired::peer(&node, "peer");
     let pod = node.pod("p");
     let conf = with_mappings(
         &node.conf("1.0.0"),
         json!([
-            {"hostPort": HOST_PORT, "containerPort": POD_PORT, "protocol": "tcp"},
-            {"hostPort": HOST_PORT + 1, "containerPort": POD_PORT, "protocol": "udp"},
+            mapping(HOST_PORT, POD_PORT, "tcp"),
+            mapping(HOST_PORT + 1, POD_PORT, "udp"),
         ]),
     );
     let res = node.add(&pod, &conf);
@@ -769,7 +769,7 @@ fn del_removes_exactly_its_own_map_elements_and_never_anothers() {
 fn containerd_go_spelled_port_mappings_are_published_and_cleaned() {
     require_root();
     let node = NativeNode::new("ngo");
-    let peer = Wired::new(&node, "peer", "vpeer", "198.51.100.1/24", "198.51.100.2/24");
+    let peer = Wired::peer(&node, "peer");
     let pod = node.pod("p");
     let go_conf = |host_port: Value| {
         with_mappings(
