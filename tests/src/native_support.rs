@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::cni_node::CniNode;
 use crate::netns::Netns;
 use crate::node::SubnetEnv;
-use crate::plugin::{PluginCall, PluginOutput};
+use crate::plugin::PluginCall;
 use crate::plugin_support::{list_names, merged, CniPathDir, PluginNode, Snapshot, NET};
 use crate::retry;
 
@@ -82,27 +83,6 @@ impl NativeNode {
     #[track_caller]
     pub fn del(&self, pod: &Netns, conf: &Value) {
         self.run(&self.call("DEL", pod, conf)).expect_ok();
-    }
-
-    /// CHECK `pod` against `result`.
-    pub fn check(&self, pod: &Netns, conf: &Value, result: &Value) -> PluginOutput {
-        self.run(&self.call(
-            "CHECK",
-            pod,
-            &crate::plugin_support::with_prev(conf, result),
-        ))
-    }
-
-    /// GC keeping only `valid` (container ids, ifname eth0).
-    #[track_caller]
-    pub fn gc(&self, conf: &Value, valid: &[&str]) {
-        let list: Vec<Value> = valid
-            .iter()
-            .map(|c| json!({"containerID": c, "ifname": "eth0"}))
-            .collect();
-        let gc = merged(conf, json!({"cni.dev/valid-attachments": list}));
-        let out = self.run(&self.bare_call("GC", &gc));
-        assert_eq!(out.expect_ok(), Value::Null, "GC prints nothing");
     }
 
     /// netboot's host veths (`nbv…`) on the node.
@@ -246,6 +226,36 @@ impl NativeNode {
     }
 }
 
+impl CniNode for NativeNode {
+    fn plugin_node(&self) -> &PluginNode {
+        &self.pn
+    }
+    fn conf(&self, version: &str) -> Value {
+        NativeNode::conf(self, version)
+    }
+    fn call(&self, command: &str, pod: &Netns, conf: &Value) -> PluginCall {
+        NativeNode::call(self, command, pod, conf)
+    }
+    fn bare_call(&self, command: &str, conf: &Value) -> PluginCall {
+        NativeNode::bare_call(self, command, conf)
+    }
+    #[track_caller]
+    fn add(&self, pod: &Netns, conf: &Value) -> Value {
+        NativeNode::add(self, pod, conf)
+    }
+    #[track_caller]
+    fn del(&self, pod: &Netns, conf: &Value) {
+        NativeNode::del(self, pod, conf)
+    }
+    fn snapshot(&self) -> Snapshot {
+        NativeNode::snapshot(self)
+    }
+    #[track_caller]
+    fn assert_clean(&self, ids: &[&str]) {
+        NativeNode::assert_clean(self, ids)
+    }
+}
+
 /// `env` with another FLANNEL_SUBNET (and FLANNEL_IPMASQ kept).
 pub fn env_with_subnet(env: &SubnetEnv, subnet: &str) -> SubnetEnv {
     SubnetEnv {
@@ -285,6 +295,14 @@ impl Wired {
             node_ip: ip(node_addr),
             far_ip: ip(far_addr),
         }
+    }
+}
+
+impl Wired {
+    /// The peer node most tests use: `vpeer` with 198.51.100.1 on the
+    /// node, 198.51.100.2 in the peer (TEST-NET-2).
+    pub fn peer(node: &PluginNode, tag: &str) -> Self {
+        Wired::new(node, tag, "vpeer", "198.51.100.1/24", "198.51.100.2/24")
     }
 }
 

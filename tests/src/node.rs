@@ -159,7 +159,7 @@ impl Node {
     /// Run the libcni client inside the node, with this node's `net.d`
     /// and result cache: `libcni-client <command> <network> <pod netns>`.
     pub fn libcni(&self, call: &LibcniCall) -> CmdOutput {
-        let bin = crate::bin_path("libcni-client");
+        let bin = crate::bins::bin_path("libcni-client");
         let bin = bin.to_string_lossy();
         let netns = call.pod.to_string_lossy();
         let mut cmd = exec::nsenter(self.path(), &[&bin, call.command, call.network, &netns]);

@@ -19,6 +19,10 @@ use crate::{bin_path, retry};
 /// The network name every plugin test uses (as in kube-flannel.yml).
 pub const NET: &str = "cbr0";
 
+/// The hostPort the plugin suites publish, and the pod port behind it.
+pub const HOST_PORT: u16 = 8080;
+pub const POD_PORT: u16 = 80;
+
 /// A node set up for netboot-cni in bridge mode: `subnet.env`, the plugin's
 /// `dataDir` (`<node>/flannel`) and host-local's store (`<node>/ipam/cbr0`).
 #[derive(Debug)]
@@ -140,6 +144,14 @@ impl PluginNode {
             .into_iter()
             .filter(|n| self.data_dir.join(n).is_file())
             .collect()
+    }
+
+    /// The record of `pod`'s attachment (on eth0), parsed.
+    #[track_caller]
+    pub fn record(&self, pod: &Netns) -> Value {
+        let path = self.record_path(&cid(pod));
+        let bytes = fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
     }
 
     pub fn record_path(&self, cid: &str) -> PathBuf {
@@ -478,12 +490,18 @@ pub fn with_prev(conf: &Value, result: &Value) -> Value {
 
 /// `conf` asking for one port mapping `host_port` → `pod_port`/tcp.
 pub fn with_ports(conf: &Value, host_port: u16, pod_port: u16) -> Value {
-    merged(
-        conf,
-        json!({"runtimeConfig": {"portMappings": [
-            {"hostPort": host_port, "containerPort": pod_port, "protocol": "tcp"}
-        ]}}),
-    )
+    with_mappings(conf, json!([mapping(host_port, pod_port, "tcp")]))
+}
+
+/// One `portMappings` entry, `host_port` → `pod_port`/`protocol` on any
+/// host address (add `hostIP` with [`merged`]).
+pub fn mapping(host_port: u16, pod_port: u16, protocol: &str) -> Value {
+    json!({"hostPort": host_port, "containerPort": pod_port, "protocol": protocol})
+}
+
+/// `conf` asking for the port mappings `list` (a JSON array).
+pub fn with_mappings(conf: &Value, list: Value) -> Value {
+    merged(conf, json!({"runtimeConfig": {"portMappings": list}}))
 }
 
 /// The CNI error code of a failed call; panics if it succeeded.
@@ -520,6 +538,14 @@ pub fn fetch(from: &Netns, ip: &str, port: u16) -> Option<String> {
         let out = from.exec(&["socat", "-u", &target, "STDOUT"]);
         (out.success() && !out.stdout.is_empty()).then(|| out.stdout.trim().to_owned())
     })
+}
+
+/// One connection attempt from `from` to `ip:port` (no retries): what
+/// the service said, if anything.
+pub fn fetch_once(from: &Netns, ip: &str, port: u16) -> Option<String> {
+    let target = format!("TCP:{ip}:{port},connect-timeout=1");
+    let out = from.exec(&["socat", "-u", &target, "STDOUT"]);
+    (out.success() && !out.stdout.is_empty()).then(|| out.stdout.trim().to_owned())
 }
 
 /// A temp directory used as CNI_PATH, holding symlinks to chosen reference

@@ -14,6 +14,7 @@
 
 use std::path::Path;
 
+use netboot_tests::cni_node::CniNode;
 use netboot_tests::native_support::NativeNode;
 use netboot_tests::plugin::PluginCall;
 use netboot_tests::plugin_support::{cid, err_code, err_text, merged, with_ports};

@@ -10,27 +10,15 @@ use std::path::Path;
 use std::thread;
 use std::time::Duration;
 
+use netboot_tests::cni_node::CniNode;
 use netboot_tests::native_support::{NativeNode, Wired};
 use netboot_tests::plugin_support::{
-    cid, err_code, fetch, merged, serve, with_ports, CniPathDir, NET,
+    cid, err_code, fetch, fetch_once, mapping, merged, serve, with_mappings, with_ports,
+    CniPathDir, HOST_PORT, NET, POD_PORT,
 };
 use netboot_tests::{first_ip, require_root, Netns, PluginCall};
 use netkit::firewall::{self, PortMapping, PortmapSpec, Proto};
-use serde_json::{json, Value};
-
-const HOST_PORT: u16 = 8080;
-const POD_PORT: u16 = 80;
-
-fn record(node: &NativeNode, pod: &Netns) -> Value {
-    serde_json::from_slice(&fs::read(node.record_path(&cid(pod))).unwrap()).unwrap()
-}
-
-/// One connection attempt: what the service said, if anything.
-fn fetch_once(from: &Netns, ip: &str, port: u16) -> Option<String> {
-    let target = format!("TCP:{ip}:{port},connect-timeout=1");
-    let out = from.exec(&["socat", "-u", &target, "STDOUT"]);
-    (out.success() && !out.stdout.is_empty()).then(|| out.stdout.trim().to_owned())
-}
+use serde_json::json;
 
 /// Sends datagrams from `from` to `ip:port` until `file` (written by a
 /// receiver in the pod) holds `text`, for up to ~6 s.
@@ -60,16 +48,18 @@ fn owned(node: &NativeNode, pod: &Netns) -> Vec<String> {
 fn host_ports_reach_the_pod_by_tcp_and_udp_any_address_host_ip_hairpin_and_localhost() {
     require_root();
     let node = NativeNode::new("mreach");
-    let peer = Wired::new(&node, "peer", "vpeer", "198.51.100.1/24", "198.51.100.2/24");
+    let peer = Wired::peer(&node, "peer");
     let pod = node.pod("p");
-    let conf = merged(
+    let conf = with_mappings(
         &node.conf("1.0.0"),
-        json!({"runtimeConfig": {"portMappings": [
-            {"hostPort": HOST_PORT, "containerPort": POD_PORT, "protocol": "tcp"},
-            {"hostPort": HOST_PORT + 1, "containerPort": POD_PORT, "protocol": "tcp",
-             "hostIP": "198.51.100.1"},
-            {"hostPort": HOST_PORT + 2, "containerPort": 5000, "protocol": "udp"},
-        ]}}),
+        json!([
+            mapping(HOST_PORT, POD_PORT, "tcp"),
+            merged(
+                &mapping(HOST_PORT + 1, POD_PORT, "tcp"),
+                json!({"hostIP": "198.51.100.1"}),
+            ),
+            mapping(HOST_PORT + 2, 5000, "udp"),
+        ]),
     );
     let res = node.add(&pod, &conf);
     serve(&pod, POD_PORT, "hello-pod");
@@ -175,11 +165,7 @@ fn native_attachments_are_deleted_after_the_node_moves_to_bridge_mode_and_back()
     assert_eq!(owned(&node, &n1).len(), 3);
     node.pn.del(&n1, &node.pn.conf("1.0.0"));
     assert_eq!(owned(&node, &n1), Vec::<String>::new());
-    let gc = merged(
-        &node.pn.conf("1.1.0"),
-        json!({"cni.dev/valid-attachments": [{"containerID": cid(&keep), "ifname": "eth0"}]}),
-    );
-    node.pn.run(&node.pn.bare_call("GC", &gc)).expect_ok();
+    node.pn.gc(&node.pn.conf("1.1.0"), &[&cid(&keep)]);
     assert_eq!(owned(&node, &n2), Vec::<String>::new());
     assert!(node.nft_mentioning(&cid(&n2)).is_empty());
     // A bridge-mode attachment (the reference portmap's iptables chains,
@@ -189,7 +175,7 @@ fn native_attachments_are_deleted_after_the_node_moves_to_bridge_mode_and_back()
     node.pn.add(&b, &bridge);
     let b_id = cid(&b);
     assert!(node.pn.iptables_save().contains("CNI-DN-"), "portmap chain");
-    let ips = [first_ip(&record(&node, &b)["result"]).parse().unwrap()];
+    let ips = [first_ip(&node.record(&b)["result"]).parse().unwrap()];
     let maps = [PortMapping {
         host_port: HOST_PORT + 1,
         container_port: POD_PORT,
@@ -245,7 +231,7 @@ fn in_node<T: Send>(node: &NativeNode, f: impl FnOnce() -> T + Send) -> T {
 /// with the rules' handles, as that version wrote it.
 fn make_it_an_earlier_netboots(node: &NativeNode, pod: &Netns) {
     let rec_path = node.record_path(&cid(pod));
-    let mut rec = record(node, pod);
+    let mut rec = node.record(pod);
     let ips = [first_ip(&rec["result"]).parse().unwrap()];
     let maps: Vec<PortMapping> = rec["native"]["portMappings"]
         .as_array()

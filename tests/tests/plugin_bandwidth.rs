@@ -8,14 +8,13 @@
 //! Entries are sent as containerd does (Go field names, burst 2^32-1 bits
 //! for an annotation) and as podman does (lower case).
 
-use std::fs;
-
 use netboot_tests::bandwidth_support::{
     go_entry, has_ingress_qdisc, host_veth, ifbs, lower_entry, measure_bits_per_sec,
     shaping_qdiscs, tbf_rate, with_bandwidth, CONTAINERD_BURST,
 };
+use netboot_tests::cni_node::CniNode;
 use netboot_tests::native_support::NativeNode;
-use netboot_tests::plugin_support::{cid, err_code, err_text, with_prev, CniPathDir, PluginNode};
+use netboot_tests::plugin_support::{err_code, err_text, with_prev, CniPathDir, PluginNode};
 use netboot_tests::{first_ip, require_root, upstream, Netns, PluginCall, PluginOutput};
 use serde_json::Value;
 
@@ -23,11 +22,6 @@ const MBIT8: u64 = 8_000_000;
 /// A sane burst for the measured tests: 80 kbit (10 kB), negligible
 /// against the megabytes sent.
 const SANE_BURST: u64 = 80_000;
-
-/// The attachment record of `pod` in `node`.
-fn record(node: &PluginNode, pod: &Netns) -> Value {
-    serde_json::from_slice(&fs::read(node.record_path(&cid(pod))).unwrap()).unwrap()
-}
 
 /// What every mode must leave for an entry of 8 Mbit/s ingress (rate in
 /// B/s on the host veth) and 4 Mbit/s egress (on the one ifb).
@@ -128,7 +122,7 @@ fn native_mode_shapes_in_process_and_del_removes_it() {
     // The record names the ifb before ADD makes it (crash safety).
     let pod = node.pod("rec");
     node.add(&pod, &conf);
-    let rec = record(&node, &pod);
+    let rec = node.record(&pod);
     assert_eq!(
         rec["native"]["ifb"],
         Value::from(ifbs(&node.ns)[0].clone()),
@@ -152,7 +146,7 @@ fn native_mode_without_shaping_touches_no_qdisc() {
     let pod = node.pod("z");
     node.add(&pod, &conf);
     assert_unshaped(&node);
-    assert!(record(&node, &pod)["native"].get("ifb").is_none());
+    assert!(node.record(&pod)["native"].get("ifb").is_none());
     node.del(&pod, &conf);
 }
 
@@ -189,7 +183,7 @@ fn bridge_mode_chains_the_reference_plugin_and_del_removes_it() {
 
     let pod = node.pod("rec");
     let res = node.add(&pod, &conf);
-    let rec = record(&node, &pod);
+    let rec = node.record(&pod);
     assert_eq!(rec["bandwidth"]["type"], "bandwidth", "{rec}");
     let ifb = assert_shaped(&node, &res);
     let names: Vec<&str> = res["interfaces"]
@@ -323,14 +317,14 @@ fn auto_mode_needs_the_bandwidth_binary_for_bridge_mode() {
     // No bandwidth binary: shaping is done natively rather than refused.
     let pod = node.pod("a");
     let res = run("ADD", &pod, &shaped);
-    assert_eq!(record(&node, &pod)["mode"], "native");
+    assert_eq!(node.record(&pod)["mode"], "native");
     assert_eq!(tbf_rate(&node.ns, &host_veth(&res)), Some(1_000_000));
     run("DEL", &pod, &shaped);
     assert_unshaped(&node);
     // With it, bridge mode as without shaping.
     path.reference(&["bandwidth"]);
     let res = run("ADD", &pod, &shaped);
-    assert_eq!(record(&node, &pod)["mode"], "bridge");
+    assert_eq!(node.record(&pod)["mode"], "bridge");
     assert_eq!(tbf_rate(&node.ns, &host_veth(&res)), Some(1_000_000));
     run("DEL", &pod, &shaped);
     assert_unshaped(&node);

@@ -5,43 +5,25 @@
 use std::fs;
 use std::thread;
 
-use netboot_tests::plugin_support::{
-    cid, err_code, err_text, fetch, merged, recording_script, routes, serve, with_ports, with_prev,
-    CniPathDir, PluginNode, NET,
+use netboot_tests::cni_node::CniNode;
+use netboot_tests::mode_suite::{
+    assert_second_add_refused, del_after_netns_is_gone, gc_candidates, two_pods_talk, TwoPods,
 };
-use netboot_tests::{assert_ping, first_gateway, first_ip, require_root, Netns, PluginCall};
+use netboot_tests::plugin_support::{
+    cid, err_code, err_text, fetch, recording_script, serve, with_ports, with_prev, CniPathDir,
+    PluginNode, HOST_PORT, NET, POD_PORT,
+};
+use netboot_tests::{assert_ping, first_ip, require_root, Netns, PluginCall};
 use serde_json::{json, Value};
-
-const HOST_PORT: u16 = 8080;
-const POD_PORT: u16 = 80;
 
 #[test]
 fn two_pods_talk_through_the_bridge() {
     require_root();
     let node = PluginNode::new("e2e");
     let conf = node.conf("1.0.0");
-    let (a, b) = (node.pod("a"), node.pod("b"));
-    let res_a = node.add(&a, &conf);
-    let res_b = node.add(&b, &conf);
-    let (ip_a, ip_b) = (first_ip(&res_a), first_ip(&res_b));
-    assert_ne!(ip_a, ip_b, "pods got the same IP");
-    for ip in [&ip_a, &ip_b] {
-        assert!(ip.starts_with("10.2.1."), "{ip} not from FLANNEL_SUBNET");
-        assert_ne!(ip, "10.2.1.1");
-    }
-    let gw = node.gateway();
-    assert_eq!(first_gateway(&res_a), gw);
-    assert_ping(&a, &gw);
-    assert_ping(&a, &ip_b);
-    assert_ping(&b, &ip_a);
-    for pod in [&a, &b] {
-        let r = routes(pod);
-        assert!(r.contains(&format!("10.2.0.0/16 via {gw}")), "{r:?}");
-        assert!(r.contains(&format!("default via {gw}")), "{r:?}");
-        let mtu = pod.ip_json(&["link", "show", "eth0"])[0]["mtu"].clone();
-        assert_eq!(mtu, 1450, "FLANNEL_MTU not applied");
-    }
-    assert_eq!(node.ns.ipv4_addrs("cni0"), vec![format!("{gw}/24")]);
+    let TwoPods {
+        a, b, res_a, res_b, ..
+    } = two_pods_talk(&node, &conf);
     assert_eq!(node.veths().len(), 2);
 
     // flannel's scratch file: exactly the config flannel would render.
@@ -67,14 +49,8 @@ fn two_pods_talk_through_the_bridge() {
         })
     );
     assert_eq!(node.records().len(), 2);
-    let rec: Value =
-        serde_json::from_slice(&fs::read(node.record_path(&cid(&a))).unwrap()).unwrap();
-    assert_eq!(rec["result"]["ips"], res_a["ips"]);
-
-    // A second ADD of a live attachment is refused, not doubled.
-    let again = node.run(&node.call("ADD", &a, &conf));
-    assert_eq!(err_code(&again), 4, "{}", again.output);
-    assert_eq!(node.allocations().len(), 2);
+    assert_eq!(node.record(&a)["result"]["ips"], res_a["ips"]);
+    assert_second_add_refused(&node, &a, &conf, 2);
 
     node.del(&a, &with_prev(&conf, &res_a));
     node.del(&b, &with_prev(&conf, &res_b));
@@ -107,11 +83,10 @@ fn port_mapping_reaches_the_pod_and_check_sees_its_rules() {
     );
     let id = cid(&pod);
     assert!(dnat_rules_for(&node, &id) > 0, "no DNAT rule names {id}");
-    let rec: Value = serde_json::from_slice(&fs::read(node.record_path(&id)).unwrap()).unwrap();
+    let rec = node.record(&pod);
     assert_eq!(rec["portmap"]["type"], "portmap", "{rec}");
 
-    node.run(&node.call("CHECK", &pod, &with_prev(&conf, &res)))
-        .expect_ok();
+    node.check(&pod, &conf, &res).expect_ok();
     // Only netboot can notice the DNAT rules are gone (portmap 1.1.1 CHECK
     // is broken, plugins#819): delete the jump tagged with our id.
     let listing = node
@@ -134,7 +109,7 @@ fn port_mapping_reaches_the_pod_and_check_sees_its_rules() {
         .to_owned();
     node.exec(&["iptables", "-t", "nat", "-D", "CNI-HOSTPORT-DNAT", &num])
         .expect_ok();
-    let broken = node.run(&node.call("CHECK", &pod, &with_prev(&conf, &res)));
+    let broken = node.check(&pod, &conf, &res);
     assert_eq!(err_code(&broken), 100, "{}", broken.output);
     assert!(
         err_text(&broken).contains("port mapping"),
@@ -212,12 +187,7 @@ fn del_without_netns_releases_host_state() {
     // The pod netns was deleted before DEL.
     let pod = node.pod("gone");
     add_mapped(&node, &pod, HOST_PORT + 1);
-    let call = node.call("DEL", &pod, &conf);
-    let id = cid(&pod);
-    drop(pod);
-    node.run(&call).expect_ok();
-    node.run(&call).expect_ok();
-    node.assert_clean(&[&id]);
+    del_after_netns_is_gone(&node, pod, &conf);
 }
 
 #[test]
@@ -373,22 +343,14 @@ fn gc_releases_everything_but_valid_attachments() {
     require_root();
     let node = PluginNode::new("gc");
     let conf = node.conf("1.1.0");
-    let pods: Vec<Netns> = ["keep", "s1", "s2"].iter().map(|t| node.pod(t)).collect();
-    let keep_res = node.add(&pods[0], &conf);
-    node.add(&pods[1], &with_ports(&conf, HOST_PORT, POD_PORT));
-    node.add(&pods[2], &conf);
+    let (pods, keep_res) = gc_candidates(&node, &conf);
     // An IP host-local leaked for a container nobody knows.
     let store = node.ipam_dir.join(NET);
     fs::write(store.join("10.2.1.200"), "leaked-ctr\r\neth0").unwrap();
     assert_eq!(node.allocations().len(), 4);
 
     let keep = cid(&pods[0]);
-    let gc = merged(
-        &conf,
-        json!({"cni.dev/valid-attachments": [{"containerID": keep, "ifname": "eth0"}]}),
-    );
-    let out = node.run(&node.bare_call("GC", &gc));
-    assert_eq!(out.expect_ok(), Value::Null, "GC prints nothing");
+    node.gc(&conf, &[&keep]);
     let keep_ip = first_ip(&keep_res);
     assert_eq!(node.allocations(), vec![keep_ip.clone()]);
     assert_eq!(node.records(), vec![format!("{keep}@eth0.json")]);
@@ -403,8 +365,7 @@ fn gc_releases_everything_but_valid_attachments() {
     }
     assert!(!rules.contains("CNI-DN-"), "{rules}");
     assert_ping(&pods[0], &node.gateway());
-    node.run(&node.call("CHECK", &pods[0], &with_prev(&conf, &keep_res)))
-        .expect_ok();
+    node.check(&pods[0], &conf, &keep_res).expect_ok();
 
     // Without the list nothing is provably stale: nothing happens.
     node.run(&node.bare_call("GC", &conf)).expect_ok();

@@ -13,66 +13,44 @@ use std::fs;
 use std::thread;
 use std::time::Instant;
 
+use netboot_tests::cni_node::CniNode;
+use netboot_tests::mode_suite::{
+    assert_refused, assert_second_add_refused, del_after_netns_is_gone, gc_candidates,
+    round_trip_at_every_version, set_conf, shared_bad_inputs, two_pods_talk, BadInput, TwoPods,
+};
 use netboot_tests::native_support::{env_with_subnet, NativeNode, Wired};
 use netboot_tests::plugin_support::{
-    assert_result_shape, cid, err_code, err_text, fetch, merged, routes, serve, with_ports,
-    with_prev, NET,
+    cid, err_code, err_text, fetch, fetch_once, mapping, merged, serve, with_mappings, with_ports,
+    with_prev, HOST_PORT, NET, POD_PORT,
 };
 use netboot_tests::{
     assert_ping, first_gateway, first_ip, require_root, Netns, PluginCall, SubnetEnv,
 };
 use serde_json::{json, Value};
 
-const HOST_PORT: u16 = 8080;
-const POD_PORT: u16 = 80;
-
-/// The record of `pod`'s attachment.
-fn record(node: &NativeNode, pod: &Netns) -> Value {
-    serde_json::from_slice(&fs::read(node.record_path(&cid(pod))).unwrap()).unwrap()
-}
-
 #[test]
 fn add_check_del_round_trip_at_every_version() {
     require_root();
     let node = NativeNode::new("nrt");
-    for v in ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"] {
-        let pod = node.pod("rt");
-        let conf = node.conf(v);
-        let res = node.add(&pod, &conf);
-        assert_result_shape(v, &res, &pod, &node);
-        let ifaces = res["interfaces"].as_array().unwrap();
-        assert_eq!(ifaces.len(), 3, "bridge, host veth, pod iface: {res}");
-        assert_eq!(ifaces[0]["name"], "cni0", "{res}");
-        let host = ifaces[1]["name"].as_str().unwrap();
-        assert!(host.starts_with("nbv") && host.len() == 15, "{res}");
-        assert_eq!(res["ips"][0]["interface"], 2, "{res}");
-        assert_eq!(node.host_veths(), vec![host.to_owned()]);
-        assert_eq!(node.allocations().len(), 1, "{v}");
-        let rec = record(&node, &pod);
-        assert_eq!(rec["native"]["hostVeth"], host, "{rec}");
-
-        let check = node.check(&pod, &conf, &res);
-        if v.starts_with("0.3") {
-            assert_eq!(err_code(&check), 1, "{v}: CHECK needs 0.4.0");
-        } else {
-            check.expect_ok();
+    round_trip_at_every_version(
+        &node,
+        |_, pod, res| {
+            let ifaces = res["interfaces"].as_array().unwrap();
+            assert_eq!(ifaces.len(), 3, "bridge, host veth, pod iface: {res}");
+            assert_eq!(ifaces[0]["name"], "cni0", "{res}");
+            let host = ifaces[1]["name"].as_str().unwrap();
+            assert!(host.starts_with("nbv") && host.len() == 15, "{res}");
+            assert_eq!(res["ips"][0]["interface"], 2, "{res}");
+            assert_eq!(node.host_veths(), vec![host.to_owned()]);
+            let rec = node.record(pod);
+            assert_eq!(rec["native"]["hostVeth"], host, "{rec}");
+        },
+        |v, pod, conf, res| {
             pod.exec(&["ip", "link", "set", "eth0", "down"]).expect_ok();
-            let broken = node.check(&pod, &conf, &res);
+            let broken = node.check(pod, conf, res);
             assert_eq!(err_code(&broken), 100, "{v}: {}", broken.output);
-        }
-        for cmd in ["STATUS", "GC"] {
-            let out = node.run(&node.call(cmd, &pod, &conf));
-            if v == "1.1.0" {
-                out.expect_ok();
-            } else {
-                assert_eq!(err_code(&out), 1, "{v} {cmd}: {}", out.output);
-            }
-        }
-        node.run(&node.call("DEL", &pod, &with_prev(&conf, &res)))
-            .expect_ok();
-        node.assert_clean(&[&cid(&pod)]);
-        assert!(pod.link_names().iter().all(|l| l != "eth0"), "{v}");
-    }
+        },
+    );
 }
 
 #[test]
@@ -83,17 +61,11 @@ fn auto_mode_without_plugins_attaches_natively() {
     let conf = merged(&node.conf("1.1.0"), json!({"mode": "auto"}));
     node.run(&node.bare_call("STATUS", &conf)).expect_ok();
     let res = node.add(&pod, &conf);
-    assert_eq!(record(&node, &pod)["mode"], "native");
+    assert_eq!(node.record(&pod)["mode"], "native");
     assert_ping(&pod, &first_gateway(&res));
     node.check(&pod, &conf, &res).expect_ok();
     node.del(&pod, &conf);
     node.assert_clean(&[&cid(&pod)]);
-}
-
-type Tweak = Box<dyn Fn(&mut PluginCall, &NativeNode)>;
-
-fn set_conf(f: impl Fn(&NativeNode) -> Value + 'static) -> Tweak {
-    Box::new(move |c, n| c.stdin = f(n).to_string())
 }
 
 fn delegate_opt(n: &NativeNode, key: &str, val: Value) -> Value {
@@ -113,72 +85,14 @@ fn bad_inputs_are_refused_and_change_nothing() {
     let conf = with_ports(&node.conf("1.0.0"), HOST_PORT, POD_PORT);
     node.add(&warm, &conf);
     node.del(&warm, &conf);
-    let cases: Vec<(&str, &str, Tweak, u64, Vec<&str>)> = vec![
-        (
-            "no CNI_NETNS",
-            "ADD",
-            Box::new(|c, _| c.netns = None),
-            4,
-            vec!["CNI_NETNS"],
-        ),
+    let mut cases: Vec<BadInput<NativeNode>> = shared_bad_inputs();
+    cases.extend::<Vec<BadInput<NativeNode>>>(vec![
         (
             "netns is not a namespace",
             "ADD",
             Box::new(|c, n| c.netns = Some(n.subnet_file.clone())),
             4,
             vec!["CNI_NETNS"],
-        ),
-        (
-            "escaping container id",
-            "ADD",
-            Box::new(|c, _| c.container_id = "../../etc".into()),
-            4,
-            vec!["../../etc"],
-        ),
-        (
-            "16-byte ifname",
-            "ADD",
-            Box::new(|c, _| c.ifname = "abcdefghijklmnop".into()),
-            4,
-            vec!["abcdefghijklmnop"],
-        ),
-        (
-            "bad JSON",
-            "ADD",
-            Box::new(|c, _| c.stdin = "{\"cniVersion\":".into()),
-            6,
-            vec![],
-        ),
-        (
-            "future version",
-            "ADD",
-            set_conf(|n| merged(&n.conf("1.0.0"), json!({"cniVersion": "9.9.9"}))),
-            1,
-            vec!["9.9.9"],
-        ),
-        (
-            "missing subnet.env",
-            "ADD",
-            set_conf(|n| {
-                merged(
-                    &n.conf("1.0.0"),
-                    json!({"subnetFile": n.dir().join("nope.env")}),
-                )
-            }),
-            11,
-            vec!["subnet.env", "nope.env"],
-        ),
-        (
-            "missing subnet.env STATUS",
-            "STATUS",
-            set_conf(|n| {
-                merged(
-                    &n.conf("1.1.0"),
-                    json!({"subnetFile": n.dir().join("nope.env")}),
-                )
-            }),
-            50,
-            vec!["nope.env"],
         ),
         (
             "unsupported bridge option",
@@ -197,10 +111,11 @@ fn bad_inputs_are_refused_and_change_nothing() {
         (
             "port 0",
             "ADD",
-            set_conf(|n| with_ports(&n.conf("1.0.0"), 0, POD_PORT)),
+            set_conf(|n: &NativeNode| with_ports(&n.conf("1.0.0"), 0, POD_PORT)),
             7,
             vec!["hostPort"],
         ),
+        // Last: the pod keeps the eth0 it gets here.
         (
             "pod already has eth0",
             "ADD",
@@ -208,33 +123,26 @@ fn bad_inputs_are_refused_and_change_nothing() {
             4,
             vec!["eth0"],
         ),
-    ];
-    for (what, cmd, tweak, code, words) in cases {
-        let taken = what == "pod already has eth0";
-        if taken {
-            pod.exec(&[
-                "ip", "link", "add", "eth0", "type", "veth", "peer", "name", "x0",
-            ])
-            .expect_ok();
-        }
-        let pod_links = pod.link_names();
-        let before = node.snapshot();
-        let mut call = node.call(cmd, &pod, &conf);
-        tweak(&mut call, &node);
-        let out = node.run(&call);
-        assert_eq!(err_code(&out), code, "{what}: {}", out.output);
-        let text = err_text(&out);
-        for w in words {
-            assert!(
-                text.contains(w),
-                "{what}: error does not name {w:?}: {}",
-                out.output
-            );
-        }
-        assert_eq!(node.snapshot(), before, "{what} changed the node");
-        assert_eq!(pod.link_names(), pod_links, "{what} changed the pod");
-        node.assert_clean(&[&cid(&pod)]);
-    }
+    ]);
+    assert_refused(
+        &node,
+        &pod,
+        &conf,
+        cases,
+        |what| {
+            if what == "pod already has eth0" {
+                pod.exec(&[
+                    "ip", "link", "add", "eth0", "type", "veth", "peer", "name", "x0",
+                ])
+                .expect_ok();
+            }
+            pod.link_names()
+        },
+        |what, pod_links| {
+            assert_eq!(pod.link_names(), pod_links, "{what} changed the pod");
+            node.assert_clean(&[&cid(&pod)]);
+        },
+    );
 }
 
 #[test]
@@ -276,12 +184,7 @@ fn del_twice_after_netns_gone_with_empty_netns_and_without_record() {
     // The pod netns was deleted before DEL.
     let pod = node.pod("gone");
     node.add(&pod, &mapped);
-    let call = node.call("DEL", &pod, &conf);
-    let id = cid(&pod);
-    drop(pod);
-    node.run(&call).expect_ok();
-    node.run(&call).expect_ok();
-    node.assert_clean(&[&id]);
+    del_after_netns_is_gone(&node, pod, &conf);
 
     // No record (lost with a wiped dataDir): the deterministic veth name,
     // the IPAM owner and a sweep of rules tagged with the id undo it all.
@@ -298,32 +201,15 @@ fn two_pods_ping_each_other_and_the_gateway() {
     require_root();
     let node = NativeNode::new("ntwo");
     let conf = node.conf("1.0.0");
-    let (a, b) = (node.pod("a"), node.pod("b"));
-    let res_a = node.add(&a, &conf);
-    let res_b = node.add(&b, &conf);
-    let (ip_a, ip_b) = (first_ip(&res_a), first_ip(&res_b));
-    assert_ne!(ip_a, ip_b, "pods got the same IP");
-    for ip in [&ip_a, &ip_b] {
-        assert!(ip.starts_with("10.2.1."), "{ip} not from FLANNEL_SUBNET");
-        assert_ne!(ip, "10.2.1.1");
-    }
-    let gw = node.gateway();
-    assert_eq!(first_gateway(&res_a), gw);
-    assert_ping(&a, &gw);
-    assert_ping(&a, &ip_b);
-    assert_ping(&b, &ip_a);
+    let TwoPods {
+        a, b, res_a, res_b, ..
+    } = two_pods_talk(&node, &conf);
     for pod in [&a, &b] {
-        let r = routes(pod);
-        assert!(r.contains(&format!("10.2.0.0/16 via {gw}")), "{r:?}");
-        assert!(r.contains(&format!("default via {gw}")), "{r:?}");
-        let link = &pod.ip_json(&["link", "show", "eth0"])[0];
-        assert_eq!(link["mtu"], 1450, "FLANNEL_MTU not applied");
         let lo = &pod.ip_json(&["link", "show", "lo"])[0];
         assert!(lo["flags"].to_string().contains("\"UP\""), "lo down: {lo}");
     }
-    // The bridge: gateway address, stable locally administered MAC, and
-    // the host veths enslaved to it with hairpin on.
-    assert_eq!(node.ns.ipv4_addrs("cni0"), vec![format!("{gw}/24")]);
+    // The bridge: stable locally administered MAC, and the host veths
+    // enslaved to it with hairpin on.
     let mac = node.bridge_mac();
     assert!(mac.starts_with("02:"), "cni0 MAC {mac}");
     assert_eq!(res_a["interfaces"][0]["mac"], mac.as_str());
@@ -353,10 +239,7 @@ fn two_pods_ping_each_other_and_the_gateway() {
         .stdout;
     assert_eq!(fwd.trim(), "1", "ip_forward in the node netns");
     assert_eq!(node.host_veths().len(), 2);
-    // A second ADD of a live attachment is refused, not doubled.
-    let again = node.run(&node.call("ADD", &a, &conf));
-    assert_eq!(err_code(&again), 4, "{}", again.output);
-    assert_eq!(node.allocations().len(), 2);
+    assert_second_add_refused(&node, &a, &conf, 2);
 
     node.del(&a, &conf);
     node.del(&b, &conf);
@@ -414,14 +297,14 @@ fn masquerade_shows_the_node_address_to_the_outside() {
 fn host_port_is_reachable_from_the_node_and_a_peer() {
     require_root();
     let node = NativeNode::new("nhp");
-    let peer = Wired::new(&node, "peer", "vpeer", "198.51.100.1/24", "198.51.100.2/24");
+    let peer = Wired::peer(&node, "peer");
     let pod = node.pod("p");
-    let conf = merged(
+    let conf = with_mappings(
         &node.conf("1.0.0"),
-        json!({"runtimeConfig": {"portMappings": [
-            {"hostPort": HOST_PORT, "containerPort": POD_PORT, "protocol": "tcp"},
-            {"hostPort": HOST_PORT + 1, "containerPort": POD_PORT, "protocol": "udp"},
-        ]}}),
+        json!([
+            mapping(HOST_PORT, POD_PORT, "tcp"),
+            mapping(HOST_PORT + 1, POD_PORT, "udp"),
+        ]),
     );
     let res = node.add(&pod, &conf);
     serve(&pod, POD_PORT, "hello-from-pod");
@@ -458,13 +341,6 @@ fn host_port_is_reachable_from_the_node_and_a_peer() {
     node.del(&pod, &node.conf("1.0.0"));
     node.assert_clean(&[&id]);
     assert!(fetch_once(&node.ns, &node.gateway(), HOST_PORT).is_none());
-}
-
-/// One connection attempt (no retries): what the service said, if any.
-fn fetch_once(from: &Netns, ip: &str, port: u16) -> Option<String> {
-    let target = format!("TCP:{ip}:{port},connect-timeout=1");
-    let out = from.exec(&["socat", "-u", &target, "STDOUT"]);
-    (out.success() && !out.stdout.is_empty()).then(|| out.stdout.trim().to_owned())
 }
 
 #[test]
@@ -716,10 +592,7 @@ fn gc_releases_all_but_valid_attachments_and_orphan_veths() {
     require_root();
     let node = NativeNode::new("ngc");
     let conf = node.conf("1.1.0");
-    let pods: Vec<Netns> = ["keep", "s1", "s2"].iter().map(|t| node.pod(t)).collect();
-    let keep_res = node.add(&pods[0], &conf);
-    node.add(&pods[1], &with_ports(&conf, HOST_PORT, POD_PORT));
-    node.add(&pods[2], &conf);
+    let (pods, keep_res) = gc_candidates(&node, &conf);
     // Orphans made by hand on cni0: an nbv veth (a crashed ADD's) and a
     // veth that is not ours.
     for (host, peer) in [("nbv000000000001", "x1"), ("keepme0", "x2")] {
@@ -867,7 +740,7 @@ fn del_removes_exactly_its_own_map_elements_and_never_anothers() {
     node.add(&a, &conf(HOST_PORT + 1));
     node.add(&b, &conf(HOST_PORT + 2));
     let (id_a, id_b) = (cid(&a), cid(&b));
-    assert_eq!(record(&node, &a)["native"]["portLayout"], "maps");
+    assert_eq!(node.record(&a)["native"]["portLayout"], "maps");
     let b_elems = elements_of(&node, &id_b);
     for id in [&id_a, &id_b] {
         let e = elements_of(&node, id);
@@ -876,8 +749,8 @@ fn del_removes_exactly_its_own_map_elements_and_never_anothers() {
     // a's record claims b's port (a record from elsewhere, a human): DEL
     // of a looks that key up too, finds b's owner on it and leaves it;
     // the runtime passes a's own mappings, whose elements go.
-    let mut rec = record(&node, &a);
-    rec["native"]["portMappings"] = record(&node, &b)["native"]["portMappings"].clone();
+    let mut rec = node.record(&a);
+    rec["native"]["portMappings"] = node.record(&b)["native"]["portMappings"].clone();
     fs::write(node.record_path(&id_a), serde_json::to_vec(&rec).unwrap()).unwrap();
     node.del(&a, &conf(HOST_PORT + 1));
     assert_eq!(elements_of(&node, &id_a), Vec::<String>::new());
@@ -896,14 +769,14 @@ fn del_removes_exactly_its_own_map_elements_and_never_anothers() {
 fn containerd_go_spelled_port_mappings_are_published_and_cleaned() {
     require_root();
     let node = NativeNode::new("ngo");
-    let peer = Wired::new(&node, "peer", "vpeer", "198.51.100.1/24", "198.51.100.2/24");
+    let peer = Wired::peer(&node, "peer");
     let pod = node.pod("p");
     let go_conf = |host_port: Value| {
-        merged(
+        with_mappings(
             &node.conf("1.0.0"),
-            json!({"runtimeConfig": {"portMappings": [
+            json!([
                 {"HostPort": host_port, "ContainerPort": POD_PORT, "Protocol": "tcp", "HostIP": ""},
-            ]}}),
+            ]),
         )
     };
     let bad = node.run(&node.call("ADD", &pod, &go_conf(json!("x"))));
@@ -926,7 +799,7 @@ fn containerd_go_spelled_port_mappings_are_published_and_cleaned() {
     );
     // Recorded in canonical spelling, so a later DEL finds it whatever
     // the runtime sends then.
-    let rec = record(&node, &pod).to_string();
+    let rec = node.record(&pod).to_string();
     assert!(rec.contains(r#""hostPort":8080"#), "{rec}");
     assert!(!rec.contains("HostPort"), "{rec}");
     node.check(&pod, &conf, &res).expect_ok();

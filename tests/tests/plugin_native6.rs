@@ -7,20 +7,19 @@
 //! Pod ranges: 10.2.1.0/24 of 10.2.0.0/16 and fd10:2:1::/64 of
 //! fd10:2::/48; the "outside" is 2001:db8::/32 (documentation prefix).
 
+use netboot_tests::cni_node::CniNode;
 use netboot_tests::native6_support::{
     add_addr_nodad, assert_ping6, dual_env, fetch6, fetch6_once, ip_of, ips_of, ipv6_addrs,
     result_routes, routes6, serve6, sysctl, v6_only_env, V6_GATEWAY, V6_NETWORK,
 };
 use netboot_tests::native_support::{NativeNode, Wired};
 use netboot_tests::plugin_support::{
-    cid, err_code, err_text, fetch, merged, routes, serve, with_ports, with_prev, PluginNode,
+    cid, err_code, err_text, fetch, mapping, merged, routes, serve, with_mappings, with_ports,
+    with_prev, PluginNode, HOST_PORT, POD_PORT,
 };
 use netboot_tests::{assert_ping, require_root, Netns, SubnetEnv};
 use serde_json::{json, Value};
 use std::net::IpAddr;
-
-const HOST_PORT: u16 = 8080;
-const POD_PORT: u16 = 80;
 
 /// The pod's `eth0` carries `ip` (v4 or v6) with its prefix, and every
 /// global IPv6 address there is usable (no `tentative`/`dadfailed`).
@@ -109,6 +108,35 @@ fn assert_pod_routes(pod: &Netns, gw4: Option<&str>) {
     }
 }
 
+/// Two pods of `node` attached with `conf` (version `v`) get a result
+/// and an address of each family, the routes of both, and reach their
+/// gateways and each other over IPv4 and IPv6 (native and bridge mode
+/// alike).
+#[track_caller]
+fn dual_stack_pods_talk(
+    node: &impl CniNode,
+    v: &str,
+    conf: &Value,
+) -> (Netns, Netns, Value, Value) {
+    let pn = node.plugin_node();
+    let (a, b) = (pn.pod("a"), pn.pod("b"));
+    let res_a = node.add(&a, conf);
+    let res_b = node.add(&b, conf);
+    assert_dual_result(v, &res_a, pn);
+    assert_dual_result(v, &res_b, pn);
+    assert_eq!(pn.allocations().len(), 4, "{v}: {:?}", pn.allocations());
+    for (pod, res) in [(&a, &res_a), (&b, &res_b)] {
+        assert_pod_addresses(pod, res);
+        assert_pod_routes(pod, Some(&pn.gateway()));
+        assert_ping(pod, &pn.gateway());
+        assert_ping6(pod, V6_GATEWAY);
+    }
+    assert_ping(&a, &ip_of(&res_b, false));
+    assert_ping6(&a, &ip_of(&res_b, true));
+    assert_ping6(&b, &ip_of(&res_a, true));
+    (a, b, res_a, res_b)
+}
+
 #[test]
 fn dual_stack_add_ping_check_del_at_every_version() {
     require_root();
@@ -122,21 +150,7 @@ fn dual_stack_add_ping_check_del_at_every_version() {
     };
     for v in ["0.3.1", "0.4.0", "1.0.0", "1.1.0"] {
         let conf = node.conf(v);
-        let (a, b) = (node.pod("a"), node.pod("b"));
-        let res_a = node.add(&a, &conf);
-        let res_b = node.add(&b, &conf);
-        assert_dual_result(v, &res_a, &node);
-        assert_dual_result(v, &res_b, &node);
-        assert_eq!(node.allocations().len(), 4, "{v}: {:?}", node.allocations());
-        for (pod, res) in [(&a, &res_a), (&b, &res_b)] {
-            assert_pod_addresses(pod, res);
-            assert_pod_routes(pod, Some(&node.gateway()));
-            assert_ping(pod, &node.gateway());
-            assert_ping6(pod, V6_GATEWAY);
-        }
-        assert_ping(&a, &ip_of(&res_b, false));
-        assert_ping6(&a, &ip_of(&res_b, true));
-        assert_ping6(&b, &ip_of(&res_a, true));
+        let (a, b, res_a, res_b) = dual_stack_pods_talk(&node, v, &conf);
         // The bridge: both gateways, usable; forwarding for both families.
         assert_eq!(
             node.ns.ipv4_addrs("cni0"),
@@ -293,25 +307,21 @@ fn ipv6_masquerade_shows_the_node_address_to_the_outside() {
 fn ipv6_host_ports_with_and_without_host_ip() {
     require_root();
     let node = NativeNode::with_env("hp6", dual_env());
-    let peer = Wired::new(
-        &node,
-        "peer6",
-        "vpeer",
-        "198.51.100.1/24",
-        "198.51.100.2/24",
-    );
+    let peer = Wired::peer(&node, "peer6");
     add_addr_nodad(&node.ns, "vpeer", "2001:db8:2::1/64");
     add_addr_nodad(&peer, "eth0", "2001:db8:2::2/64");
     // A second node address that the hostIP mapping must not answer on.
     add_addr_nodad(&node.ns, "vpeer", "2001:db8:2::3/64");
     let pod = node.pod("p");
-    let conf = merged(
+    let conf = with_mappings(
         &node.conf("1.0.0"),
-        json!({"runtimeConfig": {"portMappings": [
-            {"hostPort": HOST_PORT, "containerPort": POD_PORT, "protocol": "tcp"},
-            {"hostPort": HOST_PORT + 1, "containerPort": POD_PORT, "protocol": "tcp",
-             "hostIP": "2001:db8:2::1"},
-        ]}}),
+        json!([
+            mapping(HOST_PORT, POD_PORT, "tcp"),
+            merged(
+                &mapping(HOST_PORT + 1, POD_PORT, "tcp"),
+                json!({"hostIP": "2001:db8:2::1"}),
+            ),
+        ]),
     );
     let res = node.add(&pod, &conf);
     serve6(&pod, POD_PORT, "hello-v6");
@@ -350,11 +360,7 @@ fn bridge_mode_dual_stack_with_the_reference_plugins() {
     require_root();
     let node = PluginNode::with_env("br6", dual_env());
     let conf = node.conf("1.0.0");
-    let (a, b) = (node.pod("a"), node.pod("b"));
-    let res_a = node.add(&a, &conf);
-    let res_b = node.add(&b, &conf);
-    assert_dual_result("1.0.0", &res_a, &node);
-    assert_dual_result("1.0.0", &res_b, &node);
+    let (a, b, res_a, res_b) = dual_stack_pods_talk(&node, "1.0.0", &conf);
     // flannel's rendering, both families: [[v4],[v6]] and both networks.
     let scratch: Value =
         serde_json::from_slice(&std::fs::read(node.data_dir.join(cid(&a))).expect("scratch file"))
@@ -369,17 +375,7 @@ fn bridge_mode_dual_stack_with_the_reference_plugins() {
         json!([{"dst": "10.2.0.0/16"}, {"dst": V6_NETWORK}]),
         "{scratch}"
     );
-    for (pod, res) in [(&a, &res_a), (&b, &res_b)] {
-        assert_pod_addresses(pod, res);
-        assert_pod_routes(pod, Some(&node.gateway()));
-        assert_ping(pod, &node.gateway());
-        assert_ping6(pod, V6_GATEWAY);
-    }
-    assert_ping(&a, &ip_of(&res_b, false));
-    assert_ping6(&a, &ip_of(&res_b, true));
-    assert_eq!(node.allocations().len(), 4, "{:?}", node.allocations());
-    node.run(&node.call("CHECK", &a, &with_prev(&conf, &res_a)))
-        .expect_ok();
+    node.check(&a, &conf, &res_a).expect_ok();
     node.del(&a, &with_prev(&conf, &res_a));
     node.del(&b, &with_prev(&conf, &res_b));
     node.assert_clean(&[&cid(&a), &cid(&b)]);
@@ -403,8 +399,7 @@ fn bridge_mode_ipv6_only_with_a_host_port() {
         Some("hello-v6")
     );
     // portmap put its rules in ip6tables only; CHECK looks there.
-    node.run(&node.call("CHECK", &pod, &with_prev(&conf, &res)))
-        .expect_ok();
+    node.check(&pod, &conf, &res).expect_ok();
     node.del(&pod, &with_prev(&conf, &res));
     node.assert_clean(&[&cid(&pod)]);
     let rules6 = node.exec(&["ip6tables-save"]).expect_ok().stdout;
