@@ -53,7 +53,8 @@ use std::time::Duration;
 
 use clap::{ArgAction, Args};
 
-use crate::cli::EtcdArgs;
+use crate::duration::parse_duration;
+use crate::etcd::args::EtcdArgs;
 
 pub use leave::leave_cmd;
 pub use run::agent_cmd;
@@ -104,36 +105,6 @@ fn is_warning(msg: &str) -> bool {
     ]
     .iter()
     .any(|p| msg.starts_with(p))
-}
-
-/// `90`, `30s`, `60m`, `24h`, `1h30m` → a duration (bare numbers are
-/// seconds).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("{s:?} is not a duration like 30s, 60m, 24h or 1h30m");
-    if let Ok(n) = s.parse::<u64>() {
-        return Ok(Duration::from_secs(n));
-    }
-    let mut total = 0u64;
-    let mut num = String::new();
-    for c in s.chars() {
-        if c.is_ascii_digit() {
-            num.push(c);
-            continue;
-        }
-        let n: u64 = num.parse().map_err(|_| bad())?;
-        num.clear();
-        total += n * match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            'd' => 86400,
-            _ => return Err(bad()),
-        };
-    }
-    if !num.is_empty() || s.is_empty() {
-        return Err(bad());
-    }
-    Ok(Duration::from_secs(total))
 }
 
 /// `--name`, `--name=true|false` (Go's spellings), or `NETBOOT_NAME=…`:
@@ -309,8 +280,7 @@ impl IfaceArgs {
 
 #[cfg(test)]
 mod tests {
-    use super::{parse_duration, verbosity_level};
-    use std::time::Duration;
+    use super::verbosity_level;
 
     #[test]
     fn verbosity_raises_the_default_log_level() {
@@ -320,17 +290,5 @@ mod tests {
         assert_eq!(verbosity_level(2), "info,netboot=debug");
         assert_eq!(verbosity_level(3), "info,netboot=trace");
         assert_eq!(verbosity_level(10), "info,netboot=trace");
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86400)));
-        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
-        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
-        assert!(parse_duration("").is_err());
-        assert!(parse_duration("5x").is_err());
-        assert!(parse_duration("h").is_err());
-        assert!(parse_duration("10m5").is_err());
     }
 }
