@@ -20,16 +20,15 @@ use netkit::{firewall, Netlink};
 
 use super::backend::remove_stale_devices;
 use super::backend::routes::Routes;
-use super::iface::{find_external, External, Families};
-use super::own::names_us;
+use super::iface::{find_external, names_us, External, Families};
 use super::setup::usable;
 use super::store::Store;
-use super::sync::forward_tag;
-use super::{env, log, LeaveArgs, RULE_TAG};
+use super::sync::{forward_tag, RULE_TAG};
+use super::{env, log, LeaveArgs};
 use crate::lease::{parse_key, Attrs, Lease, SubnetKey};
 
 pub fn leave_cmd(a: &LeaveArgs) -> Result<()> {
-    let _ = super::WHO.set("netboot leave");
+    let _ = super::log::WHO.set("netboot leave");
     if let Some((pid, text)) = super::lock::holder() {
         let pid = super::lock::field(&text, "pid").map_or(pid.to_string(), str::to_string);
         return Err(anyhow!(

@@ -18,38 +18,14 @@ use anyhow::{bail, Result};
 use ipnet::IpNet;
 use tokio::time::{sleep, Instant};
 
-use super::iface::External;
+use super::iface::names_us;
 use super::log;
 use super::relist::Listed;
-use super::run::{Agent, RETRY};
+use super::state::{Agent, Own, RETRY};
 use super::store::is_lease_not_found;
 use super::wake::jitter;
 use crate::etcd::Kv;
 use crate::lease::{parse_key, random_seed, Attrs, Lease, SubnetKey};
-
-/// This node's lease.
-pub struct Own {
-    pub key: SubnetKey,
-    /// The etcd key.
-    pub path: String,
-    /// etcd lease id; 0 for a reservation (no TTL).
-    pub lease: i64,
-    /// When to renew; `None` for a reservation.
-    pub renew_at: Option<Instant>,
-    /// When the etcd lease runs out (from its grant); `None` for a
-    /// reservation.
-    pub expires: Option<Instant>,
-}
-
-/// Does a lease name this node? By the public IPv4 address, or the IPv6
-/// one when the node runs without IPv4.
-pub fn names_us(a: &Attrs, ext: &External) -> bool {
-    match (ext.ip, ext.ip6) {
-        (Some(ip), _) => a.public_ip == ip,
-        (None, Some(ip6)) => a.public_ipv6 == Some(ip6),
-        (None, None) => false,
-    }
-}
 
 /// How long after a grant to renew: `margin` before expiry (half the TTL
 /// if the margin is not shorter than the TTL), less a random part of up to
