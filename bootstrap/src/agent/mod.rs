@@ -13,7 +13,8 @@
 //!   routes, DirectRouting, cni0).
 //! - [`setup`]: the config as the agent runs it, and the data planes.
 //! - [`run`]: start-up and the event loop.
-//! - [`own`]: this node's lease: acquisition, reservations, renewal.
+//! - [`own`]: this node's lease: acquisition, reservations; [`renew`]:
+//!   its renewal. [`state`]: the running agent's state.
 //! - [`sync`]: the node's setup and every other lease programmed, a burst
 //!   of watch events at a time.
 //! - [`relist`]: the rare O(N) work: lists, the kernel compare
@@ -46,6 +47,7 @@ mod own;
 mod own_tests;
 mod publish;
 mod relist;
+mod renew;
 mod run;
 mod setup;
 mod state;
