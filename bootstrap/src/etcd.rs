@@ -9,6 +9,8 @@
 //! `--etcd-timeout`, never a hang. Credentials are fatal at once (no retry)
 //! and passwords never appear in messages.
 
+pub mod args;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 

@@ -6,6 +6,7 @@ mod agent;
 mod cli;
 mod conflist;
 mod doctor;
+mod duration;
 mod etcd;
 mod flanneld;
 mod goflag;

@@ -1,5 +1,6 @@
-//! Reading flannel's subnet.env as `status` and `doctor` see it (the agent
-//! writes it: `agent/env.rs`). Keys per family: `FLANNEL_NETWORK` /
+//! Reading flannel's subnet.env: the one reader of it in `netboot`, for
+//! `status`, `doctor`, the agent and `leave` (the agent writes it:
+//! `agent/env.rs`). Keys per family: `FLANNEL_NETWORK` /
 //! `FLANNEL_SUBNET` (IPv4), `FLANNEL_IPV6_NETWORK` / `FLANNEL_IPV6_SUBNET`
 //! (IPv6), then `FLANNEL_MTU` and `FLANNEL_IPMASQ`.
 
@@ -7,6 +8,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use ipnet::IpNet;
+
+use crate::lease::SubnetKey;
 
 /// `KEY=VALUE` lines of a subnet.env.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -87,6 +90,28 @@ impl SubnetEnv {
             .collect()
     }
 
+    /// Every cluster network the file names, IPv4 first.
+    pub fn all_networks(&self) -> Vec<IpNet> {
+        let mut all = self.networks(false);
+        all.extend(self.networks(true));
+        all
+    }
+
+    /// The subnets the file names, in network form, as a lease key
+    /// (`10.2.3.1/24` → `10.2.3.0/24`).
+    pub fn subnet_key(&self) -> SubnetKey {
+        SubnetKey {
+            v4: match self.subnet_net(false) {
+                Some(IpNet::V4(n)) => Some(n),
+                _ => None,
+            },
+            v6: match self.subnet_net(true) {
+                Some(IpNet::V6(n)) => Some(n),
+                _ => None,
+            },
+        }
+    }
+
     /// Which families the file describes (a subnet key present).
     pub fn has(&self, v6: bool) -> bool {
         self.vars.contains_key(subnet_var(v6))
@@ -125,5 +150,25 @@ mod tests {
         let e = SubnetEnv::parse("FLANNEL_SUBNET=fd00::1/64\nFLANNEL_IPMASQ=True\n");
         assert_eq!(e.subnet(false), None);
         assert!(!e.ipmasq());
+    }
+
+    #[test]
+    fn subnets_as_a_lease_key_and_every_network() {
+        let e = SubnetEnv::parse(
+            "FLANNEL_NETWORK=10.2.0.0/16\nFLANNEL_SUBNET=10.2.3.1/24\n\
+             FLANNEL_IPV6_NETWORK=fd42:10::/56\nFLANNEL_IPV6_SUBNET=fd42:10:0:3::1/64\n",
+        );
+        let k = e.subnet_key();
+        assert_eq!(k.v4, Some("10.2.3.0/24".parse().unwrap()));
+        assert_eq!(k.v6, Some("fd42:10:0:3::/64".parse().unwrap()));
+        assert_eq!(
+            e.all_networks(),
+            vec![
+                "10.2.0.0/16".parse::<IpNet>().unwrap(),
+                "fd42:10::/56".parse().unwrap()
+            ]
+        );
+        let none = SubnetEnv::default().subnet_key();
+        assert!(none.v4.is_none() && none.v6.is_none());
     }
 }

@@ -7,7 +7,7 @@
 use netkit::LinkEvent;
 
 use super::backend::PlaneDrift;
-use super::run::Agent;
+use super::state::Agent;
 use super::{log, metrics};
 
 impl Agent<'_> {

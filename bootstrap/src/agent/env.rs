@@ -75,26 +75,7 @@ pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
 /// The subnets named by an existing file's FLANNEL_SUBNET and
 /// FLANNEL_IPV6_SUBNET (`10.2.3.1/24` → `10.2.3.0/24`).
 pub fn previous_subnets(path: &Path) -> SubnetKey {
-    let env = SubnetEnv::read(path).unwrap_or_default();
-    SubnetKey {
-        v4: match env.subnet_net(false) {
-            Some(IpNet::V4(n)) => Some(n),
-            _ => None,
-        },
-        v6: match env.subnet_net(true) {
-            Some(IpNet::V6(n)) => Some(n),
-            _ => None,
-        },
-    }
-}
-
-/// The cluster networks named by an existing file's FLANNEL_NETWORK and
-/// FLANNEL_IPV6_NETWORK.
-pub fn networks(path: &Path) -> Vec<IpNet> {
-    let env = SubnetEnv::read(path).unwrap_or_default();
-    let mut all = env.networks(false);
-    all.extend(env.networks(true));
-    all
+    SubnetEnv::read(path).unwrap_or_default().subnet_key()
 }
 
 #[cfg(test)]

@@ -32,6 +32,7 @@
 //! - `ip` is None when IPv4 is off, even with `--public-ip`.
 
 mod select;
+mod types;
 mod view;
 
 #[cfg(test)]
@@ -39,51 +40,15 @@ mod kernel_tests;
 #[cfg(test)]
 mod tests;
 
-use std::net::{Ipv4Addr, Ipv6Addr};
-
-use anyhow::{Context, Result};
+use anyhow::Result;
 use ipnet::{IpNet, Ipv4Net};
-use netkit::{Addr, Family, Link, Netlink, RouteEntry, RouteLookup};
+use netkit::Netlink;
 
 use super::IfaceArgs;
+use crate::lease::Attrs;
 use select::select;
-
-/// The address families the network config enables.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Families {
-    pub v4: bool,
-    pub v6: bool,
-}
-
-/// The interface that reaches the other nodes (flanneld's
-/// ExternalInterface).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct External {
-    pub index: u32,
-    pub name: String,
-    pub mtu: u32,
-    /// The IPv4 address other nodes reach us at (`--public-ip`, else
-    /// `iface_ip`); `None` when IPv4 is off.
-    pub ip: Option<Ipv4Addr>,
-    /// The interface's own IPv4 address (the one `--iface IP`, a regex or
-    /// the route named, else its preferred usable one; host-gw refuses a
-    /// public address that differs: NAT); `None` when IPv4 is off.
-    pub iface_ip: Option<Ipv4Addr>,
-    /// The IPv6 address other nodes reach us at (`--public-ipv6`, else
-    /// `iface_ip6`); `None` when IPv6 is off.
-    pub ip6: Option<Ipv6Addr>,
-    /// The interface's own IPv6 address, chosen as `iface_ip` is; `None`
-    /// when IPv6 is off.
-    pub iface_ip6: Option<Ipv6Addr>,
-}
-
-impl External {
-    /// The public IPv4 address, `0.0.0.0` when IPv4 is off (what flanneld
-    /// writes as PublicIP then).
-    pub fn ip4(&self) -> Ipv4Addr {
-        self.ip.unwrap_or(Ipv4Addr::UNSPECIFIED)
-    }
-}
+use types::Snapshot;
+pub use types::{External, Families};
 
 /// IPv4 addresses of an interface, link-local ones left out.
 pub fn v4_addrs(nl: &mut Netlink, index: u32) -> Result<Vec<Ipv4Net>> {
@@ -97,52 +62,6 @@ pub fn v4_addrs(nl: &mut Netlink, index: u32) -> Result<Vec<Ipv4Net>> {
         .collect())
 }
 
-/// What the choice looks at, read from the kernel once.
-#[derive(Debug, Clone, Default)]
-pub struct Snapshot {
-    /// Every link of the namespace (any order; the choice goes by ifindex,
-    /// as Go's `net.Interfaces` lists them).
-    pub links: Vec<Link>,
-    /// Every address, in the kernel's order.
-    pub addrs: Vec<Addr>,
-    /// Main-table IPv4 / IPv6 routes, in the kernel's order (empty for a
-    /// family that is off).
-    pub routes4: Vec<RouteEntry>,
-    pub routes6: Vec<RouteEntry>,
-    /// The kernel's answer for `--iface-can-reach` (`ip route get`), or why
-    /// it had none.
-    pub reach: Option<Result<RouteLookup, String>>,
-}
-
-/// flanneld's own devices (vxlan `flannel.<VNI>`, `flannel-v6.<VNI>`) and
-/// the pod bridge: never the public interface unless named with --iface.
-pub fn reserved(name: &str) -> bool {
-    name.starts_with("flannel.") || name.starts_with("flannel-v6.") || name == "cni0"
-}
-
-impl Snapshot {
-    /// Read what [`select`] needs: links, addresses, the main table's
-    /// routes of the enabled families (an IPv6-less kernel must not fail an
-    /// IPv4 agent) and, for `--iface-can-reach`, the kernel's route to it.
-    pub fn read(nl: &mut Netlink, a: &IfaceArgs, fams: Families) -> Result<Snapshot> {
-        let routes = |nl: &mut Netlink, on: bool, f: Family| -> Result<_> {
-            Ok(if on { nl.routes(f)? } else { Vec::new() })
-        };
-        Ok(Snapshot {
-            links: nl.links().context("list interfaces")?,
-            addrs: nl.addrs(None).context("list addresses")?,
-            routes4: routes(nl, fams.v4, Family::V4).context("list IPv4 routes")?,
-            routes6: routes(nl, fams.v6, Family::V6).context("list IPv6 routes")?,
-            reach: a.iface_can_reach.map(|dst| {
-                nl.route_get(dst).map_err(|e| match e.errno() {
-                    Some(n) => std::io::Error::from_raw_os_error(n).to_string(),
-                    None => e.to_string(),
-                })
-            }),
-        })
-    }
-}
-
 /// Find the public interface and addresses for the enabled families, as
 /// flanneld does (see the module doc); options tried in vain are logged.
 pub fn find_external(nl: &mut Netlink, a: &IfaceArgs, fams: Families) -> Result<External> {
@@ -152,4 +71,14 @@ pub fn find_external(nl: &mut Netlink, a: &IfaceArgs, fams: Families) -> Result<
         super::log(&format!("skipped {s}"));
     }
     Ok(sel.external)
+}
+
+/// Does a lease name this node? By the public IPv4 address, or the IPv6
+/// one when the node runs without IPv4.
+pub fn names_us(a: &Attrs, ext: &External) -> bool {
+    match (ext.ip, ext.ip6) {
+        (Some(ip), _) => a.public_ip == ip,
+        (None, Some(ip6)) => a.public_ipv6 == Some(ip6),
+        (None, None) => false,
+    }
 }

@@ -20,16 +20,16 @@ use netkit::{firewall, Netlink};
 
 use super::backend::remove_stale_devices;
 use super::backend::routes::Routes;
-use super::iface::{find_external, External, Families};
-use super::own::names_us;
+use super::iface::{find_external, names_us, External, Families};
 use super::setup::usable;
 use super::store::Store;
-use super::sync::forward_tag;
-use super::{env, log, LeaveArgs, RULE_TAG};
+use super::sync::{forward_tag, RULE_TAG};
+use super::{log, LeaveArgs};
 use crate::lease::{parse_key, Attrs, Lease, SubnetKey};
+use crate::subnet_env::SubnetEnv;
 
 pub fn leave_cmd(a: &LeaveArgs) -> Result<()> {
-    let _ = super::WHO.set("netboot leave");
+    let _ = super::log::WHO.set("netboot leave");
     if let Some((pid, text)) = super::lock::holder() {
         let pid = super::lock::field(&text, "pid").map_or(pid.to_string(), str::to_string);
         return Err(anyhow!(
@@ -43,10 +43,11 @@ pub fn leave_cmd(a: &LeaveArgs) -> Result<()> {
         .build()
         .context("start the tokio runtime")?;
     let mut nl = Netlink::open()?;
-    let subnet = env::previous_subnets(&a.subnet_file);
-    // The networks: from subnet.env, replaced by the config when etcd
-    // answers.
-    let mut networks = env::networks(&a.subnet_file);
+    // subnet.env, read once: this node's subnets, and the networks
+    // (replaced by the config when etcd answers).
+    let file = SubnetEnv::read(&a.subnet_file).unwrap_or_default();
+    let subnet = file.subnet_key();
+    let mut networks = file.all_networks();
     let released = rt.block_on(release(a, &mut nl, subnet, &mut networks));
     cleanup_local(&mut nl, a, &networks)?;
     match released {

@@ -2,6 +2,8 @@
 //! (etcd subnet lease, vxlan or host-gw backend, IPv4 and/or IPv6,
 //! subnet.env) and its undo.
 //!
+//! - [`args`]: the options of `agent` and `leave`; [`log`]: the agent's
+//!   log lines.
 //! - [`iface`]: choosing the public interface and addresses as flanneld does.
 //! - [`store`]: etcd with one-member-at-a-time failover.
 //! - [`follow`]: the lease watch: resumed from the last revision applied,
@@ -11,7 +13,8 @@
 //!   routes, DirectRouting, cni0).
 //! - [`setup`]: the config as the agent runs it, and the data planes.
 //! - [`run`]: start-up and the event loop.
-//! - [`own`]: this node's lease: acquisition, reservations, renewal.
+//! - [`own`]: this node's lease: acquisition, reservations; [`renew`]:
+//!   its renewal. [`state`]: the running agent's state.
 //! - [`sync`]: the node's setup and every other lease programmed, a burst
 //!   of watch events at a time.
 //! - [`relist`]: the rare O(N) work: lists, the kernel compare
@@ -25,6 +28,7 @@
 //!   ([`notify`]), `/healthz`, `/readyz` and `/metrics` ([`health`],
 //!   [`metrics`]).
 
+mod args;
 mod backend;
 mod drift;
 mod env;
@@ -34,303 +38,25 @@ mod held;
 pub mod iface;
 mod leave;
 pub mod lock;
+mod log;
 mod metrics;
 mod notify;
 mod observe;
 mod own;
 #[cfg(test)]
 mod own_tests;
+mod publish;
 mod relist;
+mod renew;
 mod run;
 mod setup;
+mod state;
 mod store;
 mod sync;
 mod wake;
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::path::PathBuf;
-use std::time::Duration;
-
-use clap::{ArgAction, Args};
-
-use crate::cli::EtcdArgs;
-
+pub use args::{AgentArgs, IfaceArgs, LeaveArgs};
 pub use leave::leave_cmd;
+pub use log::{debug, log, verbosity_level};
 pub use run::agent_cmd;
-
-/// Name tagging the agent's nftables rules (masquerade, forward).
-pub const RULE_TAG: &str = "flannel-agent";
-
-/// Who is speaking in [`log`]: `netboot agent` unless set otherwise.
-static WHO: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
-
-/// One plain-words line in the log (see the `logkit` crate): lines that
-/// start with "warning" and failures ("cannot …", "lost etcd …", a broken
-/// watch) at warn level, the rest at info.
-pub fn log(msg: &str) {
-    let who = WHO.get().copied().unwrap_or("netboot agent");
-    if is_warning(msg) {
-        tracing::warn!("{who}: {msg}");
-    } else {
-        tracing::info!("{who}: {msg}");
-    }
-}
-
-/// The default log filter for flanneld's `-v N`: 0 → info, 1 and 2 →
-/// netboot's own debug lines, 3 and more → its trace lines (libraries stay
-/// at info: `RUST_LOG` opens them). `--log-level` and `RUST_LOG` override it.
-pub fn verbosity_level(v: i32) -> &'static str {
-    match v {
-        ..=0 => "info",
-        1..=2 => "info,netboot=debug",
-        _ => "info,netboot=trace",
-    }
-}
-
-/// A line for `-v 1` / `--log-level debug`: routine detail (each resync,
-/// each list).
-pub fn debug(msg: &str) {
-    let who = WHO.get().copied().unwrap_or("netboot agent");
-    tracing::debug!("{who}: {msg}");
-}
-
-fn is_warning(msg: &str) -> bool {
-    [
-        "warning",
-        "cannot ",
-        "lost etcd",
-        "the lease watch broke",
-        "our lease ",
-    ]
-    .iter()
-    .any(|p| msg.starts_with(p))
-}
-
-/// `90`, `30s`, `60m`, `24h`, `1h30m` → a duration (bare numbers are
-/// seconds).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("{s:?} is not a duration like 30s, 60m, 24h or 1h30m");
-    if let Ok(n) = s.parse::<u64>() {
-        return Ok(Duration::from_secs(n));
-    }
-    let mut total = 0u64;
-    let mut num = String::new();
-    for c in s.chars() {
-        if c.is_ascii_digit() {
-            num.push(c);
-            continue;
-        }
-        let n: u64 = num.parse().map_err(|_| bad())?;
-        num.clear();
-        total += n * match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            'd' => 86400,
-            _ => return Err(bad()),
-        };
-    }
-    if !num.is_empty() || s.is_empty() {
-        return Err(bad());
-    }
-    Ok(Duration::from_secs(total))
-}
-
-/// `--name`, `--name=true|false` (Go's spellings), or `NETBOOT_NAME=…`:
-/// a boolean option written as flanneld's are.
-fn go_bool(s: &str) -> Result<bool, String> {
-    crate::goflag::parse_bool(s)
-}
-
-/// flanneld's `-subnet-lease-renew-margin`: whole minutes, 1 to 1439.
-fn renew_minutes(s: &str) -> Result<u32, String> {
-    match crate::goflag::parse_int(s)? {
-        n @ 1..=1439 => Ok(n as u32),
-        n => Err(format!(
-            "{n} is out of range: the margin is 1 to 1439 minutes (less than the 24h lease)"
-        )),
-    }
-}
-
-/// flanneld's `-healthz-port`: 0 (off) or a TCP port.
-fn port(s: &str) -> Result<u16, String> {
-    let n = crate::goflag::parse_int(s)?;
-    u16::try_from(n).map_err(|_| format!("{n} is not a TCP port (0 to 65535; 0 = off)"))
-}
-
-/// The agent's options. Each is also read from `NETBOOT_<OPTION>`; the
-/// ones flanneld has take its names, and [`crate::flanneld`] reads its
-/// command-line syntax and `FLANNELD_*` variables.
-#[derive(Debug, Args)]
-pub struct AgentArgs {
-    #[command(flatten)]
-    pub etcd: EtcdArgs,
-    #[command(flatten)]
-    pub ext: IfaceArgs,
-    /// flannel's subnet file, read by the CNI plugin.
-    #[arg(
-        long,
-        env = "NETBOOT_SUBNET_FILE",
-        default_value = "/run/flannel/subnet.env",
-        value_name = "FILE"
-    )]
-    pub subnet_file: PathBuf,
-    /// Masquerade pod traffic that leaves the cluster network.
-    #[arg(long, env = "NETBOOT_IP_MASQ", value_name = "BOOL", num_args = 0..=1,
-          require_equals = true, default_missing_value = "true", default_value = "false",
-          value_parser = go_bool, action = ArgAction::Set)]
-    pub ip_masq: bool,
-    /// Leave transmit checksum offload on the vxlan devices as the kernel
-    /// set it. By default the agent turns it off (through ethtool's
-    /// netlink interface), the fix for vxlan packets that are dropped with
-    /// bad checksums on some drivers and kernels (flannel #1279, #2152).
-    #[arg(long, env = "NETBOOT_KEEP_TX_CHECKSUM_OFFLOAD", value_name = "BOOL", num_args = 0..=1,
-          require_equals = true, default_missing_value = "true", default_value = "false",
-          value_parser = go_bool, action = ArgAction::Set)]
-    pub keep_tx_checksum_offload: bool,
-    /// TTL of the subnet lease (flannel: 24h).
-    #[arg(long, env = "NETBOOT_LEASE_TTL", default_value = "24h", value_parser = parse_duration, value_name = "DURATION")]
-    pub lease_ttl: Duration,
-    /// Renew this long before the lease expires (flannel:
-    /// -subnet-lease-renew-margin=60).
-    #[arg(long, env = "NETBOOT_RENEW_MARGIN", default_value = "60m", value_parser = parse_duration, value_name = "DURATION")]
-    pub renew_margin: Duration,
-    /// flanneld's renewal margin in minutes (1-1439); sets --renew-margin.
-    #[arg(long, value_parser = renew_minutes, value_name = "MINUTES")]
-    pub subnet_lease_renew_margin: Option<u32>,
-    /// How often to compare every route, ARP and FDB entry (and the
-    /// firewall rules) with the leases held, in full: a safety net for
-    /// drift the kernel's notifications did not report, which the agent
-    /// otherwise puts back at once. etcd is not read: the leases come from
-    /// the watch (listed at start, and again only when etcd cannot resume
-    /// the watch). 0 = never. (Before the watch was resumable, this was a
-    /// full list from etcd every 60 s.)
-    #[arg(long, env = "NETBOOT_RESYNC_INTERVAL", default_value = "10m", value_parser = parse_duration, value_name = "DURATION")]
-    pub resync_interval: Duration,
-    /// How often to ask etcd whether the lease watch is alive and up to
-    /// date (a progress request: a few bytes, no lease is read). A watch
-    /// that does not answer within --etcd-timeout is resumed on another
-    /// member. 0 = never.
-    #[arg(long, env = "NETBOOT_WATCH_PROGRESS_INTERVAL", default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
-    pub watch_progress_interval: Duration,
-    /// How often to check that flannel.<VNI> still exists as it was made
-    /// (one netlink request; its address and checksum setting with it),
-    /// besides the kernel's notifications (which make a deleted device
-    /// heal at once).
-    #[arg(long, env = "NETBOOT_DEVICE_CHECK_INTERVAL", default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
-    pub device_check_interval: Duration,
-    /// Address of the health server (flanneld's -healthz-ip).
-    #[arg(
-        long,
-        env = "NETBOOT_HEALTHZ_IP",
-        default_value = "0.0.0.0",
-        value_name = "IP"
-    )]
-    pub healthz_ip: String,
-    /// Port of the health server; 0 = none (flanneld's -healthz-port).
-    #[arg(long, env = "NETBOOT_HEALTHZ_PORT", default_value = "0", value_parser = port, value_name = "PORT")]
-    pub healthz_port: u16,
-    /// Log verbosity (flanneld's -v): without --log-level or RUST_LOG,
-    /// 1 and more show the agent's debug lines, 3 and more its trace lines.
-    #[arg(
-        long,
-        visible_alias = "v",
-        env = "NETBOOT_VERBOSITY",
-        default_value_t = 0,
-        value_name = "N"
-    )]
-    pub verbosity: i32,
-}
-
-#[derive(Debug, Args)]
-pub struct LeaveArgs {
-    #[command(flatten)]
-    pub etcd: EtcdArgs,
-    /// flannel's subnet file; names this node's subnet. Removed afterwards.
-    #[arg(
-        long,
-        env = "NETBOOT_SUBNET_FILE",
-        default_value = "/run/flannel/subnet.env",
-        value_name = "FILE"
-    )]
-    pub subnet_file: PathBuf,
-    /// How the agent chose its interface (to find leases by PublicIP).
-    #[command(flatten)]
-    pub ext: IfaceArgs,
-}
-
-/// flanneld's interface options: which interface reaches the other nodes,
-/// and the addresses other nodes reach this one at.
-#[derive(Debug, Args, Clone, Default)]
-pub struct IfaceArgs {
-    /// Interface to use, by name or by one of its IP addresses; repeat it
-    /// to give candidates in order of preference (flanneld's -iface).
-    /// Default: the interface of the default route.
-    #[arg(long = "iface", env = "NETBOOT_IFACE", value_name = "IFACE|IP")]
-    pub iface: Vec<String>,
-    /// Regular expression matched against interface addresses and then
-    /// names, when no --iface matched; repeatable (flanneld's
-    /// -iface-regex).
-    #[arg(
-        long = "iface-regex",
-        env = "NETBOOT_IFACE_REGEX",
-        value_name = "REGEX"
-    )]
-    pub iface_regex: Vec<String>,
-    /// Use the interface the kernel routes this address through
-    /// (flanneld's -iface-can-reach).
-    #[arg(
-        long = "iface-can-reach",
-        env = "NETBOOT_IFACE_CAN_REACH",
-        value_name = "IP"
-    )]
-    pub iface_can_reach: Option<IpAddr>,
-    /// IPv4 address other nodes reach this one at (default: the chosen
-    /// interface's first IPv4 address). With no other interface option it
-    /// also picks the interface holding it.
-    #[arg(long, env = "NETBOOT_PUBLIC_IP", value_name = "IP")]
-    pub public_ip: Option<Ipv4Addr>,
-    /// IPv6 address other nodes reach this one at (default: the chosen
-    /// interface's first global IPv6 address, else its link-local one).
-    #[arg(long, env = "NETBOOT_PUBLIC_IPV6", value_name = "IPV6")]
-    pub public_ipv6: Option<Ipv6Addr>,
-}
-
-impl IfaceArgs {
-    /// Was any interface option given?
-    pub fn any(&self) -> bool {
-        !self.iface.is_empty()
-            || !self.iface_regex.is_empty()
-            || self.iface_can_reach.is_some()
-            || self.public_ip.is_some()
-            || self.public_ipv6.is_some()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{parse_duration, verbosity_level};
-    use std::time::Duration;
-
-    #[test]
-    fn verbosity_raises_the_default_log_level() {
-        assert_eq!(verbosity_level(0), "info");
-        assert_eq!(verbosity_level(-1), "info");
-        assert_eq!(verbosity_level(1), "info,netboot=debug");
-        assert_eq!(verbosity_level(2), "info,netboot=debug");
-        assert_eq!(verbosity_level(3), "info,netboot=trace");
-        assert_eq!(verbosity_level(10), "info,netboot=trace");
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86400)));
-        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
-        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
-        assert!(parse_duration("").is_err());
-        assert!(parse_duration("5x").is_err());
-        assert!(parse_duration("h").is_err());
-        assert!(parse_duration("10m5").is_err());
-    }
-}
+pub use sync::RULE_TAG;

@@ -12,7 +12,7 @@ use anyhow::Result;
 use ipnet::IpNet;
 
 use super::backend::Plane;
-use super::run::{Agent, RETRY};
+use super::state::{Agent, RETRY};
 use super::store::Store;
 use super::{debug, log, metrics};
 use crate::etcd::Kv;

@@ -21,47 +21,19 @@ use tokio::time::{sleep, sleep_until, Instant, Interval, MissedTickBehavior};
 use super::backend::Plane;
 use super::follow::{End, Follow};
 use super::held::Held;
-use super::iface::{find_external, External};
+use super::iface::find_external;
 use super::observe::Observer;
-use super::own::Own;
 use super::relist::list_at_start;
 use super::setup::{build_planes, stored_macs, usable, NetSetup};
+use super::state::{Agent, RETRY};
 use super::store::Store;
 use super::wake::{jitter, next_kernel_events, watch_kernel, Watched};
 use super::{log, AgentArgs};
-use crate::lease::SubnetKey;
 
-/// Pause between attempts while etcd or the config is not there yet.
-pub(super) const RETRY: Duration = Duration::from_secs(2);
 /// First and longest pause before programming a lease again that the
 /// kernel refused (a device not ready yet, a peer's route refused).
 const RETRY_FAILED_FIRST: Duration = Duration::from_secs(1);
 const RETRY_FAILED_MAX: Duration = Duration::from_secs(60);
-
-pub(super) struct Agent<'a> {
-    pub a: &'a AgentArgs,
-    pub store: Store,
-    pub ext: External,
-    pub net: NetSetup,
-    /// One per enabled family, IPv4 first.
-    pub planes: Vec<Plane>,
-    pub prefix: String,
-    pub own: Option<Own>,
-    /// Subnets to prefer when acquiring (subnet.env, or the current one).
-    pub previous: SubnetKey,
-    /// Lease keys already reported as skipped, with the reason.
-    pub skipped: BTreeMap<String, String>,
-    /// Every other key under the prefix as the watch last told it.
-    pub leases: Held,
-    /// Keys whose programming failed, retried on [`Agent::retry_at`].
-    pub failed: BTreeSet<String>,
-    pub retry_at: Option<Instant>,
-    retry_delay: Duration,
-    /// Counts batches of peers programmed or removed (for the metrics).
-    pub programmed: u64,
-    /// systemd notifications, readiness and metrics.
-    pub obs: Observer,
-}
 
 pub fn agent_cmd(a: &AgentArgs) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -80,7 +80,7 @@ pub fn stored_macs(kvs: &[Kv], ext: &External) -> [Option<[u8; 6]>; 2] {
     let mine = kvs.iter().find_map(|kv| {
         Lease::parse(&kv.key, &kv.value)
             .ok()
-            .filter(|l| super::own::names_us(&l.attrs, ext))
+            .filter(|l| super::iface::names_us(&l.attrs, ext))
     });
     [
         mine.as_ref().and_then(|l| l.attrs.data).map(|d| d.vtep_mac),

@@ -12,10 +12,13 @@ use netkit::firewall;
 
 use super::backend::{Peer, Plane, Via};
 use super::held::subnets_of;
-use super::run::Agent;
-use super::{env, log, RULE_TAG};
+use super::state::Agent;
+use super::{env, log};
 use crate::etcd::Kv;
 use crate::lease::Lease;
+
+/// Name tagging the agent's nftables rules (masquerade, forward).
+pub const RULE_TAG: &str = "flannel-agent";
 
 /// The tag of a family's forward-accept rules (one rule set per tag).
 pub fn forward_tag(v6: bool) -> String {
@@ -119,7 +122,7 @@ impl Agent<'_> {
                 l.attrs.backend, self.net.backend
             ));
         }
-        if super::own::names_us(&l.attrs, &self.ext) {
+        if super::iface::names_us(&l.attrs, &self.ext) {
             return Err("it names this node's own address".into());
         }
         // A subnet of ours claimed by another lease cannot be routed to

@@ -5,7 +5,8 @@ use std::net::IpAddr;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
-use super::{DoctorArgs, Finding};
+use super::args::DoctorArgs;
+use super::finding::Finding;
 use crate::etcd::Etcd;
 use crate::leases::{self, Listed};
 use crate::netconfig::{Effective, NetConfig, VxlanOptions};

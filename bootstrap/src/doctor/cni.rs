@@ -3,56 +3,17 @@
 //! host-local IP store (entries with no live pod, space left).
 
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use ipnet::IpNet;
 use serde_json::Value;
 
-use super::{Ctx, Finding};
+use super::conflist::{main_plugin, records_dir, str_or, Loaded};
+use super::ctx::Ctx;
+use super::finding::Finding;
 
-/// The first CNI config in the directory (what runtimes use by default).
-pub enum Loaded {
-    None(String),
-    Broken(PathBuf, String),
-    Ok(PathBuf, cni::NetConfList),
-}
-
-pub fn load_conflist(dir: &Path) -> Loaded {
-    let files = match cni::conf::conf_files(dir) {
-        Ok(f) => f,
-        Err(e) => return Loaded::None(format!("cannot read {}: {e}", dir.display())),
-    };
-    let Some(first) = files.first() else {
-        return Loaded::None(format!("no CNI config in {}", dir.display()));
-    };
-    match cni::NetConfList::load_file(first) {
-        Ok(l) => Loaded::Ok(first.clone(), l),
-        Err(e) => Loaded::Broken(first.clone(), e.to_string()),
-    }
-}
-
-const FLANNEL_TYPES: &[&str] = &["netboot-cni", "flannel"];
 const DEFAULT_SUBNET_FILE: &str = "/run/flannel/subnet.env";
-const DEFAULT_DATA_DIR: &str = "/var/lib/cni/flannel";
 const DEFAULT_IPAM_DIR: &str = "/var/lib/cni/networks";
-
-/// The netboot-cni or flannel entry of the chain.
-pub fn main_plugin(list: &cni::NetConfList) -> Option<&Value> {
-    list.plugins.iter().find(|p| {
-        p["type"]
-            .as_str()
-            .is_some_and(|t| FLANNEL_TYPES.contains(&t))
-    })
-}
-
-/// netboot-cni's record directory, `<dataDir>/.netboot`.
-pub fn records_dir(main: &Value) -> PathBuf {
-    Path::new(str_or(main, "dataDir", DEFAULT_DATA_DIR)).join(".netboot")
-}
-
-fn str_or<'a>(v: &'a Value, key: &str, default: &'a str) -> &'a str {
-    v[key].as_str().unwrap_or(default)
-}
 
 const REWRITE: &str = "rewrite it with `netboot init` (or print the right one with `netboot conflist`); runtimes read it at each pod";
 
@@ -203,7 +164,7 @@ pub fn plugins(ctx: &Ctx, loaded: &Loaded) -> Finding {
     let Loaded::Ok(_, list) = loaded else {
         return Finding::skipped(CHECK, "no usable conflist to read the plugin list from");
     };
-    let dirs = super::plugin_dirs(&ctx.args.cni_bin_dir);
+    let dirs = super::conflist::plugin_dirs(&ctx.args.cni_bin_dir);
     let shown: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
     let shown = shown.join(":");
     let missing: Vec<String> = needed(list)

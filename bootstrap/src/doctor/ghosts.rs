@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::cni::{main_plugin, records_dir, Loaded};
-use super::{Ctx, Finding};
+use super::conflist::{main_plugin, records_dir, Loaded};
+use super::ctx::Ctx;
+use super::finding::Finding;
 
 /// Same variable as netboot-cni: a file to read the boot id from.
 pub const BOOT_ID_ENV: &str = "NETBOOT_BOOT_ID_FILE";

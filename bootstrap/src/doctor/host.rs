@@ -5,8 +5,9 @@ use std::process::{Command, Stdio};
 
 use ipnet::IpNet;
 
+use super::ctx::Node;
+use super::finding::Finding;
 use super::node::RESTART_AGENT;
-use super::{Finding, Node};
 use crate::subnet_env::family_name;
 
 /// cni0 carries the gateway (the first address of this node's subnet) of

@@ -16,8 +16,10 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::cni::{main_plugin, records_dir, Loaded};
-use super::{ghosts, Ctx, Finding};
+use super::conflist::{main_plugin, records_dir, Loaded};
+use super::ctx::Ctx;
+use super::finding::Finding;
+use super::ghosts;
 
 const CHECK: &str = "hostports";
 const FIX: &str = "run CNI GC with the live attachments (`podrun gc`, or the runtime's own GC): it removes stale host ports of either layout; for a single container, CNI DEL of its ID";

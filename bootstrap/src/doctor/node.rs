@@ -4,7 +4,8 @@
 use std::net::IpAddr;
 
 use super::cluster::{is_local, Settings};
-use super::{Ctx, Finding, Node};
+use super::ctx::{Ctx, Node};
+use super::finding::Finding;
 use crate::leases::Listed;
 use crate::subnet_env::{family_name, network_var, subnet_var, SubnetEnv};
 

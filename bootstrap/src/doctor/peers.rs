@@ -16,9 +16,10 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use netkit::{Family, Link, Neigh, Netlink, RouteEntry};
 
+use super::ctx::Node;
+use super::finding::Finding;
 use super::node::RESTART_AGENT;
-use super::plane::{check_name, prefixes, Want};
-use super::{Finding, Node};
+use super::want::{check_name, prefixes, Want};
 use crate::leases::Listed;
 use crate::subnet_env::family_name;
 

@@ -5,9 +5,10 @@
 use ipnet::IpNet;
 use netkit::{Netlink, VxlanInfo};
 
+use super::ctx::Node;
+use super::finding::Finding;
 use super::node::RESTART_AGENT;
-use super::plane::{check_name, want, Want};
-use super::{Finding, Node};
+use super::want::{check_name, want, Want};
 use crate::netconfig::VxlanOptions;
 
 /// Addresses of family `v6` on interface `index`, link-local left out.

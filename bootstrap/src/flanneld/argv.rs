@@ -9,7 +9,7 @@ use anyhow::{bail, Result};
 use clap::Command;
 
 use super::flags::{self, Does, Flag, Kind};
-use super::{arg_by_long, Given};
+use super::given::{arg_by_long, Given};
 use crate::goflag;
 
 /// What one flanneld flag (from the command line or a variable) becomes.

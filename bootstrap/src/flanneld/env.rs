@@ -12,7 +12,7 @@ use clap::Command;
 
 use super::argv::{apply, Outcome};
 use super::flags::{self, Does, FLAGS};
-use super::{arg_by_id, arg_by_long, Given};
+use super::given::{arg_by_id, arg_by_long, Given};
 
 /// Reads one environment variable.
 pub type Getter<'a> = &'a dyn Fn(&str) -> Option<OsString>;

@@ -24,37 +24,18 @@
 mod argv;
 mod env;
 mod flags;
+mod given;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashSet;
 use std::ffi::OsString;
 
 use anyhow::{bail, Result};
 use clap::parser::ValueSource;
-use clap::{Arg, ArgMatches, Command, CommandFactory, FromArgMatches};
+use clap::{ArgMatches, Command, CommandFactory, FromArgMatches};
 
 use crate::agent::AgentArgs;
 use crate::cli::{Cli, Cmd};
-
-/// What the command line sets.
-pub struct Given {
-    /// clap ids of the agent options it gives.
-    pub ids: HashSet<String>,
-    /// flanneld flags it names (ignored ones included).
-    pub flanneld: HashSet<&'static str>,
-}
-
-/// The agent option `--name` (its long name or an alias).
-fn arg_by_long<'a>(agent: &'a Command, name: &str) -> Option<&'a Arg> {
-    agent.get_arguments().find(|a| {
-        a.get_long() == Some(name) || a.get_all_aliases().is_some_and(|al| al.contains(&name))
-    })
-}
-
-fn arg_by_id<'a>(agent: &'a Command, id: &str) -> Option<&'a Arg> {
-    agent.get_arguments().find(|a| a.get_id() == id)
-}
 
 /// argv for clap, and lines for the log.
 pub struct Prepared {

@@ -7,7 +7,8 @@ use std::time::Duration;
 use clap::{Command, CommandFactory, FromArgMatches};
 
 use super::flags::{self, Does, FLAGS};
-use super::{arg_by_long, prepare, settle};
+use super::given::arg_by_long;
+use super::{prepare, settle};
 use crate::agent::AgentArgs;
 use crate::cli::{Cli, Cmd};
 

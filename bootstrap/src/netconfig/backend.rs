@@ -6,7 +6,12 @@
 
 use serde_json::Value;
 
-use super::validate::{Effective, DEFAULT_VNI, VXLAN_DEFAULT_PORT};
+use super::model::Effective;
+
+/// vxlan `Port` 0 means the kernel default, 8472.
+pub const VXLAN_DEFAULT_PORT: u16 = 8472;
+/// flannel's default VNI.
+pub const DEFAULT_VNI: u32 = 1;
 
 /// flannel's vxlan overhead (outer IPv4 + UDP + VXLAN + inner Ethernet):
 /// a device gets the outgoing MTU minus 50.

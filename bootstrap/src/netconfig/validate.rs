@@ -13,49 +13,12 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use ipnet::{Ipv4Net, Ipv6Net};
 use serde_json::Value;
 
-use super::{NetConfig, KNOWN_BACKENDS};
+use super::backend::{parse_vxlan, DEFAULT_VNI, VXLAN_DEFAULT_PORT};
+use super::model::{Effective, Effective4, Effective6, NetConfig, KNOWN_BACKENDS};
 
-/// vxlan `Port` 0 means the kernel default, 8472.
-pub const VXLAN_DEFAULT_PORT: u16 = 8472;
-/// flannel's default VNI.
-pub const DEFAULT_VNI: u32 = 1;
 const MAX_VNI: i64 = (1 << 24) - 1;
-
-/// The IPv4 half of a config with every default filled in.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Effective4 {
-    pub network: Ipv4Net,
-    pub subnet_len: u8,
-    pub subnet_min: Ipv4Addr,
-    pub subnet_max: Ipv4Addr,
-}
-
-/// The IPv6 half of a config with every default filled in.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Effective6 {
-    pub network: Ipv6Net,
-    pub subnet_len: u8,
-    pub subnet_min: Ipv6Addr,
-    pub subnet_max: Ipv6Addr,
-}
-
-/// A valid config as flanneld would run it: the basis of "same config".
-#[derive(Debug, Clone, PartialEq)]
-pub struct Effective {
-    pub v4: Option<Effective4>,
-    pub v6: Option<Effective6>,
-    pub enable_nftables: bool,
-    pub backend: String,
-    /// vxlan only (None for host-gw).
-    pub vni: Option<u32>,
-    /// vxlan only; 0 is normalised to 8472.
-    pub port: Option<u16>,
-    /// Other backend keys (DirectRouting, MTU, ...), compared verbatim.
-    pub backend_other: Vec<(String, Value)>,
-}
 
 /// One address family's numbers, as u128 so IPv4 and IPv6 share the code.
 struct Family {
@@ -307,7 +270,7 @@ impl NetConfig {
         }
         let mut other = b.other.clone();
         if b.kind == "vxlan" {
-            if let Err(e) = super::parse_vxlan(&other) {
+            if let Err(e) = parse_vxlan(&other) {
                 errs.extend(e);
             }
         }

@@ -10,8 +10,8 @@ use std::net::IpAddr;
 use anyhow::{anyhow, bail, Result};
 use regex::Regex;
 
+use super::types::{External, Families, Snapshot};
 use super::view::{Complete, Try, View};
-use super::{External, Families, Snapshot};
 use crate::agent::IfaceArgs;
 
 /// The chosen interface, and the options tried before it and why they

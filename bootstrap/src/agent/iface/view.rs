@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use netkit::{Addr, Link, RouteEntry};
 use regex::Regex;
 
-use super::{reserved, Families, Snapshot};
+use super::types::{reserved, Families, Snapshot};
 
 const RESERVED: &str = "flannel.*, flannel-v6.* and cni0 are never chosen automatically";
 
