@@ -12,8 +12,7 @@
 //! socket work. Each level attaches a server pod (hostPort
 //! [`HOST_PORT`] -> 80) and a client pod, measures, and detaches them.
 
-use super::phases::Target;
-use super::plugins::{BenchNode, Instr, Pod};
+use super::plugins::{BenchNode, Impl, Instr, Pod};
 use super::stats::Series;
 use netboot_tests::{first_ip, Netns};
 use std::fs::File;
@@ -280,4 +279,20 @@ pub fn measure(
         s.t.node.del(s.t.imp, &mut s.client, Instr::Plain);
     }
     out
+}
+
+/// One node the scale phase measures: the implementation that attaches
+/// its pods, the key its numbers are stored under, the node and its peer,
+/// and whether it is filled to each level. The base node (native, key
+/// [`super::phases::NATIVE_BASE`]) stays at the first level and is measured in the same
+/// rounds as the others, so that "cost at N pods / cost at 1 pod" can be
+/// taken between calls made minutes apart on a loaded machine or between
+/// calls made side by side.
+#[derive(Clone, Copy)]
+pub struct Target<'a> {
+    pub imp: Impl,
+    pub key: &'static str,
+    pub node: &'a BenchNode,
+    pub peer: &'a Peer,
+    pub grows: bool,
 }

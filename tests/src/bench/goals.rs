@@ -2,17 +2,11 @@
 //! pods, concurrency, memory) and issue 17's (flat cost to 1000 pods with
 //! map elements, speed against the reference, the data path).
 
+use super::cells::{f, get, x, Goal};
 use super::plugins::Impl;
-use super::report::{f, get, native_rss, x, Results};
+use super::report::{native_rss, Results};
 use super::report_scale::{paired, scale_bounds, Paired};
 use super::stats::ratio;
-
-pub struct Goal {
-    pub goal: String,
-    pub measured: String,
-    pub met: Option<bool>,
-    pub value: f64,
-}
 
 pub(super) fn goal(goal: String, measured: String, met: Option<bool>, value: f64) -> Goal {
     Goal {

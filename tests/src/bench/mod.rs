@@ -17,6 +17,7 @@
 //! are bare namespaces, and everything is deleted at the end, on a panic
 //! (hook, since release builds abort) or on SIGINT/SIGTERM ([`cleanup`]).
 
+mod cells;
 mod cleanup;
 mod datapath;
 mod goals;
@@ -289,10 +290,10 @@ pub fn main() {
                 .chain(base.as_ref())
                 .map(datapath::Peer::wire)
                 .collect();
-            let mut targets: Vec<phases::Target> = nodes
+            let mut targets: Vec<datapath::Target> = nodes
                 .iter()
                 .zip(&peers)
-                .map(|(&(imp, node), peer)| phases::Target {
+                .map(|(&(imp, node), peer)| datapath::Target {
                     imp,
                     key: imp.key(),
                     node,
@@ -301,7 +302,7 @@ pub fn main() {
                 })
                 .collect();
             if let (Some(node), Some(peer)) = (&base, peers.last()) {
-                targets.push(phases::Target {
+                targets.push(datapath::Target {
                     imp: Impl::Native,
                     key: phases::NATIVE_BASE,
                     node,
@@ -330,7 +331,16 @@ pub fn main() {
     r.total_secs = t0.elapsed().as_secs_f64();
     r.load.1 = load();
 
-    report::print(&r);
+    report::print(
+        &r,
+        &[
+            ("issue 3", goals::goals(&r)),
+            (
+                "issue 17: hostPorts as nftables map elements",
+                goals::goals17(&r),
+            ),
+        ],
+    );
     if let Some(path) = &opts.json {
         let config = json!({
             "iterations": opts.iterations, "scale": opts.scale, "scale_reps": opts.scale_reps,

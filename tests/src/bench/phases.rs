@@ -2,7 +2,7 @@
 //! one run (A/B, order rotated every round) so that drift of the machine
 //! hits all of them alike.
 
-use super::datapath::{self, DataPathLevel, Peer};
+use super::datapath::{self, DataPathLevel, Target};
 use super::plugins::{BenchNode, Impl, Instr, OpStats, Pod};
 use super::stats::Series;
 use std::collections::BTreeMap;
@@ -248,22 +248,6 @@ fn fill_to(
     let mut v = done.into_inner().unwrap_or_else(|e| e.into_inner());
     v.sort_by_key(|(k, _, _)| *k);
     v.into_iter().map(|(_, p, t)| (p, t)).collect()
-}
-
-/// One node the scale phase measures: the implementation that attaches
-/// its pods, the key its numbers are stored under, the node and its peer,
-/// and whether it is filled to each level. The base node (native, key
-/// [`NATIVE_BASE`]) stays at the first level and is measured in the same
-/// rounds as the others, so that "cost at N pods / cost at 1 pod" can be
-/// taken between calls made minutes apart on a loaded machine or between
-/// calls made side by side.
-#[derive(Clone, Copy)]
-pub struct Target<'a> {
-    pub imp: Impl,
-    pub key: &'static str,
-    pub node: &'a BenchNode,
-    pub peer: &'a Peer,
-    pub grows: bool,
 }
 
 /// The key of the native node that stays at the first level.

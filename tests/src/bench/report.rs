@@ -1,9 +1,9 @@
 //! The printed tables and their shared formatting; the goals are in
-//! [`super::goals`], the scale section in [`super::report_scale`], the
+//! [`super::goals`] (printed here), the scale section in [`super::report_scale`], the
 //! JSON dump in [`super::report_json`].
 
-use super::goals::{goals, goals17};
-use super::phases::{Ab, Concurrent, Instrumented, PerImpl, Scale};
+use super::cells::{f, get, print_goals, x, Goal};
+use super::phases::{Ab, Concurrent, Instrumented, Scale};
 use super::plugins::{Impl, OpStats};
 use super::stats::{ratio, Series};
 use std::collections::BTreeMap;
@@ -22,28 +22,8 @@ pub struct Results {
     pub load: (String, String),
 }
 
-pub(super) fn get(m: &PerImpl<Series>, imp: Impl) -> &Series {
-    static EMPTY: Series = Series(Vec::new());
-    m.get(imp.key()).unwrap_or(&EMPTY)
-}
-
-pub(super) fn f(v: f64) -> String {
-    if v.is_finite() {
-        format!("{v:.2}")
-    } else {
-        "-".into()
-    }
-}
-
-pub(super) fn x(v: f64) -> String {
-    if v.is_finite() {
-        format!("{v:.2}x")
-    } else {
-        "-".into()
-    }
-}
-
-pub fn print(r: &Results) {
+/// Prints every table, then each goal section (title, goals) in order.
+pub fn print(r: &Results, goal_sections: &[(&str, Vec<Goal>)]) {
     println!();
     println!(
         "load average (1/5/15 min) at start: {}; at end: {}",
@@ -64,12 +44,11 @@ pub fn print(r: &Results) {
     if let Some(i) = &r.procs {
         print_procs(i);
     }
-    println!();
-    println!("== goals (issue 3) ==");
-    print_goals(&goals(r));
-    println!();
-    println!("== goals (issue 17: hostPorts as nftables map elements) ==");
-    print_goals(&goals17(r));
+    for (title, goals) in goal_sections {
+        println!();
+        println!("== goals ({title}) ==");
+        print_goals(goals);
+    }
     let phases: Vec<String> = r
         .phase_secs
         .iter()
@@ -353,20 +332,5 @@ fn print_procs(i: &Instrumented) {
                 count(sync_count(ops))
             );
         }
-    }
-}
-
-fn print_goals(goals: &[super::goals::Goal]) {
-    for g in goals {
-        println!(
-            "{:<10} {:<62} {}",
-            match g.met {
-                Some(true) => "MET",
-                Some(false) => "NOT MET",
-                None => "NOT RUN",
-            },
-            g.goal,
-            g.measured
-        );
     }
 }

@@ -1,9 +1,10 @@
 //! The JSON dump of every number (`--json FILE`).
 
+use super::cells::get;
 use super::goals::{goals, goals17};
 use super::phases::PerImpl;
 use super::plugins::Impl;
-use super::report::{get, proc_counts, rss_table, sync_count, Results};
+use super::report::{proc_counts, rss_table, sync_count, Results};
 use super::report_scale::{paired, scale_bounds};
 use super::stats::{ratio, round, Series};
 use serde_json::{json, Map, Value};
@@ -160,7 +161,7 @@ pub fn to_json(r: &Results, config: Value) -> Value {
             json!({"samples": i.samples, "mean": m}),
         );
     }
-    let goal_json = |gs: Vec<super::goals::Goal>| {
+    let goal_json = |gs: Vec<super::cells::Goal>| {
         Value::Array(
             gs.into_iter()
                 .map(|g| json!({"goal": g.goal, "met": g.met, "value": round(g.value), "measured": g.measured}))

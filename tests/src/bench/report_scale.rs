@@ -1,10 +1,10 @@
 //! Section 3 of the report: one more pod with N pods on the node, and the
 //! data path at each level.
 
+use super::cells::{f, get, x};
 use super::datapath::DataPathLevel;
 use super::phases::{PerImpl, Scale, ScaleLevel, NATIVE_BASE};
 use super::plugins::Impl;
-use super::report::{f, get, x};
 use super::stats::{ratio, Series};
 
 pub(super) fn print_scale(s: &Scale) {
