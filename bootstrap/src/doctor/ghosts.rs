@@ -1,81 +1,22 @@
 //! Ghost attachments as doctor sees them: netboot-cni records
 //! (`<dataDir>/.netboot/<containerID>@<ifname>.json`) of pods that cannot
-//! exist any more, because they were made in an earlier boot (the record's
-//! `bootId` is not this kernel's) or because every network namespace their
-//! ADD result names is gone. The same rules as netboot-cni's own
-//! (`plugin/src/ghost.rs`), which frees their IPs when a range runs out;
-//! GC (or DEL) removes everything else they left.
+//! exist any more. The rule is netboot-cni's own, from the `ghostrule`
+//! crate both call; GC (or DEL) removes everything a ghost left.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+pub use ghostrule::boot_id;
+use ghostrule::{is_netns, BOOT_ID_ENV};
 use serde_json::Value;
 
 use super::conflist::{main_plugin, records_dir, Loaded};
 use super::ctx::Ctx;
 use super::finding::Finding;
 
-/// Same variable as netboot-cni: a file to read the boot id from.
-pub const BOOT_ID_ENV: &str = "NETBOOT_BOOT_ID_FILE";
-const KERNEL_BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
-
-/// This boot's id (`Ok(None)`: unknown, the earlier-boot rule is off).
-pub fn boot_id() -> Result<Option<String>, String> {
-    let path = match std::env::var_os(BOOT_ID_ENV) {
-        None => {
-            return Ok(std::fs::read_to_string(KERNEL_BOOT_ID)
-                .ok()
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty()))
-        }
-        Some(p) => PathBuf::from(p),
-    };
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| format!("{BOOT_ID_ENV}={}: {e}", path.display()))?;
-    let id = text.trim();
-    if id.is_empty() {
-        return Err(format!("{BOOT_ID_ENV}={} is empty", path.display()));
-    }
-    Ok(Some(format!("{FILE_PREFIX}{id}")))
-}
-
-/// netboot-cni's mark of a boot id read from [`BOOT_ID_ENV`]'s file; ids
-/// of different sources are never compared.
-const FILE_PREFIX: &str = "file:";
-
-fn other_boot(then: &str, now: &str) -> bool {
-    then.starts_with(FILE_PREFIX) == now.starts_with(FILE_PREFIX) && then != now
-}
-
-/// Whether `path` holds a network namespace (see netboot-cni's `is_netns`).
-fn is_netns(path: &Path) -> bool {
-    use nix::sys::statfs::{statfs, NSFS_MAGIC, PROC_SUPER_MAGIC};
-    match statfs(path) {
-        Ok(fs) => [NSFS_MAGIC, PROC_SUPER_MAGIC].contains(&fs.filesystem_type()),
-        Err(e) => e != nix::errno::Errno::ENOENT && e != nix::errno::Errno::ENOTDIR,
-    }
-}
-
 /// Why the attachment recorded as `rec` no longer exists, if it does not.
 pub fn reason(rec: &Value, boot: Option<&str>) -> Option<&'static str> {
-    if let (Some(then), Some(now)) = (rec["bootId"].as_str(), boot) {
-        if other_boot(then, now) {
-            return Some("made in an earlier boot");
-        }
-    }
-    if rec["result"].is_null() {
-        // An ADD that is running now (or was killed in this boot).
-        return None;
-    }
-    let sandboxes: Vec<&Path> = rec["result"]["interfaces"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|i| i["sandbox"].as_str())
-        .filter(|s| !s.is_empty())
-        .map(Path::new)
-        .collect();
-    let gone = !sandboxes.is_empty() && sandboxes.iter().all(|s| s.is_absolute() && !is_netns(s));
-    gone.then_some("its pod's netns is gone")
+    ghostrule::reason(rec["bootId"].as_str(), rec.get("result"), boot, &is_netns)
+        .map(ghostrule::Ghost::as_str)
 }
 
 /// `(containerID@ifname, record)` of every readable record in `dir`.
@@ -114,7 +55,7 @@ pub fn check(_ctx: &Ctx, loaded: &Loaded) -> Finding {
         Err(e) => {
             return Finding::problem(
                 CHECK,
-                e,
+                e.to_string(),
                 format!("unset {BOOT_ID_ENV} or point it at a file holding the boot id"),
             )
         }
