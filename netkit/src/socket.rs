@@ -63,6 +63,7 @@ pub struct Netlink {
     seq: u32,
     /// Where the socket lives, for error messages ("" = caller's netns).
     label: String,
+    pub(crate) sent: crate::batch::Sent,
 }
 
 impl std::fmt::Debug for Netlink {
@@ -87,6 +88,7 @@ impl Netlink {
             sock,
             seq: 0,
             label,
+            sent: Default::default(),
         })
     }
 
@@ -107,6 +109,7 @@ impl Netlink {
 
     fn encode(&mut self, msg: RouteNetlinkMessage, flags: u16, out: &mut Vec<u8>) -> u32 {
         let seq = self.next_seq();
+        self.sent.request();
         let mut header = NetlinkHeader::default();
         header.flags = NLM_F_REQUEST | flags;
         header.sequence_number = seq;
@@ -119,6 +122,7 @@ impl Netlink {
     }
 
     fn send(&self, buf: &[u8], what: &str) -> Result<()> {
+        self.sent.datagram();
         send_datagram(&self.sock, buf, what)
     }
 

@@ -373,9 +373,14 @@ fn a_batch_bigger_than_one_datagram_is_applied_whole() {
         })
         .unwrap();
     }
+    let (datagrams, requests) = (nl.datagrams_sent(), nl.requests_sent());
     let res = nl.apply(b);
     assert_eq!(res.len(), 3000);
     netkit::first_error(res).unwrap();
+    // Batched: many requests to a datagram (64 today), not one each.
+    assert_eq!(nl.requests_sent() - requests, 3000);
+    let sent = nl.datagrams_sent() - datagrams;
+    assert!((3000 / 64..=3000 / 32).contains(&sent), "{sent} datagrams");
     let routes = nl.routes(Family::V4).unwrap();
     assert_eq!(
         routes

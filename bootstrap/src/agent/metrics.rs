@@ -39,6 +39,11 @@ pub struct Metrics {
     /// (--resync-interval): wall time, and CPU time of the agent's thread.
     pub compare_seconds: Histogram,
     pub compare_cpu: Counter<f64, std::sync::atomic::AtomicU64>,
+    /// Datagrams and requests sent on the netlink sockets that program
+    /// other nodes' routes, neighbour and FDB entries (their ratio shows
+    /// whether bursts are batched).
+    pub netlink_datagrams: Counter,
+    pub netlink_requests: Counter,
     /// Things put back that someone removed (entries, devices).
     pub repairs: Counter,
     /// Lease watches opened again after the first.
@@ -68,6 +73,8 @@ impl Metrics {
             watch_revision: Gauge::default(),
             compare_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 15)),
             compare_cpu: Counter::default(),
+            netlink_datagrams: Counter::default(),
+            netlink_requests: Counter::default(),
             repairs: Counter::default(),
             watch_restarts: Counter::default(),
             etcd_errors: Family::default(),
@@ -122,6 +129,17 @@ impl Metrics {
             "kernel_compare_cpu_seconds",
             "CPU time spent in full compares of the kernel tables (--resync-interval)",
             m.compare_cpu.clone(),
+        );
+        r.register(
+            "netlink_datagrams",
+            "Datagrams sent on the netlink sockets that program other nodes' routes, \
+             neighbour and FDB entries",
+            m.netlink_datagrams.clone(),
+        );
+        r.register(
+            "netlink_requests",
+            "Netlink requests (changes and dumps) sent in netlink_datagrams_total",
+            m.netlink_requests.clone(),
         );
         r.register(
             "repairs",

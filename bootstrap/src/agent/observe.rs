@@ -17,6 +17,9 @@ pub struct Observer {
     /// The [`super::state::Agent::programmed`] count the entry metrics
     /// were last set at (counting them is O(peers): not at every wake-up).
     pub(super) counted: Option<u64>,
+    /// The planes' (datagrams, requests) sent, as last added to the
+    /// metrics.
+    pub(super) netlink: (u64, u64),
 }
 
 impl Observer {
@@ -29,6 +32,7 @@ impl Observer {
             notify: Notifier::new(),
             ready,
             counted: None,
+            netlink: (0, 0),
         })
     }
 

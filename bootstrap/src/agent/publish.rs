@@ -39,6 +39,14 @@ impl Agent<'_> {
             r.watch = watch;
             r.lease_expires = expires;
         });
+        let (datagrams, requests) = self
+            .planes
+            .iter()
+            .map(Plane::netlink_sent)
+            .fold((0, 0), |(a, b), (c, d)| (a + c, b + d));
+        let (d0, r0) = std::mem::replace(&mut self.obs.netlink, (datagrams, requests));
+        m.netlink_datagrams.inc_by(datagrams.saturating_sub(d0));
+        m.netlink_requests.inc_by(requests.saturating_sub(r0));
         let peers = self.planes.iter().map(Plane::count).max().unwrap_or(0);
         if self.obs.counted != Some(self.programmed) {
             self.obs.counted = Some(self.programmed);

@@ -201,6 +201,19 @@ impl Plane {
         }
     }
 
+    /// (datagrams, requests) the plane's netlink sockets have sent, for
+    /// the metrics.
+    pub fn netlink_sent(&self) -> (u64, u64) {
+        let sent = |nl: &netkit::Netlink| (nl.datagrams_sent(), nl.requests_sent());
+        match self {
+            Plane::HostGw(r) => sent(&r.nl),
+            Plane::Vxlan { vtep, direct, .. } => {
+                let ((a, b), (c, d)) = (sent(&vtep.nl), sent(&direct.nl));
+                (a + c, b + d)
+            }
+        }
+    }
+
     /// Is the device still there as we made it? (host-gw: always.)
     pub fn intact(&mut self) -> Result<bool> {
         match self {
