@@ -34,9 +34,11 @@ mod batch;
 pub mod conntrack;
 pub mod error;
 pub mod ethtool;
+mod family;
 pub mod firewall;
 mod genl;
 pub mod link;
+mod mac;
 pub mod monitor;
 mod named;
 pub mod names;
@@ -53,6 +55,7 @@ pub use error::{Error, Result};
 pub use ethtool::{set_tx_checksum, tx_checksum};
 pub use link::vxlan::{VxlanInfo, VxlanParams, VXLAN_DEFAULT_PORT};
 pub use link::Link;
+pub use mac::{fmt_mac, parse_mac};
 pub use monitor::{LinkEvent, LinkMonitor};
 pub use named::{create_named, delete_named};
 pub use names::{host_veth_name, ifb_name, HOST_VETH_PREFIX, IFB_PREFIX};
@@ -60,25 +63,3 @@ pub use neigh::Neigh;
 pub use netns::Netns;
 pub use route::{Family, RouteEntry, RouteLookup, RouteSpec, Scope};
 pub use socket::Netlink;
-
-/// `aa:bb:cc:dd:ee:ff`.
-pub fn fmt_mac(mac: &[u8; 6]) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
-/// Parse `aa:bb:cc:dd:ee:ff` (case-insensitive).
-pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
-    let mut out = [0u8; 6];
-    let mut parts = s.split(':');
-    for b in out.iter_mut() {
-        let p = parts.next()?;
-        if p.len() != 2 {
-            return None;
-        }
-        *b = u8::from_str_radix(p, 16).ok()?;
-    }
-    parts.next().is_none().then_some(out)
-}

@@ -8,14 +8,17 @@
 //! `core_utils::open_netlink_sockets` relies on.
 
 use netlink_packet_core::{
-    NetlinkDeserializable, NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_DUMP,
-    NLM_F_DUMP_INTR, NLM_F_REQUEST,
+    NetlinkDeserializable, NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE,
+    NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_EXCL, NLM_F_REQUEST,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
 use crate::ack;
 use crate::error::{Error, Result};
+
+/// `NLM_F_CREATE | NLM_F_EXCL`: create, and fail if the object exists.
+pub(crate) const CREATE_EXCL: u16 = NLM_F_CREATE | NLM_F_EXCL;
 
 /// One request to the kernel, with the words used to describe it in errors.
 #[derive(Debug, Clone)]

@@ -15,8 +15,7 @@ use netlink_packet_route::tc::{TcAttribute, TcHandle, TcMessage, TcOption};
 use netlink_packet_route::RouteNetlinkMessage;
 
 use crate::error::Result;
-use crate::link::CREATE_EXCL;
-use crate::socket::{Netlink, Request};
+use crate::socket::{Netlink, Request, CREATE_EXCL};
 pub use tbf::TbfParams;
 
 /// The handle `tc` gives the ingress qdisc (`ffff:`).

@@ -10,7 +10,7 @@ use netlink_packet_core::{
 };
 use netlink_sys::Socket;
 
-use super::{NFNETLINK_V0, NFNL_MSG_BATCH_BEGIN, NFNL_MSG_BATCH_END, NFNL_SUBSYS_NFTABLES};
+use super::uapi::{NFNETLINK_V0, NFNL_MSG_BATCH_BEGIN, NFNL_MSG_BATCH_END, NFNL_SUBSYS_NFTABLES};
 use crate::ack;
 use crate::error::{Error, Result};
 
