@@ -31,6 +31,7 @@
 mod ack;
 pub mod addr;
 mod batch;
+mod conn;
 pub mod conntrack;
 pub mod error;
 pub mod ethtool;
