@@ -65,7 +65,7 @@ pub use link::Link;
 pub use mac::{fmt_mac, parse_mac};
 pub use monitor::{LinkEvent, LinkMonitor};
 pub use named::{create_named, delete_named};
-pub use names::{host_veth_name, ifb_name, HOST_VETH_PREFIX, IFB_PREFIX};
+pub use names::{host_veth_name, ifb_name, HOST_VETH_PREFIX};
 pub use neigh::Neigh;
 pub use netns::Netns;
 pub use route::{Family, RouteEntry, RouteLookup, RouteSpec, Scope};

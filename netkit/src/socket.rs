@@ -91,11 +91,6 @@ impl Netlink {
             .is_ok()
     }
 
-    /// The namespace label used in error messages ("" for the caller's own).
-    pub fn netns_label(&self) -> &str {
-        self.conn.label()
-    }
-
     /// Send one request with NLM_F_ACK and wait for its ACK.
     pub(crate) fn exec(&mut self, req: Request) -> Result<()> {
         self.exec_all(vec![req]).pop().unwrap_or(Ok(()))

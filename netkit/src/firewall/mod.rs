@@ -89,7 +89,7 @@ pub use legacy::{
 pub use mapping::{needs_route_localnet, PortMapping, PortmapSpec, Proto};
 pub use masq::{
     add_attachment_masquerade, attachment_masquerade_comment, del_attachment_masquerade,
-    ensure_node_masquerade, node_masquerade_present, node_masquerade_tag, remove_node_masquerade,
+    ensure_node_masquerade, node_masquerade_present, remove_node_masquerade,
 };
 pub use portmap::{
     add_port_mappings, add_port_mappings_tracked, add_port_mappings_via, check_port_mappings,
