@@ -1,14 +1,12 @@
 //! Interface addresses (`ip addr`).
 
-use std::net::IpAddr;
-
 use ipnet::IpNet;
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
-use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_packet_route::RouteNetlinkMessage;
 
 use crate::error::{Error, Result};
-use crate::link::CREATE_EXCL;
-use crate::socket::{Netlink, Request};
+use crate::family::family_of;
+use crate::socket::{Netlink, Request, CREATE_EXCL};
 
 /// An address on an interface.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -36,13 +34,6 @@ impl Addr {
     /// privacy address, or an IPv4 address that is not its subnet's first.
     pub fn is_temporary(&self) -> bool {
         self.flags & AddressFlags::Secondary.bits() != 0
-    }
-}
-
-pub(crate) fn family_of(ip: &IpAddr) -> AddressFamily {
-    match ip {
-        IpAddr::V4(_) => AddressFamily::Inet,
-        IpAddr::V6(_) => AddressFamily::Inet6,
     }
 }
 

@@ -5,7 +5,6 @@
 //! a 100-node cluster would otherwise make 300 round trips.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::error::Result;
 use crate::neigh::req as neigh;
@@ -94,38 +93,6 @@ impl Netlink {
             out.extend(self.exec_all(chunk));
         }
         out
-    }
-}
-
-/// What one [`Netlink`] socket has sent since it was opened: datagrams
-/// (one per `sendmsg`) and the netlink requests in them (changes, gets and
-/// dumps alike). Their ratio shows whether bursts are batched.
-#[derive(Debug, Default)]
-pub(crate) struct Sent {
-    datagrams: AtomicU64,
-    requests: AtomicU64,
-}
-
-impl Sent {
-    pub(crate) fn datagram(&self) {
-        self.datagrams.fetch_add(1, Relaxed);
-    }
-
-    pub(crate) fn request(&self) {
-        self.requests.fetch_add(1, Relaxed);
-    }
-}
-
-impl Netlink {
-    /// Datagrams this socket has sent (or tried to) since it was opened.
-    pub fn datagrams_sent(&self) -> u64 {
-        self.sent.datagrams.load(Relaxed)
-    }
-
-    /// Netlink requests this socket has sent since it was opened, in
-    /// [`Netlink::datagrams_sent`] datagrams.
-    pub fn requests_sent(&self) -> u64 {
-        self.sent.requests.load(Relaxed)
     }
 }
 

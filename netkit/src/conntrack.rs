@@ -25,20 +25,17 @@
 
 use std::net::IpAddr;
 
-use netlink_packet_core::{
-    DefaultNla, NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP,
-    NLM_F_EXCL, NLM_F_REQUEST,
-};
+use netlink_packet_core::{DefaultNla, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL};
 use netlink_packet_netfilter::conntrack::{
     ConntrackAttribute, ConntrackMessage, IPTuple, ProtoTuple, Protocol, Tuple,
 };
 use netlink_packet_netfilter::{
     NetfilterHeader, NetfilterMessage, NetfilterMessageInner, NetfilterProtoFamily,
 };
-use netlink_sys::Socket;
+use netlink_sys::protocols::NETLINK_NETFILTER;
 
-use crate::ack;
-use crate::error::{Error, Result};
+use crate::conn::Conn;
+use crate::error::Result;
 
 /// `IPPROTO_TCP`.
 pub const TCP: u8 = 6;
@@ -281,85 +278,53 @@ pub fn sockets_opened_on_this_thread() -> u64 {
 
 /// A ctnetlink socket in the calling thread's network namespace.
 struct CtSocket {
-    sock: Socket,
-    seq: u32,
+    conn: Conn,
     out: Vec<u8>,
 }
 
 impl CtSocket {
     fn open() -> Result<CtSocket> {
         OPENED.with(|c| c.set(c.get() + 1));
-        let sock = crate::socket::open_netfilter("open conntrack netlink socket")?;
+        let ctx = "open conntrack netlink socket";
+        let conn = Conn::open(NETLINK_NETFILTER, ctx, String::new())?;
         Ok(CtSocket {
-            sock,
-            seq: 0,
+            conn,
             out: Vec::new(),
         })
     }
 
     /// Queues one message (sent by [`CtSocket::flush`]); returns its seq.
     fn push(&mut self, fam: NetfilterProtoFamily, msg: ConntrackMessage, flags: u16) -> u32 {
-        self.seq = self.seq.wrapping_add(1);
-        let mut header = NetlinkHeader::default();
-        header.flags = NLM_F_REQUEST | flags;
-        header.sequence_number = self.seq;
         let nf = NetfilterMessage::new(NetfilterHeader::new(fam, 0, 0), msg);
-        let mut nl = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(nf));
-        nl.finalize();
-        let start = self.out.len();
-        self.out.resize(start + nl.buffer_len(), 0);
-        nl.serialize(&mut self.out[start..]);
-        self.seq
+        self.conn.push(nf, flags, &mut self.out)
     }
 
     fn flush(&mut self, what: &str) -> Result<()> {
         let buf = std::mem::take(&mut self.out);
-        crate::socket::send_datagram(&self.sock, &buf, what)
-    }
-
-    fn recv(&self, what: &str) -> Result<Vec<NetlinkMessage<NetfilterMessage>>> {
-        crate::socket::recv_datagram(&self.sock, what)
-    }
-
-    fn error(&self, what: &str, flags: u16, code: i32, payload: &[u8]) -> Error {
-        Error::Netlink {
-            op: what.to_string(),
-            errno: code,
-            ctx: ack::context("", "", flags, payload),
-        }
+        self.conn.send(&buf, what)
     }
 
     /// `IPCTNL_MSG_CT_GET` with `NLM_F_DUMP` for one family.
     fn dump(&mut self, v6: bool) -> Result<Vec<Flow>> {
         let what = format!("list conntrack {}", if v6 { "ipv6" } else { "ipv4" });
-        let seq = self.push(family(v6), ConntrackMessage::Get(Vec::new()), NLM_F_DUMP);
-        self.flush(&what)?;
+        let nf = NetfilterMessage::new(
+            NetfilterHeader::new(family(v6), 0, 0),
+            ConntrackMessage::Get(Vec::new()),
+        );
+        let (replies, _) = self.conn.exchange(nf, NLM_F_DUMP, &what)?;
         let mut out = Vec::new();
-        loop {
-            for m in self.recv(&what)? {
-                if m.header.sequence_number != seq {
-                    continue;
-                }
-                match m.payload {
-                    NetlinkPayload::Done(_) => return Ok(out),
-                    NetlinkPayload::Error(e) => match e.code {
-                        None => return Ok(out),
-                        Some(c) => {
-                            return Err(self.error(&what, m.header.flags, -c.get(), &e.header))
-                        }
-                    },
-                    NetlinkPayload::InnerMessage(NetfilterMessage {
-                        inner: NetfilterMessageInner::Conntrack(ConntrackMessage::New(attrs)),
-                        ..
-                    }) => {
-                        // The dump is per family, but check: a v4 match
-                        // must never select a v6 flow.
-                        out.extend(parse_flow(&attrs).filter(|f| f.is_v6() == v6));
-                    }
-                    _ => {}
-                }
+        for m in replies {
+            if let NetfilterMessage {
+                inner: NetfilterMessageInner::Conntrack(ConntrackMessage::New(attrs)),
+                ..
+            } = m
+            {
+                // The dump is per family, but check: a v4 match must never
+                // select a v6 flow.
+                out.extend(parse_flow(&attrs).filter(|f| f.is_v6() == v6));
             }
         }
+        Ok(out)
     }
 
     /// One `IPCTNL_MSG_CT_DELETE` per flow, by original tuple, zone and id,
@@ -397,26 +362,15 @@ impl CtSocket {
 
     /// Waits for the ACK of every `seqs`; the first error wins.
     fn acks(&mut self, seqs: &[u32], what: &str, missing_ok: bool) -> Result<()> {
-        let mut left: Vec<u32> = seqs.to_vec();
-        let mut first: Option<Error> = None;
-        while !left.is_empty() {
-            for m in self.recv(what)? {
-                let NetlinkPayload::Error(e) = &m.payload else {
-                    continue;
-                };
-                let seq = m.header.sequence_number;
-                let Some(pos) = left.iter().position(|s| *s == seq) else {
-                    continue;
-                };
-                left.swap_remove(pos);
-                let Some(code) = e.code else { continue };
-                let errno = -code.get();
-                if missing_ok && errno == libc::ENOENT {
-                    continue;
-                }
-                first.get_or_insert_with(|| self.error(what, m.header.flags, errno, &e.header));
+        let mut answers = vec![None; seqs.len()];
+        self.conn
+            .acks::<NetfilterMessage>(seqs, &mut answers, None, what, drop)?;
+        let first = answers.into_iter().find_map(|a| match a {
+            Some(Err(nack)) if !(missing_ok && nack.errno == libc::ENOENT) => {
+                Some(nack.error(what, "", ""))
             }
-        }
+            _ => None,
+        });
         first.map_or(Ok(()), Err)
     }
 }

@@ -3,22 +3,22 @@
 //!
 //! Headers and the controller (`nlctrl`) request come from
 //! `netlink-packet-generic`; the socket is opened, written and read through
-//! [`crate::socket`] like every other netkit socket. Replies are decoded as
+//! [`crate::conn`] like every other netkit socket. Replies are decoded as
 //! raw attributes ([`Reply`]) that the family's module walks itself: the
 //! crate's typed controller reply rejects attributes it does not know, and
 //! a newer kernel must not break the family look-up.
 
 use netlink_packet_core::{
-    DecodeError, Emitable, NetlinkHeader, NetlinkMessage, NetlinkPayload, Nla, NlaBuffer,
-    NlasIterator, ParseableParametrized, NLA_F_NESTED, NLA_HEADER_SIZE, NLM_F_ACK, NLM_F_REQUEST,
+    DecodeError, Emitable, Nla, NlaBuffer, NlasIterator, ParseableParametrized, NLA_F_NESTED,
+    NLA_HEADER_SIZE, NLM_F_ACK,
 };
 use netlink_packet_generic::constants::CTRL_ATTR_FAMILY_ID;
 use netlink_packet_generic::ctrl::nlas::GenlCtrlAttrs;
 use netlink_packet_generic::ctrl::{GenlCtrl, GenlCtrlCmd};
 use netlink_packet_generic::{GenlFamily, GenlHeader, GenlMessage};
-use netlink_sys::Socket;
+use netlink_sys::protocols::NETLINK_GENERIC;
 
-use crate::ack;
+use crate::conn::Conn;
 use crate::error::{Error, Result};
 
 /// One netlink attribute of a request, as the kernel's policies want it:
@@ -109,15 +109,13 @@ pub(crate) fn attr_u32(value: &[u8]) -> Option<u32> {
 
 /// A generic netlink socket in the calling thread's network namespace.
 pub(crate) struct GenlSocket {
-    sock: Socket,
-    seq: u32,
+    conn: Conn,
 }
 
 impl GenlSocket {
     pub fn open(ctx: &str) -> Result<GenlSocket> {
         Ok(GenlSocket {
-            sock: crate::socket::open_generic(ctx)?,
-            seq: 0,
+            conn: Conn::open(NETLINK_GENERIC, ctx, String::new())?,
         })
     }
 
@@ -152,52 +150,20 @@ impl GenlSocket {
         ))
     }
 
-    /// Sends `payload` to family `family_id` with `NLM_F_ACK` (plus
-    /// `flags`) and returns every reply that came before the ACK. A
-    /// negative ACK is [`Error::Netlink`] with the kernel's extended-ACK
-    /// message, if it sent one.
+    /// Sends `payload` to family `family_id` with `NLM_F_ACK` and returns
+    /// every reply that came before the ACK. A negative ACK is
+    /// [`Error::Netlink`] with the kernel's extended-ACK message, if it sent
+    /// one.
     pub fn request<F>(&mut self, payload: F, family_id: u16, what: &str) -> Result<Vec<Reply>>
     where
         F: GenlFamily + Emitable + std::fmt::Debug,
     {
-        self.seq = self.seq.wrapping_add(1);
-        let seq = self.seq;
         let mut genl = GenlMessage::from_payload(payload);
         genl.set_resolved_family_id(family_id);
-        let mut header = NetlinkHeader::default();
-        header.flags = NLM_F_REQUEST | NLM_F_ACK;
-        header.sequence_number = seq;
-        let mut nl = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(genl));
-        nl.finalize();
-        let mut buf = vec![0; nl.buffer_len()];
-        nl.serialize(&mut buf);
-        crate::socket::send_datagram(&self.sock, &buf, what)?;
-
-        let mut out = Vec::new();
-        loop {
-            let msgs: Vec<NetlinkMessage<GenlMessage<Reply>>> =
-                crate::socket::recv_datagram(&self.sock, what)?;
-            for m in msgs {
-                if m.header.sequence_number != seq {
-                    continue; // stale answer to an earlier request
-                }
-                match m.payload {
-                    NetlinkPayload::InnerMessage(g) => out.push(g.payload),
-                    NetlinkPayload::Error(e) => {
-                        return match e.code {
-                            None => Ok(out),
-                            Some(code) => Err(Error::Netlink {
-                                op: what.to_string(),
-                                errno: -code.get(),
-                                ctx: ack::context("", "", m.header.flags, &e.header),
-                            }),
-                        }
-                    }
-                    NetlinkPayload::Done(_) => return Ok(out),
-                    _ => {}
-                }
-            }
-        }
+        let (replies, _) = self
+            .conn
+            .exchange::<_, GenlMessage<Reply>>(genl, NLM_F_ACK, what)?;
+        Ok(replies.into_iter().map(|g| g.payload).collect())
     }
 }
 

@@ -1,48 +1,57 @@
 //! netkit: the only part of netboot that touches the kernel.
 //!
 //! - [`Netns`]: namespace handles; every `setns` happens on a short-lived
-//!   dedicated thread ([`Netns::run`]), never on the caller's.
+//!   dedicated thread ([`Netns::run`]), never on the caller's;
+//!   [`create_named`] / [`delete_named`] are `ip netns add` / `del`.
 //! - [`Netlink`]: a synchronous rtnetlink socket bound to one namespace, with
-//!   one function per verb in [`link`] (veth, bridge, vxlan, ifb), [`addr`],
-//!   [`route`] and [`neigh`] (ARP + FDB), each documented with the `ip`
+//!   one method per verb for links ([`Link`]: veth, bridge, vxlan, ifb),
+//!   addresses ([`Addr`]), routes ([`RouteSpec`], [`RouteEntry`]) and
+//!   neighbours ([`Neigh`]: ARP + FDB), each documented with the `ip`
 //!   command it equals. Every request is ACKed and errors carry the errno
 //!   and the object they were about.
-//! - [`LinkMonitor`]: link notifications (`ip monitor link`).
+//! - [`LinkMonitor`]: link, address, route and neighbour notifications
+//!   (`ip monitor`).
 //! - [`Batch`]: several neighbour/FDB/route changes in one round trip.
 //! - [`sysctl`]: per-namespace `/proc/sys/net` access.
 //! - [`tc`]: traffic control for bandwidth shaping: the token bucket
 //!   filter (with the reference bandwidth plugin's arithmetic), the ingress
-//!   qdisc and a redirect filter; ifb devices live in [`link`], and
-//!   [`ifb_name`] names them as the reference plugin does.
+//!   qdisc and a redirect filter; [`ifb_name`] names the ifb devices as the
+//!   reference plugin does.
 //! - [`host_veth_name`]: deterministic host-side veth names.
 //! - [`firewall`]: hostPort DNAT in upstream portmap's nftables layout and
 //!   pod masquerade, each operation one nf_tables transaction (`nft -f -`,
 //!   or a netlink batch for the per-pod port mappings).
 //! - [`conntrack`]: list and delete connection-tracking entries over
 //!   ctnetlink (the stale UDP flows toward a re-used hostPort).
-//! - [`ethtool`]: offload features over ethtool's generic netlink family;
-//!   transmit checksum offload on or off (`ethtool -K DEV tx off`), the
-//!   vxlan workaround flannel users apply by hand.
+//! - [`tx_checksum`] / [`set_tx_checksum`]: transmit checksum offload over
+//!   ethtool's generic netlink family (`ethtool -K DEV tx off`), the vxlan
+//!   workaround flannel users apply by hand.
 //!
-//! `unsafe` is allowed nowhere in the workspace except, narrowly, here; at
-//! present netkit needs none of its own: `nix` and `netlink-sys` wrap every
-//! system call it makes, and [`firewall`] runs `nft` without a shell.
+//! Every netlink socket (rtnetlink, nf_tables, ctnetlink, generic netlink)
+//! goes through one send/receive loop.
+//!
+//! No `unsafe`: the workspace denies `unsafe_code` (`[workspace.lints]`),
+//! netkit included. `nix` and `netlink-sys` wrap every system call netkit
+//! makes, and [`firewall`] runs `nft` without a shell.
 
 mod ack;
-pub mod addr;
+mod addr;
 mod batch;
+mod conn;
 pub mod conntrack;
-pub mod error;
-pub mod ethtool;
+mod error;
+mod ethtool;
+mod family;
 pub mod firewall;
 mod genl;
-pub mod link;
-pub mod monitor;
+mod link;
+mod mac;
+mod monitor;
 mod named;
-pub mod names;
-pub mod neigh;
+mod names;
+mod neigh;
 pub mod netns;
-pub mod route;
+mod route;
 mod socket;
 pub mod sysctl;
 pub mod tc;
@@ -53,32 +62,11 @@ pub use error::{Error, Result};
 pub use ethtool::{set_tx_checksum, tx_checksum};
 pub use link::vxlan::{VxlanInfo, VxlanParams, VXLAN_DEFAULT_PORT};
 pub use link::Link;
+pub use mac::{fmt_mac, parse_mac};
 pub use monitor::{LinkEvent, LinkMonitor};
 pub use named::{create_named, delete_named};
-pub use names::{host_veth_name, ifb_name, HOST_VETH_PREFIX, IFB_PREFIX};
+pub use names::{host_veth_name, ifb_name, HOST_VETH_PREFIX};
 pub use neigh::Neigh;
 pub use netns::Netns;
 pub use route::{Family, RouteEntry, RouteLookup, RouteSpec, Scope};
 pub use socket::Netlink;
-
-/// `aa:bb:cc:dd:ee:ff`.
-pub fn fmt_mac(mac: &[u8; 6]) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
-/// Parse `aa:bb:cc:dd:ee:ff` (case-insensitive).
-pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
-    let mut out = [0u8; 6];
-    let mut parts = s.split(':');
-    for b in out.iter_mut() {
-        let p = parts.next()?;
-        if p.len() != 2 {
-            return None;
-        }
-        *b = u8::from_str_radix(p, 16).ok()?;
-    }
-    parts.next().is_none().then_some(out)
-}

@@ -148,7 +148,7 @@ impl LinkMonitor {
                 Err(e) if flags != 0 && e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(e) => return Err(Error::io(what, e)),
             };
-            for msg in crate::socket::decode_datagram(&buf[..n], what)? {
+            for msg in crate::conn::decode_datagram(&buf[..n], what)? {
                 if let NetlinkPayload::InnerMessage(m) = msg.payload {
                     out.extend(event(m));
                 }

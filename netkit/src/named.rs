@@ -11,7 +11,14 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{unshare, CloneFlags};
 
 use crate::error::{Error, Result};
-use crate::netns::{named_path, NETNS_RUN_DIR};
+
+/// Directory of named namespaces, as used by `ip netns`.
+pub const NETNS_RUN_DIR: &str = "/run/netns";
+
+/// Path of the named namespace `name`: `/run/netns/<name>`.
+pub fn named_path(name: &str) -> PathBuf {
+    Path::new(NETNS_RUN_DIR).join(name)
+}
 
 /// `ip netns add <name>`: a new network namespace, kept alive by a bind
 /// mount on `/run/netns/<name>`. Returns that path.

@@ -29,7 +29,7 @@ pub fn host_veth_name(container_id: &str, ifname: &str) -> String {
 }
 
 /// Prefix of the reference bandwidth plugin's ifb devices.
-pub const IFB_PREFIX: &str = "bwp";
+const IFB_PREFIX: &str = "bwp";
 
 /// The ifb device that shapes a container's egress, named as the
 /// reference bandwidth plugin names it (plugins/meta/bandwidth

@@ -7,14 +7,14 @@ use std::net::IpAddr;
 
 use netlink_packet_core::{NLM_F_APPEND, NLM_F_CREATE, NLM_F_REPLACE};
 
-use crate::fmt_mac;
 use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
-use crate::addr::family_of;
 use crate::error::Result;
+use crate::family::family_of;
+use crate::mac::fmt_mac;
 use crate::socket::{Netlink, Request};
 
 /// `NUD_PERMANENT` (include/uapi/linux/neighbour.h).

@@ -17,7 +17,7 @@
 
 use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use nix::sched::{setns, CloneFlags};
 use nix::sys::statfs::{fstatfs, NSFS_MAGIC, PROC_SUPER_MAGIC};
@@ -155,12 +155,4 @@ impl Drop for GoBack {
     }
 }
 
-/// Directory of named namespaces, as used by `ip netns`.
-pub const NETNS_RUN_DIR: &str = "/run/netns";
-
-/// Path of the named namespace `name`: `/run/netns/<name>`.
-pub fn named_path(name: &str) -> PathBuf {
-    Path::new(NETNS_RUN_DIR).join(name)
-}
-
-pub use crate::named::{create_named, delete_named};
+pub use crate::named::{named_path, NETNS_RUN_DIR};

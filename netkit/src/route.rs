@@ -10,10 +10,9 @@ use netlink_packet_route::route::{
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
-use crate::addr::family_of;
 use crate::error::{Error, Result};
-use crate::link::CREATE_EXCL;
-use crate::socket::{Netlink, Request};
+use crate::family::family_of;
+use crate::socket::{Netlink, Request, CREATE_EXCL};
 
 /// Route scope (`ip route ... scope S`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -36,7 +36,7 @@ const ATT_TABLE: &str = "inet cni_plugins_masquerade";
 const ATT_CHAIN: &str = "masq_checks";
 
 /// The comment tagging `network`'s node masquerade rules.
-pub fn node_masquerade_tag(network: &str) -> String {
+fn node_masquerade_tag(network: &str) -> String {
     format!("netboot-masq:{network}")
 }
 

@@ -18,7 +18,7 @@
 //!   as [`IpAddr`]/[`IpNet`], ports numeric, comments restricted to
 //!   `[A-Za-z0-9_.:@-]`): the script has no way to carry a second command.
 //! - **No shell.** The script goes on `nft`'s stdin; the argv is fixed.
-//! - **Hot path over netlink.** Native mode's hostPorts ([`hostports`])
+//! - **Hot path over netlink.** Native mode's hostPorts ([`add_hostports`])
 //!   are nf_tables netlink only (`nftnl`): the layout once per node, then
 //!   map elements per pod, no exec at all. In portmap's layout the per-pod
 //!   operations (ADD's rules, DEL's dump + delete, GC's owner listing)
@@ -28,7 +28,7 @@
 //!   object for object whichever path wrote it. portmap's tables and
 //!   chains (once per node), its CHECK, masquerade and everything else stay
 //!   on `nft`. `NETBOOT_NFT_CLI=1` forces `nft` for portmap's layout
-//!   ([`portmap::NftPath`]); so does a kernel without `NETLINK_NETFILTER`.
+//!   ([`NftPath`]); so does a kernel without `NETLINK_NETFILTER`.
 //! - **Namespaces.** Every function acts on the network namespace of the
 //!   calling thread (the child `nft` inherits it). The plugin already runs in
 //!   the node netns; to act on another namespace without `nsenter`, call
@@ -44,18 +44,21 @@
 //!
 //! # Layouts
 //!
-//! - [`hostports`]: native mode's hostPorts, map elements in `inet netboot`
-//!   (one DNAT rule per family, protocol and hostIP variant, written once
-//!   per node; a pod is elements only), entirely over netlink.
-//! - [`portmap`]: exactly upstream portmap's nftables layout (tables
-//!   `ip`/`ip6 cni_hostport`), so either implementation deletes the other's
-//!   rules: bridge mode's chained portmap, and native attachments made by
-//!   netboot before the map layout.
-//! - [`masq`]: bridge's per-attachment `inet cni_plugins_masquerade`, and a
-//!   per-node rule set in `inet netboot` (one rule per pod subnet instead of
-//!   one per pod).
-//! - [`legacy`]: removal of the reference portmap's *iptables* chains
-//!   (`CNI-DN-<hash>` in `nat`), for nodes that switch to native mode.
+//! - `hostports` ([`add_hostports`] ...): native mode's hostPorts, map
+//!   elements in `inet netboot` (one DNAT rule per family, protocol and
+//!   hostIP variant, written once per node; a pod is elements only),
+//!   entirely over netlink.
+//! - `portmap` ([`add_port_mappings`] ...): exactly upstream portmap's
+//!   nftables layout (tables `ip`/`ip6 cni_hostport`), so either
+//!   implementation deletes the other's rules: bridge mode's chained
+//!   portmap, and native attachments made by netboot before the map layout.
+//! - `masq` ([`add_attachment_masquerade`], [`ensure_node_masquerade`]):
+//!   bridge's per-attachment `inet cni_plugins_masquerade`, and a per-node
+//!   rule set in `inet netboot` (one rule per pod subnet instead of one per
+//!   pod).
+//! - `legacy` ([`cleanup_legacy_portmap`]): removal of the reference
+//!   portmap's *iptables* chains (`CNI-DN-<hash>` in `nat`), for nodes that
+//!   switch to native mode.
 //!
 //! [`IpAddr`]: std::net::IpAddr
 //! [`IpNet`]: ipnet::IpNet
@@ -63,13 +66,13 @@
 mod exec;
 pub mod forward;
 pub(crate) mod hash;
-pub mod hostports;
-pub mod legacy;
+mod hostports;
+mod legacy;
 mod mapping;
-pub mod masq;
+mod masq;
 mod nft;
 mod nftnl;
-pub mod portmap;
+mod portmap;
 
 pub use exec::spawned_on_this_thread as tool_execs_on_this_thread;
 pub use forward::{
@@ -86,7 +89,7 @@ pub use legacy::{
 pub use mapping::{needs_route_localnet, PortMapping, PortmapSpec, Proto};
 pub use masq::{
     add_attachment_masquerade, attachment_masquerade_comment, del_attachment_masquerade,
-    ensure_node_masquerade, node_masquerade_present, node_masquerade_tag, remove_node_masquerade,
+    ensure_node_masquerade, node_masquerade_present, remove_node_masquerade,
 };
 pub use portmap::{
     add_port_mappings, add_port_mappings_tracked, add_port_mappings_via, check_port_mappings,

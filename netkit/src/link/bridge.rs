@@ -4,9 +4,9 @@ use netlink_packet_core::DefaultNla;
 use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkMessage, LinkProtoInfoBridge};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
-use super::{new_link_request, CREATE_EXCL};
+use super::new_link_request;
 use crate::error::Result;
-use crate::socket::{Netlink, Request};
+use crate::socket::{Netlink, Request, CREATE_EXCL};
 
 /// `IFLA_BRPORT_MODE` (linux/if_link.h): the bridge port's hairpin flag.
 const IFLA_BRPORT_MODE: u16 = 4;

@@ -5,9 +5,9 @@
 use netlink_packet_route::link::{InfoKind, LinkFlags};
 use netlink_packet_route::RouteNetlinkMessage;
 
-use super::{new_link_request, CREATE_EXCL};
+use super::new_link_request;
 use crate::error::Result;
-use crate::socket::{Netlink, Request};
+use crate::socket::{Netlink, Request, CREATE_EXCL};
 
 impl Netlink {
     /// `ip link add NAME [mtu M] up type ifb`

@@ -6,7 +6,6 @@ pub mod ifb;
 pub mod veth;
 pub mod vxlan;
 
-use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
 use netlink_packet_route::link::{
     InfoData, InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
@@ -88,8 +87,6 @@ pub(crate) fn new_link_request(
     msg.attributes.push(LinkAttribute::LinkInfo(info));
     msg
 }
-
-pub(crate) const CREATE_EXCL: u16 = NLM_F_CREATE | NLM_F_EXCL;
 
 fn index_msg(index: u32) -> LinkMessage {
     let mut msg = LinkMessage::default();
@@ -173,7 +170,7 @@ impl Netlink {
         msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
         self.set_link(
             msg,
-            format!("set link #{index} address {}", crate::fmt_mac(&mac)),
+            format!("set link #{index} address {}", crate::mac::fmt_mac(&mac)),
         )
     }
 

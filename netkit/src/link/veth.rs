@@ -5,10 +5,10 @@ use std::os::fd::AsRawFd;
 use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkMessage};
 use netlink_packet_route::RouteNetlinkMessage;
 
-use super::{new_link_request, CREATE_EXCL};
+use super::new_link_request;
 use crate::error::Result;
 use crate::netns::Netns;
-use crate::socket::{Netlink, Request};
+use crate::socket::{Netlink, Request, CREATE_EXCL};
 
 impl Netlink {
     /// `ip link add HOST [mtu M] type veth peer name PEER [address MAC] [mtu M] netns NS`

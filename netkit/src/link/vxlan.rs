@@ -5,9 +5,9 @@ use std::net::IpAddr;
 use netlink_packet_route::link::{InfoData, InfoKind, InfoVxlan};
 use netlink_packet_route::RouteNetlinkMessage;
 
-use super::{new_link_request, CREATE_EXCL};
+use super::new_link_request;
 use crate::error::Result;
-use crate::socket::{Netlink, Request};
+use crate::socket::{Netlink, Request, CREATE_EXCL};
 
 /// Linux's default VXLAN UDP port (the `vxlan_port` module parameter), which
 /// flannel uses when its `Port` is 0. Not IANA's 4789.

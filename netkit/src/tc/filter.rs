@@ -10,8 +10,7 @@ use netlink_packet_route::RouteNetlinkMessage;
 
 use super::INGRESS_HANDLE;
 use crate::error::Result;
-use crate::link::CREATE_EXCL;
-use crate::socket::{Netlink, Request};
+use crate::socket::{Netlink, Request, CREATE_EXCL};
 
 /// `ETH_P_ALL` (linux/if_ether.h).
 const ETH_P_ALL: u16 = 0x0003;

@@ -1,13 +1,13 @@
 //! Traffic control (`tc`): queueing disciplines and filters, one file per
 //! kernel object: [`tbf`] (the token bucket filter and its arithmetic),
-//! [`filter`] (a match-everything u32 filter redirecting to another
+//! `filter` (a match-everything u32 filter redirecting to another
 //! device); the `ingress` qdisc and the qdisc listing live here.
 //!
 //! Built on netlink-packet-route's `TcMessage`. It knows `ingress`, `u32`
 //! and `mirred` but not `tbf`, whose options are therefore encoded here
 //! (`TCA_TBF_*`, linux/pkt_sched.h).
 
-pub mod filter;
+mod filter;
 pub mod tbf;
 
 use netlink_packet_core::{Nla, NlasIterator};
@@ -15,8 +15,7 @@ use netlink_packet_route::tc::{TcAttribute, TcHandle, TcMessage, TcOption};
 use netlink_packet_route::RouteNetlinkMessage;
 
 use crate::error::Result;
-use crate::link::CREATE_EXCL;
-use crate::socket::{Netlink, Request};
+use crate::socket::{Netlink, Request, CREATE_EXCL};
 pub use tbf::TbfParams;
 
 /// The handle `tc` gives the ingress qdisc (`ffff:`).

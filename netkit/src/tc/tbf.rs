@@ -24,8 +24,7 @@ use netlink_packet_route::tc::{TcAttribute, TcHandle, TcMessage, TcOption};
 use netlink_packet_route::RouteNetlinkMessage;
 
 use crate::error::Result;
-use crate::link::CREATE_EXCL;
-use crate::socket::{Netlink, Request};
+use crate::socket::{Netlink, Request, CREATE_EXCL};
 
 // linux/pkt_sched.h
 const TCA_TBF_PARMS: u16 = 1;

@@ -6,8 +6,8 @@ use std::net::IpAddr;
 use super::super::mapping::{validate, PortmapSpec};
 use super::super::nftnl::{del_elem, NfSocket, SetElem, NFPROTO_INET};
 use super::layout::{self, set_defs};
+use super::owner::{owner_of, set_ref};
 use super::plan::{describe, planned};
-use super::{owner_of, set_ref};
 use crate::error::{Error, Result};
 
 /// Verifies that every element [`add_hostports`](super::add_hostports)
@@ -82,7 +82,7 @@ pub struct HostportElement {
     pub what: String,
     pub pod: Option<IpAddr>,
     /// `<network>/<containerID>/<ifname>`
-    /// ([`hostport_owner`](super::hostport_owner)), when it has one.
+    /// ([`hostport_owner`](super::owner::hostport_owner)), when it has one.
     pub owner: Option<String>,
     key: Vec<u8>,
 }

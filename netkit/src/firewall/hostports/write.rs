@@ -4,8 +4,9 @@ use std::net::IpAddr;
 
 use super::super::mapping::{validate, PortmapSpec};
 use super::super::nftnl::{add_elem, del_elem, BatchMsg, NfSocket, SetElem};
+use super::layout;
+use super::owner::{owner_of, set_ref};
 use super::plan::{data_addr, dnat_keys, masq_keys, planned, Planned};
-use super::{layout, owner_of, set_ref};
 use crate::error::{Error, Result};
 
 fn ctx_of(verb: &str, spec: &PortmapSpec) -> String {

@@ -14,7 +14,7 @@ use netlink_packet_core::{NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL};
 use super::attrs::{attr_str, comment_udata, parse_attrs, udata_comment, Attrs};
 use super::expr::{NFTA_DATA_VALUE, NFTA_LIST_ELEM};
 use super::socket::{BatchMsg, NfMsg, NfSocket};
-use super::{family_name, NFNL_SUBSYS_NFTABLES};
+use super::uapi::{family_name, NFNL_SUBSYS_NFTABLES};
 use crate::error::Result;
 
 // enum nf_tables_msg_types

@@ -47,6 +47,7 @@ mod expr;
 mod objects;
 mod rule;
 mod socket;
+mod uapi;
 
 pub(crate) use elems::{add_elem, del_elem, SetElem, SetRef};
 pub(crate) use expr::{
@@ -56,30 +57,4 @@ pub(crate) use expr::{
 pub(crate) use objects::{chain, concat_bytes, flush_chain, set, table, DataType, Hook, SetDef};
 pub(crate) use rule::{append_rule, DelRule, NewRule};
 pub(crate) use socket::{BatchMsg, NfSocket};
-
-// linux/netfilter/nfnetlink.h
-const NFNL_SUBSYS_NFTABLES: u16 = 10;
-/// `NLMSG_MIN_TYPE`.
-const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
-const NFNL_MSG_BATCH_END: u16 = 0x11;
-const NFNETLINK_V0: u8 = 0;
-
-// linux/netfilter.h
-pub(crate) const NFPROTO_INET: u8 = 1;
-pub(crate) const NFPROTO_IPV4: u8 = 2;
-pub(crate) const NFPROTO_IPV6: u8 = 10;
-
-// linux/netfilter/nf_tables.h: enum nf_tables_msg_types
-const NFT_MSG_NEWRULE: u16 = 6;
-const NFT_MSG_GETRULE: u16 = 7;
-const NFT_MSG_DELRULE: u16 = 8;
-/// The nlmsg type of a rule in a GETRULE dump.
-const NEWRULE_TYPE: u16 = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWRULE;
-
-pub(crate) fn family_name(f: u8) -> &'static str {
-    match f {
-        NFPROTO_IPV4 => "ip",
-        NFPROTO_IPV6 => "ip6",
-        _ => "?",
-    }
-}
+pub(crate) use uapi::{NFPROTO_INET, NFPROTO_IPV4, NFPROTO_IPV6};

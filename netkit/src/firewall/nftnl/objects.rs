@@ -10,7 +10,7 @@ use netlink_packet_core::NLM_F_CREATE;
 use super::attrs::{attr_str, parse_attrs, Attrs};
 use super::rule::{NFTA_RULE_CHAIN, NFTA_RULE_TABLE};
 use super::socket::{BatchMsg, NfMsg, NfSocket};
-use super::{family_name, NFNL_SUBSYS_NFTABLES, NFT_MSG_DELRULE};
+use super::uapi::{family_name, NFNL_SUBSYS_NFTABLES, NFT_MSG_DELRULE};
 use crate::error::Result;
 
 // enum nf_tables_msg_types

@@ -6,7 +6,7 @@ use netlink_packet_core::{NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_ECHO};
 use super::attrs::{attr_str, comment_udata, parse_attrs, udata_comment, Attrs};
 use super::expr::{summarize, Expr};
 use super::socket::{BatchMsg, NfMsg, NfSocket};
-use super::{family_name, NEWRULE_TYPE, NFT_MSG_DELRULE, NFT_MSG_GETRULE, NFT_MSG_NEWRULE};
+use super::uapi::{family_name, NEWRULE_TYPE, NFT_MSG_DELRULE, NFT_MSG_GETRULE, NFT_MSG_NEWRULE};
 use crate::error::Result;
 
 // enum nft_rule_attributes
@@ -221,7 +221,7 @@ mod tests {
     use super::super::expr::{
         NFT_META_L4PROTO, NFT_PAYLOAD_TRANSPORT_HEADER, NFT_REG_1, NFT_REG_2,
     };
-    use super::super::{NFPROTO_IPV4, NFPROTO_IPV6};
+    use super::super::uapi::{NFPROTO_IPV4, NFPROTO_IPV6};
     use super::*;
 
     /// `add rule ip cni_hostport hostports tcp dport 8080 dnat to

@@ -5,13 +5,12 @@ use std::convert::Infallible;
 use std::sync::Mutex;
 
 use netlink_packet_core::{
-    NetlinkDeserializable, NetlinkHeader, NetlinkMessage, NetlinkPayload, NetlinkSerializable,
-    NLM_F_ACK, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST,
+    NetlinkDeserializable, NetlinkHeader, NetlinkSerializable, NLM_F_ACK, NLM_F_DUMP,
 };
-use netlink_sys::Socket;
+use netlink_sys::protocols::NETLINK_NETFILTER;
 
-use super::{NFNETLINK_V0, NFNL_MSG_BATCH_BEGIN, NFNL_MSG_BATCH_END, NFNL_SUBSYS_NFTABLES};
-use crate::ack;
+use super::uapi::{NFNETLINK_V0, NFNL_MSG_BATCH_BEGIN, NFNL_MSG_BATCH_END, NFNL_SUBSYS_NFTABLES};
+use crate::conn::Conn;
 use crate::error::{Error, Result};
 
 /// A raw nfnetlink message: type and body (nfgenmsg + attributes).
@@ -65,8 +64,7 @@ impl NetlinkDeserializable for NfMsg {
 /// A `NETLINK_NETFILTER` socket in the network namespace of the thread
 /// that opened it.
 pub(crate) struct NfSocket {
-    sock: Socket,
-    seq: u32,
+    conn: Conn,
 }
 
 /// The socket kept open after a delete (see "Closing after a delete").
@@ -86,8 +84,9 @@ const DUMP_RETRIES: usize = 5;
 
 impl NfSocket {
     pub(crate) fn open() -> Result<NfSocket> {
-        let sock = crate::socket::open_netfilter("open nf_tables netlink socket")?;
-        Ok(NfSocket { sock, seq: 0 })
+        let ctx = "open nf_tables netlink socket";
+        let conn = Conn::open(NETLINK_NETFILTER, ctx, String::new())?;
+        Ok(NfSocket { conn })
     }
 
     /// Keep this socket open until [`NfSocket::close_lingering`] or process
@@ -107,19 +106,6 @@ impl NfSocket {
         drop(old);
     }
 
-    fn push(&mut self, msg: NfMsg, flags: u16, out: &mut Vec<u8>) -> u32 {
-        self.seq = self.seq.wrapping_add(1);
-        let mut header = NetlinkHeader::default();
-        header.flags = NLM_F_REQUEST | flags;
-        header.sequence_number = self.seq;
-        let mut nl = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(msg));
-        nl.finalize();
-        let start = out.len();
-        out.resize(start + nl.buffer_len(), 0);
-        nl.serialize(&mut out[start..]);
-        self.seq
-    }
-
     fn send(&self, buf: &[u8], what: &str) -> Result<()> {
         // A batch must go in one datagram (the kernel commits per datagram),
         // and a big one (hundreds of rules) exceeds the default send buffer:
@@ -128,15 +114,12 @@ impl NfSocket {
         if buf.len() > SMALL_SEND {
             use nix::sys::socket::{setsockopt, sockopt};
             let want = buf.len() + 4096;
-            if setsockopt(&self.sock, sockopt::SndBufForce, &want).is_err() {
-                let _ = setsockopt(&self.sock, sockopt::SndBuf, &want);
+            let sock = self.conn.socket();
+            if setsockopt(sock, sockopt::SndBufForce, &want).is_err() {
+                let _ = setsockopt(sock, sockopt::SndBuf, &want);
             }
         }
-        crate::socket::send_datagram(&self.sock, buf, what)
-    }
-
-    fn recv(&self, what: &str) -> Result<Vec<NetlinkMessage<NfMsg>>> {
-        crate::socket::recv_datagram(&self.sock, what)
+        self.conn.send(buf, what)
     }
 
     /// Send `msgs` (message, extra flags, words for errors) as one nf_tables
@@ -150,61 +133,39 @@ impl NfSocket {
         }
         let mut buf = Vec::new();
         let res_id = NFNL_SUBSYS_NFTABLES;
-        let begin = self.push(
-            NfMsg::new(NFNL_MSG_BATCH_BEGIN, 0, res_id, &[]),
-            0,
-            &mut buf,
-        );
-        let mut pending: Vec<(u32, String, Option<i32>)> = Vec::with_capacity(msgs.len());
+        let begin_msg = NfMsg::new(NFNL_MSG_BATCH_BEGIN, 0, res_id, &[]);
+        let begin = self.conn.push(begin_msg, 0, &mut buf);
+        let mut seqs = Vec::with_capacity(msgs.len());
+        let mut ops = Vec::with_capacity(msgs.len());
         for BatchMsg { msg, flags, op } in msgs {
-            let seq = self.push(msg, flags | NLM_F_ACK, &mut buf);
-            pending.push((seq, op, None));
+            seqs.push(self.conn.push(msg, flags | NLM_F_ACK, &mut buf));
+            ops.push(op);
         }
-        self.push(NfMsg::new(NFNL_MSG_BATCH_END, 0, res_id, &[]), 0, &mut buf);
+        let end_msg = NfMsg::new(NFNL_MSG_BATCH_END, 0, res_id, &[]);
+        self.conn.push(end_msg, 0, &mut buf);
         // Every answer is queued before send() returns (the kernel runs the
         // batch in our sendmsg), each a small skb of ~1 KiB truesize: a
         // batch of hundreds of messages would overflow the default receive
         // buffer (ENOBUFS, answers lost), so make room first, as nft does.
-        if pending.len() > SMALL_BATCH {
+        if seqs.len() > SMALL_BATCH {
             use nix::sys::socket::{setsockopt, sockopt};
-            let want = pending.len() * ANSWER_TRUESIZE;
-            if setsockopt(&self.sock, sockopt::RcvBufForce, &want).is_err() {
-                let _ = self.sock.set_rx_buf_sz(want);
+            let want = seqs.len() * ANSWER_TRUESIZE;
+            if setsockopt(self.conn.socket(), sockopt::RcvBufForce, &want).is_err() {
+                let _ = self.conn.socket_mut().set_rx_buf_sz(want);
             }
         }
         self.send(&buf, what)?;
-        let mut first_err: Option<Error> = None;
+        // A refusal of the batch as a whole (or a failed commit) comes on
+        // BATCH_BEGIN's sequence number; nothing else will be answered then
+        // (or it does not matter).
+        let mut answers = vec![None; seqs.len()];
         let mut echoed = Vec::new();
-        while pending.iter().any(|p| p.2.is_none()) {
-            for msg in self.recv(what)? {
-                let e = match &msg.payload {
-                    NetlinkPayload::Error(e) => e,
-                    NetlinkPayload::InnerMessage(r) => {
-                        echoed.push(r.clone());
-                        continue;
-                    }
-                    _ => continue,
-                };
-                let seq = msg.header.sequence_number;
-                let errno = e.code.map(|c| -c.get()).unwrap_or(0);
-                let err = |op: &str| Error::Netlink {
-                    op: op.to_string(),
-                    errno,
-                    ctx: ack::context("", "", msg.header.flags, &e.header),
-                };
-                if seq == begin {
-                    // The batch as a whole was refused or failed to commit;
-                    // nothing else will be answered (or it does not matter).
-                    return Err(err(what));
-                }
-                if let Some(p) = pending.iter_mut().find(|p| p.0 == seq) {
-                    p.2 = Some(errno);
-                    if errno != 0 && first_err.is_none() {
-                        first_err = Some(err(&p.1));
-                    }
-                }
-            }
-        }
+        self.conn
+            .acks(&seqs, &mut answers, Some(begin), what, |r| echoed.push(r))?;
+        let first_err = answers.into_iter().zip(&ops).find_map(|(a, op)| match a {
+            Some(Err(nack)) => Some(nack.error(op, "", "")),
+            _ => None,
+        });
         first_err.map_or(Ok(echoed), Err)
     }
 
@@ -223,37 +184,9 @@ impl NfSocket {
         flags: u16,
         what: &str,
     ) -> Result<Option<(Vec<NfMsg>, bool)>> {
-        let mut buf = Vec::new();
-        let seq = self.push(msg, flags, &mut buf);
-        self.send(&buf, what)?;
-        let mut out = Vec::new();
-        let mut interrupted = false;
-        loop {
-            for m in self.recv(what)? {
-                if m.header.sequence_number != seq {
-                    continue;
-                }
-                interrupted |= m.header.flags & NLM_F_DUMP_INTR != 0;
-                match m.payload {
-                    NetlinkPayload::Done(_) => return Ok(Some((out, interrupted))),
-                    NetlinkPayload::Error(e) => match e.code {
-                        None => return Ok(Some((out, interrupted))),
-                        Some(code) => {
-                            let errno = -code.get();
-                            if errno == libc::ENOENT {
-                                return Ok(None);
-                            }
-                            return Err(Error::Netlink {
-                                op: what.to_string(),
-                                errno,
-                                ctx: ack::context("", "", m.header.flags, &e.header),
-                            });
-                        }
-                    },
-                    NetlinkPayload::InnerMessage(r) => out.push(r),
-                    _ => {}
-                }
-            }
+        match self.conn.exchange(msg, flags, what) {
+            Err(e) if e.errno() == Some(libc::ENOENT) => Ok(None),
+            other => other.map(Some),
         }
     }
 

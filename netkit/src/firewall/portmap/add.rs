@@ -4,8 +4,9 @@
 use super::super::mapping::{validate, PortmapSpec};
 use super::super::nft;
 use super::super::nftnl::{NewRule, NfSocket, NFPROTO_IPV6};
+use super::layout::TABLE;
+use super::path::NftPath;
 use super::shape::{add_script, expected, rules_script};
-use super::{NftPath, TABLE};
 use crate::error::{Error, Result};
 
 /// Program `spec`'s mappings: one DNAT rule per mapping (plus the

@@ -3,8 +3,9 @@
 use super::super::mapping::{validate, PortmapSpec};
 use super::super::nft;
 use super::super::nftnl::{NfSocket, NFPROTO_IPV4, NFPROTO_IPV6};
+use super::layout::{HOSTPORTS, HOSTPORTS_ALL, OWNED_CHAINS, TABLE};
+use super::path::NftPath;
 use super::shape::expected;
-use super::{NftPath, HOSTPORTS, HOSTPORTS_ALL, OWNED_CHAINS, TABLE};
 use crate::error::{Error, Result};
 
 /// Verify that every rule [`add_port_mappings`](crate::firewall::add_port_mappings) would add for `spec` is

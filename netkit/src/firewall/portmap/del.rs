@@ -3,7 +3,9 @@
 
 use super::super::nft::{self, check_ident, ListedRule};
 use super::super::nftnl::{DelRule, NfSocket, NFPROTO_IPV4, NFPROTO_IPV6};
-use super::{NftPath, RuleRef, OWNED_CHAINS, TABLE};
+use super::add::RuleRef;
+use super::layout::{OWNED_CHAINS, TABLE};
+use super::path::NftPath;
 use crate::error::{Error, Result};
 
 /// Deletes the rules [`add_port_mappings_tracked`](crate::firewall::add_port_mappings_tracked) returned, by handle,

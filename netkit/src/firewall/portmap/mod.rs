@@ -32,21 +32,16 @@
 mod add;
 mod check;
 mod del;
+mod layout;
+mod path;
 mod shape;
 
 pub use add::{add_port_mappings, add_port_mappings_tracked, add_port_mappings_via, RuleRef};
 pub use check::{check_port_mappings, list_port_mapping_owners, list_port_mapping_owners_via};
 pub use del::{del_port_mappings, del_port_mappings_in, del_port_mappings_via, del_port_rules};
+pub use path::NftPath;
 
 use super::hash::hash_with_prefix;
-
-const TABLE: &str = "cni_hostport";
-const HOSTPORTS: &str = "hostports";
-const HOSTIP_HOSTPORTS: &str = "hostip_hostports";
-const HOSTPORTS_ALL: &str = "hostports_all";
-const MASQUERADING: &str = "masquerading";
-/// Chains whose rules carry a container's comment.
-const OWNED_CHAINS: [&str; 3] = [HOSTPORTS, HOSTIP_HOSTPORTS, MASQUERADING];
 
 /// portmap's hash for (network, container): the first 21 hex digits of
 /// `sha512(network + containerID)`, i.e. what follows `CNI-DN-` in the
@@ -57,33 +52,6 @@ const OWNED_CHAINS: [&str; 3] = [HOSTPORTS, HOSTIP_HOSTPORTS, MASQUERADING];
 /// [`list_port_mapping_owners`] returns.
 pub fn hostport_hash(network: &str, container_id: &str) -> String {
     hash_with_prefix(21, "", &format!("{network}{container_id}"))
-}
-
-/// Which way [`add_port_mappings`], [`del_port_mappings`] and
-/// [`list_port_mapping_owners`] reach the kernel. Both write the very same
-/// objects (see the module docs); CHECK always reads through `nft -j`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NftPath {
-    /// nf_tables netlink, one batch per change (the default). ADD falls back
-    /// to `nft -f -` when a table or chain is missing (it creates them), and
-    /// everything falls back to `nft` when no `NETLINK_NETFILTER` socket can
-    /// be opened.
-    Netlink,
-    /// The `nft` binary for everything.
-    Cli,
-}
-
-impl NftPath {
-    /// Set to `1` to force [`NftPath::Cli`].
-    pub const ENV: &'static str = "NETBOOT_NFT_CLI";
-
-    /// [`NftPath::Cli`] when `NETBOOT_NFT_CLI=1`, else [`NftPath::Netlink`].
-    pub fn from_env() -> NftPath {
-        match std::env::var_os(Self::ENV) {
-            Some(v) if v == "1" => NftPath::Cli,
-            _ => NftPath::Netlink,
-        }
-    }
 }
 
 #[cfg(test)]

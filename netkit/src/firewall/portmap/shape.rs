@@ -11,7 +11,7 @@ use super::super::nftnl::{
     Expr, NFPROTO_IPV4, NFPROTO_IPV6, NFT_META_L4PROTO, NFT_PAYLOAD_NETWORK_HEADER,
     NFT_PAYLOAD_TRANSPORT_HEADER, NFT_REG_1, NFT_REG_2,
 };
-use super::{HOSTIP_HOSTPORTS, HOSTPORTS, HOSTPORTS_ALL, MASQUERADING, TABLE};
+use super::layout::{HOSTIP_HOSTPORTS, HOSTPORTS, HOSTPORTS_ALL, MASQUERADING, TABLE};
 use crate::error::Result;
 
 /// One rule shape of upstream's `forwardPorts`, as data: rendered as nft
