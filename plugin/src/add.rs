@@ -14,10 +14,10 @@
 //! error (SPEC.md "Delegated plugins": the upper plugin must DEL on failure).
 
 use crate::conf::Mode;
+use crate::ctx::{io_err, load_subnet_env, result_dns, Ctx};
 use crate::delegate::{conf_version, set_version};
 use crate::record::{Call, Record};
-use crate::subnet_env::{SubnetEnv, SubnetEnvError};
-use crate::{del, flannel, ghost, io_err, mode, native, Ctx};
+use crate::{del, flannel, ghost, mode, native};
 use cni::error::{codes, CniError};
 use cni::result::CniResult;
 use serde_json::Value;
@@ -139,17 +139,6 @@ fn save_native_scratch(ctx: &Ctx) -> Result<(), CniError> {
         .map_err(|e| io_err("save flannel scratch file", e))
 }
 
-/// The DNS a result carries, the same in every mode: the delegate's
-/// `dns` (which the bridge plugin copies into its result), else the
-/// plugin's own top-level `dns` (which flannel does not pass on; netboot
-/// reports it so that a runtime gets it in every mode).
-pub fn result_dns(delegate: &cni::Dns, conf: &crate::conf::PluginConf) -> cni::Dns {
-    if !delegate.is_empty() {
-        return delegate.clone();
-    }
-    conf.net.dns.clone().unwrap_or_default()
-}
-
 fn type_of(rec: &Record) -> &str {
     rec.delegate
         .as_ref()
@@ -172,31 +161,6 @@ fn delegate_call(ctx: &Ctx, mode: Mode) -> Result<Call, CniError> {
             Ok(Call { type_, conf })
         }
     }
-}
-
-/// subnet.env is written by the node agent once the node has a lease; its
-/// absence is a condition that clears by itself, hence "try again later".
-pub fn load_subnet_env(ctx: &Ctx) -> Result<SubnetEnv, CniError> {
-    SubnetEnv::load(&ctx.conf.subnet_file).map_err(|e| subnet_env_error(&e))
-}
-
-pub fn subnet_env_error(e: &SubnetEnvError) -> CniError {
-    let code = match e {
-        SubnetEnvError::Read { err, .. } if err.kind() == std::io::ErrorKind::NotFound => {
-            codes::TRY_AGAIN
-        }
-        SubnetEnvError::Read { .. } => codes::IO,
-        _ => codes::DECODE,
-    };
-    let hint = if e.is_absent() {
-        " (the node agent, `netboot agent` or flanneld, has not written it yet: is it running?)"
-    } else {
-        ""
-    };
-    CniError::new(
-        code,
-        format!("failed to load flannel 'subnet.env' file: {e}{hint}"),
-    )
 }
 
 /// A record without a result is a previous ADD that never finished (killed

@@ -12,7 +12,8 @@
 //!   compares a buffer the kernel reports clamped for containerd's bursts).
 
 use crate::add::with_prev_result;
-use crate::Ctx;
+pub use crate::ctx::ATTACHMENT_BROKEN;
+use crate::ctx::{broken, Ctx};
 use cni::error::{codes, CniError};
 use cni::result::CniResult;
 use netkit::{Family, Netns};
@@ -20,14 +21,6 @@ use serde_json::Value;
 use std::net::IpAddr;
 use std::path::Path;
 use std::process::Command as Proc;
-
-/// Plugin-specific code (SPEC.md reserves 0-99): the attachment exists but
-/// is not in the state ADD left it in.
-pub const ATTACHMENT_BROKEN: u32 = 100;
-
-pub(crate) fn broken(msg: String) -> CniError {
-    CniError::new(ATTACHMENT_BROKEN, msg)
-}
 
 pub fn check(ctx: &Ctx) -> Result<(), CniError> {
     let net = &ctx.conf.net;

@@ -17,9 +17,10 @@
 //!    (plugins#252), and orphan host veths.
 
 use crate::add::speaks_1_1;
+use crate::ctx::Ctx;
 use crate::delegate::{set_version, Target};
 use crate::record::{Call, Record};
-use crate::{del, ipam, mode, Ctx};
+use crate::{del, ipam, mode};
 use cni::args::Command;
 use cni::conf::valid_attachments;
 use cni::error::{codes, CniError};

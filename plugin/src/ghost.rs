@@ -26,8 +26,9 @@
 //!   may still exist in this boot and would send traffic to the next pod
 //!   given its IP, so it is left for DEL or GC, which remove the rules too.
 
+use crate::ctx::{ipam_err, Ctx};
 use crate::record::Record;
-use crate::{ipam, mode, Ctx};
+use crate::{ipam, mode};
 use cni::error::{codes, CniError};
 use serde_json::Value;
 use std::net::IpAddr;
@@ -166,7 +167,6 @@ pub fn reclaim_ips(ctx: &Ctx, boot: Option<&str>) -> Result<Vec<IpAddr>, CniErro
     if ipam_type != "host-local" || !dir.exists() {
         return Ok(Vec::new());
     }
-    let ipam_err = |e: ipam::IpamError| CniError::new(e.cni_code(), e.to_string());
     let store = ipam::Locked::open(&dir).map_err(ipam_err)?;
     let mut freed = Vec::new();
     for a in store.allocations().map_err(ipam_err)? {

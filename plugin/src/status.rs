@@ -9,10 +9,11 @@
 //! - every delegate that speaks CNI 1.1.0 reports ready (SPEC.md: STATUS
 //!   must be forwarded to delegates).
 
-use crate::add::{load_subnet_env, speaks_1_1};
+use crate::add::speaks_1_1;
 use crate::conf::Mode;
+use crate::ctx::{load_subnet_env, Ctx};
 use crate::record::Call;
-use crate::{flannel, mode, Ctx};
+use crate::{flannel, mode};
 use cni::args::Command;
 use cni::error::{codes, CniError};
 use std::path::Path;

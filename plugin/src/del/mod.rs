@@ -12,12 +12,12 @@
 
 mod reconstruct;
 
-use crate::add::load_subnet_env;
 use crate::conf::Mode;
+use crate::ctx::{io_err, load_subnet_env, Ctx};
 use crate::delegate::Delegator;
+use crate::flannel;
 use crate::ipam::TornScope;
 use crate::record::{Call, Record};
-use crate::{flannel, io_err, Ctx};
 use cni::args::Command;
 use cni::error::{codes, CniError};
 pub use reconstruct::reconstruct_for;

@@ -4,10 +4,10 @@
 //! (flannel's scratch file, native mode's deterministic names, or the
 //! delegate config ADD would build today).
 
-use crate::add::load_subnet_env;
 use crate::conf::Mode;
+use crate::ctx::{load_subnet_env, Ctx};
 use crate::record::{Call, Record};
-use crate::{flannel, mode, Ctx};
+use crate::{flannel, mode};
 use cni::error::CniError;
 use serde_json::Value;
 

@@ -14,17 +14,12 @@
 
 use super::NativeState;
 use crate::bandwidth::{Bandwidth, Shape};
-use crate::check::broken;
+use crate::ctx::{broken, kernel, Ctx};
 use crate::record::Call;
-use crate::Ctx;
 use cni::error::CniError;
 use netkit::tc::{tbf, TbfParams};
 use netkit::{Link, Netlink, Netns};
 use std::path::Path;
-
-fn kernel(what: &str, e: netkit::Error) -> CniError {
-    CniError::internal(format!("{what}: {e}"))
-}
 
 /// Records what ADD will make (before it makes it): the shaping asked for
 /// and, for egress, the ifb's name. Nothing at all without shaping.

@@ -35,10 +35,10 @@ mod ports;
 #[cfg(test)]
 mod test_dual;
 
-use crate::add::load_subnet_env;
+use crate::ctx::{io_err, ipam_err, kernel, load_subnet_env, result_dns, Ctx};
+use crate::flannel;
 use crate::ipam::{self, Allocated, Pool, RangeSpec};
 use crate::record::Record;
-use crate::{flannel, io_err, Ctx};
 pub use check::check;
 use cni::error::{codes, CniError};
 use cni::result::{CniResult, Interface, IpConfig, Route};
@@ -89,10 +89,6 @@ pub struct NativeState {
     /// so DEL and GC remove it even after a crash or with the netns gone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ifb: Option<String>,
-}
-
-fn kernel(what: &str, e: netkit::Error) -> CniError {
-    CniError::internal(format!("{what}: {e}"))
 }
 
 /// Builds the state for this invocation from today's config and subnet.env.
@@ -165,8 +161,7 @@ fn pool(state: &NativeState, nconf: &NativeConf) -> Result<Pool, CniError> {
             gateway: r.gateway,
         })
         .collect();
-    Pool::new(state.ipam_dir.clone(), ranges)
-        .map_err(|e| CniError::new(e.cni_code(), e.to_string()))
+    Pool::new(state.ipam_dir.clone(), ranges).map_err(ipam_err)
 }
 
 /// Serializes node-wide changes (bridge address, masquerade) between
@@ -204,7 +199,7 @@ pub fn add(ctx: &Ctx, rec: &mut Record) -> Result<CniResult, CniError> {
     // its record, so the store's O(pods) duplicate scan is skipped.
     let allocated = pool(&state, &nconf)?
         .allocate_new(&ctx.args.container_id, &ctx.args.ifname)
-        .map_err(|e| CniError::new(e.cni_code(), e.to_string()))?;
+        .map_err(ipam_err)?;
     let gateways: Vec<IpNet> = allocated
         .iter()
         .map(gateway_net)
@@ -315,7 +310,7 @@ fn result(
             })
             .collect(),
         routes,
-        dns: crate::add::result_dns(&nconf.dns, &ctx.conf),
+        dns: result_dns(&nconf.dns, &ctx.conf),
     }
 }
 
@@ -355,7 +350,7 @@ pub fn undo(
         .and_then(|c| pool(state, &c))
         .and_then(|p| {
             p.release_known(container_id, ifname, &ips)
-                .map_err(|e| CniError::new(e.cni_code(), e.to_string()))
+                .map_err(ipam_err)
         });
     if let Err(e) = released {
         errors.push(e.context("release IPs"));
@@ -411,7 +406,7 @@ pub fn release_torn(
     };
     let freed = ipam::Locked::open(store_dir)
         .and_then(|s| s.release_torn(container_id, ifname, scope, &mut claimed))
-        .map_err(|e| CniError::new(e.cni_code(), e.to_string()).context("release torn IP files"))?;
+        .map_err(|e| ipam_err(e).context("release torn IP files"))?;
     if !freed.is_empty() {
         ctx.log
             .info(&format!("released damaged IP files {freed:?}"));

@@ -11,17 +11,14 @@
 //! native mode.
 
 use super::conf::NativeConf;
-use crate::{record, Ctx};
+use crate::ctx::{io_err, kernel, Ctx};
+use crate::record;
 use cni::error::CniError;
 use ipnet::IpNet;
 use netkit::firewall;
 use netkit::Netns;
 use serde_json::json;
 use std::os::unix::fs::MetadataExt;
-
-fn kernel(what: &str, e: netkit::Error) -> CniError {
-    CniError::internal(format!("{what}: {e}"))
-}
 
 /// What the setup was done for; any change means "do it again".
 fn setup_key(ctx: &Ctx, nconf: &NativeConf) -> String {
@@ -50,8 +47,7 @@ pub fn ensure_setup(ctx: &Ctx, nconf: &NativeConf, changed: bool) -> Result<(), 
     setup(ctx, nconf)?;
     // Written after the setup succeeded: a crash before this line only
     // means the next ADD does the (idempotent) setup again.
-    record::write_synced(&marker, key.as_bytes())
-        .map_err(|e| crate::io_err("write node setup marker", e))
+    record::write_synced(&marker, key.as_bytes()).map_err(|e| io_err("write node setup marker", e))
 }
 
 fn setup(ctx: &Ctx, nconf: &NativeConf) -> Result<(), CniError> {

@@ -6,8 +6,8 @@
 //! the maps, in upstream portmap's layout, are still removed by their
 //! recorded rule handles or by listing, whatever the node's mode is now.
 
-use super::{kernel, node_lock, NativeState};
-use crate::Ctx;
+use super::{node_lock, NativeState};
+use crate::ctx::{broken, kernel, Ctx};
 use cni::error::CniError;
 use netkit::firewall::{self, PortMapping, PortmapSpec};
 use serde::{Deserialize, Serialize};
@@ -179,7 +179,7 @@ pub(super) fn check_ports(ctx: &Ctx, state: &NativeState, ips: &[IpAddr]) -> Res
         PortLayout::Maps => firewall::check_hostports(&spec),
         PortLayout::Portmap => firewall::check_port_mappings(&spec),
     };
-    checked.map_err(|e| crate::check::broken(format!("port mappings: {e}")))
+    checked.map_err(|e| broken(format!("port mappings: {e}")))
 }
 
 /// Removes the attachment's port mappings in the layout its record names
