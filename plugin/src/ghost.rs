@@ -204,7 +204,7 @@ pub fn reclaim_ips(ctx: &Ctx, boot: Option<&str>) -> Result<Vec<IpAddr>, CniErro
 mod tests {
     use super::*;
     use crate::conf::Mode;
-    use crate::native::NativeState;
+    use crate::record::NativeState;
     use serde_json::json;
 
     fn rec(boot: Option<&str>, sandbox: Option<&str>) -> Record {
@@ -287,7 +287,7 @@ mod tests {
             port_mappings: vec![json!({"hostPort": 80, "containerPort": 80})],
             snat: true,
             sweep_ports: false,
-            port_layout: crate::native::PortLayout::Maps,
+            port_layout: crate::record::PortLayout::Maps,
             port_rules: Vec::new(),
             bandwidth: None,
             ifb: None,

@@ -39,6 +39,7 @@ use crate::ctx::{io_err, ipam_err, kernel, load_subnet_env, result_dns, Ctx};
 use crate::flannel;
 use crate::ipam::{self, Allocated, Pool, RangeSpec};
 use crate::record::Record;
+pub use crate::record::{NativeState, PortLayout, PortRule};
 pub use check::check;
 use cni::error::{codes, CniError};
 use cni::result::{CniResult, Interface, IpConfig, Route};
@@ -46,50 +47,13 @@ use conf::NativeConf;
 use ipnet::IpNet;
 use netkit::{Netlink, Netns};
 use nix::fcntl::{Flock, FlockArg};
+pub use ports::mappings;
 pub(crate) use ports::parse_mapping;
 use ports::{add_ports, check_ports, del_ports};
-pub use ports::{mappings, PortLayout, PortRule};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::net::IpAddr;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
-
-/// What native ADD did, as recorded for DEL / CHECK / GC.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct NativeState {
-    /// The rendered bridge + host-local config the attachment was made from.
-    pub conf: Value,
-    pub bridge: String,
-    pub host_veth: String,
-    pub ipam_dir: PathBuf,
-    #[serde(default)]
-    pub port_mappings: Vec<Value>,
-    #[serde(default)]
-    pub snat: bool,
-    /// DEL without a record: the port mappings are unknown, so any rules
-    /// tagged with this container are removed.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub sweep_ports: bool,
-    /// The nftables layout the port mappings were made in: `maps` for
-    /// every attachment this version makes; absent (`portmap`) in records
-    /// of earlier versions, whose DEL must still find their rules.
-    #[serde(default)]
-    pub port_layout: PortLayout,
-    /// Portmap layout only: the rules ADD created, by handle, so that DEL
-    /// deletes exactly them instead of listing the table. Empty when
-    /// unknown: DEL then lists.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub port_rules: Vec<PortRule>,
-    /// The shaping ADD applies (`runtimeConfig.bandwidth`), if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bandwidth: Option<crate::bandwidth::Bandwidth>,
-    /// The ifb device egress shaping uses: recorded before it is created,
-    /// so DEL and GC remove it even after a crash or with the netns gone.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ifb: Option<String>,
-}
+use std::path::Path;
 
 /// Builds the state for this invocation from today's config and subnet.env.
 pub fn plan(ctx: &Ctx) -> Result<(NativeState, NativeConf), CniError> {

@@ -6,50 +6,12 @@
 //! the maps, in upstream portmap's layout, are still removed by their
 //! recorded rule handles or by listing, whatever the node's mode is now.
 
-use super::{node_lock, NativeState};
+use super::{node_lock, NativeState, PortLayout, PortRule};
 use crate::ctx::{broken, kernel, Ctx};
 use cni::error::CniError;
 use netkit::firewall::{self, PortMapping, PortmapSpec};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::net::IpAddr;
-
-/// Which nftables layout an attachment's port mappings were made in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PortLayout {
-    /// Upstream portmap's rules in `ip`/`ip6 cni_hostport`: records of
-    /// netboot versions before the maps (which have no `portLayout`).
-    #[default]
-    Portmap,
-    /// Elements of the maps in `inet netboot`.
-    Maps,
-}
-
-/// One nftables rule of a port mapping in portmap's layout
-/// (`firewall::RuleRef`), as older records hold it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PortRule {
-    /// `ip` or `ip6` (the `cni_hostport` table of that family).
-    pub family: String,
-    pub chain: String,
-    pub handle: u64,
-}
-
-impl PortRule {
-    pub(super) fn to_ref(&self) -> Option<firewall::RuleRef> {
-        let v6 = match self.family.as_str() {
-            "ip" => false,
-            "ip6" => true,
-            _ => return None,
-        };
-        Some(firewall::RuleRef {
-            v6,
-            chain: self.chain.clone(),
-            handle: self.handle,
-        })
-    }
-}
 
 /// Parses recorded/runtime port mappings (`{hostPort, containerPort,
 /// protocol, hostIP}`, validated up front by `PluginConf`).
