@@ -15,7 +15,7 @@
 
 use crate::conf::Mode;
 use crate::ctx::{io_err, load_subnet_env, result_dns, Ctx};
-use crate::delegate::{conf_version, set_version};
+use crate::delegate::{conf_version, without_prev_result};
 use crate::record::{Call, Record};
 use crate::{del, flannel, ghost, mode, native};
 use cni::error::{codes, CniError};
@@ -286,35 +286,4 @@ fn chain(
             .save(rec)
             .map_err(|e| io_err("save attachment record", e))
     })
-}
-
-/// A chained plugin's DEL needs only its config; the prevResult is
-/// dropped from the record (the final result is kept once, separately).
-fn without_prev_result(c: &Call) -> Call {
-    let mut c = c.clone();
-    if let Value::Object(m) = &mut c.conf {
-        m.remove("prevResult");
-    }
-    c
-}
-
-/// Re-attaches a recorded result as the prevResult of a call (for CHECK and
-/// DEL of chained plugins), in the call's own version.
-pub fn with_prev_result(call: &Call, result: &Value) -> Result<Call, CniError> {
-    let mut c = call.clone();
-    if let Value::Object(m) = &mut c.conf {
-        m.insert("prevResult".into(), result.clone());
-    }
-    let v = conf_version(&c.conf).to_string();
-    set_version(&mut c.conf, &v)?;
-    Ok(c)
-}
-
-/// Forwarded-command helper shared by STATUS and GC: does `plugin` speak
-/// CNI 1.1.0 (where STATUS and GC exist)?
-pub fn speaks_1_1(ctx: &Ctx, plugin: &str) -> bool {
-    ctx.delegates
-        .versions(plugin)
-        .map(|v| v.iter().any(|s| s == "1.1.0"))
-        .unwrap_or(false)
 }

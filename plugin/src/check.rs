@@ -11,9 +11,9 @@
 //! - the bandwidth shaping's qdiscs and ifb (the reference plugin's CHECK
 //!   compares a buffer the kernel reports clamped for containerd's bursts).
 
-use crate::add::with_prev_result;
 pub use crate::ctx::ATTACHMENT_BROKEN;
 use crate::ctx::{broken, Ctx};
+use crate::delegate::with_prev_result;
 use cni::error::{codes, CniError};
 use cni::result::CniResult;
 use netkit::{Family, Netns};

@@ -16,7 +16,6 @@
 //! 4. the host-local store itself, so IPs leaked by anyone are reclaimed
 //!    (plugins#252), and orphan host veths.
 
-use crate::add::speaks_1_1;
 use crate::ctx::Ctx;
 use crate::delegate::{set_version, Target};
 use crate::record::{Call, Record};
@@ -259,7 +258,7 @@ fn sweep_veths(ctx: &Ctx, valid: &[(String, String)], errors: &mut Vec<String>) 
 fn forward(ctx: &Ctx, errors: &mut Vec<String>) {
     let (delegate, ipam) = mode::bridge_types(&ctx.conf);
     for plugin in ["flannel", delegate.as_str(), ipam.as_str(), "portmap"] {
-        if !ctx.delegates.available(plugin) || !speaks_1_1(ctx, plugin) {
+        if !ctx.delegates.available(plugin) || !ctx.delegates.speaks_1_1(plugin) {
             continue;
         }
         let mut conf = ctx.conf.net.to_value();

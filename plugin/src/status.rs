@@ -9,7 +9,6 @@
 //! - every delegate that speaks CNI 1.1.0 reports ready (SPEC.md: STATUS
 //!   must be forwarded to delegates).
 
-use crate::add::speaks_1_1;
 use crate::conf::Mode;
 use crate::ctx::{load_subnet_env, Ctx};
 use crate::record::Call;
@@ -47,7 +46,7 @@ pub fn status(ctx: &Ctx) -> Result<(), CniError> {
             Call { type_, conf }
         }
     };
-    if speaks_1_1(ctx, &call.type_) {
+    if ctx.delegates.speaks_1_1(&call.type_) {
         let mut call = call;
         crate::delegate::set_version(&mut call.conf, "1.1.0")?;
         ctx.delegates

@@ -308,7 +308,7 @@ fn flannel_del(
     (container_id, had_scratch): (&str, bool),
 ) -> Result<(), CniError> {
     let call = match prev {
-        Some(p) => crate::add::with_prev_result(call, p).unwrap_or_else(|_| call.clone()),
+        Some(p) => crate::delegate::with_prev_result(call, p).unwrap_or_else(|_| call.clone()),
         None => call.clone(),
     };
     match d.run_once(Command::Del, &call) {
@@ -366,7 +366,7 @@ fn masquerades_per_container(call: &Call) -> bool {
 /// gets the final ADD result), converted to the call's version.
 fn run_del(d: &Delegator, call: &Call, prev: Option<&Value>) -> Result<(), CniError> {
     let call = match prev {
-        Some(p) => crate::add::with_prev_result(call, p).unwrap_or_else(|_| call.clone()),
+        Some(p) => crate::delegate::with_prev_result(call, p).unwrap_or_else(|_| call.clone()),
         None => call.clone(),
     };
     // A delegate binary that vanished is reported (code 50), not skipped:
