@@ -12,10 +12,10 @@
 //! remove itself (by its recorded name, even with the netns gone).
 //! The tbf arithmetic lives in `netkit::tc::tbf`.
 
-use super::NativeState;
 use crate::bandwidth::{Bandwidth, Shape};
 use crate::ctx::{broken, kernel, Ctx};
 use crate::record::Call;
+use crate::record::NativeState;
 use cni::error::CniError;
 use netkit::tc::{tbf, TbfParams};
 use netkit::{Link, Netlink, Netns};

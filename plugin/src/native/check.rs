@@ -3,7 +3,9 @@
 //! checked for every mode by `crate::check`).
 
 use super::conf::NativeConf;
-use super::{bandwidth, check_ports, pool, NativeState};
+use super::ips::pool;
+use super::ports::check_ports;
+use super::{bandwidth, NativeState};
 use crate::ctx::{broken, ipam_err, kernel, Ctx};
 use cni::error::CniError;
 use netkit::firewall;

@@ -28,16 +28,18 @@ pub mod bandwidth;
 pub mod bridge;
 mod check;
 pub mod conf;
+mod ips;
 mod ipv6;
+mod links;
 mod node;
 pub mod pod;
 mod ports;
 #[cfg(test)]
 mod test_dual;
 
-use crate::ctx::{io_err, ipam_err, kernel, load_subnet_env, result_dns, Ctx};
+use crate::ctx::{ipam_err, kernel, load_subnet_env, result_dns, Ctx};
 use crate::flannel;
-use crate::ipam::{self, Allocated, Pool, RangeSpec};
+use crate::ipam::{self, Allocated};
 use crate::record::Record;
 pub use crate::record::{NativeState, PortLayout, PortRule};
 pub use check::check;
@@ -45,14 +47,16 @@ use cni::error::{codes, CniError};
 use cni::result::{CniResult, Interface, IpConfig, Route};
 use conf::NativeConf;
 use ipnet::IpNet;
+use ips::pool;
+pub use ips::release_torn;
+pub use links::{delete_links, orphan_veths};
 use netkit::{Netlink, Netns};
-use nix::fcntl::{Flock, FlockArg};
+use node::node_lock;
 pub use ports::mappings;
 pub(crate) use ports::parse_mapping;
-use ports::{add_ports, check_ports, del_ports};
+use ports::{add_ports, del_ports};
 use serde_json::Value;
 use std::net::IpAddr;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 
 /// Builds the state for this invocation from today's config and subnet.env.
@@ -112,43 +116,6 @@ fn refuse_multi_range_sets(ctx: &Ctx) -> Result<(), CniError> {
             ),
         )),
     }
-}
-
-fn pool(state: &NativeState, nconf: &NativeConf) -> Result<Pool, CniError> {
-    let ranges = nconf
-        .ranges
-        .iter()
-        .map(|r| RangeSpec {
-            subnet: r.subnet,
-            range_start: r.range_start,
-            range_end: r.range_end,
-            gateway: r.gateway,
-        })
-        .collect();
-    Pool::new(state.ipam_dir.clone(), ranges).map_err(ipam_err)
-}
-
-/// Serializes node-wide changes (bridge address, masquerade) between
-/// concurrent ADDs, and a DEL's hostPort elements with an ADD that takes
-/// a host port over (`ports`). Held only around those steps.
-fn node_lock(ctx: &Ctx) -> Result<Flock<std::fs::File>, CniError> {
-    let path = ctx.conf.data_dir.join(".netboot").join("node.lock");
-    if let Some(dir) = path.parent() {
-        // The record directory's own mode (0700), whoever creates it first.
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| io_err("create record directory", e))?;
-    }
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(|e| io_err("open node lock", e))?;
-    Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| io_err("lock node", e.into()))
 }
 
 /// Native ADD; `rec` already holds the plan and has been saved durably.
@@ -343,76 +310,4 @@ pub fn undo(
 fn del_host_veth(nl: &mut Netlink, name: &str) -> Result<(), netkit::Error> {
     let _ = nl.set_nomaster_by_name(name);
     nl.del_link_by_name(name)
-}
-
-/// Frees the torn IP files (power loss, a killed host-local) in `scope`
-/// (the IPs the attachment's record names, or, for an ADD that never
-/// finished, the files written since its record), unless another record
-/// claims them (see `ipam::store`). Shared by native and delegated DEL.
-pub fn release_torn(
-    ctx: &Ctx,
-    store_dir: &Path,
-    container_id: &str,
-    ifname: &str,
-    scope: ipam::TornScope<'_>,
-) -> Result<(), CniError> {
-    if matches!(scope, ipam::TornScope::At([])) || !store_dir.exists() {
-        return Ok(());
-    }
-    // Listed on the first damaged file only; unknown means "someone
-    // else's": keep it.
-    let mut others: Option<Option<std::collections::HashSet<IpAddr>>> = None;
-    let mut claimed = |ip: IpAddr| {
-        others
-            .get_or_insert_with(|| ctx.store.claimed_except(container_id, ifname).ok())
-            .as_ref()
-            .is_none_or(|set| set.contains(&ip))
-    };
-    let freed = ipam::Locked::open(store_dir)
-        .and_then(|s| s.release_torn(container_id, ifname, scope, &mut claimed))
-        .map_err(|e| ipam_err(e).context("release torn IP files"))?;
-    if !freed.is_empty() {
-        ctx.log
-            .info(&format!("released damaged IP files {freed:?}"));
-    }
-    Ok(())
-}
-
-/// Host veths netboot created (`nbv…` names) on `bridge` that belong to no
-/// valid attachment: left by a crash, or by pods whose records are gone.
-pub fn orphan_veths(bridge: &str, valid: &[(String, String)]) -> Result<Vec<String>, CniError> {
-    let mut nl = Netlink::open().map_err(|e| kernel("open netlink", e))?;
-    let Some(br) = nl
-        .link_by_name(bridge)
-        .map_err(|e| kernel("look up bridge", e))?
-    else {
-        return Ok(Vec::new());
-    };
-    let expected: std::collections::HashSet<String> = valid
-        .iter()
-        .map(|(c, i)| netkit::host_veth_name(c, i))
-        .collect();
-    let links = nl.links().map_err(|e| kernel("list links", e))?;
-    Ok(links
-        .into_iter()
-        .filter(|l| l.kind.as_deref() == Some("veth") && l.master == Some(br.index))
-        .filter(|l| l.name.starts_with(netkit::HOST_VETH_PREFIX) && !expected.contains(&l.name))
-        .map(|l| l.name)
-        .collect())
-}
-
-/// Deletes the named links (GC of orphans).
-pub fn delete_links(names: &[String]) -> Vec<CniError> {
-    let mut errors = Vec::new();
-    match Netlink::open() {
-        Ok(mut nl) => {
-            for n in names {
-                if let Err(e) = nl.del_link_by_name(n) {
-                    errors.push(kernel(&format!("delete {n}"), e));
-                }
-            }
-        }
-        Err(e) => errors.push(kernel("open netlink", e)),
-    }
-    errors
 }

@@ -17,8 +17,9 @@ use cni::error::CniError;
 use ipnet::IpNet;
 use netkit::firewall;
 use netkit::Netns;
+use nix::fcntl::{Flock, FlockArg};
 use serde_json::json;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 
 /// What the setup was done for; any change means "do it again".
 fn setup_key(ctx: &Ctx, nconf: &NativeConf) -> String {
@@ -70,4 +71,27 @@ fn setup(ctx: &Ctx, nconf: &NativeConf) -> Result<(), CniError> {
         }
     }
     Ok(())
+}
+
+/// Serializes node-wide changes (bridge address, masquerade) between
+/// concurrent ADDs, and a DEL's hostPort elements with an ADD that takes
+/// a host port over (`ports`). Held only around those steps.
+pub fn node_lock(ctx: &Ctx) -> Result<Flock<std::fs::File>, CniError> {
+    let path = ctx.conf.data_dir.join(".netboot").join("node.lock");
+    if let Some(dir) = path.parent() {
+        // The record directory's own mode (0700), whoever creates it first.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| io_err("create record directory", e))?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| io_err("open node lock", e))?;
+    Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| io_err("lock node", e.into()))
 }

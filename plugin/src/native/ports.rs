@@ -6,8 +6,9 @@
 //! the maps, in upstream portmap's layout, are still removed by their
 //! recorded rule handles or by listing, whatever the node's mode is now.
 
-use super::{node_lock, NativeState, PortLayout, PortRule};
+use super::node::node_lock;
 use crate::ctx::{broken, kernel, Ctx};
+use crate::record::{NativeState, PortLayout, PortRule};
 use cni::error::CniError;
 use netkit::firewall::{self, PortMapping, PortmapSpec};
 use serde_json::Value;

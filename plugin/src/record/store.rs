@@ -356,7 +356,7 @@ fn write_atomic(path: &Path, data: &[u8], durable: bool) -> io::Result<()> {
 mod tests {
     use super::*;
     use crate::conf::Mode;
-    use crate::record::Call;
+    use crate::record::entry::Call;
     use serde_json::json;
 
     fn record(cid: &str, ifname: &str) -> Record {
