@@ -182,6 +182,21 @@ pub fn sorted(v: Value) -> Value {
     }
 }
 
+/// The delegate and IPAM plugin types bridge mode will exec.
+pub fn bridge_types(conf: &PluginConf) -> (String, String) {
+    let delegate = conf
+        .delegate
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("bridge");
+    let ipam = conf
+        .ipam
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("host-local");
+    (delegate.to_string(), ipam.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -27,8 +27,9 @@
 //!   given its IP, so it is left for DEL or GC, which remove the rules too.
 
 use crate::ctx::{ipam_err, Ctx};
+use crate::flannel::bridge_types;
+use crate::ipam;
 use crate::record::Record;
-use crate::{ipam, mode};
 use cni::error::{codes, CniError};
 use serde_json::Value;
 use std::net::IpAddr;
@@ -162,7 +163,7 @@ pub fn is_exhaustion(e: &CniError) -> bool {
 /// Frees the IPs held by ghosts of this network in its host-local store,
 /// under the store lock (see the module docs). Returns what it freed.
 pub fn reclaim_ips(ctx: &Ctx, boot: Option<&str>) -> Result<Vec<IpAddr>, CniError> {
-    let (_, ipam_type) = mode::bridge_types(&ctx.conf);
+    let (_, ipam_type) = bridge_types(&ctx.conf);
     let dir = ipam::store_dir(&ctx.conf.ipam, &ctx.conf.net.name);
     if ipam_type != "host-local" || !dir.exists() {
         return Ok(Vec::new());

@@ -5,7 +5,9 @@
 //! in-process (the shape of libcni's `skel` dispatcher).
 
 pub mod add;
+pub mod attachment;
 pub mod bandwidth;
+pub mod chain;
 pub mod check;
 pub mod conf;
 pub mod conntrack;
@@ -19,7 +21,6 @@ pub mod inflight;
 pub mod ip_ranges;
 pub mod ipam;
 pub mod log;
-pub mod mode;
 pub mod native;
 pub mod record;
 pub mod status;
