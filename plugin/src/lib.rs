@@ -23,8 +23,10 @@ pub mod ipam;
 pub mod log;
 pub mod native;
 pub mod record;
+pub mod shaping;
 pub mod status;
 pub mod subnet_env;
+pub mod torn;
 
 use cni::args::{CmdArgs, Command};
 use cni::conf::NetConf;

@@ -166,7 +166,7 @@ fn recorded_mappings(rec: &Record) -> Vec<netkit::firewall::PortMapping> {
             .unwrap_or_default(),
         (None, None) => Vec::new(),
     };
-    raw.iter().filter_map(native::parse_mapping).collect()
+    raw.iter().filter_map(crate::conf::parse_mapping).collect()
 }
 
 /// What STATUS must look at for `mode` to be ready.

@@ -36,7 +36,7 @@ pub fn check_chained(ctx: &Ctx, rec: &Record, prev: &CniResult) -> Result<(), Cn
         }
     }
     if let Some(bw) = &rec.bandwidth {
-        crate::native::bandwidth::check_delegated(ctx, bw)?;
+        crate::shaping::check_delegated(ctx, bw)?;
     }
     Ok(())
 }

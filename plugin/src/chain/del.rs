@@ -105,7 +105,7 @@ fn after_delegate_del(ctx: &Ctx, rec: &Record, call: &Call) -> Vec<CniError> {
         };
         if let Some(scope) = scope {
             let (cid, ifname) = (&rec.container_id, &rec.ifname);
-            if let Err(e) = crate::native::release_torn(ctx, &dir, cid, ifname, scope) {
+            if let Err(e) = crate::torn::release_torn(ctx, &dir, cid, ifname, scope) {
                 errors.push(e);
             }
         }

@@ -117,7 +117,7 @@ pub fn add(
         // nothing then.
         let maps: Vec<_> = mappings
             .iter()
-            .filter_map(crate::native::parse_mapping)
+            .filter_map(crate::conf::parse_mapping)
             .collect();
         let ips: Vec<_> = result.ips.iter().map(|ip| ip.address.addr()).collect();
         crate::conntrack::flush_udp(&ctx.log, &maps, &ips);

@@ -3,6 +3,7 @@
 
 use cni::error::{codes, CniError};
 use cni::gojson::{schemas, Shape};
+use netkit::firewall::{self, PortMapping};
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 
@@ -101,4 +102,28 @@ pub fn sorted(v: Value) -> Value {
         Value::Array(a) => Value::Array(a.into_iter().map(sorted).collect()),
         other => other,
     }
+}
+
+/// Parses one recorded or runtime port mapping (`{hostPort, containerPort,
+/// protocol, hostIP}`, validated up front by `PluginConf::check_port_mappings`).
+pub fn parse_mapping(m: &Value) -> Option<PortMapping> {
+    let port = |k: &str| {
+        m.get(k)
+            .and_then(Value::as_u64)
+            .and_then(|p| u16::try_from(p).ok())
+    };
+    let protocol = match m.get("protocol").and_then(Value::as_str) {
+        None | Some("") => firewall::Proto::Tcp,
+        Some(p) => firewall::Proto::parse(p)?,
+    };
+    let host_ip = match m.get("hostIP").and_then(Value::as_str) {
+        None | Some("") => None,
+        Some(ip) => Some(ip.parse().ok()?),
+    };
+    Some(PortMapping {
+        host_port: port("hostPort")?,
+        container_port: port("containerPort")?,
+        protocol,
+        host_ip,
+    })
 }

@@ -5,7 +5,7 @@
 use super::conf::NativeConf;
 use super::ips::pool;
 use super::ports::check_ports;
-use super::{bandwidth, NativeState};
+use super::NativeState;
 use crate::ctx::{broken, ipam_err, kernel, Ctx};
 use cni::error::CniError;
 use netkit::firewall;
@@ -39,7 +39,7 @@ pub fn check(ctx: &Ctx, state: &NativeState) -> Result<(), CniError> {
         )));
     }
     if let Some(bw) = &state.bandwidth {
-        bandwidth::check(&mut nl, &host, bw, state.ifb.as_deref())?;
+        crate::shaping::check(&mut nl, &host, bw, state.ifb.as_deref())?;
     }
     let held = pool(state, &nconf)?
         .holds(&ctx.args.container_id, &ctx.args.ifname)

@@ -48,12 +48,10 @@ use cni::result::{CniResult, Interface, IpConfig, Route};
 use conf::NativeConf;
 use ipnet::IpNet;
 use ips::pool;
-pub use ips::release_torn;
 pub use links::{delete_links, orphan_veths};
 use netkit::{Netlink, Netns};
 use node::node_lock;
 pub use ports::mappings;
-pub(crate) use ports::parse_mapping;
 use ports::{add_ports, del_ports};
 use serde_json::Value;
 use std::net::IpAddr;
@@ -287,7 +285,7 @@ pub fn undo(
         errors.push(e.context("release IPs"));
     }
     let scope = ipam::TornScope::At(&ips);
-    if let Err(e) = release_torn(ctx, &state.ipam_dir, container_id, ifname, scope) {
+    if let Err(e) = crate::torn::release_torn(ctx, &state.ipam_dir, container_id, ifname, scope) {
         errors.push(e);
     }
     errors

@@ -7,11 +7,11 @@
 //! recorded rule handles or by listing, whatever the node's mode is now.
 
 use super::node::node_lock;
+use crate::conf::parse_mapping;
 use crate::ctx::{broken, kernel, Ctx};
 use crate::record::{NativeState, PortLayout, PortRule};
 use cni::error::CniError;
 use netkit::firewall::{self, PortMapping, PortmapSpec};
-use serde_json::Value;
 use std::net::IpAddr;
 
 /// Parses recorded/runtime port mappings (`{hostPort, containerPort,
@@ -22,28 +22,6 @@ pub fn mappings(state: &NativeState) -> Vec<PortMapping> {
         .iter()
         .filter_map(parse_mapping)
         .collect()
-}
-
-pub(crate) fn parse_mapping(m: &Value) -> Option<PortMapping> {
-    let port = |k: &str| {
-        m.get(k)
-            .and_then(Value::as_u64)
-            .and_then(|p| u16::try_from(p).ok())
-    };
-    let protocol = match m.get("protocol").and_then(Value::as_str) {
-        None | Some("") => firewall::Proto::Tcp,
-        Some(p) => firewall::Proto::parse(p)?,
-    };
-    let host_ip = match m.get("hostIP").and_then(Value::as_str) {
-        None | Some("") => None,
-        Some(ip) => Some(ip.parse().ok()?),
-    };
-    Some(PortMapping {
-        host_port: port("hostPort")?,
-        container_port: port("containerPort")?,
-        protocol,
-        host_ip,
-    })
 }
 
 fn spec<'a>(
