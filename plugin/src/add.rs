@@ -13,14 +13,9 @@
 //! A failure in steps 2-3 rolls back what already ran before returning the
 //! error (SPEC.md "Delegated plugins": the upper plugin must DEL on failure).
 
-use crate::conf::Mode;
-use crate::delegate::{conf_version, set_version};
-use crate::record::{Call, Record};
-use crate::subnet_env::{SubnetEnv, SubnetEnvError};
-use crate::{del, flannel, ghost, io_err, mode, native, Ctx};
+use crate::ctx::{io_err, Ctx};
+use crate::{attachment, ghost};
 use cni::error::{codes, CniError};
-use cni::result::CniResult;
-use serde_json::Value;
 
 pub fn add(ctx: &Ctx) -> Result<String, CniError> {
     let boot = ghost::boot_id()?;
@@ -50,66 +45,17 @@ pub fn add(ctx: &Ctx) -> Result<String, CniError> {
 }
 
 fn add_once(ctx: &Ctx, boot: Option<&str>) -> Result<String, CniError> {
-    let mode = mode::resolve(&ctx.conf, &ctx.delegates)?;
+    let mode = attachment::resolve(&ctx.conf, &ctx.delegates)?;
     let mappings = ctx.conf.port_mappings();
     let bandwidth = ctx.conf.bandwidth()?;
-    let mut rec = Record {
-        container_id: ctx.args.container_id.clone(),
-        ifname: ctx.args.ifname.clone(),
-        network: ctx.conf.net.name.clone(),
-        mode,
-        delegate: None,
-        portmap: None,
-        bandwidth: None,
-        result: None,
-        native: None,
-        boot_id: boot.map(str::to_string),
-    };
-    if mode == Mode::Native {
-        let mut state = native::plan(ctx)?.0;
-        native::bandwidth::plan(ctx, &mut state, bandwidth);
-        rec.native = Some(state);
-    } else {
-        rec.delegate = Some(delegate_call(ctx, mode)?);
-        if !mappings.is_empty() {
-            // Fail before touching anything if the chain cannot complete.
-            ctx.delegates.find("portmap")?;
-            // Recorded up front with the delegate (one durable write, not
-            // two): DEL of a portmap that never ran is a no-op.
-            rec.portmap = Some(Call {
-                type_: "portmap".into(),
-                conf: flannel::portmap_conf(&ctx.conf, &ctx.conf.net.cni_version, &mappings),
-            });
-        }
-        if let Some(bw) = &bandwidth {
-            // Same: fail before touching anything, record with the rest.
-            ctx.delegates.find("bandwidth")?;
-            rec.bandwidth = Some(Call {
-                type_: "bandwidth".into(),
-                conf: flannel::bandwidth_conf(&ctx.conf, &ctx.conf.net.cni_version, bw),
-            });
-        }
-    }
+    let mut rec = attachment::plan(ctx, mode, boot, &mappings, bandwidth.as_ref())?;
     clear_stale(ctx, boot)?;
     ctx.log.info(&format!(
         "mode {}: delegating to {}",
         mode.as_str(),
-        type_of(&rec)
+        attachment::describe(&rec)
     ));
-    let outcome = if mode == Mode::Native {
-        ctx.store
-            .save(&rec)
-            .map_err(|e| io_err("save attachment record", e))
-            .and_then(|_| save_native_scratch(ctx))
-            .and_then(|_| native::add(ctx, &mut rec))
-    } else {
-        run_chain(ctx, &mut rec, &mappings, bandwidth.as_ref()).map(|mut r| {
-            // The bridge plugin put `delegate.dns` there already.
-            r.dns = result_dns(&r.dns, &ctx.conf);
-            r
-        })
-    };
-    match outcome {
+    match attachment::make(ctx, &mut rec, &mappings, bandwidth.as_ref()) {
         Ok(result) => {
             let out = result.to_json(&ctx.conf.net.cni_version)?;
             rec.result = Some(result.to_value(&ctx.conf.net.cni_version)?);
@@ -120,83 +66,13 @@ fn add_once(ctx: &Ctx, boot: Option<&str>) -> Result<String, CniError> {
         }
         Err(e) => {
             ctx.log.error(&format!("ADD failed, rolling back: {e}"));
-            if let Err(rb) = del::undo(ctx, &ctx.delegates, &rec) {
+            if let Err(rb) = attachment::undo(ctx, &ctx.delegates, &rec) {
                 ctx.log.error(&format!("rollback incomplete: {rb}"));
                 return Err(e.with_details(format!("rollback incomplete: {}", rb.msg)));
             }
             Err(e)
         }
     }
-}
-
-/// flannel's scratch file for a native attachment ([`flannel::native_scratch`]),
-/// written after the record, so DEL and GC always know to remove it.
-fn save_native_scratch(ctx: &Ctx) -> Result<(), CniError> {
-    let bytes = serde_json::to_vec(&flannel::native_scratch(&ctx.conf))
-        .map_err(|e| CniError::internal(e.to_string()))?;
-    ctx.store
-        .save_flannel_lazy(&ctx.args.container_id, &bytes)
-        .map_err(|e| io_err("save flannel scratch file", e))
-}
-
-/// The DNS a result carries, the same in every mode: the delegate's
-/// `dns` (which the bridge plugin copies into its result), else the
-/// plugin's own top-level `dns` (which flannel does not pass on; netboot
-/// reports it so that a runtime gets it in every mode).
-pub fn result_dns(delegate: &cni::Dns, conf: &crate::conf::PluginConf) -> cni::Dns {
-    if !delegate.is_empty() {
-        return delegate.clone();
-    }
-    conf.net.dns.clone().unwrap_or_default()
-}
-
-fn type_of(rec: &Record) -> &str {
-    rec.delegate
-        .as_ref()
-        .map(|c| c.type_.as_str())
-        .unwrap_or("netlink (in-process)")
-}
-
-/// The main delegate call for `mode`.
-fn delegate_call(ctx: &Ctx, mode: Mode) -> Result<Call, CniError> {
-    match mode {
-        Mode::Flannel => Ok(Call {
-            type_: "flannel".into(),
-            conf: flannel::flannel_conf(&ctx.conf),
-        }),
-        _ => {
-            let env = load_subnet_env(ctx)?;
-            let conf = flannel::bridge_delegate(&ctx.conf, &env);
-            let type_ = conf["type"].as_str().unwrap_or("bridge").to_string();
-            ctx.delegates.find(&type_)?;
-            Ok(Call { type_, conf })
-        }
-    }
-}
-
-/// subnet.env is written by the node agent once the node has a lease; its
-/// absence is a condition that clears by itself, hence "try again later".
-pub fn load_subnet_env(ctx: &Ctx) -> Result<SubnetEnv, CniError> {
-    SubnetEnv::load(&ctx.conf.subnet_file).map_err(|e| subnet_env_error(&e))
-}
-
-pub fn subnet_env_error(e: &SubnetEnvError) -> CniError {
-    let code = match e {
-        SubnetEnvError::Read { err, .. } if err.kind() == std::io::ErrorKind::NotFound => {
-            codes::TRY_AGAIN
-        }
-        SubnetEnvError::Read { .. } => codes::IO,
-        _ => codes::DECODE,
-    };
-    let hint = if e.is_absent() {
-        " (the node agent, `netboot agent` or flanneld, has not written it yet: is it running?)"
-    } else {
-        ""
-    };
-    CniError::new(
-        code,
-        format!("failed to load flannel 'subnet.env' file: {e}{hint}"),
-    )
 }
 
 /// A record without a result is a previous ADD that never finished (killed
@@ -207,7 +83,7 @@ pub fn subnet_env_error(e: &SubnetEnvError) -> CniError {
 /// instead of "already attached" (the old one is undone as DEL would).
 fn clear_stale(ctx: &Ctx, boot: Option<&str>) -> Result<(), CniError> {
     let (cid, ifname) = (&ctx.args.container_id, &ctx.args.ifname);
-    del::stop_orphans(ctx, cid, ifname);
+    attachment::stop_orphans(ctx, cid, ifname);
     match ctx.store.load(cid, ifname) {
         Ok(None) => Ok(()),
         Ok(Some(rec)) if rec.result.is_some() => {
@@ -218,11 +94,11 @@ fn clear_stale(ctx: &Ctx, boot: Option<&str>) -> Result<(), CniError> {
                 "undoing the earlier attachment ({})",
                 why.as_str()
             ));
-            del::undo(ctx, &ctx.delegates, &rec)
+            attachment::undo(ctx, &ctx.delegates, &rec)
         }
         Ok(Some(rec)) => {
             ctx.log.info("undoing an unfinished earlier ADD");
-            del::undo(ctx, &ctx.delegates, &rec)
+            attachment::undo(ctx, &ctx.delegates, &rec)
         }
         Err(e) => {
             ctx.log.error(&format!("discarding unreadable record: {e}"));
@@ -240,117 +116,4 @@ fn already_attached(cid: &str, ifname: &str, network: &str) -> CniError {
             "container {cid:?} interface {ifname:?} is already attached to network {network:?}; DEL it first"
         ),
     )
-}
-
-fn run_chain(
-    ctx: &Ctx,
-    rec: &mut Record,
-    mappings: &[Value],
-    bandwidth: Option<&crate::bandwidth::Bandwidth>,
-) -> Result<CniResult, CniError> {
-    let store = &ctx.store;
-    let scratch = rec.mode == Mode::Bridge;
-    let mut call = rec
-        .delegate
-        .clone()
-        .ok_or_else(|| CniError::internal("no delegate"))?;
-    let result = ctx.delegates.add(&mut call, &mut |c: &Call| {
-        rec.delegate = Some(c.clone());
-        store
-            .save(rec)
-            .map_err(|e| io_err("save attachment record", e))?;
-        if scratch {
-            // flannel's scratch file, so the upstream plugin can DEL it too.
-            let bytes =
-                serde_json::to_vec(&c.conf).map_err(|e| CniError::internal(e.to_string()))?;
-            store
-                .save_flannel(&rec.container_id, &bytes)
-                .map_err(|e| io_err("save delegate config", e))?;
-        }
-        Ok(())
-    })?;
-    let version = conf_version(&call.conf).to_string();
-    let result = if mappings.is_empty() {
-        result
-    } else {
-        let pm = flannel::portmap_conf(&ctx.conf, &version, mappings);
-        let result = chain(ctx, rec, pm, &result, |r| &mut r.portmap)?;
-        // portmap flushes too (since 2021), but only after its own rules,
-        // only when its conntrack call works, and not in every release or
-        // fork on a node: the second pass is cheap (one dump) and finds
-        // nothing then.
-        let maps: Vec<_> = mappings
-            .iter()
-            .filter_map(crate::native::parse_mapping)
-            .collect();
-        let ips: Vec<_> = result.ips.iter().map(|ip| ip.address.addr()).collect();
-        crate::conntrack::flush_udp(&ctx.log, &maps, &ips);
-        result
-    };
-    match bandwidth {
-        None => Ok(result),
-        Some(bw) => {
-            let conf = flannel::bandwidth_conf(&ctx.conf, &version, bw);
-            chain(ctx, rec, conf, &result, |r| &mut r.bandwidth)
-        }
-    }
-}
-
-/// Runs one chained plugin (portmap, bandwidth) on the result so far,
-/// keeping its call in the record field `slot` up to date first.
-fn chain(
-    ctx: &Ctx,
-    rec: &mut Record,
-    mut conf: Value,
-    prev: &CniResult,
-    slot: fn(&mut Record) -> &mut Option<Call>,
-) -> Result<CniResult, CniError> {
-    let version = conf_version(&conf).to_string();
-    conf["prevResult"] = prev.to_value(&version)?;
-    let mut call = Call {
-        type_: conf["type"].as_str().unwrap_or_default().to_string(),
-        conf,
-    };
-    let store = &ctx.store;
-    ctx.delegates.add(&mut call, &mut |c: &Call| {
-        let recorded = Some(without_prev_result(c));
-        if *slot(rec) == recorded {
-            return Ok(());
-        }
-        *slot(rec) = recorded;
-        store
-            .save(rec)
-            .map_err(|e| io_err("save attachment record", e))
-    })
-}
-
-/// A chained plugin's DEL needs only its config; the prevResult is
-/// dropped from the record (the final result is kept once, separately).
-fn without_prev_result(c: &Call) -> Call {
-    let mut c = c.clone();
-    if let Value::Object(m) = &mut c.conf {
-        m.remove("prevResult");
-    }
-    c
-}
-
-/// Re-attaches a recorded result as the prevResult of a call (for CHECK and
-/// DEL of chained plugins), in the call's own version.
-pub fn with_prev_result(call: &Call, result: &Value) -> Result<Call, CniError> {
-    let mut c = call.clone();
-    if let Value::Object(m) = &mut c.conf {
-        m.insert("prevResult".into(), result.clone());
-    }
-    let v = conf_version(&c.conf).to_string();
-    set_version(&mut c.conf, &v)?;
-    Ok(c)
-}
-
-/// Forwarded-command helper shared by STATUS and GC: does `plugin` speak
-/// CNI 1.1.0 (where STATUS and GC exist)?
-pub fn speaks_1_1(ctx: &Ctx, plugin: &str) -> bool {
-    ctx.delegates
-        .versions(plugin)
-        .map(|v| v.iter().any(|s| s == "1.1.0"))
-        .unwrap_or(false)
 }

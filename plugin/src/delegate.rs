@@ -119,6 +119,14 @@ impl Delegator {
         &self.paths
     }
 
+    /// Whether `plugin` speaks CNI 1.1.0, where STATUS and GC exist (the
+    /// commands forwarded to delegates only when they know them).
+    pub fn speaks_1_1(&self, plugin: &str) -> bool {
+        self.versions(plugin)
+            .map(|v| v.iter().any(|s| s == "1.1.0"))
+            .unwrap_or(false)
+    }
+
     /// The CNI versions a delegate supports (its VERSION output).
     pub fn versions(&self, plugin: &str) -> Result<Vec<String>, CniError> {
         let path = self.find(plugin)?;
@@ -253,4 +261,26 @@ pub fn set_version(conf: &mut Value, version: &str) -> Result<(), CniError> {
         map.insert("prevResult".into(), parsed.to_value(version)?);
     }
     Ok(())
+}
+
+/// A chained plugin's DEL needs only its config; the prevResult is
+/// dropped from the record (the final result is kept once, separately).
+pub fn without_prev_result(c: &Call) -> Call {
+    let mut c = c.clone();
+    if let Value::Object(m) = &mut c.conf {
+        m.remove("prevResult");
+    }
+    c
+}
+
+/// Re-attaches a recorded result as the prevResult of a call (for CHECK and
+/// DEL of chained plugins), in the call's own version.
+pub fn with_prev_result(call: &Call, result: &Value) -> Result<Call, CniError> {
+    let mut c = call.clone();
+    if let Value::Object(m) = &mut c.conf {
+        m.insert("prevResult".into(), result.clone());
+    }
+    let v = conf_version(&c.conf).to_string();
+    set_version(&mut c.conf, &v)?;
+    Ok(c)
 }

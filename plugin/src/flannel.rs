@@ -6,7 +6,7 @@
 //! the upstream flannel binary and netboot-cni without its pods noticing.
 
 use crate::bandwidth::Bandwidth;
-use crate::conf::PluginConf;
+use crate::conf::{sorted, PluginConf};
 use crate::ip_ranges::IpRange;
 use crate::subnet_env::SubnetEnv;
 use serde_json::{json, Map, Value};
@@ -168,18 +168,19 @@ pub fn bridge_view(conf: &Value) -> Value {
 
 const BRIDGE: cni::gojson::Shape = cni::gojson::Shape::Struct(&cni::gojson::schemas::BRIDGE);
 
-/// Recursively orders object keys, as Go's encoding/json does for maps: the
-/// flannel plugin stores its delegate config that way.
-pub fn sorted(v: Value) -> Value {
-    match v {
-        Value::Object(m) => {
-            let mut entries: Vec<(String, Value)> = m.into_iter().collect();
-            entries.sort_by(|a, b| a.0.cmp(&b.0));
-            Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
-        }
-        Value::Array(a) => Value::Array(a.into_iter().map(sorted).collect()),
-        other => other,
-    }
+/// The delegate and IPAM plugin types bridge mode will exec.
+pub fn bridge_types(conf: &PluginConf) -> (String, String) {
+    let delegate = conf
+        .delegate
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("bridge");
+    let ipam = conf
+        .ipam
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("host-local");
+    (delegate.to_string(), ipam.to_string())
 }
 
 #[cfg(test)]

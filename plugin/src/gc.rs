@@ -16,10 +16,11 @@
 //! 4. the host-local store itself, so IPs leaked by anyone are reclaimed
 //!    (plugins#252), and orphan host veths.
 
-use crate::add::speaks_1_1;
+use crate::ctx::Ctx;
 use crate::delegate::{set_version, Target};
+use crate::flannel::bridge_types;
 use crate::record::{Call, Record};
-use crate::{del, ipam, mode, Ctx};
+use crate::{attachment, ipam};
 use cni::args::Command;
 use cni::conf::valid_attachments;
 use cni::error::{codes, CniError};
@@ -73,7 +74,7 @@ fn sweep_records(
         if valid.contains(&(cid.as_str(), ifname.as_str())) {
             continue;
         }
-        del::stop_orphans(ctx, &cid, &ifname);
+        attachment::stop_orphans(ctx, &cid, &ifname);
         let rec = match rec {
             Ok(r) => r,
             Err(e) => {
@@ -82,7 +83,7 @@ fn sweep_records(
                 // native names, or today's config), then drop it.
                 ctx.log
                     .error(&format!("replacing unreadable record {cid}@{ifname}: {e}"));
-                match del::reconstruct_for(ctx, &cid, &ifname) {
+                match attachment::reconstruct_for(ctx, &cid, &ifname) {
                     Ok(Some(r)) => r,
                     _ => {
                         let _ = ctx.store.remove(&cid, &ifname);
@@ -107,7 +108,7 @@ fn release(ctx: &Ctx, rec: &Record) -> Result<(), CniError> {
         "releasing stale attachment {}@{}",
         rec.container_id, rec.ifname
     ));
-    del::undo(ctx, &ctx.delegates.for_target(&target), rec)
+    attachment::undo(ctx, &ctx.delegates.for_target(&target), rec)
 }
 
 fn sweep_scratch(
@@ -142,7 +143,7 @@ fn sweep_scratch(
         if crate::flannel::is_own_type(&ctx.conf, type_) {
             // Native mode's scratch file whose record is gone: undo by the
             // deterministic names, as DEL without a record does.
-            match del::reconstruct_for(ctx, &cid, "eth0") {
+            match attachment::reconstruct_for(ctx, &cid, "eth0") {
                 Ok(Some(rec)) => {
                     if let Err(e) = release(ctx, &rec) {
                         errors.push(format!("{cid}: {}", e.msg));
@@ -209,7 +210,7 @@ fn sweep_ipam(
     valid_pairs: &HashSet<(&str, &str)>,
     errors: &mut Vec<String>,
 ) {
-    let (_, ipam_type) = mode::bridge_types(&ctx.conf);
+    let (_, ipam_type) = bridge_types(&ctx.conf);
     if ipam_type != "host-local" {
         return;
     }
@@ -256,9 +257,9 @@ fn sweep_veths(ctx: &Ctx, valid: &[(String, String)], errors: &mut Vec<String>) 
 
 /// Forwards GC to delegates that know the command (CNI 1.1.0).
 fn forward(ctx: &Ctx, errors: &mut Vec<String>) {
-    let (delegate, ipam) = mode::bridge_types(&ctx.conf);
+    let (delegate, ipam) = bridge_types(&ctx.conf);
     for plugin in ["flannel", delegate.as_str(), ipam.as_str(), "portmap"] {
-        if !ctx.delegates.available(plugin) || !speaks_1_1(ctx, plugin) {
+        if !ctx.delegates.available(plugin) || !ctx.delegates.speaks_1_1(plugin) {
             continue;
         }
         let mut conf = ctx.conf.net.to_value();

@@ -26,8 +26,10 @@
 //!   may still exist in this boot and would send traffic to the next pod
 //!   given its IP, so it is left for DEL or GC, which remove the rules too.
 
+use crate::ctx::{ipam_err, Ctx};
+use crate::flannel::bridge_types;
+use crate::ipam;
 use crate::record::Record;
-use crate::{ipam, mode, Ctx};
 use cni::error::{codes, CniError};
 use serde_json::Value;
 use std::net::IpAddr;
@@ -161,12 +163,11 @@ pub fn is_exhaustion(e: &CniError) -> bool {
 /// Frees the IPs held by ghosts of this network in its host-local store,
 /// under the store lock (see the module docs). Returns what it freed.
 pub fn reclaim_ips(ctx: &Ctx, boot: Option<&str>) -> Result<Vec<IpAddr>, CniError> {
-    let (_, ipam_type) = mode::bridge_types(&ctx.conf);
+    let (_, ipam_type) = bridge_types(&ctx.conf);
     let dir = ipam::store_dir(&ctx.conf.ipam, &ctx.conf.net.name);
     if ipam_type != "host-local" || !dir.exists() {
         return Ok(Vec::new());
     }
-    let ipam_err = |e: ipam::IpamError| CniError::new(e.cni_code(), e.to_string());
     let store = ipam::Locked::open(&dir).map_err(ipam_err)?;
     let mut freed = Vec::new();
     for a in store.allocations().map_err(ipam_err)? {
@@ -204,7 +205,7 @@ pub fn reclaim_ips(ctx: &Ctx, boot: Option<&str>) -> Result<Vec<IpAddr>, CniErro
 mod tests {
     use super::*;
     use crate::conf::Mode;
-    use crate::native::NativeState;
+    use crate::record::NativeState;
     use serde_json::json;
 
     fn rec(boot: Option<&str>, sandbox: Option<&str>) -> Record {
@@ -287,7 +288,7 @@ mod tests {
             port_mappings: vec![json!({"hostPort": 80, "containerPort": 80})],
             snat: true,
             sweep_ports: false,
-            port_layout: crate::native::PortLayout::Maps,
+            port_layout: crate::record::PortLayout::Maps,
             port_rules: Vec::new(),
             bandwidth: None,
             ifb: None,

@@ -172,39 +172,6 @@ fn parse_range(r: &Value, at: &str) -> Result<IpRange, CniError> {
 mod tests {
     use super::*;
 
-    /// Through the plugin's config reader, which canonicalises the keys.
-    fn via_conf(rc: Value) -> Result<Vec<Vec<IpRange>>, CniError> {
-        let text = json!({"cniVersion":"1.0.0","name":"n","type":"netboot-cni",
-                          "runtimeConfig":{"ipRanges": rc}})
-        .to_string();
-        let net = cni::NetConf::parse_as(text.as_bytes(), &crate::conf::SCHEMA)?;
-        crate::conf::PluginConf::from_netconf(net)?.ip_ranges()
-    }
-
-    #[test]
-    fn reads_go_and_camel_keys_alike() {
-        let camel = json!([[{"subnet":"10.2.1.0/24","rangeStart":"10.2.1.100","rangeEnd":"10.2.1.110","gateway":"10.2.1.1"}]]);
-        let go = json!([[{"Subnet":"10.2.1.0/24","RangeStart":"10.2.1.100","RangeEnd":"10.2.1.110","Gateway":"10.2.1.1"}]]);
-        let mixed = json!([[{"sUBNET":"10.2.1.0/24","rANGEsTART":"10.2.1.100","rANGEeND":"10.2.1.110","gATEWAY":"10.2.1.1"}]]);
-        let a = parse(&camel).unwrap();
-        assert_eq!(a, via_conf(go).unwrap());
-        assert_eq!(a, via_conf(mixed).unwrap());
-        let e = via_conf(json!([[{"Subnet":"10.2.1.0/24","RangeStart":"x"}]])).unwrap_err();
-        assert!(
-            e.msg.contains("runtimeConfig.ipRanges[0][0].rangeStart: "),
-            "{}",
-            e.msg
-        );
-        assert_eq!(a[0][0].range_start, Some("10.2.1.100".parse().unwrap()));
-        assert_eq!(a[0][0].to_json(), camel[0][0]);
-        // go-cni leaves unset fields as "".
-        let sparse = json!([[{"Subnet":"fd00::/64","RangeStart":"","RangeEnd":"","Gateway":""}]]);
-        assert_eq!(
-            via_conf(sparse).unwrap()[0][0].to_json(),
-            json!({"subnet":"fd00::/64"})
-        );
-    }
-
     #[test]
     fn refuses_bad_ranges_naming_the_field() {
         for (v, field) in [

@@ -5,10 +5,13 @@
 //! in-process (the shape of libcni's `skel` dispatcher).
 
 pub mod add;
+pub mod attachment;
 pub mod bandwidth;
+pub mod chain;
 pub mod check;
 pub mod conf;
 pub mod conntrack;
+pub mod ctx;
 pub mod del;
 pub mod delegate;
 pub mod flannel;
@@ -18,17 +21,19 @@ pub mod inflight;
 pub mod ip_ranges;
 pub mod ipam;
 pub mod log;
-pub mod mode;
 pub mod native;
 pub mod record;
+pub mod shaping;
 pub mod status;
 pub mod subnet_env;
+pub mod torn;
 
 use cni::args::{CmdArgs, Command};
 use cni::conf::NetConf;
 use cni::error::{codes, CniError};
 use cni::version::{self, SUPPORTED_VERSIONS};
 use conf::PluginConf;
+use ctx::Ctx;
 use delegate::Delegator;
 use log::Logger;
 use record::Store;
@@ -42,15 +47,6 @@ pub const MAX_CONTAINER_ID_LEN: usize = 200;
 
 /// Version used for errors raised before the config's own is known.
 const FALLBACK_VERSION: &str = "1.1.0";
-
-/// Everything a command needs, validated.
-pub struct Ctx {
-    pub args: CmdArgs,
-    pub conf: PluginConf,
-    pub delegates: Delegator,
-    pub store: Store,
-    pub log: Logger,
-}
 
 /// What the plugin says when run by hand, without `CNI_COMMAND`: its name,
 /// version and the spec versions it speaks, as the reference plugins print
@@ -151,9 +147,4 @@ fn dispatch(
         Command::Version => Some(version::version_output(SUPPORTED_VERSIONS)),
     };
     Ok(out)
-}
-
-/// Maps an I/O failure on a file netboot owns to a CNI I/O error.
-pub fn io_err(what: &str, e: std::io::Error) -> CniError {
-    CniError::new(codes::IO, format!("{what}: {e}"))
 }

@@ -9,10 +9,8 @@
 //! - every delegate that speaks CNI 1.1.0 reports ready (SPEC.md: STATUS
 //!   must be forwarded to delegates).
 
-use crate::add::{load_subnet_env, speaks_1_1};
-use crate::conf::Mode;
-use crate::record::Call;
-use crate::{flannel, mode, Ctx};
+use crate::attachment::{self, Probe};
+use crate::ctx::{load_subnet_env, Ctx};
 use cni::args::Command;
 use cni::error::{codes, CniError};
 use std::path::Path;
@@ -22,31 +20,20 @@ fn not_ready(msg: String) -> CniError {
 }
 
 pub fn status(ctx: &Ctx) -> Result<(), CniError> {
-    let mode = mode::resolve(&ctx.conf, &ctx.delegates)?;
+    let mode = attachment::resolve(&ctx.conf, &ctx.delegates)?;
     let env =
         load_subnet_env(ctx).map_err(|e| not_ready(format!("network not ready: {}", e.msg)))?;
-    for needed in mode::required_binaries(&ctx.conf, mode) {
+    for needed in attachment::required_binaries(&ctx.conf, mode) {
         ctx.delegates
             .find(&needed)
             .map_err(|e| not_ready(format!("mode {}: {}", mode.as_str(), e.msg)))?;
     }
     writable(&ctx.conf.data_dir)?;
-    let call = match mode {
-        Mode::Native => {
-            let (state, _) = crate::native::plan(ctx)?;
-            return writable(&state.ipam_dir);
-        }
-        Mode::Flannel => Call {
-            type_: "flannel".into(),
-            conf: flannel::flannel_conf(&ctx.conf),
-        },
-        _ => {
-            let conf = flannel::bridge_delegate(&ctx.conf, &env);
-            let type_ = mode::bridge_types(&ctx.conf).0;
-            Call { type_, conf }
-        }
+    let call = match attachment::status_probe(ctx, mode, &env)? {
+        Probe::IpamDir(dir) => return writable(&dir),
+        Probe::Delegate(call) => call,
     };
-    if speaks_1_1(ctx, &call.type_) {
+    if ctx.delegates.speaks_1_1(&call.type_) {
         let mut call = call;
         crate::delegate::set_version(&mut call.conf, "1.1.0")?;
         ctx.delegates

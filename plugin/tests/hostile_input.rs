@@ -18,8 +18,8 @@ use std::path::{Component, Path};
 
 use cni::error::codes;
 use cni::NetConf;
-use netboot_cni::add::subnet_env_error;
 use netboot_cni::conf::PluginConf;
+use netboot_cni::ctx::subnet_env_error;
 use netboot_cni::subnet_env::{SubnetEnv, SubnetEnvError};
 use proptest::prelude::*;
 use serde_json::{json, Value};

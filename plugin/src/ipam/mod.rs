@@ -22,6 +22,8 @@
 //! IP, and GC repairs or reclaims it (see [`store`]). Nothing holds an IP
 //! outside that directory, so nothing can leak beyond GC's reach.
 
+mod allocation;
+mod error;
 mod range;
 pub mod store;
 
@@ -32,13 +34,14 @@ mod test_pool;
 #[cfg(test)]
 mod test_procs;
 
+pub use allocation::{Allocation, Claims, TornScope};
+pub use error::IpamError;
 pub use range::{default_gateway, RangeSpec};
-pub use store::{Allocation, Claims, Locked, TornScope};
+pub use store::Locked;
 
 use range::Range;
 use serde_json::{Map, Value};
 use std::collections::HashSet;
-use std::io;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
@@ -52,54 +55,6 @@ pub fn store_dir(ipam: &Map<String, Value>, network: &str) -> PathBuf {
         .and_then(Value::as_str)
         .unwrap_or(DEFAULT_DATA_DIR);
     Path::new(base).join(network)
-}
-
-/// Why an IPAM operation failed. Messages of the allocation errors are
-/// host-local's, prefix included (its `cmdAdd` adds "failed to allocate for
-/// range N: "), so existing runbooks and searches still match.
-#[derive(Debug, thiserror::Error)]
-pub enum IpamError {
-    #[error(
-        "failed to allocate for range {range}: no IP addresses available in range set: {ranges}"
-    )]
-    Exhausted { range: usize, ranges: String },
-    #[error("failed to allocate for range {range}: {ip} has been allocated to {container_id}, duplicate allocation is not allowed")]
-    AlreadyAllocated {
-        range: usize,
-        ip: IpAddr,
-        container_id: String,
-    },
-    #[error("IPAM store {}: {source}", path.display())]
-    Io { path: PathBuf, source: io::Error },
-    #[error("invalid IPAM configuration: {0}")]
-    Invalid(String),
-}
-
-impl IpamError {
-    pub(crate) fn io(path: &Path, source: io::Error) -> IpamError {
-        IpamError::Io {
-            path: path.to_path_buf(),
-            source,
-        }
-    }
-
-    /// The CNI error code (SPEC.md "Error codes").
-    pub fn cni_code(&self) -> u32 {
-        use cni::error::codes;
-        match self {
-            // 11 "try again later": the pool refills as soon as a DEL or a
-            // GC releases an attachment, and the runtime retries the
-            // sandbox anyway. It is neither a config error (7) nor an I/O
-            // failure (5); host-local says 999 only because it has no code.
-            IpamError::Exhausted { .. } => codes::TRY_AGAIN,
-            // 4: the runtime broke the contract carried by CNI_CONTAINERID
-            // and CNI_IFNAME (SPEC.md: no second ADD for the same
-            // attachment without a DEL in between).
-            IpamError::AlreadyAllocated { .. } => codes::INVALID_ENV,
-            IpamError::Io { .. } => codes::IO,
-            IpamError::Invalid(_) => codes::INVALID_CONFIG,
-        }
-    }
 }
 
 /// One address handed out by [`Pool::allocate`].
@@ -202,7 +157,7 @@ impl Pool {
         ifname: &str,
         taken: &HashSet<IpAddr>,
     ) -> Result<Vec<Allocated>, IpamError> {
-        let key = store::owner_key(container_id, ifname);
+        let key = allocation::owner_key(container_id, ifname);
         let mut done: Vec<Allocated> = Vec::with_capacity(self.ranges.len());
         for i in 0..self.ranges.len() {
             match self.take(store, i, &key, taken) {

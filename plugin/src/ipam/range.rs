@@ -6,7 +6,7 @@
 //! the same round-robin: after `last_reserved_ip.<i>`, up to `rangeEnd`,
 //! then from `rangeStart`, never the gateway.
 
-use super::IpamError;
+use super::error::IpamError;
 use ipnet::IpNet;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

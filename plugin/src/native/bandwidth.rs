@@ -12,19 +12,13 @@
 //! remove itself (by its recorded name, even with the netns gone).
 //! The tbf arithmetic lives in `netkit::tc::tbf`.
 
-use super::NativeState;
-use crate::bandwidth::{Bandwidth, Shape};
-use crate::check::broken;
-use crate::record::Call;
-use crate::Ctx;
+use crate::bandwidth::Bandwidth;
+use crate::ctx::{kernel, Ctx};
+use crate::record::NativeState;
+use crate::shaping::params;
 use cni::error::CniError;
-use netkit::tc::{tbf, TbfParams};
-use netkit::{Link, Netlink, Netns};
-use std::path::Path;
-
-fn kernel(what: &str, e: netkit::Error) -> CniError {
-    CniError::internal(format!("{what}: {e}"))
-}
+use netkit::tc::tbf;
+use netkit::{Link, Netlink};
 
 /// Records what ADD will make (before it makes it): the shaping asked for
 /// and, for egress, the ifb's name. Nothing at all without shaping.
@@ -33,10 +27,6 @@ pub fn plan(ctx: &Ctx, state: &mut NativeState, bw: Option<Bandwidth>) {
         .and_then(|b| b.egress)
         .map(|_| netkit::ifb_name(&ctx.conf.net.name, &ctx.args.container_id));
     state.bandwidth = bw;
-}
-
-fn params(s: &Shape, mtu: u32, tick: f64) -> TbfParams {
-    TbfParams::from_bits(s.rate, s.burst, mtu, tick)
 }
 
 /// Shapes the attachment whose host-side veth is `host`.
@@ -82,72 +72,4 @@ pub fn remove(nl: &mut Netlink, state: &NativeState) -> Option<CniError> {
     nl.del_link_by_name(name)
         .err()
         .map(|e| kernel(&format!("delete {name}"), e))
-}
-
-/// CHECK: the shaping `bw` is in place on `host` (and on `ifb`).
-pub fn check(
-    nl: &mut Netlink,
-    host: &Link,
-    bw: &Bandwidth,
-    ifb: Option<&str>,
-) -> Result<(), CniError> {
-    let tick = tbf::tick_in_usec();
-    if let Some(s) = &bw.ingress {
-        check_tbf(nl, host, &params(s, host.mtu, tick))?;
-    }
-    if let Some(s) = &bw.egress {
-        let name = ifb.ok_or_else(|| broken("egress shaping has no ifb recorded".into()))?;
-        let dev = nl
-            .link_by_name(name)
-            .map_err(|e| kernel("look up ifb", e))?
-            .filter(|l| l.up)
-            .ok_or_else(|| broken(format!("ifb {name} is missing or down")))?;
-        let qdiscs = nl
-            .qdiscs(host.index)
-            .map_err(|e| kernel("list qdiscs", e))?;
-        if !qdiscs.iter().any(|q| q.kind == "ingress") {
-            return Err(broken(format!("{} has no ingress qdisc", host.name)));
-        }
-        check_tbf(nl, &dev, &params(s, host.mtu, tick))?;
-    }
-    Ok(())
-}
-
-/// Rate and limit are compared; the kernel reports the buffer clamped
-/// (to 2^32 ns), so a containerd-sized burst would never compare equal.
-fn check_tbf(nl: &mut Netlink, dev: &Link, want: &TbfParams) -> Result<(), CniError> {
-    let qdiscs = nl.qdiscs(dev.index).map_err(|e| kernel("list qdiscs", e))?;
-    let got = qdiscs.iter().find(|q| q.is_root()).and_then(|q| q.tbf);
-    match got {
-        Some(t) if t.rate == want.rate && t.limit == want.limit => Ok(()),
-        other => Err(broken(format!(
-            "{} should have a tbf of {} B/s (limit {}), has {other:?}",
-            dev.name, want.rate, want.limit
-        ))),
-    }
-}
-
-/// CHECK of shaping done by the chained reference plugin (bridge and
-/// flannel modes): the host veth is found as the pod interface's peer.
-pub fn check_delegated(ctx: &Ctx, call: &Call) -> Result<(), CniError> {
-    let entry = &call.conf["runtimeConfig"]["bandwidth"];
-    let Some(bw) = Bandwidth::from_fields(|f| entry.get(f).cloned())? else {
-        return Ok(());
-    };
-    let netns = &ctx.args.netns;
-    let pod = Netns::open(Path::new(netns))
-        .map_err(|e| CniError::internal(format!("open netns {netns}: {e}")))?;
-    let peer = pod
-        .netlink()
-        .and_then(|mut nl| nl.link_by_name(&ctx.args.ifname))
-        .map_err(|e| kernel("look up pod interface", e))?
-        .and_then(|l| l.link)
-        .ok_or_else(|| broken(format!("{} in {netns} has no veth peer", ctx.args.ifname)))?;
-    let mut nl = Netlink::open().map_err(|e| kernel("open netlink", e))?;
-    let host = nl
-        .link_by_index(peer)
-        .map_err(|e| kernel("look up host veth", e))?
-        .ok_or_else(|| broken(format!("host veth #{peer} is missing")))?;
-    let ifb = netkit::ifb_name(&ctx.conf.net.name, &ctx.args.container_id);
-    check(&mut nl, &host, &bw, Some(&ifb))
 }

@@ -9,14 +9,11 @@
 //! fails with a message naming those attachments.
 
 use super::conf::NativeConf;
+use crate::ctx::kernel;
 use crate::record::Store;
 use cni::error::{codes, CniError};
 use ipnet::IpNet;
 use netkit::{Link, Netlink};
-
-fn kernel(what: &str, e: netkit::Error) -> CniError {
-    CniError::internal(format!("{what}: {e}"))
-}
 
 /// A locally administered unicast MAC derived from the bridge name. Pinning
 /// it keeps the gateway's MAC stable: an unset bridge MAC follows the

@@ -3,8 +3,10 @@
 //! checked for every mode by `crate::check`).
 
 use super::conf::NativeConf;
-use super::{bandwidth, check_ports, kernel, pool, NativeState};
-use crate::Ctx;
+use super::ips::pool;
+use super::ports::check_ports;
+use super::NativeState;
+use crate::ctx::{broken, ipam_err, kernel, Ctx};
 use cni::error::CniError;
 use netkit::firewall;
 use netkit::Netlink;
@@ -13,7 +15,6 @@ use netkit::Netlink;
 /// the bridge, an IP of every range still held in the store, port mapping
 /// rules and the node masquerade rules (each family's) present.
 pub fn check(ctx: &Ctx, state: &NativeState) -> Result<(), CniError> {
-    let broken = crate::check::broken;
     let nconf = NativeConf::from_delegate(&state.conf)?;
     let mut nl = Netlink::open().map_err(|e| kernel("open netlink", e))?;
     let host = nl
@@ -38,11 +39,11 @@ pub fn check(ctx: &Ctx, state: &NativeState) -> Result<(), CniError> {
         )));
     }
     if let Some(bw) = &state.bandwidth {
-        bandwidth::check(&mut nl, &host, bw, state.ifb.as_deref())?;
+        crate::shaping::check(&mut nl, &host, bw, state.ifb.as_deref())?;
     }
     let held = pool(state, &nconf)?
         .holds(&ctx.args.container_id, &ctx.args.ifname)
-        .map_err(|e| CniError::new(e.cni_code(), e.to_string()))?;
+        .map_err(ipam_err)?;
     // One IP per range set (per family with flannel's [[v4],[v6]]).
     if let Some(r) = nconf
         .ranges

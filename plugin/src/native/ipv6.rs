@@ -13,6 +13,7 @@
 //! this node's by its flannel lease, and a tentative gateway would leave
 //! the node's first pod without IPv6 routing for a second.
 
+use crate::ctx::kernel;
 use cni::error::CniError;
 use netkit::Netlink;
 use std::time::{Duration, Instant};
@@ -21,10 +22,6 @@ use std::time::{Duration, Instant};
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest pause between two looks (pkg/ip `SETTLE_INTERVAL`).
 const SETTLE_INTERVAL: Duration = Duration::from_millis(50);
-
-fn kernel(what: &str, e: netkit::Error) -> CniError {
-    CniError::internal(format!("{what}: {e}"))
-}
 
 /// The sysctls the pod interface needs before it gets IPv6 addresses. Runs
 /// in the calling thread's namespace: call it on a thread inside the pod

@@ -28,72 +28,34 @@ pub mod bandwidth;
 pub mod bridge;
 mod check;
 pub mod conf;
+mod ips;
 mod ipv6;
+mod links;
 mod node;
 pub mod pod;
 mod ports;
 #[cfg(test)]
 mod test_dual;
 
-use crate::add::load_subnet_env;
-use crate::ipam::{self, Allocated, Pool, RangeSpec};
+use crate::ctx::{ipam_err, kernel, load_subnet_env, result_dns, Ctx};
+use crate::flannel;
+use crate::ipam::{self, Allocated};
 use crate::record::Record;
-use crate::{flannel, io_err, Ctx};
+pub use crate::record::{NativeState, PortLayout, PortRule};
 pub use check::check;
 use cni::error::{codes, CniError};
 use cni::result::{CniResult, Interface, IpConfig, Route};
 use conf::NativeConf;
 use ipnet::IpNet;
+use ips::pool;
+pub use links::{delete_links, orphan_veths};
 use netkit::{Netlink, Netns};
-use nix::fcntl::{Flock, FlockArg};
-pub(crate) use ports::parse_mapping;
-use ports::{add_ports, check_ports, del_ports};
-pub use ports::{mappings, PortLayout, PortRule};
-use serde::{Deserialize, Serialize};
+use node::node_lock;
+pub use ports::mappings;
+use ports::{add_ports, del_ports};
 use serde_json::Value;
 use std::net::IpAddr;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
-
-/// What native ADD did, as recorded for DEL / CHECK / GC.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct NativeState {
-    /// The rendered bridge + host-local config the attachment was made from.
-    pub conf: Value,
-    pub bridge: String,
-    pub host_veth: String,
-    pub ipam_dir: PathBuf,
-    #[serde(default)]
-    pub port_mappings: Vec<Value>,
-    #[serde(default)]
-    pub snat: bool,
-    /// DEL without a record: the port mappings are unknown, so any rules
-    /// tagged with this container are removed.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub sweep_ports: bool,
-    /// The nftables layout the port mappings were made in: `maps` for
-    /// every attachment this version makes; absent (`portmap`) in records
-    /// of earlier versions, whose DEL must still find their rules.
-    #[serde(default)]
-    pub port_layout: PortLayout,
-    /// Portmap layout only: the rules ADD created, by handle, so that DEL
-    /// deletes exactly them instead of listing the table. Empty when
-    /// unknown: DEL then lists.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub port_rules: Vec<PortRule>,
-    /// The shaping ADD applies (`runtimeConfig.bandwidth`), if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bandwidth: Option<crate::bandwidth::Bandwidth>,
-    /// The ifb device egress shaping uses: recorded before it is created,
-    /// so DEL and GC remove it even after a crash or with the netns gone.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ifb: Option<String>,
-}
-
-fn kernel(what: &str, e: netkit::Error) -> CniError {
-    CniError::internal(format!("{what}: {e}"))
-}
+use std::path::Path;
 
 /// Builds the state for this invocation from today's config and subnet.env.
 pub fn plan(ctx: &Ctx) -> Result<(NativeState, NativeConf), CniError> {
@@ -154,44 +116,6 @@ fn refuse_multi_range_sets(ctx: &Ctx) -> Result<(), CniError> {
     }
 }
 
-fn pool(state: &NativeState, nconf: &NativeConf) -> Result<Pool, CniError> {
-    let ranges = nconf
-        .ranges
-        .iter()
-        .map(|r| RangeSpec {
-            subnet: r.subnet,
-            range_start: r.range_start,
-            range_end: r.range_end,
-            gateway: r.gateway,
-        })
-        .collect();
-    Pool::new(state.ipam_dir.clone(), ranges)
-        .map_err(|e| CniError::new(e.cni_code(), e.to_string()))
-}
-
-/// Serializes node-wide changes (bridge address, masquerade) between
-/// concurrent ADDs, and a DEL's hostPort elements with an ADD that takes
-/// a host port over (`ports`). Held only around those steps.
-fn node_lock(ctx: &Ctx) -> Result<Flock<std::fs::File>, CniError> {
-    let path = ctx.conf.data_dir.join(".netboot").join("node.lock");
-    if let Some(dir) = path.parent() {
-        // The record directory's own mode (0700), whoever creates it first.
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| io_err("create record directory", e))?;
-    }
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(|e| io_err("open node lock", e))?;
-    Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| io_err("lock node", e.into()))
-}
-
 /// Native ADD; `rec` already holds the plan and has been saved durably.
 pub fn add(ctx: &Ctx, rec: &mut Record) -> Result<CniResult, CniError> {
     let state = rec
@@ -204,7 +128,7 @@ pub fn add(ctx: &Ctx, rec: &mut Record) -> Result<CniResult, CniError> {
     // its record, so the store's O(pods) duplicate scan is skipped.
     let allocated = pool(&state, &nconf)?
         .allocate_new(&ctx.args.container_id, &ctx.args.ifname)
-        .map_err(|e| CniError::new(e.cni_code(), e.to_string()))?;
+        .map_err(ipam_err)?;
     let gateways: Vec<IpNet> = allocated
         .iter()
         .map(gateway_net)
@@ -315,7 +239,7 @@ fn result(
             })
             .collect(),
         routes,
-        dns: crate::add::result_dns(&nconf.dns, &ctx.conf),
+        dns: result_dns(&nconf.dns, &ctx.conf),
     }
 }
 
@@ -355,13 +279,13 @@ pub fn undo(
         .and_then(|c| pool(state, &c))
         .and_then(|p| {
             p.release_known(container_id, ifname, &ips)
-                .map_err(|e| CniError::new(e.cni_code(), e.to_string()))
+                .map_err(ipam_err)
         });
     if let Err(e) = released {
         errors.push(e.context("release IPs"));
     }
     let scope = ipam::TornScope::At(&ips);
-    if let Err(e) = release_torn(ctx, &state.ipam_dir, container_id, ifname, scope) {
+    if let Err(e) = crate::torn::release_torn(ctx, &state.ipam_dir, container_id, ifname, scope) {
         errors.push(e);
     }
     errors
@@ -384,76 +308,4 @@ pub fn undo(
 fn del_host_veth(nl: &mut Netlink, name: &str) -> Result<(), netkit::Error> {
     let _ = nl.set_nomaster_by_name(name);
     nl.del_link_by_name(name)
-}
-
-/// Frees the torn IP files (power loss, a killed host-local) in `scope`
-/// (the IPs the attachment's record names, or, for an ADD that never
-/// finished, the files written since its record), unless another record
-/// claims them (see `ipam::store`). Shared by native and delegated DEL.
-pub fn release_torn(
-    ctx: &Ctx,
-    store_dir: &Path,
-    container_id: &str,
-    ifname: &str,
-    scope: ipam::TornScope<'_>,
-) -> Result<(), CniError> {
-    if matches!(scope, ipam::TornScope::At([])) || !store_dir.exists() {
-        return Ok(());
-    }
-    // Listed on the first damaged file only; unknown means "someone
-    // else's": keep it.
-    let mut others: Option<Option<std::collections::HashSet<IpAddr>>> = None;
-    let mut claimed = |ip: IpAddr| {
-        others
-            .get_or_insert_with(|| ctx.store.claimed_except(container_id, ifname).ok())
-            .as_ref()
-            .is_none_or(|set| set.contains(&ip))
-    };
-    let freed = ipam::Locked::open(store_dir)
-        .and_then(|s| s.release_torn(container_id, ifname, scope, &mut claimed))
-        .map_err(|e| CniError::new(e.cni_code(), e.to_string()).context("release torn IP files"))?;
-    if !freed.is_empty() {
-        ctx.log
-            .info(&format!("released damaged IP files {freed:?}"));
-    }
-    Ok(())
-}
-
-/// Host veths netboot created (`nbv…` names) on `bridge` that belong to no
-/// valid attachment: left by a crash, or by pods whose records are gone.
-pub fn orphan_veths(bridge: &str, valid: &[(String, String)]) -> Result<Vec<String>, CniError> {
-    let mut nl = Netlink::open().map_err(|e| kernel("open netlink", e))?;
-    let Some(br) = nl
-        .link_by_name(bridge)
-        .map_err(|e| kernel("look up bridge", e))?
-    else {
-        return Ok(Vec::new());
-    };
-    let expected: std::collections::HashSet<String> = valid
-        .iter()
-        .map(|(c, i)| netkit::host_veth_name(c, i))
-        .collect();
-    let links = nl.links().map_err(|e| kernel("list links", e))?;
-    Ok(links
-        .into_iter()
-        .filter(|l| l.kind.as_deref() == Some("veth") && l.master == Some(br.index))
-        .filter(|l| l.name.starts_with(netkit::HOST_VETH_PREFIX) && !expected.contains(&l.name))
-        .map(|l| l.name)
-        .collect())
-}
-
-/// Deletes the named links (GC of orphans).
-pub fn delete_links(names: &[String]) -> Vec<CniError> {
-    let mut errors = Vec::new();
-    match Netlink::open() {
-        Ok(mut nl) => {
-            for n in names {
-                if let Err(e) = nl.del_link_by_name(n) {
-                    errors.push(kernel(&format!("delete {n}"), e));
-                }
-            }
-        }
-        Err(e) => errors.push(kernel("open netlink", e)),
-    }
-    errors
 }

@@ -11,17 +11,15 @@
 //! native mode.
 
 use super::conf::NativeConf;
-use crate::{record, Ctx};
+use crate::ctx::{io_err, kernel, Ctx};
+use crate::record;
 use cni::error::CniError;
 use ipnet::IpNet;
 use netkit::firewall;
 use netkit::Netns;
+use nix::fcntl::{Flock, FlockArg};
 use serde_json::json;
-use std::os::unix::fs::MetadataExt;
-
-fn kernel(what: &str, e: netkit::Error) -> CniError {
-    CniError::internal(format!("{what}: {e}"))
-}
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 
 /// What the setup was done for; any change means "do it again".
 fn setup_key(ctx: &Ctx, nconf: &NativeConf) -> String {
@@ -50,8 +48,7 @@ pub fn ensure_setup(ctx: &Ctx, nconf: &NativeConf, changed: bool) -> Result<(), 
     setup(ctx, nconf)?;
     // Written after the setup succeeded: a crash before this line only
     // means the next ADD does the (idempotent) setup again.
-    record::write_synced(&marker, key.as_bytes())
-        .map_err(|e| crate::io_err("write node setup marker", e))
+    record::write_synced(&marker, key.as_bytes()).map_err(|e| io_err("write node setup marker", e))
 }
 
 fn setup(ctx: &Ctx, nconf: &NativeConf) -> Result<(), CniError> {
@@ -74,4 +71,27 @@ fn setup(ctx: &Ctx, nconf: &NativeConf) -> Result<(), CniError> {
         }
     }
     Ok(())
+}
+
+/// Serializes node-wide changes (bridge address, masquerade) between
+/// concurrent ADDs, and a DEL's hostPort elements with an ADD that takes
+/// a host port over (`ports`). Held only around those steps.
+pub fn node_lock(ctx: &Ctx) -> Result<Flock<std::fs::File>, CniError> {
+    let path = ctx.conf.data_dir.join(".netboot").join("node.lock");
+    if let Some(dir) = path.parent() {
+        // The record directory's own mode (0700), whoever creates it first.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| io_err("create record directory", e))?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| io_err("open node lock", e))?;
+    Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| io_err("lock node", e.into()))
 }

@@ -3,14 +3,11 @@
 //! and the pod's addresses and routes.
 
 use super::conf::{NativeConf, PodRoute};
+use crate::ctx::kernel;
 use cni::error::{codes, CniError};
 use ipnet::IpNet;
 use netkit::{Link, Netlink, Netns, RouteSpec};
 use std::net::IpAddr;
-
-fn kernel(what: &str, e: netkit::Error) -> CniError {
-    CniError::internal(format!("{what}: {e}"))
-}
 
 /// Creates the veth pair and plugs the host end into the bridge. A host
 /// link left by an earlier, killed ADD of the same attachment (the name is

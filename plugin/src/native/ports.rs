@@ -6,50 +6,13 @@
 //! the maps, in upstream portmap's layout, are still removed by their
 //! recorded rule handles or by listing, whatever the node's mode is now.
 
-use super::{kernel, node_lock, NativeState};
-use crate::Ctx;
+use super::node::node_lock;
+use crate::conf::parse_mapping;
+use crate::ctx::{broken, kernel, Ctx};
+use crate::record::{NativeState, PortLayout, PortRule};
 use cni::error::CniError;
 use netkit::firewall::{self, PortMapping, PortmapSpec};
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use std::net::IpAddr;
-
-/// Which nftables layout an attachment's port mappings were made in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PortLayout {
-    /// Upstream portmap's rules in `ip`/`ip6 cni_hostport`: records of
-    /// netboot versions before the maps (which have no `portLayout`).
-    #[default]
-    Portmap,
-    /// Elements of the maps in `inet netboot`.
-    Maps,
-}
-
-/// One nftables rule of a port mapping in portmap's layout
-/// (`firewall::RuleRef`), as older records hold it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PortRule {
-    /// `ip` or `ip6` (the `cni_hostport` table of that family).
-    pub family: String,
-    pub chain: String,
-    pub handle: u64,
-}
-
-impl PortRule {
-    pub(super) fn to_ref(&self) -> Option<firewall::RuleRef> {
-        let v6 = match self.family.as_str() {
-            "ip" => false,
-            "ip6" => true,
-            _ => return None,
-        };
-        Some(firewall::RuleRef {
-            v6,
-            chain: self.chain.clone(),
-            handle: self.handle,
-        })
-    }
-}
 
 /// Parses recorded/runtime port mappings (`{hostPort, containerPort,
 /// protocol, hostIP}`, validated up front by `PluginConf`).
@@ -59,28 +22,6 @@ pub fn mappings(state: &NativeState) -> Vec<PortMapping> {
         .iter()
         .filter_map(parse_mapping)
         .collect()
-}
-
-pub(crate) fn parse_mapping(m: &Value) -> Option<PortMapping> {
-    let port = |k: &str| {
-        m.get(k)
-            .and_then(Value::as_u64)
-            .and_then(|p| u16::try_from(p).ok())
-    };
-    let protocol = match m.get("protocol").and_then(Value::as_str) {
-        None | Some("") => firewall::Proto::Tcp,
-        Some(p) => firewall::Proto::parse(p)?,
-    };
-    let host_ip = match m.get("hostIP").and_then(Value::as_str) {
-        None | Some("") => None,
-        Some(ip) => Some(ip.parse().ok()?),
-    };
-    Some(PortMapping {
-        host_port: port("hostPort")?,
-        container_port: port("containerPort")?,
-        protocol,
-        host_ip,
-    })
 }
 
 fn spec<'a>(
@@ -179,7 +120,7 @@ pub(super) fn check_ports(ctx: &Ctx, state: &NativeState, ips: &[IpAddr]) -> Res
         PortLayout::Maps => firewall::check_hostports(&spec),
         PortLayout::Portmap => firewall::check_port_mappings(&spec),
     };
-    checked.map_err(|e| crate::check::broken(format!("port mappings: {e}")))
+    checked.map_err(|e| broken(format!("port mappings: {e}")))
 }
 
 /// Removes the attachment's port mappings in the layout its record names

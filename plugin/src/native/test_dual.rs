@@ -3,10 +3,12 @@
 //! and what the record keeps for DEL.
 
 use super::conf::NativeConf;
-use super::{pod, pool, NativeState, PortLayout, PortRule};
+use super::ips::pool;
+use super::pod;
 use crate::conf::PluginConf;
 use crate::flannel::bridge_delegate;
 use crate::record::{result_ips, Record};
+use crate::record::{NativeState, PortLayout, PortRule};
 use crate::subnet_env::SubnetEnv;
 use ipnet::IpNet;
 use serde_json::{json, Value};

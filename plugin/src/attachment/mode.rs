@@ -3,23 +3,8 @@
 
 use crate::conf::{Mode, PluginConf};
 use crate::delegate::Delegator;
+use crate::flannel::bridge_types;
 use cni::error::CniError;
-use serde_json::Value;
-
-/// The delegate and IPAM plugin types bridge mode will exec.
-pub fn bridge_types(conf: &PluginConf) -> (String, String) {
-    let delegate = conf
-        .delegate
-        .get("type")
-        .and_then(Value::as_str)
-        .unwrap_or("bridge");
-    let ipam = conf
-        .ipam
-        .get("type")
-        .and_then(Value::as_str)
-        .unwrap_or("host-local");
-    (delegate.to_string(), ipam.to_string())
-}
 
 /// Turns `auto` into a concrete mode by looking at CNI_PATH: `flannel` if
 /// its binary is there, else `bridge` if the delegate and IPAM plugins (and

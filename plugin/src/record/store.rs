@@ -1,24 +1,9 @@
-//! What ADD did, per attachment, so DEL can undo exactly that.
-//!
-//! Two kinds of files live under `dataDir` (default `/var/lib/cni/flannel`):
-//! - `<dataDir>/<containerID>`: flannel's scratch file. Bridge mode writes
-//!   the rendered delegate config, byte-compatible with the upstream flannel
-//!   plugin's, so either plugin can DEL what the other added; native mode
-//!   writes netboot-cni's own config (`flannel::native_scratch`), so
-//!   flannel's DEL hands a native attachment back to netboot-cni;
-//! - `<dataDir>/.netboot/<containerID>@<ifname>.json`: netboot's own record
-//!   (mode, delegate, portmap and bandwidth configs, final result). A
-//!   container ID can neither start with `.` nor contain `@`, so these
-//!   names never collide with flannel's files or with each other.
-//!
-//! Every write is temp file + fsync + rename + directory fsync: after a power
-//! loss a file is either the old or the new content, never empty
-//! (flannel-io/cni-plugin#43).
+//! The record directory of one `dataDir`: records and flannel's scratch
+//! files, each written durably (see the module docs of `record`).
 
-use crate::conf::Mode;
+use super::Record;
 use crate::ipam::Claims;
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde::Deserialize;
 use std::collections::HashSet;
 use std::fs;
 use std::io::{self, Write};
@@ -27,70 +12,6 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 const RECORD_DIR: &str = ".netboot";
-
-/// A plugin call netboot-cni made, replayable on DEL.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Call {
-    #[serde(rename = "type")]
-    pub type_: String,
-    pub conf: Value,
-}
-
-/// netboot's record of one attachment.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Record {
-    #[serde(rename = "containerID")]
-    pub container_id: String,
-    pub ifname: String,
-    pub network: String,
-    pub mode: Mode,
-    /// The main delegate (bridge, or the flannel binary).
-    pub delegate: Option<Call>,
-    /// The chained portmap call, when port mappings were requested.
-    pub portmap: Option<Call>,
-    /// The chained reference `bandwidth` call (bridge and flannel modes),
-    /// when the runtime asked for shaping. Absent in older records.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bandwidth: Option<Call>,
-    /// The final ADD result, once ADD succeeded.
-    pub result: Option<Value>,
-    /// What native mode did (native mode only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub native: Option<crate::native::NativeState>,
-    /// The kernel boot id of the ADD (`/proc/sys/kernel/random/boot_id`):
-    /// an attachment of an earlier boot cannot exist any more (see
-    /// `ghost`). Absent in records of older netboot versions.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub boot_id: Option<String>,
-}
-
-impl Record {
-    /// The IPs the recorded ADD result names (none before ADD finished).
-    pub fn result_ips(&self) -> Vec<IpAddr> {
-        result_ips(self.result.as_ref())
-    }
-}
-
-/// The IPs of a result in any version: `ips[].address` (0.3.0 and
-/// later), or `ip4.ip` / `ip6.ip` (0.1.0, 0.2.0).
-pub fn result_ips(result: Option<&Value>) -> Vec<IpAddr> {
-    let Some(r) = result else {
-        return Vec::new();
-    };
-    let addresses = r
-        .get("ips")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|ip| ip.get("address"))
-        .chain(["ip4", "ip6"].iter().filter_map(|k| r.get(*k)?.get("ip")));
-    addresses
-        .filter_map(Value::as_str)
-        .filter_map(|a| a.parse::<ipnet::IpNet>().ok())
-        .map(|n| n.addr())
-        .collect()
-}
 
 /// The record directory of one `dataDir`.
 #[derive(Debug, Clone)]
@@ -432,106 +353,5 @@ fn write_atomic(path: &Path, data: &[u8], durable: bool) -> io::Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn record(cid: &str, ifname: &str) -> Record {
-        Record {
-            container_id: cid.into(),
-            ifname: ifname.into(),
-            network: "cbr0".into(),
-            mode: Mode::Bridge,
-            delegate: Some(Call {
-                type_: "bridge".into(),
-                conf: json!({"type":"bridge"}),
-            }),
-            portmap: None,
-            bandwidth: None,
-            result: None,
-            native: None,
-            boot_id: None,
-        }
-    }
-
-    #[test]
-    fn remove_takes_dead_writers_temp_files_only() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::new(dir.path());
-        store.save(&record("c1", "eth0")).unwrap();
-        let rec_dir = dir.path().join(RECORD_DIR);
-        // 999999999 is above any pid_max; our own PID is alive.
-        let dead = rec_dir.join(".c1@eth0.json.tmp-999999999");
-        let live = rec_dir.join(format!(".c1@eth0.json.tmp-{}", std::process::id()));
-        let other = rec_dir.join(".c2@eth0.json.tmp-999999999");
-        for p in [&dead, &live, &other] {
-            fs::write(p, b"x").unwrap();
-        }
-        store.remove("c1", "eth0").unwrap();
-        assert!(!dead.exists() && live.exists() && other.exists());
-        store.remove_dead_temps().unwrap();
-        assert!(!other.exists() && live.exists());
-        assert!(store.list().unwrap().is_empty());
-    }
-
-    #[test]
-    fn round_trip_and_listing() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::new(dir.path());
-        assert_eq!(store.load("c1", "eth0").unwrap(), None);
-        store.save(&record("c1", "eth0")).unwrap();
-        store.save(&record("c1", "net1")).unwrap();
-        store.save_flannel("c1", b"{}").unwrap();
-        assert_eq!(
-            store.load("c1", "eth0").unwrap(),
-            Some(record("c1", "eth0"))
-        );
-        let listed: Vec<_> = store
-            .list()
-            .unwrap()
-            .into_iter()
-            .map(|(c, i, _)| (c, i))
-            .collect();
-        assert_eq!(
-            listed,
-            vec![("c1".into(), "eth0".into()), ("c1".into(), "net1".into())]
-        );
-        assert_eq!(store.list_flannel().unwrap(), vec!["c1".to_string()]);
-        store.save(&record("c10", "eth0")).unwrap();
-        assert_eq!(store.ifnames_of("c1").unwrap(), vec!["eth0", "net1"]);
-        assert_eq!(store.ifnames_of("c").unwrap(), Vec::<String>::new());
-        assert_eq!(store.ifnames_of("c10").unwrap(), vec!["eth0"]);
-        store.remove("c1", "eth0").unwrap();
-        store.remove("c1", "eth0").unwrap();
-        assert_eq!(store.load("c1", "eth0").unwrap(), None);
-        // A finished ADD's record and scratch file go without a listing.
-        store.remove_finished("c1", "net1").unwrap();
-        store.remove_flannel_finished("c1").unwrap();
-        store.remove_finished("c1", "net1").unwrap();
-        assert_eq!(store.ifnames_of("c1").unwrap(), Vec::<String>::new());
-        assert_eq!(store.list_flannel().unwrap(), Vec::<String>::new());
-    }
-
-    #[test]
-    fn permissions_are_root_only() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::new(&dir.path().join("flannel"));
-        store.save_flannel("c1", b"{}").unwrap();
-        let meta = fs::metadata(store.flannel_path("c1")).unwrap();
-        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
-        let meta = fs::metadata(dir.path().join("flannel")).unwrap();
-        assert_eq!(meta.permissions().mode() & 0o777, 0o700);
-    }
-
-    #[test]
-    fn damaged_record_is_an_error_not_a_panic() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::new(dir.path());
-        fs::create_dir_all(dir.path().join(RECORD_DIR)).unwrap();
-        fs::write(dir.path().join(RECORD_DIR).join("c1@eth0.json"), b"").unwrap();
-        let err = store.load("c1", "eth0").unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
-        assert!(err.to_string().contains("0 bytes"));
-    }
-}
+#[path = "test_store.rs"]
+mod tests;

@@ -1,93 +1,19 @@
-//! DEL: detach a container. Best effort and idempotent (SPEC.md "DEL"):
-//! a missing netns, link, record or allocation is success, and host-side
-//! state (IPAM, port mappings) is released even when the netns is gone.
-//!
-//! What to undo comes from the attachment record, not from the current
-//! config or subnet.env, so DEL still works after either changed. Without
-//! a record, flannel's scratch file is used (an ADD by the upstream plugin,
-//! or by bridge mode; native mode's names netboot-cni itself and means
-//! "undo natively by the deterministic names"); without that either, the
-//! delegate config is rebuilt from subnet.env so host-local does not leak
-//! the IP (the upstream plugin skips DEL there).
+//! DEL of a delegated attachment: its chained plugins and delegate, in
+//! reverse order, and what the reference plugins leave behind.
 
-mod reconstruct;
-
-use crate::add::load_subnet_env;
-use crate::conf::Mode;
+use crate::ctx::{io_err, load_subnet_env, Ctx};
 use crate::delegate::Delegator;
+use crate::flannel;
 use crate::ipam::TornScope;
 use crate::record::{Call, Record};
-use crate::{flannel, io_err, Ctx};
 use cni::args::Command;
 use cni::error::{codes, CniError};
-pub use reconstruct::reconstruct_for;
-use reconstruct::{portmap_call, reconstruct, runtime_mappings, scratch_call};
 use serde_json::Value;
 
-pub fn del(ctx: &Ctx) -> Result<(), CniError> {
-    let (cid, ifname) = (&ctx.args.container_id, &ctx.args.ifname);
-    stop_orphans(ctx, cid, ifname);
-    let rec = match ctx.store.load(cid, ifname) {
-        Ok(r) => r,
-        Err(e) => {
-            ctx.log.error(&format!("ignoring unreadable record: {e}"));
-            None
-        }
-    };
-    let rec = match rec {
-        Some(mut rec) => {
-            // The runtime's current mappings win if it passed any; otherwise
-            // the recorded ones are used (containerd passes them, others may not).
-            let mappings = runtime_mappings(ctx);
-            if !mappings.is_empty() {
-                match rec.native.as_mut() {
-                    // Native mode programs the mappings itself: no portmap
-                    // binary to call (and none may be on CNI_PATH). Its DEL
-                    // looks keys up, so it takes the recorded ones too: a
-                    // runtime passing fewer must not strand an element.
-                    Some(state) => {
-                        for m in mappings {
-                            if !state.port_mappings.contains(&m) {
-                                state.port_mappings.push(m);
-                            }
-                        }
-                    }
-                    None => rec.portmap = Some(portmap_call(ctx, &rec, &mappings)),
-                }
-            }
-            rec
-        }
-        None => match reconstruct(ctx)? {
-            Some(rec) => rec,
-            None => {
-                ctx.log
-                    .info("nothing recorded for this attachment; nothing to do");
-                return Ok(());
-            }
-        },
-    };
-    undo(ctx, &ctx.delegates, &rec)
-}
-
-/// Stops a delegate that a killed earlier call for the attachment left
-/// running ([`crate::inflight`]), so it cannot redo what is undone next.
-pub fn stop_orphans(ctx: &Ctx, container_id: &str, ifname: &str) {
-    match ctx.store.reap_inflight(container_id, ifname) {
-        Ok(Some(pid)) => ctx.log.info(&format!(
-            "killed the orphaned delegate (process group {pid}) of an interrupted call"
-        )),
-        Ok(None) => {}
-        Err(e) => ctx
-            .log
-            .error(&format!("cannot stop an orphaned delegate: {e}")),
-    }
-}
-
-/// Undoes a (possibly partial) attachment in reverse order: bandwidth,
-/// portmap, then the delegate, then the files. Every step is attempted; the files are
-/// removed only when all steps succeeded, so a failed DEL can be retried.
-pub fn undo(ctx: &Ctx, d: &Delegator, rec: &Record) -> Result<(), CniError> {
-    let mut errors: Vec<CniError> = Vec::new();
+/// Undoes the delegated part of a (possibly partial) attachment: bandwidth,
+/// portmap, then the delegate. Every step is attempted; failures are added
+/// to `errors`.
+pub fn undo(ctx: &Ctx, d: &Delegator, rec: &Record, errors: &mut Vec<CniError>) {
     let prev = rec.result.as_ref();
     if let Some(bw) = &rec.bandwidth {
         match run_del(d, bw, prev) {
@@ -143,65 +69,6 @@ pub fn undo(ctx: &Ctx, d: &Delegator, rec: &Record) -> Result<(), CniError> {
             Ok(()) => errors.extend(after_delegate_del(ctx, rec, call)),
         }
     }
-    if let Some(state) = &rec.native {
-        errors.extend(crate::native::undo(
-            ctx,
-            &rec.container_id,
-            &rec.ifname,
-            state,
-            rec.result.as_ref(),
-        ));
-    }
-    // After the port rules went: no new datagram is DNATed to the pod.
-    crate::conntrack::forget_pod_udp(&ctx.log, &recorded_mappings(rec), &rec.result_ips());
-    if let Some(first) = errors.first() {
-        let all: Vec<String> = errors.iter().map(|e| e.msg.clone()).collect();
-        ctx.log
-            .error(&format!("DEL incomplete: {}", all.join("; ")));
-        return Err(CniError::new(first.code, first.msg.clone()).with_details(all.join("; ")));
-    }
-    // flannel's scratch file is per container, not per interface: it goes
-    // with the container's last attachment. Bridge and native mode write
-    // it; in flannel mode it is the flannel plugin's.
-    let shared = ctx
-        .store
-        .ifnames_of(&rec.container_id)
-        .map(|ifs| ifs.iter().any(|i| *i != rec.ifname))
-        .unwrap_or(false);
-    // An ADD that finished left no temp file of a killed writer behind:
-    // nothing to look for in directories holding one file per pod.
-    let finished = rec.result.is_some();
-    if rec.mode != Mode::Flannel && !shared {
-        let cid = &rec.container_id;
-        match finished {
-            true => ctx.store.remove_flannel_finished(cid),
-            false => ctx.store.remove_flannel(cid),
-        }
-        .map_err(|e| io_err("remove delegate config", e))?;
-    }
-    match finished {
-        true => ctx.store.remove_finished(&rec.container_id, &rec.ifname),
-        false => ctx.store.remove(&rec.container_id, &rec.ifname),
-    }
-    .map_err(|e| io_err("remove attachment record", e))?;
-    ctx.log.info("detached");
-    Ok(())
-}
-
-/// The port mappings an attachment published, as its record holds them
-/// (native mode's own, or the chained portmap's call).
-fn recorded_mappings(rec: &Record) -> Vec<netkit::firewall::PortMapping> {
-    let raw = match (&rec.native, &rec.portmap) {
-        (Some(n), _) => n.port_mappings.clone(),
-        (None, Some(pm)) => pm.conf["runtimeConfig"]["portMappings"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default(),
-        (None, None) => Vec::new(),
-    };
-    raw.iter()
-        .filter_map(crate::native::parse_mapping)
-        .collect()
 }
 
 /// What the reference plugins leave after a successful DEL: bridge's
@@ -238,7 +105,7 @@ fn after_delegate_del(ctx: &Ctx, rec: &Record, call: &Call) -> Vec<CniError> {
         };
         if let Some(scope) = scope {
             let (cid, ifname) = (&rec.container_id, &rec.ifname);
-            if let Err(e) = crate::native::release_torn(ctx, &dir, cid, ifname, scope) {
+            if let Err(e) = crate::torn::release_torn(ctx, &dir, cid, ifname, scope) {
                 errors.push(e);
             }
         }
@@ -268,7 +135,7 @@ fn finish_flannel_del(
     let Some(bytes) = scratch else {
         return outcome;
     };
-    let call = match (scratch_call(ctx, &bytes), &outcome) {
+    let call = match (super::scratch::scratch_call(ctx, &bytes), &outcome) {
         (Some(call), Err(e)) if call.type_ != "flannel" => {
             ctx.log.info(&format!(
                 "flannel DEL failed ({}); replaying its {} call from the scratch file",
@@ -308,7 +175,7 @@ fn flannel_del(
     (container_id, had_scratch): (&str, bool),
 ) -> Result<(), CniError> {
     let call = match prev {
-        Some(p) => crate::add::with_prev_result(call, p).unwrap_or_else(|_| call.clone()),
+        Some(p) => crate::delegate::with_prev_result(call, p).unwrap_or_else(|_| call.clone()),
         None => call.clone(),
     };
     match d.run_once(Command::Del, &call) {
@@ -366,7 +233,7 @@ fn masquerades_per_container(call: &Call) -> bool {
 /// gets the final ADD result), converted to the call's version.
 fn run_del(d: &Delegator, call: &Call, prev: Option<&Value>) -> Result<(), CniError> {
     let call = match prev {
-        Some(p) => crate::add::with_prev_result(call, p).unwrap_or_else(|_| call.clone()),
+        Some(p) => crate::delegate::with_prev_result(call, p).unwrap_or_else(|_| call.clone()),
         None => call.clone(),
     };
     // A delegate binary that vanished is reported (code 50), not skipped:

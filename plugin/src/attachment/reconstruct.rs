@@ -4,17 +4,19 @@
 //! (flannel's scratch file, native mode's deterministic names, or the
 //! delegate config ADD would build today).
 
-use crate::add::load_subnet_env;
+use super::mode;
+use crate::chain::{portmap_call, rebuilt_call, scratch_call};
 use crate::conf::Mode;
+use crate::ctx::Ctx;
 use crate::record::{Call, Record};
-use crate::{flannel, mode, Ctx};
+use crate::{flannel, native};
 use cni::error::CniError;
 use serde_json::Value;
 
 /// The mappings the runtime passed, unless portmap would refuse them: ADD
 /// refused those before touching anything, and replaying them would make
 /// portmap's DEL (hence this DEL) fail forever.
-pub(super) fn runtime_mappings(ctx: &Ctx) -> Vec<Value> {
+pub fn runtime_mappings(ctx: &Ctx) -> Vec<Value> {
     match ctx.conf.check_port_mappings() {
         Ok(()) => ctx.conf.port_mappings(),
         Err(e) => {
@@ -25,20 +27,32 @@ pub(super) fn runtime_mappings(ctx: &Ctx) -> Vec<Value> {
     }
 }
 
-pub(super) fn portmap_call(ctx: &Ctx, rec: &Record, mappings: &[Value]) -> Call {
-    let version = rec
-        .delegate
-        .as_ref()
-        .map(|c| crate::delegate::conf_version(&c.conf).to_string())
-        .unwrap_or_else(|| ctx.conf.net.cni_version.clone());
-    Call {
-        type_: "portmap".into(),
-        conf: flannel::portmap_conf(&ctx.conf, &version, mappings),
+/// A recorded attachment with the runtime's current port mappings, if it
+/// passed any (containerd does, others may not): they win over the
+/// recorded ones.
+pub fn with_runtime_mappings(ctx: &Ctx, mut rec: Record) -> Record {
+    let mappings = runtime_mappings(ctx);
+    if !mappings.is_empty() {
+        match rec.native.as_mut() {
+            // Native mode programs the mappings itself: no portmap
+            // binary to call (and none may be on CNI_PATH). Its DEL
+            // looks keys up, so it takes the recorded ones too: a
+            // runtime passing fewer must not strand an element.
+            Some(state) => {
+                for m in mappings {
+                    if !state.port_mappings.contains(&m) {
+                        state.port_mappings.push(m);
+                    }
+                }
+            }
+            None => rec.portmap = Some(portmap_call(ctx, &rec, &mappings)),
+        }
     }
+    rec
 }
 
 /// Builds a record for an attachment netboot has no record of.
-pub(super) fn reconstruct(ctx: &Ctx) -> Result<Option<Record>, CniError> {
+pub fn reconstruct(ctx: &Ctx) -> Result<Option<Record>, CniError> {
     reconstruct_for(ctx, &ctx.args.container_id, &ctx.args.ifname)
 }
 
@@ -85,7 +99,7 @@ pub fn reconstruct_for(ctx: &Ctx, cid: &str, ifname: &str) -> Result<Option<Reco
             // Native mode without a record: undo by the deterministic names
             // (veth, IPAM owner) and sweep port mappings, which nothing else
             // can tell us about.
-            if let Ok((mut state, _)) = crate::native::plan_for(ctx, cid, ifname) {
+            if let Ok((mut state, _)) = native::plan_for(ctx, cid, ifname) {
                 state.sweep_ports = true;
                 // The ifb's name is deterministic: remove it if it is there.
                 state.ifb = Some(netkit::ifb_name(&ctx.conf.net.name, cid));
@@ -95,7 +109,10 @@ pub fn reconstruct_for(ctx: &Ctx, cid: &str, ifname: &str) -> Result<Option<Reco
                 rec.bandwidth = None;
             }
         } else {
-            rec.delegate = rebuilt_call(ctx, &mut rec.mode);
+            if let Ok(mode) = mode::resolve(&ctx.conf, &ctx.delegates) {
+                rec.mode = mode;
+                rec.delegate = rebuilt_call(ctx, mode);
+            }
         }
     }
     let any = rec.delegate.is_some()
@@ -103,43 +120,4 @@ pub fn reconstruct_for(ctx: &Ctx, cid: &str, ifname: &str) -> Result<Option<Reco
         || rec.bandwidth.is_some()
         || rec.native.is_some();
     Ok(any.then_some(rec))
-}
-
-/// flannel's scratch file: the exact config its delegate got. An empty or
-/// torn file (flannel-io/cni-plugin#43) is skipped, not fatal.
-pub(super) fn scratch_call(ctx: &Ctx, bytes: &[u8]) -> Option<Call> {
-    match serde_json::from_slice::<Value>(bytes) {
-        // flannel reads it back into `types.NetConf` (Go's key rule).
-        Ok(conf) => field_of_obj(&conf, "type").map(|t| Call {
-            type_: t.to_string(),
-            conf: conf.clone(),
-        }),
-        Err(e) => {
-            ctx.log.error(&format!(
-                "delegate config is damaged ({} bytes): {e}",
-                bytes.len()
-            ));
-            None
-        }
-    }
-}
-
-fn field_of_obj<'a>(v: &'a Value, field: &str) -> Option<&'a str> {
-    cni::gojson::field_of(v.as_object()?, field)?.as_str()
-}
-
-/// The delegate config ADD would build today, when it can be built.
-fn rebuilt_call(ctx: &Ctx, mode_out: &mut Mode) -> Option<Call> {
-    let mode = mode::resolve(&ctx.conf, &ctx.delegates).ok()?;
-    *mode_out = mode;
-    if mode == Mode::Flannel {
-        return Some(Call {
-            type_: "flannel".into(),
-            conf: flannel::flannel_conf(&ctx.conf),
-        });
-    }
-    let env = load_subnet_env(ctx).ok()?;
-    let conf = flannel::bridge_delegate(&ctx.conf, &env);
-    let type_ = conf["type"].as_str()?.to_string();
-    Some(Call { type_, conf })
 }
