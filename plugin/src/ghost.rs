@@ -10,133 +10,43 @@
 //! once more ([`reclaim_ips`]). Only IP files are touched, under the IP
 //! store's lock; records, scratch files and veths are left for DEL or GC,
 //! which undo them completely. Safety (a live attachment never loses its
-//! IP):
+//! IP; what makes a ghost is the `ghostrule` crate's rule, which `netboot
+//! doctor` shares):
 //! - an IP is freed only when its file names an attachment netboot has a
 //!   record of, on this network, and that record proves the pod gone;
 //! - the record is read under the store lock, and every ADD saves its record
 //!   before it allocates (under the same lock): if an ADD of the same
 //!   attachment has started again, the record read is the new one, which
 //!   is not a ghost (k8s#34373 asked exactly this of kubenet's GC);
-//! - "earlier boot" needs a boot id in the record and a known current one:
-//!   network namespaces never survive a reboot, while `/proc/<pid>/ns/net`
-//!   paths of an earlier boot may name some new process today;
-//! - "netns gone" needs a finished ADD (its result names the sandboxes),
-//!   absolute sandbox paths, and every one of them absent. An attachment
-//!   with port mappings is only reclaimed by the boot id: its DNAT rules
-//!   may still exist in this boot and would send traffic to the next pod
-//!   given its IP, so it is left for DEL or GC, which remove the rules too.
+//! - an attachment with port mappings is only reclaimed by the boot id:
+//!   its DNAT rules may still exist in this boot and would send traffic to
+//!   the next pod given its IP, so it is left for DEL or GC, which remove
+//!   the rules too.
 
 use crate::ctx::{ipam_err, Ctx};
 use crate::flannel::bridge_types;
 use crate::ipam;
 use crate::record::Record;
 use cni::error::{codes, CniError};
-use serde_json::Value;
 use std::net::IpAddr;
 use std::path::Path;
-
-/// Environment variable naming a file to read the boot id from instead of
-/// the kernel's: for tests, and for nodes where `/proc` is not the host's.
-pub const BOOT_ID_ENV: &str = "NETBOOT_BOOT_ID_FILE";
-const KERNEL_BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
-/// Marks a boot id read from [`BOOT_ID_ENV`]'s file. Ids of different
-/// sources are never compared: a caller that sets the variable and one that
-/// does not would otherwise see each other's live pods as an earlier boot's.
-pub const FILE_BOOT_ID_PREFIX: &str = "file:";
 
 /// host-local's (and netboot's native IPAM's) exhaustion message.
 const EXHAUSTED: &str = "no IP addresses available in range set";
 
-/// Why a recorded attachment cannot be live any more.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ghost {
-    EarlierBoot,
-    NetnsGone,
-}
+pub use ghostrule::{is_netns, Ghost, BOOT_ID_ENV};
 
-impl Ghost {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Ghost::EarlierBoot => "made in an earlier boot",
-            Ghost::NetnsGone => "its pod's netns is gone",
-        }
-    }
-}
-
-/// This boot's id: the kernel's (`None` if unreadable, which turns the
-/// earlier-boot rule off), or `file:<content>` of the file named by
-/// [`BOOT_ID_ENV`] if set (it must be an absolute path to a non-empty file:
-/// anything else is an error, never a silent fallback).
+/// This boot's id ([`ghostrule::boot_id`]); a bad [`BOOT_ID_ENV`] file is
+/// an invalid environment.
 pub fn boot_id() -> Result<Option<String>, CniError> {
-    let Some(path) = std::env::var_os(BOOT_ID_ENV) else {
-        return Ok(std::fs::read_to_string(KERNEL_BOOT_ID)
-            .ok()
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty()));
-    };
-    let path = Path::new(&path);
-    let bad = |why: String| {
-        CniError::new(
-            codes::INVALID_ENV,
-            format!("{BOOT_ID_ENV}={}: {why}", path.display()),
-        )
-    };
-    if !path.is_absolute() {
-        return Err(bad("not an absolute path".into()));
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
-    let id = text.trim();
-    if id.is_empty() || id.len() > 64 || id.chars().any(char::is_control) {
-        return Err(bad("not a boot id (one non-empty line)".into()));
-    }
-    Ok(Some(format!("{FILE_BOOT_ID_PREFIX}{id}")))
+    ghostrule::boot_id().map_err(|e| CniError::new(codes::INVALID_ENV, e.to_string()))
 }
 
-/// Whether boot ids `then` (a record's) and `now` name different boots.
-/// Ids from different sources (kernel, file) are not comparable.
-pub fn other_boot(then: &str, now: &str) -> bool {
-    let from_file = |id: &str| id.starts_with(FILE_BOOT_ID_PREFIX);
-    from_file(then) == from_file(now) && then != now
-}
-
-/// Whether `path` is a network namespace (nsfs, or a `/proc/<pid>/ns/net`
-/// link): a sandbox path that no longer exists, or is a leftover bind-mount
-/// target with nothing mounted on it (such a file on persistent storage
-/// survives a reboot), holds no namespace. Errors other than "not found"
-/// count as a namespace: when in doubt, the pod is alive.
-pub fn is_netns(path: &Path) -> bool {
-    use nix::sys::statfs::{statfs, NSFS_MAGIC, PROC_SUPER_MAGIC};
-    match statfs(path) {
-        Ok(fs) => [NSFS_MAGIC, PROC_SUPER_MAGIC].contains(&fs.filesystem_type()),
-        Err(e) => e != nix::errno::Errno::ENOENT && e != nix::errno::Errno::ENOTDIR,
-    }
-}
-
-/// Whether `rec`'s attachment is a ghost, and why. `boot` is this boot's
-/// id; `exists` tells whether a path holds a network namespace
-/// ([`is_netns`]; a seam for unit tests).
+/// Whether `rec`'s attachment is a ghost, and why ([`ghostrule::reason`]
+/// over the record's boot id and ADD result). `exists` tells whether a
+/// path holds a network namespace ([`is_netns`]; a seam for unit tests).
 pub fn reason(rec: &Record, boot: Option<&str>, exists: &dyn Fn(&Path) -> bool) -> Option<Ghost> {
-    if let (Some(then), Some(now)) = (rec.boot_id.as_deref(), boot) {
-        if other_boot(then, now) {
-            return Some(Ghost::EarlierBoot);
-        }
-    }
-    // Without a result the ADD may be running right now.
-    let sandboxes = sandboxes(rec.result.as_ref()?);
-    let gone = !sandboxes.is_empty() && sandboxes.iter().all(|s| s.is_absolute() && !exists(s));
-    gone.then_some(Ghost::NetnsGone)
-}
-
-/// The non-empty `sandbox` paths of a result's interfaces.
-fn sandboxes(result: &Value) -> Vec<&Path> {
-    result["interfaces"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|i| i["sandbox"].as_str())
-        .filter(|s| !s.is_empty())
-        .map(Path::new)
-        .collect()
+    ghostrule::reason(rec.boot_id.as_deref(), rec.result.as_ref(), boot, exists)
 }
 
 fn has_port_mappings(rec: &Record) -> bool {
@@ -297,26 +207,6 @@ mod tests {
         assert_eq!(reclaimable(&r, Some("other")), Some(Ghost::EarlierBoot));
         r.native = None;
         assert_eq!(reclaimable(&r, Some("b")), Some(Ghost::NetnsGone));
-    }
-
-    #[test]
-    fn boot_ids_of_different_sources_are_not_compared() {
-        assert!(other_boot("a", "b"));
-        assert!(other_boot("file:a", "file:b"));
-        assert!(!other_boot("a", "file:b"));
-        assert!(!other_boot("file:a", "a"));
-        assert!(!other_boot("file:a", "file:a"));
-    }
-
-    #[test]
-    fn only_a_namespace_counts_as_one() {
-        assert!(is_netns(Path::new("/proc/self/ns/net")));
-        let dir = tempfile::tempdir().unwrap();
-        // A bind-mount target with nothing mounted on it.
-        let placeholder = dir.path().join("cni-1234");
-        std::fs::write(&placeholder, b"").unwrap();
-        assert!(!is_netns(&placeholder));
-        assert!(!is_netns(&dir.path().join("missing")));
     }
 
     #[test]

@@ -179,10 +179,14 @@ fn host_gw_routes_removed_or_added_by_hand_are_healed_from_notifications() {
         "route to node 2 not put back:\n{}",
         n1.log()
     );
-    run(&n1, "ip route add 10.2.19.0/24 via 192.168.100.99 dev eth0");
+    // In the network but outside SubnetMin..SubnetMax: never a lease.
+    run(
+        &n1,
+        "ip route add 10.2.200.0/24 via 192.168.100.99 dev eth0",
+    );
     assert!(
         wait_until(DEADLINE, || !n1
-            .exec(&["ip", "route", "show", "10.2.19.0/24"])
+            .exec(&["ip", "route", "show", "10.2.200.0/24"])
             .stdout
             .contains("via")),
         "stale route not swept:\n{}",
@@ -196,7 +200,7 @@ fn host_gw_routes_removed_or_added_by_hand_are_healed_from_notifications() {
         "{log}"
     );
     assert!(
-        log.contains("removing stale route 10.2.19.0/24 via 192.168.100.99 on eth0"),
+        log.contains("removing stale route 10.2.200.0/24 via 192.168.100.99 on eth0"),
         "{log}"
     );
     assert_eq!(lists(&n1), 1, "{log}");
