@@ -154,5 +154,3 @@ impl Drop for GoBack {
         }
     }
 }
-
-pub use crate::named::{named_path, NETNS_RUN_DIR};

@@ -7,7 +7,7 @@ mod common;
 use std::process::Command;
 
 use common::{need_root, TestNs};
-use netkit::tc::{tbf, TbfParams};
+use netkit::tc::{tick_in_usec, TbfParams};
 use serde_json::Value;
 
 fn tc_json(ns: &TestNs, args: &[&str]) -> Value {
@@ -44,7 +44,7 @@ fn tbf_ingress_redirect_and_ifb() {
     );
     assert!(nl.add_ifb("bwptest", None).unwrap_err().is_exists());
 
-    let p = TbfParams::from_bits(8_000_000, 80_000, veth.mtu, tbf::tick_in_usec());
+    let p = TbfParams::from_bits(8_000_000, 80_000, veth.mtu, tick_in_usec());
     nl.add_tbf(veth.index, &p).unwrap();
     nl.add_tbf(ifb.index, &p).unwrap();
     nl.add_ingress_qdisc(veth.index).unwrap();
@@ -110,7 +110,7 @@ fn shaping_a_rate_above_4_gib_per_second_uses_rate64() {
     nl.add_ifb("bwpfast", None).unwrap();
     let ifb = nl.link_by_name("bwpfast").unwrap().expect("ifb");
     // 40 Gbit/s = 5e9 B/s, beyond the 32-bit rate field.
-    let p = TbfParams::from_bits(40_000_000_000, 8_000_000, ifb.mtu, tbf::tick_in_usec());
+    let p = TbfParams::from_bits(40_000_000_000, 8_000_000, ifb.mtu, tick_in_usec());
     nl.add_tbf(ifb.index, &p).unwrap();
     let q = nl.qdiscs(ifb.index).unwrap();
     assert_eq!(

@@ -6,7 +6,7 @@ use crate::bandwidth::{Bandwidth, Shape};
 use crate::ctx::{broken, kernel, Ctx};
 use crate::record::Call;
 use cni::error::CniError;
-use netkit::tc::{tbf, TbfParams};
+use netkit::tc::{tick_in_usec, TbfParams};
 use netkit::{Link, Netlink, Netns};
 use std::path::Path;
 
@@ -21,7 +21,7 @@ pub fn check(
     bw: &Bandwidth,
     ifb: Option<&str>,
 ) -> Result<(), CniError> {
-    let tick = tbf::tick_in_usec();
+    let tick = tick_in_usec();
     if let Some(s) = &bw.ingress {
         check_tbf(nl, host, &params(s, host.mtu, tick))?;
     }

@@ -72,7 +72,7 @@ impl Ctx {
     }
 
     pub fn netns_path(&self, pod: &str) -> PathBuf {
-        netkit::netns::named_path(&self.store.netns_name(pod))
+        netkit::named_path(&self.store.netns_name(pod))
     }
 
     pub fn cgroups_path(&self, id: &str) -> String {

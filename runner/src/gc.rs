@@ -111,7 +111,7 @@ fn own_pods(ctx: &Ctx) -> Result<Own> {
                 }
                 None => true,
             },
-            "running" if !holds_netns(&netkit::netns::named_path(&rec.netns_name)) => {
+            "running" if !holds_netns(&netkit::named_path(&rec.netns_name)) => {
                 own.dead.push(rec.clone());
                 false
             }
@@ -283,7 +283,7 @@ fn gc_network(ctx: &Ctx, name: &str, own: &Own, cached: &[Cached]) -> Result<()>
 /// names: left by a pod whose state was removed by hand.
 fn remove_orphan_netns(ctx: &Ctx, kept: &HashSet<String>) -> Vec<String> {
     let prefix = ctx.store.netns_name("");
-    let Ok(rd) = fs::read_dir(netkit::netns::NETNS_RUN_DIR) else {
+    let Ok(rd) = fs::read_dir(netkit::NETNS_RUN_DIR) else {
         return Vec::new();
     };
     let mut errs = Vec::new();

@@ -67,7 +67,7 @@ fn name_netns(own_path: &Path, netns_dir: &Path, init: &Path) -> Result<PathBuf>
 pub fn own_netns_path() -> Result<PathBuf> {
     name_netns(
         Path::new(OWN_NETNS),
-        Path::new(netkit::netns::NETNS_RUN_DIR),
+        Path::new(netkit::NETNS_RUN_DIR),
         Path::new(INIT_NETNS),
     )
 }

@@ -26,8 +26,9 @@ use std::time::Duration;
 use etcd_client::{EventType, WatchResponse, WatchStream};
 use tokio::time::Instant;
 
+use super::etcd_errors::plain_error;
 use super::metrics;
-use super::store::{plain_error, Store};
+use super::store::Store;
 use super::wake::{jitter, Backoff};
 use crate::etcd::Kv;
 

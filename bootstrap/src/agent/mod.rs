@@ -32,6 +32,7 @@ mod args;
 mod backend;
 mod drift;
 mod env;
+mod etcd_errors;
 mod follow;
 mod health;
 mod held;

@@ -19,11 +19,11 @@ use anyhow::{bail, Result};
 use ipnet::IpNet;
 use tokio::time::{sleep, Instant};
 
+use super::etcd_errors::is_lease_not_found;
 use super::iface::names_us;
 use super::log;
 use super::relist::Listed;
 use super::state::{Agent, Own, RETRY};
-use super::store::is_lease_not_found;
 use super::wake::jitter;
 use crate::etcd::Kv;
 use crate::lease::{parse_key, random_seed, Attrs, Lease, SubnetKey};

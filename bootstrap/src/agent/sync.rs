@@ -73,7 +73,7 @@ impl Agent<'_> {
                     "allowed forwarding to and from {net} in {} filter FORWARD (chain {}), so \
                      a FORWARD policy DROP (as Docker sets) does not cut pod traffic",
                     if v6 { "ip6tables" } else { "iptables" },
-                    firewall::forward::IPT_CHAIN
+                    firewall::IPT_CHAIN
                 )),
                 Ok(_) => {}
                 Err(e) => log(&format!(

@@ -64,7 +64,7 @@
 //! [`IpNet`]: ipnet::IpNet
 
 mod exec;
-pub mod forward;
+mod forward;
 pub(crate) mod hash;
 mod hostports;
 mod legacy;
@@ -77,7 +77,7 @@ mod portmap;
 pub use exec::spawned_on_this_thread as tool_execs_on_this_thread;
 pub use forward::{
     ensure_forward_accept, ensure_iptables_forward_accept, remove_forward_accept,
-    remove_iptables_forward_accept, IptForward,
+    remove_iptables_forward_accept, IptForward, IPT_CHAIN,
 };
 pub use hostports::{
     add_hostports, check_hostports, del_hostports, hostport_owner, list_hostport_elements,

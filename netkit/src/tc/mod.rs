@@ -8,7 +8,7 @@
 //! (`TCA_TBF_*`, linux/pkt_sched.h).
 
 mod filter;
-pub mod tbf;
+mod tbf;
 
 use netlink_packet_core::{Nla, NlasIterator};
 use netlink_packet_route::tc::{TcAttribute, TcHandle, TcMessage, TcOption};
@@ -16,7 +16,7 @@ use netlink_packet_route::RouteNetlinkMessage;
 
 use crate::error::Result;
 use crate::socket::{Netlink, Request, CREATE_EXCL};
-pub use tbf::TbfParams;
+pub use tbf::{tick_in_usec, TbfParams};
 
 /// The handle `tc` gives the ingress qdisc (`ffff:`).
 pub const INGRESS_HANDLE: TcHandle = TcHandle {

@@ -10,14 +10,14 @@
 //!
 //! The veth's qdiscs go with the veth; the ifb is the one object DEL must
 //! remove itself (by its recorded name, even with the netns gone).
-//! The tbf arithmetic lives in `netkit::tc::tbf`.
+//! The tbf arithmetic lives in `netkit::tc` (`TbfParams`, `tick_in_usec`).
 
 use crate::bandwidth::Bandwidth;
 use crate::ctx::{kernel, Ctx};
 use crate::record::NativeState;
 use crate::shaping::params;
 use cni::error::CniError;
-use netkit::tc::tbf;
+use netkit::tc;
 use netkit::{Link, Netlink};
 
 /// Records what ADD will make (before it makes it): the shaping asked for
@@ -34,7 +34,7 @@ pub fn apply(nl: &mut Netlink, host: &Link, state: &NativeState) -> Result<(), C
     let Some(bw) = state.bandwidth else {
         return Ok(());
     };
-    let tick = tbf::tick_in_usec();
+    let tick = tc::tick_in_usec();
     if let Some(s) = &bw.ingress {
         nl.add_tbf(host.index, &params(s, host.mtu, tick))
             .map_err(|e| kernel(&format!("shape ingress on {}", host.name), e))?;
