@@ -392,6 +392,23 @@ pub struct AgentNode {
 }
 
 impl AgentNode {
+    /// The agent's `/metrics` text (empty if it does not answer), read
+    /// from inside its node on `port` (its `--healthz-port`).
+    pub fn metrics(&self, port: u16) -> String {
+        let url = format!("http://127.0.0.1:{port}/metrics");
+        let out = in_ns(self.ns.path(), &["curl", "-sf", "-m", "5", &url])
+            .output()
+            .expect("run curl");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+
+    /// One unlabelled sample of [`AgentNode::metrics`].
+    pub fn metric(&self, port: u16, name: &str) -> Option<f64> {
+        self.metrics(port)
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    }
+
     pub fn new(ul: &Underlay, tag: &str, host: u8) -> AgentNode {
         AgentNode {
             ns: ul.attach(tag, host),

@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::time::Instant;
 
 use netboot_tests::agent_load::{EtcdV3, TableReader};
-use netboot_tests::cluster::{in_ns, wait_until, AgentNode, EtcdCluster, Underlay, PREFIX};
+use netboot_tests::cluster::{wait_until, AgentNode, EtcdCluster, Underlay, PREFIX};
 use netboot_tests::lease_sim::{converge, tail, Watched, DEADLINE};
 use netboot_tests::require_root;
 use netboot_tests::scale::{write_sims, CONFIG};
@@ -24,22 +24,8 @@ const BURST: u32 = 300;
 
 /// A counter from the agent's `/metrics`, read from inside its node.
 fn counter(n: &AgentNode, name: &str) -> f64 {
-    let out = in_ns(
-        n.ns.path(),
-        &[
-            "curl",
-            "-sf",
-            "-m",
-            "5",
-            &format!("http://127.0.0.1:{PORT}/metrics"),
-        ],
-    )
-    .output()
-    .expect("run curl");
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in the agent's metrics:\n{text}"))
+    n.metric(PORT, name)
+        .unwrap_or_else(|| panic!("no {name} in the agent's metrics:\n{}", n.metrics(PORT)))
 }
 
 #[test]

@@ -20,7 +20,7 @@ use std::collections::BTreeSet;
 
 use netboot_tests::agent_load::EtcdV3;
 use netboot_tests::agent_support::etcd_in_use;
-use netboot_tests::cluster::{in_ns, wait_until, AgentNode, EtcdCluster, Underlay, PREFIX};
+use netboot_tests::cluster::{wait_until, AgentNode, EtcdCluster, Underlay, PREFIX};
 use netboot_tests::lease_sim::{converge, tail, Fleet, Watched, DEADLINE};
 use netboot_tests::require_root;
 use netboot_tests::scale::{write_sims, RouteCounter, Scrape};
@@ -31,26 +31,12 @@ const PORT: u16 = 9471;
 
 /// The agent's metrics, from inside its node.
 fn metrics(n: &AgentNode) -> String {
-    let out = in_ns(
-        n.ns.path(),
-        &[
-            "curl",
-            "-sf",
-            "-m",
-            "5",
-            &format!("http://127.0.0.1:{PORT}/metrics"),
-        ],
-    )
-    .output()
-    .expect("run curl");
-    String::from_utf8_lossy(&out.stdout).to_string()
+    n.metrics(PORT)
 }
 
 /// The value of sample `name` (with its labels as printed), if served.
 fn metric(n: &AgentNode, name: &str) -> Option<f64> {
-    metrics(n)
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    n.metric(PORT, name)
 }
 
 /// etcd's revision now, from its first serving member.
