@@ -50,6 +50,7 @@ fn add_once(ctx: &Ctx, boot: Option<&str>) -> Result<String, CniError> {
     let bandwidth = ctx.conf.bandwidth()?;
     let mut rec = attachment::plan(ctx, mode, boot, &mappings, bandwidth.as_ref())?;
     clear_stale(ctx, boot)?;
+    attachment::mark_siblings(ctx, &mut rec)?;
     ctx.log.info(&format!(
         "mode {}: delegating to {}",
         mode.as_str(),

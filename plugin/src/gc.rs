@@ -49,6 +49,11 @@ pub fn gc(ctx: &Ctx) -> Result<(), CniError> {
     if let Err(e) = ctx.store.remove_dead_temps() {
         errors.push(format!("remove temp files of killed writers: {e}"));
     }
+    if let Err(e) = ctx.store.remove_orphan_marks() {
+        errors.push(format!(
+            "remove sibling marks of containers without records: {e}"
+        ));
+    }
     forward(ctx, &mut errors);
     if errors.is_empty() {
         return Ok(());
@@ -170,6 +175,7 @@ fn sweep_scratch(
             result: None,
             native: None,
             boot_id: None,
+            sibling_mark: false,
         };
         if let Err(e) = release(ctx, &rec) {
             errors.push(format!("{cid}: {}", e.msg));

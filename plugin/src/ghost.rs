@@ -131,6 +131,7 @@ mod tests {
                 .map(|s| json!({"interfaces": [{"name": "cni0"}, {"name": "eth0", "sandbox": s}]})),
             native: None,
             boot_id: boot.map(str::to_string),
+            sibling_mark: false,
         }
     }
 

@@ -809,3 +809,58 @@ fn containerd_go_spelled_port_mappings_are_published_and_cleaned() {
     assert_eq!(node.nft_rules_mentioning(&id), Vec::<String>::new());
     assert!(fetch_once(&peer, &peer.node_ip, HOST_PORT).is_none());
 }
+
+/// A container with two attachments shares flannel's scratch file: it
+/// outlives whichever DEL comes first, and goes with the last. DEL knows
+/// from the sibling mark the second ADD left, without listing the record
+/// directory; records of older versions (no `siblingMark`, no mark) make
+/// it list the directory instead.
+#[test]
+fn the_scratch_file_goes_with_the_containers_last_attachment() {
+    require_root();
+    let node = NativeNode::new("nsib");
+    let conf = node.conf("1.0.0");
+    let records_dir = node.pn.data_dir.join(".netboot");
+    for (first, second, older_records) in [
+        ("eth0", "net1", false),
+        ("net1", "eth0", false),
+        ("eth0", "net1", true),
+    ] {
+        let pod = node.pod("p");
+        let id = cid(&pod);
+        let call = |command: &str, ifname: &str| PluginCall {
+            ifname: ifname.into(),
+            ..node.call(command, &pod, &conf)
+        };
+        for ifname in ["eth0", "net1"] {
+            let res = node.run(&call("ADD", ifname)).expect_ok();
+            assert_eq!(pod.ipv4_addrs(ifname), netboot_tests::result_ips(&res));
+        }
+        assert_eq!(node.scratch_files(), vec![id.clone()]);
+        let mark = records_dir.join(format!("{id}@.siblings"));
+        assert!(mark.exists(), "the second ADD left no sibling mark");
+        if older_records {
+            fs::remove_file(&mark).unwrap();
+            for ifname in ["eth0", "net1"] {
+                let path = records_dir.join(format!("{id}@{ifname}.json"));
+                let mut rec: Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+                assert_eq!(rec["siblingMark"], json!(true), "{rec}");
+                rec.as_object_mut().unwrap().remove("siblingMark");
+                fs::write(&path, rec.to_string()).unwrap();
+            }
+        }
+        node.run(&call("DEL", first)).expect_ok();
+        assert_eq!(
+            node.scratch_files(),
+            vec![id.clone()],
+            "DEL of {first} took the scratch file {second} still shares (older records: {older_records})"
+        );
+        assert_eq!(
+            node.records(),
+            vec![format!("{id}@{second}.json")],
+            "the mark goes once one attachment is left"
+        );
+        node.run(&call("DEL", second)).expect_ok();
+        node.assert_clean(&[&id]);
+    }
+}

@@ -43,6 +43,7 @@ pub fn plan(
         result: None,
         native: None,
         boot_id: boot.map(str::to_string),
+        sibling_mark: false,
     };
     if mode == Mode::Native {
         let mut state = native::plan(ctx)?.0;
@@ -130,11 +131,7 @@ pub fn undo(ctx: &Ctx, d: &Delegator, rec: &Record) -> Result<(), CniError> {
     // flannel's scratch file is per container, not per interface: it goes
     // with the container's last attachment. Bridge and native mode write
     // it; in flannel mode it is the flannel plugin's.
-    let shared = ctx
-        .store
-        .ifnames_of(&rec.container_id)
-        .map(|ifs| ifs.iter().any(|i| *i != rec.ifname))
-        .unwrap_or(false);
+    let shared = shares_scratch(ctx, rec);
     // An ADD that finished left no temp file of a killed writer behind:
     // nothing to look for in directories holding one file per pod.
     let finished = rec.result.is_some();
@@ -153,6 +150,41 @@ pub fn undo(ctx: &Ctx, d: &Delegator, rec: &Record) -> Result<(), CniError> {
     .map_err(|e| io_err("remove attachment record", e))?;
     ctx.log.info("detached");
     Ok(())
+}
+
+/// Leaves the sibling mark when the container already has another
+/// attachment (its scratch file is there), before `rec` is first saved:
+/// see `record::siblings`.
+pub fn mark_siblings(ctx: &Ctx, rec: &mut Record) -> Result<(), CniError> {
+    if ctx.store.flannel_exists(&rec.container_id) {
+        ctx.store
+            .mark_siblings(&rec.container_id)
+            .map_err(|e| io_err("mark the container's other attachments", e))?;
+    }
+    rec.sibling_mark = true;
+    Ok(())
+}
+
+/// Whether another attachment of `rec`'s container still uses flannel's
+/// scratch file: one stat when `rec`'s ADD kept the sibling mark and there
+/// is none, else a listing of the records, which drops the mark once at
+/// most one attachment is left.
+fn shares_scratch(ctx: &Ctx, rec: &Record) -> bool {
+    let cid = &rec.container_id;
+    if rec.sibling_mark && !ctx.store.siblings_marked(cid) {
+        return false;
+    }
+    let Ok(ifnames) = ctx.store.ifnames_of(cid) else {
+        return true;
+    };
+    let others = ifnames.iter().filter(|i| **i != rec.ifname).count();
+    if others <= 1 {
+        if let Err(e) = ctx.store.unmark_siblings(cid) {
+            ctx.log
+                .error(&format!("cannot remove the sibling mark: {e}"));
+        }
+    }
+    others > 0
 }
 
 /// The port mappings an attachment published, as its record holds them

@@ -69,6 +69,7 @@ pub fn reconstruct_for(ctx: &Ctx, cid: &str, ifname: &str) -> Result<Option<Reco
         result: None,
         native: None,
         boot_id: None,
+        sibling_mark: false,
     };
     let mappings = runtime_mappings(ctx);
     if !mappings.is_empty() {

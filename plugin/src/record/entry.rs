@@ -41,6 +41,11 @@ pub struct Record {
     /// `ghost`). Absent in records of older netboot versions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub boot_id: Option<String>,
+    /// Its ADD left the sibling mark when the container had another
+    /// attachment (see `record::siblings`), so DEL may trust the mark's
+    /// absence. Absent (false) in records of older versions.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sibling_mark: bool,
 }
 
 impl Record {

@@ -17,6 +17,7 @@
 
 mod entry;
 mod native;
+mod siblings;
 mod store;
 
 pub use entry::{result_ips, Call, Record};

@@ -26,7 +26,7 @@ impl Store {
         }
     }
 
-    fn record_dir(&self) -> PathBuf {
+    pub(super) fn record_dir(&self) -> PathBuf {
         self.data_dir.join(RECORD_DIR)
     }
 

@@ -18,6 +18,7 @@ fn record(cid: &str, ifname: &str) -> Record {
         result: None,
         native: None,
         boot_id: None,
+        sibling_mark: false,
     }
 }
 
@@ -100,4 +101,25 @@ fn damaged_record_is_an_error_not_a_panic() {
     let err = store.load("c1", "eth0").unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::InvalidData);
     assert!(err.to_string().contains("0 bytes"));
+}
+
+#[test]
+fn sibling_marks_are_no_records_and_orphans_go_in_gc() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path());
+    assert!(!store.siblings_marked("c1") && !store.flannel_exists("c1"));
+    store.mark_siblings("c1").unwrap();
+    store.mark_siblings("c1").unwrap();
+    store.mark_siblings("c2").unwrap();
+    store.save(&record("c1", "eth0")).unwrap();
+    store.save_flannel("c1", b"{}").unwrap();
+    assert!(store.siblings_marked("c1") && store.flannel_exists("c1"));
+    assert_eq!(store.ifnames_of("c1").unwrap(), vec!["eth0"]);
+    assert_eq!(store.list().unwrap().len(), 1);
+    // c2 has a mark and no record: a killed ADD's.
+    store.remove_orphan_marks().unwrap();
+    assert!(store.siblings_marked("c1") && !store.siblings_marked("c2"));
+    store.unmark_siblings("c1").unwrap();
+    store.unmark_siblings("c1").unwrap();
+    assert!(!store.siblings_marked("c1"));
 }
