@@ -1,7 +1,7 @@
 //! The node's CNI config (`10-flannel.conflist`) and plugin installation.
 
 use std::fs;
-use std::io::Write;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -109,36 +109,13 @@ pub fn write_atomic(path: &Path, contents: &str) -> Result<bool> {
     }
     let dir = path.parent().context("conflist path has no directory")?;
     fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
-    let name = path.file_name().context("conflist path has no file name")?;
-    // Leading dot and no .conf/.conflist/.json suffix: libcni ignores it
-    // while it exists.
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let res = (|| -> Result<()> {
-        let mut f = fs::File::create(&tmp).with_context(|| format!("create {}", tmp.display()))?;
-        f.write_all(contents.as_bytes())
-            .and_then(|_| f.sync_all())
-            .with_context(|| format!("write {}", tmp.display()))?;
-        set_mode(&tmp, 0o644)?;
-        fs::rename(&tmp, path)
-            .with_context(|| format!("rename {} to {}", tmp.display(), path.display()))?;
-        fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .with_context(|| format!("fsync {}", dir.display()))
-    })();
-    if res.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    res.map(|()| true)
-}
-
-fn set_mode(path: &Path, mode: u32) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(path, fs::Permissions::from_mode(mode))
-        .with_context(|| format!("chmod {mode:o} {}", path.display()))
+    // The temp's leading dot and its suffix (not .conf/.conflist/.json):
+    // libcni ignores it while it exists.
+    atomicfile::Options::new()
+        .durable(true)
+        .mode(0o644)
+        .replace(path, contents.as_bytes())?;
+    Ok(true)
 }
 
 /// What happened to the plugin binary.
@@ -187,22 +164,13 @@ pub fn install_plugin(bin_dir: &Path, dry_run: bool) -> Result<Install> {
         });
     }
     fs::create_dir_all(bin_dir).with_context(|| format!("create {}", bin_dir.display()))?;
-    let tmp = bin_dir.join(format!(".{PLUGIN_NAME}.tmp-{}", std::process::id()));
-    let res = fs::copy(&src, &tmp)
-        .with_context(|| format!("copy {} to {}", src.display(), tmp.display()))
-        .and_then(|_| set_mode(&tmp, 0o755))
-        .and_then(|()| {
-            fs::File::open(&tmp)
-                .and_then(|f| f.sync_all())
-                .with_context(|| format!("fsync {}", tmp.display()))
-        })
-        .and_then(|()| {
-            fs::rename(&tmp, &dest).with_context(|| format!("rename to {}", dest.display()))
-        });
-    if res.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    res.map(|()| Install::Copied {
+    let mut from = fs::File::open(&src).with_context(|| format!("open {}", src.display()))?;
+    atomicfile::Options::new()
+        .durable(true)
+        .mode(0o755)
+        .replace_with(&dest, |to| io::copy(&mut from, to).map(|_| ()))
+        .with_context(|| format!("copy {} to {}", src.display(), dest.display()))?;
+    Ok(Install::Copied {
         from: src,
         to: dest,
     })

@@ -17,19 +17,23 @@ use serde_json::{json, Map, Value};
 /// The pod's interface name, as in Kubernetes.
 pub const IFNAME: &str = "eth0";
 
-/// Removes `<path>.tmp<pid>` files next to `path`: what a podrun killed
-/// while writing it left (`state::write_atomic`). Only called under the
-/// pod's lock, so no live writer owns one.
+/// Removes the temp files of `path` (`state::write_atomic`'s
+/// `.<name>.tmp-<pid>`, and `<name>.tmp<pid>` of earlier podruns): what a
+/// podrun killed while writing it left. Only called under the pod's lock,
+/// so no live writer owns one.
 fn sweep_temps(path: &Path) {
     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
         return;
     };
-    let prefix = format!("{}.tmp", name.to_string_lossy());
+    let name = name.to_string_lossy();
+    let legacy = format!("{name}.tmp");
     let Ok(rd) = fs::read_dir(dir) else {
         return;
     };
     for e in rd.filter_map(Result::ok) {
-        if e.file_name().to_string_lossy().starts_with(&prefix) {
+        let file = e.file_name().to_string_lossy().into_owned();
+        let ours = atomicfile::parse_temp(&file).is_some_and(|(target, _)| target == name);
+        if ours || file.starts_with(&legacy) {
             let _ = fs::remove_file(e.path());
         }
     }

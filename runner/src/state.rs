@@ -15,8 +15,7 @@
 //! podrun will use, so an interrupted `run` leaves enough to undo it.
 
 use std::fs;
-use std::io::{ErrorKind, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -240,19 +239,14 @@ impl Store {
     }
 }
 
-/// Write via a temp file, fsync and rename: readers never see half a file.
+/// Write via a temp file (`.<name>.tmp-<pid>`), fsync and rename: readers
+/// never see half a file.
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
+    atomicfile::Options::new()
+        .durable(true)
         .mode(mode)
-        .open(&tmp)
-        .with_context(|| format!("create {}", tmp.display()))?;
-    f.write_all(data)?;
-    f.sync_all()?;
-    fs::rename(&tmp, path).with_context(|| format!("rename to {}", path.display()))
+        .replace(path, data)?;
+    Ok(())
 }
 
 pub fn now() -> u64 {

@@ -522,7 +522,7 @@ fn rm_removes_the_temp_files_of_a_run_killed_while_writing() {
     let n = PodNode::new("pf-tmp", "10.88.14.1/24");
     let half = n.pr.pod_dir("half");
     fs::create_dir_all(&half).expect("pod dir");
-    fs::write(half.join("pod.tmp4242"), "{\"spec\":").expect("temp record");
+    fs::write(half.join(".pod.json.tmp-4242"), "{\"spec\":").expect("temp record");
     n.podrun(&["rm", "half"]).expect_ok();
     assert!(!half.exists(), "pod dir without record left");
 
@@ -530,7 +530,9 @@ fn rm_removes_the_temp_files_of_a_run_killed_while_writing() {
     let results = n.cache_dir().join("results");
     let entry = format!("podnet-tmpc-{}-eth0", n.pr.instance());
     assert!(results.join(&entry).exists(), "{:?}", names(&results));
-    fs::write(results.join(format!("{entry}.tmp4242")), "{").expect("temp cache");
+    fs::write(results.join(format!(".{entry}.tmp-4242")), "{").expect("temp cache");
+    // The name earlier podruns gave it.
+    fs::write(results.join(format!("{entry}.tmp4242")), "{").expect("old temp cache");
     n.podrun(&["rm", "tmpc", "--grace", "0"]).expect_ok();
     assert_eq!(leftovers(&n, "tmpc"), Vec::<String>::new());
     assert_eq!(leftovers(&n, "half"), Vec::<String>::new());

@@ -2,8 +2,6 @@
 //! WriteSubnetFile): written atomically (temp file, fsync, 0644, rename,
 //! fsync of the directory), read back for the previous subnet.
 
-use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -47,29 +45,16 @@ pub fn render(
     s
 }
 
-/// Replace `path` with `text` atomically.
+/// Replace `path` with `text` atomically and durably, mode 0644.
 pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
-    let name = path
-        .file_name()
-        .map_or("subnet.env".into(), |n| n.to_string_lossy().into_owned());
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let res = (|| -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
-    })();
-    if res.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     }
-    res.with_context(|| format!("write {}", path.display()))
+    atomicfile::Options::new()
+        .durable(true)
+        .mode(0o644)
+        .replace(path, text.as_bytes())
+        .with_context(|| format!("write {}", path.display()))
 }
 
 /// The subnets named by an existing file's FLANNEL_SUBNET and
@@ -81,6 +66,7 @@ pub fn previous_subnets(path: &Path) -> SubnetKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn renders_and_reads_back() {

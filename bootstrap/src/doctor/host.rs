@@ -1,8 +1,6 @@
 //! The node's own setup around the planes: cni0's gateway addresses,
 //! forwarding per family, and masquerade when FLANNEL_IPMASQ is true.
 
-use std::process::{Command, Stdio};
-
 use ipnet::IpNet;
 
 use super::ctx::Node;
@@ -129,27 +127,6 @@ pub fn forwarding(node: &Node) -> Vec<Finding> {
         .collect()
 }
 
-/// flanneld's own rule (iptables `nat` chain FLANNEL-POSTRTG): a node run
-/// by flanneld masquerades there.
-fn flanneld_masquerade(subnet: IpNet) -> bool {
-    let save = match subnet {
-        IpNet::V4(_) => "iptables-save",
-        IpNet::V6(_) => "ip6tables-save",
-    };
-    let Ok(out) = Command::new(save)
-        .args(["-t", "nat"])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-    else {
-        return false;
-    };
-    let want = format!("-A FLANNEL-POSTRTG -s {subnet} ");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .any(|l| l.starts_with(&want) && l.contains("MASQUERADE"))
-}
-
 /// With FLANNEL_IPMASQ=true the CNI plugin leaves masquerade to the node:
 /// every family's subnet needs the agent's rule (or flanneld's).
 pub fn masquerade(node: &Node) -> Finding {
@@ -171,7 +148,8 @@ pub fn masquerade(node: &Node) -> Finding {
         };
         let present = netkit::firewall::node_masquerade_present(crate::agent::RULE_TAG, sn)
             .unwrap_or(false)
-            || flanneld_masquerade(sn);
+            // flanneld's own rule: a node run by flanneld masquerades there.
+            || netkit::firewall::flanneld_masquerade_present(sn).unwrap_or(false);
         if present {
             have.push(sn.to_string());
         } else {

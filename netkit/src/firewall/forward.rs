@@ -20,6 +20,7 @@ use std::fmt::Write as _;
 
 use ipnet::IpNet;
 
+use super::iptables;
 use super::nft::{self, check_ident, quote_comment, ListedRule};
 use crate::error::Result;
 
@@ -141,13 +142,6 @@ pub enum IptForward {
     Written,
 }
 
-fn ipt_tools(net: &IpNet) -> (&'static str, &'static str) {
-    match net {
-        IpNet::V4(_) => ("iptables-save", "iptables-restore"),
-        IpNet::V6(_) => ("ip6tables-save", "ip6tables-restore"),
-    }
-}
-
 fn ipt_wanted(net: IpNet) -> [String; 2] {
     let n = net.trunc();
     [
@@ -220,14 +214,10 @@ fn ipt_remove_script(dump: &str) -> Option<String> {
 }
 
 /// `iptables-save -t filter`, `None` when iptables is not installed.
-fn ipt_dump(ctx: &str, save: &str) -> Result<Option<String>> {
-    match super::exec::run(ctx, save, &["-t", "filter"], None) {
-        Ok(o) => Ok(Some(o.stdout)),
+fn ipt_dump(ctx: &str, v6: bool) -> Result<Option<String>> {
+    match iptables::save(ctx, v6, "filter") {
+        Ok(dump) => Ok(Some(dump)),
         Err(crate::Error::ToolMissing { .. }) => Ok(None),
-        // Legacy iptables without a loaded filter table: nothing in it.
-        Err(crate::Error::Command { stderr, .. }) if stderr.contains("does not exist") => {
-            Ok(Some(String::new()))
-        }
         Err(e) => Err(e),
     }
 }
@@ -235,18 +225,18 @@ fn ipt_dump(ctx: &str, save: &str) -> Result<Option<String>> {
 /// Make the iptables `filter` FORWARD chain accept traffic from and to
 /// `pod_network` (see the section comment above). Idempotent.
 pub fn ensure_iptables_forward_accept(pod_network: IpNet) -> Result<IptForward> {
-    let (save, restore) = ipt_tools(&pod_network);
+    let v6 = matches!(pod_network, IpNet::V6(_));
     let ctx = format!("allow forwarding of {pod_network} in iptables filter FORWARD ({IPT_CHAIN})");
-    let Some(dump) = ipt_dump(&ctx, save)? else {
+    let Some(dump) = ipt_dump(&ctx, v6)? else {
         return Ok(IptForward::NoIptables);
     };
-    if super::exec::find_tool(restore).is_none() {
+    if !iptables::can_restore(v6) {
         return Ok(IptForward::NoIptables);
     }
     match ipt_ensure_script(&dump, pod_network) {
         None => Ok(IptForward::Unchanged),
         Some(script) => {
-            super::exec::run(&ctx, restore, &["--noflush"], Some(&script))?;
+            iptables::restore(&ctx, v6, &script)?;
             Ok(IptForward::Written)
         }
     }
@@ -255,16 +245,16 @@ pub fn ensure_iptables_forward_accept(pod_network: IpNet) -> Result<IptForward> 
 /// Remove the jump and the `NETBOOT-FWD` chain (IPv4 and IPv6). Idempotent;
 /// a node without iptables has nothing to remove.
 pub fn remove_iptables_forward_accept() -> Result<()> {
-    for (save, restore) in [
-        ("iptables-save", "iptables-restore"),
-        ("ip6tables-save", "ip6tables-restore"),
-    ] {
-        let ctx = format!("remove {IPT_CHAIN} from iptables filter FORWARD with {restore}");
-        let Some(dump) = ipt_dump(&ctx, save)? else {
+    for v6 in [false, true] {
+        let ctx = format!(
+            "remove {IPT_CHAIN} from {}iptables filter FORWARD",
+            if v6 { "ip6" } else { "" }
+        );
+        let Some(dump) = ipt_dump(&ctx, v6)? else {
             continue;
         };
         if let Some(script) = ipt_remove_script(&dump) {
-            super::exec::run(&ctx, restore, &["--noflush"], Some(&script))?;
+            iptables::restore(&ctx, v6, &script)?;
         }
     }
     Ok(())

@@ -15,8 +15,8 @@
 
 use std::fmt::Write as _;
 
-use super::exec;
 use super::hash::hash_with_prefix;
+use super::iptables;
 use crate::error::{Error, Result};
 
 /// The reference portmap's per-container DNAT chain in iptables `nat`:
@@ -67,31 +67,22 @@ pub fn cleanup_bridge_masquerade(network: &str, container_id: &str) -> Result<()
 /// Deletes `chains` and every rule jumping to them from iptables and
 /// ip6tables `nat`, where present.
 fn remove_nat_chains(network: &str, container_id: &str, chains: &[String]) -> Result<()> {
-    for (save, restore) in [
-        ("iptables-save", "iptables-restore"),
-        ("ip6tables-save", "ip6tables-restore"),
-    ] {
+    for v6 in [false, true] {
         let ctx = format!(
-            "remove iptables chain {} ({network}, {container_id}) with {restore}",
+            "remove {}iptables chain {} ({network}, {container_id})",
+            if v6 { "ip6" } else { "" },
             chains[0]
         );
-        let dump = match exec::run(&ctx, save, &["-t", "nat"], None) {
-            Ok(o) => o.stdout,
+        let dump = match iptables::save(&ctx, v6, "nat") {
+            Ok(dump) => dump,
             Err(Error::ToolMissing { .. }) => continue,
-            Err(e) if no_nat_table(&e) => continue,
             Err(e) => return Err(e),
         };
         if let Some(script) = teardown_script(&dump, chains) {
-            exec::run(&ctx, restore, &["--noflush"], Some(&script))?;
+            iptables::restore(&ctx, v6, &script)?;
         }
     }
     Ok(())
-}
-
-/// `iptables-save -t nat` on a node without that table fails with
-/// "Table does not exist": nothing to do. Any other failure is real.
-fn no_nat_table(e: &Error) -> bool {
-    matches!(e, Error::Command { stderr, .. } if stderr.contains("does not exist"))
 }
 
 /// The restore input deleting `chains` found in `dump` (an

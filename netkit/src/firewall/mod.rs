@@ -59,6 +59,9 @@
 //! - `legacy` ([`cleanup_legacy_portmap`]): removal of the reference
 //!   portmap's *iptables* chains (`CNI-DN-<hash>` in `nat`), for nodes that
 //!   switch to native mode.
+//! - `iptables`: the one reader and writer of iptables rules (legacy
+//!   cleanup, the FORWARD accepts) and the read-only queries of CHECK and
+//!   doctor ([`portmap_dnat_present`], [`flanneld_masquerade_present`]).
 //!
 //! [`IpAddr`]: std::net::IpAddr
 //! [`IpNet`]: ipnet::IpNet
@@ -67,6 +70,7 @@ mod exec;
 mod forward;
 pub(crate) mod hash;
 mod hostports;
+mod iptables;
 mod legacy;
 mod mapping;
 mod masq;
@@ -83,6 +87,7 @@ pub use hostports::{
     add_hostports, check_hostports, del_hostports, hostport_owner, list_hostport_elements,
     parse_hostport_owner, resolve_hostports, sweep_hostports, HostportElement, Resolved,
 };
+pub use iptables::{flanneld_masquerade_present, portmap_dnat_present};
 pub use legacy::{
     bridge_masq_chain, cleanup_bridge_masquerade, cleanup_legacy_portmap, legacy_dnat_chain,
 };

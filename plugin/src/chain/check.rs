@@ -11,7 +11,6 @@ use cni::error::CniError;
 use cni::result::CniResult;
 use serde_json::Value;
 use std::net::IpAddr;
-use std::process::Command as Proc;
 
 /// The delegate's own CHECK (bridge: link, addresses, bridge membership),
 /// given the ADD result `prev_value` as prevResult.
@@ -67,22 +66,18 @@ fn with_route_gateways(prev: &Value) -> Value {
     prev
 }
 
-/// portmap tags every DNAT rule of an attachment with this comment
-/// (plugins/meta/portmap `portmap_iptables.go`, utils.FormatComment), in
-/// the nat table of each family the pod has an address of (it forwards
-/// the first IP of each family, `forwardPorts`).
+/// The reference portmap's iptables rules of the attachment (found by
+/// their comment, [`netkit::firewall::portmap_dnat_present`]), in the nat
+/// table of each family the pod has an address of (it forwards the first
+/// IP of each family, `forwardPorts`).
 fn check_dnat_rules(network: &str, container_id: &str, ips: &[IpAddr]) -> Result<(), CniError> {
-    let tag = format!("dnat name: \\\"{network}\\\" id: \\\"{container_id}\\\"");
-    for (v6, tool) in [(false, "iptables-save"), (true, "ip6tables-save")] {
+    for v6 in [false, true] {
         if !ips.iter().any(|ip| ip.is_ipv6() == v6) {
             continue;
         }
-        let out = Proc::new(tool)
-            .args(["-t", "nat"])
-            .output()
-            .map_err(|e| CniError::internal(format!("run {tool}: {e}")))?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        if !text.contains(&tag) && !text.contains(&tag.replace('\\', "")) {
+        let present = netkit::firewall::portmap_dnat_present(v6, network, container_id)
+            .map_err(|e| CniError::internal(e.to_string()))?;
+        if !present {
             return Err(broken(format!(
                 "port mapping rules of container {container_id:?} are missing from the {}nat table",
                 if v6 { "IPv6 " } else { "" }

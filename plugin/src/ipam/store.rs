@@ -35,8 +35,9 @@ use std::net::IpAddr;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-/// Temp files of in-flight reservations; never parse as an IP.
-const RESERVE_TMP_PREFIX: &str = ".reserve-";
+/// Temp files of in-flight reservations before [`atomicfile`]'s naming;
+/// GC still sweeps those a killed writer left.
+const LEGACY_RESERVE_TMP_PREFIX: &str = ".reserve-";
 const LAST_IP_PREFIX: &str = "last_reserved_ip.";
 
 /// Holds the store's `lock` file for as long as it lives.
@@ -230,31 +231,18 @@ impl Locked {
     /// the name, hence the reservation, exists throughout).
     fn rewrite(&self, ip: IpAddr, key: &str) -> Result<(), IpamError> {
         let path = self.dir.join(ip.to_string());
-        let tmp = self
-            .dir
-            .join(format!("{RESERVE_TMP_PREFIX}{}-{ip}", std::process::id()));
-        let done = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .and_then(|mut f| f.write_all(key.as_bytes()))
-            .and_then(|()| fs::rename(&tmp, &path));
-        if let Err(e) = done {
-            let _ = fs::remove_file(&tmp);
-            return Err(IpamError::io(&path, e));
-        }
-        Ok(())
+        atomicfile::Options::new()
+            .replace(&path, key.as_bytes())
+            .map_err(|e| IpamError::io(&path, e.into()))
     }
 
     /// Reserves `ip` for `key`: the owner is written to a private temp file
-    /// which is then hard-linked into place. `link(2)` fails if the name
-    /// exists, so this has host-local's `O_EXCL` semantics, and the IP file
-    /// appears with its owner already in it: a SIGKILL at any point leaves
-    /// either no IP file or a complete one (plus, at worst, a temp file that
-    /// is not an IP name, ignored by allocation and swept by GC). Returns
-    /// false when the IP is taken.
+    /// which is then hard-linked into place ([`atomicfile`]'s create-new).
+    /// `link(2)` fails if the name exists, so this has host-local's
+    /// `O_EXCL` semantics, and the IP file appears with its owner already
+    /// in it: a SIGKILL at any point leaves either no IP file or a complete
+    /// one (plus, at worst, a temp file that is not an IP name, ignored by
+    /// allocation and swept by GC). Returns false when the IP is taken.
     ///
     /// Not fsynced, like host-local's own files: after a power loss a file
     /// may come back empty, which ADD never hands out and GC reclaims. Pods
@@ -262,41 +250,23 @@ impl Locked {
     /// every ADD saves a disk flush.
     pub(crate) fn reserve(&self, ip: IpAddr, key: &str) -> Result<bool, IpamError> {
         let path = self.dir.join(ip.to_string());
-        let tmp = self
-            .dir
-            .join(format!("{RESERVE_TMP_PREFIX}{}-{ip}", std::process::id()));
-        let written = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .and_then(|mut f| f.write_all(key.as_bytes()));
-        if let Err(e) = written {
-            let _ = fs::remove_file(&tmp);
-            return Err(IpamError::io(&tmp, e));
-        }
-        let linked = fs::hard_link(&tmp, &path);
-        let _ = fs::remove_file(&tmp);
-        match linked {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
-            Err(e) => Err(IpamError::io(&path, e)),
-        }
+        atomicfile::Options::new()
+            .create_new(&path, key.as_bytes())
+            .map_err(|e| IpamError::io(&path, e.into()))
     }
 
     /// Removes reservation temp files whose writer is dead (killed between
-    /// writing and linking). Called by GC under the lock.
+    /// writing and linking), and those of netboot-cni versions that named
+    /// them `.reserve-<pid>-<ip>`. Called by GC under the lock.
     pub(crate) fn sweep_reserve_temps(&self) -> Result<(), IpamError> {
         let entries = fs::read_dir(&self.dir).map_err(|e| IpamError::io(&self.dir, e))?;
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let Some(rest) = name.strip_prefix(RESERVE_TMP_PREFIX) else {
-                continue;
-            };
-            let pid = rest.split('-').next().unwrap_or("");
-            let alive = !pid.is_empty() && Path::new("/proc").join(pid).exists();
-            if !alive {
+            let legacy = name.strip_prefix(LEGACY_RESERVE_TMP_PREFIX).map(|rest| {
+                let pid = rest.split('-').next().unwrap_or("");
+                pid.is_empty() || !Path::new("/proc").join(pid).exists()
+            });
+            if legacy.unwrap_or(false) || atomicfile::dead_writer_temp(&name).is_some() {
                 let _ = fs::remove_file(entry.path());
             }
         }

@@ -146,7 +146,7 @@ fn gc_repairs_damaged_files_a_valid_record_claims() {
     assert_eq!(fs::read(d.join("10.2.1.2")).unwrap(), b"a\r\neth0");
     assert_eq!(fs::read(d.join("10.2.1.3")).unwrap(), b"b\r\neth0");
     assert_eq!(fs::read(d.join("10.2.1.4")).unwrap(), b"c\r\neth0");
-    assert!(list(d).iter().all(|n| !n.starts_with(RESERVE_TMP_PREFIX)));
+    assert!(list(d).iter().all(|n| atomicfile::parse_temp(n).is_none()));
 }
 
 /// Without a record naming its IPs, a valid attachment may own any torn
@@ -222,6 +222,28 @@ fn unfinished_del_releases_damaged_files_written_since_its_record() {
         .unwrap();
     assert_eq!(freed, vec!["10.2.1.2".parse::<IpAddr>().unwrap()]);
     assert!(d.join("10.2.1.3").exists() && d.join("10.2.1.4").exists());
+}
+
+/// GC removes the reservation temps of dead writers, in today's naming
+/// and in the `.reserve-<pid>-<ip>` of earlier versions; a live writer's
+/// temp stays.
+#[test]
+fn gc_sweeps_the_reservation_temps_of_dead_writers() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let store = Locked::open(d).unwrap();
+    let live = format!(".10.2.1.7.tmp-{}", std::process::id());
+    for name in [
+        ".10.2.1.5.tmp-999999999",
+        ".reserve-999999999-10.2.1.6",
+        &live,
+    ] {
+        fs::write(d.join(name), "a\r\neth0").unwrap();
+    }
+    store.sweep_reserve_temps().unwrap();
+    let mut left = list(d);
+    left.sort();
+    assert_eq!(left, [live, "lock".to_string()]);
 }
 
 fn list(d: &Path) -> Vec<String> {

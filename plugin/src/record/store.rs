@@ -6,9 +6,9 @@ use crate::ipam::Claims;
 use serde::Deserialize;
 use std::collections::HashSet;
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::net::IpAddr;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 const RECORD_DIR: &str = ".netboot";
@@ -113,7 +113,7 @@ impl Store {
                 let dead_note = name.starts_with('.')
                     && name.ends_with(".inflight")
                     && crate::inflight::is_stale(&path);
-                if dead_temp(&name, None) || dead_note {
+                if atomicfile::dead_writer_temp(&name).is_some() || dead_note {
                     remove_if_present(&path)?;
                 }
             }
@@ -277,7 +277,7 @@ fn remove_if_present(path: &Path) -> io::Result<()> {
 }
 
 /// Removes `path` and the temp files a dead writer of it left behind
-/// (`.<name>.tmp-<pid>`, see [`write_atomic`]): a writer killed between
+/// (`.<name>.tmp-<pid>`, see [`atomicfile`]): a writer killed between
 /// create and rename leaves one, and nothing else would ever remove it.
 fn remove_with_dead_temps(path: &Path) -> io::Result<()> {
     remove_if_present(path)?;
@@ -287,26 +287,11 @@ fn remove_with_dead_temps(path: &Path) -> io::Result<()> {
     let name = name.to_string_lossy();
     for entry in read_dir_if_present(dir)? {
         let temp = entry?.file_name().to_string_lossy().into_owned();
-        if dead_temp(&temp, Some(&name)) {
+        if atomicfile::dead_writer_temp(&temp) == Some(&*name) {
             remove_if_present(&dir.join(&temp))?;
         }
     }
     Ok(())
-}
-
-/// Whether `file` is a temp file of [`write_atomic`] (for `of`, when given)
-/// whose writing process no longer exists.
-fn dead_temp(file: &str, of: Option<&str>) -> bool {
-    let Some((stem, pid)) = file.strip_prefix('.').and_then(|f| f.rsplit_once(".tmp-")) else {
-        return false;
-    };
-    if of.is_some_and(|o| o != stem) {
-        return false;
-    }
-    match pid.parse::<u32>() {
-        Ok(pid) => pid != std::process::id() && !Path::new("/proc").join(pid.to_string()).exists(),
-        Err(_) => false,
-    }
 }
 
 /// Atomically replaces `path` with `data`, durable once this returns.
@@ -316,6 +301,8 @@ pub fn write_synced(path: &Path, data: &[u8]) -> io::Result<()> {
     write_atomic(path, data, true)
 }
 
+/// [`atomicfile`]'s write in a directory created 0700 if missing; its
+/// `.<name>.tmp-<pid>` temps are what [`Store::remove_dead_temps`] sweeps.
 fn write_atomic(path: &Path, data: &[u8], durable: bool) -> io::Result<()> {
     let dir = path
         .parent()
@@ -324,32 +311,11 @@ fn write_atomic(path: &Path, data: &[u8], durable: bool) -> io::Result<()> {
         .recursive(true)
         .mode(0o700)
         .create(dir)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(data)?;
-        if durable {
-            f.sync_all()?;
-        }
-        fs::rename(&tmp, path)?;
-        if durable {
-            fs::File::open(dir)?.sync_all()?;
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    atomicfile::Options::new()
+        .durable(durable)
+        .mode(0o600)
+        .replace(path, data)?;
+    Ok(())
 }
 
 #[cfg(test)]
