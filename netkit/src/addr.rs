@@ -1,4 +1,4 @@
-//! Interface addresses (`ip addr`).
+//! Interface addresses (`ip addr`), through [`Netlink::addr`].
 
 use ipnet::IpNet;
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
@@ -47,9 +47,21 @@ fn addr_msg(index: u32, addr: IpNet) -> AddressMessage {
     msg
 }
 
+/// The address verbs (`ip addr`) of one [`Netlink`] socket, from
+/// [`Netlink::addr`].
+#[derive(Debug)]
+pub struct AddrHandle<'a>(&'a mut Netlink);
+
 impl Netlink {
+    /// Addresses: `ip addr`.
+    pub fn addr(&mut self) -> AddrHandle<'_> {
+        AddrHandle(self)
+    }
+}
+
+impl AddrHandle<'_> {
     /// `ip addr show [dev IDX]`: addresses of one link, or of all links.
-    pub fn addrs(&mut self, index: Option<u32>) -> Result<Vec<Addr>> {
+    pub fn list(&mut self, index: Option<u32>) -> Result<Vec<Addr>> {
         let what = match index {
             Some(i) => format!("list addresses of link #{i}"),
             None => "list addresses".to_string(),
@@ -63,16 +75,16 @@ impl Netlink {
         let strict = match index {
             Some(i) => {
                 req.header.index = i;
-                self.set_strict(true)
+                self.0.set_strict(true)
             }
             None => false,
         };
         if !strict {
             req.header.index = 0;
         }
-        let replies = self.dump(RouteNetlinkMessage::GetAddress(req), &what);
+        let replies = self.0.dump(RouteNetlinkMessage::GetAddress(req), &what);
         if strict {
-            self.set_strict(false);
+            self.0.set_strict(false);
         }
         let replies = replies?;
         let mut out = Vec::new();
@@ -124,23 +136,23 @@ impl Netlink {
     /// IPv4 prefixes shorter than /31 also get the broadcast address, as Go's
     /// `netlink.AddrAdd` (used by the reference bridge plugin) sets it.
     /// An address already present gives an error with `is_exists()`.
-    pub fn add_addr(&mut self, index: u32, addr: IpNet) -> Result<()> {
-        self.add_addr_flagged(index, addr, AddressFlags::empty())
+    pub fn add(&mut self, index: u32, addr: IpNet) -> Result<()> {
+        self.add_flagged(index, addr, AddressFlags::empty())
     }
 
     /// `ip addr add ADDR/LEN dev IDX nodad`: an IPv6 address usable at
     /// once, without duplicate address detection (for an address the
-    /// caller knows to be unique on the link). Same as [`Netlink::add_addr`]
+    /// caller knows to be unique on the link). Same as [`AddrHandle::add`]
     /// for IPv4.
-    pub fn add_addr_nodad(&mut self, index: u32, addr: IpNet) -> Result<()> {
+    pub fn add_nodad(&mut self, index: u32, addr: IpNet) -> Result<()> {
         let flags = match addr {
             IpNet::V6(_) => AddressFlags::Nodad,
             IpNet::V4(_) => AddressFlags::empty(),
         };
-        self.add_addr_flagged(index, addr, flags)
+        self.add_flagged(index, addr, flags)
     }
 
-    fn add_addr_flagged(&mut self, index: u32, addr: IpNet, flags: AddressFlags) -> Result<()> {
+    fn add_flagged(&mut self, index: u32, addr: IpNet, flags: AddressFlags) -> Result<()> {
         let mut msg = addr_msg(index, addr);
         if !flags.is_empty() {
             // IFA_FLAGS overrides the header's 8 bits (inet6_rtm_newaddr).
@@ -153,7 +165,7 @@ impl Netlink {
             }
         }
         let op = format!("add address {addr} to link #{index}");
-        self.exec(Request::new(
+        self.0.exec(Request::new(
             RouteNetlinkMessage::NewAddress(msg),
             CREATE_EXCL,
             op,
@@ -161,10 +173,13 @@ impl Netlink {
     }
 
     /// `ip addr del ADDR/LEN dev IDX`. Idempotent: a missing address is success.
-    pub fn del_addr(&mut self, index: u32, addr: IpNet) -> Result<()> {
+    pub fn del(&mut self, index: u32, addr: IpNet) -> Result<()> {
         let msg = addr_msg(index, addr);
         let op = format!("delete address {addr} from link #{index}");
-        match self.exec(Request::new(RouteNetlinkMessage::DelAddress(msg), 0, op)) {
+        match self
+            .0
+            .exec(Request::new(RouteNetlinkMessage::DelAddress(msg), 0, op))
+        {
             Err(e) if e.is_not_found() => Ok(()),
             other => other,
         }

@@ -12,8 +12,8 @@ use crate::route::{req as route, RouteSpec};
 use crate::socket::{Netlink, Request};
 
 /// An ordered list of requests sent with [`Netlink::apply`]. Each method
-/// mirrors the [`Netlink`] verb of the same name, with the same semantics
-/// (deletes are idempotent).
+/// mirrors a verb of [`Netlink::neigh`] or [`Netlink::route`], with the same
+/// semantics (deletes are idempotent).
 #[derive(Debug, Default)]
 pub struct Batch {
     reqs: Vec<Request>,
@@ -32,37 +32,37 @@ impl Batch {
         self.reqs.is_empty()
     }
 
-    /// See [`Netlink::add_neigh`].
+    /// See [`NeighHandle::add`](crate::NeighHandle::add).
     pub fn add_neigh(&mut self, index: u32, ip: IpAddr, mac: [u8; 6]) -> &mut Self {
         self.push(neigh::add_neigh(index, ip, mac))
     }
 
-    /// See [`Netlink::del_neigh`].
+    /// See [`NeighHandle::del`](crate::NeighHandle::del).
     pub fn del_neigh(&mut self, index: u32, ip: IpAddr) -> &mut Self {
         self.push(neigh::del_neigh(index, ip))
     }
 
-    /// See [`Netlink::add_fdb`] (replace semantics).
+    /// See [`NeighHandle::add_fdb`](crate::NeighHandle::add_fdb) (replace semantics).
     pub fn add_fdb(&mut self, index: u32, mac: [u8; 6], dst: IpAddr) -> &mut Self {
-        self.push(neigh::add_fdb(index, mac, dst, false))
+        self.push(neigh::add_fdb(index, mac, dst))
     }
 
-    /// See [`Netlink::del_fdb`].
+    /// See [`NeighHandle::del_fdb`](crate::NeighHandle::del_fdb).
     pub fn del_fdb(&mut self, index: u32, mac: [u8; 6], dst: Option<IpAddr>) -> &mut Self {
         self.push(neigh::del_fdb(index, mac, dst))
     }
 
-    /// See [`Netlink::add_route`]. Fails early on an invalid spec.
+    /// See [`RouteHandle::add`](crate::RouteHandle::add). Fails early on an invalid spec.
     pub fn add_route(&mut self, r: &RouteSpec) -> Result<&mut Self> {
         Ok(self.push(route::add_route(r)?))
     }
 
-    /// See [`Netlink::replace_route`]. Fails early on an invalid spec.
+    /// See [`RouteHandle::replace`](crate::RouteHandle::replace). Fails early on an invalid spec.
     pub fn replace_route(&mut self, r: &RouteSpec) -> Result<&mut Self> {
         Ok(self.push(route::replace_route(r)?))
     }
 
-    /// See [`Netlink::del_route`]. Fails early on an invalid spec.
+    /// See [`RouteHandle::del`](crate::RouteHandle::del). Fails early on an invalid spec.
     pub fn del_route(&mut self, r: &RouteSpec) -> Result<&mut Self> {
         Ok(self.push(route::del_route(r)?))
     }

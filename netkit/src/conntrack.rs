@@ -1,6 +1,5 @@
 //! Connection tracking over ctnetlink (`NETLINK_NETFILTER`, subsystem
-//! `NFNL_SUBSYS_CTNETLINK`): list flows, delete the flows that match, and
-//! create one (for tests and tools; `conntrack -I`).
+//! `NFNL_SUBSYS_CTNETLINK`): list flows and delete the flows that match.
 //!
 //! Why: conntrack remembers the NAT it chose for a flow. A UDP "flow" from
 //! a client that keeps sending from the same source port never goes idle,
@@ -25,7 +24,7 @@
 
 use std::net::IpAddr;
 
-use netlink_packet_core::{DefaultNla, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL};
+use netlink_packet_core::{DefaultNla, NLM_F_ACK, NLM_F_DUMP};
 use netlink_packet_netfilter::conntrack::{
     ConntrackAttribute, ConntrackMessage, IPTuple, ProtoTuple, Protocol, Tuple,
 };
@@ -73,8 +72,9 @@ pub struct Flow {
 }
 
 impl Flow {
-    /// A flow to [`create`]; zone 0.
-    pub fn new(proto: u8, orig: Tuple4, reply: Tuple4) -> Flow {
+    /// A flow in zone 0, for the unit tests.
+    #[cfg(test)]
+    fn new(proto: u8, orig: Tuple4, reply: Tuple4) -> Flow {
         Flow {
             proto,
             orig,
@@ -132,26 +132,6 @@ pub fn delete_flows(v6: bool, matches: &[FlowMatch]) -> Result<usize> {
         sock.delete(chunk)?;
     }
     Ok(doomed.len())
-}
-
-/// `conntrack -I`: creates `flow` (unconfirmed NAT-less entry) with a
-/// timeout in seconds. For tests and tools; the datapath creates real ones.
-pub fn create(flow: &Flow, timeout_secs: u32) -> Result<()> {
-    let attrs = vec![
-        ConntrackAttribute::CtaTupleOrig(tuple(flow.proto, &flow.orig)),
-        ConntrackAttribute::CtaTupleReply(tuple(flow.proto, &flow.reply)),
-        ConntrackAttribute::CtaTimeout(timeout_secs),
-    ];
-    let what = format!("create conntrack entry {}", describe(flow));
-    let mut sock = CtSocket::open()?;
-    let msg = ConntrackMessage::New(attrs);
-    let seq = sock.push(
-        family(flow.is_v6()),
-        msg,
-        NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK,
-    );
-    sock.flush(&what)?;
-    sock.acks(&[seq], &what, false)
 }
 
 fn describe(f: &Flow) -> String {

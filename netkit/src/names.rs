@@ -16,7 +16,7 @@ pub const HOST_VETH_PREFIX: &str = "nbv";
 /// the device from the CNI arguments alone, even without a record.
 /// Collisions: 48 bits gives about a 1-in-5·10^10 chance on a node with 100
 /// attachments (n²/2⁴⁹); a collision surfaces as an `is_exists()` error from
-/// [`crate::Netlink::add_veth`], never as silently sharing a device.
+/// [`crate::LinkHandle::add_veth`], never as silently sharing a device.
 pub fn host_veth_name(container_id: &str, ifname: &str) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     // The NUL separator keeps ("ab","c") and ("a","bc") apart.

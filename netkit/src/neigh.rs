@@ -1,11 +1,12 @@
 //! Neighbour entries: ARP/NDP (`ip neigh`) and bridge/VXLAN forwarding
-//! database (`bridge fdb`). flannel's vxlan backend needs both per remote
+//! database (`bridge fdb`), through [`Netlink::neigh`]. flannel's vxlan
+//! backend needs both per remote
 //! node: an ARP entry for the remote subnet's .0 -> VTEP MAC on flannel.1,
 //! and an FDB entry VTEP MAC -> remote public IP.
 
 use std::net::IpAddr;
 
-use netlink_packet_core::{NLM_F_APPEND, NLM_F_CREATE, NLM_F_REPLACE};
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_REPLACE};
 
 use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
@@ -101,7 +102,7 @@ pub(crate) fn from_msg(m: &NeighbourMessage) -> Neigh {
     n
 }
 
-/// Request builders, shared by the [`Netlink`] verbs and [`crate::Batch`].
+/// Request builders, shared by the [`NeighHandle`] verbs and [`crate::Batch`].
 pub(crate) mod req {
     use super::*;
 
@@ -124,16 +125,11 @@ pub(crate) mod req {
         Request::new(msg, 0, format!("delete neighbour {ip} dev #{index}")).idempotent()
     }
 
-    /// `bridge fdb replace|append MAC dev IDX dst IP self permanent`
-    pub fn add_fdb(index: u32, mac: [u8; 6], dst: IpAddr, append: bool) -> Request {
+    /// `bridge fdb replace MAC dev IDX dst IP self permanent`
+    pub fn add_fdb(index: u32, mac: [u8; 6], dst: IpAddr) -> Request {
         let msg = RouteNetlinkMessage::NewNeighbour(fdb_msg(index, mac, Some(dst)));
-        let (verb, mode) = if append {
-            ("append", NLM_F_APPEND)
-        } else {
-            ("replace", NLM_F_REPLACE)
-        };
-        let op = format!("{verb} fdb {} dst {dst} dev #{index}", fmt_mac(&mac));
-        Request::new(msg, NLM_F_CREATE | mode, op)
+        let op = format!("replace fdb {} dst {dst} dev #{index}", fmt_mac(&mac));
+        Request::new(msg, NLM_F_CREATE | NLM_F_REPLACE, op)
     }
 
     /// `bridge fdb del MAC dev IDX [dst IP] self` (missing = success)
@@ -144,66 +140,71 @@ pub(crate) mod req {
     }
 }
 
+/// The neighbour verbs (`ip neigh`, and `bridge fdb` for a device's
+/// forwarding database) of one [`Netlink`] socket, from [`Netlink::neigh`].
+#[derive(Debug)]
+pub struct NeighHandle<'a>(&'a mut Netlink);
+
 impl Netlink {
+    /// Neighbours: ARP/NDP entries (`ip neigh`) and FDB entries (`bridge fdb`).
+    pub fn neigh(&mut self) -> NeighHandle<'_> {
+        NeighHandle(self)
+    }
+}
+
+impl NeighHandle<'_> {
     /// `ip neigh replace IP lladdr MAC dev IDX nud permanent`.
     /// Idempotent (replace semantics).
-    pub fn add_neigh(&mut self, index: u32, ip: IpAddr, mac: [u8; 6]) -> Result<()> {
-        self.exec(req::add_neigh(index, ip, mac))
+    pub fn add(&mut self, index: u32, ip: IpAddr, mac: [u8; 6]) -> Result<()> {
+        self.0.exec(req::add_neigh(index, ip, mac))
     }
 
     /// `ip neigh del IP dev IDX`. Idempotent: a missing entry is success.
-    pub fn del_neigh(&mut self, index: u32, ip: IpAddr) -> Result<()> {
-        self.exec(req::del_neigh(index, ip))
+    pub fn del(&mut self, index: u32, ip: IpAddr) -> Result<()> {
+        self.0.exec(req::del_neigh(index, ip))
     }
 
     /// `ip neigh show dev IDX` for one address family (ARP or NDP).
-    pub fn neighs(&mut self, index: u32, v6: bool) -> Result<Vec<Neigh>> {
+    pub fn list(&mut self, index: u32, v6: bool) -> Result<Vec<Neigh>> {
         let mut msg = NeighbourMessage::default();
         msg.header.family = if v6 {
             AddressFamily::Inet6
         } else {
             AddressFamily::Inet
         };
-        self.neigh_dump(msg, index, "list neighbours")
+        self.dump(msg, index, "list neighbours")
     }
 
     /// `bridge fdb replace MAC dev IDX dst IP self permanent`.
     ///
     /// Replace, not append: this is what flannel's `AddFDB` does
     /// (`netlink.NeighSet`), so a node whose public IP changed gets its entry
-    /// rewritten instead of a second, stale destination. Use
-    /// [`Netlink::append_fdb`] for flood lists (`00:00:00:00:00:00`).
+    /// rewritten instead of a second, stale destination.
     pub fn add_fdb(&mut self, index: u32, mac: [u8; 6], dst: IpAddr) -> Result<()> {
-        self.exec(req::add_fdb(index, mac, dst, false))
-    }
-
-    /// `bridge fdb append MAC dev IDX dst IP self permanent`: adds one more
-    /// remote destination for `mac` (VXLAN head-end replication).
-    pub fn append_fdb(&mut self, index: u32, mac: [u8; 6], dst: IpAddr) -> Result<()> {
-        self.exec(req::add_fdb(index, mac, dst, true))
+        self.0.exec(req::add_fdb(index, mac, dst))
     }
 
     /// `bridge fdb del MAC dev IDX [dst IP] self`. Idempotent.
     pub fn del_fdb(&mut self, index: u32, mac: [u8; 6], dst: Option<IpAddr>) -> Result<()> {
-        self.exec(req::del_fdb(index, mac, dst))
+        self.0.exec(req::del_fdb(index, mac, dst))
     }
 
     /// `ip neigh get IP dev IDX`: one ARP / NDP entry, `None` when the
     /// device has none for `ip`.
-    pub fn neigh_get(&mut self, index: u32, ip: IpAddr) -> Result<Option<Neigh>> {
+    pub fn get(&mut self, index: u32, ip: IpAddr) -> Result<Option<Neigh>> {
         let mut msg = NeighbourMessage::default();
         msg.header.family = family_of(&ip);
         msg.header.ifindex = index;
         msg.attributes
             .push(NeighbourAttribute::Destination(neigh_addr(ip)));
         let what = format!("read neighbour {ip} dev #{index}");
-        self.neigh_one(msg, &what)
+        self.one(msg, &what)
     }
 
     /// `bridge fdb get MAC dev IDX self`: the entry for `mac` in a vxlan
     /// device's own forwarding database (with its first destination),
     /// `None` when there is none.
-    pub fn fdb_get(&mut self, index: u32, mac: [u8; 6]) -> Result<Option<Neigh>> {
+    pub fn get_fdb(&mut self, index: u32, mac: [u8; 6]) -> Result<Option<Neigh>> {
         let mut msg = NeighbourMessage::default();
         msg.header.family = AddressFamily::Bridge;
         msg.header.ifindex = index;
@@ -211,11 +212,11 @@ impl Netlink {
         msg.attributes
             .push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
         let what = format!("read fdb {} dev #{index}", fmt_mac(&mac));
-        self.neigh_one(msg, &what)
+        self.one(msg, &what)
     }
 
-    fn neigh_one(&mut self, msg: NeighbourMessage, what: &str) -> Result<Option<Neigh>> {
-        match self.get(RouteNetlinkMessage::GetNeighbour(msg), 0, what) {
+    fn one(&mut self, msg: NeighbourMessage, what: &str) -> Result<Option<Neigh>> {
+        match self.0.get(RouteNetlinkMessage::GetNeighbour(msg), 0, what) {
             Ok(replies) => Ok(replies.iter().find_map(|r| match r {
                 RouteNetlinkMessage::NewNeighbour(m) => Some(from_msg(m)),
                 _ => None,
@@ -226,14 +227,14 @@ impl Netlink {
     }
 
     /// `bridge fdb show dev IDX`.
-    pub fn fdb(&mut self, index: u32) -> Result<Vec<Neigh>> {
+    pub fn list_fdb(&mut self, index: u32) -> Result<Vec<Neigh>> {
         let mut msg = NeighbourMessage::default();
         msg.header.family = AddressFamily::Bridge;
-        self.neigh_dump(msg, index, "list fdb")
+        self.dump(msg, index, "list fdb")
     }
 
-    fn neigh_dump(&mut self, msg: NeighbourMessage, index: u32, what: &str) -> Result<Vec<Neigh>> {
-        let replies = self.dump(RouteNetlinkMessage::GetNeighbour(msg), what)?;
+    fn dump(&mut self, msg: NeighbourMessage, index: u32, what: &str) -> Result<Vec<Neigh>> {
+        let replies = self.0.dump(RouteNetlinkMessage::GetNeighbour(msg), what)?;
         Ok(replies
             .iter()
             .filter_map(|r| match r {

@@ -1,4 +1,4 @@
-//! Routes in the main table (`ip route`).
+//! Routes in the main table (`ip route`), through [`Netlink::route`].
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -51,7 +51,7 @@ impl From<Scope> for RouteScope {
     }
 }
 
-/// Address family selector for [`Netlink::routes`].
+/// Address family selector for [`RouteHandle::list`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Family {
     V4,
@@ -212,15 +212,29 @@ pub(crate) fn entry_from(m: &RouteMessage) -> Option<RouteEntry> {
     Some(e)
 }
 
+/// The route verbs (`ip route`) of one [`Netlink`] socket, from
+/// [`Netlink::route`].
+#[derive(Debug)]
+pub struct RouteHandle<'a>(&'a mut Netlink);
+
 impl Netlink {
+    /// Routes in the main table: `ip route`.
+    pub fn route(&mut self) -> RouteHandle<'_> {
+        RouteHandle(self)
+    }
+}
+
+impl RouteHandle<'_> {
     /// `ip [-6] route show table main` (unicast and other types alike).
-    pub fn routes(&mut self, family: Family) -> Result<Vec<RouteEntry>> {
+    pub fn list(&mut self, family: Family) -> Result<Vec<RouteEntry>> {
         let mut msg = RouteMessage::default();
         msg.header.address_family = match family {
             Family::V4 => AddressFamily::Inet,
             Family::V6 => AddressFamily::Inet6,
         };
-        let replies = self.dump(RouteNetlinkMessage::GetRoute(msg), "list routes")?;
+        let replies = self
+            .0
+            .dump(RouteNetlinkMessage::GetRoute(msg), "list routes")?;
         Ok(replies
             .iter()
             .filter_map(|r| match r {
@@ -234,7 +248,7 @@ impl Netlink {
     /// `ip route get DST` (RTM_GETROUTE for one address): the interface,
     /// source address and gateway the kernel would use, policy rules and
     /// all. No route is an error (ENETUNREACH, EHOSTUNREACH, ...).
-    pub fn route_get(&mut self, dst: IpAddr) -> Result<RouteLookup> {
+    pub fn get(&mut self, dst: IpAddr) -> Result<RouteLookup> {
         let mut msg = RouteMessage::default();
         msg.header.address_family = family_of(&dst);
         msg.header.destination_prefix_length = match dst {
@@ -244,7 +258,7 @@ impl Netlink {
         msg.attributes
             .push(RouteAttribute::Destination(route_addr(dst)));
         let what = format!("look up the route to {dst}");
-        let replies = self.get(RouteNetlinkMessage::GetRoute(msg), 0, &what)?;
+        let replies = self.0.get(RouteNetlinkMessage::GetRoute(msg), 0, &what)?;
         let m = replies
             .iter()
             .find_map(|r| match r {
@@ -272,7 +286,7 @@ impl Netlink {
     /// the route entry a packet to `addr` matches in the FIB (its prefix,
     /// gateway and device, not the resolved next hop), so one route can be
     /// checked without dumping the table. `None` when no route matches.
-    pub fn route_match(&mut self, addr: IpAddr) -> Result<Option<RouteEntry>> {
+    pub fn fib_match(&mut self, addr: IpAddr) -> Result<Option<RouteEntry>> {
         let mut msg = RouteMessage::default();
         msg.header.address_family = family_of(&addr);
         msg.header.destination_prefix_length = match addr {
@@ -283,7 +297,7 @@ impl Netlink {
         msg.attributes
             .push(RouteAttribute::Destination(route_addr(addr)));
         let what = format!("look up the route entry matching {addr}");
-        let replies = match self.get(RouteNetlinkMessage::GetRoute(msg), 0, &what) {
+        let replies = match self.0.get(RouteNetlinkMessage::GetRoute(msg), 0, &what) {
             Ok(r) => r,
             Err(e) if is_unreachable(&e) => return Ok(None),
             Err(e) => return Err(e),
@@ -296,19 +310,19 @@ impl Netlink {
 
     /// `ip route add DST [via GW] [dev OIF] [onlink] [scope S]`.
     /// An existing route gives an error with `is_exists()`.
-    pub fn add_route(&mut self, r: &RouteSpec) -> Result<()> {
-        self.exec(req::add_route(r)?)
+    pub fn add(&mut self, r: &RouteSpec) -> Result<()> {
+        self.0.exec(req::add_route(r)?)
     }
 
     /// `ip route replace DST [via GW] [dev OIF] [onlink] [scope S]`.
-    pub fn replace_route(&mut self, r: &RouteSpec) -> Result<()> {
-        self.exec(req::replace_route(r)?)
+    pub fn replace(&mut self, r: &RouteSpec) -> Result<()> {
+        self.0.exec(req::replace_route(r)?)
     }
 
     /// `ip route del DST [via GW] [dev OIF]`. Idempotent: a missing route
     /// (ESRCH) is success.
-    pub fn del_route(&mut self, r: &RouteSpec) -> Result<()> {
-        self.exec(req::del_route(r)?)
+    pub fn del(&mut self, r: &RouteSpec) -> Result<()> {
+        self.0.exec(req::del_route(r)?)
     }
 }
 
@@ -321,7 +335,7 @@ fn is_unreachable(e: &Error) -> bool {
         )
 }
 
-/// Request builders, shared by the [`Netlink`] verbs and [`crate::Batch`].
+/// Request builders, shared by the [`RouteHandle`] verbs and [`crate::Batch`].
 pub(crate) mod req {
     use super::*;
 

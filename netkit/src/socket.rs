@@ -57,9 +57,11 @@ impl Request {
 
 /// A route-netlink socket living in one network namespace.
 ///
-/// One struct per socket; the verbs live in the `link`, `addr`, `route` and
-/// `neigh` modules, one function per verb, each documented with the `ip`
-/// command it equals.
+/// One struct per socket; its verbs are reached through one handle per
+/// kernel object ([`Netlink::link`], [`Netlink::addr`], [`Netlink::route`],
+/// [`Netlink::neigh`], [`Netlink::tc`]), defined in the module of that
+/// object, one method per verb, each documented with the `ip` command it
+/// equals.
 pub struct Netlink {
     conn: Conn,
 }

@@ -62,16 +62,6 @@ pub fn get(key: &str) -> Result<String> {
     Ok(raw.trim().to_string())
 }
 
-/// `ip netns exec NS sysctl -n KEY`, trimmed.
-pub fn get_in(ns: &Netns, key: &str) -> Result<String> {
-    let path = key_path(key)?;
-    let ctx = format!("read sysctl {key} in {}", ns.label());
-    let raw = ns
-        .run(|| fs::read_to_string(&path))?
-        .map_err(|e| Error::io(ctx, e))?;
-    Ok(raw.trim().to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::key_path;

@@ -1,5 +1,5 @@
-//! `netkit::conntrack` against the real kernel: entries created over
-//! ctnetlink in a throwaway namespace, then deleted by match. A delete
+//! `netkit::conntrack` against the real kernel: entries created with
+//! `conntrack -I` in a throwaway namespace, then deleted by match. A delete
 //! must take exactly the matching entries: other ports, other protocols,
 //! other destination addresses and the other family stay.
 
@@ -7,8 +7,8 @@ mod common;
 
 use std::net::IpAddr;
 
-use common::{need_root, TestNs};
-use netkit::conntrack::{self, Flow, FlowMatch, Tuple4, TCP, UDP};
+use common::{ct_insert, need_root, TestNs};
+use netkit::conntrack::{self, FlowMatch, Tuple4, TCP, UDP};
 
 fn t(src: &str, dst: &str, sport: u16, dport: u16) -> Tuple4 {
     Tuple4 {
@@ -19,13 +19,11 @@ fn t(src: &str, dst: &str, sport: u16, dport: u16) -> Tuple4 {
     }
 }
 
-/// A DNATed flow: client `sport` -> `node:dport`, answered by `pod:53`.
-fn flow(proto: u8, client: &str, sport: u16, node: &str, dport: u16, pod: &str) -> Flow {
-    Flow::new(
-        proto,
-        t(client, node, sport, dport),
-        t(pod, client, 53, sport),
-    )
+/// A DNATed flow in `ns`: client `sport` -> `node:dport`, answered by
+/// `pod:53`.
+fn flow(ns: &TestNs, proto: u8, client: &str, sport: u16, node: &str, dport: u16, pod: &str) {
+    let (orig, reply) = (t(client, node, sport, dport), t(pod, client, 53, sport));
+    ct_insert(ns, proto, orig, reply, 120);
 }
 
 fn udp(dport: u16, dst: Option<&str>) -> FlowMatch {
@@ -54,18 +52,22 @@ fn delete_removes_exactly_the_matching_entries() {
         return;
     }
     let ns = TestNs::new();
+    let c = "192.0.2.9";
+    flow(&ns, UDP, c, 4000, "10.0.0.1", 5353, "10.244.1.5");
+    flow(&ns, UDP, c, 4001, "10.0.0.2", 5353, "10.244.1.6");
+    flow(&ns, UDP, c, 4002, "10.0.0.1", 5354, "10.244.1.5");
+    flow(&ns, TCP, c, 4003, "10.0.0.1", 5353, "10.244.1.5");
+    flow(
+        &ns,
+        UDP,
+        "2001:db8::9",
+        4004,
+        "2001:db8::1",
+        5353,
+        "fd00::5",
+    );
     ns.ns
         .run(|| {
-            let c = "192.0.2.9";
-            for f in [
-                flow(UDP, c, 4000, "10.0.0.1", 5353, "10.244.1.5"),
-                flow(UDP, c, 4001, "10.0.0.2", 5353, "10.244.1.6"),
-                flow(UDP, c, 4002, "10.0.0.1", 5354, "10.244.1.5"),
-                flow(TCP, c, 4003, "10.0.0.1", 5353, "10.244.1.5"),
-                flow(UDP, "2001:db8::9", 4004, "2001:db8::1", 5353, "fd00::5"),
-            ] {
-                conntrack::create(&f, 120).unwrap();
-            }
             let all_v4 = vec![(TCP, 4003), (UDP, 4000), (UDP, 4001), (UDP, 4002)];
             assert_eq!(listed(false), all_v4);
             assert_eq!(listed(true), vec![(UDP, 4004)]);
@@ -113,8 +115,7 @@ fn tables_are_per_namespace() {
         return;
     }
     let (a, b) = (TestNs::new(), TestNs::new());
-    let f = flow(UDP, "192.0.2.9", 4100, "10.0.0.1", 6000, "10.244.1.5");
-    a.ns.run(|| conntrack::create(&f, 120).unwrap()).unwrap();
+    flow(&a, UDP, "192.0.2.9", 4100, "10.0.0.1", 6000, "10.244.1.5");
     let seen_in_b = b.ns.run(|| listed(false)).unwrap();
     assert_eq!(
         seen_in_b,

@@ -9,7 +9,7 @@ use common::{need_root, TestNs};
 use netkit::{set_tx_checksum, tx_checksum, Netlink, Netns, VxlanParams};
 
 fn index(nl: &mut Netlink, name: &str) -> u32 {
-    nl.link_by_name(name).unwrap().unwrap().index
+    nl.link().by_name(name).unwrap().unwrap().index
 }
 
 fn state(ns: &Netns, ifindex: u32) -> Option<bool> {
@@ -96,13 +96,15 @@ fn vxlan_and_veth_tx_checksum_off_and_on() {
     }
     let (node, peer) = (TestNs::new(), TestNs::new());
     let mut nl = node.nl();
-    nl.add_veth("ul0", "ul0", &peer.ns, None, None).unwrap();
+    nl.link()
+        .add_veth("ul0", "ul0", &peer.ns, None, None)
+        .unwrap();
     let ul = index(&mut nl, "ul0");
     let mut p = VxlanParams::new("flannel.1", 1);
     p.dev = Some(ul);
-    nl.add_vxlan(&p).unwrap();
+    nl.link().add_vxlan(&p).unwrap();
     let vx = index(&mut nl, "flannel.1");
-    nl.set_up(vx).unwrap();
+    nl.link().set_up(vx).unwrap();
 
     // vxlan: ip-generic only; veth: ip-generic and sctp, both changeable.
     round_trip(&node, vx, "flannel.1", &["tx-checksum-ip-generic"]);
@@ -160,10 +162,11 @@ fn a_missing_device_is_a_not_found_error() {
     // An index that exists only in another namespace is missing here.
     let other = TestNs::new();
     let mut nl = other.nl();
-    nl.add_veth("only0", "only1", &other.ns, None, None)
+    nl.link()
+        .add_veth("only0", "only1", &other.ns, None, None)
         .unwrap();
     let only = index(&mut nl, "only0");
-    assert!(node.nl().link_by_index(only).unwrap().is_none());
+    assert!(node.nl().link().by_index(only).unwrap().is_none());
     let err = node.ns.run(|| tx_checksum(only)).unwrap().unwrap_err();
     assert!(err.is_not_found(), "{err}");
     assert_eq!(state(&other.ns, only), Some(true));

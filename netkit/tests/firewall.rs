@@ -458,49 +458,6 @@ fn node_masquerade_is_installed_once() {
 }
 
 #[test]
-fn attachment_masquerade_uses_bridge_layout() {
-    if !need_root() {
-        return;
-    }
-    let node = TestNs::new();
-    let addrs: [IpNet; 2] = [
-        "10.99.0.5/24".parse().unwrap(),
-        "fd99::5/64".parse().unwrap(),
-    ];
-    for _ in 0..2 {
-        run(&node, || {
-            firewall::add_attachment_masquerade("cbr0", "eth0", "cid-m", &addrs)
-        })
-        .unwrap();
-    }
-    let t = nft_json(&node, &["table", "inet", "cni_plugins_masquerade"]);
-    let want = firewall::attachment_masquerade_comment("cbr0", "eth0", "cid-m");
-    let r = rules(&t, "masq_checks");
-    assert_eq!(r.len(), 2, "a second ADD replaces, not duplicates");
-    assert!(r.iter().all(|x| x["comment"] == want.as_str()));
-    assert_eq!(
-        payload_match(&r[0]["expr"][1], "ip", "daddr")["prefix"]["addr"],
-        "10.99.0.0"
-    );
-    let post: Vec<_> = rules(&t, "postrouting")
-        .iter()
-        .map(|x| x["expr"].as_array().unwrap().last().unwrap().clone())
-        .collect();
-    assert_eq!(post.len(), 3);
-    assert_eq!(post[2]["goto"]["target"], "masq_checks");
-    run(&node, || {
-        firewall::del_attachment_masquerade("cbr0", "eth0", "cid-m")
-    })
-    .unwrap();
-    run(&node, || {
-        firewall::del_attachment_masquerade("cbr0", "eth0", "cid-m")
-    })
-    .unwrap();
-    let t = nft_json(&node, &["table", "inet", "cni_plugins_masquerade"]);
-    assert!(rules(&t, "masq_checks").is_empty());
-}
-
-#[test]
 fn legacy_iptables_portmap_chain_is_removed() {
     if !need_root() {
         return;

@@ -72,7 +72,7 @@ fn netlink_socket_stays_in_its_netns() {
     let t = TestNs::new();
     let mut nl = t.nl();
     // A fresh namespace has only lo, whichever thread drives the socket.
-    let names: Vec<String> = std::thread::spawn(move || nl.links().unwrap())
+    let names: Vec<String> = std::thread::spawn(move || nl.link().list().unwrap())
         .join()
         .unwrap()
         .into_iter()
@@ -88,18 +88,19 @@ fn missing_objects_are_idempotent() {
     }
     let t = TestNs::new();
     let mut nl = t.nl();
-    assert!(nl.link_by_name("nope0").unwrap().is_none());
-    assert!(nl.link_by_index(4242).unwrap().is_none());
-    nl.del_link(4242).unwrap();
-    nl.del_link_by_name("nope0").unwrap();
-    let lo = nl.link_by_name("lo").unwrap().unwrap();
-    nl.del_addr(lo.index, "10.9.9.9/32".parse().unwrap())
+    assert!(nl.link().by_name("nope0").unwrap().is_none());
+    assert!(nl.link().by_index(4242).unwrap().is_none());
+    nl.link().del(4242).unwrap();
+    nl.link().del_by_name("nope0").unwrap();
+    let lo = nl.link().by_name("lo").unwrap().unwrap();
+    nl.addr()
+        .del(lo.index, "10.9.9.9/32".parse().unwrap())
         .unwrap();
     let mut r = netkit::RouteSpec::to("10.9.0.0/16".parse().unwrap());
     r.oif = Some(lo.index);
-    nl.del_route(&r).unwrap();
+    nl.route().del(&r).unwrap();
     // Setting a missing link is an error, and says which link.
-    let err = nl.set_up(4242).unwrap_err();
+    let err = nl.link().set_up(4242).unwrap_err();
     assert!(err.is_not_found(), "{err}");
     assert!(err.to_string().contains("#4242"), "{err}");
 }
@@ -114,17 +115,15 @@ fn sysctl_is_per_netns() {
     let t = TestNs::new();
     let want = if root_before.trim() == "1" { "0" } else { "1" };
     sysctl::set_in(&t.ns, "net/ipv4/ip_forward", want).unwrap();
-    assert_eq!(sysctl::get_in(&t.ns, "net.ipv4.ip_forward").unwrap(), want);
+    let get_in = |key: &'static str| t.ns.run(|| sysctl::get(key)).unwrap();
+    assert_eq!(get_in("net.ipv4.ip_forward").unwrap(), want);
     let (ok, out) = t.exec(&["cat", "/proc/sys/net/ipv4/ip_forward"]);
     assert!(ok);
     assert_eq!(out.trim(), want);
     // Per-device keys with dots in the name use the slash form.
     sysctl::set_in(&t.ns, "net/ipv4/conf/lo/rp_filter", "2").unwrap();
-    assert_eq!(
-        sysctl::get_in(&t.ns, "net/ipv4/conf/lo/rp_filter").unwrap(),
-        "2"
-    );
-    let err = sysctl::get_in(&t.ns, "net/ipv4/conf/nope0/rp_filter").unwrap_err();
+    assert_eq!(get_in("net/ipv4/conf/lo/rp_filter").unwrap(), "2");
+    let err = get_in("net/ipv4/conf/nope0/rp_filter").unwrap_err();
     assert!(err.is_not_found(), "{err}");
     assert_eq!(
         std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap(),

@@ -4,18 +4,46 @@
 //! other's rules, and the netlink path must not exec anything once the
 //! tables exist. Everything runs inside throwaway named namespaces (through
 //! `Netns::run`); nothing touches the root netns.
+//!
+//! The path is chosen as an operator would: `NETBOOT_NFT_CLI=1` in the
+//! environment forces `nft`. The environment is the process's, so every
+//! call that reads it holds [`PATH_LOCK`] (this binary's tests run in
+//! parallel threads).
 
 mod common;
 
 use std::net::IpAddr;
+use std::sync::Mutex;
 
 use common::hostport::{HostportLab, POD_IP};
 use common::{need_root, TestNs};
-use netkit::firewall::{self, NftPath, PortMapping, PortmapSpec, Proto};
+use netkit::firewall::{self, PortMapping, PortmapSpec, Proto};
 use serde_json::Value;
 
 fn run<T: Send>(ns: &TestNs, f: impl FnOnce() -> T + Send) -> T {
     ns.ns.run(f).expect("enter test netns")
+}
+
+/// How the rules reach the kernel: nf_tables netlink (the default) or the
+/// `nft` binary (`NETBOOT_NFT_CLI=1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NftPath {
+    Netlink,
+    Cli,
+}
+
+static PATH_LOCK: Mutex<()> = Mutex::new(());
+
+/// `f` in `ns`, with `NETBOOT_NFT_CLI` set for `path`.
+fn run_via<T: Send>(ns: &TestNs, path: NftPath, f: impl FnOnce() -> T + Send) -> T {
+    let _held = PATH_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    match path {
+        NftPath::Cli => std::env::set_var("NETBOOT_NFT_CLI", "1"),
+        NftPath::Netlink => std::env::remove_var("NETBOOT_NFT_CLI"),
+    }
+    let out = run(ns, f);
+    std::env::remove_var("NETBOOT_NFT_CLI");
+    out
 }
 
 fn ip(s: &str) -> IpAddr {
@@ -116,20 +144,20 @@ fn seed() -> Case {
     }
 }
 
-/// `add_port_mappings_via(path)` in `ns`, returning how many tool processes
-/// it started.
+/// `add_port_mappings` through `path` in `ns`, returning how many tool
+/// processes it started.
 fn add(ns: &TestNs, path: NftPath, c: &Case) -> u64 {
-    run(ns, || {
+    run_via(ns, path, || {
         let before = firewall::tool_execs_on_this_thread();
-        firewall::add_port_mappings_via(path, &c.spec()).unwrap();
+        firewall::add_port_mappings(&c.spec()).unwrap();
         firewall::tool_execs_on_this_thread() - before
     })
 }
 
 fn del(ns: &TestNs, path: NftPath, id: &str) -> u64 {
-    run(ns, || {
+    run_via(ns, path, || {
         let before = firewall::tool_execs_on_this_thread();
-        firewall::del_port_mappings_via(path, "cbr0", id, true, true).unwrap();
+        firewall::del_port_mappings("cbr0", id).unwrap();
         firewall::tool_execs_on_this_thread() - before
     })
 }
@@ -183,7 +211,7 @@ fn netlink_and_cli_write_identical_rulesets() {
         assert_same(&nl, &cli, &format!("after ADD of {}", c.id));
         run(&nl, || firewall::check_port_mappings(&c.spec())).unwrap();
     }
-    let owners = |ns: &TestNs, p| run(ns, || firewall::list_port_mapping_owners_via(p)).unwrap();
+    let owners = |ns: &TestNs, p| run_via(ns, p, firewall::list_port_mapping_owners).unwrap();
     let all = owners(&nl, NftPath::Netlink);
     assert_eq!(all.len(), cases().len() + 1);
     for (ns, p) in [
@@ -216,11 +244,11 @@ fn netlink_del_removes_cli_rules_and_vice_versa() {
     let node = TestNs::new();
     // Nothing at all: DEL is a no-op success without exec, owners empty.
     assert_eq!(del(&node, NftPath::Netlink, "nobody"), 0);
-    assert!(run(&node, || firewall::list_port_mapping_owners_via(
-        NftPath::Netlink
-    ))
-    .unwrap()
-    .is_empty());
+    assert!(
+        run_via(&node, NftPath::Netlink, firewall::list_port_mapping_owners)
+            .unwrap()
+            .is_empty()
+    );
     let (_, tables) = node.exec(&["nft", "list", "tables"]);
     assert!(tables.trim().is_empty(), "DEL created {tables}");
 
@@ -267,10 +295,7 @@ fn netlink_del_removes_cli_rules_and_vice_versa() {
     assert_eq!(del(&node, NftPath::Netlink, "big"), 0);
     assert_eq!(del(&node, NftPath::Netlink, x.id), 0);
     assert_eq!(
-        run(&node, || firewall::list_port_mapping_owners_via(
-            NftPath::Netlink
-        ))
-        .unwrap(),
+        run_via(&node, NftPath::Netlink, firewall::list_port_mapping_owners).unwrap(),
         ["seed"]
     );
 }

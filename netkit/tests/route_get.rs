@@ -1,4 +1,4 @@
-//! `Netlink::route_get` (`ip route get`) and address flags against the real
+//! `nl.route().get` (`ip route get`) and address flags against the real
 //! kernel, in throwaway namespaces; every answer checked against `ip -j`.
 
 mod common;
@@ -49,7 +49,7 @@ fn two_dummies() -> TestNs {
 }
 
 fn index(ns: &TestNs, dev: &str) -> u32 {
-    ns.nl().link_by_name(dev).unwrap().unwrap().index
+    ns.nl().link().by_name(dev).unwrap().unwrap().index
 }
 
 #[test]
@@ -62,7 +62,7 @@ fn route_get_names_interface_source_and_gateway() {
     let (d1, d2) = (index(&ns, "d1"), index(&ns, "d2"));
     let ip = |s: &str| s.parse::<IpAddr>().unwrap();
 
-    let via = nl.route_get(ip("10.60.3.4")).unwrap();
+    let via = nl.route().get(ip("10.60.3.4")).unwrap();
     assert_eq!(
         (via.oif, via.src, via.gw),
         (Some(d2), Some(ip("10.50.2.1")), Some(ip("10.50.2.254")))
@@ -73,20 +73,20 @@ fn route_get_names_interface_source_and_gateway() {
         (Some("d2"), Some("10.50.2.1"))
     );
 
-    let onlink = nl.route_get(ip("10.50.1.77")).unwrap();
+    let onlink = nl.route().get(ip("10.50.1.77")).unwrap();
     assert_eq!(
         (onlink.oif, onlink.src, onlink.gw),
         (Some(d1), Some(ip("10.50.1.1")), None)
     );
 
-    let v6 = nl.route_get(ip("2001:db8:99::5")).unwrap();
+    let v6 = nl.route().get(ip("2001:db8:99::5")).unwrap();
     assert_eq!((v6.oif, v6.gw), (Some(d1), Some(ip("2001:db8:1::fe"))));
     assert_eq!(v6.src, Some(ip("2001:db8:1::1")));
 
-    let own = nl.route_get(ip("10.50.2.1")).unwrap();
+    let own = nl.route().get(ip("10.50.2.1")).unwrap();
     assert_eq!(own.oif, Some(index(&ns, "lo")));
 
-    let none = nl.route_get(ip("192.0.2.1")).unwrap_err();
+    let none = nl.route().get(ip("192.0.2.1")).unwrap_err();
     assert_eq!(none.errno(), Some(libc::ENETUNREACH), "{none}");
     assert!(none.to_string().contains("192.0.2.1"), "{none}");
 }
@@ -120,7 +120,7 @@ fn address_flags_are_read() {
         .concat(),
     );
     let d1 = index(&ns, "d1");
-    let addrs = ns.nl().addrs(Some(d1)).unwrap();
+    let addrs = ns.nl().addr().list(Some(d1)).unwrap();
     let get = |s: &str| {
         *addrs
             .iter()

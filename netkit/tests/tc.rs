@@ -31,32 +31,33 @@ fn tbf_ingress_redirect_and_ifb() {
     }
     let (host, pod) = (TestNs::new(), TestNs::new());
     let mut nl = host.nl();
-    nl.add_veth("hv0", "eth0", &pod.ns, Some(1400), None)
+    nl.link()
+        .add_veth("hv0", "eth0", &pod.ns, Some(1400), None)
         .unwrap();
-    let veth = nl.link_by_name("hv0").unwrap().expect("host veth");
+    let veth = nl.link().by_name("hv0").unwrap().expect("host veth");
 
     // ifb: created up, with the MTU asked for, kind ifb.
-    nl.add_ifb("bwptest", Some(1400)).unwrap();
-    let ifb = nl.link_by_name("bwptest").unwrap().expect("ifb");
+    nl.link().add_ifb("bwptest", Some(1400)).unwrap();
+    let ifb = nl.link().by_name("bwptest").unwrap().expect("ifb");
     assert_eq!(
         (ifb.kind.as_deref(), ifb.up, ifb.mtu),
         (Some("ifb"), true, 1400)
     );
-    assert!(nl.add_ifb("bwptest", None).unwrap_err().is_exists());
+    assert!(nl.link().add_ifb("bwptest", None).unwrap_err().is_exists());
 
     let p = TbfParams::from_bits(8_000_000, 80_000, veth.mtu, tick_in_usec());
-    nl.add_tbf(veth.index, &p).unwrap();
-    nl.add_tbf(ifb.index, &p).unwrap();
-    nl.add_ingress_qdisc(veth.index).unwrap();
-    nl.add_redirect_filter(veth.index, ifb.index).unwrap();
+    nl.tc().add_tbf(veth.index, &p).unwrap();
+    nl.tc().add_tbf(ifb.index, &p).unwrap();
+    nl.tc().add_ingress(veth.index).unwrap();
+    nl.tc().add_redirect(veth.index, ifb.index).unwrap();
 
     // netkit's view.
-    let qs = nl.qdiscs(veth.index).unwrap();
+    let qs = nl.tc().qdiscs(veth.index).unwrap();
     let root = qs.iter().find(|q| q.is_root()).expect("root qdisc");
     assert_eq!((root.kind.as_str(), root.tbf), ("tbf", Some(p)));
     assert!(qs.iter().any(|q| q.kind == "ingress"), "{qs:?}");
     assert!(qs.iter().all(|q| q.index == veth.index));
-    let on_ifb = nl.qdiscs(ifb.index).unwrap();
+    let on_ifb = nl.tc().qdiscs(ifb.index).unwrap();
     assert_eq!(
         on_ifb.iter().find(|q| q.is_root()).and_then(|q| q.tbf),
         Some(p)
@@ -87,12 +88,12 @@ fn tbf_ingress_redirect_and_ifb() {
     assert_eq!(acts[0]["to_dev"], "bwptest");
 
     // A second tbf at the root is refused, not silently replaced.
-    assert!(nl.add_tbf(veth.index, &p).unwrap_err().is_exists());
+    assert!(nl.tc().add_tbf(veth.index, &p).unwrap_err().is_exists());
 
     // Deleting the ifb takes its qdisc; deleting the veth takes its own.
-    nl.del_link_by_name("bwptest").unwrap();
-    nl.del_link_by_name("hv0").unwrap();
-    assert!(nl.link_by_name("bwptest").unwrap().is_none());
+    nl.link().del_by_name("bwptest").unwrap();
+    nl.link().del_by_name("hv0").unwrap();
+    assert!(nl.link().by_name("bwptest").unwrap().is_none());
     assert!(tc_json(&host, &["qdisc", "show"])
         .as_array()
         .unwrap()
@@ -107,12 +108,12 @@ fn shaping_a_rate_above_4_gib_per_second_uses_rate64() {
     }
     let host = TestNs::new();
     let mut nl = host.nl();
-    nl.add_ifb("bwpfast", None).unwrap();
-    let ifb = nl.link_by_name("bwpfast").unwrap().expect("ifb");
+    nl.link().add_ifb("bwpfast", None).unwrap();
+    let ifb = nl.link().by_name("bwpfast").unwrap().expect("ifb");
     // 40 Gbit/s = 5e9 B/s, beyond the 32-bit rate field.
     let p = TbfParams::from_bits(40_000_000_000, 8_000_000, ifb.mtu, tick_in_usec());
-    nl.add_tbf(ifb.index, &p).unwrap();
-    let q = nl.qdiscs(ifb.index).unwrap();
+    nl.tc().add_tbf(ifb.index, &p).unwrap();
+    let q = nl.tc().qdiscs(ifb.index).unwrap();
     assert_eq!(
         q.iter().find_map(|q| q.tbf).map(|t| t.rate),
         Some(5_000_000_000)

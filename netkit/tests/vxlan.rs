@@ -14,20 +14,23 @@ const VTEP: &str = "0e:00:00:00:00:02";
 fn flannel_device(node: &TestNs, peer: &TestNs) -> (Netlink, Link) {
     let mut nl = node.nl();
     // Underlay: a veth to the "other node" namespace.
-    nl.add_veth("ul0", "ul0", &peer.ns, None, None).unwrap();
-    let ul = nl.link_by_name("ul0").unwrap().unwrap();
-    nl.add_addr(ul.index, "10.98.0.1/24".parse().unwrap())
+    nl.link()
+        .add_veth("ul0", "ul0", &peer.ns, None, None)
         .unwrap();
-    nl.set_up(ul.index).unwrap();
+    let ul = nl.link().by_name("ul0").unwrap().unwrap();
+    nl.addr()
+        .add(ul.index, "10.98.0.1/24".parse().unwrap())
+        .unwrap();
+    nl.link().set_up(ul.index).unwrap();
 
     let mut p = VxlanParams::new("flannel.1", 1);
     p.local = Some("10.98.0.1".parse().unwrap());
     p.dev = Some(ul.index);
     p.mtu = Some(1450);
     p.mac = Some(mac("0e:00:00:00:00:01"));
-    nl.add_vxlan(&p).unwrap();
-    assert!(nl.add_vxlan(&p).unwrap_err().is_exists());
-    let vx = nl.link_by_name("flannel.1").unwrap().unwrap();
+    nl.link().add_vxlan(&p).unwrap();
+    assert!(nl.link().add_vxlan(&p).unwrap_err().is_exists());
+    let vx = nl.link().by_name("flannel.1").unwrap().unwrap();
     assert_eq!(
         (vx.kind.as_deref(), vx.mtu, vx.mac),
         (Some("vxlan"), 1450, p.mac)
@@ -45,9 +48,10 @@ fn flannel_device(node: &TestNs, peer: &TestNs) -> (Netlink, Link) {
     );
     assert_eq!(d["learning"], false);
 
-    nl.add_addr(vx.index, "10.244.1.0/32".parse().unwrap())
+    nl.addr()
+        .add(vx.index, "10.244.1.0/32".parse().unwrap())
         .unwrap();
-    nl.set_up(vx.index).unwrap();
+    nl.link().set_up(vx.index).unwrap();
 
     (nl, vx)
 }
@@ -56,9 +60,10 @@ fn flannel_device(node: &TestNs, peer: &TestNs) -> (Netlink, Link) {
 fn program_lease(nl: &mut Netlink, vx: &Link) -> RouteSpec {
     let vtep = mac(VTEP);
     let remote_gw: IpAddr = "10.244.2.0".parse().unwrap();
-    nl.add_neigh(vx.index, remote_gw, vtep).unwrap();
-    nl.add_neigh(vx.index, remote_gw, vtep).unwrap(); // replace: idempotent
-    nl.add_fdb(vx.index, vtep, "10.98.0.2".parse().unwrap())
+    nl.neigh().add(vx.index, remote_gw, vtep).unwrap();
+    nl.neigh().add(vx.index, remote_gw, vtep).unwrap(); // replace: idempotent
+    nl.neigh()
+        .add_fdb(vx.index, vtep, "10.98.0.2".parse().unwrap())
         .unwrap();
     let route = RouteSpec {
         dst: "10.244.2.0/24".parse().unwrap(),
@@ -67,15 +72,15 @@ fn program_lease(nl: &mut Netlink, vx: &Link) -> RouteSpec {
         onlink: true,
         scope: None,
     };
-    nl.replace_route(&route).unwrap();
-    nl.replace_route(&route).unwrap();
+    nl.route().replace(&route).unwrap();
+    nl.route().replace(&route).unwrap();
 
     route
 }
 
 fn check_arp(node: &TestNs, nl: &mut Netlink, vx: &Link, remote_gw: IpAddr) {
     let vtep = mac(VTEP);
-    let n = nl.neighs(vx.index, false).unwrap();
+    let n = nl.neigh().list(vx.index, false).unwrap();
     assert!(
         n.iter()
             .any(|e| e.ip == Some(remote_gw) && e.mac == Some(vtep) && e.permanent),
@@ -104,21 +109,36 @@ fn check_fdb(node: &TestNs, nl: &mut Netlink, vx: &Link) {
         "{e}"
     );
     // Replace semantics: a new public IP rewrites the entry, no second dst.
-    nl.add_fdb(vx.index, vtep, "10.98.0.3".parse().unwrap())
+    nl.neigh()
+        .add_fdb(vx.index, vtep, "10.98.0.3".parse().unwrap())
         .unwrap();
-    let f = nl.fdb(vx.index).unwrap();
+    let f = nl.neigh().list_fdb(vx.index).unwrap();
     let dsts: Vec<_> = f
         .iter()
         .filter(|e| e.mac == Some(vtep))
         .map(|e| e.ip)
         .collect();
     assert_eq!(dsts, vec![Some("10.98.0.3".parse().unwrap())]);
-    nl.append_fdb(vx.index, [0; 6], "10.98.0.2".parse().unwrap())
-        .unwrap();
-    nl.append_fdb(vx.index, [0; 6], "10.98.0.3".parse().unwrap())
-        .unwrap();
+    // Flood list (head-end replication), written by `bridge`: listing
+    // shows one entry per destination.
+    for dst in ["10.98.0.2", "10.98.0.3"] {
+        let (ok, _) = node.exec(&[
+            "bridge",
+            "fdb",
+            "append",
+            "00:00:00:00:00:00",
+            "dev",
+            "flannel.1",
+            "dst",
+            dst,
+            "self",
+            "permanent",
+        ]);
+        assert!(ok, "bridge fdb append {dst}");
+    }
     assert_eq!(
-        nl.fdb(vx.index)
+        nl.neigh()
+            .list_fdb(vx.index)
             .unwrap()
             .iter()
             .filter(|e| e.mac == Some([0; 6]))
@@ -129,7 +149,7 @@ fn check_fdb(node: &TestNs, nl: &mut Netlink, vx: &Link) {
 
 fn check_route(node: &TestNs, nl: &mut Netlink, vx: &Link, route: &RouteSpec) {
     let remote_gw = route.gw.unwrap();
-    let r = nl.routes(Family::V4).unwrap();
+    let r = nl.route().list(Family::V4).unwrap();
     let r = r.iter().find(|e| e.dst == route.dst).expect("route");
     assert!(
         r.onlink && r.gw == Some(remote_gw) && r.oif == Some(vx.index),
@@ -162,9 +182,9 @@ fn vxlan_with_arp_fdb_and_onlink_route() {
 
     // Lease removal: all three, twice (idempotent).
     for _ in 0..2 {
-        nl.del_route(&route).unwrap();
-        nl.del_fdb(vx.index, vtep, None).unwrap();
-        nl.del_neigh(vx.index, remote_gw).unwrap();
+        nl.route().del(&route).unwrap();
+        nl.neigh().del_fdb(vx.index, vtep, None).unwrap();
+        nl.neigh().del(vx.index, remote_gw).unwrap();
     }
     assert!(node
         .ip(&["route", "show", "10.244.2.0/24"])
@@ -172,12 +192,14 @@ fn vxlan_with_arp_fdb_and_onlink_route() {
         .unwrap()
         .is_empty());
     assert!(nl
-        .neighs(vx.index, false)
+        .neigh()
+        .list(vx.index, false)
         .unwrap()
         .iter()
         .all(|e| e.ip != Some(remote_gw)));
     assert!(nl
-        .fdb(vx.index)
+        .neigh()
+        .list_fdb(vx.index)
         .unwrap()
         .iter()
         .all(|e| e.mac != Some(vtep)));
@@ -190,13 +212,14 @@ fn batch_applies_in_order_and_reports_each_failure() {
     }
     let t = TestNs::new();
     let mut nl = t.nl();
-    nl.add_bridge("vtep0", Some(1450), None).unwrap();
-    let dev = nl.link_by_name("vtep0").unwrap().unwrap();
+    nl.link().add_bridge("vtep0", Some(1450), None).unwrap();
+    let dev = nl.link().by_name("vtep0").unwrap().unwrap();
     // Like flannel.1's /32: without any local address the netns has no
     // local table yet and the kernel rejects even onlink gateways.
-    nl.add_addr(dev.index, "10.244.6.0/32".parse().unwrap())
+    nl.addr()
+        .add(dev.index, "10.244.6.0/32".parse().unwrap())
         .unwrap();
-    nl.set_up(dev.index).unwrap();
+    nl.link().set_up(dev.index).unwrap();
     let vtep = mac("0e:00:00:00:00:07");
     let gw: IpAddr = "10.244.7.0".parse().unwrap();
     let route = RouteSpec {
@@ -283,39 +306,42 @@ fn link_monitor_reports_removals_on_the_vxlan_device_and_its_deletion() {
     // notification names the entry.
     let route = program_lease(&mut nl, &vx);
     let gw = route.gw.unwrap();
-    nl.del_route(&route).unwrap();
+    nl.route().del(&route).unwrap();
     wait_for(&|e| {
         matches!(e, LinkEvent::Route { gone: true, route: r }
             if r.dst == route.dst && r.gw == Some(gw))
     });
-    nl.del_neigh(vx.index, gw).unwrap();
+    nl.neigh().del(vx.index, gw).unwrap();
     wait_for(&|e| {
         matches!(e, LinkEvent::Neigh { gone: true, fdb: false, entry }
             if entry.ip == Some(gw))
     });
-    nl.del_fdb(vx.index, mac(VTEP), None).unwrap();
+    nl.neigh().del_fdb(vx.index, mac(VTEP), None).unwrap();
     wait_for(&|e| {
         matches!(e, LinkEvent::Neigh { gone: true, fdb: true, entry }
             if entry.mac == Some(mac(VTEP)))
     });
     // Additions are reported too, with what was written.
-    nl.add_neigh(vx.index, gw, mac(VTEP)).unwrap();
+    nl.neigh().add(vx.index, gw, mac(VTEP)).unwrap();
     wait_for(&|e| {
         matches!(e, LinkEvent::Neigh { gone: false, fdb: false, entry }
             if entry.ip == Some(gw) && entry.mac == Some(mac(VTEP)) && entry.permanent)
     });
-    nl.add_fdb(vx.index, mac(VTEP), "10.98.0.2".parse().unwrap())
+    nl.neigh()
+        .add_fdb(vx.index, mac(VTEP), "10.98.0.2".parse().unwrap())
         .unwrap();
     wait_for(&|e| {
         matches!(e, LinkEvent::Neigh { gone: false, fdb: true, entry }
             if entry.ip == Some("10.98.0.2".parse().unwrap()))
     });
-    nl.del_addr(vx.index, "10.244.1.0/32".parse().unwrap())
+    nl.addr()
+        .del(vx.index, "10.244.1.0/32".parse().unwrap())
         .unwrap();
     wait_for(&|e| matches!(e, LinkEvent::AddrRemoved { .. }));
-    nl.set_down(vx.index).unwrap();
+    let (ok, _) = node.exec(&["ip", "link", "set", "dev", "flannel.1", "down"]);
+    assert!(ok, "ip link set flannel.1 down");
     wait_for(&|e| matches!(e, LinkEvent::Changed(l) if !l.up));
-    nl.del_link(vx.index).unwrap();
+    nl.link().del(vx.index).unwrap();
     wait_for(&|e| matches!(e, LinkEvent::Deleted(l) if l.index == vx.index));
 }
 
@@ -329,25 +355,30 @@ fn one_entry_reads_route_neighbour_and_fdb() {
     let route = program_lease(&mut nl, &vx);
     let gw = route.gw.unwrap();
     // `ip route get fibmatch`: the entry itself, not the next hop.
-    let m = nl.route_match(gw).unwrap().expect("a matching route");
+    let m = nl.route().fib_match(gw).unwrap().expect("a matching route");
     assert_eq!(
         (m.dst, m.gw, m.oif, m.onlink),
         (route.dst, Some(gw), Some(vx.index), true)
     );
-    let n = nl.neigh_get(vx.index, gw).unwrap().expect("ARP entry");
+    let n = nl.neigh().get(vx.index, gw).unwrap().expect("ARP entry");
     assert_eq!((n.mac, n.permanent), (Some(mac(VTEP)), true));
-    let f = nl.fdb_get(vx.index, mac(VTEP)).unwrap().expect("FDB entry");
+    let f = nl
+        .neigh()
+        .get_fdb(vx.index, mac(VTEP))
+        .unwrap()
+        .expect("FDB entry");
     assert_eq!(f.ip, Some("10.98.0.2".parse().unwrap()));
     // Gone: None, not an error.
-    nl.del_route(&route).unwrap();
-    nl.del_neigh(vx.index, gw).unwrap();
-    nl.del_fdb(vx.index, mac(VTEP), None).unwrap();
+    nl.route().del(&route).unwrap();
+    nl.neigh().del(vx.index, gw).unwrap();
+    nl.neigh().del_fdb(vx.index, mac(VTEP), None).unwrap();
     assert!(nl
-        .route_match(gw)
+        .route()
+        .fib_match(gw)
         .unwrap()
         .is_none_or(|m| m.dst != route.dst));
-    assert_eq!(nl.neigh_get(vx.index, gw).unwrap(), None);
-    assert_eq!(nl.fdb_get(vx.index, mac(VTEP)).unwrap(), None);
+    assert_eq!(nl.neigh().get(vx.index, gw).unwrap(), None);
+    assert_eq!(nl.neigh().get_fdb(vx.index, mac(VTEP)).unwrap(), None);
 }
 
 #[test]
@@ -381,7 +412,7 @@ fn a_batch_bigger_than_one_datagram_is_applied_whole() {
     assert_eq!(nl.requests_sent() - requests, 3000);
     let sent = nl.datagrams_sent() - datagrams;
     assert!((3000 / 64..=3000 / 32).contains(&sent), "{sent} datagrams");
-    let routes = nl.routes(Family::V4).unwrap();
+    let routes = nl.route().list(Family::V4).unwrap();
     assert_eq!(
         routes
             .iter()
@@ -389,9 +420,10 @@ fn a_batch_bigger_than_one_datagram_is_applied_whole() {
             .count(),
         1000
     );
-    assert_eq!(nl.neighs(vx.index, false).unwrap().len(), 1000);
+    assert_eq!(nl.neigh().list(vx.index, false).unwrap().len(), 1000);
     assert_eq!(
-        nl.fdb(vx.index)
+        nl.neigh()
+            .list_fdb(vx.index)
             .unwrap()
             .iter()
             .filter(|f| f.permanent && f.mac.is_some_and(|m| m[1] == 1))

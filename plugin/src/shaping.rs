@@ -28,11 +28,13 @@ pub fn check(
     if let Some(s) = &bw.egress {
         let name = ifb.ok_or_else(|| broken("egress shaping has no ifb recorded".into()))?;
         let dev = nl
-            .link_by_name(name)
+            .link()
+            .by_name(name)
             .map_err(|e| kernel("look up ifb", e))?
             .filter(|l| l.up)
             .ok_or_else(|| broken(format!("ifb {name} is missing or down")))?;
         let qdiscs = nl
+            .tc()
             .qdiscs(host.index)
             .map_err(|e| kernel("list qdiscs", e))?;
         if !qdiscs.iter().any(|q| q.kind == "ingress") {
@@ -46,7 +48,10 @@ pub fn check(
 /// Rate and limit are compared; the kernel reports the buffer clamped
 /// (to 2^32 ns), so a containerd-sized burst would never compare equal.
 fn check_tbf(nl: &mut Netlink, dev: &Link, want: &TbfParams) -> Result<(), CniError> {
-    let qdiscs = nl.qdiscs(dev.index).map_err(|e| kernel("list qdiscs", e))?;
+    let qdiscs = nl
+        .tc()
+        .qdiscs(dev.index)
+        .map_err(|e| kernel("list qdiscs", e))?;
     let got = qdiscs.iter().find(|q| q.is_root()).and_then(|q| q.tbf);
     match got {
         Some(t) if t.rate == want.rate && t.limit == want.limit => Ok(()),
@@ -69,13 +74,14 @@ pub fn check_delegated(ctx: &Ctx, call: &Call) -> Result<(), CniError> {
         .map_err(|e| CniError::internal(format!("open netns {netns}: {e}")))?;
     let peer = pod
         .netlink()
-        .and_then(|mut nl| nl.link_by_name(&ctx.args.ifname))
+        .and_then(|mut nl| nl.link().by_name(&ctx.args.ifname))
         .map_err(|e| kernel("look up pod interface", e))?
         .and_then(|l| l.link)
         .ok_or_else(|| broken(format!("{} in {netns} has no veth peer", ctx.args.ifname)))?;
     let mut nl = Netlink::open().map_err(|e| kernel("open netlink", e))?;
     let host = nl
-        .link_by_index(peer)
+        .link()
+        .by_index(peer)
         .map_err(|e| kernel("look up host veth", e))?
         .ok_or_else(|| broken(format!("host veth #{peer} is missing")))?;
     let ifb = netkit::ifb_name(&ctx.conf.net.name, &ctx.args.container_id);

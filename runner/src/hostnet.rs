@@ -110,10 +110,13 @@ pub fn node_ips() -> Result<Vec<IpAddr>> {
     let mut nl = Netns::current()
         .and_then(|ns| ns.netlink())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let addrs = nl.addrs(None).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let addrs = nl.addr().list(None).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut default_links = Vec::new();
     for family in [Family::V4, Family::V6] {
-        let routes = nl.routes(family).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let routes = nl
+            .route()
+            .list(family)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         default_links.extend(
             routes
                 .iter()

@@ -209,24 +209,24 @@ impl TableReader {
     /// The tables now; `None` when the device does not exist.
     pub fn read(&mut self) -> Result<Option<VxlanTables>, String> {
         let e = |e: netkit::Error| e.to_string();
-        let Some(link) = self.nl.link_by_name(&self.dev).map_err(e)? else {
+        let Some(link) = self.nl.link().by_name(&self.dev).map_err(e)? else {
             return Ok(None);
         };
         let idx = link.index;
         let mut t = VxlanTables::default();
-        for r in self.nl.routes(netkit::Family::V4).map_err(e)? {
+        for r in self.nl.route().list(netkit::Family::V4).map_err(e)? {
             if r.oif == Some(idx) {
                 let gw = r.gw.map_or("-".to_string(), |g| g.to_string());
                 t.routes.push(route_text(&r.dst.to_string(), &gw, r.onlink));
             }
         }
-        for n in self.nl.neighs(idx, false).map_err(e)? {
+        for n in self.nl.neigh().list(idx, false).map_err(e)? {
             if n.permanent {
                 t.neigh
                     .push(format!("{} {}", ip_text(n.ip), mac_text(n.mac)));
             }
         }
-        for f in self.nl.fdb(idx).map_err(e)? {
+        for f in self.nl.neigh().list_fdb(idx).map_err(e)? {
             t.fdb
                 .push(format!("{} dst {}", mac_text(f.mac), ip_text(f.ip)));
         }

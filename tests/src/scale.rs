@@ -80,19 +80,20 @@ impl RouteCounter {
     /// Is there a route through `flannel.1` to the subnet of `addr`? One
     /// lookup (`ip route get fibmatch`): cheap enough to poll 20 nodes.
     pub fn has(&mut self, addr: std::net::IpAddr) -> bool {
-        let Ok(Some(dev)) = self.nl.link_by_name("flannel.1") else {
+        let Ok(Some(dev)) = self.nl.link().by_name("flannel.1") else {
             return false;
         };
-        matches!(self.nl.route_match(addr), Ok(Some(m)) if m.oif == Some(dev.index) && m.gw.is_some())
+        matches!(self.nl.route().fib_match(addr), Ok(Some(m)) if m.oif == Some(dev.index) && m.gw.is_some())
     }
 
     /// Routes via `flannel.1` (0 without the device).
     pub fn count(&mut self) -> usize {
-        let Ok(Some(dev)) = self.nl.link_by_name("flannel.1") else {
+        let Ok(Some(dev)) = self.nl.link().by_name("flannel.1") else {
             return 0;
         };
         self.nl
-            .routes(netkit::Family::V4)
+            .route()
+            .list(netkit::Family::V4)
             .map(|r| {
                 r.iter()
                     .filter(|r| r.oif == Some(dev.index) && r.gw.is_some())

@@ -53,7 +53,8 @@ pub use types::{External, Families};
 /// IPv4 addresses of an interface, link-local ones left out.
 pub fn v4_addrs(nl: &mut Netlink, index: u32) -> Result<Vec<Ipv4Net>> {
     Ok(nl
-        .addrs(Some(index))?
+        .addr()
+        .list(Some(index))?
         .into_iter()
         .filter_map(|a| match a.addr {
             IpNet::V4(n) if !n.addr().is_link_local() => Some(n),

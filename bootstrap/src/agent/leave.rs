@@ -102,7 +102,12 @@ async fn release(
             a.subnet_file.display()
         ));
     }
-    let local: Vec<std::net::IpAddr> = nl.addrs(None)?.iter().map(|a| a.addr.addr()).collect();
+    let local: Vec<std::net::IpAddr> = nl
+        .addr()
+        .list(None)?
+        .iter()
+        .map(|a| a.addr.addr())
+        .collect();
     let (kvs, _) = store.list(&a.etcd.key("subnets/")).await?;
     let mut n = 0;
     for kv in kvs {

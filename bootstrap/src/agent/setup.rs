@@ -104,7 +104,8 @@ pub fn build_planes(
     // Every address the interface holds: a public address among them is
     // not behind NAT, even when it is not the interface's preferred one.
     let held: Vec<std::net::IpAddr> = nl
-        .addrs(Some(ext.index))?
+        .addr()
+        .list(Some(ext.index))?
         .iter()
         .map(|a| a.addr.addr())
         .collect();

@@ -94,7 +94,8 @@ pub fn vxlan_options(o: &VxlanOptions) -> String {
 
 /// Is `ip` an address of an interface in this network namespace?
 pub fn is_local(nl: &mut netkit::Netlink, ip: IpAddr) -> bool {
-    nl.addrs(None)
+    nl.addr()
+        .list(None)
         .unwrap_or_default()
         .iter()
         .any(|a| a.addr.addr() == ip)

@@ -22,7 +22,7 @@ pub fn cni0(node: &Node) -> Vec<Finding> {
             )]
         }
     };
-    let Some(link) = nl.link_by_name("cni0").ok().flatten() else {
+    let Some(link) = nl.link().by_name("cni0").ok().flatten() else {
         return vec![Finding::ok(
             CHECK,
             "not created yet (the CNI plugin creates it with the first pod)",
@@ -40,7 +40,8 @@ pub fn cni0(node: &Node) -> Vec<Finding> {
         )];
     }
     let have: Vec<IpNet> = nl
-        .addrs(Some(link.index))
+        .addr()
+        .list(Some(link.index))
         .unwrap_or_default()
         .into_iter()
         .map(|a| a.addr)

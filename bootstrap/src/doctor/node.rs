@@ -31,7 +31,8 @@ fn names_this_node(node: &Node, ip: IpAddr, v6: bool) -> bool {
     let Some(s) = node.settings().filter(|s| s.is_vxlan()) else {
         return false;
     };
-    nl.vxlan_info(&s.vxlan.device_name(v6))
+    nl.link()
+        .vxlan_info(&s.vxlan.device_name(v6))
         .ok()
         .flatten()
         .is_some_and(|i| i.local == Some(ip))

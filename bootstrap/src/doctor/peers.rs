@@ -44,17 +44,18 @@ impl Kernel {
         let family = if v6 { Family::V6 } else { Family::V4 };
         Kernel {
             names: nl
-                .links()
+                .link()
+                .list()
                 .unwrap_or_default()
                 .into_iter()
                 .map(|l| (l.index, l.name))
                 .collect(),
-            routes: nl.routes(family).unwrap_or_default(),
+            routes: nl.route().list(family).unwrap_or_default(),
             neighs: dev
-                .map(|i| nl.neighs(i, v6).unwrap_or_default())
+                .map(|i| nl.neigh().list(i, v6).unwrap_or_default())
                 .unwrap_or_default(),
             fdb: dev
-                .map(|i| nl.fdb(i).unwrap_or_default())
+                .map(|i| nl.neigh().list_fdb(i).unwrap_or_default())
                 .unwrap_or_default(),
         }
     }
@@ -172,7 +173,7 @@ fn locate(w: &Want, nl: &mut Netlink) -> Result<(Link, Option<(String, u32)>), F
     let Some(name) = w.device() else {
         return Ok((ext, None));
     };
-    match nl.vxlan_info(&name).ok().flatten() {
+    match nl.link().vxlan_info(&name).ok().flatten() {
         Some(i) => Ok((ext, Some((name, i.link.index)))),
         None => Err(Finding::skipped(
             check,
@@ -329,7 +330,7 @@ pub fn leftovers(node: &Node) -> Finding {
         .map(|v6| s.vxlan.device_name(v6))
         .collect();
     let mut left = Vec::new();
-    for l in nl.links().unwrap_or_default() {
+    for l in nl.link().list().unwrap_or_default() {
         let v6 = l.name.starts_with("flannel-v6.");
         let ours = v6 || l.name.starts_with("flannel.");
         if !ours || keep.contains(&l.name) || l.kind.as_deref() != Some("vxlan") {

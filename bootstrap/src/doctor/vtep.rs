@@ -13,7 +13,8 @@ use crate::netconfig::VxlanOptions;
 
 /// Addresses of family `v6` on interface `index`, link-local left out.
 fn addrs(nl: &mut Netlink, index: u32, v6: bool) -> Vec<IpNet> {
-    nl.addrs(Some(index))
+    nl.addr()
+        .list(Some(index))
         .unwrap_or_default()
         .into_iter()
         .map(|a| a.addr)
@@ -116,7 +117,7 @@ pub fn device(w: &Want, nl: &mut Netlink) -> Finding {
     let check = check_name("vtep", w.v6);
     let name = w.device().unwrap_or_default();
     let fam = w.family();
-    let info = match nl.vxlan_info(&name) {
+    let info = match nl.link().vxlan_info(&name) {
         Ok(Some(i)) => i,
         Ok(None) => {
             return Finding::problem(
@@ -225,7 +226,7 @@ pub fn mtu(node: &Node) -> Finding {
             ok.push(format!("host-gw over {} (MTU {})", under.name, under.mtu));
             continue;
         };
-        let Some(info) = nl.vxlan_info(&name).ok().flatten() else {
+        let Some(info) = nl.link().vxlan_info(&name).ok().flatten() else {
             continue;
         };
         planes.push((name.clone(), info.link.mtu));

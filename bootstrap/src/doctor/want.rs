@@ -52,8 +52,11 @@ impl Want<'_> {
     /// The interface other nodes are reached through: the vxlan device's
     /// underlay, else the interface holding the lease's public address.
     pub fn external(&self, nl: &mut Netlink) -> Option<Link> {
-        if let Some(info) = self.device().and_then(|d| nl.vxlan_info(&d).ok().flatten()) {
-            if let Some(l) = info.dev.and_then(|i| nl.link_by_index(i).ok().flatten()) {
+        if let Some(info) = self
+            .device()
+            .and_then(|d| nl.link().vxlan_info(&d).ok().flatten())
+        {
+            if let Some(l) = info.dev.and_then(|i| nl.link().by_index(i).ok().flatten()) {
                 return Some(l);
             }
             if let Some(l) = info.local.and_then(|ip| link_with(nl, ip)) {
@@ -67,18 +70,20 @@ impl Want<'_> {
 /// The interface carrying address `ip`.
 pub fn link_with(nl: &mut Netlink, ip: IpAddr) -> Option<Link> {
     let idx = nl
-        .addrs(None)
+        .addr()
+        .list(None)
         .ok()?
         .into_iter()
         .find(|a| a.addr.addr() == ip)?
         .index;
-    nl.link_by_index(idx).ok().flatten()
+    nl.link().by_index(idx).ok().flatten()
 }
 
 /// The connected prefixes of family `v6` on interface `index` (link-local
 /// left out): peers on one of them are on the same L2 segment.
 pub fn prefixes(nl: &mut Netlink, index: u32, v6: bool) -> Vec<IpNet> {
-    nl.addrs(Some(index))
+    nl.addr()
+        .list(Some(index))
         .unwrap_or_default()
         .into_iter()
         .map(|a| a.addr.trunc())

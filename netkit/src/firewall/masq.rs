@@ -14,26 +14,20 @@
 //!   is NATed to the node address, pod ↔ pod across nodes is not, multicast
 //!   never), installed once per node instead of once per pod, so ADD and DEL
 //!   never touch it and its cost does not grow with pods.
-//! - **Per attachment** ([`add_attachment_masquerade`]), upstream bridge's
-//!   `ipMasq` nftables layout (containernetworking/plugins
-//!   `pkg/ip/ipmasq_nftables_linux.go`): table `inet cni_plugins_masquerade`,
-//!   chain `masq_checks`, one rule per pod address commented with
-//!   `<hash(net)>-<hash(ifname:id)>, net: .., if: .., id: ..`, so bridge and
-//!   netboot can delete each other's rules.
+//! - **Per attachment**, upstream bridge's `ipMasq` nftables layout: no
+//!   netboot code path writes it (the reference bridge plugin does, and
+//!   deletes its own); `masq_bridge` keeps a test-only writer that pins
+//!   the layout down.
 
 use std::fmt::Write as _;
-use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use super::hash::hash_with_prefix;
 use super::nft::{self, check_ident, quote_comment, ListedRule};
 use crate::error::{Error, Result};
 
 const NODE_TABLE: &str = "inet netboot";
 const NODE_CHAIN: &str = "postrouting";
-const ATT_TABLE: &str = "inet cni_plugins_masquerade";
-const ATT_CHAIN: &str = "masq_checks";
 
 /// The comment tagging `network`'s node masquerade rules.
 fn node_masquerade_tag(network: &str) -> String {
@@ -41,7 +35,7 @@ fn node_masquerade_tag(network: &str) -> String {
 }
 
 /// `ip` or `ip6`.
-fn fam(n: &IpNet) -> &'static str {
+pub(super) fn fam(n: &IpNet) -> &'static str {
     match n {
         IpNet::V4(_) => "ip",
         IpNet::V6(_) => "ip6",
@@ -163,97 +157,6 @@ pub fn node_masquerade_present(network: &str, pod_subnet: IpNet) -> Result<bool>
         .any(|r| r.text.starts_with(&prefix)))
 }
 
-/// bridge's `hashForInstance`: 16 hex digits of sha512(network), `-`,
-/// 16 hex digits of sha512(ifname:containerID).
-fn instance_hash(network: &str, ifname: &str, container_id: &str) -> String {
-    format!(
-        "{}-{}",
-        hash_with_prefix(16, "", network),
-        hash_with_prefix(16, "", &format!("{ifname}:{container_id}"))
-    )
-}
-
-/// bridge's `commentForInstance`, cut to 128 bytes like knftables'
-/// `CommentLengthMax`.
-pub fn attachment_masquerade_comment(network: &str, ifname: &str, container_id: &str) -> String {
-    let mut c = format!(
-        "{}, net: {network}, if: {ifname}, id: {container_id}",
-        instance_hash(network, ifname, container_id)
-    );
-    c.truncate(128);
-    c
-}
-
-fn att_ctx(verb: &str, network: &str, ifname: &str, id: &str) -> Result<String> {
-    let ctx = format!("{verb} masquerade for {id}/{ifname} ({network}) in {ATT_TABLE} {ATT_CHAIN}");
-    check_ident(&ctx, "network name", network)?;
-    check_ident(&ctx, "interface name", ifname)?;
-    check_ident(&ctx, "container ID", id)?;
-    Ok(ctx)
-}
-
-fn list_instance(ctx: &str, hash: &str) -> Result<Vec<ListedRule>> {
-    let listed = nft::list(ctx, "inet", "cni_plugins_masquerade", Some(ATT_CHAIN))?;
-    Ok(listed
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|r| r.comment.as_deref().is_some_and(|c| c.starts_with(hash)))
-        .collect())
-}
-
-/// bridge `ipMasq` for one attachment: for each pod address `ip/len`,
-/// masquerade `saddr ip` to anything outside `ip/len`'s subnet. Replaces
-/// this attachment's previous rules in the same transaction (one list, one
-/// transaction, as upstream).
-pub fn add_attachment_masquerade(
-    network: &str,
-    ifname: &str,
-    container_id: &str,
-    addrs: &[IpNet],
-) -> Result<()> {
-    let ctx = att_ctx("add", network, ifname, container_id)?;
-    let comment = quote_comment(
-        &ctx,
-        &attachment_masquerade_comment(network, ifname, container_id),
-    )?;
-    let stale = list_instance(&ctx, &instance_hash(network, ifname, container_id))?;
-    let mut s = format!(
-        "add table {ATT_TABLE} {{ comment \"Masquerading for plugins from github.com/containernetworking/plugins\" ; }}\n\
-         add chain {ATT_TABLE} {ATT_CHAIN} {{ comment \"Masquerade traffic from certain IPs to any (non-multicast) IP outside their subnet\" ; }}\n\
-         add chain {ATT_TABLE} postrouting {{ type nat hook postrouting priority 100 ; }}\n\
-         flush chain {ATT_TABLE} postrouting\n\
-         add rule {ATT_TABLE} postrouting ip daddr 224.0.0.0/4 return\n\
-         add rule {ATT_TABLE} postrouting ip6 daddr ff00::/8 return\n\
-         add rule {ATT_TABLE} postrouting goto {ATT_CHAIN}\n"
-    );
-    s.push_str(&nft::delete_lines(
-        "cni_plugins_masquerade",
-        &stale.iter().collect::<Vec<_>>(),
-    ));
-    for a in addrs {
-        let (f, ip): (&str, IpAddr) = (fam(a), a.addr());
-        let _ = writeln!(
-            s,
-            "add rule {ATT_TABLE} {ATT_CHAIN} {f} saddr {ip} {f} daddr != {} masquerade comment {comment}",
-            a.trunc()
-        );
-    }
-    nft::apply(&ctx, &s)
-}
-
-/// Remove one attachment's bridge-style masquerade rules. Idempotent.
-pub fn del_attachment_masquerade(network: &str, ifname: &str, container_id: &str) -> Result<()> {
-    let ctx = att_ctx("delete", network, ifname, container_id)?;
-    let stale = list_instance(&ctx, &instance_hash(network, ifname, container_id))?;
-    if stale.is_empty() {
-        return Ok(());
-    }
-    nft::apply(
-        &ctx,
-        &nft::delete_lines("cni_plugins_masquerade", &stale.iter().collect::<Vec<_>>()),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,16 +180,5 @@ mod tests {
             node_rule(n("fd00:1::/64"), &[]),
             "ip6 saddr fd00:1::/64 ip6 daddr != ff00::/8 masquerade"
         );
-    }
-
-    #[test]
-    fn bridge_comment() {
-        // python3: sha512(b"cbrtest")[:16] + "-" + sha512(b"eth0:cid1")[:16]
-        assert_eq!(
-            attachment_masquerade_comment("cbrtest", "eth0", "cid1"),
-            "ab029c805a524413-0b65a318f52e521b, net: cbrtest, if: eth0, id: cid1"
-        );
-        let long = "c".repeat(120);
-        assert_eq!(attachment_masquerade_comment("n", "eth0", &long).len(), 128);
     }
 }

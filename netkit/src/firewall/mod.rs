@@ -27,8 +27,9 @@
 //!   exactly as `nft` encodes the same objects, so the rule set is the same
 //!   object for object whichever path wrote it. portmap's tables and
 //!   chains (once per node), its CHECK, masquerade and everything else stay
-//!   on `nft`. `NETBOOT_NFT_CLI=1` forces `nft` for portmap's layout
-//!   ([`NftPath`]); so does a kernel without `NETLINK_NETFILTER`.
+//!   on `nft`. `NETBOOT_NFT_CLI=1` in the environment forces `nft` for
+//!   portmap's layout (read at each call); so does a kernel without
+//!   `NETLINK_NETFILTER`.
 //! - **Namespaces.** Every function acts on the network namespace of the
 //!   calling thread (the child `nft` inherits it). The plugin already runs in
 //!   the node netns; to act on another namespace without `nsenter`, call
@@ -52,10 +53,8 @@
 //!   nftables layout (tables `ip`/`ip6 cni_hostport`), so either
 //!   implementation deletes the other's rules: bridge mode's chained
 //!   portmap, and native attachments made by netboot before the map layout.
-//! - `masq` ([`add_attachment_masquerade`], [`ensure_node_masquerade`]):
-//!   bridge's per-attachment `inet cni_plugins_masquerade`, and a per-node
-//!   rule set in `inet netboot` (one rule per pod subnet instead of one per
-//!   pod).
+//! - `masq` ([`ensure_node_masquerade`]): a per-node rule set in
+//!   `inet netboot` (one rule per pod subnet instead of one per pod).
 //! - `legacy` ([`cleanup_legacy_portmap`]): removal of the reference
 //!   portmap's *iptables* chains (`CNI-DN-<hash>` in `nat`), for nodes that
 //!   switch to native mode.
@@ -74,6 +73,8 @@ mod iptables;
 mod legacy;
 mod mapping;
 mod masq;
+#[cfg(test)]
+mod masq_bridge;
 mod nft;
 mod nftnl;
 mod portmap;
@@ -92,12 +93,8 @@ pub use legacy::{
     bridge_masq_chain, cleanup_bridge_masquerade, cleanup_legacy_portmap, legacy_dnat_chain,
 };
 pub use mapping::{needs_route_localnet, PortMapping, PortmapSpec, Proto};
-pub use masq::{
-    add_attachment_masquerade, attachment_masquerade_comment, del_attachment_masquerade,
-    ensure_node_masquerade, node_masquerade_present, remove_node_masquerade,
-};
+pub use masq::{ensure_node_masquerade, node_masquerade_present, remove_node_masquerade};
 pub use portmap::{
-    add_port_mappings, add_port_mappings_tracked, add_port_mappings_via, check_port_mappings,
-    del_port_mappings, del_port_mappings_in, del_port_mappings_via, del_port_rules, hostport_hash,
-    list_port_mapping_owners, list_port_mapping_owners_via, NftPath, RuleRef,
+    add_port_mappings, add_port_mappings_tracked, check_port_mappings, del_port_mappings,
+    del_port_mappings_in, del_port_rules, hostport_hash, list_port_mapping_owners, RuleRef,
 };

@@ -5,13 +5,14 @@ use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkMessage, LinkProto
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
 use super::new_link_request;
+use super::LinkHandle;
 use crate::error::Result;
-use crate::socket::{Netlink, Request, CREATE_EXCL};
+use crate::socket::{Request, CREATE_EXCL};
 
 /// `IFLA_BRPORT_MODE` (linux/if_link.h): the bridge port's hairpin flag.
 const IFLA_BRPORT_MODE: u16 = 4;
 
-impl Netlink {
+impl LinkHandle<'_> {
     /// `ip link add NAME [mtu M] [address MAC] type bridge`
     ///
     /// Pass `mac` to pin the bridge's address: otherwise the kernel picks a
@@ -25,7 +26,7 @@ impl Netlink {
             CREATE_EXCL,
             format!("create bridge {name}"),
         );
-        self.exec(req)
+        self.0.exec(req)
     }
 
     /// `bridge link set dev IDX hairpin on|off` (= `ip link set dev IDX
@@ -34,7 +35,7 @@ impl Netlink {
     /// Sent as an `AF_BRIDGE` RTM_SETLINK carrying a *nested*
     /// `IFLA_PROTINFO { IFLA_BRPORT_MODE }`; the kernel's `br_setlink`
     /// treats a non-nested IFLA_PROTINFO as the legacy port-state byte.
-    /// The link must already be a bridge port (after [`Netlink::set_master`]).
+    /// The link must already be a bridge port (after [`LinkHandle::set_master`]).
     pub fn set_hairpin(&mut self, index: u32, on: bool) -> Result<()> {
         let mut msg = LinkMessage::default();
         msg.header.interface_family = AddressFamily::Bridge;
@@ -49,6 +50,6 @@ impl Netlink {
             0,
             format!("set link #{index} hairpin {verb}"),
         );
-        self.exec(req)
+        self.0.exec(req)
     }
 }

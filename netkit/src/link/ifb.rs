@@ -6,10 +6,11 @@ use netlink_packet_route::link::{InfoKind, LinkFlags};
 use netlink_packet_route::RouteNetlinkMessage;
 
 use super::new_link_request;
+use super::LinkHandle;
 use crate::error::Result;
-use crate::socket::{Netlink, Request, CREATE_EXCL};
+use crate::socket::{Request, CREATE_EXCL};
 
-impl Netlink {
+impl LinkHandle<'_> {
     /// `ip link add NAME [mtu M] up type ifb`
     ///
     /// Created up in the same request (the reference bandwidth plugin
@@ -24,6 +25,6 @@ impl Netlink {
             CREATE_EXCL,
             format!("create ifb {name}"),
         );
-        self.exec(req)
+        self.0.exec(req)
     }
 }

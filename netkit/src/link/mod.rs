@@ -1,5 +1,6 @@
-//! Links (`ip link`): query, set, delete. Creation of each kind lives in its
-//! own file: [`veth`], [`bridge`], [`vxlan`], [`ifb`].
+//! Links (`ip link`), through [`Netlink::link`]: query, set, delete.
+//! Creation of each kind lives in its own file: [`veth`], [`bridge`],
+//! [`vxlan`], [`ifb`].
 
 pub mod bridge;
 pub mod ifb;
@@ -12,7 +13,6 @@ use netlink_packet_route::link::{
 use netlink_packet_route::RouteNetlinkMessage;
 
 use crate::error::Result;
-use crate::netns::Netns;
 use crate::socket::{Netlink, Request};
 
 /// A network interface as the kernel reports it.
@@ -94,21 +94,33 @@ fn index_msg(index: u32) -> LinkMessage {
     msg
 }
 
+/// The link verbs of one [`Netlink`] socket (`ip link`), from
+/// [`Netlink::link`].
+#[derive(Debug)]
+pub struct LinkHandle<'a>(&'a mut Netlink);
+
 impl Netlink {
+    /// Links: `ip link` (veth, bridge, vxlan, ifb; up, mtu, master, delete).
+    pub fn link(&mut self) -> LinkHandle<'_> {
+        LinkHandle(self)
+    }
+}
+
+impl LinkHandle<'_> {
     /// `ip link show dev NAME`. `Ok(None)` if there is no such link.
-    pub fn link_by_name(&mut self, name: &str) -> Result<Option<Link>> {
+    pub fn by_name(&mut self, name: &str) -> Result<Option<Link>> {
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::IfName(name.to_string()));
         self.get_one_link(msg, &format!("get link {name}"))
     }
 
     /// `ip link show` for one ifindex. `Ok(None)` if there is no such link.
-    pub fn link_by_index(&mut self, index: u32) -> Result<Option<Link>> {
+    pub fn by_index(&mut self, index: u32) -> Result<Option<Link>> {
         self.get_one_link(index_msg(index), &format!("get link #{index}"))
     }
 
     fn get_one_link(&mut self, msg: LinkMessage, what: &str) -> Result<Option<Link>> {
-        match self.get(RouteNetlinkMessage::GetLink(msg), 0, what) {
+        match self.0.get(RouteNetlinkMessage::GetLink(msg), 0, what) {
             Ok(replies) => Ok(replies.iter().find_map(|r| match r {
                 RouteNetlinkMessage::NewLink(l) => Some(Link::from_msg(l)),
                 _ => None,
@@ -119,8 +131,8 @@ impl Netlink {
     }
 
     /// `ip link show`: every link in the socket's namespace.
-    pub fn links(&mut self) -> Result<Vec<Link>> {
-        let replies = self.dump(
+    pub fn list(&mut self) -> Result<Vec<Link>> {
+        let replies = self.0.dump(
             RouteNetlinkMessage::GetLink(LinkMessage::default()),
             "list links",
         )?;
@@ -134,27 +146,16 @@ impl Netlink {
     }
 
     fn set_link(&mut self, msg: LinkMessage, op: String) -> Result<()> {
-        self.exec(Request::new(RouteNetlinkMessage::SetLink(msg), 0, op))
+        self.0
+            .exec(Request::new(RouteNetlinkMessage::SetLink(msg), 0, op))
     }
 
     /// `ip link set dev IDX up`.
     pub fn set_up(&mut self, index: u32) -> Result<()> {
-        self.set_updown(index, true)
-    }
-
-    /// `ip link set dev IDX down`.
-    pub fn set_down(&mut self, index: u32) -> Result<()> {
-        self.set_updown(index, false)
-    }
-
-    fn set_updown(&mut self, index: u32, up: bool) -> Result<()> {
         let mut msg = index_msg(index);
         msg.header.change_mask = LinkFlags::Up;
-        if up {
-            msg.header.flags = LinkFlags::Up;
-        }
-        let verb = if up { "up" } else { "down" };
-        self.set_link(msg, format!("set link #{index} {verb}"))
+        msg.header.flags = LinkFlags::Up;
+        self.set_link(msg, format!("set link #{index} up"))
     }
 
     /// `ip link set dev IDX mtu MTU`.
@@ -201,23 +202,14 @@ impl Netlink {
         }
     }
 
-    /// `ip link set dev IDX netns NS`: move a link to another namespace.
-    pub fn set_netns(&mut self, index: u32, ns: &Netns) -> Result<()> {
-        use std::os::fd::AsRawFd;
-        let mut msg = index_msg(index);
-        msg.attributes
-            .push(LinkAttribute::NetNsFd(ns.fd().as_raw_fd()));
-        self.set_link(msg, format!("move link #{index} to {}", ns.label()))
-    }
-
     /// `ip link del dev IDX`. Idempotent: a missing link is success.
-    pub fn del_link(&mut self, index: u32) -> Result<()> {
+    pub fn del(&mut self, index: u32) -> Result<()> {
         let req = Request::new(
             RouteNetlinkMessage::DelLink(index_msg(index)),
             0,
             format!("delete link #{index}"),
         );
-        match self.exec(req) {
+        match self.0.exec(req) {
             Err(e) if e.is_not_found() => Ok(()),
             other => other,
         }
@@ -225,7 +217,7 @@ impl Netlink {
 
     /// `ip link del dev NAME`. Idempotent: a missing link is success.
     /// One round trip: the kernel resolves `IFLA_IFNAME` itself.
-    pub fn del_link_by_name(&mut self, name: &str) -> Result<()> {
+    pub fn del_by_name(&mut self, name: &str) -> Result<()> {
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::IfName(name.to_string()));
         let req = Request::new(
@@ -233,7 +225,7 @@ impl Netlink {
             0,
             format!("delete link {name}"),
         );
-        match self.exec(req) {
+        match self.0.exec(req) {
             Err(e) if e.is_not_found() => Ok(()),
             other => other,
         }

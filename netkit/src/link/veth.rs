@@ -6,11 +6,12 @@ use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, Li
 use netlink_packet_route::RouteNetlinkMessage;
 
 use super::new_link_request;
+use super::LinkHandle;
 use crate::error::Result;
 use crate::netns::Netns;
-use crate::socket::{Netlink, Request, CREATE_EXCL};
+use crate::socket::{Request, CREATE_EXCL};
 
-impl Netlink {
+impl LinkHandle<'_> {
     /// `ip link add HOST [mtu M] type veth peer name PEER [address MAC] [mtu M] netns NS`
     ///
     /// `host` is created in this socket's namespace; `peer` is created
@@ -65,6 +66,6 @@ impl Netlink {
         .ctx(format!("peer {peer} in {}", peer_ns.label()));
         // The fd inside the message must stay open until the kernel has
         // read it: `peer_ns` is borrowed for the whole call.
-        self.exec(req)
+        self.0.exec(req)
     }
 }

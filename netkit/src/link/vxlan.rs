@@ -6,14 +6,15 @@ use netlink_packet_route::link::{InfoData, InfoKind, InfoVxlan};
 use netlink_packet_route::RouteNetlinkMessage;
 
 use super::new_link_request;
+use super::LinkHandle;
 use crate::error::Result;
-use crate::socket::{Netlink, Request, CREATE_EXCL};
+use crate::socket::{Request, CREATE_EXCL};
 
 /// Linux's default VXLAN UDP port (the `vxlan_port` module parameter), which
 /// flannel uses when its `Port` is 0. Not IANA's 4789.
 pub const VXLAN_DEFAULT_PORT: u16 = 8472;
 
-/// Parameters of [`Netlink::add_vxlan`].
+/// Parameters of [`LinkHandle::add_vxlan`](super::LinkHandle::add_vxlan).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VxlanParams {
     /// Device name, e.g. `flannel.1`.
@@ -51,7 +52,7 @@ impl VxlanParams {
     }
 }
 
-impl Netlink {
+impl LinkHandle<'_> {
     /// `ip link add NAME [mtu M] [address MAC] type vxlan id VNI [local IP]
     /// [dev DEV] dstport PORT nolearning [gbp]`
     pub fn add_vxlan(&mut self, p: &VxlanParams) -> Result<()> {
@@ -72,7 +73,7 @@ impl Netlink {
         let data = InfoData::Vxlan(opts);
         let msg = new_link_request(&p.name, InfoKind::Vxlan, Some(data), p.mtu, p.mac);
         let op = format!("create vxlan {} (vni {})", p.name, p.vni);
-        self.exec(Request::new(
+        self.0.exec(Request::new(
             RouteNetlinkMessage::NewLink(msg),
             CREATE_EXCL,
             op,
@@ -95,7 +96,7 @@ pub struct VxlanInfo {
     pub gbp: bool,
 }
 
-impl Netlink {
+impl LinkHandle<'_> {
     /// `ip -d link show dev NAME` for a VXLAN device. `Ok(None)` if there is
     /// no such link; a link of another kind comes back with every VXLAN
     /// field `None` (check `link.kind`).
@@ -103,7 +104,7 @@ impl Netlink {
         use netlink_packet_route::link::{LinkAttribute, LinkInfo, LinkMessage};
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::IfName(name.to_string()));
-        let replies = match self.get(
+        let replies = match self.0.get(
             RouteNetlinkMessage::GetLink(msg),
             0,
             &format!("get link {name}"),

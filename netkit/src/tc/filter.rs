@@ -8,22 +8,23 @@ use netlink_packet_route::tc::{
 };
 use netlink_packet_route::RouteNetlinkMessage;
 
+use super::TrafficHandle;
 use super::INGRESS_HANDLE;
 use crate::error::Result;
-use crate::socket::{Netlink, Request, CREATE_EXCL};
+use crate::socket::{Request, CREATE_EXCL};
 
 /// `ETH_P_ALL` (linux/if_ether.h).
 const ETH_P_ALL: u16 = 0x0003;
 
-impl Netlink {
+impl TrafficHandle<'_> {
     /// `tc filter add dev IDX parent ffff: protocol all prio 1 u32 match
     /// u32 0 0 flowid 1:1 action mirred egress redirect dev TO`
     ///
     /// The device needs its ingress qdisc first
-    /// ([`Netlink::add_ingress_qdisc`]). u32 with one all-zero key, as the
+    /// ([`TrafficHandle::add_ingress`]). u32 with one all-zero key, as the
     /// reference bandwidth plugin sends it: `matchall` would be simpler but
     /// is an optional kernel module (`CONFIG_NET_CLS_MATCHALL`).
-    pub fn add_redirect_filter(&mut self, index: u32, to: u32) -> Result<()> {
+    pub fn add_redirect(&mut self, index: u32, to: u32) -> Result<()> {
         let mut msg = TcMessage::with_index(i32::try_from(index).unwrap_or_default());
         msg.header.parent = INGRESS_HANDLE;
         // tcm_info: priority in the upper half, protocol (network order) below.
@@ -54,6 +55,6 @@ impl Netlink {
             CREATE_EXCL,
             format!("add redirect filter link #{index} -> #{to}"),
         );
-        self.exec(req)
+        self.0.exec(req)
     }
 }

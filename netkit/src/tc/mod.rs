@@ -1,4 +1,5 @@
-//! Traffic control (`tc`): queueing disciplines and filters, one file per
+//! Traffic control (`tc`), through [`Netlink::tc`]: queueing disciplines
+//! and filters, one file per
 //! kernel object: [`tbf`] (the token bucket filter and its arithmetic),
 //! `filter` (a match-everything u32 filter redirecting to another
 //! device); the `ingress` qdisc and the qdisc listing live here.
@@ -81,12 +82,26 @@ fn tbf_options(opts: &[TcOption]) -> Option<TbfParams> {
     })
 }
 
+/// The traffic-control verbs (`tc`) of one [`Netlink`] socket, from
+/// [`Netlink::tc`].
+#[derive(Debug)]
+pub struct TrafficHandle<'a>(&'a mut Netlink);
+
 impl Netlink {
+    /// Traffic control: `tc qdisc` and `tc filter`.
+    pub fn tc(&mut self) -> TrafficHandle<'_> {
+        TrafficHandle(self)
+    }
+}
+
+impl TrafficHandle<'_> {
     /// `tc qdisc show dev IDX`: the qdiscs of one device.
     pub fn qdiscs(&mut self, index: u32) -> Result<Vec<Qdisc>> {
         let what = format!("list qdiscs of link #{index}");
         let msg = TcMessage::with_index(i32::try_from(index).unwrap_or_default());
-        let replies = self.dump(RouteNetlinkMessage::GetQueueDiscipline(msg), &what)?;
+        let replies = self
+            .0
+            .dump(RouteNetlinkMessage::GetQueueDiscipline(msg), &what)?;
         // The kernel dumps every device's qdiscs: filter here (as tc does).
         Ok(replies
             .iter()
@@ -100,7 +115,7 @@ impl Netlink {
 
     /// `tc qdisc add dev IDX handle ffff: ingress`: the hook that lets
     /// filters act on what the device receives.
-    pub fn add_ingress_qdisc(&mut self, index: u32) -> Result<()> {
+    pub fn add_ingress(&mut self, index: u32) -> Result<()> {
         let mut msg = TcMessage::with_index(i32::try_from(index).unwrap_or_default());
         msg.header.handle = INGRESS_HANDLE;
         msg.header.parent = TcHandle::INGRESS;
@@ -110,6 +125,6 @@ impl Netlink {
             CREATE_EXCL,
             format!("add ingress qdisc to link #{index}"),
         );
-        self.exec(req)
+        self.0.exec(req)
     }
 }

@@ -23,8 +23,9 @@ use netlink_packet_core::DefaultNla;
 use netlink_packet_route::tc::{TcAttribute, TcHandle, TcMessage, TcOption};
 use netlink_packet_route::RouteNetlinkMessage;
 
+use super::TrafficHandle;
 use crate::error::Result;
-use crate::socket::{Netlink, Request, CREATE_EXCL};
+use crate::socket::{Request, CREATE_EXCL};
 
 // linux/pkt_sched.h
 const TCA_TBF_PARMS: u16 = 1;
@@ -131,7 +132,7 @@ pub(crate) fn parse(attrs: impl Iterator<Item = (u16, Vec<u8>)>) -> Option<TbfPa
     Some(p)
 }
 
-impl Netlink {
+impl TrafficHandle<'_> {
     /// `tc qdisc add dev IDX root handle 1: tbf rate R burst B limit L`
     /// (burst given as buffer time, as the reference plugin sends it).
     pub fn add_tbf(&mut self, index: u32, p: &TbfParams) -> Result<()> {
@@ -152,7 +153,7 @@ impl Netlink {
             CREATE_EXCL,
             format!("add tbf qdisc (rate {} B/s) to link #{index}", p.rate),
         );
-        self.exec(req)
+        self.0.exec(req)
     }
 }
 

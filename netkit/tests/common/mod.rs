@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use netkit::conntrack::Tuple4;
 use netkit::{Netlink, Netns};
 use serde_json::Value;
 
@@ -128,6 +129,39 @@ pub fn need_root() -> bool {
     }
     eprintln!("SKIP: netkit kernel tests need root");
     false
+}
+
+/// `conntrack -I` in `ns`: a flow `orig` whose reply is `reply` (a DNATed
+/// one when `reply.src` is not `orig.dst`), expiring in `timeout` seconds.
+/// The datapath makes real entries; tests that only need entries to list
+/// and delete write them with the tool netboot's users have too.
+pub fn ct_insert(ns: &TestNs, proto: u8, orig: Tuple4, reply: Tuple4, timeout: u32) {
+    let proto = match proto {
+        netkit::conntrack::TCP => "tcp",
+        netkit::conntrack::UDP => "udp",
+        p => panic!("ct_insert: protocol {p}"),
+    };
+    let s = |v: &dyn ToString| v.to_string();
+    let mut args: Vec<String> = ["conntrack", "-I", "-p", proto].map(String::from).to_vec();
+    for (flag, v) in [
+        ("-s", s(&orig.src)),
+        ("-d", s(&orig.dst)),
+        ("--sport", s(&orig.sport)),
+        ("--dport", s(&orig.dport)),
+        ("-r", s(&reply.src)),
+        ("-q", s(&reply.dst)),
+        ("--reply-port-src", s(&reply.sport)),
+        ("--reply-port-dst", s(&reply.dport)),
+        ("-t", s(&timeout)),
+    ] {
+        args.extend([flag.to_string(), v]);
+    }
+    if proto == "tcp" {
+        args.extend(["--state", "ESTABLISHED"].map(String::from));
+    }
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (ok, out) = ns.exec(&argv);
+    assert!(ok, "{argv:?} in {}: {out}", ns.name);
 }
 
 pub fn mac(s: &str) -> [u8; 6] {

@@ -36,7 +36,8 @@ fn check_netns(netns: &str, ifname: &str, prev: &CniResult) -> Result<(), CniErr
         .netlink()
         .map_err(|e| CniError::internal(format!("netlink in {netns}: {e}")))?;
     let link = nl
-        .link_by_name(ifname)
+        .link()
+        .by_name(ifname)
         .map_err(|e| CniError::internal(e.to_string()))?
         .ok_or_else(|| broken(format!("interface {ifname} is missing from {netns}")))?;
     if !link.up {
@@ -47,7 +48,8 @@ fn check_netns(netns: &str, ifname: &str, prev: &CniResult) -> Result<(), CniErr
         .iter()
         .position(|i| i.name == ifname && (i.sandbox.is_empty() || i.sandbox == netns));
     let addrs = nl
-        .addrs(Some(link.index))
+        .addr()
+        .list(Some(link.index))
         .map_err(|e| CniError::internal(e.to_string()))?;
     for ip in prev
         .ips
@@ -62,10 +64,12 @@ fn check_netns(netns: &str, ifname: &str, prev: &CniResult) -> Result<(), CniErr
         }
     }
     let mut routes = nl
-        .routes(Family::V4)
+        .route()
+        .list(Family::V4)
         .map_err(|e| CniError::internal(e.to_string()))?;
     routes.extend(
-        nl.routes(Family::V6)
+        nl.route()
+            .list(Family::V6)
             .map_err(|e| CniError::internal(e.to_string()))?,
     );
     for r in &prev.routes {

@@ -23,7 +23,7 @@ pub fn undo(ctx: &Ctx, d: &Delegator, rec: &Record, errors: &mut Vec<CniError>) 
                 ctx.log
                     .info("bandwidth is no longer on CNI_PATH; removing its ifb directly");
                 let ifb = netkit::ifb_name(&rec.network, &rec.container_id);
-                let gone = netkit::Netlink::open().and_then(|mut nl| nl.del_link_by_name(&ifb));
+                let gone = netkit::Netlink::open().and_then(|mut nl| nl.link().del_by_name(&ifb));
                 if let Err(le) = gone {
                     errors.push(e.context(format!("bandwidth DEL ({le})")));
                 }

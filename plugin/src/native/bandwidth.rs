@@ -36,16 +36,19 @@ pub fn apply(nl: &mut Netlink, host: &Link, state: &NativeState) -> Result<(), C
     };
     let tick = tc::tick_in_usec();
     if let Some(s) = &bw.ingress {
-        nl.add_tbf(host.index, &params(s, host.mtu, tick))
+        nl.tc()
+            .add_tbf(host.index, &params(s, host.mtu, tick))
             .map_err(|e| kernel(&format!("shape ingress on {}", host.name), e))?;
     }
     if let (Some(s), Some(name)) = (&bw.egress, &state.ifb) {
         let ifb = create_ifb(nl, name, host.mtu)?;
         let what = format!("redirect {}'s traffic to {name}", host.name);
-        nl.add_ingress_qdisc(host.index)
-            .and_then(|()| nl.add_redirect_filter(host.index, ifb.index))
+        nl.tc()
+            .add_ingress(host.index)
+            .and_then(|()| nl.tc().add_redirect(host.index, ifb.index))
             .map_err(|e| kernel(&what, e))?;
-        nl.add_tbf(ifb.index, &params(s, host.mtu, tick))
+        nl.tc()
+            .add_tbf(ifb.index, &params(s, host.mtu, tick))
             .map_err(|e| kernel(&format!("shape egress on {name}"), e))?;
     }
     Ok(())
@@ -54,14 +57,16 @@ pub fn apply(nl: &mut Netlink, host: &Link, state: &NativeState) -> Result<(), C
 /// The ifb, replacing one an earlier, killed ADD of this attachment left
 /// (the name is derived from network + container ID, so it is ours).
 fn create_ifb(nl: &mut Netlink, name: &str, mtu: u32) -> Result<Link, CniError> {
-    let mut added = nl.add_ifb(name, Some(mtu));
+    let mut added = nl.link().add_ifb(name, Some(mtu));
     if matches!(&added, Err(e) if e.is_exists()) {
-        nl.del_link_by_name(name)
+        nl.link()
+            .del_by_name(name)
             .map_err(|e| kernel(&format!("remove stale {name}"), e))?;
-        added = nl.add_ifb(name, Some(mtu));
+        added = nl.link().add_ifb(name, Some(mtu));
     }
     added.map_err(|e| kernel(&format!("create ifb {name}"), e))?;
-    nl.link_by_name(name)
+    nl.link()
+        .by_name(name)
         .map_err(|e| kernel(&format!("look up {name}"), e))?
         .ok_or_else(|| CniError::internal(format!("{name} vanished after creation")))
 }
@@ -69,7 +74,8 @@ fn create_ifb(nl: &mut Netlink, name: &str, mtu: u32) -> Result<Link, CniError> 
 /// Removes the attachment's ifb, if it has one (a missing one is fine).
 pub fn remove(nl: &mut Netlink, state: &NativeState) -> Option<CniError> {
     let name = state.ifb.as_deref()?;
-    nl.del_link_by_name(name)
+    nl.link()
+        .del_by_name(name)
         .err()
         .map(|e| kernel(&format!("delete {name}"), e))
 }

@@ -42,18 +42,20 @@ pub fn ensure(
     let mut created = false;
     let name = &conf.bridge;
     let link = match nl
-        .link_by_name(name)
+        .link()
+        .by_name(name)
         .map_err(|e| kernel("look up bridge", e))?
     {
         Some(l) => l,
         None => {
-            match nl.add_bridge(name, conf.mtu, Some(stable_mac(name))) {
+            match nl.link().add_bridge(name, conf.mtu, Some(stable_mac(name))) {
                 Err(e) if !e.is_exists() => {
                     return Err(kernel(&format!("create bridge {name}"), e))
                 }
                 _ => created = true,
             }
-            nl.link_by_name(name)
+            nl.link()
+                .by_name(name)
                 .map_err(|e| kernel("look up bridge", e))?
                 .ok_or_else(|| {
                     CniError::internal(format!("bridge {name} vanished after creation"))
@@ -70,7 +72,8 @@ pub fn ensure(
         ));
     }
     let addrs: Vec<IpNet> = nl
-        .addrs(Some(link.index))
+        .addr()
+        .list(Some(link.index))
         .map_err(|e| kernel(&format!("list addresses of {name}"), e))?
         .into_iter()
         .map(|a| a.addr)
@@ -92,7 +95,8 @@ pub fn ensure(
         replace_address(nl, &link, &addrs, gw, conf.force_address, store)?;
     }
     if !link.up {
-        nl.set_up(link.index)
+        nl.link()
+            .set_up(link.index)
             .map_err(|e| kernel(&format!("set {name} up"), e))?;
     }
     Ok((link, changed))
@@ -125,7 +129,7 @@ fn replace_address(
                 ));
             }
         }
-        nl.del_addr(link.index, *stale).map_err(|e| {
+        nl.addr().del(link.index, *stale).map_err(|e| {
             kernel(
                 &format!("remove stale address {stale} from {}", link.name),
                 e,
@@ -133,7 +137,7 @@ fn replace_address(
         })?;
     }
     // Without DAD: the gateway is this node's (see `super::ipv6`).
-    match nl.add_addr_nodad(link.index, gw) {
+    match nl.addr().add_nodad(link.index, gw) {
         Err(e) if !e.is_exists() => Err(kernel(&format!("add {gw} to {}", link.name), e)),
         _ => Ok(()),
     }

@@ -18,11 +18,13 @@ pub fn check(ctx: &Ctx, state: &NativeState) -> Result<(), CniError> {
     let nconf = NativeConf::from_delegate(&state.conf)?;
     let mut nl = Netlink::open().map_err(|e| kernel("open netlink", e))?;
     let host = nl
-        .link_by_name(&state.host_veth)
+        .link()
+        .by_name(&state.host_veth)
         .map_err(|e| kernel("look up host veth", e))?
         .ok_or_else(|| broken(format!("host veth {} is missing", state.host_veth)))?;
     let bridge = nl
-        .link_by_name(&state.bridge)
+        .link()
+        .by_name(&state.bridge)
         .map_err(|e| kernel("look up bridge", e))?
         .ok_or_else(|| broken(format!("bridge {} is missing", state.bridge)))?;
     if !host.up || host.master != Some(bridge.index) {

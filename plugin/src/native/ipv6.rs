@@ -58,7 +58,8 @@ pub fn settle(nl: &mut Netlink, index: u32, ifname: &str) -> Result<(), CniError
     let mut pause = Duration::from_millis(1);
     loop {
         let addrs = nl
-            .addrs(Some(index))
+            .addr()
+            .list(Some(index))
             .map_err(|e| kernel(&format!("list addresses of {ifname}"), e))?;
         let v6 = || addrs.iter().filter(|a| a.addr.addr().is_ipv6());
         if let Some(a) = v6().find(|a| a.is_dad_failed()) {

@@ -10,7 +10,8 @@ use netkit::Netlink;
 pub fn orphan_veths(bridge: &str, valid: &[(String, String)]) -> Result<Vec<String>, CniError> {
     let mut nl = Netlink::open().map_err(|e| kernel("open netlink", e))?;
     let Some(br) = nl
-        .link_by_name(bridge)
+        .link()
+        .by_name(bridge)
         .map_err(|e| kernel("look up bridge", e))?
     else {
         return Ok(Vec::new());
@@ -19,7 +20,7 @@ pub fn orphan_veths(bridge: &str, valid: &[(String, String)]) -> Result<Vec<Stri
         .iter()
         .map(|(c, i)| netkit::host_veth_name(c, i))
         .collect();
-    let links = nl.links().map_err(|e| kernel("list links", e))?;
+    let links = nl.link().list().map_err(|e| kernel("list links", e))?;
     Ok(links
         .into_iter()
         .filter(|l| l.kind.as_deref() == Some("veth") && l.master == Some(br.index))
@@ -34,7 +35,7 @@ pub fn delete_links(names: &[String]) -> Vec<CniError> {
     match Netlink::open() {
         Ok(mut nl) => {
             for n in names {
-                if let Err(e) = nl.del_link_by_name(n) {
+                if let Err(e) = nl.link().del_by_name(n) {
                     errors.push(kernel(&format!("delete {n}"), e));
                 }
             }

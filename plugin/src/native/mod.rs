@@ -306,6 +306,6 @@ pub fn undo(
 /// A missing link is success. Leaving the bridge is only a shortcut: if it
 /// fails, the deletion still removes the port.
 fn del_host_veth(nl: &mut Netlink, name: &str) -> Result<(), netkit::Error> {
-    let _ = nl.set_nomaster_by_name(name);
-    nl.del_link_by_name(name)
+    let _ = nl.link().set_nomaster_by_name(name);
+    nl.link().del_by_name(name)
 }

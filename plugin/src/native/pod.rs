@@ -22,12 +22,13 @@ pub fn create_veth(
 ) -> Result<Link, CniError> {
     let mut attempt = 0;
     loop {
-        match nl.add_veth(host, ifname, pod, conf.mtu, None) {
+        match nl.link().add_veth(host, ifname, pod, conf.mtu, None) {
             Ok(()) => break,
             Err(e) if e.is_exists() && attempt == 0 => {
                 attempt += 1;
                 let stale = nl
-                    .link_by_name(host)
+                    .link()
+                    .by_name(host)
                     .map_err(|e| kernel("look up host veth", e))?;
                 if stale.is_none() {
                     return Err(CniError::new(
@@ -38,24 +39,29 @@ pub fn create_veth(
                         ),
                     ));
                 }
-                nl.del_link_by_name(host)
+                nl.link()
+                    .del_by_name(host)
                     .map_err(|e| kernel(&format!("remove stale {host}"), e))?;
             }
             Err(e) => return Err(kernel(&format!("create veth {host} (peer {ifname})"), e)),
         }
     }
     let link = nl
-        .link_by_name(host)
+        .link()
+        .by_name(host)
         .map_err(|e| kernel("look up host veth", e))?
         .ok_or_else(|| CniError::internal(format!("{host} vanished after creation")))?;
     disable_ipv6(host);
-    nl.set_master(link.index, bridge.index)
+    nl.link()
+        .set_master(link.index, bridge.index)
         .map_err(|e| kernel(&format!("attach {host} to {}", bridge.name), e))?;
     if conf.hairpin {
-        nl.set_hairpin(link.index, true)
+        nl.link()
+            .set_hairpin(link.index, true)
             .map_err(|e| kernel(&format!("hairpin on {host}"), e))?;
     }
-    nl.set_up(link.index)
+    nl.link()
+        .set_up(link.index)
         .map_err(|e| kernel(&format!("set {host} up"), e))?;
     Ok(link)
 }
@@ -109,13 +115,20 @@ pub fn configure(pod: &Netns, ifname: &str, want: &PodAddressing<'_>) -> Result<
     } else {
         pod.netlink_here().map_err(ns_err)?
     };
-    if let Some(lo) = nl.link_by_name("lo").map_err(|e| kernel("look up lo", e))? {
+    if let Some(lo) = nl
+        .link()
+        .by_name("lo")
+        .map_err(|e| kernel("look up lo", e))?
+    {
         if !lo.up {
-            nl.set_up(lo.index).map_err(|e| kernel("set lo up", e))?;
+            nl.link()
+                .set_up(lo.index)
+                .map_err(|e| kernel("set lo up", e))?;
         }
     }
     let link = nl
-        .link_by_name(ifname)
+        .link()
+        .by_name(ifname)
         .map_err(|e| kernel("look up pod interface", e))?
         .ok_or_else(|| {
             CniError::internal(format!(
@@ -124,16 +137,19 @@ pub fn configure(pod: &Netns, ifname: &str, want: &PodAddressing<'_>) -> Result<
             ))
         })?;
     for (addr, _) in want.addrs {
-        nl.add_addr(link.index, *addr)
+        nl.addr()
+            .add(link.index, *addr)
             .map_err(|e| kernel(&format!("add {addr} to {ifname}"), e))?;
     }
-    nl.set_up(link.index)
+    nl.link()
+        .set_up(link.index)
         .map_err(|e| kernel(&format!("set {ifname} up"), e))?;
     if v6 {
         super::ipv6::settle(&mut nl, link.index, ifname)?;
     }
     for spec in route_specs(link.index, want.addrs, want.routes, want.default_gw) {
-        nl.replace_route(&spec)
+        nl.route()
+            .replace(&spec)
             .map_err(|e| kernel(&format!("add route {} in {}", spec.dst, pod.label()), e))?;
     }
     Ok(link)

@@ -21,27 +21,29 @@ const PEER: &str = "eth0";
 pub fn bridge_port_removal(pod_ns: &Path) -> Option<Duration> {
     let pod = Netns::open(pod_ns).ok()?;
     let mut nl = Netlink::open().ok()?;
-    let bridge = nl.link_by_name("cni0").ok()??;
-    let _ = nl.del_link_by_name(HOST);
-    nl.add_veth(HOST, PEER, &pod, Some(1450), None).ok()?;
+    let bridge = nl.link().by_name("cni0").ok()??;
+    let _ = nl.link().del_by_name(HOST);
+    nl.link()
+        .add_veth(HOST, PEER, &pod, Some(1450), None)
+        .ok()?;
     let made = (|| {
-        let host = nl.link_by_name(HOST).ok()??;
+        let host = nl.link().by_name(HOST).ok()??;
         // As native ADD leaves a pod's port: no IPv6 on the host end, in
         // the bridge, both ends up.
         let _ = netkit::sysctl::set(&format!("net/ipv6/conf/{HOST}/disable_ipv6"), "1");
-        nl.set_master(host.index, bridge.index).ok()?;
-        nl.set_up(host.index).ok()?;
+        nl.link().set_master(host.index, bridge.index).ok()?;
+        nl.link().set_up(host.index).ok()?;
         let mut pnl = pod.netlink().ok()?;
-        let peer = pnl.link_by_name(PEER).ok()??;
-        pnl.set_up(peer.index).ok()
+        let peer = pnl.link().by_name(PEER).ok()??;
+        pnl.link().set_up(peer.index).ok()
     })();
     if made.is_none() {
-        let _ = nl.del_link_by_name(HOST);
+        let _ = nl.link().del_by_name(HOST);
         return None;
     }
     let before = thread_cpu();
-    let left = nl.set_nomaster_by_name(HOST);
-    let deleted = nl.del_link_by_name(HOST);
+    let left = nl.link().set_nomaster_by_name(HOST);
+    let deleted = nl.link().del_by_name(HOST);
     let took = thread_cpu().saturating_sub(before);
     (left.is_ok() && deleted.is_ok()).then_some(took)
 }

@@ -11,7 +11,7 @@ use super::super::log;
 /// when no pod is attached (the plugin recreates it on the next ADD),
 /// otherwise say so; the plugin fixes it once the pods are gone.
 pub fn reconcile_cni0(nl: &mut Netlink, subnet: Ipv4Net) -> Result<()> {
-    let Some(br) = nl.link_by_name("cni0")? else {
+    let Some(br) = nl.link().by_name("cni0")? else {
         return Ok(());
     };
     let stale: Vec<Ipv4Net> = v4_addrs(nl, br.index)?
@@ -22,7 +22,8 @@ pub fn reconcile_cni0(nl: &mut Netlink, subnet: Ipv4Net) -> Result<()> {
         return Ok(());
     }
     let ports = nl
-        .links()?
+        .link()
+        .list()?
         .iter()
         .filter(|l| l.master == Some(br.index))
         .count();
@@ -33,7 +34,7 @@ pub fn reconcile_cni0(nl: &mut Netlink, subnet: Ipv4Net) -> Result<()> {
              the CNI plugin recreates it with the right address",
             list.join(", ")
         ));
-        nl.del_link(br.index)?;
+        nl.link().del(br.index)?;
     } else {
         log(&format!(
             "warning: cni0 has {} from an old subnet (ours is {subnet}) but {ports} pod(s) \

@@ -162,7 +162,7 @@ impl Vtep {
             if self.remotes.contains_key(&dst) {
                 continue;
             }
-            let m = self.nl.route_match(dst.network())?;
+            let m = self.nl.route().fib_match(dst.network())?;
             if !m.is_some_and(|m| m.dst == dst && m.gw == Some(gw) && m.oif == Some(self.index)) {
                 continue;
             }
@@ -170,14 +170,14 @@ impl Vtep {
             let mut stale = RouteSpec::to(dst);
             stale.gw = Some(gw);
             stale.oif = Some(self.index);
-            self.nl.del_route(&stale)?;
+            self.nl.route().del(&stale)?;
             removed += 1;
         }
         for &ip in &d.neighs {
             if self.subnet_of_gw(ip).is_some() {
                 continue;
             }
-            let n = self.nl.neigh_get(self.index, ip)?;
+            let n = self.nl.neigh().get(self.index, ip)?;
             if !n.is_some_and(|n| n.permanent) {
                 continue;
             }
@@ -186,14 +186,14 @@ impl Vtep {
                 "removing stale {what} entry {ip} on {}",
                 self.name
             ));
-            self.nl.del_neigh(self.index, ip)?;
+            self.nl.neigh().del(self.index, ip)?;
             removed += 1;
         }
         for &(mac, ip) in &d.fdb {
             if self.wants_fdb(mac, ip) {
                 continue;
             }
-            let f = self.nl.fdb_get(self.index, mac)?;
+            let f = self.nl.neigh().get_fdb(self.index, mac)?;
             if f.is_none_or(|f| f.ip != Some(ip)) {
                 continue;
             }
@@ -202,7 +202,7 @@ impl Vtep {
                 netkit::fmt_mac(&mac),
                 self.name
             ));
-            self.nl.del_fdb(self.index, mac, Some(ip))?;
+            self.nl.neigh().del_fdb(self.index, mac, Some(ip))?;
             removed += 1;
         }
         Ok(removed)
@@ -211,7 +211,7 @@ impl Vtep {
     /// Is every entry of `sn` in the kernel as programmed?
     fn holds(&mut self, sn: IpNet, r: &Remote) -> Result<bool> {
         let gw = sn.network();
-        let route = self.nl.route_match(gw)?.is_some_and(|m| {
+        let route = self.nl.route().fib_match(gw)?.is_some_and(|m| {
             m.dst == sn && m.gw == Some(gw) && m.oif == Some(self.index) && m.onlink
         });
         if !route {
@@ -219,14 +219,16 @@ impl Vtep {
         }
         let arp = self
             .nl
-            .neigh_get(self.index, gw)?
+            .neigh()
+            .get(self.index, gw)?
             .is_some_and(|n| n.permanent && n.mac == Some(r.mac));
         if !arp {
             return Ok(false);
         }
         Ok(self
             .nl
-            .fdb_get(self.index, r.mac)?
+            .neigh()
+            .get_fdb(self.index, r.mac)?
             .is_some_and(|f| f.permanent && f.ip == Some(r.public_ip)))
     }
 
@@ -289,7 +291,7 @@ impl Routes {
             if self.peers.contains_key(&dst) {
                 continue;
             }
-            let m = self.nl.route_match(dst.network())?;
+            let m = self.nl.route().fib_match(dst.network())?;
             if !m.is_some_and(|m| m.dst == dst && m.gw == Some(gw) && m.oif == Some(self.ext_index))
             {
                 continue;
@@ -298,7 +300,8 @@ impl Routes {
                 "removing stale route {dst} via {gw} on {}",
                 self.ext_name
             ));
-            self.nl.del_route(&self.spec(dst, gw))?;
+            let spec = self.spec(dst, gw);
+            self.nl.route().del(&spec)?;
             removed += 1;
         }
         let mut fixed = 0;
@@ -306,7 +309,7 @@ impl Routes {
             let Some(gw) = self.peers.get(&sn).copied() else {
                 continue;
             };
-            let m = self.nl.route_match(sn.network())?;
+            let m = self.nl.route().fib_match(sn.network())?;
             if m.is_some_and(|m| m.dst == sn && m.gw == Some(gw) && m.oif == Some(self.ext_index)) {
                 continue;
             }
@@ -314,7 +317,8 @@ impl Routes {
                 "{}: put back what someone removed or changed: route {sn} via {gw}",
                 self.ext_name
             ));
-            self.nl.replace_route(&self.spec(sn, gw))?;
+            let spec = self.spec(sn, gw);
+            self.nl.route().replace(&spec)?;
             fixed += 1;
         }
         Ok((removed, fixed))

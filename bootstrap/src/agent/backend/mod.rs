@@ -31,14 +31,14 @@ pub use plane::{Peer, Plane, Via};
 /// seed notes' "a reboot fixed it"). Their routes, neighbour and FDB
 /// entries go with them.
 pub fn remove_stale_devices(nl: &mut Netlink, keep: &[String], why: &str) -> Result<()> {
-    for l in nl.links()? {
+    for l in nl.link().list()? {
         let ours = l.name.starts_with("flannel.") || l.name.starts_with("flannel-v6.");
         if ours && !keep.contains(&l.name) && l.kind.as_deref() == Some("vxlan") {
             log(&format!(
                 "removing {} left from an old config ({why})",
                 l.name
             ));
-            nl.del_link(l.index)?;
+            nl.link().del(l.index)?;
         }
     }
     Ok(())

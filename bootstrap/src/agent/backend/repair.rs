@@ -34,7 +34,8 @@ impl Vtep {
         }
 
         let mut route_ok = BTreeSet::new();
-        for r in self.nl.routes(self.family())? {
+        let family = self.family();
+        for r in self.nl.route().list(family)? {
             let dst = r.dst;
             if r.oif != Some(self.index) || r.gw.is_none() || r.table != 254 {
                 continue;
@@ -50,12 +51,12 @@ impl Vtep {
             let mut stale = RouteSpec::to(r.dst);
             stale.gw = r.gw;
             stale.oif = r.oif;
-            let _ = self.nl.del_route(&stale);
+            let _ = self.nl.route().del(&stale);
             removed += 1;
         }
 
         let mut arp_ok = BTreeSet::new();
-        for ne in self.nl.neighs(self.index, self.spec.v6)? {
+        for ne in self.nl.neigh().list(self.index, self.spec.v6)? {
             let Some(ip) = ne.ip.filter(|_| ne.permanent) else {
                 continue;
             };
@@ -71,14 +72,14 @@ impl Vtep {
                         "removing stale {what} entry {ip} on {}",
                         self.name
                     ));
-                    self.nl.del_neigh(self.index, ip)?;
+                    self.nl.neigh().del(self.index, ip)?;
                     removed += 1;
                 }
             }
         }
 
         let mut fdb_ok = BTreeSet::new();
-        for f in self.nl.fdb(self.index)? {
+        for f in self.nl.neigh().list_fdb(self.index)? {
             let Some(mac) = f.mac.filter(|_| f.permanent) else {
                 continue;
             };
@@ -97,7 +98,7 @@ impl Vtep {
                 f.ip.map_or("-".into(), |i| i.to_string()),
                 self.name
             ));
-            self.nl.del_fdb(self.index, mac, f.ip)?;
+            self.nl.neigh().del_fdb(self.index, mac, f.ip)?;
             removed += 1;
         }
 

@@ -66,7 +66,8 @@ impl Routes {
         let v6 = self.v6;
         Ok(self
             .nl
-            .addrs(Some(self.ext_index))?
+            .addr()
+            .list(Some(self.ext_index))?
             .into_iter()
             .map(|a| a.addr.trunc())
             .filter(|n| matches!(n, IpNet::V6(_)) == v6)
@@ -102,7 +103,8 @@ impl Routes {
         }
         let spec = self.spec(subnet, gw);
         self.nl
-            .replace_route(&spec)
+            .route()
+            .replace(&spec)
             .with_context(|| format!("route {subnet} via {gw} dev {}", self.ext_name))?;
         self.peers.insert(subnet, gw);
         Ok(true)
@@ -115,7 +117,8 @@ impl Routes {
         };
         let spec = self.spec(subnet, gw);
         self.nl
-            .del_route(&spec)
+            .route()
+            .del(&spec)
             .with_context(|| format!("remove the route {subnet} via {gw}"))?;
         Ok(true)
     }
@@ -126,7 +129,8 @@ impl Routes {
     pub fn reconcile(&mut self) -> Result<(usize, usize)> {
         let mut ok = Vec::new();
         let mut removed = 0;
-        for r in self.nl.routes(self.family())? {
+        let family = self.family();
+        for r in self.nl.route().list(family)? {
             if r.table != 254 || r.oif != Some(self.ext_index) || !self.network.contains(&r.dst) {
                 continue;
             }
@@ -139,7 +143,8 @@ impl Routes {
                 "removing stale route {} via {gw} on {}",
                 r.dst, self.ext_name
             ));
-            let _ = self.nl.del_route(&self.spec(r.dst, gw));
+            let spec = self.spec(r.dst, gw);
+            let _ = self.nl.route().del(&spec);
             removed += 1;
         }
         let broken: Vec<(IpNet, IpAddr)> = self

@@ -97,7 +97,8 @@ impl Vtep {
         let v6 = self.spec.v6;
         Ok(self
             .nl
-            .addrs(Some(self.index))?
+            .addr()
+            .list(Some(self.index))?
             .into_iter()
             .map(|a| a.addr)
             .filter(|n| match n {
@@ -152,7 +153,7 @@ impl Vtep {
     /// Returns true when the device was (re)created.
     pub fn ensure_device(&mut self) -> Result<bool> {
         let mut created = false;
-        match self.nl.vxlan_info(&self.name)? {
+        match self.nl.link().vxlan_info(&self.name)? {
             Some(info) if self.mismatch(&info).is_empty() => {
                 if let Some(mac) = info.link.mac {
                     self.mac = mac;
@@ -166,7 +167,8 @@ impl Vtep {
                         self.mtu(),
                         self.spec.out_mtu
                     ));
-                    self.nl.set_mtu(self.index, self.mtu())?;
+                    let mtu = self.mtu();
+                    self.nl.link().set_mtu(self.index, mtu)?;
                 }
             }
             other => {
@@ -181,7 +183,7 @@ impl Vtep {
                             self.mac = mac;
                         }
                     }
-                    self.nl.del_link(info.link.index)?;
+                    self.nl.link().del(info.link.index)?;
                 }
                 let sp = &self.spec;
                 let mut p = VxlanParams::new(self.name.clone(), sp.vni);
@@ -192,10 +194,11 @@ impl Vtep {
                 p.gbp = sp.gbp;
                 p.mtu = Some(self.mtu());
                 p.mac = Some(self.mac);
-                self.nl.add_vxlan(&p)?;
+                self.nl.link().add_vxlan(&p)?;
                 let link = self
                     .nl
-                    .link_by_name(&self.name)?
+                    .link()
+                    .by_name(&self.name)?
                     .ok_or_else(|| anyhow!("{} vanished right after creation", self.name))?;
                 self.index = link.index;
                 let sp = &self.spec;
@@ -221,12 +224,12 @@ impl Vtep {
                 created = true;
             }
         }
-        self.nl.set_up(self.index)?;
+        self.nl.link().set_up(self.index)?;
         // Something (udev's MACAddressPolicy) may rewrite the MAC on up
         // (flannel#1795): put ours back.
-        let now = self.nl.link_by_index(self.index)?.and_then(|l| l.mac);
+        let now = self.nl.link().by_index(self.index)?.and_then(|l| l.mac);
         if now.is_some_and(|m| m != self.mac) {
-            self.nl.set_mac(self.index, self.mac)?;
+            self.nl.link().set_mac(self.index, self.mac)?;
         }
         self.checksum_off();
         Ok(created)
@@ -270,11 +273,11 @@ impl Vtep {
         let want = self.own_addr(subnet);
         let have = self.addrs()?;
         if !have.contains(&want) {
-            self.nl.add_addr(self.index, want)?;
+            self.nl.addr().add(self.index, want)?;
         }
         for a in have.iter().filter(|a| **a != want) {
             log(&format!("{}: removing old address {a}", self.name));
-            self.nl.del_addr(self.index, *a)?;
+            self.nl.addr().del(self.index, *a)?;
         }
         Ok(())
     }
@@ -377,7 +380,7 @@ impl Vtep {
 
     /// Is the device still there, as we made it (same ifindex, up)?
     pub fn intact(&mut self) -> Result<bool> {
-        Ok(match self.nl.vxlan_info(&self.name)? {
+        Ok(match self.nl.link().vxlan_info(&self.name)? {
             Some(i) => i.link.index == self.index && i.link.up && self.mismatch(&i).is_empty(),
             None => false,
         })

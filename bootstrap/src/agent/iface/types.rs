@@ -74,15 +74,15 @@ impl Snapshot {
     /// IPv4 agent) and, for `--iface-can-reach`, the kernel's route to it.
     pub fn read(nl: &mut Netlink, a: &IfaceArgs, fams: Families) -> Result<Snapshot> {
         let routes = |nl: &mut Netlink, on: bool, f: Family| -> Result<_> {
-            Ok(if on { nl.routes(f)? } else { Vec::new() })
+            Ok(if on { nl.route().list(f)? } else { Vec::new() })
         };
         Ok(Snapshot {
-            links: nl.links().context("list interfaces")?,
-            addrs: nl.addrs(None).context("list addresses")?,
+            links: nl.link().list().context("list interfaces")?,
+            addrs: nl.addr().list(None).context("list addresses")?,
             routes4: routes(nl, fams.v4, Family::V4).context("list IPv4 routes")?,
             routes6: routes(nl, fams.v6, Family::V6).context("list IPv6 routes")?,
             reach: a.iface_can_reach.map(|dst| {
-                nl.route_get(dst).map_err(|e| match e.errno() {
+                nl.route().get(dst).map_err(|e| match e.errno() {
                     Some(n) => std::io::Error::from_raw_os_error(n).to_string(),
                     None => e.to_string(),
                 })

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 
 /// Program `spec`'s mappings: one DNAT rule per mapping (plus the
 /// masquerade rules when `snat`), each commented with the container ID, in
-/// one nf_tables transaction (see [`add_port_mappings_via`](crate::firewall::add_port_mappings_via)).
+/// one nf_tables transaction (see [`add_port_mappings_tracked`](crate::firewall::add_port_mappings_tracked)).
 ///
 /// No mappings: nothing is done (upstream portmap returns early too).
 /// Like upstream, ADD does not look for older rules of the same container:
@@ -38,7 +38,7 @@ pub fn add_port_mappings_tracked(spec: &PortmapSpec) -> Result<Vec<RuleRef>> {
     add_port_mappings_via(NftPath::from_env(), spec)
 }
 
-/// [`add_port_mappings_tracked`](crate::firewall::add_port_mappings_tracked) through `path`.
+/// [`add_port_mappings_tracked`] through `path`.
 ///
 /// Fast path (either way): on a node that already has the tables, only the
 /// rules are added, as one batch (netlink: NEWRULE messages between
@@ -50,7 +50,7 @@ pub fn add_port_mappings_tracked(spec: &PortmapSpec) -> Result<Vec<RuleRef>> {
 /// script creates everything and rebuilds the shared jumps as upstream does.
 /// A jump or base chain removed by hand while `hostports`/`masquerading`
 /// stay is not repaired here; CHECK reports it.
-pub fn add_port_mappings_via(path: NftPath, spec: &PortmapSpec) -> Result<Vec<RuleRef>> {
+fn add_port_mappings_via(path: NftPath, spec: &PortmapSpec) -> Result<Vec<RuleRef>> {
     let ctx = format!(
         "add port mappings for {} ({}, {}) in table {TABLE}",
         spec.container_id, spec.network, spec.ifname

@@ -70,8 +70,8 @@ pub fn list_port_mapping_owners() -> Result<Vec<String>> {
     list_port_mapping_owners_via(NftPath::from_env())
 }
 
-/// [`list_port_mapping_owners`](crate::firewall::list_port_mapping_owners) through `path`.
-pub fn list_port_mapping_owners_via(path: NftPath) -> Result<Vec<String>> {
+/// [`list_port_mapping_owners`] through `path`.
+fn list_port_mapping_owners_via(path: NftPath) -> Result<Vec<String>> {
     let ctx = format!("list port mapping owners in table {TABLE}");
     let mut sock = match path {
         NftPath::Netlink => NfSocket::open().ok(),

@@ -81,8 +81,8 @@ pub fn del_port_mappings_in(network: &str, container_id: &str, v4: bool, v6: boo
     del_port_mappings_via(NftPath::from_env(), network, container_id, v4, v6)
 }
 
-/// [`del_port_mappings_in`](crate::firewall::del_port_mappings_in) through `path`.
-pub fn del_port_mappings_via(
+/// [`del_port_mappings_in`] through `path`.
+fn del_port_mappings_via(
     path: NftPath,
     network: &str,
     container_id: &str,

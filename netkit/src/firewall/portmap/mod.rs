@@ -36,10 +36,9 @@ mod layout;
 mod path;
 mod shape;
 
-pub use add::{add_port_mappings, add_port_mappings_tracked, add_port_mappings_via, RuleRef};
-pub use check::{check_port_mappings, list_port_mapping_owners, list_port_mapping_owners_via};
-pub use del::{del_port_mappings, del_port_mappings_in, del_port_mappings_via, del_port_rules};
-pub use path::NftPath;
+pub use add::{add_port_mappings, add_port_mappings_tracked, RuleRef};
+pub use check::{check_port_mappings, list_port_mapping_owners};
+pub use del::{del_port_mappings, del_port_mappings_in, del_port_rules};
 
 use super::hash::hash_with_prefix;
 
