@@ -20,6 +20,8 @@ use std::fmt::Write as _;
 
 use ipnet::IpNet;
 
+use super::masq::fam;
+
 use super::iptables;
 use super::nft::{self, check_ident, quote_comment, ListedRule};
 use crate::error::Result;
@@ -29,13 +31,6 @@ const CHAIN: &str = "forward";
 
 fn tag(network: &str) -> String {
     format!("netboot-fwd:{network}")
-}
-
-fn fam(n: &IpNet) -> &'static str {
-    match n {
-        IpNet::V4(_) => "ip",
-        IpNet::V6(_) => "ip6",
-    }
 }
 
 fn wanted(net: IpNet) -> [String; 2] {

@@ -14,10 +14,9 @@
 //!   is NATed to the node address, pod ↔ pod across nodes is not, multicast
 //!   never), installed once per node instead of once per pod, so ADD and DEL
 //!   never touch it and its cost does not grow with pods.
-//! - **Per attachment**, upstream bridge's `ipMasq` nftables layout: no
-//!   netboot code path writes it (the reference bridge plugin does, and
-//!   deletes its own); `masq_bridge` keeps a test-only writer that pins
-//!   the layout down.
+//! - **Per attachment** masquerade (upstream bridge's `ipMasq`) is never
+//!   written by netboot: the reference bridge plugin writes and deletes
+//!   its own rules.
 
 use std::fmt::Write as _;
 

@@ -73,8 +73,6 @@ mod iptables;
 mod legacy;
 mod mapping;
 mod masq;
-#[cfg(test)]
-mod masq_bridge;
 mod nft;
 mod nftnl;
 mod portmap;
