@@ -51,6 +51,10 @@ fail=0
 
 row() { rows+=("| $1 | $2 | $3 | $4 |"); }
 
+# tally_num WORDS TALLY: the number just before WORDS in a trial's tally
+# line ("... 4 rounds, 2 killed mid-op ..."); empty when it is not there.
+tally_num() { sed -nE "s/.* ([0-9]+) $1.*/\1/p" <<<"$2"; }
+
 # run NAME CARGO-ARGS... : one cargo test invocation, output kept in the log.
 run() {
   local name="$1"; shift
@@ -102,9 +106,9 @@ crash_tallies=$(grep -oE 'crash trial [a-z]+ mid-[A-Z]+: .*' "$log_dir/crash.log
 for mode in native bridge flannel; do
   for phase in ADD DEL; do
     tally=$(grep -E "^crash trial $mode mid-$phase: " <<<"$crash_tallies" | tail -1 || true)
-    rounds=$(sed -nE 's/.*: ([0-9]+) rounds.*/\1/p' <<<"$tally")
-    killed=$(sed -nE 's/.* ([0-9]+) killed mid-op.*/\1/p' <<<"$tally")
-    failures=$(sed -nE 's/.* ([0-9]+) failures.*/\1/p' <<<"$tally")
+    rounds=$(tally_num rounds "$tally")
+    killed=$(tally_num "killed mid-op" "$tally")
+    failures=$(tally_num failures "$tally")
     row "SIGKILL mid-$phase ($mode), then DEL or GC restores the node exactly" \
       "${rounds:-?} trials (${killed:-?} killed mid-$phase)" "${failures:-${crash_fail:-1}}" "$elapsed"
   done
@@ -115,10 +119,10 @@ run trunc -p netboot-tests --test truncation_trials
 read -r _ trunc_fail < <(counts "$log_dir/trunc.log" || echo "0 1")
 for mode in native bridge flannel; do
   tally=$(grep -oE "truncation trial $mode: .*" "$log_dir/trunc.log" | tail -1 || true)
-  rounds=$(sed -nE 's/.*: ([0-9]+) rounds.*/\1/p' <<<"$tally")
-  files=$(sed -nE 's/.* ([0-9]+) files damaged.*/\1/p' <<<"$tally")
-  adds=$(sed -nE 's/.* ([0-9]+) ADDs checked.*/\1/p' <<<"$tally")
-  failures=$(sed -nE 's/.* ([0-9]+) failures$/\1/p' <<<"$tally")
+  rounds=$(tally_num rounds "$tally")
+  files=$(tally_num "files damaged" "$tally")
+  adds=$(tally_num "ADDs checked" "$tally")
+  failures=$(tally_num failures "$tally")
   row "zero-byte / half-written / garbage files of live pods ($mode): no held IP reused, DEL or GC restores the node" \
     "${rounds:-?} rounds (${files:-?} files damaged, ${adds:-?} ADDs checked)" "${failures:-${trunc_fail:-1}}" "$elapsed"
 done

@@ -264,15 +264,21 @@ show_overlay() {
   done
 }
 
+# start_pod WORKER SPEC KEY: `podrun run -f SPEC` on WORKER; the pod's IP
+# into SUMMARY[KEY].
+start_pod() {
+  local out
+  out=$(podrun_on "$1" run -f "$2") || die "podrun run $(basename "$2" .json) failed: $out"
+  SUMMARY[$3]=$(awk '{print $2}' <<<"$out")
+}
+
 run_server() {
   cat >"$TMP/web.json" <<EOF
 {"name": "web", "ports": [{"containerPort": 80, "hostPort": $HOST_PORT}],
  "containers": [{"name": "httpd", "image": "$IMAGE",
    "command": ["sh", "-c", "echo \"hello from pod \$(hostname) on worker1\" > /www/index.html && exec httpd -f -p 80 -h /www"]}]}
 EOF
-  local out
-  out=$(podrun_on worker1 run -f "$TMP/web.json") || die "podrun run web failed: $out"
-  SUMMARY[server_ip]=$(awk '{print $2}' <<<"$out")
+  start_pod worker1 "$TMP/web.json" server_ip
   log "    worker1: pod web at ${SUMMARY[server_ip]} (httpd :80, hostPort $HOST_PORT)"
 }
 
@@ -280,9 +286,7 @@ run_client() {
   cat >"$TMP/client.json" <<EOF
 {"name": "client", "containers": [{"name": "client", "image": "$IMAGE", "command": ["sleep", "100000"]}]}
 EOF
-  local out
-  out=$(podrun_on worker2 run -f "$TMP/client.json") || die "podrun run client failed: $out"
-  SUMMARY[client_ip]=$(awk '{print $2}' <<<"$out")
+  start_pod worker2 "$TMP/client.json" client_ip
   log "    worker2: pod client at ${SUMMARY[client_ip]}"
 }
 

@@ -18,6 +18,29 @@ fn img() -> ImageInfo {
     }
 }
 
+/// The OCI spec of pod `p`'s first container (hostname `p`, state under
+/// /state) on `host`, in cgroup `cgroup`.
+fn first_container_spec(p: &PodSpec, host: Host, cgroup: &str) -> Value {
+    let ns = Namespaces {
+        network: "/proc/1/ns/net",
+        ipc: Some("/proc/1/ns/ipc"),
+        uts: Some("/proc/1/ns/uts"),
+    };
+    let etc = EtcFiles {
+        dir: Path::new("/state/etc"),
+    };
+    let vols = PodVolumes::of(p, Path::new("/state/pods/p"));
+    let parts = PodParts {
+        pod: p,
+        hostname: "p",
+        ns: &ns,
+        etc: &etc,
+        volumes: &vols,
+        host,
+    };
+    container_spec(&p.containers[0], "containers[0]", &img(), cgroup, &parts).unwrap()
+}
+
 #[test]
 fn entrypoint_cmd_semantics() {
     let base = "name: p\ncontainers:\n  - name: c\n    image: i\n";
@@ -51,28 +74,11 @@ fn env_and_resources() {
     assert!(e.contains(&"B=spec".to_string()));
     assert!(e.contains(&"C=x".to_string()));
     assert!(e.contains(&"HOSTNAME=p".to_string()));
-    let ns = Namespaces {
-        network: "/proc/1/ns/net",
-        ipc: Some("/proc/1/ns/ipc"),
-        uts: Some("/proc/1/ns/uts"),
-    };
-    let etc = EtcFiles {
-        dir: Path::new("/state/etc"),
-    };
     let v1 = Host {
         v2: false,
         swap: false,
     };
-    let vols = PodVolumes::of(&p, Path::new("/state/pods/p"));
-    let parts = PodParts {
-        pod: &p,
-        hostname: "p",
-        ns: &ns,
-        etc: &etc,
-        volumes: &vols,
-        host: v1,
-    };
-    let s = container_spec(c, "containers[0]", &img(), "/netboot/x", &parts).unwrap();
+    let s = first_container_spec(&p, v1, "/netboot/x");
     assert_eq!(s["linux"]["cgroupsPath"], "/netboot/x");
     assert_eq!(s["process"]["cwd"], "/w");
     let r = &s["linux"]["resources"];
@@ -106,27 +112,9 @@ fn env_and_resources() {
 fn resources_and_namespaces_per_cgroup_version() {
     let p = pod("name: p\ncontainers:\n  - name: c\n    image: i\n    \
          resources: {memory: 16Mi, cpus: 0.5, cpuset: '0-1', cpuShares: 512}\n");
-    let c = &p.containers[0];
-    let ns = Namespaces {
-        network: "/proc/1/ns/net",
-        ipc: Some("/proc/1/ns/ipc"),
-        uts: Some("/proc/1/ns/uts"),
-    };
-    let etc = EtcFiles {
-        dir: Path::new("/state/etc"),
-    };
     for (v2, swap) in [(true, true), (true, false), (false, true)] {
         let host = Host { v2, swap };
-        let vols = PodVolumes::of(&p, Path::new("/state/pods/p"));
-        let parts = PodParts {
-            pod: &p,
-            hostname: "p",
-            ns: &ns,
-            etc: &etc,
-            volumes: &vols,
-            host,
-        };
-        let s = container_spec(c, "containers[0]", &img(), "/netboot/p-1.c", &parts).unwrap();
+        let s = first_container_spec(&p, host, "/netboot/p-1.c");
         let r = &s["linux"]["resources"];
         assert_eq!(r["memory"]["limit"], 16 << 20, "{host:?}");
         if swap {

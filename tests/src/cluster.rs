@@ -79,21 +79,7 @@ impl Underlay {
     pub fn attach(&self, tag: &str, host: u8) -> Netns {
         let ns = Netns::new(tag);
         let port = format!("ul{host}");
-        self.ns
-            .exec(&[
-                "ip",
-                "link",
-                "add",
-                &port,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "eth0",
-                "netns",
-                ns.name(),
-            ])
-            .expect_ok();
+        self.ns.add_veth_to(&port, &ns);
         self.ns
             .exec(&["ip", "link", "set", &port, "master", "br0", "up"])
             .expect_ok();
@@ -355,15 +341,7 @@ impl EtcdCluster {
 
     /// Put with a fresh etcd lease of `ttl` seconds.
     pub fn put_with_lease(&self, key: &str, value: &str, ttl: u32) {
-        let out = self.ctl(&["lease", "grant", &ttl.to_string()]).expect_ok();
-        let id = out
-            .stdout
-            .split_whitespace()
-            .nth(1)
-            .expect("lease id")
-            .to_string();
-        self.ctl(&["put", &format!("--lease={id}"), key, value])
-            .expect_ok();
+        crate::etcd::put_with_lease(|args| self.ctl(args), key, value, ttl);
     }
 
     /// Seconds left on the etcd lease attached to `key` (`None`: no key or
@@ -713,16 +691,9 @@ impl AgentNode {
 
     /// Routes via flannel.1, as `dst` strings.
     pub fn flannel_routes(&self) -> Vec<String> {
-        let out = self.exec(&["ip", "-j", "route", "show", "dev", "flannel.1"]);
-        if !out.success() {
-            return Vec::new();
-        }
-        let v: Value = serde_json::from_str(&out.stdout).unwrap_or(Value::Null);
-        v.as_array()
+        gw_routes(self, "flannel.1")
             .into_iter()
-            .flatten()
-            .filter(|r| r["gateway"].is_string())
-            .filter_map(|r| r["dst"].as_str().map(str::to_string))
+            .map(|r| r.dst)
             .collect()
     }
 
@@ -840,4 +811,35 @@ pub fn tcp_transfer(server: &Path, server_ip: &str, client: &Path, payload: &[u8
 /// `Command` for tests that want to run something in a namespace.
 pub fn in_ns(ns: &Path, argv: &[&str]) -> Command {
     nsenter(ns, argv)
+}
+
+/// A route with a gateway: destination and gateway as `ip -j route` gives
+/// them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GwRoute {
+    pub dst: String,
+    pub gw: String,
+    pub onlink: bool,
+}
+
+/// The gateway routes through `dev` in the main table.
+pub fn gw_routes(node: &AgentNode, dev: &str) -> Vec<GwRoute> {
+    let out = node.exec(&["ip", "-j", "route", "show", "dev", dev]);
+    if !out.success() {
+        return Vec::new();
+    }
+    let v: Value = serde_json::from_str(&out.stdout).unwrap_or(Value::Null);
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| {
+            let gw = r["gateway"].as_str()?;
+            let flags = r["flags"].as_array().cloned().unwrap_or_default();
+            Some(GwRoute {
+                dst: r["dst"].as_str()?.to_string(),
+                gw: gw.to_string(),
+                onlink: flags.iter().any(|f| f == "onlink"),
+            })
+        })
+        .collect()
 }

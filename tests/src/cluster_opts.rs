@@ -14,6 +14,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde_json::Value;
 
+pub use crate::cluster::{gw_routes, GwRoute};
 use crate::cluster::{ping_within, wait_until, AgentNode, EtcdCluster, Underlay, UNDERLAY};
 use crate::netns::Netns;
 
@@ -133,37 +134,6 @@ pub fn link_details(node: &AgentNode, dev: &str) -> Option<Value> {
     }
     let v: Value = serde_json::from_str(&out.stdout).ok()?;
     v.get(0).cloned()
-}
-
-/// A route with a gateway: destination and gateway as `ip -j route` gives
-/// them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GwRoute {
-    pub dst: String,
-    pub gw: String,
-    pub onlink: bool,
-}
-
-/// The gateway routes through `dev` in the main table.
-pub fn gw_routes(node: &AgentNode, dev: &str) -> Vec<GwRoute> {
-    let out = node.exec(&["ip", "-j", "route", "show", "dev", dev]);
-    if !out.success() {
-        return Vec::new();
-    }
-    let v: Value = serde_json::from_str(&out.stdout).unwrap_or(Value::Null);
-    v.as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|r| {
-            let gw = r["gateway"].as_str()?;
-            let flags = r["flags"].as_array().cloned().unwrap_or_default();
-            Some(GwRoute {
-                dst: r["dst"].as_str()?.to_string(),
-                gw: gw.to_string(),
-                onlink: flags.iter().any(|f| f == "onlink"),
-            })
-        })
-        .collect()
 }
 
 /// The gateway routes through `dev` into [`NETWORK`] (what host-gw and

@@ -20,10 +20,6 @@ pub trait CniNode {
     fn call(&self, command: &str, pod: &Netns, conf: &Value) -> PluginCall;
     /// A call with no pod (STATUS, GC), with the mode's CNI_PATH.
     fn bare_call(&self, command: &str, conf: &Value) -> PluginCall;
-    /// ADD `pod` and return the result; panics on failure.
-    fn add(&self, pod: &Netns, conf: &Value) -> Value;
-    /// DEL `pod`; panics on failure.
-    fn del(&self, pod: &Netns, conf: &Value);
     /// Everything a refused call must leave as it was.
     fn snapshot(&self) -> Snapshot;
     /// Everything an attachment of `ids` leaves on the node is gone.
@@ -32,6 +28,18 @@ pub trait CniNode {
     /// Run netboot-cni as `call` says.
     fn run(&self, call: &PluginCall) -> PluginOutput {
         self.plugin_node().run(call)
+    }
+
+    /// ADD `pod` and return the result; panics on failure.
+    #[track_caller]
+    fn add(&self, pod: &Netns, conf: &Value) -> Value {
+        self.run(&self.call("ADD", pod, conf)).expect_ok()
+    }
+
+    /// DEL `pod`; panics on failure.
+    #[track_caller]
+    fn del(&self, pod: &Netns, conf: &Value) {
+        self.run(&self.call("DEL", pod, conf)).expect_ok();
     }
 
     /// CHECK `pod` against `result`.
@@ -64,14 +72,6 @@ impl CniNode for PluginNode {
     }
     fn bare_call(&self, command: &str, conf: &Value) -> PluginCall {
         PluginNode::bare_call(self, command, conf)
-    }
-    #[track_caller]
-    fn add(&self, pod: &Netns, conf: &Value) -> Value {
-        PluginNode::add(self, pod, conf)
-    }
-    #[track_caller]
-    fn del(&self, pod: &Netns, conf: &Value) {
-        PluginNode::del(self, pod, conf)
     }
     fn snapshot(&self) -> Snapshot {
         PluginNode::snapshot(self)

@@ -184,12 +184,18 @@ impl Drop for Containerd {
 
 /// containerd on the config in `dir`, its output appended to the log.
 fn spawn(dir: &Path) -> Child {
+    spawn_containerd(Command::new("containerd"), dir)
+}
+
+/// `containerd` (`cmd`, perhaps under nsenter) on the config in `dir`, its
+/// output appended to `dir`/containerd.log.
+pub(crate) fn spawn_containerd(mut containerd: Command, dir: &Path) -> Child {
     let log = fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(dir.join("containerd.log"))
         .expect("log file");
-    Command::new("containerd")
+    containerd
         .arg("--config")
         .arg(dir.join("config.toml"))
         .stdin(Stdio::null())
@@ -219,20 +225,24 @@ pub fn test_image() -> PathBuf {
             if out.is_file() {
                 return out;
             }
-            let tmp = dir.join(format!("busybox.tar.{}", std::process::id()));
-            let script =
-                Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/build-test-image.sh");
-            exec::run_argv(&[
-                "bash",
-                script.to_str().expect("utf-8"),
-                tmp.to_str().expect("utf-8"),
-                BUSYBOX,
-            ])
-            .expect_ok();
-            fs::rename(&tmp, &out).expect("rename image");
+            build_image(&out, &[], BUSYBOX);
             out
         })
         .clone()
+}
+
+/// scripts/build-test-image.sh `args` TMP `image`, then TMP renamed to
+/// `out` (so a parallel test process never reads a half-written archive).
+pub(crate) fn build_image(out: &Path, args: &[&str], image: &str) {
+    let tmp = PathBuf::from(format!("{}.{}", out.display(), std::process::id()));
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/build-test-image.sh");
+    let utf8 = |p: &Path| p.to_str().expect("utf-8 path").to_owned();
+    let mut argv = vec!["bash".to_owned(), utf8(&script)];
+    argv.extend(args.iter().map(|a| a.to_string()));
+    argv.extend([utf8(&tmp), image.to_owned()]);
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    exec::run_argv(&argv).expect_ok();
+    fs::rename(&tmp, out).expect("rename image");
 }
 
 /// The target dir podrun was built into.
@@ -459,12 +469,7 @@ impl Podrun {
     /// The pod IP `podrun run` printed (`NAME\tIP`).
     #[track_caller]
     pub fn run_pod_ip(&self, spec: &Value) -> String {
-        let out = self.run_pod(spec);
-        out.stdout
-            .split_whitespace()
-            .nth(1)
-            .unwrap_or_else(|| panic!("no IP from podrun run: {out}"))
-            .to_string()
+        printed_ip(&self.run_pod(spec))
     }
 
     /// Asserts that nothing of this instance's pods is left: containerd
@@ -632,25 +637,22 @@ impl PodNode {
 }
 
 /// A LAN between this node and a new peer netns ("another machine"):
+/// The pod IP in the output of `podrun run` (`NAME\tIP`).
+#[track_caller]
+pub fn printed_ip(out: &CmdOutput) -> String {
+    out.stdout
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_else(|| panic!("no IP from podrun run: {out}"))
+        .to_string()
+}
+
 /// veth `lan0` on the node with `node_addrs` (CIDRs), `eth0` in the
 /// peer with `peer_addr`. Both ends are in namespaces the test owns;
 /// the peer netns is deleted when the returned guard drops.
 pub fn add_lan(node: &Node, node_addrs: &[&str], peer_addr: &str) -> Netns {
     let peer = Netns::new("peer");
-    node.exec(&[
-        "ip",
-        "link",
-        "add",
-        "lan0",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "eth0",
-        "netns",
-        peer.name(),
-    ])
-    .expect_ok();
+    node.ns.add_veth_to("lan0", &peer);
     for a in node_addrs {
         node.exec(&["ip", "addr", "add", a, "dev", "lan0"])
             .expect_ok();

@@ -301,6 +301,13 @@ impl DoctorNode {
         self.node.exec(argv).expect_ok()
     }
 
+    /// [`DoctorNode::sh`] with the command written as one line, split on
+    /// white space (`"ip route del 10.2.31.0/24"`).
+    #[track_caller]
+    pub fn sh_line(&self, line: &str) -> CmdOutput {
+        self.node.ns.exec_line(line).expect_ok()
+    }
+
     /// FLANNEL_SUBNET's network address (`10.2.7.1/24` → `10.2.7.0`).
     pub fn subnet_base(&self) -> String {
         let s = self.node.wait_subnet(Duration::from_secs(1));

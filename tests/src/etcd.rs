@@ -223,16 +223,7 @@ impl EtcdServer {
 
     /// Put with a fresh etcd lease of `ttl` seconds.
     pub fn put_with_lease(&self, key: &str, value: &str, ttl: u32) {
-        let out = self.ctl(&["lease", "grant", &ttl.to_string()]).expect_ok();
-        // "lease 694d77aa9e38260f granted with TTL(3600s)"
-        let id = out
-            .stdout
-            .split_whitespace()
-            .nth(1)
-            .expect("lease id")
-            .to_string();
-        self.ctl(&["put", &format!("--lease={id}"), key, value])
-            .expect_ok();
+        put_with_lease(|args| self.ctl(args), key, value, ttl);
     }
 
     /// Turn on auth: root (password `root_password`) and `user` (password
@@ -305,4 +296,18 @@ pub fn netboot(args: &[String]) -> CmdOutput {
 /// `args` as owned strings: `sv(&["init", "--dry-run"])`.
 pub fn sv(args: &[&str]) -> Vec<String> {
     args.iter().map(|s| s.to_string()).collect()
+}
+
+/// `key` = `value` with a fresh etcd lease of `ttl` seconds, through
+/// `ctl` (an `etcdctl` run with the connection options).
+pub(crate) fn put_with_lease(ctl: impl Fn(&[&str]) -> CmdOutput, key: &str, value: &str, ttl: u32) {
+    let out = ctl(&["lease", "grant", &ttl.to_string()]).expect_ok();
+    // "lease 694d77aa9e38260f granted with TTL(3600s)"
+    let id = out
+        .stdout
+        .split_whitespace()
+        .nth(1)
+        .expect("lease id")
+        .to_string();
+    ctl(&["put", &format!("--lease={id}"), key, value]).expect_ok();
 }

@@ -143,19 +143,7 @@ impl ForeignNode {
     fn pod_and_bridge(&self) {
         self.sh(&["ip", "link", "add", "cni0", "type", "bridge"]);
         self.sh(&["ip", "link", "set", "cni0", "up"]);
-        self.sh(&[
-            "ip",
-            "link",
-            "add",
-            "vethf",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            self.pod.name(),
-        ]);
+        self.ns.add_veth_to("vethf", &self.pod);
         self.sh(&["ip", "link", "set", "vethf", "master", "cni0", "up"]);
         let pod = |argv: &[&str]| self.pod.exec(argv).expect_ok();
         pod(&["ip", "link", "set", "eth0", "up"]);

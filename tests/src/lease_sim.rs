@@ -64,6 +64,33 @@ impl Sim {
     }
 }
 
+/// Kernel changes on a node's flannel.1 behind its agent's back, as
+/// command lines: the route of `sims[0]` and the ARP entry of `sims[1]`
+/// deleted, `sims[2]`'s ARP entry and `sims[4]`'s FDB destination
+/// (172.31.9.9) changed, `sims[3]`'s FDB entry deleted, and a route
+/// (10.2.251.0/24), ARP entry (10.2.251.0) and FDB entry
+/// (0a:58:5e:ff:ff:02 dst 172.31.9.8) nobody leased added.
+pub fn drift(sims: &[Sim]) -> Vec<String> {
+    let net = |s: &Sim| format!("10.2.{}.0", s.subnet);
+    let mac = |s: &Sim| netkit::fmt_mac(&s.mac);
+    vec![
+        format!("ip route del {}/24 dev flannel.1", net(&sims[0])),
+        format!("ip neigh del {} dev flannel.1", net(&sims[1])),
+        format!(
+            "ip neigh replace {} lladdr 0a:58:5e:ff:ff:01 dev flannel.1 nud permanent",
+            net(&sims[2])
+        ),
+        format!("bridge fdb del {} dev flannel.1 self", mac(&sims[3])),
+        format!(
+            "bridge fdb replace {} dev flannel.1 dst 172.31.9.9 self permanent",
+            mac(&sims[4])
+        ),
+        "ip route add 10.2.251.0/24 via 10.2.251.0 dev flannel.1 onlink".into(),
+        "ip neigh add 10.2.251.0 lladdr 0a:58:5e:ff:ff:02 dev flannel.1 nud permanent".into(),
+        "bridge fdb add 0a:58:5e:ff:ff:02 dev flannel.1 dst 172.31.9.8 self permanent".into(),
+    ]
+}
+
 /// How a simulated node leaves.
 #[derive(Debug, Clone, Copy)]
 pub enum Leave {
@@ -103,6 +130,15 @@ impl Fleet {
             counts: BTreeMap::new(),
             journal: Default::default(),
         }
+    }
+
+    /// [`Fleet::new`] with `count` simulated nodes joined.
+    pub fn joined(etcd: EtcdV3, reserved: BTreeSet<u8>, seed: u64, count: usize) -> Fleet {
+        let mut fleet = Fleet::new(etcd, reserved, seed);
+        for _ in 0..count {
+            fleet.join();
+        }
+        fleet
     }
 
     fn fresh_ip(&mut self) -> Ipv4Addr {
@@ -387,6 +423,18 @@ pub struct Watched<'a> {
     pub key: String,
     pub reader: TableReader,
     pub pid: u32,
+}
+
+impl<'a> Watched<'a> {
+    /// `node`, whose agent runs as `pid`, watched through its flannel.1.
+    pub fn of(node: &'a AgentNode, pid: u32) -> Watched<'a> {
+        Watched {
+            node,
+            key: node.lease_key(),
+            reader: TableReader::new(node.ns.path(), "flannel.1"),
+            pid,
+        }
+    }
 }
 
 /// Wait until every node's tables equal what the leases say; returns how

@@ -76,13 +76,13 @@ impl NativeNode {
     /// ADD `pod` natively and return the result; panics on failure.
     #[track_caller]
     pub fn add(&self, pod: &Netns, conf: &Value) -> Value {
-        self.run(&self.call("ADD", pod, conf)).expect_ok()
+        CniNode::add(self, pod, conf)
     }
 
     /// DEL `pod` natively; panics on failure.
     #[track_caller]
     pub fn del(&self, pod: &Netns, conf: &Value) {
-        self.run(&self.call("DEL", pod, conf)).expect_ok();
+        CniNode::del(self, pod, conf)
     }
 
     /// netboot's host veths (`nbv…`) on the node.
@@ -238,14 +238,6 @@ impl CniNode for NativeNode {
     }
     fn bare_call(&self, command: &str, conf: &Value) -> PluginCall {
         NativeNode::bare_call(self, command, conf)
-    }
-    #[track_caller]
-    fn add(&self, pod: &Netns, conf: &Value) -> Value {
-        NativeNode::add(self, pod, conf)
-    }
-    #[track_caller]
-    fn del(&self, pod: &Netns, conf: &Value) {
-        NativeNode::del(self, pod, conf)
     }
     fn snapshot(&self) -> Snapshot {
         NativeNode::snapshot(self)

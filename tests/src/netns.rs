@@ -79,6 +79,24 @@ impl Netns {
         exec::run(exec::nsenter(&self.path, argv), None, exec::DEFAULT_TIMEOUT)
     }
 
+    /// [`Netns::exec`] with the command written as one line, split on
+    /// white space (`"ip route del 10.2.31.0/24"`).
+    pub fn exec_line(&self, line: &str) -> CmdOutput {
+        self.exec(&line.split_whitespace().collect::<Vec<_>>())
+    }
+
+    /// A veth `name` in this namespace whose peer is `eth0` in `peer`
+    /// (`ip link add NAME type veth peer name eth0 netns PEER`); panics on
+    /// failure.
+    #[track_caller]
+    pub fn add_veth_to(&self, name: &str, peer: &Netns) {
+        let peer = peer.name();
+        self.exec_line(&format!(
+            "ip link add {name} type veth peer name eth0 netns {peer}"
+        ))
+        .expect_ok();
+    }
+
     /// Start a long-running `argv` inside this namespace; it is killed when
     /// the namespace guard is dropped. Returns its PID.
     pub fn spawn(&self, argv: &[&str]) -> u32 {

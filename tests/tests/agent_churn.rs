@@ -26,9 +26,9 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use netboot_tests::agent_load::{clock_ticks, EtcdV3, ProcSample, TableReader};
+use netboot_tests::agent_load::{clock_ticks, EtcdV3, ProcSample};
 use netboot_tests::cluster::{ping_within, AgentNode, EtcdCluster, Underlay, PREFIX};
-use netboot_tests::lease_sim::{converge, tail, Fleet, Pinger, Sim, Watched, DEADLINE};
+use netboot_tests::lease_sim::{self, converge, tail, Fleet, Pinger, Sim, Watched, DEADLINE};
 use netboot_tests::require_root;
 
 /// 250 subnets: room for 100 simulated nodes, 2 real ones and churn.
@@ -141,20 +141,7 @@ fn agents_converge_exactly_under_churn_of_100_simulated_nodes() {
         [third(&s1), third(&s2)].into(),
         seed,
     );
-    let mut nodes = vec![
-        Watched {
-            node: &n1,
-            key: n1.lease_key(),
-            reader: TableReader::new(n1.ns.path(), "flannel.1"),
-            pid: pid1,
-        },
-        Watched {
-            node: &n2,
-            key: n2.lease_key(),
-            reader: TableReader::new(n2.ns.path(), "flannel.1"),
-            pid: pid2,
-        },
-    ];
+    let mut nodes = vec![Watched::of(&n1, pid1), Watched::of(&n2, pid2)];
 
     // 100 nodes join at once.
     let t = Instant::now();
@@ -407,22 +394,15 @@ fn periodic_resync_of_100_leases_costs_three_dumps_and_repairs_only_drift() {
     let s1 = n1.wait_subnet(DEADLINE);
     let own: u8 = s1.split('.').nth(2).unwrap().parse().unwrap();
     let member = &etcd.members[0];
-    let mut fleet = Fleet::new(
+    let fleet = Fleet::joined(
         EtcdV3::new(member.ns.path(), &member.url()),
         [own].into(),
         7,
+        target,
     );
-    for _ in 0..target {
-        fleet.join();
-    }
     let real: BTreeSet<String> = [n1.lease_key()].into();
     let leases = fleet.check_store(&real);
-    let mut nodes = vec![Watched {
-        node: &n1,
-        key: n1.lease_key(),
-        reader: TableReader::new(n1.ns.path(), "flannel.1"),
-        pid,
-    }];
+    let mut nodes = vec![Watched::of(&n1, pid)];
     converge(&mut nodes, &leases, "initial join");
 
     // Idle: one resync a second over unchanged leases and kernel.
@@ -452,26 +432,14 @@ fn periodic_resync_of_100_leases_costs_three_dumps_and_repairs_only_drift() {
     let sims: Vec<Sim> = fleet.live.values().take(5).cloned().collect();
     let net = |s: &Sim| format!("10.2.{}.0", s.subnet);
     let mac = |s: &Sim| netkit::fmt_mac(&s.mac);
-    let drift = [
-        format!("ip route del {}/24 dev flannel.1", net(&sims[0])),
-        format!("ip neigh del {} dev flannel.1", net(&sims[1])),
-        format!(
-            "ip neigh replace {} lladdr 0a:58:5e:ff:ff:01 dev flannel.1 nud permanent",
-            net(&sims[2])
-        ),
-        format!("bridge fdb del {} dev flannel.1 self", mac(&sims[3])),
-        format!(
-            "bridge fdb replace {} dev flannel.1 dst 172.31.9.9 self permanent",
-            mac(&sims[4])
-        ),
-        "ip route add 10.2.251.0/24 via 10.2.251.0 dev flannel.1 onlink".into(),
+    let mut drift = lease_sim::drift(&sims);
+    // A second stale route, via an address that is no peer's VTEP.
+    drift.insert(
+        6,
         "ip route add 10.2.252.0/24 via 10.2.252.7 dev flannel.1 onlink".into(),
-        "ip neigh add 10.2.251.0 lladdr 0a:58:5e:ff:ff:02 dev flannel.1 nud permanent".into(),
-        "bridge fdb add 0a:58:5e:ff:ff:02 dev flannel.1 dst 172.31.9.8 self permanent".into(),
-    ];
+    );
     for cmd in &drift {
-        let argv: Vec<&str> = cmd.split_whitespace().collect();
-        n1.exec(&argv).expect_ok();
+        n1.ns.exec_line(cmd).expect_ok();
     }
     let took = converge(&mut nodes, &leases, "drift repaired by the periodic resync");
     eprintln!(

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use netboot_tests::agent_load::{EtcdV3, TableReader};
 use netboot_tests::agent_support::subnet_of;
 use netboot_tests::cluster::{wait_until, AgentNode, EtcdCluster, Underlay, PREFIX};
-use netboot_tests::lease_sim::{converge, tail, Fleet, Sim, Watched, DEADLINE};
+use netboot_tests::lease_sim::{self, converge, tail, Fleet, Sim, Watched, DEADLINE};
 use netboot_tests::require_root;
 
 /// 250 subnets: room for the simulated nodes and churn.
@@ -43,8 +43,7 @@ fn lists(n: &AgentNode) -> usize {
 }
 
 fn run(n: &AgentNode, cmd: &str) {
-    let argv: Vec<&str> = cmd.split_whitespace().collect();
-    n.exec(&argv).expect_ok();
+    n.ns.exec_line(cmd).expect_ok();
 }
 
 /// `ip -j addr show dev flannel.1` holds `addr`.
@@ -64,22 +63,15 @@ fn kernel_drift_is_put_back_from_notifications_alone() {
     let pid = n1.start_agent(&etcd.endpoints(), EVENTS_ONLY);
     let s1 = n1.wait_subnet(DEADLINE);
     let member = &etcd.members[0];
-    let mut fleet = Fleet::new(
+    let fleet = Fleet::joined(
         EtcdV3::new(member.ns.path(), &member.url()),
         [third(&s1)].into(),
         20,
+        10,
     );
-    for _ in 0..10 {
-        fleet.join();
-    }
     let real: BTreeSet<String> = [n1.lease_key()].into();
     let leases = fleet.check_store(&real);
-    let mut nodes = vec![Watched {
-        node: &n1,
-        key: n1.lease_key(),
-        reader: TableReader::new(n1.ns.path(), "flannel.1"),
-        pid,
-    }];
+    let mut nodes = vec![Watched::of(&n1, pid)];
     converge(&mut nodes, &leases, "initial join");
 
     // Entries of five peers deleted or changed, and a route, ARP and FDB
@@ -88,22 +80,7 @@ fn kernel_drift_is_put_back_from_notifications_alone() {
     let net = |s: &Sim| format!("10.2.{}.0", s.subnet);
     let mac = |s: &Sim| netkit::fmt_mac(&s.mac);
     let from = n1.log().len();
-    for cmd in [
-        format!("ip route del {}/24 dev flannel.1", net(&sims[0])),
-        format!("ip neigh del {} dev flannel.1", net(&sims[1])),
-        format!(
-            "ip neigh replace {} lladdr 0a:58:5e:ff:ff:01 dev flannel.1 nud permanent",
-            net(&sims[2])
-        ),
-        format!("bridge fdb del {} dev flannel.1 self", mac(&sims[3])),
-        format!(
-            "bridge fdb replace {} dev flannel.1 dst 172.31.9.9 self permanent",
-            mac(&sims[4])
-        ),
-        "ip route add 10.2.251.0/24 via 10.2.251.0 dev flannel.1 onlink".into(),
-        "ip neigh add 10.2.251.0 lladdr 0a:58:5e:ff:ff:02 dev flannel.1 nud permanent".into(),
-        "bridge fdb add 0a:58:5e:ff:ff:02 dev flannel.1 dst 172.31.9.8 self permanent".into(),
-    ] {
+    for cmd in lease_sim::drift(&sims) {
         run(&n1, &cmd);
     }
     let took = converge(&mut nodes, &leases, "entries changed by hand");
@@ -252,14 +229,12 @@ fn the_watch_resumes_across_outages_and_lists_again_only_after_compaction() {
     let pid = n1.start_agent(&etcd.endpoints(), &args);
     let s1 = n1.wait_subnet(DEADLINE);
     let member = &etcd.members[0];
-    let mut fleet = Fleet::new(
+    let mut fleet = Fleet::joined(
         EtcdV3::new(member.ns.path(), &member.url()),
         [third(&s1)].into(),
         21,
+        20,
     );
-    for _ in 0..20 {
-        fleet.join();
-    }
     let real: BTreeSet<String> = [n1.lease_key()].into();
     let reader = || TableReader::new(n1.ns.path(), "flannel.1");
     let mut nodes = vec![Watched {

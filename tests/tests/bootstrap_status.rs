@@ -17,6 +17,14 @@ fn with_etcd(etcd: &EtcdServer, args: &[&str]) -> Vec<String> {
     a
 }
 
+/// `--cni-conf-dir` and `--cni-bin-dir` under `dir` (`net.d`, `bin`).
+fn cni_dirs(dir: &std::path::Path) -> [String; 2] {
+    [
+        format!("--cni-conf-dir={}", dir.join("net.d").display()),
+        format!("--cni-bin-dir={}", dir.join("bin").display()),
+    ]
+}
+
 #[test]
 fn status_table_and_json_show_flannel_leases() {
     let etcd = EtcdServer::start();
@@ -201,14 +209,7 @@ fn tls_etcd_with_client_certs() {
     assert!(etcd.url.starts_with("https://"));
     let dir = tempfile::tempdir().unwrap();
     let mut a = with_etcd(&etcd, &["init"]);
-    a.push(format!(
-        "--cni-conf-dir={}",
-        dir.path().join("net.d").display()
-    ));
-    a.push(format!(
-        "--cni-bin-dir={}",
-        dir.path().join("bin").display()
-    ));
+    a.extend(cni_dirs(dir.path()));
     netboot(&a).expect_ok();
     assert!(etcd
         .get("/coreos.com/network/config")
@@ -305,14 +306,7 @@ fn auth_etcd_with_user_and_password_file() {
     std::fs::write(&pwfile, "s3cret-test\n").unwrap();
     let mut a = with_etcd(&etcd, &["init", "--user=flannel"]);
     a.push(format!("--password-file={}", pwfile.display()));
-    a.push(format!(
-        "--cni-conf-dir={}",
-        dir.path().join("net.d").display()
-    ));
-    a.push(format!(
-        "--cni-bin-dir={}",
-        dir.path().join("bin").display()
-    ));
+    a.extend(cni_dirs(dir.path()));
     let out = netboot(&a).expect_ok();
     assert!(
         out.stdout.contains("Wrote the network config"),

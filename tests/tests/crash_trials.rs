@@ -33,7 +33,7 @@
 
 use std::io::Write;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::Stdio;
+use std::process::{Child, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -79,34 +79,25 @@ struct Tally {
     max_delay: Duration,
 }
 
-#[test]
-fn native_killed_mid_add() {
-    trials(Mode::Native, Phase::Add);
+/// One `#[test]` per mode and phase, each running [`trials`].
+macro_rules! trial_tests {
+    ($($name:ident: $mode:ident, $phase:ident;)*) => {
+        $(
+            #[test]
+            fn $name() {
+                trials(Mode::$mode, Phase::$phase);
+            }
+        )*
+    };
 }
 
-#[test]
-fn native_killed_mid_del() {
-    trials(Mode::Native, Phase::Del);
-}
-
-#[test]
-fn bridge_killed_mid_add() {
-    trials(Mode::Bridge, Phase::Add);
-}
-
-#[test]
-fn bridge_killed_mid_del() {
-    trials(Mode::Bridge, Phase::Del);
-}
-
-#[test]
-fn flannel_killed_mid_add() {
-    trials(Mode::Flannel, Phase::Add);
-}
-
-#[test]
-fn flannel_killed_mid_del() {
-    trials(Mode::Flannel, Phase::Del);
+trial_tests! {
+    native_killed_mid_add: Native, Add;
+    native_killed_mid_del: Native, Del;
+    bridge_killed_mid_add: Bridge, Add;
+    bridge_killed_mid_del: Bridge, Del;
+    flannel_killed_mid_add: Flannel, Add;
+    flannel_killed_mid_del: Flannel, Del;
 }
 
 fn trials(mode: Mode, phase: Phase) {
@@ -220,6 +211,21 @@ struct Plan {
     by_del: bool,
 }
 
+/// Starts netboot-cni on `call` in a process group of its own (so a group
+/// kill reaches its delegates), its output discarded.
+fn spawn_in_own_group(call: &PluginCall) -> Child {
+    let mut cmd = plugin_command(&plugin_bin(), call);
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0);
+    let mut child = cmd.spawn().expect("spawn netboot-cni");
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(call.stdin.as_bytes());
+    }
+    child
+}
+
 /// One trial; `Some(description)` when the node was not restored.
 fn trial(
     node: &ModeNode,
@@ -240,15 +246,7 @@ fn trial(
         node.run(&node.call("ADD", &pod)).expect_ok();
     }
     let call = node.call(phase.command(), &pod);
-    let mut cmd = plugin_command(&plugin_bin(), &call);
-    cmd.stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0);
-    let mut child = cmd.spawn().expect("spawn netboot-cni");
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(call.stdin.as_bytes());
-    }
+    let mut child = spawn_in_own_group(&call);
     thread::sleep(delay);
     kill.apply(child.id() as i32, &id);
     let status = child.wait().expect("wait for the plugin");
@@ -358,15 +356,7 @@ fn a_delegate_orphaned_by_a_pid_kill_is_stopped_by_del() {
     let pod = node.pod("o");
     let id = cid(&pod);
     let call = node.call("ADD", &pod);
-    let mut cmd = plugin_command(&plugin_bin(), &call);
-    cmd.stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0);
-    let mut child = cmd.spawn().expect("spawn netboot-cni");
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(call.stdin.as_bytes());
-    }
+    let mut child = spawn_in_own_group(&call);
     let started = retry(200, Duration::from_millis(50), || {
         log.path().join("pid").exists().then_some(())
     });
@@ -416,13 +406,8 @@ fn del_without_netns_removes_the_bridge_masquerade_chain() {
     drop(pod);
     let rules = node.iptables_save();
     assert!(!rules.contains(&chain), "{chain} left:\n{rules}");
-    let diff = retry(20, Duration::from_millis(100), || {
-        before
-            .diff(&node.stable_snapshot())
-            .is_empty()
-            .then_some(())
-    });
-    assert!(diff.is_some(), "{}", before.diff(&node.stable_snapshot()));
+    let diff = node.settled_diff(&before);
+    assert!(diff.is_empty(), "{diff}");
 }
 
 #[test]
@@ -453,17 +438,8 @@ fn flannel_del_replays_or_rebuilds_what_flannel_cannot() {
             "{damage}: eth0 left"
         );
         drop(pod);
-        let diff = retry(20, Duration::from_millis(100), || {
-            before
-                .diff(&node.stable_snapshot())
-                .is_empty()
-                .then_some(())
-        });
-        assert!(
-            diff.is_some(),
-            "{damage}: {}",
-            before.diff(&node.stable_snapshot())
-        );
+        let diff = node.settled_diff(&before);
+        assert!(diff.is_empty(), "{damage}: {diff}");
     }
 }
 
@@ -499,13 +475,8 @@ fn bridge_del_is_retried_when_its_masquerade_chain_never_came() {
     node.run(&node.call("DEL", &pod)).expect_ok();
     assert!(pod.link_names().iter().all(|l| l != "eth0"), "eth0 left");
     drop(pod);
-    let diff = retry(20, Duration::from_millis(100), || {
-        before
-            .diff(&node.stable_snapshot())
-            .is_empty()
-            .then_some(())
-    });
-    assert!(diff.is_some(), "{}", before.diff(&node.stable_snapshot()));
+    let diff = node.settled_diff(&before);
+    assert!(diff.is_empty(), "{diff}");
 }
 
 #[test]
@@ -537,11 +508,6 @@ fn del_of_an_unfinished_add_releases_the_ip_file_host_local_left_empty() {
         "an older torn file was taken"
     );
     drop(pod);
-    let diff = retry(20, Duration::from_millis(100), || {
-        before
-            .diff(&node.stable_snapshot())
-            .is_empty()
-            .then_some(())
-    });
-    assert!(diff.is_some(), "{}", before.diff(&node.stable_snapshot()));
+    let diff = node.settled_diff(&before);
+    assert!(diff.is_empty(), "{diff}");
 }

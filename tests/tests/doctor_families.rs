@@ -61,65 +61,31 @@ fn doctor_host_gw_dual_stack() {
     assert!(st.contains("via eth0 (host-gw)"), "{st}");
 
     // A peer's route gone, per family.
-    d.sh(&["ip", "route", "del", PEER4]);
+    d.sh_line(&format!("ip route del {PEER4}"));
     d.doctor()
         .assert_problem("peers", &[PEER4, "192.168.100.12", "no route"]);
-    d.sh(&[
-        "ip",
-        "route",
-        "add",
-        PEER4,
-        "via",
-        "192.168.100.12",
-        "dev",
-        "eth0",
-    ]);
-    d.sh(&["ip", "-6", "route", "del", PEER6]);
+    d.sh_line(&format!("ip route add {PEER4} via 192.168.100.12 dev eth0"));
+    d.sh_line(&format!("ip -6 route del {PEER6}"));
     d.doctor()
         .assert_problem("peers-v6", &[PEER6, "fd00:100::12", "no route"]);
     // A route via the wrong gateway.
-    d.sh(&[
-        "ip",
-        "-6",
-        "route",
-        "add",
-        PEER6,
-        "via",
-        "fd00:100::99",
-        "dev",
-        "eth0",
-    ]);
+    d.sh_line(&format!(
+        "ip -6 route add {PEER6} via fd00:100::99 dev eth0"
+    ));
     d.doctor().assert_problem(
         "peers-v6",
         &[PEER6, "via fd00:100::99 dev eth0", "fd00:100::12"],
     );
-    d.sh(&[
-        "ip",
-        "-6",
-        "route",
-        "replace",
-        PEER6,
-        "via",
-        "fd00:100::12",
-        "dev",
-        "eth0",
-    ]);
+    d.sh_line(&format!(
+        "ip -6 route replace {PEER6} via fd00:100::12 dev eth0"
+    ));
     d.doctor().assert_healthy();
 
     // A route no lease explains (a node that left).
-    d.sh(&[
-        "ip",
-        "route",
-        "add",
-        "10.2.31.0/24",
-        "via",
-        "192.168.100.13",
-        "dev",
-        "eth0",
-    ]);
+    d.sh_line("ip route add 10.2.31.0/24 via 192.168.100.13 dev eth0");
     d.doctor()
         .assert_problem("peers", &["stale route 10.2.31.0/24", "no lease"]);
-    d.sh(&["ip", "route", "del", "10.2.31.0/24"]);
+    d.sh_line("ip route del 10.2.31.0/24");
 
     // A peer that is not on the L2 segment: host-gw cannot reach it.
     let far = "10.2.32.0-24&fd42:10:0:32::-64";
@@ -135,32 +101,19 @@ fn doctor_host_gw_dual_stack() {
     d.doctor().assert_healthy();
 
     // A vxlan device left from the time the network used vxlan.
-    d.sh(&[
-        "ip",
-        "link",
-        "add",
-        "flannel.1",
-        "type",
-        "vxlan",
-        "id",
-        "1",
-        "dstport",
-        "8472",
-        "dev",
-        "eth0",
-    ]);
+    d.sh_line("ip link add flannel.1 type vxlan id 1 dstport 8472 dev eth0");
     d.doctor()
         .assert_problem("leftovers", &["flannel.1", "host-gw"]);
-    d.sh(&["ip", "link", "del", "flannel.1"]);
+    d.sh_line("ip link del flannel.1");
 
     // IPv6 forwarding off.
-    d.sh(&["sysctl", "-q", "-w", "net.ipv6.conf.all.forwarding=0"]);
+    d.sh_line("sysctl -q -w net.ipv6.conf.all.forwarding=0");
     d.doctor()
         .assert_problem("ip6_forward", &["net.ipv6.conf.all.forwarding = 0", "IPv6"]);
-    d.sh(&["sysctl", "-q", "-w", "net.ipv6.conf.all.forwarding=1"]);
+    d.sh_line("sysctl -q -w net.ipv6.conf.all.forwarding=1");
 
     // FLANNEL_IPMASQ=true with the masquerade rules gone (both families).
-    d.sh(&["nft", "flush", "chain", "inet", "netboot", "postrouting"]);
+    d.sh_line("nft flush chain inet netboot postrouting");
     let own6 = d.wait_env("FLANNEL_IPV6_SUBNET").replace("::1/", "::/");
     d.doctor().assert_problem(
         "masquerade",
@@ -217,42 +170,16 @@ fn doctor_vxlan_dual_stack() {
     let own6 = d
         .wait_env("FLANNEL_IPV6_SUBNET")
         .replace("::1/64", "::/128");
-    d.sh(&["ip", "-6", "addr", "del", &own6, "dev", "flannel-v6.1"]);
-    d.sh(&[
-        "ip",
-        "-6",
-        "addr",
-        "add",
-        "fd42:10:0:99::/128",
-        "dev",
-        "flannel-v6.1",
-        "nodad",
-    ]);
+    d.sh_line(&format!("ip -6 addr del {own6} dev flannel-v6.1"));
+    d.sh_line("ip -6 addr add fd42:10:0:99::/128 dev flannel-v6.1 nodad");
     d.doctor()
         .assert_problem("vtep-v6", &["flannel-v6.1", "fd42:10:0:99::/128", &own6]);
-    d.sh(&[
-        "ip",
-        "-6",
-        "addr",
-        "del",
-        "fd42:10:0:99::/128",
-        "dev",
-        "flannel-v6.1",
-    ]);
-    d.sh(&[
-        "ip",
-        "-6",
-        "addr",
-        "add",
-        &own6,
-        "dev",
-        "flannel-v6.1",
-        "nodad",
-    ]);
+    d.sh_line("ip -6 addr del fd42:10:0:99::/128 dev flannel-v6.1");
+    d.sh_line(&format!("ip -6 addr add {own6} dev flannel-v6.1 nodad"));
     d.doctor().assert_healthy();
 
     // The IPv6 route to the peer gone.
-    d.sh(&["ip", "-6", "route", "del", PEER6]);
+    d.sh_line(&format!("ip -6 route del {PEER6}"));
     d.doctor().assert_problem(
         "peers-v6",
         &[
@@ -261,52 +188,25 @@ fn doctor_vxlan_dual_stack() {
             "via fd42:10:0:30:: dev flannel-v6.1 onlink",
         ],
     );
-    d.sh(&[
-        "ip",
-        "-6",
-        "route",
-        "add",
-        PEER6,
-        "via",
-        "fd42:10:0:30::",
-        "dev",
-        "flannel-v6.1",
-        "onlink",
-    ]);
+    d.sh_line(&format!(
+        "ip -6 route add {PEER6} via fd42:10:0:30:: dev flannel-v6.1 onlink"
+    ));
     d.doctor().assert_healthy();
 
     // The IPv4 FDB entry gone.
-    d.sh(&[
-        "bridge",
-        "fdb",
-        "del",
-        "0a:00:00:00:00:12",
-        "dev",
-        "flannel.1",
-        "dst",
-        "192.168.100.12",
-    ]);
+    d.sh_line("bridge fdb del 0a:00:00:00:00:12 dev flannel.1 dst 192.168.100.12");
     d.doctor().assert_problem(
         "peers",
         &[PEER4, "no FDB entry 0a:00:00:00:00:12 dst 192.168.100.12"],
     );
-    d.sh(&[
-        "bridge",
-        "fdb",
-        "append",
-        "0a:00:00:00:00:12",
-        "dev",
-        "flannel.1",
-        "dst",
-        "192.168.100.12",
-        "self",
-        "permanent",
-    ]);
+    d.sh_line(
+        "bridge fdb append 0a:00:00:00:00:12 dev flannel.1 dst 192.168.100.12 self permanent",
+    );
     d.doctor().assert_healthy();
 
     // The underlay's MTU lowered under both devices (IPv6 outer headers
     // take 20 bytes more).
-    d.sh(&["ip", "link", "set", "eth0", "mtu", "1460"]);
+    d.sh_line("ip link set eth0 mtu 1460");
     d.doctor().assert_problem(
         "mtu",
         &[
@@ -317,26 +217,13 @@ fn doctor_vxlan_dual_stack() {
             "over 1390",
         ],
     );
-    d.sh(&["ip", "link", "set", "eth0", "mtu", "1500"]);
+    d.sh_line("ip link set eth0 mtu 1500");
 
     // A device of an old VNI.
-    d.sh(&[
-        "ip",
-        "link",
-        "add",
-        "flannel-v6.2",
-        "type",
-        "vxlan",
-        "id",
-        "2",
-        "dstport",
-        "8472",
-        "dev",
-        "eth0",
-    ]);
+    d.sh_line("ip link add flannel-v6.2 type vxlan id 2 dstport 8472 dev eth0");
     d.doctor()
         .assert_problem("leftovers", &["flannel-v6.2", "VNI 1"]);
-    d.sh(&["ip", "link", "del", "flannel-v6.2"]);
+    d.sh_line("ip link del flannel-v6.2");
 
     // subnet.env naming another IPv6 network.
     let env = d.edit_env(
@@ -410,13 +297,13 @@ fn doctor_vxlan_dual_stack() {
 
     // cni0 without the IPv6 gateway (made before IPv6 was turned on).
     let gw4 = d.wait_env("FLANNEL_SUBNET");
-    d.sh(&["ip", "link", "add", "cni0", "type", "bridge"]);
-    d.sh(&["ip", "addr", "add", &gw4, "dev", "cni0"]);
+    d.sh_line("ip link add cni0 type bridge");
+    d.sh_line(&format!("ip addr add {gw4} dev cni0"));
     d.doctor()
         .assert_problem("cni0", &["no IPv6 address", &own6_env]);
-    d.sh(&["ip", "-6", "addr", "add", &own6_env, "dev", "cni0", "nodad"]);
+    d.sh_line(&format!("ip -6 addr add {own6_env} dev cni0 nodad"));
     d.doctor().assert_healthy();
-    d.sh(&["ip", "link", "del", "cni0"]);
+    d.sh_line("ip link del cni0");
 
     // Peers the agent cannot tunnel to over IPv6: no IPv6 VtepMAC, no IPv6
     // subnet at all.
@@ -478,10 +365,10 @@ fn doctor_vxlan_dual_stack() {
     d.doctor().assert_healthy();
 
     // flannel-v6.1 down, then gone.
-    d.sh(&["ip", "link", "set", "flannel-v6.1", "down"]);
+    d.sh_line("ip link set flannel-v6.1 down");
     d.doctor()
         .assert_problem("vtep-v6", &["flannel-v6.1", "it is down"]);
-    d.sh(&["ip", "link", "del", "flannel-v6.1"]);
+    d.sh_line("ip link del flannel-v6.1");
     let r = d.doctor();
     r.assert_problem("vtep-v6", &["flannel-v6.1 is missing", "IPv6"]);
     assert_eq!(r.finding("peers-v6")["status"], "skipped", "{}", r.out);
@@ -539,32 +426,14 @@ fn doctor_vxlan_ipv6_only_with_direct_routing() {
     );
 
     // The direct route gone.
-    d.sh(&["ip", "-6", "route", "del", "fd42:10:0:30::/64"]);
+    d.sh_line("ip -6 route del fd42:10:0:30::/64");
     d.doctor().assert_problem(
         "peers-v6",
         &["fd42:10:0:30::/64", "no route", "via fd00:100::12 dev eth0"],
     );
-    d.sh(&[
-        "ip",
-        "-6",
-        "route",
-        "add",
-        "fd42:10:0:30::/64",
-        "via",
-        "fd00:100::12",
-        "dev",
-        "eth0",
-    ]);
+    d.sh_line("ip -6 route add fd42:10:0:30::/64 via fd00:100::12 dev eth0");
     // The tunnelled peer's neighbour entry gone.
-    d.sh(&[
-        "ip",
-        "-6",
-        "neigh",
-        "del",
-        "fd42:10:0:31::",
-        "dev",
-        "flannel-v6.1",
-    ]);
+    d.sh_line("ip -6 neigh del fd42:10:0:31:: dev flannel-v6.1");
     d.doctor().assert_problem(
         "peers-v6",
         &[
@@ -572,39 +441,17 @@ fn doctor_vxlan_ipv6_only_with_direct_routing() {
             "neighbour entry fd42:10:0:31:: lladdr 0a:00:00:00:06:13",
         ],
     );
-    d.sh(&[
-        "ip",
-        "-6",
-        "neigh",
-        "replace",
-        "fd42:10:0:31::",
-        "lladdr",
-        "0a:00:00:00:06:13",
-        "dev",
-        "flannel-v6.1",
-        "nud",
-        "permanent",
-    ]);
+    d.sh_line(
+        "ip -6 neigh replace fd42:10:0:31:: lladdr 0a:00:00:00:06:13 \
+         dev flannel-v6.1 nud permanent",
+    );
     d.doctor().assert_healthy();
 
     // An IPv4 device left from when the network had IPv4.
-    d.sh(&[
-        "ip",
-        "link",
-        "add",
-        "flannel.1",
-        "type",
-        "vxlan",
-        "id",
-        "1",
-        "dstport",
-        "8472",
-        "dev",
-        "eth0",
-    ]);
+    d.sh_line("ip link add flannel.1 type vxlan id 1 dstport 8472 dev eth0");
     d.doctor()
         .assert_problem("leftovers", &["flannel.1", "IPv4 is off"]);
-    d.sh(&["ip", "link", "del", "flannel.1"]);
+    d.sh_line("ip link del flannel.1");
 
     // subnet.env still describing IPv4.
     let env = std::fs::read_to_string(d.node.subnet_file()).expect("subnet.env");
@@ -637,12 +484,12 @@ fn doctor_vxlan_ipv6_only_with_direct_routing() {
     d.write_conflist(&good);
 
     // The IPv6 masquerade rule gone.
-    d.sh(&["nft", "flush", "chain", "inet", "netboot", "postrouting"]);
+    d.sh_line("nft flush chain inet netboot postrouting");
     d.doctor()
         .assert_problem("masquerade", &["(IPv6)", "fd42:10:0:"]);
     // flanneld's own rule (a node it runs) does as well.
     let own6 = d.wait_env("FLANNEL_IPV6_SUBNET").replace("::1/", "::/");
-    d.sh(&["ip6tables", "-t", "nat", "-N", "FLANNEL-POSTRTG"]);
+    d.sh_line("ip6tables -t nat -N FLANNEL-POSTRTG");
     d.sh(&[
         "ip6tables",
         "-t",

@@ -6,9 +6,10 @@
 
 use std::net::Ipv4Addr;
 
+use netboot_tests::cni_node::CniNode;
 use netboot_tests::native_support::NativeNode;
 use netboot_tests::plugin_support::{err_code, err_text, merged, PluginNode};
-use netboot_tests::{first_ip, require_root, Netns};
+use netboot_tests::{first_ip, require_root};
 use serde_json::{json, Value};
 
 /// The node subnet is 10.2.1.0/24; the runtime asks for .100-.110.
@@ -26,57 +27,40 @@ fn in_range(ip: &str) -> bool {
     (Ipv4Addr::new(10, 2, 1, 100)..=Ipv4Addr::new(10, 2, 1, 110)).contains(&ip)
 }
 
-/// Two pods get distinct addresses from the range; DEL frees both.
-fn pods_get_addresses_from_the_range(
-    node: &PluginNode,
-    conf: &Value,
-    add: impl Fn(&Netns, &Value) -> Value,
-    del: impl Fn(&Netns, &Value),
-) {
-    let (a, b) = (node.pod("a"), node.pod("b"));
-    let (ip_a, ip_b) = (first_ip(&add(&a, conf)), first_ip(&add(&b, conf)));
-    assert!(in_range(&ip_a) && in_range(&ip_b), "{ip_a} {ip_b}");
-    assert_ne!(ip_a, ip_b);
-    let mut held = node.allocations();
-    held.sort();
-    let mut want = vec![ip_a.clone(), ip_b.clone()];
-    want.sort();
-    assert_eq!(held, want, "the store holds exactly the two addresses");
-    assert_eq!(a.ipv4_addrs("eth0"), vec![format!("{ip_a}/24")]);
-    del(&a, conf);
-    del(&b, conf);
-    assert_eq!(node.allocations(), Vec::<String>::new(), "DEL frees them");
+/// Two pods get distinct addresses from the range; DEL frees both. Once
+/// with Go-style keys, once with lower-camel ones.
+fn pods_get_addresses_from_the_range<N: CniNode>(node: &N) {
+    let pn = node.plugin_node();
+    for go_keys in [true, false] {
+        let conf = &ranged(&node.conf("1.0.0"), go_keys);
+        let (a, b) = (pn.pod("a"), pn.pod("b"));
+        let (ip_a, ip_b) = (first_ip(&node.add(&a, conf)), first_ip(&node.add(&b, conf)));
+        assert!(in_range(&ip_a) && in_range(&ip_b), "{ip_a} {ip_b}");
+        assert_ne!(ip_a, ip_b);
+        let mut held = pn.allocations();
+        held.sort();
+        let mut want = vec![ip_a.clone(), ip_b.clone()];
+        want.sort();
+        assert_eq!(held, want, "the store holds exactly the two addresses");
+        assert_eq!(a.ipv4_addrs("eth0"), vec![format!("{ip_a}/24")]);
+        node.del(&a, conf);
+        node.del(&b, conf);
+        assert_eq!(pn.allocations(), Vec::<String>::new(), "DEL frees them");
+    }
 }
 
 #[test]
 fn native_mode_allocates_from_the_runtime_range() {
     require_root();
     let node = NativeNode::new("nrng");
-    for go_keys in [true, false] {
-        let conf = ranged(&node.conf("1.0.0"), go_keys);
-        pods_get_addresses_from_the_range(
-            &node,
-            &conf,
-            |p, c| node.add(p, c),
-            |p, c| node.del(p, c),
-        );
-    }
+    pods_get_addresses_from_the_range(&node);
     node.assert_clean(&[]);
 }
 
 #[test]
 fn bridge_mode_allocates_from_the_runtime_range() {
     require_root();
-    let node = PluginNode::new("brng");
-    for go_keys in [true, false] {
-        let conf = ranged(&node.conf("1.0.0"), go_keys);
-        pods_get_addresses_from_the_range(
-            &node,
-            &conf,
-            |p, c| node.add(p, c),
-            |p, c| node.del(p, c),
-        );
-    }
+    pods_get_addresses_from_the_range(&PluginNode::new("brng"));
 }
 
 #[test]

@@ -272,28 +272,28 @@ fn measure_both_ways(node: &PluginNode, pod: &Netns, result: &Value) {
     }
 }
 
+/// A pod attached in `node`'s mode with the bandwidth `entry`, its rate
+/// measured both ways ([`measure_both_ways`]), then detached.
+fn attach_and_measure<N: CniNode>(node: &N, entry: Value) {
+    let conf = with_bandwidth(&node.conf("1.0.0"), entry);
+    let pod = node.plugin_node().pod("m");
+    let res = node.add(&pod, &conf);
+    measure_both_ways(node.plugin_node(), &pod, &res);
+    node.del(&pod, &conf);
+}
+
 #[test]
 fn native_mode_measured_rate_is_8_mbit_both_ways() {
     require_root();
     let node = NativeNode::new("bwmn");
-    let entry = go_entry((MBIT8, SANE_BURST), (MBIT8, SANE_BURST));
-    let conf = with_bandwidth(&node.conf("1.0.0"), entry);
-    let pod = node.pod("m");
-    let res = node.add(&pod, &conf);
-    measure_both_ways(&node, &pod, &res);
-    node.del(&pod, &conf);
+    attach_and_measure(&node, go_entry((MBIT8, SANE_BURST), (MBIT8, SANE_BURST)));
 }
 
 #[test]
 fn bridge_mode_measured_rate_is_8_mbit_both_ways() {
     require_root();
     let node = PluginNode::new("bwmb");
-    let entry = lower_entry((MBIT8, SANE_BURST), (MBIT8, SANE_BURST));
-    let conf = with_bandwidth(&node.conf("1.0.0"), entry);
-    let pod = node.pod("m");
-    let res = node.add(&pod, &conf);
-    measure_both_ways(&node, &pod, &res);
-    node.del(&pod, &conf);
+    attach_and_measure(&node, lower_entry((MBIT8, SANE_BURST), (MBIT8, SANE_BURST)));
 }
 
 #[test]

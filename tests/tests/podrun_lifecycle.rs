@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use netboot_tests::containerd::{PodNode, BUSYBOX};
+use netboot_tests::containerd::{printed_ip, PodNode, BUSYBOX};
 use netboot_tests::{require_root, retry};
 use serde_json::{json, Value};
 
@@ -469,12 +469,7 @@ fn inspect_shows_the_pod_and_ps_json_shares_its_containers() {
          \x20 - {name: main, image: BUSYBOX, command: [sleep, '1000']}\n",
     );
     let out = n.podrun(&["run", "-f", path(&file)]).expect_ok();
-    let ip = out
-        .stdout
-        .split_whitespace()
-        .nth(1)
-        .expect("ip")
-        .to_string();
+    let ip = printed_ip(&out);
     let v = inspect(&n, "shown");
     let sid = n.pr.sandbox_id("shown");
     assert_eq!(v["name"], "shown");

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use netboot_tests::containerd::{pod_spec, PodNode, BUSYBOX, NAMESPACE};
+use netboot_tests::containerd::{pod_spec, printed_ip, PodNode, BUSYBOX, NAMESPACE};
 use netboot_tests::{exec, require_root, retry};
 use serde_json::json;
 
@@ -92,12 +92,7 @@ fn two_containers_share_localhost_and_publish_a_host_port() {
         ])
         .expect_ok();
     assert!(!out.stderr.contains("warning"), "{out}");
-    let ip = out
-        .stdout
-        .split_whitespace()
-        .nth(1)
-        .expect("ip")
-        .to_string();
+    let ip = printed_ip(&out);
     assert!(ip.starts_with("10.88.1."), "{out}");
 
     // Shared netns: the client reaches httpd on 127.0.0.1.

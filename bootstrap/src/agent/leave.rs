@@ -198,25 +198,9 @@ fn cleanup_local(nl: &mut Netlink, a: &LeaveArgs, networks: &[IpNet]) -> Result<
     // or DirectRouting's.
     let ext = match external(nl, a, networks) {
         Ok(Some(e)) => Some(e),
-        _ => find_external(
-            nl,
-            &Default::default(),
-            Families {
-                v4: true,
-                v6: false,
-            },
-        )
-        .or_else(|_| {
-            find_external(
-                nl,
-                &Default::default(),
-                Families {
-                    v4: false,
-                    v6: true,
-                },
-            )
-        })
-        .ok(),
+        _ => find_external(nl, &Default::default(), Families::V4)
+            .or_else(|_| find_external(nl, &Default::default(), Families::V6))
+            .ok(),
     };
     if let Some(ext) = ext {
         for net in networks {

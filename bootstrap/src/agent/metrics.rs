@@ -12,7 +12,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 
 type Labels = Vec<(String, String)>;
 
@@ -62,107 +62,105 @@ fn latency() -> Histogram {
 
 impl Metrics {
     fn new() -> Metrics {
-        let m = Metrics {
-            registry: Registry::with_prefix("netboot_agent"),
-            lease_state: Family::default(),
-            lease_ttl_seconds: Gauge::default(),
-            remote_leases: Family::default(),
-            entries: Family::default(),
-            resync_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
-            relists: Counter::default(),
-            watch_revision: Gauge::default(),
-            compare_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 15)),
-            compare_cpu: Counter::default(),
-            netlink_datagrams: Counter::default(),
-            netlink_requests: Counter::default(),
-            repairs: Counter::default(),
-            watch_restarts: Counter::default(),
-            etcd_errors: Family::default(),
-            etcd_seconds: Family::new_with_constructor(latency as fn() -> Histogram),
-        };
-        let mut m = m;
-        let r = &mut m.registry;
-        r.register(
-            "lease_state",
-            "This node's subnet lease: 1 for the state it is in (held, reserved, none)",
-            m.lease_state.clone(),
-        );
-        r.register(
-            "lease_ttl_seconds",
-            "Seconds until this node's etcd lease expires (0 for a reservation or none)",
-            m.lease_ttl_seconds.clone(),
-        );
-        r.register(
-            "remote_leases",
-            "Other nodes' subnets programmed, per address family",
-            m.remote_leases.clone(),
-        );
-        r.register(
-            "programmed_entries",
-            "Kernel entries kept for other nodes, per family and kind (route, fdb, neighbour)",
-            m.entries.clone(),
-        );
-        r.register(
-            "resync_duration_seconds",
-            "Duration of lists of every lease from etcd (at start, and when etcd cannot resume \
-             the lease watch)",
-            m.resync_seconds.clone(),
-        );
-        r.register(
-            "relists",
-            "Lists of every lease after the first, because etcd could not resume the lease \
-             watch (history compacted past its revision)",
-            m.relists.clone(),
-        );
-        r.register(
-            "watch_revision",
-            "The etcd revision up to which every lease change has been applied",
-            m.watch_revision.clone(),
-        );
-        r.register(
-            "kernel_compare_duration_seconds",
-            "Duration of full compares of the kernel tables with the leases held \
-             (--resync-interval)",
-            m.compare_seconds.clone(),
-        );
-        r.register(
-            "kernel_compare_cpu_seconds",
-            "CPU time spent in full compares of the kernel tables (--resync-interval)",
-            m.compare_cpu.clone(),
-        );
-        r.register(
-            "netlink_datagrams",
-            "Datagrams sent on the netlink sockets that program other nodes' routes, \
-             neighbour and FDB entries",
-            m.netlink_datagrams.clone(),
-        );
-        r.register(
-            "netlink_requests",
-            "Netlink requests (changes and dumps) sent in netlink_datagrams_total",
-            m.netlink_requests.clone(),
-        );
-        r.register(
-            "repairs",
-            "Devices and entries put back, and stale entries removed, on kernel notifications, \
-             device checks and resyncs",
-            m.repairs.clone(),
-        );
-        r.register(
-            "watch_restarts",
-            "Lease watches opened again after the first",
-            m.watch_restarts.clone(),
-        );
-        r.register(
-            "etcd_request_errors",
-            "etcd requests that failed, by operation",
-            m.etcd_errors.clone(),
-        );
-        r.register(
-            "etcd_request_duration_seconds",
-            "etcd request latency, by operation",
-            m.etcd_seconds.clone(),
-        );
-        m
+        let mut r = Registry::with_prefix("netboot_agent");
+        Metrics {
+            lease_state: add(
+                &mut r,
+                "lease_state",
+                "This node's subnet lease: 1 for the state it is in (held, reserved, none)",
+                Family::default(),
+            ),
+            lease_ttl_seconds: add(
+                &mut r,
+                "lease_ttl_seconds",
+                "Seconds until this node's etcd lease expires (0 for a reservation or none)",
+                Gauge::default(),
+            ),
+            remote_leases: add(
+                &mut r,
+                "remote_leases",
+                "Other nodes' subnets programmed, per address family",
+                Family::default(),
+            ),
+            entries: add(
+                &mut r,
+                "programmed_entries",
+                "Kernel entries kept for other nodes, per family and kind (route, fdb, neighbour)",
+                Family::default(),
+            ),
+            resync_seconds: add(
+                &mut r,
+                "resync_duration_seconds",
+                "Duration of lists of every lease from etcd (at start, and when etcd cannot resume \
+                 the lease watch)",
+                Histogram::new(exponential_buckets(0.001, 2.0, 15)),
+            ),
+            relists: add(
+                &mut r,
+                "relists",
+                "Lists of every lease after the first, because etcd could not resume the lease \
+                 watch (history compacted past its revision)",
+                Counter::default(),
+            ),
+            watch_revision: add(
+                &mut r,
+                "watch_revision",
+                "The etcd revision up to which every lease change has been applied",
+                Gauge::default(),
+            ),
+            compare_seconds: add(
+                &mut r,
+                "kernel_compare_duration_seconds",
+                "Duration of full compares of the kernel tables with the leases held \
+                 (--resync-interval)",
+                Histogram::new(exponential_buckets(0.0005, 2.0, 15)),
+            ),
+            compare_cpu: add(
+                &mut r,
+                "kernel_compare_cpu_seconds",
+                "CPU time spent in full compares of the kernel tables (--resync-interval)",
+                Counter::default(),
+            ),
+            netlink_datagrams: add(
+                &mut r,
+                "netlink_datagrams",
+                "Datagrams sent on the netlink sockets that program other nodes' routes, \
+                 neighbour and FDB entries",
+                Counter::default(),
+            ),
+            netlink_requests: add(
+                &mut r,
+                "netlink_requests",
+                "Netlink requests (changes and dumps) sent in netlink_datagrams_total",
+                Counter::default(),
+            ),
+            repairs: add(
+                &mut r,
+                "repairs",
+                "Devices and entries put back, and stale entries removed, on kernel notifications, \
+                 device checks and resyncs",
+                Counter::default(),
+            ),
+            watch_restarts: add(
+                &mut r,
+                "watch_restarts",
+                "Lease watches opened again after the first",
+                Counter::default(),
+            ),
+            etcd_errors: add(
+                &mut r,
+                "etcd_request_errors",
+                "etcd requests that failed, by operation",
+                Family::default(),
+            ),
+            etcd_seconds: add(
+                &mut r,
+                "etcd_request_duration_seconds",
+                "etcd request latency, by operation",
+                Family::new_with_constructor(latency as fn() -> Histogram),
+            ),
+            registry: r,
+        }
     }
 
     /// The registry in the Prometheus text format (0.0.4).
@@ -182,6 +180,12 @@ impl Metrics {
             self.etcd_errors.get_or_create(&l).inc();
         }
     }
+}
+
+/// Registers `metric` under `name` in `r` and hands it back for the struct.
+fn add<M: Metric + Clone>(r: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    r.register(name, help, metric.clone());
+    metric
 }
 
 pub fn label(k: &str, v: &str) -> Labels {

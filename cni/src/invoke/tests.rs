@@ -31,6 +31,19 @@ fn run(plugin: &Path, stdin: &[u8]) -> Result<Vec<u8>, CniError> {
     Exec::default().run(plugin, Command::Add, stdin, &ExecEnv::inherited())
 }
 
+/// ADD with a 300 ms timeout, which must fail; the error and how long the
+/// call took.
+fn add_timing_out(plugin: &Path) -> (CniError, Duration) {
+    let exec = Exec {
+        timeout: Duration::from_millis(300),
+    };
+    let start = Instant::now();
+    let e = exec
+        .run(plugin, Command::Add, b"", &ExecEnv::inherited())
+        .unwrap_err();
+    (e, start.elapsed())
+}
+
 #[test]
 fn find_first_regular_file() {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -187,18 +200,8 @@ fn timeout_kills_the_whole_group() {
     // The shell forks `sleep`, which holds stdout open: killing only the
     // shell would leave us waiting for EOF.
     let p = write_plugin(d.path(), "hang", "sleep 30; echo late");
-    let exec = Exec {
-        timeout: Duration::from_millis(300),
-    };
-    let start = Instant::now();
-    let e = exec
-        .run(&p, Command::Add, b"", &ExecEnv::inherited())
-        .unwrap_err();
-    assert!(
-        start.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        start.elapsed()
-    );
+    let (e, took) = add_timing_out(&p);
+    assert!(took < Duration::from_secs(5), "{took:?}");
     assert_eq!(e.code, codes::TRY_AGAIN);
     assert!(
         e.msg.contains("timed out after 300ms running ADD") && e.msg.contains("hang"),
@@ -211,15 +214,9 @@ fn timeout_kills_the_whole_group() {
 fn background_child_holding_stdout_times_out() {
     let d = tempfile::tempdir().unwrap();
     let p = write_plugin(d.path(), "daemon", "sleep 30 &\necho '{}'; exit 0");
-    let exec = Exec {
-        timeout: Duration::from_millis(300),
-    };
-    let start = Instant::now();
-    let e = exec
-        .run(&p, Command::Add, b"", &ExecEnv::inherited())
-        .unwrap_err();
+    let (e, took) = add_timing_out(&p);
     assert_eq!(e.code, codes::TRY_AGAIN);
-    assert!(start.elapsed() < Duration::from_secs(5));
+    assert!(took < Duration::from_secs(5));
 }
 
 #[test]

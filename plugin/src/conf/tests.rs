@@ -8,6 +8,15 @@ fn conf(json: &str) -> Result<PluginConf, CniError> {
     PluginConf::from_netconf(NetConf::parse_as(json.as_bytes(), &SCHEMA).unwrap())
 }
 
+/// A plain netboot-cni config whose runtimeConfig has `key` = `value`
+/// (JSON text).
+fn with_runtime(key: &str, value: &str) -> PluginConf {
+    conf(&format!(
+        r#"{{"cniVersion":"1.0.0","name":"n","type":"netboot-cni","runtimeConfig":{{"{key}":{value}}}}}"#
+    ))
+    .unwrap()
+}
+
 #[test]
 fn defaults_match_flannel() {
     let c = conf(r#"{"cniVersion":"1.0.0","name":"cbr0","type":"netboot-cni"}"#).unwrap();
@@ -116,13 +125,7 @@ fn refuses_port_mappings_portmap_cannot_parse() {
 
 #[test]
 fn reads_bandwidth_in_go_and_lower_case_spelling() {
-    let with = |bw: &str| {
-        conf(&format!(
-            r#"{{"cniVersion":"1.0.0","name":"n","type":"netboot-cni","runtimeConfig":{{"bandwidth":{bw}}}}}"#
-        ))
-        .unwrap()
-        .bandwidth()
-    };
+    let with = |bw: &str| with_runtime("bandwidth", bw).bandwidth();
     let go =
         with(r#"{"IngressRate":8000000,"IngressBurst":4294967295,"EgressRate":0,"EgressBurst":0}"#)
             .unwrap()
@@ -239,13 +242,7 @@ fn every_capability_reads_canonically_through_the_plugin_schema() {
 
 #[test]
 fn go_spelled_port_mappings_are_checked_by_canonical_path() {
-    let check = |m: &str| {
-        conf(&format!(
-            r#"{{"cniVersion":"1.0.0","name":"n","type":"netboot-cni","runtimeConfig":{{"portMappings":[{m}]}}}}"#
-        ))
-        .unwrap()
-        .check_port_mappings()
-    };
+    let check = |m: &str| with_runtime("portMappings", &format!("[{m}]")).check_port_mappings();
     for ok in [
         r#"{"HostPort":18080,"ContainerPort":80,"Protocol":"tcp","HostIP":""}"#,
         r#"{"hOSTpORT":18080,"cONTAINERpORT":80,"pROTOCOL":"udp","hOSTip":"10.0.0.1"}"#,

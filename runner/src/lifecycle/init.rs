@@ -41,31 +41,35 @@ pub fn steps<'a>(
     images: &'a [ImageInfo],
     init_images: &'a [ImageInfo],
 ) -> Vec<Step<'a>> {
-    let init = rec
-        .spec
-        .init_containers
-        .iter()
-        .zip(&rec.init_container_ids)
-        .zip(init_images)
-        .enumerate()
-        .map(|(i, ((c, id), image))| (format!("initContainers[{i}]"), c, id, image, true));
-    let apps = rec
-        .spec
-        .containers
-        .iter()
-        .zip(&rec.container_ids)
-        .zip(images)
-        .enumerate()
-        .map(|(i, ((c, id), image))| (format!("containers[{i}]"), c, id, image, false));
-    init.chain(apps)
-        .map(|(at, c, id, image, init)| Step {
-            id: id.clone(),
-            at,
-            spec: c.clone(),
-            image,
-            init,
-        })
-        .collect()
+    let mut steps = Vec::new();
+    let lists = [
+        (
+            "initContainers",
+            &rec.spec.init_containers,
+            &rec.init_container_ids,
+            init_images,
+            true,
+        ),
+        (
+            "containers",
+            &rec.spec.containers,
+            &rec.container_ids,
+            images,
+            false,
+        ),
+    ];
+    for (field, specs, ids, images, init) in lists {
+        for (i, ((c, id), image)) in specs.iter().zip(ids).zip(images).enumerate() {
+            steps.push(Step {
+                id: id.clone(),
+                at: format!("{field}[{i}]"),
+                spec: c.clone(),
+                image,
+                init,
+            });
+        }
+    }
+    steps
 }
 
 /// What `run` learns as the containers start: their start times and

@@ -55,20 +55,7 @@ impl Peer {
     pub fn wire(node: &BenchNode) -> Peer {
         let ns = Netns::new("peer");
         let n = &node.node;
-        n.exec(&[
-            "ip",
-            "link",
-            "add",
-            "bpeer",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            ns.name(),
-        ])
-        .expect_ok();
+        n.ns.add_veth_to("bpeer", &ns);
         n.exec(&["ip", "addr", "add", "198.51.100.1/24", "dev", "bpeer"])
             .expect_ok();
         n.exec(&["ip", "link", "set", "bpeer", "up"]).expect_ok();
@@ -83,7 +70,7 @@ impl Peer {
 }
 
 /// CPU time (user + system) of the calling thread so far.
-fn thread_cpu() -> Duration {
+pub(super) fn thread_cpu() -> Duration {
     use nix::sys::resource::{getrusage, UsageWho};
     let Ok(u) = getrusage(UsageWho::RUSAGE_THREAD) else {
         return Duration::ZERO;

@@ -233,13 +233,7 @@ impl BenchNode {
                 result
             }
             Impl::Bridge | Impl::Native => {
-                let mode = if imp == Impl::Bridge {
-                    "bridge"
-                } else {
-                    "native"
-                };
-                let conf = self.netboot_conf(mode, pod.host_port);
-                let out = self.call(&self.netboot, "ADD", pod, &netns, &conf, instr, &mut st);
+                let out = self.call_netboot(imp, "ADD", pod, &netns, instr, &mut st);
                 serde_json::from_slice(&out).expect("netboot-cni result")
             }
         };
@@ -281,17 +275,30 @@ impl BenchNode {
                 );
             }
             Impl::Bridge | Impl::Native => {
-                let mode = if imp == Impl::Bridge {
-                    "bridge"
-                } else {
-                    "native"
-                };
-                let conf = self.netboot_conf(mode, pod.host_port);
-                self.call(&self.netboot, "DEL", pod, &netns, &conf, instr, &mut st);
+                self.call_netboot(imp, "DEL", pod, &netns, instr, &mut st);
             }
         }
         st.elapsed = t.elapsed();
         st
+    }
+
+    /// [`Self::call`] of netboot-cni in `imp`'s mode (bridge or native).
+    fn call_netboot(
+        &self,
+        imp: Impl,
+        cmd: &str,
+        pod: &Pod,
+        netns: &Path,
+        instr: Instr,
+        st: &mut OpStats,
+    ) -> Vec<u8> {
+        let mode = if imp == Impl::Bridge {
+            "bridge"
+        } else {
+            "native"
+        };
+        let conf = self.netboot_conf(mode, pod.host_port);
+        self.call(&self.netboot, cmd, pod, netns, &conf, instr, st)
     }
 
     /// Runs one plugin process; returns its stdout, panics on failure with

@@ -6,6 +6,7 @@
 //! nodes, so "DEL at N pods / DEL at 1 pod" can be set beside "port
 //! removal at N pods / at 1 pod".
 
+use super::datapath::thread_cpu;
 use netkit::{Netlink, Netns};
 use std::path::Path;
 use std::time::Duration;
@@ -46,17 +47,4 @@ pub fn bridge_port_removal(pod_ns: &Path) -> Option<Duration> {
     let deleted = nl.link().del_by_name(HOST);
     let took = thread_cpu().saturating_sub(before);
     (left.is_ok() && deleted.is_ok()).then_some(took)
-}
-
-/// CPU time (user + system) of the calling thread so far.
-fn thread_cpu() -> Duration {
-    use nix::sys::resource::{getrusage, UsageWho};
-    let Ok(u) = getrusage(UsageWho::RUSAGE_THREAD) else {
-        return Duration::ZERO;
-    };
-    let tv = |t: nix::sys::time::TimeVal| {
-        Duration::from_secs(t.tv_sec().unsigned_abs())
-            + Duration::from_micros(t.tv_usec().unsigned_abs())
-    };
-    tv(u.user_time()) + tv(u.system_time())
 }

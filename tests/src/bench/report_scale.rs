@@ -18,35 +18,26 @@ pub(super) fn print_scale(s: &Scale) {
         "{:>13} | {:>10} {:>10} | {:>10} {:>10} | {:>14}",
         "existing pods", "native ADD", "native DEL", "ref ADD", "ref DEL", "ref/native ADD"
     );
-    for l in &s.levels {
-        let (na, nd) = (get(&l.add, Impl::Native), get(&l.del, Impl::Native));
-        let (ra, rd) = (get(&l.add, Impl::Reference), get(&l.del, Impl::Reference));
+    // One line a level: ADD and DEL of each implementation, and the ratio.
+    let row = |level: usize, add: &PerImpl<Series>, del: &PerImpl<Series>| {
+        let (na, nd) = (get(add, Impl::Native), get(del, Impl::Native));
+        let (ra, rd) = (get(add, Impl::Reference), get(del, Impl::Reference));
         println!(
             "{:>13} | {:>10} {:>10} | {:>10} {:>10} | {:>14}",
-            l.level,
+            level,
             f(na.median()),
             f(nd.median()),
             f(ra.median()),
             f(rd.median()),
             x(ratio(ra.median(), na.median()))
         );
+    };
+    for l in &s.levels {
+        row(l.level, &l.add, &l.del);
     }
     println!("CPU time of the same calls (user+sys of the plugin processes and their children; load inflates it far less than wall time), ms:");
     for l in &s.levels {
-        let (na, nd) = (get(&l.add_cpu, Impl::Native), get(&l.del_cpu, Impl::Native));
-        let (ra, rd) = (
-            get(&l.add_cpu, Impl::Reference),
-            get(&l.del_cpu, Impl::Reference),
-        );
-        println!(
-            "{:>13} | {:>10} {:>10} | {:>10} {:>10} | {:>14}",
-            l.level,
-            f(na.median()),
-            f(nd.median()),
-            f(ra.median()),
-            f(rd.median()),
-            x(ratio(ra.median(), na.median()))
-        );
+        row(l.level, &l.add_cpu, &l.del_cpu);
     }
     if let Some((lo, hi)) = scale_bounds(s) {
         for (imp, op) in [

@@ -22,7 +22,7 @@
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
@@ -224,18 +224,7 @@ impl Drop for CriContainerd {
 /// log. `nsenter --net` only: the root mount namespace is kept, so its
 /// netns bind mounts and overlay mounts are the test's to see and undo.
 fn spawn(node_netns: &Path, dir: &Path) -> Child {
-    let log = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("containerd.log"))
-        .expect("log file");
-    exec::nsenter(node_netns, &["containerd", "--config"])
-        .arg(dir.join("config.toml"))
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("dup log"))
-        .stderr(log)
-        .spawn()
-        .expect("start containerd (install it with scripts/install-deps.sh)")
+    crate::containerd::spawn_containerd(exec::nsenter(node_netns, &["containerd"]), dir)
 }
 
 /// containerd's config.toml for a CRI containerd keeping everything in
@@ -306,19 +295,7 @@ pub fn pause_image() -> PathBuf {
             if out.is_file() && mtime(&out) >= mtime(&pause) {
                 return out;
             }
-            let tmp = dir.join(format!("pause-image.tar.{}", std::process::id()));
-            let script =
-                Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/build-test-image.sh");
-            exec::run_argv(&[
-                "bash",
-                path_str(&script),
-                "--pause",
-                path_str(&pause),
-                path_str(&tmp),
-                PAUSE_IMAGE,
-            ])
-            .expect_ok();
-            fs::rename(&tmp, &out).expect("rename image");
+            crate::containerd::build_image(&out, &["--pause", path_str(&pause)], PAUSE_IMAGE);
             out
         })
         .clone()

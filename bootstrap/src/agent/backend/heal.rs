@@ -15,7 +15,7 @@ use std::net::IpAddr;
 
 use anyhow::Result;
 use ipnet::IpNet;
-use netkit::{LinkEvent, RouteSpec};
+use netkit::LinkEvent;
 
 use super::super::log;
 use super::routes::Routes;
@@ -166,11 +166,7 @@ impl Vtep {
             if !m.is_some_and(|m| m.dst == dst && m.gw == Some(gw) && m.oif == Some(self.index)) {
                 continue;
             }
-            log(&format!("removing stale route {dst} on {}", self.name));
-            let mut stale = RouteSpec::to(dst);
-            stale.gw = Some(gw);
-            stale.oif = Some(self.index);
-            self.nl.route().del(&stale)?;
+            self.remove_stale_route(dst, Some(gw), Some(self.index))?;
             removed += 1;
         }
         for &ip in &d.neighs {
@@ -181,12 +177,7 @@ impl Vtep {
             if !n.is_some_and(|n| n.permanent) {
                 continue;
             }
-            let what = if self.spec.v6 { "neighbour" } else { "ARP" };
-            log(&format!(
-                "removing stale {what} entry {ip} on {}",
-                self.name
-            ));
-            self.nl.neigh().del(self.index, ip)?;
+            self.remove_stale_neigh(ip)?;
             removed += 1;
         }
         for &(mac, ip) in &d.fdb {
@@ -197,12 +188,7 @@ impl Vtep {
             if f.is_none_or(|f| f.ip != Some(ip)) {
                 continue;
             }
-            log(&format!(
-                "removing stale FDB entry {} dst {ip} on {}",
-                netkit::fmt_mac(&mac),
-                self.name
-            ));
-            self.nl.neigh().del_fdb(self.index, mac, Some(ip))?;
+            self.remove_stale_fdb(mac, Some(ip))?;
             removed += 1;
         }
         Ok(removed)

@@ -21,26 +21,75 @@ struct Span<T> {
     what: T,
 }
 
-/// Apply `b` and give each span its first error.
-fn settle<T>(
-    results: Vec<netkit::Result<()>>,
+/// The items of one batch: the answers known before it is sent, and the
+/// request range of each item sent.
+struct Pending<T> {
     spans: Vec<Span<T>>,
-    out: &mut [Option<Result<bool>>],
-    mut failed: impl FnMut(&T),
-    context: impl Fn(&T) -> String,
-) {
-    let mut results: Vec<Option<netkit::Result<()>>> = results.into_iter().map(Some).collect();
-    for s in spans {
-        let err = results[s.from..s.to]
-            .iter_mut()
-            .find_map(|r| r.take().and_then(|r| r.err()));
-        out[s.item] = Some(match err {
-            None => Ok(true),
-            Some(e) => {
-                failed(&s.what);
-                Err(anyhow!("{}: {e}", context(&s.what)))
-            }
+    out: Vec<Option<Result<bool>>>,
+}
+
+impl<T> Pending<T> {
+    fn new(items: usize) -> Pending<T> {
+        Pending {
+            spans: Vec::new(),
+            out: Vec::with_capacity(items),
+        }
+    }
+
+    /// The next item's answer, known without the kernel.
+    fn answer(&mut self, r: Result<bool>) {
+        self.out.push(Some(r));
+    }
+
+    /// The next item's requests, put in `b` by `add`; false (and the item
+    /// answered with the error) when `add` fails.
+    fn queue(
+        &mut self,
+        b: &mut Batch,
+        what: T,
+        add: impl FnOnce(&mut Batch) -> Result<()>,
+    ) -> bool {
+        let from = b.len();
+        if let Err(e) = add(b) {
+            self.answer(Err(e));
+            return false;
+        }
+        self.spans.push(Span {
+            item: self.out.len(),
+            from,
+            to: b.len(),
+            what,
         });
+        self.out.push(None);
+        true
+    }
+
+    /// The answers, with the batch's `results`: each item sent gets the
+    /// first error of its requests (and is passed to `failed`), else
+    /// `Ok(true)`.
+    fn settle(
+        mut self,
+        results: Vec<netkit::Result<()>>,
+        mut failed: impl FnMut(&T),
+        context: impl Fn(&T) -> String,
+    ) -> Vec<Result<bool>> {
+        let mut results: Vec<Option<netkit::Result<()>>> = results.into_iter().map(Some).collect();
+        for s in self.spans {
+            let err = results[s.from..s.to]
+                .iter_mut()
+                .find_map(|r| r.take().and_then(|r| r.err()));
+            self.out[s.item] = Some(match err {
+                None => Ok(true),
+                Some(e) => {
+                    failed(&s.what);
+                    Err(anyhow!("{}: {e}", context(&s.what)))
+                }
+            });
+        }
+        self.out
+            .into_iter()
+            .map(|r| r.unwrap_or(Ok(false)))
+            .collect()
     }
 }
 
@@ -74,38 +123,28 @@ impl Vtep {
     /// `Ok(true)` programmed, `Ok(false)` already as it is.
     pub fn program_many(&mut self, items: Vec<(IpNet, Remote)>) -> Vec<Result<bool>> {
         let mut b = Batch::new();
-        let mut spans = Vec::new();
-        let mut out: Vec<Option<Result<bool>>> = Vec::with_capacity(items.len());
+        let mut p = Pending::new(items.len());
         for (subnet, want) in items {
             let old = self.remotes.get(&subnet).cloned();
             if old.as_ref() == Some(&want) {
-                out.push(Some(Ok(false)));
+                p.answer(Ok(false));
                 continue;
             }
-            let from = b.len();
-            if let Some(o) = old.filter(|o| o.mac != want.mac) {
-                self.release_fdb(&mut b, subnet, &o);
-            }
-            if let Err(e) = self.add_entries(&mut b, subnet, &want) {
-                out.push(Some(Err(e)));
-                continue;
-            }
-            // Booked now, so that the next items see a shared VtepMAC.
-            self.book(subnet, want);
-            spans.push(Span {
-                item: out.len(),
-                from,
-                to: b.len(),
-                what: subnet,
+            let queued = p.queue(&mut b, subnet, |b| {
+                if let Some(o) = old.filter(|o| o.mac != want.mac) {
+                    self.release_fdb(b, subnet, &o);
+                }
+                self.add_entries(b, subnet, &want)
             });
-            out.push(None);
+            if queued {
+                // Booked now, so that the next items see a shared VtepMAC.
+                self.book(subnet, want);
+            }
         }
         let res = self.nl.apply(b);
         let mut failed = Vec::new();
-        settle(
+        let out = p.settle(
             res,
-            spans,
-            &mut out,
             |s| failed.push(*s),
             |s| format!("program the route to {s}"),
         );
@@ -114,41 +153,22 @@ impl Vtep {
         for s in failed {
             self.unbook(s);
         }
-        out.into_iter().map(|r| r.unwrap_or(Ok(false))).collect()
+        out
     }
 
     /// [`Vtep::unprogram`] for many subnets in one batch.
     pub fn unprogram_many(&mut self, subnets: &[IpNet]) -> Vec<Result<bool>> {
         let mut b = Batch::new();
-        let mut spans = Vec::new();
-        let mut out: Vec<Option<Result<bool>>> = Vec::with_capacity(subnets.len());
+        let mut p = Pending::new(subnets.len());
         for &subnet in subnets {
             let Some(old) = self.unbook(subnet) else {
-                out.push(Some(Ok(false)));
+                p.answer(Ok(false));
                 continue;
             };
-            let from = b.len();
-            if let Err(e) = self.del_entries(&mut b, subnet, &old) {
-                out.push(Some(Err(e)));
-                continue;
-            }
-            spans.push(Span {
-                item: out.len(),
-                from,
-                to: b.len(),
-                what: subnet,
-            });
-            out.push(None);
+            p.queue(&mut b, subnet, |b| self.del_entries(b, subnet, &old));
         }
         let res = self.nl.apply(b);
-        settle(
-            res,
-            spans,
-            &mut out,
-            |_| {},
-            |s| format!("remove the route to {s}"),
-        );
-        out.into_iter().map(|r| r.unwrap_or(Ok(false))).collect()
+        p.settle(res, |_| {}, |s| format!("remove the route to {s}"))
     }
 }
 
@@ -156,74 +176,53 @@ impl Routes {
     /// [`Routes::program`] for many routes in one batch.
     pub fn program_many(&mut self, items: &[(IpNet, IpAddr)]) -> Vec<Result<bool>> {
         let mut b = Batch::new();
-        let mut spans = Vec::new();
-        let mut out: Vec<Option<Result<bool>>> = Vec::with_capacity(items.len());
+        let mut p = Pending::new(items.len());
         for &(subnet, gw) in items {
             if self.peers.get(&subnet) == Some(&gw) {
-                out.push(Some(Ok(false)));
+                p.answer(Ok(false));
                 continue;
             }
-            let from = b.len();
-            if let Err(e) = b.replace_route(&self.spec(subnet, gw)) {
-                out.push(Some(Err(e.into())));
-                continue;
+            let spec = self.spec(subnet, gw);
+            if p.queue(&mut b, (subnet, gw), |b| {
+                b.replace_route(&spec)?;
+                Ok(())
+            }) {
+                self.peers.insert(subnet, gw);
             }
-            self.peers.insert(subnet, gw);
-            spans.push(Span {
-                item: out.len(),
-                from,
-                to: b.len(),
-                what: (subnet, gw),
-            });
-            out.push(None);
         }
         let res = self.nl.apply(b);
         let ext = self.ext_name.clone();
         let peers = &mut self.peers;
-        settle(
+        p.settle(
             res,
-            spans,
-            &mut out,
             |(s, _)| {
                 peers.remove(s);
             },
             |(s, g)| format!("route {s} via {g} dev {ext}"),
-        );
-        out.into_iter().map(|r| r.unwrap_or(Ok(false))).collect()
+        )
     }
 
     /// [`Routes::unprogram`] for many subnets in one batch.
     pub fn unprogram_many(&mut self, subnets: &[IpNet]) -> Vec<Result<bool>> {
         let mut b = Batch::new();
-        let mut spans = Vec::new();
-        let mut out: Vec<Option<Result<bool>>> = Vec::with_capacity(subnets.len());
+        let mut p = Pending::new(subnets.len());
         for &subnet in subnets {
             let Some(gw) = self.peers.remove(&subnet) else {
-                out.push(Some(Ok(false)));
+                p.answer(Ok(false));
                 continue;
             };
-            let from = b.len();
-            if let Err(e) = b.del_route(&self.spec(subnet, gw)) {
-                out.push(Some(Err(e.into())));
-                continue;
-            }
-            spans.push(Span {
-                item: out.len(),
-                from,
-                to: b.len(),
-                what: (subnet, gw),
+            let spec = self.spec(subnet, gw);
+            p.queue(&mut b, (subnet, gw), |b| {
+                b.del_route(&spec)?;
+                Ok(())
             });
-            out.push(None);
         }
         let res = self.nl.apply(b);
-        settle(
+        p.settle(
             res,
-            spans,
-            &mut out,
             |_| {},
             |(s, g)| format!("remove the route {s} via {g}"),
-        );
-        out.into_iter().map(|r| r.unwrap_or(Ok(false))).collect()
+        )
     }
 }
 

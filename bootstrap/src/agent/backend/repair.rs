@@ -46,12 +46,8 @@ impl Vtep {
                 }
                 continue;
             }
-            log(&format!("removing stale route {dst} on {}", self.name));
             // Delete it as it is (its gateway may not be the .0 we use).
-            let mut stale = RouteSpec::to(r.dst);
-            stale.gw = r.gw;
-            stale.oif = r.oif;
-            let _ = self.nl.route().del(&stale);
+            let _ = self.remove_stale_route(dst, r.gw, r.oif);
             removed += 1;
         }
 
@@ -67,12 +63,7 @@ impl Vtep {
                     }
                 }
                 None => {
-                    let what = if self.spec.v6 { "neighbour" } else { "ARP" };
-                    log(&format!(
-                        "removing stale {what} entry {ip} on {}",
-                        self.name
-                    ));
-                    self.nl.neigh().del(self.index, ip)?;
+                    self.remove_stale_neigh(ip)?;
                     removed += 1;
                 }
             }
@@ -92,13 +83,7 @@ impl Vtep {
                 fdb_ok.insert(mac);
                 continue;
             }
-            log(&format!(
-                "removing stale FDB entry {} dst {} on {}",
-                netkit::fmt_mac(&mac),
-                f.ip.map_or("-".into(), |i| i.to_string()),
-                self.name
-            ));
-            self.nl.neigh().del_fdb(self.index, mac, f.ip)?;
+            self.remove_stale_fdb(mac, f.ip)?;
             removed += 1;
         }
 
@@ -125,5 +110,44 @@ impl Vtep {
             ));
         }
         Ok((removed, broken.len()))
+    }
+
+    /// Removes a route no lease explains (`dst` via `gw` out of `oif`, as
+    /// the kernel holds it), and logs it.
+    pub(super) fn remove_stale_route(
+        &mut self,
+        dst: IpNet,
+        gw: Option<IpAddr>,
+        oif: Option<u32>,
+    ) -> Result<()> {
+        log(&format!("removing stale route {dst} on {}", self.name));
+        let mut stale = RouteSpec::to(dst);
+        stale.gw = gw;
+        stale.oif = oif;
+        self.nl.route().del(&stale)?;
+        Ok(())
+    }
+
+    /// Removes an ARP (neighbour) entry no lease explains, and logs it.
+    pub(super) fn remove_stale_neigh(&mut self, ip: IpAddr) -> Result<()> {
+        let what = if self.spec.v6 { "neighbour" } else { "ARP" };
+        log(&format!(
+            "removing stale {what} entry {ip} on {}",
+            self.name
+        ));
+        self.nl.neigh().del(self.index, ip)?;
+        Ok(())
+    }
+
+    /// Removes an FDB entry no lease explains (`mac` to `ip`), and logs it.
+    pub(super) fn remove_stale_fdb(&mut self, mac: [u8; 6], ip: Option<IpAddr>) -> Result<()> {
+        log(&format!(
+            "removing stale FDB entry {} dst {} on {}",
+            netkit::fmt_mac(&mac),
+            ip.map_or("-".into(), |i| i.to_string()),
+            self.name
+        ));
+        self.nl.neigh().del_fdb(self.index, mac, ip)?;
+        Ok(())
     }
 }

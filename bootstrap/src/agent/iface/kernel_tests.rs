@@ -12,14 +12,8 @@ use netkit::{Netlink, Netns};
 use super::{find_external, Families};
 use crate::agent::IfaceArgs;
 
-const V4: Families = Families {
-    v4: true,
-    v6: false,
-};
-const V6: Families = Families {
-    v4: false,
-    v6: true,
-};
+const V4: Families = Families::V4;
+const V6: Families = Families::V6;
 const DUAL: Families = Families { v4: true, v6: true };
 
 /// A named netns deleted on drop.

@@ -8,14 +8,8 @@ use super::select::{select, Selection};
 use super::{Families, Snapshot};
 use crate::agent::IfaceArgs;
 
-const V4: Families = Families {
-    v4: true,
-    v6: false,
-};
-const V6: Families = Families {
-    v4: false,
-    v6: true,
-};
+const V4: Families = Families::V4;
+const V6: Families = Families::V6;
 const DUAL: Families = Families { v4: true, v6: true };
 
 const PERMANENT: u32 = 0x80;
@@ -136,6 +130,12 @@ fn s5(a: &str, b: &str, c: &str, d: &str, e: &str) -> (String, String, String, S
     (a.into(), b.into(), c.into(), d.into(), e.into())
 }
 
+/// [`s5`] of interface `name` whose own addresses, `v4` and `v6`, are
+/// the public ones too.
+fn own(name: &str, v4: &str, v6: &str) -> (String, String, String, String, String) {
+    s5(name, v4, v6, v4, v6)
+}
+
 #[test]
 fn default_route_interface_per_family() {
     let lab = Lab::new()
@@ -182,10 +182,7 @@ fn dual_stack_default_route_gives_both_addresses() {
         .default("0.0.0.0/0", Some(2))
         .default("::/0", Some(2));
     let s = lab.pick(&IfaceArgs::default(), DUAL);
-    assert_eq!(
-        summary(&s),
-        s5("eth0", "10.0.0.2", "2001:db8::2", "10.0.0.2", "2001:db8::2")
-    );
+    assert_eq!(summary(&s), own("eth0", "10.0.0.2", "2001:db8::2"));
 }
 
 #[test]
@@ -232,22 +229,10 @@ fn iface_by_name_and_by_address() {
     );
     // With both families: an IPv4 address, the interface's IPv6 address.
     let s = lab.pick(&ifaces(&["10.1.0.2"]), DUAL);
-    assert_eq!(
-        summary(&s),
-        s5(
-            "eth1",
-            "10.1.0.2",
-            "2001:db8:1::2",
-            "10.1.0.2",
-            "2001:db8:1::2"
-        )
-    );
+    assert_eq!(summary(&s), own("eth1", "10.1.0.2", "2001:db8:1::2"));
     // ... and an IPv6 address, the interface's IPv4 address.
     let s = lab.pick(&ifaces(&["2001:db8::2"]), DUAL);
-    assert_eq!(
-        summary(&s),
-        s5("eth0", "10.0.0.2", "2001:db8::2", "10.0.0.2", "2001:db8::2")
-    );
+    assert_eq!(summary(&s), own("eth0", "10.0.0.2", "2001:db8::2"));
     // An empty --iface is the default route's interface.
     let s = lab.pick(&ifaces(&[""]), V4);
     assert_eq!(s.external.name, "eth0");
@@ -371,16 +356,7 @@ fn regex_matches_addresses_first_then_names() {
 fn regex_with_both_families_needs_both_to_match() {
     let lab = Lab::new();
     let s = lab.pick(&regexes(&[r"^10\.1\.|^2001:db8:1:"]), DUAL);
-    assert_eq!(
-        summary(&s),
-        s5(
-            "eth1",
-            "10.1.0.2",
-            "2001:db8:1::2",
-            "10.1.0.2",
-            "2001:db8:1::2"
-        )
-    );
+    assert_eq!(summary(&s), own("eth1", "10.1.0.2", "2001:db8:1::2"));
     // Only the IPv4 side matches an address: no address match, no name.
     let e = lab.fail(&regexes(&[r"^10\.1\."]), DUAL);
     assert!(e.contains("matches no interface"), "{e}");
@@ -416,16 +392,7 @@ fn can_reach_takes_the_routes_interface_and_source() {
     assert_eq!((s.external.name.as_str(), s.skipped.len()), ("eth1", 2));
     // An IPv4 source does not stand in for the IPv6 address.
     let s = lab.pick(&reach("10.1.5.5"), DUAL);
-    assert_eq!(
-        summary(&s),
-        s5(
-            "eth1",
-            "10.1.0.7",
-            "2001:db8:1::2",
-            "10.1.0.7",
-            "2001:db8:1::2"
-        )
-    );
+    assert_eq!(summary(&s), own("eth1", "10.1.0.7", "2001:db8:1::2"));
     let e = Lab::new()
         .reach(Err("Network is unreachable (os error 101)"))
         .fail(&reach("192.0.2.1"), V4);
@@ -482,16 +449,7 @@ fn public_ip_alone_picks_the_interface_holding_it() {
         s5("eth1", "-", "2001:db8:1::2", "-", "2001:db8:1::2")
     );
     let s = lab.pick(&v6, DUAL);
-    assert_eq!(
-        summary(&s),
-        s5(
-            "eth1",
-            "10.1.0.2",
-            "2001:db8:1::2",
-            "10.1.0.2",
-            "2001:db8:1::2"
-        )
-    );
+    assert_eq!(summary(&s), own("eth1", "10.1.0.2", "2001:db8:1::2"));
     let e = lab.fail(&v6, V4);
     assert!(
         e.starts_with(
@@ -510,16 +468,7 @@ fn dual_stack_address_and_public_ipv6_must_share_the_interface() {
         ..Default::default()
     };
     let s = lab.pick(&both("10.0.0.2", "2001:db8:ff::2"), DUAL);
-    assert_eq!(
-        summary(&s),
-        s5(
-            "eth0",
-            "10.0.0.2",
-            "2001:db8:ff::2",
-            "10.0.0.2",
-            "2001:db8:ff::2"
-        )
-    );
+    assert_eq!(summary(&s), own("eth0", "10.0.0.2", "2001:db8:ff::2"));
     let e = lab.fail(&both("10.0.0.2", "2001:db8:1::2"), DUAL);
     assert!(
         e.contains("this address is on eth0, but --public-ipv6 2001:db8:1::2 is on eth1"),
@@ -567,10 +516,7 @@ fn interface_address_preference_follows_flanneld() {
         .link(2, "eth0", &["169.254.0.9/16", "fe80::5/64"])
         .addr(2, "2001:db8::5/64", DEPRECATED);
     let s = ll.pick(&ifaces(&["eth0"]), DUAL);
-    assert_eq!(
-        summary(&s),
-        s5("eth0", "169.254.0.9", "fe80::5", "169.254.0.9", "fe80::5")
-    );
+    assert_eq!(summary(&s), own("eth0", "169.254.0.9", "fe80::5"));
 }
 
 #[test]

@@ -15,6 +15,17 @@ pub struct Families {
     pub v6: bool,
 }
 
+impl Families {
+    pub const V4: Families = Families {
+        v4: true,
+        v6: false,
+    };
+    pub const V6: Families = Families {
+        v4: false,
+        v6: true,
+    };
+}
+
 /// The interface that reaches the other nodes (flanneld's
 /// ExternalInterface).
 #[derive(Debug, Clone, PartialEq, Eq)]
