@@ -4,18 +4,12 @@
 
 mod common;
 
-use std::net::IpAddr;
-use std::process::{Command, Stdio};
-
 use common::hostport::{HostportLab, POD_IP};
+use common::portmap::{ip, map, run, spec};
 use common::{need_root, TestNs};
 use ipnet::IpNet;
-use netkit::firewall::{self, PortMapping, PortmapSpec, Proto};
+use netkit::firewall::{self, PortMapping, Proto};
 use serde_json::Value;
-
-fn run<T: Send>(ns: &TestNs, f: impl FnOnce() -> T + Send) -> T {
-    ns.ns.run(f).expect("enter test netns")
-}
 
 /// `nft -j list ARGS` in `ns`, as the list of its `nftables` objects
 /// (empty when the object does not exist).
@@ -44,28 +38,7 @@ fn chain<'a>(objs: &'a [Value], name: &str) -> Option<&'a Value> {
 }
 
 fn tcp(host: u16, cont: u16) -> PortMapping {
-    PortMapping {
-        host_port: host,
-        container_port: cont,
-        protocol: Proto::Tcp,
-        host_ip: None,
-    }
-}
-
-fn spec<'a>(id: &'a str, ips: &'a [IpAddr], maps: &'a [PortMapping]) -> PortmapSpec<'a> {
-    PortmapSpec {
-        network: "cbr0",
-        container_id: id,
-        ifname: "eth0",
-        container_ips: ips,
-        mappings: maps,
-        snat: true,
-        masq_all: false,
-    }
-}
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
+    map(host, cont, Proto::Tcp, None)
 }
 
 fn payload_match(e: &Value, proto: &str, field: &str) -> Value {
@@ -312,19 +285,7 @@ add rule ip cni_hostport hostports tcp dport 8080 dnat to 10.99.0.2:80 comment \
 add rule ip cni_hostport masquerading ip saddr 10.99.0.2 ip daddr 10.99.0.2 masquerade comment \"upstream-id\"
 add rule ip cni_hostport masquerading ip saddr 127.0.0.1 ip daddr 10.99.0.2 masquerade comment \"upstream-id\"
 ";
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", &node.name, "nft", "-f", "-"])
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(upstream.as_bytes())
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    node.feed(&["nft", "-f", "-"], upstream);
 
     // netboot's CHECK accepts upstream's rules for the same spec: the
     // shapes are identical.
@@ -479,19 +440,7 @@ fn legacy_iptables_portmap_chain_is_removed() {
          -A {mine} -p tcp -m tcp --dport 8080 -j DNAT --to-destination 10.99.0.2:80\n\
          -A {other} -p tcp -m tcp --dport 9090 -j DNAT --to-destination 10.99.0.3:90\nCOMMIT\n"
     );
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", &node.name, "iptables-restore", "--noflush"])
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(dump.as_bytes())
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    node.feed(&["iptables-restore", "--noflush"], &dump);
 
     run(&node, || firewall::cleanup_legacy_portmap("cbr0", "cid-l")).unwrap();
     run(&node, || firewall::cleanup_legacy_portmap("cbr0", "cid-l")).unwrap();
