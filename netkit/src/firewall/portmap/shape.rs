@@ -287,20 +287,9 @@ pub(super) fn add_script(spec: &PortmapSpec, rules: &[FamilyRules]) -> Result<St
 
 #[cfg(test)]
 mod tests {
+    use super::super::super::mapping::tests::spec;
     use super::super::super::mapping::PortMapping;
     use super::*;
-
-    fn spec<'a>(ips: &'a [IpAddr], maps: &'a [PortMapping], masq_all: bool) -> PortmapSpec<'a> {
-        PortmapSpec {
-            network: "cbr",
-            container_id: "c1",
-            ifname: "eth0",
-            container_ips: ips,
-            mappings: maps,
-            snat: true,
-            masq_all,
-        }
-    }
 
     #[test]
     fn rule_shapes_follow_upstream() {
