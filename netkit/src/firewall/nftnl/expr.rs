@@ -35,8 +35,8 @@ const NFTA_PAYLOAD_DREG: u16 = 1;
 const NFTA_PAYLOAD_BASE: u16 = 2;
 const NFTA_PAYLOAD_OFFSET: u16 = 3;
 const NFTA_PAYLOAD_LEN: u16 = 4;
-pub(crate) const NFT_PAYLOAD_NETWORK_HEADER: u32 = 1;
-pub(crate) const NFT_PAYLOAD_TRANSPORT_HEADER: u32 = 2;
+const NFT_PAYLOAD_NETWORK_HEADER: u32 = 1;
+const NFT_PAYLOAD_TRANSPORT_HEADER: u32 = 2;
 // enum nft_bitwise_attributes
 const NFTA_BITWISE_SREG: u16 = 1;
 const NFTA_BITWISE_DREG: u16 = 2;
@@ -123,6 +123,37 @@ impl Expr {
         match a {
             IpAddr::V4(a) => a.octets().to_vec(),
             IpAddr::V6(a) => a.octets().to_vec(),
+        }
+    }
+
+    /// `ip saddr => reg DREG` (`ip6` when `v6`): the source address, at
+    /// its offset in the IPv4 / IPv6 header.
+    pub(crate) fn saddr(v6: bool, dreg: u32) -> Expr {
+        Expr::network(if v6 { 8 } else { 12 }, v6, dreg)
+    }
+
+    /// `ip daddr => reg DREG` (`ip6` when `v6`): the destination address.
+    pub(crate) fn daddr(v6: bool, dreg: u32) -> Expr {
+        Expr::network(if v6 { 24 } else { 16 }, v6, dreg)
+    }
+
+    fn network(offset: u32, v6: bool, dreg: u32) -> Expr {
+        Expr::Payload {
+            base: NFT_PAYLOAD_NETWORK_HEADER,
+            offset,
+            len: if v6 { 16 } else { 4 },
+            dreg,
+        }
+    }
+
+    /// `th dport => reg DREG`: the destination port of tcp, udp or sctp,
+    /// 2 bytes at transport header + 2.
+    pub(crate) fn dport(dreg: u32) -> Expr {
+        Expr::Payload {
+            base: NFT_PAYLOAD_TRANSPORT_HEADER,
+            offset: 2,
+            len: 2,
+            dreg,
         }
     }
 

@@ -46,12 +46,7 @@ fn summaries_of_encoded_and_dumped_expressions_agree() {
     let exprs = vec![
         Expr::Meta(NFT_META_NFPROTO),
         Expr::CmpEq(vec![2]),
-        Expr::Payload {
-            base: NFT_PAYLOAD_TRANSPORT_HEADER,
-            offset: 2,
-            len: 2,
-            dreg: NFT_REG_1,
-        },
+        Expr::dport(NFT_REG_1),
         Expr::Lookup {
             set: "hostports_ip_tcp".into(),
             set_id: None,

@@ -218,9 +218,7 @@ impl NfSocket {
 #[cfg(test)]
 mod tests {
     use super::super::attrs::tests::tree;
-    use super::super::expr::{
-        NFT_META_L4PROTO, NFT_PAYLOAD_TRANSPORT_HEADER, NFT_REG_1, NFT_REG_2,
-    };
+    use super::super::expr::{NFT_META_L4PROTO, NFT_REG_1, NFT_REG_2};
     use super::super::uapi::{NFPROTO_IPV4, NFPROTO_IPV6};
     use super::*;
 
@@ -236,12 +234,7 @@ mod tests {
             exprs: vec![
                 Expr::Meta(NFT_META_L4PROTO),
                 Expr::CmpEq(vec![6]),
-                Expr::Payload {
-                    base: NFT_PAYLOAD_TRANSPORT_HEADER,
-                    offset: 2,
-                    len: 2,
-                    dreg: NFT_REG_1,
-                },
+                Expr::dport(NFT_REG_1),
                 Expr::CmpEq(8080u16.to_be_bytes().to_vec()),
                 Expr::Immediate {
                     reg: NFT_REG_1,
