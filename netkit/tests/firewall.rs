@@ -6,7 +6,7 @@ mod common;
 
 use common::hostport::{HostportLab, POD_IP};
 use common::portmap::{ip, map, run, spec};
-use common::{need_root, TestNs};
+use common::{need_root, root_ns, TestNs};
 use ipnet::IpNet;
 use netkit::firewall::{self, PortMapping, Proto};
 use serde_json::Value;
@@ -50,10 +50,9 @@ fn payload_match(e: &Value, proto: &str, field: &str) -> Value {
 
 #[test]
 fn portmap_rules_have_upstream_layout_and_check_passes() {
-    if !need_root() {
+    let Some(node) = root_ns() else {
         return;
-    }
-    let node = TestNs::new();
+    };
     let ips = [ip("10.99.0.2"), ip("fd99::2")];
     let maps = [
         tcp(8080, 80),
@@ -152,10 +151,9 @@ fn portmap_rules_have_upstream_layout_and_check_passes() {
 
 #[test]
 fn check_names_missing_rule_and_del_is_idempotent() {
-    if !need_root() {
+    let Some(node) = root_ns() else {
         return;
-    }
-    let node = TestNs::new();
+    };
     let ips = [ip("10.99.0.2")];
     let maps = [tcp(8080, 80), tcp(8443, 443)];
     let s = spec("cid-b", &ips, &maps);
@@ -231,10 +229,9 @@ fn check_names_missing_rule_and_del_is_idempotent() {
 
 #[test]
 fn two_containers_with_the_same_ip_keep_separate_rules() {
-    if !need_root() {
+    let Some(node) = root_ns() else {
         return;
-    }
-    let node = TestNs::new();
+    };
     let ips = [ip("10.99.0.7")];
     let (ma, mb) = ([tcp(8080, 80)], [tcp(9090, 90)]);
     let (a, b) = (spec("old-pod", &ips, &ma), spec("new-pod", &ips, &mb));
@@ -262,10 +259,9 @@ fn two_containers_with_the_same_ip_keep_separate_rules() {
 /// backend, so the compatibility is checked on rule shapes.
 #[test]
 fn interoperates_with_upstream_portmap_nftables_layout() {
-    if !need_root() {
+    let Some(node) = root_ns() else {
         return;
-    }
-    let node = TestNs::new();
+    };
     let upstream = "\
 add table ip cni_hostport { comment \"CNI portmap plugin\" ; }
 add chain ip cni_hostport hostports
@@ -330,10 +326,9 @@ add rule ip cni_hostport masquerading ip saddr 127.0.0.1 ip daddr 10.99.0.2 masq
 
 #[test]
 fn node_masquerade_is_installed_once() {
-    if !need_root() {
+    let Some(node) = root_ns() else {
         return;
-    }
-    let node = TestNs::new();
+    };
     let n = |s: &str| s.parse::<IpNet>().unwrap();
     let cluster = [n("10.244.0.0/16"), n("10.96.0.0/12")];
     assert!(!run(&node, || firewall::node_masquerade_present(
@@ -420,10 +415,9 @@ fn node_masquerade_is_installed_once() {
 
 #[test]
 fn legacy_iptables_portmap_chain_is_removed() {
-    if !need_root() {
+    let Some(node) = root_ns() else {
         return;
-    }
-    let node = TestNs::new();
+    };
     // No iptables nat table at all: nothing to do, and none is created.
     run(&node, || firewall::cleanup_legacy_portmap("cbr0", "cid-l")).unwrap();
     let (_, tables) = node.exec(&["nft", "list", "tables"]);

@@ -9,7 +9,7 @@ mod common;
 
 use common::hostport::{fetch, HostportLab, POD_IP};
 use common::portmap::{ip, map, ruleset, run, spec};
-use common::{need_root, TestNs};
+use common::{need_root, root_ns, TestNs};
 use netkit::firewall::{self, Proto};
 use serde_json::Value;
 
@@ -148,10 +148,9 @@ fn traffic_reaches_the_pod_through_the_maps_and_stops_after_del() {
 
 #[test]
 fn del_removes_exactly_its_own_elements_and_conflicts_are_explicit() {
-    if !need_root() {
+    let Some(node) = root_ns() else {
         return;
-    }
-    let node = TestNs::new();
+    };
     let (ia, ib) = ([ip("10.99.0.2")], [ip("10.99.0.3")]);
     let (ma, mb) = (
         [map(8080, 80, Proto::Tcp, None)],
@@ -226,10 +225,9 @@ fn del_removes_exactly_its_own_elements_and_conflicts_are_explicit() {
 
 #[test]
 fn sweep_takes_only_stale_owners_and_check_names_what_is_missing() {
-    if !need_root() {
+    let Some(node) = root_ns() else {
         return;
-    }
-    let node = TestNs::new();
+    };
     let ips = [[ip("10.99.0.2")], [ip("10.99.0.3")], [ip("10.99.0.4")]];
     let maps = [
         [map(8080, 80, Proto::Tcp, None)],

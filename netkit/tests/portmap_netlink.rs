@@ -17,7 +17,7 @@ use std::sync::Mutex;
 
 use common::hostport::{HostportLab, POD_IP};
 use common::portmap::{ip, map, run};
-use common::{need_root, TestNs};
+use common::{need_root, root_ns, TestNs};
 use netkit::firewall::{self, PortMapping, PortmapSpec, Proto};
 
 /// How the rules reach the kernel: nf_tables netlink (the default) or the
@@ -206,10 +206,9 @@ fn netlink_and_cli_write_identical_rulesets() {
 
 #[test]
 fn netlink_del_removes_cli_rules_and_vice_versa() {
-    if !need_root() {
+    let Some(node) = root_ns() else {
         return;
-    }
-    let node = TestNs::new();
+    };
     // Nothing at all: DEL is a no-op success without exec, owners empty.
     assert_eq!(del(&node, NftPath::Netlink, "nobody"), 0);
     assert!(

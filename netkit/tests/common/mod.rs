@@ -179,6 +179,12 @@ pub fn need_root() -> bool {
     false
 }
 
+/// A fresh test namespace, or None (after [`need_root`]'s SKIP) when not
+/// root.
+pub fn root_ns() -> Option<TestNs> {
+    need_root().then(TestNs::new)
+}
+
 /// `conntrack -I` in `ns`: a flow `orig` whose reply is `reply` (a DNATed
 /// one when `reply.src` is not `orig.dst`), expiring in `timeout` seconds.
 /// The datapath makes real entries; tests that only need entries to list
