@@ -7,7 +7,7 @@ mod common;
 
 use std::net::IpAddr;
 
-use common::{ct_insert, need_root, TestNs};
+use common::{ct_insert, need_root, root_ns, TestNs};
 use netkit::conntrack::{self, FlowMatch, Tuple4, TCP, UDP};
 
 fn t(src: &str, dst: &str, sport: u16, dport: u16) -> Tuple4 {
@@ -48,10 +48,9 @@ fn listed(v6: bool) -> Vec<(u8, u16)> {
 
 #[test]
 fn delete_removes_exactly_the_matching_entries() {
-    if !need_root() {
+    let Some(ns) = root_ns() else {
         return;
-    }
-    let ns = TestNs::new();
+    };
     let c = "192.0.2.9";
     flow(&ns, UDP, c, 4000, "10.0.0.1", 5353, "10.244.1.5");
     flow(&ns, UDP, c, 4001, "10.0.0.2", 5353, "10.244.1.6");

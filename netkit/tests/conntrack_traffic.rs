@@ -12,42 +12,17 @@ mod common;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{need_root, TestNs};
+use common::portmap::{ip, map, spec};
+use common::{need_root, sh, veth, Bg, TestNs};
 use netkit::conntrack::{self, FlowMatch, UDP};
-use netkit::firewall::{self, PortMapping, PortmapSpec, Proto};
+use netkit::firewall::{self, PortmapSpec, Proto};
 
 const HOST_PORT: u16 = 5353;
 const POD_PORT: u16 = 5000;
 const CLIENT_PORT: u16 = 40000;
-
-/// Kills (our own child, by PID) and reaps a background process.
-struct Bg(Child);
-
-impl Drop for Bg {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn sh(ns: &TestNs, cmd: &[&str]) {
-    let (ok, _) = ns.exec(cmd);
-    assert!(ok, "{cmd:?} in {}", ns.name);
-}
-
-fn veth(a: &TestNs, an: &str, b: &TestNs, bn: &str) {
-    sh(
-        a,
-        &[
-            "ip", "link", "add", an, "type", "veth", "peer", "name", bn, "netns", &b.name,
-        ],
-    );
-    sh(a, &["ip", "link", "set", an, "up"]);
-    sh(b, &["ip", "link", "set", bn, "up"]);
-}
 
 fn addr(ns: &TestNs, dev: &str, cidr: &str) {
     sh(ns, &["ip", "addr", "add", cidr, "dev", dev, "nodad"]);
@@ -153,20 +128,10 @@ impl Lab {
     /// Map HOST_PORT/udp to `pod_ip` as container `id` (both families'
     /// rules are written for the pod address given).
     fn map(&self, id: &str, pod_ips: &[IpAddr]) {
-        let maps = [PortMapping {
-            host_port: HOST_PORT,
-            container_port: POD_PORT,
-            protocol: Proto::Udp,
-            host_ip: None,
-        }];
+        let maps = [map(HOST_PORT, POD_PORT, Proto::Udp, None)];
         let spec = PortmapSpec {
-            network: "cbr0",
-            container_id: id,
-            ifname: "eth0",
-            container_ips: pod_ips,
-            mappings: &maps,
             snat: false,
-            masq_all: false,
+            ..spec(id, pod_ips, &maps)
         };
         self.node
             .ns
@@ -211,10 +176,6 @@ impl Drop for Lab {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
 }
 
 #[test]

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{need_root, TestNs};
+use common::{need_root, root_ns, TestNs};
 use netkit::{set_tx_checksum, tx_checksum, Netlink, Netns, VxlanParams};
 
 fn index(nl: &mut Netlink, name: &str) -> u32 {
@@ -124,10 +124,9 @@ fn vxlan_and_veth_tx_checksum_off_and_on() {
 
 #[test]
 fn fixed_features_are_refused_by_name() {
-    if !need_root() {
+    let Some(node) = root_ns() else {
         return;
-    }
-    let node = TestNs::new();
+    };
     // lo's tx checksum features are on and fixed ("[fixed]" in ethtool -k).
     let lo = index(&mut node.nl(), "lo");
     assert_eq!(state(&node.ns, lo), Some(true));
@@ -144,10 +143,9 @@ fn fixed_features_are_refused_by_name() {
 
 #[test]
 fn a_missing_device_is_a_not_found_error() {
-    if !need_root() {
+    let Some(node) = root_ns() else {
         return;
-    }
-    let node = TestNs::new();
+    };
     let missing = 4_000_000;
     for err in [
         node.ns.run(|| tx_checksum(missing)).unwrap().unwrap_err(),

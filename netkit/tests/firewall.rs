@@ -4,18 +4,12 @@
 
 mod common;
 
-use std::net::IpAddr;
-use std::process::{Command, Stdio};
-
 use common::hostport::{HostportLab, POD_IP};
-use common::{need_root, TestNs};
+use common::portmap::{ip, map, run, spec};
+use common::{need_root, root_ns, TestNs};
 use ipnet::IpNet;
-use netkit::firewall::{self, PortMapping, PortmapSpec, Proto};
+use netkit::firewall::{self, PortMapping, Proto};
 use serde_json::Value;
-
-fn run<T: Send>(ns: &TestNs, f: impl FnOnce() -> T + Send) -> T {
-    ns.ns.run(f).expect("enter test netns")
-}
 
 /// `nft -j list ARGS` in `ns`, as the list of its `nftables` objects
 /// (empty when the object does not exist).
@@ -44,28 +38,7 @@ fn chain<'a>(objs: &'a [Value], name: &str) -> Option<&'a Value> {
 }
 
 fn tcp(host: u16, cont: u16) -> PortMapping {
-    PortMapping {
-        host_port: host,
-        container_port: cont,
-        protocol: Proto::Tcp,
-        host_ip: None,
-    }
-}
-
-fn spec<'a>(id: &'a str, ips: &'a [IpAddr], maps: &'a [PortMapping]) -> PortmapSpec<'a> {
-    PortmapSpec {
-        network: "cbr0",
-        container_id: id,
-        ifname: "eth0",
-        container_ips: ips,
-        mappings: maps,
-        snat: true,
-        masq_all: false,
-    }
-}
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
+    map(host, cont, Proto::Tcp, None)
 }
 
 fn payload_match(e: &Value, proto: &str, field: &str) -> Value {
@@ -77,10 +50,9 @@ fn payload_match(e: &Value, proto: &str, field: &str) -> Value {
 
 #[test]
 fn portmap_rules_have_upstream_layout_and_check_passes() {
-    if !need_root() {
+    let Some(node) = root_ns() else {
         return;
-    }
-    let node = TestNs::new();
+    };
     let ips = [ip("10.99.0.2"), ip("fd99::2")];
     let maps = [
         tcp(8080, 80),
@@ -179,10 +151,9 @@ fn portmap_rules_have_upstream_layout_and_check_passes() {
 
 #[test]
 fn check_names_missing_rule_and_del_is_idempotent() {
-    if !need_root() {
+    let Some(node) = root_ns() else {
         return;
-    }
-    let node = TestNs::new();
+    };
     let ips = [ip("10.99.0.2")];
     let maps = [tcp(8080, 80), tcp(8443, 443)];
     let s = spec("cid-b", &ips, &maps);
@@ -258,10 +229,9 @@ fn check_names_missing_rule_and_del_is_idempotent() {
 
 #[test]
 fn two_containers_with_the_same_ip_keep_separate_rules() {
-    if !need_root() {
+    let Some(node) = root_ns() else {
         return;
-    }
-    let node = TestNs::new();
+    };
     let ips = [ip("10.99.0.7")];
     let (ma, mb) = ([tcp(8080, 80)], [tcp(9090, 90)]);
     let (a, b) = (spec("old-pod", &ips, &ma), spec("new-pod", &ips, &mb));
@@ -289,10 +259,9 @@ fn two_containers_with_the_same_ip_keep_separate_rules() {
 /// backend, so the compatibility is checked on rule shapes.
 #[test]
 fn interoperates_with_upstream_portmap_nftables_layout() {
-    if !need_root() {
+    let Some(node) = root_ns() else {
         return;
-    }
-    let node = TestNs::new();
+    };
     let upstream = "\
 add table ip cni_hostport { comment \"CNI portmap plugin\" ; }
 add chain ip cni_hostport hostports
@@ -312,19 +281,7 @@ add rule ip cni_hostport hostports tcp dport 8080 dnat to 10.99.0.2:80 comment \
 add rule ip cni_hostport masquerading ip saddr 10.99.0.2 ip daddr 10.99.0.2 masquerade comment \"upstream-id\"
 add rule ip cni_hostport masquerading ip saddr 127.0.0.1 ip daddr 10.99.0.2 masquerade comment \"upstream-id\"
 ";
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", &node.name, "nft", "-f", "-"])
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(upstream.as_bytes())
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    node.feed(&["nft", "-f", "-"], upstream);
 
     // netboot's CHECK accepts upstream's rules for the same spec: the
     // shapes are identical.
@@ -369,10 +326,9 @@ add rule ip cni_hostport masquerading ip saddr 127.0.0.1 ip daddr 10.99.0.2 masq
 
 #[test]
 fn node_masquerade_is_installed_once() {
-    if !need_root() {
+    let Some(node) = root_ns() else {
         return;
-    }
-    let node = TestNs::new();
+    };
     let n = |s: &str| s.parse::<IpNet>().unwrap();
     let cluster = [n("10.244.0.0/16"), n("10.96.0.0/12")];
     assert!(!run(&node, || firewall::node_masquerade_present(
@@ -459,10 +415,9 @@ fn node_masquerade_is_installed_once() {
 
 #[test]
 fn legacy_iptables_portmap_chain_is_removed() {
-    if !need_root() {
+    let Some(node) = root_ns() else {
         return;
-    }
-    let node = TestNs::new();
+    };
     // No iptables nat table at all: nothing to do, and none is created.
     run(&node, || firewall::cleanup_legacy_portmap("cbr0", "cid-l")).unwrap();
     let (_, tables) = node.exec(&["nft", "list", "tables"]);
@@ -479,19 +434,7 @@ fn legacy_iptables_portmap_chain_is_removed() {
          -A {mine} -p tcp -m tcp --dport 8080 -j DNAT --to-destination 10.99.0.2:80\n\
          -A {other} -p tcp -m tcp --dport 9090 -j DNAT --to-destination 10.99.0.3:90\nCOMMIT\n"
     );
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", &node.name, "iptables-restore", "--noflush"])
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(dump.as_bytes())
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    node.feed(&["iptables-restore", "--noflush"], &dump);
 
     run(&node, || firewall::cleanup_legacy_portmap("cbr0", "cid-l")).unwrap();
     run(&node, || firewall::cleanup_legacy_portmap("cbr0", "cid-l")).unwrap();

@@ -7,41 +7,11 @@
 
 mod common;
 
-use std::net::IpAddr;
-
 use common::hostport::{fetch, HostportLab, POD_IP};
-use common::{need_root, TestNs};
-use netkit::firewall::{self, PortMapping, PortmapSpec, Proto};
+use common::portmap::{ip, map, ruleset, run, spec};
+use common::{need_root, root_ns, TestNs};
+use netkit::firewall::{self, Proto};
 use serde_json::Value;
-
-fn run<T: Send>(ns: &TestNs, f: impl FnOnce() -> T + Send) -> T {
-    ns.ns.run(f).expect("enter test netns")
-}
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
-
-fn map(host: u16, cont: u16, protocol: Proto, host_ip: Option<&str>) -> PortMapping {
-    PortMapping {
-        host_port: host,
-        container_port: cont,
-        protocol,
-        host_ip: host_ip.map(ip),
-    }
-}
-
-fn spec<'a>(id: &'a str, ips: &'a [IpAddr], maps: &'a [PortMapping]) -> PortmapSpec<'a> {
-    PortmapSpec {
-        network: "cbr0",
-        container_id: id,
-        ifname: "eth0",
-        container_ips: ips,
-        mappings: maps,
-        snat: true,
-        masq_all: false,
-    }
-}
 
 /// The layout as `nft` text, for `nft -f`: what `firewall::hostports`
 /// documents, written by hand.
@@ -69,27 +39,6 @@ fn layout_script() -> String {
         s += &format!("add rule inet netboot hostports_postrouting meta nfproto {} {f} saddr . {f} daddr @hostports_masq_{f} masquerade\n", if f == "ip" { "ipv4" } else { "ipv6" });
     }
     s
-}
-
-fn strip_handles(v: &mut Value) {
-    match v {
-        Value::Object(o) => {
-            o.remove("handle");
-            o.values_mut().for_each(strip_handles);
-        }
-        Value::Array(a) => a.iter_mut().for_each(strip_handles),
-        _ => {}
-    }
-}
-
-fn ruleset(ns: &TestNs) -> (String, Value) {
-    let (ok, text) = ns.exec(&["nft", "list", "ruleset"]);
-    assert!(ok);
-    let (ok, json) = ns.exec(&["nft", "-j", "list", "ruleset"]);
-    assert!(ok);
-    let mut v: Value = serde_json::from_str(&json).unwrap();
-    strip_handles(&mut v);
-    (text, v)
 }
 
 fn nft(ns: &TestNs, script: &str) {
@@ -199,10 +148,9 @@ fn traffic_reaches_the_pod_through_the_maps_and_stops_after_del() {
 
 #[test]
 fn del_removes_exactly_its_own_elements_and_conflicts_are_explicit() {
-    if !need_root() {
+    let Some(node) = root_ns() else {
         return;
-    }
-    let node = TestNs::new();
+    };
     let (ia, ib) = ([ip("10.99.0.2")], [ip("10.99.0.3")]);
     let (ma, mb) = (
         [map(8080, 80, Proto::Tcp, None)],
@@ -277,10 +225,9 @@ fn del_removes_exactly_its_own_elements_and_conflicts_are_explicit() {
 
 #[test]
 fn sweep_takes_only_stale_owners_and_check_names_what_is_missing() {
-    if !need_root() {
+    let Some(node) = root_ns() else {
         return;
-    }
-    let node = TestNs::new();
+    };
     let ips = [[ip("10.99.0.2")], [ip("10.99.0.3")], [ip("10.99.0.4")]];
     let maps = [
         [map(8080, 80, Proto::Tcp, None)],

@@ -4,7 +4,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{need_root, root_links, TestNs};
+use common::{need_root, root_links, root_ns, TestNs};
 use netkit::{sysctl, Netns};
 
 fn own_netns_inode() -> u64 {
@@ -29,10 +29,9 @@ fn missing_netns_is_not_found() {
 
 #[test]
 fn create_and_delete_named_are_idempotent_where_they_should_be() {
-    if !need_root() {
+    let Some(t) = root_ns() else {
         return;
-    }
-    let t = TestNs::new();
+    };
     let err = netkit::create_named(&t.name).unwrap_err();
     assert!(err.is_exists(), "{err}");
     let listed = std::fs::read_dir("/run/netns")
@@ -66,10 +65,9 @@ fn run_never_moves_the_callers_thread() {
 
 #[test]
 fn netlink_socket_stays_in_its_netns() {
-    if !need_root() {
+    let Some(t) = root_ns() else {
         return;
-    }
-    let t = TestNs::new();
+    };
     let mut nl = t.nl();
     // A fresh namespace has only lo, whichever thread drives the socket.
     let names: Vec<String> = std::thread::spawn(move || nl.link().list().unwrap())
@@ -83,10 +81,9 @@ fn netlink_socket_stays_in_its_netns() {
 
 #[test]
 fn missing_objects_are_idempotent() {
-    if !need_root() {
+    let Some(t) = root_ns() else {
         return;
-    }
-    let t = TestNs::new();
+    };
     let mut nl = t.nl();
     assert!(nl.link().by_name("nope0").unwrap().is_none());
     assert!(nl.link().by_index(4242).unwrap().is_none());

@@ -16,13 +16,9 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 
 use common::hostport::{HostportLab, POD_IP};
-use common::{need_root, TestNs};
+use common::portmap::{ip, map, run};
+use common::{need_root, root_ns, TestNs};
 use netkit::firewall::{self, PortMapping, PortmapSpec, Proto};
-use serde_json::Value;
-
-fn run<T: Send>(ns: &TestNs, f: impl FnOnce() -> T + Send) -> T {
-    ns.ns.run(f).expect("enter test netns")
-}
 
 /// How the rules reach the kernel: nf_tables netlink (the default) or the
 /// `nft` binary (`NETBOOT_NFT_CLI=1`).
@@ -44,19 +40,6 @@ fn run_via<T: Send>(ns: &TestNs, path: NftPath, f: impl FnOnce() -> T + Send) ->
     let out = run(ns, f);
     std::env::remove_var("NETBOOT_NFT_CLI");
     out
-}
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
-
-fn map(host: u16, cont: u16, protocol: Proto, host_ip: Option<&str>) -> PortMapping {
-    PortMapping {
-        host_port: host,
-        container_port: cont,
-        protocol,
-        host_ip: host_ip.map(ip),
-    }
 }
 
 struct Case {
@@ -162,25 +145,10 @@ fn del(ns: &TestNs, path: NftPath, id: &str) -> u64 {
     })
 }
 
-fn strip_handles(v: &mut Value) {
-    match v {
-        Value::Object(o) => {
-            o.remove("handle");
-            o.values_mut().for_each(strip_handles);
-        }
-        Value::Array(a) => a.iter_mut().for_each(strip_handles),
-        _ => {}
-    }
-}
-
-/// `nft -j list ruleset` without handles, and `nft list ruleset`.
+/// `nft -j list ruleset` without handles (pretty-printed), and `nft list
+/// ruleset`.
 fn ruleset(ns: &TestNs) -> (String, String) {
-    let (ok, json) = ns.exec(&["nft", "-j", "list", "ruleset"]);
-    assert!(ok);
-    let mut v: Value = serde_json::from_str(&json).unwrap();
-    strip_handles(&mut v);
-    let (ok, text) = ns.exec(&["nft", "list", "ruleset"]);
-    assert!(ok);
+    let (text, v) = common::portmap::ruleset(ns);
     (serde_json::to_string_pretty(&v).unwrap(), text)
 }
 
@@ -238,10 +206,9 @@ fn netlink_and_cli_write_identical_rulesets() {
 
 #[test]
 fn netlink_del_removes_cli_rules_and_vice_versa() {
-    if !need_root() {
+    let Some(node) = root_ns() else {
         return;
-    }
-    let node = TestNs::new();
+    };
     // Nothing at all: DEL is a no-op success without exec, owners empty.
     assert_eq!(del(&node, NftPath::Netlink, "nobody"), 0);
     assert!(

@@ -5,7 +5,7 @@ mod common;
 
 use std::net::IpAddr;
 
-use common::{need_root, TestNs};
+use common::{need_root, root_ns, TestNs};
 
 fn sh(ns: &TestNs, cmd: &[&str]) {
     let mut argv = vec!["ip"];
@@ -93,10 +93,9 @@ fn route_get_names_interface_source_and_gateway() {
 
 #[test]
 fn address_flags_are_read() {
-    if !need_root() {
+    let Some(ns) = root_ns() else {
         return;
-    }
-    let ns = TestNs::new();
+    };
     veth(&ns, "d1");
     sh(&ns, &["addr", "add", "10.70.0.1/24", "dev", "d1"]);
     sh(&ns, &["addr", "add", "10.70.0.2/24", "dev", "d1"]);

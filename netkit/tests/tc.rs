@@ -6,7 +6,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{need_root, TestNs};
+use common::{need_root, root_ns, TestNs};
 use netkit::tc::{tick_in_usec, TbfParams};
 use serde_json::Value;
 
@@ -103,10 +103,9 @@ fn tbf_ingress_redirect_and_ifb() {
 
 #[test]
 fn shaping_a_rate_above_4_gib_per_second_uses_rate64() {
-    if !need_root() {
+    let Some(host) = root_ns() else {
         return;
-    }
-    let host = TestNs::new();
+    };
     let mut nl = host.nl();
     nl.link().add_ifb("bwpfast", None).unwrap();
     let ifb = nl.link().by_name("bwpfast").unwrap().expect("ifb");

@@ -5,7 +5,7 @@ mod common;
 
 use std::net::IpAddr;
 
-use common::{mac, need_root, TestNs};
+use common::{mac, need_root, root_ns, TestNs};
 use netkit::{Family, Link, LinkEvent, LinkMonitor, Netlink, RouteSpec, VxlanParams};
 
 const VTEP: &str = "0e:00:00:00:00:02";
@@ -207,10 +207,9 @@ fn vxlan_with_arp_fdb_and_onlink_route() {
 
 #[test]
 fn batch_applies_in_order_and_reports_each_failure() {
-    if !need_root() {
+    let Some(t) = root_ns() else {
         return;
-    }
-    let t = TestNs::new();
+    };
     let mut nl = t.nl();
     nl.link().add_bridge("vtep0", Some(1450), None).unwrap();
     let dev = nl.link().by_name("vtep0").unwrap().unwrap();

@@ -109,10 +109,15 @@ pub(crate) fn validate(ctx: &str, spec: &PortmapSpec) -> Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn spec<'a>(ips: &'a [IpAddr], maps: &'a [PortMapping], masq_all: bool) -> PortmapSpec<'a> {
+    /// Container `c1` of network `cbr` on `eth0`, with SNAT.
+    pub(crate) fn spec<'a>(
+        ips: &'a [IpAddr],
+        maps: &'a [PortMapping],
+        masq_all: bool,
+    ) -> PortmapSpec<'a> {
         PortmapSpec {
             network: "cbr",
             container_id: "c1",

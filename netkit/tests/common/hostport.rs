@@ -5,25 +5,10 @@
 //! port mapping is in place. Shared by the CLI and the netlink firewall
 //! tests, which must see the same traffic.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::TestNs;
-
-/// Kills (by PID, our own child) and reaps a background process.
-struct Bg(Child);
-
-impl Drop for Bg {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn sh(ns: &TestNs, cmd: &[&str]) {
-    let (ok, _) = ns.exec(cmd);
-    assert!(ok, "{cmd:?} in {}", ns.name);
-}
+use super::{sh, Bg, TestNs};
 
 /// `socat` client in `ns`: the first line the server sent, or None.
 pub fn fetch(ns: &TestNs, addr: &str) -> Option<String> {
@@ -33,16 +18,9 @@ pub fn fetch(ns: &TestNs, addr: &str) -> Option<String> {
 }
 
 fn veth(a: &TestNs, an: &str, aip: &str, b: &TestNs, bn: &str, bip: &str) {
-    sh(
-        a,
-        &[
-            "ip", "link", "add", an, "type", "veth", "peer", "name", bn, "netns", &b.name,
-        ],
-    );
+    super::veth(a, an, b, bn);
     sh(a, &["ip", "addr", "add", aip, "dev", an]);
-    sh(a, &["ip", "link", "set", an, "up"]);
     sh(b, &["ip", "addr", "add", bip, "dev", bn]);
-    sh(b, &["ip", "link", "set", bn, "up"]);
 }
 
 /// The pod's address, for the port mapping under test.

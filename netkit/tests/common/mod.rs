@@ -7,9 +7,11 @@
 #![allow(dead_code)]
 
 pub mod hostport;
+pub mod portmap;
 
+use std::io::Write;
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use netkit::conntrack::Tuple4;
@@ -17,6 +19,34 @@ use netkit::{Netlink, Netns};
 use serde_json::Value;
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A background process of ours: killed (by PID) and reaped on drop.
+pub struct Bg(pub Child);
+
+impl Drop for Bg {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `cmd` in `ns`; it must succeed.
+pub fn sh(ns: &TestNs, cmd: &[&str]) {
+    let (ok, _) = ns.exec(cmd);
+    assert!(ok, "{cmd:?} in {}", ns.name);
+}
+
+/// A veth pair `an` (in `a`) - `bn` (in `b`), both ends up.
+pub fn veth(a: &TestNs, an: &str, b: &TestNs, bn: &str) {
+    sh(
+        a,
+        &[
+            "ip", "link", "add", an, "type", "veth", "peer", "name", bn, "netns", &b.name,
+        ],
+    );
+    sh(a, &["ip", "link", "set", an, "up"]);
+    sh(b, &["ip", "link", "set", bn, "up"]);
+}
 
 /// A throwaway named netns, deleted on drop.
 pub struct TestNs {
@@ -66,6 +96,24 @@ impl TestNs {
             out.status.success(),
             String::from_utf8_lossy(&out.stdout).into_owned(),
         )
+    }
+
+    /// `ip netns exec NAME CMD...` with `input` on its stdin; it must
+    /// succeed.
+    pub fn feed(&self, cmd: &[&str], input: &str) {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &self.name])
+            .args(cmd)
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("run ip netns exec");
+        let wrote = child.stdin.take().unwrap().write_all(input.as_bytes());
+        let status = child.wait().expect("wait for ip netns exec");
+        assert!(
+            wrote.is_ok() && status.success(),
+            "{cmd:?} in {}: {status}",
+            self.name
+        );
     }
 
     /// The `ip -j -d link show dev DEV` object.
@@ -129,6 +177,12 @@ pub fn need_root() -> bool {
     }
     eprintln!("SKIP: netkit kernel tests need root");
     false
+}
+
+/// A fresh test namespace, or None (after [`need_root`]'s SKIP) when not
+/// root.
+pub fn root_ns() -> Option<TestNs> {
+    need_root().then(TestNs::new)
 }
 
 /// `conntrack -I` in `ns`: a flow `orig` whose reply is `reply` (a DNATed

@@ -5,8 +5,8 @@
 use super::super::mapping::Proto;
 use super::super::nftnl::{
     self, append_rule, BatchMsg, DataType, Expr, Hook, NewRule, NfSocket, SetDef, NFPROTO_INET,
-    NFPROTO_IPV4, NFPROTO_IPV6, NFT_META_L4PROTO, NFT_META_NFPROTO, NFT_PAYLOAD_NETWORK_HEADER,
-    NFT_PAYLOAD_TRANSPORT_HEADER, NFT_REG32_01, NFT_REG_1, NFT_REG_2,
+    NFPROTO_IPV4, NFPROTO_IPV6, NFT_META_L4PROTO, NFT_META_NFPROTO, NFT_REG32_01, NFT_REG_1,
+    NFT_REG_2,
 };
 use crate::error::Result;
 
@@ -61,15 +61,6 @@ impl Fam {
         match self {
             Fam::V4 => DataType::Ipv4Addr,
             Fam::V6 => DataType::Ipv6Addr,
-        }
-    }
-
-    /// Payload offsets of the source and destination address in the IPv4 /
-    /// IPv6 header.
-    fn saddr_daddr(self) -> (u32, u32) {
-        match self {
-            Fam::V4 => (12, 16),
-            Fam::V6 => (8, 24),
         }
     }
 
@@ -142,26 +133,14 @@ fn nfproto(fam: Fam) -> [Expr; 2] {
 
 /// `dnat FAM to [FAM daddr .] PROTO dport map @MAP`.
 fn dnat_rule(fam: Fam, proto: Proto, host_ip: bool) -> Vec<Expr> {
-    let (_, daddr) = fam.saddr_daddr();
-    let dport = |dreg| Expr::Payload {
-        base: NFT_PAYLOAD_TRANSPORT_HEADER,
-        offset: 2,
-        len: 2,
-        dreg,
-    };
     let mut e = nfproto(fam).to_vec();
     e.push(Expr::Meta(NFT_META_L4PROTO));
     e.push(Expr::CmpEq(vec![proto.number()]));
     if host_ip {
-        e.push(Expr::Payload {
-            base: NFT_PAYLOAD_NETWORK_HEADER,
-            offset: daddr,
-            len: fam.addr().len() as u32,
-            dreg: NFT_REG_1,
-        });
-        e.push(dport(fam.second_reg()));
+        e.push(Expr::daddr(fam == Fam::V6, NFT_REG_1));
+        e.push(Expr::dport(fam.second_reg()));
     } else {
-        e.push(dport(NFT_REG_1));
+        e.push(Expr::dport(NFT_REG_1));
     }
     let map = dnat_map(fam, proto, host_ip);
     e.push(Expr::Lookup {
@@ -179,16 +158,10 @@ fn dnat_rule(fam: Fam, proto: Proto, host_ip: bool) -> Vec<Expr> {
 
 /// `FAM saddr . FAM daddr @hostports_masq_FAM masquerade`.
 fn masq_rule(fam: Fam) -> Vec<Expr> {
-    let (saddr, daddr) = fam.saddr_daddr();
-    let load = |offset, dreg| Expr::Payload {
-        base: NFT_PAYLOAD_NETWORK_HEADER,
-        offset,
-        len: fam.addr().len() as u32,
-        dreg,
-    };
+    let v6 = fam == Fam::V6;
     let mut e = nfproto(fam).to_vec();
-    e.push(load(saddr, NFT_REG_1));
-    e.push(load(daddr, fam.second_reg()));
+    e.push(Expr::saddr(v6, NFT_REG_1));
+    e.push(Expr::daddr(v6, fam.second_reg()));
     let set = masq_set(fam);
     e.push(Expr::Lookup {
         set_id: set_id(&set),

@@ -5,7 +5,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use super::super::mapping::{PortMapping, PortmapSpec, Proto};
-use super::super::nftnl::{concat_bytes, SetElem};
+use super::super::nftnl::{concat_bytes, Expr, SetElem};
 use super::layout::{dnat_map, masq_set, set_defs, Fam, PROTOS};
 use crate::error::{Error, Result};
 
@@ -16,13 +16,6 @@ pub(crate) struct Planned {
     pub elem: SetElem,
     /// What it maps, for messages: `tcp 8080 -> 10.2.1.5:80`.
     pub what: String,
-}
-
-fn addr_bytes(a: IpAddr) -> Vec<u8> {
-    match a {
-        IpAddr::V4(a) => a.octets().to_vec(),
-        IpAddr::V6(a) => a.octets().to_vec(),
-    }
 }
 
 fn sock(a: IpAddr, port: u16) -> String {
@@ -49,10 +42,10 @@ fn host_ip_in(m: &PortMapping, fam: Fam) -> std::result::Result<Option<IpAddr>, 
 fn dnat(m: &PortMapping, fam: Fam, host_ip: Option<IpAddr>, pod: Option<IpAddr>) -> Planned {
     let port = m.host_port.to_be_bytes();
     let key = match host_ip {
-        Some(h) => concat_bytes(&[&addr_bytes(h), &port]),
+        Some(h) => concat_bytes(&[&Expr::addr_bytes(h), &port]),
         None => concat_bytes(&[&port]),
     };
-    let data = pod.map(|p| concat_bytes(&[&addr_bytes(p), &m.container_port.to_be_bytes()]));
+    let data = pod.map(|p| concat_bytes(&[&Expr::addr_bytes(p), &m.container_port.to_be_bytes()]));
     let from = match host_ip {
         Some(h) => sock(h, m.host_port),
         None => m.host_port.to_string(),
@@ -81,7 +74,7 @@ fn masq(pod: IpAddr) -> Vec<Planned> {
         .map(|src| Planned {
             set: masq_set(fam),
             elem: SetElem {
-                key: concat_bytes(&[&addr_bytes(src), &addr_bytes(pod)]),
+                key: concat_bytes(&[&Expr::addr_bytes(src), &Expr::addr_bytes(pod)]),
                 data: None,
                 comment: None,
             },

@@ -121,7 +121,13 @@ pub(super) mod tests {
 
     /// Decode attributes back into an indented tree, the way
     /// `nft --debug=mnl` lays them out (type, nested flag, hex payload).
-    pub(in super::super) fn tree(buf: &[u8], depth: usize, out: &mut String) {
+    pub(in super::super) fn tree(buf: &[u8]) -> String {
+        let mut out = String::new();
+        tree_into(buf, 0, &mut out);
+        out
+    }
+
+    fn tree_into(buf: &[u8], depth: usize, out: &mut String) {
         let mut b = buf;
         while b.len() >= 4 {
             let len = u16::from_ne_bytes([b[0], b[1]]) as usize;
@@ -130,7 +136,7 @@ pub(super) mod tests {
             let pad = " ".repeat(depth * 2);
             if raw & NLA_F_NESTED != 0 {
                 out.push_str(&format!("{pad}{} N len={len}\n", raw & NLA_TYPE_MASK));
-                tree(val, depth + 1, out);
+                tree_into(val, depth + 1, out);
             } else {
                 let hex: Vec<String> = val.iter().map(|x| format!("{x:02x}")).collect();
                 out.push_str(&format!("{pad}{raw} len={len} {}\n", hex.join("")));

@@ -218,8 +218,7 @@ mod tests {
             set: "hostip_hostports_ip6_udp",
         };
         let m = add_elem(set, &e, "x").unwrap().msg;
-        let mut t = String::new();
-        tree(&m.body[4..], 0, &mut t);
+        let t = tree(&m.body[4..]);
         let want = "\
 1 len=12 6e6574626f6f7400
 2 len=29 686f737469705f686f7374706f7274735f6970365f75647000

@@ -35,8 +35,8 @@ const NFTA_PAYLOAD_DREG: u16 = 1;
 const NFTA_PAYLOAD_BASE: u16 = 2;
 const NFTA_PAYLOAD_OFFSET: u16 = 3;
 const NFTA_PAYLOAD_LEN: u16 = 4;
-pub(crate) const NFT_PAYLOAD_NETWORK_HEADER: u32 = 1;
-pub(crate) const NFT_PAYLOAD_TRANSPORT_HEADER: u32 = 2;
+const NFT_PAYLOAD_NETWORK_HEADER: u32 = 1;
+const NFT_PAYLOAD_TRANSPORT_HEADER: u32 = 2;
 // enum nft_bitwise_attributes
 const NFTA_BITWISE_SREG: u16 = 1;
 const NFTA_BITWISE_DREG: u16 = 2;
@@ -123,6 +123,37 @@ impl Expr {
         match a {
             IpAddr::V4(a) => a.octets().to_vec(),
             IpAddr::V6(a) => a.octets().to_vec(),
+        }
+    }
+
+    /// `ip saddr => reg DREG` (`ip6` when `v6`): the source address, at
+    /// its offset in the IPv4 / IPv6 header.
+    pub(crate) fn saddr(v6: bool, dreg: u32) -> Expr {
+        Expr::network(if v6 { 8 } else { 12 }, v6, dreg)
+    }
+
+    /// `ip daddr => reg DREG` (`ip6` when `v6`): the destination address.
+    pub(crate) fn daddr(v6: bool, dreg: u32) -> Expr {
+        Expr::network(if v6 { 24 } else { 16 }, v6, dreg)
+    }
+
+    fn network(offset: u32, v6: bool, dreg: u32) -> Expr {
+        Expr::Payload {
+            base: NFT_PAYLOAD_NETWORK_HEADER,
+            offset,
+            len: if v6 { 16 } else { 4 },
+            dreg,
+        }
+    }
+
+    /// `th dport => reg DREG`: the destination port of tcp, udp or sctp,
+    /// 2 bytes at transport header + 2.
+    pub(crate) fn dport(dreg: u32) -> Expr {
+        Expr::Payload {
+            base: NFT_PAYLOAD_TRANSPORT_HEADER,
+            offset: 2,
+            len: 2,
+            dreg,
         }
     }
 
@@ -321,114 +352,5 @@ fn summarize_one(name: &str, data: &[u8]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::super::attrs::tests::tree;
-    use super::*;
-
-    #[test]
-    fn masq_has_empty_data_nest_and_bitwise_zero_prefix() {
-        let mut a = Attrs::default();
-        Expr::Masq.encode(&mut a);
-        let mut t = String::new();
-        tree(&a.buf, 0, &mut t);
-        assert_eq!(t, "1 N len=20\n  1 len=9 6d61737100\n  2 N len=4\n");
-        let mut a = Attrs::default();
-        Expr::Bitwise {
-            mask: vec![0; 4],
-            xor: vec![0; 4],
-        }
-        .encode(&mut a);
-        let mut t = String::new();
-        tree(&a.buf, 0, &mut t);
-        assert_eq!(
-            t,
-            "1 N len=68\n  1 len=12 6269747769736500\n  2 N len=52\n    \
-             1 len=8 00000001\n    2 len=8 00000001\n    3 len=8 00000004\n    \
-             4 N len=12\n      1 len=8 00000000\n    5 N len=12\n      1 len=8 00000000\n"
-        );
-    }
-
-    /// `fib daddr type local jump hostports` and a map lookup, transcribed
-    /// from `nft --debug=mnl` 1.0.6.
-    #[test]
-    fn encodes_fib_jump_and_lookup_like_nft() {
-        let mut a = Attrs::default();
-        Expr::FibDaddrType.encode(&mut a);
-        Expr::Jump("hostports".into()).encode(&mut a);
-        Expr::Lookup {
-            set: "m".into(),
-            set_id: Some(1),
-            dreg: Some(NFT_REG_1),
-        }
-        .encode(&mut a);
-        let mut t = String::new();
-        tree(&a.buf, 0, &mut t);
-        let want = "\
-1 N len=40
-  1 len=8 66696200
-  2 N len=28
-    3 len=8 00000002
-    2 len=8 00000003
-    1 len=8 00000001
-1 N len=64
-  1 len=14 696d6d65646961746500
-  2 N len=44
-    1 len=8 00000000
-    2 N len=32
-      2 N len=28
-        1 len=8 fffffffd
-        2 len=14 686f7374706f72747300
-1 N len=52
-  1 len=11 6c6f6f6b757000
-  2 N len=36
-    2 len=8 00000001
-    3 len=8 00000001
-    1 len=6 6d00
-    4 len=8 00000001
-";
-        assert_eq!(t, want);
-    }
-
-    #[test]
-    fn summaries_of_encoded_and_dumped_expressions_agree() {
-        let exprs = vec![
-            Expr::Meta(NFT_META_NFPROTO),
-            Expr::CmpEq(vec![2]),
-            Expr::Payload {
-                base: NFT_PAYLOAD_TRANSPORT_HEADER,
-                offset: 2,
-                len: 2,
-                dreg: NFT_REG_1,
-            },
-            Expr::Lookup {
-                set: "hostports_ip_tcp".into(),
-                set_id: None,
-                dreg: Some(NFT_REG_1),
-            },
-            Expr::Dnat {
-                family: 2,
-                proto_reg: NFT_REG32_01,
-                flags: false,
-            },
-            Expr::FibDaddrType,
-            Expr::Jump("hostports".into()),
-            Expr::Masq,
-        ];
-        let mut a = Attrs::default();
-        for e in &exprs {
-            e.encode(&mut a);
-        }
-        let want: Vec<String> = exprs.iter().map(Expr::summary).collect();
-        assert_eq!(summarize(&a.buf), want);
-        assert_eq!(
-            want[..5],
-            [
-                "meta(15)",
-                "cmp(02)",
-                "payload(2,2,2)",
-                "lookup(hostports_ip_tcp)",
-                "dnat(2)"
-            ]
-        );
-    }
-}
+#[path = "expr_tests.rs"]
+mod tests;

@@ -51,8 +51,7 @@ mod uapi;
 
 pub(crate) use elems::{add_elem, del_elem, SetElem, SetRef};
 pub(crate) use expr::{
-    Expr, NFT_META_L4PROTO, NFT_META_NFPROTO, NFT_PAYLOAD_NETWORK_HEADER,
-    NFT_PAYLOAD_TRANSPORT_HEADER, NFT_REG32_01, NFT_REG_1, NFT_REG_2,
+    Expr, NFT_META_L4PROTO, NFT_META_NFPROTO, NFT_REG32_01, NFT_REG_1, NFT_REG_2,
 };
 pub(crate) use objects::{chain, concat_bytes, flush_chain, set, table, DataType, Hook, SetDef};
 pub(crate) use rule::{append_rule, DelRule, NewRule};

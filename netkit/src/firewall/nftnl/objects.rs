@@ -244,33 +244,14 @@ mod tests {
             data: Some(&[Ipv4Addr, InetService]),
         };
         let m = set(1, "netboot", &def, 1).msg;
-        let mut t = String::new();
-        tree(&m.body[4..], 0, &mut t);
-        let want = "\
-1 len=12 6e6574626f6f7400
-2 len=21 686f7374706f7274735f69705f74637000
-3 len=8 00000008
-4 len=8 0000000d
-5 len=8 00000002
-6 len=8 000001cd
-7 len=8 00000008
-10 len=8 00000001
-";
-        assert_eq!(t, want);
+        assert_eq!(tree(&m.body[4..]), include_str!("testdata/map.mnl"));
         assert_eq!(concat(&[Ipv6Addr, InetService]), (0x20d, 20));
         assert_eq!(concat(&[Ipv6Addr, Ipv6Addr]), (0x208, 32));
         let c = chain(1, "netboot", "hostports_output", Some((Hook::Output, -100))).msg;
-        let mut t = String::new();
-        tree(&c.body[4..], 0, &mut t);
-        let want = "\
-1 len=12 6e6574626f6f7400
-3 len=21 686f7374706f7274735f6f757470757400
-7 len=8 6e617400
-4 N len=20
-  1 len=8 00000003
-  2 len=8 ffffff9c
-";
-        assert_eq!(t, want);
+        assert_eq!(
+            tree(&c.body[4..]),
+            include_str!("testdata/nat_output_chain.mnl")
+        );
         assert_eq!(
             concat_bytes(&[&[10, 0, 0, 2], &80u16.to_be_bytes()]),
             [10, 0, 0, 2, 0, 80, 0, 0]

@@ -218,9 +218,7 @@ impl NfSocket {
 #[cfg(test)]
 mod tests {
     use super::super::attrs::tests::tree;
-    use super::super::expr::{
-        NFT_META_L4PROTO, NFT_PAYLOAD_TRANSPORT_HEADER, NFT_REG_1, NFT_REG_2,
-    };
+    use super::super::expr::{NFT_META_L4PROTO, NFT_REG_1, NFT_REG_2};
     use super::super::uapi::{NFPROTO_IPV4, NFPROTO_IPV6};
     use super::*;
 
@@ -236,12 +234,7 @@ mod tests {
             exprs: vec![
                 Expr::Meta(NFT_META_L4PROTO),
                 Expr::CmpEq(vec![6]),
-                Expr::Payload {
-                    base: NFT_PAYLOAD_TRANSPORT_HEADER,
-                    offset: 2,
-                    len: 2,
-                    dreg: NFT_REG_1,
-                },
+                Expr::dport(NFT_REG_1),
                 Expr::CmpEq(8080u16.to_be_bytes().to_vec()),
                 Expr::Immediate {
                     reg: NFT_REG_1,
@@ -262,61 +255,7 @@ mod tests {
         let attrs = r.attrs().unwrap();
         // nft's message length was 392 = 16 (nlmsghdr) + 4 (nfgenmsg) + attrs.
         assert_eq!(attrs.len(), 392 - 20);
-        let mut t = String::new();
-        tree(&attrs, 0, &mut t);
-        let want = "\
-1 len=17 636e695f686f7374706f727400
-2 len=14 686f7374706f72747300
-4 N len=324
-  1 N len=36
-    1 len=9 6d65746100
-    2 N len=20
-      2 len=8 00000010
-      1 len=8 00000001
-  1 N len=44
-    1 len=8 636d7000
-    2 N len=32
-      1 len=8 00000001
-      2 len=8 00000000
-      3 N len=12
-        1 len=5 06
-  1 N len=52
-    1 len=12 7061796c6f616400
-    2 N len=36
-      1 len=8 00000001
-      2 len=8 00000002
-      3 len=8 00000002
-      4 len=8 00000002
-  1 N len=44
-    1 len=8 636d7000
-    2 N len=32
-      1 len=8 00000001
-      2 len=8 00000000
-      3 N len=12
-        1 len=6 1f90
-  1 N len=44
-    1 len=14 696d6d65646961746500
-    2 N len=24
-      1 len=8 00000001
-      2 N len=12
-        1 len=8 0a000002
-  1 N len=44
-    1 len=14 696d6d65646961746500
-    2 N len=24
-      1 len=8 00000002
-      2 N len=12
-        1 len=6 0050
-  1 N len=56
-    1 len=8 6e617400
-    2 N len=44
-      1 len=8 00000001
-      2 len=8 00000002
-      3 len=8 00000001
-      5 len=8 00000002
-      7 len=8 00000002
-7 len=9 0003633100
-";
-        assert_eq!(t, want);
+        assert_eq!(tree(&attrs), include_str!("testdata/dnat_rule.mnl"));
     }
 
     #[test]

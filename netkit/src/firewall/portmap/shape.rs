@@ -8,8 +8,7 @@ use std::net::IpAddr;
 use super::super::mapping::{PortmapSpec, Proto};
 use super::super::nft::quote_comment;
 use super::super::nftnl::{
-    Expr, NFPROTO_IPV4, NFPROTO_IPV6, NFT_META_L4PROTO, NFT_PAYLOAD_NETWORK_HEADER,
-    NFT_PAYLOAD_TRANSPORT_HEADER, NFT_REG_1, NFT_REG_2,
+    Expr, NFPROTO_IPV4, NFPROTO_IPV6, NFT_META_L4PROTO, NFT_REG_1, NFT_REG_2,
 };
 use super::layout::{HOSTIP_HOSTPORTS, HOSTPORTS, HOSTPORTS_ALL, MASQUERADING, TABLE};
 use crate::error::Result;
@@ -32,16 +31,6 @@ pub(super) enum Shape {
         saddr: Option<IpAddr>,
         daddr: IpAddr,
     },
-}
-
-/// `nft`'s payload offsets of the source and destination address in the
-/// IPv4 / IPv6 header, and the address length.
-fn addr_fields(v6: bool) -> (u32, u32, u32) {
-    if v6 {
-        (8, 24, 16)
-    } else {
-        (12, 16, 4)
-    }
 }
 
 impl Shape {
@@ -100,13 +89,7 @@ impl Shape {
     /// The expressions `nft` 1.0.6 generates for [`Shape::text`] (as
     /// printed by `nft --debug=netlink`), in order.
     pub(super) fn exprs(&self) -> Vec<Expr> {
-        let (saddr_off, daddr_off, alen) = addr_fields(self.v6());
-        let load_addr = |offset| Expr::Payload {
-            base: NFT_PAYLOAD_NETWORK_HEADER,
-            offset,
-            len: alen,
-            dreg: NFT_REG_1,
-        };
+        let v6 = self.v6();
         let mut e = Vec::new();
         match self {
             Shape::Dnat {
@@ -117,18 +100,12 @@ impl Shape {
                 to_port,
             } => {
                 if let Some(h) = host_ip {
-                    e.push(load_addr(daddr_off));
+                    e.push(Expr::daddr(v6, NFT_REG_1));
                     e.push(Expr::CmpEq(Expr::addr_bytes(*h)));
                 }
                 e.push(Expr::Meta(NFT_META_L4PROTO));
                 e.push(Expr::CmpEq(vec![proto.number()]));
-                // tcp/udp/sctp dport: 2 bytes at transport header + 2.
-                e.push(Expr::Payload {
-                    base: NFT_PAYLOAD_TRANSPORT_HEADER,
-                    offset: 2,
-                    len: 2,
-                    dreg: NFT_REG_1,
-                });
+                e.push(Expr::dport(NFT_REG_1));
                 e.push(Expr::CmpEq(host_port.to_be_bytes().to_vec()));
                 e.push(Expr::Immediate {
                     reg: NFT_REG_1,
@@ -149,12 +126,12 @@ impl Shape {
                 });
             }
             Shape::Masq { saddr, daddr } => {
-                e.push(load_addr(saddr_off));
+                e.push(Expr::saddr(v6, NFT_REG_1));
                 match saddr {
                     Some(s) => e.push(Expr::CmpEq(Expr::addr_bytes(*s))),
                     None => {
                         // A /0 prefix: nft masks everything away.
-                        let zero = vec![0; alen as usize];
+                        let zero = vec![0; if v6 { 16 } else { 4 }];
                         e.push(Expr::Bitwise {
                             mask: zero.clone(),
                             xor: zero.clone(),
@@ -162,7 +139,7 @@ impl Shape {
                         e.push(Expr::CmpEq(zero));
                     }
                 }
-                e.push(load_addr(daddr_off));
+                e.push(Expr::daddr(v6, NFT_REG_1));
                 e.push(Expr::CmpEq(Expr::addr_bytes(*daddr)));
                 e.push(Expr::Masq);
             }
@@ -287,20 +264,9 @@ pub(super) fn add_script(spec: &PortmapSpec, rules: &[FamilyRules]) -> Result<St
 
 #[cfg(test)]
 mod tests {
+    use super::super::super::mapping::tests::spec;
     use super::super::super::mapping::PortMapping;
     use super::*;
-
-    fn spec<'a>(ips: &'a [IpAddr], maps: &'a [PortMapping], masq_all: bool) -> PortmapSpec<'a> {
-        PortmapSpec {
-            network: "cbr",
-            container_id: "c1",
-            ifname: "eth0",
-            container_ips: ips,
-            mappings: maps,
-            snat: true,
-            masq_all,
-        }
-    }
 
     #[test]
     fn rule_shapes_follow_upstream() {
