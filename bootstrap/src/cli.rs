@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
 use crate::etcd::args::EtcdArgs;
@@ -52,27 +51,9 @@ pub enum Cmd {
     /// MTU, forwarding, masquerade, conflist, plugins, IP store. Exits 1
     /// when something is wrong.
     Doctor(crate::doctor::DoctorArgs),
-    /// Print a shell completion script (for packagers).
-    #[command(hide = true)]
-    Completions {
-        /// bash, zsh, fish, elvish or powershell.
-        shell: clap_complete::Shell,
-    },
-    /// Write the man pages (netboot.1, netboot-SUBCOMMAND.1) into DIR (for
-    /// packagers).
-    #[command(hide = true)]
-    Man {
-        #[arg(value_name = "DIR")]
-        dir: PathBuf,
-    },
-}
-
-/// `netboot man DIR`: one page per visible command.
-pub fn man_pages(dir: &std::path::Path) -> Result<()> {
-    use clap::CommandFactory;
-    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
-    clap_mangen::generate_to(Cli::command(), dir)
-        .with_context(|| format!("write the man pages into {}", dir.display()))
+    /// `completions SHELL` and `man DIR` (hidden, for packagers).
+    #[command(flatten)]
+    Pack(packcmd::PackCmd),
 }
 
 #[derive(Debug, Args)]

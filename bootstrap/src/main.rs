@@ -19,8 +19,6 @@ mod show;
 mod status;
 mod subnet_env;
 
-use clap::CommandFactory;
-
 fn main() {
     let res = flanneld::parse_cli().and_then(|(cli, notes)| {
         if let Err(e) = cli.log.init(default_log_level(&cli.cmd)) {
@@ -59,15 +57,6 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
         cli::Cmd::Agent(a) => agent::agent_cmd(a),
         cli::Cmd::Leave(a) => agent::leave_cmd(a),
         cli::Cmd::Doctor(a) => doctor::doctor_cmd(a),
-        cli::Cmd::Completions { shell } => {
-            clap_complete::generate(
-                *shell,
-                &mut cli::Cli::command(),
-                "netboot",
-                &mut std::io::stdout(),
-            );
-            Ok(())
-        }
-        cli::Cmd::Man { dir } => cli::man_pages(dir),
+        cli::Cmd::Pack(p) => Ok(p.run::<cli::Cli>()?),
     }
 }

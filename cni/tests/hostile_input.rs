@@ -12,6 +12,8 @@
 
 #[path = "../../tests/corpus/fuzzkit.rs"]
 mod fuzzkit;
+#[path = "../../tests/corpus/propkit.rs"]
+mod propkit;
 
 use cni::args::{parse_cni_args, CmdArgs};
 use cni::error::codes;
@@ -21,16 +23,6 @@ use proptest::prelude::*;
 use serde_json::{json, Value};
 
 const DEFAULT_CASES: u32 = 256;
-
-fn config() -> ProptestConfig {
-    ProptestConfig {
-        cases: fuzzkit::cases(DEFAULT_CASES),
-        // A case slower than this fails: parsing is microseconds.
-        timeout: 5_000,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
 
 fn code_in(e: &CniError, allowed: &[u32], what: &str) -> Result<bool, String> {
     if allowed.contains(&e.code) && !e.msg.is_empty() {
@@ -320,7 +312,7 @@ fn result_strategy() -> impl Strategy<Value = CniResult> {
 }
 
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(propkit::config(fuzzkit::cases(DEFAULT_CASES)))]
 
     /// Every result converts to every version and reads back.
     #[test]

@@ -160,23 +160,12 @@ fn sweep_scratch(
             }
             continue;
         }
-        let rec = Record {
-            container_id: cid.clone(),
-            // flannel's scratch file does not know the ifname; runtimes use eth0.
-            ifname: "eth0".into(),
-            network: ctx.conf.net.name.clone(),
-            mode: crate::conf::Mode::Bridge,
-            delegate: Some(Call {
-                type_: type_.to_string(),
-                conf: conf.clone().unwrap_or_default(),
-            }),
-            portmap: None,
-            bandwidth: None,
-            result: None,
-            native: None,
-            boot_id: None,
-            sibling_mark: false,
-        };
+        // flannel's scratch file does not know the ifname; runtimes use eth0.
+        let mut rec = Record::new(&cid, "eth0", &ctx.conf.net.name, crate::conf::Mode::Bridge);
+        rec.delegate = Some(Call {
+            type_: type_.to_string(),
+            conf: conf.clone().unwrap_or_default(),
+        });
         if let Err(e) = release(ctx, &rec) {
             errors.push(format!("{cid}: {}", e.msg));
         }

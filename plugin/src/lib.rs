@@ -22,6 +22,7 @@ pub mod ip_ranges;
 pub mod ipam;
 pub mod log;
 pub mod native;
+pub mod private_file;
 pub mod record;
 pub mod shaping;
 pub mod status;

@@ -13,6 +13,8 @@
 
 #[path = "../../tests/corpus/fuzzkit.rs"]
 mod fuzzkit;
+#[path = "../../tests/corpus/propkit.rs"]
+mod propkit;
 
 use std::path::{Component, Path};
 
@@ -25,15 +27,6 @@ use proptest::prelude::*;
 use serde_json::{json, Value};
 
 const DEFAULT_CASES: u32 = 256;
-
-fn config() -> ProptestConfig {
-    ProptestConfig {
-        cases: fuzzkit::cases(DEFAULT_CASES),
-        timeout: 5_000,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
 
 fn safe_path(p: &Path) -> bool {
     let s = p.to_string_lossy();
@@ -242,7 +235,7 @@ fn hostile_string() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(propkit::config(fuzzkit::cases(DEFAULT_CASES)))]
 
     /// Any string in any of the path keys: safe or refused naming the key.
     #[test]

@@ -138,19 +138,9 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: ImageCmd,
     },
-    /// Print a shell completion script (for packagers).
-    #[command(hide = true)]
-    Completions {
-        /// bash, zsh, fish, elvish or powershell.
-        shell: clap_complete::Shell,
-    },
-    /// Write the man pages (podrun.1, podrun-SUBCOMMAND.1) into DIR (for
-    /// packagers).
-    #[command(hide = true)]
-    Man {
-        #[arg(value_name = "DIR")]
-        dir: PathBuf,
-    },
+    /// `completions SHELL` and `man DIR` (hidden, for packagers).
+    #[command(flatten)]
+    Pack(packcmd::PackCmd),
 }
 
 #[derive(Debug, Subcommand)]
@@ -174,27 +164,8 @@ pub enum ImageCmd {
 /// `podrun completions SHELL` and `podrun man DIR`, which need neither
 /// containerd nor any state: `None` for every other command.
 pub fn generate(cmd: &Cmd) -> Option<std::io::Result<()>> {
-    use clap::CommandFactory;
     match cmd {
-        Cmd::Completions { shell } => {
-            clap_complete::generate(
-                *shell,
-                &mut Cli::command(),
-                "podrun",
-                &mut std::io::stdout(),
-            );
-            Some(Ok(()))
-        }
-        Cmd::Man { dir } => Some(
-            std::fs::create_dir_all(dir)
-                .and_then(|()| clap_mangen::generate_to(Cli::command(), dir))
-                .map_err(|e| {
-                    std::io::Error::new(
-                        e.kind(),
-                        format!("write the man pages into {}: {e}", dir.display()),
-                    )
-                }),
-        ),
+        Cmd::Pack(p) => Some(p.run::<Cli>()),
         _ => None,
     }
 }

@@ -10,7 +10,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use nix::errno::Errno;
@@ -32,14 +32,8 @@ impl GcLock {
         fs::create_dir_all(cache_root)
             .with_context(|| format!("create {}", cache_root.display()))?;
         let path = cache_root.join("podrun-gc.lock");
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .with_context(|| format!("open {}", path.display()))?;
-        let held = lock(file, arg).with_context(|| format!("lock {}", path.display()))?;
+        let held = lock(open_lock_file(&path)?, arg)
+            .with_context(|| format!("lock {}", path.display()))?;
         Ok(GcLock { _file: held })
     }
 
@@ -68,6 +62,18 @@ fn lock_path(store: &Store, pod: &str) -> Result<PathBuf> {
     Ok(store.dir.join("locks").join(format!("{pod}.lock")))
 }
 
+/// A lock file, created if missing; never truncated (a holder may be
+/// using it).
+fn open_lock_file(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .with_context(|| format!("open {}", path.display()))
+}
+
 fn lock(file: File, arg: FlockArg) -> std::result::Result<Flock<File>, Errno> {
     Flock::lock(file, arg).map_err(|(_, e)| e)
 }
@@ -80,15 +86,7 @@ impl PodLock {
         let dir = path.parent().context("lock dir")?;
         fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
         loop {
-            let open = || {
-                OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .create(true)
-                    .truncate(false)
-                    .open(&path)
-                    .with_context(|| format!("open {}", path.display()))
-            };
+            let open = || open_lock_file(&path);
             let held = match lock(open()?, FlockArg::LockExclusiveNonblock) {
                 Ok(f) => f,
                 Err(Errno::EWOULDBLOCK) => {

@@ -154,7 +154,7 @@ async fn dispatch(cli: cli::Cli) -> anyhow::Result<i32> {
             }
         }
         // Answered in main before containerd is contacted.
-        Cmd::Completions { .. } | Cmd::Man { .. } => {}
+        Cmd::Pack(_) => {}
     }
     Ok(0)
 }

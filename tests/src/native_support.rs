@@ -13,7 +13,9 @@ use crate::cni_node::CniNode;
 use crate::netns::Netns;
 use crate::node::SubnetEnv;
 use crate::plugin::PluginCall;
-use crate::plugin_support::{list_names, merged, CniPathDir, PluginNode, Snapshot, NET};
+use crate::plugin_support::{
+    list_names, merged, serve, with_mappings, CniPathDir, PluginNode, Snapshot, NET, POD_PORT,
+};
 use crate::retry;
 
 /// The prefix of netboot's host-side veths (`nbv` + 12 hex digits).
@@ -83,6 +85,19 @@ impl NativeNode {
     #[track_caller]
     pub fn del(&self, pod: &Netns, conf: &Value) {
         CniNode::del(self, pod, conf)
+    }
+
+    /// What the hostPort tests start from: a pod `p` ADDed natively with
+    /// the port `mappings` (a JSON array of
+    /// [`mapping`](crate::plugin_support::mapping)s), serving `text`
+    /// on TCP [`POD_PORT`]. Returns the pod, its conf and ADD's result.
+    #[track_caller]
+    pub fn serving_pod(&self, mappings: Value, text: &str) -> (Netns, Value, Value) {
+        let pod = self.pod("p");
+        let conf = with_mappings(&self.conf("1.0.0"), mappings);
+        let res = self.add(&pod, &conf);
+        serve(&pod, POD_PORT, text);
+        (pod, conf, res)
     }
 
     /// netboot's host veths (`nbv…`) on the node.

@@ -13,8 +13,8 @@ use std::time::Duration;
 use netboot_tests::cni_node::CniNode;
 use netboot_tests::native_support::{NativeNode, Wired};
 use netboot_tests::plugin_support::{
-    cid, err_code, fetch, fetch_once, mapping, merged, serve, with_mappings, with_ports,
-    CniPathDir, HOST_PORT, NET, POD_PORT,
+    cid, err_code, fetch, fetch_once, mapping, merged, serve, with_ports, CniPathDir, HOST_PORT,
+    NET, POD_PORT,
 };
 use netboot_tests::{first_ip, require_root, Netns, PluginCall};
 use netkit::firewall::{self, PortMapping, PortmapSpec, Proto};
@@ -49,9 +49,7 @@ fn host_ports_reach_the_pod_by_tcp_and_udp_any_address_host_ip_hairpin_and_local
     require_root();
     let node = NativeNode::new("mreach");
     let peer = Wired::peer(&node, "peer");
-    let pod = node.pod("p");
-    let conf = with_mappings(
-        &node.conf("1.0.0"),
+    let (pod, conf, res) = node.serving_pod(
         json!([
             mapping(HOST_PORT, POD_PORT, "tcp"),
             merged(
@@ -60,9 +58,8 @@ fn host_ports_reach_the_pod_by_tcp_and_udp_any_address_host_ip_hairpin_and_local
             ),
             mapping(HOST_PORT + 2, 5000, "udp"),
         ]),
+        "hello-pod",
     );
-    let res = node.add(&pod, &conf);
-    serve(&pod, POD_PORT, "hello-pod");
     let hello = Some("hello-pod");
     let gw = node.gateway();
     // Any address: the node's own addresses, localhost, the peer.

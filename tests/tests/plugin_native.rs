@@ -298,16 +298,13 @@ fn host_port_is_reachable_from_the_node_and_a_peer() {
     require_root();
     let node = NativeNode::new("nhp");
     let peer = Wired::peer(&node, "peer");
-    let pod = node.pod("p");
-    let conf = with_mappings(
-        &node.conf("1.0.0"),
+    let (pod, conf, res) = node.serving_pod(
         json!([
             mapping(HOST_PORT, POD_PORT, "tcp"),
             mapping(HOST_PORT + 1, POD_PORT, "udp"),
         ]),
+        "hello-from-pod",
     );
-    let res = node.add(&pod, &conf);
-    serve(&pod, POD_PORT, "hello-from-pod");
     let hello = Some("hello-from-pod");
     assert_eq!(
         fetch(&node.ns, &node.gateway(), HOST_PORT).as_deref(),

@@ -14,8 +14,8 @@ use netboot_tests::native6_support::{
 };
 use netboot_tests::native_support::{NativeNode, Wired};
 use netboot_tests::plugin_support::{
-    cid, err_code, err_text, fetch, mapping, merged, routes, serve, with_mappings, with_ports,
-    with_prev, PluginNode, HOST_PORT, POD_PORT,
+    cid, err_code, err_text, fetch, mapping, merged, routes, serve, with_ports, with_prev,
+    PluginNode, HOST_PORT, POD_PORT,
 };
 use netboot_tests::{assert_ping, require_root, Netns, SubnetEnv};
 use serde_json::{json, Value};
@@ -312,9 +312,7 @@ fn ipv6_host_ports_with_and_without_host_ip() {
     add_addr_nodad(&peer, "eth0", "2001:db8:2::2/64");
     // A second node address that the hostIP mapping must not answer on.
     add_addr_nodad(&node.ns, "vpeer", "2001:db8:2::3/64");
-    let pod = node.pod("p");
-    let conf = with_mappings(
-        &node.conf("1.0.0"),
+    let (pod, conf, res) = node.serving_pod(
         json!([
             mapping(HOST_PORT, POD_PORT, "tcp"),
             merged(
@@ -322,10 +320,9 @@ fn ipv6_host_ports_with_and_without_host_ip() {
                 json!({"hostIP": "2001:db8:2::1"}),
             ),
         ]),
+        "hello-v4",
     );
-    let res = node.add(&pod, &conf);
     serve6(&pod, POD_PORT, "hello-v6");
-    serve(&pod, POD_PORT, "hello-v4");
     let (v6, v4) = (Some("hello-v6"), Some("hello-v4"));
     // Any-address mapping: both families, from the node and from a peer.
     assert_eq!(fetch6(&node.ns, V6_GATEWAY, HOST_PORT).as_deref(), v6);

@@ -32,19 +32,13 @@ pub fn plan(
     mappings: &[Value],
     bandwidth: Option<&Bandwidth>,
 ) -> Result<Record, CniError> {
-    let mut rec = Record {
-        container_id: ctx.args.container_id.clone(),
-        ifname: ctx.args.ifname.clone(),
-        network: ctx.conf.net.name.clone(),
+    let mut rec = Record::new(
+        &ctx.args.container_id,
+        &ctx.args.ifname,
+        &ctx.conf.net.name,
         mode,
-        delegate: None,
-        portmap: None,
-        bandwidth: None,
-        result: None,
-        native: None,
-        boot_id: boot.map(str::to_string),
-        sibling_mark: false,
-    };
+    );
+    rec.boot_id = boot.map(str::to_string);
     if mode == Mode::Native {
         let mut state = native::plan(ctx)?.0;
         native::bandwidth::plan(ctx, &mut state, bandwidth.copied());

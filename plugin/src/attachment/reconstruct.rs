@@ -58,19 +58,7 @@ pub fn reconstruct(ctx: &Ctx) -> Result<Option<Record>, CniError> {
 
 /// [`reconstruct`] for any attachment (GC of one whose record is torn).
 pub fn reconstruct_for(ctx: &Ctx, cid: &str, ifname: &str) -> Result<Option<Record>, CniError> {
-    let mut rec = Record {
-        container_id: cid.to_string(),
-        ifname: ifname.to_string(),
-        network: ctx.conf.net.name.clone(),
-        mode: Mode::Bridge,
-        delegate: None,
-        portmap: None,
-        bandwidth: None,
-        result: None,
-        native: None,
-        boot_id: None,
-        sibling_mark: false,
-    };
+    let mut rec = Record::new(cid, ifname, &ctx.conf.net.name, Mode::Bridge);
     let mappings = runtime_mappings(ctx);
     if !mappings.is_empty() {
         rec.portmap = Some(portmap_call(ctx, &rec, &mappings));

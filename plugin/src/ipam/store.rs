@@ -292,12 +292,7 @@ impl Locked {
     pub(crate) fn set_last_reserved(&self, range: usize, ip: IpAddr) -> Result<(), IpamError> {
         let path = self.dir.join(format!("{LAST_IP_PREFIX}{range}"));
         let text = ip.to_string();
-        fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&path)
+        crate::private_file::open(&path)
             .and_then(|mut f| {
                 f.write_all(text.as_bytes())?;
                 f.set_len(text.len() as u64)

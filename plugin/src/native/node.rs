@@ -19,7 +19,7 @@ use netkit::firewall;
 use netkit::Netns;
 use nix::fcntl::{Flock, FlockArg};
 use serde_json::json;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 
 /// What the setup was done for; any change means "do it again".
 fn setup_key(ctx: &Ctx, nconf: &NativeConf) -> String {
@@ -86,12 +86,6 @@ pub fn node_lock(ctx: &Ctx) -> Result<Flock<std::fs::File>, CniError> {
             .create(dir)
             .map_err(|e| io_err("create record directory", e))?;
     }
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(|e| io_err("open node lock", e))?;
+    let file = crate::private_file::open(&path).map_err(|e| io_err("open node lock", e))?;
     Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| io_err("lock node", e.into()))
 }

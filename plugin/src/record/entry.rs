@@ -49,6 +49,24 @@ pub struct Record {
 }
 
 impl Record {
+    /// The record of an attachment before its ADD planned anything: no
+    /// calls, no result, no native state, no boot id, no sibling mark.
+    pub fn new(container_id: &str, ifname: &str, network: &str, mode: Mode) -> Record {
+        Record {
+            container_id: container_id.to_string(),
+            ifname: ifname.to_string(),
+            network: network.to_string(),
+            mode,
+            delegate: None,
+            portmap: None,
+            bandwidth: None,
+            result: None,
+            native: None,
+            boot_id: None,
+            sibling_mark: false,
+        }
+    }
+
     /// The IPs the recorded ADD result names (none before ADD finished).
     pub fn result_ips(&self) -> Vec<IpAddr> {
         result_ips(self.result.as_ref())

@@ -17,7 +17,7 @@ use super::Store;
 use std::collections::HashSet;
 use std::fs;
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 
 const MARK: &str = "@.siblings";
@@ -39,13 +39,7 @@ impl Store {
             .recursive(true)
             .mode(0o700)
             .create(self.record_dir())?;
-        fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&path)
-            .map(drop)
+        crate::private_file::open(&path).map(drop)
     }
 
     /// Whether the mark of [`Store::mark_siblings`] is there (one stat).

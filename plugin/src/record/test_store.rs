@@ -4,22 +4,12 @@ use crate::record::entry::Call;
 use serde_json::json;
 
 fn record(cid: &str, ifname: &str) -> Record {
-    Record {
-        container_id: cid.into(),
-        ifname: ifname.into(),
-        network: "cbr0".into(),
-        mode: Mode::Bridge,
-        delegate: Some(Call {
-            type_: "bridge".into(),
-            conf: json!({"type":"bridge"}),
-        }),
-        portmap: None,
-        bandwidth: None,
-        result: None,
-        native: None,
-        boot_id: None,
-        sibling_mark: false,
-    }
+    let mut rec = Record::new(cid, ifname, "cbr0", Mode::Bridge);
+    rec.delegate = Some(Call {
+        type_: "bridge".into(),
+        conf: json!({"type":"bridge"}),
+    });
+    rec
 }
 
 #[test]
