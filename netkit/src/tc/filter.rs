@@ -8,8 +8,8 @@ use netlink_packet_route::tc::{
 };
 use netlink_packet_route::RouteNetlinkMessage;
 
-use super::TrafficHandle;
-use super::INGRESS_HANDLE;
+use super::handle::TrafficHandle;
+use super::handle::INGRESS_HANDLE;
 use crate::error::Result;
 use crate::socket::{Request, CREATE_EXCL};
 

@@ -2,13 +2,16 @@
 //! and filters, one file per
 //! kernel object: [`tbf`] (the token bucket filter and its arithmetic),
 //! `filter` (a match-everything u32 filter redirecting to another
-//! device); the `ingress` qdisc and the qdisc listing live here.
+//! device); `handle` (the
+//! [`TrafficHandle`] the verbs hang on); the `ingress` qdisc and the
+//! qdisc listing live here.
 //!
 //! Built on netlink-packet-route's `TcMessage`. It knows `ingress`, `u32`
 //! and `mirred` but not `tbf`, whose options are therefore encoded here
 //! (`TCA_TBF_*`, linux/pkt_sched.h).
 
 mod filter;
+mod handle;
 mod tbf;
 
 use netlink_packet_core::{Nla, NlasIterator};
@@ -16,14 +19,9 @@ use netlink_packet_route::tc::{TcAttribute, TcHandle, TcMessage, TcOption};
 use netlink_packet_route::RouteNetlinkMessage;
 
 use crate::error::Result;
-use crate::socket::{Netlink, Request, CREATE_EXCL};
+use crate::socket::{Request, CREATE_EXCL};
+pub use handle::{TrafficHandle, INGRESS_HANDLE};
 pub use tbf::{tick_in_usec, TbfParams};
-
-/// The handle `tc` gives the ingress qdisc (`ffff:`).
-pub const INGRESS_HANDLE: TcHandle = TcHandle {
-    major: 0xffff,
-    minor: 0,
-};
 
 /// A queueing discipline as the kernel reports it (`tc qdisc show`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,18 +78,6 @@ fn tbf_options(opts: &[TcOption]) -> Option<TbfParams> {
         }
         _ => None,
     })
-}
-
-/// The traffic-control verbs (`tc`) of one [`Netlink`] socket, from
-/// [`Netlink::tc`].
-#[derive(Debug)]
-pub struct TrafficHandle<'a>(&'a mut Netlink);
-
-impl Netlink {
-    /// Traffic control: `tc qdisc` and `tc filter`.
-    pub fn tc(&mut self) -> TrafficHandle<'_> {
-        TrafficHandle(self)
-    }
 }
 
 impl TrafficHandle<'_> {

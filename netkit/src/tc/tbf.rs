@@ -23,7 +23,7 @@ use netlink_packet_core::DefaultNla;
 use netlink_packet_route::tc::{TcAttribute, TcHandle, TcMessage, TcOption};
 use netlink_packet_route::RouteNetlinkMessage;
 
-use super::TrafficHandle;
+use super::handle::TrafficHandle;
 use crate::error::Result;
 use crate::socket::{Request, CREATE_EXCL};
 
