@@ -19,7 +19,7 @@ use netkit::firewall;
 use netkit::Netns;
 use nix::fcntl::{Flock, FlockArg};
 use serde_json::json;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 
 /// What the setup was done for; any change means "do it again".
 fn setup_key(ctx: &Ctx, nconf: &NativeConf) -> String {
@@ -79,12 +79,7 @@ fn setup(ctx: &Ctx, nconf: &NativeConf) -> Result<(), CniError> {
 pub fn node_lock(ctx: &Ctx) -> Result<Flock<std::fs::File>, CniError> {
     let path = ctx.conf.data_dir.join(".netboot").join("node.lock");
     if let Some(dir) = path.parent() {
-        // The record directory's own mode (0700), whoever creates it first.
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| io_err("create record directory", e))?;
+        crate::private_file::create_dir(dir).map_err(|e| io_err("create record directory", e))?;
     }
     let file = crate::private_file::open(&path).map_err(|e| io_err("open node lock", e))?;
     Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| io_err("lock node", e.into()))

@@ -13,11 +13,11 @@
 //! The name ends in neither `.json` nor a temp suffix, so it is never
 //! taken for a record or a temp file.
 
+use super::store::remove_if_present;
 use super::Store;
 use std::collections::HashSet;
 use std::fs;
 use std::io;
-use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 
 const MARK: &str = "@.siblings";
@@ -35,10 +35,7 @@ impl Store {
     /// Leaves the mark that `container_id` has more than one attachment.
     pub fn mark_siblings(&self, container_id: &str) -> io::Result<()> {
         let path = self.sibling_mark_path(container_id);
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(self.record_dir())?;
+        crate::private_file::create_dir(&self.record_dir())?;
         crate::private_file::open(&path).map(drop)
     }
 
@@ -48,10 +45,7 @@ impl Store {
     }
 
     pub fn unmark_siblings(&self, container_id: &str) -> io::Result<()> {
-        match fs::remove_file(self.sibling_mark_path(container_id)) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        }
+        remove_if_present(&self.sibling_mark_path(container_id))
     }
 
     /// Removes the marks of containers without any record left (an ADD
